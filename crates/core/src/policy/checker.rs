@@ -1,0 +1,394 @@
+//! The registration-time check: would a customer's key policy let the platform's role do
+//! everything the seed document requires, and if not, what exactly should the customer change.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Effect;
+use super::document::{KeyPolicy, PrincipalEntry, Statement};
+use super::evaluate::{Caller, Decision, Evaluation, Request, evaluate};
+use super::matching::{CallerKind, caller_kind, parse_arn, wildcard_match_ci};
+
+/// Sid of the seed document's statement for the eight key-usage actions.
+pub const USE_STATEMENT_SID: &str = "Allow an external account to use this KMS key";
+/// Sid of the statement for the grant actions the volume service needs.
+pub const GRANT_STATEMENT_SID: &str = "Allow attachment of persistent resources";
+
+const USE_ACTIONS: [&str; 8] = [
+    "kms:EnableKey",
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptTo",
+    "kms:ReEncryptFrom",
+    "kms:DescribeKey",
+];
+const GRANT_ACTIONS: [&str; 3] = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"];
+
+/// Actions whose real calls carry the organization's encryption context.
+const CONTEXT_ACTIONS: [&str; 6] = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptTo",
+    "kms:ReEncryptFrom",
+];
+
+/// Session name used when checking as the provider role; any name behaves the same because
+/// role principals match every session of the role.
+const CHECK_SESSION_NAME: &str = "keyplane";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requirement {
+    pub action: &'static str,
+    /// The condition keys the platform's real call will carry, so conditions in the customer's
+    /// policy are judged against what will actually happen.
+    pub context: BTreeMap<String, Vec<String>>,
+}
+
+/// The eleven calls the platform makes with a customer key, in the order the seed lists them.
+///
+/// Cryptographic calls carry `kms:EncryptionContext:organization` (and the derived key list and
+/// the symmetric algorithm, as KMS reports them). All three grant calls carry
+/// `kms:GrantIsForAWSResource=true`: they are made by the volume service through its AWS
+/// integration, and AWS sets that key for ListGrants and RevokeGrant as well as CreateGrant —
+/// without it AWS's own "Allow attachment of persistent resources" statement would fail here.
+pub fn platform_requirements(org_id: &str) -> Vec<Requirement> {
+    USE_ACTIONS
+        .iter()
+        .chain(GRANT_ACTIONS.iter())
+        .map(|&action| {
+            let mut context = BTreeMap::new();
+            if CONTEXT_ACTIONS.contains(&action) {
+                context.insert(
+                    "kms:EncryptionContext:organization".to_string(),
+                    vec![org_id.to_string()],
+                );
+                context.insert(
+                    "kms:EncryptionContextKeys".to_string(),
+                    vec!["organization".to_string()],
+                );
+                context.insert(
+                    "kms:EncryptionAlgorithm".to_string(),
+                    vec!["SYMMETRIC_DEFAULT".to_string()],
+                );
+            }
+            if GRANT_ACTIONS.contains(&action) {
+                context.insert(
+                    "kms:GrantIsForAWSResource".to_string(),
+                    vec!["true".to_string()],
+                );
+            }
+            Requirement { action, context }
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FindingReason {
+    /// No Allow statement covers the action for this principal at all.
+    Missing,
+    /// An explicit Deny applies.
+    DeniedBy { sid: Option<String>, index: usize },
+    /// An Allow names the principal and action but its conditions fail for the platform's call.
+    ConditionNeverSatisfied {
+        sid: Option<String>,
+        index: usize,
+        conditions: Vec<String>,
+    },
+    /// An Allow names the action but a different principal (wrong account ID or role name).
+    WrongPrincipal { sid: Option<String>, index: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Finding {
+    pub action: String,
+    pub reason: FindingReason,
+    /// One sentence telling the customer what to change.
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CheckReport {
+    pub allowed: Vec<String>,
+    pub findings: Vec<Finding>,
+    pub verdict_ok: bool,
+}
+
+/// The caller the platform appears as when it uses `provider_role_arn`: a session of the role.
+/// Non-role ARNs are used as they are.
+pub fn provider_session_caller(provider_role_arn: &str) -> Caller {
+    if let (CallerKind::Role { name }, Some(arn)) =
+        (caller_kind(provider_role_arn), parse_arn(provider_role_arn))
+    {
+        return Caller {
+            arn: format!(
+                "arn:{}:sts::{}:assumed-role/{}/{}",
+                arn.partition, arn.account, name, CHECK_SESSION_NAME
+            ),
+            account: arn.account.to_string(),
+        };
+    }
+    let account = parse_arn(provider_role_arn).map_or_else(String::new, |a| a.account.to_string());
+    Caller {
+        arn: provider_role_arn.to_string(),
+        account,
+    }
+}
+
+pub fn check_policy(
+    policy: &KeyPolicy,
+    provider_role_arn: &str,
+    key_account: &str,
+    key_arn: &str,
+    requirements: &[Requirement],
+) -> CheckReport {
+    let caller = provider_session_caller(provider_role_arn);
+    let mut allowed = Vec::new();
+    let mut findings = Vec::new();
+    for req in requirements {
+        let eval = evaluate(
+            policy,
+            &Request {
+                action: req.action,
+                caller: &caller,
+                key_arn,
+                key_account,
+                context: &req.context,
+            },
+        );
+        if eval.is_allowed() {
+            allowed.push(req.action.to_string());
+        } else {
+            findings.push(explain(
+                policy,
+                &eval,
+                req.action,
+                provider_role_arn,
+                key_account,
+            ));
+        }
+    }
+    CheckReport {
+        verdict_ok: findings.is_empty(),
+        allowed,
+        findings,
+    }
+}
+
+fn name_of(st: &Statement, index: usize) -> String {
+    match &st.sid {
+        Some(sid) => format!("the statement \"{sid}\""),
+        None => format!("statement #{index} (no Sid)"),
+    }
+}
+
+fn explain(
+    policy: &KeyPolicy,
+    eval: &Evaluation,
+    action: &str,
+    role: &str,
+    key_account: &str,
+) -> Finding {
+    let finding = |reason, message| Finding {
+        action: action.to_string(),
+        reason,
+        message,
+    };
+    let stmt = |i: usize| policy.statements.get(i);
+
+    if eval.decision == Decision::ExplicitDeny
+        && let Some(t) = eval
+            .statements
+            .iter()
+            .find(|t| t.applies && t.effect == Effect::Deny)
+    {
+        let name = stmt(t.index).map_or_else(String::new, |s| name_of(s, t.index));
+        return finding(
+            FindingReason::DeniedBy {
+                sid: t.sid.clone(),
+                index: t.index,
+            },
+            format!(
+                "{action} is explicitly denied to {role} by {name}: remove {action} from that Deny or exclude {role} from it"
+            ),
+        );
+    }
+
+    let allows = || eval.statements.iter().filter(|t| t.effect == Effect::Allow);
+
+    if let Some(t) = allows().find(|t| {
+        t.principal_matches
+            && t.action_matches
+            && t.resource_matches
+            && !t.failed_conditions.is_empty()
+    }) {
+        let name = stmt(t.index).map_or_else(String::new, |s| name_of(s, t.index));
+        return finding(
+            FindingReason::ConditionNeverSatisfied {
+                sid: t.sid.clone(),
+                index: t.index,
+                conditions: t.failed_conditions.clone(),
+            },
+            format!(
+                "{action} is allowed for {role} by {name} only under conditions the platform's call does not meet ({}): remove or relax those conditions",
+                t.failed_conditions.join("; ")
+            ),
+        );
+    }
+
+    // Statements for the customer's own account (such as AWS's default "Enable IAM User
+    // Permissions") name every action but were never meant for the platform, so only
+    // statements naming some other account's principal count as a mistyped principal.
+    if let Some((t, s)) = allows()
+        .filter(|t| t.action_matches && t.resource_matches && !t.principal_matches)
+        .filter_map(|t| stmt(t.index).map(|s| (t, s)))
+        .find(|(_, s)| names_foreign_principal(s, key_account))
+    {
+        let listed = listed_principals(s);
+        return finding(
+            FindingReason::WrongPrincipal {
+                sid: t.sid.clone(),
+                index: t.index,
+            },
+            format!(
+                "{} allows {action} for {listed} but not for {role}: set its Principal to {{\"AWS\": \"{role}\"}}",
+                capitalize(&name_of(s, t.index))
+            ),
+        );
+    }
+
+    let message = missing_message(policy, eval, action, role);
+    finding(FindingReason::Missing, message)
+}
+
+fn missing_message(policy: &KeyPolicy, eval: &Evaluation, action: &str, role: &str) -> String {
+    let grant = GRANT_ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(action));
+    let group: &[&str] = if grant { &GRANT_ACTIONS } else { &USE_ACTIONS };
+    let stmt = |i: usize| policy.statements.get(i);
+
+    // An Allow for the role that covers the key but not the action: the customer most likely
+    // forgot the action in that list.
+    let hosts: Vec<(usize, &Statement)> = eval
+        .statements
+        .iter()
+        .filter(|t| {
+            t.effect == Effect::Allow
+                && t.principal_matches
+                && t.resource_matches
+                && !t.action_matches
+        })
+        .filter_map(|t| stmt(t.index).map(|s| (t.index, s)))
+        .collect();
+    let same_group = hosts.iter().find(|(_, s)| {
+        !s.action.negated
+            && group
+                .iter()
+                .any(|a| s.action.patterns.iter().any(|p| wildcard_match_ci(p, a)))
+    });
+    let host = match same_group {
+        Some(h) => Some(h),
+        None if !grant => hosts.first(),
+        None => None,
+    };
+    if let Some((i, s)) = host {
+        return if s.action.negated {
+            format!(
+                "{action} is not allowed for {role}: remove it from the NotAction list of {}",
+                name_of(s, *i)
+            )
+        } else {
+            format!(
+                "{action} is not allowed for {role}: add it to the Action list of {}",
+                name_of(s, *i)
+            )
+        };
+    }
+
+    // The role and action are named together but the Resource leaves this key out.
+    if let Some((i, s)) = eval
+        .statements
+        .iter()
+        .find(|t| {
+            t.effect == Effect::Allow
+                && t.principal_matches
+                && t.action_matches
+                && !t.resource_matches
+        })
+        .and_then(|t| stmt(t.index).map(|s| (t.index, s)))
+    {
+        return format!(
+            "{action} is not allowed for {role}: {} does not cover this key, set its Resource to \"*\"",
+            name_of(s, i)
+        );
+    }
+
+    let sid = if grant {
+        GRANT_STATEMENT_SID
+    } else {
+        USE_STATEMENT_SID
+    };
+    format!(
+        "{action} is not allowed for {role}: add the statement \"{sid}\" (see the recommended statements) to the key policy"
+    )
+}
+
+fn names_foreign_principal(s: &Statement, key_account: &str) -> bool {
+    !s.principal.negated
+        && s.principal.entries.iter().any(|e| match e {
+            PrincipalEntry::Aws(p) => {
+                let account = parse_arn(p).map_or(p.as_str(), |a| a.account);
+                p != "*" && account != key_account
+            }
+            _ => false,
+        })
+}
+
+fn listed_principals(s: &Statement) -> String {
+    let names: Vec<&str> = s
+        .principal
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            PrincipalEntry::Aws(p) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    names.join(", ")
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The statements the customer pastes into the key policy, with the platform's role filled in.
+/// The first is the seed document's statement; the second is AWS's own statement for grants on
+/// behalf of AWS services, which the volume service needs.
+pub fn recommended_statements(provider_role_arn: &str) -> Vec<Value> {
+    vec![
+        json!({
+            "Sid": USE_STATEMENT_SID,
+            "Effect": "Allow",
+            "Principal": { "AWS": provider_role_arn },
+            "Action": USE_ACTIONS,
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": GRANT_STATEMENT_SID,
+            "Effect": "Allow",
+            "Principal": { "AWS": provider_role_arn },
+            "Action": GRANT_ACTIONS,
+            "Resource": "*",
+            "Condition": { "Bool": { "kms:GrantIsForAWSResource": "true" } }
+        }),
+    ]
+}

@@ -1,0 +1,67 @@
+//! AWS KMS key-policy analysis: parsing and validating a key policy the way PutKeyPolicy does,
+//! evaluating a request against it the way KMS does, and checking whether a customer's policy
+//! lets the platform's role do everything it needs before the customer registers the key.
+//!
+//! The built-in dev KMS and the registration endpoint both rely on this module, so the two can
+//! never disagree about whether a policy works.
+
+mod checker;
+mod condition;
+mod document;
+mod evaluate;
+mod matching;
+
+pub use checker::{
+    CheckReport, Finding, FindingReason, GRANT_STATEMENT_SID, Requirement, USE_STATEMENT_SID,
+    check_policy, platform_requirements, provider_session_caller, recommended_statements,
+};
+pub use condition::{BaseOperator, Condition, Operator, SetQualifier};
+pub use document::{
+    KeyPolicy, MAX_POLICY_BYTES, NameList, PrincipalEntry, PrincipalSet, Statement,
+};
+pub use evaluate::{
+    Caller, Decision, Evaluation, Request, StatementTrace, evaluate, lockout_check,
+};
+
+use serde::Serialize;
+
+/// Whether a statement grants or refuses. Kept separate from [`Decision`] because a statement's
+/// effect is a two-valued author choice while a decision also has the implicit-deny outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "Allow",
+            Effect::Deny => "Deny",
+        }
+    }
+}
+
+impl std::fmt::Display for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The message AWS returns when PutKeyPolicy/CreateKey would lock the caller out of the key.
+pub const LOCKOUT_MESSAGE: &str =
+    "The new key policy will not allow you to update the key policy in the future.";
+
+/// Everything that can go wrong with a key policy. The dev KMS maps `Malformed` and `Lockout`
+/// to AWS's MalformedPolicyDocumentException, so the display text is what a customer reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The document is not a policy PutKeyPolicy would accept; the text names the statement and
+    /// field so the customer can find the mistake without guessing.
+    #[error("{0}")]
+    Malformed(String),
+    /// The policy is well formed but would leave `caller` unable to call kms:PutKeyPolicy again.
+    /// Displays exactly AWS's sentence so it can go on the wire unchanged.
+    #[error("{}", LOCKOUT_MESSAGE)]
+    Lockout { caller: String },
+}
