@@ -1,0 +1,14 @@
+//! keyplane's domain rules, shared by every other crate: which providers, database types and
+//! regions exist, what a role may do, what an application token looks like, and how an AWS
+//! key policy is evaluated. Nothing here performs I/O or knows a vendor SDK.
+#![forbid(unsafe_code)]
+
+pub mod permissions;
+pub mod policy;
+pub mod provider;
+pub mod regions;
+pub mod token;
+
+pub use permissions::{Permission, Role};
+pub use provider::{DbType, Provider};
+pub use token::{Token, TokenError};
