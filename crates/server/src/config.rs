@@ -1,0 +1,82 @@
+//! What the operator configures: the region catalog and the platform's own cloud accounts.
+//! The binary builds this from flags, `KEYPLANE_*` variables and the TOML file.
+use keyplane_core::Provider;
+use keyplane_core::regions::default_regions;
+use std::collections::BTreeMap;
+
+/// One of the platform's cloud accounts that customers trust in their key policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAccount {
+    /// AWS: the 12-digit account ID; GCP: the service account; Azure: the application ID.
+    pub id: String,
+    /// AWS only: the role name customers allow (`arn:aws:iam::<id>:role/<role>`).
+    pub role: String,
+    /// The regions this account serves; `None` means every region of the catalog.
+    pub regions: Option<Vec<String>>,
+}
+
+impl ProviderAccount {
+    pub fn serves(&self, region: &str) -> bool {
+        self.regions.as_ref().is_none_or(|r| r.iter().any(|x| x == region))
+    }
+
+    /// The principal customers must name in their key policy.
+    pub fn principal(&self, provider: Provider) -> String {
+        match provider {
+            Provider::Aws => format!("arn:aws:iam::{}:role/{}", self.id, self.role),
+            _ => self.id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub catalog: BTreeMap<Provider, Vec<String>>,
+    pub provider_accounts: BTreeMap<Provider, Vec<ProviderAccount>>,
+    /// How clients reach this server, written into dev credentials and links.
+    pub public_url: String,
+}
+
+pub const DEFAULT_AWS_ACCOUNT: &str = "222222222222";
+pub const DEFAULT_AWS_ROLE: &str = "creator";
+
+impl Default for Config {
+    fn default() -> Self {
+        let catalog = Provider::ALL
+            .iter()
+            .map(|p| (*p, default_regions(*p).iter().map(|r| r.to_string()).collect()))
+            .collect();
+        let account = |id: &str| ProviderAccount {
+            id: id.to_string(),
+            role: DEFAULT_AWS_ROLE.to_string(),
+            regions: None,
+        };
+        let provider_accounts = BTreeMap::from([
+            (Provider::Aws, vec![account(DEFAULT_AWS_ACCOUNT)]),
+            (
+                Provider::Gcp,
+                vec![account("keyplane-platform@keyplane-dev.iam.gserviceaccount.com")],
+            ),
+            (Provider::Azure, vec![account("7f3c2a10-0000-4000-8000-000000000222")]),
+        ]);
+        Config {
+            catalog,
+            provider_accounts,
+            public_url: "http://127.0.0.1:8080".to_string(),
+        }
+    }
+}
+
+impl Config {
+    pub fn regions(&self, provider: Provider) -> &[String] {
+        self.catalog.get(&provider).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn accounts(&self, provider: Provider) -> &[ProviderAccount] {
+        self.provider_accounts.get(&provider).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn account(&self, provider: Provider, id: &str) -> Option<&ProviderAccount> {
+        self.accounts(provider).iter().find(|a| a.id == id)
+    }
+}

@@ -1,0 +1,19 @@
+//! keyplane's DevOps-style REST API: the axum router, authentication by application token,
+//! the one error type and its JSON body, metrics, and the OpenAPI document.
+//!
+//! It depends on the [`keyplane_store::Store`] trait only; the binary picks the backend.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod regions;
+pub mod router;
+pub mod routes;
+
+pub use app::{AppState, run};
+pub use config::{Config, ProviderAccount};
+pub use error::ApiError;

@@ -1,0 +1,116 @@
+//! The route table. Every API route is registered through `utoipa_axum::routes!`, which
+//! takes the path from the handler's OpenAPI annotation, so a route cannot exist without
+//! being documented (a test keeps it that way).
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::routes::{accounts, health, orgs, tokens};
+
+/// Bodies above this are refused before they are read in full.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keyplane",
+        description = "Bring-your-own-key for managed databases: the DevOps-style API.",
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorItem)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The documented routes and the OpenAPI document built from them.
+pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::openapi_json))
+        .routes(routes!(orgs::current_org))
+        .routes(routes!(orgs::get_org))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(accounts::classic_accounts))
+        .routes(routes!(accounts::serverless_accounts))
+        .routes(routes!(accounts::assign_classic_account))
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    (router.with_state(state), doc)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api(state.clone());
+    let doc = std::sync::Arc::new(doc);
+    api.layer(axum::Extension(doc))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state, observe))
+}
+
+async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+/// A panic is a bug: log it, answer the generic 500 body.
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string());
+    ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
+}
+
+/// Counts and times every request by route template and status.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let res = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    state.metrics.observe(method.as_str(), &route, status, elapsed);
+    tracing::debug!(%method, %route, status, micros = elapsed.as_micros() as u64, "request");
+    res
+}

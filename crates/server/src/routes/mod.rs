@@ -1,0 +1,5 @@
+//! One module per resource of the API.
+pub mod accounts;
+pub mod health;
+pub mod orgs;
+pub mod tokens;

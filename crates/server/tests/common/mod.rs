@@ -1,0 +1,115 @@
+//! A real keyplane server on a loopback port for the tests, over a fresh SQLite store.
+#![allow(dead_code)]
+
+use keyplane_core::Role;
+use keyplane_server::{AppState, Config};
+use keyplane_store::DynStore;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub struct TestServer {
+    pub url: String,
+    pub store: DynStore,
+    pub client: reqwest::Client,
+    pub org: Uuid,
+    pub admin: String,
+    pub db_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::with_config(Config::default()).await
+    }
+
+    pub async fn with_config(config: Config) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("keyplane.db");
+        let store = keyplane_store::open(db_path.to_str().unwrap()).await.unwrap();
+        Self::with_store(store, config, dir, db_path).await
+    }
+
+    pub async fn with_store(store: DynStore, config: Config, dir: tempfile::TempDir, db_path: std::path::PathBuf) -> TestServer {
+        let org = store.create_org("Acme", None).await.unwrap().id;
+        let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org, &Role::OrgAdmin, "test")
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState::new(store.clone(), config);
+        tokio::spawn(keyplane_server::run(listener, state, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            url,
+            store,
+            client: reqwest::Client::new(),
+            org,
+            admin: token.expose().to_string(),
+            db_path,
+            _dir: dir,
+            stop: Some(tx),
+        }
+    }
+
+    /// A token of `org` with `role`.
+    pub async fn token(&self, org: Uuid, role: Role) -> String {
+        let (t, _) = keyplane_server::routes::tokens::issue_token(self.store.as_ref(), org, &role, "test")
+            .await
+            .unwrap();
+        t.expose().to_string()
+    }
+
+    pub fn req(&self, method: &str, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut b = self.client.request(m, format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            b = b.bearer_auth(t);
+        }
+        b
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        send(self.req("GET", path, Some(token))).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        send(self.req("POST", path, Some(token)).json(&body)).await
+    }
+}
+
+/// Sends and returns status and JSON body; asserts a JSON body whenever there is one.
+pub async fn send(b: reqwest::RequestBuilder) -> (u16, Value) {
+    let res = b.send().await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.unwrap();
+    if bytes.is_empty() {
+        return (status, Value::Null);
+    }
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}
+
+/// Asserts the API's error body: exactly `{"errors":[{"ID":<int>,"message":"…"}]}`.
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_id: u64) -> String {
+    assert_eq!(status, want_status, "body: {body}");
+    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("no errors array: {body}"));
+    assert_eq!(errors.len(), 1, "{body}");
+    let e = errors[0].as_object().unwrap();
+    assert_eq!(e.len(), 2, "error item has exactly ID and message: {body}");
+    assert_eq!(e["ID"].as_u64(), Some(want_id), "{body}");
+    let msg = e["message"].as_str().unwrap().to_string();
+    assert!(msg.len() > 10, "message says what is wrong: {body}");
+    msg
+}
