@@ -1,0 +1,85 @@
+//! GenerateDataKey + Decrypt pairs over loopback with the unmodified Rust SDK, many tasks at
+//! once; prints pairs per second. `cargo bench -p keyplane-devkms` (release build).
+//! Tunables: DEVKMS_BENCH_SECS (default 10), DEVKMS_BENCH_TASKS (default 64).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::types::DataKeySpec;
+use keyplane_devkms::{DevKms, DevKmsConfig};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let secs = env_num("DEVKMS_BENCH_SECS", 10);
+    let tasks = env_num("DEVKMS_BENCH_TASKS", 64);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let kms = DevKms::open(DevKmsConfig { data_dir: tmp.path().join("kms"), extra_identities: vec![], allow_clock_control: false })
+            .expect("open devkms");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let creds = kms.credentials("arn:aws:iam::111111111111:user/admin").expect("customer identity");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(kms.clone().run(listener, async {
+            let _ = rx.await;
+        }));
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-2"))
+            .credentials_provider(Credentials::new(&creds.access_key_id, &creds.secret_access_key, None, None, "bench"))
+            .endpoint_url(&endpoint)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        let client = aws_sdk_kms::Client::from_conf(conf);
+        let key = client.create_key().send().await.expect("create key").key_metadata().expect("metadata").arn().expect("arn").to_string();
+
+        let pairs = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        // Warm up connections.
+        let warm_until = Instant::now() + Duration::from_secs(1);
+        let deadline = warm_until + Duration::from_secs(secs);
+        let mut handles = vec![];
+        for _ in 0..tasks {
+            let (client, key, pairs, errors) = (client.clone(), key.clone(), pairs.clone(), errors.clone());
+            handles.push(tokio::spawn(async move {
+                loop {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    let ok = async {
+                        let dk = client.generate_data_key().key_id(&key).key_spec(DataKeySpec::Aes256).send().await.ok()?;
+                        let back = client.decrypt().ciphertext_blob(dk.ciphertext_blob()?.clone()).send().await.ok()?;
+                        (back.plaintext()?.as_ref() == dk.plaintext()?.as_ref()).then_some(())
+                    }
+                    .await;
+                    if now >= warm_until {
+                        match ok {
+                            Some(()) => pairs.fetch_add(1, Ordering::Relaxed),
+                            None => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                }
+            }));
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+        let n = pairs.load(Ordering::Relaxed);
+        let rate = n as f64 / secs as f64;
+        println!(
+            "devkms GenerateDataKey+Decrypt: {n} pairs in {secs}s with {tasks} tasks = {rate:.0} pairs/s ({:.0} requests/s), {} errors",
+            rate * 2.0,
+            errors.load(Ordering::Relaxed)
+        );
+        let _ = tx.send(());
+        let _ = server.await;
+    });
+}
