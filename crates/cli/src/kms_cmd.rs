@@ -1,0 +1,285 @@
+//! `keyplane kms …`: run the built-in KMS on its own, and the customer-side commands a key owner
+//! would run against AWS KMS (create a key, set its policy, disable it, schedule its deletion),
+//! sent with the unmodified AWS SDK so they behave the same against the built-in KMS and AWS.
+//! Results are printed as JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::types::{KeyMetadata, KeySpec};
+use keyplane_devkms::{DevKms, DevKmsConfig};
+use serde_json::{Value, json};
+
+const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4599";
+const DEFAULT_REGION: &str = "us-east-2";
+const CUSTOMER_PRINCIPAL: &str = "arn:aws:iam::111111111111:user/admin";
+
+/// Where and as whom the customer-side commands call KMS. Flags win over the credentials file
+/// that `keyplane serve --dev` writes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KmsClientArgs {
+    /// KMS endpoint URL (default: the file's `kms.endpoint`, else http://127.0.0.1:4599).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// AWS region of the key (default: the file's `kms.region`, else us-east-2).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Access key id to sign with (default: the file's `kms.customer.accessKeyId`).
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+    /// Secret access key to sign with (default: the file's `kms.customer.secretAccessKey`).
+    #[arg(long)]
+    pub secret_access_key: Option<String>,
+    /// The dev credentials file written by `keyplane serve --dev`.
+    #[arg(long, default_value = "./keyplane-data/dev-credentials.json")]
+    pub credentials_file: PathBuf,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KmsCommand {
+    /// Run the built-in KMS alone (development and tests only, not for production secrets).
+    /// Prints one JSON line with its endpoint and the sample customer's credentials; every
+    /// identity's credentials are in `<data-dir>/credentials.json`.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:4599")]
+        listen: String,
+        #[arg(long, default_value = "./keyplane-data/kms")]
+        data_dir: PathBuf,
+        /// Let `POST /_admin/clock/advance` move time forward (tests only).
+        #[arg(long)]
+        allow_clock_control: bool,
+    },
+    /// Create a KMS key (symmetric by default).
+    CreateKey {
+        #[command(flatten)]
+        client: KmsClientArgs,
+        #[arg(long)]
+        description: Option<String>,
+        /// SYMMETRIC_DEFAULT, RSA_2048, ECC_NIST_P256, HMAC_256, …
+        #[arg(long)]
+        key_spec: Option<String>,
+        #[arg(long)]
+        multi_region: bool,
+        /// Key policy JSON file (`-` for standard input); default: the account's default policy.
+        #[arg(long)]
+        policy_file: Option<PathBuf>,
+    },
+    /// Replace a key's policy.
+    PutKeyPolicy {
+        #[command(flatten)]
+        client: KmsClientArgs,
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        policy_file: PathBuf,
+    },
+    /// Print a key's policy.
+    GetKeyPolicy {
+        #[command(flatten)]
+        client: KmsClientArgs,
+        #[arg(long)]
+        key_id: String,
+    },
+    DisableKey {
+        #[command(flatten)]
+        client: KmsClientArgs,
+        #[arg(long)]
+        key_id: String,
+    },
+    EnableKey {
+        #[command(flatten)]
+        client: KmsClientArgs,
+        #[arg(long)]
+        key_id: String,
+    },
+    ScheduleKeyDeletion {
+        #[command(flatten)]
+        client: KmsClientArgs,
+        #[arg(long)]
+        key_id: String,
+        /// 7 to 30 days; KMS's default is 30.
+        #[arg(long)]
+        pending_window_in_days: Option<i32>,
+    },
+    DescribeKey {
+        #[command(flatten)]
+        client: KmsClientArgs,
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
+    let out = match cmd {
+        KmsCommand::Serve { listen, data_dir, allow_clock_control } => return serve(listen, data_dir, allow_clock_control).await,
+        KmsCommand::CreateKey { client, description, key_spec, multi_region, policy_file } => {
+            let c = connect(&client)?;
+            let mut req = c.create_key().set_description(description).multi_region(multi_region);
+            if let Some(spec) = key_spec {
+                req = req.key_spec(KeySpec::from(spec.as_str()));
+            }
+            if let Some(p) = policy_file {
+                req = req.policy(read_policy(&p)?);
+            }
+            let r = req.send().await.map_err(aws_error)?;
+            json!({ "KeyMetadata": r.key_metadata().map(metadata_json) })
+        }
+        KmsCommand::PutKeyPolicy { client, key_id, policy_file } => {
+            let policy = read_policy(&policy_file)?;
+            connect(&client)?.put_key_policy().key_id(&key_id).policy(policy).send().await.map_err(aws_error)?;
+            json!({ "KeyId": key_id, "PolicyName": "default", "updated": true })
+        }
+        KmsCommand::GetKeyPolicy { client, key_id } => {
+            let r = connect(&client)?.get_key_policy().key_id(&key_id).send().await.map_err(aws_error)?;
+            let policy = r.policy().unwrap_or("{}");
+            json!({
+                "PolicyName": r.policy_name().unwrap_or("default"),
+                "Policy": serde_json::from_str::<Value>(policy).unwrap_or_else(|_| Value::String(policy.to_string())),
+            })
+        }
+        KmsCommand::DisableKey { client, key_id } => {
+            connect(&client)?.disable_key().key_id(&key_id).send().await.map_err(aws_error)?;
+            json!({ "KeyId": key_id, "KeyState": "Disabled" })
+        }
+        KmsCommand::EnableKey { client, key_id } => {
+            connect(&client)?.enable_key().key_id(&key_id).send().await.map_err(aws_error)?;
+            json!({ "KeyId": key_id, "KeyState": "Enabled" })
+        }
+        KmsCommand::ScheduleKeyDeletion { client, key_id, pending_window_in_days } => {
+            let r = connect(&client)?
+                .schedule_key_deletion()
+                .key_id(&key_id)
+                .set_pending_window_in_days(pending_window_in_days)
+                .send()
+                .await
+                .map_err(aws_error)?;
+            json!({
+                "KeyId": r.key_id(),
+                "KeyState": r.key_state().map(|s| s.as_str()),
+                "DeletionDate": r.deletion_date().map(|d| d.to_string()),
+                "PendingWindowInDays": r.pending_window_in_days(),
+            })
+        }
+        KmsCommand::DescribeKey { client, key_id } => {
+            let r = connect(&client)?.describe_key().key_id(&key_id).send().await.map_err(aws_error)?;
+            json!({ "KeyMetadata": r.key_metadata().map(metadata_json) })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn serve(listen: String, data_dir: PathBuf, allow_clock_control: bool) -> anyhow::Result<()> {
+    let kms = DevKms::open(DevKmsConfig { data_dir: data_dir.clone(), extra_identities: Vec::new(), allow_clock_control })
+        .with_context(|| format!("opening the built-in KMS in {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let customer = kms.credentials(CUSTOMER_PRINCIPAL).context("the built-in KMS has no sample customer identity")?;
+    println!(
+        "{}",
+        json!({
+            "endpoint": endpoint,
+            "region": DEFAULT_REGION,
+            "credentialsFile": data_dir.join("credentials.json"),
+            "customer": {
+                "accountId": customer.account,
+                "accessKeyId": customer.access_key_id,
+                "secretAccessKey": customer.secret_access_key,
+                "principalArn": customer.principal_arn,
+            },
+            "note": "built-in KMS for development and tests only, not for production secrets",
+        })
+    );
+    kms.run(listener, shutdown_signal()).await.context("serving the built-in KMS")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+fn read_policy(path: &PathBuf) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the policy from standard input")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading policy file {}", path.display()))
+}
+
+/// Resolves endpoint, region and keys from the flags, then the dev credentials file.
+fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
+    let file: Option<Value> = match std::fs::read_to_string(&args.credentials_file) {
+        Ok(text) => Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", args.credentials_file.display()))?,
+        ),
+        Err(_) => None,
+    };
+    let from_file = |ptr: &str| file.as_ref().and_then(|f| f.pointer(ptr)).and_then(Value::as_str).map(String::from);
+    let endpoint = args.endpoint.clone().or_else(|| from_file("/kms/endpoint")).unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let region = args.region.clone().or_else(|| from_file("/kms/region")).unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let (akid, secret) = match (
+        args.access_key_id.clone().or_else(|| from_file("/kms/customer/accessKeyId")),
+        args.secret_access_key.clone().or_else(|| from_file("/kms/customer/secretAccessKey")),
+    ) {
+        (Some(a), Some(s)) => (a, s),
+        _ => bail!(
+            "no KMS credentials: pass --access-key-id and --secret-access-key, or point --credentials-file at the dev-credentials.json written by `keyplane serve --dev` (looked at {})",
+            args.credentials_file.display()
+        ),
+    };
+    let mut conf = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(Credentials::new(akid, secret, None, None, "keyplane-cli"))
+        .endpoint_url(&endpoint);
+    if endpoint.starts_with("http://") {
+        conf = conf.http_client(aws_smithy_http_client::Builder::new().build_http());
+    } else {
+        bail!("only http:// endpoints are supported by this build (got {endpoint}); use the aws CLI for AWS itself");
+    }
+    Ok(aws_sdk_kms::Client::from_conf(conf.build()))
+}
+
+/// AWS's error code and message instead of the SDK's generic "service error".
+fn aws_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> anyhow::Error {
+    match e.code() {
+        Some(code) => anyhow::anyhow!("{code}: {}", e.message().unwrap_or("")),
+        None => anyhow::Error::new(e).context("calling KMS"),
+    }
+}
+
+fn metadata_json(m: &KeyMetadata) -> Value {
+    json!({
+        "AWSAccountId": m.aws_account_id(),
+        "KeyId": m.key_id(),
+        "Arn": m.arn(),
+        "CreationDate": m.creation_date().map(|d| d.to_string()),
+        "Enabled": m.enabled(),
+        "Description": m.description(),
+        "KeyUsage": m.key_usage().map(|u| u.as_str()),
+        "KeyState": m.key_state().map(|s| s.as_str()),
+        "DeletionDate": m.deletion_date().map(|d| d.to_string()),
+        "PendingDeletionWindowInDays": m.pending_deletion_window_in_days(),
+        "Origin": m.origin().map(|o| o.as_str()),
+        "KeyManager": m.key_manager().map(|k| k.as_str()),
+        "KeySpec": m.key_spec().map(|s| s.as_str()),
+        "EncryptionAlgorithms": m.encryption_algorithms().iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "MultiRegion": m.multi_region(),
+    })
+}
