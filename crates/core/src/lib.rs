@@ -3,6 +3,8 @@
 //! key policy is evaluated. Nothing here performs I/O or knows a vendor SDK.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod keys;
 pub mod permissions;
 pub mod policy;
 pub mod provider;
@@ -11,4 +13,5 @@ pub mod token;
 
 pub use permissions::{Permission, Role};
 pub use provider::{DbType, Provider};
+pub use keys::{AwsKeyArn, KeyStatus};
 pub use token::{Token, TokenError};
