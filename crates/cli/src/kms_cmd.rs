@@ -255,12 +255,14 @@ fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
 }
 
 /// AWS's error code and message instead of the SDK's generic "service error".
-fn aws_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> anyhow::Error {
+fn aws_error<E, R>(e: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
     match e.code() {
         Some(code) => anyhow::anyhow!("{code}: {}", e.message().unwrap_or("")),
-        None => anyhow::Error::new(e).context("calling KMS"),
+        None => anyhow::anyhow!("calling KMS: {}", aws_sdk_kms::error::DisplayErrorContext(&e)),
     }
 }
 

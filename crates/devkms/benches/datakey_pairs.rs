@@ -10,6 +10,10 @@ use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::DataKeySpec;
 use keyplane_devkms::{DevKms, DevKmsConfig};
 
+/// The client SDK allocates heavily per request; glibc malloc made it the bottleneck on 2 cores.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

@@ -66,7 +66,10 @@ pub(crate) async fn handle(
 ) -> Response {
     let mut resp = match dispatch(&inner, &method, &uri, &headers, &body) {
         Ok(v) => {
-            let mut r = v.to_string().into_response();
+            // Operations without a response (EnableKey, PutKeyPolicy, …) answer with an empty
+            // body, as AWS does.
+            let body = if v.is_null() { String::new() } else { v.to_string() };
+            let mut r = body.into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
             r
         }
@@ -821,7 +824,7 @@ fn create_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         },
     );
     ctx.inner.commit(st)?;
-    Ok(json!({}))
+    Ok(Value::Null)
 }
 
 fn update_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -847,7 +850,7 @@ fn update_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         a.last_updated = ctx.now;
     }
     ctx.inner.commit(st)?;
-    Ok(json!({}))
+    Ok(Value::Null)
 }
 
 fn delete_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -865,7 +868,7 @@ fn delete_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     }
     st.aliases.remove(&slot);
     ctx.inner.commit(st)?;
-    Ok(json!({}))
+    Ok(Value::Null)
 }
 
 fn list_aliases(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -942,7 +945,7 @@ fn put_key_policy(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         k.policy = Arc::new(parsed);
     }
     ctx.inner.commit(st)?;
-    Ok(json!({}))
+    Ok(Value::Null)
 }
 
 fn list_key_policies(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -980,7 +983,7 @@ fn set_enabled(ctx: &Ctx<'_>, input: &Input<'_>, enable: bool) -> Result<Value, 
     mutate_key(ctx, key_ref, Scope::OwnAccount, action, |_, k| {
         require_not_pending(k)?;
         k.rec.state = if enable { KeyState::Enabled } else { KeyState::Disabled };
-        Ok(json!({}))
+        Ok(Value::Null)
     })
 }
 
@@ -1379,7 +1382,7 @@ fn revoke_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let grant_id = input.str_req("GrantId")?.to_string();
     mutate_key(ctx, key_ref, Scope::CrossAccount, "kms:RevokeGrant", |_, k| {
         remove_grant(k, &grant_id)?;
-        Ok(json!({}))
+        Ok(Value::Null)
     })
 }
 
@@ -1415,7 +1418,7 @@ fn retire_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         remove_grant(k, &grant_id)?;
     }
     ctx.inner.commit(st)?;
-    Ok(json!({}))
+    Ok(Value::Null)
 }
 
 fn require_rotatable(k: &Key) -> Result<(), ApiError> {
@@ -1445,7 +1448,7 @@ fn enable_key_rotation(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiErr
         k.rec.rotation.enabled = true;
         k.rec.rotation.period_days = period;
         k.rec.rotation.next_rotation = Some(ctx.now + f64::from(period) * 86_400.0);
-        Ok(json!({}))
+        Ok(Value::Null)
     })
 }
 
@@ -1456,7 +1459,7 @@ fn disable_key_rotation(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiEr
         require_rotatable(k)?;
         k.rec.rotation.enabled = false;
         k.rec.rotation.next_rotation = None;
-        Ok(json!({}))
+        Ok(Value::Null)
     })
 }
 
@@ -1559,7 +1562,7 @@ fn tag_resource(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         if k.rec.tags.len() > 50 {
             return Err(ApiError::new("TagException", "A KMS key can have at most 50 tags"));
         }
-        Ok(json!({}))
+        Ok(Value::Null)
     })
 }
 
@@ -1569,7 +1572,7 @@ fn untag_resource(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:UntagResource", |_, k| {
         require_not_pending(k)?;
         k.rec.tags.retain(|t| !keys.contains(&t.key));
-        Ok(json!({}))
+        Ok(Value::Null)
     })
 }
 
