@@ -1,0 +1,168 @@
+//! keyplane's persistent state: organizations, enterprises, tokens and provider-account
+//! assignments, behind one [`Store`] trait with a SQLite and a PostgreSQL implementation.
+//!
+//! Every write is one transaction; schema migrations run when a store is opened.
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keyplane_core::Provider;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("store task failed: {0}")]
+    Task(String),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enterprise {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub enterprise_id: Option<Uuid>,
+    /// Per provider, the regions unlocked for this organization. A provider absent from the
+    /// map has every catalog region unlocked (the default).
+    pub unlocked_regions: BTreeMap<Provider, Vec<String>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored application token: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub client_id: String,
+    pub org_id: Uuid,
+    /// [`keyplane_core::Role::to_storage`] form.
+    pub role: String,
+    pub secret_hash: Vec<u8>,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A platform cloud account assigned to an organization. `ordinal` orders an
+/// organization's assignments per provider (0 is the first one ever chosen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountAssignment {
+    pub org_id: Uuid,
+    pub provider: Provider,
+    pub account_id: String,
+    pub ordinal: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// "sqlite" or "postgres", for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the store answers a trivial query (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_enterprise(&self, name: &str) -> Result<Enterprise>;
+    async fn get_enterprise(&self, id: Uuid) -> Result<Option<Enterprise>>;
+    async fn list_enterprises(&self) -> Result<Vec<Enterprise>>;
+
+    async fn create_org(&self, name: &str, enterprise_id: Option<Uuid>) -> Result<Organization>;
+    async fn get_org(&self, id: Uuid) -> Result<Option<Organization>>;
+    /// All organizations, or those of one enterprise, ordered by name.
+    async fn list_orgs(&self, enterprise_id: Option<Uuid>) -> Result<Vec<Organization>>;
+    /// `None` unlocks every catalog region of the provider again. Err(NotFound) when the
+    /// organization does not exist.
+    async fn set_unlocked_regions(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        regions: Option<Vec<String>>,
+    ) -> Result<()>;
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    /// The token and its organization in one round trip: this runs on every request.
+    async fn authenticate(&self, client_id: &str) -> Result<Option<(TokenRecord, Organization)>>;
+    /// Tokens of an organization, newest first, revoked ones included.
+    async fn list_tokens(&self, org_id: Uuid) -> Result<Vec<TokenRecord>>;
+    /// Marks the token revoked. False when the organization has no such unrevoked token.
+    async fn revoke_token(&self, org_id: Uuid, client_id: &str) -> Result<bool>;
+
+    /// The organization's assignments for a provider, by ordinal.
+    async fn assigned_accounts(&self, org_id: Uuid, provider: Provider) -> Result<Vec<AccountAssignment>>;
+    /// How many organizations each account is assigned to, to spread new assignments.
+    async fn account_usage(&self, provider: Provider) -> Result<BTreeMap<String, i64>>;
+    /// Inserts the assignment at `ordinal` unless that ordinal (or that account) is already
+    /// taken for the organization and provider. Returns false on such a conflict, so that two
+    /// racing first requests settle on one account: the loser re-reads.
+    async fn try_assign_account(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        account_id: &str,
+        ordinal: i64,
+    ) -> Result<bool>;
+
+    /// Small named values the process keeps across restarts (e.g. the dev bootstrap).
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` unless `key` already has one; returns the value now stored.
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Both backends keep milliseconds only (SQLite's text format and the API's JSON), so values
+/// are cut to milliseconds before they are written: what is read back then equals what was
+/// handed out.
+pub(crate) fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::SubsecRound::trunc_subsecs(t, 3)
+}
+
+pub(crate) fn now_ms() -> DateTime<Utc> {
+    truncate_ms(Utc::now())
+}
+
+/// Opens the store a URL names: `postgres://…`/`postgresql://…`, or `sqlite://PATH` /
+/// a plain file path for SQLite. Runs migrations.
+pub async fn open(url: &str) -> Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+    }
+}
