@@ -1,0 +1,342 @@
+//! [`AwsKeyProvider`]: the [`KeyProvider`] operations as aws-sdk-kms calls.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{DataKeySpec, GrantOperation, KeyMetadata};
+use keyplane_kms::{DataKey, EncryptionContext, ErrorKind, Grant, KeyDescription, KeyProvider, KeyState, KmsError, Result};
+use zeroize::Zeroizing;
+
+use crate::errors::classify;
+use crate::retry::{RetrySettings, with_retries};
+
+/// A data key is always AES-256: 32 bytes.
+const DATA_KEY_LEN: usize = 32;
+
+/// The platform's view of AWS KMS in one region, as one identity. Cheap to share: the SDK
+/// client is reference-counted and holds the connection pool and credential cache.
+#[derive(Debug, Clone)]
+pub struct AwsKeyProvider {
+    client: aws_sdk_kms::Client,
+    region: String,
+    retry: RetrySettings,
+}
+
+impl AwsKeyProvider {
+    /// Wraps a client built for `region`. The client's own retries should be disabled
+    /// (`RetryConfig::disabled()`), or they multiply with `retry`'s.
+    pub fn new(client: aws_sdk_kms::Client, region: impl Into<String>, retry: RetrySettings) -> AwsKeyProvider {
+        AwsKeyProvider {
+            client,
+            region: region.into(),
+            retry,
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn retry_settings(&self) -> &RetrySettings {
+        &self.retry
+    }
+
+    /// AWS answers a key ARN from another region with a bare "not found" (or "invalid ARN"),
+    /// which would read as a deleted key; the ARN alone tells the real problem.
+    fn check_region(&self, operation: &'static str, key_id: &str) -> Result<()> {
+        match parse_arn(key_id) {
+            Some(arn) if arn.region != self.region => Err(KmsError::new(
+                ErrorKind::WrongRegion,
+                operation,
+                format!("key {key_id} is in region {}, not {}", arn.region, self.region),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The parts of `arn:aws:kms:REGION:ACCOUNT:key/ID` keyplane reads.
+struct Arn<'a> {
+    region: &'a str,
+    account: &'a str,
+}
+
+fn parse_arn(s: &str) -> Option<Arn<'_>> {
+    let mut parts = s.splitn(6, ':');
+    let (arn, _partition, service, region, account, _resource) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (arn == "arn" && service == "kms").then_some(Arn { region, account })
+}
+
+/// `None` for an empty context: the request then carries no context at all, which is what
+/// AWS and every compatible server expect for "no context".
+fn context_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
+    (!context.is_empty()).then(|| context.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+fn missing(operation: &'static str, field: &str) -> KmsError {
+    KmsError::new(ErrorKind::Other, operation, format!("the response has no {field}"))
+}
+
+fn describe(md: &KeyMetadata) -> Result<KeyDescription> {
+    let arn = md.arn().ok_or_else(|| missing("DescribeKey", "KeyMetadata.Arn"))?.to_string();
+    let parsed = parse_arn(&arn).ok_or_else(|| {
+        KmsError::new(ErrorKind::Other, "DescribeKey", format!("the response's key ARN {arn:?} is not a KMS key ARN"))
+    })?;
+    let region = parsed.region.to_string();
+    let account = md.aws_account_id().unwrap_or(parsed.account).to_string();
+    use aws_sdk_kms::types::KeyState as S;
+    let state = match md.key_state() {
+        Some(S::Enabled) => KeyState::Enabled,
+        Some(S::Disabled) => KeyState::Disabled,
+        // A replica awaiting deletion is, for the platform, a key about to disappear.
+        Some(S::PendingDeletion) | Some(S::PendingReplicaDeletion) => KeyState::PendingDeletion,
+        Some(other) => KeyState::Other(other.as_str().to_string()),
+        // Old servers only report `Enabled`.
+        None if md.enabled() => KeyState::Enabled,
+        None => KeyState::Other("Unknown".to_string()),
+    };
+    Ok(KeyDescription {
+        arn,
+        account,
+        region,
+        state,
+        key_spec: md.key_spec().map_or("SYMMETRIC_DEFAULT", |s| s.as_str()).to_string(),
+        key_usage: md.key_usage().map_or("ENCRYPT_DECRYPT", |u| u.as_str()).to_string(),
+        multi_region: md.multi_region().unwrap_or(false),
+    })
+}
+
+fn check_data_key_len(operation: &'static str, len: usize) -> Result<()> {
+    if len == DATA_KEY_LEN {
+        Ok(())
+    } else {
+        Err(KmsError::new(
+            ErrorKind::Other,
+            operation,
+            format!("the KMS returned a {len}-byte data key instead of {DATA_KEY_LEN} bytes"),
+        ))
+    }
+}
+
+#[async_trait]
+impl KeyProvider for AwsKeyProvider {
+    async fn describe_key(&self, key_id: &str) -> Result<KeyDescription> {
+        const OP: &str = "DescribeKey";
+        self.check_region(OP, key_id)?;
+        let out = with_retries(&self.retry, OP, || async {
+            self.client.describe_key().key_id(key_id).send().await.map_err(|e| classify(OP, e))
+        })
+        .await?;
+        describe(out.key_metadata().ok_or_else(|| missing(OP, "KeyMetadata"))?)
+    }
+
+    async fn enable_key(&self, key_id: &str) -> Result<()> {
+        const OP: &str = "EnableKey";
+        self.check_region(OP, key_id)?;
+        with_retries(&self.retry, OP, || async {
+            self.client.enable_key().key_id(key_id).send().await.map_err(|e| classify(OP, e))
+        })
+        .await
+        .map_err(|mut e| {
+            // AWS has no cross-account EnableKey, whatever the key policy allows, and answers
+            // with the same NotFound as for a missing key: say so, lest a caller take a key it
+            // can otherwise use for deleted.
+            if e.kind == ErrorKind::NotFound && key_id.starts_with("arn:") {
+                e.message.push_str(
+                    " (AWS does not allow EnableKey across accounts: a key of another account is \
+                     reported as not found even when its policy allows kms:EnableKey)",
+                );
+            }
+            e
+        })?;
+        Ok(())
+    }
+
+    async fn encrypt(&self, key_id: &str, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>> {
+        const OP: &str = "Encrypt";
+        self.check_region(OP, key_id)?;
+        let out = with_retries(&self.retry, OP, || async {
+            self.client
+                .encrypt()
+                .key_id(key_id)
+                .plaintext(Blob::new(plaintext.to_vec()))
+                .set_encryption_context(context_map(context))
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+        })
+        .await?;
+        Ok(out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner())
+    }
+
+    async fn decrypt(&self, key_id: &str, ciphertext: &[u8], context: &EncryptionContext) -> Result<Zeroizing<Vec<u8>>> {
+        const OP: &str = "Decrypt";
+        self.check_region(OP, key_id)?;
+        // The key ID is sent although symmetric ciphertexts name their key: AWS then refuses a
+        // ciphertext of any other key instead of quietly decrypting it.
+        let out = with_retries(&self.retry, OP, || async {
+            self.client
+                .decrypt()
+                .key_id(key_id)
+                .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+                .set_encryption_context(context_map(context))
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+        })
+        .await?;
+        let plaintext = out.plaintext.ok_or_else(|| missing(OP, "Plaintext"))?;
+        Ok(Zeroizing::new(plaintext.into_inner()))
+    }
+
+    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
+        const OP: &str = "GenerateDataKey";
+        self.check_region(OP, key_id)?;
+        let out = with_retries(&self.retry, OP, || async {
+            self.client
+                .generate_data_key()
+                .key_id(key_id)
+                .key_spec(DataKeySpec::Aes256)
+                .set_encryption_context(context_map(context))
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+        })
+        .await?;
+        let plaintext = Zeroizing::new(out.plaintext.ok_or_else(|| missing(OP, "Plaintext"))?.into_inner());
+        check_data_key_len(OP, plaintext.len())?;
+        let ciphertext = out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner();
+        Ok(DataKey { plaintext, ciphertext })
+    }
+
+    async fn generate_data_key_without_plaintext(&self, key_id: &str, context: &EncryptionContext) -> Result<Vec<u8>> {
+        const OP: &str = "GenerateDataKeyWithoutPlaintext";
+        self.check_region(OP, key_id)?;
+        let out = with_retries(&self.retry, OP, || async {
+            self.client
+                .generate_data_key_without_plaintext()
+                .key_id(key_id)
+                .key_spec(DataKeySpec::Aes256)
+                .set_encryption_context(context_map(context))
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+        })
+        .await?;
+        Ok(out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner())
+    }
+
+    async fn re_encrypt(
+        &self,
+        ciphertext: &[u8],
+        source_key_id: &str,
+        destination_key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        const OP: &str = "ReEncrypt";
+        self.check_region(OP, source_key_id)?;
+        self.check_region(OP, destination_key_id)?;
+        let out = with_retries(&self.retry, OP, || async {
+            self.client
+                .re_encrypt()
+                .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+                .source_key_id(source_key_id)
+                .destination_key_id(destination_key_id)
+                .set_source_encryption_context(context_map(context))
+                .set_destination_encryption_context(context_map(context))
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+        })
+        .await?;
+        Ok(out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner())
+    }
+
+    async fn create_grant(&self, key_id: &str, grantee: &str, operations: &[&str], name: &str) -> Result<String> {
+        const OP: &str = "CreateGrant";
+        self.check_region(OP, key_id)?;
+        // Callers may name operations as IAM actions (`kms:Decrypt`) or as grant operations.
+        let ops: Vec<GrantOperation> =
+            operations.iter().map(|o| GrantOperation::from(o.strip_prefix("kms:").unwrap_or(o))).collect();
+        // Retrying is safe: AWS answers a repeated CreateGrant with identical parameters and
+        // name with the existing grant instead of a second one.
+        let out = with_retries(&self.retry, OP, || async {
+            self.client
+                .create_grant()
+                .key_id(key_id)
+                .grantee_principal(grantee)
+                .set_operations(Some(ops.clone()))
+                .name(name)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+        })
+        .await?;
+        out.grant_id.ok_or_else(|| missing(OP, "GrantId"))
+    }
+
+    async fn list_grants(&self, key_id: &str) -> Result<Vec<Grant>> {
+        const OP: &str = "ListGrants";
+        self.check_region(OP, key_id)?;
+        let mut grants = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = with_retries(&self.retry, OP, || async {
+                self.client
+                    .list_grants()
+                    .key_id(key_id)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, e))
+            })
+            .await?;
+            for g in page.grants() {
+                grants.push(Grant {
+                    grant_id: g.grant_id().unwrap_or_default().to_string(),
+                    grantee: g.grantee_principal().unwrap_or_default().to_string(),
+                    operations: g.operations().iter().map(|o| o.as_str().to_string()).collect(),
+                    name: g.name().filter(|n| !n.is_empty()).map(str::to_string),
+                });
+            }
+            match (page.truncated(), page.next_marker()) {
+                // A truncated page without a marker would loop forever; stop instead.
+                (true, Some(m)) if marker.as_deref() != Some(m) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(grants)
+    }
+
+    async fn revoke_grant(&self, key_id: &str, grant_id: &str) -> Result<()> {
+        const OP: &str = "RevokeGrant";
+        self.check_region(OP, key_id)?;
+        with_retries(&self.retry, OP, || async {
+            self.client
+                .revoke_grant()
+                .key_id(key_id)
+                .grant_id(grant_id)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_are_parsed() {
+        let a = parse_arn("arn:aws:kms:us-east-2:111111111111:key/1234").unwrap();
+        assert_eq!((a.region, a.account), ("us-east-2", "111111111111"));
+        assert!(parse_arn("1234abcd").is_none());
+        assert!(parse_arn("alias/foo").is_none());
+        assert!(parse_arn("arn:aws:iam::111111111111:role/creator").is_none());
+    }
+}
