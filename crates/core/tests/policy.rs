@@ -98,7 +98,7 @@ fn full_policy() -> KeyPolicy {
         attach_statement(
             ROLE,
             &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-            true,
+            false,
         ),
     ])
 }
@@ -186,6 +186,32 @@ fn grant_statement_without_the_aws_resource_condition_also_passes() {
     assert!(check(&p).verdict_ok);
 }
 
+/// keyplane calls CreateGrant itself, so KMS reports kms:GrantIsForAWSResource=false: AWS's
+/// statement for AWS-integrated services does not let the platform's own grant calls through.
+#[test]
+fn grant_statement_requiring_an_aws_resource_refuses_keyplanes_own_grant_calls() {
+    let p = policy(&[
+        default_statement(OWNER),
+        seed_statement(PROVIDER),
+        attach_statement(
+            ROLE,
+            &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            true,
+        ),
+    ]);
+    let report = check(&p);
+    assert!(!report.verdict_ok);
+    let actions: Vec<&str> = report.findings.iter().map(|f| f.action.as_str()).collect();
+    assert_eq!(actions, ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]);
+    for f in &report.findings {
+        assert!(
+            matches!(f.reason, FindingReason::ConditionNeverSatisfied { .. }),
+            "{:?}",
+            f.reason
+        );
+    }
+}
+
 #[test]
 fn recommended_statements_are_the_seed_statement_and_pass_the_checker() {
     let rec = recommended_statements(ROLE);
@@ -193,9 +219,9 @@ fn recommended_statements_are_the_seed_statement_and_pass_the_checker() {
     let seed: serde_json::Value = serde_json::from_str(&seed_statement(PROVIDER)).unwrap();
     assert_eq!(rec[0], seed);
     assert_eq!(rec[1]["Sid"], "Allow attachment of persistent resources");
-    assert_eq!(
-        rec[1]["Condition"]["Bool"]["kms:GrantIsForAWSResource"],
-        "true"
+    assert!(
+        rec[1].get("Condition").is_none(),
+        "keyplane's own grant calls do not satisfy kms:GrantIsForAWSResource"
     );
     assert_eq!(
         rec[1]["Action"],
@@ -224,7 +250,7 @@ fn each_missing_action_is_reported_alone_as_missing() {
         let p = policy(&[
             default_statement(OWNER),
             use_statement(ROLE, &uses),
-            attach_statement(ROLE, &grants, true),
+            attach_statement(ROLE, &grants, false),
         ]);
         let report = check(&p);
         assert!(!report.verdict_ok);
@@ -264,7 +290,7 @@ fn deny_by_sid_wins_over_allow() {
         attach_statement(
             ROLE,
             &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-            true,
+            false,
         ),
         deny,
     ]);
@@ -295,7 +321,7 @@ fn wrong_account_id_is_reported_as_wrong_principal() {
         attach_statement(
             &wrong_role,
             &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-            true,
+            false,
         ),
     ]);
     let report = check(&p);

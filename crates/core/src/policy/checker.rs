@@ -53,10 +53,10 @@ pub struct Requirement {
 /// The eleven calls the platform makes with a customer key, in the order the seed lists them.
 ///
 /// Cryptographic calls carry `kms:EncryptionContext:organization` (and the derived key list and
-/// the symmetric algorithm, as KMS reports them). All three grant calls carry
-/// `kms:GrantIsForAWSResource=true`: they are made by the volume service through its AWS
-/// integration, and AWS sets that key for ListGrants and RevokeGrant as well as CreateGrant —
-/// without it AWS's own "Allow attachment of persistent resources" statement would fail here.
+/// the symmetric algorithm, as KMS reports them). The grant calls carry
+/// `kms:GrantIsForAWSResource=false`: keyplane makes them itself, not through an integrated
+/// AWS service, and KMS sets that key to true only for the latter. A customer statement that
+/// requires it to be true would refuse keyplane's own grant calls, so the checker says so.
 pub fn platform_requirements(org_id: &str) -> Vec<Requirement> {
     USE_ACTIONS
         .iter()
@@ -80,7 +80,7 @@ pub fn platform_requirements(org_id: &str) -> Vec<Requirement> {
             if GRANT_ACTIONS.contains(&action) {
                 context.insert(
                     "kms:GrantIsForAWSResource".to_string(),
-                    vec!["true".to_string()],
+                    vec!["false".to_string()],
                 );
             }
             Requirement { action, context }
@@ -371,8 +371,9 @@ fn capitalize(s: &str) -> String {
 }
 
 /// The statements the customer pastes into the key policy, with the platform's role filled in.
-/// The first is the seed document's statement; the second is AWS's own statement for grants on
-/// behalf of AWS services, which the volume service needs.
+/// The first is the seed document's statement; the second allows the grants the volume
+/// service needs. It carries no `kms:GrantIsForAWSResource` condition because keyplane makes
+/// those grant calls itself (the built-in KMS, like AWS, reports false for them).
 pub fn recommended_statements(provider_role_arn: &str) -> Vec<Value> {
     vec![
         json!({
@@ -387,8 +388,7 @@ pub fn recommended_statements(provider_role_arn: &str) -> Vec<Value> {
             "Effect": "Allow",
             "Principal": { "AWS": provider_role_arn },
             "Action": GRANT_ACTIONS,
-            "Resource": "*",
-            "Condition": { "Bool": { "kms:GrantIsForAWSResource": "true" } }
+            "Resource": "*"
         }),
     ]
 }
