@@ -19,6 +19,12 @@ bin="${1:-$root/target/debug/keyplane}"
 if ! python3 -c 'import moto, boto3, pytest' 2>/dev/null || ! command -v aws >/dev/null; then
   python3 -m pip install -q boto3 awscli 'moto[server]' pytest
 fi
+# Until the keyplane binary has `kms serve`, fall back to the crate's example server.
+if [ -x "$bin" ] && [ "$(basename "$bin")" = keyplane ] && ! "$bin" kms --help >/dev/null 2>&1; then
+  echo "run.sh: $bin has no 'kms serve'; using the devkms example server instead" >&2
+  (cd "$root" && cargo build -q -p keyplane-devkms --example serve)
+  bin="$root/target/debug/examples/serve"
+fi
 if [ ! -x "$bin" ]; then
   echo "run.sh: no executable at $bin (build it, or pass the path of keyplane or of the devkms example 'serve')" >&2
   exit 2

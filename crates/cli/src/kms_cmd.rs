@@ -113,10 +113,23 @@ pub enum KmsCommand {
 
 pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
     let out = match cmd {
-        KmsCommand::Serve { listen, data_dir, allow_clock_control } => return serve(listen, data_dir, allow_clock_control).await,
-        KmsCommand::CreateKey { client, description, key_spec, multi_region, policy_file } => {
+        KmsCommand::Serve {
+            listen,
+            data_dir,
+            allow_clock_control,
+        } => return serve(listen, data_dir, allow_clock_control).await,
+        KmsCommand::CreateKey {
+            client,
+            description,
+            key_spec,
+            multi_region,
+            policy_file,
+        } => {
             let c = connect(&client)?;
-            let mut req = c.create_key().set_description(description).multi_region(multi_region);
+            let mut req = c
+                .create_key()
+                .set_description(description)
+                .multi_region(multi_region);
             if let Some(spec) = key_spec {
                 req = req.key_spec(KeySpec::from(spec.as_str()));
             }
@@ -126,13 +139,28 @@ pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
             let r = req.send().await.map_err(aws_error)?;
             json!({ "KeyMetadata": r.key_metadata().map(metadata_json) })
         }
-        KmsCommand::PutKeyPolicy { client, key_id, policy_file } => {
+        KmsCommand::PutKeyPolicy {
+            client,
+            key_id,
+            policy_file,
+        } => {
             let policy = read_policy(&policy_file)?;
-            connect(&client)?.put_key_policy().key_id(&key_id).policy(policy).send().await.map_err(aws_error)?;
+            connect(&client)?
+                .put_key_policy()
+                .key_id(&key_id)
+                .policy(policy)
+                .send()
+                .await
+                .map_err(aws_error)?;
             json!({ "KeyId": key_id, "PolicyName": "default", "updated": true })
         }
         KmsCommand::GetKeyPolicy { client, key_id } => {
-            let r = connect(&client)?.get_key_policy().key_id(&key_id).send().await.map_err(aws_error)?;
+            let r = connect(&client)?
+                .get_key_policy()
+                .key_id(&key_id)
+                .send()
+                .await
+                .map_err(aws_error)?;
             let policy = r.policy().unwrap_or("{}");
             json!({
                 "PolicyName": r.policy_name().unwrap_or("default"),
@@ -140,14 +168,28 @@ pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
             })
         }
         KmsCommand::DisableKey { client, key_id } => {
-            connect(&client)?.disable_key().key_id(&key_id).send().await.map_err(aws_error)?;
+            connect(&client)?
+                .disable_key()
+                .key_id(&key_id)
+                .send()
+                .await
+                .map_err(aws_error)?;
             json!({ "KeyId": key_id, "KeyState": "Disabled" })
         }
         KmsCommand::EnableKey { client, key_id } => {
-            connect(&client)?.enable_key().key_id(&key_id).send().await.map_err(aws_error)?;
+            connect(&client)?
+                .enable_key()
+                .key_id(&key_id)
+                .send()
+                .await
+                .map_err(aws_error)?;
             json!({ "KeyId": key_id, "KeyState": "Enabled" })
         }
-        KmsCommand::ScheduleKeyDeletion { client, key_id, pending_window_in_days } => {
+        KmsCommand::ScheduleKeyDeletion {
+            client,
+            key_id,
+            pending_window_in_days,
+        } => {
             let r = connect(&client)?
                 .schedule_key_deletion()
                 .key_id(&key_id)
@@ -163,7 +205,12 @@ pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
             })
         }
         KmsCommand::DescribeKey { client, key_id } => {
-            let r = connect(&client)?.describe_key().key_id(&key_id).send().await.map_err(aws_error)?;
+            let r = connect(&client)?
+                .describe_key()
+                .key_id(&key_id)
+                .send()
+                .await
+                .map_err(aws_error)?;
             json!({ "KeyMetadata": r.key_metadata().map(metadata_json) })
         }
     };
@@ -172,11 +219,19 @@ pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(listen: String, data_dir: PathBuf, allow_clock_control: bool) -> anyhow::Result<()> {
-    let kms = DevKms::open(DevKmsConfig { data_dir: data_dir.clone(), extra_identities: Vec::new(), allow_clock_control })
-        .with_context(|| format!("opening the built-in KMS in {}", data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    let kms = DevKms::open(DevKmsConfig {
+        data_dir: data_dir.clone(),
+        extra_identities: Vec::new(),
+        allow_clock_control,
+    })
+    .with_context(|| format!("opening the built-in KMS in {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let endpoint = format!("http://{}", listener.local_addr()?);
-    let customer = kms.credentials(CUSTOMER_PRINCIPAL).context("the built-in KMS has no sample customer identity")?;
+    let customer = kms
+        .credentials(CUSTOMER_PRINCIPAL)
+        .context("the built-in KMS has no sample customer identity")?;
     println!(
         "{}",
         json!({
@@ -192,7 +247,9 @@ async fn serve(listen: String, data_dir: PathBuf, allow_clock_control: bool) -> 
             "note": "built-in KMS for development and tests only, not for production secrets",
         })
     );
-    kms.run(listener, shutdown_signal()).await.context("serving the built-in KMS")?;
+    kms.run(listener, shutdown_signal())
+        .await
+        .context("serving the built-in KMS")?;
     Ok(())
 }
 
@@ -200,7 +257,9 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -214,7 +273,8 @@ async fn shutdown_signal() {
 fn read_policy(path: &PathBuf) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the policy from standard input")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading the policy from standard input")?;
         return Ok(s);
     }
     std::fs::read_to_string(path).with_context(|| format!("reading policy file {}", path.display()))
@@ -224,16 +284,34 @@ fn read_policy(path: &PathBuf) -> anyhow::Result<String> {
 fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
     let file: Option<Value> = match std::fs::read_to_string(&args.credentials_file) {
         Ok(text) => Some(
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", args.credentials_file.display()))?,
+            serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", args.credentials_file.display()))?,
         ),
         Err(_) => None,
     };
-    let from_file = |ptr: &str| file.as_ref().and_then(|f| f.pointer(ptr)).and_then(Value::as_str).map(String::from);
-    let endpoint = args.endpoint.clone().or_else(|| from_file("/kms/endpoint")).unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let region = args.region.clone().or_else(|| from_file("/kms/region")).unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let from_file = |ptr: &str| {
+        file.as_ref()
+            .and_then(|f| f.pointer(ptr))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let endpoint = args
+        .endpoint
+        .clone()
+        .or_else(|| from_file("/kms/endpoint"))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let region = args
+        .region
+        .clone()
+        .or_else(|| from_file("/kms/region"))
+        .unwrap_or_else(|| DEFAULT_REGION.to_string());
     let (akid, secret) = match (
-        args.access_key_id.clone().or_else(|| from_file("/kms/customer/accessKeyId")),
-        args.secret_access_key.clone().or_else(|| from_file("/kms/customer/secretAccessKey")),
+        args.access_key_id
+            .clone()
+            .or_else(|| from_file("/kms/customer/accessKeyId")),
+        args.secret_access_key
+            .clone()
+            .or_else(|| from_file("/kms/customer/secretAccessKey")),
     ) {
         (Some(a), Some(s)) => (a, s),
         _ => bail!(
@@ -249,7 +327,9 @@ fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
     if endpoint.starts_with("http://") {
         conf = conf.http_client(aws_smithy_http_client::Builder::new().build_http());
     } else {
-        bail!("only http:// endpoints are supported by this build (got {endpoint}); use the aws CLI for AWS itself");
+        bail!(
+            "only http:// endpoints are supported by this build (got {endpoint}); use the aws CLI for AWS itself"
+        );
     }
     Ok(aws_sdk_kms::Client::from_conf(conf.build()))
 }
@@ -262,7 +342,10 @@ where
 {
     match e.code() {
         Some(code) => anyhow::anyhow!("{code}: {}", e.message().unwrap_or("")),
-        None => anyhow::anyhow!("calling KMS: {}", aws_sdk_kms::error::DisplayErrorContext(&e)),
+        None => anyhow::anyhow!(
+            "calling KMS: {}",
+            aws_sdk_kms::error::DisplayErrorContext(&e)
+        ),
     }
 }
 

@@ -15,21 +15,27 @@ use keyplane_devkms::{DevKms, DevKmsConfig};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
-fn main() {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
     // `cargo bench` passes --bench; nothing else to parse.
     let secs = env_num("DEVKMS_BENCH_SECS", 10);
     let tasks = env_num("DEVKMS_BENCH_TASKS", 64);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let kms = DevKms::open(DevKmsConfig { data_dir: tmp.path().join("kms"), extra_identities: vec![], allow_clock_control: false })
-            .expect("open devkms");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let creds = kms.credentials("arn:aws:iam::111111111111:user/admin").expect("customer identity");
+        let tmp = tempfile::tempdir()?;
+        let kms = DevKms::open(DevKmsConfig { data_dir: tmp.path().join("kms"), extra_identities: vec![], allow_clock_control: false })?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let creds = kms.credentials("arn:aws:iam::111111111111:user/admin").ok_or("no customer identity")?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(kms.clone().run(listener, async {
             let _ = rx.await;
@@ -42,7 +48,8 @@ fn main() {
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
         let client = aws_sdk_kms::Client::from_conf(conf);
-        let key = client.create_key().send().await.expect("create key").key_metadata().expect("metadata").arn().expect("arn").to_string();
+        let created = client.create_key().send().await?;
+        let key = created.key_metadata().and_then(|m| m.arn()).ok_or("CreateKey returned no ARN")?.to_string();
 
         let pairs = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
@@ -85,5 +92,6 @@ fn main() {
         );
         let _ = tx.send(());
         let _ = server.await;
-    });
+        Ok(())
+    })
 }

@@ -16,15 +16,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--listen" => listen = args.next().ok_or("--listen needs a value")?,
-            "--data-dir" => data_dir = PathBuf::from(args.next().ok_or("--data-dir needs a value")?),
+            "--data-dir" => {
+                data_dir = PathBuf::from(args.next().ok_or("--data-dir needs a value")?)
+            }
             "--allow-clock-control" => allow_clock_control = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let kms = DevKms::open(DevKmsConfig { data_dir: data_dir.clone(), extra_identities: vec![], allow_clock_control })?;
+    let kms = DevKms::open(DevKmsConfig {
+        data_dir: data_dir.clone(),
+        extra_identities: vec![],
+        allow_clock_control,
+    })?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
-    let customer = kms.credentials("arn:aws:iam::111111111111:user/admin").ok_or("no customer identity")?;
+    let customer = kms
+        .credentials("arn:aws:iam::111111111111:user/admin")
+        .ok_or("no customer identity")?;
     println!(
         "{}",
         serde_json::json!({

@@ -20,12 +20,20 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn check_token(inner: &Inner, headers: &HeaderMap) -> Result<(), Response> {
-    let given = headers.get("x-keyplane-admin-token").map(|v| v.as_bytes()).unwrap_or_default();
-    if given.is_empty() || !bool::from(given.ct_eq(inner.admin_token.as_bytes())) {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong x-keyplane-admin-token"));
-    }
-    Ok(())
+/// Compared in constant time so the token cannot be guessed byte by byte.
+fn token_ok(inner: &Inner, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get("x-keyplane-admin-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    !given.is_empty() && bool::from(given.ct_eq(inner.admin_token.as_bytes()))
+}
+
+fn unauthorized() -> Response {
+    refuse(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong x-keyplane-admin-token",
+    )
 }
 
 /// `{"account":"333333333333"}` adds an account with a `user/admin`; `kind` and `name` pick
@@ -40,13 +48,22 @@ struct AddIdentity {
     secret_access_key: Option<String>,
 }
 
-pub(crate) async fn add_identity(AxState(inner): AxState<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = check_token(&inner, &headers) {
-        return r;
+pub(crate) async fn add_identity(
+    AxState(inner): AxState<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !token_ok(&inner, &headers) {
+        return unauthorized();
     }
     let req: AddIdentity = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("bad identity request: {e}")),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("bad identity request: {e}"),
+            );
+        }
     };
     let cfg = IdentityConfig {
         account: req.account,
@@ -73,7 +90,11 @@ pub(crate) async fn add_identity(AxState(inner): AxState<Arc<Inner>>, headers: H
     if inner.commit(st).is_err() {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not persist state");
     }
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (
         status,
         Json(json!({
@@ -93,12 +114,19 @@ struct Advance {
     seconds: i64,
 }
 
-pub(crate) async fn advance_clock(AxState(inner): AxState<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = check_token(&inner, &headers) {
-        return r;
+pub(crate) async fn advance_clock(
+    AxState(inner): AxState<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !token_ok(&inner, &headers) {
+        return unauthorized();
     }
     if !inner.allow_clock_control {
-        return refuse(StatusCode::FORBIDDEN, "clock control is disabled (allow_clock_control is false)");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "clock control is disabled (allow_clock_control is false)",
+        );
     }
     let req: Advance = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -114,5 +142,9 @@ pub(crate) async fn advance_clock(AxState(inner): AxState<Arc<Inner>>, headers: 
     if sweep.is_err() || inner.commit(st).is_err() {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "could not persist state");
     }
-    (StatusCode::OK, Json(json!({ "offsetSeconds": offset, "now": inner.now() }))).into_response()
+    (
+        StatusCode::OK,
+        Json(json!({ "offsetSeconds": offset, "now": inner.now() })),
+    )
+        .into_response()
 }

@@ -15,11 +15,14 @@ use keyplane_core::policy::{self, Caller, Decision, KeyPolicy};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
+use crate::Inner;
 use crate::crypto::{self, BlobHeader, SecretKey};
 use crate::error::ApiError;
 use crate::sigv4;
-use crate::state::{AliasRecord, GrantConstraints, GrantRecord, Key, KeyRecord, KeyState, MaterialRecord, RotationRecord, State, Tag};
-use crate::Inner;
+use crate::state::{
+    AliasRecord, GrantConstraints, GrantRecord, Key, KeyRecord, KeyState, MaterialRecord,
+    RotationRecord, State, Tag,
+};
 
 const MAX_PLAINTEXT: usize = 4096;
 const MAX_CIPHERTEXT: usize = 6144;
@@ -68,9 +71,16 @@ pub(crate) async fn handle(
         Ok(v) => {
             // Operations without a response (EnableKey, PutKeyPolicy, …) answer with an empty
             // body, as AWS does.
-            let body = if v.is_null() { String::new() } else { v.to_string() };
+            let body = if v.is_null() {
+                String::new()
+            } else {
+                v.to_string()
+            };
             let mut r = body.into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
             r
         }
         Err(e) => {
@@ -96,36 +106,81 @@ pub(crate) struct Ctx<'a> {
     now: f64,
 }
 
-fn authenticate(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(Caller, String), ApiError> {
+fn authenticate(
+    inner: &Inner,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Caller, String), ApiError> {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::new("MissingAuthenticationTokenException", "Missing Authentication Token"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            )
+        })?;
     let parsed = sigv4::parse_authorization(auth)?;
     if parsed.service != "kms" {
-        return Err(ApiError::new("InvalidSignatureException", "Credential should be scoped to correct service: 'kms'."));
+        return Err(ApiError::new(
+            "InvalidSignatureException",
+            "Credential should be scoped to correct service: 'kms'.",
+        ));
     }
     let amz_date = sigv4::check_date(headers, parsed.date, chrono::Utc::now())?;
     let st = inner.read();
     let ident = st.identities.get(parsed.access_key_id).ok_or_else(|| {
-        ApiError::new("UnrecognizedClientException", "The security token included in the request is invalid.")
+        ApiError::new(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
     })?;
-    if !sigv4::verify(&parsed, &amz_date, &ident.secret, method, uri, headers, body) {
+    if !sigv4::verify(
+        &parsed,
+        &amz_date,
+        &ident.secret,
+        method,
+        uri,
+        headers,
+        body,
+    ) {
         return Err(ApiError::new(
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
     }
-    Ok((Caller { arn: ident.caller_arn(), account: ident.account.clone() }, parsed.region.to_string()))
+    Ok((
+        Caller {
+            arn: ident.caller_arn(),
+            account: ident.account.clone(),
+        },
+        parsed.region.to_string(),
+    ))
 }
 
-fn dispatch(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+fn dispatch(
+    inner: &Inner,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let (caller, region) = authenticate(inner, method, uri, headers, body)?;
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let op = target.strip_prefix("TrentService.").unwrap_or("");
     let input = parse_body(body)?;
     let input = Input(&input);
-    let ctx = Ctx { inner, caller, region, now: inner.now() };
+    let ctx = Ctx {
+        inner,
+        caller,
+        region,
+        now: inner.now(),
+    };
     match op {
         "CreateKey" => create_key(&ctx, &input),
         "DescribeKey" => describe_key(&ctx, &input),
@@ -170,8 +225,12 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::serialization("Start of structure or map found where not expected.")),
-        Err(_) => Err(ApiError::serialization("Unexpected character or malformed JSON in request body.")),
+        Ok(_) => Err(ApiError::serialization(
+            "Start of structure or map found where not expected.",
+        )),
+        Err(_) => Err(ApiError::serialization(
+            "Unexpected character or malformed JSON in request body.",
+        )),
     }
 }
 
@@ -202,7 +261,8 @@ impl Input<'_> {
         }
     }
     fn str_req(&self, name: &str) -> Result<&str, ApiError> {
-        self.str_opt(name)?.ok_or_else(|| ApiError::missing(&member_name(name)))
+        self.str_opt(name)?
+            .ok_or_else(|| ApiError::missing(&member_name(name)))
     }
     fn bool_opt(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
@@ -214,20 +274,25 @@ impl Input<'_> {
     fn int_opt(&self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| wrong_type(name, "an integer")),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| wrong_type(name, "an integer")),
         }
     }
     fn blob_opt(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ApiError> {
         match self.str_opt(name)? {
             None => Ok(None),
-            Some(s) => B64
-                .decode(s)
-                .map(|v| Some(Zeroizing::new(v)))
-                .map_err(|_| ApiError::serialization(format!("Base64 encoded binary data is not valid for member '{name}'"))),
+            Some(s) => B64.decode(s).map(|v| Some(Zeroizing::new(v))).map_err(|_| {
+                ApiError::serialization(format!(
+                    "Base64 encoded binary data is not valid for member '{name}'"
+                ))
+            }),
         }
     }
     fn blob_req(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-        self.blob_opt(name)?.ok_or_else(|| ApiError::missing(&member_name(name)))
+        self.blob_opt(name)?
+            .ok_or_else(|| ApiError::missing(&member_name(name)))
     }
     fn map_opt(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, ApiError> {
         match self.get(name) {
@@ -255,7 +320,11 @@ impl Input<'_> {
             None => Ok(None),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| v.as_str().map(String::from).ok_or_else(|| wrong_type(name, "a list of strings")))
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| wrong_type(name, "a list of strings"))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(_) => Err(wrong_type(name, "a list")),
@@ -282,10 +351,17 @@ fn ts(t: f64) -> Value {
 }
 
 /// Returns the items after `marker` (by sort key), at most `limit`, and the next marker.
-fn page<T>(mut items: Vec<(String, T)>, limit: usize, marker: Option<&str>) -> (Vec<T>, Option<String>) {
+fn page<T>(
+    mut items: Vec<(String, T)>,
+    limit: usize,
+    marker: Option<&str>,
+) -> (Vec<T>, Option<String>) {
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let start = match marker {
-        Some(m) => items.iter().position(|(k, _)| k.as_str() > m).unwrap_or(items.len()),
+        Some(m) => items
+            .iter()
+            .position(|(k, _)| k.as_str() > m)
+            .unwrap_or(items.len()),
         None => 0,
     };
     let rest: Vec<(String, T)> = items.into_iter().skip(start).collect();
@@ -355,32 +431,49 @@ impl Ctx<'_> {
                 return Err(invalid());
             }
             let r = if let Some(id) = resource.strip_prefix("key/") {
-                KeyRef::Key { account: account.to_string(), id: id.to_string() }
+                KeyRef::Key {
+                    account: account.to_string(),
+                    id: id.to_string(),
+                }
             } else if resource.starts_with("alias/") {
-                KeyRef::Alias { account: account.to_string(), name: resource.to_string() }
+                KeyRef::Alias {
+                    account: account.to_string(),
+                    name: resource.to_string(),
+                }
             } else {
                 return Err(invalid());
             };
             let other = match &r {
-                KeyRef::Key { account, .. } | KeyRef::Alias { account, .. } => account != self.account(),
+                KeyRef::Key { account, .. } | KeyRef::Alias { account, .. } => {
+                    account != self.account()
+                }
             };
             if other && scope == Scope::OwnAccount {
                 return Err(match r {
-                    KeyRef::Key { account, id } => ApiError::key_not_found(&self.key_arn(&account, &id)),
-                    KeyRef::Alias { account, name } => {
-                        ApiError::not_found(format!("Alias {} is not found.", self.alias_arn(&account, &name)))
+                    KeyRef::Key { account, id } => {
+                        ApiError::key_not_found(&self.key_arn(&account, &id))
                     }
+                    KeyRef::Alias { account, name } => ApiError::not_found(format!(
+                        "Alias {} is not found.",
+                        self.alias_arn(&account, &name)
+                    )),
                 });
             }
             return Ok(r);
         }
         if key_ref.starts_with("alias/") {
-            return Ok(KeyRef::Alias { account: self.account().to_string(), name: key_ref.to_string() });
+            return Ok(KeyRef::Alias {
+                account: self.account().to_string(),
+                name: key_ref.to_string(),
+            });
         }
         if !valid_key_id(key_ref) {
             return Err(ApiError::not_found(format!("Invalid keyId '{key_ref}'")));
         }
-        Ok(KeyRef::Key { account: self.account().to_string(), id: key_ref.to_string() })
+        Ok(KeyRef::Key {
+            account: self.account().to_string(),
+            id: key_ref.to_string(),
+        })
     }
 
     /// Finds the key a KeyId names (key id, key ARN, alias name or alias ARN) and returns its id.
@@ -388,20 +481,36 @@ impl Ctx<'_> {
         let (account, id) = match self.parse_ref(key_ref, scope)? {
             KeyRef::Key { account, id } => (account, id),
             KeyRef::Alias { account, name } => {
-                let not_found = || ApiError::not_found(format!("Alias {} is not found.", self.alias_arn(&account, &name)));
-                let a = st.aliases.get(&(account.clone(), self.region.clone(), name.clone())).ok_or_else(not_found)?;
+                let not_found = || {
+                    ApiError::not_found(format!(
+                        "Alias {} is not found.",
+                        self.alias_arn(&account, &name)
+                    ))
+                };
+                let a = st
+                    .aliases
+                    .get(&(account.clone(), self.region.clone(), name.clone()))
+                    .ok_or_else(not_found)?;
                 (account.clone(), a.target_key_id.clone())
             }
         };
         match st.keys.get(&id) {
-            Some(k) if k.rec.account == account && k.rec.region == self.region && !k.is_deleted(self.now) => Ok(id),
+            Some(k)
+                if k.rec.account == account
+                    && k.rec.region == self.region
+                    && !k.is_deleted(self.now) =>
+            {
+                Ok(id)
+            }
             _ => Err(ApiError::key_not_found(&self.key_arn(&account, &id))),
         }
     }
 
     fn key<'s>(&self, st: &'s State, key_ref: &str, scope: Scope) -> Result<&'s Key, ApiError> {
         let id = self.resolve(st, key_ref, scope)?;
-        st.keys.get(&id).ok_or_else(|| ApiError::internal("key vanished"))
+        st.keys
+            .get(&id)
+            .ok_or_else(|| ApiError::internal("key vanished"))
     }
 
     /// Evaluates the key policy (and, for grantable operations, the key's grants) for `action`.
@@ -419,7 +528,10 @@ impl Ctx<'_> {
                 context.insert(format!("kms:EncryptionContext:{k}"), vec![v.clone()]);
             }
             if !ec.is_empty() {
-                context.insert("kms:EncryptionContextKeys".into(), ec.keys().cloned().collect());
+                context.insert(
+                    "kms:EncryptionContextKeys".into(),
+                    ec.keys().cloned().collect(),
+                );
             }
         }
         context.insert("kms:KeySpec".into(), vec![key.rec.key_spec.clone()]);
@@ -436,52 +548,70 @@ impl Ctx<'_> {
         };
         match policy::evaluate(&key.policy, &req).decision {
             Decision::Allow => return Ok(None),
-            Decision::ExplicitDeny => return Err(ApiError::access_denied(&self.caller.arn, action, &key.rec.arn, true)),
+            Decision::ExplicitDeny => {
+                return Err(ApiError::access_denied(
+                    &self.caller.arn,
+                    action,
+                    &key.rec.arn,
+                    true,
+                ));
+            }
             _ => {}
         }
         let op = action.strip_prefix("kms:").unwrap_or(action);
-        if GRANT_OPERATIONS.contains(&op) {
-            if let Some(g) = key.rec.grants.iter().find(|g| {
+        if GRANT_OPERATIONS.contains(&op)
+            && let Some(g) = key.rec.grants.iter().find(|g| {
                 g.operations.iter().any(|o| o == op)
                     && principal_matches(&g.grantee_principal, &self.caller)
                     && constraints_hold(g.constraints.as_ref(), enc_ctx)
-            }) {
-                return Ok(Some(g));
-            }
+            })
+        {
+            return Ok(Some(g));
         }
-        Err(ApiError::access_denied(&self.caller.arn, action, &key.rec.arn, false))
+        Err(ApiError::access_denied(
+            &self.caller.arn,
+            action,
+            &key.rec.arn,
+            false,
+        ))
     }
 }
 
 /// Whether a principal named in a grant is the caller: its own ARN, its role (for an assumed
 /// role session), or its account.
 fn principal_matches(p: &str, caller: &Caller) -> bool {
-    if p == caller.arn || p == caller.account || p == format!("arn:aws:iam::{}:root", caller.account) {
+    if p == caller.arn
+        || p == caller.account
+        || p == format!("arn:aws:iam::{}:root", caller.account)
+    {
         return true;
     }
     let prefix = format!("arn:aws:sts::{}:assumed-role/", caller.account);
-    if let Some(rest) = caller.arn.strip_prefix(&prefix) {
-        if let Some((role, _session)) = rest.split_once('/') {
-            return p == format!("arn:aws:iam::{}:role/{role}", caller.account);
-        }
+    if let Some(rest) = caller.arn.strip_prefix(&prefix)
+        && let Some((role, _session)) = rest.split_once('/')
+    {
+        return p == format!("arn:aws:iam::{}:role/{role}", caller.account);
     }
     false
 }
 
 /// Grant constraints only restrict operations that take an encryption context.
-fn constraints_hold(c: Option<&GrantConstraints>, enc_ctx: Option<&BTreeMap<String, String>>) -> bool {
+fn constraints_hold(
+    c: Option<&GrantConstraints>,
+    enc_ctx: Option<&BTreeMap<String, String>>,
+) -> bool {
     let (Some(c), Some(ec)) = (c, enc_ctx) else {
         return true;
     };
-    if let Some(eq) = &c.encryption_context_equals {
-        if eq != ec {
-            return false;
-        }
+    if let Some(eq) = &c.encryption_context_equals
+        && eq != ec
+    {
+        return false;
     }
-    if let Some(sub) = &c.encryption_context_subset {
-        if !sub.iter().all(|(k, v)| ec.get(k) == Some(v)) {
-            return false;
-        }
+    if let Some(sub) = &c.encryption_context_subset
+        && !sub.iter().all(|(k, v)| ec.get(k) == Some(v))
+    {
+        return false;
     }
     true
 }
@@ -505,7 +635,10 @@ fn require_symmetric_crypto(k: &Key, op: &str) -> Result<(), ApiError> {
     if k.rec.key_usage != "ENCRYPT_DECRYPT" || !k.is_symmetric() {
         return Err(ApiError::new(
             "InvalidKeyUsageException",
-            format!("{} key usage is {} which is not valid for {op}.", k.rec.arn, k.rec.key_usage),
+            format!(
+                "{} key usage is {} which is not valid for {op}.",
+                k.rec.arn, k.rec.key_usage
+            ),
         ));
     }
     Ok(())
@@ -514,21 +647,31 @@ fn require_symmetric_crypto(k: &Key, op: &str) -> Result<(), ApiError> {
 fn check_algorithm(k: &Key, alg: Option<&str>) -> Result<(), ApiError> {
     match alg {
         None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-        Some("RSAES_OAEP_SHA_1") | Some("RSAES_OAEP_SHA_256") | Some("SM2PKE") => Err(ApiError::new(
-            "InvalidKeyUsageException",
-            format!("The encryption algorithm is not valid for KMS key {}.", k.rec.arn),
-        )),
+        Some("RSAES_OAEP_SHA_1") | Some("RSAES_OAEP_SHA_256") | Some("SM2PKE") => {
+            Err(ApiError::new(
+                "InvalidKeyUsageException",
+                format!(
+                    "The encryption algorithm is not valid for KMS key {}.",
+                    k.rec.arn
+                ),
+            ))
+        }
         Some(other) => Err(ApiError::validation(format!(
             "1 validation error detected: Value '{other}' at 'encryptionAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]"
         ))),
     }
 }
 
-fn algorithms(spec: &str, usage: &str) -> (Vec<&'static str>, Vec<&'static str>, Vec<&'static str>) {
+fn algorithms(
+    spec: &str,
+    usage: &str,
+) -> (Vec<&'static str>, Vec<&'static str>, Vec<&'static str>) {
     let (mut enc, mut sign, mut mac) = (vec![], vec![], vec![]);
     match (spec, usage) {
         ("SYMMETRIC_DEFAULT", _) => enc = vec!["SYMMETRIC_DEFAULT"],
-        (s, "ENCRYPT_DECRYPT") if s.starts_with("RSA_") => enc = vec!["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"],
+        (s, "ENCRYPT_DECRYPT") if s.starts_with("RSA_") => {
+            enc = vec!["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+        }
         (s, "SIGN_VERIFY") if s.starts_with("RSA_") => {
             sign = vec![
                 "RSASSA_PSS_SHA_256",
@@ -539,7 +682,9 @@ fn algorithms(spec: &str, usage: &str) -> (Vec<&'static str>, Vec<&'static str>,
                 "RSASSA_PKCS1_V1_5_SHA_512",
             ]
         }
-        ("ECC_NIST_P256", "SIGN_VERIFY") | ("ECC_SECG_P256K1", "SIGN_VERIFY") => sign = vec!["ECDSA_SHA_256"],
+        ("ECC_NIST_P256", "SIGN_VERIFY") | ("ECC_SECG_P256K1", "SIGN_VERIFY") => {
+            sign = vec!["ECDSA_SHA_256"]
+        }
         ("ECC_NIST_P384", "SIGN_VERIFY") => sign = vec!["ECDSA_SHA_384"],
         ("ECC_NIST_P521", "SIGN_VERIFY") => sign = vec!["ECDSA_SHA_512"],
         ("HMAC_224", _) => mac = vec!["HMAC_SHA_224"],
@@ -599,10 +744,16 @@ fn metadata(k: &Key) -> Value {
 fn validate_tags(tags: &[Tag]) -> Result<(), ApiError> {
     for t in tags {
         if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
-            return Err(ApiError::new("TagException", format!("Tag key or value of '{}' has an invalid length", t.key)));
+            return Err(ApiError::new(
+                "TagException",
+                format!("Tag key or value of '{}' has an invalid length", t.key),
+            ));
         }
         if t.key.starts_with("aws:") {
-            return Err(ApiError::new("TagException", "Tags beginning with aws: are reserved"));
+            return Err(ApiError::new(
+                "TagException",
+                "Tags beginning with aws: are reserved",
+            ));
         }
     }
     Ok(())
@@ -615,16 +766,26 @@ fn parse_tags(input: &Input<'_>) -> Result<Vec<Tag>, ApiError> {
     let arr = v.as_array().ok_or_else(|| wrong_type("Tags", "a list"))?;
     let mut out = Vec::with_capacity(arr.len());
     for t in arr {
-        let key = t.get("TagKey").and_then(Value::as_str).ok_or_else(|| ApiError::missing("tagKey"))?;
-        let value = t.get("TagValue").and_then(Value::as_str).ok_or_else(|| ApiError::missing("tagValue"))?;
-        out.push(Tag { key: key.to_string(), value: value.to_string() });
+        let key = t
+            .get("TagKey")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::missing("tagKey"))?;
+        let value = t
+            .get("TagValue")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::missing("tagValue"))?;
+        out.push(Tag {
+            key: key.to_string(),
+            value: value.to_string(),
+        });
     }
     validate_tags(&out)?;
     Ok(out)
 }
 
 fn parse_policy(json: &str) -> Result<KeyPolicy, ApiError> {
-    KeyPolicy::parse(json).map_err(|e| ApiError::new("MalformedPolicyDocumentException", e.to_string()))
+    KeyPolicy::parse(json)
+        .map_err(|e| ApiError::new("MalformedPolicyDocumentException", e.to_string()))
 }
 
 fn lockout(ctx: &Ctx<'_>, policy: &KeyPolicy, arn: &str, account: &str) -> Result<(), ApiError> {
@@ -636,16 +797,33 @@ fn lockout(ctx: &Ctx<'_>, policy: &KeyPolicy, arn: &str, account: &str) -> Resul
     })
 }
 
-fn new_material(ctx: &Ctx<'_>, arn: &str, version: usize, rotation_type: Option<&str>) -> (SecretKey, MaterialRecord) {
+fn new_material(
+    ctx: &Ctx<'_>,
+    arn: &str,
+    version: usize,
+    rotation_type: Option<&str>,
+) -> (SecretKey, MaterialRecord) {
     let key = SecretKey::random();
     let sealed = ctx.inner.store.seal_material(arn, version, &key);
-    (key, MaterialRecord { created: ctx.now, rotation_type: rotation_type.map(String::from), sealed })
+    (
+        key,
+        MaterialRecord {
+            created: ctx.now,
+            rotation_type: rotation_type.map(String::from),
+            sealed,
+        },
+    )
 }
 
 fn create_key(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
-    let spec = match (input.str_opt("KeySpec")?, input.str_opt("CustomerMasterKeySpec")?) {
+    let spec = match (
+        input.str_opt("KeySpec")?,
+        input.str_opt("CustomerMasterKeySpec")?,
+    ) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request."));
+            return Err(ApiError::validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request.",
+            ));
         }
         (Some(s), None) | (None, Some(s)) => s,
         (None, None) => "SYMMETRIC_DEFAULT",
@@ -656,7 +834,11 @@ fn create_key(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
             SPECS.join(", ")
         )));
     }
-    let default_usage = if spec.starts_with("HMAC_") { "GENERATE_VERIFY_MAC" } else { "ENCRYPT_DECRYPT" };
+    let default_usage = if spec.starts_with("HMAC_") {
+        "GENERATE_VERIFY_MAC"
+    } else {
+        "ENCRYPT_DECRYPT"
+    };
     let usage = input.str_opt("KeyUsage")?.unwrap_or(default_usage);
     let allowed: &[&str] = match spec {
         "SYMMETRIC_DEFAULT" => &["ENCRYPT_DECRYPT"],
@@ -665,21 +847,36 @@ fn create_key(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         "ECC_SECG_P256K1" => &["SIGN_VERIFY"],
         _ => &["GENERATE_VERIFY_MAC"],
     };
-    if !["ENCRYPT_DECRYPT", "SIGN_VERIFY", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"].contains(&usage) {
+    if ![
+        "ENCRYPT_DECRYPT",
+        "SIGN_VERIFY",
+        "GENERATE_VERIFY_MAC",
+        "KEY_AGREEMENT",
+    ]
+    .contains(&usage)
+    {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{usage}' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT]"
         )));
     }
     if !allowed.contains(&usage) {
-        return Err(ApiError::validation(format!("KeyUsage {usage} is not compatible with KeySpec {spec}")));
+        return Err(ApiError::validation(format!(
+            "KeyUsage {usage} is not compatible with KeySpec {spec}"
+        )));
     }
-    if let Some(origin) = input.str_opt("Origin")? {
-        if origin != "AWS_KMS" {
-            return Err(ApiError::new("UnsupportedOperationException", format!("Origin {origin} is not supported by keyplane's KMS")));
-        }
+    if let Some(origin) = input.str_opt("Origin")?
+        && origin != "AWS_KMS"
+    {
+        return Err(ApiError::new(
+            "UnsupportedOperationException",
+            format!("Origin {origin} is not supported by keyplane's KMS"),
+        ));
     }
     if input.str_opt("CustomKeyStoreId")?.is_some() || input.str_opt("XksKeyId")?.is_some() {
-        return Err(ApiError::new("UnsupportedOperationException", "Custom key stores are not supported by keyplane's KMS"));
+        return Err(ApiError::new(
+            "UnsupportedOperationException",
+            "Custom key stores are not supported by keyplane's KMS",
+        ));
     }
     let description = input.str_opt("Description")?.unwrap_or("").to_string();
     if description.chars().count() > 8192 {
@@ -688,7 +885,9 @@ fn create_key(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         ));
     }
     let multi_region = input.bool_opt("MultiRegion")?.unwrap_or(false);
-    let bypass = input.bool_opt("BypassPolicyLockoutSafetyCheck")?.unwrap_or(false);
+    let bypass = input
+        .bool_opt("BypassPolicyLockoutSafetyCheck")?
+        .unwrap_or(false);
     let tags = parse_tags(input)?;
     let account = ctx.account().to_string();
     let key_id = if multi_region {
@@ -733,11 +932,18 @@ fn create_key(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         multi_region,
         policy: policy_json,
         tags,
-        rotation: RotationRecord { period_days: 365, ..Default::default() },
+        rotation: RotationRecord {
+            period_days: 365,
+            ..Default::default()
+        },
         materials: records,
         grants: vec![],
     };
-    let key = Key { rec, policy: Arc::new(policy), materials };
+    let key = Key {
+        rec,
+        policy: Arc::new(policy),
+        materials,
+    };
     let meta = metadata(&key);
     let mut st = ctx.inner.write();
     st.keys.insert(key_id, key);
@@ -760,8 +966,15 @@ fn list_keys(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let items: Vec<(String, Value)> = st
         .keys
         .values()
-        .filter(|k| k.rec.account == ctx.account() && k.rec.region == ctx.region && !k.is_deleted(ctx.now))
-        .map(|k| (k.rec.key_id.clone(), json!({ "KeyId": k.rec.key_id, "KeyArn": k.rec.arn })))
+        .filter(|k| {
+            k.rec.account == ctx.account() && k.rec.region == ctx.region && !k.is_deleted(ctx.now)
+        })
+        .map(|k| {
+            (
+                k.rec.key_id.clone(),
+                json!({ "KeyId": k.rec.key_id, "KeyArn": k.rec.arn }),
+            )
+        })
         .collect();
     let (keys, next) = page(items, limit, marker);
     let mut body = Map::new();
@@ -773,7 +986,9 @@ fn validate_alias_name(name: &str) -> Result<(), ApiError> {
     let rest = name.strip_prefix("alias/").unwrap_or("");
     if rest.is_empty()
         || name.len() > 256
-        || !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
     {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{name}' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$"
@@ -791,7 +1006,9 @@ fn validate_alias_name(name: &str) -> Result<(), ApiError> {
 /// The target of CreateAlias/UpdateAlias must be a key (not an alias) in the caller's account.
 fn alias_target(ctx: &Ctx<'_>, st: &State, target: &str) -> Result<String, ApiError> {
     if target.starts_with("alias/") || (target.starts_with("arn:") && target.contains(":alias/")) {
-        return Err(ApiError::validation("TargetKeyId must be a key ID or key ARN, not an alias"));
+        return Err(ApiError::validation(
+            "TargetKeyId must be a key ID or key ARN, not an alias",
+        ));
     }
     ctx.resolve(st, target, Scope::OwnAccount)
 }
@@ -802,14 +1019,20 @@ fn create_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     validate_alias_name(&name)?;
     let mut st = ctx.inner.write();
     let id = alias_target(ctx, &st, target)?;
-    let k = st.keys.get(&id).ok_or_else(|| ApiError::internal("key vanished"))?;
+    let k = st
+        .keys
+        .get(&id)
+        .ok_or_else(|| ApiError::internal("key vanished"))?;
     ctx.authorize(k, "kms:CreateAlias", None, &[])?;
     require_not_pending(k)?;
     let slot = (ctx.account().to_string(), ctx.region.clone(), name.clone());
     if st.aliases.contains_key(&slot) {
         return Err(ApiError::new(
             "AlreadyExistsException",
-            format!("An alias with the name {} already exists", ctx.alias_arn(ctx.account(), &name)),
+            format!(
+                "An alias with the name {} already exists",
+                ctx.alias_arn(ctx.account(), &name)
+            ),
         ));
     }
     st.aliases.insert(
@@ -837,7 +1060,12 @@ fn update_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         .aliases
         .get(&slot)
         .map(|a| a.target_key_id.clone())
-        .ok_or_else(|| ApiError::not_found(format!("Alias {} is not found.", ctx.alias_arn(ctx.account(), &name))))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Alias {} is not found.",
+                ctx.alias_arn(ctx.account(), &name)
+            ))
+        })?;
     let id = alias_target(ctx, &st, target)?;
     for kid in [&old, &id] {
         if let Some(k) = st.keys.get(kid) {
@@ -862,7 +1090,12 @@ fn delete_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         .aliases
         .get(&slot)
         .map(|a| a.target_key_id.clone())
-        .ok_or_else(|| ApiError::not_found(format!("Alias {} is not found.", ctx.alias_arn(ctx.account(), &name))))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Alias {} is not found.",
+                ctx.alias_arn(ctx.account(), &name)
+            ))
+        })?;
     if let Some(k) = st.keys.get(&target) {
         ctx.authorize(k, "kms:DeleteAlias", None, &[])?;
     }
@@ -889,7 +1122,11 @@ fn list_aliases(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         .values()
         .filter(|a| a.account == ctx.account() && a.region == ctx.region)
         .filter(|a| filter.as_ref().is_none_or(|f| &a.target_key_id == f))
-        .filter(|a| st.keys.get(&a.target_key_id).is_some_and(|k| !k.is_deleted(ctx.now)))
+        .filter(|a| {
+            st.keys
+                .get(&a.target_key_id)
+                .is_some_and(|k| !k.is_deleted(ctx.now))
+        })
         .map(|a| {
             (
                 a.name.clone(),
@@ -914,7 +1151,9 @@ fn check_policy_name(input: &Input<'_>, required: bool) -> Result<(), ApiError> 
     match name {
         None if required => Err(ApiError::missing("policyName")),
         None | Some("default") => Ok(()),
-        Some(other) => Err(ApiError::not_found(format!("No such policy exists: {other}"))),
+        Some(other) => Err(ApiError::not_found(format!(
+            "No such policy exists: {other}"
+        ))),
     }
 }
 
@@ -931,10 +1170,15 @@ fn put_key_policy(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
     let policy_json = input.str_req("Policy")?.to_string();
     check_policy_name(input, false)?;
-    let bypass = input.bool_opt("BypassPolicyLockoutSafetyCheck")?.unwrap_or(false);
+    let bypass = input
+        .bool_opt("BypassPolicyLockoutSafetyCheck")?
+        .unwrap_or(false);
     let mut st = ctx.inner.write();
     let id = ctx.resolve(&st, key_ref, Scope::OwnAccount)?;
-    let k = st.keys.get(&id).ok_or_else(|| ApiError::internal("key vanished"))?;
+    let k = st
+        .keys
+        .get(&id)
+        .ok_or_else(|| ApiError::internal("key vanished"))?;
     ctx.authorize(k, "kms:PutKeyPolicy", None, &[])?;
     let parsed = parse_policy(&policy_json)?;
     if !bypass {
@@ -968,10 +1212,16 @@ fn mutate_key<T>(
     let mut st = ctx.inner.write();
     let id = ctx.resolve(&st, key_ref, scope)?;
     {
-        let k = st.keys.get(&id).ok_or_else(|| ApiError::internal("key vanished"))?;
+        let k = st
+            .keys
+            .get(&id)
+            .ok_or_else(|| ApiError::internal("key vanished"))?;
         ctx.authorize(k, action, None, &[])?;
     }
-    let k = st.keys.get_mut(&id).ok_or_else(|| ApiError::internal("key vanished"))?;
+    let k = st
+        .keys
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::internal("key vanished"))?;
     let out = f(ctx, k)?;
     ctx.inner.commit(st)?;
     Ok(out)
@@ -979,10 +1229,18 @@ fn mutate_key<T>(
 
 fn set_enabled(ctx: &Ctx<'_>, input: &Input<'_>, enable: bool) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
-    let action = if enable { "kms:EnableKey" } else { "kms:DisableKey" };
+    let action = if enable {
+        "kms:EnableKey"
+    } else {
+        "kms:DisableKey"
+    };
     mutate_key(ctx, key_ref, Scope::OwnAccount, action, |_, k| {
         require_not_pending(k)?;
-        k.rec.state = if enable { KeyState::Enabled } else { KeyState::Disabled };
+        k.rec.state = if enable {
+            KeyState::Enabled
+        } else {
+            KeyState::Disabled
+        };
         Ok(Value::Null)
     })
 }
@@ -998,43 +1256,72 @@ fn schedule_key_deletion(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiE
             )));
         }
     };
-    mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:ScheduleKeyDeletion", |ctx, k| {
-        require_not_pending(k)?;
-        let date = ctx.now + f64::from(days) * 86_400.0;
-        k.rec.state = KeyState::PendingDeletion;
-        k.rec.deletion_date = Some(date);
-        k.rec.pending_window_days = Some(days);
-        Ok(json!({
-            "KeyId": k.rec.arn,
-            "DeletionDate": ts(date),
-            "KeyState": "PendingDeletion",
-            "PendingWindowInDays": days,
-        }))
-    })
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:ScheduleKeyDeletion",
+        |ctx, k| {
+            require_not_pending(k)?;
+            let date = ctx.now + f64::from(days) * 86_400.0;
+            k.rec.state = KeyState::PendingDeletion;
+            k.rec.deletion_date = Some(date);
+            k.rec.pending_window_days = Some(days);
+            Ok(json!({
+                "KeyId": k.rec.arn,
+                "DeletionDate": ts(date),
+                "KeyState": "PendingDeletion",
+                "PendingWindowInDays": days,
+            }))
+        },
+    )
 }
 
 fn cancel_key_deletion(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
-    mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:CancelKeyDeletion", |_, k| {
-        if k.rec.state != KeyState::PendingDeletion {
-            return Err(ApiError::invalid_state(format!("{} is not pending deletion.", k.rec.arn)));
-        }
-        k.rec.state = KeyState::Disabled;
-        k.rec.deletion_date = None;
-        k.rec.pending_window_days = None;
-        Ok(json!({ "KeyId": k.rec.arn }))
-    })
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:CancelKeyDeletion",
+        |_, k| {
+            if k.rec.state != KeyState::PendingDeletion {
+                return Err(ApiError::invalid_state(format!(
+                    "{} is not pending deletion.",
+                    k.rec.arn
+                )));
+            }
+            k.rec.state = KeyState::Disabled;
+            k.rec.deletion_date = None;
+            k.rec.pending_window_days = None;
+            Ok(json!({ "KeyId": k.rec.arn }))
+        },
+    )
 }
 
-fn seal_under(ctx: &Ctx<'_>, k: &Key, enc_ctx: &BTreeMap<String, String>, plaintext: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let version = k.materials.len().checked_sub(1).ok_or_else(|| ApiError::internal("key has no material"))?;
+fn seal_under(
+    ctx: &Ctx<'_>,
+    k: &Key,
+    enc_ctx: &BTreeMap<String, String>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let version = k
+        .materials
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| ApiError::internal("key has no material"))?;
     let header = BlobHeader {
         account: k.rec.account.clone(),
         region: ctx.region.clone(),
         key_id: k.rec.key_id.clone(),
         version: version as u32,
     };
-    Ok(crypto::seal_blob(&k.materials[version], &header, enc_ctx, plaintext))
+    Ok(crypto::seal_blob(
+        &k.materials[version],
+        &header,
+        enc_ctx,
+        plaintext,
+    ))
 }
 
 fn encrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -1043,7 +1330,11 @@ fn encrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length {}",
-            if plaintext.is_empty() { "greater than or equal to 1" } else { "less than or equal to 4096" }
+            if plaintext.is_empty() {
+                "greater than or equal to 1"
+            } else {
+                "less than or equal to 4096"
+            }
         )));
     }
     let enc_ctx = input.context("EncryptionContext")?;
@@ -1055,7 +1346,9 @@ fn encrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     require_symmetric_crypto(k, "Encrypt")?;
     check_algorithm(k, alg)?;
     let blob = seal_under(ctx, k, &enc_ctx, &plaintext)?;
-    Ok(json!({ "CiphertextBlob": b64(&blob), "KeyId": k.rec.arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT" }))
+    Ok(
+        json!({ "CiphertextBlob": b64(&blob), "KeyId": k.rec.arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT" }),
+    )
 }
 
 /// Finds and authorizes the key a ciphertext names, then opens it. `requested` is the optional
@@ -1073,13 +1366,24 @@ fn open_ciphertext<'s>(
             "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and 6144",
         ));
     }
-    let (header, header_bytes, sealed) = BlobHeader::parse(blob).ok_or_else(ApiError::invalid_ciphertext)?;
+    let (header, header_bytes, sealed) =
+        BlobHeader::parse(blob).ok_or_else(ApiError::invalid_ciphertext)?;
     if header.region != ctx.region {
         return Err(ApiError::invalid_ciphertext());
     }
     let k = match st.keys.get(&header.key_id) {
-        Some(k) if k.rec.account == header.account && k.rec.region == header.region && !k.is_deleted(ctx.now) => k,
-        _ => return Err(ApiError::key_not_found(&ctx.key_arn(&header.account, &header.key_id))),
+        Some(k)
+            if k.rec.account == header.account
+                && k.rec.region == header.region
+                && !k.is_deleted(ctx.now) =>
+        {
+            k
+        }
+        _ => {
+            return Err(ApiError::key_not_found(
+                &ctx.key_arn(&header.account, &header.key_id),
+            ));
+        }
     };
     if let Some(r) = requested {
         let wanted = ctx.resolve(st, r, Scope::CrossAccount)?;
@@ -1093,8 +1397,12 @@ fn open_ciphertext<'s>(
     ctx.authorize(k, action, Some(enc_ctx), &[])?;
     require_enabled(k)?;
     require_symmetric_crypto(k, action.trim_start_matches("kms:"))?;
-    let material = k.materials.get(header.version as usize).ok_or_else(ApiError::invalid_ciphertext)?;
-    let pt = crypto::open_blob(material, header_bytes, sealed, enc_ctx).ok_or_else(ApiError::invalid_ciphertext)?;
+    let material = k
+        .materials
+        .get(header.version as usize)
+        .ok_or_else(ApiError::invalid_ciphertext)?;
+    let pt = crypto::open_blob(material, header_bytes, sealed, enc_ctx)
+        .ok_or_else(ApiError::invalid_ciphertext)?;
     Ok((k, pt))
 }
 
@@ -1106,7 +1414,9 @@ fn decrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let st = ctx.inner.read();
     let (k, pt) = open_ciphertext(ctx, &st, &blob, &enc_ctx, requested, "kms:Decrypt")?;
     check_algorithm(k, alg)?;
-    Ok(json!({ "KeyId": k.rec.arn, "Plaintext": b64(&pt), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT" }))
+    Ok(
+        json!({ "KeyId": k.rec.arn, "Plaintext": b64(&pt), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT" }),
+    )
 }
 
 fn re_encrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -1137,8 +1447,12 @@ fn re_encrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
 
 fn data_key_len(input: &Input<'_>) -> Result<usize, ApiError> {
     match (input.str_opt("KeySpec")?, input.int_opt("NumberOfBytes")?) {
-        (Some(_), Some(_)) => Err(ApiError::validation("Please specify either number of bytes or key spec.")),
-        (None, None) => Err(ApiError::validation("Please specify either number of bytes or key spec.")),
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "Please specify either number of bytes or key spec.",
+        )),
+        (None, None) => Err(ApiError::validation(
+            "Please specify either number of bytes or key spec.",
+        )),
         (Some("AES_256"), None) => Ok(32),
         (Some("AES_128"), None) => Ok(16),
         (Some(other), None) => Err(ApiError::validation(format!(
@@ -1151,14 +1465,21 @@ fn data_key_len(input: &Input<'_>) -> Result<usize, ApiError> {
     }
 }
 
-fn generate_data_key(ctx: &Ctx<'_>, input: &Input<'_>, with_plaintext: bool) -> Result<Value, ApiError> {
+fn generate_data_key(
+    ctx: &Ctx<'_>,
+    input: &Input<'_>,
+    with_plaintext: bool,
+) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
     let len = data_key_len(input)?;
     let enc_ctx = input.context("EncryptionContext")?;
     let (action, op) = if with_plaintext {
         ("kms:GenerateDataKey", "GenerateDataKey")
     } else {
-        ("kms:GenerateDataKeyWithoutPlaintext", "GenerateDataKeyWithoutPlaintext")
+        (
+            "kms:GenerateDataKeyWithoutPlaintext",
+            "GenerateDataKeyWithoutPlaintext",
+        )
     };
     let st = ctx.inner.read();
     let k = ctx.key(&st, key_ref, Scope::CrossAccount)?;
@@ -1176,7 +1497,10 @@ fn generate_data_key(ctx: &Ctx<'_>, input: &Input<'_>, with_plaintext: bool) -> 
 
 fn generate_random(input: &Input<'_>) -> Result<Value, ApiError> {
     if input.str_opt("CustomKeyStoreId")?.is_some() {
-        return Err(ApiError::new("UnsupportedOperationException", "Custom key stores are not supported by keyplane's KMS"));
+        return Err(ApiError::new(
+            "UnsupportedOperationException",
+            "Custom key stores are not supported by keyplane's KMS",
+        ));
     }
     let n = match input.int_opt("NumberOfBytes")? {
         Some(n) if (1..=1024).contains(&n) => n as usize,
@@ -1201,7 +1525,9 @@ fn parse_constraints(input: &Input<'_>) -> Result<Option<GrantConstraints>, ApiE
     let Some(c) = input.get("Constraints") else {
         return Ok(None);
     };
-    let obj = c.as_object().ok_or_else(|| wrong_type("Constraints", "a structure"))?;
+    let obj = c
+        .as_object()
+        .ok_or_else(|| wrong_type("Constraints", "a structure"))?;
     let sub = Input(obj);
     let gc = GrantConstraints {
         encryption_context_equals: sub.map_opt("EncryptionContextEquals")?,
@@ -1244,12 +1570,16 @@ fn grant_json(k: &Key, g: &GrantRecord) -> Value {
 fn create_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
     let grantee = input.str_req("GranteePrincipal")?.to_string();
-    let operations = input.str_list_opt("Operations")?.ok_or_else(|| ApiError::missing("operations"))?;
+    let operations = input
+        .str_list_opt("Operations")?
+        .ok_or_else(|| ApiError::missing("operations"))?;
     let retiring = input.str_opt("RetiringPrincipal")?.map(String::from);
     let name = input.str_opt("Name")?.map(String::from);
     let constraints = parse_constraints(input)?;
     if operations.is_empty() {
-        return Err(ApiError::validation("Operations must contain at least one grant operation"));
+        return Err(ApiError::validation(
+            "Operations must contain at least one grant operation",
+        ));
     }
     for op in &operations {
         if !GRANT_OPERATIONS.contains(&op.as_str()) {
@@ -1264,15 +1594,22 @@ fn create_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
             return Err(ApiError::validation(format!("Invalid principal: {p}")));
         }
     }
-    if let Some(n) = &name {
-        if n.is_empty() || n.len() > 256 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b)) {
-            return Err(ApiError::validation(format!("Invalid grant name: {n}")));
-        }
+    if let Some(n) = &name
+        && (n.is_empty()
+            || n.len() > 256
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b)))
+    {
+        return Err(ApiError::validation(format!("Invalid grant name: {n}")));
     }
     let mut st = ctx.inner.write();
     let id = ctx.resolve(&st, key_ref, Scope::CrossAccount)?;
     {
-        let k = st.keys.get(&id).ok_or_else(|| ApiError::internal("key vanished"))?;
+        let k = st
+            .keys
+            .get(&id)
+            .ok_or_else(|| ApiError::internal("key vanished"))?;
         let mut extra = vec![
             ("kms:GrantOperations", operations.clone()),
             ("kms:GranteePrincipal", vec![grantee.clone()]),
@@ -1286,24 +1623,32 @@ fn create_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
             if !operations.iter().all(|o| parent.operations.contains(o))
                 || (parent.constraints.is_some() && parent.constraints != constraints)
             {
-                return Err(ApiError::access_denied(&ctx.caller.arn, "kms:CreateGrant", &k.rec.arn, false));
+                return Err(ApiError::access_denied(
+                    &ctx.caller.arn,
+                    "kms:CreateGrant",
+                    &k.rec.arn,
+                    false,
+                ));
             }
         }
         require_not_pending(k)?;
-        if let Some(n) = &name {
-            if let Some(g) = k.rec.grants.iter().find(|g| {
+        if let Some(n) = &name
+            && let Some(g) = k.rec.grants.iter().find(|g| {
                 g.name.as_deref() == Some(n.as_str())
                     && g.grantee_principal == grantee
                     && g.operations == operations
                     && g.retiring_principal == retiring
                     && g.constraints == constraints
-            }) {
-                return Ok(json!({ "GrantId": g.grant_id, "GrantToken": g.grant_token }));
-            }
+            })
+        {
+            return Ok(json!({ "GrantId": g.grant_id, "GrantToken": g.grant_token }));
         }
     }
     let grant_id = hex::encode(&*crypto::random_bytes(32));
-    let grant_token = format!("KPGT{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*crypto::random_bytes(48)));
+    let grant_token = format!(
+        "KPGT{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*crypto::random_bytes(48))
+    );
     let g = GrantRecord {
         grant_id: grant_id.clone(),
         grant_token: grant_token.clone(),
@@ -1372,7 +1717,10 @@ fn remove_grant(k: &mut Key, grant_id: &str) -> Result<(), ApiError> {
     let before = k.rec.grants.len();
     k.rec.grants.retain(|g| g.grant_id != grant_id);
     if k.rec.grants.len() == before {
-        return Err(ApiError::new("InvalidGrantIdException", format!("Grant ID {grant_id} not found")));
+        return Err(ApiError::new(
+            "InvalidGrantIdException",
+            format!("Grant ID {grant_id} not found"),
+        ));
     }
     Ok(())
 }
@@ -1380,10 +1728,16 @@ fn remove_grant(k: &mut Key, grant_id: &str) -> Result<(), ApiError> {
 fn revoke_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
     let grant_id = input.str_req("GrantId")?.to_string();
-    mutate_key(ctx, key_ref, Scope::CrossAccount, "kms:RevokeGrant", |_, k| {
-        remove_grant(k, &grant_id)?;
-        Ok(Value::Null)
-    })
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::CrossAccount,
+        "kms:RevokeGrant",
+        |_, k| {
+            remove_grant(k, &grant_id)?;
+            Ok(Value::Null)
+        },
+    )
 }
 
 fn retire_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -1396,23 +1750,52 @@ fn retire_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
             .keys
             .values()
             .filter(|k| !k.is_deleted(ctx.now))
-            .find_map(|k| k.rec.grants.iter().find(|g| g.grant_token == t).map(|g| (k.rec.key_id.clone(), g.grant_id.clone())))
+            .find_map(|k| {
+                k.rec
+                    .grants
+                    .iter()
+                    .find(|g| g.grant_token == t)
+                    .map(|g| (k.rec.key_id.clone(), g.grant_id.clone()))
+            })
             .ok_or_else(|| ApiError::new("InvalidGrantTokenException", "Invalid grant token"))?,
-        (None, Some(kr), Some(gid)) => (ctx.resolve(&st, kr, Scope::CrossAccount)?, gid.to_string()),
-        _ => return Err(ApiError::validation("Either GrantToken or both KeyId and GrantId must be specified")),
+        (None, Some(kr), Some(gid)) => {
+            (ctx.resolve(&st, kr, Scope::CrossAccount)?, gid.to_string())
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "Either GrantToken or both KeyId and GrantId must be specified",
+            ));
+        }
     };
-    let k = st.keys.get(&key_id).ok_or_else(|| ApiError::internal("key vanished"))?;
+    let k = st
+        .keys
+        .get(&key_id)
+        .ok_or_else(|| ApiError::internal("key vanished"))?;
     let g = k
         .rec
         .grants
         .iter()
         .find(|g| g.grant_id == grant_id)
-        .ok_or_else(|| ApiError::new("InvalidGrantIdException", format!("Grant ID {grant_id} not found")))?;
-    let may = g.retiring_principal.as_deref().is_some_and(|p| principal_matches(p, &ctx.caller))
+        .ok_or_else(|| {
+            ApiError::new(
+                "InvalidGrantIdException",
+                format!("Grant ID {grant_id} not found"),
+            )
+        })?;
+    let may = g
+        .retiring_principal
+        .as_deref()
+        .is_some_and(|p| principal_matches(p, &ctx.caller))
         || principal_matches(&g.grantee_principal, &ctx.caller)
-        || ctx.caller.account == g.issuing_account && ctx.authorize(k, "kms:RetireGrant", None, &[]).is_ok();
+        || ctx.caller.account == g.issuing_account
+            && ctx.authorize(k, "kms:RetireGrant", None, &[]).is_ok();
     if !may {
-        return Err(ApiError::access_denied(&ctx.caller.arn, "kms:RetireGrant", &k.rec.arn, false));
+        return Err(ApiError::access_denied(
+            &ctx.caller.arn,
+            "kms:RetireGrant",
+            &k.rec.arn,
+            false,
+        ));
     }
     if let Some(k) = st.keys.get_mut(&key_id) {
         remove_grant(k, &grant_id)?;
@@ -1425,7 +1808,10 @@ fn require_rotatable(k: &Key) -> Result<(), ApiError> {
     if !k.is_symmetric() {
         return Err(ApiError::new(
             "UnsupportedOperationException",
-            format!("{} key spec {} does not support automatic or on-demand rotation.", k.rec.arn, k.rec.key_spec),
+            format!(
+                "{} key spec {} does not support automatic or on-demand rotation.",
+                k.rec.arn, k.rec.key_spec
+            ),
         ));
     }
     Ok(())
@@ -1442,25 +1828,37 @@ fn enable_key_rotation(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiErr
             )));
         }
     };
-    mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:EnableKeyRotation", |ctx, k| {
-        require_enabled(k)?;
-        require_rotatable(k)?;
-        k.rec.rotation.enabled = true;
-        k.rec.rotation.period_days = period;
-        k.rec.rotation.next_rotation = Some(ctx.now + f64::from(period) * 86_400.0);
-        Ok(Value::Null)
-    })
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:EnableKeyRotation",
+        |ctx, k| {
+            require_enabled(k)?;
+            require_rotatable(k)?;
+            k.rec.rotation.enabled = true;
+            k.rec.rotation.period_days = period;
+            k.rec.rotation.next_rotation = Some(ctx.now + f64::from(period) * 86_400.0);
+            Ok(Value::Null)
+        },
+    )
 }
 
 fn disable_key_rotation(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
-    mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:DisableKeyRotation", |_, k| {
-        require_enabled(k)?;
-        require_rotatable(k)?;
-        k.rec.rotation.enabled = false;
-        k.rec.rotation.next_rotation = None;
-        Ok(Value::Null)
-    })
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:DisableKeyRotation",
+        |_, k| {
+            require_enabled(k)?;
+            require_rotatable(k)?;
+            k.rec.rotation.enabled = false;
+            k.rec.rotation.next_rotation = None;
+            Ok(Value::Null)
+        },
+    )
 }
 
 fn get_key_rotation_status(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -1488,22 +1886,31 @@ const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
 
 fn rotate_key_on_demand(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
-    mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:RotateKeyOnDemand", |ctx, k| {
-        require_enabled(k)?;
-        require_rotatable(k)?;
-        if k.rec.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS {
-            return Err(ApiError::new(
-                "LimitExceededException",
-                format!("{} has reached the maximum number of on-demand rotations.", k.rec.arn),
-            ));
-        }
-        let (m, r) = new_material(ctx, &k.rec.arn, k.materials.len(), Some("ON_DEMAND"));
-        k.materials.push(m);
-        k.rec.materials.push(r);
-        k.rec.rotation.on_demand_count += 1;
-        k.rec.rotation.on_demand_started = Some(ctx.now);
-        Ok(json!({ "KeyId": k.rec.arn }))
-    })
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:RotateKeyOnDemand",
+        |ctx, k| {
+            require_enabled(k)?;
+            require_rotatable(k)?;
+            if k.rec.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(ApiError::new(
+                    "LimitExceededException",
+                    format!(
+                        "{} has reached the maximum number of on-demand rotations.",
+                        k.rec.arn
+                    ),
+                ));
+            }
+            let (m, r) = new_material(ctx, &k.rec.arn, k.materials.len(), Some("ON_DEMAND"));
+            k.materials.push(m);
+            k.rec.materials.push(r);
+            k.rec.rotation.on_demand_count += 1;
+            k.rec.rotation.on_demand_started = Some(ctx.now);
+            Ok(json!({ "KeyId": k.rec.arn }))
+        },
+    )
 }
 
 fn list_key_rotations(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -1521,7 +1928,10 @@ fn list_key_rotations(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiErro
         .enumerate()
         .filter_map(|(i, m)| {
             m.rotation_type.as_ref().map(|t| {
-                (format!("{i:010}"), json!({ "KeyId": k.rec.arn, "RotationDate": ts(m.created), "RotationType": t }))
+                (
+                    format!("{i:010}"),
+                    json!({ "KeyId": k.rec.arn, "RotationDate": ts(m.created), "RotationType": t }),
+                )
             })
         })
         .collect();
@@ -1534,14 +1944,21 @@ fn list_key_rotations(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiErro
 /// Gives a key a new material version on schedule (used by the background sweep).
 pub(crate) fn auto_rotate(inner: &Inner, k: &mut Key, now: f64) {
     let r = &k.rec.rotation;
-    let due = r.enabled && k.rec.state == KeyState::Enabled && r.next_rotation.is_some_and(|n| n <= now);
+    let due =
+        r.enabled && k.rec.state == KeyState::Enabled && r.next_rotation.is_some_and(|n| n <= now);
     if !due || !k.is_symmetric() {
         return;
     }
     let key = SecretKey::random();
-    let sealed = inner.store.seal_material(&k.rec.arn, k.materials.len(), &key);
+    let sealed = inner
+        .store
+        .seal_material(&k.rec.arn, k.materials.len(), &key);
     k.materials.push(key);
-    k.rec.materials.push(MaterialRecord { created: now, rotation_type: Some("AUTOMATIC".into()), sealed });
+    k.rec.materials.push(MaterialRecord {
+        created: now,
+        rotation_type: Some("AUTOMATIC".into()),
+        sealed,
+    });
     k.rec.rotation.next_rotation = Some(now + f64::from(k.rec.rotation.period_days) * 86_400.0);
 }
 
@@ -1551,29 +1968,46 @@ fn tag_resource(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         return Err(ApiError::missing("tags"));
     }
     let tags = parse_tags(input)?;
-    mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:TagResource", |_, k| {
-        require_not_pending(k)?;
-        for t in tags {
-            match k.rec.tags.iter_mut().find(|x| x.key == t.key) {
-                Some(existing) => existing.value = t.value,
-                None => k.rec.tags.push(t),
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:TagResource",
+        |_, k| {
+            require_not_pending(k)?;
+            for t in tags {
+                match k.rec.tags.iter_mut().find(|x| x.key == t.key) {
+                    Some(existing) => existing.value = t.value,
+                    None => k.rec.tags.push(t),
+                }
             }
-        }
-        if k.rec.tags.len() > 50 {
-            return Err(ApiError::new("TagException", "A KMS key can have at most 50 tags"));
-        }
-        Ok(Value::Null)
-    })
+            if k.rec.tags.len() > 50 {
+                return Err(ApiError::new(
+                    "TagException",
+                    "A KMS key can have at most 50 tags",
+                ));
+            }
+            Ok(Value::Null)
+        },
+    )
 }
 
 fn untag_resource(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
-    let keys = input.str_list_opt("TagKeys")?.ok_or_else(|| ApiError::missing("tagKeys"))?;
-    mutate_key(ctx, key_ref, Scope::OwnAccount, "kms:UntagResource", |_, k| {
-        require_not_pending(k)?;
-        k.rec.tags.retain(|t| !keys.contains(&t.key));
-        Ok(Value::Null)
-    })
+    let keys = input
+        .str_list_opt("TagKeys")?
+        .ok_or_else(|| ApiError::missing("tagKeys"))?;
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:UntagResource",
+        |_, k| {
+            require_not_pending(k)?;
+            k.rec.tags.retain(|t| !keys.contains(&t.key));
+            Ok(Value::Null)
+        },
+    )
 }
 
 fn list_resource_tags(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -1583,8 +2017,17 @@ fn list_resource_tags(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiErro
     let st = ctx.inner.read();
     let k = ctx.key(&st, key_ref, Scope::OwnAccount)?;
     ctx.authorize(k, "kms:ListResourceTags", None, &[])?;
-    let items: Vec<(String, Value)> =
-        k.rec.tags.iter().map(|t| (t.key.clone(), json!({ "TagKey": t.key, "TagValue": t.value }))).collect();
+    let items: Vec<(String, Value)> = k
+        .rec
+        .tags
+        .iter()
+        .map(|t| {
+            (
+                t.key.clone(),
+                json!({ "TagKey": t.key, "TagValue": t.value }),
+            )
+        })
+        .collect();
     let (tags, next) = page(items, limit, marker);
     let mut body = Map::new();
     body.insert("Tags".into(), json!(tags));

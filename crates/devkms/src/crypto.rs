@@ -46,7 +46,13 @@ impl SecretKey {
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
         out.extend_from_slice(&nonce);
         // Encryption with a valid key and in-memory buffers cannot fail for these sizes.
-        match self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad }) {
+        match self.cipher.encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        ) {
             Ok(ct) => out.extend_from_slice(&ct),
             Err(_) => out.clear(),
         }
@@ -95,7 +101,8 @@ pub(crate) struct BlobHeader {
 
 impl BlobHeader {
     fn encode(&self) -> Vec<u8> {
-        let mut h = Vec::with_capacity(8 + self.account.len() + self.region.len() + self.key_id.len() + 4);
+        let mut h =
+            Vec::with_capacity(8 + self.account.len() + self.region.len() + self.key_id.len() + 4);
         h.extend_from_slice(BLOB_MAGIC);
         for part in [&self.account, &self.region, &self.key_id] {
             h.push(part.len() as u8);
@@ -123,11 +130,25 @@ impl BlobHeader {
         let key_id = parts.pop()?;
         let region = parts.pop()?;
         let account = parts.pop()?;
-        Some((BlobHeader { account, region, key_id, version }, &blob[..header_len], &blob[header_len..]))
+        Some((
+            BlobHeader {
+                account,
+                region,
+                key_id,
+                version,
+            },
+            &blob[..header_len],
+            &blob[header_len..],
+        ))
     }
 }
 
-pub(crate) fn seal_blob(key: &SecretKey, header: &BlobHeader, context: &BTreeMap<String, String>, plaintext: &[u8]) -> Vec<u8> {
+pub(crate) fn seal_blob(
+    key: &SecretKey,
+    header: &BlobHeader,
+    context: &BTreeMap<String, String>,
+    plaintext: &[u8],
+) -> Vec<u8> {
     let mut blob = header.encode();
     let mut aad = blob.clone();
     aad.extend_from_slice(&canonical_context(context));
@@ -135,7 +156,12 @@ pub(crate) fn seal_blob(key: &SecretKey, header: &BlobHeader, context: &BTreeMap
     blob
 }
 
-pub(crate) fn open_blob(key: &SecretKey, header_bytes: &[u8], sealed: &[u8], context: &BTreeMap<String, String>) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn open_blob(
+    key: &SecretKey,
+    header_bytes: &[u8],
+    sealed: &[u8],
+    context: &BTreeMap<String, String>,
+) -> Option<Zeroizing<Vec<u8>>> {
     let mut aad = header_bytes.to_vec();
     aad.extend_from_slice(&canonical_context(context));
     key.open(&aad, sealed)
@@ -148,7 +174,12 @@ mod tests {
     #[test]
     fn blob_roundtrip_and_binding() {
         let k = SecretKey::random();
-        let h = BlobHeader { account: "111111111111".into(), region: "us-east-2".into(), key_id: "abc".into(), version: 3 };
+        let h = BlobHeader {
+            account: "111111111111".into(),
+            region: "us-east-2".into(),
+            key_id: "abc".into(),
+            version: 3,
+        };
         let mut ctx = BTreeMap::new();
         ctx.insert("a".to_string(), "b".to_string());
         let blob = seal_blob(&k, &h, &ctx, b"hello");

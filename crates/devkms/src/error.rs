@@ -20,7 +20,9 @@ pub enum DevKmsError {
     CorruptState { path: PathBuf, reason: String },
     #[error("root key file {path} must hold exactly 32 bytes")]
     BadRootKey { path: PathBuf },
-    #[error("stored secrets do not decrypt under the root key in {path}: was the root key replaced?")]
+    #[error(
+        "stored secrets do not decrypt under the root key in {path}: was the root key replaced?"
+    )]
     RootKeyMismatch { path: PathBuf },
     #[error("invalid identity: {0}")]
     InvalidIdentity(String),
@@ -28,7 +30,10 @@ pub enum DevKmsError {
 
 impl DevKmsError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DevKmsError::Io { path: path.into(), source }
+        DevKmsError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -48,7 +53,11 @@ impl ApiError {
             "DependencyTimeoutException" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError { kind, message: message.into(), status }
+        ApiError {
+            kind,
+            message: message.into(),
+            status,
+        }
     }
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new("ValidationException", message)
@@ -91,7 +100,9 @@ impl ApiError {
         };
         Self::new(
             "AccessDeniedException",
-            format!("User: {caller_arn} is not authorized to perform: {action} on resource: {key_arn} {why}"),
+            format!(
+                "User: {caller_arn} is not authorized to perform: {action} on resource: {key_arn} {why}"
+            ),
         )
     }
 }
@@ -101,7 +112,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "__type": self.kind, "message": self.message }).to_string();
         let mut resp = (self.status, body).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
         if let Ok(v) = HeaderValue::from_str(self.kind) {
             h.insert("x-amzn-errortype", v);
         }

@@ -99,7 +99,9 @@ pub struct DevKms {
 
 impl fmt::Debug for DevKms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DevKms").field("allow_clock_control", &self.inner.allow_clock_control).finish_non_exhaustive()
+        f.debug_struct("DevKms")
+            .field("allow_clock_control", &self.inner.allow_clock_control)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +125,10 @@ impl Inner {
 
     /// Seconds since the epoch on the server's (movable) clock.
     pub(crate) fn now(&self) -> f64 {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
         wall + self.clock_offset.load(Ordering::Relaxed) as f64
     }
 
@@ -132,7 +137,10 @@ impl Inner {
     pub(crate) fn commit(&self, mut st: RwLockWriteGuard<'_, State>) -> Result<(), ApiError> {
         st.generation += 1;
         let generation = st.generation;
-        let bytes = Zeroizing::new(self.store.snapshot(&st, self.clock_offset.load(Ordering::Relaxed)));
+        let bytes = Zeroizing::new(
+            self.store
+                .snapshot(&st, self.clock_offset.load(Ordering::Relaxed)),
+        );
         drop(st);
         self.store.write(generation, &bytes).map_err(|e| {
             tracing::error!(error = %e, "devkms could not persist its state");
@@ -155,12 +163,21 @@ impl Inner {
 
     /// Creates the identity if no identity of that account, kind and name exists yet (or
     /// replaces its keys when the config names them); returns its access key id.
-    pub(crate) fn ensure_identity(st: &mut State, cfg: &IdentityConfig) -> Result<String, DevKmsError> {
+    pub(crate) fn ensure_identity(
+        st: &mut State,
+        cfg: &IdentityConfig,
+    ) -> Result<String, DevKmsError> {
         if !state::valid_account(&cfg.account) {
-            return Err(DevKmsError::InvalidIdentity(format!("account {:?} must be 12 digits", cfg.account)));
+            return Err(DevKmsError::InvalidIdentity(format!(
+                "account {:?} must be 12 digits",
+                cfg.account
+            )));
         }
         if !state::valid_name(&cfg.name) {
-            return Err(DevKmsError::InvalidIdentity(format!("name {:?} is not a valid IAM name", cfg.name)));
+            return Err(DevKmsError::InvalidIdentity(format!(
+                "name {:?} is not a valid IAM name",
+                cfg.name
+            )));
         }
         let existing = st
             .identities
@@ -170,7 +187,11 @@ impl Inner {
         let wanted_key = cfg.access_key_id.clone();
         if let Some(akid) = &existing {
             let same_key = wanted_key.as_ref().is_none_or(|k| k == akid);
-            let same_secret = cfg.secret_access_key.as_ref().is_none_or(|s| st.identities.get(akid).is_some_and(|i| i.secret.as_str() == s));
+            let same_secret = cfg.secret_access_key.as_ref().is_none_or(|s| {
+                st.identities
+                    .get(akid)
+                    .is_some_and(|i| i.secret.as_str() == s)
+            });
             if same_key && same_secret {
                 return Ok(akid.clone());
             }
@@ -178,15 +199,30 @@ impl Inner {
         }
         let akid = wanted_key.unwrap_or_else(|| state::new_access_key_id(cfg.kind));
         if akid.len() < 16 || akid.len() > 128 || !akid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(DevKmsError::InvalidIdentity(format!("access key id {akid:?} must be 16-128 letters or digits")));
+            return Err(DevKmsError::InvalidIdentity(format!(
+                "access key id {akid:?} must be 16-128 letters or digits"
+            )));
         }
         if let Some(other) = st.identities.get(&akid) {
-            return Err(DevKmsError::InvalidIdentity(format!("access key id {akid} already belongs to {}", other.principal_arn())));
+            return Err(DevKmsError::InvalidIdentity(format!(
+                "access key id {akid} already belongs to {}",
+                other.principal_arn()
+            )));
         }
-        let secret = Zeroizing::new(cfg.secret_access_key.clone().unwrap_or_else(state::new_secret));
+        let secret = Zeroizing::new(
+            cfg.secret_access_key
+                .clone()
+                .unwrap_or_else(state::new_secret),
+        );
         st.identities.insert(
             akid.clone(),
-            Identity { account: cfg.account.clone(), kind: cfg.kind, name: cfg.name.clone(), access_key_id: akid.clone(), secret },
+            Identity {
+                account: cfg.account.clone(),
+                kind: cfg.kind,
+                name: cfg.name.clone(),
+                access_key_id: akid.clone(),
+                secret,
+            },
         );
         Ok(akid)
     }
@@ -213,7 +249,10 @@ impl DevKms {
     pub fn open(config: DevKmsConfig) -> Result<DevKms, DevKmsError> {
         let (store, admin_token) = Store::open(&config.data_dir)?;
         let (mut st, offset) = store.load()?.unwrap_or_default();
-        for cfg in default_identities().iter().chain(config.extra_identities.iter()) {
+        for cfg in default_identities()
+            .iter()
+            .chain(config.extra_identities.iter())
+        {
             Inner::ensure_identity(&mut st, cfg)?;
         }
         let inner = Inner {
@@ -228,7 +267,9 @@ impl DevKms {
         inner.store.write(1, &bytes)?;
         inner.store.write_credentials(&st)?;
         *inner.write() = st;
-        let kms = DevKms { inner: Arc::new(inner) };
+        let kms = DevKms {
+            inner: Arc::new(inner),
+        };
         kms.inner.sweep().map_err(|e| DevKmsError::CorruptState {
             path: config.data_dir.join(state::STATE_FILE),
             reason: e.message,
@@ -239,7 +280,10 @@ impl DevKms {
     /// The credentials of an identity, by its IAM ARN (`arn:aws:iam::111111111111:user/admin`,
     /// `arn:aws:iam::222222222222:role/creator`) or its assumed-role ARN.
     pub fn credentials(&self, principal_arn: &str) -> Option<Credentials> {
-        self.inner.read().identity_by_principal(principal_arn).map(Credentials::of)
+        self.inner
+            .read()
+            .identity_by_principal(principal_arn)
+            .map(Credentials::of)
     }
 
     /// The token the admin routes require in `x-keyplane-admin-token`.
@@ -273,7 +317,9 @@ impl DevKms {
                 }
             }
         });
-        let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
         sweeper.abort();
         result
     }

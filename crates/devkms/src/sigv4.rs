@@ -33,9 +33,12 @@ fn incomplete() -> ApiError {
 }
 
 pub(crate) fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, ApiError> {
-    let rest = value
-        .strip_prefix("AWS4-HMAC-SHA256")
-        .ok_or_else(|| ApiError::new("IncompleteSignatureException", "Unsupported authorization type"))?;
+    let rest = value.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| {
+        ApiError::new(
+            "IncompleteSignatureException",
+            "Unsupported authorization type",
+        )
+    })?;
     let (mut cred, mut signed, mut sig) = (None, None, None);
     for part in rest.split(',') {
         let part = part.trim();
@@ -52,20 +55,27 @@ pub(crate) fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, ApiErro
         _ => return Err(incomplete()),
     };
     let mut scope = cred.splitn(5, '/');
-    let (access_key_id, date, region, service, terminator) =
-        match (scope.next(), scope.next(), scope.next(), scope.next(), scope.next()) {
-            (Some(a), Some(d), Some(r), Some(s), Some(t)) => (a, d, r, s, t),
-            _ => {
-                return Err(ApiError::new(
-                    "IncompleteSignatureException",
-                    format!("Credential should be scoped to a valid region, not '{cred}'."),
-                ));
-            }
-        };
+    let (access_key_id, date, region, service, terminator) = match (
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+    ) {
+        (Some(a), Some(d), Some(r), Some(s), Some(t)) => (a, d, r, s, t),
+        _ => {
+            return Err(ApiError::new(
+                "IncompleteSignatureException",
+                format!("Credential should be scoped to a valid region, not '{cred}'."),
+            ));
+        }
+    };
     if terminator != "aws4_request" {
         return Err(ApiError::new(
             "InvalidSignatureException",
-            format!("Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'."),
+            format!(
+                "Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'."
+            ),
         ));
     }
     Ok(AuthHeader {
@@ -80,7 +90,11 @@ pub(crate) fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, ApiErro
 
 /// The request time, from x-amz-date (or Date), checked against the real clock: signatures are
 /// made with wall-clock time, so the test clock must not take part here.
-pub(crate) fn check_date(headers: &HeaderMap, scope_date: &str, now: DateTime<Utc>) -> Result<String, ApiError> {
+pub(crate) fn check_date(
+    headers: &HeaderMap,
+    scope_date: &str,
+    now: DateTime<Utc>,
+) -> Result<String, ApiError> {
     let raw = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
@@ -92,12 +106,20 @@ pub(crate) fn check_date(headers: &HeaderMap, scope_date: &str, now: DateTime<Ut
         })?
         .to_string();
     let t = NaiveDateTime::parse_from_str(&raw, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| ApiError::new("InvalidSignatureException", format!("Invalid X-Amz-Date '{raw}'")))?
+        .map_err(|_| {
+            ApiError::new(
+                "InvalidSignatureException",
+                format!("Invalid X-Amz-Date '{raw}'"),
+            )
+        })?
         .and_utc();
     if !raw.starts_with(scope_date) {
         return Err(ApiError::new(
             "InvalidSignatureException",
-            format!("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope_date}' != '{}'", &raw[..8.min(raw.len())]),
+            format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope_date}' != '{}'",
+                &raw[..8.min(raw.len())]
+            ),
         ));
     }
     let fmt = |d: DateTime<Utc>| d.format("%Y%m%dT%H%M%SZ").to_string();
@@ -140,7 +162,9 @@ fn uri_encode(s: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if !encode_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -153,12 +177,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -175,11 +200,18 @@ fn canonical_query(query: Option<&str>) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(k), true), uri_encode(&percent_decode(v), true))
+            (
+                uri_encode(&percent_decode(k), true),
+                uri_encode(&percent_decode(v), true),
+            )
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn canonical_uri(path: &str) -> String {
@@ -229,7 +261,10 @@ pub(crate) fn verify(
     canonical.push('\n');
     canonical.push_str(&hex::encode(Sha256::digest(body)));
 
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))

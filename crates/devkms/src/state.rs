@@ -55,7 +55,10 @@ impl fmt::Debug for IdentityConfig {
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -70,7 +73,12 @@ pub(crate) struct Identity {
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Identity({}, {})", self.principal_arn(), self.access_key_id)
+        write!(
+            f,
+            "Identity({}, {})",
+            self.principal_arn(),
+            self.access_key_id
+        )
     }
 }
 
@@ -86,7 +94,10 @@ impl Identity {
     pub fn caller_arn(&self) -> String {
         match self.kind {
             IdentityKind::User => self.principal_arn(),
-            IdentityKind::Role => format!("arn:aws:sts::{}:assumed-role/{}/keyplane", self.account, self.name),
+            IdentityKind::Role => format!(
+                "arn:aws:sts::{}:assumed-role/{}/keyplane",
+                self.account, self.name
+            ),
         }
     }
 }
@@ -96,13 +107,18 @@ pub(crate) fn valid_account(a: &str) -> bool {
 }
 
 pub(crate) fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
 fn random_string(len: usize, alphabet: &[u8]) -> String {
     let mut buf = vec![0u8; len];
     rand::rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| alphabet[*b as usize % alphabet.len()] as char).collect()
+    buf.iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect()
 }
 
 pub(crate) fn new_access_key_id(kind: IdentityKind) -> String {
@@ -110,11 +126,17 @@ pub(crate) fn new_access_key_id(kind: IdentityKind) -> String {
         IdentityKind::User => "AKIA",
         IdentityKind::Role => "ASIA",
     };
-    format!("{prefix}{}", random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"))
+    format!(
+        "{prefix}{}",
+        random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    )
 }
 
 pub(crate) fn new_secret() -> String {
-    random_string(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    random_string(
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    )
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,7 +230,8 @@ pub(crate) struct Key {
 
 impl Key {
     pub fn is_deleted(&self, now: f64) -> bool {
-        self.rec.state == KeyState::PendingDeletion && self.rec.deletion_date.is_some_and(|d| d <= now)
+        self.rec.state == KeyState::PendingDeletion
+            && self.rec.deletion_date.is_some_and(|d| d <= now)
     }
     pub fn is_symmetric(&self) -> bool {
         self.rec.key_spec == "SYMMETRIC_DEFAULT"
@@ -258,12 +281,19 @@ pub(crate) struct State {
 
 impl State {
     pub fn identity_by_principal(&self, principal_arn: &str) -> Option<&Identity> {
-        self.identities.values().find(|i| i.principal_arn() == principal_arn || i.caller_arn() == principal_arn)
+        self.identities
+            .values()
+            .find(|i| i.principal_arn() == principal_arn || i.caller_arn() == principal_arn)
     }
 
     /// Drops keys whose deletion date has passed, with their aliases; true if anything went.
     pub fn purge_deleted(&mut self, now: f64) -> bool {
-        let gone: Vec<String> = self.keys.values().filter(|k| k.is_deleted(now)).map(|k| k.rec.key_id.clone()).collect();
+        let gone: Vec<String> = self
+            .keys
+            .values()
+            .filter(|k| k.is_deleted(now))
+            .map(|k| k.rec.key_id.clone())
+            .collect();
         for id in &gone {
             self.keys.remove(id);
         }
@@ -295,15 +325,18 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DevKmsError> {
     f.sync_all().map_err(|e| DevKmsError::io(&tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| DevKmsError::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(dir) = path.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
     }
     Ok(())
 }
 
-fn read_or_create_secret_file(path: &Path, make: impl FnOnce() -> Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>, DevKmsError> {
+fn read_or_create_secret_file(
+    path: &Path,
+    make: impl FnOnce() -> Zeroizing<Vec<u8>>,
+) -> Result<Zeroizing<Vec<u8>>, DevKmsError> {
     match fs::read(path) {
         Ok(b) => Ok(Zeroizing::new(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -320,17 +353,28 @@ impl Store {
     pub fn open(dir: &Path) -> Result<(Store, Zeroizing<String>), DevKmsError> {
         fs::create_dir_all(dir).map_err(|e| DevKmsError::io(dir, e))?;
         let root_path = dir.join(ROOT_KEY_FILE);
-        let root_bytes = read_or_create_secret_file(&root_path, || crate::crypto::random_bytes(32))?;
-        let root: [u8; 32] = root_bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| DevKmsError::BadRootKey { path: root_path.clone() })?;
+        let root_bytes =
+            read_or_create_secret_file(&root_path, || crate::crypto::random_bytes(32))?;
+        let root: [u8; 32] =
+            root_bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| DevKmsError::BadRootKey {
+                    path: root_path.clone(),
+                })?;
         let token_path = dir.join(ADMIN_TOKEN_FILE);
         let token = read_or_create_secret_file(&token_path, || {
             Zeroizing::new(hex::encode(&*crate::crypto::random_bytes(24)).into_bytes())
         })?;
         let token = Zeroizing::new(String::from_utf8_lossy(&token).trim().to_string());
-        Ok((Store { dir: dir.to_path_buf(), root: SecretKey::from_bytes(root), written: Mutex::new(0) }, token))
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+                root: SecretKey::from_bytes(root),
+                written: Mutex::new(0),
+            },
+            token,
+        ))
     }
 
     fn seal_b64(&self, purpose: &str, plaintext: &[u8]) -> String {
@@ -342,21 +386,36 @@ impl Store {
             path: self.dir.join(STATE_FILE),
             reason: format!("bad base64 in sealed value for {purpose}"),
         })?;
-        self.root.open(purpose.as_bytes(), &raw).ok_or_else(|| DevKmsError::RootKeyMismatch { path: self.dir.join(ROOT_KEY_FILE) })
+        self.root
+            .open(purpose.as_bytes(), &raw)
+            .ok_or_else(|| DevKmsError::RootKeyMismatch {
+                path: self.dir.join(ROOT_KEY_FILE),
+            })
     }
 
     /// Seals one material version of a key; the ARN and version are bound as associated data so
     /// sealed blobs cannot be swapped between keys in the state file.
     pub fn seal_material(&self, arn: &str, version: usize, key: &SecretKey) -> String {
-        self.seal_b64(&format!("keyplane-devkms material {arn} {version}"), key.bytes())
+        self.seal_b64(
+            &format!("keyplane-devkms material {arn} {version}"),
+            key.bytes(),
+        )
     }
 
-    fn open_material(&self, arn: &str, version: usize, sealed: &str) -> Result<SecretKey, DevKmsError> {
+    fn open_material(
+        &self,
+        arn: &str,
+        version: usize,
+        sealed: &str,
+    ) -> Result<SecretKey, DevKmsError> {
         let b = self.open_b64(&format!("keyplane-devkms material {arn} {version}"), sealed)?;
-        let arr: [u8; 32] = b.as_slice().try_into().map_err(|_| DevKmsError::CorruptState {
-            path: self.dir.join(STATE_FILE),
-            reason: format!("material {version} of {arn} is not 32 bytes"),
-        })?;
+        let arr: [u8; 32] = b
+            .as_slice()
+            .try_into()
+            .map_err(|_| DevKmsError::CorruptState {
+                path: self.dir.join(STATE_FILE),
+                reason: format!("material {version} of {arn} is not 32 bytes"),
+            })?;
         Ok(SecretKey::from_bytes(arr))
     }
 
@@ -367,18 +426,33 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DevKmsError::io(&path, e)),
         };
-        let file: StateFile = serde_json::from_slice(&bytes)
-            .map_err(|e| DevKmsError::CorruptState { path: path.clone(), reason: e.to_string() })?;
+        let file: StateFile =
+            serde_json::from_slice(&bytes).map_err(|e| DevKmsError::CorruptState {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         if file.format != FORMAT {
-            return Err(DevKmsError::CorruptState { path, reason: format!("unknown format {}", file.format) });
+            return Err(DevKmsError::CorruptState {
+                path,
+                reason: format!("unknown format {}", file.format),
+            });
         }
         let mut st = State::default();
         for r in file.identities {
-            let secret = self.open_b64(&format!("keyplane-devkms identity {}", r.access_key_id), &r.secret_sealed)?;
+            let secret = self.open_b64(
+                &format!("keyplane-devkms identity {}", r.access_key_id),
+                &r.secret_sealed,
+            )?;
             let secret = Zeroizing::new(String::from_utf8_lossy(&secret).into_owned());
             st.identities.insert(
                 r.access_key_id.clone(),
-                Identity { account: r.account, kind: r.kind, name: r.name, access_key_id: r.access_key_id, secret },
+                Identity {
+                    account: r.account,
+                    kind: r.kind,
+                    name: r.name,
+                    access_key_id: r.access_key_id,
+                    secret,
+                },
             );
         }
         for rec in file.keys {
@@ -390,10 +464,18 @@ impl Store {
             for (i, m) in rec.materials.iter().enumerate() {
                 materials.push(self.open_material(&rec.arn, i, &m.sealed)?);
             }
-            st.keys.insert(rec.key_id.clone(), Key { policy: Arc::new(policy), materials, rec });
+            st.keys.insert(
+                rec.key_id.clone(),
+                Key {
+                    policy: Arc::new(policy),
+                    materials,
+                    rec,
+                },
+            );
         }
         for a in file.aliases {
-            st.aliases.insert((a.account.clone(), a.region.clone(), a.name.clone()), a);
+            st.aliases
+                .insert((a.account.clone(), a.region.clone(), a.name.clone()), a);
         }
         Ok(Some((st, file.clock_offset_secs)))
     }
@@ -411,7 +493,10 @@ impl Store {
                     kind: i.kind,
                     name: i.name.clone(),
                     access_key_id: i.access_key_id.clone(),
-                    secret_sealed: self.seal_b64(&format!("keyplane-devkms identity {}", i.access_key_id), i.secret.as_bytes()),
+                    secret_sealed: self.seal_b64(
+                        &format!("keyplane-devkms identity {}", i.access_key_id),
+                        i.secret.as_bytes(),
+                    ),
                 })
                 .collect(),
             keys: st.keys.values().map(|k| k.rec.clone()).collect(),
@@ -450,7 +535,10 @@ impl Store {
                 })
             })
             .collect();
-        let body = Zeroizing::new(serde_json::to_vec_pretty(&serde_json::json!({ "identities": list })).unwrap_or_default());
+        let body = Zeroizing::new(
+            serde_json::to_vec_pretty(&serde_json::json!({ "identities": list }))
+                .unwrap_or_default(),
+        );
         write_private(&self.dir.join(CREDENTIALS_FILE), &body)
     }
 }

@@ -5,11 +5,16 @@ mod common;
 use std::collections::HashMap;
 
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{DataKeySpec, GrantConstraints, GrantOperation, KeySpec, KeyState, KeyUsageType, Tag};
+use aws_sdk_kms::types::{
+    DataKeySpec, GrantConstraints, GrantOperation, KeySpec, KeyState, KeyUsageType, Tag,
+};
 use common::*;
 
 fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[tokio::test]
@@ -17,11 +22,26 @@ async fn core_operations_work_like_aws() {
     let s = Server::start().await;
     let admin = s.client(ADMIN);
 
-    let created = admin.create_key().description("customer key").tags(Tag::builder().tag_key("team").tag_value("db").build().unwrap()).send().await.unwrap();
+    let created = admin
+        .create_key()
+        .description("customer key")
+        .tags(
+            Tag::builder()
+                .tag_key("team")
+                .tag_value("db")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     let md = created.key_metadata().unwrap();
     let key_id = md.key_id().to_string();
     let arn = md.arn().unwrap().to_string();
-    assert_eq!(arn, format!("arn:aws:kms:us-east-2:111111111111:key/{key_id}"));
+    assert_eq!(
+        arn,
+        format!("arn:aws:kms:us-east-2:111111111111:key/{key_id}")
+    );
     assert_eq!(md.aws_account_id(), Some("111111111111"));
     assert_eq!(md.key_state(), Some(&KeyState::Enabled));
     assert!(md.enabled());
@@ -35,14 +55,55 @@ async fn core_operations_work_like_aws() {
     assert_eq!(md.encryption_algorithms().len(), 1);
 
     // DescribeKey by id, ARN, alias name and alias ARN.
-    admin.create_alias().alias_name("alias/customer").target_key_id(&key_id).send().await.unwrap();
-    for r in [key_id.clone(), arn.clone(), "alias/customer".into(), "arn:aws:kms:us-east-2:111111111111:alias/customer".into()] {
+    admin
+        .create_alias()
+        .alias_name("alias/customer")
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    for r in [
+        key_id.clone(),
+        arn.clone(),
+        "alias/customer".into(),
+        "arn:aws:kms:us-east-2:111111111111:alias/customer".into(),
+    ] {
         let d = admin.describe_key().key_id(&r).send().await.unwrap();
         assert_eq!(d.key_metadata().unwrap().key_id(), key_id);
     }
-    assert_eq!(code(admin.create_alias().alias_name("alias/customer").target_key_id(&key_id).send().await), "AlreadyExistsException");
-    assert_eq!(code(admin.create_alias().alias_name("alias/aws/x").target_key_id(&key_id).send().await), "NotAuthorizedException");
-    assert_eq!(code(admin.create_alias().alias_name("customer").target_key_id(&key_id).send().await), "ValidationException");
+    assert_eq!(
+        code(
+            admin
+                .create_alias()
+                .alias_name("alias/customer")
+                .target_key_id(&key_id)
+                .send()
+                .await
+        ),
+        "AlreadyExistsException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .create_alias()
+                .alias_name("alias/aws/x")
+                .target_key_id(&key_id)
+                .send()
+                .await
+        ),
+        "NotAuthorizedException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .create_alias()
+                .alias_name("customer")
+                .target_key_id(&key_id)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
     let aliases = admin.list_aliases().key_id(&key_id).send().await.unwrap();
     assert_eq!(aliases.aliases().len(), 1);
     assert_eq!(aliases.aliases()[0].target_key_id(), Some(key_id.as_str()));
@@ -68,7 +129,16 @@ async fn core_operations_work_like_aws() {
     assert_eq!(dec.key_id(), Some(arn.as_str()));
 
     // ReEncrypt to a second key.
-    let k2 = admin.create_key().send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
+    let k2 = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
     let re = admin
         .re_encrypt()
         .ciphertext_blob(enc.ciphertext_blob().unwrap().clone())
@@ -79,45 +149,182 @@ async fn core_operations_work_like_aws() {
         .unwrap();
     assert_eq!(re.key_id(), Some(k2.as_str()));
     assert_eq!(re.source_key_id(), Some(arn.as_str()));
-    let dec2 = admin.decrypt().ciphertext_blob(re.ciphertext_blob().unwrap().clone()).send().await.unwrap();
+    let dec2 = admin
+        .decrypt()
+        .ciphertext_blob(re.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dec2.plaintext().unwrap().as_ref(), b"secret");
-    assert_eq!(code(admin.decrypt().ciphertext_blob(re.ciphertext_blob().unwrap().clone()).key_id(&key_id).send().await), "IncorrectKeyException");
+    assert_eq!(
+        code(
+            admin
+                .decrypt()
+                .ciphertext_blob(re.ciphertext_blob().unwrap().clone())
+                .key_id(&key_id)
+                .send()
+                .await
+        ),
+        "IncorrectKeyException"
+    );
 
     // Data keys.
-    let dk = admin.generate_data_key().key_id(&key_id).key_spec(DataKeySpec::Aes256).send().await.unwrap();
+    let dk = admin
+        .generate_data_key()
+        .key_id(&key_id)
+        .key_spec(DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dk.plaintext().unwrap().as_ref().len(), 32);
-    let back = admin.decrypt().ciphertext_blob(dk.ciphertext_blob().unwrap().clone()).send().await.unwrap();
-    assert_eq!(back.plaintext().unwrap().as_ref(), dk.plaintext().unwrap().as_ref());
-    let dk16 = admin.generate_data_key().key_id(&key_id).key_spec(DataKeySpec::Aes128).send().await.unwrap();
+    let back = admin
+        .decrypt()
+        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        back.plaintext().unwrap().as_ref(),
+        dk.plaintext().unwrap().as_ref()
+    );
+    let dk16 = admin
+        .generate_data_key()
+        .key_id(&key_id)
+        .key_spec(DataKeySpec::Aes128)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dk16.plaintext().unwrap().as_ref().len(), 16);
-    let dk64 = admin.generate_data_key().key_id(&key_id).number_of_bytes(64).send().await.unwrap();
+    let dk64 = admin
+        .generate_data_key()
+        .key_id(&key_id)
+        .number_of_bytes(64)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dk64.plaintext().unwrap().as_ref().len(), 64);
-    assert_eq!(code(admin.generate_data_key().key_id(&key_id).send().await), "ValidationException");
-    assert_eq!(code(admin.generate_data_key().key_id(&key_id).number_of_bytes(2000).send().await), "ValidationException");
-    let wp = admin.generate_data_key_without_plaintext().key_id(&key_id).key_spec(DataKeySpec::Aes256).send().await.unwrap();
+    assert_eq!(
+        code(admin.generate_data_key().key_id(&key_id).send().await),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .generate_data_key()
+                .key_id(&key_id)
+                .number_of_bytes(2000)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    let wp = admin
+        .generate_data_key_without_plaintext()
+        .key_id(&key_id)
+        .key_spec(DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap();
     assert!(wp.ciphertext_blob().is_some());
-    let r = admin.generate_random().number_of_bytes(48).send().await.unwrap();
+    let r = admin
+        .generate_random()
+        .number_of_bytes(48)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.plaintext().unwrap().as_ref().len(), 48);
 
     // Policies.
-    let p = admin.get_key_policy().key_id(&key_id).policy_name("default").send().await.unwrap();
-    assert!(p.policy().unwrap().contains("arn:aws:iam::111111111111:root"));
-    let names = admin.list_key_policies().key_id(&key_id).send().await.unwrap();
+    let p = admin
+        .get_key_policy()
+        .key_id(&key_id)
+        .policy_name("default")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        p.policy()
+            .unwrap()
+            .contains("arn:aws:iam::111111111111:root")
+    );
+    let names = admin
+        .list_key_policies()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(names.policy_names(), ["default".to_string()]);
     let newp = seed_policy("111111111111", CREATOR, None);
-    admin.put_key_policy().key_id(&key_id).policy_name("default").policy(&newp).send().await.unwrap();
-    assert_eq!(admin.get_key_policy().key_id(&key_id).send().await.unwrap().policy(), Some(newp.as_str()));
+    admin
+        .put_key_policy()
+        .key_id(&key_id)
+        .policy_name("default")
+        .policy(&newp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin
+            .get_key_policy()
+            .key_id(&key_id)
+            .send()
+            .await
+            .unwrap()
+            .policy(),
+        Some(newp.as_str())
+    );
 
     // Tags.
-    admin.tag_resource().key_id(&key_id).tags(Tag::builder().tag_key("env").tag_value("dev").build().unwrap()).send().await.unwrap();
-    let tags = admin.list_resource_tags().key_id(&key_id).send().await.unwrap();
+    admin
+        .tag_resource()
+        .key_id(&key_id)
+        .tags(
+            Tag::builder()
+                .tag_key("env")
+                .tag_value("dev")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let tags = admin
+        .list_resource_tags()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tags.tags().len(), 2);
-    admin.untag_resource().key_id(&key_id).tag_keys("team").send().await.unwrap();
-    let tags = admin.list_resource_tags().key_id(&key_id).send().await.unwrap();
+    admin
+        .untag_resource()
+        .key_id(&key_id)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let tags = admin
+        .list_resource_tags()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tags.tags().len(), 1);
     assert_eq!(tags.tags()[0].tag_key(), "env");
     assert_eq!(
-        code(admin.tag_resource().key_id(&key_id).tags(Tag::builder().tag_key("aws:x").tag_value("v").build().unwrap()).send().await),
+        code(
+            admin
+                .tag_resource()
+                .key_id(&key_id)
+                .tags(
+                    Tag::builder()
+                        .tag_key("aws:x")
+                        .tag_value("v")
+                        .build()
+                        .unwrap()
+                )
+                .send()
+                .await
+        ),
         "TagException"
     );
 
@@ -126,13 +333,27 @@ async fn core_operations_work_like_aws() {
     let page1 = admin.list_keys().limit(2).send().await.unwrap();
     assert_eq!(page1.keys().len(), 2);
     assert!(page1.truncated());
-    let page2 = admin.list_keys().limit(2).marker(page1.next_marker().unwrap()).send().await.unwrap();
+    let page2 = admin
+        .list_keys()
+        .limit(2)
+        .marker(page1.next_marker().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page2.keys().len(), 1);
     assert!(!page2.truncated());
 
     // Another region sees none of it; delete alias.
-    admin.delete_alias().alias_name("alias/customer").send().await.unwrap();
-    assert_eq!(code(admin.describe_key().key_id("alias/customer").send().await), "NotFoundException");
+    admin
+        .delete_alias()
+        .alias_name("alias/customer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(admin.describe_key().key_id("alias/customer").send().await),
+        "NotFoundException"
+    );
     s.stop().await;
 }
 
@@ -147,19 +368,61 @@ async fn key_specs_are_recorded_but_only_symmetric_keys_encrypt() {
         (KeySpec::EccSecgP256K1, KeyUsageType::SignVerify),
         (KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac),
     ] {
-        let k = admin.create_key().key_spec(spec.clone()).key_usage(usage.clone()).send().await.unwrap();
+        let k = admin
+            .create_key()
+            .key_spec(spec.clone())
+            .key_usage(usage.clone())
+            .send()
+            .await
+            .unwrap();
         let md = k.key_metadata().unwrap();
         assert_eq!(md.key_spec(), Some(&spec));
         assert_eq!(md.key_usage(), Some(&usage));
-        let r = admin.encrypt().key_id(md.key_id()).plaintext(Blob::new(b"x".to_vec())).send().await;
+        let r = admin
+            .encrypt()
+            .key_id(md.key_id())
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await;
         assert_eq!(code(r), "InvalidKeyUsageException", "{spec:?}");
     }
-    assert_eq!(code(admin.create_key().key_spec(KeySpec::EccNistP256).send().await), "ValidationException");
-    assert_eq!(code(admin.create_key().key_spec(KeySpec::Hmac256).key_usage(KeyUsageType::EncryptDecrypt).send().await), "ValidationException");
-    assert_eq!(code(admin.create_key().key_usage(KeyUsageType::SignVerify).send().await), "ValidationException");
+    assert_eq!(
+        code(
+            admin
+                .create_key()
+                .key_spec(KeySpec::EccNistP256)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .create_key()
+                .key_spec(KeySpec::Hmac256)
+                .key_usage(KeyUsageType::EncryptDecrypt)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .create_key()
+                .key_usage(KeyUsageType::SignVerify)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
     let mrk = admin.create_key().multi_region(true).send().await.unwrap();
     let id = mrk.key_metadata().unwrap().key_id().to_string();
-    assert!(id.starts_with("mrk-") && id.len() == 36 && id[4..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert!(
+        id.starts_with("mrk-") && id.len() == 36 && id[4..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
     assert_eq!(mrk.key_metadata().unwrap().multi_region(), Some(true));
     s.stop().await;
 }
@@ -168,48 +431,172 @@ async fn key_specs_are_recorded_but_only_symmetric_keys_encrypt() {
 async fn key_states_follow_aws() {
     let s = Server::start().await;
     let admin = s.client(ADMIN);
-    let key = admin.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
-    let ct = admin.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap().ciphertext_blob().unwrap().clone();
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let ct = admin
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
 
     admin.disable_key().key_id(&key).send().await.unwrap();
     let md = admin.describe_key().key_id(&key).send().await.unwrap();
-    assert_eq!(md.key_metadata().unwrap().key_state(), Some(&KeyState::Disabled));
-    assert_eq!(code(admin.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await), "DisabledException");
-    assert_eq!(code(admin.decrypt().ciphertext_blob(ct.clone()).send().await), "DisabledException");
-    assert_eq!(code(admin.generate_data_key().key_id(&key).number_of_bytes(32).send().await), "DisabledException");
+    assert_eq!(
+        md.key_metadata().unwrap().key_state(),
+        Some(&KeyState::Disabled)
+    );
+    assert_eq!(
+        code(
+            admin
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(admin.decrypt().ciphertext_blob(ct.clone()).send().await),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .generate_data_key()
+                .key_id(&key)
+                .number_of_bytes(32)
+                .send()
+                .await
+        ),
+        "DisabledException"
+    );
     admin.enable_key().key_id(&key).send().await.unwrap();
-    admin.decrypt().ciphertext_blob(ct.clone()).send().await.unwrap();
+    admin
+        .decrypt()
+        .ciphertext_blob(ct.clone())
+        .send()
+        .await
+        .unwrap();
 
-    assert_eq!(code(admin.schedule_key_deletion().key_id(&key).pending_window_in_days(6).send().await), "ValidationException");
-    assert_eq!(code(admin.schedule_key_deletion().key_id(&key).pending_window_in_days(31).send().await), "ValidationException");
-    let sched = admin.schedule_key_deletion().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        code(
+            admin
+                .schedule_key_deletion()
+                .key_id(&key)
+                .pending_window_in_days(6)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .schedule_key_deletion()
+                .key_id(&key)
+                .pending_window_in_days(31)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    let sched = admin
+        .schedule_key_deletion()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(sched.pending_window_in_days(), Some(30));
     assert_eq!(sched.key_state(), Some(&KeyState::PendingDeletion));
     let md = admin.describe_key().key_id(&key).send().await.unwrap();
     let md = md.key_metadata().unwrap();
     assert_eq!(md.key_state(), Some(&KeyState::PendingDeletion));
     assert_eq!(md.pending_deletion_window_in_days(), Some(30));
-    let days = (md.deletion_date().unwrap().secs() - md.creation_date().unwrap().secs()) as f64 / 86400.0;
+    let days =
+        (md.deletion_date().unwrap().secs() - md.creation_date().unwrap().secs()) as f64 / 86400.0;
     assert!((days - 30.0).abs() < 0.01, "{days}");
-    assert_eq!(code(admin.decrypt().ciphertext_blob(ct.clone()).send().await), "KMSInvalidStateException");
-    assert_eq!(code(admin.enable_key().key_id(&key).send().await), "KMSInvalidStateException");
-    assert_eq!(code(admin.schedule_key_deletion().key_id(&key).send().await), "KMSInvalidStateException");
+    assert_eq!(
+        code(admin.decrypt().ciphertext_blob(ct.clone()).send().await),
+        "KMSInvalidStateException"
+    );
+    assert_eq!(
+        code(admin.enable_key().key_id(&key).send().await),
+        "KMSInvalidStateException"
+    );
+    assert_eq!(
+        code(admin.schedule_key_deletion().key_id(&key).send().await),
+        "KMSInvalidStateException"
+    );
 
-    admin.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    admin
+        .cancel_key_deletion()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
     let md = admin.describe_key().key_id(&key).send().await.unwrap();
-    assert_eq!(md.key_metadata().unwrap().key_state(), Some(&KeyState::Disabled));
-    assert_eq!(code(admin.cancel_key_deletion().key_id(&key).send().await), "KMSInvalidStateException");
+    assert_eq!(
+        md.key_metadata().unwrap().key_state(),
+        Some(&KeyState::Disabled)
+    );
+    assert_eq!(
+        code(admin.cancel_key_deletion().key_id(&key).send().await),
+        "KMSInvalidStateException"
+    );
 
     // After the deletion date the key is gone.
-    admin.create_alias().alias_name("alias/doomed").target_key_id(&key).send().await.unwrap();
-    admin.schedule_key_deletion().key_id(&key).pending_window_in_days(7).send().await.unwrap();
+    admin
+        .create_alias()
+        .alias_name("alias/doomed")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(s.advance_clock(6 * 86400).await, 200);
     admin.describe_key().key_id(&key).send().await.unwrap();
     assert_eq!(s.advance_clock(2 * 86400).await, 200);
-    assert_eq!(code(admin.describe_key().key_id(&key).send().await), "NotFoundException");
-    assert_eq!(code(admin.decrypt().ciphertext_blob(ct).send().await), "NotFoundException");
-    assert_eq!(code(admin.describe_key().key_id("alias/doomed").send().await), "NotFoundException");
-    assert!(admin.list_keys().send().await.unwrap().keys().iter().all(|k| k.key_id() != Some(key.as_str())));
+    assert_eq!(
+        code(admin.describe_key().key_id(&key).send().await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(admin.decrypt().ciphertext_blob(ct).send().await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(admin.describe_key().key_id("alias/doomed").send().await),
+        "NotFoundException"
+    );
+    assert!(
+        admin
+            .list_keys()
+            .send()
+            .await
+            .unwrap()
+            .keys()
+            .iter()
+            .all(|k| k.key_id() != Some(key.as_str()))
+    );
     s.stop().await;
 }
 
@@ -233,31 +620,158 @@ async fn clock_control_needs_config_and_token() {
 async fn rotation_keeps_old_ciphertexts_decrypting() {
     let s = Server::start().await;
     let admin = s.client(ADMIN);
-    let key = admin.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
-    let st = admin.get_key_rotation_status().key_id(&key).send().await.unwrap();
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let st = admin
+        .get_key_rotation_status()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
     assert!(!st.key_rotation_enabled());
-    let old = admin.encrypt().key_id(&key).plaintext(Blob::new(b"v0".to_vec())).send().await.unwrap().ciphertext_blob().unwrap().clone();
-    admin.rotate_key_on_demand().key_id(&key).send().await.unwrap();
-    let new = admin.encrypt().key_id(&key).plaintext(Blob::new(b"v1".to_vec())).send().await.unwrap().ciphertext_blob().unwrap().clone();
-    assert_eq!(admin.decrypt().ciphertext_blob(old.clone()).send().await.unwrap().plaintext().unwrap().as_ref(), b"v0");
-    assert_eq!(admin.decrypt().ciphertext_blob(new).send().await.unwrap().plaintext().unwrap().as_ref(), b"v1");
+    let old = admin
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"v0".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    admin
+        .rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let new = admin
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"v1".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        admin
+            .decrypt()
+            .ciphertext_blob(old.clone())
+            .send()
+            .await
+            .unwrap()
+            .plaintext()
+            .unwrap()
+            .as_ref(),
+        b"v0"
+    );
+    assert_eq!(
+        admin
+            .decrypt()
+            .ciphertext_blob(new)
+            .send()
+            .await
+            .unwrap()
+            .plaintext()
+            .unwrap()
+            .as_ref(),
+        b"v1"
+    );
 
-    assert_eq!(code(admin.enable_key_rotation().key_id(&key).rotation_period_in_days(30).send().await), "ValidationException");
-    admin.enable_key_rotation().key_id(&key).rotation_period_in_days(90).send().await.unwrap();
-    let st = admin.get_key_rotation_status().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        code(
+            admin
+                .enable_key_rotation()
+                .key_id(&key)
+                .rotation_period_in_days(30)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    admin
+        .enable_key_rotation()
+        .key_id(&key)
+        .rotation_period_in_days(90)
+        .send()
+        .await
+        .unwrap();
+    let st = admin
+        .get_key_rotation_status()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
     assert!(st.key_rotation_enabled());
     assert_eq!(st.rotation_period_in_days(), Some(90));
     assert!(st.next_rotation_date().is_some());
     assert_eq!(s.advance_clock(91 * 86400).await, 200);
-    let rotations = admin.list_key_rotations().key_id(&key).send().await.unwrap();
-    let kinds: Vec<&str> = rotations.rotations().iter().filter_map(|r| r.rotation_type().map(|t| t.as_str())).collect();
+    let rotations = admin
+        .list_key_rotations()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = rotations
+        .rotations()
+        .iter()
+        .filter_map(|r| r.rotation_type().map(|t| t.as_str()))
+        .collect();
     assert_eq!(kinds, ["ON_DEMAND", "AUTOMATIC"]);
-    assert_eq!(admin.decrypt().ciphertext_blob(old).send().await.unwrap().plaintext().unwrap().as_ref(), b"v0");
-    admin.disable_key_rotation().key_id(&key).send().await.unwrap();
-    assert!(!admin.get_key_rotation_status().key_id(&key).send().await.unwrap().key_rotation_enabled());
+    assert_eq!(
+        admin
+            .decrypt()
+            .ciphertext_blob(old)
+            .send()
+            .await
+            .unwrap()
+            .plaintext()
+            .unwrap()
+            .as_ref(),
+        b"v0"
+    );
+    admin
+        .disable_key_rotation()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !admin
+            .get_key_rotation_status()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .key_rotation_enabled()
+    );
 
-    let rsa = admin.create_key().key_spec(KeySpec::Rsa2048).key_usage(KeyUsageType::SignVerify).send().await.unwrap();
-    assert_eq!(code(admin.enable_key_rotation().key_id(rsa.key_metadata().unwrap().key_id()).send().await), "UnsupportedOperationException");
+    let rsa = admin
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            admin
+                .enable_key_rotation()
+                .key_id(rsa.key_metadata().unwrap().key_id())
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
     s.stop().await;
 }
 
@@ -269,7 +783,13 @@ async fn cross_account_access_only_through_the_key_policy() {
     let md = admin.create_key().send().await.unwrap();
     let key = md.key_metadata().unwrap().key_id().to_string();
     let arn = md.key_metadata().unwrap().arn().unwrap().to_string();
-    admin.create_alias().alias_name("alias/shared").target_key_id(&key).send().await.unwrap();
+    admin
+        .create_alias()
+        .alias_name("alias/shared")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
 
     // Default policy: only account 111111111111.
     let denied = creator.describe_key().key_id(&arn).send().await;
@@ -277,41 +797,118 @@ async fn cross_account_access_only_through_the_key_policy() {
     assert_eq!(code(denied), "AccessDeniedException");
     assert_eq!(
         msg,
-        format!("User: {CREATOR_SESSION} is not authorized to perform: kms:DescribeKey on resource: {arn} because no resource-based policy allows the kms:DescribeKey action")
+        format!(
+            "User: {CREATOR_SESSION} is not authorized to perform: kms:DescribeKey on resource: {arn} because no resource-based policy allows the kms:DescribeKey action"
+        )
     );
     // A bare key id or alias name is looked up in the caller's own account.
-    assert_eq!(code(creator.describe_key().key_id(&key).send().await), "NotFoundException");
-    assert_eq!(code(creator.describe_key().key_id("alias/shared").send().await), "NotFoundException");
+    assert_eq!(
+        code(creator.describe_key().key_id(&key).send().await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(creator.describe_key().key_id("alias/shared").send().await),
+        "NotFoundException"
+    );
     // The provider account cannot list or see the customer's keys.
     assert!(creator.list_keys().send().await.unwrap().keys().is_empty());
 
-    admin.put_key_policy().key_id(&key).policy(seed_policy("111111111111", CREATOR, None)).send().await.unwrap();
+    admin
+        .put_key_policy()
+        .key_id(&key)
+        .policy(seed_policy("111111111111", CREATOR, None))
+        .send()
+        .await
+        .unwrap();
     let d = creator.describe_key().key_id(&arn).send().await.unwrap();
     assert_eq!(d.key_metadata().unwrap().arn(), Some(arn.as_str()));
-    creator.describe_key().key_id("arn:aws:kms:us-east-2:111111111111:alias/shared").send().await.unwrap();
-    assert_eq!(code(creator.describe_key().key_id(&key).send().await), "NotFoundException");
-    let dk = creator.generate_data_key().key_id(&arn).key_spec(DataKeySpec::Aes256).send().await.unwrap();
-    let back = creator.decrypt().ciphertext_blob(dk.ciphertext_blob().unwrap().clone()).send().await.unwrap();
-    assert_eq!(back.plaintext().unwrap().as_ref(), dk.plaintext().unwrap().as_ref());
+    creator
+        .describe_key()
+        .key_id("arn:aws:kms:us-east-2:111111111111:alias/shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(creator.describe_key().key_id(&key).send().await),
+        "NotFoundException"
+    );
+    let dk = creator
+        .generate_data_key()
+        .key_id(&arn)
+        .key_spec(DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap();
+    let back = creator
+        .decrypt()
+        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        back.plaintext().unwrap().as_ref(),
+        dk.plaintext().unwrap().as_ref()
+    );
     // Administrative operations are not cross-account in AWS, whatever the policy says.
-    assert_eq!(code(creator.get_key_policy().key_id(&arn).send().await), "NotFoundException");
-    assert_eq!(code(creator.schedule_key_deletion().key_id(&arn).send().await), "NotFoundException");
+    assert_eq!(
+        code(creator.get_key_policy().key_id(&arn).send().await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(creator.schedule_key_deletion().key_id(&arn).send().await),
+        "NotFoundException"
+    );
     // Another region is another KMS.
     let west = s.client(ADMIN);
     let _ = west; // same region client; a key ARN of another region is NotFound:
-    assert_eq!(code(admin.describe_key().key_id(arn.replace("us-east-2", "eu-west-1")).send().await), "NotFoundException");
+    assert_eq!(
+        code(
+            admin
+                .describe_key()
+                .key_id(arn.replace("us-east-2", "eu-west-1"))
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
 
     // A Deny wins over every Allow.
-    let mut p: serde_json::Value = serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
+    let mut p: serde_json::Value =
+        serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
     p["Statement"].as_array_mut().unwrap().push(serde_json::json!({
         "Sid": "deny decrypt", "Effect": "Deny", "Principal": {"AWS": CREATOR}, "Action": "kms:Decrypt", "Resource": "*"
     }));
-    admin.put_key_policy().key_id(&key).policy(p.to_string()).send().await.unwrap();
-    let r = creator.decrypt().ciphertext_blob(dk.ciphertext_blob().unwrap().clone()).send().await;
-    let msg = message(creator.decrypt().ciphertext_blob(dk.ciphertext_blob().unwrap().clone()).send().await);
+    admin
+        .put_key_policy()
+        .key_id(&key)
+        .policy(p.to_string())
+        .send()
+        .await
+        .unwrap();
+    let r = creator
+        .decrypt()
+        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
+        .send()
+        .await;
+    let msg = message(
+        creator
+            .decrypt()
+            .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
+            .send()
+            .await,
+    );
     assert_eq!(code(r), "AccessDeniedException");
-    assert!(msg.ends_with("with an explicit deny in a resource-based policy"), "{msg}");
-    creator.encrypt().key_id(&arn).plaintext(Blob::new(b"still".to_vec())).send().await.unwrap();
+    assert!(
+        msg.ends_with("with an explicit deny in a resource-based policy"),
+        "{msg}"
+    );
+    creator
+        .encrypt()
+        .key_id(&arn)
+        .plaintext(Blob::new(b"still".to_vec()))
+        .send()
+        .await
+        .unwrap();
     s.stop().await;
 }
 
@@ -326,23 +923,107 @@ async fn denied_actions(s: &Server, arn: &str, other_arn: &str) -> Vec<&'static 
         Err(c) if c == "AccessDeniedException" => denied.push(action),
         Err(c) => panic!("{action}: unexpected {c}"),
     };
-    let err = |e: &dyn aws_sdk_kms::error::ProvideErrorMetadata| e.code().unwrap_or("?").to_string();
+    let err =
+        |e: &dyn aws_sdk_kms::error::ProvideErrorMetadata| e.code().unwrap_or("?").to_string();
     // Ciphertexts made by the key owner, for Decrypt and ReEncrypt.
-    let ct = admin.encrypt().key_id(arn).plaintext(Blob::new(b"p".to_vec())).send().await.unwrap().ciphertext_blob().unwrap().clone();
-    let other_ct = admin.encrypt().key_id(other_arn).plaintext(Blob::new(b"p".to_vec())).send().await.unwrap().ciphertext_blob().unwrap().clone();
+    let ct = admin
+        .encrypt()
+        .key_id(arn)
+        .plaintext(Blob::new(b"p".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    let other_ct = admin
+        .encrypt()
+        .key_id(other_arn)
+        .plaintext(Blob::new(b"p".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
 
-    note("kms:Encrypt", creator.encrypt().key_id(arn).plaintext(Blob::new(b"p".to_vec())).send().await.map(|_| ()).map_err(|e| err(&e)));
-    note("kms:Decrypt", creator.decrypt().ciphertext_blob(ct.clone()).send().await.map(|_| ()).map_err(|e| err(&e)));
-    note("kms:GenerateDataKey", creator.generate_data_key().key_id(arn).key_spec(DataKeySpec::Aes256).send().await.map(|_| ()).map_err(|e| err(&e)));
+    note(
+        "kms:Encrypt",
+        creator
+            .encrypt()
+            .key_id(arn)
+            .plaintext(Blob::new(b"p".to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
+    note(
+        "kms:Decrypt",
+        creator
+            .decrypt()
+            .ciphertext_blob(ct.clone())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
+    note(
+        "kms:GenerateDataKey",
+        creator
+            .generate_data_key()
+            .key_id(arn)
+            .key_spec(DataKeySpec::Aes256)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
     note(
         "kms:GenerateDataKeyWithoutPlaintext",
-        creator.generate_data_key_without_plaintext().key_id(arn).key_spec(DataKeySpec::Aes256).send().await.map(|_| ()).map_err(|e| err(&e)),
+        creator
+            .generate_data_key_without_plaintext()
+            .key_id(arn)
+            .key_spec(DataKeySpec::Aes256)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
     );
     // ReEncryptFrom is checked on the source key, ReEncryptTo on the destination key; the other
     // side is a key whose policy always allows everything.
-    note("kms:ReEncryptFrom", creator.re_encrypt().ciphertext_blob(ct.clone()).destination_key_id(other_arn).send().await.map(|_| ()).map_err(|e| err(&e)));
-    note("kms:ReEncryptTo", creator.re_encrypt().ciphertext_blob(other_ct).destination_key_id(arn).send().await.map(|_| ()).map_err(|e| err(&e)));
-    note("kms:DescribeKey", creator.describe_key().key_id(arn).send().await.map(|_| ()).map_err(|e| err(&e)));
+    note(
+        "kms:ReEncryptFrom",
+        creator
+            .re_encrypt()
+            .ciphertext_blob(ct.clone())
+            .destination_key_id(other_arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
+    note(
+        "kms:ReEncryptTo",
+        creator
+            .re_encrypt()
+            .ciphertext_blob(other_ct)
+            .destination_key_id(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
+    note(
+        "kms:DescribeKey",
+        creator
+            .describe_key()
+            .key_id(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
     let grant = creator
         .create_grant()
         .key_id(arn)
@@ -357,12 +1038,44 @@ async fn denied_actions(s: &Server, arn: &str, other_arn: &str) -> Vec<&'static 
             None
         }
     };
-    note("kms:ListGrants", creator.list_grants().key_id(arn).send().await.map(|_| ()).map_err(|e| err(&e)));
+    note(
+        "kms:ListGrants",
+        creator
+            .list_grants()
+            .key_id(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
     // Revoke a grant the owner made, so RevokeGrant is tested even when CreateGrant is refused.
-    let owner_grant = admin.create_grant().key_id(arn).grantee_principal(VOLUMES).operations(GrantOperation::Encrypt).send().await.unwrap();
-    note("kms:RevokeGrant", creator.revoke_grant().key_id(arn).grant_id(owner_grant.grant_id().unwrap()).send().await.map(|_| ()).map_err(|e| err(&e)));
+    let owner_grant = admin
+        .create_grant()
+        .key_id(arn)
+        .grantee_principal(VOLUMES)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    note(
+        "kms:RevokeGrant",
+        creator
+            .revoke_grant()
+            .key_id(arn)
+            .grant_id(owner_grant.grant_id().unwrap())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    );
     if let Some(g) = grant_id {
-        admin.revoke_grant().key_id(arn).grant_id(g).send().await.unwrap();
+        admin
+            .revoke_grant()
+            .key_id(arn)
+            .grant_id(g)
+            .send()
+            .await
+            .unwrap();
     }
     denied
 }
@@ -371,15 +1084,59 @@ async fn denied_actions(s: &Server, arn: &str, other_arn: &str) -> Vec<&'static 
 async fn each_action_of_the_seed_policy_is_needed_for_exactly_its_call() {
     let s = Server::start().await;
     let admin = s.client(ADMIN);
-    let arn = admin.create_key().send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
-    let other = admin.create_key().send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
-    admin.put_key_policy().key_id(&other).policy(seed_policy("111111111111", CREATOR, None)).send().await.unwrap();
+    let arn = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let other = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    admin
+        .put_key_policy()
+        .key_id(&other)
+        .policy(seed_policy("111111111111", CREATOR, None))
+        .send()
+        .await
+        .unwrap();
 
-    admin.put_key_policy().key_id(&arn).policy(seed_policy("111111111111", CREATOR, None)).send().await.unwrap();
-    assert_eq!(denied_actions(&s, &arn, &other).await, Vec::<&str>::new(), "full seed policy");
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(seed_policy("111111111111", CREATOR, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        denied_actions(&s, &arn, &other).await,
+        Vec::<&str>::new(),
+        "full seed policy"
+    );
 
-    for action in SEED_USE_ACTIONS.iter().chain(SEED_GRANT_ACTIONS.iter()).copied() {
-        admin.put_key_policy().key_id(&arn).policy(seed_policy("111111111111", CREATOR, Some(action))).send().await.unwrap();
+    for action in SEED_USE_ACTIONS
+        .iter()
+        .chain(SEED_GRANT_ACTIONS.iter())
+        .copied()
+    {
+        admin
+            .put_key_policy()
+            .key_id(&arn)
+            .policy(seed_policy("111111111111", CREATOR, Some(action)))
+            .send()
+            .await
+            .unwrap();
         let denied = denied_actions(&s, &arn, &other).await;
         if action == "kms:EnableKey" {
             // EnableKey has no cross-account call to lose (see the test below).
@@ -396,10 +1153,28 @@ async fn enable_key_is_policy_checked_and_not_cross_account() {
     let s = Server::start().await;
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
-    let arn = admin.create_key().send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
-    admin.put_key_policy().key_id(&arn).policy(seed_policy("111111111111", CREATOR, None)).send().await.unwrap();
+    let arn = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(seed_policy("111111111111", CREATOR, None))
+        .send()
+        .await
+        .unwrap();
     // AWS: "Cross-account use: No" for EnableKey, even when the key policy allows it.
-    assert_eq!(code(creator.enable_key().key_id(&arn).send().await), "NotFoundException");
+    assert_eq!(
+        code(creator.enable_key().key_id(&arn).send().await),
+        "NotFoundException"
+    );
 
     // Same-account principal named by the statement: EnableKey works exactly while the policy
     // lists it.
@@ -412,20 +1187,39 @@ async fn enable_key_is_policy_checked_and_not_cross_account() {
         .unwrap();
     assert_eq!(op.status(), 201);
     let body: serde_json::Value = op.json().await.unwrap();
-    let operator = s.client_with(body["accessKeyId"].as_str().unwrap(), body["secretAccessKey"].as_str().unwrap());
+    let operator = s.client_with(
+        body["accessKeyId"].as_str().unwrap(),
+        body["secretAccessKey"].as_str().unwrap(),
+    );
     let role = "arn:aws:iam::111111111111:role/operator";
     // The operator's account root is not delegated in this policy: only the statement counts.
     let only_statement = |missing: Option<&str>| {
-        let mut p: serde_json::Value = serde_json::from_str(&seed_policy("111111111111", role, missing)).unwrap();
+        let mut p: serde_json::Value =
+            serde_json::from_str(&seed_policy("111111111111", role, missing)).unwrap();
         p["Statement"][0]["Principal"]["AWS"] = serde_json::json!(ADMIN);
         p.to_string()
     };
-    admin.put_key_policy().key_id(&arn).policy(only_statement(None)).send().await.unwrap();
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(only_statement(None))
+        .send()
+        .await
+        .unwrap();
     admin.disable_key().key_id(&arn).send().await.unwrap();
     operator.enable_key().key_id(&arn).send().await.unwrap();
-    admin.put_key_policy().key_id(&arn).policy(only_statement(Some("kms:EnableKey"))).send().await.unwrap();
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(only_statement(Some("kms:EnableKey")))
+        .send()
+        .await
+        .unwrap();
     admin.disable_key().key_id(&arn).send().await.unwrap();
-    assert_eq!(code(operator.enable_key().key_id(&arn).send().await), "AccessDeniedException");
+    assert_eq!(
+        code(operator.enable_key().key_id(&arn).send().await),
+        "AccessDeniedException"
+    );
     operator.describe_key().key_id(&arn).send().await.unwrap();
     s.stop().await;
 }
@@ -436,10 +1230,35 @@ async fn grants_extend_the_policy_for_their_grantee() {
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
     let volumes = s.client(VOLUMES);
-    let arn = admin.create_key().send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
-    admin.put_key_policy().key_id(&arn).policy(seed_policy("111111111111", CREATOR, None)).send().await.unwrap();
+    let arn = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(seed_policy("111111111111", CREATOR, None))
+        .send()
+        .await
+        .unwrap();
 
-    assert_eq!(code(volumes.generate_data_key().key_id(&arn).number_of_bytes(32).send().await), "AccessDeniedException");
+    assert_eq!(
+        code(
+            volumes
+                .generate_data_key()
+                .key_id(&arn)
+                .number_of_bytes(32)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
     let g = creator
         .create_grant()
         .key_id(&arn)
@@ -447,7 +1266,11 @@ async fn grants_extend_the_policy_for_their_grantee() {
         .retiring_principal(CREATOR)
         .operations(GrantOperation::GenerateDataKey)
         .operations(GrantOperation::Decrypt)
-        .constraints(GrantConstraints::builder().set_encryption_context_subset(Some(ctx(&[("volume", "v1")]))).build())
+        .constraints(
+            GrantConstraints::builder()
+                .set_encryption_context_subset(Some(ctx(&[("volume", "v1")])))
+                .build(),
+        )
         .name("volume-v1")
         .send()
         .await
@@ -472,12 +1295,38 @@ async fn grants_extend_the_policy_for_their_grantee() {
         .unwrap();
     // Outside the constraint, or an operation the grant does not list.
     assert_eq!(
-        code(volumes.generate_data_key().key_id(&arn).number_of_bytes(32).set_encryption_context(Some(ctx(&[("volume", "v2")]))).send().await),
+        code(
+            volumes
+                .generate_data_key()
+                .key_id(&arn)
+                .number_of_bytes(32)
+                .set_encryption_context(Some(ctx(&[("volume", "v2")])))
+                .send()
+                .await
+        ),
         "AccessDeniedException"
     );
-    assert_eq!(code(volumes.generate_data_key().key_id(&arn).number_of_bytes(32).send().await), "AccessDeniedException");
     assert_eq!(
-        code(volumes.encrypt().key_id(&arn).plaintext(Blob::new(b"x".to_vec())).set_encryption_context(Some(ctx(&[("volume", "v1")]))).send().await),
+        code(
+            volumes
+                .generate_data_key()
+                .key_id(&arn)
+                .number_of_bytes(32)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            volumes
+                .encrypt()
+                .key_id(&arn)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .set_encryption_context(Some(ctx(&[("volume", "v1")])))
+                .send()
+                .await
+        ),
         "AccessDeniedException"
     );
     let listed = creator.list_grants().key_id(&arn).send().await.unwrap();
@@ -490,45 +1339,176 @@ async fn grants_extend_the_policy_for_their_grantee() {
     assert_eq!(lg.issuing_account(), Some("arn:aws:iam::222222222222:root"));
 
     // A Deny in the policy beats the grant.
-    let mut p: serde_json::Value = serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
+    let mut p: serde_json::Value =
+        serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
     p["Statement"].as_array_mut().unwrap().push(serde_json::json!({
         "Effect": "Deny", "Principal": {"AWS": VOLUMES}, "Action": "kms:Decrypt", "Resource": "*"
     }));
-    admin.put_key_policy().key_id(&arn).policy(p.to_string()).send().await.unwrap();
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(p.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        code(volumes.decrypt().ciphertext_blob(dk.ciphertext_blob().unwrap().clone()).set_encryption_context(Some(ctx(&[("volume", "v1"), ("extra", "ok")]))).send().await),
+        code(
+            volumes
+                .decrypt()
+                .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
+                .set_encryption_context(Some(ctx(&[("volume", "v1"), ("extra", "ok")])))
+                .send()
+                .await
+        ),
         "AccessDeniedException"
     );
-    admin.put_key_policy().key_id(&arn).policy(seed_policy("111111111111", CREATOR, None)).send().await.unwrap();
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(seed_policy("111111111111", CREATOR, None))
+        .send()
+        .await
+        .unwrap();
 
     // Retire by token (grantee), then a second grant revoked by the creator.
-    volumes.retire_grant().grant_token(&token).send().await.unwrap();
+    volumes
+        .retire_grant()
+        .grant_token(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        code(volumes.generate_data_key().key_id(&arn).number_of_bytes(32).set_encryption_context(Some(ctx(&[("volume", "v1")]))).send().await),
+        code(
+            volumes
+                .generate_data_key()
+                .key_id(&arn)
+                .number_of_bytes(32)
+                .set_encryption_context(Some(ctx(&[("volume", "v1")])))
+                .send()
+                .await
+        ),
         "AccessDeniedException"
     );
-    let g2 = creator.create_grant().key_id(&arn).grantee_principal(VOLUMES).operations(GrantOperation::Encrypt).send().await.unwrap();
-    volumes.encrypt().key_id(&arn).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
-    creator.revoke_grant().key_id(&arn).grant_id(g2.grant_id().unwrap()).send().await.unwrap();
-    assert_eq!(code(volumes.encrypt().key_id(&arn).plaintext(Blob::new(b"x".to_vec())).send().await), "AccessDeniedException");
-    assert_eq!(code(creator.revoke_grant().key_id(&arn).grant_id(g2.grant_id().unwrap()).send().await), "InvalidGrantIdException");
+    let g2 = creator
+        .create_grant()
+        .key_id(&arn)
+        .grantee_principal(VOLUMES)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    volumes
+        .encrypt()
+        .key_id(&arn)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    creator
+        .revoke_grant()
+        .key_id(&arn)
+        .grant_id(g2.grant_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            volumes
+                .encrypt()
+                .key_id(&arn)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            creator
+                .revoke_grant()
+                .key_id(&arn)
+                .grant_id(g2.grant_id().unwrap())
+                .send()
+                .await
+        ),
+        "InvalidGrantIdException"
+    );
     // The retiring principal can retire by key and id; someone else cannot.
-    let g3 = creator.create_grant().key_id(&arn).grantee_principal(VOLUMES).retiring_principal(CREATOR).operations(GrantOperation::Encrypt).send().await.unwrap();
-    let g4 = creator.create_grant().key_id(&arn).grantee_principal(VOLUMES).operations(GrantOperation::Encrypt).send().await.unwrap();
-    creator.retire_grant().key_id(&arn).grant_id(g3.grant_id().unwrap()).send().await.unwrap();
-    assert_eq!(code(creator.retire_grant().grant_token(g4.grant_token().unwrap()).send().await), "AccessDeniedException");
-    assert_eq!(code(creator.retire_grant().grant_token("bogus").send().await), "InvalidGrantTokenException");
+    let g3 = creator
+        .create_grant()
+        .key_id(&arn)
+        .grantee_principal(VOLUMES)
+        .retiring_principal(CREATOR)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    let g4 = creator
+        .create_grant()
+        .key_id(&arn)
+        .grantee_principal(VOLUMES)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    creator
+        .retire_grant()
+        .key_id(&arn)
+        .grant_id(g3.grant_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            creator
+                .retire_grant()
+                .grant_token(g4.grant_token().unwrap())
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(creator.retire_grant().grant_token("bogus").send().await),
+        "InvalidGrantTokenException"
+    );
 
     // With AWS's usual condition, a direct CreateGrant (not through an AWS service) is refused.
-    let mut p: serde_json::Value = serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
-    p["Statement"][2]["Condition"] = serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": "true"}});
-    admin.put_key_policy().key_id(&arn).policy(p.to_string()).send().await.unwrap();
+    let mut p: serde_json::Value =
+        serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
+    p["Statement"][2]["Condition"] =
+        serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": "true"}});
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(p.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        code(creator.create_grant().key_id(&arn).grantee_principal(VOLUMES).operations(GrantOperation::Decrypt).send().await),
+        code(
+            creator
+                .create_grant()
+                .key_id(&arn)
+                .grantee_principal(VOLUMES)
+                .operations(GrantOperation::Decrypt)
+                .send()
+                .await
+        ),
         "AccessDeniedException"
     );
     assert_eq!(
-        code(admin.create_grant().key_id(&arn).grantee_principal(VOLUMES).operations(GrantOperation::Sign).operations(GrantOperation::Decrypt).retiring_principal("nobody").send().await),
+        code(
+            admin
+                .create_grant()
+                .key_id(&arn)
+                .grantee_principal(VOLUMES)
+                .operations(GrantOperation::Sign)
+                .operations(GrantOperation::Decrypt)
+                .retiring_principal("nobody")
+                .send()
+                .await
+        ),
         "ValidationException"
     );
     s.stop().await;
@@ -538,19 +1518,80 @@ async fn grants_extend_the_policy_for_their_grantee() {
 async fn policy_validation_and_lockout_safety() {
     let s = Server::start().await;
     let admin = s.client(ADMIN);
-    let key = admin.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
-    assert_eq!(code(admin.put_key_policy().key_id(&key).policy("{not json").send().await), "MalformedPolicyDocumentException");
-    assert_eq!(code(admin.create_key().policy("{\"Statement\": 3}").send().await), "MalformedPolicyDocumentException");
-    let lockout = seed_policy("111111111111", CREATOR, None).replace("arn:aws:iam::111111111111:root", "arn:aws:iam::333333333333:root");
-    let r = admin.put_key_policy().key_id(&key).policy(&lockout).send().await;
-    let msg = message(admin.put_key_policy().key_id(&key).policy(&lockout).send().await);
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    assert_eq!(
+        code(
+            admin
+                .put_key_policy()
+                .key_id(&key)
+                .policy("{not json")
+                .send()
+                .await
+        ),
+        "MalformedPolicyDocumentException"
+    );
+    assert_eq!(
+        code(admin.create_key().policy("{\"Statement\": 3}").send().await),
+        "MalformedPolicyDocumentException"
+    );
+    let lockout = seed_policy("111111111111", CREATOR, None).replace(
+        "arn:aws:iam::111111111111:root",
+        "arn:aws:iam::333333333333:root",
+    );
+    let r = admin
+        .put_key_policy()
+        .key_id(&key)
+        .policy(&lockout)
+        .send()
+        .await;
+    let msg = message(
+        admin
+            .put_key_policy()
+            .key_id(&key)
+            .policy(&lockout)
+            .send()
+            .await,
+    );
     assert_eq!(code(r), "MalformedPolicyDocumentException");
-    assert_eq!(msg, "The new key policy will not allow you to update the key policy in the future.");
-    assert_eq!(code(admin.create_key().policy(&lockout).send().await), "MalformedPolicyDocumentException");
-    admin.put_key_policy().key_id(&key).policy(&lockout).bypass_policy_lockout_safety_check(true).send().await.unwrap();
-    assert_eq!(code(admin.get_key_policy().key_id(&key).send().await), "AccessDeniedException");
-    assert_eq!(code(admin.describe_key().key_id(&key).send().await), "AccessDeniedException");
-    let k2 = admin.create_key().policy(&lockout).bypass_policy_lockout_safety_check(true).send().await.unwrap();
+    assert_eq!(
+        msg,
+        "The new key policy will not allow you to update the key policy in the future."
+    );
+    assert_eq!(
+        code(admin.create_key().policy(&lockout).send().await),
+        "MalformedPolicyDocumentException"
+    );
+    admin
+        .put_key_policy()
+        .key_id(&key)
+        .policy(&lockout)
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(admin.get_key_policy().key_id(&key).send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(admin.describe_key().key_id(&key).send().await),
+        "AccessDeniedException"
+    );
+    let k2 = admin
+        .create_key()
+        .policy(&lockout)
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .unwrap();
     assert!(k2.key_metadata().is_some());
     s.stop().await;
 }
@@ -559,25 +1600,67 @@ async fn policy_validation_and_lockout_safety() {
 async fn bad_inputs_get_aws_errors() {
     let s = Server::start().await;
     let admin = s.client(ADMIN);
-    let key = admin.create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
 
     let (st, body) = s.raw(ADMIN, "TrentService.DescribeKey", "{not json").await;
-    assert_eq!((st, body["__type"].as_str()), (400, Some("SerializationException")));
+    assert_eq!(
+        (st, body["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
     let (st, body) = s.raw(ADMIN, "TrentService.MakeCoffee", "{}").await;
-    assert_eq!((st, body["__type"].as_str()), (400, Some("UnknownOperationException")));
-    let (st, body) = s.raw(ADMIN, "TrentService.Encrypt", &format!("{{\"KeyId\":\"{key}\",\"Plaintext\":\"***not base64***\"}}")).await;
-    assert_eq!((st, body["__type"].as_str()), (400, Some("SerializationException")));
-    let (st, body) = s.raw(ADMIN, "TrentService.Encrypt", "{\"Plaintext\":\"AAAA\"}").await;
-    assert_eq!((st, body["__type"].as_str()), (400, Some("ValidationException")));
-    let (st, body) = s.raw(ADMIN, "TrentService.DescribeKey", "{\"KeyId\": 5}").await;
-    assert_eq!((st, body["__type"].as_str()), (400, Some("SerializationException")));
+    assert_eq!(
+        (st, body["__type"].as_str()),
+        (400, Some("UnknownOperationException"))
+    );
+    let (st, body) = s
+        .raw(
+            ADMIN,
+            "TrentService.Encrypt",
+            &format!("{{\"KeyId\":\"{key}\",\"Plaintext\":\"***not base64***\"}}"),
+        )
+        .await;
+    assert_eq!(
+        (st, body["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
+    let (st, body) = s
+        .raw(ADMIN, "TrentService.Encrypt", "{\"Plaintext\":\"AAAA\"}")
+        .await;
+    assert_eq!(
+        (st, body["__type"].as_str()),
+        (400, Some("ValidationException"))
+    );
+    let (st, body) = s
+        .raw(ADMIN, "TrentService.DescribeKey", "{\"KeyId\": 5}")
+        .await;
+    assert_eq!(
+        (st, body["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
 
     // Signature problems.
     let c = s.kms.credentials(ADMIN).unwrap();
-    let wrong = s.client_with(&c.access_key_id, "not-the-secret-not-the-secret-not-the-sec");
-    assert_eq!(code(wrong.list_keys().send().await), "InvalidSignatureException");
+    let wrong = s.client_with(
+        &c.access_key_id,
+        "not-the-secret-not-the-secret-not-the-sec",
+    );
+    assert_eq!(
+        code(wrong.list_keys().send().await),
+        "InvalidSignatureException"
+    );
     let unknown = s.client_with("AKIAUNKNOWNUNKNOWN00", "whatever");
-    assert_eq!(code(unknown.list_keys().send().await), "UnrecognizedClientException");
+    assert_eq!(
+        code(unknown.list_keys().send().await),
+        "UnrecognizedClientException"
+    );
     let (st, body) = raw_signed(
         &s.endpoint,
         &c.access_key_id,
@@ -587,23 +1670,91 @@ async fn bad_inputs_get_aws_errors() {
         chrono::Utc::now() - chrono::Duration::minutes(20),
     )
     .await;
-    assert_eq!((st, body["__type"].as_str()), (400, Some("InvalidSignatureException")));
-    assert!(body["message"].as_str().unwrap().starts_with("Signature expired"));
-    let (st, _) = raw_signed(&s.endpoint, &c.access_key_id, &c.secret_access_key, "TrentService.ListKeys", "{}", chrono::Utc::now() - chrono::Duration::minutes(10)).await;
+    assert_eq!(
+        (st, body["__type"].as_str()),
+        (400, Some("InvalidSignatureException"))
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Signature expired")
+    );
+    let (st, _) = raw_signed(
+        &s.endpoint,
+        &c.access_key_id,
+        &c.secret_access_key,
+        "TrentService.ListKeys",
+        "{}",
+        chrono::Utc::now() - chrono::Duration::minutes(10),
+    )
+    .await;
     assert_eq!(st, 200);
-    let r = reqwest::Client::new().post(format!("{}/", s.endpoint)).header("x-amz-target", "TrentService.ListKeys").body("{}").send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/", s.endpoint))
+        .header("x-amz-target", "TrentService.ListKeys")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["__type"], "MissingAuthenticationTokenException");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["__type"],
+        "MissingAuthenticationTokenException"
+    );
 
     // Sizes.
-    assert_eq!(code(admin.encrypt().key_id(&key).plaintext(Blob::new(vec![1u8; 4097])).send().await), "ValidationException");
-    admin.encrypt().key_id(&key).plaintext(Blob::new(vec![1u8; 4096])).send().await.unwrap();
+    assert_eq!(
+        code(
+            admin
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(vec![1u8; 4097]))
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    admin
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(vec![1u8; 4096]))
+        .send()
+        .await
+        .unwrap();
 
     // Unknown keys.
-    assert_eq!(code(admin.describe_key().key_id("11111111-2222-3333-4444-555555555555").send().await), "NotFoundException");
-    assert_eq!(code(admin.describe_key().key_id("not-a-key").send().await), "NotFoundException");
-    assert_eq!(code(admin.describe_key().key_id("alias/nope").send().await), "NotFoundException");
-    assert_eq!(code(admin.encrypt().key_id("arn:aws:kms:us-east-2:111111111111:key/11111111-2222-3333-4444-555555555555").plaintext(Blob::new(b"x".to_vec())).send().await), "NotFoundException");
+    assert_eq!(
+        code(
+            admin
+                .describe_key()
+                .key_id("11111111-2222-3333-4444-555555555555")
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(admin.describe_key().key_id("not-a-key").send().await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(admin.describe_key().key_id("alias/nope").send().await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .encrypt()
+                .key_id(
+                    "arn:aws:kms:us-east-2:111111111111:key/11111111-2222-3333-4444-555555555555"
+                )
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
 
     // Ciphertext integrity and encryption context binding.
     let ct = admin
@@ -621,11 +1772,55 @@ async fn bad_inputs_get_aws_errors() {
     let mut tampered = ct.clone();
     let n = tampered.len();
     tampered[n - 5] ^= 0x40;
-    assert_eq!(code(admin.decrypt().ciphertext_blob(Blob::new(tampered)).set_encryption_context(Some(ctx(&[("a", "1")]))).send().await), "InvalidCiphertextException");
-    assert_eq!(code(admin.decrypt().ciphertext_blob(Blob::new(b"garbage".to_vec())).send().await), "InvalidCiphertextException");
-    assert_eq!(code(admin.decrypt().ciphertext_blob(Blob::new(ct.clone())).set_encryption_context(Some(ctx(&[("a", "2")]))).send().await), "InvalidCiphertextException");
-    assert_eq!(code(admin.decrypt().ciphertext_blob(Blob::new(ct.clone())).send().await), "InvalidCiphertextException");
-    admin.decrypt().ciphertext_blob(Blob::new(ct)).set_encryption_context(Some(ctx(&[("a", "1")]))).send().await.unwrap();
+    assert_eq!(
+        code(
+            admin
+                .decrypt()
+                .ciphertext_blob(Blob::new(tampered))
+                .set_encryption_context(Some(ctx(&[("a", "1")])))
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .decrypt()
+                .ciphertext_blob(Blob::new(b"garbage".to_vec()))
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .decrypt()
+                .ciphertext_blob(Blob::new(ct.clone()))
+                .set_encryption_context(Some(ctx(&[("a", "2")])))
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(
+            admin
+                .decrypt()
+                .ciphertext_blob(Blob::new(ct.clone()))
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+    admin
+        .decrypt()
+        .ciphertext_blob(Blob::new(ct))
+        .set_encryption_context(Some(ctx(&[("a", "1")])))
+        .send()
+        .await
+        .unwrap();
     s.stop().await;
 }
 
@@ -636,12 +1831,55 @@ async fn state_survives_a_restart() {
     let creator_before = s.kms.credentials(CREATOR).unwrap();
     let admin_creds = s.kms.credentials(ADMIN).unwrap();
     let token_before = s.kms.admin_token();
-    let arn = admin.create_key().description("persist me").send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
-    admin.create_alias().alias_name("alias/persist").target_key_id(&arn).send().await.unwrap();
-    admin.put_key_policy().key_id(&arn).policy(seed_policy("111111111111", CREATOR, None)).send().await.unwrap();
-    let g = admin.create_grant().key_id(&arn).grantee_principal(VOLUMES).operations(GrantOperation::Decrypt).send().await.unwrap();
-    let ct = admin.encrypt().key_id(&arn).plaintext(Blob::new(b"kept".to_vec())).send().await.unwrap().ciphertext_blob().unwrap().clone();
-    admin.rotate_key_on_demand().key_id(&arn).send().await.unwrap();
+    let arn = admin
+        .create_key()
+        .description("persist me")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    admin
+        .create_alias()
+        .alias_name("alias/persist")
+        .target_key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .put_key_policy()
+        .key_id(&arn)
+        .policy(seed_policy("111111111111", CREATOR, None))
+        .send()
+        .await
+        .unwrap();
+    let g = admin
+        .create_grant()
+        .key_id(&arn)
+        .grantee_principal(VOLUMES)
+        .operations(GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    let ct = admin
+        .encrypt()
+        .key_id(&arn)
+        .plaintext(Blob::new(b"kept".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    admin
+        .rotate_key_on_demand()
+        .key_id(&arn)
+        .send()
+        .await
+        .unwrap();
     let dir = s.dir.clone();
     let tmp = s.stop().await;
 
@@ -652,19 +1890,51 @@ async fn state_survives_a_restart() {
     }
     assert_eq!(std::fs::read(dir.join("root.key")).unwrap().len(), 32);
     let state = std::fs::read_to_string(dir.join("state.json")).unwrap();
-    assert!(!state.contains(admin_creds.secret_access_key.as_str()), "secrets must be sealed in state.json");
+    assert!(
+        !state.contains(admin_creds.secret_access_key.as_str()),
+        "secrets must be sealed in state.json"
+    );
 
     let s2 = Server::start_in(&dir, true).await;
     assert_eq!(s2.kms.admin_token(), token_before);
-    assert_eq!(s2.kms.credentials(CREATOR).unwrap().access_key_id, creator_before.access_key_id);
+    assert_eq!(
+        s2.kms.credentials(CREATOR).unwrap().access_key_id,
+        creator_before.access_key_id
+    );
     let admin2 = s2.client(ADMIN);
-    let d = admin2.describe_key().key_id("alias/persist").send().await.unwrap();
+    let d = admin2
+        .describe_key()
+        .key_id("alias/persist")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.key_metadata().unwrap().description(), Some("persist me"));
-    assert_eq!(admin2.decrypt().ciphertext_blob(ct.clone()).send().await.unwrap().plaintext().unwrap().as_ref(), b"kept");
-    s2.client(VOLUMES).decrypt().ciphertext_blob(ct).send().await.unwrap();
+    assert_eq!(
+        admin2
+            .decrypt()
+            .ciphertext_blob(ct.clone())
+            .send()
+            .await
+            .unwrap()
+            .plaintext()
+            .unwrap()
+            .as_ref(),
+        b"kept"
+    );
+    s2.client(VOLUMES)
+        .decrypt()
+        .ciphertext_blob(ct)
+        .send()
+        .await
+        .unwrap();
     let grants = admin2.list_grants().key_id(&arn).send().await.unwrap();
     assert_eq!(grants.grants()[0].grant_id(), g.grant_id());
-    s2.client(CREATOR).describe_key().key_id(&arn).send().await.unwrap();
+    s2.client(CREATOR)
+        .describe_key()
+        .key_id(&arn)
+        .send()
+        .await
+        .unwrap();
     s2.stop().await;
     drop(tmp);
 }
@@ -683,11 +1953,26 @@ async fn admin_route_adds_identities() {
     assert_eq!(r.status(), 201);
     let b: serde_json::Value = r.json().await.unwrap();
     assert_eq!(b["principalArn"], "arn:aws:iam::333333333333:user/admin");
-    let c = s.client_with(b["accessKeyId"].as_str().unwrap(), b["secretAccessKey"].as_str().unwrap());
+    let c = s.client_with(
+        b["accessKeyId"].as_str().unwrap(),
+        b["secretAccessKey"].as_str().unwrap(),
+    );
     let k = c.create_key().send().await.unwrap();
-    assert_eq!(k.key_metadata().unwrap().aws_account_id(), Some("333333333333"));
-    assert!(s.kms.credentials("arn:aws:iam::333333333333:user/admin").is_some());
-    let bad = http.post(format!("{}/_admin/identities", s.endpoint)).body(r#"{"account":"333333333333"}"#).send().await.unwrap();
+    assert_eq!(
+        k.key_metadata().unwrap().aws_account_id(),
+        Some("333333333333")
+    );
+    assert!(
+        s.kms
+            .credentials("arn:aws:iam::333333333333:user/admin")
+            .is_some()
+    );
+    let bad = http
+        .post(format!("{}/_admin/identities", s.endpoint))
+        .body(r#"{"account":"333333333333"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
     let bad = http
         .post(format!("{}/_admin/identities", s.endpoint))

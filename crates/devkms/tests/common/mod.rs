@@ -47,7 +47,14 @@ impl Server {
         let task = tokio::spawn(kms.clone().run(listener, async {
             let _ = rx.await;
         }));
-        Server { kms, endpoint, dir: dir.to_path_buf(), _tmp: None, stop: Some(tx), task: Some(task) }
+        Server {
+            kms,
+            endpoint,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Stops the server and returns the temp dir guard so the data survives for a restart.
@@ -62,7 +69,10 @@ impl Server {
     }
 
     pub fn client(&self, principal: &str) -> aws_sdk_kms::Client {
-        let c = self.kms.credentials(principal).unwrap_or_else(|| panic!("no identity {principal}"));
+        let c = self
+            .kms
+            .credentials(principal)
+            .unwrap_or_else(|| panic!("no identity {principal}"));
         self.client_with(&c.access_key_id, &c.secret_access_key)
     }
 
@@ -85,7 +95,15 @@ impl Server {
     pub async fn raw(&self, principal: &str, target: &str, body: &str) -> (u16, serde_json::Value) {
         let c = self.kms.credentials(principal).unwrap();
         let now = chrono::Utc::now();
-        raw_signed(&self.endpoint, &c.access_key_id, &c.secret_access_key, target, body, now).await
+        raw_signed(
+            &self.endpoint,
+            &c.access_key_id,
+            &c.secret_access_key,
+            target,
+            body,
+            now,
+        )
+        .await
     }
 }
 
@@ -124,7 +142,10 @@ pub async fn raw_signed(
         "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{host}\nx-amz-date:{amz_date}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{payload_hash}"
     );
     let scope = format!("{date}/{REGION}/kms/aws4_request");
-    let sts = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let sts = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
     let k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k = hmac(&k, REGION.as_bytes());
     let k = hmac(&k, b"kms");
@@ -145,18 +166,25 @@ pub async fn raw_signed(
         .unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// The AWS error code of a failed SDK call (panics if it succeeded).
-pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> String {
+pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, E>,
+) -> String {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.code().unwrap_or("<no code>").to_string(),
     }
 }
 
-pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> String {
+pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, E>,
+) -> String {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.message().unwrap_or("").to_string(),
@@ -178,8 +206,16 @@ pub const SEED_GRANT_ACTIONS: [&str; 3] = ["kms:CreateGrant", "kms:ListGrants", 
 /// The customer's key policy from the seed document: IAM delegation for the key's account, the
 /// platform role's use statement and its grant statement, with `missing` left out.
 pub fn seed_policy(account: &str, principal: &str, missing: Option<&str>) -> String {
-    let use_actions: Vec<&str> = SEED_USE_ACTIONS.iter().copied().filter(|a| Some(*a) != missing).collect();
-    let grant_actions: Vec<&str> = SEED_GRANT_ACTIONS.iter().copied().filter(|a| Some(*a) != missing).collect();
+    let use_actions: Vec<&str> = SEED_USE_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| Some(*a) != missing)
+        .collect();
+    let grant_actions: Vec<&str> = SEED_GRANT_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| Some(*a) != missing)
+        .collect();
     serde_json::json!({
         "Version": "2012-10-17",
         "Id": "key-consolepolicy-3",
