@@ -30,26 +30,50 @@ where
             };
             (kind, message)
         }
-        SdkError::TimeoutError(_) => (ErrorKind::Unreachable, format!("timed out: {}", DisplayErrorContext(&err))),
+        SdkError::TimeoutError(_) => (
+            ErrorKind::Unreachable,
+            format!("timed out: {}", DisplayErrorContext(&err)),
+        ),
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
             // Credential resolution runs just before the request is sent, so a refused or
             // missing credential surfaces as a dispatch (or construction) failure: it is a
             // configuration problem, not an unreachable KMS, unless the provider itself timed out.
             match credentials_error(&err) {
-                Some(CredentialsError::ProviderTimedOut(_)) => {
-                    (ErrorKind::Unreachable, format!("credentials provider timed out: {}", DisplayErrorContext(&err)))
-                }
-                Some(_) => (ErrorKind::Credentials, format!("no usable credentials: {}", DisplayErrorContext(&err))),
-                None if matches!(err, SdkError::DispatchFailure(_)) => {
-                    (ErrorKind::Unreachable, format!("could not reach the KMS: {}", DisplayErrorContext(&err)))
-                }
-                None => (ErrorKind::Invalid, format!("could not build the request: {}", DisplayErrorContext(&err))),
+                Some(CredentialsError::ProviderTimedOut(_)) => (
+                    ErrorKind::Unreachable,
+                    format!(
+                        "credentials provider timed out: {}",
+                        DisplayErrorContext(&err)
+                    ),
+                ),
+                Some(_) => (
+                    ErrorKind::Credentials,
+                    format!("no usable credentials: {}", DisplayErrorContext(&err)),
+                ),
+                None if matches!(err, SdkError::DispatchFailure(_)) => (
+                    ErrorKind::Unreachable,
+                    format!("could not reach the KMS: {}", DisplayErrorContext(&err)),
+                ),
+                None => (
+                    ErrorKind::Invalid,
+                    format!("could not build the request: {}", DisplayErrorContext(&err)),
+                ),
             }
         }
         SdkError::ResponseError(ctx) => {
             let status = ctx.raw().status().as_u16();
-            let kind = if status >= 500 || status == 429 { ErrorKind::Retryable } else { ErrorKind::Other };
-            (kind, format!("unreadable response (HTTP {status}): {}", DisplayErrorContext(&err)))
+            let kind = if status >= 500 || status == 429 {
+                ErrorKind::Retryable
+            } else {
+                ErrorKind::Other
+            };
+            (
+                kind,
+                format!(
+                    "unreadable response (HTTP {status}): {}",
+                    DisplayErrorContext(&err)
+                ),
+            )
         }
         _ => (ErrorKind::Other, DisplayErrorContext(&err).to_string()),
     };
@@ -126,9 +150,14 @@ pub(crate) fn kind_for_code(operation: &str, code: &str, message: &str, status: 
 
 fn mentions_pending_deletion(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    ["pending deletion", "pendingdeletion", "pending replica deletion", "pendingreplicadeletion"]
-        .iter()
-        .any(|p| m.contains(p))
+    [
+        "pending deletion",
+        "pendingdeletion",
+        "pending replica deletion",
+        "pendingreplicadeletion",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 /// The IAM action a denial was about. ReEncrypt needs two permissions (on the source and on
@@ -149,10 +178,15 @@ mod tests {
 
     #[test]
     fn codes_map_to_kinds() {
-        assert_eq!(kind_for_code("Decrypt", "NotFoundException", "", 400), ErrorKind::NotFound);
+        assert_eq!(
+            kind_for_code("Decrypt", "NotFoundException", "", 400),
+            ErrorKind::NotFound
+        );
         assert_eq!(
             kind_for_code("Decrypt", "AccessDeniedException", "", 400),
-            ErrorKind::AccessDenied { action: "kms:Decrypt".into() }
+            ErrorKind::AccessDenied {
+                action: "kms:Decrypt".into()
+            }
         );
         assert_eq!(
             kind_for_code(
@@ -161,25 +195,57 @@ mod tests {
                 "User: arn:aws:sts::2:assumed-role/creator/x is not authorized to perform: kms:ReEncryptTo on resource: k",
                 400
             ),
-            ErrorKind::AccessDenied { action: "kms:ReEncryptTo".into() }
+            ErrorKind::AccessDenied {
+                action: "kms:ReEncryptTo".into()
+            }
         );
         assert_eq!(
             kind_for_code("ReEncrypt", "AccessDeniedException", "denied", 400),
-            ErrorKind::AccessDenied { action: "kms:ReEncryptFrom".into() }
+            ErrorKind::AccessDenied {
+                action: "kms:ReEncryptFrom".into()
+            }
         );
         assert_eq!(
-            kind_for_code("Encrypt", "KMSInvalidStateException", "arn:aws:kms:x is pending deletion.", 400),
+            kind_for_code(
+                "Encrypt",
+                "KMSInvalidStateException",
+                "arn:aws:kms:x is pending deletion.",
+                400
+            ),
             ErrorKind::PendingDeletion
         );
         assert_eq!(
-            kind_for_code("Encrypt", "KMSInvalidStateException", "key is PendingImport", 400),
+            kind_for_code(
+                "Encrypt",
+                "KMSInvalidStateException",
+                "key is PendingImport",
+                400
+            ),
             ErrorKind::InvalidState
         );
-        assert_eq!(kind_for_code("Encrypt", "SomethingNew", "", 503), ErrorKind::Retryable);
-        assert_eq!(kind_for_code("Encrypt", "SomethingNew", "", 400), ErrorKind::Other);
-        assert_eq!(kind_for_code("Encrypt", "ExpiredTokenException", "", 400), ErrorKind::Credentials);
-        assert_eq!(kind_for_code("Encrypt", "ValidationException", "", 400), ErrorKind::Invalid);
-        assert_eq!(kind_for_code("Encrypt", "IncorrectKeyException", "", 400), ErrorKind::InvalidCiphertext);
-        assert_eq!(kind_for_code("Encrypt", "UnsupportedOperationException", "", 400), ErrorKind::WrongKeyType);
+        assert_eq!(
+            kind_for_code("Encrypt", "SomethingNew", "", 503),
+            ErrorKind::Retryable
+        );
+        assert_eq!(
+            kind_for_code("Encrypt", "SomethingNew", "", 400),
+            ErrorKind::Other
+        );
+        assert_eq!(
+            kind_for_code("Encrypt", "ExpiredTokenException", "", 400),
+            ErrorKind::Credentials
+        );
+        assert_eq!(
+            kind_for_code("Encrypt", "ValidationException", "", 400),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            kind_for_code("Encrypt", "IncorrectKeyException", "", 400),
+            ErrorKind::InvalidCiphertext
+        );
+        assert_eq!(
+            kind_for_code("Encrypt", "UnsupportedOperationException", "", 400),
+            ErrorKind::WrongKeyType
+        );
     }
 }

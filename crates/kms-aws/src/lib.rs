@@ -51,7 +51,10 @@ impl fmt::Debug for StaticCredentials {
         f.debug_struct("StaticCredentials")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -95,7 +98,9 @@ pub struct AwsConnector {
 
 impl fmt::Debug for AwsConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsConnector").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("AwsConnector")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,7 +123,10 @@ impl AwsConnector {
             return Err(KmsError::new(
                 ErrorKind::Invalid,
                 OP,
-                format!("the AWS adapter cannot act as a {} identity", identity.provider.as_str()),
+                format!(
+                    "the AWS adapter cannot act as a {} identity",
+                    identity.provider.as_str()
+                ),
             ));
         }
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -127,7 +135,11 @@ impl AwsConnector {
         }
         let credentials = self.credentials_for(identity)?;
         let client = build_client(&self.settings, &identity.region, credentials);
-        let provider = Arc::new(AwsKeyProvider::new(client, identity.region.clone(), self.settings.retry.clone()));
+        let provider = Arc::new(AwsKeyProvider::new(
+            client,
+            identity.region.clone(),
+            self.settings.retry.clone(),
+        ));
         clients.insert(identity.clone(), provider.clone());
         Ok(provider)
     }
@@ -168,19 +180,30 @@ impl KmsConnector for AwsConnector {
     }
 
     fn volume_grantee(&self, identity: &PlatformIdentity) -> String {
-        format!("arn:aws:iam::{}:role/{}", identity.account_id, self.settings.volume_role)
+        format!(
+            "arn:aws:iam::{}:role/{}",
+            identity.account_id, self.settings.volume_role
+        )
     }
 }
 
 /// A KMS client for `region` with the SDK's retries off (ours wrap every call) and its connect
 /// timeout at our attempt timeout, so that a black-holed address fails within one attempt.
-pub fn build_client(settings: &AwsSettings, region: &str, credentials: SharedCredentialsProvider) -> aws_sdk_kms::Client {
+pub fn build_client(
+    settings: &AwsSettings,
+    region: &str,
+    credentials: SharedCredentialsProvider,
+) -> aws_sdk_kms::Client {
     let mut conf = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .credentials_provider(credentials)
         .retry_config(RetryConfig::disabled())
-        .timeout_config(TimeoutConfig::builder().connect_timeout(settings.retry.attempt_timeout).build());
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(settings.retry.attempt_timeout)
+                .build(),
+        );
     if let Some(url) = &settings.endpoint_url {
         conf = conf.endpoint_url(url);
     }
@@ -207,7 +230,8 @@ impl ProvideCredentials for AssumeRoleOnFirstUse {
             let provider = self
                 .provider
                 .get_or_init(|| async {
-                    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(self.region.clone());
+                    let mut loader =
+                        aws_config::defaults(BehaviorVersion::latest()).region(self.region.clone());
                     if let Some(url) = &self.endpoint_url {
                         loader = loader.endpoint_url(url);
                     }
@@ -249,7 +273,10 @@ mod tests {
         s.static_credentials.insert("222222222222".into(), c);
         let printed = format!("{:?}", AwsConnector::new(s));
         assert!(printed.contains("AKIAEXAMPLE"));
-        assert!(!printed.contains("very-secret") && !printed.contains("token-secret"), "{printed}");
+        assert!(
+            !printed.contains("very-secret") && !printed.contains("token-secret"),
+            "{printed}"
+        );
     }
 
     #[test]
@@ -257,13 +284,20 @@ mod tests {
         let c = AwsConnector::new(AwsSettings::default());
         let e = c.connect(&identity("222222222222")).err().unwrap();
         assert_eq!(e.kind, ErrorKind::Credentials);
-        assert!(e.message.contains("static_credentials") && e.message.contains("assume_role"), "{}", e.message);
+        assert!(
+            e.message.contains("static_credentials") && e.message.contains("assume_role"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn volume_grantee_is_the_volume_role_of_the_identity_account() {
         let c = AwsConnector::new(AwsSettings::default());
-        assert_eq!(c.volume_grantee(&identity("333333333333")), "arn:aws:iam::333333333333:role/keyplane-volumes");
+        assert_eq!(
+            c.volume_grantee(&identity("333333333333")),
+            "arn:aws:iam::333333333333:role/keyplane-volumes"
+        );
     }
 
     #[test]

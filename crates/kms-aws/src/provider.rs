@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, GrantOperation, KeyMetadata};
-use keyplane_kms::{DataKey, EncryptionContext, ErrorKind, Grant, KeyDescription, KeyProvider, KeyState, KmsError, Result};
+use keyplane_kms::{
+    DataKey, EncryptionContext, ErrorKind, Grant, KeyDescription, KeyProvider, KeyState, KmsError,
+    Result,
+};
 use zeroize::Zeroizing;
 
 use crate::errors::classify;
@@ -26,7 +29,11 @@ pub struct AwsKeyProvider {
 impl AwsKeyProvider {
     /// Wraps a client built for `region`. The client's own retries should be disabled
     /// (`RetryConfig::disabled()`), or they multiply with `retry`'s.
-    pub fn new(client: aws_sdk_kms::Client, region: impl Into<String>, retry: RetrySettings) -> AwsKeyProvider {
+    pub fn new(
+        client: aws_sdk_kms::Client,
+        region: impl Into<String>,
+        retry: RetrySettings,
+    ) -> AwsKeyProvider {
         AwsKeyProvider {
             client,
             region: region.into(),
@@ -49,7 +56,10 @@ impl AwsKeyProvider {
             Some(arn) if arn.region != self.region => Err(KmsError::new(
                 ErrorKind::WrongRegion,
                 operation,
-                format!("key {key_id} is in region {}, not {}", arn.region, self.region),
+                format!(
+                    "key {key_id} is in region {}, not {}",
+                    arn.region, self.region
+                ),
             )),
             _ => Ok(()),
         }
@@ -64,25 +74,47 @@ struct Arn<'a> {
 
 fn parse_arn(s: &str) -> Option<Arn<'_>> {
     let mut parts = s.splitn(6, ':');
-    let (arn, _partition, service, region, account, _resource) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (arn, _partition, service, region, account, _resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     (arn == "arn" && service == "kms").then_some(Arn { region, account })
 }
 
 /// `None` for an empty context: the request then carries no context at all, which is what
 /// AWS and every compatible server expect for "no context".
 fn context_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
-    (!context.is_empty()).then(|| context.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    (!context.is_empty()).then(|| {
+        context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
 }
 
 fn missing(operation: &'static str, field: &str) -> KmsError {
-    KmsError::new(ErrorKind::Other, operation, format!("the response has no {field}"))
+    KmsError::new(
+        ErrorKind::Other,
+        operation,
+        format!("the response has no {field}"),
+    )
 }
 
 fn describe(md: &KeyMetadata) -> Result<KeyDescription> {
-    let arn = md.arn().ok_or_else(|| missing("DescribeKey", "KeyMetadata.Arn"))?.to_string();
+    let arn = md
+        .arn()
+        .ok_or_else(|| missing("DescribeKey", "KeyMetadata.Arn"))?
+        .to_string();
     let parsed = parse_arn(&arn).ok_or_else(|| {
-        KmsError::new(ErrorKind::Other, "DescribeKey", format!("the response's key ARN {arn:?} is not a KMS key ARN"))
+        KmsError::new(
+            ErrorKind::Other,
+            "DescribeKey",
+            format!("the response's key ARN {arn:?} is not a KMS key ARN"),
+        )
     })?;
     let region = parsed.region.to_string();
     let account = md.aws_account_id().unwrap_or(parsed.account).to_string();
@@ -102,8 +134,14 @@ fn describe(md: &KeyMetadata) -> Result<KeyDescription> {
         account,
         region,
         state,
-        key_spec: md.key_spec().map_or("SYMMETRIC_DEFAULT", |s| s.as_str()).to_string(),
-        key_usage: md.key_usage().map_or("ENCRYPT_DECRYPT", |u| u.as_str()).to_string(),
+        key_spec: md
+            .key_spec()
+            .map_or("SYMMETRIC_DEFAULT", |s| s.as_str())
+            .to_string(),
+        key_usage: md
+            .key_usage()
+            .map_or("ENCRYPT_DECRYPT", |u| u.as_str())
+            .to_string(),
         multi_region: md.multi_region().unwrap_or(false),
     })
 }
@@ -126,17 +164,30 @@ impl KeyProvider for AwsKeyProvider {
         const OP: &str = "DescribeKey";
         self.check_region(OP, key_id)?;
         let out = with_retries(&self.retry, OP, || async {
-            self.client.describe_key().key_id(key_id).send().await.map_err(|e| classify(OP, e))
+            self.client
+                .describe_key()
+                .key_id(key_id)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
         })
         .await?;
-        describe(out.key_metadata().ok_or_else(|| missing(OP, "KeyMetadata"))?)
+        describe(
+            out.key_metadata()
+                .ok_or_else(|| missing(OP, "KeyMetadata"))?,
+        )
     }
 
     async fn enable_key(&self, key_id: &str) -> Result<()> {
         const OP: &str = "EnableKey";
         self.check_region(OP, key_id)?;
         with_retries(&self.retry, OP, || async {
-            self.client.enable_key().key_id(key_id).send().await.map_err(|e| classify(OP, e))
+            self.client
+                .enable_key()
+                .key_id(key_id)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))
         })
         .await
         .map_err(|mut e| {
@@ -154,7 +205,12 @@ impl KeyProvider for AwsKeyProvider {
         Ok(())
     }
 
-    async fn encrypt(&self, key_id: &str, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>> {
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
         const OP: &str = "Encrypt";
         self.check_region(OP, key_id)?;
         let out = with_retries(&self.retry, OP, || async {
@@ -168,10 +224,18 @@ impl KeyProvider for AwsKeyProvider {
                 .map_err(|e| classify(OP, e))
         })
         .await?;
-        Ok(out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner())
+        Ok(out
+            .ciphertext_blob
+            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
+            .into_inner())
     }
 
-    async fn decrypt(&self, key_id: &str, ciphertext: &[u8], context: &EncryptionContext) -> Result<Zeroizing<Vec<u8>>> {
+    async fn decrypt(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         const OP: &str = "Decrypt";
         self.check_region(OP, key_id)?;
         // The key ID is sent although symmetric ciphertexts name their key: AWS then refuses a
@@ -191,7 +255,11 @@ impl KeyProvider for AwsKeyProvider {
         Ok(Zeroizing::new(plaintext.into_inner()))
     }
 
-    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<DataKey> {
         const OP: &str = "GenerateDataKey";
         self.check_region(OP, key_id)?;
         let out = with_retries(&self.retry, OP, || async {
@@ -205,13 +273,27 @@ impl KeyProvider for AwsKeyProvider {
                 .map_err(|e| classify(OP, e))
         })
         .await?;
-        let plaintext = Zeroizing::new(out.plaintext.ok_or_else(|| missing(OP, "Plaintext"))?.into_inner());
+        let plaintext = Zeroizing::new(
+            out.plaintext
+                .ok_or_else(|| missing(OP, "Plaintext"))?
+                .into_inner(),
+        );
         check_data_key_len(OP, plaintext.len())?;
-        let ciphertext = out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner();
-        Ok(DataKey { plaintext, ciphertext })
+        let ciphertext = out
+            .ciphertext_blob
+            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
+            .into_inner();
+        Ok(DataKey {
+            plaintext,
+            ciphertext,
+        })
     }
 
-    async fn generate_data_key_without_plaintext(&self, key_id: &str, context: &EncryptionContext) -> Result<Vec<u8>> {
+    async fn generate_data_key_without_plaintext(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
         const OP: &str = "GenerateDataKeyWithoutPlaintext";
         self.check_region(OP, key_id)?;
         let out = with_retries(&self.retry, OP, || async {
@@ -225,7 +307,10 @@ impl KeyProvider for AwsKeyProvider {
                 .map_err(|e| classify(OP, e))
         })
         .await?;
-        Ok(out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner())
+        Ok(out
+            .ciphertext_blob
+            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
+            .into_inner())
     }
 
     async fn re_encrypt(
@@ -251,15 +336,26 @@ impl KeyProvider for AwsKeyProvider {
                 .map_err(|e| classify(OP, e))
         })
         .await?;
-        Ok(out.ciphertext_blob.ok_or_else(|| missing(OP, "CiphertextBlob"))?.into_inner())
+        Ok(out
+            .ciphertext_blob
+            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
+            .into_inner())
     }
 
-    async fn create_grant(&self, key_id: &str, grantee: &str, operations: &[&str], name: &str) -> Result<String> {
+    async fn create_grant(
+        &self,
+        key_id: &str,
+        grantee: &str,
+        operations: &[&str],
+        name: &str,
+    ) -> Result<String> {
         const OP: &str = "CreateGrant";
         self.check_region(OP, key_id)?;
         // Callers may name operations as IAM actions (`kms:Decrypt`) or as grant operations.
-        let ops: Vec<GrantOperation> =
-            operations.iter().map(|o| GrantOperation::from(o.strip_prefix("kms:").unwrap_or(o))).collect();
+        let ops: Vec<GrantOperation> = operations
+            .iter()
+            .map(|o| GrantOperation::from(o.strip_prefix("kms:").unwrap_or(o)))
+            .collect();
         // Retrying is safe: AWS answers a repeated CreateGrant with identical parameters and
         // name with the existing grant instead of a second one.
         let out = with_retries(&self.retry, OP, || async {
@@ -297,7 +393,11 @@ impl KeyProvider for AwsKeyProvider {
                 grants.push(Grant {
                     grant_id: g.grant_id().unwrap_or_default().to_string(),
                     grantee: g.grantee_principal().unwrap_or_default().to_string(),
-                    operations: g.operations().iter().map(|o| o.as_str().to_string()).collect(),
+                    operations: g
+                        .operations()
+                        .iter()
+                        .map(|o| o.as_str().to_string())
+                        .collect(),
                     name: g.name().filter(|n| !n.is_empty()).map(str::to_string),
                 });
             }

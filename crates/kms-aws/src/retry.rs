@@ -42,20 +42,29 @@ impl RetrySettings {
     /// jitter" (between half and all of the cap) so that clients that failed together do not
     /// retry together, yet every retry still waits a known minimum.
     pub(crate) fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX));
+        let exp = self.initial_backoff.saturating_mul(
+            1u32.checked_shl(retry.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
         let cap = exp.min(self.max_backoff);
         let half = cap / 2;
         let spread = (cap - half).as_nanos().min(u64::MAX as u128) as u64;
-        let jitter = if spread == 0 { 0 } else { rand::rng().random_range(0..=spread) };
+        let jitter = if spread == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=spread)
+        };
         half + Duration::from_nanos(jitter)
     }
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the attempts or the operation's time
 /// run out. The final error carries the number of attempts in its message.
-pub(crate) async fn with_retries<T, F, Fut>(settings: &RetrySettings, operation: &'static str, mut attempt: F) -> Result<T>
+pub(crate) async fn with_retries<T, F, Fut>(
+    settings: &RetrySettings,
+    operation: &'static str,
+    mut attempt: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -65,7 +74,9 @@ where
     let mut n = 0u32;
     loop {
         n += 1;
-        let limit = settings.attempt_timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let limit = settings
+            .attempt_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
         let result = match tokio::time::timeout(limit, attempt()).await {
             Ok(r) => r,
             Err(_) => Err(KmsError::new(
@@ -87,7 +98,10 @@ where
         let pause = settings.backoff(n);
         if Instant::now() + pause >= deadline {
             let mut err = annotate(err, n);
-            err.message.push_str(&format!("; operation timeout of {:?} reached", settings.operation_timeout));
+            err.message.push_str(&format!(
+                "; operation timeout of {:?} reached",
+                settings.operation_timeout
+            ));
             return Err(err);
         }
         tracing::debug!(operation, attempt = n, kind = ?err.kind, error = %err.message, backoff = ?pause, "KMS call failed, retrying");
@@ -97,7 +111,8 @@ where
 
 fn annotate(mut err: KmsError, attempts: u32) -> KmsError {
     if attempts > 1 {
-        err.message.push_str(&format!(" (after {attempts} attempts)"));
+        err.message
+            .push_str(&format!(" (after {attempts} attempts)"));
     }
     err
 }
@@ -122,11 +137,20 @@ mod tests {
         let s = fast(10);
         for _ in 0..100 {
             let b1 = s.backoff(1);
-            assert!(b1 >= Duration::from_millis(5) && b1 <= Duration::from_millis(10), "{b1:?}");
+            assert!(
+                b1 >= Duration::from_millis(5) && b1 <= Duration::from_millis(10),
+                "{b1:?}"
+            );
             let b3 = s.backoff(3);
-            assert!(b3 >= Duration::from_millis(20) && b3 <= Duration::from_millis(40), "{b3:?}");
+            assert!(
+                b3 >= Duration::from_millis(20) && b3 <= Duration::from_millis(40),
+                "{b3:?}"
+            );
             let b40 = s.backoff(40);
-            assert!(b40 >= Duration::from_millis(20) && b40 <= Duration::from_millis(40), "{b40:?}");
+            assert!(
+                b40 >= Duration::from_millis(20) && b40 <= Duration::from_millis(40),
+                "{b40:?}"
+            );
         }
     }
 
@@ -136,7 +160,12 @@ mod tests {
             (ErrorKind::Retryable, 3),
             (ErrorKind::Unreachable, 3),
             (ErrorKind::NotFound, 1),
-            (ErrorKind::AccessDenied { action: "kms:Decrypt".into() }, 1),
+            (
+                ErrorKind::AccessDenied {
+                    action: "kms:Decrypt".into(),
+                },
+                1,
+            ),
             (ErrorKind::Disabled, 1),
             (ErrorKind::Credentials, 1),
         ] {
@@ -159,7 +188,11 @@ mod tests {
         let r = with_retries(&fast(3), "Encrypt", || {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {
-                if n < 2 { Err(KmsError::new(ErrorKind::Retryable, "Encrypt", "throttled")) } else { Ok(n) }
+                if n < 2 {
+                    Err(KmsError::new(ErrorKind::Retryable, "Encrypt", "throttled"))
+                } else {
+                    Ok(n)
+                }
             }
         })
         .await;
@@ -172,7 +205,7 @@ mod tests {
         s.attempt_timeout = Duration::from_millis(50);
         s.operation_timeout = Duration::from_millis(300);
         let start = std::time::Instant::now();
-        let r: Result<()> = with_retries(&s, "DescribeKey", || std::future::pending()).await;
+        let r: Result<()> = with_retries(&s, "DescribeKey", std::future::pending).await;
         let e = r.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unreachable);
         let elapsed = start.elapsed();

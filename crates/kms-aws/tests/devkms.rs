@@ -36,21 +36,39 @@ async fn every_operation_works_cross_account_with_the_seed_policy() {
 
     let c = ctx(&[("db", "d1"), ("org", "o1")]);
     let ct = kms.encrypt(&key, b"hello", &c).await.unwrap();
-    assert_eq!(kms.decrypt(&key, &ct, &c).await.unwrap().as_slice(), b"hello");
+    assert_eq!(
+        kms.decrypt(&key, &ct, &c).await.unwrap().as_slice(),
+        b"hello"
+    );
     // The context is bound to the ciphertext.
-    let e = kms.decrypt(&key, &ct, &ctx(&[("db", "d2")])).await.unwrap_err();
+    let e = kms
+        .decrypt(&key, &ct, &ctx(&[("db", "d2")]))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidCiphertext, "{e:?}");
 
     let dk = kms.generate_data_key(&key, &c).await.unwrap();
     assert_eq!(dk.plaintext.len(), 32);
-    assert_eq!(kms.decrypt(&key, &dk.ciphertext, &c).await.unwrap().as_slice(), dk.plaintext.as_slice());
+    assert_eq!(
+        kms.decrypt(&key, &dk.ciphertext, &c)
+            .await
+            .unwrap()
+            .as_slice(),
+        dk.plaintext.as_slice()
+    );
     assert!(!format!("{dk:?}").contains(&format!("{:?}", dk.plaintext.as_slice())));
 
-    let wrapped = kms.generate_data_key_without_plaintext(&key, &c).await.unwrap();
+    let wrapped = kms
+        .generate_data_key_without_plaintext(&key, &c)
+        .await
+        .unwrap();
     assert_eq!(kms.decrypt(&key, &wrapped, &c).await.unwrap().len(), 32);
 
     let moved = kms.re_encrypt(&ct, &key, &other, &c).await.unwrap();
-    assert_eq!(kms.decrypt(&other, &moved, &c).await.unwrap().as_slice(), b"hello");
+    assert_eq!(
+        kms.decrypt(&other, &moved, &c).await.unwrap().as_slice(),
+        b"hello"
+    );
     // Decrypt names the expected key: a ciphertext of another key is refused.
     let e = kms.decrypt(&key, &moved, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidCiphertext, "{e:?}");
@@ -58,18 +76,32 @@ async fn every_operation_works_cross_account_with_the_seed_policy() {
     let grantee = connector.volume_grantee(&identity(PLATFORM_ACCOUNT));
     assert_eq!(grantee, "arn:aws:iam::222222222222:role/keyplane-volumes");
     let grant_id = kms
-        .create_grant(&key, &grantee, &["Decrypt", "kms:GenerateDataKeyWithoutPlaintext"], "keyplane-volumes")
+        .create_grant(
+            &key,
+            &grantee,
+            &["Decrypt", "kms:GenerateDataKeyWithoutPlaintext"],
+            "keyplane-volumes",
+        )
         .await
         .unwrap();
     let grants = kms.list_grants(&key).await.unwrap();
-    let g = grants.iter().find(|g| g.grant_id == grant_id).unwrap_or_else(|| panic!("{grants:?}"));
+    let g = grants
+        .iter()
+        .find(|g| g.grant_id == grant_id)
+        .unwrap_or_else(|| panic!("{grants:?}"));
     assert_eq!(g.grantee, grantee);
     assert_eq!(g.name.as_deref(), Some("keyplane-volumes"));
     let mut ops = g.operations.clone();
     ops.sort();
     assert_eq!(ops, ["Decrypt", "GenerateDataKeyWithoutPlaintext"]);
     kms.revoke_grant(&key, &grant_id).await.unwrap();
-    assert!(kms.list_grants(&key).await.unwrap().iter().all(|g| g.grant_id != grant_id));
+    assert!(
+        kms.list_grants(&key)
+            .await
+            .unwrap()
+            .iter()
+            .all(|g| g.grant_id != grant_id)
+    );
     let e = kms.revoke_grant(&key, &grant_id).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
 
@@ -83,12 +115,27 @@ async fn enable_key_works_on_a_key_of_the_platform_account() {
     let s = DevKmsServer::start().await;
     // The platform role manages a key of its own account (default key policy: the account).
     let own = s.client(CREATOR);
-    let key = own.create_key().send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
+    let key = own
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
     own.disable_key().key_id(&key).send().await.unwrap();
     let (_c, kms) = s.platform();
-    assert_eq!(kms.describe_key(&key).await.unwrap().state, KeyState::Disabled);
+    assert_eq!(
+        kms.describe_key(&key).await.unwrap().state,
+        KeyState::Disabled
+    );
     kms.enable_key(&key).await.unwrap();
-    assert_eq!(kms.describe_key(&key).await.unwrap().state, KeyState::Enabled);
+    assert_eq!(
+        kms.describe_key(&key).await.unwrap().state,
+        KeyState::Enabled
+    );
     kms.encrypt(&key, b"x", &ctx(&[])).await.unwrap();
 }
 
@@ -102,31 +149,94 @@ async fn a_policy_without_an_action_is_access_denied_for_that_action() {
     let no_decrypt = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, Some("kms:Decrypt")).await;
     let ct = kms.encrypt(&no_decrypt, b"x", &c).await.unwrap();
     let e = kms.decrypt(&no_decrypt, &ct, &c).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::AccessDenied { action: "kms:Decrypt".into() }, "{e:?}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied {
+            action: "kms:Decrypt".into()
+        },
+        "{e:?}"
+    );
     assert_eq!(e.operation, "Decrypt");
-    assert!(!e.message.contains("attempts"), "access denied must not be retried: {}", e.message);
+    assert!(
+        !e.message.contains("attempts"),
+        "access denied must not be retried: {}",
+        e.message
+    );
 
-    let no_gdk = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, Some("kms:GenerateDataKey")).await;
+    let no_gdk = customer_key(
+        &customer,
+        CUSTOMER_ACCOUNT,
+        CREATOR,
+        Some("kms:GenerateDataKey"),
+    )
+    .await;
     let e = kms.generate_data_key(&no_gdk, &c).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::AccessDenied { action: "kms:GenerateDataKey".into() }, "{e:?}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied {
+            action: "kms:GenerateDataKey".into()
+        },
+        "{e:?}"
+    );
 
     // ReEncrypt needs ReEncryptFrom on the source and ReEncryptTo on the destination.
     let full = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
-    let no_to = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, Some("kms:ReEncryptTo")).await;
-    let no_from = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, Some("kms:ReEncryptFrom")).await;
+    let no_to = customer_key(
+        &customer,
+        CUSTOMER_ACCOUNT,
+        CREATOR,
+        Some("kms:ReEncryptTo"),
+    )
+    .await;
+    let no_from = customer_key(
+        &customer,
+        CUSTOMER_ACCOUNT,
+        CREATOR,
+        Some("kms:ReEncryptFrom"),
+    )
+    .await;
     let ct = kms.encrypt(&full, b"x", &c).await.unwrap();
     let e = kms.re_encrypt(&ct, &full, &no_to, &c).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::AccessDenied { action: "kms:ReEncryptTo".into() }, "{e:?}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied {
+            action: "kms:ReEncryptTo".into()
+        },
+        "{e:?}"
+    );
     let ct2 = kms.encrypt(&no_from, b"x", &c).await.unwrap();
     let e = kms.re_encrypt(&ct2, &no_from, &full, &c).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::AccessDenied { action: "kms:ReEncryptFrom".into() }, "{e:?}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied {
+            action: "kms:ReEncryptFrom".into()
+        },
+        "{e:?}"
+    );
 
-    let no_grants = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, Some("kms:CreateGrant")).await;
+    let no_grants = customer_key(
+        &customer,
+        CUSTOMER_ACCOUNT,
+        CREATOR,
+        Some("kms:CreateGrant"),
+    )
+    .await;
     let e = kms
-        .create_grant(&no_grants, "arn:aws:iam::222222222222:role/keyplane-volumes", &["Decrypt"], "v")
+        .create_grant(
+            &no_grants,
+            "arn:aws:iam::222222222222:role/keyplane-volumes",
+            &["Decrypt"],
+            "v",
+        )
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::AccessDenied { action: "kms:CreateGrant".into() }, "{e:?}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied {
+            action: "kms:CreateGrant".into()
+        },
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -143,23 +253,39 @@ async fn key_states_are_sorted_into_kinds() {
     assert_eq!(e.kind, ErrorKind::Disabled, "{e:?}");
     let e = kms.generate_data_key(&key, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Disabled, "{e:?}");
-    assert_eq!(kms.describe_key(&key).await.unwrap().state, KeyState::Disabled);
+    assert_eq!(
+        kms.describe_key(&key).await.unwrap().state,
+        KeyState::Disabled
+    );
     customer.enable_key().key_id(&key).send().await.unwrap();
-    assert_eq!(kms.describe_key(&key).await.unwrap().state, KeyState::Enabled);
+    assert_eq!(
+        kms.describe_key(&key).await.unwrap().state,
+        KeyState::Enabled
+    );
     kms.encrypt(&key, b"x", &c).await.unwrap();
 
     // Scheduled for deletion.
     let doomed = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
     let ct = kms.encrypt(&doomed, b"x", &c).await.unwrap();
-    customer.schedule_key_deletion().key_id(&doomed).pending_window_in_days(7).send().await.unwrap();
+    customer
+        .schedule_key_deletion()
+        .key_id(&doomed)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
     let e = kms.decrypt(&doomed, &ct, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::PendingDeletion, "{e:?}");
     let e = kms.encrypt(&doomed, b"x", &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::PendingDeletion, "{e:?}");
-    assert_eq!(kms.describe_key(&doomed).await.unwrap().state, KeyState::PendingDeletion);
+    assert_eq!(
+        kms.describe_key(&doomed).await.unwrap().state,
+        KeyState::PendingDeletion
+    );
 
     // Unknown key.
-    let unknown = format!("arn:aws:kms:{REGION}:{CUSTOMER_ACCOUNT}:key/00000000-0000-4000-8000-000000000000");
+    let unknown =
+        format!("arn:aws:kms:{REGION}:{CUSTOMER_ACCOUNT}:key/00000000-0000-4000-8000-000000000000");
     let e = kms.describe_key(&unknown).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
     let e = kms.encrypt(&unknown, b"x", &c).await.unwrap_err();
@@ -171,9 +297,20 @@ async fn key_states_are_sorted_into_kinds() {
     assert_eq!(e.kind, ErrorKind::WrongRegion, "{e:?}");
 
     // Asymmetric keys cannot make data keys.
-    let rsa = customer_key_of(&customer, CUSTOMER_ACCOUNT, CREATOR, None, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    let rsa = customer_key_of(
+        &customer,
+        CUSTOMER_ACCOUNT,
+        CREATOR,
+        None,
+        KeySpec::Rsa2048,
+        KeyUsageType::SignVerify,
+    )
+    .await;
     let d = kms.describe_key(&rsa).await.unwrap();
-    assert_eq!((d.key_spec.as_str(), d.key_usage.as_str()), ("RSA_2048", "SIGN_VERIFY"));
+    assert_eq!(
+        (d.key_spec.as_str(), d.key_usage.as_str()),
+        ("RSA_2048", "SIGN_VERIFY")
+    );
     let e = kms.generate_data_key(&rsa, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::WrongKeyType, "{e:?}");
     let e = kms.encrypt(&rsa, b"x", &c).await.unwrap_err();
@@ -192,7 +329,10 @@ async fn tampered_ciphertext_is_invalid_ciphertext() {
     ct[last] ^= 0x01;
     let e = kms.decrypt(&key, &ct, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidCiphertext, "{e:?}");
-    let e = kms.decrypt(&key, b"definitely not a ciphertext", &c).await.unwrap_err();
+    let e = kms
+        .decrypt(&key, b"definitely not a ciphertext", &c)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidCiphertext, "{e:?}");
 }
 
@@ -203,7 +343,12 @@ async fn refused_credentials_are_credentials_errors_and_not_retried() {
     let key = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
 
     // An access key the server does not know.
-    let (_c, kms) = platform_at(&s.endpoint, PLATFORM_ACCOUNT, bogus_credentials(), fast_retries());
+    let (_c, kms) = platform_at(
+        &s.endpoint,
+        PLATFORM_ACCOUNT,
+        bogus_credentials(),
+        fast_retries(),
+    );
     let e = kms.describe_key(&key).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Credentials, "{e:?}");
     assert!(!e.message.contains("attempts"), "{}", e.message);
@@ -230,9 +375,17 @@ async fn a_closed_port_is_unreachable_after_bounded_retries() {
         attempt_timeout: Duration::from_secs(2),
         operation_timeout: Duration::from_secs(10),
     };
-    let (_c, kms) = platform_at(&format!("http://127.0.0.1:{port}"), PLATFORM_ACCOUNT, bogus_credentials(), retry);
+    let (_c, kms) = platform_at(
+        &format!("http://127.0.0.1:{port}"),
+        PLATFORM_ACCOUNT,
+        bogus_credentials(),
+        retry,
+    );
     let start = Instant::now();
-    let e = kms.describe_key(&format!("arn:aws:kms:{REGION}:{CUSTOMER_ACCOUNT}:key/x")).await.unwrap_err();
+    let e = kms
+        .describe_key(&format!("arn:aws:kms:{REGION}:{CUSTOMER_ACCOUNT}:key/x"))
+        .await
+        .unwrap_err();
     let elapsed = start.elapsed();
     assert_eq!(e.kind, ErrorKind::Unreachable, "{e:?}");
     assert!(e.message.contains("after 3 attempts"), "{}", e.message);

@@ -43,7 +43,9 @@ impl FaultyKms {
         let counter = connections.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let n = counter.fetch_add(1, Ordering::SeqCst);
                 let fault = match (script.get(n), &upstream) {
                     (Some(f), _) => Some(f.clone()),
@@ -60,7 +62,10 @@ impl FaultyKms {
                 });
             }
         });
-        FaultyKms { endpoint, connections }
+        FaultyKms {
+            endpoint,
+            connections,
+        }
     }
 
     fn attempts(&self) -> usize {
@@ -132,11 +137,19 @@ async fn throttling_and_server_errors_are_retried_until_success() {
     let customer = s.client(CUSTOMER);
     let key = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
     let fake = FaultyKms::start(
-        vec![Fault::Error(400, "ThrottlingException"), Fault::Error(500, "KMSInternalException")],
+        vec![
+            Fault::Error(400, "ThrottlingException"),
+            Fault::Error(500, "KMSInternalException"),
+        ],
         Some(s.endpoint.clone()),
     )
     .await;
-    let (_c, kms) = platform_at(&fake.endpoint, PLATFORM_ACCOUNT, s.creator_credentials(), retries(3));
+    let (_c, kms) = platform_at(
+        &fake.endpoint,
+        PLATFORM_ACCOUNT,
+        s.creator_credentials(),
+        retries(3),
+    );
     let start = Instant::now();
     let c = ctx(&[("db", "d1")]);
     let ct = kms.encrypt(&key, b"through the faults", &c).await.unwrap();
@@ -146,23 +159,40 @@ async fn throttling_and_server_errors_are_retried_until_success() {
     assert!(elapsed >= Duration::from_millis(75), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     // The proxied answer is the real server's.
-    assert_eq!(kms.decrypt(&key, &ct, &c).await.unwrap().as_slice(), b"through the faults");
+    assert_eq!(
+        kms.decrypt(&key, &ct, &c).await.unwrap().as_slice(),
+        b"through the faults"
+    );
 }
 
 #[tokio::test]
 async fn retries_stop_at_max_attempts() {
     let fake = FaultyKms::start(vec![Fault::Error(503, "ServiceUnavailableException")], None).await;
-    let (_c, kms) = platform_at(&fake.endpoint, PLATFORM_ACCOUNT, bogus_credentials(), retries(3));
+    let (_c, kms) = platform_at(
+        &fake.endpoint,
+        PLATFORM_ACCOUNT,
+        bogus_credentials(),
+        retries(3),
+    );
     let start = Instant::now();
     let e = kms.describe_key("alias/anything").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Retryable, "{e:?}");
     assert!(e.message.contains("after 3 attempts"), "{}", e.message);
     assert_eq!(fake.attempts(), 3);
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 
     // An unknown 5xx code is still a server error, hence retryable.
     let fake = FaultyKms::start(vec![Fault::Error(502, "SomethingNewException")], None).await;
-    let (_c, kms) = platform_at(&fake.endpoint, PLATFORM_ACCOUNT, bogus_credentials(), retries(2));
+    let (_c, kms) = platform_at(
+        &fake.endpoint,
+        PLATFORM_ACCOUNT,
+        bogus_credentials(),
+        retries(2),
+    );
     let e = kms.describe_key("alias/anything").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Retryable, "{e:?}");
     assert_eq!(fake.attempts(), 2);
@@ -171,7 +201,13 @@ async fn retries_stop_at_max_attempts() {
 #[tokio::test]
 async fn failures_about_the_key_or_the_caller_are_not_retried() {
     for (status, code, kind) in [
-        (400, "AccessDeniedException", ErrorKind::AccessDenied { action: "kms:GenerateDataKey".into() }),
+        (
+            400,
+            "AccessDeniedException",
+            ErrorKind::AccessDenied {
+                action: "kms:GenerateDataKey".into(),
+            },
+        ),
         (400, "NotFoundException", ErrorKind::NotFound),
         (400, "DisabledException", ErrorKind::Disabled),
         (400, "KMSInvalidStateException", ErrorKind::InvalidState),
@@ -179,8 +215,16 @@ async fn failures_about_the_key_or_the_caller_are_not_retried() {
         (400, "ValidationException", ErrorKind::Invalid),
     ] {
         let fake = FaultyKms::start(vec![Fault::Error(status, code)], None).await;
-        let (_c, kms) = platform_at(&fake.endpoint, PLATFORM_ACCOUNT, bogus_credentials(), retries(5));
-        let e = kms.generate_data_key("alias/anything", &ctx(&[])).await.unwrap_err();
+        let (_c, kms) = platform_at(
+            &fake.endpoint,
+            PLATFORM_ACCOUNT,
+            bogus_credentials(),
+            retries(5),
+        );
+        let e = kms
+            .generate_data_key("alias/anything", &ctx(&[]))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, kind, "{code}: {e:?}");
         assert_eq!(fake.attempts(), 1, "{code} was retried");
     }
@@ -196,14 +240,22 @@ async fn a_silent_server_hits_the_attempt_and_operation_timeouts() {
         attempt_timeout: Duration::from_millis(300),
         operation_timeout: Duration::from_secs(10),
     };
-    let (_c, kms) = platform_at(&fake.endpoint, PLATFORM_ACCOUNT, bogus_credentials(), settings);
+    let (_c, kms) = platform_at(
+        &fake.endpoint,
+        PLATFORM_ACCOUNT,
+        bogus_credentials(),
+        settings,
+    );
     let start = Instant::now();
     let e = kms.describe_key("alias/anything").await.unwrap_err();
     let elapsed = start.elapsed();
     assert_eq!(e.kind, ErrorKind::Unreachable, "{e:?}");
     assert!(e.message.contains("after 2 attempts"), "{}", e.message);
     assert_eq!(fake.attempts(), 2);
-    assert!(elapsed >= Duration::from_millis(600) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(600) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
 
     // The operation timeout caps the total, whatever the attempt budget.
     let fake = FaultyKms::start(vec![Fault::Silence], None).await;
@@ -214,11 +266,19 @@ async fn a_silent_server_hits_the_attempt_and_operation_timeouts() {
         attempt_timeout: Duration::from_millis(200),
         operation_timeout: Duration::from_millis(700),
     };
-    let (_c, kms) = platform_at(&fake.endpoint, PLATFORM_ACCOUNT, bogus_credentials(), settings);
+    let (_c, kms) = platform_at(
+        &fake.endpoint,
+        PLATFORM_ACCOUNT,
+        bogus_credentials(),
+        settings,
+    );
     let start = Instant::now();
     let e = kms.describe_key("alias/anything").await.unwrap_err();
     let elapsed = start.elapsed();
     assert_eq!(e.kind, ErrorKind::Unreachable, "{e:?}");
-    assert!(elapsed >= Duration::from_millis(600) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(600) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
     assert!(fake.attempts() <= 4, "{}", fake.attempts());
 }

@@ -2,6 +2,8 @@
 //! aws-sdk-kms client, and the platform going through `AwsConnector`.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,12 +53,20 @@ impl DevKmsServer {
         tokio::spawn(kms.clone().run(listener, async {
             let _ = rx.await;
         }));
-        DevKmsServer { kms, endpoint, _dir: dir, stop: Some(tx) }
+        DevKmsServer {
+            kms,
+            endpoint,
+            _dir: dir,
+            stop: Some(tx),
+        }
     }
 
     /// A plain SDK client acting as `principal` (the customer managing their key).
     pub fn client(&self, principal: &str) -> aws_sdk_kms::Client {
-        let c = self.kms.credentials(principal).unwrap_or_else(|| panic!("no identity {principal}"));
+        let c = self
+            .kms
+            .credentials(principal)
+            .unwrap_or_else(|| panic!("no identity {principal}"));
         sdk_client(&self.endpoint, &c.access_key_id, &c.secret_access_key)
     }
 
@@ -71,7 +81,12 @@ impl DevKmsServer {
 
     /// The platform's provider, connected as `role/creator` of account 222222222222.
     pub fn platform(&self) -> (AwsConnector, Arc<dyn KeyProvider>) {
-        platform_at(&self.endpoint, PLATFORM_ACCOUNT, self.creator_credentials(), fast_retries())
+        platform_at(
+            &self.endpoint,
+            PLATFORM_ACCOUNT,
+            self.creator_credentials(),
+            fast_retries(),
+        )
     }
 }
 
@@ -182,8 +197,21 @@ pub fn seed_policy(account: &str, principal: &str, missing: Option<&str>) -> Str
 
 /// Creates a key as the customer of `account` with the seed policy for `platform_role` (minus
 /// `missing`) and returns its ARN.
-pub async fn customer_key(customer: &aws_sdk_kms::Client, account: &str, platform_role: &str, missing: Option<&str>) -> String {
-    customer_key_of(customer, account, platform_role, missing, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await
+pub async fn customer_key(
+    customer: &aws_sdk_kms::Client,
+    account: &str,
+    platform_role: &str,
+    missing: Option<&str>,
+) -> String {
+    customer_key_of(
+        customer,
+        account,
+        platform_role,
+        missing,
+        KeySpec::SymmetricDefault,
+        KeyUsageType::EncryptDecrypt,
+    )
+    .await
 }
 
 pub async fn customer_key_of(
@@ -194,7 +222,14 @@ pub async fn customer_key_of(
     spec: KeySpec,
     usage: KeyUsageType,
 ) -> String {
-    let created = customer.create_key().key_spec(spec).key_usage(usage).description("customer key").send().await.unwrap();
+    let created = customer
+        .create_key()
+        .key_spec(spec)
+        .key_usage(usage)
+        .description("customer key")
+        .send()
+        .await
+        .unwrap();
     let md = created.key_metadata().unwrap();
     let arn = md.arn().unwrap().to_string();
     customer
@@ -209,5 +244,8 @@ pub async fn customer_key_of(
 }
 
 pub fn ctx(pairs: &[(&str, &str)]) -> keyplane_kms::EncryptionContext {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
