@@ -1,12 +1,13 @@
-//! keyplane's persistent state: organizations, enterprises, tokens and provider-account
-//! assignments, behind one [`Store`] trait with a SQLite and a PostgreSQL implementation.
+//! keyplane's persistent state: organizations, enterprises, tokens, provider-account
+//! assignments, customer keys and the hash-chained audit log, behind one [`Store`] trait with
+//! a SQLite and a PostgreSQL implementation.
 //!
 //! Every write is one transaction; schema migrations run when a store is opened.
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keyplane_core::Provider;
+use keyplane_core::{DbType, KeyStatus, Provider};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -89,6 +90,68 @@ pub struct AccountAssignment {
     pub created_at: DateTime<Utc>,
 }
 
+/// A customer key registered for (organization, database type, provider, region).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerKey {
+    pub org_id: Uuid,
+    pub db_type: DbType,
+    pub provider: Provider,
+    pub region: String,
+    /// For AWS, the key ARN.
+    pub key_id: String,
+    /// The platform account that validated it and acts on it.
+    pub provider_account: String,
+    pub created_at: DateTime<Utc>,
+    /// The client ID of the token that registered it.
+    pub created_by: String,
+    pub status: KeyStatus,
+    /// Why the key is INACCESSIBLE (None otherwise).
+    pub status_reason: Option<String>,
+    pub status_since: DateTime<Utc>,
+    pub last_check_at: Option<DateTime<Utc>>,
+    pub last_check_ok: Option<bool>,
+    pub last_check_message: Option<String>,
+}
+
+/// A new status and check result for a registered key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatusUpdate {
+    pub status: KeyStatus,
+    pub status_reason: Option<String>,
+    pub checked_at: DateTime<Utc>,
+    pub check_ok: bool,
+    pub check_message: String,
+}
+
+/// An audit entry to append. The store assigns `seq`, `at` and the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub org_id: Uuid,
+    /// Who: e.g. `token:<client id>` or `system:key-monitor`.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    pub reason: String,
+}
+
+/// A stored audit entry. `hash` = [`keyplane_core::audit::entry_hash`] over `prev_hash`
+/// and the fields, so entries form one chain across all organizations in `seq` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub org_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub reason: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// "sqlite" or "postgres", for logs and metrics.
@@ -123,7 +186,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, org_id: Uuid, client_id: &str) -> Result<bool>;
 
     /// The organization's assignments for a provider, by ordinal.
-    async fn assigned_accounts(&self, org_id: Uuid, provider: Provider) -> Result<Vec<AccountAssignment>>;
+    async fn assigned_accounts(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+    ) -> Result<Vec<AccountAssignment>>;
     /// How many organizations each account is assigned to, to spread new assignments.
     async fn account_usage(&self, provider: Provider) -> Result<BTreeMap<String, i64>>;
     /// Inserts the assignment at `ordinal` unless that ordinal (or that account) is already
@@ -141,6 +208,44 @@ pub trait Store: Send + Sync + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Stores `value` unless `key` already has one; returns the value now stored.
     async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String>;
+    /// Inserts the key unless one is registered for its (organization, type, provider,
+    /// region): then returns that one and changes nothing.
+    async fn insert_customer_key(&self, key: &CustomerKey) -> Result<Option<CustomerKey>>;
+    async fn get_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<Option<CustomerKey>>;
+    /// The organization's keys (of one type, or all), ordered by type, provider, region.
+    async fn list_customer_keys(
+        &self,
+        org_id: Uuid,
+        db_type: Option<DbType>,
+    ) -> Result<Vec<CustomerKey>>;
+    /// Records a check result; `status_since` changes only when the status does. False when
+    /// no such key is registered.
+    async fn update_customer_key_status(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        update: &KeyStatusUpdate,
+    ) -> Result<bool>;
+
+    /// Appends to the hash chain atomically (concurrent appends serialize) and returns the entry.
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry>;
+    /// An organization's entries with `seq < before` (all when None), newest first.
+    async fn list_audit(
+        &self,
+        org_id: Uuid,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
+    /// Every organization's entries with `seq > after`, oldest first, for chain verification.
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -163,6 +268,8 @@ pub async fn open(url: &str) -> Result<DynStore> {
         Ok(Arc::new(PostgresStore::connect(url).await?))
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
     }
 }

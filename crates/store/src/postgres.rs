@@ -3,14 +3,16 @@
 //! their cross-process locking.
 
 use crate::{
-    AccountAssignment, Enterprise, Organization, Result, Store, StoreError, TokenRecord, now_ms,
-    truncate_ms,
+    AccountAssignment, AuditEntry, CustomerKey, Enterprise, KeyStatusUpdate, NewAuditEntry,
+    Organization, Result, Store, StoreError, TokenRecord, now_ms, truncate_ms,
 };
 use async_trait::async_trait;
+use chrono::SecondsFormat;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use keyplane_core::Provider;
+use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
+use keyplane_core::{DbType, KeyStatus, Provider};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -19,12 +21,23 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 /// Numbered migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_customer_keys_audit.sql"),
+    ),
+];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
 /// across processes ("kplane" in ASCII). Advisory locks are per database, so stores on other
 /// databases of the same server do not wait on each other.
 const MIGRATION_LOCK: i64 = 0x6b70_6c61_6e65;
+
+/// Key of the transaction-scoped advisory lock that serializes audit appends across
+/// connections and processes ("kpaudit" in ASCII): each append reads the chain's head and
+/// writes the next link.
+const AUDIT_LOCK: i64 = 0x006b_7061_7564_6974;
 
 const POOL_SIZE: usize = 16;
 
@@ -154,6 +167,21 @@ fn parse_provider(s: &str) -> Result<Provider> {
         .map_err(|e| StoreError::Corrupt(format!("provider: {e}")))
 }
 
+fn parse_db_type(s: &str) -> Result<DbType> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("db_type: {e}")))
+}
+
+fn parse_status(s: &str) -> Result<KeyStatus> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("key status: {e}")))
+}
+
+/// SQL LIMIT takes a signed integer; every u32 fits.
+fn sql_limit(limit: u32) -> i64 {
+    i64::from(limit)
+}
+
 // Column lists as macros so that every query stays a `&'static str` (`concat!`), the key of
 // deadpool's statement cache.
 macro_rules! org_columns {
@@ -167,6 +195,17 @@ macro_rules! token_columns {
     };
 }
 const TOKEN_COLUMN_COUNT: usize = 7;
+macro_rules! customer_key_columns {
+    () => {
+        "org_id, db_type, provider, region, key_id, provider_account, created_at, created_by, \
+         status, status_reason, status_since, last_check_at, last_check_ok, last_check_message"
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "seq, org_id, at, actor, action, target, outcome, reason, prev_hash, hash"
+    };
+}
 
 fn enterprise_from_row(row: &Row) -> Result<Enterprise> {
     Ok(Enterprise {
@@ -206,6 +245,40 @@ fn assignment_from_row(row: &Row) -> Result<AccountAssignment> {
         account_id: row.try_get(2)?,
         ordinal: row.try_get(3)?,
         created_at: row.try_get(4)?,
+    })
+}
+
+fn customer_key_from_row(row: &Row) -> Result<CustomerKey> {
+    Ok(CustomerKey {
+        org_id: row.try_get(0)?,
+        db_type: parse_db_type(row.try_get(1)?)?,
+        provider: parse_provider(row.try_get(2)?)?,
+        region: row.try_get(3)?,
+        key_id: row.try_get(4)?,
+        provider_account: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+        created_by: row.try_get(7)?,
+        status: parse_status(row.try_get(8)?)?,
+        status_reason: row.try_get(9)?,
+        status_since: row.try_get(10)?,
+        last_check_at: row.try_get(11)?,
+        last_check_ok: row.try_get(12)?,
+        last_check_message: row.try_get(13)?,
+    })
+}
+
+fn audit_from_row(row: &Row) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: row.try_get(0)?,
+        org_id: row.try_get(1)?,
+        at: row.try_get(2)?,
+        actor: row.try_get(3)?,
+        action: row.try_get(4)?,
+        target: row.try_get(5)?,
+        outcome: row.try_get(6)?,
+        reason: row.try_get(7)?,
+        prev_hash: row.try_get(8)?,
+        hash: row.try_get(9)?,
     })
 }
 
@@ -547,5 +620,283 @@ impl Store for PostgresStore {
         let stored: String = tx.query_one(&select, &[&key]).await?.try_get(0)?;
         tx.commit().await?;
         Ok(stored)
+    }
+
+    async fn insert_customer_key(&self, key: &CustomerKey) -> Result<Option<CustomerKey>> {
+        let mut client = self.client().await?;
+        // Two statements, as in put_setting_if_absent: the SELECT's fresh snapshot sees a key
+        // that a concurrent transaction committed while the INSERT waited on it.
+        let tx = client.transaction().await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO customer_keys (org_id, db_type, provider, region, key_id, provider_account,
+                     created_at, created_by, status, status_reason, status_since, last_check_at,
+                     last_check_ok, last_check_message)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (org_id, db_type, provider, region) DO NOTHING",
+            )
+            .await?;
+        let inserted = tx
+            .execute(
+                &insert,
+                &[
+                    &key.org_id,
+                    &key.db_type.as_str(),
+                    &key.provider.as_str(),
+                    &key.region,
+                    &key.key_id,
+                    &key.provider_account,
+                    &truncate_ms(key.created_at),
+                    &key.created_by,
+                    &key.status.as_str(),
+                    &key.status_reason,
+                    &truncate_ms(key.status_since),
+                    &key.last_check_at.map(truncate_ms),
+                    &key.last_check_ok,
+                    &key.last_check_message,
+                ],
+            )
+            .await
+            .map_err(missing_parent("organization"))?;
+        if inserted == 1 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let select = tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                customer_key_columns!(),
+                " FROM customer_keys WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4"
+            ))
+            .await?;
+        let existing = tx
+            .query_opt(
+                &select,
+                &[
+                    &key.org_id,
+                    &key.db_type.as_str(),
+                    &key.provider.as_str(),
+                    &key.region,
+                ],
+            )
+            .await?
+            .as_ref()
+            .map(customer_key_from_row)
+            .transpose()?
+            .ok_or(StoreError::Corrupt(
+                "customer key insert conflicted but no key is stored".to_owned(),
+            ))?;
+        tx.commit().await?;
+        Ok(Some(existing))
+    }
+
+    async fn get_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<Option<CustomerKey>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                customer_key_columns!(),
+                " FROM customer_keys WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4"
+            ))
+            .await?;
+        client
+            .query_opt(
+                &stmt,
+                &[&org_id, &db_type.as_str(), &provider.as_str(), &region],
+            )
+            .await?
+            .as_ref()
+            .map(customer_key_from_row)
+            .transpose()
+    }
+
+    async fn list_customer_keys(
+        &self,
+        org_id: Uuid,
+        db_type: Option<DbType>,
+    ) -> Result<Vec<CustomerKey>> {
+        let client = self.client().await?;
+        let rows = match db_type {
+            None => {
+                let stmt = client
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        customer_key_columns!(),
+                        " FROM customer_keys WHERE org_id = $1 ORDER BY db_type, provider, region"
+                    ))
+                    .await?;
+                client.query(&stmt, &[&org_id]).await?
+            }
+            Some(db_type) => {
+                let stmt = client
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        customer_key_columns!(),
+                        " FROM customer_keys WHERE org_id = $1 AND db_type = $2 ORDER BY db_type, provider, region"
+                    ))
+                    .await?;
+                client.query(&stmt, &[&org_id, &db_type.as_str()]).await?
+            }
+        };
+        rows.iter().map(customer_key_from_row).collect()
+    }
+
+    async fn update_customer_key_status(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        update: &KeyStatusUpdate,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        // Right-hand sides see the old row, so status_since compares with the old status.
+        let stmt = client
+            .prepare_cached(
+                "UPDATE customer_keys SET
+                     status_since = CASE WHEN status = $5 THEN status_since ELSE $7 END,
+                     status = $5,
+                     status_reason = $6,
+                     last_check_at = $7,
+                     last_check_ok = $8,
+                     last_check_message = $9
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4",
+            )
+            .await?;
+        let n = client
+            .execute(
+                &stmt,
+                &[
+                    &org_id,
+                    &db_type.as_str(),
+                    &provider.as_str(),
+                    &region,
+                    &update.status.as_str(),
+                    &update.status_reason,
+                    &truncate_ms(update.checked_at),
+                    &update.check_ok,
+                    &update.check_message,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Held until commit: the next append waits here, and its SELECT (a fresh snapshot
+        // under READ COMMITTED) then sees this one's row.
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+            .await?;
+        tx.execute(&lock, &[&AUDIT_LOCK]).await?;
+        let head = tx
+            .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .await?;
+        let (seq, prev_hash) = match tx.query_opt(&head, &[]).await? {
+            Some(row) => (row.try_get::<_, i64>(0)? + 1, row.try_get::<_, String>(1)?),
+            None => (1, GENESIS.to_owned()),
+        };
+        let at = now_ms();
+        let at_text = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let org_text = entry.org_id.to_string();
+        let hash = entry_hash(
+            &prev_hash,
+            &AuditFields {
+                seq,
+                org_id: &org_text,
+                at: &at_text,
+                actor: &entry.actor,
+                action: &entry.action,
+                target: &entry.target,
+                outcome: &entry.outcome,
+                reason: &entry.reason,
+            },
+        );
+        let insert = tx
+            .prepare_cached(concat!(
+                "INSERT INTO audit_log (",
+                audit_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ))
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &seq,
+                &entry.org_id,
+                &at,
+                &entry.actor,
+                &entry.action,
+                &entry.target,
+                &entry.outcome,
+                &entry.reason,
+                &prev_hash,
+                &hash,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(AuditEntry {
+            seq,
+            org_id: entry.org_id,
+            at,
+            actor: entry.actor.clone(),
+            action: entry.action.clone(),
+            target: entry.target.clone(),
+            outcome: entry.outcome.clone(),
+            reason: entry.reason.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    async fn list_audit(
+        &self,
+        org_id: Uuid,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log WHERE org_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            ))
+            .await?;
+        client
+            .query(
+                &stmt,
+                &[&org_id, &before.unwrap_or(i64::MAX), &sql_limit(limit)],
+            )
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .await?;
+        client
+            .query(&stmt, &[&after, &sql_limit(limit)])
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
     }
 }

@@ -3,12 +3,13 @@
 //! run in place (see `read_point`). Owns the SQLite schema migrations (`migrations/sqlite/`).
 
 use crate::{
-    AccountAssignment, Enterprise, Organization, Result, Store, StoreError, TokenRecord, now_ms,
-    truncate_ms,
+    AccountAssignment, AuditEntry, CustomerKey, Enterprise, KeyStatusUpdate, NewAuditEntry,
+    Organization, Result, Store, StoreError, TokenRecord, now_ms, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use keyplane_core::Provider;
+use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
+use keyplane_core::{DbType, KeyStatus, Provider};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,13 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Numbered migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_customer_keys_audit.sql"),
+    ),
+];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
 /// keyplane targets and each one holds its own page cache and statement cache.
@@ -275,6 +282,16 @@ fn parse_provider(s: &str) -> Result<Provider> {
         .map_err(|e| StoreError::Corrupt(format!("provider: {e}")))
 }
 
+fn parse_db_type(s: &str) -> Result<DbType> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("db_type: {e}")))
+}
+
+fn parse_status(s: &str) -> Result<KeyStatus> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("key status: {e}")))
+}
+
 fn parse_regions(s: &str) -> Result<BTreeMap<Provider, Vec<String>>> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("unlocked_regions {s:?}: {e}")))
 }
@@ -307,6 +324,17 @@ macro_rules! token_columns {
     };
 }
 const TOKEN_COLUMN_COUNT: usize = 7;
+macro_rules! customer_key_columns {
+    () => {
+        "org_id, db_type, provider, region, key_id, provider_account, created_at, created_by, \
+         status, status_reason, status_since, last_check_at, last_check_ok, last_check_message"
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "seq, org_id, at, actor, action, target, outcome, reason, prev_hash, hash"
+    };
+}
 
 /// Borrows a text column without copying it (the hot `authenticate` path parses several).
 fn text<'r>(row: &'r Row<'_>, idx: usize) -> Result<&'r str> {
@@ -361,6 +389,45 @@ fn assignment_from_row(row: &Row<'_>) -> Result<AccountAssignment> {
         ordinal: row.get(3)?,
         created_at: parse_ts(text(row, 4)?)?,
     })
+}
+
+fn customer_key_from_row(row: &Row<'_>) -> Result<CustomerKey> {
+    Ok(CustomerKey {
+        org_id: parse_uuid(text(row, 0)?)?,
+        db_type: parse_db_type(text(row, 1)?)?,
+        provider: parse_provider(text(row, 2)?)?,
+        region: row.get(3)?,
+        key_id: row.get(4)?,
+        provider_account: row.get(5)?,
+        created_at: parse_ts(text(row, 6)?)?,
+        created_by: row.get(7)?,
+        status: parse_status(text(row, 8)?)?,
+        status_reason: row.get(9)?,
+        status_since: parse_ts(text(row, 10)?)?,
+        last_check_at: opt_text(row, 11)?.map(parse_ts).transpose()?,
+        last_check_ok: row.get(12)?,
+        last_check_message: row.get(13)?,
+    })
+}
+
+fn audit_from_row(row: &Row<'_>) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: row.get(0)?,
+        org_id: parse_uuid(text(row, 1)?)?,
+        at: parse_ts(text(row, 2)?)?,
+        actor: row.get(3)?,
+        action: row.get(4)?,
+        target: row.get(5)?,
+        outcome: row.get(6)?,
+        reason: row.get(7)?,
+        prev_hash: row.get(8)?,
+        hash: row.get(9)?,
+    })
+}
+
+/// SQL LIMIT takes a signed integer; every u32 fits.
+fn sql_limit(limit: u32) -> i64 {
+    i64::from(limit)
 }
 
 /// Collects every row of a query through a fallible mapper (rusqlite's own mappers can only
@@ -716,6 +783,261 @@ impl Store for SqliteStore {
             Ok(tx
                 .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
                 .query_row([key], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn insert_customer_key(&self, key: &CustomerKey) -> Result<Option<CustomerKey>> {
+        let key = key.clone();
+        self.write(move |tx| {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO customer_keys (org_id, db_type, provider, region, key_id, provider_account,
+                         created_at, created_by, status, status_reason, status_since, last_check_at,
+                         last_check_ok, last_check_message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT (org_id, db_type, provider, region) DO NOTHING",
+                )?
+                .execute(params![
+                    key.org_id.to_string(),
+                    key.db_type.as_str(),
+                    key.provider.as_str(),
+                    key.region,
+                    key.key_id,
+                    key.provider_account,
+                    format_ts(truncate_ms(key.created_at)),
+                    key.created_by,
+                    key.status.as_str(),
+                    key.status_reason,
+                    format_ts(truncate_ms(key.status_since)),
+                    key.last_check_at.map(|t| format_ts(truncate_ms(t))),
+                    key.last_check_ok,
+                    key.last_check_message,
+                ])
+                .map_err(missing_parent("organization"))?;
+            if inserted == 1 {
+                return Ok(None);
+            }
+            let existing = first(
+                tx,
+                concat!(
+                    "SELECT ",
+                    customer_key_columns!(),
+                    " FROM customer_keys WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4"
+                ),
+                params![
+                    key.org_id.to_string(),
+                    key.db_type.as_str(),
+                    key.provider.as_str(),
+                    key.region
+                ],
+                customer_key_from_row,
+            )?;
+            existing
+                .map(Some)
+                .ok_or(StoreError::Corrupt(
+                    "customer key insert conflicted but no key is stored".to_owned(),
+                ))
+        })
+        .await
+    }
+
+    async fn get_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<Option<CustomerKey>> {
+        let region = region.to_owned();
+        self.read_point(move |conn| {
+            first(
+                conn,
+                concat!(
+                    "SELECT ",
+                    customer_key_columns!(),
+                    " FROM customer_keys WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4"
+                ),
+                params![
+                    org_id.to_string(),
+                    db_type.as_str(),
+                    provider.as_str(),
+                    region
+                ],
+                customer_key_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_customer_keys(
+        &self,
+        org_id: Uuid,
+        db_type: Option<DbType>,
+    ) -> Result<Vec<CustomerKey>> {
+        self.read(move |conn| match db_type {
+            None => collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    customer_key_columns!(),
+                    " FROM customer_keys WHERE org_id = ?1 ORDER BY db_type, provider, region"
+                ),
+                [org_id.to_string()],
+                customer_key_from_row,
+            ),
+            Some(db_type) => collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    customer_key_columns!(),
+                    " FROM customer_keys WHERE org_id = ?1 AND db_type = ?2 ORDER BY db_type, provider, region"
+                ),
+                params![org_id.to_string(), db_type.as_str()],
+                customer_key_from_row,
+            ),
+        })
+        .await
+    }
+
+    async fn update_customer_key_status(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        update: &KeyStatusUpdate,
+    ) -> Result<bool> {
+        let region = region.to_owned();
+        let update = update.clone();
+        self.write(move |tx| {
+            // Right-hand sides see the old row, so status_since compares with the old status.
+            let n = tx
+                .prepare_cached(
+                    "UPDATE customer_keys SET
+                         status_since = CASE WHEN status = ?5 THEN status_since ELSE ?7 END,
+                         status = ?5,
+                         status_reason = ?6,
+                         last_check_at = ?7,
+                         last_check_ok = ?8,
+                         last_check_message = ?9
+                     WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
+                )?
+                .execute(params![
+                    org_id.to_string(),
+                    db_type.as_str(),
+                    provider.as_str(),
+                    region,
+                    update.status.as_str(),
+                    update.status_reason,
+                    format_ts(truncate_ms(update.checked_at)),
+                    update.check_ok,
+                    update.check_message,
+                ])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry> {
+        let entry = entry.clone();
+        // The IMMEDIATE transaction holds the file's write lock from its first statement, so
+        // appends (from this process or another) serialize on the chain's head.
+        self.write(move |tx| {
+            let last: Option<(i64, String)> = tx
+                .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let (seq, prev_hash) = match last {
+                Some((seq, hash)) => (seq + 1, hash),
+                None => (1, GENESIS.to_owned()),
+            };
+            let at = now_ms();
+            let at_text = format_ts(at);
+            let org_text = entry.org_id.to_string();
+            let hash = entry_hash(
+                &prev_hash,
+                &AuditFields {
+                    seq,
+                    org_id: &org_text,
+                    at: &at_text,
+                    actor: &entry.actor,
+                    action: &entry.action,
+                    target: &entry.target,
+                    outcome: &entry.outcome,
+                    reason: &entry.reason,
+                },
+            );
+            tx.prepare_cached(concat!(
+                "INSERT INTO audit_log (",
+                audit_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                seq,
+                org_text,
+                at_text,
+                entry.actor,
+                entry.action,
+                entry.target,
+                entry.outcome,
+                entry.reason,
+                prev_hash,
+                hash,
+            ])?;
+            Ok(AuditEntry {
+                seq,
+                org_id: entry.org_id,
+                at,
+                actor: entry.actor,
+                action: entry.action,
+                target: entry.target,
+                outcome: entry.outcome,
+                reason: entry.reason,
+                prev_hash,
+                hash,
+            })
+        })
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        org_id: Uuid,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        self.read(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    audit_columns!(),
+                    " FROM audit_log WHERE org_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+                ),
+                params![
+                    org_id.to_string(),
+                    before.unwrap_or(i64::MAX),
+                    sql_limit(limit)
+                ],
+                audit_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.read(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    audit_columns!(),
+                    " FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ),
+                params![after, sql_limit(limit)],
+                audit_from_row,
+            )
         })
         .await
     }

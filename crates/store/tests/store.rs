@@ -3,8 +3,12 @@
 //! `scripts/with-postgres cargo test -p keyplane-store` to get one).
 
 use chrono::{Duration, SubsecRound, Utc};
-use keyplane_core::Provider;
-use keyplane_store::{DynStore, PostgresStore, SqliteStore, StoreError, TokenRecord};
+use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
+use keyplane_core::{DbType, KeyStatus, Provider};
+use keyplane_store::{
+    AuditEntry, CustomerKey, DynStore, KeyStatusUpdate, NewAuditEntry, PostgresStore, SqliteStore,
+    StoreError, TokenRecord,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -165,12 +169,18 @@ on_both_backends!(store:
     suite_settings,
     suite_concurrent_assign,
     suite_concurrent_settings,
+    suite_customer_keys,
+    suite_customer_key_status,
+    suite_audit_chain,
+    suite_concurrent_audit,
 );
 
 on_both_backends!(harness:
     suite_reopen_keeps_data_and_migrations_are_idempotent,
     suite_concurrent_first_open,
     suite_open_by_url,
+    suite_keys_and_audit_survive_reopen,
+    suite_audit_log_is_append_only,
 );
 
 fn is_ms(t: chrono::DateTime<Utc>) -> bool {
@@ -687,6 +697,617 @@ async fn suite_open_by_url(h: &Harness) {
         Harness::Postgres { .. } => "postgres",
     };
     assert_eq!(store.backend(), expected);
+}
+
+fn customer_key(org_id: Uuid, db_type: DbType, region: &str, key_id: &str) -> CustomerKey {
+    let now = Utc::now().trunc_subsecs(3);
+    CustomerKey {
+        org_id,
+        db_type,
+        provider: Provider::Aws,
+        region: region.to_owned(),
+        key_id: key_id.to_owned(),
+        provider_account: "111111111111".to_owned(),
+        created_at: now,
+        created_by: "client-admin".to_owned(),
+        status: KeyStatus::Available,
+        status_reason: None,
+        status_since: now,
+        last_check_at: Some(now),
+        last_check_ok: Some(true),
+        last_check_message: Some("registration check passed".to_owned()),
+    }
+}
+
+async fn suite_customer_keys(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let other = store.create_org("other", None).await.unwrap();
+    let arn = |n: u32| format!("arn:aws:kms:us-east-2:222222222222:key/{n}");
+
+    assert!(
+        store
+            .list_customer_keys(org.id, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let serverless_west = customer_key(org.id, DbType::Serverless, "us-west-2", &arn(1));
+    let classic_west = customer_key(org.id, DbType::Classic, "us-west-2", &arn(2));
+    let mut classic_east = customer_key(org.id, DbType::Classic, "us-east-2", &arn(3));
+    // Sub-millisecond input is cut on the way in; never-checked keys have no check fields.
+    classic_east.created_at += Duration::microseconds(321);
+    classic_east.last_check_at = None;
+    classic_east.last_check_ok = None;
+    classic_east.last_check_message = None;
+    for k in [&serverless_west, &classic_west, &classic_east] {
+        assert_eq!(
+            store.insert_customer_key(k).await.unwrap(),
+            None,
+            "inserted"
+        );
+    }
+    let classic_east = CustomerKey {
+        created_at: classic_east.created_at.trunc_subsecs(3),
+        ..classic_east
+    };
+
+    assert_eq!(
+        store
+            .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-west-2")
+            .await
+            .unwrap(),
+        Some(classic_west.clone()),
+        "round-trips exactly"
+    );
+    assert_eq!(
+        store
+            .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+            .await
+            .unwrap(),
+        Some(classic_east.clone())
+    );
+    for (db_type, provider, region) in [
+        (DbType::Serverless, Provider::Aws, "us-east-2"),
+        (DbType::Classic, Provider::Gcp, "us-west-2"),
+        (DbType::Classic, Provider::Aws, "eu-west-1"),
+    ] {
+        assert_eq!(
+            store
+                .get_customer_key(org.id, db_type, provider, region)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    assert_eq!(
+        store.list_customer_keys(org.id, None).await.unwrap(),
+        vec![
+            classic_east.clone(),
+            classic_west.clone(),
+            serverless_west.clone()
+        ],
+        "ordered by type, provider, region"
+    );
+    assert_eq!(
+        store
+            .list_customer_keys(org.id, Some(DbType::Classic))
+            .await
+            .unwrap(),
+        vec![classic_east.clone(), classic_west.clone()]
+    );
+    assert_eq!(
+        store
+            .list_customer_keys(org.id, Some(DbType::Serverless))
+            .await
+            .unwrap(),
+        vec![serverless_west.clone()]
+    );
+
+    // A second key for a taken slot: the stored one comes back and nothing changes.
+    let mut rival = customer_key(org.id, DbType::Classic, "us-west-2", &arn(9));
+    rival.created_by = "client-rival".to_owned();
+    rival.status = KeyStatus::Inaccessible;
+    assert_eq!(
+        store.insert_customer_key(&rival).await.unwrap(),
+        Some(classic_west.clone())
+    );
+    assert_eq!(
+        store
+            .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-west-2")
+            .await
+            .unwrap(),
+        Some(classic_west.clone()),
+        "unchanged"
+    );
+    assert_eq!(
+        store.insert_customer_key(&classic_west).await.unwrap(),
+        Some(classic_west.clone()),
+        "the same key again is a conflict too"
+    );
+
+    // Other organizations have slots of their own.
+    assert!(
+        store
+            .list_customer_keys(other.id, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_customer_key(other.id, DbType::Classic, Provider::Aws, "us-west-2")
+            .await
+            .unwrap(),
+        None
+    );
+    let foreign = customer_key(other.id, DbType::Classic, "us-west-2", &arn(4));
+    assert_eq!(store.insert_customer_key(&foreign).await.unwrap(), None);
+    assert_eq!(
+        store.list_customer_keys(other.id, None).await.unwrap(),
+        vec![foreign]
+    );
+    assert_eq!(
+        store.list_customer_keys(org.id, None).await.unwrap().len(),
+        3
+    );
+
+    let err = store
+        .insert_customer_key(&customer_key(
+            Uuid::new_v4(),
+            DbType::Classic,
+            "us-west-2",
+            &arn(5),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound("organization")),
+        "{err:?}"
+    );
+}
+
+async fn suite_customer_key_status(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let mut key = customer_key(
+        org.id,
+        DbType::Classic,
+        "us-east-2",
+        "arn:aws:kms:us-east-2:2:key/a",
+    );
+    key.created_at -= Duration::hours(1);
+    key.status_since = key.created_at;
+    store.insert_customer_key(&key).await.unwrap();
+    let get = || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+
+    // Same status: the check is recorded, status_since stays.
+    let checked = Utc::now() - Duration::minutes(30) + Duration::microseconds(7);
+    let same = KeyStatusUpdate {
+        status: KeyStatus::Available,
+        status_reason: None,
+        checked_at: checked,
+        check_ok: true,
+        check_message: "still fine".to_owned(),
+    };
+    assert!(
+        store
+            .update_customer_key_status(org.id, DbType::Classic, Provider::Aws, "us-east-2", &same)
+            .await
+            .unwrap()
+    );
+    let got = get().await;
+    assert_eq!(
+        got,
+        CustomerKey {
+            last_check_at: Some(checked.trunc_subsecs(3)),
+            last_check_ok: Some(true),
+            last_check_message: Some("still fine".to_owned()),
+            ..key.clone()
+        },
+        "status_since kept; the check time is cut to milliseconds"
+    );
+
+    // A new status moves status_since to the check.
+    let lost = Utc::now().trunc_subsecs(3) - Duration::minutes(10);
+    let inaccessible = KeyStatusUpdate {
+        status: KeyStatus::Inaccessible,
+        status_reason: Some("key disabled".to_owned()),
+        checked_at: lost,
+        check_ok: false,
+        check_message: "DisabledException".to_owned(),
+    };
+    assert!(
+        store
+            .update_customer_key_status(
+                org.id,
+                DbType::Classic,
+                Provider::Aws,
+                "us-east-2",
+                &inaccessible
+            )
+            .await
+            .unwrap()
+    );
+    let got = get().await;
+    assert_eq!(got.status, KeyStatus::Inaccessible);
+    assert_eq!(got.status_reason.as_deref(), Some("key disabled"));
+    assert_eq!(got.status_since, lost);
+    assert_eq!(got.last_check_at, Some(lost));
+    assert_eq!(got.last_check_ok, Some(false));
+    assert_eq!(got.last_check_message.as_deref(), Some("DisabledException"));
+    assert_eq!(
+        (got.key_id, got.created_at),
+        (key.key_id.clone(), key.created_at)
+    );
+
+    // Still inaccessible a minute later: status_since stays at the first failed check.
+    let later = KeyStatusUpdate {
+        checked_at: lost + Duration::minutes(1),
+        status_reason: Some("key pending deletion".to_owned()),
+        ..inaccessible.clone()
+    };
+    assert!(
+        store
+            .update_customer_key_status(org.id, DbType::Classic, Provider::Aws, "us-east-2", &later)
+            .await
+            .unwrap()
+    );
+    let got = get().await;
+    assert_eq!(got.status_since, lost);
+    assert_eq!(got.last_check_at, Some(lost + Duration::minutes(1)));
+    assert_eq!(got.status_reason.as_deref(), Some("key pending deletion"));
+
+    // Recovered: back to AVAILABLE, reason cleared, status_since moves again.
+    let back = Utc::now().trunc_subsecs(3);
+    let recovered = KeyStatusUpdate {
+        checked_at: back,
+        ..same.clone()
+    };
+    assert!(
+        store
+            .update_customer_key_status(
+                org.id,
+                DbType::Classic,
+                Provider::Aws,
+                "us-east-2",
+                &recovered
+            )
+            .await
+            .unwrap()
+    );
+    let got = get().await;
+    assert_eq!(
+        (got.status, got.status_reason, got.status_since),
+        (KeyStatus::Available, None, back)
+    );
+
+    // No such key: false, and nothing else is touched.
+    for (org_id, db_type, region) in [
+        (org.id, DbType::Serverless, "us-east-2"),
+        (org.id, DbType::Classic, "us-west-2"),
+        (Uuid::new_v4(), DbType::Classic, "us-east-2"),
+    ] {
+        assert!(
+            !store
+                .update_customer_key_status(org_id, db_type, Provider::Aws, region, &inaccessible)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(get().await.status, KeyStatus::Available);
+    assert_eq!(
+        store.list_customer_keys(org.id, None).await.unwrap().len(),
+        1
+    );
+}
+
+fn audit_entry(org_id: Uuid, n: usize) -> NewAuditEntry {
+    NewAuditEntry {
+        org_id,
+        actor: format!("token:client-{n}"),
+        action: "cmk.register".to_owned(),
+        target: format!("classic/aws/us-east-2#{n}"),
+        outcome: if n.is_multiple_of(3) {
+            "failure"
+        } else {
+            "success"
+        }
+        .to_owned(),
+        reason: if n.is_multiple_of(3) {
+            format!("reason {n}: \"quoted\"\nnewline")
+        } else {
+            String::new()
+        },
+    }
+}
+
+fn recompute(e: &AuditEntry) -> String {
+    entry_hash(
+        &e.prev_hash,
+        &AuditFields {
+            seq: e.seq,
+            org_id: &e.org_id.to_string(),
+            at: &e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            actor: &e.actor,
+            action: &e.action,
+            target: &e.target,
+            outcome: &e.outcome,
+            reason: &e.reason,
+        },
+    )
+}
+
+/// Walks the whole chain from GENESIS in pages; Err(seq) names the first broken entry.
+async fn verify_chain(store: &DynStore) -> Result<Vec<AuditEntry>, i64> {
+    let mut all = Vec::new();
+    let mut prev = GENESIS.to_owned();
+    let mut after = 0;
+    loop {
+        let page = store.audit_after(after, 7).await.unwrap();
+        if page.is_empty() {
+            return Ok(all);
+        }
+        for e in page {
+            if e.seq != after + 1 || e.prev_hash != prev || recompute(&e) != e.hash {
+                return Err(e.seq);
+            }
+            after = e.seq;
+            prev = e.hash.clone();
+            all.push(e);
+        }
+    }
+}
+
+async fn suite_audit_chain(store: DynStore) {
+    let a = Uuid::new_v4();
+    let b = Uuid::new_v4();
+    assert!(store.audit_after(0, 100).await.unwrap().is_empty());
+    assert!(store.list_audit(a, None, 100).await.unwrap().is_empty());
+
+    let before = Utc::now().trunc_subsecs(3);
+    let mut appended = Vec::new();
+    for n in 0..20 {
+        let org = if n % 4 == 1 { b } else { a };
+        let new = audit_entry(org, n);
+        let e = store.append_audit(&new).await.unwrap();
+        assert_eq!(e.seq, n as i64 + 1);
+        assert_eq!(
+            (
+                &e.org_id, &e.actor, &e.action, &e.target, &e.outcome, &e.reason
+            ),
+            (
+                &new.org_id,
+                &new.actor,
+                &new.action,
+                &new.target,
+                &new.outcome,
+                &new.reason
+            )
+        );
+        assert!(is_ms(e.at) && e.at >= before && e.at <= Utc::now());
+        assert_eq!(e.hash, recompute(&e));
+        assert_eq!(e.hash.len(), 64);
+        appended.push(e);
+    }
+    assert_eq!(appended[0].prev_hash, GENESIS);
+    assert!(
+        appended
+            .windows(2)
+            .all(|w| w[1].prev_hash == w[0].hash && w[1].at >= w[0].at)
+    );
+
+    let chain = verify_chain(&store).await.expect("the chain verifies");
+    assert_eq!(chain, appended, "stored entries equal the returned ones");
+    assert_eq!(
+        store.audit_after(15, 100).await.unwrap(),
+        appended[15..].to_vec(),
+        "seq > after, oldest first"
+    );
+    assert_eq!(
+        store.audit_after(3, 2).await.unwrap(),
+        appended[3..5].to_vec()
+    );
+    assert!(store.audit_after(20, 100).await.unwrap().is_empty());
+
+    // Per organization, newest first, paged with `before`.
+    let of = |org: Uuid| -> Vec<AuditEntry> {
+        appended
+            .iter()
+            .rev()
+            .filter(|e| e.org_id == org)
+            .cloned()
+            .collect()
+    };
+    let all_a = of(a);
+    assert_eq!(all_a.len(), 15);
+    assert_eq!(store.list_audit(a, None, 100).await.unwrap(), all_a);
+    assert_eq!(store.list_audit(b, None, 100).await.unwrap(), of(b));
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_audit(a, cursor, 4).await.unwrap();
+        assert!(page.len() <= 4);
+        match page.last() {
+            Some(last) => cursor = Some(last.seq),
+            None => break,
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, all_a, "pages cover every entry once, newest first");
+    assert_eq!(
+        store.list_audit(a, Some(5), 100).await.unwrap(),
+        all_a
+            .iter()
+            .filter(|e| e.seq < 5)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert!(store.list_audit(a, Some(1), 100).await.unwrap().is_empty());
+    assert!(store.list_audit(a, None, 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_audit(Uuid::new_v4(), None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn suite_concurrent_audit(store: DynStore) {
+    let tasks = 16;
+    let per_task = 10;
+    let orgs: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            let org = orgs[t % orgs.len()];
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut seqs = Vec::new();
+                for i in 0..per_task {
+                    seqs.push(
+                        store
+                            .append_audit(&audit_entry(org, t * 100 + i))
+                            .await
+                            .unwrap()
+                            .seq,
+                    );
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for h in handles {
+        let mine = h.await.unwrap();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "one task's appends are ordered"
+        );
+        seqs.extend(mine);
+    }
+    seqs.sort_unstable();
+    let n = (tasks * per_task) as i64;
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "gap-free, no duplicates");
+    let chain = verify_chain(&store).await.expect("the chain verifies");
+    assert_eq!(chain.len() as i64, n);
+    for org in orgs {
+        assert_eq!(
+            store.list_audit(org, None, 1000).await.unwrap().len(),
+            tasks / 4 * per_task
+        );
+    }
+}
+
+async fn suite_keys_and_audit_survive_reopen(h: &Harness) {
+    let (org, key, last) = {
+        let store = h.open().await;
+        let org = store.create_org("org", None).await.unwrap();
+        let key = customer_key(
+            org.id,
+            DbType::Serverless,
+            "eu-west-1",
+            "arn:aws:kms:eu-west-1:2:key/p",
+        );
+        assert_eq!(store.insert_customer_key(&key).await.unwrap(), None);
+        let mut last = None;
+        for n in 0..3 {
+            last = Some(store.append_audit(&audit_entry(org.id, n)).await.unwrap());
+        }
+        (org, key, last.unwrap())
+    };
+    let store = h.open().await;
+    assert_eq!(
+        store.list_customer_keys(org.id, None).await.unwrap(),
+        vec![key.clone()]
+    );
+    assert_eq!(store.insert_customer_key(&key).await.unwrap(), Some(key));
+    assert_eq!(
+        store.list_audit(org.id, None, 1).await.unwrap(),
+        vec![last.clone()]
+    );
+    // The chain continues where it stopped.
+    let next = store.append_audit(&audit_entry(org.id, 3)).await.unwrap();
+    assert_eq!(next.seq, last.seq + 1);
+    assert_eq!(next.prev_hash, last.hash);
+    assert_eq!(
+        verify_chain(&store)
+            .await
+            .expect("the chain verifies")
+            .len(),
+        4
+    );
+}
+
+/// Raw SQL on the store's database, outside the Store trait (to tamper with it).
+async fn raw_exec(h: &Harness, sql: &str) -> Result<(), String> {
+    match h {
+        Harness::Sqlite { path, .. } => {
+            let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            conn.execute_batch(sql).map_err(|e| e.to_string())
+        }
+        Harness::Postgres { url, .. } => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            let task = tokio::spawn(connection);
+            // The server's own message, e.g. the trigger's exception.
+            let result = client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_owned(),
+                    None => e.to_string(),
+                });
+            drop(client);
+            let _ = task.await;
+            result
+        }
+    }
+}
+
+async fn suite_audit_log_is_append_only(h: &Harness) {
+    let store = h.open().await;
+    let org = Uuid::new_v4();
+    for n in 0..5 {
+        store.append_audit(&audit_entry(org, n)).await.unwrap();
+    }
+    for sql in [
+        "UPDATE audit_log SET reason = 'edited' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 5",
+    ] {
+        let err = raw_exec(h, sql).await.unwrap_err();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    if matches!(h, Harness::Postgres { .. }) {
+        let err = raw_exec(h, "TRUNCATE audit_log").await.unwrap_err();
+        assert!(err.contains("append-only"), "{err}");
+    }
+    assert_eq!(verify_chain(&store).await.expect("untouched").len(), 5);
+
+    // Someone with the power to drop the guard: the chain still shows the edit.
+    let drop_guard = match h {
+        Harness::Sqlite { .. } => "DROP TRIGGER audit_log_no_update",
+        Harness::Postgres { .. } => "DROP TRIGGER audit_log_no_update_delete ON audit_log",
+    };
+    raw_exec(h, drop_guard).await.unwrap();
+    raw_exec(h, "UPDATE audit_log SET reason = 'edited' WHERE seq = 2")
+        .await
+        .unwrap();
+    assert_eq!(verify_chain(&store).await, Err(2));
 }
 
 /// Polls the futures together on this task (no `futures` dependency for one helper).
