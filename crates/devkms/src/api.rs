@@ -60,6 +60,30 @@ const GRANT_OPERATIONS: &[&str] = &[
     "DeriveSharedSecret",
 ];
 
+/// Real KMS operations this server does not implement: answered as unsupported rather than
+/// unknown, so a caller can tell a gap in the dev KMS from a typo.
+const AWS_ONLY_OPERATIONS: &[&str] = &[
+    "ConnectCustomKeyStore",
+    "CreateCustomKeyStore",
+    "DeleteCustomKeyStore",
+    "DeleteImportedKeyMaterial",
+    "DeriveSharedSecret",
+    "DescribeCustomKeyStores",
+    "DisconnectCustomKeyStore",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "GetParametersForImport",
+    "GetPublicKey",
+    "ImportKeyMaterial",
+    "ReplicateKey",
+    "Sign",
+    "UpdateCustomKeyStore",
+    "UpdatePrimaryRegion",
+    "Verify",
+    "VerifyMac",
+];
+
 pub(crate) async fn handle(
     AxState(inner): AxState<Arc<Inner>>,
     method: Method,
@@ -215,6 +239,11 @@ fn dispatch(
         "TagResource" => tag_resource(&ctx, &input),
         "UntagResource" => untag_resource(&ctx, &input),
         "ListResourceTags" => list_resource_tags(&ctx, &input),
+        "UpdateKeyDescription" => update_key_description(&ctx, &input),
+        other if AWS_ONLY_OPERATIONS.contains(&other) => Err(ApiError::new(
+            "UnsupportedOperationException",
+            format!("keyplane's built-in KMS does not implement {other}"),
+        )),
         _ => Err(ApiError::new("UnknownOperationException", "")),
     }
 }
@@ -2032,4 +2061,25 @@ fn list_resource_tags(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiErro
     let mut body = Map::new();
     body.insert("Tags".into(), json!(tags));
     Ok(paged(body, next))
+}
+
+fn update_key_description(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+    let key_ref = input.str_req("KeyId")?;
+    let description = input.str_req("Description")?.to_string();
+    if description.chars().count() > 8192 {
+        return Err(ApiError::validation(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 8192",
+        ));
+    }
+    mutate_key(
+        ctx,
+        key_ref,
+        Scope::OwnAccount,
+        "kms:UpdateKeyDescription",
+        |_, k| {
+            require_not_pending(k)?;
+            k.rec.description = description;
+            Ok(Value::Null)
+        },
+    )
 }

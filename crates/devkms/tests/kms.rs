@@ -1984,3 +1984,159 @@ async fn admin_route_adds_identities() {
     assert_eq!(bad.status(), 400);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn regions_session_tokens_and_extra_identities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    // A config-supplied identity with fixed keys.
+    let kms = keyplane_devkms::DevKms::open(keyplane_devkms::DevKmsConfig {
+        data_dir: dir.clone(),
+        extra_identities: vec![keyplane_devkms::IdentityConfig {
+            account: "444444444444".into(),
+            kind: keyplane_devkms::IdentityKind::Role,
+            name: "ops".into(),
+            access_key_id: Some("AKIAFIXEDOPSKEY00001".into()),
+            secret_access_key: Some("fixed-secret-fixed-secret-fixed-secret-0".into()),
+        }],
+        allow_clock_control: false,
+    })
+    .unwrap();
+    let c = kms
+        .credentials("arn:aws:iam::444444444444:role/ops")
+        .unwrap();
+    assert_eq!(c.access_key_id, "AKIAFIXEDOPSKEY00001");
+    assert!(
+        !format!("{c:?}").contains("fixed-secret"),
+        "Debug must redact the secret"
+    );
+    drop(kms);
+    let s = Server::start_in(&dir, false).await;
+    let ops = s.client_with(
+        "AKIAFIXEDOPSKEY00001",
+        "fixed-secret-fixed-secret-fixed-secret-0",
+    );
+    let k = ops.create_key().send().await.unwrap();
+    assert_eq!(
+        k.key_metadata().unwrap().aws_account_id(),
+        Some("444444444444")
+    );
+
+    // Keys live in one region: another region's endpoint scope does not see them.
+    let admin = s.client(ADMIN);
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let creds = s.kms.credentials(ADMIN).unwrap();
+    let west = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                &creds.access_key_id,
+                &creds.secret_access_key,
+                Some("session-token".into()),
+                None,
+                "t",
+            ))
+            .endpoint_url(&s.endpoint)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build(),
+    );
+    assert_eq!(
+        code(west.describe_key().key_id(&key).send().await),
+        "NotFoundException"
+    );
+    let wk = west.create_key().send().await.unwrap();
+    assert!(
+        wk.key_metadata()
+            .unwrap()
+            .arn()
+            .unwrap()
+            .starts_with("arn:aws:kms:eu-west-1:111111111111:key/")
+    );
+    let ct = west
+        .encrypt()
+        .key_id(wk.key_metadata().unwrap().key_id())
+        .plaintext(Blob::new(b"w".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            admin
+                .decrypt()
+                .ciphertext_blob(ct.ciphertext_blob().unwrap().clone())
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+
+    // UpdateAlias / UpdateKeyDescription; AWS operations the dev KMS lacks are "unsupported".
+    let k2 = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    admin
+        .create_alias()
+        .alias_name("alias/moving")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .update_alias()
+        .alias_name("alias/moving")
+        .target_key_id(&k2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin
+            .describe_key()
+            .key_id("alias/moving")
+            .send()
+            .await
+            .unwrap()
+            .key_metadata()
+            .unwrap()
+            .key_id(),
+        k2
+    );
+    admin
+        .update_key_description()
+        .key_id(&k2)
+        .description("renamed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin
+            .describe_key()
+            .key_id(&k2)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata()
+            .unwrap()
+            .description(),
+        Some("renamed")
+    );
+    assert_eq!(
+        code(admin.get_public_key().key_id(&k2).send().await),
+        "UnsupportedOperationException"
+    );
+    s.stop().await;
+}
