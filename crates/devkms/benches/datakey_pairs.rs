@@ -31,19 +31,40 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // DEVKMS_BENCH_ENDPOINT + DEVKMS_BENCH_CREDENTIALS (a credentials.json) drive a server in
+        // another process instead, to see the server's own CPU cost.
         let tmp = tempfile::tempdir()?;
-        let kms = DevKms::open(DevKmsConfig { data_dir: tmp.path().join("kms"), extra_identities: vec![], allow_clock_control: false })?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
-        let creds = kms.credentials("arn:aws:iam::111111111111:user/admin").ok_or("no customer identity")?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(kms.clone().run(listener, async {
-            let _ = rx.await;
-        }));
+        let (endpoint, akid, secret, stop) = match std::env::var("DEVKMS_BENCH_ENDPOINT") {
+            Ok(ep) => {
+                let path = std::env::var("DEVKMS_BENCH_CREDENTIALS")?;
+                let creds: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+                let admin = creds["identities"]
+                    .as_array()
+                    .and_then(|ids| ids.iter().find(|i| i["principalArn"] == "arn:aws:iam::111111111111:user/admin"))
+                    .ok_or("no customer identity in the credentials file")?;
+                let field = |k: &str| admin[k].as_str().map(String::from).ok_or("bad credentials file");
+                (ep, field("accessKeyId")?, field("secretAccessKey")?, None)
+            }
+            Err(_) => {
+                let kms = DevKms::open(DevKmsConfig {
+                    data_dir: tmp.path().join("kms"),
+                    extra_identities: vec![],
+                    allow_clock_control: false,
+                })?;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let endpoint = format!("http://{}", listener.local_addr()?);
+                let creds = kms.credentials("arn:aws:iam::111111111111:user/admin").ok_or("no customer identity")?;
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let server = tokio::spawn(kms.clone().run(listener, async {
+                    let _ = rx.await;
+                }));
+                (endpoint, creds.access_key_id.clone(), creds.secret_access_key.clone(), Some((tx, server)))
+            }
+        };
         let conf = aws_sdk_kms::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-2"))
-            .credentials_provider(Credentials::new(&creds.access_key_id, &creds.secret_access_key, None, None, "bench"))
+            .credentials_provider(Credentials::new(&akid, &secret, None, None, "bench"))
             .endpoint_url(&endpoint)
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
@@ -90,8 +111,10 @@ fn main() -> Result<(), BoxError> {
             rate * 2.0,
             errors.load(Ordering::Relaxed)
         );
-        let _ = tx.send(());
-        let _ = server.await;
+        if let Some((tx, server)) = stop {
+            let _ = tx.send(());
+            let _ = server.await;
+        }
         Ok(())
     })
 }
