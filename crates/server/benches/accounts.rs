@@ -25,7 +25,7 @@ async fn load(label: &str, store: DynStore) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}{PATH}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(keyplane_server::run(listener, AppState::new(store, Config::default()), async move {
+    tokio::spawn(keyplane_server::run(listener, AppState::new(store, Config::default(), std::sync::Arc::new(keyplane_kms_aws::AwsConnector::new(Default::default()))), async move {
         let _ = rx.await;
     }));
 

@@ -2,6 +2,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use keyplane_kms::KmsConnector;
 use keyplane_store::DynStore;
 use tokio::net::TcpListener;
 
@@ -14,14 +15,17 @@ pub struct AppState {
     pub store: DynStore,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// Acts as the platform's identities on customer keys.
+    pub kms: Arc<dyn KmsConnector>,
 }
 
 impl AppState {
-    pub fn new(store: DynStore, config: Config) -> AppState {
+    pub fn new(store: DynStore, config: Config, kms: Arc<dyn KmsConnector>) -> AppState {
         AppState {
             store,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            kms,
         }
     }
 }

@@ -5,12 +5,14 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod regions;
+pub mod registration;
 pub mod router;
 pub mod routes;
 

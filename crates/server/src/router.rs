@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::routes::{accounts, health, orgs, tokens};
+use crate::routes::{accounts, health, keys, orgs, tokens};
 
 /// Bodies above this are refused before they are read in full.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -58,6 +58,18 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::classic_accounts))
         .routes(routes!(accounts::serverless_accounts))
         .routes(routes!(accounts::assign_classic_account))
+        .routes(routes!(orgs::audit_log))
+        .routes(routes!(keys::register_classic, keys::list_classic))
+        .routes(routes!(keys::register_serverless, keys::list_serverless))
+        .routes(routes!(keys::register_serverless_alias))
+        .routes(routes!(keys::get_classic))
+        .routes(routes!(keys::get_serverless))
+        .routes(routes!(keys::status_classic))
+        .routes(routes!(keys::status_serverless))
+        .routes(routes!(keys::policy_classic))
+        .routes(routes!(keys::policy_serverless))
+        .routes(routes!(keys::check_policy_classic))
+        .routes(routes!(keys::check_policy_serverless))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     (router.with_state(state), doc)

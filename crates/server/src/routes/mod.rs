@@ -1,5 +1,6 @@
 //! One module per resource of the API.
 pub mod accounts;
 pub mod health;
+pub mod keys;
 pub mod orgs;
 pub mod tokens;

@@ -57,3 +57,77 @@ pub async fn get_org(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Js
         created_at: org.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }))
 }
+
+#[derive(serde::Deserialize)]
+pub struct AuditQuery {
+    /// Entries older than this sequence number (the `next` of the previous page).
+    before: Option<i64>,
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntryView {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub reason: String,
+    pub hash: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntryView>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next: Option<i64>,
+}
+
+/// The organization's audit log, newest first, paged.
+#[utoipa::path(get, path = "/v2/organizations/{id}/audit", tag = "organizations", security(("token" = [])),
+    params(
+        ("id" = Uuid, Path, description = "organization ID"),
+        ("before" = Option<i64>, Query, description = "entries older than this sequence number"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500, default 50"),
+    ),
+    responses(
+        (status = 200, body = AuditPage),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+    ))]
+pub async fn audit_log(
+    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    caller.require(Permission::OrgAuditRead)?;
+    caller.own_org(id, "organization")?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(crate::error::ApiError::BadParameter("limit: must be between 1 and 500".into()));
+    }
+    let entries = state.store.list_audit(id, q.before, limit + 1).await?;
+    let more = entries.len() > limit as usize;
+    let entries: Vec<AuditEntryView> = entries
+        .into_iter()
+        .take(limit as usize)
+        .map(|e| AuditEntryView {
+            seq: e.seq,
+            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            reason: e.reason,
+            hash: e.hash,
+        })
+        .collect();
+    let next = if more { entries.last().map(|e| e.seq) } else { None };
+    Ok(Json(AuditPage { entries, next }))
+}

@@ -1,5 +1,8 @@
-//! A real keyplane server on a loopback port for the tests, over a fresh SQLite store.
+//! A real keyplane server on a loopback port for the tests, over a fresh SQLite store, with
+//! keyplane's built-in KMS on another loopback port as the customers' KMS.
 #![allow(dead_code)]
+
+use std::sync::Arc;
 
 use keyplane_core::Role;
 use keyplane_server::{AppState, Config};
@@ -7,7 +10,88 @@ use keyplane_store::DynStore;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub const CUSTOMER: &str = "arn:aws:iam::111111111111:user/admin";
+pub const PLATFORM_ROLE: &str = "arn:aws:iam::222222222222:role/creator";
+
+/// keyplane's built-in KMS on a loopback port.
+pub struct TestKms {
+    pub endpoint: String,
+    pub kms: keyplane_devkms::DevKms,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestKms {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestKms {
+    /// Stops serving: later calls find the port closed, as when the KMS is down.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn start() -> TestKms {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = keyplane_devkms::DevKms::open(keyplane_devkms::DevKmsConfig {
+            data_dir: dir.path().join("kms"),
+            extra_identities: vec![],
+            allow_clock_control: true,
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(kms.clone().run(listener, async move {
+            let _ = rx.await;
+        }));
+        TestKms { endpoint, kms, _dir: dir, stop: Some(tx) }
+    }
+
+    /// The platform's side: keyplane acting as 222222222222's role through the AWS adapter.
+    pub fn connector(&self) -> Arc<dyn keyplane_kms::KmsConnector> {
+        let creds = self.kms.credentials(PLATFORM_ROLE).expect("platform role");
+        let mut settings = keyplane_kms_aws::AwsSettings::default();
+        settings.endpoint_url = Some(self.endpoint.clone());
+        settings.static_credentials.insert(
+            "222222222222".to_string(),
+            keyplane_kms_aws::StaticCredentials {
+                access_key_id: creds.access_key_id.clone(),
+                secret_access_key: zeroize::Zeroizing::new(creds.secret_access_key.to_string()),
+                session_token: None,
+            },
+        );
+        Arc::new(keyplane_kms_aws::AwsConnector::new(settings))
+    }
+
+    /// The customer's side: an unmodified aws-sdk-kms client as 111111111111's admin.
+    pub fn customer(&self, region: &str) -> aws_sdk_kms::Client {
+        let c = self.kms.credentials(CUSTOMER).expect("customer");
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.to_string(),
+                None,
+                None,
+                "test",
+            ))
+            .endpoint_url(&self.endpoint)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }
+}
+
 pub struct TestServer {
+    pub kms: TestKms,
     pub url: String,
     pub store: DynStore,
     pub client: reqwest::Client,
@@ -39,6 +123,7 @@ impl TestServer {
     }
 
     pub async fn with_store(store: DynStore, config: Config, dir: tempfile::TempDir, db_path: std::path::PathBuf) -> TestServer {
+        let kms = TestKms::start().await;
         let org = store.create_org("Acme", None).await.unwrap().id;
         let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org, &Role::OrgAdmin, "test")
             .await
@@ -46,11 +131,12 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), config);
+        let state = AppState::new(store.clone(), config, kms.connector());
         tokio::spawn(keyplane_server::run(listener, state, async move {
             let _ = rx.await;
         }));
         TestServer {
+            kms,
             url,
             store,
             client: reqwest::Client::new(),

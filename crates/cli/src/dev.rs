@@ -1,0 +1,209 @@
+//! `serve --dev`: the embedded defaults for trying keyplane. A bootstrap organization and
+//! an Organization Administrator token are created on first start and written, with the
+//! built-in KMS's endpoint and the sample customer's credentials, to
+//! `<data-dir>/dev-credentials.json`; later starts reuse them.
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use keyplane_core::{Role, Token};
+use keyplane_devkms::{DevKms, DevKmsConfig, IdentityConfig, IdentityKind};
+use keyplane_store::Store;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::settings::Resolved;
+
+pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
+const ORG_SETTING: &str = "dev.org_id";
+/// The sample customer of the built-in KMS.
+pub const CUSTOMER_PRINCIPAL: &str = "arn:aws:iam::111111111111:user/admin";
+pub const CUSTOMER_REGION: &str = "us-east-2";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevCredentials {
+    pub org_id: Uuid,
+    pub token: String,
+    pub api_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsCredentials>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct KmsCredentials {
+    pub endpoint: String,
+    pub region: String,
+    pub customer: CustomerCredentials,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerCredentials {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub principal_arn: String,
+}
+
+/// The built-in KMS as keyplane uses it: where it listens, the sample customer, and the
+/// credentials of the platform's roles.
+pub struct PlatformKms {
+    pub endpoint: String,
+    pub customer: KmsCredentials,
+    pub platform: Vec<keyplane_devkms::Credentials>,
+}
+
+/// Opens the built-in KMS under `<data-dir>/kms` and serves it on its own port. Every
+/// configured AWS platform account gets its role there, so dev mode works with any pool.
+pub async fn start_kms(
+    resolved: &Resolved,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    tasks: &mut tokio::task::JoinSet<std::io::Result<()>>,
+) -> anyhow::Result<PlatformKms> {
+    let volume_role = resolved
+        .aws
+        .volume_role
+        .clone()
+        .unwrap_or_else(|| keyplane_kms_aws::DEFAULT_VOLUME_ROLE.to_string());
+    let accounts = resolved.config.accounts(keyplane_core::Provider::Aws);
+    let mut extra = Vec::new();
+    for a in accounts {
+        for name in [a.role.clone(), volume_role.clone()] {
+            extra.push(IdentityConfig {
+                account: a.id.clone(),
+                kind: IdentityKind::Role,
+                name,
+                access_key_id: None,
+                secret_access_key: None,
+            });
+        }
+    }
+    let kms = DevKms::open(DevKmsConfig {
+        data_dir: resolved.data_dir.join("kms"),
+        extra_identities: extra,
+        allow_clock_control: false,
+    })
+    .context("opening the built-in KMS")?;
+    let platform = accounts
+        .iter()
+        .filter_map(|a| kms.credentials(&a.principal(keyplane_core::Provider::Aws)))
+        .collect();
+    let listener = tokio::net::TcpListener::bind(resolved.kms_listen)
+        .await
+        .with_context(|| format!("binding the built-in KMS to {}", resolved.kms_listen))?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let customer = kms
+        .credentials(CUSTOMER_PRINCIPAL)
+        .context("the built-in KMS has no sample customer identity")?;
+    tracing::info!(%endpoint, "built-in KMS listening (development and tests only)");
+    tasks.spawn(kms.run(listener, shutdown));
+    Ok(PlatformKms {
+        customer: KmsCredentials {
+            endpoint: endpoint.clone(),
+            region: CUSTOMER_REGION.to_string(),
+            customer: CustomerCredentials {
+                account_id: customer.account.clone(),
+                access_key_id: customer.access_key_id.clone(),
+                secret_access_key: customer.secret_access_key.to_string(),
+                principal_arn: customer.principal_arn.clone(),
+            },
+        },
+        endpoint,
+        platform,
+    })
+}
+
+pub fn credentials_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(CREDENTIALS_FILE)
+}
+
+/// Creates (first start) or reuses (later starts) the dev organization and token, and
+/// writes the credentials file readable by its owner only.
+pub async fn bootstrap(
+    store: &dyn Store,
+    data_dir: &Path,
+    api_url: &str,
+    kms: Option<&KmsCredentials>,
+) -> anyhow::Result<DevCredentials> {
+    let org_id = match store.get_setting(ORG_SETTING).await? {
+        Some(id) => id.parse::<Uuid>().context("stored dev organization id")?,
+        None => {
+            let org = store.create_org("Dev Organization", None).await?;
+            store
+                .put_setting_if_absent(ORG_SETTING, &org.id.to_string())
+                .await?
+                .parse::<Uuid>()
+                .context("stored dev organization id")?
+        }
+    };
+    let path = credentials_path(data_dir);
+    let reusable = match std::fs::read_to_string(&path) {
+        Ok(text) => match serde_json::from_str::<DevCredentials>(&text) {
+            Ok(old) if old.org_id == org_id && token_is_valid(store, &old.token).await? => Some(old.token),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let token = match reusable {
+        Some(t) => t,
+        None => {
+            let (token, _) = keyplane_server::routes::tokens::issue_token(
+                store,
+                org_id,
+                &Role::OrgAdmin,
+                "dev bootstrap",
+            )
+            .await?;
+            token.expose().to_string()
+        }
+    };
+    let creds = DevCredentials {
+        org_id,
+        token,
+        api_url: api_url.to_string(),
+        kms: kms.cloned(),
+    };
+    write_private(&path, serde_json::to_string_pretty(&creds)?.as_bytes())?;
+    println!(
+        "keyplane dev mode\n  organization: {org_id}\n  token:        {}\n  API:          {api_url}\n  credentials:  {}",
+        creds.token,
+        path.display()
+    );
+    if let Some(k) = kms {
+        println!("  built-in KMS: {} (customer account {}, development only)", k.endpoint, k.customer.account_id);
+    }
+    Ok(creds)
+}
+
+async fn token_is_valid(store: &dyn Store, raw: &str) -> anyhow::Result<bool> {
+    let Ok(token) = Token::parse(raw) else {
+        return Ok(false);
+    };
+    Ok(match store.authenticate(token.client_id()).await? {
+        Some((rec, _)) => rec.revoked_at.is_none() && token.matches_hash(&rec.secret_hash),
+        None => false,
+    })
+}
+
+/// Writes via a temporary file and rename so a crash never leaves half a file, with mode
+/// 0600 because it holds a token and KMS secrets.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

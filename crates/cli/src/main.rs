@@ -1,0 +1,145 @@
+//! The `keyplane` binary: wires the store backend, the server and the built-in KMS
+//! together, and offers the operators' admin commands.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod dev;
+mod key_cmd;
+mod kms_cmd;
+mod settings;
+mod wiring;
+
+use clap::{Parser, Subcommand};
+use settings::{LogFormat, ServeArgs, StoreArgs};
+
+#[derive(Parser)]
+#[command(name = "keyplane", version, about = "Bring-your-own-key for managed databases")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Operator commands against the same data dir or database URL as the server.
+    Admin {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// The built-in KMS (development and tests only): serve it, or act as its sample
+    /// customer (create a key, put its policy, disable it, …).
+    Kms {
+        #[command(subcommand)]
+        command: kms_cmd::KmsCommand,
+    },
+    /// Customer keys over the API: the policy to paste, a policy check, register, list, status.
+    Key {
+        #[command(flatten)]
+        api: key_cmd::ApiArgs,
+        #[command(subcommand)]
+        command: key_cmd::KeyCommand,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Admin { store, command } => {
+            init_logging(LogFormat::Human);
+            admin::run(&store, command).await
+        }
+        Command::Key { api, command } => key_cmd::run(&api, command).await,
+        Command::Kms { command } => {
+            init_logging(LogFormat::Human);
+            kms_cmd::run(command).await
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let resolved = settings::resolve(&args.store, Some(&args))?;
+    init_logging(resolved.log_format);
+    std::fs::create_dir_all(&resolved.data_dir)?;
+    let store = keyplane_store::open(&resolved.database_url).await?;
+    tracing::info!(backend = store.backend(), "store opened");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let listener = tokio::net::TcpListener::bind(resolved.listen).await?;
+    let local = listener.local_addr()?;
+    let mut config = resolved.config.clone();
+    if args.public_url.is_none() && resolved.listen.port() == 0 {
+        config.public_url = format!("http://{local}");
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let dev_kms = if resolved.dev {
+        let kms = dev::start_kms(&resolved, shutdown(stop_rx.clone()), &mut tasks).await?;
+        dev::bootstrap(store.as_ref(), &resolved.data_dir, &config.public_url, Some(&kms.customer)).await?;
+        Some(kms)
+    } else {
+        None
+    };
+    let connector = wiring::kms_connector(&resolved.aws, dev_kms.as_ref());
+    let state = keyplane_server::AppState::new(store, config, connector);
+    tracing::info!(%local, "keyplane API listening");
+    tasks.spawn(keyplane_server::run(listener, state, shutdown(stop_rx.clone())));
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    while let Some(res) = tasks.join_next().await {
+        res??;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

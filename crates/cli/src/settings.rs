@@ -1,0 +1,285 @@
+//! Where each setting comes from: a flag wins over its `KEYPLANE_*` variable (clap reads
+//! both), which wins over the TOML file (`--config`), which wins over the default.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use keyplane_core::Provider;
+use keyplane_server::{Config, ProviderAccount};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Options every command that touches the store takes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "KEYPLANE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Where keyplane keeps its state (SQLite database, dev credentials, built-in KMS).
+    #[arg(long, env = "KEYPLANE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL; default: SQLite in the data dir.
+    #[arg(long, env = "KEYPLANE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address of the API [default: 127.0.0.1:8080].
+    #[arg(long, env = "KEYPLANE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Log format [default: human].
+    #[arg(long, env = "KEYPLANE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// The URL clients use to reach the API [default: http://<listen>].
+    #[arg(long, env = "KEYPLANE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Embedded defaults for trying keyplane: a bootstrap organization and token, and the
+    /// built-in KMS on a second port.
+    #[arg(long, env = "KEYPLANE_DEV")]
+    pub dev: bool,
+    /// Address of the built-in KMS in dev mode [default: 127.0.0.1:4599].
+    #[arg(long, env = "KEYPLANE_KMS_LISTEN")]
+    pub kms_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub public_url: Option<String>,
+    pub dev: Option<bool>,
+    pub kms_listen: Option<SocketAddr>,
+    /// Replaces the region catalog of each provider named.
+    pub regions: Option<BTreeMap<Provider, Vec<String>>>,
+    /// Replaces the platform accounts of each provider named.
+    pub provider_accounts: Option<BTreeMap<Provider, Vec<FileAccount>>>,
+    /// How keyplane reaches AWS KMS (or a compatible server) as the platform's accounts.
+    pub aws: Option<FileAws>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileAws {
+    /// keyplane's built-in KMS, moto, or any compatible server; absent: real AWS.
+    pub endpoint_url: Option<String>,
+    /// On real AWS: the default credential chain, then sts:AssumeRole into each account's role.
+    #[serde(default)]
+    pub assume_role: bool,
+    /// The role name grants for persistent resources are made to.
+    pub volume_role: Option<String>,
+    /// Static credentials per platform account ID.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, FileAwsCredentials>,
+    pub max_attempts: Option<u32>,
+    pub attempt_timeout_ms: Option<u64>,
+    pub operation_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileAwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for FileAwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileAwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccount {
+    pub id: String,
+    pub role: Option<String>,
+    pub regions: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The settings of a command after merging every source.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub kms_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub dev: bool,
+    pub config: Config,
+    pub aws: FileAws,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_KMS_LISTEN: &str = "127.0.0.1:4599";
+
+pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Resolved> {
+    let file = FileConfig::load(store.config.as_deref())?;
+    let data_dir = store
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./keyplane-data"));
+    let database_url = store
+        .database_url
+        .clone()
+        .or(file.database_url)
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("keyplane.db").display()));
+    let listen = serve
+        .and_then(|s| s.listen)
+        .or(file.listen)
+        .map_or_else(|| DEFAULT_LISTEN.parse(), Ok)?;
+    let kms_listen = serve
+        .and_then(|s| s.kms_listen)
+        .or(file.kms_listen)
+        .map_or_else(|| DEFAULT_KMS_LISTEN.parse(), Ok)?;
+    let log_format = serve
+        .and_then(|s| s.log_format)
+        .or(file.log_format)
+        .unwrap_or_default();
+    let dev = serve.is_some_and(|s| s.dev) || file.dev.unwrap_or(false);
+    let aws = file.aws.unwrap_or_default();
+
+    let mut config = Config::default();
+    if let Some(regions) = file.regions {
+        for (p, list) in regions {
+            config.catalog.insert(p, list);
+        }
+    }
+    if let Some(accounts) = file.provider_accounts {
+        for (p, list) in accounts {
+            let accounts = list
+                .into_iter()
+                .map(|a| ProviderAccount {
+                    id: a.id,
+                    role: a.role.unwrap_or_else(|| keyplane_server::config::DEFAULT_AWS_ROLE.into()),
+                    regions: a.regions,
+                })
+                .collect();
+            config.provider_accounts.insert(p, accounts);
+        }
+    }
+    validate_accounts(&config)?;
+    config.public_url = serve
+        .and_then(|s| s.public_url.clone())
+        .or(file.public_url)
+        .unwrap_or_else(|| format!("http://{listen}"));
+    Ok(Resolved {
+        data_dir,
+        database_url,
+        listen,
+        kms_listen,
+        log_format,
+        dev,
+        config,
+        aws,
+    })
+}
+
+/// A misconfigured account would be handed to customers, who would paste it into key
+/// policies: refuse to start instead.
+fn validate_accounts(config: &Config) -> anyhow::Result<()> {
+    for (provider, accounts) in &config.provider_accounts {
+        for a in accounts {
+            if *provider == Provider::Aws && !(a.id.len() == 12 && a.id.bytes().all(|b| b.is_ascii_digit())) {
+                anyhow::bail!("provider_accounts.aws: account id {:?} must be 12 digits", a.id);
+            }
+            if let Some(regions) = &a.regions {
+                for r in regions {
+                    if !config.regions(*provider).contains(r) {
+                        anyhow::bail!(
+                            "provider_accounts.{provider}: account {} names region {r:?}, which is not in the {provider} catalog",
+                            a.id
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn flags_win_over_file_which_wins_over_defaults() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            r#"
+listen = "127.0.0.1:9000"
+data_dir = "/tmp/from-file"
+log_format = "json"
+[regions]
+aws = ["us-east-2", "eu-west-1"]
+[[provider_accounts.aws]]
+id = "333333333333"
+regions = ["us-east-2"]
+"#
+        )
+        .unwrap();
+        let store = StoreArgs {
+            config: Some(f.path().to_path_buf()),
+            data_dir: None,
+            database_url: None,
+        };
+        let serve = ServeArgs {
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        };
+        let r = resolve(&store, Some(&serve)).unwrap();
+        assert_eq!(r.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(r.data_dir, PathBuf::from("/tmp/from-file"));
+        assert_eq!(r.database_url, "sqlite:///tmp/from-file/keyplane.db");
+        assert_eq!(r.log_format, LogFormat::Json);
+        assert_eq!(r.config.regions(Provider::Aws), ["us-east-2", "eu-west-1"]);
+        assert_eq!(r.config.accounts(Provider::Aws)[0].principal(Provider::Aws), "arn:aws:iam::333333333333:role/creator");
+        assert_eq!(r.config.public_url, "http://127.0.0.1:7000");
+    }
+
+    #[test]
+    fn bad_config_is_refused_with_the_reason() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[[provider_accounts.aws]]\nid = \"12\"").unwrap();
+        let store = StoreArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
+        let err = resolve(&store, None).unwrap_err().to_string();
+        assert!(err.contains("must be 12 digits"), "{err}");
+
+        let mut g = tempfile::NamedTempFile::new().unwrap();
+        writeln!(g, "lisen = \"x\"").unwrap();
+        let store = StoreArgs { config: Some(g.path().to_path_buf()), ..Default::default() };
+        let err = format!("{:#}", resolve(&store, None).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
+}
