@@ -1,0 +1,32 @@
+//! keyplane's encrypted document store: one SQLCipher database file per database datacenter,
+//! keyed with that datacenter's raw 256-bit data key, holding keyspaces, collections and JSON
+//! documents with Data-API-style filters, sorts, projections and updates evaluated inside
+//! SQLite; plus [`DataKeyCache`], the only place plaintext data keys live between uses.
+//!
+//! What this crate owns: the on-disk format of a datacenter's data, the rules on names and
+//! document limits, the translation of filters into parameterized SQL, and the lifetime of
+//! plaintext data keys in memory. What it does not own: KMS calls (a loader closure given to the
+//! cache does that), HTTP, and which datacenter a request goes to.
+//!
+//! [`DocStore`] is synchronous and `Send + Sync` (one connection behind a mutex): async callers
+//! run its methods inside `tokio::task::spawn_blocking` with an `Arc<DocStore>`, so a slow fsync
+//! never stalls the runtime's worker threads.
+#![forbid(unsafe_code)]
+
+mod cache;
+mod error;
+mod filter;
+mod key;
+mod path;
+mod projection;
+mod store;
+mod update;
+
+pub use cache::{CacheStats, DataKeyCache, DEFAULT_TTL};
+pub use error::{DocError, DocStoreError, Result};
+pub use key::DataKey;
+pub use store::{
+    is_plain_sqlite, DocStore, FindOneAndOptions, Page, Query, ReturnDocument, UpdateOptions,
+    UpdateResult, DEFAULT_PAGE_SIZE, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY,
+    MAX_PAGE_SIZE,
+};

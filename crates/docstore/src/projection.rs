@@ -1,0 +1,204 @@
+//! Data API projections, applied to each document of a page after SQLite selected it (a page
+//! is at most a few hundred documents, so nothing here scales with the collection).
+
+use serde_json::{Map, Value};
+
+use crate::error::{DocStoreError, Result};
+use crate::path::{self, FieldPath, Seg};
+
+fn inv(msg: impl Into<String>) -> DocStoreError {
+    DocStoreError::InvalidProjection(msg.into())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Mode {
+    All,
+    Nothing,
+    Include(Vec<FieldPath>),
+    Exclude(Vec<FieldPath>),
+}
+
+#[derive(Debug, Clone)]
+struct Slice {
+    path: FieldPath,
+    skip: i64,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Projection {
+    mode: Mode,
+    id: Option<bool>,
+    slices: Vec<Slice>,
+}
+
+fn flag(k: &str, v: &Value) -> Result<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::Number(n) if n.as_i64() == Some(1) => Ok(true),
+        Value::Number(n) if n.as_i64() == Some(0) => Ok(false),
+        _ => Err(inv(format!(
+            "value for '{k}' must be 1, 0, true, false or a $slice"
+        ))),
+    }
+}
+
+impl Projection {
+    pub fn parse(p: Option<&Value>) -> Result<Option<Projection>> {
+        let m = match p {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(m)) if m.is_empty() => return Ok(None),
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(inv("projection must be an object")),
+        };
+        let mut inc = Vec::new();
+        let mut exc = Vec::new();
+        let mut star = None;
+        let mut id = None;
+        let mut slices = Vec::new();
+        for (k, v) in m {
+            if k == "*" {
+                star = Some(flag(k, v)?);
+                continue;
+            }
+            let fp = FieldPath::parse(k, DocStoreError::InvalidProjection)?;
+            if let Value::Object(op) = v {
+                let arg = match (op.len(), op.get("$slice")) {
+                    (1, Some(a)) => a,
+                    _ => return Err(inv(format!("'{k}' accepts only $slice as an operator"))),
+                };
+                let (skip, limit) = match arg {
+                    Value::Number(n) => {
+                        let n = n.as_i64().ok_or_else(|| inv("$slice needs integers"))?;
+                        if n >= 0 {
+                            (0, Some(n as usize))
+                        } else {
+                            (n, None)
+                        }
+                    }
+                    Value::Array(a) if a.len() == 2 => {
+                        let s = a[0].as_i64().ok_or_else(|| inv("$slice needs integers"))?;
+                        let l = a[1]
+                            .as_u64()
+                            .filter(|l| *l > 0)
+                            .ok_or_else(|| inv("$slice limit must be a positive integer"))?;
+                        (s, Some(l as usize))
+                    }
+                    _ => return Err(inv("$slice needs a number or [skip, limit]")),
+                };
+                slices.push(Slice {
+                    path: fp,
+                    skip,
+                    limit,
+                });
+                continue;
+            }
+            let on = flag(k, v)?;
+            if fp.is_id() {
+                id = Some(on);
+            } else if on {
+                inc.push(fp);
+            } else {
+                exc.push(fp);
+            }
+        }
+        let mode = match (star, inc.is_empty(), exc.is_empty()) {
+            (Some(_), false, _) | (Some(_), _, false) => {
+                return Err(inv("'*' cannot be combined with other fields"));
+            }
+            (Some(true), ..) => Mode::All,
+            (Some(false), ..) => Mode::Nothing,
+            (None, false, false) => {
+                return Err(inv("cannot mix included and excluded fields"));
+            }
+            (None, false, true) => Mode::Include(inc),
+            (None, true, false) => Mode::Exclude(exc),
+            // Only _id and/or $slice: an id-only inclusion when `_id: 1` with nothing else
+            // would surprise nobody, but the Data API treats it as "everything but".
+            (None, true, true) => {
+                if id == Some(true) && slices.is_empty() {
+                    Mode::Include(Vec::new())
+                } else {
+                    Mode::Exclude(Vec::new())
+                }
+            }
+        };
+        Ok(Some(Projection { mode, id, slices }))
+    }
+
+    pub fn apply(&self, doc: Value) -> Value {
+        let mut out = match &self.mode {
+            Mode::All => doc,
+            Mode::Nothing => Value::Object(Map::new()),
+            Mode::Exclude(paths) => {
+                let mut d = doc;
+                for p in paths {
+                    path::remove(&mut d, &p.segs);
+                }
+                d
+            }
+            Mode::Include(paths) => {
+                let mut d = Value::Object(Map::new());
+                if self.id != Some(false)
+                    && let Some(idv) = doc.get("_id")
+                    && let Value::Object(m) = &mut d
+                {
+                    m.insert("_id".into(), idv.clone());
+                }
+                for p in paths.iter().chain(self.slices.iter().map(|s| &s.path)) {
+                    if let Some(v) = p.get(&doc) {
+                        copy_into(&mut d, &p.segs, v.clone());
+                    }
+                }
+                d
+            }
+        };
+        if self.id == Some(false)
+            && let Value::Object(m) = &mut out
+        {
+            m.remove("_id");
+        }
+        for s in &self.slices {
+            if let Some(Value::Array(a)) = path::get_segs_mut(&mut out, &s.path.segs) {
+                let len = a.len() as i64;
+                let start = if s.skip < 0 {
+                    (len + s.skip).max(0)
+                } else {
+                    s.skip.min(len)
+                } as usize;
+                let mut rest: Vec<Value> = a.drain(start..).collect();
+                if let Some(l) = s.limit {
+                    rest.truncate(l);
+                }
+                *a = rest;
+            }
+        }
+        out
+    }
+}
+
+/// Copies `v` to the same path in `dst`, building the objects on the way; array indexes in an
+/// inclusion path are copied as object keys' equivalents only when the source had objects.
+fn copy_into(dst: &mut Value, segs: &[Seg], v: Value) {
+    let Some((last, parents)) = segs.split_last() else {
+        return;
+    };
+    let mut cur = dst;
+    for seg in parents {
+        let key = match seg {
+            Seg::Key(k) => k.clone(),
+            Seg::Index(i) => i.to_string(),
+        };
+        let Value::Object(m) = cur else { return };
+        cur = m
+            .entry(key)
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if let Value::Object(m) = cur {
+        let key = match last {
+            Seg::Key(k) => k.clone(),
+            Seg::Index(i) => i.to_string(),
+        };
+        m.insert(key, v);
+    }
+}
