@@ -1,13 +1,14 @@
 //! keyplane's persistent state: organizations, enterprises, tokens, provider-account
-//! assignments, customer keys and the hash-chained audit log, behind one [`Store`] trait with
-//! a SQLite and a PostgreSQL implementation.
+//! assignments, customer keys, the hash-chained audit log, databases with their datacenters,
+//! and the background job queue, behind one [`Store`] trait with a SQLite and a PostgreSQL
+//! implementation.
 //!
 //! Every write is one transaction; schema migrations run when a store is opened.
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keyplane_core::{DbType, KeyStatus, Provider};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -152,6 +153,147 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// A database of an organization. Its datacenters (one per region) hold the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub keyspace: String,
+    pub db_type: DbType,
+    pub provider: Provider,
+    pub tier: String,
+    pub capacity_units: i32,
+    pub status: DatabaseStatus,
+    /// Why the status is what it is (empty when ACTIVE).
+    pub message: String,
+    /// Client ID of the token that created it.
+    pub owner: String,
+    /// Whether its first datacenter was bound to a customer key: every region added later
+    /// must then have a customer key too.
+    pub customer_keyed: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub terminated_at: Option<DateTime<Utc>>,
+}
+
+/// How a datacenter's data key is wrapped. Fixed when the datacenter is deployed, never
+/// changed afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// The organization's customer key for (type, provider, region).
+    Customer,
+    /// The platform's own key for the region.
+    Platform,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Customer => "customer",
+            KeyKind::Platform => "platform",
+        }
+    }
+
+    /// The inverse of [`KeyKind::as_str`].
+    pub fn parse(s: &str) -> Option<KeyKind> {
+        match s {
+            "customer" => Some(KeyKind::Customer),
+            "platform" => Some(KeyKind::Platform),
+            _ => None,
+        }
+    }
+}
+
+/// One region of a database. ID: `<database id>-<ordinal>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datacenter {
+    pub id: String,
+    pub database_id: Uuid,
+    pub org_id: Uuid,
+    pub ordinal: i32,
+    pub provider: Provider,
+    pub region: String,
+    pub tier: String,
+    pub status: DatabaseStatus,
+    pub message: String,
+    pub key_kind: KeyKind,
+    /// The key ARN the data key is wrapped under.
+    pub key_id: String,
+    /// The platform account that acts on that key.
+    pub provider_account: String,
+    /// The data key as the KMS wrapped it; None until provisioning generated it.
+    pub wrapped_data_key: Option<Vec<u8>>,
+    /// When a transient KMS failure was first seen and not yet cleared (grace period).
+    pub kms_failing_since: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub terminated_at: Option<DateTime<Utc>>,
+}
+
+/// Work the background worker does. Its progress lives in the rows it changes, so a job
+/// re-run after a crash resumes where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    ProvisionDatacenter,
+    TerminateDatacenter,
+    TerminateDatabase,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::ProvisionDatacenter => "provision_datacenter",
+            JobKind::TerminateDatacenter => "terminate_datacenter",
+            JobKind::TerminateDatabase => "terminate_database",
+        }
+    }
+
+    /// The inverse of [`JobKind::as_str`].
+    pub fn parse(s: &str) -> Option<JobKind> {
+        match s {
+            "provision_datacenter" => Some(JobKind::ProvisionDatacenter),
+            "terminate_datacenter" => Some(JobKind::TerminateDatacenter),
+            "terminate_database" => Some(JobKind::TerminateDatabase),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub database_id: Uuid,
+    pub datacenter_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: JobKind,
+    pub database_id: Uuid,
+    pub datacenter_id: Option<String>,
+    /// `pending`, `running`, `done` or `failed`.
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: String,
+    pub not_before: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters of `GET /v2/databases`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatabaseFilter {
+    /// Include TERMINATED databases.
+    pub include_terminated: bool,
+    /// Only TERMINATED ones (the API's `include=terminated`).
+    pub only_terminated: bool,
+    pub provider: Option<Provider>,
+    /// Page after this ID (ordering: created_at, then id).
+    pub starting_after: Option<Uuid>,
+    pub limit: u32,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// "sqlite" or "postgres", for logs and metrics.
@@ -246,6 +388,43 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<AuditEntry>>;
     /// Every organization's entries with `seq > after`, oldest first, for chain verification.
     async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// The database, its first datacenter and the job that provisions it, in one transaction.
+    async fn create_database(&self, db: &Database, dc: &Datacenter, job: &NewJob) -> Result<()>;
+    async fn get_database(&self, org_id: Uuid, id: Uuid) -> Result<Option<Database>>;
+    /// By creation time then id, after `starting_after`, at most `limit`.
+    async fn list_databases(&self, org_id: Uuid, filter: &DatabaseFilter) -> Result<Vec<Database>>;
+    async fn set_database_status(&self, id: Uuid, status: DatabaseStatus, message: &str) -> Result<()>;
+    async fn mark_database_terminated(&self, id: Uuid) -> Result<()>;
+
+    /// A database's datacenters by ordinal, terminated ones included.
+    async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>>;
+    async fn get_datacenter(&self, id: &str) -> Result<Option<Datacenter>>;
+    /// Adds a region: inserts the datacenter, puts the database in MAINTENANCE and enqueues
+    /// the job, in one transaction, only if the database is ACTIVE (else false: the caller
+    /// answers 409) and no live datacenter has that region.
+    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool>;
+    async fn set_datacenter_status(&self, id: &str, status: DatabaseStatus, message: &str) -> Result<()>;
+    /// Stores the wrapped data key once; false when one is already stored (the caller
+    /// must then use that one, so a re-run job never orphans data).
+    async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool>;
+    async fn set_kms_failing_since(&self, id: &str, since: Option<DateTime<Utc>>) -> Result<()>;
+    async fn mark_datacenter_terminated(&self, id: &str) -> Result<()>;
+    /// Every live (not TERMINATED) customer-keyed datacenter of every organization: what the
+    /// key health monitor checks.
+    async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>>;
+
+    /// Enqueues work outside a creation (e.g. termination); with the status change in one
+    /// transaction.
+    async fn enqueue_job(&self, job: &NewJob, db_status: Option<(Uuid, DatabaseStatus)>) -> Result<i64>;
+    /// Takes the oldest pending job whose `not_before` has passed: marks it running and
+    /// counts the attempt.
+    async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>>;
+    async fn finish_job(&self, id: i64) -> Result<()>;
+    async fn fail_job(&self, id: i64, error: &str) -> Result<()>;
+    /// Puts the job back with a delay (retry).
+    async fn retry_job(&self, id: i64, not_before: DateTime<Utc>, error: &str) -> Result<()>;
+    /// At start-up: jobs left running by a crashed process become pending again.
+    async fn requeue_running_jobs(&self) -> Result<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

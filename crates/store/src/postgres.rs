@@ -3,16 +3,17 @@
 //! their cross-process locking.
 
 use crate::{
-    AccountAssignment, AuditEntry, CustomerKey, Enterprise, KeyStatusUpdate, NewAuditEntry,
-    Organization, Result, Store, StoreError, TokenRecord, now_ms, truncate_ms,
+    AccountAssignment, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, Enterprise,
+    Job, JobKind, KeyKind, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store,
+    StoreError, TokenRecord, now_ms, truncate_ms,
 };
 use async_trait::async_trait;
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
-use keyplane_core::{DbType, KeyStatus, Provider};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_customer_keys_audit.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_databases.sql")),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -280,6 +282,167 @@ fn audit_from_row(row: &Row) -> Result<AuditEntry> {
         prev_hash: row.try_get(8)?,
         hash: row.try_get(9)?,
     })
+}
+
+fn parse_db_status(s: &str) -> Result<DatabaseStatus> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("database status: {e}")))
+}
+
+fn parse_key_kind(s: &str) -> Result<KeyKind> {
+    KeyKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("key kind {s:?}")))
+}
+
+fn parse_job_kind(s: &str) -> Result<JobKind> {
+    JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job kind {s:?}")))
+}
+
+/// Errs NotFound(what) when no row changed.
+fn one_row(n: u64, what: &'static str) -> Result<()> {
+    if n == 0 {
+        Err(StoreError::NotFound(what))
+    } else {
+        Ok(())
+    }
+}
+
+macro_rules! database_columns {
+    () => {
+        "id, org_id, name, keyspace, db_type, provider, tier, capacity_units, status, message, \
+         owner, customer_keyed, created_at, updated_at, terminated_at"
+    };
+}
+macro_rules! datacenter_columns {
+    () => {
+        "id, database_id, org_id, ordinal, provider, region, tier, status, message, key_kind, \
+         key_id, provider_account, wrapped_data_key, kms_failing_since, created_at, updated_at, \
+         terminated_at"
+    };
+}
+macro_rules! job_columns {
+    () => {
+        "id, kind, database_id, datacenter_id, state, attempts, last_error, not_before, created_at"
+    };
+}
+
+fn database_from_row(row: &Row) -> Result<Database> {
+    Ok(Database {
+        id: row.try_get(0)?,
+        org_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        keyspace: row.try_get(3)?,
+        db_type: parse_db_type(row.try_get(4)?)?,
+        provider: parse_provider(row.try_get(5)?)?,
+        tier: row.try_get(6)?,
+        capacity_units: row.try_get(7)?,
+        status: parse_db_status(row.try_get(8)?)?,
+        message: row.try_get(9)?,
+        owner: row.try_get(10)?,
+        customer_keyed: row.try_get(11)?,
+        created_at: row.try_get(12)?,
+        updated_at: row.try_get(13)?,
+        terminated_at: row.try_get(14)?,
+    })
+}
+
+fn datacenter_from_row(row: &Row) -> Result<Datacenter> {
+    Ok(Datacenter {
+        id: row.try_get(0)?,
+        database_id: row.try_get(1)?,
+        org_id: row.try_get(2)?,
+        ordinal: row.try_get(3)?,
+        provider: parse_provider(row.try_get(4)?)?,
+        region: row.try_get(5)?,
+        tier: row.try_get(6)?,
+        status: parse_db_status(row.try_get(7)?)?,
+        message: row.try_get(8)?,
+        key_kind: parse_key_kind(row.try_get(9)?)?,
+        key_id: row.try_get(10)?,
+        provider_account: row.try_get(11)?,
+        wrapped_data_key: row.try_get(12)?,
+        kms_failing_since: row.try_get(13)?,
+        created_at: row.try_get(14)?,
+        updated_at: row.try_get(15)?,
+        terminated_at: row.try_get(16)?,
+    })
+}
+
+fn job_from_row(row: &Row) -> Result<Job> {
+    Ok(Job {
+        id: row.try_get(0)?,
+        kind: parse_job_kind(row.try_get(1)?)?,
+        database_id: row.try_get(2)?,
+        datacenter_id: row.try_get(3)?,
+        state: row.try_get(4)?,
+        attempts: row.try_get(5)?,
+        last_error: row.try_get(6)?,
+        not_before: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+    })
+}
+
+async fn insert_datacenter(tx: &Transaction<'_>, dc: &Datacenter) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(concat!(
+            "INSERT INTO datacenters (",
+            datacenter_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        ))
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &dc.id,
+            &dc.database_id,
+            &dc.org_id,
+            &dc.ordinal,
+            &dc.provider.as_str(),
+            &dc.region,
+            &dc.tier,
+            &dc.status.as_str(),
+            &dc.message,
+            &dc.key_kind.as_str(),
+            &dc.key_id,
+            &dc.provider_account,
+            &dc.wrapped_data_key,
+            &dc.kms_failing_since.map(truncate_ms),
+            &truncate_ms(dc.created_at),
+            &truncate_ms(dc.updated_at),
+            &dc.terminated_at.map(truncate_ms),
+        ],
+    )
+    .await
+    .map_err(missing_parent("database or organization"))?;
+    Ok(())
+}
+
+/// Inserts a pending job, due `now`; returns its id.
+async fn insert_job(tx: &Transaction<'_>, job: &NewJob, now: DateTime<Utc>) -> Result<i64> {
+    let what = if job.datacenter_id.is_some() {
+        "database or datacenter"
+    } else {
+        "database"
+    };
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO jobs (kind, database_id, datacenter_id, state, attempts, last_error,
+                 not_before, created_at, updated_at)
+             VALUES ($1, $2, $3, 'pending', 0, '', $4, $4, $4) RETURNING id",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &job.kind.as_str(),
+                &job.database_id,
+                &job.datacenter_id,
+                &now,
+            ],
+        )
+        .await
+        .map_err(missing_parent(what))?;
+    Ok(row.try_get(0)?)
 }
 
 #[async_trait]
@@ -898,5 +1061,376 @@ impl Store for PostgresStore {
             .iter()
             .map(audit_from_row)
             .collect()
+    }
+    async fn create_database(&self, db: &Database, dc: &Datacenter, job: &NewJob) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached(concat!(
+                "INSERT INTO databases (",
+                database_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ))
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &db.id,
+                &db.org_id,
+                &db.name,
+                &db.keyspace,
+                &db.db_type.as_str(),
+                &db.provider.as_str(),
+                &db.tier,
+                &db.capacity_units,
+                &db.status.as_str(),
+                &db.message,
+                &db.owner,
+                &db.customer_keyed,
+                &truncate_ms(db.created_at),
+                &truncate_ms(db.updated_at),
+                &db.terminated_at.map(truncate_ms),
+            ],
+        )
+        .await
+        .map_err(missing_parent("organization"))?;
+        insert_datacenter(&tx, dc).await?;
+        insert_job(&tx, job, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_database(&self, org_id: Uuid, id: Uuid) -> Result<Option<Database>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                database_columns!(),
+                " FROM databases WHERE id = $1 AND org_id = $2"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&id, &org_id])
+            .await?
+            .as_ref()
+            .map(database_from_row)
+            .transpose()
+    }
+
+    async fn list_databases(&self, org_id: Uuid, filter: &DatabaseFilter) -> Result<Vec<Database>> {
+        let client = self.client().await?;
+        // One static statement for every filter combination. A `starting_after` that names no
+        // database of the organization yields an empty page.
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                database_columns!(),
+                " FROM databases
+                 WHERE org_id = $1
+                   AND CASE WHEN $2::boolean THEN status = 'TERMINATED'
+                            WHEN $3::boolean THEN true
+                            ELSE status <> 'TERMINATED' END
+                   AND ($4::text IS NULL OR provider = $4)
+                   AND ($5::uuid IS NULL OR (created_at, id) >
+                        (SELECT created_at, id FROM databases WHERE id = $5 AND org_id = $1))
+                 ORDER BY created_at, id
+                 LIMIT $6"
+            ))
+            .await?;
+        client
+            .query(
+                &stmt,
+                &[
+                    &org_id,
+                    &filter.only_terminated,
+                    &filter.include_terminated,
+                    &filter.provider.map(Provider::as_str),
+                    &filter.starting_after,
+                    &sql_limit(filter.limit),
+                ],
+            )
+            .await?
+            .iter()
+            .map(database_from_row)
+            .collect()
+    }
+
+    async fn set_database_status(
+        &self,
+        id: Uuid,
+        status: DatabaseStatus,
+        message: &str,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE databases SET status = $2, message = $3, updated_at = $4 WHERE id = $1",
+            )
+            .await?;
+        let n = client
+            .execute(&stmt, &[&id, &status.as_str(), &message, &now_ms()])
+            .await?;
+        one_row(n, "database")
+    }
+
+    async fn mark_database_terminated(&self, id: Uuid) -> Result<()> {
+        let client = self.client().await?;
+        // A re-run keeps the first termination time.
+        let stmt = client
+            .prepare_cached(
+                "UPDATE databases SET status = 'TERMINATED', updated_at = $2,
+                     terminated_at = COALESCE(terminated_at, $2)
+                 WHERE id = $1",
+            )
+            .await?;
+        let n = client.execute(&stmt, &[&id, &now_ms()]).await?;
+        one_row(n, "database")
+    }
+
+    async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters WHERE database_id = $1 ORDER BY ordinal"
+            ))
+            .await?;
+        client
+            .query(&stmt, &[&database_id])
+            .await?
+            .iter()
+            .map(datacenter_from_row)
+            .collect()
+    }
+
+    async fn get_datacenter(&self, id: &str) -> Result<Option<Datacenter>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters WHERE id = $1"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&id])
+            .await?
+            .as_ref()
+            .map(datacenter_from_row)
+            .transpose()
+    }
+
+    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The row lock serializes concurrent additions to one database: the second one waits
+        // here and then sees MAINTENANCE (or the region taken).
+        let lock = tx
+            .prepare_cached("SELECT status FROM databases WHERE id = $1 AND org_id = $2 FOR UPDATE")
+            .await?;
+        let status: String = tx
+            .query_opt(&lock, &[&dc.database_id, &dc.org_id])
+            .await?
+            .ok_or(StoreError::NotFound("database"))?
+            .try_get(0)?;
+        if parse_db_status(&status)? != DatabaseStatus::Active {
+            return Ok(false);
+        }
+        let taken = tx
+            .prepare_cached(
+                "SELECT 1 FROM datacenters
+                 WHERE database_id = $1 AND region = $2 AND status <> 'TERMINATED'",
+            )
+            .await?;
+        if tx
+            .query_opt(&taken, &[&dc.database_id, &dc.region])
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let now = now_ms();
+        insert_datacenter(&tx, dc).await?;
+        let maintenance = tx
+            .prepare_cached(
+                "UPDATE databases SET status = 'MAINTENANCE', updated_at = $2 WHERE id = $1",
+            )
+            .await?;
+        tx.execute(&maintenance, &[&dc.database_id, &now]).await?;
+        insert_job(&tx, job, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_datacenter_status(
+        &self,
+        id: &str,
+        status: DatabaseStatus,
+        message: &str,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE datacenters SET status = $2, message = $3, updated_at = $4 WHERE id = $1",
+            )
+            .await?;
+        let n = client
+            .execute(&stmt, &[&id, &status.as_str(), &message, &now_ms()])
+            .await?;
+        one_row(n, "datacenter")
+    }
+
+    async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {
+        let client = self.client().await?;
+        // Never on a terminated datacenter: its key was shredded and must stay so.
+        let stmt = client
+            .prepare_cached(
+                "UPDATE datacenters SET wrapped_data_key = $2, updated_at = $3
+                 WHERE id = $1 AND wrapped_data_key IS NULL AND terminated_at IS NULL",
+            )
+            .await?;
+        if client.execute(&stmt, &[&id, &wrapped, &now_ms()]).await? == 1 {
+            return Ok(true);
+        }
+        let exists = client
+            .prepare_cached("SELECT 1 FROM datacenters WHERE id = $1")
+            .await?;
+        if client.query_opt(&exists, &[&id]).await?.is_some() {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound("datacenter"))
+        }
+    }
+
+    async fn set_kms_failing_since(&self, id: &str, since: Option<DateTime<Utc>>) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE datacenters SET kms_failing_since = $2, updated_at = $3 WHERE id = $1",
+            )
+            .await?;
+        let n = client
+            .execute(&stmt, &[&id, &since.map(truncate_ms), &now_ms()])
+            .await?;
+        one_row(n, "datacenter")
+    }
+
+    async fn mark_datacenter_terminated(&self, id: &str) -> Result<()> {
+        let client = self.client().await?;
+        // Crypto-shredding: the wrapped data key goes with the datacenter. A re-run keeps the
+        // first termination time.
+        let stmt = client
+            .prepare_cached(
+                "UPDATE datacenters SET status = 'TERMINATED', wrapped_data_key = NULL,
+                     kms_failing_since = NULL, updated_at = $2,
+                     terminated_at = COALESCE(terminated_at, $2)
+                 WHERE id = $1",
+            )
+            .await?;
+        let n = client.execute(&stmt, &[&id, &now_ms()]).await?;
+        one_row(n, "datacenter")
+    }
+
+    async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters WHERE key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
+            ))
+            .await?;
+        client
+            .query(&stmt, &[])
+            .await?
+            .iter()
+            .map(datacenter_from_row)
+            .collect()
+    }
+
+    async fn enqueue_job(
+        &self,
+        job: &NewJob,
+        db_status: Option<(Uuid, DatabaseStatus)>,
+    ) -> Result<i64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = now_ms();
+        if let Some((db_id, status)) = db_status {
+            let stmt = tx
+                .prepare_cached("UPDATE databases SET status = $2, updated_at = $3 WHERE id = $1")
+                .await?;
+            let n = tx.execute(&stmt, &[&db_id, &status.as_str(), &now]).await?;
+            one_row(n, "database")?;
+        }
+        let id = insert_job(&tx, job, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>> {
+        let client = self.client().await?;
+        // SKIP LOCKED: a concurrent claimer passes over the row another one is taking instead
+        // of waiting for it (and never takes the same one).
+        let stmt = client
+            .prepare_cached(concat!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $2
+                 WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before <= $1
+                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING ",
+                job_columns!()
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&truncate_ms(now), &now_ms()])
+            .await?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    async fn finish_job(&self, id: i64) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("UPDATE jobs SET state = 'done', updated_at = $2 WHERE id = $1")
+            .await?;
+        let n = client.execute(&stmt, &[&id, &now_ms()]).await?;
+        one_row(n, "job")
+    }
+
+    async fn fail_job(&self, id: i64, error: &str) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE jobs SET state = 'failed', last_error = $2, updated_at = $3 WHERE id = $1",
+            )
+            .await?;
+        let n = client.execute(&stmt, &[&id, &error, &now_ms()]).await?;
+        one_row(n, "job")
+    }
+
+    async fn retry_job(&self, id: i64, not_before: DateTime<Utc>, error: &str) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE jobs SET state = 'pending', not_before = $2, last_error = $3, updated_at = $4
+                 WHERE id = $1",
+            )
+            .await?;
+        let n = client
+            .execute(&stmt, &[&id, &truncate_ms(not_before), &error, &now_ms()])
+            .await?;
+        one_row(n, "job")
+    }
+
+    async fn requeue_running_jobs(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE jobs SET state = 'pending', updated_at = $1 WHERE state = 'running'",
+            )
+            .await?;
+        Ok(client.execute(&stmt, &[&now_ms()]).await?)
     }
 }

@@ -3,13 +3,14 @@
 //! run in place (see `read_point`). Owns the SQLite schema migrations (`migrations/sqlite/`).
 
 use crate::{
-    AccountAssignment, AuditEntry, CustomerKey, Enterprise, KeyStatusUpdate, NewAuditEntry,
-    Organization, Result, Store, StoreError, TokenRecord, now_ms, truncate_ms,
+    AccountAssignment, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, Enterprise,
+    Job, JobKind, KeyKind, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store,
+    StoreError, TokenRecord, now_ms, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
-use keyplane_core::{DbType, KeyStatus, Provider};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_customer_keys_audit.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_databases.sql")),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -458,6 +460,158 @@ fn first<T>(
     match rows.next()? {
         Some(row) => Ok(Some(map(row)?)),
         None => Ok(None),
+    }
+}
+
+fn parse_db_status(s: &str) -> Result<DatabaseStatus> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("database status: {e}")))
+}
+
+fn parse_key_kind(s: &str) -> Result<KeyKind> {
+    KeyKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("key kind {s:?}")))
+}
+
+fn parse_job_kind(s: &str) -> Result<JobKind> {
+    JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job kind {s:?}")))
+}
+
+macro_rules! database_columns {
+    () => {
+        "id, org_id, name, keyspace, db_type, provider, tier, capacity_units, status, message, \
+         owner, customer_keyed, created_at, updated_at, terminated_at"
+    };
+}
+macro_rules! datacenter_columns {
+    () => {
+        "id, database_id, org_id, ordinal, provider, region, tier, status, message, key_kind, \
+         key_id, provider_account, wrapped_data_key, kms_failing_since, created_at, updated_at, \
+         terminated_at"
+    };
+}
+macro_rules! job_columns {
+    () => {
+        "id, kind, database_id, datacenter_id, state, attempts, last_error, not_before, created_at"
+    };
+}
+
+fn database_from_row(row: &Row<'_>) -> Result<Database> {
+    Ok(Database {
+        id: parse_uuid(text(row, 0)?)?,
+        org_id: parse_uuid(text(row, 1)?)?,
+        name: row.get(2)?,
+        keyspace: row.get(3)?,
+        db_type: parse_db_type(text(row, 4)?)?,
+        provider: parse_provider(text(row, 5)?)?,
+        tier: row.get(6)?,
+        capacity_units: row.get(7)?,
+        status: parse_db_status(text(row, 8)?)?,
+        message: row.get(9)?,
+        owner: row.get(10)?,
+        customer_keyed: row.get(11)?,
+        created_at: parse_ts(text(row, 12)?)?,
+        updated_at: parse_ts(text(row, 13)?)?,
+        terminated_at: opt_text(row, 14)?.map(parse_ts).transpose()?,
+    })
+}
+
+fn datacenter_from_row(row: &Row<'_>) -> Result<Datacenter> {
+    Ok(Datacenter {
+        id: row.get(0)?,
+        database_id: parse_uuid(text(row, 1)?)?,
+        org_id: parse_uuid(text(row, 2)?)?,
+        ordinal: row.get(3)?,
+        provider: parse_provider(text(row, 4)?)?,
+        region: row.get(5)?,
+        tier: row.get(6)?,
+        status: parse_db_status(text(row, 7)?)?,
+        message: row.get(8)?,
+        key_kind: parse_key_kind(text(row, 9)?)?,
+        key_id: row.get(10)?,
+        provider_account: row.get(11)?,
+        wrapped_data_key: row.get(12)?,
+        kms_failing_since: opt_text(row, 13)?.map(parse_ts).transpose()?,
+        created_at: parse_ts(text(row, 14)?)?,
+        updated_at: parse_ts(text(row, 15)?)?,
+        terminated_at: opt_text(row, 16)?.map(parse_ts).transpose()?,
+    })
+}
+
+fn job_from_row(row: &Row<'_>) -> Result<Job> {
+    Ok(Job {
+        id: row.get(0)?,
+        kind: parse_job_kind(text(row, 1)?)?,
+        database_id: parse_uuid(text(row, 2)?)?,
+        datacenter_id: row.get(3)?,
+        state: row.get(4)?,
+        attempts: row.get(5)?,
+        last_error: row.get(6)?,
+        not_before: parse_ts(text(row, 7)?)?,
+        created_at: parse_ts(text(row, 8)?)?,
+    })
+}
+
+fn insert_datacenter(tx: &rusqlite::Transaction<'_>, dc: &Datacenter) -> Result<()> {
+    tx.prepare_cached(concat!(
+        "INSERT INTO datacenters (",
+        datacenter_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?
+    .execute(params![
+        dc.id,
+        dc.database_id.to_string(),
+        dc.org_id.to_string(),
+        dc.ordinal,
+        dc.provider.as_str(),
+        dc.region,
+        dc.tier,
+        dc.status.as_str(),
+        dc.message,
+        dc.key_kind.as_str(),
+        dc.key_id,
+        dc.provider_account,
+        dc.wrapped_data_key,
+        dc.kms_failing_since.map(|t| format_ts(truncate_ms(t))),
+        format_ts(truncate_ms(dc.created_at)),
+        format_ts(truncate_ms(dc.updated_at)),
+        dc.terminated_at.map(|t| format_ts(truncate_ms(t))),
+    ])
+    .map_err(missing_parent("database or organization"))?;
+    Ok(())
+}
+
+/// Inserts a pending job, due now; returns its id.
+fn insert_job(tx: &rusqlite::Transaction<'_>, job: &NewJob, now: &str) -> Result<i64> {
+    let what = if job.datacenter_id.is_some() {
+        "database or datacenter"
+    } else {
+        "database"
+    };
+    let id = tx
+        .prepare_cached(
+            "INSERT INTO jobs (kind, database_id, datacenter_id, state, attempts, last_error,
+                 not_before, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, '', ?4, ?4, ?4) RETURNING id",
+        )?
+        .query_row(
+            params![
+                job.kind.as_str(),
+                job.database_id.to_string(),
+                job.datacenter_id,
+                now
+            ],
+            |row| row.get(0),
+        )
+        .map_err(missing_parent(what))?;
+    Ok(id)
+}
+
+/// Errs NotFound(what) unless exactly one row changed.
+fn one_row(n: usize, what: &'static str) -> Result<()> {
+    if n == 0 {
+        Err(StoreError::NotFound(what))
+    } else {
+        Ok(())
     }
 }
 
@@ -1040,5 +1194,396 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+    async fn create_database(&self, db: &Database, dc: &Datacenter, job: &NewJob) -> Result<()> {
+        let (db, dc, job) = (db.clone(), dc.clone(), job.clone());
+        self.write(move |tx| {
+            tx.prepare_cached(concat!(
+                "INSERT INTO databases (",
+                database_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ))?
+            .execute(params![
+                db.id.to_string(),
+                db.org_id.to_string(),
+                db.name,
+                db.keyspace,
+                db.db_type.as_str(),
+                db.provider.as_str(),
+                db.tier,
+                db.capacity_units,
+                db.status.as_str(),
+                db.message,
+                db.owner,
+                db.customer_keyed,
+                format_ts(truncate_ms(db.created_at)),
+                format_ts(truncate_ms(db.updated_at)),
+                db.terminated_at.map(|t| format_ts(truncate_ms(t))),
+            ])
+            .map_err(missing_parent("organization"))?;
+            insert_datacenter(tx, &dc)?;
+            insert_job(tx, &job, &format_ts(now_ms()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_database(&self, org_id: Uuid, id: Uuid) -> Result<Option<Database>> {
+        self.read_point(move |conn| {
+            first(
+                conn,
+                concat!(
+                    "SELECT ",
+                    database_columns!(),
+                    " FROM databases WHERE id = ?1 AND org_id = ?2"
+                ),
+                params![id.to_string(), org_id.to_string()],
+                database_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_databases(&self, org_id: Uuid, filter: &DatabaseFilter) -> Result<Vec<Database>> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            // One static statement for every filter combination. A `starting_after` that names
+            // no database of the organization yields an empty page.
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    database_columns!(),
+                    " FROM databases
+                     WHERE org_id = ?1
+                       AND CASE WHEN ?2 THEN status = 'TERMINATED'
+                                WHEN ?3 THEN 1
+                                ELSE status <> 'TERMINATED' END
+                       AND (?4 IS NULL OR provider = ?4)
+                       AND (?5 IS NULL OR (created_at, id) >
+                            (SELECT created_at, id FROM databases WHERE id = ?5 AND org_id = ?1))
+                     ORDER BY created_at, id
+                     LIMIT ?6"
+                ),
+                params![
+                    org_id.to_string(),
+                    filter.only_terminated,
+                    filter.include_terminated,
+                    filter.provider.map(Provider::as_str),
+                    filter.starting_after.map(|id| id.to_string()),
+                    sql_limit(filter.limit),
+                ],
+                database_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn set_database_status(
+        &self,
+        id: Uuid,
+        status: DatabaseStatus,
+        message: &str,
+    ) -> Result<()> {
+        let message = message.to_owned();
+        let n = self
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE databases SET status = ?2, message = ?3, updated_at = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id.to_string(),
+                        status.as_str(),
+                        message,
+                        format_ts(now_ms())
+                    ])?)
+            })
+            .await?;
+        one_row(n, "database")
+    }
+
+    async fn mark_database_terminated(&self, id: Uuid) -> Result<()> {
+        let n = self
+            .write(move |tx| {
+                // A re-run keeps the first termination time.
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE databases SET status = 'TERMINATED', updated_at = ?2,
+                             terminated_at = COALESCE(terminated_at, ?2)
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id.to_string(), format_ts(now_ms())])?)
+            })
+            .await?;
+        one_row(n, "database")
+    }
+
+    async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>> {
+        self.read(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters WHERE database_id = ?1 ORDER BY ordinal"
+                ),
+                [database_id.to_string()],
+                datacenter_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn get_datacenter(&self, id: &str) -> Result<Option<Datacenter>> {
+        let id = id.to_owned();
+        self.read_point(move |conn| {
+            first(
+                conn,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters WHERE id = ?1"
+                ),
+                [id],
+                datacenter_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool> {
+        let (dc, job) = (dc.clone(), job.clone());
+        // The IMMEDIATE transaction holds the write lock from the first read, so the checks
+        // and the writes cannot interleave with another writer.
+        self.write(move |tx| {
+            let status = tx
+                .prepare_cached("SELECT status FROM databases WHERE id = ?1 AND org_id = ?2")?
+                .query_row(
+                    params![dc.database_id.to_string(), dc.org_id.to_string()],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()?
+                .ok_or(StoreError::NotFound("database"))?;
+            if parse_db_status(&status)? != DatabaseStatus::Active {
+                return Ok(false);
+            }
+            let taken = tx
+                .prepare_cached(
+                    "SELECT 1 FROM datacenters
+                     WHERE database_id = ?1 AND region = ?2 AND status <> 'TERMINATED'",
+                )?
+                .exists(params![dc.database_id.to_string(), dc.region])?;
+            if taken {
+                return Ok(false);
+            }
+            let now = format_ts(now_ms());
+            insert_datacenter(tx, &dc)?;
+            tx.prepare_cached(
+                "UPDATE databases SET status = 'MAINTENANCE', updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![dc.database_id.to_string(), now])?;
+            insert_job(tx, &job, &now)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_datacenter_status(
+        &self,
+        id: &str,
+        status: DatabaseStatus,
+        message: &str,
+    ) -> Result<()> {
+        let (id, message) = (id.to_owned(), message.to_owned());
+        let n = self
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE datacenters SET status = ?2, message = ?3, updated_at = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![id, status.as_str(), message, format_ts(now_ms())])?)
+            })
+            .await?;
+        one_row(n, "datacenter")
+    }
+
+    async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {
+        let (id, wrapped) = (id.to_owned(), wrapped.to_vec());
+        self.write(move |tx| {
+            // Never on a terminated datacenter: its key was shredded and must stay so.
+            let n = tx
+                .prepare_cached(
+                    "UPDATE datacenters SET wrapped_data_key = ?2, updated_at = ?3
+                     WHERE id = ?1 AND wrapped_data_key IS NULL AND terminated_at IS NULL",
+                )?
+                .execute(params![id, wrapped, format_ts(now_ms())])?;
+            if n == 1 {
+                return Ok(true);
+            }
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM datacenters WHERE id = ?1")?
+                .exists([&id])?;
+            if exists {
+                Ok(false)
+            } else {
+                Err(StoreError::NotFound("datacenter"))
+            }
+        })
+        .await
+    }
+
+    async fn set_kms_failing_since(&self, id: &str, since: Option<DateTime<Utc>>) -> Result<()> {
+        let id = id.to_owned();
+        let n = self
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE datacenters SET kms_failing_since = ?2, updated_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        since.map(|t| format_ts(truncate_ms(t))),
+                        format_ts(now_ms())
+                    ])?)
+            })
+            .await?;
+        one_row(n, "datacenter")
+    }
+
+    async fn mark_datacenter_terminated(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        let n = self
+            .write(move |tx| {
+                // Crypto-shredding: the wrapped data key goes with the datacenter. A re-run
+                // keeps the first termination time.
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE datacenters SET status = 'TERMINATED', wrapped_data_key = NULL,
+                             kms_failing_since = NULL, updated_at = ?2,
+                             terminated_at = COALESCE(terminated_at, ?2)
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, format_ts(now_ms())])?)
+            })
+            .await?;
+        one_row(n, "datacenter")
+    }
+
+    async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>> {
+        self.read(|conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters WHERE key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
+                ),
+                [],
+                datacenter_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn enqueue_job(
+        &self,
+        job: &NewJob,
+        db_status: Option<(Uuid, DatabaseStatus)>,
+    ) -> Result<i64> {
+        let job = job.clone();
+        self.write(move |tx| {
+            let now = format_ts(now_ms());
+            if let Some((db_id, status)) = db_status {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE databases SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![db_id.to_string(), status.as_str(), now])?;
+                one_row(n, "database")?;
+            }
+            insert_job(tx, &job, &now)
+        })
+        .await
+    }
+
+    async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>> {
+        // Inside the write transaction, so two claimers (threads or processes) serialize and
+        // never take the same job.
+        self.write(move |tx| {
+            first(
+                tx,
+                concat!(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2
+                     WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before <= ?1
+                                 ORDER BY id LIMIT 1)
+                     RETURNING ",
+                    job_columns!()
+                ),
+                params![format_ts(truncate_ms(now)), format_ts(now_ms())],
+                job_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn finish_job(&self, id: i64) -> Result<()> {
+        let n = self
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'done', updated_at = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id, format_ts(now_ms())])?)
+            })
+            .await?;
+        one_row(n, "job")
+    }
+
+    async fn fail_job(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_owned();
+        let n = self
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, error, format_ts(now_ms())])?)
+            })
+            .await?;
+        one_row(n, "job")
+    }
+
+    async fn retry_job(&self, id: i64, not_before: DateTime<Utc>, error: &str) -> Result<()> {
+        let error = error.to_owned();
+        let n = self
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'pending', not_before = ?2, last_error = ?3, updated_at = ?4
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        format_ts(truncate_ms(not_before)),
+                        error,
+                        format_ts(now_ms())
+                    ])?)
+            })
+            .await?;
+        one_row(n, "job")
+    }
+
+    async fn requeue_running_jobs(&self) -> Result<u64> {
+        let n = self
+            .write(|tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE jobs SET state = 'pending', updated_at = ?1 WHERE state = 'running'",
+                    )?
+                    .execute([format_ts(now_ms())])?)
+            })
+            .await?;
+        Ok(n as u64)
     }
 }

@@ -4,10 +4,10 @@
 
 use chrono::{Duration, SubsecRound, Utc};
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
-use keyplane_core::{DbType, KeyStatus, Provider};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
 use keyplane_store::{
-    AuditEntry, CustomerKey, DynStore, KeyStatusUpdate, NewAuditEntry, PostgresStore, SqliteStore,
-    StoreError, TokenRecord,
+    AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, DynStore, JobKind, KeyKind,
+    KeyStatusUpdate, NewAuditEntry, NewJob, PostgresStore, SqliteStore, StoreError, TokenRecord,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -173,6 +173,11 @@ on_both_backends!(store:
     suite_customer_key_status,
     suite_audit_chain,
     suite_concurrent_audit,
+    suite_databases,
+    suite_add_datacenter,
+    suite_datacenter_keys,
+    suite_job_lifecycle,
+    suite_concurrent_claim,
 );
 
 on_both_backends!(harness:
@@ -181,6 +186,8 @@ on_both_backends!(harness:
     suite_open_by_url,
     suite_keys_and_audit_survive_reopen,
     suite_audit_log_is_append_only,
+    suite_jobs_requeued_after_crash,
+    suite_databases_survive_reopen,
 );
 
 fn is_ms(t: chrono::DateTime<Utc>) -> bool {
@@ -1394,4 +1401,892 @@ async fn sqlite_refuses_in_memory_databases() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+}
+
+fn new_database(
+    org_id: Uuid,
+    name: &str,
+    provider: Provider,
+    region: &str,
+    age_secs: i64,
+) -> (Database, Datacenter, NewJob) {
+    let created_at = (Utc::now() - Duration::seconds(age_secs)).trunc_subsecs(3);
+    let db = Database {
+        id: Uuid::new_v4(),
+        org_id,
+        name: name.to_owned(),
+        keyspace: "ks".to_owned(),
+        db_type: DbType::Classic,
+        provider,
+        tier: "C10".to_owned(),
+        capacity_units: 3,
+        status: DatabaseStatus::Pending,
+        message: "provisioning".to_owned(),
+        owner: "client-1".to_owned(),
+        customer_keyed: true,
+        created_at,
+        updated_at: created_at,
+        terminated_at: None,
+    };
+    let dc = new_datacenter(&db, 1, region, KeyKind::Customer);
+    let job = NewJob {
+        kind: JobKind::ProvisionDatacenter,
+        database_id: db.id,
+        datacenter_id: Some(dc.id.clone()),
+    };
+    (db, dc, job)
+}
+
+fn new_datacenter(db: &Database, ordinal: i32, region: &str, key_kind: KeyKind) -> Datacenter {
+    Datacenter {
+        id: format!("{}-{ordinal}", db.id),
+        database_id: db.id,
+        org_id: db.org_id,
+        ordinal,
+        provider: db.provider,
+        region: region.to_owned(),
+        tier: db.tier.clone(),
+        status: DatabaseStatus::Pending,
+        message: String::new(),
+        key_kind,
+        key_id: format!("arn:aws:kms:{region}:1:key/{ordinal}"),
+        provider_account: "111111111111".to_owned(),
+        wrapped_data_key: None,
+        kms_failing_since: None,
+        created_at: db.created_at,
+        updated_at: db.created_at,
+        terminated_at: None,
+    }
+}
+
+fn provision_job(dc: &Datacenter) -> NewJob {
+    NewJob {
+        kind: JobKind::ProvisionDatacenter,
+        database_id: dc.database_id,
+        datacenter_id: Some(dc.id.clone()),
+    }
+}
+
+fn page_filter(limit: u32) -> DatabaseFilter {
+    DatabaseFilter {
+        limit,
+        ..DatabaseFilter::default()
+    }
+}
+
+async fn activate(store: &DynStore, id: Uuid) {
+    store
+        .set_database_status(id, DatabaseStatus::Active, "")
+        .await
+        .unwrap();
+}
+
+async fn suite_databases(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let other = store.create_org("other", None).await.unwrap();
+
+    // Two share a creation time: the id breaks the tie.
+    let base = Utc::now().trunc_subsecs(3);
+    let mut created = Vec::new();
+    for (n, (provider, age)) in [
+        (Provider::Aws, 50),
+        (Provider::Gcp, 40),
+        (Provider::Aws, 30),
+        (Provider::Gcp, 30),
+        (Provider::Aws, 20),
+        (Provider::Azure, 10),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (mut db, dc, job) = new_database(org.id, &format!("db{n}"), provider, "us-east-2", age);
+        db.created_at = base - Duration::seconds(age);
+        db.updated_at = db.created_at;
+        store.create_database(&db, &dc, &job).await.unwrap();
+        assert_eq!(
+            store.get_database(org.id, db.id).await.unwrap(),
+            Some(db.clone())
+        );
+        assert_eq!(
+            store.get_datacenter(&dc.id).await.unwrap(),
+            Some(dc.clone())
+        );
+        assert_eq!(store.list_datacenters(db.id).await.unwrap(), vec![dc]);
+        created.push(db);
+    }
+    assert_eq!(created[2].created_at, created[3].created_at);
+
+    let mut expected = created.clone();
+    expected.sort_by_key(|d| (d.created_at, d.id));
+    let all = store
+        .list_databases(org.id, &page_filter(100))
+        .await
+        .unwrap();
+    assert_eq!(all, expected);
+    assert!(
+        all.iter()
+            .all(|d| is_ms(d.created_at) && is_ms(d.updated_at))
+    );
+
+    // Other organizations see none of them.
+    assert_eq!(
+        store.get_database(other.id, created[0].id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_database(org.id, Uuid::new_v4()).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .list_databases(other.id, &page_filter(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Paging: each page starts strictly after the previous page's last item.
+    for limit in [1, 2, 4] {
+        let mut pages = Vec::new();
+        let mut filter = page_filter(limit);
+        loop {
+            let page = store.list_databases(org.id, &filter).await.unwrap();
+            assert!(page.len() <= limit as usize);
+            let Some(last) = page.last() else { break };
+            filter.starting_after = Some(last.id);
+            pages.extend(page);
+        }
+        assert_eq!(pages, expected, "limit {limit}");
+    }
+    let after_first = DatabaseFilter {
+        starting_after: Some(expected[0].id),
+        ..page_filter(2)
+    };
+    assert_eq!(
+        store.list_databases(org.id, &after_first).await.unwrap(),
+        expected[1..3].to_vec()
+    );
+    assert!(
+        store
+            .list_databases(org.id, &page_filter(0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another organization's database is no cursor here.
+    let foreign = DatabaseFilter {
+        starting_after: Some(expected[0].id),
+        ..page_filter(100)
+    };
+    assert!(
+        store
+            .list_databases(other.id, &foreign)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Provider filter.
+    let gcp = DatabaseFilter {
+        provider: Some(Provider::Gcp),
+        ..page_filter(100)
+    };
+    let want: Vec<_> = expected
+        .iter()
+        .filter(|d| d.provider == Provider::Gcp)
+        .cloned()
+        .collect();
+    assert_eq!(want.len(), 2);
+    assert_eq!(store.list_databases(org.id, &gcp).await.unwrap(), want);
+
+    // Status and termination.
+    let target = expected[1].id;
+    store
+        .set_database_status(target, DatabaseStatus::Error, "it broke")
+        .await
+        .unwrap();
+    let db = store.get_database(org.id, target).await.unwrap().unwrap();
+    assert_eq!(
+        (db.status, db.message.as_str()),
+        (DatabaseStatus::Error, "it broke")
+    );
+    assert!(db.updated_at >= expected[1].updated_at);
+    store.mark_database_terminated(target).await.unwrap();
+    let db = store.get_database(org.id, target).await.unwrap().unwrap();
+    assert_eq!(db.status, DatabaseStatus::Terminated);
+    let terminated_at = db.terminated_at.expect("terminated_at is set");
+    assert!(is_ms(terminated_at));
+    // A re-run keeps the first time.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store.mark_database_terminated(target).await.unwrap();
+    assert_eq!(
+        store
+            .get_database(org.id, target)
+            .await
+            .unwrap()
+            .unwrap()
+            .terminated_at,
+        Some(terminated_at)
+    );
+
+    let ids = |dbs: Vec<Database>| dbs.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let live: Vec<_> = expected
+        .iter()
+        .map(|d| d.id)
+        .filter(|id| *id != target)
+        .collect();
+    assert_eq!(
+        ids(store
+            .list_databases(org.id, &page_filter(100))
+            .await
+            .unwrap()),
+        live
+    );
+    let include = DatabaseFilter {
+        include_terminated: true,
+        ..page_filter(100)
+    };
+    assert_eq!(
+        ids(store.list_databases(org.id, &include).await.unwrap()),
+        expected.iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    for include_terminated in [false, true] {
+        let only = DatabaseFilter {
+            only_terminated: true,
+            include_terminated,
+            ..page_filter(100)
+        };
+        assert_eq!(
+            ids(store.list_databases(org.id, &only).await.unwrap()),
+            vec![target]
+        );
+    }
+    // A terminated database still serves as a cursor.
+    let after_terminated = DatabaseFilter {
+        starting_after: Some(target),
+        ..page_filter(100)
+    };
+    assert_eq!(
+        ids(store
+            .list_databases(org.id, &after_terminated)
+            .await
+            .unwrap()),
+        live[1..].to_vec()
+    );
+
+    // Unknown rows.
+    assert!(matches!(
+        store
+            .set_database_status(Uuid::new_v4(), DatabaseStatus::Active, "")
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.mark_database_terminated(Uuid::new_v4()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let (db, dc, job) = new_database(Uuid::new_v4(), "orphan", Provider::Aws, "us-east-2", 0);
+    assert!(matches!(
+        store.create_database(&db, &dc, &job).await,
+        Err(StoreError::NotFound("organization"))
+    ));
+
+    // One transaction: when the datacenter cannot be inserted, neither is the database.
+    let (db, _, job) = new_database(org.id, "half", Provider::Aws, "us-east-2", 0);
+    let mut clash = new_datacenter(&db, 1, "us-east-2", KeyKind::Platform);
+    clash.id = format!("{}-1", expected[0].id);
+    assert!(store.create_database(&db, &clash, &job).await.is_err());
+    assert_eq!(store.get_database(org.id, db.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_datacenter(&clash.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .database_id,
+        expected[0].id
+    );
+    // Nor when the job cannot be.
+    let (db, dc, mut job) = new_database(org.id, "half2", Provider::Aws, "us-east-2", 0);
+    job.database_id = Uuid::new_v4();
+    assert!(matches!(
+        store.create_database(&db, &dc, &job).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.get_database(org.id, db.id).await.unwrap(), None);
+    assert_eq!(store.get_datacenter(&dc.id).await.unwrap(), None);
+}
+
+async fn suite_add_datacenter(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc1, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    store.create_database(&db, &dc1, &job).await.unwrap();
+
+    // Not ACTIVE yet: refused, nothing changes.
+    let dc2 = new_datacenter(&db, 2, "eu-west-1", KeyKind::Customer);
+    assert!(
+        !store
+            .add_datacenter(&dc2, &provision_job(&dc2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_datacenters(db.id).await.unwrap(),
+        vec![dc1.clone()]
+    );
+    assert_eq!(
+        store
+            .get_database(org.id, db.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DatabaseStatus::Pending
+    );
+
+    activate(&store, db.id).await;
+    // A region it already has: refused.
+    let same = new_datacenter(&db, 2, "us-east-2", KeyKind::Customer);
+    assert!(
+        !store
+            .add_datacenter(&same, &provision_job(&same))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_datacenters(db.id).await.unwrap().len(), 1);
+
+    // A new region: added, the database goes MAINTENANCE, the job is queued.
+    assert!(
+        store
+            .add_datacenter(&dc2, &provision_job(&dc2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_datacenters(db.id).await.unwrap(),
+        vec![dc1.clone(), dc2.clone()]
+    );
+    assert_eq!(
+        store
+            .get_database(org.id, db.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DatabaseStatus::Maintenance
+    );
+    let now = Utc::now() + Duration::seconds(1);
+    let first = store.claim_job(now).await.unwrap().unwrap();
+    assert_eq!(first.datacenter_id.as_deref(), Some(dc1.id.as_str()));
+    let second = store.claim_job(now).await.unwrap().unwrap();
+    assert_eq!(second.kind, JobKind::ProvisionDatacenter);
+    assert_eq!(second.database_id, db.id);
+    assert_eq!(second.datacenter_id.as_deref(), Some(dc2.id.as_str()));
+    assert!(second.id > first.id);
+    assert_eq!(store.claim_job(now).await.unwrap(), None);
+
+    // In MAINTENANCE: refused.
+    let dc3 = new_datacenter(&db, 3, "ap-south-1", KeyKind::Customer);
+    assert!(
+        !store
+            .add_datacenter(&dc3, &provision_job(&dc3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_datacenter(&dc3.id).await.unwrap(), None);
+
+    // A terminated datacenter's region is free again.
+    activate(&store, db.id).await;
+    store.mark_datacenter_terminated(&dc2.id).await.unwrap();
+    let again = new_datacenter(&db, 3, "eu-west-1", KeyKind::Platform);
+    assert!(
+        store
+            .add_datacenter(&again, &provision_job(&again))
+            .await
+            .unwrap()
+    );
+    let regions: Vec<_> = store
+        .list_datacenters(db.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.ordinal, d.region, d.status))
+        .collect();
+    assert_eq!(
+        regions,
+        vec![
+            (1, "us-east-2".to_owned(), DatabaseStatus::Pending),
+            (2, "eu-west-1".to_owned(), DatabaseStatus::Terminated),
+            (3, "eu-west-1".to_owned(), DatabaseStatus::Pending),
+        ]
+    );
+
+    // Unknown database, or another organization's: NotFound.
+    let (ghost, _, _) = new_database(org.id, "ghost", Provider::Aws, "us-east-2", 0);
+    let ghost_dc = new_datacenter(&ghost, 1, "us-east-2", KeyKind::Customer);
+    assert!(matches!(
+        store
+            .add_datacenter(&ghost_dc, &provision_job(&ghost_dc))
+            .await,
+        Err(StoreError::NotFound("database"))
+    ));
+    let other = store.create_org("other", None).await.unwrap();
+    let mut foreign = new_datacenter(&db, 4, "us-west-2", KeyKind::Customer);
+    foreign.org_id = other.id;
+    activate(&store, db.id).await;
+    assert!(matches!(
+        store
+            .add_datacenter(&foreign, &provision_job(&foreign))
+            .await,
+        Err(StoreError::NotFound("database"))
+    ));
+
+    // Racing additions of different regions: exactly one wins.
+    let adds: Vec<_> = (0..8)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let dc = new_datacenter(&db, 10 + n, &format!("region-{n}"), KeyKind::Customer);
+            tokio::spawn(async move {
+                store
+                    .add_datacenter(&dc, &provision_job(&dc))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for add in adds {
+        wins += usize::from(add.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.list_datacenters(db.id).await.unwrap().len(), 4);
+}
+
+async fn suite_datacenter_keys(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let other = store.create_org("other", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    store.create_database(&db, &dc, &job).await.unwrap();
+
+    // The wrapped data key is stored once.
+    assert!(
+        store
+            .set_wrapped_data_key(&dc.id, &[1, 2, 0, 255])
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_wrapped_data_key(&dc.id, &[9, 9]).await.unwrap());
+    assert_eq!(
+        store
+            .get_datacenter(&dc.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .wrapped_data_key,
+        Some(vec![1, 2, 0, 255])
+    );
+    assert!(matches!(
+        store.set_wrapped_data_key("nope-1", &[1]).await,
+        Err(StoreError::NotFound("datacenter"))
+    ));
+
+    // The KMS grace period marker.
+    let since = Utc::now() - Duration::minutes(3);
+    store
+        .set_kms_failing_since(&dc.id, Some(since))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_datacenter(&dc.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .kms_failing_since,
+        Some(since.trunc_subsecs(3))
+    );
+    store.set_kms_failing_since(&dc.id, None).await.unwrap();
+    assert_eq!(
+        store
+            .get_datacenter(&dc.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .kms_failing_since,
+        None
+    );
+    store
+        .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
+        .await
+        .unwrap();
+    store
+        .set_datacenter_status(&dc.id, DatabaseStatus::Error, "key gone")
+        .await
+        .unwrap();
+    let got = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.message.as_str()),
+        (DatabaseStatus::Error, "key gone")
+    );
+    for result in [
+        store.set_kms_failing_since("nope-1", None).await,
+        store
+            .set_datacenter_status("nope-1", DatabaseStatus::Active, "")
+            .await,
+        store.mark_datacenter_terminated("nope-1").await,
+    ] {
+        assert!(
+            matches!(result, Err(StoreError::NotFound("datacenter"))),
+            "{result:?}"
+        );
+    }
+
+    // Live customer-keyed datacenters, of every organization, by id.
+    let (db2, dc2, job2) = new_database(other.id, "db2", Provider::Gcp, "us-east1", 0);
+    store.create_database(&db2, &dc2, &job2).await.unwrap();
+    let (db3, mut dc3, job3) = new_database(org.id, "db3", Provider::Aws, "us-east-2", 0);
+    dc3.key_kind = KeyKind::Platform;
+    store.create_database(&db3, &dc3, &job3).await.unwrap();
+    activate(&store, db2.id).await;
+    let dc2b = new_datacenter(&db2, 2, "europe-west1", KeyKind::Customer);
+    assert!(
+        store
+            .add_datacenter(&dc2b, &provision_job(&dc2b))
+            .await
+            .unwrap()
+    );
+    let mut want = vec![dc.id.clone(), dc2.id.clone(), dc2b.id.clone()];
+    want.sort();
+    let live = |v: Vec<Datacenter>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(live(store.live_customer_datacenters().await.unwrap()), want);
+
+    // Termination forgets the wrapped key (crypto-shredding) and for good.
+    store.mark_datacenter_terminated(&dc.id).await.unwrap();
+    let gone = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(gone.status, DatabaseStatus::Terminated);
+    assert_eq!(gone.wrapped_data_key, None);
+    assert_eq!(gone.kms_failing_since, None);
+    let terminated_at = gone.terminated_at.expect("terminated_at is set");
+    assert!(is_ms(terminated_at));
+    assert!(!store.set_wrapped_data_key(&dc.id, &[7]).await.unwrap());
+    store.mark_datacenter_terminated(&dc.id).await.unwrap();
+    let gone = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(gone.wrapped_data_key, None);
+    assert_eq!(gone.terminated_at, Some(terminated_at));
+    want.retain(|id| *id != dc.id);
+    assert_eq!(live(store.live_customer_datacenters().await.unwrap()), want);
+    store
+        .set_datacenter_status(&dc2.id, DatabaseStatus::Terminated, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        live(store.live_customer_datacenters().await.unwrap()),
+        vec![dc2b.id.clone()]
+    );
+}
+
+async fn suite_job_lifecycle(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    let before = Utc::now().trunc_subsecs(3);
+    store.create_database(&db, &dc, &job).await.unwrap();
+    let now = Utc::now() + Duration::milliseconds(1);
+
+    // The creation queued the provisioning job.
+    let claimed = store.claim_job(now).await.unwrap().unwrap();
+    assert_eq!(claimed.kind, JobKind::ProvisionDatacenter);
+    assert_eq!(claimed.database_id, db.id);
+    assert_eq!(claimed.datacenter_id, Some(dc.id.clone()));
+    assert_eq!(claimed.state, "running");
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(claimed.last_error, "");
+    assert!(claimed.created_at >= before && is_ms(claimed.created_at));
+    assert!(claimed.not_before <= now && is_ms(claimed.not_before));
+    assert_eq!(store.claim_job(now).await.unwrap(), None);
+
+    // Retry: not before its time.
+    let later = now + Duration::seconds(60);
+    store
+        .retry_job(claimed.id, later, "throttled")
+        .await
+        .unwrap();
+    assert_eq!(store.claim_job(now).await.unwrap(), None);
+    assert_eq!(
+        store
+            .claim_job(later - Duration::milliseconds(1))
+            .await
+            .unwrap(),
+        None
+    );
+    let again = store.claim_job(later).await.unwrap().unwrap();
+    assert_eq!(again.id, claimed.id);
+    assert_eq!(again.attempts, 2);
+    assert_eq!(again.last_error, "throttled");
+    assert_eq!(again.not_before, later.trunc_subsecs(3));
+    assert_eq!(again.created_at, claimed.created_at);
+
+    // Failed: never claimed again, not even by a requeue.
+    store.fail_job(again.id, "key disabled").await.unwrap();
+    assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
+    assert_eq!(store.claim_job(later).await.unwrap(), None);
+
+    // Termination: job and status change together.
+    let terminate = NewJob {
+        kind: JobKind::TerminateDatabase,
+        database_id: db.id,
+        datacenter_id: None,
+    };
+    let id = store
+        .enqueue_job(&terminate, Some((db.id, DatabaseStatus::Terminating)))
+        .await
+        .unwrap();
+    assert!(id > claimed.id);
+    assert_eq!(
+        store
+            .get_database(org.id, db.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DatabaseStatus::Terminating
+    );
+    let job = store
+        .claim_job(Utc::now() + Duration::milliseconds(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.id, job.kind, job.datacenter_id.clone()),
+        (id, JobKind::TerminateDatabase, None)
+    );
+    store.finish_job(job.id).await.unwrap();
+    assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
+    assert_eq!(store.claim_job(later).await.unwrap(), None);
+
+    // Oldest first.
+    let mut ids = Vec::new();
+    for kind in [
+        JobKind::TerminateDatacenter,
+        JobKind::ProvisionDatacenter,
+        JobKind::TerminateDatacenter,
+    ] {
+        let job = NewJob {
+            kind,
+            database_id: db.id,
+            datacenter_id: Some(dc.id.clone()),
+        };
+        ids.push(store.enqueue_job(&job, None).await.unwrap());
+    }
+    let mut claimed_ids = Vec::new();
+    let mut kinds = Vec::new();
+    while let Some(job) = store.claim_job(later).await.unwrap() {
+        claimed_ids.push(job.id);
+        kinds.push(job.kind);
+    }
+    assert_eq!(claimed_ids, ids);
+    assert_eq!(
+        kinds,
+        vec![
+            JobKind::TerminateDatacenter,
+            JobKind::ProvisionDatacenter,
+            JobKind::TerminateDatacenter
+        ]
+    );
+    assert_eq!(store.requeue_running_jobs().await.unwrap(), 3);
+    assert_eq!(store.claim_job(later).await.unwrap().unwrap().attempts, 2);
+
+    // Unknown rows: nothing is queued, nothing changes.
+    let ghost = NewJob {
+        kind: JobKind::TerminateDatabase,
+        database_id: Uuid::new_v4(),
+        datacenter_id: None,
+    };
+    assert!(matches!(
+        store.enqueue_job(&ghost, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .enqueue_job(
+                &ghost,
+                Some((ghost.database_id, DatabaseStatus::Terminating))
+            )
+            .await,
+        Err(StoreError::NotFound("database"))
+    ));
+    let bad_dc = NewJob {
+        kind: JobKind::TerminateDatacenter,
+        database_id: db.id,
+        datacenter_id: Some("nope-1".to_owned()),
+    };
+    assert!(matches!(
+        store
+            .enqueue_job(&bad_dc, Some((db.id, DatabaseStatus::Maintenance)))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store
+            .get_database(org.id, db.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DatabaseStatus::Terminating,
+        "the failed enqueue rolled back its status change"
+    );
+    for result in [
+        store.finish_job(-1).await,
+        store.fail_job(-1, "x").await,
+        store.retry_job(-1, later, "x").await,
+    ] {
+        assert!(
+            matches!(result, Err(StoreError::NotFound("job"))),
+            "{result:?}"
+        );
+    }
+}
+
+async fn suite_concurrent_claim(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    store.create_database(&db, &dc, &job).await.unwrap();
+    let mut queued = Vec::new();
+    for _ in 1..20 {
+        queued.push(store.enqueue_job(&provision_job(&dc), None).await.unwrap());
+    }
+    let now = Utc::now() + Duration::seconds(1);
+    let claimers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(job) = store.claim_job(now).await.unwrap() {
+                    assert_eq!(job.attempts, 1);
+                    assert_eq!(job.state, "running");
+                    mine.push(job.id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    assert_eq!(all.len(), 20, "every job claimed once: {all:?}");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 20, "no job claimed twice");
+    assert!(queued.iter().all(|id| all.contains(id)));
+    assert_eq!(store.requeue_running_jobs().await.unwrap(), 20);
+}
+
+async fn suite_jobs_requeued_after_crash(h: &Harness) {
+    let (db, claimed) = {
+        let store = h.open().await;
+        let org = store.create_org("org", None).await.unwrap();
+        let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+        store.create_database(&db, &dc, &job).await.unwrap();
+        let claimed = store
+            .claim_job(Utc::now() + Duration::seconds(1))
+            .await
+            .unwrap()
+            .unwrap();
+        // The process dies here, the job still running.
+        (db, claimed)
+    };
+    let store = h.open().await;
+    let now = Utc::now() + Duration::seconds(1);
+    assert_eq!(store.claim_job(now).await.unwrap(), None, "still running");
+    assert_eq!(store.requeue_running_jobs().await.unwrap(), 1);
+    assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
+    let again = store.claim_job(now).await.unwrap().unwrap();
+    assert_eq!(again.id, claimed.id);
+    assert_eq!(again.database_id, db.id);
+    assert_eq!(again.attempts, 2);
+    assert_eq!(again.state, "running");
+    store.finish_job(again.id).await.unwrap();
+    assert_eq!(store.claim_job(now).await.unwrap(), None);
+}
+
+async fn suite_databases_survive_reopen(h: &Harness) {
+    let (org, db, dcs, job_id) = {
+        let store = h.open().await;
+        let org = store.create_org("org", None).await.unwrap();
+        let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+        store.create_database(&db, &dc, &job).await.unwrap();
+        assert!(
+            store
+                .set_wrapped_data_key(&dc.id, b"wrapped")
+                .await
+                .unwrap()
+        );
+        activate(&store, db.id).await;
+        let dc2 = new_datacenter(&db, 2, "eu-west-1", KeyKind::Platform);
+        assert!(
+            store
+                .add_datacenter(&dc2, &provision_job(&dc2))
+                .await
+                .unwrap()
+        );
+        store
+            .set_kms_failing_since(&dc2.id, Some(Utc::now()))
+            .await
+            .unwrap();
+        let terminate = NewJob {
+            kind: JobKind::TerminateDatacenter,
+            database_id: db.id,
+            datacenter_id: Some(dc2.id.clone()),
+        };
+        let job_id = store.enqueue_job(&terminate, None).await.unwrap();
+        (
+            org.clone(),
+            store.get_database(org.id, db.id).await.unwrap().unwrap(),
+            store.list_datacenters(db.id).await.unwrap(),
+            job_id,
+        )
+    };
+    assert_eq!(db.status, DatabaseStatus::Maintenance);
+    assert_eq!(dcs[0].wrapped_data_key.as_deref(), Some(&b"wrapped"[..]));
+    assert!(dcs[1].kms_failing_since.is_some());
+    let store = h.open().await;
+    assert_eq!(
+        store.get_database(org.id, db.id).await.unwrap(),
+        Some(db.clone())
+    );
+    assert_eq!(
+        store
+            .list_databases(org.id, &page_filter(10))
+            .await
+            .unwrap(),
+        vec![db.clone()]
+    );
+    assert_eq!(store.list_datacenters(db.id).await.unwrap(), dcs);
+    assert_eq!(
+        store.live_customer_datacenters().await.unwrap(),
+        vec![dcs[0].clone()]
+    );
+    // The queue continues: the three jobs in order, and new ids after them.
+    let now = Utc::now() + Duration::seconds(1);
+    let mut kinds = Vec::new();
+    let mut last = 0;
+    while let Some(job) = store.claim_job(now).await.unwrap() {
+        kinds.push(job.kind);
+        last = job.id;
+    }
+    assert_eq!(last, job_id);
+    assert_eq!(
+        kinds,
+        vec![
+            JobKind::ProvisionDatacenter,
+            JobKind::ProvisionDatacenter,
+            JobKind::TerminateDatacenter
+        ]
+    );
+    let next = store
+        .enqueue_job(&provision_job(&dcs[0]), None)
+        .await
+        .unwrap();
+    assert!(next > job_id);
 }
