@@ -10,7 +10,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::error::{DocStoreError, Result};
 use crate::path::FieldPath;
-use crate::store::{id_key, MAX_DEPTH};
+use crate::store::{MAX_DEPTH, id_key};
 
 /// `$in`, `$nin` and `$all` lists longer than this are refused: each element is an SQL term.
 pub const MAX_IN_LIST: usize = 1000;
@@ -60,7 +60,10 @@ enum Lit {
     /// `{"$date": n}` and friends: compared on the wrapped member.
     Typed(&'static str, Value),
     /// Arrays and objects: compared as canonical JSON text.
-    Composite { text: String, is_array: bool },
+    Composite {
+        text: String,
+        is_array: bool,
+    },
 }
 
 impl Lit {
@@ -133,6 +136,12 @@ impl Acc<'_> {
             Acc::Field(p) => format!("json_type(doc, '{}')", p.json_path()),
             Acc::Elem(a) => format!("{a}.type"),
         }
+    }
+    /// The type test next to a value comparison. The unary `+` keeps SQLite from serving it
+    /// with the `json_type` index (which would select every value of that type) instead of
+    /// the `json_extract` index on the value.
+    fn ty_check(&self) -> String {
+        format!("+{}", self.ty())
     }
     fn val(&self) -> String {
         match self {
@@ -237,13 +246,15 @@ impl Compiler {
             field => {
                 let path = FieldPath::parse(field, path_err)?;
                 match v {
-                    Value::Object(m) if !m.is_empty() && m.keys().all(|k| k.starts_with('$'))
-                        && !is_typed_literal(m) =>
+                    Value::Object(m)
+                        if !m.is_empty()
+                            && m.keys().all(|k| k.starts_with('$'))
+                            && !is_typed_literal(m) =>
                     {
                         self.ops(&path, m, depth)
                     }
-                    Value::Object(m) if m.keys().any(|k| k.starts_with('$'))
-                        && !is_typed_literal(m) =>
+                    Value::Object(m)
+                        if m.keys().any(|k| k.starts_with('$')) && !is_typed_literal(m) =>
                     {
                         Err(inv(format!(
                             "field '{field}' mixes operators and plain keys"
@@ -295,9 +306,7 @@ impl Compiler {
                     )
                 }
                 "$all" => {
-                    let list = arg
-                        .as_array()
-                        .ok_or_else(|| inv("$all needs an array"))?;
+                    let list = arg.as_array().ok_or_else(|| inv("$all needs an array"))?;
                     if list.len() > MAX_IN_LIST {
                         return Err(inv(format!("$all accepts at most {MAX_IN_LIST} values")));
                     }
@@ -312,8 +321,8 @@ impl Compiler {
                     }
                 }
                 "$not" => match arg {
-                    Value::Object(inner) if !inner.is_empty()
-                        && inner.keys().all(|k| k.starts_with('$')) =>
+                    Value::Object(inner)
+                        if !inner.is_empty() && inner.keys().all(|k| k.starts_with('$')) =>
                     {
                         negate(self.ops(path, inner, depth + 1)?)
                     }
@@ -388,7 +397,7 @@ impl Compiler {
     }
 
     fn scalar_eq(&mut self, a: &Acc<'_>, lit: &Lit) -> String {
-        let ty = a.ty();
+        let ty = a.ty_check();
         match lit {
             Lit::Null => format!("{ty} IS 'null'"),
             Lit::Bool(true) => format!("{ty} IS 'true'"),
@@ -427,7 +436,7 @@ impl Compiler {
     }
 
     fn scalar_cmp(&mut self, a: &Acc<'_>, op: Cmp, lit: &Lit) -> Result<String> {
-        let ty = a.ty();
+        let ty = a.ty_check();
         let o = op.sql();
         Ok(match lit {
             Lit::Num(n) => {

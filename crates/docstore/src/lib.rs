@@ -22,11 +22,10 @@ mod projection;
 mod store;
 mod update;
 
-pub use cache::{CacheStats, DataKeyCache, DEFAULT_TTL};
+pub use cache::{CacheStats, DEFAULT_TTL, DataKeyCache};
 pub use error::{DocError, DocStoreError, Result};
 pub use key::DataKey;
 pub use store::{
-    is_plain_sqlite, DocStore, FindOneAndOptions, Page, Query, ReturnDocument, UpdateOptions,
-    UpdateResult, DEFAULT_PAGE_SIZE, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY,
-    MAX_PAGE_SIZE,
+    DEFAULT_PAGE_SIZE, DocStore, FindOneAndOptions, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY,
+    MAX_PAGE_SIZE, Page, Query, ReturnDocument, UpdateOptions, UpdateResult, is_plain_sqlite,
 };

@@ -190,9 +190,7 @@ fn copy_into(dst: &mut Value, segs: &[Seg], v: Value) {
             Seg::Index(i) => i.to_string(),
         };
         let Value::Object(m) = cur else { return };
-        cur = m
-            .entry(key)
-            .or_insert_with(|| Value::Object(Map::new()));
+        cur = m.entry(key).or_insert_with(|| Value::Object(Map::new()));
     }
     if let Value::Object(m) = cur {
         let key = match last {

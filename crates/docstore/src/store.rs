@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params, params_from_iter};
 use serde_json::{Map, Value};
 
 use crate::error::{DocStoreError, Result};
@@ -215,7 +215,14 @@ fn prepare_doc(doc: Value) -> Result<(Value, String, String)> {
         }
     };
     if !m.contains_key("_id") {
-        m.insert("_id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        // Generated ids go first, where clients expect to see them.
+        let mut with_id = Map::with_capacity(m.len() + 1);
+        with_id.insert(
+            "_id".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        with_id.extend(std::mem::take(&mut m));
+        m = with_id;
     }
     let doc = Value::Object(m);
     finish_doc(doc)
@@ -225,8 +232,8 @@ fn finish_doc(doc: Value) -> Result<(Value, String, String)> {
     check_depth_and_keys(&doc, 1)?;
     let id = doc.get("_id").cloned().unwrap_or(Value::Null);
     let key = id_key(&id)?;
-    let text = serde_json::to_string(&doc)
-        .map_err(|e| DocStoreError::InvalidDocument(e.to_string()))?;
+    let text =
+        serde_json::to_string(&doc).map_err(|e| DocStoreError::InvalidDocument(e.to_string()))?;
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(DocStoreError::DocumentTooLarge {
             size: text.len(),
@@ -443,7 +450,9 @@ impl DocStore {
             conn.execute_batch(&key.pragma_statement())?;
         }
         // The first read is where a wrong key shows: SQLCipher's page HMAC fails.
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
             Ok(_) => {}
             Err(e) if is_not_a_db(&e) => {
                 return Err(if key.is_some() {
@@ -491,7 +500,9 @@ impl DocStore {
 
     pub fn list_keyspaces(&self) -> Result<Vec<String>> {
         let g = self.lock();
-        let mut st = g.conn.prepare_cached("SELECT name FROM keyspaces ORDER BY name")?;
+        let mut st = g
+            .conn
+            .prepare_cached("SELECT name FROM keyspaces ORDER BY name")?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
     }
@@ -585,7 +596,9 @@ impl DocStore {
             "SELECT name, options FROM collections WHERE keyspace = ?1 ORDER BY name",
         )?;
         let rows = st
-            .query_map([keyspace], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .query_map([keyspace], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
             .map(|(n, o)| Ok((n, parse_doc(&o)?)))
@@ -621,7 +634,9 @@ impl DocStore {
         let fp = FieldPath::parse(path, DocStoreError::InvalidFilter)?;
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
-        let tx = g.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO indexes (tbl, path) VALUES (?1, ?2)",
             params![tbl, fp.raw],
@@ -705,7 +720,9 @@ impl DocStore {
         }
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
-        let tx = g.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(docs.len());
         {
             let mut st =
@@ -749,7 +766,10 @@ impl DocStore {
         let f = filter::compile(&q.filter)?;
         let sort = filter::compile_sort(q.sort.as_ref())?;
         let proj = Projection::parse(q.projection.as_ref())?;
-        let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+        let page_size = q
+            .page_size
+            .unwrap_or(DEFAULT_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE);
         let state = q.page_state.as_deref().map(PageState::decode).transpose()?;
         let returned = match state {
             Some(PageState::After { returned, .. } | PageState::Offset { returned, .. }) => {
@@ -1000,7 +1020,9 @@ impl DocStore {
         let proj = Projection::parse(projection)?;
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
-        let tx = g.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found = select_one(&tx, tbl, &f, &sort)?;
         let Some((rid, doc)) = found else {
             return Ok(None);
@@ -1026,7 +1048,9 @@ impl DocStore {
         let now = now_ms();
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
-        let tx = g.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut result = UpdateResult::default();
         let sql = format!(
             "SELECT rid, doc FROM d_{tbl} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {UPDATE_CHUNK}",
@@ -1043,7 +1067,8 @@ impl DocStore {
             };
             let Some(last) = chunk.last() else { break };
             after = last.0;
-            let mut upd = tx.prepare_cached(&format!("UPDATE d_{tbl} SET doc = ?1 WHERE rid = ?2"))?;
+            let mut upd =
+                tx.prepare_cached(&format!("UPDATE d_{tbl} SET doc = ?1 WHERE rid = ?2"))?;
             for (rid, text) in &chunk {
                 let before = parse_doc(text)?;
                 let mut doc = before.clone();
@@ -1108,7 +1133,9 @@ impl DocStore {
         let now = now_ms();
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
-        let tx = g.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found = select_one(&tx, tbl, &f, &sort)?;
         let mut result = UpdateResult::default();
         let (before, after) = match found {
@@ -1262,8 +1289,8 @@ fn seed_from_filter(filter: &Value) -> Result<Value> {
                 continue;
             }
             let val = match v {
-                Value::Object(ops) if ops.keys().any(|x| x.starts_with('$'))
-                    && !is_typed_literal(ops) =>
+                Value::Object(ops)
+                    if ops.keys().any(|x| x.starts_with('$')) && !is_typed_literal(ops) =>
                 {
                     match ops.get("$eq") {
                         Some(e) => e.clone(),

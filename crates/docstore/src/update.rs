@@ -100,9 +100,8 @@ impl Update {
                 }
                 validate_arg(op, k, arg)?;
                 for p in std::iter::once(&path).chain(to.iter()) {
-                    if let Some((_, other)) = touched
-                        .iter()
-                        .find(|(_, t)| overlaps(&t.segs, &p.segs))
+                    if let Some((_, other)) =
+                        touched.iter().find(|(_, t)| overlaps(&t.segs, &p.segs))
                     {
                         return Err(inv(format!(
                             "paths '{}' and '{}' conflict in one update",
@@ -196,7 +195,11 @@ fn apply_one(a: &Action, doc: &mut Value, inserting: bool, now_ms: i64) -> Resul
             *path::get_mut_create(doc, segs)? = Value::Object(m);
         }
         Op::Inc => {
-            let by = a.arg.as_number().cloned().unwrap_or_else(|| Number::from(0));
+            let by = a
+                .arg
+                .as_number()
+                .cloned()
+                .unwrap_or_else(|| Number::from(0));
             match path::get_segs_mut(doc, segs) {
                 None => *path::get_mut_create(doc, segs)? = Value::Number(by),
                 Some(Value::Number(cur)) => *cur = add(cur, &by)?,
@@ -240,13 +243,20 @@ fn apply_one(a: &Action, doc: &mut Value, inserting: bool, now_ms: i64) -> Resul
             let Some(Value::Array(arr)) = path::get_segs_mut(doc, segs) else {
                 return Err(inv(format!(
                     "{} on '{}': the field is not an array",
-                    if a.op == Op::Push { "$push" } else { "$addToSet" },
+                    if a.op == Op::Push {
+                        "$push"
+                    } else {
+                        "$addToSet"
+                    },
                     a.path.raw
                 )));
             };
             if a.op == Op::AddToSet {
                 for it in items {
-                    if !arr.iter().any(|x| compare_values(x, &it) == Ordering::Equal) {
+                    if !arr
+                        .iter()
+                        .any(|x| compare_values(x, &it) == Ordering::Equal)
+                    {
                         arr.push(it);
                     }
                 }
@@ -333,12 +343,10 @@ pub fn compare_values(a: &Value, b: &Value) -> Ordering {
             }
             x.len().cmp(&y.len())
         }
-        (Value::Object(x), Value::Object(y)) if ra == 6 => {
-            match (x.get("$date"), y.get("$date")) {
-                (Some(Value::Number(p)), Some(Value::Number(q))) => cmp_num(p, q),
-                _ => Ordering::Equal,
-            }
-        }
+        (Value::Object(x), Value::Object(y)) if ra == 6 => match (x.get("$date"), y.get("$date")) {
+            (Some(Value::Number(p)), Some(Value::Number(q))) => cmp_num(p, q),
+            _ => Ordering::Equal,
+        },
         (Value::Object(x), Value::Object(y)) => {
             for ((ka, va), (kb, vb)) in x.iter().zip(y) {
                 let c = ka.cmp(kb).then_with(|| compare_values(va, vb));

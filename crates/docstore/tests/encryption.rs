@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-use keyplane_docstore::{is_plain_sqlite, DataKey, DocStore, DocStoreError};
+use keyplane_docstore::{DataKey, DocStore, DocStoreError, is_plain_sqlite};
 use serde_json::json;
 
 fn all_bytes(dir: &Path) -> Vec<u8> {
@@ -36,7 +36,8 @@ fn round_trip_and_reopen_with_the_right_key() {
         assert!(s.is_encrypted());
         s.create_keyspace("app").unwrap();
         s.create_collection("app", "users", None).unwrap();
-        s.insert_one("app", "users", json!({"_id": "u1", "name": "Ada"})).unwrap();
+        s.insert_one("app", "users", json!({"_id": "u1", "name": "Ada"}))
+            .unwrap();
     }
     let s = DocStore::open(&path, &key(1)).unwrap();
     assert_eq!(
@@ -51,7 +52,10 @@ fn wrong_key_missing_file_and_existing_file_are_distinct_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dc.db");
     drop(DocStore::create(&path, &key(1)).unwrap());
-    assert!(matches!(DocStore::open(&path, &key(2)), Err(DocStoreError::WrongKey)));
+    assert!(matches!(
+        DocStore::open(&path, &key(2)),
+        Err(DocStoreError::WrongKey)
+    ));
     assert!(matches!(
         DocStore::open(dir.path().join("nope.db"), &key(1)),
         Err(DocStoreError::NotFound(_))
@@ -89,13 +93,20 @@ fn file_has_no_header_no_document_text_no_key_bytes() {
         s.create_keyspace("app").unwrap();
         s.create_collection("app", "notes", None).unwrap();
         for i in 0..200 {
-            s.insert_one("app", "notes", json!({"text": format!("{secret} number {i}"), "n": i}))
-                .unwrap();
+            s.insert_one(
+                "app",
+                "notes",
+                json!({"text": format!("{secret} number {i}"), "n": i}),
+            )
+            .unwrap();
         }
         // Bytes sit both in the WAL and, after a checkpoint, in the main file: check both.
         assert!(!is_plain_sqlite(&path));
         let bytes = all_bytes(dir.path());
-        assert!(!contains(&bytes, secret.as_bytes()), "document text in the WAL or db");
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "document text in the WAL or db"
+        );
         assert!(!contains(&bytes, b"notes"), "collection name in plaintext");
     }
     let bytes = all_bytes(dir.path());
@@ -112,7 +123,8 @@ fn file_has_no_header_no_document_text_no_key_bytes() {
     let s = DocStore::create_plain(&plain).unwrap();
     s.create_keyspace("app").unwrap();
     s.create_collection("app", "notes", None).unwrap();
-    s.insert_one("app", "notes", json!({"text": secret})).unwrap();
+    s.insert_one("app", "notes", json!({"text": secret}))
+        .unwrap();
     drop(s);
     assert!(is_plain_sqlite(&plain));
     assert!(contains(&std::fs::read(&plain).unwrap(), secret.as_bytes()));
@@ -124,12 +136,15 @@ const CHILD_ENV: &str = "DOCSTORE_DURABILITY_CHILD";
 /// forever, printing `ACK n` after each insert returns, until the parent kills it.
 #[test]
 fn durability_child() {
-    let Ok(path) = std::env::var(CHILD_ENV) else { return };
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let s = DocStore::open(&path, &key(3)).unwrap();
     let mut out = std::io::stdout();
     for i in 0u64.. {
         if i % 2 == 0 {
-            s.insert_one(KS, C, json!({"_id": i, "payload": "x".repeat(500)})).unwrap();
+            s.insert_one(KS, C, json!({"_id": i, "payload": "x".repeat(500)}))
+                .unwrap();
         } else {
             let r = s
                 .insert_many(KS, C, vec![json!({"_id": i, "batch": true})], true)
@@ -152,7 +167,12 @@ fn acknowledged_writes_survive_sigkill() {
         s.create_collection(KS, C, None).unwrap();
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["durability_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "durability_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

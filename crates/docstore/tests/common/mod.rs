@@ -7,7 +7,9 @@ pub const KS: &str = "ks";
 pub const C: &str = "c";
 
 pub fn key(seed: u8) -> DataKey {
-    let bytes: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(7).wrapping_add(seed)).collect();
+    let bytes: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(7).wrapping_add(seed))
+        .collect();
     DataKey::from_slice(&bytes).unwrap()
 }
 

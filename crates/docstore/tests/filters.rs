@@ -1,0 +1,395 @@
+//! Every filter operator, dotted paths, arrays, typed values, and hostile input.
+
+mod common;
+
+use common::*;
+use keyplane_docstore::DocStoreError;
+use serde_json::{Value, json};
+
+fn fixture() -> (tempfile::TempDir, keyplane_docstore::DocStore) {
+    store_with(vec![
+        json!({"_id": 1, "name": "ada", "age": 36, "tags": ["math", "eng"], "addr": {"city": "London", "zip": "N1"}, "active": true, "born": {"$date": -4_575_744_000_000i64}, "scores": [90, 75]}),
+        json!({"_id": 2, "name": "grace", "age": 85, "tags": ["navy", "eng", "cobol"], "addr": {"city": "NYC"}, "active": false, "born": {"$date": -1_983_484_800_000i64}, "scores": [60]}),
+        json!({"_id": 3, "name": "linus", "age": 28.5, "tags": [], "addr": {"city": "Helsinki", "zip": "00100"}, "active": true, "nick": null}),
+        json!({"_id": "four", "name": "Bob", "age": "unknown", "tags": "eng", "uid": {"$uuid": "123e4567-e89b-12d3-a456-426614174000"}, "matrix": [[1, 2], [3]]}),
+        json!({"_id": 5, "name": "eve", "nested": {"a": {"b": {"c": 42}}}, "items": [{"sku": "x", "qty": 2}, {"sku": "y", "qty": 5}], "one": true}),
+    ])
+}
+
+fn check(s: &keyplane_docstore::DocStore, filter: Value, want: Vec<Value>) {
+    assert_eq!(ids(s, filter.clone()), want, "filter {filter}");
+}
+
+#[test]
+fn equality_dotted_paths_and_types() {
+    let (_d, s) = fixture();
+    check(
+        &s,
+        json!({}),
+        vec![json!(1), json!(2), json!(3), json!("four"), json!(5)],
+    );
+    check(&s, json!({"name": "ada"}), vec![json!(1)]);
+    check(&s, json!({"name": "ADA"}), vec![]);
+    check(&s, json!({"addr.city": "NYC"}), vec![json!(2)]);
+    check(&s, json!({"nested.a.b.c": 42}), vec![json!(5)]);
+    check(&s, json!({"nested.a.b.c": 42.0}), vec![json!(5)]);
+    check(&s, json!({"age": 28.5}), vec![json!(3)]);
+    check(&s, json!({"age": "unknown"}), vec![json!("four")]);
+    check(&s, json!({"active": true}), vec![json!(1), json!(3)]);
+    check(&s, json!({"active": false}), vec![json!(2)]);
+    // true is not 1 and "36" is not 36.
+    check(&s, json!({"one": 1}), vec![]);
+    check(&s, json!({"age": "36"}), vec![]);
+    // null matches null and missing.
+    check(
+        &s,
+        json!({"nick": null}),
+        vec![json!(1), json!(2), json!(3), json!("four"), json!(5)],
+    );
+    check(&s, json!({"addr": {"city": "NYC"}}), vec![json!(2)]);
+    check(
+        &s,
+        json!({"addr": {"city": "London", "zip": "N1"}}),
+        vec![json!(1)],
+    );
+    check(&s, json!({"items.1.sku": "y"}), vec![json!(5)]);
+    check(&s, json!({"scores.0": 90}), vec![json!(1)]);
+    check(&s, json!({"_id": "four"}), vec![json!("four")]);
+    check(&s, json!({"_id": 2.0}), vec![json!(2)]);
+    check(&s, json!({"_id": [1]}), vec![]);
+}
+
+#[test]
+fn arrays_membership_all_size() {
+    let (_d, s) = fixture();
+    // Equality matches an element of an array field, and a scalar field too.
+    check(
+        &s,
+        json!({"tags": "eng"}),
+        vec![json!(1), json!(2), json!("four")],
+    );
+    check(&s, json!({"tags": "cobol"}), vec![json!(2)]);
+    check(&s, json!({"tags": ["math", "eng"]}), vec![json!(1)]);
+    check(&s, json!({"tags": ["eng", "math"]}), vec![]);
+    check(&s, json!({"tags": []}), vec![json!(3)]);
+    check(&s, json!({"matrix": [1, 2]}), vec![json!("four")]);
+    check(&s, json!({"scores": {"$gt": 80}}), vec![json!(1)]);
+    check(&s, json!({"scores": {"$lt": 70}}), vec![json!(2)]);
+    check(
+        &s,
+        json!({"tags": {"$all": ["eng", "navy"]}}),
+        vec![json!(2)],
+    );
+    check(
+        &s,
+        json!({"tags": {"$all": ["eng"]}}),
+        vec![json!(1), json!(2), json!("four")],
+    );
+    check(&s, json!({"tags": {"$all": []}}), vec![]);
+    check(&s, json!({"tags": {"$size": 3}}), vec![json!(2)]);
+    check(&s, json!({"tags": {"$size": 0}}), vec![json!(3)]);
+    check(&s, json!({"name": {"$size": 3}}), vec![]);
+    check(&s, json!({"items": {"sku": "x", "qty": 2}}), vec![json!(5)]);
+}
+
+#[test]
+fn comparison_and_set_operators() {
+    let (_d, s) = fixture();
+    check(&s, json!({"age": {"$gt": 36}}), vec![json!(2)]);
+    check(&s, json!({"age": {"$gte": 36}}), vec![json!(1), json!(2)]);
+    check(&s, json!({"age": {"$lt": 36}}), vec![json!(3)]);
+    check(&s, json!({"age": {"$lte": 36}}), vec![json!(1), json!(3)]);
+    check(&s, json!({"age": {"$gt": 30, "$lt": 50}}), vec![json!(1)]);
+    check(&s, json!({"name": {"$gt": "f"}}), vec![json!(2), json!(3)]);
+    check(&s, json!({"name": {"$lt": "a"}}), vec![json!("four")]);
+    check(&s, json!({"age": {"$eq": 85}}), vec![json!(2)]);
+    check(
+        &s,
+        json!({"age": {"$ne": 85}}),
+        vec![json!(1), json!(3), json!("four"), json!(5)],
+    );
+    check(
+        &s,
+        json!({"tags": {"$ne": "eng"}}),
+        vec![json!(3), json!(5)],
+    );
+    check(
+        &s,
+        json!({"name": {"$in": ["ada", "eve", "zed"]}}),
+        vec![json!(1), json!(5)],
+    );
+    check(
+        &s,
+        json!({"tags": {"$in": ["navy", "math"]}}),
+        vec![json!(1), json!(2)],
+    );
+    check(&s, json!({"name": {"$in": []}}), vec![]);
+    check(
+        &s,
+        json!({"name": {"$nin": ["ada", "eve"]}}),
+        vec![json!(2), json!(3), json!("four")],
+    );
+    check(
+        &s,
+        json!({"_id": {"$in": [1, "four", 99]}}),
+        vec![json!(1), json!("four")],
+    );
+    check(
+        &s,
+        json!({"_id": {"$nin": [1, "four"]}}),
+        vec![json!(2), json!(3), json!(5)],
+    );
+    check(
+        &s,
+        json!({"_id": {"$ne": 1}}),
+        vec![json!(2), json!(3), json!("four"), json!(5)],
+    );
+    check(&s, json!({"nick": {"$exists": true}}), vec![json!(3)]);
+    check(
+        &s,
+        json!({"addr.zip": {"$exists": false}}),
+        vec![json!(2), json!("four"), json!(5)],
+    );
+    check(
+        &s,
+        json!({"age": {"$not": {"$gt": 30}}}),
+        vec![json!(3), json!("four"), json!(5)],
+    );
+}
+
+#[test]
+fn logical_operators() {
+    let (_d, s) = fixture();
+    check(
+        &s,
+        json!({"$or": [{"name": "ada"}, {"age": {"$gt": 80}}]}),
+        vec![json!(1), json!(2)],
+    );
+    check(
+        &s,
+        json!({"$and": [{"tags": "eng"}, {"active": true}]}),
+        vec![json!(1)],
+    );
+    check(
+        &s,
+        json!({"$not": {"tags": "eng"}}),
+        vec![json!(3), json!(5)],
+    );
+    check(
+        &s,
+        json!({"$nor": [{"tags": "eng"}, {"_id": 5}]}),
+        vec![json!(3)],
+    );
+    check(
+        &s,
+        json!({"$or": [{"$and": [{"addr.city": "London"}, {"age": 36}]}, {"name": "eve"}], "_id": {"$ne": 5}}),
+        vec![json!(1)],
+    );
+    check(
+        &s,
+        json!({"active": true, "age": {"$lt": 30}}),
+        vec![json!(3)],
+    );
+}
+
+#[test]
+fn typed_values() {
+    let (_d, s) = fixture();
+    check(
+        &s,
+        json!({"born": {"$date": -4_575_744_000_000i64}}),
+        vec![json!(1)],
+    );
+    check(
+        &s,
+        json!({"born": {"$gt": {"$date": -3_000_000_000_000i64}}}),
+        vec![json!(2)],
+    );
+    check(
+        &s,
+        json!({"born": {"$lt": {"$date": 0}}}),
+        vec![json!(1), json!(2)],
+    );
+    check(
+        &s,
+        json!({"uid": {"$uuid": "123e4567-e89b-12d3-a456-426614174000"}}),
+        vec![json!("four")],
+    );
+    check(
+        &s,
+        json!({"uid": {"$in": [{"$uuid": "123e4567-e89b-12d3-a456-426614174000"}]}}),
+        vec![json!("four")],
+    );
+    // Typed _id values name documents too.
+    s.insert_one(
+        KS,
+        C,
+        json!({"_id": {"$uuid": "aaaaaaaa-e89b-12d3-a456-426614174000"}, "t": 1}),
+    )
+    .unwrap();
+    check(
+        &s,
+        json!({"_id": {"$uuid": "aaaaaaaa-e89b-12d3-a456-426614174000"}}),
+        vec![json!({"$uuid": "aaaaaaaa-e89b-12d3-a456-426614174000"})],
+    );
+    s.insert_one(KS, C, json!({"_id": {"$date": 5}, "t": 2}))
+        .unwrap();
+    assert!(s.get(KS, C, &json!({"$date": 5})).unwrap().is_some());
+}
+
+#[test]
+fn bad_filters_are_clear_errors() {
+    let (_d, s) = fixture();
+    let q = |f: Value| {
+        s.find(
+            KS,
+            C,
+            &keyplane_docstore::Query {
+                filter: f,
+                ..Default::default()
+            },
+        )
+    };
+    assert!(
+        matches!(q(json!({"a": {"$regex": "x"}})), Err(DocStoreError::UnknownOperator(ref o)) if o == "$regex")
+    );
+    assert!(
+        matches!(q(json!({"$where": "1"})), Err(DocStoreError::UnknownOperator(ref o)) if o == "$where")
+    );
+    assert!(matches!(
+        q(json!({"a": {"$gt": true}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!({"a": {"$in": 3}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!({"a": {"$exists": 1}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!({"a": {"$size": -1}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!({"$or": []})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!({"$and": {"a": 1}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!({"a": {"$gt": 1, "b": 2}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!([1])),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    assert!(matches!(
+        q(json!({"a": {"$date": "x"}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    let big: Vec<Value> = (0..1001).map(Value::from).collect();
+    assert!(matches!(
+        q(json!({"a": {"$in": big}})),
+        Err(DocStoreError::InvalidFilter(_))
+    ));
+    let mut deep = json!({"a": 1});
+    for _ in 0..20 {
+        deep = json!({"$and": [deep]});
+    }
+    assert!(matches!(q(deep), Err(DocStoreError::InvalidFilter(_))));
+}
+
+#[test]
+fn injection_attempts_are_refused_or_harmless() {
+    let (_d, s) = fixture();
+    let q = |f: Value| {
+        s.find(
+            KS,
+            C,
+            &keyplane_docstore::Query {
+                filter: f,
+                ..Default::default()
+            },
+        )
+    };
+    // Hostile paths never reach SQL: refused by the path rules.
+    for path in [
+        "a') OR 1=1 --",
+        "a'",
+        "a\"",
+        "a]",
+        "$.a",
+        "a b",
+        "a..b",
+        ".a",
+        "a;DROP TABLE meta",
+        "a\\",
+        "0",
+    ] {
+        let e = q(json!({ path: 1 })).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DocStoreError::InvalidFilter(_) | DocStoreError::UnknownOperator(_)
+            ),
+            "{path}: {e}"
+        );
+    }
+    // Hostile values are bound parameters: they match nothing and break nothing.
+    for v in [
+        "' OR '1'='1",
+        "\") OR 1=1 --",
+        "x'); DROP TABLE meta; --",
+        "%",
+        "*",
+    ] {
+        assert!(q(json!({"name": v})).unwrap().docs.is_empty(), "{v}");
+        assert!(
+            q(json!({"name": {"$gt": v, "$lt": v}}))
+                .unwrap()
+                .docs
+                .is_empty()
+        );
+        assert!(s.get(KS, C, &json!(v)).unwrap().is_none());
+    }
+    // A stored document whose text looks like SQL is just text.
+    s.insert_one(
+        KS,
+        C,
+        json!({"_id": "'; DROP TABLE meta; --", "name": "' OR 1=1 --"}),
+    )
+    .unwrap();
+    assert_eq!(
+        ids(&s, json!({"name": "' OR 1=1 --"})),
+        vec![json!("'; DROP TABLE meta; --")]
+    );
+    assert_eq!(s.list_collections(KS).unwrap().len(), 1);
+    // Sorts and projections follow the same path rules.
+    let e = s
+        .find(
+            KS,
+            C,
+            &keyplane_docstore::Query {
+                sort: Some(json!({"a') --": 1})),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, DocStoreError::InvalidSort(_)));
+    let e = s
+        .find(
+            KS,
+            C,
+            &keyplane_docstore::Query {
+                projection: Some(json!({"a'": 1})),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, DocStoreError::InvalidProjection(_)));
+}
