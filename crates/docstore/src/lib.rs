@@ -8,6 +8,12 @@
 //! plaintext data keys in memory. What it does not own: KMS calls (a loader closure given to the
 //! cache does that), HTTP, and which datacenter a request goes to.
 //!
+//! File format: SQLCipher 4 with a raw 256-bit key (`PRAGMA key = "x'…'"`, no passphrase KDF),
+//! HMAC-SHA256 page MACs, WAL journal, `synchronous = FULL`; tables `meta`, `keyspaces`,
+//! `collections`, `indexes`, and one `d_<n>` table per collection holding `(rid, id, doc)` with
+//! the document as JSON text. SQLCipher's process-wide memory wiping is opt-in
+//! ([`enable_memory_security`]) because of its measured cost.
+//!
 //! [`DocStore`] is synchronous and `Send + Sync` (one connection behind a mutex): async callers
 //! run its methods inside `tokio::task::spawn_blocking` with an `Arc<DocStore>`, so a slow fsync
 //! never stalls the runtime's worker threads.
@@ -27,5 +33,6 @@ pub use error::{DocError, DocStoreError, Result};
 pub use key::DataKey;
 pub use store::{
     DEFAULT_PAGE_SIZE, DocStore, FindOneAndOptions, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY,
-    MAX_PAGE_SIZE, Page, Query, ReturnDocument, UpdateOptions, UpdateResult, is_plain_sqlite,
+    MAX_PAGE_SIZE, Page, Query, ReturnDocument, UpdateOptions, UpdateResult,
+    enable_memory_security, is_plain_sqlite, memory_security_enabled,
 };
