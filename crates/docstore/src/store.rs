@@ -1141,6 +1141,8 @@ impl DocStore {
         Ok(result)
     }
 
+    /// Deletes the first match in insertion order; a `deleteOne` with a sort goes through
+    /// [`DocStore::find_one_and_delete`].
     pub fn delete_one(&self, keyspace: &str, collection: &str, filter: &Value) -> Result<u64> {
         let f = filter::compile(filter)?;
         let mut g = self.lock();

@@ -146,10 +146,11 @@ fn durability_child() {
             s.insert_one(KS, C, json!({"_id": i, "payload": "x".repeat(500)}))
                 .unwrap();
         } else {
-            let r = s
-                .insert_many(KS, C, vec![json!({"_id": i, "batch": true})], true)
-                .unwrap();
-            r.into_iter().next().unwrap().unwrap();
+            let batch = (0..10)
+                .map(|k| json!({"_id": format!("b{i}-{k}"), "batch": i}))
+                .collect();
+            let r = s.insert_many(KS, C, batch, true).unwrap();
+            assert!(r.iter().all(Result::is_ok));
         }
         use std::io::Write;
         writeln!(out, "ACK {i}").unwrap();
@@ -196,9 +197,22 @@ fn acknowledged_writes_survive_sigkill() {
     let acked = acked.expect("child acknowledged nothing");
     let s = DocStore::open(&path, &key(3)).unwrap();
     for i in 0..=acked {
-        assert!(
-            s.get(KS, C, &json!(i)).unwrap().is_some(),
-            "acknowledged write {i} of {acked} lost"
-        );
+        if i % 2 == 0 {
+            assert!(
+                s.get(KS, C, &json!(i)).unwrap().is_some(),
+                "acknowledged write {i} of {acked} lost"
+            );
+        } else {
+            assert_eq!(
+                s.count(KS, C, &json!({"batch": i}), 100).unwrap().0,
+                10,
+                "batch {i}"
+            );
+        }
+    }
+    // Whatever was in flight at the kill is all-or-nothing: no torn batch.
+    for i in (acked + 1..acked + 50).filter(|i| i % 2 == 1) {
+        let n = s.count(KS, C, &json!({"batch": i}), 100).unwrap().0;
+        assert!(n == 0 || n == 10, "batch {i} torn: {n} of 10");
     }
 }
