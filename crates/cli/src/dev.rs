@@ -207,3 +207,66 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// The alias of the platform's own key in each region of the built-in KMS.
+pub const PLATFORM_KEY_ALIAS: &str = "alias/keyplane-platform";
+
+/// In dev mode the platform's own keys live in the built-in KMS, in the first platform
+/// account: one per AWS region, found by alias so that restarts reuse them.
+pub async fn ensure_platform_keys(
+    kms: &PlatformKms,
+    regions: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, keyplane_server::config::PlatformKey>> {
+    use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+    let owner = kms.platform.first().context("the built-in KMS has no platform identity")?;
+    let mut out = std::collections::BTreeMap::new();
+    for region in regions {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.clone()))
+            .credentials_provider(Credentials::new(
+                owner.access_key_id.clone(),
+                owner.secret_access_key.to_string(),
+                None,
+                None,
+                "keyplane-dev",
+            ))
+            .endpoint_url(&kms.endpoint)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        let client = aws_sdk_kms::Client::from_conf(conf);
+        let arn = match client.describe_key().key_id(PLATFORM_KEY_ALIAS).send().await {
+            Ok(found) => found.key_metadata().and_then(|m| m.arn()).map(str::to_string),
+            Err(_) => None,
+        };
+        let arn = match arn {
+            Some(a) => a,
+            None => {
+                let created = client
+                    .create_key()
+                    .description("keyplane platform key (dev)")
+                    .send()
+                    .await
+                    .with_context(|| format!("creating the platform key in {region}"))?;
+                let arn = created
+                    .key_metadata()
+                    .and_then(|m| m.arn())
+                    .context("CreateKey returned no ARN")?
+                    .to_string();
+                client
+                    .create_alias()
+                    .alias_name(PLATFORM_KEY_ALIAS)
+                    .target_key_id(&arn)
+                    .send()
+                    .await
+                    .with_context(|| format!("naming the platform key in {region}"))?;
+                arn
+            }
+        };
+        out.insert(
+            region.clone(),
+            keyplane_server::config::PlatformKey { key_id: arn, account: owner.account.clone() },
+        );
+    }
+    Ok(out)
+}

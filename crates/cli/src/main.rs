@@ -106,8 +106,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    if let Some(kms) = &dev_kms {
+        if !config.platform_keys.contains_key(&keyplane_core::Provider::Aws) {
+            let regions = config.regions(keyplane_core::Provider::Aws).to_vec();
+            let keys = dev::ensure_platform_keys(kms, &regions).await?;
+            config.platform_keys.insert(keyplane_core::Provider::Aws, keys);
+        }
+    }
     let connector = wiring::kms_connector(&resolved.aws, dev_kms.as_ref());
     let state = keyplane_server::AppState::new(store, config, connector);
+    for handle in keyplane_server::spawn_background(&state, stop_rx.clone()) {
+        tasks.spawn(async move {
+            handle.await.map_err(std::io::Error::other)
+        });
+    }
     tracing::info!(%local, "keyplane API listening");
     tasks.spawn(keyplane_server::run(listener, state, shutdown(stop_rx.clone())));
 

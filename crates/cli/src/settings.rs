@@ -52,6 +52,16 @@ pub struct ServeArgs {
     /// Address of the built-in KMS in dev mode [default: 127.0.0.1:4599].
     #[arg(long, env = "KEYPLANE_KMS_LISTEN")]
     pub kms_listen: Option<SocketAddr>,
+    /// Seconds between two key health checks [default: 60].
+    #[arg(long, env = "KEYPLANE_KEY_CHECK_INTERVAL")]
+    pub key_check_interval: Option<u64>,
+    /// Seconds KMS errors that say nothing about the key may last before databases are
+    /// suspended [default: 900].
+    #[arg(long, env = "KEYPLANE_KMS_GRACE_PERIOD")]
+    pub kms_grace_period: Option<u64>,
+    /// Seconds a plaintext data key stays in memory [default: 300].
+    #[arg(long, env = "KEYPLANE_DATA_KEY_TTL")]
+    pub data_key_ttl: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -70,6 +80,23 @@ pub struct FileConfig {
     pub provider_accounts: Option<BTreeMap<Provider, Vec<FileAccount>>>,
     /// How keyplane reaches AWS KMS (or a compatible server) as the platform's accounts.
     pub aws: Option<FileAws>,
+    /// The platform's own keys per provider and region, for databases deployed where the
+    /// organization has no customer key: `[platform_keys.aws.us-east-2] key_id = "arn:…"`,
+    /// `account = "222222222222"`.
+    pub platform_keys: Option<BTreeMap<Provider, BTreeMap<String, FilePlatformKey>>>,
+    /// Seconds between two key health checks (default 60).
+    pub key_check_interval_secs: Option<u64>,
+    /// Seconds KMS errors that say nothing about the key may last before suspending (default 900).
+    pub kms_grace_period_secs: Option<u64>,
+    /// Seconds a plaintext data key stays in memory (default 300).
+    pub data_key_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FilePlatformKey {
+    pub key_id: String,
+    pub account: String,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -188,6 +215,22 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         }
     }
     validate_accounts(&config)?;
+    if let Some(keys) = file.platform_keys {
+        for (p, by_region) in keys {
+            let m = by_region
+                .into_iter()
+                .map(|(r, k)| (r, keyplane_server::config::PlatformKey { key_id: k.key_id, account: k.account }))
+                .collect();
+            config.platform_keys.insert(p, m);
+        }
+    }
+    config.data_dir = data_dir.clone();
+    let secs = |flag: Option<u64>, file: Option<u64>, default: u64| {
+        std::time::Duration::from_secs(flag.or(file).unwrap_or(default).max(1))
+    };
+    config.key_check_interval = secs(serve.and_then(|s| s.key_check_interval), file.key_check_interval_secs, 60);
+    config.kms_grace_period = secs(serve.and_then(|s| s.kms_grace_period), file.kms_grace_period_secs, 900);
+    config.data_key_ttl = secs(serve.and_then(|s| s.data_key_ttl), file.data_key_ttl_secs, 300);
     config.public_url = serve
         .and_then(|s| s.public_url.clone())
         .or(file.public_url)

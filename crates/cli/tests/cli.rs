@@ -59,7 +59,8 @@ mod reqwest {
     pub fn get(url: &str, token: Option<&str>) -> Option<(u16, String)> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
         rt.block_on(async {
-            let mut b = ::reqwest::Client::new().get(url);
+            let client = ::reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().ok()?;
+            let mut b = client.get(url);
             if let Some(t) = token {
                 b = b.bearer_auth(t);
             }
@@ -170,7 +171,7 @@ fn json_logs_never_contain_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let api = free_port();
     let kms = free_port();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["serve", "--dev", "--log-format", "json", "--listen", &format!("127.0.0.1:{api}"), "--kms-listen", &format!("127.0.0.1:{kms}")])
         .arg("--data-dir")
         .arg(dir.path())
@@ -179,6 +180,14 @@ fn json_logs_never_contain_the_token() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drain the logs as they come, so a full pipe never blocks the server.
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let server = Server(child);
     let creds_path = dir.path().join("dev-credentials.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !wait_http(&format!("http://127.0.0.1:{api}/healthz")) {
@@ -188,9 +197,9 @@ fn json_logs_never_contain_the_token() {
     let creds: Value = serde_json::from_str(&std::fs::read_to_string(creds_path).unwrap()).unwrap();
     let token = creds["token"].as_str().unwrap();
     let _ = reqwest::get(&format!("http://127.0.0.1:{api}{ACCOUNTS}"), Some(token));
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let out = child.wait_with_output().unwrap();
-    let logs = String::from_utf8_lossy(&out.stderr);
+    let _ = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status();
+    let logs = reader.join().unwrap();
+    drop(server);
     let secret = token.rsplit(':').next().unwrap();
     assert!(logs.lines().count() > 2, "{logs}");
     for line in logs.lines() {
@@ -198,5 +207,45 @@ fn json_logs_never_contain_the_token() {
         assert!(v.get("level").is_some());
     }
     assert!(!logs.contains(secret), "the token's secret is in the logs");
-    assert!(logs.contains("\"request\""), "debug request logs are there: {logs}");
+    let kms_secret = creds["kms"]["customer"]["secretAccessKey"].as_str().unwrap();
+    assert!(!logs.contains(kms_secret), "a KMS secret is in the logs");
+    assert!(logs.contains("\"request\""), "debug request logs are there");
+}
+
+fn sqlite(db: &Path, sql: &str) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("import sqlite3; c=sqlite3.connect({:?}); c.executescript({sql:?}); c.commit()", db.to_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn verify_audit_detects_a_changed_and_a_missing_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, creds) = start_dev(dir.path());
+    let api = creds["apiUrl"].as_str().unwrap();
+    let token = creds["token"].as_str().unwrap();
+    for _ in 0..3 {
+        let (st, body) = reqwest::get(&format!("{api}/v2/kms/classic"), Some(token)).unwrap();
+        assert_eq!(st, 200, "{body}");
+    }
+    drop(server);
+
+    let (ok, out, err) = admin(dir.path(), &["verify-audit"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verified"], 3);
+
+    let db = dir.path().join("keyplane.db");
+    sqlite(&db, "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET outcome = 'denied' WHERE seq = 2;");
+    let (ok, _, err) = admin(dir.path(), &["verify-audit"]);
+    assert!(!ok);
+    assert!(err.contains("entry 2") && err.contains("changed"), "{err}");
+
+    sqlite(&db, "UPDATE audit_log SET outcome = 'success' WHERE seq = 2; DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq = 2;");
+    let (ok, _, err) = admin(dir.path(), &["verify-audit"]);
+    assert!(!ok);
+    assert!(err.contains("entry 2 is missing"), "{err}");
 }

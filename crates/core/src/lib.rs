@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod databases;
 pub mod keys;
 pub mod permissions;
 pub mod policy;
@@ -13,5 +14,6 @@ pub mod token;
 
 pub use permissions::{Permission, Role};
 pub use provider::{DbType, Provider};
+pub use databases::DatabaseStatus;
 pub use keys::{AwsKeyArn, KeyStatus};
 pub use token::{Token, TokenError};

@@ -7,6 +7,7 @@ use keyplane_store::DynStore;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::dataplane::DataPlane;
 use crate::metrics::Metrics;
 
 /// Everything a handler needs; cheap to clone (all behind `Arc`).
@@ -17,15 +18,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Acts as the platform's identities on customer keys.
     pub kms: Arc<dyn KmsConnector>,
+    /// Datacenter files and their in-memory data keys.
+    pub data: Arc<DataPlane>,
 }
 
 impl AppState {
     pub fn new(store: DynStore, config: Config, kms: Arc<dyn KmsConnector>) -> AppState {
+        let config = Arc::new(config);
+        let data = Arc::new(DataPlane::new(store.clone(), kms.clone(), config.clone()));
         AppState {
             store,
-            config: Arc::new(config),
+            config,
             metrics: Arc::new(Metrics::default()),
             kms,
+            data,
         }
     }
 }
@@ -40,4 +46,16 @@ pub async fn run(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Starts the background work (provisioning worker, key health monitor); both stop when
+/// `stop` turns true.
+pub fn spawn_background(state: &AppState, stop: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    vec![
+        tokio::spawn(crate::lifecycle::run_worker(state.clone(), until(stop.clone()))),
+        tokio::spawn(crate::monitor::run_monitor(state.clone(), until(stop))),
+    ]
 }

@@ -42,22 +42,10 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or(ApiError::MissingToken)?;
-        let header = header
-            .to_str()
-            .map_err(|_| ApiError::MalformedToken("the Authorization header is not ASCII".into()))?;
-        let raw = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::MalformedToken("use the form 'Authorization: Bearer <token>'".into())
-            })?
-            .trim();
-        let token = Token::parse(raw).map_err(|e| ApiError::MalformedToken(e.to_string()))?;
+impl Caller {
+    /// Resolves a raw application token (the part after "Bearer ", or a `Token` header).
+    pub async fn from_token(state: &AppState, raw: &str) -> Result<Caller, ApiError> {
+        let token = Token::parse(raw.trim()).map_err(|e| ApiError::MalformedToken(e.to_string()))?;
         let (record, org) = state
             .store
             .authenticate(token.client_id())
@@ -72,5 +60,23 @@ impl FromRequestParts<AppState> for Caller {
             org,
             role,
         })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or(ApiError::MissingToken)?;
+        let header = header
+            .to_str()
+            .map_err(|_| ApiError::MalformedToken("the Authorization header is not ASCII".into()))?;
+        let raw = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                ApiError::MalformedToken("use the form 'Authorization: Bearer <token>'".into())
+            })?;
+        Caller::from_token(state, raw).await
     }
 }

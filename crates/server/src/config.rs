@@ -29,12 +29,34 @@ impl ProviderAccount {
     }
 }
 
+/// The platform's own key in a region: what encrypts databases deployed where the
+/// organization has no customer key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformKey {
+    pub key_id: String,
+    /// The platform account that owns it and acts on it.
+    pub account: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub catalog: BTreeMap<Provider, Vec<String>>,
     pub provider_accounts: BTreeMap<Provider, Vec<ProviderAccount>>,
     /// How clients reach this server, written into dev credentials and links.
     pub public_url: String,
+    /// Platform keys by provider and region.
+    pub platform_keys: BTreeMap<Provider, BTreeMap<String, PlatformKey>>,
+    /// Where datacenter files live.
+    pub data_dir: std::path::PathBuf,
+    /// How often the key health monitor checks every in-use customer key.
+    pub key_check_interval: std::time::Duration,
+    /// How long KMS errors that say nothing about the key (timeouts, throttling, 5xx) may
+    /// last before datacenters are suspended: a KMS outage is not a revocation.
+    pub kms_grace_period: std::time::Duration,
+    /// How long a plaintext data key stays in memory after it was last unwrapped.
+    pub data_key_ttl: std::time::Duration,
+    /// How often the worker polls for work when idle.
+    pub worker_poll: std::time::Duration,
 }
 
 pub const DEFAULT_AWS_ACCOUNT: &str = "222222222222";
@@ -63,6 +85,12 @@ impl Default for Config {
             catalog,
             provider_accounts,
             public_url: "http://127.0.0.1:8080".to_string(),
+            platform_keys: BTreeMap::new(),
+            data_dir: std::path::PathBuf::from("./keyplane-data"),
+            key_check_interval: std::time::Duration::from_secs(60),
+            kms_grace_period: std::time::Duration::from_secs(15 * 60),
+            data_key_ttl: std::time::Duration::from_secs(5 * 60),
+            worker_poll: std::time::Duration::from_millis(200),
         }
     }
 }
@@ -74,6 +102,10 @@ impl Config {
 
     pub fn accounts(&self, provider: Provider) -> &[ProviderAccount] {
         self.provider_accounts.get(&provider).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn platform_key(&self, provider: Provider, region: &str) -> Option<&PlatformKey> {
+        self.platform_keys.get(&provider).and_then(|m| m.get(region))
     }
 
     pub fn account(&self, provider: Provider, id: &str) -> Option<&ProviderAccount> {

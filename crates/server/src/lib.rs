@@ -8,14 +8,17 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dataplane;
 pub mod error;
 pub mod extract;
+pub mod lifecycle;
 pub mod metrics;
+pub mod monitor;
 pub mod regions;
 pub mod registration;
 pub mod router;
 pub mod routes;
 
-pub use app::{AppState, run};
+pub use app::{AppState, run, spawn_background};
 pub use config::{Config, ProviderAccount};
 pub use error::ApiError;

@@ -63,6 +63,7 @@ pub async fn platform_identity(
 
 /// What the live check did, for the dry-run answer and the audit log.
 #[derive(Debug, Default, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CheckOutcome {
     /// The actions performed successfully, in order.
     pub passed: Vec<String>,

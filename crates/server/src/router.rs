@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::routes::{accounts, health, keys, orgs, tokens};
+use crate::routes::{accounts, data, databases, health, keys, orgs, tokens};
 
 /// Bodies above this are refused before they are read in full.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -70,6 +70,15 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::policy_serverless))
         .routes(routes!(keys::check_policy_classic))
         .routes(routes!(keys::check_policy_serverless))
+        .routes(routes!(keys::check_classic))
+        .routes(routes!(keys::check_serverless))
+        .routes(routes!(databases::create_database, databases::list_databases))
+        .routes(routes!(databases::get_database))
+        .routes(routes!(databases::terminate_database))
+        .routes(routes!(databases::list_datacenters, databases::add_datacenter))
+        .routes(routes!(databases::terminate_datacenter))
+        .routes(routes!(data::keyspace_command))
+        .routes(routes!(data::collection_command))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     (router.with_state(state), doc)

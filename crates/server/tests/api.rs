@@ -41,6 +41,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         "/v2/clientIdSecrets" => Some(json!({"roles": ["Read Only User"]})),
         p if p.ends_with("/policy/check") => Some(json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"}]})),
+        "/v2/databases" => Some(json!({"name": "db", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10",
+                                       "capacityUnits": 1, "region": "us-east-2"})),
+        "/v2/databases/{id}/datacenters" => Some(json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}])),
         "/v2/kms/classic" | "/v2/kms" | "/v2/kms/serverless" => {
             Some(json!({"orgId": "00000000-0000-0000-0000-000000000000", "aws": {"keyID": arn, "region": "us-east-2"}}))
         }

@@ -575,3 +575,86 @@ macro_rules! policy_routes {
 
 policy_routes!(DbType::Classic, "/v2/kms/classic", policy_classic, check_policy_classic);
 policy_routes!(DbType::Serverless, "/v2/kms/serverless", policy_serverless, check_policy_serverless);
+
+async fn check_now(state: &AppState, caller: &Caller, db_type: DbType, path: &RegionPath) -> ApiResult<KeyStatusView> {
+    let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
+    require(state, caller, Permission::OrgCmkWrite, "cmk.check", &tgt).await?;
+    let key = find(state, caller, db_type, path, "cmk.check").await?;
+    let dcs = state.store.live_customer_datacenters().await?;
+    let mine: Vec<_> = dcs
+        .into_iter()
+        .filter(|d| d.org_id == key.org_id && d.key_id == key.key_id && d.region == key.region)
+        .collect();
+    for dc in &mine {
+        crate::monitor::check_datacenter(state, dc)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    if mine.is_empty() {
+        // No database uses it yet: check the key itself as the platform.
+        let identity = platform_identity(state, key.org_id, key.provider, &key.region).await?;
+        let now = Utc::now();
+        let result = match state.kms.connect(&identity) {
+            Ok(kms) => kms.describe_key(&key.key_id).await.map(|d| d.state),
+            Err(e) => Err(e),
+        };
+        let (ok, message) = match result {
+            Ok(keyplane_kms::KeyState::Enabled) => (true, "the key is usable".to_string()),
+            Ok(other) => (false, format!("the key is {other:?}")),
+            Err(e) => (false, crate::lifecycle::key_problem(&e.kind, &key.key_id, &e.message)),
+        };
+        let (status, reason) = if ok {
+            (KeyStatus::Available, None)
+        } else {
+            (KeyStatus::Inaccessible, Some(message.clone()))
+        };
+        state
+            .store
+            .update_customer_key_status(
+                key.org_id,
+                key.db_type,
+                key.provider,
+                &key.region,
+                &keyplane_store::KeyStatusUpdate {
+                    status,
+                    status_reason: reason,
+                    checked_at: now,
+                    check_ok: ok,
+                    check_message: message,
+                },
+            )
+            .await?;
+    }
+    let fresh = state
+        .store
+        .get_customer_key(key.org_id, key.db_type, key.provider, &key.region)
+        .await?
+        .unwrap_or(key);
+    Ok(status_view(&fresh))
+}
+
+/// Checks the key now (as the key health monitor does) and returns its status.
+#[utoipa::path(post, path = "/v2/kms/classic/provider/{provider}/region/{region}/check", tag = "customer keys",
+    security(("token" = [])),
+    params(("provider" = String, Path), ("region" = String, Path)),
+    responses(
+        (status = 200, body = KeyStatusView),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+    ))]
+pub async fn check_classic(State(state): State<AppState>, caller: Caller, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
+    Ok(Json(check_now(&state, &caller, DbType::Classic, &path).await?))
+}
+
+/// Checks the serverless key now and returns its status.
+#[utoipa::path(post, path = "/v2/kms/provider/{provider}/region/{region}/check", tag = "customer keys",
+    security(("token" = [])),
+    params(("provider" = String, Path), ("region" = String, Path)),
+    responses(
+        (status = 200, body = KeyStatusView),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+    ))]
+pub async fn check_serverless(State(state): State<AppState>, caller: Caller, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
+    Ok(Json(check_now(&state, &caller, DbType::Serverless, &path).await?))
+}

@@ -72,7 +72,12 @@ impl TestKms {
 
     /// The customer's side: an unmodified aws-sdk-kms client as 111111111111's admin.
     pub fn customer(&self, region: &str) -> aws_sdk_kms::Client {
-        let c = self.kms.credentials(CUSTOMER).expect("customer");
+        self.client_as(CUSTOMER, region)
+    }
+
+    /// A client as any identity of the built-in KMS.
+    pub fn client_as(&self, principal: &str, region: &str) -> aws_sdk_kms::Client {
+        let c = self.kms.credentials(principal).expect("identity");
         let conf = aws_sdk_kms::Config::builder()
             .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
             .region(aws_sdk_kms::config::Region::new(region.to_string()))
@@ -90,7 +95,26 @@ impl TestKms {
     }
 }
 
+/// The platform's own keys (in its own account), as dev mode creates them.
+pub async fn platform_keys(kms: &TestKms, regions: &[&str]) -> std::collections::BTreeMap<String, keyplane_server::config::PlatformKey> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in regions {
+        let c = kms.client_as(PLATFORM_ROLE, r);
+        let k = c.create_key().description("platform key").send().await.unwrap();
+        out.insert(
+            r.to_string(),
+            keyplane_server::config::PlatformKey {
+                key_id: k.key_metadata().unwrap().arn().unwrap().to_string(),
+                account: "222222222222".into(),
+            },
+        );
+    }
+    out
+}
+
 pub struct TestServer {
+    pub state: AppState,
+    pub data_dir: std::path::PathBuf,
     pub kms: TestKms,
     pub url: String,
     pub store: DynStore,
@@ -116,14 +140,36 @@ impl TestServer {
     }
 
     pub async fn with_config(config: Config) -> TestServer {
+        Self::build(config, None).await
+    }
+
+    /// With another KMS than the built-in one (e.g. moto).
+    pub async fn with_connector(connector: Arc<dyn keyplane_kms::KmsConnector>) -> TestServer {
+        Self::build(Config::default(), Some(connector)).await
+    }
+
+    async fn build(config: Config, connector: Option<Arc<dyn keyplane_kms::KmsConnector>>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("keyplane.db");
         let store = keyplane_store::open(db_path.to_str().unwrap()).await.unwrap();
-        Self::with_store(store, config, dir, db_path).await
+        Self::with_store(store, config, dir, db_path, connector).await
     }
 
-    pub async fn with_store(store: DynStore, config: Config, dir: tempfile::TempDir, db_path: std::path::PathBuf) -> TestServer {
+    pub async fn with_store(
+        store: DynStore,
+        config: Config,
+        dir: tempfile::TempDir,
+        db_path: std::path::PathBuf,
+        connector: Option<Arc<dyn keyplane_kms::KmsConnector>>,
+    ) -> TestServer {
         let kms = TestKms::start().await;
+        let connector = connector.unwrap_or_else(|| kms.connector());
+        let mut config = config;
+        config.data_dir = dir.path().to_path_buf();
+        if config.platform_keys.is_empty() {
+            let keys = platform_keys(&kms, &["us-east-2", "eu-west-1", "us-west-2"]).await;
+            config.platform_keys.insert(keyplane_core::Provider::Aws, keys);
+        }
         let org = store.create_org("Acme", None).await.unwrap().id;
         let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org, &Role::OrgAdmin, "test")
             .await
@@ -131,11 +177,16 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), config, kms.connector());
-        tokio::spawn(keyplane_server::run(listener, state, async move {
+        let state = AppState::new(store.clone(), config, connector);
+        let (bg_tx, bg_rx) = tokio::sync::watch::channel(false);
+        keyplane_server::spawn_background(&state, bg_rx);
+        tokio::spawn(keyplane_server::run(listener, state.clone(), async move {
             let _ = rx.await;
+            let _ = bg_tx.send(true);
         }));
         TestServer {
+            state,
+            data_dir: dir.path().to_path_buf(),
             kms,
             url,
             store,

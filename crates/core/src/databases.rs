@@ -1,0 +1,137 @@
+//! Databases: their statuses, and the rules a creation or an added region must follow.
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::DbType;
+use crate::provider::UnknownName;
+
+macro_rules! statuses {
+    ($($v:ident => $s:literal),+ $(,)?) => {
+        /// A database's (or datacenter's) status, spelled as the DevOps API spells it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum DatabaseStatus { $(#[serde(rename = $s)] $v),+ }
+        impl DatabaseStatus {
+            pub fn as_str(self) -> &'static str { match self { $(DatabaseStatus::$v => $s),+ } }
+        }
+        impl FromStr for DatabaseStatus {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $($s => Ok(DatabaseStatus::$v),)+
+                    _ => Err(UnknownName { what: "status", given: s.to_string(), expected: vec![$($s),+] }),
+                }
+            }
+        }
+    };
+}
+
+statuses! {
+    Active => "ACTIVE",
+    Pending => "PENDING",
+    Preparing => "PREPARING",
+    Prepared => "PREPARED",
+    Initializing => "INITIALIZING",
+    Parked => "PARKED",
+    Parking => "PARKING",
+    Unparking => "UNPARKING",
+    Terminated => "TERMINATED",
+    Terminating => "TERMINATING",
+    Resizing => "RESIZING",
+    Error => "ERROR",
+    Maintenance => "MAINTENANCE",
+    Suspended => "SUSPENDED",
+    Unknown => "UNKNOWN",
+}
+
+impl fmt::Display for DatabaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl DatabaseStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, DatabaseStatus::Terminated)
+    }
+}
+
+pub const CLASSIC_TIERS: [&str; 6] = ["C10", "C20", "C40", "D10", "D20", "D40"];
+/// The most capacity units a classic database may be created with.
+pub const MAX_CLASSIC_UNITS: i32 = 12;
+
+/// Validates the name (1–50 characters: letters, digits, `-` and `_`, starting with a letter).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=50).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name: {name:?} must be 1 to 50 characters, letters, digits, '-' or '_', starting with a letter"
+        ))
+    }
+}
+
+/// Keyspace names follow Cassandra's rule: a letter, then up to 47 letters, digits or `_`.
+pub fn check_keyspace(ks: &str) -> Result<(), String> {
+    let ok = (1..=48).contains(&ks.len())
+        && ks.starts_with(|c: char| c.is_ascii_alphabetic())
+        && ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("keyspace: {ks:?} must start with a letter and have at most 48 letters, digits or '_'"))
+    }
+}
+
+/// Tier and capacity units for a database type; returns the normalized tier.
+pub fn check_tier(db_type: DbType, tier: &str, capacity_units: i32) -> Result<String, String> {
+    match db_type {
+        DbType::Classic => {
+            let t = tier.to_ascii_uppercase();
+            if !CLASSIC_TIERS.contains(&t.as_str()) {
+                return Err(format!("tier: {tier:?} is not a classic tier; use one of {}", CLASSIC_TIERS.join(", ")));
+            }
+            if !(1..=MAX_CLASSIC_UNITS).contains(&capacity_units) {
+                return Err(format!("capacityUnits: must be 1 to {MAX_CLASSIC_UNITS} at creation, got {capacity_units}"));
+            }
+            Ok(t)
+        }
+        DbType::Serverless => {
+            if !tier.eq_ignore_ascii_case("serverless") {
+                return Err(format!("tier: serverless databases use tier \"serverless\", got {tier:?}"));
+            }
+            if capacity_units != 1 {
+                return Err("capacityUnits: serverless databases take 1".to_string());
+            }
+            Ok("serverless".to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ["ACTIVE", "MAINTENANCE", "SUSPENDED", "TERMINATED"] {
+            assert_eq!(s.parse::<DatabaseStatus>().unwrap().as_str(), s);
+        }
+        assert!("RUNNING".parse::<DatabaseStatus>().is_err());
+    }
+
+    #[test]
+    fn creation_rules() {
+        assert!(check_name("orders-db_1").is_ok());
+        assert!(check_name("1db").is_err());
+        assert!(check_keyspace("sales").is_ok());
+        assert!(check_keyspace("sa-les").is_err());
+        assert_eq!(check_tier(DbType::Classic, "c10", 3).unwrap(), "C10");
+        assert!(check_tier(DbType::Classic, "C10", 13).unwrap_err().contains("12"));
+        assert!(check_tier(DbType::Classic, "serverless", 1).is_err());
+        assert_eq!(check_tier(DbType::Serverless, "serverless", 1).unwrap(), "serverless");
+    }
+}

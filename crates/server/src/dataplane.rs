@@ -1,0 +1,282 @@
+//! The data side of a datacenter: its SQLCipher file, opened with a data key that exists
+//! only in memory. The key is unwrapped by the customer's (or platform's) KMS key and kept
+//! for at most the configured TTL; after that the next access asks the KMS again, so a
+//! disabled or revoked key makes the data unreadable within that bound, even between two
+//! runs of the key health monitor.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use keyplane_core::DatabaseStatus;
+use keyplane_docstore::{DataKey, DocStore};
+use keyplane_kms::{EncryptionContext, KmsConnector, KmsError, PlatformIdentity};
+use keyplane_store::{Datacenter, DynStore};
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The datacenter's key cannot be used; the message names the key and the reason.
+    #[error("{0}")]
+    Suspended(String),
+    /// Not ACTIVE yet (or any more).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("KMS: {0}")]
+    Kms(#[from] KmsError),
+    #[error("store: {0}")]
+    Store(#[from] keyplane_store::StoreError),
+    #[error("{0}")]
+    Doc(#[from] keyplane_docstore::DocStoreError),
+    #[error("task: {0}")]
+    Task(String),
+}
+
+struct Open {
+    store: Arc<DocStore>,
+    expires: Instant,
+}
+
+pub struct DataPlane {
+    store: DynStore,
+    kms: Arc<dyn KmsConnector>,
+    config: Arc<Config>,
+    /// One lock per datacenter so that concurrent first accesses unwrap the key once.
+    open: Mutex<HashMap<String, Arc<Mutex<Option<Open>>>>>,
+    /// Suspended datacenters and why; checked before every access.
+    suspended: std::sync::RwLock<HashMap<String, String>>,
+    /// Per database: writes share it, adding a region takes it alone while it copies the
+    /// data and turns ACTIVE, so no acknowledged write misses the new region.
+    write_locks: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::RwLock<()>>>>,
+    kms_calls: AtomicU64,
+}
+
+/// The context every data key of a datacenter is bound to: visible to the customer's
+/// policy conditions and CloudTrail, and it keeps a wrapped key from being replayed for
+/// another datacenter.
+pub fn datacenter_context(dc: &Datacenter) -> EncryptionContext {
+    EncryptionContext::from([
+        ("organization".to_string(), dc.org_id.to_string()),
+        ("database".to_string(), dc.database_id.to_string()),
+        ("datacenter".to_string(), dc.id.clone()),
+    ])
+}
+
+impl DataPlane {
+    pub fn new(store: DynStore, kms: Arc<dyn KmsConnector>, config: Arc<Config>) -> DataPlane {
+        DataPlane {
+            store,
+            kms,
+            config,
+            open: Mutex::new(HashMap::new()),
+            suspended: std::sync::RwLock::new(HashMap::new()),
+            write_locks: Mutex::new(HashMap::new()),
+            kms_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// KMS calls made to unwrap data keys since start (for the benchmark and tests).
+    pub fn kms_calls(&self) -> u64 {
+        self.kms_calls.load(Ordering::Relaxed)
+    }
+
+    pub fn file(&self, dc_id: &str) -> PathBuf {
+        self.config.data_dir.join("datacenters").join(format!("{dc_id}.db"))
+    }
+
+    /// The identity that acts on the datacenter's key.
+    pub fn identity(&self, dc: &Datacenter) -> PlatformIdentity {
+        let principal = self
+            .config
+            .account(dc.provider, &dc.provider_account)
+            .map(|a| a.principal(dc.provider))
+            .unwrap_or_else(|| {
+                format!("arn:aws:iam::{}:role/{}", dc.provider_account, crate::config::DEFAULT_AWS_ROLE)
+            });
+        PlatformIdentity {
+            provider: dc.provider,
+            region: dc.region.clone(),
+            account_id: dc.provider_account.clone(),
+            principal,
+        }
+    }
+
+    /// Unwraps the datacenter's data key with one KMS Decrypt.
+    pub async fn unwrap(&self, dc: &Datacenter) -> Result<DataKey, DataError> {
+        let wrapped = dc
+            .wrapped_data_key
+            .as_ref()
+            .ok_or_else(|| DataError::Unavailable(format!("datacenter {} has no data key yet", dc.id)))?;
+        let kms = self.kms.connect(&self.identity(dc))?;
+        self.kms_calls.fetch_add(1, Ordering::Relaxed);
+        let plain = kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc)).await?;
+        Ok(DataKey::from_slice(&plain)?)
+    }
+
+    pub async fn write_lock(&self, database: &uuid::Uuid) -> Arc<tokio::sync::RwLock<()>> {
+        self.write_locks.lock().await.entry(*database).or_default().clone()
+    }
+
+    pub fn suspend(&self, dc_id: &str, message: &str) {
+        if let Ok(mut s) = self.suspended.write() {
+            s.insert(dc_id.to_string(), message.to_string());
+        }
+    }
+
+    pub fn resume(&self, dc_id: &str) {
+        if let Ok(mut s) = self.suspended.write() {
+            s.remove(dc_id);
+        }
+    }
+
+    fn suspended_reason(&self, dc_id: &str) -> Option<String> {
+        self.suspended.read().ok().and_then(|s| s.get(dc_id).cloned())
+    }
+
+    /// Drops the open file and the key it holds at once.
+    pub async fn forget(&self, dc_id: &str) {
+        let slot = self.open.lock().await.remove(dc_id);
+        if let Some(slot) = slot {
+            *slot.lock().await = None;
+        }
+    }
+
+    async fn slot(&self, dc_id: &str) -> Arc<Mutex<Option<Open>>> {
+        self.open
+            .lock()
+            .await
+            .entry(dc_id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(None)))
+            .clone()
+    }
+
+    /// The datacenter's open store, unwrapping its key if the cached one expired.
+    pub async fn docstore(&self, dc_id: &str) -> Result<Arc<DocStore>, DataError> {
+        if let Some(reason) = self.suspended_reason(dc_id) {
+            return Err(DataError::Suspended(reason));
+        }
+        let slot = self.slot(dc_id).await;
+        let mut guard = slot.lock().await;
+        if let Some(open) = guard.as_ref() {
+            if open.expires > Instant::now() {
+                return Ok(open.store.clone());
+            }
+        }
+        // Expired or never opened: drop the old handle (and its key) before anything else.
+        *guard = None;
+        let dc = self
+            .store
+            .get_datacenter(dc_id)
+            .await?
+            .ok_or_else(|| DataError::Unavailable(format!("datacenter {dc_id} does not exist")))?;
+        match dc.status {
+            DatabaseStatus::Active | DatabaseStatus::Maintenance => {}
+            DatabaseStatus::Suspended => return Err(DataError::Suspended(dc.message.clone())),
+            other => {
+                return Err(DataError::Unavailable(format!(
+                    "datacenter {dc_id} is {other}, not ACTIVE; retry when it is"
+                )));
+            }
+        }
+        let key = self.unwrap(&dc).await?;
+        let path = self.file(dc_id);
+        let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
+            .await
+            .map_err(|e| DataError::Task(e.to_string()))??;
+        let store = Arc::new(store);
+        *guard = Some(Open {
+            store: store.clone(),
+            expires: Instant::now() + self.config.data_key_ttl,
+        });
+        Ok(store)
+    }
+
+    /// Creates the datacenter's file if it does not exist (a re-run after a crash opens the
+    /// one it created), keyed with the unwrapped data key.
+    pub async fn create_file(&self, dc: &Datacenter, keyspace: &str) -> Result<(), DataError> {
+        let key = self.unwrap(dc).await?;
+        let path = self.file(&dc.id);
+        let keyspace = keyspace.to_string();
+        tokio::task::spawn_blocking(move || -> Result<(), DataError> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| DataError::Task(e.to_string()))?;
+            }
+            let store = if path.exists() {
+                DocStore::open(&path, &key)?
+            } else {
+                DocStore::create(&path, &key)?
+            };
+            store.create_keyspace(&keyspace)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| DataError::Task(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Deletes the datacenter's files: with the wrapped key forgotten too, nothing left can
+    /// recover the data.
+    pub async fn delete_files(&self, dc_id: &str) -> Result<(), DataError> {
+        self.forget(dc_id).await;
+        let base = self.file(dc_id);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let p = PathBuf::from(format!("{}{suffix}", base.display()));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DataError::Task(format!("removing {}: {e}", p.display()))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies every keyspace, collection and document of `from` into `to` (a new region).
+pub fn copy_all(from: &DocStore, to: &DocStore) -> Result<u64, keyplane_docstore::DocStoreError> {
+    let mut copied = 0;
+    for ks in from.list_keyspaces()? {
+        to.create_keyspace(&ks)?;
+        for (coll, options) in from.list_collections(&ks)? {
+            let opts = if options.is_null() { None } else { Some(&options) };
+            to.create_collection(&ks, &coll, opts)?;
+            let mut q = keyplane_docstore::Query {
+                filter: serde_json::json!({}),
+                page_size: Some(100),
+                ..Default::default()
+            };
+            loop {
+                let page = from.find(&ks, &coll, &q)?;
+                copied += page.docs.len() as u64;
+                if !page.docs.is_empty() {
+                    for r in to.insert_many(&ks, &coll, page.docs, false)? {
+                        match r {
+                            Ok(_) | Err(keyplane_docstore::DocStoreError::DuplicateId(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                match page.next_page_state {
+                    Some(s) => q.page_state = Some(s),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(copied)
+}
+
+impl DataPlane {
+    /// Opens a datacenter that is still INITIALIZING (the status check of [`Self::docstore`]
+    /// would refuse it), for provisioning only.
+    pub async fn docstore_for_provisioning(&self, dc: &Datacenter) -> Result<Arc<DocStore>, DataError> {
+        let key = self.unwrap(dc).await?;
+        let path = self.file(&dc.id);
+        let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
+            .await
+            .map_err(|e| DataError::Task(e.to_string()))??;
+        Ok(Arc::new(store))
+    }
+}

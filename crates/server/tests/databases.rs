@@ -1,0 +1,378 @@
+//! Databases encrypted with the customer's key, over real servers: keyplane, its built-in
+//! KMS as the customer's KMS, the worker and the key health monitor.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{PLATFORM_ROLE, TestServer, assert_error, send};
+use keyplane_server::Config;
+use serde_json::{Value, json};
+
+const ROLE: &str = "arn:aws:iam::222222222222:role/creator";
+
+fn full_policy() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Allow an external account to use this KMS key", "Effect": "Allow", "Principal": {"AWS": ROLE},
+         "Action": ["kms:EnableKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptTo", "kms:ReEncryptFrom", "kms:DescribeKey"],
+         "Resource": "*"},
+        {"Sid": "Allow attachment of persistent resources", "Effect": "Allow", "Principal": {"AWS": ROLE},
+         "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}]})
+}
+
+fn customer_only_policy() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"}]})
+}
+
+/// A server whose monitor runs often, so tests see suspension within a second or two.
+async fn server(grace: Duration) -> TestServer {
+    let mut config = Config::default();
+    config.key_check_interval = Duration::from_millis(300);
+    config.kms_grace_period = grace;
+    config.data_key_ttl = Duration::from_secs(300);
+    config.worker_poll = Duration::from_millis(50);
+    TestServer::with_config(config).await
+}
+
+async fn register_key(s: &TestServer, region: &str) -> String {
+    let kms = s.kms.customer(region);
+    let key = kms.create_key().policy(full_policy().to_string()).send().await.unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
+    let (st, body) = s
+        .post("/v2/kms/classic", &s.admin, json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}}))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    arn
+}
+
+async fn create_db(s: &TestServer, name: &str, region: &str) -> String {
+    let res = s
+        .req("POST", "/v2/databases", Some(&s.admin))
+        .json(&json!({"name": name, "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10",
+                      "capacityUnits": 1, "region": region}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let loc = res.headers()["location"].to_str().unwrap().to_string();
+    loc.rsplit('/').next().unwrap().to_string()
+}
+
+async fn wait_status(s: &TestServer, db: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, body) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+        assert_eq!(st, 200, "{body}");
+        if body["status"] == want {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "database never became {want}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Data API command against a datacenter's endpoint.
+async fn data(s: &TestServer, db: &str, region: &str, path: &str, cmd: Value) -> (u16, Value) {
+    let url = format!("/db/{db}-{region}/api/json/v1/shop{path}");
+    send(s.req("POST", &url, None).header("Token", &s.admin).json(&cmd)).await
+}
+
+fn file_of(s: &TestServer, dc: &str) -> std::path::PathBuf {
+    s.data_dir.join("datacenters").join(format!("{dc}.db"))
+}
+
+#[tokio::test]
+async fn the_seed_promise_end_to_end() {
+    let s = server(Duration::from_secs(3600)).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let db = create_db(&s, "orders", "us-east-2").await;
+    let view = wait_status(&s, &db, "ACTIVE").await;
+    let dc = &view["info"]["datacenters"][0];
+    assert_eq!(dc["encryption"]["keyType"], "customer");
+    assert_eq!(dc["encryption"]["keyID"], arn.as_str());
+    assert_eq!(view["customerKeyed"], true);
+    let (_, status) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/status", &s.admin).await;
+    assert_eq!(status["status"], "IN_USE");
+
+    let (st, body) = data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "orders"}})).await;
+    assert_eq!(st, 200, "{body}");
+    let docs: Vec<Value> = (0..20).map(|i| json!({"_id": format!("o{i}"), "item": "secret-widget-text", "n": i})).collect();
+    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"insertMany": {"documents": docs}})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"]["insertedIds"].as_array().unwrap().len(), 20);
+    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"findOne": {"filter": {"_id": "o7"}}})).await;
+    assert_eq!(st, 200);
+    assert_eq!(body["data"]["document"]["n"], 7);
+
+    // At rest: no SQLite header, no document text, no data-key bytes.
+    let dc_id = dc["id"].as_str().unwrap();
+    let bytes = std::fs::read(file_of(&s, dc_id)).unwrap();
+    assert!(!bytes.starts_with(b"SQLite format 3"), "the file is encrypted");
+    let hay = String::from_utf8_lossy(&bytes);
+    assert!(!hay.contains("secret-widget-text"));
+    let stored = s.store.get_datacenter(dc_id).await.unwrap().unwrap();
+    let wrapped = stored.wrapped_data_key.clone().unwrap();
+    let platform = s.kms.client_as(PLATFORM_ROLE, "us-east-2");
+    let plain = platform
+        .decrypt()
+        .key_id(&arn)
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
+        .set_encryption_context(Some(keyplane_server::dataplane::datacenter_context(&stored).into_iter().collect()))
+        .send()
+        .await
+        .unwrap();
+    let key = plain.plaintext().unwrap().as_ref().to_vec();
+    assert_eq!(key.len(), 32);
+    assert!(!bytes.windows(32).any(|w| w == key.as_slice()), "raw data key in the file");
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!hay.to_lowercase().contains(&hex), "hex data key in the file");
+
+    // Disable the key: within the interval the database is SUSPENDED and data access is 503.
+    let kms = s.kms.customer("us-east-2");
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    let view = wait_status(&s, &db, "SUSPENDED").await;
+    assert!(view["message"].as_str().unwrap().contains(&arn), "{view}");
+    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"findOne": {"filter": {"_id": "o1"}}})).await;
+    assert_eq!(st, 503, "{body}");
+    let msg = body["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains(&arn) && msg.contains("disabled"), "{msg}");
+    let (st, _) = data(&s, &db, "us-east-2", "/orders", json!({"insertOne": {"document": {"x": 1}}})).await;
+    assert_eq!(st, 503);
+    let (_, status) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/status", &s.admin).await;
+    assert_eq!(status["status"], "INACCESSIBLE");
+    assert!(status["reason"].as_str().unwrap().contains("disabled"));
+
+    // Enable it: ACTIVE again by itself, every acknowledged document there.
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    wait_status(&s, &db, "ACTIVE").await;
+    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"countDocuments": {}})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"]["count"], 20);
+}
+
+#[tokio::test]
+async fn a_policy_that_drops_the_platform_role_suspends_until_restored() {
+    let s = server(Duration::from_secs(3600)).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let db = create_db(&s, "billing", "us-east-2").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "inv"}})).await;
+    let (st, _) = data(&s, &db, "us-east-2", "/inv", json!({"insertOne": {"document": {"_id": "a", "v": 1}}})).await;
+    assert_eq!(st, 200);
+
+    let kms = s.kms.customer("us-east-2");
+    kms.put_key_policy().key_id(&arn).policy(customer_only_policy().to_string()).send().await.unwrap();
+    let view = wait_status(&s, &db, "SUSPENDED").await;
+    assert!(view["message"].as_str().unwrap().contains("key policy"), "{view}");
+    let (st, _) = data(&s, &db, "us-east-2", "/inv", json!({"findOne": {"filter": {"_id": "a"}}})).await;
+    assert_eq!(st, 503);
+
+    kms.put_key_policy().key_id(&arn).policy(full_policy().to_string()).send().await.unwrap();
+    wait_status(&s, &db, "ACTIVE").await;
+    let (st, body) = data(&s, &db, "us-east-2", "/inv", json!({"findOne": {"filter": {"_id": "a"}}})).await;
+    assert_eq!((st, &body["data"]["document"]["v"]), (200, &json!(1)));
+}
+
+#[tokio::test]
+async fn bindings_are_fixed_at_deployment() {
+    let s = server(Duration::from_secs(3600)).await;
+    // No key in us-east-2: platform-managed.
+    let early = create_db(&s, "early", "us-east-2").await;
+    let view = wait_status(&s, &early, "ACTIVE").await;
+    assert_eq!(view["info"]["datacenters"][0]["encryption"]["keyType"], "platform-managed");
+    assert_eq!(view["customerKeyed"], false);
+    // A key registered afterwards changes nothing for it...
+    let arn = register_key(&s, "us-east-2").await;
+    let view = wait_status(&s, &early, "ACTIVE").await;
+    assert_eq!(view["info"]["datacenters"][0]["encryption"]["keyType"], "platform-managed");
+    // ...but a database deployed now uses it.
+    let later = create_db(&s, "later", "us-east-2").await;
+    let view = wait_status(&s, &later, "ACTIVE").await;
+    assert_eq!(view["info"]["datacenters"][0]["encryption"]["keyID"], arn.as_str());
+
+    // Adding a region without a key to a customer-keyed database is refused, naming it.
+    let add = json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]);
+    let (st, body) = s.post(&format!("/v2/databases/{later}/datacenters"), &s.admin, add.clone()).await;
+    let msg = assert_error(st, &body, 422, 4220);
+    assert!(msg.contains("eu-west-1") && msg.contains("POST /v2/kms/classic"), "{msg}");
+    // With a key there it succeeds, and that region is encrypted under its own key.
+    let eu = register_key(&s, "eu-west-1").await;
+    let (st, body) = s.post(&format!("/v2/databases/{later}/datacenters"), &s.admin, add).await;
+    assert_eq!(st, 201, "{body}");
+    let view = wait_status(&s, &later, "ACTIVE").await;
+    let dcs = view["info"]["datacenters"].as_array().unwrap();
+    assert_eq!(dcs.len(), 2, "{view}");
+    assert_eq!(dcs[1]["region"], "eu-west-1");
+    assert_eq!(dcs[1]["encryption"]["keyID"], eu.as_str());
+    assert_eq!(dcs[1]["status"], "ACTIVE");
+    // A platform-managed database may add a region without a customer key.
+    let (st, body) = s
+        .post(&format!("/v2/databases/{early}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "us-west-2"}]))
+        .await;
+    assert_eq!(st, 201, "{body}");
+}
+
+#[tokio::test]
+async fn multi_region_writes_reach_every_region() {
+    let s = server(Duration::from_secs(3600)).await;
+    register_key(&s, "us-east-2").await;
+    register_key(&s, "eu-west-1").await;
+    let db = create_db(&s, "global", "us-east-2").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "c"}})).await;
+    data(&s, &db, "us-east-2", "/c", json!({"insertOne": {"document": {"_id": "before", "v": 1}}})).await;
+    let (st, body) = s
+        .post(&format!("/v2/databases/{db}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    // No region can be added or removed during MAINTENANCE.
+    let (st, body) = s
+        .post(&format!("/v2/databases/{db}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "us-west-2"}]))
+        .await;
+    if st != 201 {
+        assert_error(st, &body, 409, 4090);
+    }
+    wait_status(&s, &db, "ACTIVE").await;
+    let (st, _) = data(&s, &db, "us-east-2", "/c", json!({"insertOne": {"document": {"_id": "after", "v": 2}}})).await;
+    assert_eq!(st, 200);
+    for id in ["before", "after"] {
+        let (st, body) = data(&s, &db, "eu-west-1", "/c", json!({"findOne": {"filter": {"_id": id}}})).await;
+        assert_eq!(st, 200, "{body}");
+        assert!(body["data"]["document"].is_object(), "{id} in eu-west-1: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_kms_outage_shorter_than_the_grace_period_suspends_nothing() {
+    let mut s = server(Duration::from_secs(3600)).await;
+    register_key(&s, "us-east-2").await;
+    let db = create_db(&s, "steady", "us-east-2").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    s.kms.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    keyplane_server::monitor::check_all(&s.state).await.unwrap();
+    let view = wait_status(&s, &db, "ACTIVE").await;
+    assert_eq!(view["info"]["datacenters"][0]["status"], "ACTIVE");
+    let dc = s.store.get_datacenter(&format!("{db}-1")).await.unwrap().unwrap();
+    assert!(dc.kms_failing_since.is_some(), "the outage is being timed");
+}
+
+#[tokio::test]
+async fn a_kms_outage_longer_than_the_grace_period_suspends() {
+    let mut s = server(Duration::from_secs(1)).await;
+    register_key(&s, "us-east-2").await;
+    let db = create_db(&s, "fragile", "us-east-2").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    s.kms.stop();
+    let view = wait_status(&s, &db, "SUSPENDED").await;
+    assert!(view["message"].as_str().unwrap().contains("not answered"), "{view}");
+}
+
+#[tokio::test]
+async fn deleting_the_key_shreds_the_data_and_terminating_forgets_everything() {
+    let s = server(Duration::from_secs(3600)).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let db = create_db(&s, "doomed", "us-east-2").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "c"}})).await;
+    data(&s, &db, "us-east-2", "/c", json!({"insertOne": {"document": {"_id": "x", "secret": "shred-me"}}})).await;
+    let dc_id = format!("{db}-1");
+    let wrapped = s.store.get_datacenter(&dc_id).await.unwrap().unwrap().wrapped_data_key.unwrap();
+
+    let kms = s.kms.customer("us-east-2");
+    kms.schedule_key_deletion().key_id(&arn).pending_window_in_days(7).send().await.unwrap();
+    let view = wait_status(&s, &db, "SUSPENDED").await;
+    assert!(view["message"].as_str().unwrap().contains("scheduled for deletion"));
+    // The deletion date passes: the key is gone for good.
+    let admin = reqwest::Client::new();
+    let res = admin
+        .post(format!("{}/_admin/clock/advance", s.kms.endpoint))
+        .header("x-keyplane-admin-token", s.kms.kms.admin_token())
+        .json(&json!({"seconds": 8 * 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let platform = s.kms.client_as(PLATFORM_ROLE, "us-east-2");
+    let dc = s.store.get_datacenter(&dc_id).await.unwrap().unwrap();
+    let err = platform
+        .decrypt()
+        .key_id(&arn)
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
+        .set_encryption_context(Some(keyplane_server::dataplane::datacenter_context(&dc).into_iter().collect()))
+        .send()
+        .await;
+    assert!(err.is_err(), "the wrapped data key can no longer be unwrapped");
+    let (st, _) = data(&s, &db, "us-east-2", "/c", json!({"findOne": {"filter": {"_id": "x"}}})).await;
+    assert_eq!(st, 503);
+
+    // Terminating deletes the files and forgets the wrapped key.
+    let (st, _) = send(s.req("POST", &format!("/v2/databases/{db}/terminate"), Some(&s.admin))).await;
+    assert_eq!(st, 202);
+    wait_status(&s, &db, "TERMINATED").await;
+    assert!(!file_of(&s, &dc_id).exists());
+    let dc = s.store.get_datacenter(&dc_id).await.unwrap().unwrap();
+    assert!(dc.wrapped_data_key.is_none());
+    // Nothing under the data dir holds the document's text.
+    for entry in walk(&s.data_dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains("shred-me"), "{}", entry.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn database_api_validation_and_listing() {
+    let s = server(Duration::from_secs(3600)).await;
+    let bad = [
+        (json!({"name": "1x", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}), "name"),
+        (json!({"name": "ok", "keyspace": "k-s", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}), "keyspace"),
+        (json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C99", "region": "us-east-2"}), "tier"),
+        (json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "capacityUnits": 13, "region": "us-east-2"}), "capacityUnits"),
+        (json!({"name": "ok", "keyspace": "ks", "cloudProvider": "IBM", "tier": "C10", "region": "us-east-2"}), "cloudProvider"),
+    ];
+    for (body, field) in bad {
+        let (st, resp) = s.post("/v2/databases", &s.admin, body).await;
+        let msg = assert_error(st, &resp, 400, 1000);
+        assert!(msg.contains(field), "{field}: {msg}");
+    }
+    let (st, resp) = s
+        .post("/v2/databases", &s.admin, json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "region": "mars-1"}))
+        .await;
+    assert_error(st, &resp, 404, 4002);
+    let a = create_db(&s, "a", "us-east-2").await;
+    let b = create_db(&s, "b", "us-east-2").await;
+    let (st, page) = s.get("/v2/databases?limit=1", &s.admin).await;
+    assert_eq!(st, 200);
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["id"], a.as_str());
+    let (_, page2) = s.get(&format!("/v2/databases?limit=1&starting_after={a}"), &s.admin).await;
+    assert_eq!(page2[0]["id"], b.as_str());
+    let ro = s.token(s.org, keyplane_core::Role::ReadOnly).await;
+    let (st, resp) = s
+        .post("/v2/databases", &ro, json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}))
+        .await;
+    assert_error(st, &resp, 403, 3000);
+    let other = s.store.create_org("Other", None).await.unwrap();
+    let other_admin = s.token(other.id, keyplane_core::Role::OrgAdmin).await;
+    let (st, resp) = s.get(&format!("/v2/databases/{a}"), &other_admin).await;
+    assert_error(st, &resp, 404, 4000);
+}
