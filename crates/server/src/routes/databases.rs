@@ -209,6 +209,39 @@ async fn bind_key(
     }
 }
 
+/// A datacenter about to be deployed, bound to `binding` (kind, key, platform account).
+fn new_datacenter(db: &Database, ordinal: i32, region: &str, binding: (KeyKind, String, String)) -> Datacenter {
+    let (key_kind, key_id, provider_account) = binding;
+    let now = Utc::now().trunc_subsecs(3);
+    Datacenter {
+        id: format!("{}-{ordinal}", db.id),
+        database_id: db.id,
+        org_id: db.org_id,
+        ordinal,
+        provider: db.provider,
+        region: region.to_string(),
+        tier: db.tier.clone(),
+        status: DatabaseStatus::Pending,
+        message: String::new(),
+        key_kind,
+        key_id,
+        provider_account,
+        wrapped_data_key: None,
+        kms_failing_since: None,
+        created_at: now,
+        updated_at: now,
+        terminated_at: None,
+    }
+}
+
+fn provision_job(dc: &Datacenter) -> NewJob {
+    NewJob {
+        kind: JobKind::ProvisionDatacenter,
+        database_id: dc.database_id,
+        datacenter_id: Some(dc.id.clone()),
+    }
+}
+
 fn parse_cloud(s: &str) -> ApiResult<Provider> {
     s.parse::<Provider>()
         .map_err(|e| ApiError::BadRequest(format!("cloudProvider: {e}")))
@@ -275,31 +308,8 @@ pub async fn create_database(
         updated_at: now,
         terminated_at: None,
     };
-    let dc = Datacenter {
-        id: format!("{id}-1"),
-        database_id: id,
-        org_id: org,
-        ordinal: 1,
-        provider,
-        region: body.region.clone(),
-        tier,
-        status: DatabaseStatus::Pending,
-        message: String::new(),
-        key_kind,
-        key_id,
-        provider_account: account,
-        wrapped_data_key: None,
-        kms_failing_since: None,
-        created_at: now,
-        updated_at: now,
-        terminated_at: None,
-    };
-    let job = NewJob {
-        kind: JobKind::ProvisionDatacenter,
-        database_id: id,
-        datacenter_id: Some(dc.id.clone()),
-    };
-    state.store.create_database(&db, &dc, &job).await?;
+    let dc = new_datacenter(&db, 1, &body.region, (key_kind, key_id, account));
+    state.store.create_database(&db, &dc, &provision_job(&dc)).await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/v2/databases/{id}")) {
         headers.insert(header::LOCATION, v);
@@ -490,32 +500,8 @@ pub async fn add_datacenter(
         bind_key(&state, db.org_id, db.db_type, provider, &add.region).await?
     };
     let ordinal = dcs.iter().map(|d| d.ordinal).max().unwrap_or(0) + 1;
-    let now = Utc::now().trunc_subsecs(3);
-    let dc = Datacenter {
-        id: format!("{id}-{ordinal}"),
-        database_id: id,
-        org_id: db.org_id,
-        ordinal,
-        provider,
-        region: add.region.clone(),
-        tier: db.tier.clone(),
-        status: DatabaseStatus::Pending,
-        message: String::new(),
-        key_kind,
-        key_id,
-        provider_account: account,
-        wrapped_data_key: None,
-        kms_failing_since: None,
-        created_at: now,
-        updated_at: now,
-        terminated_at: None,
-    };
-    let job = NewJob {
-        kind: JobKind::ProvisionDatacenter,
-        database_id: id,
-        datacenter_id: Some(dc.id.clone()),
-    };
-    if !state.store.add_datacenter(&dc, &job).await? {
+    let dc = new_datacenter(&db, ordinal, &add.region, (key_kind, key_id, account));
+    if !state.store.add_datacenter(&dc, &provision_job(&dc)).await? {
         return Err(ApiError::Conflict(
             "the database changed meanwhile (not ACTIVE, or the region was just added); retry".into(),
         ));
