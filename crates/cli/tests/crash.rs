@@ -271,13 +271,9 @@ fn kill_9_right_after_creation_resumes_provisioning() {
 /// INITIALIZING (set when the worker starts the job), before ACTIVE. A job quick enough to
 /// finish between that GET and the kill is tried again with another database.
 ///
-/// Ignored until fixed: when the kill lands inside `DocStore::create` (file created, schema
-/// or format row not committed yet; it did in 2 of 3 full-suite runs here, whenever the kill
-/// came after the data key was stored), the resumed job fails with "stored data is corrupt:
-/// not a keyplane-docstore/1 file" and the database stays ERROR. The next test makes that
-/// state deterministically.
+/// A kill can land inside the datacenter file's creation; the file is created under a
+/// temporary name and renamed when whole, so the resumed job never finds a half-made store.
 #[test]
-#[ignore = "known bug: a kill inside DocStore::create leaves the database in ERROR for good"]
 fn kill_9_in_the_middle_of_a_provisioning_job_resumes_it() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
@@ -469,10 +465,9 @@ fn kill_9_during_writes_loses_no_acknowledged_write() {
 /// deterministically: a database killed before it was ACTIVE, plus the empty file such a kill
 /// leaves. The resumed job must finish provisioning it, not fail it.
 ///
-/// Ignored until fixed: today the resumed job opens the existing file, `DocStore::open` says
-/// "stored data is corrupt: not a keyplane-docstore/1 file", and the database stays ERROR.
+/// A file that is not a whole store (as an interrupted creation by an older version left)
+/// is made again by the resumed provisioning, which runs before any data was acknowledged.
 #[test]
-#[ignore = "known bug: a file half-created by a kill leaves the database in ERROR for good"]
 fn a_datacenter_file_left_half_created_by_a_kill_is_finished_on_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

@@ -204,10 +204,23 @@ impl DataPlane {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| DataError::Task(e.to_string()))?;
             }
-            let store = if path.exists() {
-                DocStore::open(&path, &key)?
-            } else {
-                DocStore::create(&path, &key)?
+            if !path.exists() {
+                create_atomically(&path, &key)?;
+            }
+            let store = match DocStore::open(&path, &key) {
+                Ok(s) => s,
+                // Only provisioning calls this, before the datacenter was ever ACTIVE, so no
+                // acknowledged data can be in a file that is not a whole store: it is the
+                // leftover of an interrupted creation (e.g. by an older version), made again.
+                Err(keyplane_docstore::DocStoreError::Corrupt(reason)) => {
+                    tracing::warn!(file = %path.display(), reason, "recreating an unfinished datacenter file");
+                    for suffix in ["", "-wal", "-shm", "-journal"] {
+                        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                    }
+                    create_atomically(&path, &key)?;
+                    DocStore::open(&path, &key)?
+                }
+                Err(e) => return Err(e.into()),
             };
             store.create_keyspace(&keyspace)?;
             Ok(())
@@ -279,4 +292,26 @@ impl DataPlane {
             .map_err(|e| DataError::Task(e.to_string()))??;
         Ok(Arc::new(store))
     }
+}
+
+/// Creates the file under a temporary name and renames it into place once it is complete,
+/// so a crash (kill -9) mid-creation never leaves a half-made file at the real path: a
+/// re-run finds either nothing (and creates it again) or a whole store.
+fn create_atomically(path: &std::path::Path, key: &DataKey) -> Result<(), DataError> {
+    let io = |e: std::io::Error| DataError::Task(format!("creating {}: {e}", path.display()));
+    let tmp = PathBuf::from(format!("{}.creating", path.display()));
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        match std::fs::remove_file(format!("{}{suffix}", tmp.display())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    // Closing the store checkpoints its WAL into the main file before the rename.
+    drop(DocStore::create(&tmp, key)?);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
 }
