@@ -46,6 +46,9 @@ pub struct DataPlane {
     config: Arc<Config>,
     /// One lock per datacenter so that concurrent first accesses unwrap the key once.
     open: Mutex<HashMap<String, Arc<Mutex<Option<Open>>>>>,
+    /// The open stores that are still within their TTL, read without awaiting a lock: the
+    /// path every data operation takes.
+    fast: std::sync::RwLock<HashMap<String, (Arc<DocStore>, Instant)>>,
     /// Suspended datacenters and why; checked before every access.
     suspended: std::sync::RwLock<HashMap<String, String>>,
     /// Per database: writes share it, adding a region takes it alone while it copies the
@@ -72,6 +75,7 @@ impl DataPlane {
             kms,
             config,
             open: Mutex::new(HashMap::new()),
+            fast: std::sync::RwLock::new(HashMap::new()),
             suspended: std::sync::RwLock::new(HashMap::new()),
             write_locks: Mutex::new(HashMap::new()),
             kms_calls: AtomicU64::new(0),
@@ -138,6 +142,9 @@ impl DataPlane {
 
     /// Drops the open file and the key it holds at once.
     pub async fn forget(&self, dc_id: &str) {
+        if let Ok(mut f) = self.fast.write() {
+            f.remove(dc_id);
+        }
         let slot = self.open.lock().await.remove(dc_id);
         if let Some(slot) = slot {
             *slot.lock().await = None;
@@ -158,6 +165,13 @@ impl DataPlane {
         if let Some(reason) = self.suspended_reason(dc_id) {
             return Err(DataError::Suspended(reason));
         }
+        if let Ok(f) = self.fast.read() {
+            if let Some((store, expires)) = f.get(dc_id) {
+                if *expires > Instant::now() {
+                    return Ok(store.clone());
+                }
+            }
+        }
         let slot = self.slot(dc_id).await;
         let mut guard = slot.lock().await;
         if let Some(open) = guard.as_ref() {
@@ -167,6 +181,9 @@ impl DataPlane {
         }
         // Expired or never opened: drop the old handle (and its key) before anything else.
         *guard = None;
+        if let Ok(mut f) = self.fast.write() {
+            f.remove(dc_id);
+        }
         let dc = self
             .store
             .get_datacenter(dc_id)
@@ -187,10 +204,14 @@ impl DataPlane {
             .await
             .map_err(|e| DataError::Task(e.to_string()))??;
         let store = Arc::new(store);
+        let expires = Instant::now() + self.config.data_key_ttl;
         *guard = Some(Open {
             store: store.clone(),
-            expires: Instant::now() + self.config.data_key_ttl,
+            expires,
         });
+        if let Ok(mut f) = self.fast.write() {
+            f.insert(dc_id.to_string(), (store.clone(), expires));
+        }
         Ok(store)
     }
 
