@@ -24,12 +24,14 @@ fn full_policy() -> Value {
 }
 
 async fn server() -> TestServer {
-    let mut config = Config::default();
-    config.key_check_interval = Duration::from_millis(300);
-    config.kms_grace_period = Duration::from_secs(3600);
-    config.data_key_ttl = Duration::from_secs(300);
-    config.worker_poll = Duration::from_millis(50);
-    TestServer::with_config(config).await
+    TestServer::with_config(Config {
+        key_check_interval: Duration::from_millis(300),
+        kms_grace_period: Duration::from_secs(3600),
+        data_key_ttl: Duration::from_secs(300),
+        worker_poll: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
 }
 
 async fn register_key(s: &TestServer, region: &str) -> String {
