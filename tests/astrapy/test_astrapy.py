@@ -138,12 +138,6 @@ def test_devops_admin_lists_databases():
     assert os.environ["KEYPLANE_DB_ID"] in [d.id for d in dbs]
 
 
-@pytest.mark.xfail(
-    reason="keyplane answers POST /v2/databases with 'Location: /v2/databases/{id}'; astrapy (like "
-    "Astra's DevOps API) takes the whole Location header as the new database's id and polls "
-    "GET /v2/databases/v2/databases/{id}, which is 404",
-    strict=False,
-)
 def test_devops_admin_creates_a_database_that_reaches_active():
     db_admin = admin().create_database(
         "made-by-astrapy", cloud_provider="AWS", region="us-east-2", keyspace="default_keyspace", wait_until_active=True

@@ -77,6 +77,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(databases::terminate_database))
         .routes(routes!(databases::list_datacenters, databases::add_datacenter))
         .routes(routes!(databases::terminate_datacenter))
+        .routes(routes!(data::database_command))
         .routes(routes!(data::keyspace_command))
         .routes(routes!(data::collection_command))
         .split_for_parts();

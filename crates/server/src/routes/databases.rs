@@ -270,7 +270,7 @@ fn no_customer_key(db_type: DbType, provider: Provider, region: &str) -> ApiErro
 #[utoipa::path(post, path = "/v2/databases", tag = "databases", security(("token" = [])),
     request_body = CreateDatabase,
     responses(
-        (status = 201, description = "created; Location names it", body = DatabaseView),
+        (status = 201, description = "created; the Location header is its ID", body = DatabaseView),
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
@@ -311,7 +311,9 @@ pub async fn create_database(
     let dc = new_datacenter(&db, 1, &body.region, (key_kind, key_id, account));
     state.store.create_database(&db, &dc, &provision_job(&dc)).await?;
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v2/databases/{id}")) {
+    // The bare ID, as the original's DevOps API answers (clients such as astrapy take the
+    // whole header as the new database's ID).
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         headers.insert(header::LOCATION, v);
     }
     Ok((StatusCode::CREATED, headers, Json(view(&state, &db).await?)))
