@@ -14,6 +14,7 @@ pub mod extract;
 pub mod lifecycle;
 pub mod metrics;
 pub mod monitor;
+pub mod portal;
 pub mod regions;
 pub mod registration;
 pub mod router;

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::portal;
 use crate::routes::{accounts, data, databases, health, keys, orgs, tokens};
 
 /// Bodies above this are refused before they are read in full.
@@ -80,6 +81,12 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(data::database_command))
         .routes(routes!(data::keyspace_command))
         .routes(routes!(data::collection_command))
+        .routes(routes!(portal::index))
+        .routes(routes!(portal::signin_page, portal::signin))
+        .routes(routes!(portal::signout))
+        .routes(routes!(portal::settings_page))
+        .routes(routes!(portal::keys_page, portal::add_key))
+        .routes(routes!(portal::new_key_page))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     (router.with_state(state), doc)
