@@ -87,6 +87,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::settings_page))
         .routes(routes!(portal::keys_page, portal::add_key))
         .routes(routes!(portal::new_key_page))
+        .routes(routes!(portal::databases_page))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     (router.with_state(state), doc)

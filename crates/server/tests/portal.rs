@@ -143,6 +143,9 @@ async fn the_admin_token_starts_an_httponly_strict_session() {
     let (st, html) = get(&s, "/portal/settings", Some(&cookie)).await;
     assert_eq!(st, 200);
     assert!(html.contains(&s.org.to_string()));
+    let (st, html) = get(&s, "/portal/databases", Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert!(html.contains("No databases yet"), "{html}");
 }
 
 #[tokio::test]

@@ -486,3 +486,58 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------- databases (read-only)
+
+/// Databases: the organization's databases with status and, per region, the key that
+/// encrypts them (read-only for now; create, add region and terminate come next).
+#[utoipa::path(get, path = "/portal/databases", tag = TAG,
+    responses((status = 200, description = "the databases page", content_type = "text/html"), (status = 303, description = "not signed in")))]
+pub async fn databases_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (_, s, caller) = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let hdr = header(&caller.org.name, &s.csrf, Nav::Databases);
+    if let Err(e) = caller.require(Permission::OrgDbView) {
+        return message_page(StatusCode::FORBIDDEN, "Databases", &hdr, &e.public_message());
+    }
+    let filter = keyplane_store::DatabaseFilter { limit: 100, ..Default::default() };
+    let dbs = match state.store.list_databases(caller.org_id(), &filter).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "portal: listing databases");
+            return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Databases", &hdr, "The databases could not be read; please retry.");
+        }
+    };
+    let mut rows = String::new();
+    for db in &dbs {
+        let dcs = state.store.list_datacenters(db.id).await.unwrap_or_default();
+        let enc: String = dcs
+            .iter()
+            .map(|dc| {
+                let key = match dc.key_kind {
+                    keyplane_store::KeyKind::Customer => format!("customer key <code>{}</code>", esc(&dc.key_id)),
+                    keyplane_store::KeyKind::Platform => "platform-managed key".to_string(),
+                };
+                format!("<div>{} {}: {key}</div>", esc(provider_label(dc.provider)), esc(&dc.region))
+            })
+            .collect();
+        rows.push_str(&format!(
+            r#"<tr><td data-label="Name">{name}</td><td data-label="Type">{ty}</td><td data-label="Status">{status}{msg}</td><td data-label="Encryption" class="key">{enc}</td></tr>"#,
+            name = esc(&db.name),
+            ty = esc(type_label(db.db_type)),
+            status = esc(db.status.as_str()),
+            msg = if db.message.is_empty() { String::new() } else { format!(r#"<div class="muted">{}</div>"#, esc(&db.message)) },
+        ));
+    }
+    let table = if dbs.is_empty() {
+        r#"<p class="card">No databases yet.</p>"#.to_string()
+    } else {
+        format!(
+            r#"<table class="keys"><thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Encryption</th></tr></thead><tbody>{rows}</tbody></table>"#
+        )
+    };
+    let body = format!(r#"<h1>Databases</h1>{table}"#);
+    respond(StatusCode::OK, page("Databases", &hdr, &body, None, ""), None)
+}
