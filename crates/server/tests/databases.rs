@@ -360,12 +360,22 @@ async fn database_api_validation_and_listing() {
     assert_error(st, &resp, 404, 4002);
     let a = create_db(&s, "a", "us-east-2").await;
     let b = create_db(&s, "b", "us-east-2").await;
+    // Two creations can share a millisecond, and ties are ordered by ID: page through what
+    // the full listing says the order is.
+    let (_, all) = s.get("/v2/databases", &s.admin).await;
+    let order: Vec<&str> = all.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let mut expected = vec![a.as_str(), b.as_str()];
+    expected.sort_by_key(|id| order.iter().position(|o| o == id));
+    assert_eq!(order, expected, "both listed");
     let (st, page) = s.get("/v2/databases?limit=1", &s.admin).await;
     assert_eq!(st, 200);
     assert_eq!(page.as_array().unwrap().len(), 1);
-    assert_eq!(page[0]["id"], a.as_str());
-    let (_, page2) = s.get(&format!("/v2/databases?limit=1&starting_after={a}"), &s.admin).await;
-    assert_eq!(page2[0]["id"], b.as_str());
+    assert_eq!(page[0]["id"], order[0]);
+    let (_, page2) = s.get(&format!("/v2/databases?limit=1&starting_after={}", order[0]), &s.admin).await;
+    assert_eq!(page2.as_array().unwrap().len(), 1);
+    assert_eq!(page2[0]["id"], order[1]);
+    let (_, page3) = s.get(&format!("/v2/databases?limit=1&starting_after={}", order[1]), &s.admin).await;
+    assert_eq!(page3.as_array().unwrap().len(), 0);
     let ro = s.token(s.org, keyplane_core::Role::ReadOnly).await;
     let (st, resp) = s
         .post("/v2/databases", &ro, json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}))
