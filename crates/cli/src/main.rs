@@ -106,13 +106,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    if let Some(kms) = &dev_kms {
-        if !config.platform_keys.contains_key(&keyplane_core::Provider::Aws) {
+    if let Some(kms) = &dev_kms
+        && !config.platform_keys.contains_key(&keyplane_core::Provider::Aws) {
             let regions = config.regions(keyplane_core::Provider::Aws).to_vec();
             let keys = dev::ensure_platform_keys(kms, &regions).await?;
             config.platform_keys.insert(keyplane_core::Provider::Aws, keys);
         }
-    }
     let connector = wiring::kms_connector(&resolved.aws, dev_kms.as_ref());
     let state = keyplane_server::AppState::new(store, config, connector);
     for handle in keyplane_server::spawn_background(&state, stop_rx.clone()) {

@@ -39,8 +39,8 @@ pub fn kms_connector(aws: &FileAws, dev_kms: Option<&PlatformKms>) -> Arc<dyn Km
             },
         );
     }
-    if let Some(dev) = dev_kms {
-        if settings.endpoint_url.is_none() {
+    if let Some(dev) = dev_kms
+        && settings.endpoint_url.is_none() {
             settings.endpoint_url = Some(dev.endpoint.clone());
             for c in &dev.platform {
                 settings.static_credentials.entry(c.account.clone()).or_insert_with(|| StaticCredentials {
@@ -50,6 +50,5 @@ pub fn kms_connector(aws: &FileAws, dev_kms: Option<&PlatformKms>) -> Arc<dyn Km
                 });
             }
         }
-    }
     Arc::new(AwsConnector::new(settings))
 }

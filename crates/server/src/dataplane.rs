@@ -165,20 +165,17 @@ impl DataPlane {
         if let Some(reason) = self.suspended_reason(dc_id) {
             return Err(DataError::Suspended(reason));
         }
-        if let Ok(f) = self.fast.read() {
-            if let Some((store, expires)) = f.get(dc_id) {
-                if *expires > Instant::now() {
+        if let Ok(f) = self.fast.read()
+            && let Some((store, expires)) = f.get(dc_id)
+                && *expires > Instant::now() {
                     return Ok(store.clone());
                 }
-            }
-        }
         let slot = self.slot(dc_id).await;
         let mut guard = slot.lock().await;
-        if let Some(open) = guard.as_ref() {
-            if open.expires > Instant::now() {
+        if let Some(open) = guard.as_ref()
+            && open.expires > Instant::now() {
                 return Ok(open.store.clone());
             }
-        }
         // Expired or never opened: drop the old handle (and its key) before anything else.
         *guard = None;
         if let Ok(mut f) = self.fast.write() {

@@ -83,11 +83,10 @@ async fn run_job(state: &AppState, job: Job) {
         }
         Err(e) => {
             tracing::warn!(job = job.id, error = %e, "job failed");
-            if let Some(dc) = &job.datacenter_id {
-                if let Err(se) = fail_datacenter(state, job.database_id, dc, &e).await {
+            if let Some(dc) = &job.datacenter_id
+                && let Err(se) = fail_datacenter(state, job.database_id, dc, &e).await {
                     tracing::error!(error = %se, "recording a failed datacenter");
                 }
-            }
             state.store.fail_job(job.id, &e.to_string()).await
         }
     };
@@ -151,11 +150,10 @@ async fn provision(state: &AppState, job: &Job) -> Result<(), JobError> {
     if dc.status != DatabaseStatus::Initializing {
         state.store.set_datacenter_status(&dc.id, DatabaseStatus::Initializing, "").await?;
     }
-    if let Some(db) = state.store.get_database(dc.org_id, dc.database_id).await? {
-        if db.status == DatabaseStatus::Pending {
+    if let Some(db) = state.store.get_database(dc.org_id, dc.database_id).await?
+        && db.status == DatabaseStatus::Pending {
             state.store.set_database_status(db.id, DatabaseStatus::Initializing, "").await?;
         }
-    }
     if dc.wrapped_data_key.is_none() {
         let kms = state.kms.connect(&state.data.identity(&dc))?;
         let wrapped = kms.generate_data_key_without_plaintext(&dc.key_id, &datacenter_context(&dc)).await?;

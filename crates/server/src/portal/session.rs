@@ -69,11 +69,10 @@ pub fn create(client_id: String, token: String) -> (String, Session) {
     };
     let mut map = sessions().lock().unwrap_or_else(|e| e.into_inner());
     map.retain(|_, v| v.created.elapsed() < SESSION_LIFETIME);
-    if map.len() >= MAX_SESSIONS {
-        if let Some(oldest) = map.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| k.clone()) {
+    if map.len() >= MAX_SESSIONS
+        && let Some(oldest) = map.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| k.clone()) {
             map.remove(&oldest);
         }
-    }
     map.insert(id.clone(), s.clone());
     (id, s)
 }

@@ -401,11 +401,10 @@ fn key_account_of(policy: &KeyPolicy, key_arn: Option<&AwsKeyArn>) -> String {
     }
     for st in &policy.statements {
         for entry in &st.principal.entries {
-            if let keyplane_core::policy::PrincipalEntry::Aws(p) = entry {
-                if let Some(acct) = p.strip_prefix("arn:aws:iam::").and_then(|r| r.strip_suffix(":root")) {
+            if let keyplane_core::policy::PrincipalEntry::Aws(p) = entry
+                && let Some(acct) = p.strip_prefix("arn:aws:iam::").and_then(|r| r.strip_suffix(":root")) {
                     return acct.to_string();
                 }
-            }
         }
     }
     "000000000000".to_string()
