@@ -3,7 +3,9 @@
 //! suspends its datacenters at once; errors that say nothing about the key (timeouts,
 //! throttling, 5xx) suspend nothing until they have lasted the grace period. When the key
 //! is usable again, the datacenters return to ACTIVE by themselves.
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::Utc;
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus};
 use keyplane_kms::{ErrorKind, KeyState, KmsError};
 use keyplane_store::{Datacenter, KeyStatusUpdate, NewAuditEntry};
@@ -26,34 +28,60 @@ pub async fn run_monitor(state: AppState, shutdown: impl std::future::Future<Out
     }
 }
 
-/// Checks every live customer-keyed datacenter now.
+/// A key's DescribeKey answer within one round, shared by every datacenter under that key.
+type Described = HashMap<(String, String, String), Result<(), (ErrorKind, String)>>;
+
+/// Checks every live customer-keyed datacenter now: one DescribeKey per key per round, and a
+/// Decrypt of each datacenter's own wrapped data key.
 pub async fn check_all(state: &AppState) -> Result<(), JobError> {
+    let mut described = Described::new();
     for dc in state.store.live_customer_datacenters().await? {
-        check_datacenter(state, &dc).await?;
+        check_with(state, &dc, &mut described).await?;
     }
     Ok(())
 }
 
-/// The result of asking the KMS whether the datacenter's key still works.
-async fn probe(state: &AppState, dc: &Datacenter) -> Result<(), KmsError> {
-    let kms = state.kms.connect(&state.data.identity(dc))?;
-    let desc = kms.describe_key(&dc.key_id).await?;
-    let refused = match desc.state {
-        KeyState::Enabled => None,
-        KeyState::Disabled => Some(ErrorKind::Disabled),
-        KeyState::PendingDeletion => Some(ErrorKind::PendingDeletion),
-        KeyState::Other(_) => Some(ErrorKind::InvalidState),
-    };
-    if let Some(kind) = refused {
-        return Err(KmsError::new(kind, "DescribeKey", format!("key state {:?}", desc.state)));
+/// Whether the key is in a state that can be used, asking the KMS once per key.
+async fn describe(
+    dc: &Datacenter,
+    kms: &dyn keyplane_kms::KeyProvider,
+    described: &mut Described,
+) -> Result<(), KmsError> {
+    let id = (dc.key_id.clone(), dc.provider_account.clone(), dc.region.clone());
+    if let Some(known) = described.get(&id) {
+        return known
+            .clone()
+            .map_err(|(kind, message)| KmsError::new(kind, "DescribeKey", message));
     }
+    let answer = match kms.describe_key(&dc.key_id).await {
+        Ok(desc) => match desc.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err((ErrorKind::Disabled, "key state Disabled".to_string())),
+            KeyState::PendingDeletion => Err((ErrorKind::PendingDeletion, "key state PendingDeletion".to_string())),
+            KeyState::Other(s) => Err((ErrorKind::InvalidState, format!("key state {s}"))),
+        },
+        Err(e) => Err((e.kind, e.message)),
+    };
+    described.insert(id, answer.clone());
+    answer.map_err(|(kind, message)| KmsError::new(kind, "DescribeKey", message))
+}
+
+/// The result of asking the KMS whether the datacenter's key still works.
+async fn probe(state: &AppState, dc: &Datacenter, described: &mut Described) -> Result<(), KmsError> {
+    let kms = state.kms.connect(&state.data.identity(dc))?;
+    describe(dc, kms.as_ref(), described).await?;
     if let Some(wrapped) = &dc.wrapped_data_key {
         kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc)).await?;
     }
     Ok(())
 }
 
+/// Checks one datacenter now (the `…/check` route and the monitor).
 pub async fn check_datacenter(state: &AppState, dc: &Datacenter) -> Result<(), JobError> {
+    check_with(state, dc, &mut Described::new()).await
+}
+
+async fn check_with(state: &AppState, dc: &Datacenter, described: &mut Described) -> Result<(), JobError> {
     if !matches!(
         dc.status,
         DatabaseStatus::Active | DatabaseStatus::Suspended | DatabaseStatus::Maintenance
@@ -62,7 +90,7 @@ pub async fn check_datacenter(state: &AppState, dc: &Datacenter) -> Result<(), J
         return Ok(());
     }
     let now = Utc::now();
-    match probe(state, dc).await {
+    match probe(state, dc, described).await {
         Ok(()) => {
             if dc.kms_failing_since.is_some() {
                 state.store.set_kms_failing_since(&dc.id, None).await?;
@@ -93,7 +121,7 @@ pub async fn check_datacenter(state: &AppState, dc: &Datacenter) -> Result<(), J
                 record_key(state, dc, KeyStatus::Inaccessible, Some(&reason), false, &reason).await
             } else {
                 tracing::warn!(datacenter = %dc.id, error = %e, "KMS error that says nothing about the key; within the grace period");
-                record_check_only(state, dc, false, &reason, since).await
+                record_check_only(state, dc, false, &reason).await
             }
         }
         Err(e) => {
@@ -173,7 +201,6 @@ async fn record_check_only(
     dc: &Datacenter,
     ok: bool,
     message: &str,
-    _since: DateTime<Utc>,
 ) -> Result<(), JobError> {
     let Some(t) = db_type(state, dc).await? else {
         return Ok(());

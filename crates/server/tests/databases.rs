@@ -386,3 +386,24 @@ async fn database_api_validation_and_listing() {
     let (st, resp) = s.get(&format!("/v2/databases/{a}"), &other_admin).await;
     assert_error(st, &resp, 404, 4000);
 }
+
+/// The monitor asks DescribeKey once per key per round: its answer must still reach every
+/// datacenter under that key, both ways.
+#[tokio::test]
+async fn every_database_under_one_key_follows_it() {
+    let s = server(Duration::from_secs(3600)).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let one = create_db(&s, "one", "us-east-2").await;
+    let two = create_db(&s, "two", "us-east-2").await;
+    wait_status(&s, &one, "ACTIVE").await;
+    wait_status(&s, &two, "ACTIVE").await;
+    let kms = s.kms.customer("us-east-2");
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    for db in [&one, &two] {
+        let view = wait_status(&s, db, "SUSPENDED").await;
+        assert!(view["message"].as_str().unwrap().contains("disabled"), "{view}");
+    }
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    wait_status(&s, &one, "ACTIVE").await;
+    wait_status(&s, &two, "ACTIVE").await;
+}
