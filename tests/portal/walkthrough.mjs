@@ -305,13 +305,14 @@ const steps = [
   },
   {
     id: 'd', name: 'kms-put-policy', start: null,
-    async run() {
+    async run(page) {
       const statements = requireState('statements', 'c');
       if (!s.arn) s.arn = createKey('portal');
       s.goodPolicy = { Version: '2012-10-17', Statement: [ROOT_STATEMENT, ...statements] };
       putPolicy(s.arn, s.goodPolicy, 'policy-good');
       const got = keyplane('kms', 'get-key-policy', '--credentials-file', CREDS, '--key-id', s.arn);
       assert.ok(got.includes(s.accountId), `the key's policy as read back does not name ${s.accountId}`);
+      await shot(page, 'kms-policy-put'); // the page the statements came from, as the person leaves it
       return `key ${s.arn} has the page's statements in its policy (with the account root's)`;
     },
   },
@@ -696,8 +697,11 @@ async function main() {
   if (unexpected.length) {
     console.log(`FAILED browser errors (${unexpected.length}):\n  ${unexpected.join('\n  ')}`);
     failed.push('browser console/page errors');
+  } else {
+    console.log('ok browser errors: no console error and no uncaught page error');
+    passed += 1;
   }
-  const total = only ? steps.filter((st) => only.has(st.id)).length : steps.length;
+  const total = (only ? steps.filter((st) => only.has(st.id)).length : steps.length) + 1;
   console.log(`== portal walkthrough took ${secs} s`);
   console.log(`walkthrough: ${passed} passed, ${total - passed} failed`);
   if (failed.length) {
