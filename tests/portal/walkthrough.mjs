@@ -703,7 +703,8 @@ async function main() {
   }
   const total = (only ? steps.filter((st) => only.has(st.id)).length : steps.length) + 1;
   console.log(`== portal walkthrough took ${secs} s`);
-  console.log(`walkthrough: ${passed} passed, ${total - passed} failed`);
+  const skipped = total - passed - failed.length;
+  console.log(`walkthrough: ${passed} passed, ${failed.length} failed${skipped ? `, ${skipped} skipped` : ''}`);
   if (failed.length) {
     console.error(`portal walkthrough FAILED: ${failed.join(', ')}`);
     process.exit(1);
