@@ -101,7 +101,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let dev_kms = if resolved.dev {
         let kms = dev::start_kms(&resolved, shutdown(stop_rx.clone()), &mut tasks).await?;
-        dev::bootstrap(store.as_ref(), &resolved.data_dir, &config.public_url, Some(&kms.customer)).await?;
+        let creds = dev::bootstrap(store.as_ref(), &resolved.data_dir, &config.public_url, Some(&kms.customer)).await?;
+        // A sign-in link for the portal, valid until this process stops.
+        let code = keyplane_server::portal::session::random_hex();
+        println!("  portal:       {}/portal/signin/dev?code={code}", config.public_url.trim_end_matches('/'));
+        config.dev_signin = Some(keyplane_server::DevSignin { code, token: creds.token.clone() });
         Some(kms)
     } else {
         None

@@ -57,6 +57,23 @@ pub struct Config {
     pub data_key_ttl: std::time::Duration,
     /// How often the worker polls for work when idle.
     pub worker_poll: std::time::Duration,
+    /// `serve --dev` only: the code of the sign-in link printed at start, and the dev token
+    /// it signs in with.
+    pub dev_signin: Option<DevSignin>,
+}
+
+/// The `--dev` portal sign-in link's secret and the token it stands for. Never printed by
+/// `Debug`.
+#[derive(Clone)]
+pub struct DevSignin {
+    pub code: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for DevSignin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DevSignin(<redacted>)")
+    }
 }
 
 pub const DEFAULT_AWS_ACCOUNT: &str = "222222222222";
@@ -91,6 +108,7 @@ impl Default for Config {
             kms_grace_period: std::time::Duration::from_secs(15 * 60),
             data_key_ttl: std::time::Duration::from_secs(5 * 60),
             worker_poll: std::time::Duration::from_millis(200),
+            dev_signin: None,
         }
     }
 }

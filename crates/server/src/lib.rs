@@ -21,5 +21,5 @@ pub mod router;
 pub mod routes;
 
 pub use app::{AppState, run, spawn_background};
-pub use config::{Config, ProviderAccount};
+pub use config::{Config, DevSignin, ProviderAccount};
 pub use error::ApiError;

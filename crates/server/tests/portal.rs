@@ -1,10 +1,14 @@
 //! The web portal over a real server on a loopback port: sign in/out with an application
 //! token and a server-side session cookie, CSRF on every form, the Key Encryption list,
-//! Add Keys through the API's registration, and HTML escaping.
+//! Add Keys through the API's registration (the pasted-policy checker included), the
+//! enterprise/organization filter, databases (create, add region, terminate, live status),
+//! the audit log, the `--dev` sign-in link, and HTML escaping.
 mod common;
 
 use common::TestServer;
 use keyplane_core::Role;
+use keyplane_server::Config;
+use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 fn browser() -> reqwest::Client {
@@ -137,7 +141,7 @@ async fn the_admin_token_starts_an_httponly_strict_session() {
     assert_eq!(st, 200);
     assert!(html.contains("Key Encryption") && html.contains("Acme"), "{html}");
     assert!(html.contains(r#"name="viewport""#));
-    for nav in ["Settings", "Security", "Databases", "Sign out"] {
+    for nav in ["Settings", "Security", "Databases", "Audit", "Sign out"] {
         assert!(html.contains(nav), "header shows {nav}");
     }
     let (st, html) = get(&s, "/portal/settings", Some(&cookie)).await;
@@ -228,7 +232,8 @@ async fn the_keys_page_lists_a_key_registered_through_the_api() {
     let (st, html) = get(&s, "/portal/keys", Some(&cookie)).await;
     assert_eq!(st, 200);
     assert!(html.contains(&arn), "{html}");
-    assert!(html.contains("AVAILABLE") && html.contains("Classic") && html.contains("us-east-2") && html.contains("AWS"));
+    assert!(html.contains("AVAILABLE") && html.contains("Classic") && html.contains("us-east-2") && html.contains("Amazon Web Services"));
+    assert!(html.contains(&format!(r#"<tr data-key-id="{arn}">"#)), "{html}");
 }
 
 #[tokio::test]
@@ -286,4 +291,295 @@ async fn locked_regions_are_shown_disabled_with_contact_support() {
     assert!(html.contains(r#"value="us-east-2">"#), "{html}");
     assert!(html.contains(r#"value="eu-west-1" disabled"#), "{html}");
     assert!(html.contains("contact support"));
+}
+
+async fn form(s: &TestServer, path: &str, cookie: &str, body: &str) -> (u16, Option<String>, String) {
+    let res = post_form(s, path, cookie, body).await;
+    let st = res.status().as_u16();
+    let loc = res.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+    (st, loc, res.text().await.unwrap())
+}
+
+fn full_statements(s: &TestServer) -> Value {
+    let _ = s;
+    let role = "arn:aws:iam::222222222222:role/creator";
+    Value::Array(keyplane_core::policy::recommended_statements(role))
+}
+
+#[tokio::test]
+async fn a_pasted_policy_is_checked_in_place() {
+    let s = TestServer::start().await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let (_, help) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/policy", &s.admin).await;
+    let root = json!({"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"});
+    let mut stmts = vec![root.clone()];
+    stmts.extend(help["statements"].as_array().unwrap().iter().cloned());
+    let good = json!({"Version": "2012-10-17", "Statement": stmts});
+    let base = format!("csrf={csrf}&type=classic&provider=aws&region=us-east-2&policy=");
+    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &format!("{base}{}", enc(&good.to_string()))).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("grants everything keyplane needs"), "{html}");
+    assert!(html.contains("Enable IAM User Permissions"), "the pasted text is kept");
+
+    // Without kms:Decrypt in the use statement: the finding names it.
+    let mut broken = good.clone();
+    let acts = broken["Statement"][1]["Action"].as_array_mut().unwrap();
+    acts.retain(|a| a != "kms:Decrypt");
+    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &format!("{base}{}", enc(&broken.to_string()))).await;
+    assert_eq!(st, 200);
+    assert!(html.contains("would be denied 1 action"), "{html}");
+    assert!(html.contains("<code>kms:Decrypt</code>"), "{html}");
+
+    // Not JSON: said so, 400, nothing else changes.
+    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &format!("{base}{}", enc("{\"Statement\": ["))).await;
+    assert_eq!(st, 400);
+    assert!(html.contains("not valid JSON"), "{html}");
+    // CSRF applies here too.
+    let (st, _, _) = form(&s, "/portal/keys/policy-check", &cookie, "type=classic&provider=aws&region=us-east-2&policy=%7B%7D").await;
+    assert_eq!(st, 403);
+}
+
+#[tokio::test]
+async fn the_add_keys_page_checks_the_key_id_as_typed() {
+    let s = TestServer::start().await;
+    let (cookie, _) = session(&s, &s.admin).await;
+    let (_, html) = get(&s, "/portal/keys/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
+    // The field carries what the script compares with, and the message has a live region.
+    assert!(html.contains(r#"data-provider="aws" data-region="us-east-2""#), "{html}");
+    assert!(html.contains(r#"id="key-format""#) && html.contains(r#"role="status""#));
+    assert!(html.contains("but you chose"), "the region-mismatch message is in the script");
+    // The inline script runs under the page's nonce (the CSP forbids any other).
+    let nonce = html.split(r#"<script nonce=""#).nth(1).unwrap().split('"').next().unwrap().to_string();
+    assert_eq!(nonce.len(), 64);
+}
+
+#[tokio::test]
+async fn settings_filter_switches_between_organizations_of_an_enterprise() {
+    let s = TestServer::start().await;
+    let ent = s.store.create_enterprise("Globex").await.unwrap();
+    let a = s.store.create_org("Globex East", Some(ent.id)).await.unwrap();
+    let b = s.store.create_org("Globex West", Some(ent.id)).await.unwrap();
+    let ta = s.token(a.id, Role::OrgAdmin).await;
+    let tb = s.token(b.id, Role::OrgAdmin).await;
+    let (cookie, csrf) = session(&s, &ta).await;
+    let (st, html) = get(&s, "/portal/settings", Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert!(html.contains(&format!(r#"<option value="enterprise:{}" selected>Enterprise: Globex</option>"#, ent.id)), "{html}");
+    assert!(html.contains("Globex East") && html.contains("Globex West"), "the enterprise's organizations are listed");
+    assert!(!html.contains("Acme"), "another enterprise's organization is not");
+    assert!(html.contains(r#"nav aria-label="Settings""#));
+
+    // Picking West without a token of it asks for one; nothing changes meanwhile.
+    let (_, html) = get(&s, &format!("/portal/settings?org={}", b.id), Some(&cookie)).await;
+    assert!(html.contains("Sign in to Globex West"), "{html}");
+    assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#));
+    // A token of West joins the session (sent with the session's CSRF token).
+    let (st, loc, body) = form(&s, "/portal/signin", &cookie, &format!("csrf={csrf}&token={}", enc(&tb))).await;
+    assert_eq!(st, 303, "{body}");
+    assert_eq!(loc.as_deref(), Some("/portal/keys"));
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert!(html.contains("Globex West"), "now managing West");
+    // And the filter switches back to East, and again to West, with no token asked.
+    let (_, html) = get(&s, &format!("/portal/settings?org={}", a.id), Some(&cookie)).await;
+    assert!(html.contains("Now managing <strong>Globex East</strong>"), "{html}");
+    assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#));
+    let (_, html) = get(&s, &format!("/portal/settings?org={}", b.id), Some(&cookie)).await;
+    assert!(html.contains(r#"<dd id="org-name">Globex West</dd>"#), "{html}");
+    // An organization outside the session's enterprises is never switched to.
+    let (_, html) = get(&s, &format!("/portal/settings?org={}", s.org), Some(&cookie)).await;
+    assert!(html.contains("not in the filter"), "{html}");
+    assert!(html.contains(r#"<dd id="org-name">Globex West</dd>"#));
+
+    // Revoking West's token drops it; the session falls back to East.
+    let client = tb.split(':').nth(1).unwrap();
+    assert!(s.store.revoke_token(b.id, client).await.unwrap());
+    let (st, html) = get(&s, "/portal/settings", Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#), "{html}");
+}
+
+async fn wait_db(s: &TestServer, id: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = s.get(&format!("/v2/databases/{id}"), &s.admin).await;
+        if body["status"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {want}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn databases_are_created_expanded_and_terminated_from_the_portal() {
+    let s = TestServer::start().await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    // Before any key: the form says the platform's key will be used.
+    let (st, html) = get(&s, "/portal/databases/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert!(html.contains("platform-managed key"), "{html}");
+    for id in ["db-name", "db-type", "db-provider", "db-region", "db-tier"] {
+        assert!(html.contains(&format!(r#"<label for="{id}">"#)), "{id} is labelled");
+    }
+    let arn = customer_key(&s, "us-east-2", &full_statements(&s)).await;
+    let (st, body) = s
+        .post("/v2/kms/classic", &s.admin, json!({"orgId": s.org.to_string(), "aws": {"keyID": arn, "region": "us-east-2"}}))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    // Now the notice names the customer key, before anything is created.
+    let (_, html) = get(&s, "/portal/databases/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
+    assert!(html.contains(&format!("encrypted with your customer key {arn}")), "{html}");
+    assert!(html.contains(&format!(r#"data-classic="customer:{arn}""#)), "the script knows it too");
+
+    // Bad input: the form again with the reason and the values kept.
+    let (st, _, html) = form(&s, "/portal/databases", &cookie, &format!("csrf={csrf}&name=&type=classic&provider=aws&region=us-east-2&tier=C10&keyspace=ks")).await;
+    assert_eq!(st, 400, "{html}");
+    assert!(html.contains(r#"id="create-error""#), "{html}");
+    let (st, _, _) = form(&s, "/portal/databases", &cookie, "name=x&type=classic&provider=aws&region=us-east-2&tier=C10").await;
+    assert_eq!(st, 403, "CSRF");
+
+    let (st, loc, body) = form(&s, "/portal/databases", &cookie, &format!("csrf={csrf}&name=portaldb&keyspace=shop&type=classic&provider=aws&region=us-east-2&tier=C10")).await;
+    assert_eq!(st, 303, "{body}");
+    let loc = loc.unwrap();
+    let id = loc.strip_prefix("/portal/databases?created=").expect("created").to_string();
+    let (_, view) = s.get(&format!("/v2/databases/{id}"), &s.admin).await;
+    assert_eq!(view["info"]["name"], "portaldb");
+    assert_eq!(view["customerKeyed"], true);
+    let (_, html) = get(&s, &loc, Some(&cookie)).await;
+    assert!(html.contains(&format!(r#"<tr data-db-id="{id}">"#)), "{html}");
+    assert!(html.contains(&format!("customer key <code>{arn}</code>")), "{html}");
+    wait_db(&s, &id, "ACTIVE").await;
+
+    // The live status endpoint the page polls.
+    let res = browser().get(format!("{}/portal/databases/status", s.url)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let live: Value = res.json().await.unwrap();
+    let me = live["databases"].as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(me["status"], "ACTIVE");
+    assert_eq!(me["regions"][0]["region"], "us-east-2");
+    assert_eq!(browser().get(format!("{}/portal/databases/status", s.url)).send().await.unwrap().status().as_u16(), 401);
+
+    // Adding eu-west-1, where no key is registered: refused in the row, with a link to Add Keys.
+    let (_, html) = get(&s, "/portal/databases", Some(&cookie)).await;
+    assert!(html.contains("eu-west-1 (no key registered)"), "{html}");
+    let (st, _, html) = form(&s, &format!("/portal/databases/{id}/regions"), &cookie, &format!("csrf={csrf}&region=eu-west-1")).await;
+    assert_eq!(st, 422, "{html}");
+    assert!(html.contains(r#"id="region-error""#), "{html}");
+    assert!(html.contains(r#"href="/portal/keys/new?type=classic&amp;provider=aws&amp;region=eu-west-1""#), "{html}");
+    let (_, dcs) = s.get(&format!("/v2/databases/{id}/datacenters"), &s.admin).await;
+    assert_eq!(dcs.as_array().unwrap().len(), 1, "nothing was added");
+
+    // Terminate: the wrong name is refused, the right one terminates.
+    let (st, html) = get(&s, &format!("/portal/databases/{id}/terminate"), Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert!(html.contains(r#"id="confirm-name""#) && html.contains("us-east-2"));
+    let (st, _, html) = form(&s, &format!("/portal/databases/{id}/terminate"), &cookie, &format!("csrf={csrf}&confirm=nope")).await;
+    assert_eq!(st, 400);
+    assert!(html.contains("does not match"), "{html}");
+    let (_, view) = s.get(&format!("/v2/databases/{id}"), &s.admin).await;
+    assert_eq!(view["status"], "ACTIVE", "still there");
+    let (st, loc, _) = form(&s, &format!("/portal/databases/{id}/terminate"), &cookie, &format!("csrf={csrf}&confirm=portaldb")).await;
+    assert_eq!(st, 303);
+    assert_eq!(loc.as_deref(), Some(format!("/portal/databases?terminated={id}").as_str()));
+    wait_db(&s, &id, "TERMINATED").await;
+    let (_, html) = get(&s, &format!("/portal/databases?terminated={id}"), Some(&cookie)).await;
+    assert!(html.contains("TERMINATED"), "the terminated database stays in view: {html}");
+    let (st, _) = get(&s, "/portal/databases/not-a-uuid/terminate", Some(&cookie)).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn a_platform_keyed_database_gains_a_region_from_the_portal() {
+    let s = TestServer::start().await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let (st, loc, body) = form(&s, "/portal/databases", &cookie, &format!("csrf={csrf}&name=plain&keyspace=shop&type=classic&provider=aws&region=us-east-2&tier=C10")).await;
+    assert_eq!(st, 303, "{body}");
+    let id = loc.unwrap().rsplit('=').next().unwrap().to_string();
+    wait_db(&s, &id, "ACTIVE").await;
+    let (st, _, body) = form(&s, &format!("/portal/databases/{id}/regions"), &cookie, &format!("csrf={csrf}&region=eu-west-1")).await;
+    assert_eq!(st, 303, "{body}");
+    let (_, dcs) = s.get(&format!("/v2/databases/{id}/datacenters"), &s.admin).await;
+    assert_eq!(dcs.as_array().unwrap().len(), 2, "{dcs}");
+}
+
+#[tokio::test]
+async fn the_audit_page_pages_newest_first() {
+    let s = TestServer::start().await;
+    // 30 policy checks give 30 entries (plus the sign-in).
+    let (_, help) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/policy", &s.admin).await;
+    let policy = json!({"Version": "2012-10-17", "Statement": help["statements"]});
+    for _ in 0..30 {
+        let (st, _) = s.post("/v2/kms/classic/provider/aws/region/us-east-2/policy/check", &s.admin, policy.clone()).await;
+        assert_eq!(st, 200);
+    }
+    let (cookie, _) = session(&s, &s.admin).await;
+    let (st, html) = get(&s, "/portal/audit", Some(&cookie)).await;
+    assert_eq!(st, 200);
+    let seqs: Vec<i64> = html
+        .split(r#"data-seq=""#)
+        .skip(1)
+        .map(|x| x.split('"').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 25, "one page");
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
+    assert!(html.contains("portal.signin"), "the newest entry is the sign-in");
+    let next = html.split(r#"rel="next""#).next().unwrap().rsplit("href=\"").next().unwrap().split('"').next().unwrap().to_string();
+    assert_eq!(next, format!("/portal/audit?before={}", seqs[24]));
+    let (_, html) = get(&s, &next, Some(&cookie)).await;
+    let older: Vec<i64> = html.split(r#"data-seq=""#).skip(1).map(|x| x.split('"').next().unwrap().parse().unwrap()).collect();
+    assert!(!older.is_empty() && older.iter().all(|x| *x < seqs[24]), "{older:?}");
+    assert!(!html.contains(r#"rel="next""#), "the last page");
+    assert_eq!(get(&s, "/portal/audit?before=x", Some(&cookie)).await.0, 400);
+    // A read-only token may not read the audit log: said in words, with a 403.
+    let ro = s.token(s.org, Role::ReadOnly).await;
+    let (c2, _) = session(&s, &ro).await;
+    let (st, html) = get(&s, "/portal/audit", Some(&c2)).await;
+    assert_eq!(st, 403, "{html}");
+    assert!(html.contains(r#"role="alert""#));
+}
+
+#[tokio::test]
+async fn the_dev_sign_in_link_signs_in_and_a_wrong_code_does_not() {
+    // A store with the dev organization's token made first, as `serve --dev` does.
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("keyplane.db");
+    let store = keyplane_store::open(db_path.to_str().unwrap()).await.unwrap();
+    let org = store.create_org("Dev Organization", None).await.unwrap();
+    let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "dev").await.unwrap();
+    let code = "c0de".repeat(16);
+    let cfg = Config {
+        dev_signin: Some(keyplane_server::DevSignin { code: code.clone(), token: token.expose().to_string() }),
+        ..Config::default()
+    };
+    assert!(!format!("{cfg:?}").contains(&code), "the code is never printed by Debug");
+    let s = TestServer::with_store(store, cfg, dir, db_path, None).await;
+    let res = browser().get(format!("{}/portal/signin/dev?code={code}", s.url)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.headers()["location"], "/portal/keys");
+    let id = cookie_value(&set_cookies(&res), "kp_session").expect("a session");
+    let (st, html) = get(&s, "/portal/keys", Some(&format!("kp_session={id}"))).await;
+    assert_eq!(st, 200);
+    assert!(html.contains("Dev Organization"), "{html}");
+    let res = browser().get(format!("{}/portal/signin/dev?code={}", s.url, "beef".repeat(16))).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert!(cookie_value(&set_cookies(&res), "kp_session").is_none());
+
+    // Without --dev there is no link at all.
+    let plain = TestServer::start().await;
+    let res = browser().get(format!("{}/portal/signin/dev?code={code}", plain.url)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_portal_is_served_over_https() {
+    let cfg = Config { public_url: "https://keys.example.com".into(), ..Config::default() };
+    let s = TestServer::with_config(cfg).await;
+    let r = sign_in(&s, &s.admin).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set = r.cookies.iter().find(|c| c.starts_with("kp_session=")).unwrap();
+    assert!(set.contains("; Secure"), "{set}");
+    let plain = TestServer::start().await;
+    let r = sign_in(&plain, &plain.admin).await;
+    assert!(!r.cookies.iter().any(|c| c.contains("Secure")), "plain http keeps cookies usable on localhost");
 }

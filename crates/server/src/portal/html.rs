@@ -51,12 +51,27 @@ pre{background:#0f1720;color:#e6edf3;padding:.8rem;border-radius:.3rem;overflow-
 .notice{background:#e3f4e8;border:1px solid #a6d8b4;padding:.5rem .8rem;border-radius:.3rem}
 .alert{background:#fde7e7;border:1px solid #f0b4b4;padding:.5rem .8rem;border-radius:.3rem}
 .muted{color:#5b6470;font-size:.9rem}
+.ok{color:#11612b;font-weight:600}
+.layout{display:flex;gap:1.5rem;align-items:flex-start}
+.layout>nav{min-width:12rem;background:#fff;border:1px solid #dde1e6;border-radius:.4rem;padding:.6rem 1rem}
+.layout>nav ul{list-style:none;margin:0;padding:0}.layout>nav li{margin:.3rem 0}
+.layout>div{flex:1;min-width:0}
+select{padding:.45rem;font:inherit;border:1px solid #9aa3ad;border-radius:.3rem;max-width:100%}
+textarea{min-height:10rem;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}
+.row-actions{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center}
+.row-actions form{display:flex;gap:.4rem;align-items:center;margin:0}
+button.secondary{font:inherit;padding:.35rem .8rem;border:1px solid #9aa3ad;border-radius:.3rem;background:#fff;cursor:pointer}
+button.danger{display:inline-block;background:#9b1c1c;color:#fff;border:0;border-radius:.3rem;padding:.5rem 1rem;font:inherit;cursor:pointer}
+.ACTIVE{background:#e3f4e8;color:#11612b}.SUSPENDED,.ERROR{background:#fde7e7;color:#9b1c1c}.PENDING,.INITIALIZING,.MAINTENANCE,.TERMINATING{background:#fff4d6;color:#7a5200}.TERMINATED{background:#eceef1;color:#4b5563}
+.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 @media (max-width:640px){
  main{padding:.8rem}
  table.keys thead{display:none}
  table.keys tr{display:block;border-bottom:2px solid #dde1e6;padding:.4rem 0}
  table.keys td{display:block;border:0;padding:.15rem .6rem}
  table.keys td::before{content:attr(data-label) ": ";font-weight:600}
+ .layout{display:block}.layout>nav{margin-bottom:1rem}
+ header nav{order:3;width:100%}
 }
 "#;
 
@@ -67,19 +82,21 @@ pub enum Nav {
     Settings,
     Security,
     Databases,
+    Audit,
 }
 
-/// The signed-in header: organization name, Settings / Security / Databases, Sign out.
+/// The signed-in header: organization name, Settings / Security / Databases / Audit, Sign out.
 pub fn header(org_name: &str, csrf: &str, nav: Nav) -> String {
     let cur = |n: Nav| if n == nav { r#" aria-current="page""# } else { "" };
     format!(
         r#"<header><span class="brand">keyplane · <span title="organization">{org}</span></span>
-<nav aria-label="Main"><a href="/portal/settings"{s}>Settings</a> <a href="/portal/keys"{k}>Security</a> <a href="/portal/databases"{d}>Databases</a></nav>
+<nav aria-label="Main"><a href="/portal/settings"{s}>Settings</a> <a href="/portal/keys"{k}>Security</a> <a href="/portal/databases"{d}>Databases</a> <a href="/portal/audit"{a}>Audit</a></nav>
 <form method="post" action="/portal/signout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button></form></header>"#,
         org = esc(org_name),
         s = cur(Nav::Settings),
         k = cur(Nav::Security),
         d = cur(Nav::Databases),
+        a = cur(Nav::Audit),
         csrf = esc(csrf),
     )
 }
@@ -108,7 +125,7 @@ pub fn respond(status: StatusCode, html: String, nonce: Option<&str>) -> Respons
         None => "'none'".to_string(),
     };
     let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; script-src {script_src}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'unsafe-inline'; script-src {script_src}; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     );
     let mut res = (status, html).into_response();
     let h = res.headers_mut();

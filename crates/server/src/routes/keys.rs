@@ -127,13 +127,13 @@ pub struct RegisterQuery {
 pub struct CheckQuery {
     /// The key the policy is (or will be) attached to; pins the key's account.
     #[serde(rename = "keyID")]
-    key_id: Option<String>,
+    pub(crate) key_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct RegionPath {
-    provider: String,
-    region: String,
+    pub(crate) provider: String,
+    pub(crate) region: String,
 }
 
 fn ts(t: chrono::DateTime<Utc>) -> String {
@@ -410,7 +410,7 @@ fn key_account_of(policy: &KeyPolicy, key_arn: Option<&AwsKeyArn>) -> String {
     "000000000000".to_string()
 }
 
-async fn policy_check(
+pub(crate) async fn policy_check(
     state: &AppState,
     caller: &Caller,
     db_type: DbType,

@@ -1,0 +1,572 @@
+//! Databases: the organization's databases with status and, per region, the key that
+//! encrypts them; create (saying which key will encrypt it before it is created), add a
+//! region (refused in place, with a link to Add Keys, where a customer-keyed database has
+//! no key), terminate after typing the name. Status follows the database without a reload.
+//! Every change goes through the API's own handlers, so the portal enforces the same rules.
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyplane_core::databases::CLASSIC_TIERS;
+use keyplane_core::{DatabaseStatus, DbType, Permission, Provider};
+use keyplane_store::{Database, DatabaseFilter, KeyKind};
+use uuid::Uuid;
+
+use super::html::{Nav, esc, page, respond};
+use super::{TAG, Visitor, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::routes::databases::{self as api, AddDatacenter, CreateDatabase};
+
+fn tier_label(db: &Database) -> String {
+    match db.db_type {
+        DbType::Classic => format!("{} × {}", db.tier, db.capacity_units),
+        DbType::Serverless => "serverless".to_string(),
+    }
+}
+
+/// Which key a database deployed now in (type, provider, region) would get, in words, and
+/// whether it can be deployed at all.
+async fn key_for(state: &AppState, org: Uuid, t: DbType, p: Provider, region: &str) -> (String, bool) {
+    match state.store.get_customer_key(org, t, p, region).await {
+        Ok(Some(k)) => (format!("customer:{}", k.key_id), true),
+        Ok(None) if state.config.platform_key(p, region).is_some() => ("platform".to_string(), true),
+        Ok(None) => ("none".to_string(), false),
+        Err(e) => {
+            tracing::error!(error = %e, "portal: reading customer keys");
+            ("unknown".to_string(), false)
+        }
+    }
+}
+
+/// The notice shown before a database is created (the script computes the same text).
+fn notice_text(code: &str, t: DbType, p: Provider, region: &str) -> String {
+    match code.split_once(':') {
+        Some(("customer", arn)) => format!(
+            "This database will be encrypted with your customer key {arn}, registered for {} databases in {} {region}.",
+            type_label(t),
+            provider_label(p)
+        ),
+        _ if code == "platform" => format!(
+            "No customer key is registered for {} databases in {} {region}: this database will be encrypted with a platform-managed key, and keeps it. Add a key first to use your own.",
+            type_label(t),
+            provider_label(p)
+        ),
+        _ => format!("Databases cannot be deployed in {} {region}: there is no key for it. Contact support.", provider_label(p)),
+    }
+}
+
+/// Databases: the organization's databases.
+#[utoipa::path(get, path = "/portal/databases", tag = TAG,
+    params(
+        ("created" = Option<Uuid>, Query, description = "set after a database was created"),
+        ("terminated" = Option<Uuid>, Query, description = "set after a database was terminated"),
+    ),
+    responses((status = 200, description = "the databases page", content_type = "text/html"), (status = 303, description = "not signed in")))]
+pub async fn databases_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut notice = String::new();
+    if let Some(id) = q.get("created") {
+        notice = format!(r#"<p class="notice" role="status">Database <code>{}</code> is being created.</p>"#, esc(id));
+    }
+    if let Some(id) = q.get("terminated") {
+        notice = format!(r#"<p class="notice" role="status">Database <code>{}</code> is being terminated: its data and its data keys are deleted.</p>"#, esc(id));
+    }
+    let extra = q.get("terminated").and_then(|i| i.parse::<Uuid>().ok());
+    list_page(&state, &v, StatusCode::OK, &notice, None, extra).await
+}
+
+/// An add-region refusal shown in the database's row.
+struct RowError {
+    db: Uuid,
+    html: String,
+}
+
+async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &str, row_error: Option<RowError>, extra: Option<Uuid>) -> Response {
+    let hdr = v.header(Nav::Databases);
+    if let Err(e) = v.caller.require(Permission::OrgDbView) {
+        return message_page(StatusCode::FORBIDDEN, "Databases", &hdr, &e.public_message());
+    }
+    let org = v.caller.org_id();
+    let filter = DatabaseFilter { limit: 100, ..Default::default() };
+    let mut dbs = match state.store.list_databases(org, &filter).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "portal: listing databases");
+            return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Databases", &hdr, "The databases could not be read; please retry.");
+        }
+    };
+    // A database just terminated stays in view until the page is left.
+    if let Some(id) = extra.filter(|id| !dbs.iter().any(|d| d.id == *id))
+        && let Ok(Some(db)) = state.store.get_database(org, id).await
+    {
+        dbs.push(db);
+    }
+    let mut rows = String::new();
+    for db in &dbs {
+        let dcs = state.store.list_datacenters(db.id).await.unwrap_or_default();
+        let live: Vec<_> = dcs.iter().filter(|d| d.terminated_at.is_none()).collect();
+        let enc: String = live
+            .iter()
+            .map(|dc| {
+                let key = match dc.key_kind {
+                    KeyKind::Customer => format!("customer key <code>{}</code>", esc(&dc.key_id)),
+                    KeyKind::Platform => "platform-managed key".to_string(),
+                };
+                format!(r#"<div data-region="{r}">{r} <span class="status {s}">{s}</span>: {key}</div>"#, r = esc(&dc.region), s = dc.status.as_str())
+            })
+            .collect();
+        let mut actions = String::new();
+        let done = matches!(db.status, DatabaseStatus::Terminating | DatabaseStatus::Terminated);
+        if !done {
+            let unlocked = crate::regions::unlocked(&state.config, &v.caller.org, db.provider);
+            let mut options = String::new();
+            for r in unlocked.iter().filter(|r| !live.iter().any(|d| d.region == **r)) {
+                let (code, _) = key_for(state, org, db.db_type, db.provider, r).await;
+                let note = match (db.customer_keyed, code.starts_with("customer:")) {
+                    (true, false) => " (no key registered)",
+                    (true, true) => " (customer key)",
+                    (false, _) => "",
+                };
+                options.push_str(&format!(r#"<option value="{r}">{r}{note}</option>"#, r = esc(r)));
+            }
+            if !options.is_empty() {
+                actions.push_str(&format!(
+                    r#"<form method="post" action="/portal/databases/{id}/regions" class="add-region"><input type="hidden" name="csrf" value="{csrf}"><label class="visually-hidden" for="add-region-{id}">Region to add to {name}</label><select id="add-region-{id}" name="region">{options}</select><button class="secondary" type="submit">Add Region</button></form>"#,
+                    id = db.id,
+                    csrf = esc(&v.session.csrf),
+                    name = esc(&db.name),
+                ));
+            }
+            actions.push_str(&format!(r#"<a href="/portal/databases/{}/terminate">Terminate</a>"#, db.id));
+        }
+        rows.push_str(&format!(
+            r#"<tr data-db-id="{id}"><td data-label="Name" class="db-name">{name}</td><td data-label="Type">{ty} · {prov} · {tier}</td><td data-label="Status" class="db-status"><span class="status {status}">{status}</span><div class="muted db-message">{msg}</div></td><td data-label="Encryption" class="key db-encryption">{enc}</td><td data-label="Actions"><div class="row-actions">{actions}</div></td></tr>"#,
+            id = db.id,
+            name = esc(&db.name),
+            ty = esc(type_label(db.db_type)),
+            prov = esc(provider_label(db.provider)),
+            tier = esc(&tier_label(db)),
+            status = db.status.as_str(),
+            msg = esc(&db.message),
+        ));
+        if let Some(err) = row_error.as_ref().filter(|e| e.db == db.id) {
+            rows.push_str(&format!(r#"<tr class="row-error"><td colspan="5">{}</td></tr>"#, err.html));
+        }
+    }
+    let table = if dbs.is_empty() {
+        r#"<p class="card">No databases yet.</p>"#.to_string()
+    } else {
+        format!(
+            r#"<table class="keys" id="databases"><thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Encryption (per region)</th><th scope="col">Actions</th></tr></thead><tbody>{rows}</tbody></table>"#
+        )
+    };
+    let body = format!(
+        r#"<h1>Databases</h1>{notice}<p><a class="button" id="create-db" href="/portal/databases/new">Create Database</a></p>{table}"#
+    );
+    let nonce = session::random_hex();
+    respond(status, page("Databases", &hdr, &body, Some(&nonce), LIVE_SCRIPT), Some(&nonce))
+}
+
+/// Polls the status endpoint and updates each row's status in place.
+const LIVE_SCRIPT: &str = r#"
+(function(){var t=document.getElementById('databases');if(!t)return;
+function tick(){fetch('/portal/databases/status',{credentials:'same-origin',headers:{'accept':'application/json'}}).then(function(r){return r.ok?r.json():null}).then(function(j){if(!j)return;
+j.databases.forEach(function(d){var row=t.querySelector('tr[data-db-id="'+d.id+'"]');if(!row)return;
+var s=row.querySelector('td.db-status .status');if(s&&s.textContent!==d.status){s.textContent=d.status;s.className='status '+d.status}
+var m=row.querySelector('td.db-status .db-message');if(m)m.textContent=d.message;
+d.regions.forEach(function(g){var e=row.querySelector('td.db-encryption [data-region="'+g.region+'"] .status');if(e&&e.textContent!==g.status){e.textContent=g.status;e.className='status '+g.status}})})}).catch(function(){})}
+setInterval(tick,1500);})();
+"#;
+
+#[derive(serde::Serialize)]
+struct LiveRegion {
+    region: String,
+    status: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct LiveDatabase {
+    id: Uuid,
+    status: &'static str,
+    message: String,
+    regions: Vec<LiveRegion>,
+}
+
+#[derive(serde::Serialize)]
+struct LiveStatus {
+    databases: Vec<LiveDatabase>,
+}
+
+/// The databases' statuses, for the page's live updates (cookie session; JSON).
+#[utoipa::path(get, path = "/portal/databases/status", tag = TAG,
+    responses(
+        (status = 200, description = "every database's status, terminated ones included", content_type = "application/json"),
+        (status = 401, description = "not signed in"),
+    ))]
+pub async fn databases_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Ok(v) = signed_in(&state, &headers).await else {
+        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"errors": [{"message": "not signed in"}]}))).into_response();
+    };
+    if v.caller.require(Permission::OrgDbView).is_err() {
+        return (StatusCode::FORBIDDEN, Json(serde_json::json!({"errors": [{"message": "no permission to view databases"}]}))).into_response();
+    }
+    let filter = DatabaseFilter { limit: 100, include_terminated: true, ..Default::default() };
+    let dbs = match state.store.list_databases(v.caller.org_id(), &filter).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "portal: database status");
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"errors": [{"message": "internal error"}]}))).into_response();
+        }
+    };
+    let mut out = Vec::with_capacity(dbs.len());
+    for db in dbs {
+        let regions = state
+            .store
+            .list_datacenters(db.id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d.terminated_at.is_none())
+            .map(|d| LiveRegion { region: d.region, status: d.status.as_str() })
+            .collect();
+        out.push(LiveDatabase { id: db.id, status: db.status.as_str(), message: db.message, regions });
+    }
+    let mut res = Json(LiveStatus { databases: out }).into_response();
+    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    res
+}
+
+/// What the create form was given.
+#[derive(Clone)]
+struct CreateForm {
+    name: String,
+    keyspace: String,
+    db_type: DbType,
+    provider: Provider,
+    region: String,
+    tier: String,
+}
+
+impl CreateForm {
+    fn from(form: &HashMap<String, String>, state: &AppState) -> CreateForm {
+        let db_type = form.get("type").and_then(|t| t.parse().ok()).unwrap_or(DbType::Classic);
+        let provider = form.get("provider").and_then(|p| p.parse().ok()).unwrap_or(Provider::Aws);
+        let region = form
+            .get("region")
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .or_else(|| state.config.regions(provider).first().cloned())
+            .unwrap_or_default();
+        let default_tier = if db_type == DbType::Serverless { "serverless" } else { CLASSIC_TIERS[0] };
+        CreateForm {
+            name: form.get("name").cloned().unwrap_or_default(),
+            keyspace: form.get("keyspace").filter(|k| !k.is_empty()).cloned().unwrap_or_else(|| "default_keyspace".into()),
+            db_type,
+            provider,
+            region,
+            tier: form.get("tier").filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| default_tier.into()),
+        }
+    }
+}
+
+/// Shows the region's key as the selections change (the server said the same at load).
+const CREATE_SCRIPT: &str = r#"
+(function(){var ty=document.getElementById('db-type'),pr=document.getElementById('db-provider'),rg=document.getElementById('db-region'),ti=document.getElementById('db-tier'),n=document.getElementById('encryption-notice');
+var labels={aws:'Amazon Web Services',gcp:'Google Cloud',azure:'Microsoft Azure'},tl={classic:'Classic',serverless:'Serverless'};
+function sync(){var p=pr.value,t=ty.value;
+Array.prototype.forEach.call(rg.options,function(o){var ok=o.getAttribute('data-provider')===p;o.hidden=!ok;o.disabled=!ok||o.hasAttribute('data-locked')});
+if(rg.selectedOptions.length===0||rg.selectedOptions[0].disabled){var f=Array.prototype.find.call(rg.options,function(o){return !o.disabled});if(f)rg.value=f.value}
+Array.prototype.forEach.call(ti.options,function(o){var ok=(t==='serverless')===(o.value==='serverless');o.hidden=!ok;o.disabled=!ok});
+if(ti.selectedOptions.length===0||ti.selectedOptions[0].disabled){var g=Array.prototype.find.call(ti.options,function(o){return !o.disabled});if(g)ti.value=g.value}
+var o=rg.selectedOptions[0];if(!o){n.textContent='Choose a region.';return}
+var code=o.getAttribute('data-'+t)||'none',r=o.value;
+if(code.indexOf('customer:')===0){n.textContent='This database will be encrypted with your customer key '+code.slice(9)+', registered for '+tl[t]+' databases in '+labels[p]+' '+r+'.';n.className='notice'}
+else if(code==='platform'){n.textContent='No customer key is registered for '+tl[t]+' databases in '+labels[p]+' '+r+': this database will be encrypted with a platform-managed key, and keeps it. Add a key first to use your own.';n.className='alert'}
+else{n.textContent='Databases cannot be deployed in '+labels[p]+' '+r+': there is no key for it. Contact support.';n.className='alert'}}
+[ty,pr,rg].forEach(function(e){e.addEventListener('change',sync)});sync();})();
+"#;
+
+async fn create_form(state: &AppState, v: &Visitor, f: &CreateForm, error: Option<&str>, status: StatusCode) -> Response {
+    let hdr = v.header(Nav::Databases);
+    if let Err(e) = v.caller.require(Permission::OrgDbCreate) {
+        return message_page(StatusCode::FORBIDDEN, "Create Database", &hdr, &e.public_message());
+    }
+    let org = v.caller.org_id();
+    let sel = |a: bool| if a { " selected" } else { "" };
+    let types: String = [DbType::Classic, DbType::Serverless]
+        .iter()
+        .map(|t| format!(r#"<option value="{}"{}>{}</option>"#, t.as_str(), sel(*t == f.db_type), type_label(*t)))
+        .collect();
+    let providers: String = Provider::ALL
+        .iter()
+        .map(|p| format!(r#"<option value="{}"{}>{}</option>"#, p.as_str(), sel(*p == f.provider), provider_label(*p)))
+        .collect();
+    let mut regions = String::new();
+    for p in Provider::ALL {
+        let unlocked = crate::regions::unlocked(&state.config, &v.caller.org, p);
+        for r in state.config.regions(p) {
+            let open = unlocked.contains(&r.as_str());
+            let (classic, _) = key_for(state, org, DbType::Classic, p, r).await;
+            let (serverless, _) = key_for(state, org, DbType::Serverless, p, r).await;
+            regions.push_str(&format!(
+                r#"<option value="{r}" data-provider="{p}" data-classic="{c}" data-serverless="{s}"{sel}{locked}>{r}{note}</option>"#,
+                r = esc(r),
+                p = p.as_str(),
+                c = esc(&classic),
+                s = esc(&serverless),
+                sel = sel(p == f.provider && *r == f.region),
+                locked = if open { "" } else { " data-locked disabled" },
+                note = if open { "" } else { " (contact support)" },
+            ));
+        }
+    }
+    let tiers: String = CLASSIC_TIERS
+        .iter()
+        .copied()
+        .chain(["serverless"])
+        .map(|t| format!(r#"<option value="{t}"{}>{t}</option>"#, sel(f.tier.eq_ignore_ascii_case(t))))
+        .collect();
+    let (code, _) = key_for(state, org, f.db_type, f.provider, &f.region).await;
+    let notice_class = if code.starts_with("customer:") { "notice" } else { "alert" };
+    let err = error
+        .map(|m| format!(r#"<p class="alert" role="alert" id="create-error">{}</p>"#, esc(m)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<p class="muted"><a href="/portal/databases">Databases</a> › Create</p><h1>Create Database</h1>{err}
+<form method="post" action="/portal/databases" class="card"><input type="hidden" name="csrf" value="{csrf}">
+<label for="db-name">Database name</label><input type="text" id="db-name" name="name" value="{name}" required maxlength="50" autocomplete="off">
+<label for="db-keyspace">Keyspace</label><input type="text" id="db-keyspace" name="keyspace" value="{keyspace}" required maxlength="48">
+<label for="db-type">Database type</label><select id="db-type" name="type">{types}</select>
+<label for="db-provider">Provider</label><select id="db-provider" name="provider">{providers}</select>
+<label for="db-region">Region</label><select id="db-region" name="region">{regions}</select>
+<label for="db-tier">Tier</label><select id="db-tier" name="tier">{tiers}</select>
+<h2>Encryption</h2><p id="encryption-notice" class="{notice_class}" role="status" aria-live="polite">{notice}</p>
+<p class="muted">The key is fixed when the database is created: registering a key later does not change existing databases.</p>
+<button class="primary" type="submit">Create Database</button></form>"#,
+        csrf = esc(&v.session.csrf),
+        name = esc(&f.name),
+        keyspace = esc(&f.keyspace),
+        notice = esc(&notice_text(&code, f.db_type, f.provider, &f.region)),
+    );
+    let nonce = session::random_hex();
+    respond(status, page("Create Database", &hdr, &body, Some(&nonce), CREATE_SCRIPT), Some(&nonce))
+}
+
+/// The create-database form, which says which key will encrypt the database.
+#[utoipa::path(get, path = "/portal/databases/new", tag = TAG,
+    params(
+        ("type" = Option<String>, Query, description = "classic or serverless"),
+        ("provider" = Option<String>, Query, description = "aws, gcp or azure"),
+        ("region" = Option<String>, Query, description = "a catalog region"),
+    ),
+    responses((status = 200, description = "the form", content_type = "text/html"), (status = 303, description = "not signed in")))]
+pub async fn new_database_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let f = CreateForm::from(&q, &state);
+    create_form(&state, &v, &f, None, StatusCode::OK).await
+}
+
+async fn form_post(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(Visitor, HashMap<String, String>), Response> {
+    let v = signed_in(state, headers).await?;
+    let form = session::parse_form(body);
+    if !v.csrf_ok(&form) {
+        return Err(message_page(
+            StatusCode::FORBIDDEN,
+            "Databases",
+            &v.header(Nav::Databases),
+            "The form was not sent by this portal's page (CSRF check failed). Nothing was changed.",
+        ));
+    }
+    Ok((v, form))
+}
+
+/// The status to answer a refused form with: the API's, but a 5xx becomes a 502 page.
+fn refused(e: &ApiError) -> StatusCode {
+    if e.status().is_server_error() { StatusCode::BAD_GATEWAY } else { e.status() }
+}
+
+/// Creates a database through the API's handler.
+#[utoipa::path(post, path = "/portal/databases", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, name, keyspace, type, provider, region, tier"),
+    responses(
+        (status = 303, description = "created: to the databases page"),
+        (status = 400, description = "refused: the form with the reason", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
+    ))]
+pub async fn create_database(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (v, form) = match form_post(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let f = CreateForm::from(&form, &state);
+    let req = CreateDatabase {
+        name: f.name.trim().to_string(),
+        keyspace: f.keyspace.trim().to_string(),
+        cloud_provider: f.provider.as_str().to_ascii_uppercase(),
+        tier: if f.db_type == DbType::Serverless { "serverless".into() } else { f.tier.clone() },
+        capacity_units: 1,
+        region: f.region.clone(),
+        db_type: (f.db_type == DbType::Serverless).then(|| "vector".to_string()),
+    };
+    match api::create_database(State(state.clone()), v.caller.clone(), ApiJson(req)).await {
+        Ok((_, _, Json(view))) => redirect(&format!("/portal/databases?created={}", view.id)),
+        Err(e) => create_form(&state, &v, &f, Some(&e.public_message()), refused(&e)).await,
+    }
+}
+
+fn parse_id(raw: &str) -> Option<Uuid> {
+    raw.parse().ok()
+}
+
+async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, Response> {
+    let not_found = || message_page(StatusCode::NOT_FOUND, "Databases", &v.header(Nav::Databases), "No such database in this organization.");
+    let Some(id) = parse_id(raw) else { return Err(not_found()) };
+    match state.store.get_database(v.caller.org_id(), id).await {
+        Ok(Some(db)) => Ok(db),
+        Ok(None) => Err(not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, "portal: reading a database");
+            Err(message_page(StatusCode::INTERNAL_SERVER_ERROR, "Databases", &v.header(Nav::Databases), "The database could not be read; please retry."))
+        }
+    }
+}
+
+/// Adds a region through the API's handler; a refusal is shown in the database's row, with
+/// a link to Add Keys for that region when the database needs a customer key there.
+#[utoipa::path(post, path = "/portal/databases/{id}/regions", tag = TAG,
+    params(("id" = Uuid, Path)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, region"),
+    responses(
+        (status = 303, description = "the region is being added: to the databases page"),
+        (status = 422, description = "refused: the databases page with the reason in the row", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
+    ))]
+pub async fn add_region(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let (v, form) = match form_post(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let db = match find_db(&state, &v, &id).await {
+        Ok(db) => db,
+        Err(r) => return r,
+    };
+    let region = form.get("region").cloned().unwrap_or_default();
+    let add = AddDatacenter {
+        tier: db.tier.clone(),
+        cloud_provider: db.provider.as_str().to_ascii_uppercase(),
+        region: region.clone(),
+    };
+    match api::add_datacenter(State(state.clone()), v.caller.clone(), ApiPath(db.id), ApiJson(vec![add])).await {
+        Ok(_) => redirect(&format!("/portal/databases?created={}", db.id)),
+        Err(e) => {
+            let needs_key = db.customer_keyed
+                && matches!(state.store.get_customer_key(db.org_id, db.db_type, db.provider, &region).await, Ok(None));
+            let html = if needs_key {
+                format!(
+                    r#"<p class="alert" role="alert" id="region-error">{name} is encrypted with customer keys, and no {ty} key is registered for {prov} {region}. Register one first, then add the region. <a class="add-key-link" href="/portal/keys/new?type={t}&amp;provider={p}&amp;region={r}">Add a key for {region}</a></p>"#,
+                    name = esc(&db.name),
+                    ty = esc(type_label(db.db_type)),
+                    prov = esc(provider_label(db.provider)),
+                    region = esc(&region),
+                    t = db.db_type.as_str(),
+                    p = db.provider.as_str(),
+                    r = esc(&url_encode(&region)),
+                )
+            } else {
+                format!(r#"<p class="alert" role="alert" id="region-error">{}</p>"#, esc(&e.public_message()))
+            };
+            list_page(&state, &v, refused(&e), "", Some(RowError { db: db.id, html }), None).await
+        }
+    }
+}
+
+fn terminate_form(v: &Visitor, db: &Database, regions: &[String], error: Option<&str>, status: StatusCode) -> Response {
+    let err = error
+        .map(|m| format!(r#"<p class="alert" role="alert" id="confirm-error">{}</p>"#, esc(m)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<p class="muted"><a href="/portal/databases">Databases</a> › Terminate</p><h1>Terminate {name}</h1>{err}
+<div class="card"><p>Terminating deletes the database in every region ({regions}): its data files and its data keys. This cannot be undone.</p>
+<form method="post" action="/portal/databases/{id}/terminate"><input type="hidden" name="csrf" value="{csrf}">
+<label for="confirm-name">Type the database name, <strong>{name}</strong>, to confirm</label>
+<input type="text" id="confirm-name" name="confirm" autocomplete="off" spellcheck="false"{invalid}>
+<p><button class="danger" type="submit">Terminate database</button> <a href="/portal/databases">Cancel</a></p></form></div>"#,
+        name = esc(&db.name),
+        regions = esc(&regions.join(", ")),
+        id = db.id,
+        csrf = esc(&v.session.csrf),
+        invalid = if error.is_some() { r#" aria-invalid="true" aria-describedby="confirm-error""# } else { "" },
+    );
+    respond(status, page("Terminate database", &v.header(Nav::Databases), &body, None, ""), None)
+}
+
+async fn live_regions(state: &AppState, db: Uuid) -> Vec<String> {
+    state
+        .store
+        .list_datacenters(db)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.terminated_at.is_none())
+        .map(|d| d.region)
+        .collect()
+}
+
+/// The confirmation page of a termination.
+#[utoipa::path(get, path = "/portal/databases/{id}/terminate", tag = TAG,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the confirmation form", content_type = "text/html"), (status = 404, description = "no such database", content_type = "text/html")))]
+pub async fn terminate_page(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let db = match find_db(&state, &v, &id).await {
+        Ok(db) => db,
+        Err(r) => return r,
+    };
+    let regions = live_regions(&state, db.id).await;
+    terminate_form(&v, &db, &regions, None, StatusCode::OK)
+}
+
+/// Terminates a database once its name was typed, through the API's handler.
+#[utoipa::path(post, path = "/portal/databases/{id}/terminate", tag = TAG,
+    params(("id" = Uuid, Path)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, confirm"),
+    responses(
+        (status = 303, description = "terminating: to the databases page"),
+        (status = 400, description = "the name was not typed: the form again", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
+    ))]
+pub async fn terminate(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let (v, form) = match form_post(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let db = match find_db(&state, &v, &id).await {
+        Ok(db) => db,
+        Err(r) => return r,
+    };
+    if form.get("confirm").map(|c| c.trim()) != Some(db.name.as_str()) {
+        let regions = live_regions(&state, db.id).await;
+        return terminate_form(&v, &db, &regions, Some("The name typed does not match; nothing was terminated."), StatusCode::BAD_REQUEST);
+    }
+    match api::terminate_database(State(state.clone()), v.caller.clone(), ApiPath(db.id)).await {
+        Ok(_) => redirect(&format!("/portal/databases?terminated={}", db.id)),
+        Err(e) => {
+            let regions = live_regions(&state, db.id).await;
+            terminate_form(&v, &db, &regions, Some(&e.public_message()), refused(&e))
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! Settings → Security → Key Encryption: the organization's registered keys, and Add Keys
+//! (database type → provider → region → Cloud Provider ID and policy statements → the
+//! pasted policy checked → key ID checked as typed → the API's live registration).
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use keyplane_core::{DbType, Permission, Provider};
+
+use super::html::{Nav, esc, page, respond};
+use super::{TAG, Visitor, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
+use crate::app::AppState;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::keys::{self, CheckQuery, ProviderKey, RegionPath, RegisterKey, RegisterQuery};
+
+/// Security → Key Encryption: the organization's registered keys.
+#[utoipa::path(get, path = "/portal/keys", tag = TAG,
+    params(("added" = Option<String>, Query, description = "set after a key was added")),
+    responses((status = 200, description = "the keys page", content_type = "text/html"), (status = 303, description = "not signed in")))]
+pub async fn keys_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let hdr = v.header(Nav::Security);
+    if let Err(e) = v.caller.require(Permission::OrgCmkRead) {
+        return message_page(StatusCode::FORBIDDEN, "Key Encryption", &hdr, &e.public_message());
+    }
+    let keys = match state.store.list_customer_keys(v.caller.org_id(), None).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "portal: listing keys");
+            return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Key Encryption", &hdr, "The keys could not be read; please retry.");
+        }
+    };
+    let notice = match q.get("added") {
+        Some(k) => format!(r#"<p class="notice" role="status">Key added: <code>{}</code></p>"#, esc(k)),
+        None => String::new(),
+    };
+    let rows: String = keys
+        .iter()
+        .map(|k| {
+            let status = k.status.as_str();
+            let reason = k
+                .status_reason
+                .as_deref()
+                .map(|r| format!(r#"<div class="muted">{}</div>"#, esc(r)))
+                .unwrap_or_default();
+            let check = match (&k.last_check_at, k.last_check_ok) {
+                (Some(at), ok) => format!(
+                    r#"<time datetime="{iso}">{shown}</time>{res}{msg}"#,
+                    iso = esc(&at.to_rfc3339()),
+                    shown = esc(&at.format("%Y-%m-%d %H:%M UTC").to_string()),
+                    res = match ok {
+                        Some(true) => " · passed",
+                        Some(false) => " · failed",
+                        None => "",
+                    },
+                    msg = k
+                        .last_check_message
+                        .as_deref()
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!(r#"<div class="muted">{}</div>"#, esc(m)))
+                        .unwrap_or_default(),
+                ),
+                (None, _) => "never".to_string(),
+            };
+            format!(
+                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}</td><td data-label="Last check">{check}</td></tr>"#,
+                ty = esc(type_label(k.db_type)),
+                prov = esc(provider_label(k.provider)),
+                region = esc(&k.region),
+                key = esc(&k.key_id),
+            )
+        })
+        .collect();
+    let table = if keys.is_empty() {
+        r#"<p class="card">No customer keys are registered yet. Databases use platform-managed keys until you add one.</p>"#.to_string()
+    } else {
+        format!(
+            r#"<table class="keys"><caption class="muted" style="text-align:left">Registered keys ({n})</caption><thead><tr><th scope="col">Database type</th><th scope="col">Provider</th><th scope="col">Region</th><th scope="col">Key ID</th><th scope="col">Status</th><th scope="col">Last check</th></tr></thead><tbody>{rows}</tbody></table>"#,
+            n = keys.len()
+        )
+    };
+    let body = format!(
+        r#"<p class="muted"><a href="/portal/settings">Settings</a> › Security</p><h1>Key Encryption</h1>{notice}
+<p>Databases deployed in a region where a key is registered are encrypted with it; existing databases keep their key.</p>
+<p><a class="button" href="/portal/keys/new">Add Keys</a></p>{table}"#
+    );
+    respond(StatusCode::OK, page("Key Encryption", &hdr, &body, None, ""), None)
+}
+
+/// Copy buttons, and the Key ID's format and region checked as it is typed (the server
+/// checks again on Add Key).
+const SCRIPT: &str = r#"
+document.querySelectorAll('button.copy').forEach(function(b){b.addEventListener('click',function(){var t=document.getElementById(b.getAttribute('data-target')).textContent;navigator.clipboard.writeText(t).then(function(){b.textContent='Copied';setTimeout(function(){b.textContent='Copy'},1500)},function(){b.textContent='Select and copy manually'})})});
+(function(){var k=document.getElementById('key_id'),m=document.getElementById('key-format');if(!k||!m)return;
+var region=k.getAttribute('data-region'),provider=k.getAttribute('data-provider');
+function check(){var v=k.value.trim(),msg='',ok=false,r;
+if(!v){msg=''}
+else if(provider==='aws'){
+ if(/^alias\//.test(v)||/:alias\//.test(v)){msg='An alias is not accepted: paste the key ARN (arn:aws:kms:'+region+':ACCOUNT:key/KEY-ID).'}
+ else if(!(r=/^arn:aws(-cn|-us-gov)?:kms:([^:]*):([^:]*):key\/(.*)$/.exec(v))){msg='Not a KMS key ARN: expected arn:aws:kms:'+region+':ACCOUNT:key/KEY-ID.'}
+ else if(r[2]!==region){msg='The key is in '+(r[2]||'no region')+', but you chose '+region+': register a key of the region its databases run in.'}
+ else if(!/^[0-9]{12}$/.test(r[3])){msg='The account in the ARN must be 12 digits.'}
+ else if(!/^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/.test(r[4])){msg='The key ID at the end of the ARN is not a KMS key ID.'}
+ else{ok=true;msg='Format OK: a key in '+region+' of account '+r[3]+'.'}}
+else if(provider==='gcp'){
+ if(!(r=/^projects\/[^\/]+\/locations\/([^\/]+)\/keyRings\/[^\/]+\/cryptoKeys\/[^\/]+$/.exec(v))){msg='Expected projects/PROJECT/locations/'+region+'/keyRings/RING/cryptoKeys/KEY.'}
+ else if(r[1]!==region){msg='The key is in '+r[1]+', but you chose '+region+'.'}
+ else{ok=true;msg='Format OK.'}}
+m.textContent=msg;m.className=ok?'ok':(msg?'error':'muted');
+if(msg&&!ok){k.setAttribute('aria-invalid','true')}else{k.removeAttribute('aria-invalid')}}
+k.addEventListener('input',check);check();})();
+"#;
+
+/// What the Add Keys form was given so far.
+struct Choice {
+    db_type: Option<DbType>,
+    provider: Option<Provider>,
+    region: Option<String>,
+}
+
+fn choice(q: &HashMap<String, String>) -> Choice {
+    let db_type = q.get("type").and_then(|t| t.parse::<DbType>().ok());
+    let provider = q.get("provider").and_then(|p| p.parse::<Provider>().ok());
+    let region = q.get("region").filter(|r| !r.is_empty()).cloned();
+    Choice { db_type, provider, region }
+}
+
+/// The parts of the form that come back as typed, and the messages next to them.
+#[derive(Default)]
+struct Typed {
+    key_id: String,
+    key_error: Option<String>,
+    policy: String,
+    findings: Option<String>,
+}
+
+fn radio(name: &str, value: &str, label: &str, checked: bool, disabled: bool, note: &str) -> String {
+    format!(
+        r#"<label class="choice{cls}"><input type="radio" name="{name}" value="{value}"{chk}{dis}> {label}{note}</label>"#,
+        cls = if disabled { " disabled" } else { "" },
+        name = esc(name),
+        value = esc(value),
+        chk = if checked { " checked" } else { "" },
+        dis = if disabled { " disabled" } else { "" },
+        label = esc(label),
+        note = if note.is_empty() { String::new() } else { format!(r#" <span class="muted">({})</span>"#, esc(note)) },
+    )
+}
+
+async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, status: StatusCode) -> Response {
+    let hdr = v.header(Nav::Security);
+    let caller = &v.caller;
+    if let Err(e) = caller.require(Permission::OrgCmkWrite) {
+        return message_page(StatusCode::FORBIDDEN, "Add Keys", &hdr, &e.public_message());
+    }
+    let mut steps = String::new();
+    steps.push_str(r#"<fieldset><legend>1. Database type</legend>"#);
+    for t in [DbType::Classic, DbType::Serverless] {
+        steps.push_str(&radio("type", t.as_str(), type_label(t), c.db_type == Some(t), false, ""));
+    }
+    steps.push_str("</fieldset>");
+    let mut region_ok = false;
+    if let Some(t) = c.db_type {
+        steps.push_str(r#"<fieldset><legend>2. Provider</legend>"#);
+        for p in Provider::ALL {
+            let ok = p.supports(t);
+            let note = if ok { String::new() } else { format!("not available for {}", type_label(t)) };
+            steps.push_str(&radio("provider", p.as_str(), provider_label(p), ok && c.provider == Some(p), !ok, &note));
+        }
+        steps.push_str("</fieldset>");
+        if let Some(p) = c.provider.filter(|p| p.supports(t)) {
+            let unlocked = crate::regions::unlocked(&state.config, &caller.org, p);
+            steps.push_str(r#"<fieldset><legend>3. Region</legend>"#);
+            for r in state.config.regions(p) {
+                let open = unlocked.contains(&r.as_str());
+                let chosen = c.region.as_deref() == Some(r.as_str());
+                region_ok |= open && chosen;
+                steps.push_str(&radio("region", r, r, open && chosen, !open, if open { "" } else { "contact support" }));
+            }
+            if state.config.regions(p).is_empty() {
+                steps.push_str(r#"<p class="muted">No region of this provider is in the catalog; contact support.</p>"#);
+            }
+            steps.push_str("</fieldset>");
+        }
+    }
+    let chooser = format!(
+        r#"<form method="get" action="/portal/keys/new" id="chooser">{steps}<button class="primary" type="submit">Continue</button></form>"#
+    );
+    let mut details = String::new();
+    let mut nonce = None;
+    if let (Some(t), Some(p), Some(region), true) = (c.db_type, c.provider, c.region.as_deref(), region_ok) {
+        match crate::registration::platform_identity(state, caller.org_id(), p, region).await {
+            Err(e) => details.push_str(&format!(r#"<p class="alert" role="alert">{}</p>"#, esc(&e.public_message()))),
+            Ok(identity) => {
+                nonce = Some(session::random_hex());
+                let hidden = format!(
+                    r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}">"#,
+                    csrf = esc(&v.session.csrf),
+                    t = esc(t.as_str()),
+                    p = esc(p.as_str()),
+                    region = esc(region),
+                );
+                details.push_str(&format!(
+                    r#"<div class="card"><h2 id="pid-h">4. Cloud Provider ID</h2><p class="muted">The account keyplane acts from in {region}. Trust it in your key policy.</p>
+<pre id="provider-id" aria-labelledby="pid-h">{acct}</pre><button type="button" class="copy" data-target="provider-id" aria-label="Copy the Cloud Provider ID">Copy</button></div>"#,
+                    region = esc(region),
+                    acct = esc(&identity.account_id),
+                ));
+                if p == Provider::Aws {
+                    let statements = keyplane_core::policy::recommended_statements(&identity.principal);
+                    let text = statements
+                        .iter()
+                        .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(",\n");
+                    details.push_str(&format!(
+                        r#"<div class="card"><h2 id="pol-h">5. Key policy statements</h2><p class="muted">In your KMS, create a symmetric encryption key in {region} and add these statements to the <code>Statement</code> list of its key policy (principal <code>{principal}</code>).</p>
+<pre id="policy" aria-labelledby="pol-h">{text}</pre><button type="button" class="copy" data-target="policy" aria-label="Copy the key policy statements">Copy</button>
+<form method="post" action="/portal/keys/policy-check">{hidden}
+<h3><label for="policy-paste">Optional: check your whole key policy</label></h3>
+<p class="muted" id="paste-hint">Paste the key's policy as your KMS shows it; keyplane evaluates it as AWS would for its role and names every action it would be denied, and why. Nothing is stored.</p>
+<textarea id="policy-paste" name="policy" spellcheck="false" aria-describedby="paste-hint">{pasted}</textarea>
+<div id="policy-findings" role="status">{findings}</div>
+<button class="secondary" type="submit">Check policy</button></form></div>"#,
+                        region = esc(region),
+                        principal = esc(&identity.principal),
+                        text = esc(&text),
+                        pasted = esc(&typed.policy),
+                        findings = typed.findings.as_deref().unwrap_or_default(),
+                    ));
+                } else {
+                    details.push_str(&format!(
+                        r#"<div class="card"><p>Grant <code>{}</code> the use of your key.</p></div>"#,
+                        esc(&identity.principal)
+                    ));
+                }
+                let hint = match p {
+                    Provider::Aws => format!("arn:aws:kms:{region}:ACCOUNT:key/KEY-ID"),
+                    Provider::Gcp => format!("projects/PROJECT/locations/{region}/keyRings/RING/cryptoKeys/KEY"),
+                    Provider::Azure => "the key's identifier".to_string(),
+                };
+                let err = typed
+                    .key_error
+                    .as_deref()
+                    .map(|m| format!(r#"<p class="error" id="key-error" role="alert">{}</p>"#, esc(m)))
+                    .unwrap_or_default();
+                let described = if typed.key_error.is_some() { "key-hint key-format key-error" } else { "key-hint key-format" };
+                details.push_str(&format!(
+                    r#"<form method="post" action="/portal/keys" class="card"><h2>6. Key ID</h2>{hidden}
+<label for="key_id">Key ID</label><input type="text" id="key_id" name="key_id" value="{key_id}" required spellcheck="false" autocomplete="off" data-provider="{p}" data-region="{region}" aria-describedby="{described}"{invalid}>
+<p class="muted" id="key-hint">The key's ARN, for example <code>{hint}</code></p><p id="key-format" class="muted" role="status" aria-live="polite"></p>{err}
+<button class="primary" type="submit">Add Key</button></form>"#,
+                    key_id = esc(&typed.key_id),
+                    p = esc(p.as_str()),
+                    region = esc(region),
+                    hint = esc(&hint),
+                    invalid = if typed.key_error.is_some() { r#" aria-invalid="true""# } else { "" },
+                ));
+            }
+        }
+    }
+    let body = format!(
+        r#"<p class="muted"><a href="/portal/settings">Settings</a> › <a href="/portal/keys">Security</a> › Add Keys</p><h1>Add Keys</h1>{chooser}{details}"#
+    );
+    let script = if nonce.is_some() { SCRIPT } else { "" };
+    respond(status, page("Add Keys", &hdr, &body, nonce.as_deref(), script), nonce.as_deref())
+}
+
+/// Add Keys: database type → provider → region → the provider ID and policy → key ID.
+#[utoipa::path(get, path = "/portal/keys/new", tag = TAG,
+    params(
+        ("type" = Option<String>, Query, description = "classic or serverless"),
+        ("provider" = Option<String>, Query, description = "aws, gcp or azure"),
+        ("region" = Option<String>, Query, description = "a catalog region"),
+    ),
+    responses((status = 200, description = "the Add Keys form", content_type = "text/html"), (status = 303, description = "not signed in")))]
+pub async fn new_key_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    new_key_form(&state, &v, &choice(&q), &Typed::default(), StatusCode::OK).await
+}
+
+/// A signed-in form post whose CSRF token matches, or the response to send instead.
+async fn form_post(state: &AppState, headers: &HeaderMap, body: &[u8], what: &str) -> Result<(Visitor, HashMap<String, String>), Response> {
+    let v = signed_in(state, headers).await?;
+    let form = session::parse_form(body);
+    if !v.csrf_ok(&form) {
+        return Err(message_page(
+            StatusCode::FORBIDDEN,
+            what,
+            &v.header(Nav::Security),
+            "The form was not sent by this portal's page (CSRF check failed). Nothing was changed.",
+        ));
+    }
+    Ok((v, form))
+}
+
+/// The pasted text as a key policy: a whole policy, or (leniently) its statement list or
+/// one statement, which are wrapped into one.
+fn as_policy(text: &str) -> Result<serde_json::Value, String> {
+    let v: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("The policy is not valid JSON: {e}."))?;
+    Ok(match v {
+        serde_json::Value::Array(_) => serde_json::json!({"Version": "2012-10-17", "Statement": v}),
+        serde_json::Value::Object(ref o) if o.contains_key("Effect") => {
+            serde_json::json!({"Version": "2012-10-17", "Statement": [v]})
+        }
+        other => other,
+    })
+}
+
+/// Checks a pasted key policy with the API's checker and shows the findings in the form.
+#[utoipa::path(post, path = "/portal/keys/policy-check", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region, policy"),
+    responses(
+        (status = 200, description = "the Add Keys form with the findings", content_type = "text/html"),
+        (status = 303, description = "not signed in"),
+        (status = 400, description = "the policy could not be read: the form with the reason", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
+    ))]
+pub async fn policy_check(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (v, form) = match form_post(&state, &headers, &body, "Add Keys").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let c = choice(&form);
+    let text = form.get("policy").cloned().unwrap_or_default();
+    let mut typed = Typed { policy: text.clone(), ..Typed::default() };
+    let (Some(t), Some(p), Some(region)) = (c.db_type, c.provider, c.region.clone()) else {
+        typed.findings = Some(r#"<p class="error">Choose a database type, provider and region first.</p>"#.to_string());
+        return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
+    };
+    let doc = match as_policy(&text) {
+        Ok(d) => d,
+        Err(m) => {
+            typed.findings = Some(format!(r#"<p class="error">{}</p>"#, esc(&m)));
+            return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
+        }
+    };
+    let path = RegionPath { provider: p.as_str().to_string(), region };
+    let (status, html) = match keys::policy_check(&state, &v.caller, t, &path, &CheckQuery::default(), doc).await {
+        Ok(r) if r.report.verdict_ok => (
+            StatusCode::OK,
+            format!(
+                r#"<p class="ok">The policy grants everything keyplane needs: {} actions allowed for <code>{}</code>.</p>"#,
+                r.report.allowed.len(),
+                esc(&r.principal)
+            ),
+        ),
+        Ok(r) => {
+            let items: String = r
+                .report
+                .findings
+                .iter()
+                .map(|f| format!(r#"<li><code>{}</code>: {}</li>"#, esc(&f.action), esc(&f.message)))
+                .collect();
+            (
+                StatusCode::OK,
+                format!(
+                    r#"<p class="error">keyplane's role <code>{}</code> would be denied {} action(s):</p><ul>{items}</ul>"#,
+                    esc(&r.principal),
+                    r.report.findings.len()
+                ),
+            )
+        }
+        Err(e) => (
+            if e.status().is_server_error() { StatusCode::BAD_GATEWAY } else { e.status() },
+            format!(r#"<p class="error">{}</p>"#, esc(&e.public_message())),
+        ),
+    };
+    typed.findings = Some(html);
+    new_key_form(&state, &v, &c, &typed, status).await
+}
+
+/// Adds a key: the API's registration (every check, the live one included) through the
+/// same handler; on failure the form again with the reason next to the Key ID.
+#[utoipa::path(post, path = "/portal/keys", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region, key_id"),
+    responses(
+        (status = 303, description = "added: to the keys page (or not signed in: to the sign-in page)"),
+        (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
+        (status = 400, description = "refused: the form with the reason", content_type = "text/html"),
+    ))]
+pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (v, form) = match form_post(&state, &headers, &body, "Add Keys").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let c = choice(&form);
+    let key_id = form.get("key_id").map(|k| k.trim().to_string()).unwrap_or_default();
+    let mut typed = Typed { key_id: key_id.clone(), ..Typed::default() };
+    let (Some(t), Some(p), Some(region)) = (c.db_type, c.provider, c.region.clone()) else {
+        typed.key_error = Some("Choose a database type, provider and region first.".into());
+        return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
+    };
+    if key_id.is_empty() {
+        typed.key_error = Some("Enter the key's ID.".into());
+        return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
+    }
+    let pk = Some(ProviderKey { key_id: key_id.clone(), region });
+    let body = RegisterKey {
+        org_id: v.caller.org_id(),
+        aws: if p == Provider::Aws { pk.clone() } else { None },
+        gcp: if p == Provider::Gcp { pk.clone() } else { None },
+        azure: if p == Provider::Azure { pk } else { None },
+    };
+    let q = ApiQuery(RegisterQuery::default());
+    let result = match t {
+        DbType::Classic => keys::register_classic(State(state.clone()), v.caller.clone(), q, ApiJson(body)).await,
+        DbType::Serverless => keys::register_serverless(State(state.clone()), v.caller.clone(), q, ApiJson(body)).await,
+    };
+    match result {
+        Ok(res) if res.status().is_success() => redirect(&format!("/portal/keys?added={}", url_encode(&key_id))),
+        Ok(res) => {
+            typed.key_error = Some("The key was not added.".into());
+            new_key_form(&state, &v, &c, &typed, res.status()).await
+        }
+        Err(e) => {
+            let st = if e.status().is_server_error() { StatusCode::BAD_GATEWAY } else { e.status() };
+            typed.key_error = Some(e.public_message());
+            new_key_form(&state, &v, &c, &typed, st).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_policy;
+
+    #[test]
+    fn pasted_statements_become_a_policy() {
+        let p = as_policy(r#"[{"Effect":"Allow"}]"#).unwrap();
+        assert_eq!(p["Statement"][0]["Effect"], "Allow");
+        let p = as_policy(r#"{"Effect":"Deny"}"#).unwrap();
+        assert_eq!(p["Statement"][0]["Effect"], "Deny");
+        let p = as_policy(r#"{"Version":"2012-10-17","Statement":[]}"#).unwrap();
+        assert_eq!(p["Statement"], serde_json::json!([]));
+        assert!(as_policy("{oops").unwrap_err().contains("not valid JSON"));
+    }
+}
