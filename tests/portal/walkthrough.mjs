@@ -545,6 +545,16 @@ const steps = [
           return /TERMINATED/.test(t) && t;
         }, 20_000, 500);
       } catch { /* TERMINATING is enough */ }
+      if (/TERMINATED/.test(final)) {
+        // The regions' badges in the Encryption column follow the database, live too.
+        const badges = dbRow(page, dbId).locator('td.db-encryption .status');
+        await until('the regions\' status badges to leave ACTIVE once the database is TERMINATED', async () => {
+          const all = await badges.allTextContents();
+          return !all.some((b) => /ACTIVE/.test(b));
+        }, 6_000, 500).catch(async (e) => {
+          throw new Error(`${e.message}: the row says ${final} but its regions say ${(await badges.allTextContents()).join(', ')}`);
+        });
+      }
       assert.equal(await page.evaluate(() => window.__kpNotReloaded === true), true, 'the Databases page reloaded (it should update itself)');
       await shot(page, 'database-terminating');
       return `refused without / with a wrong name; confirmed: ${st}${final !== st ? ` then ${final}` : ''}, live`;
