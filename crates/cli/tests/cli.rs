@@ -249,3 +249,57 @@ fn verify_audit_detects_a_changed_and_a_missing_entry() {
     assert!(!ok);
     assert!(err.contains("entry 2 is missing"), "{err}");
 }
+
+/// `serve --dev` prints a portal sign-in link that signs the browser in, once per start.
+#[test]
+fn dev_mode_prints_a_working_portal_sign_in_link() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let kms = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{api}"), "--kms-listen", &format!("127.0.0.1:{kms}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let mut link = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("portal:") {
+            link = Some(rest.trim().to_string());
+            break;
+        }
+    }
+    let link = link.expect("a portal line on stdout");
+    assert!(link.starts_with(&format!("http://127.0.0.1:{api}/portal/signin/dev?code=")), "{link}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wait_http(&format!("http://127.0.0.1:{api}/healthz")) {
+        assert!(Instant::now() < deadline, "serve --dev did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = ::reqwest::Client::builder().redirect(::reqwest::redirect::Policy::none()).build().unwrap();
+        let res = c.get(&link).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 303);
+        let cookie = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with("kp_session="))
+            .expect("a session cookie");
+        let res = c.get(format!("http://127.0.0.1:{api}/portal/keys")).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        assert!(res.text().await.unwrap().contains("Dev Organization"));
+        // A tampered code signs nobody in.
+        let bad = format!("{}0", &link[..link.len() - 1]);
+        let bad = if bad == link { format!("{}1", &link[..link.len() - 1]) } else { bad };
+        assert_eq!(c.get(&bad).send().await.unwrap().status().as_u16(), 404);
+    });
+}
