@@ -85,6 +85,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::signin_page, portal::signin))
         .routes(routes!(portal::signout))
         .routes(routes!(portal::dev_signin))
+        .routes(routes!(portal::favicon))
         .routes(routes!(portal::settings::settings_page))
         .routes(routes!(portal::keys::keys_page, portal::keys::add_key))
         .routes(routes!(portal::keys::new_key_page))

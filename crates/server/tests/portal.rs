@@ -467,6 +467,7 @@ async fn databases_are_created_expanded_and_terminated_from_the_portal() {
     assert_eq!(st, 422, "{html}");
     assert!(html.contains(r#"id="region-error""#), "{html}");
     assert!(html.contains(r#"href="/portal/keys/new?type=classic&amp;provider=aws&amp;region=eu-west-1""#), "{html}");
+    assert!(html.contains(r#"<option value="eu-west-1" selected>"#), "the region asked for stays selected");
     let (_, dcs) = s.get(&format!("/v2/databases/{id}/datacenters"), &s.admin).await;
     assert_eq!(dcs.as_array().unwrap().len(), 1, "nothing was added");
 
@@ -487,6 +488,34 @@ async fn databases_are_created_expanded_and_terminated_from_the_portal() {
     assert!(html.contains("TERMINATED"), "the terminated database stays in view: {html}");
     let (st, _) = get(&s, "/portal/databases/not-a-uuid/terminate", Some(&cookie)).await;
     assert_eq!(st, 404);
+    // The live status follows the terminated database's regions too.
+    let res = browser().get(format!("{}/portal/databases/status", s.url)).header("cookie", &cookie).send().await.unwrap();
+    let live: Value = res.json().await.unwrap();
+    let me = live["databases"].as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(me["regions"][0]["status"], "TERMINATED", "{me}");
+
+    // Every change, and the refusal, is in the audit log (the API's handlers record them).
+    let (_, audit) = s.get(&format!("/v2/organizations/{}/audit", s.org), &s.admin).await;
+    let seen: Vec<(String, String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().into(), e["target"].as_str().unwrap().into(), e["outcome"].as_str().unwrap().into()))
+        .collect();
+    assert!(seen.contains(&("db.create".into(), id.clone(), "success".into())), "{seen:?}");
+    assert!(seen.contains(&("db.region.add".into(), id.clone(), "failure".into())), "{seen:?}");
+    assert!(seen.contains(&("db.terminate".into(), id.clone(), "success".into())), "{seen:?}");
+    let create = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "db.create" && e["outcome"] == "success").unwrap();
+    assert!(create["reason"].as_str().unwrap().contains(&arn), "the entry names the key: {create}");
+    let (_, html) = get(&s, "/portal/audit", Some(&cookie)).await;
+    assert!(html.contains("db.terminate") && html.contains("db.create"), "{html}");
+}
+
+#[tokio::test]
+async fn the_favicon_request_gets_no_404() {
+    let s = TestServer::start().await;
+    let res = browser().get(format!("{}/favicon.ico", s.url)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 204);
 }
 
 #[tokio::test]

@@ -86,6 +86,8 @@ pub async fn databases_page(State(state): State<AppState>, headers: HeaderMap, Q
 /// An add-region refusal shown in the database's row.
 struct RowError {
     db: Uuid,
+    /// The region asked for, kept selected.
+    region: String,
     html: String,
 }
 
@@ -135,7 +137,8 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
                     (true, true) => " (customer key)",
                     (false, _) => "",
                 };
-                options.push_str(&format!(r#"<option value="{r}">{r}{note}</option>"#, r = esc(r)));
+                let chosen = row_error.as_ref().is_some_and(|e| e.db == db.id && e.region == *r);
+                options.push_str(&format!(r#"<option value="{r}"{sel}>{r}{note}</option>"#, r = esc(r), sel = if chosen { " selected" } else { "" }));
             }
             if !options.is_empty() {
                 actions.push_str(&format!(
@@ -234,7 +237,8 @@ pub async fn databases_status(State(state): State<AppState>, headers: HeaderMap)
             .await
             .unwrap_or_default()
             .into_iter()
-            .filter(|d| d.terminated_at.is_none())
+            // Terminated regions too (oldest first, so a region added again wins): the page
+            // shows a terminated database's regions going TERMINATED.
             .map(|d| LiveRegion { region: d.region, status: d.status.as_str() })
             .collect();
         out.push(LiveDatabase { id: db.id, status: db.status.as_str(), message: db.message, regions });
@@ -486,7 +490,7 @@ pub async fn add_region(State(state): State<AppState>, headers: HeaderMap, Path(
             } else {
                 format!(r#"<p class="alert" role="alert" id="region-error">{}</p>"#, esc(&e.public_message()))
             };
-            list_page(&state, &v, refused(&e), "", Some(RowError { db: db.id, html }), None).await
+            list_page(&state, &v, refused(&e), "", Some(RowError { db: db.id, region: region.clone(), html }), None).await
         }
     }
 }

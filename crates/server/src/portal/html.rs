@@ -59,7 +59,8 @@ pre{background:#0f1720;color:#e6edf3;padding:.8rem;border-radius:.3rem;overflow-
 select{padding:.45rem;font:inherit;border:1px solid #9aa3ad;border-radius:.3rem;max-width:100%}
 textarea{min-height:10rem;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}
 .row-actions{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center}
-.row-actions form{display:flex;gap:.4rem;align-items:center;margin:0}
+.row-actions form{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center;margin:0;max-width:100%}
+.row-actions select{min-width:0;max-width:100%}
 button.secondary{font:inherit;padding:.35rem .8rem;border:1px solid #9aa3ad;border-radius:.3rem;background:#fff;cursor:pointer}
 button.danger{display:inline-block;background:#9b1c1c;color:#fff;border:0;border-radius:.3rem;padding:.5rem 1rem;font:inherit;cursor:pointer}
 .ACTIVE{background:#e3f4e8;color:#11612b}.SUSPENDED,.ERROR{background:#fde7e7;color:#9b1c1c}.PENDING,.INITIALIZING,.MAINTENANCE,.TERMINATING{background:#fff4d6;color:#7a5200}.TERMINATED{background:#eceef1;color:#4b5563}

@@ -119,6 +119,14 @@ fn url_encode(s: &str) -> String {
 
 // ---------------------------------------------------------------- sign in / out
 
+/// No icon: an empty answer, so browsers do not log a 404 for the icon they ask for.
+#[utoipa::path(get, path = "/favicon.ico", tag = TAG, responses((status = 204, description = "no icon")))]
+pub async fn favicon() -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    res
+}
+
 /// The portal's entry: the keys page when signed in, else the sign-in page.
 #[utoipa::path(get, path = "/", tag = TAG,
     responses((status = 303, description = "to the portal's keys page or its sign-in page")))]
