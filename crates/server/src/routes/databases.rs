@@ -18,6 +18,17 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::regions::check_region;
 
+/// Records a database change in the organization's audit log: success, or the refusal and
+/// its reason (a permission refusal as `denied`).
+async fn audit<T>(state: &AppState, caller: &Caller, action: &str, target: &str, res: &ApiResult<T>, detail: &str) {
+    use crate::audit::{DENIED, FAILURE, SUCCESS, record};
+    match res {
+        Ok(_) => record(state, caller, action, target, SUCCESS, detail).await,
+        Err(e @ ApiError::Forbidden(_)) => record(state, caller, action, target, DENIED, &e.public_message()).await,
+        Err(e) => record(state, caller, action, target, FAILURE, &e.public_message()).await,
+    }
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDatabase {
@@ -280,6 +291,25 @@ pub async fn create_database(
     caller: Caller,
     ApiJson(body): ApiJson<CreateDatabase>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseView>)> {
+    let name = body.name.clone();
+    let place = format!("{} {}", body.cloud_provider.to_ascii_lowercase(), body.region);
+    let res = create_database_inner(&state, &caller, body).await;
+    let (target, detail) = match &res {
+        Ok((_, _, Json(v))) => {
+            let enc = v.info.datacenters.first().map(|d| format!("{} key {}", d.encryption.key_type, d.encryption.key_id)).unwrap_or_default();
+            (v.id.to_string(), format!("{name} in {place}, {enc}"))
+        }
+        Err(_) => (name.clone(), place),
+    };
+    audit(&state, &caller, "db.create", &target, &res, &detail).await;
+    res
+}
+
+async fn create_database_inner(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateDatabase,
+) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseView>)> {
     caller.require(Permission::OrgDbCreate)?;
     check_name(&body.name).map_err(ApiError::BadRequest)?;
     check_keyspace(&body.keyspace).map_err(ApiError::BadRequest)?;
@@ -412,6 +442,12 @@ pub async fn terminate_database(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
+    let res = terminate_database_inner(&state, &caller, id).await;
+    audit(&state, &caller, "db.terminate", &id.to_string(), &res, "").await;
+    res
+}
+
+async fn terminate_database_inner(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbTerminate)?;
     let db = find(&state, &caller, id).await?;
     if matches!(db.status, DatabaseStatus::Terminating | DatabaseStatus::Terminated) {
@@ -464,6 +500,13 @@ pub async fn add_datacenter(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<Vec<AddDatacenter>>,
 ) -> ApiResult<StatusCode> {
+    let regions = body.iter().map(|a| format!("{} {}", a.cloud_provider.to_ascii_lowercase(), a.region)).collect::<Vec<_>>().join(", ");
+    let res = add_datacenter_inner(&state, &caller, id, body).await;
+    audit(&state, &caller, "db.region.add", &id.to_string(), &res, &regions).await;
+    res
+}
+
+async fn add_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, body: Vec<AddDatacenter>) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbExpand)?;
     let [add] = body.as_slice() else {
         return Err(ApiError::BadRequest(format!(
@@ -526,6 +569,12 @@ pub async fn terminate_datacenter(
     caller: Caller,
     ApiPath((id, dc_id)): ApiPath<(Uuid, String)>,
 ) -> ApiResult<StatusCode> {
+    let res = terminate_datacenter_inner(&state, &caller, id, dc_id.clone()).await;
+    audit(&state, &caller, "db.region.terminate", &format!("{id}/{dc_id}"), &res, "").await;
+    res
+}
+
+async fn terminate_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, dc_id: String) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbTerminate)?;
     let db = find(&state, &caller, id).await?;
     let dcs = state.store.list_datacenters(id).await?;
