@@ -159,6 +159,8 @@ async function allControlsLabelled(page, what) {
 /** Refusals a step expects: the browser logs "Failed to load resource: ... status of 4xx" for
  *  a page served with an error status, which is the portal's way of refusing a form. */
 const expectedRefusals = [];
+/** A URL without its #fragment (forms post to an anchor; the response URL carries none). */
+const sansFragment = (u) => u.split('#')[0];
 
 /** Clicks a submit button whose form the server must refuse (4xx, the form again). */
 async function submitRefused(page, button, pathname) {
@@ -699,7 +701,7 @@ async function main() {
   // A refused form's page, served with the 4xx the step asserted, is not an error.
   const unexpected = errors.filter((e) => {
     const m = e.kind === 'console error' && /^Failed to load resource: the server responded with a status of (\d+)/.exec(e.text);
-    const i = m ? expectedRefusals.findIndex((r) => r.url === e.url && r.status === Number(m[1])) : -1;
+    const i = m ? expectedRefusals.findIndex((r) => sansFragment(r.url) === sansFragment(e.url) && r.status === Number(m[1])) : -1;
     if (i < 0) return true;
     expectedRefusals.splice(i, 1);
     return false;

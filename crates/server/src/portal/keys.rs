@@ -221,7 +221,7 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
                     details.push_str(&format!(
                         r#"<div class="card"><h2 id="pol-h">5. Key policy statements</h2><p class="muted">In your KMS, create a symmetric encryption key in {region} and add these statements to the <code>Statement</code> list of its key policy (principal <code>{principal}</code>).</p>
 <pre id="policy" aria-labelledby="pol-h">{text}</pre><button type="button" class="copy" data-target="policy" aria-label="Copy the key policy statements">Copy</button>
-<form method="post" action="/portal/keys/policy-check">{hidden}
+<form method="post" action="/portal/keys/policy-check#policy-findings">{hidden}
 <h3><label for="policy-paste">Optional: check your whole key policy</label></h3>
 <p class="muted" id="paste-hint">Paste the key's policy as your KMS shows it; keyplane evaluates it as AWS would for its role and names every action it would be denied, and why. Nothing is stored.</p>
 <textarea id="policy-paste" name="policy" spellcheck="false" aria-describedby="paste-hint">{pasted}</textarea>
@@ -251,7 +251,7 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
                     .unwrap_or_default();
                 let described = if typed.key_error.is_some() { "key-hint key-format key-error" } else { "key-hint key-format" };
                 details.push_str(&format!(
-                    r#"<form method="post" action="/portal/keys" class="card"><h2>6. Key ID</h2>{hidden}
+                    r#"<form method="post" action="/portal/keys#key-id-h" class="card"><h2 id="key-id-h">6. Key ID</h2>{hidden}
 <label for="key_id">Key ID</label><input type="text" id="key_id" name="key_id" value="{key_id}" required spellcheck="false" autocomplete="off" data-provider="{p}" data-region="{region}" aria-describedby="{described}"{invalid}>
 <p class="muted" id="key-hint">The key's ARN, for example <code>{hint}</code></p><p id="key-format" class="muted" role="status" aria-live="polite"></p>{err}
 <button class="primary" type="submit">Add Key</button></form>"#,
