@@ -9,13 +9,15 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Number, Value};
 
 use crate::error::{DocStoreError, Result};
-use crate::path::FieldPath;
+use crate::path::{self, FieldPath};
 use crate::store::{MAX_DEPTH, id_key};
 
 /// `$in`, `$nin` and `$all` lists longer than this are refused: each element is an SQL term.
 pub const MAX_IN_LIST: usize = 1000;
 /// Keys inside one filter (all levels), bounding the size of the generated SQL.
 pub const MAX_FILTER_TERMS: usize = 2000;
+/// Values one filter may bind: SQLite takes at most 32,766 per statement.
+pub const MAX_FILTER_VALUES: usize = 32_000;
 
 /// Typed-value wrappers of the Data API: a one-key object is a value of that type.
 pub const TYPED_KEYS: [&str; 3] = ["$date", "$uuid", "$objectId"];
@@ -45,6 +47,13 @@ pub fn compile(filter: &Value) -> Result<SqlFilter> {
         Value::Object(m) => c.doc(m, 0)?,
         _ => return Err(inv("filter must be a JSON object")),
     };
+    if c.params.len() > MAX_FILTER_VALUES {
+        return Err(inv(format!(
+            "filter is too large: it compares {} values, at most {MAX_FILTER_VALUES}; split it \
+             into several commands",
+            c.params.len()
+        )));
+    }
     Ok(SqlFilter {
         sql,
         params: c.params,
@@ -123,17 +132,25 @@ fn json_param(v: &Value) -> SqlValue {
     }
 }
 
-/// Where a predicate reads its value: the field itself, or one element of the field's array
+/// Where a predicate reads its value: a JSON path under a JSON value (the document itself,
+/// or an object met while walking a dotted path through arrays), or one element of an array
 /// (a `json_each` row).
-enum Acc<'a> {
-    Field(&'a FieldPath),
-    Elem(&'a str),
+enum Acc {
+    At { base: String, path: String },
+    Elem(String),
 }
 
-impl Acc<'_> {
+impl Acc {
+    /// The field itself, read from the document: the text expression indexes are built on.
+    fn field(p: &FieldPath) -> Acc {
+        Acc::At {
+            base: "doc".into(),
+            path: p.json_path(),
+        }
+    }
     fn ty(&self) -> String {
         match self {
-            Acc::Field(p) => format!("json_type(doc, '{}')", p.json_path()),
+            Acc::At { base, path } => format!("json_type({base}, '{path}')"),
             Acc::Elem(a) => format!("{a}.type"),
         }
     }
@@ -145,14 +162,27 @@ impl Acc<'_> {
     }
     fn val(&self) -> String {
         match self {
-            Acc::Field(p) => format!("json_extract(doc, '{}')", p.json_path()),
+            Acc::At { base, path } => format!("json_extract({base}, '{path}')"),
             Acc::Elem(a) => format!("{a}.value"),
         }
     }
     fn member(&self, key: &str) -> String {
         match self {
-            Acc::Field(p) => format!("json_extract(doc, '{}')", p.json_path_with(key)),
+            Acc::At { base, path } => format!("json_extract({base}, '{path}.\"{key}\"')"),
             Acc::Elem(a) => format!("json_extract({a}.value, '$.\"{key}\"')"),
+        }
+    }
+    /// The rows of the value's elements (only meaningful when it is an array).
+    fn each(&self) -> String {
+        match self {
+            Acc::At { base, path } => format!("json_each({base}, '{path}')"),
+            Acc::Elem(a) => format!("json_each({a}.value)"),
+        }
+    }
+    fn array_len(&self) -> String {
+        match self {
+            Acc::At { base, path } => format!("json_array_length({base}, '{path}')"),
+            Acc::Elem(a) => format!("json_array_length({a}.value)"),
         }
     }
 }
@@ -286,11 +316,10 @@ impl Compiler {
                     let want = arg
                         .as_bool()
                         .ok_or_else(|| inv("$exists needs true or false"))?;
-                    let ty = Acc::Field(path).ty();
                     if want {
-                        format!("{ty} IS NOT NULL")
+                        self.exists(path)?
                     } else {
-                        format!("{ty} IS NULL")
+                        self.missing(path)?
                     }
                 }
                 "$size" => {
@@ -298,12 +327,10 @@ impl Compiler {
                         .as_u64()
                         .ok_or_else(|| inv("$size needs a non-negative integer"))?;
                     let n = i64::try_from(n).map_err(|_| inv("$size is too large"))?;
-                    self.params.push(SqlValue::Integer(n));
-                    format!(
-                        "({ty} IS 'array' AND json_array_length(doc, '{p}') = ?)",
-                        ty = Acc::Field(path).ty(),
-                        p = path.json_path()
-                    )
+                    self.any(path, &mut |c, a| {
+                        c.params.push(SqlValue::Integer(n));
+                        Ok(format!("({} IS 'array' AND {} = ?)", a.ty(), a.array_len()))
+                    })?
                 }
                 "$all" => {
                     let list = arg.as_array().ok_or_else(|| inv("$all needs an array"))?;
@@ -360,11 +387,114 @@ impl Compiler {
             self.params.extend(keys.into_iter().map(SqlValue::Text));
             return Ok(format!("id IN ({marks})"));
         }
-        let parts = list
-            .iter()
-            .map(|v| self.eq(path, v))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(join(parts, "OR"))
+        let lits = list.iter().map(Lit::from).collect::<Result<Vec<_>>>()?;
+        // One walk of the path for the whole list, each candidate value tested against each
+        // listed value.
+        let mut sql = self.any(path, &mut |c, a| {
+            let parts = lits.iter().map(|l| c.value_eq(a, l)).collect();
+            Ok(join(parts, "OR"))
+        })?;
+        if lits.iter().any(|l| matches!(l, Lit::Null)) {
+            sql = format!("{sql} OR {}", self.missing(path)?);
+        }
+        Ok(format!("({sql})"))
+    }
+
+    /// Some value the path reaches satisfies `pred`. The path is read directly (what
+    /// expression indexes serve) and, when it has several parts and the document holds an
+    /// array partway along it, also through that array's objects: `items.sku` reaches the
+    /// `sku` of every object in `items` (and of arrays within those objects, level by level),
+    /// as the Data API does. `pred` is called once per way of reading, in SQL text order.
+    fn any(
+        &mut self,
+        path: &FieldPath,
+        pred: &mut dyn FnMut(&mut Compiler, &Acc) -> Result<String>,
+    ) -> Result<String> {
+        let direct = pred(self, &Acc::field(path))?;
+        let groups = path.groups();
+        let Some((last, walk)) = groups.split_last() else {
+            return Ok(direct);
+        };
+        if walk.is_empty() {
+            return Ok(direct);
+        }
+        // The walk can only find something the direct read did not when one of the path's
+        // prefixes, read directly, is an array: a cheap test that skips the walk otherwise.
+        // The direct read then finds nothing (a key looked up in an array), which is said
+        // first because the path's `json_type` index can serve it.
+        let mut prefix = Vec::new();
+        let mut guard = Vec::with_capacity(walk.len() + 1);
+        guard.push(format!("{} IS NULL", Acc::field(path).ty()));
+        let mut arrays = Vec::with_capacity(walk.len());
+        for g in walk {
+            prefix.extend_from_slice(g);
+            arrays.push(format!(
+                "json_type(doc, '{}') IS 'array'",
+                path::json_path_of(&prefix)
+            ));
+        }
+        guard.push(format!("({})", arrays.join(" OR ")));
+        // Each step reads the next part under the objects of the previous one: under every
+        // object of an array, or under the one object found (as a one-element list).
+        let mut base = "doc".to_owned();
+        let mut from = Vec::with_capacity(walk.len());
+        for g in walk {
+            let p = path::json_path_of(g);
+            let alias = self.alias();
+            from.push(format!(
+                "json_each(CASE json_type({base}, '{p}') WHEN 'array' THEN json_extract({base}, '{p}') \
+                 WHEN 'object' THEN '[' || json_extract({base}, '{p}') || ']' END) AS {alias}"
+            ));
+            base = format!("(CASE WHEN {alias}.type IS 'object' THEN {alias}.value END)");
+        }
+        let reached = pred(
+            self,
+            &Acc::At {
+                base,
+                path: path::json_path_of(last),
+            },
+        )?;
+        Ok(format!(
+            "(({direct}) OR ({} AND EXISTS (SELECT 1 FROM {} WHERE {reached})))",
+            guard.join(" AND "),
+            from.join(", ")
+        ))
+    }
+
+    /// The path reaches some value (`$exists: true`).
+    fn exists(&mut self, path: &FieldPath) -> Result<String> {
+        self.any(path, &mut |_, a| Ok(format!("{} IS NOT NULL", a.ty())))
+    }
+
+    /// The path reaches no value: the field is missing (`$exists: false`).
+    fn missing(&mut self, path: &FieldPath) -> Result<String> {
+        if path.groups().len() < 2 {
+            return Ok(format!("{} IS NULL", Acc::field(path).ty()));
+        }
+        Ok(negate(self.exists(path)?))
+    }
+
+    /// A value equals `lit`, or is an array with an element equal to it.
+    fn value_eq(&mut self, a: &Acc, lit: &Lit) -> String {
+        let direct = self.scalar_eq(a, lit);
+        let alias = self.alias();
+        let elem = self.scalar_eq(&Acc::Elem(alias.clone()), lit);
+        format!(
+            "({direct}) OR ({ty} IS 'array' AND EXISTS (SELECT 1 FROM {each} AS {alias} WHERE {elem}))",
+            ty = a.ty(),
+            each = a.each()
+        )
+    }
+
+    fn value_cmp(&mut self, a: &Acc, op: Cmp, lit: &Lit) -> Result<String> {
+        let direct = self.scalar_cmp(a, op, lit)?;
+        let alias = self.alias();
+        let elem = self.scalar_cmp(&Acc::Elem(alias.clone()), op, lit)?;
+        Ok(format!(
+            "(({direct}) OR ({ty} IS 'array' AND EXISTS (SELECT 1 FROM {each} AS {alias} WHERE {elem})))",
+            ty = a.ty(),
+            each = a.each()
+        ))
     }
 
     /// Equality as the Data API means it: the field equals the value, or the field is an
@@ -381,22 +511,14 @@ impl Compiler {
             });
         }
         let lit = Lit::from(v)?;
-        let field = Acc::Field(path);
-        let direct = self.scalar_eq(&field, &lit);
-        let alias = self.alias();
-        let elem = self.scalar_eq(&Acc::Elem(&alias), &lit);
-        let mut sql = format!(
-            "({direct}) OR ({ty} IS 'array' AND EXISTS (SELECT 1 FROM json_each(doc, '{p}') AS {alias} WHERE {elem}))",
-            ty = field.ty(),
-            p = path.json_path()
-        );
+        let mut sql = self.any(path, &mut |c, a| Ok(c.value_eq(a, &lit)))?;
         if matches!(lit, Lit::Null) {
-            sql.push_str(&format!(" OR {} IS NULL", field.ty()));
+            sql = format!("{sql} OR {}", self.missing(path)?);
         }
         Ok(format!("({sql})"))
     }
 
-    fn scalar_eq(&mut self, a: &Acc<'_>, lit: &Lit) -> String {
+    fn scalar_eq(&mut self, a: &Acc, lit: &Lit) -> String {
         let ty = a.ty_check();
         match lit {
             Lit::Null => format!("{ty} IS 'null'"),
@@ -424,18 +546,10 @@ impl Compiler {
 
     fn cmp(&mut self, path: &FieldPath, op: Cmp, v: &Value) -> Result<String> {
         let lit = Lit::from(v)?;
-        let field = Acc::Field(path);
-        let direct = self.scalar_cmp(&field, op, &lit)?;
-        let alias = self.alias();
-        let elem = self.scalar_cmp(&Acc::Elem(&alias), op, &lit)?;
-        Ok(format!(
-            "(({direct}) OR ({ty} IS 'array' AND EXISTS (SELECT 1 FROM json_each(doc, '{p}') AS {alias} WHERE {elem})))",
-            ty = field.ty(),
-            p = path.json_path()
-        ))
+        self.any(path, &mut |c, a| c.value_cmp(a, op, &lit))
     }
 
-    fn scalar_cmp(&mut self, a: &Acc<'_>, op: Cmp, lit: &Lit) -> Result<String> {
+    fn scalar_cmp(&mut self, a: &Acc, op: Cmp, lit: &Lit) -> Result<String> {
         let ty = a.ty_check();
         let o = op.sql();
         Ok(match lit {
@@ -470,8 +584,19 @@ fn join(parts: Vec<String>, op: &str) -> String {
     match parts.len() {
         0 => "1".into(),
         1 => parts.into_iter().next().unwrap_or_default(),
-        _ => format!("({})", parts.join(&format!(" {op} "))),
+        _ => format!("({})", balanced(&parts, op)),
     }
+}
+
+/// `a OR b OR c …` as a balanced tree of short chains: SQLite nests a chain one level per
+/// term and refuses expressions deeper than 1000 levels, which a 1000-value `$in` would
+/// otherwise reach.
+fn balanced(parts: &[String], op: &str) -> String {
+    if parts.len() <= 8 {
+        return parts.join(&format!(" {op} "));
+    }
+    let (left, right) = parts.split_at(parts.len() / 2);
+    format!("({}) {op} ({})", balanced(left, op), balanced(right, op))
 }
 
 /// The largest number of sort keys accepted.

@@ -78,11 +78,26 @@ impl FieldPath {
 
     /// `$."a"."b"[0]` — every key quoted, so SQLite never reinterprets a segment.
     pub fn json_path(&self) -> String {
-        let mut s = String::from("$");
-        for seg in &self.segs {
-            push_seg(&mut s, seg);
+        json_path_of(&self.segs)
+    }
+
+    /// The path cut before each key that follows another segment: `a.b.0.c` → `[a]`, `[b, 0]`,
+    /// `[c]`. A filter walks a document group by group, looking into the elements of an
+    /// array it meets between two groups, as the Data API does for dotted paths through
+    /// arrays of objects.
+    pub fn groups(&self) -> Vec<&[Seg]> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (i, seg) in self.segs.iter().enumerate() {
+            if i > 0 && matches!(seg, Seg::Key(_)) {
+                out.push(&self.segs[start..i]);
+                start = i;
+            }
         }
-        s
+        if start < self.segs.len() {
+            out.push(&self.segs[start..]);
+        }
+        out
     }
 
     /// The JSON path of a typed-value member (`$date`) under this path.
@@ -97,6 +112,15 @@ impl FieldPath {
     pub fn get<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
         get_segs(doc, &self.segs)
     }
+}
+
+/// `$."a"[0]` for a run of segments, relative to whatever value it is applied to.
+pub fn json_path_of(segs: &[Seg]) -> String {
+    let mut s = String::from("$");
+    for seg in segs {
+        push_seg(&mut s, seg);
+    }
+    s
 }
 
 fn push_seg(s: &mut String, seg: &Seg) {

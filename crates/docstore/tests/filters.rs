@@ -393,3 +393,191 @@ fn injection_attempts_are_refused_or_harmless() {
         .unwrap_err();
     assert!(matches!(e, DocStoreError::InvalidProjection(_)));
 }
+
+/// Dotted paths reach into arrays of objects, as in the Data API: `items.sku` is the `sku` of
+/// every object in `items`, level by level, with every operator.
+#[test]
+fn dotted_paths_through_arrays_of_objects() {
+    let (_d, s) = store_with(vec![
+        json!({"_id": 1, "items": [{"sku": "A1", "qty": 2}, {"sku": "B2", "qty": 7}]}),
+        json!({"_id": 2, "items": [{"sku": "C3", "qty": 1}]}),
+        // A plain object on the way is read as before.
+        json!({"_id": 3, "items": {"sku": "A1", "qty": 3}}),
+        // Two levels of arrays, and an object where an array might be.
+        json!({"_id": 4, "orders": [{"lines": [{"sku": "A1"}]}, {"lines": {"sku": "Z9"}}]}),
+        // The value reached is itself an array: its elements match.
+        json!({"_id": 5, "items": [{"sku": ["A1", "D4"]}]}),
+        // An array directly inside an array is not walked into (as in MongoDB).
+        json!({"_id": 6, "items": [[{"sku": "A1"}]]}),
+        // Scalars in the array have no fields.
+        json!({"_id": 7, "items": ["A1", 5, null]}),
+        json!({"_id": 8, "items": [{"qty": 4}]}),
+        json!({"_id": 9}),
+    ]);
+    let none: Vec<Value> = vec![];
+    let want = |v: &[i64]| v.iter().map(|i| json!(i)).collect::<Vec<_>>();
+    check(&s, json!({"items.sku": "A1"}), want(&[1, 3, 5]));
+    check(&s, json!({"items.sku": "B2"}), want(&[1]));
+    check(&s, json!({"items.sku": {"$eq": "C3"}}), want(&[2]));
+    check(&s, json!({"items.sku": "D4"}), want(&[5]));
+    check(&s, json!({"items.sku": "nope"}), none.clone());
+    check(
+        &s,
+        json!({"items.sku": {"$in": ["B2", "C3"]}}),
+        want(&[1, 2]),
+    );
+    check(&s, json!({"items.sku": {"$in": ["D4", "Z9"]}}), want(&[5]));
+    check(&s, json!({"items.qty": {"$gt": 5}}), want(&[1]));
+    check(&s, json!({"items.qty": {"$gte": 3}}), want(&[1, 3, 8]));
+    check(&s, json!({"items.qty": {"$lt": 2}}), want(&[2]));
+    // Each condition may be met by a different element (no $elemMatch here).
+    check(&s, json!({"items.qty": {"$gt": 5, "$lt": 3}}), want(&[1]));
+    check(
+        &s,
+        json!({"items.sku": {"$exists": true}}),
+        want(&[1, 2, 3, 5]),
+    );
+    check(
+        &s,
+        json!({"items.sku": {"$exists": false}}),
+        want(&[4, 6, 7, 8, 9]),
+    );
+    check(
+        &s,
+        json!({"items.sku": {"$ne": "A1"}}),
+        want(&[2, 4, 6, 7, 8, 9]),
+    );
+    check(
+        &s,
+        json!({"items.sku": {"$nin": ["A1", "C3"]}}),
+        want(&[4, 6, 7, 8, 9]),
+    );
+    check(
+        &s,
+        json!({"items.sku": {"$not": {"$in": ["A1"]}}}),
+        want(&[2, 4, 6, 7, 8, 9]),
+    );
+    // null: no value reached, or a null one.
+    check(&s, json!({"items.sku": null}), want(&[4, 6, 7, 8, 9]));
+    check(&s, json!({"items.sku": {"$size": 2}}), want(&[5]));
+    check(&s, json!({"items.sku": {"$all": ["A1", "D4"]}}), want(&[5]));
+    check(&s, json!({"items.sku": {"$all": ["A1", "B2"]}}), want(&[1]));
+    check(&s, json!({"orders.lines.sku": "A1"}), want(&[4]));
+    check(&s, json!({"orders.lines.sku": "Z9"}), want(&[4]));
+    check(
+        &s,
+        json!({"orders.lines.sku": {"$exists": true}}),
+        want(&[4]),
+    );
+    // An index still addresses one element, then the walk goes on from it.
+    check(&s, json!({"items.1.sku": "B2"}), want(&[1]));
+    check(&s, json!({"items.0.sku": "A1"}), want(&[1, 5, 6]));
+    check(
+        &s,
+        json!({"$or": [{"items.sku": "C3"}, {"orders.lines.sku": "Z9"}]}),
+        want(&[2, 4]),
+    );
+    // Counts, deletes and updates select through the same filters.
+    assert_eq!(
+        s.count(KS, C, &json!({"items.sku": "A1"}), 100).unwrap(),
+        (3, false)
+    );
+    let r = s
+        .update_many(
+            KS,
+            C,
+            &json!({"items.sku": "A1"}),
+            &json!({"$set": {"hit": true}}),
+            false,
+        )
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (3, 3));
+    assert_eq!(
+        s.delete_many(KS, C, &json!({"orders.lines.sku": "Z9"}))
+            .unwrap(),
+        1
+    );
+}
+
+/// The walk through arrays does not cost a dotted path its index when no array is on the
+/// way (an index cannot serve the walk itself: SQLite has no multi-key indexes).
+#[test]
+fn dotted_paths_keep_their_index() {
+    let docs = (0..500)
+        .map(|i| json!({"_id": i, "addr": {"city": format!("c{i}"), "geo": {"lat": i}}, "items": [{"sku": format!("s{i}")}]}))
+        .collect();
+    let (_d, s) = store_with(docs);
+    s.create_index(KS, C, "addr.city").unwrap();
+    s.create_index(KS, C, "addr.geo.lat").unwrap();
+    for (filter, want) in [
+        (json!({"addr.city": "c7"}), vec![json!(7)]),
+        (
+            json!({"addr.city": {"$in": ["c8", "c9"]}}),
+            vec![json!(8), json!(9)],
+        ),
+        (
+            json!({"addr.geo.lat": {"$gte": 10, "$lt": 12}}),
+            vec![json!(10), json!(11)],
+        ),
+    ] {
+        let plan = s.explain(KS, C, &filter).unwrap();
+        assert!(!plan.contains("SCAN d_"), "{filter}: {plan}");
+        assert_eq!(ids(&s, filter.clone()), want, "{filter}");
+    }
+    assert_eq!(ids(&s, json!({"items.sku": "s9"})), vec![json!(9)]);
+}
+
+/// The largest filters the limits let through are answered or refused as invalid filters,
+/// never left to fail inside SQLite (which the API would report as its own error).
+#[test]
+fn the_largest_filters_are_answered_or_refused_clearly() {
+    let (_d, s) = store_with(vec![
+        json!({"_id": 1, "a": 5, "items": [{"sku": 7}]}),
+        json!({"_id": 2, "a": 999, "items": [{"sku": 998}]}),
+    ]);
+    let list: Vec<Value> = (0..1000).map(Value::from).collect();
+    let q = |f: Value| {
+        s.find(
+            KS,
+            C,
+            &keyplane_docstore::Query {
+                filter: f,
+                page_size: Some(100),
+                ..Default::default()
+            },
+        )
+        .map(|p| p.docs.iter().map(|d| d["_id"].clone()).collect::<Vec<_>>())
+    };
+    for field in ["a", "items.sku", "x.y.z.w"] {
+        for op in ["$in", "$nin", "$all"] {
+            let r = q(json!({field: {op: list}}));
+            match r {
+                Ok(_) => {}
+                Err(DocStoreError::InvalidFilter(m)) => {
+                    assert!(m.contains("too large"), "{field} {op}: {m}")
+                }
+                Err(e) => panic!("{field} {op}: {e:?}"),
+            }
+        }
+        let many: Vec<Value> = (0..40).map(|_| json!({field: {"$in": list}})).collect();
+        match q(json!({"$or": many})) {
+            Ok(_) => {}
+            Err(DocStoreError::InvalidFilter(m)) => {
+                assert!(m.contains("too large"), "{field}: {m}")
+            }
+            Err(e) => panic!("{field} $or of $in: {e:?}"),
+        }
+    }
+    assert_eq!(
+        q(json!({"a": {"$in": list}})).unwrap(),
+        vec![json!(1), json!(2)]
+    );
+    assert_eq!(
+        q(json!({"a": {"$nin": list}})).unwrap(),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        q(json!({"items.sku": {"$in": list}})).unwrap(),
+        vec![json!(1), json!(2)]
+    );
+}
