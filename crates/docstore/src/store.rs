@@ -60,6 +60,10 @@ pub struct UpdateOptions {
     pub upsert: bool,
     /// Which document `update_one`/`replace_one` picks when several match.
     pub sort: Option<Value>,
+    /// The time `$currentDate` writes, in milliseconds since the epoch; `None` is the store's
+    /// clock at the call. A command applied to several stores (regions) passes one time so
+    /// they all write the same date.
+    pub now_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,6 +86,12 @@ pub struct FindOneAndOptions {
     pub projection: Option<Value>,
     pub upsert: bool,
     pub return_document: ReturnDocument,
+    /// As [`UpdateOptions::now_ms`].
+    pub now_ms: Option<i64>,
+    /// The `_id` an upserted document gets when neither the filter, the update nor the
+    /// replacement gives it one; `None` is a new UUID. A command applied to several stores
+    /// (regions) passes one so they all insert the same document.
+    pub upsert_id: Option<Value>,
 }
 
 struct Inner {
@@ -989,6 +999,8 @@ impl DocStore {
             opts.sort.as_ref(),
             opts.upsert,
             &Change::Update(u),
+            opts.now_ms,
+            None,
         )?;
         Ok(r)
     }
@@ -1008,6 +1020,8 @@ impl DocStore {
             opts.sort.as_ref(),
             opts.upsert,
             &Change::Replace(replacement_doc(replacement)?),
+            opts.now_ms,
+            None,
         )?;
         Ok(r)
     }
@@ -1020,17 +1034,34 @@ impl DocStore {
         update: &Value,
         opts: &FindOneAndOptions,
     ) -> Result<Option<Value>> {
+        Ok(self
+            .find_one_and_update_with_result(keyspace, collection, filter, update, opts)?
+            .0)
+    }
+
+    /// [`DocStore::find_one_and_update`] that also says what it did: whether a document
+    /// matched, whether the update actually changed it, and the `_id` of an upserted one.
+    pub fn find_one_and_update_with_result(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        filter: &Value,
+        update: &Value,
+        opts: &FindOneAndOptions,
+    ) -> Result<(Option<Value>, UpdateResult)> {
         let proj = Projection::parse(opts.projection.as_ref())?;
         let u = Update::parse(update)?;
-        let (_, before, after) = self.modify_one(
+        let (r, before, after) = self.modify_one(
             keyspace,
             collection,
             filter,
             opts.sort.as_ref(),
             opts.upsert,
             &Change::Update(u),
+            opts.now_ms,
+            opts.upsert_id.as_ref(),
         )?;
-        Ok(pick(before, after, opts.return_document, proj.as_ref()))
+        Ok((pick(before, after, opts.return_document, proj.as_ref()), r))
     }
 
     pub fn find_one_and_replace(
@@ -1041,16 +1072,33 @@ impl DocStore {
         replacement: Value,
         opts: &FindOneAndOptions,
     ) -> Result<Option<Value>> {
+        Ok(self
+            .find_one_and_replace_with_result(keyspace, collection, filter, replacement, opts)?
+            .0)
+    }
+
+    /// [`DocStore::find_one_and_replace`] that also says what it did, as
+    /// [`DocStore::find_one_and_update_with_result`].
+    pub fn find_one_and_replace_with_result(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        filter: &Value,
+        replacement: Value,
+        opts: &FindOneAndOptions,
+    ) -> Result<(Option<Value>, UpdateResult)> {
         let proj = Projection::parse(opts.projection.as_ref())?;
-        let (_, before, after) = self.modify_one(
+        let (r, before, after) = self.modify_one(
             keyspace,
             collection,
             filter,
             opts.sort.as_ref(),
             opts.upsert,
             &Change::Replace(replacement_doc(replacement)?),
+            opts.now_ms,
+            opts.upsert_id.as_ref(),
         )?;
-        Ok(pick(before, after, opts.return_document, proj.as_ref()))
+        Ok((pick(before, after, opts.return_document, proj.as_ref()), r))
     }
 
     pub fn find_one_and_delete(
@@ -1089,9 +1137,23 @@ impl DocStore {
         update: &Value,
         upsert: bool,
     ) -> Result<UpdateResult> {
+        self.update_many_at(keyspace, collection, filter, update, upsert, now_ms())
+    }
+
+    /// [`DocStore::update_many`] with the time `$currentDate` writes (milliseconds since the
+    /// epoch) chosen by the caller: every document of the command gets the same date, and so
+    /// does every region the command is applied to.
+    pub fn update_many_at(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        filter: &Value,
+        update: &Value,
+        upsert: bool,
+        now: i64,
+    ) -> Result<UpdateResult> {
         let u = Update::parse(update)?;
         let f = filter::compile(filter)?;
-        let now = now_ms();
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
         let tx = g
@@ -1167,6 +1229,7 @@ impl DocStore {
     /// The shared path of every single-document modification: select (with sort), change,
     /// write back or upsert, all in one transaction. Returns the result and the document
     /// before and after.
+    #[allow(clippy::too_many_arguments)]
     fn modify_one(
         &self,
         keyspace: &str,
@@ -1175,10 +1238,12 @@ impl DocStore {
         sort: Option<&Value>,
         upsert: bool,
         change: &Change,
+        now: Option<i64>,
+        upsert_id: Option<&Value>,
     ) -> Result<(UpdateResult, Option<Value>, Option<Value>)> {
         let f = filter::compile(filter)?;
         let sort = filter::compile_sort(sort)?;
-        let now = now_ms();
+        let now = now.unwrap_or_else(now_ms);
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
         let tx = g
@@ -1235,6 +1300,15 @@ impl DocStore {
                         }
                         Value::Object(m)
                     }
+                };
+                let doc = match (doc, upsert_id) {
+                    (Value::Object(m), Some(id)) if !m.contains_key("_id") => {
+                        let mut with_id = Map::with_capacity(m.len() + 1);
+                        with_id.insert("_id".into(), id.clone());
+                        with_id.extend(m);
+                        Value::Object(with_id)
+                    }
+                    (doc, _) => doc,
                 };
                 let (id, key, text) = prepare_doc(doc)?;
                 insert_in(&tx, tbl, &key, &text)?;

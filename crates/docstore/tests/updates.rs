@@ -288,6 +288,7 @@ fn update_results_upserts_and_update_many() {
             &UpdateOptions {
                 upsert: true,
                 sort: None,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -307,6 +308,7 @@ fn update_results_upserts_and_update_many() {
             &UpdateOptions {
                 upsert: true,
                 sort: None,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -335,6 +337,7 @@ fn update_results_upserts_and_update_many() {
         &UpdateOptions {
             upsert: false,
             sort: Some(json!({"_id": -1})),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -390,6 +393,7 @@ fn replace_and_find_one_and() {
             &UpdateOptions {
                 upsert: true,
                 sort: None,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -492,4 +496,159 @@ fn deletes() {
     );
     assert_eq!(s.delete_many(KS, C, &json!({})).unwrap(), 18);
     assert_eq!(s.estimated_count(KS, C).unwrap(), 0);
+}
+
+/// find-one-and-modify says whether the document actually changed, and `$currentDate` takes
+/// the caller's time when given one.
+#[test]
+fn modified_counts_and_the_callers_clock() {
+    let (_d, s) = store_with(vec![json!({"_id": 1, "a": 1}), json!({"_id": 2, "a": 1})]);
+    let fo = FindOneAndOptions::default();
+    let (doc, r) = s
+        .find_one_and_update_with_result(KS, C, &json!({"_id": 1}), &json!({"$set": {"a": 1}}), &fo)
+        .unwrap();
+    assert_eq!(doc, Some(json!({"_id": 1, "a": 1})));
+    assert_eq!(
+        r,
+        UpdateResult {
+            matched: 1,
+            modified: 0,
+            upserted_id: None
+        }
+    );
+    let (_, r) = s
+        .find_one_and_update_with_result(KS, C, &json!({"_id": 1}), &json!({"$inc": {"a": 1}}), &fo)
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (1, 1));
+    let (doc, r) = s
+        .find_one_and_update_with_result(KS, C, &json!({"_id": 9}), &json!({"$inc": {"a": 1}}), &fo)
+        .unwrap();
+    assert_eq!((doc, r), (None, UpdateResult::default()));
+    let up = FindOneAndOptions {
+        upsert: true,
+        ..Default::default()
+    };
+    let (_, r) = s
+        .find_one_and_update_with_result(KS, C, &json!({"_id": 9}), &json!({"$set": {"a": 0}}), &up)
+        .unwrap();
+    assert_eq!(
+        r,
+        UpdateResult {
+            matched: 0,
+            modified: 0,
+            upserted_id: Some(json!(9))
+        }
+    );
+    let (_, r) = s
+        .find_one_and_replace_with_result(KS, C, &json!({"_id": 2}), json!({"a": 1}), &fo)
+        .unwrap();
+    assert_eq!(
+        (r.matched, r.modified),
+        (1, 0),
+        "an identical replacement changes nothing"
+    );
+    let (_, r) = s
+        .find_one_and_replace_with_result(KS, C, &json!({"_id": 2}), json!({"b": 1}), &fo)
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (1, 1));
+
+    // The caller's time, everywhere $currentDate is written.
+    let r = s
+        .update_many_at(
+            KS,
+            C,
+            &json!({}),
+            &json!({"$currentDate": {"at": true}}),
+            false,
+            1_234,
+        )
+        .unwrap();
+    assert_eq!(r.matched, 3);
+    for id in [1, 2, 9] {
+        assert_eq!(
+            s.get(KS, C, &json!(id)).unwrap().unwrap()["at"],
+            json!({"$date": 1_234})
+        );
+    }
+    let opts = UpdateOptions {
+        now_ms: Some(5),
+        ..Default::default()
+    };
+    s.update_one(
+        KS,
+        C,
+        &json!({"_id": 1}),
+        &json!({"$currentDate": {"at": true}}),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        s.get(KS, C, &json!(1)).unwrap().unwrap()["at"],
+        json!({"$date": 5})
+    );
+    let fo = FindOneAndOptions {
+        now_ms: Some(7),
+        return_document: ReturnDocument::After,
+        ..Default::default()
+    };
+    let (doc, _) = s
+        .find_one_and_update_with_result(
+            KS,
+            C,
+            &json!({"_id": 2}),
+            &json!({"$currentDate": {"at": true}}),
+            &fo,
+        )
+        .unwrap();
+    assert_eq!(doc.unwrap()["at"], json!({"$date": 7}));
+    // Without one, the store's clock.
+    s.update_one(
+        KS,
+        C,
+        &json!({"_id": 9}),
+        &json!({"$currentDate": {"at": true}}),
+        &UpdateOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        s.get(KS, C, &json!(9)).unwrap().unwrap()["at"]["$date"]
+            .as_i64()
+            .unwrap()
+            > 1_600_000_000_000
+    );
+
+    // An upsert takes the caller's _id when nothing else names one; a match keeps its own.
+    let fo = FindOneAndOptions {
+        upsert: true,
+        upsert_id: Some(json!("chosen")),
+        return_document: ReturnDocument::After,
+        ..Default::default()
+    };
+    let (doc, r) = s
+        .find_one_and_replace_with_result(KS, C, &json!({"b": 42}), json!({"b": 43}), &fo)
+        .unwrap();
+    assert_eq!(doc, Some(json!({"_id": "chosen", "b": 43})));
+    assert_eq!(r.upserted_id, Some(json!("chosen")));
+    let (doc, r) = s
+        .find_one_and_replace_with_result(KS, C, &json!({"b": 43}), json!({"b": 44}), &fo)
+        .unwrap();
+    assert_eq!(doc, Some(json!({"_id": "chosen", "b": 44})));
+    assert_eq!(
+        r,
+        UpdateResult {
+            matched: 1,
+            modified: 1,
+            upserted_id: None
+        }
+    );
+    let (doc, _) = s
+        .find_one_and_update_with_result(
+            KS,
+            C,
+            &json!({"_id": "given"}),
+            &json!({"$set": {"b": 1}}),
+            &fo,
+        )
+        .unwrap();
+    assert_eq!(doc.unwrap()["_id"], "given", "the filter's _id comes first");
 }
