@@ -549,3 +549,182 @@ async fn a_suspended_database_answers_every_command_with_the_key() {
         assert_eq!(body["errors"][0]["family"], "SERVER");
     }
 }
+
+/// findOneAndUpdate and findOneAndReplace count a document as modified only when the command
+/// changed it, as updateOne does.
+#[tokio::test]
+async fn find_one_and_modify_counts_only_real_changes() {
+    let s = server().await;
+    let db = ready(&s).await;
+    ok(&s, &db, "/c", json!({"insertMany": {"documents": [{"_id": 1, "a": 1}, {"_id": 2, "a": 1}]}})).await;
+    let fou = |filter: Value, update: Value, options: Value| {
+        json!({"findOneAndUpdate": {"filter": filter, "update": update, "options": options}})
+    };
+    // The same value again: matched, not modified.
+    let body = ok(&s, &db, "/c", fou(json!({"_id": 1}), json!({"$set": {"a": 1}}), json!({}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}));
+    assert_eq!(body["data"]["document"], json!({"_id": 1, "a": 1}));
+    let body = ok(&s, &db, "/c", fou(json!({"_id": 1}), json!({"$max": {"a": 0}}), json!({"returnDocument": "after"}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}));
+    let body = ok(&s, &db, "/c", fou(json!({"_id": 1}), json!({"$inc": {"a": 1}}), json!({"returnDocument": "after"}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 1}));
+    assert_eq!(body["data"]["document"], json!({"_id": 1, "a": 2}));
+    let body = ok(&s, &db, "/c", fou(json!({"_id": 9}), json!({"$inc": {"a": 1}}), json!({}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 0, "modifiedCount": 0}));
+    // An upsert inserts: nothing matched or modified, the new _id reported.
+    let body = ok(&s, &db, "/c", fou(json!({"k": "new"}), json!({"$set": {"a": 5}}), json!({"upsert": true, "returnDocument": "after"}))).await;
+    assert_eq!((body["status"]["matchedCount"].clone(), body["status"]["modifiedCount"].clone()), (json!(0), json!(0)));
+    assert_eq!(body["status"]["upsertedId"], body["data"]["document"]["_id"], "{body}");
+    // The same upsert again matches the document it made, and changes nothing.
+    let body = ok(&s, &db, "/c", fou(json!({"k": "new"}), json!({"$set": {"a": 5}}), json!({"upsert": true}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}));
+
+    let far = |filter: Value, replacement: Value, options: Value| {
+        json!({"findOneAndReplace": {"filter": filter, "replacement": replacement, "options": options}})
+    };
+    let body = ok(&s, &db, "/c", far(json!({"_id": 2}), json!({"a": 1}), json!({}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}), "an identical replacement");
+    let body = ok(&s, &db, "/c", far(json!({"_id": 2}), json!({"_id": 2, "a": 1}), json!({}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}), "naming its own _id");
+    let body = ok(&s, &db, "/c", far(json!({"_id": 2}), json!({"b": 1}), json!({"returnDocument": "after"}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 1}));
+    assert_eq!(body["data"]["document"], json!({"_id": 2, "b": 1}));
+    let body = ok(&s, &db, "/c", far(json!({"_id": 9}), json!({"b": 1}), json!({}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 0, "modifiedCount": 0}));
+    // A replacing upsert without any _id gets a UUID, the one in the status.
+    let body = ok(&s, &db, "/c", far(json!({"r": 1}), json!({"r": 2}), json!({"upsert": true, "returnDocument": "after"}))).await;
+    assert_eq!((body["status"]["matchedCount"].clone(), body["status"]["modifiedCount"].clone()), (json!(0), json!(0)));
+    let id = body["status"]["upsertedId"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{body}");
+    assert_eq!(body["data"]["document"], json!({"_id": id, "r": 2}));
+    let body = ok(&s, &db, "/c", far(json!({"r": 2}), json!({"r": 3}), json!({"upsert": true}))).await;
+    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 1}));
+    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"r": 3}}})).await;
+    assert_eq!(body["data"]["document"]["_id"], id.as_str());
+}
+
+/// `$currentDate` writes the request's time: one date for every document a command updates and
+/// every region it reaches.
+#[tokio::test]
+async fn current_date_is_one_time_per_command() {
+    let s = server().await;
+    let db = ready(&s).await;
+    let docs: Vec<Value> = (0..300).map(|i| json!({"_id": i, "g": i % 2})).collect();
+    for chunk in docs.chunks(100) {
+        ok(&s, &db, "/c", json!({"insertMany": {"documents": chunk}})).await;
+    }
+    // A second region, which every write reaches too.
+    let (st, body) = s
+        .post(&format!("/v2/databases/{db}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+        let dcs = view["info"]["datacenters"].as_array().cloned().unwrap_or_default();
+        if view["status"] == "ACTIVE" && dcs.len() == 2 && dcs.iter().all(|d| d["status"] == "ACTIVE") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second region never became ACTIVE: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = chrono_ms();
+    let body = ok(&s, &db, "/c", json!({"updateMany": {"filter": {"g": 0}, "update": {"$currentDate": {"at": true}, "$set": {"seen": 1}}}})).await;
+    let end = chrono_ms();
+    assert_eq!(body["status"], json!({"matchedCount": 150, "modifiedCount": 150}));
+    let mut dates = std::collections::BTreeSet::new();
+    for region in [REGION, "eu-west-1"] {
+        let url = format!("/db/{db}-{region}/api/json/v1/shop/c");
+        let mut state: Option<String> = None;
+        let mut n = 0;
+        loop {
+            let mut opts = json!({});
+            if let Some(p) = &state {
+                opts["pageState"] = json!(p);
+            }
+            let cmd = json!({"find": {"filter": {"seen": 1}, "projection": {"at": 1}, "options": opts}});
+            let (st, body) = send(s.req("POST", &url, None).header("Token", &s.admin).json(&cmd)).await;
+            assert_eq!(st, 200, "{body}");
+            for d in body["data"]["documents"].as_array().unwrap() {
+                dates.insert(d["at"]["$date"].as_i64().unwrap_or_else(|| panic!("no date: {d}")));
+                n += 1;
+            }
+            match body["data"]["nextPageState"].as_str() {
+                Some(p) => state = Some(p.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(n, 150, "{region}");
+    }
+    assert_eq!(dates.len(), 1, "one date across documents and regions: {dates:?}");
+    let at = *dates.iter().next().unwrap();
+    assert!(start <= at && at <= end, "{start} <= {at} <= {end}");
+    // updateOne and findOneAndUpdate (and an upsert) write the request's time as well.
+    let body = ok(&s, &db, "/c", json!({"findOneAndUpdate": {"filter": {"_id": 1}, "update": {"$currentDate": {"at": {"$type": "date"}}}, "options": {"returnDocument": "after"}}})).await;
+    assert!(body["data"]["document"]["at"]["$date"].as_i64().unwrap() >= at);
+    let body = ok(&s, &db, "/c", json!({"updateOne": {"filter": {"_id": "up"}, "update": {"$currentDate": {"at": true}}, "options": {"upsert": true}}})).await;
+    assert_eq!(body["status"]["upsertedId"], "up");
+    let mut seen = vec![];
+    for region in [REGION, "eu-west-1"] {
+        let url = format!("/db/{db}-{region}/api/json/v1/shop/c");
+        let (_, body) = send(s.req("POST", &url, None).header("Token", &s.admin).json(&json!({"findOne": {"filter": {"_id": "up"}}}))).await;
+        seen.push(body["data"]["document"]["at"].clone());
+    }
+    assert!(seen[0]["$date"].is_i64(), "{seen:?}");
+    assert_eq!(seen[0], seen[1], "the upserted document has the same date in both regions");
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Dotted paths reach into arrays of objects: `items.sku` matches any item's sku, with every
+/// operator, in find, count, update and delete.
+#[tokio::test]
+async fn dotted_paths_match_through_arrays_of_objects() {
+    let s = server().await;
+    let db = ready(&s).await;
+    ok(&s, &db, "/c", json!({"insertMany": {"documents": [
+        {"_id": 1, "items": [{"sku": "A1", "qty": 2}, {"sku": "B2", "qty": 7}]},
+        {"_id": 2, "items": [{"sku": "C3", "qty": 1}]},
+        {"_id": 3, "items": {"sku": "A1", "qty": 3}},
+        {"_id": 4, "orders": [{"lines": [{"sku": "A1"}]}]},
+        {"_id": 5, "items": [{"qty": 9}]},
+        {"_id": 6}]}})).await;
+    let find = |filter: Value| json!({"find": {"filter": filter, "projection": {"_id": 1}}});
+    for (filter, want) in [
+        (json!({"items.sku": "A1"}), json!([1, 3])),
+        (json!({"items.sku": "B2"}), json!([1])),
+        (json!({"items.sku": {"$in": ["B2", "C3"]}}), json!([1, 2])),
+        (json!({"items.sku": {"$nin": ["A1"]}}), json!([2, 4, 5, 6])),
+        (json!({"items.sku": {"$ne": "C3"}}), json!([1, 3, 4, 5, 6])),
+        (json!({"items.qty": {"$gt": 5}}), json!([1, 5])),
+        (json!({"items.qty": {"$gte": 1, "$lte": 2}}), json!([1, 2])),
+        (json!({"items.sku": {"$exists": true}}), json!([1, 2, 3])),
+        (json!({"items.sku": {"$exists": false}}), json!([4, 5, 6])),
+        (json!({"orders.lines.sku": "A1"}), json!([4])),
+        (json!({"$or": [{"items.sku": "C3"}, {"orders.lines.sku": "A1"}]}), json!([2, 4])),
+    ] {
+        let body = ok(&s, &db, "/c", find(filter.clone())).await;
+        assert_eq!(json!(ids(&body["data"]["documents"])), want, "{filter}");
+    }
+    let body = ok(&s, &db, "/c", json!({"countDocuments": {"filter": {"items.sku": "A1"}}})).await;
+    assert_eq!(body["status"]["count"], 2);
+    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"items.qty": {"$lt": 2}}}})).await;
+    assert_eq!(body["data"]["document"]["_id"], 2);
+    let body = ok(&s, &db, "/c", json!({"updateMany": {"filter": {"items.sku": "A1"}, "update": {"$set": {"hasA1": true}}}})).await;
+    assert_eq!(body["status"], json!({"matchedCount": 2, "modifiedCount": 2}));
+    let body = ok(&s, &db, "/c", json!({"deleteMany": {"filter": {"items.sku": {"$in": ["C3"]}}}})).await;
+    assert_eq!(body["status"]["deletedCount"], 1);
+    let body = ok(&s, &db, "/c", json!({"countDocuments": {}})).await;
+    assert_eq!(body["status"]["count"], 5);
+    // The largest lists are answered; a filter past what SQLite can bind is refused clearly.
+    let list: Vec<Value> = (0..1000).map(|i| json!(format!("A{i}"))).collect();
+    let body = ok(&s, &db, "/c", find(json!({"items.sku": {"$in": list}}))).await;
+    assert_eq!(json!(ids(&body["data"]["documents"])), json!([1, 3]));
+    let body = ok(&s, &db, "/c", find(json!({"n": {"$nin": list}}))).await;
+    assert_eq!(body["data"]["documents"].as_array().map(Vec::len), Some(5));
+    let many: Vec<Value> = (0..40).map(|_| json!({"items.sku": {"$in": list}})).collect();
+    let msg = fails(&s, &db, "/c", find(json!({"$or": many})), "INVALID_FILTER_EXPRESSION").await;
+    assert!(msg.contains("too large"), "{msg}");
+}

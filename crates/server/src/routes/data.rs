@@ -233,7 +233,17 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> DataResult<Caller> {
 }
 
 /// `{databaseId}-{region}` → the database, its live datacenters and the one of that region.
-async fn resolve(state: &AppState, caller: &Caller, endpoint: &str) -> DataResult<(Database, Vec<Datacenter>, Datacenter)> {
+///
+/// A write takes the database's write lock (shared with other writes) before it lists the
+/// datacenters: adding a region holds that lock alone while it copies the data and turns the
+/// region ACTIVE, so a write listed under the lock cannot miss a region that just became
+/// ACTIVE, and the one listing serves the whole command.
+async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    endpoint: &str,
+    write: bool,
+) -> DataResult<(Database, Vec<Datacenter>, Datacenter, Option<WriteGuard>)> {
     let not_found = || err(StatusCode::NOT_FOUND, "DATABASE_NOT_FOUND", format!("no database endpoint {endpoint}"));
     if endpoint.len() < 38 || !endpoint.is_char_boundary(36) {
         return Err(not_found());
@@ -247,6 +257,8 @@ async fn resolve(state: &AppState, caller: &Caller, endpoint: &str) -> DataResul
         .await
         .map_err(ApiError::from)?
         .ok_or_else(not_found)?;
+    // Only after the database is known to be the caller's, so unknown ids add no locks.
+    let guard = if write { Some(state.data.write_lock(&db.id).await.read_owned().await) } else { None };
     let dcs: Vec<Datacenter> = state
         .store
         .list_datacenters(id)
@@ -256,8 +268,11 @@ async fn resolve(state: &AppState, caller: &Caller, endpoint: &str) -> DataResul
         .filter(|d| d.terminated_at.is_none())
         .collect();
     let dc = dcs.iter().find(|d| d.region == region).cloned().ok_or_else(not_found)?;
-    Ok((db, dcs, dc))
+    Ok((db, dcs, dc, guard))
 }
+
+/// Held by a write command from before it lists the datacenters until it is answered.
+type WriteGuard = tokio::sync::OwnedRwLockReadGuard<()>;
 
 async fn blocking<T: Send + 'static>(
     store: Arc<DocStore>,
@@ -294,32 +309,25 @@ async fn read<T: Send + 'static>(
     blocking(store, f).await
 }
 
-/// Applies a write to every live region, or to none when one cannot take it.
+/// Applies a write to every live region, or to none when one cannot take it. The regions
+/// are the ones [`resolve`] listed under the database's write lock, which the command holds.
 async fn write_all<T: Send + 'static>(
-    state: &AppState,
-    dcs: &[Datacenter],
+    ctx: &Ctx,
     f: impl Fn(&DocStore) -> Result<T, DocStoreError> + Send + Sync + Clone + 'static,
 ) -> DataResult<T> {
-    let Some(first) = dcs.first() else {
-        return Err(err(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database has no live region"));
-    };
-    let lock = state.data.write_lock(&first.database_id).await;
-    let _guard = lock.read().await;
-    // Re-read under the lock: a region that just became ACTIVE must get this write.
-    let fresh = state
-        .store
-        .list_datacenters(first.database_id)
-        .await
-        .map_err(ApiError::from)?;
-    let live: Vec<Datacenter> = fresh.into_iter().filter(|d| d.terminated_at.is_none()).collect();
-    if let Some(s) = live.iter().find(|d| d.status == DatabaseStatus::Suspended) {
+    let state = &ctx.state;
+    if ctx.write_guard.is_none() {
+        tracing::error!("a data API write ran without the database's write lock");
+        return Err(err(StatusCode::INTERNAL_SERVER_ERROR, "SERVER_INTERNAL_ERROR", "an internal error occurred; retry later"));
+    }
+    if let Some(s) = ctx.dcs.iter().find(|d| d.status == DatabaseStatus::Suspended) {
         return Err(err(
             StatusCode::SERVICE_UNAVAILABLE,
             "DATABASE_SUSPENDED",
             format!("region {} is suspended: {}", s.region, s.message),
         ));
     }
-    let targets: Vec<&Datacenter> = live.iter().filter(|d| d.status == DatabaseStatus::Active).collect();
+    let targets: Vec<&Datacenter> = ctx.dcs.iter().filter(|d| d.status == DatabaseStatus::Active).collect();
     let mut stores = Vec::with_capacity(targets.len());
     for dc in &targets {
         stores.push(open(state, dc).await?);
@@ -562,8 +570,14 @@ fn is_write(name: &str) -> bool {
 struct Ctx {
     state: AppState,
     db: Database,
+    /// The database's live (not terminated) datacenters; for a write, listed under its lock.
     dcs: Vec<Datacenter>,
+    /// The endpoint's region.
     dc: Datacenter,
+    write_guard: Option<WriteGuard>,
+    /// The request's time (ms since the epoch): what `$currentDate` writes, the same in every
+    /// document and every region the command touches.
+    now_ms: i64,
 }
 
 /// Auth, body, permission and endpoint: the same steps for every level, in the order that
@@ -572,11 +586,13 @@ async fn prepare(state: AppState, headers: &HeaderMap, endpoint: &str, body: Bod
     let caller = caller(&state, headers).await?;
     let bytes = read_body(body).await?;
     let cmd = parse_command(&bytes)?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let write = is_write(&cmd.name);
     caller
-        .require(if is_write(&cmd.name) { Permission::DbWrite } else { Permission::DbRead })
+        .require(if write { Permission::DbWrite } else { Permission::DbRead })
         .map_err(DataApiError::from)?;
-    let (db, dcs, dc) = resolve(&state, &caller, endpoint).await?;
-    Ok((Ctx { state, db, dcs, dc }, cmd))
+    let (db, dcs, dc, write_guard) = resolve(&state, &caller, endpoint, write).await?;
+    Ok((Ctx { state, db, dcs, dc, write_guard, now_ms }, cmd))
 }
 
 fn respond(r: DataResult<Response>) -> Response {
@@ -670,7 +686,7 @@ async fn database_level(ctx: &Ctx, cmd: &Command) -> DataResult<Option<Response>
             cmd.options(&["replication"])?;
             let name = f.required_string("name")?;
             keyspaces_allowed(&ctx.db, "createKeyspace")?;
-            write_all(state, &ctx.dcs, move |s| s.create_keyspace(&name)).await?;
+            write_all(ctx, move |s| s.create_keyspace(&name)).await?;
             Ok(Some(status_ok()))
         }
         "dropKeyspace" => {
@@ -683,7 +699,7 @@ async fn database_level(ctx: &Ctx, cmd: &Command) -> DataResult<Option<Response>
                     format!("'{name}' is the database's default keyspace and cannot be dropped"),
                 ));
             }
-            write_all(state, &ctx.dcs, move |s| s.drop_keyspace(&name)).await?;
+            write_all(ctx, move |s| s.drop_keyspace(&name)).await?;
             Ok(Some(status_ok()))
         }
         _ => Ok(None),
@@ -763,13 +779,13 @@ async fn keyspace_level(ctx: &Ctx, cmd: &Command, ks: &str) -> DataResult<Respon
             if let Some(o) = &options {
                 check_collection_options(o)?;
             }
-            write_all(state, &ctx.dcs, move |s| s.create_collection(&ks, &name, options.as_ref())).await?;
+            write_all(ctx, move |s| s.create_collection(&ks, &name, options.as_ref())).await?;
             Ok(status_ok())
         }
         "deleteCollection" => {
             let f = cmd.fields(&["name"])?;
             let name = f.required_string("name")?;
-            write_all(state, &ctx.dcs, move |s| s.delete_collection(&ks, &name)).await?;
+            write_all(ctx, move |s| s.delete_collection(&ks, &name)).await?;
             Ok(status_ok())
         }
         "findCollections" => {
@@ -870,35 +886,14 @@ fn return_document(opts: &Fields<'_>) -> DataResult<ReturnDocument> {
     }
 }
 
-/// What a findOneAnd{Update,Replace} did, for its `status`.
-struct Modified {
-    matched: bool,
-    upserted: Option<Value>,
-    doc: Option<Value>,
-}
-
-impl Modified {
-    /// The Data API's status of a single-document update. The store does not say whether a
-    /// matched document actually changed, so `modifiedCount` counts matches.
-    fn status(&self) -> Value {
-        let n = u64::from(self.matched);
-        let mut s = json!({"matchedCount": n, "modifiedCount": n});
-        if let Some(id) = &self.upserted {
-            s["upsertedId"] = id.clone();
-        }
-        s
-    }
-}
-
 async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) -> DataResult<Response> {
     let state = &ctx.state;
-    let dcs = &ctx.dcs;
     let name = cmd.name.as_str();
     match name {
         "insertOne" => {
             let f = cmd.fields(&["document"])?;
             let doc = with_id(f.required_object("document")?);
-            let id = write_all(state, dcs, move |s| s.insert_one(&ks, &coll, doc.clone())).await?;
+            let id = write_all(ctx, move |s| s.insert_one(&ks, &coll, doc.clone())).await?;
             Ok(ok(json!({"status": {"insertedIds": [id]}})))
         }
         "insertMany" => {
@@ -927,7 +922,7 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let responses = opts.bool("returnDocumentResponses")?.unwrap_or(false);
             let docs: Vec<Value> = docs.into_iter().map(with_id).collect();
             let ids: Vec<Value> = docs.iter().map(|d| d.get("_id").cloned().unwrap_or(Value::Null)).collect();
-            let results = write_all(state, dcs, move |s| s.insert_many(&ks, &coll, docs.clone(), ordered)).await?;
+            let results = write_all(ctx, move |s| s.insert_many(&ks, &coll, docs.clone(), ordered)).await?;
             let mut inserted = vec![];
             let mut per_doc = vec![];
             let mut errors = vec![];
@@ -1013,7 +1008,7 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let f = cmd.fields(&["filter", "sort"])?;
             let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
             let sort = f.object("sort")?;
-            let n = write_all(state, dcs, move |s| match &sort {
+            let n = write_all(ctx, move |s| match &sort {
                 // With a sort the document to delete is chosen by it.
                 Some(sort) => Ok(u64::from(s.find_one_and_delete(&ks, &coll, &filter, Some(sort), None)?.is_some())),
                 None => s.delete_one(&ks, &coll, &filter),
@@ -1025,14 +1020,14 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let f = cmd.fields(&["filter"])?;
             let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
             // One transaction deletes every match, so there is never "moreData".
-            let n = write_all(state, dcs, move |s| s.delete_many(&ks, &coll, &filter)).await?;
+            let n = write_all(ctx, move |s| s.delete_many(&ks, &coll, &filter)).await?;
             Ok(ok(json!({"status": {"deletedCount": n}})))
         }
         "findOneAndDelete" => {
             let f = cmd.fields(&["filter", "sort", "projection"])?;
             let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
             let (sort, projection) = (f.object("sort")?, f.object("projection")?);
-            let doc = write_all(state, dcs, move |s| {
+            let doc = write_all(ctx, move |s| {
                 s.find_one_and_delete(&ks, &coll, &filter, sort.as_ref(), projection.as_ref())
             })
             .await?;
@@ -1058,11 +1053,13 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let sort = f.object("sort")?;
             let upsert = opts.bool("upsert")?.unwrap_or(false);
             let update = if upsert { upsert_update(update, &filter).0 } else { update };
-            let r = write_all(state, dcs, move |s| {
+            let now_ms = ctx.now_ms;
+            let r = write_all(ctx, move |s| {
                 if many {
-                    s.update_many(&ks, &coll, &filter, &update, upsert)
+                    s.update_many_at(&ks, &coll, &filter, &update, upsert, now_ms)
                 } else {
-                    s.update_one(&ks, &coll, &filter, &update, &UpdateOptions { upsert, sort: sort.clone() })
+                    let opts = UpdateOptions { upsert, sort: sort.clone(), now_ms: Some(now_ms) };
+                    s.update_one(&ks, &coll, &filter, &update, &opts)
                 }
             })
             .await?;
@@ -1085,59 +1082,25 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
                 projection: f.object("projection")?,
                 upsert,
                 return_document: return_document(&opts)?,
+                now_ms: Some(ctx.now_ms),
+                // An upsert whose filter and document name no `_id` inserts one chosen here, so
+                // every region inserts the same.
+                upsert_id: upsert.then(|| Value::String(Uuid::new_v4().to_string())),
             };
-            let m = if replace {
-                find_one_and_replace(state, dcs, ks, coll, filter, change, fo).await?
+            let (doc, r) = if replace {
+                write_all(ctx, move |s| s.find_one_and_replace_with_result(&ks, &coll, &filter, change.clone(), &fo))
+                    .await?
             } else {
-                let (update, id) = if upsert { upsert_update(change, &filter) } else { (change, None) };
-                write_all(state, dcs, move |s| {
-                    // Whether a document matches decides matchedCount vs upsertedId; the store's
-                    // answer alone cannot tell an upsert from a match when returning "after".
-                    let matched = !upsert || s.count(&ks, &coll, &filter, 1)?.0 > 0;
-                    let doc = s.find_one_and_update(&ks, &coll, &filter, &update, &fo)?;
-                    let matched = if upsert { matched } else { doc.is_some() };
-                    Ok(Modified { matched, upserted: (upsert && !matched).then(|| id.clone()).flatten(), doc })
-                })
-                .await?
+                let update = if upsert { upsert_update(change, &filter).0 } else { change };
+                write_all(ctx, move |s| s.find_one_and_update_with_result(&ks, &coll, &filter, &update, &fo)).await?
             };
-            Ok(ok(json!({"data": {"document": m.doc}, "status": m.status()})))
+            // modifiedCount counts a document the command actually changed, not one it matched.
+            let mut status = json!({"matchedCount": r.matched, "modifiedCount": r.modified});
+            if let Some(id) = r.upserted_id {
+                status["upsertedId"] = id;
+            }
+            Ok(ok(json!({"data": {"document": doc}, "status": status})))
         }
         other => Err(unknown_command(other, "collection")),
     }
-}
-
-/// findOneAndReplace. An upsert whose filter and replacement name no `_id` gets a UUID chosen
-/// here, so every region inserts the same id; it is added only when nothing matches, since a
-/// replacement may not change a matched document's `_id`.
-async fn find_one_and_replace(
-    state: &AppState,
-    dcs: &[Datacenter],
-    ks: String,
-    coll: String,
-    filter: Value,
-    replacement: Value,
-    fo: FindOneAndOptions,
-) -> DataResult<Modified> {
-    let own_id = replacement.get("_id").cloned().or_else(|| filter_id(&filter));
-    let fresh = Value::String(Uuid::new_v4().to_string());
-    write_all(state, dcs, move |s| {
-        if !fo.upsert {
-            let doc = s.find_one_and_replace(&ks, &coll, &filter, replacement.clone(), &fo)?;
-            return Ok(Modified { matched: doc.is_some(), upserted: None, doc });
-        }
-        let matched = s.count(&ks, &coll, &filter, 1)?.0 > 0;
-        let mut repl = replacement.clone();
-        let id = match &own_id {
-            Some(id) => id.clone(),
-            None => {
-                if !matched && let Value::Object(m) = &mut repl {
-                    m.insert("_id".into(), fresh.clone());
-                }
-                fresh.clone()
-            }
-        };
-        let doc = s.find_one_and_replace(&ks, &coll, &filter, repl, &fo)?;
-        Ok(Modified { matched, upserted: (!matched).then_some(id), doc })
-    })
-    .await
 }
