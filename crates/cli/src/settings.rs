@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Seconds a plaintext data key stays in memory [default: 300].
     #[arg(long, env = "KEYPLANE_DATA_KEY_TTL")]
     pub data_key_ttl: Option<u64>,
+    /// MiB of decrypted pages cached per open datacenter file [default: 256].
+    #[arg(long, env = "KEYPLANE_DATA_CACHE_MIB")]
+    pub data_cache_mib: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -90,6 +93,8 @@ pub struct FileConfig {
     pub kms_grace_period_secs: Option<u64>,
     /// Seconds a plaintext data key stays in memory (default 300).
     pub data_key_ttl_secs: Option<u64>,
+    /// MiB of decrypted pages cached per open datacenter file (default 256).
+    pub data_cache_mib: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -231,6 +236,11 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
     config.key_check_interval = secs(serve.and_then(|s| s.key_check_interval), file.key_check_interval_secs, 60);
     config.kms_grace_period = secs(serve.and_then(|s| s.kms_grace_period), file.kms_grace_period_secs, 900);
     config.data_key_ttl = secs(serve.and_then(|s| s.data_key_ttl), file.data_key_ttl_secs, 300);
+    config.data_cache_mib = serve
+        .and_then(|s| s.data_cache_mib)
+        .or(file.data_cache_mib)
+        .unwrap_or(keyplane_server::config::DEFAULT_DATA_CACHE_MIB)
+        .max(1);
     config.public_url = serve
         .and_then(|s| s.public_url.clone())
         .or(file.public_url)
@@ -309,6 +319,18 @@ regions = ["us-east-2"]
         assert_eq!(r.config.regions(Provider::Aws), ["us-east-2", "eu-west-1"]);
         assert_eq!(r.config.accounts(Provider::Aws)[0].principal(Provider::Aws), "arn:aws:iam::333333333333:role/creator");
         assert_eq!(r.config.public_url, "http://127.0.0.1:7000");
+    }
+
+    #[test]
+    fn data_cache_from_flag_file_or_default() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "data_cache_mib = 512").unwrap();
+        let store = StoreArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
+        assert_eq!(resolve(&store, None).unwrap().config.data_cache_mib, 512);
+        let serve = ServeArgs { data_cache_mib: Some(64), ..Default::default() };
+        assert_eq!(resolve(&store, Some(&serve)).unwrap().config.data_cache_mib, 64);
+        let none = StoreArgs { data_dir: Some(std::env::temp_dir()), ..Default::default() };
+        assert_eq!(resolve(&none, None).unwrap().config.data_cache_mib, 256);
     }
 
     #[test]

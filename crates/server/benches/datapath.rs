@@ -1,10 +1,24 @@
-//! The cost of encryption on the data path, in one run: document inserts/s and point
-//! reads/s on a customer-keyed datacenter (SQLCipher file, data key unwrapped by keyplane's
-//! built-in KMS and cached) against the same workload on a plain SQLite file through the
-//! same code, the overhead ratio, and the KMS calls made per 100,000 operations after
-//! warm-up.
+//! The cost of encryption on the data path, in one run, measured two ways:
 //!
-//! `cargo bench -p keyplane-server --bench datapath` (BENCH_DOCS, default 20000).
+//! 1. In process, at the document store: document inserts/s and point reads/s on a
+//!    customer-keyed datacenter (SQLCipher file, data key unwrapped by keyplane's built-in KMS
+//!    and cached) against the same workload on a plain SQLite file through the same code, the
+//!    overhead ratio, and the KMS calls made per 100,000 operations after warm-up.
+//! 2. Over HTTP, the issue's "must show": a real HTTP client (reqwest, one connection, one
+//!    request at a time) against this keyplane server on a loopback port, through the Data
+//!    API's routes: `insertMany` of ~1 KB documents in batches of 100, `findOne` by `_id`, and
+//!    `find` paged with `pageState` through every match of an equality filter
+//!    (`{"customer": "c17"}`) and of a range filter (`{"amount": {"$gte": 500, "$lt": 520}}`)
+//!    over the whole corpus. Two databases: one customer-keyed, one whose datacenter file
+//!    the harness swapped for plain SQLite (`DataPlane::bench_only_use_plain_file`, which
+//!    nothing but this harness calls), so both go through the same routes and code. Requests
+//!    alternate between the two, so both see the same machine state. Prints docs/s, p50/p99
+//!    latencies per operation and the overhead ratio (target <= 10%).
+//!
+//! `cargo bench -p keyplane-server --bench datapath`. Environment: BENCH_DOCS (in-process
+//! documents, default 20000), BENCH_HTTP_DOCS (HTTP corpus, default 100000), BENCH_HTTP_READS
+//! (findOne requests per database, default 5000), BENCH_HTTP_SCANS (full pagings of each
+//! filter, default 3), BENCH_SKIP_INPROCESS=1 (only the HTTP part).
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,8 +97,8 @@ async fn run() {
         aws_sdk_kms::Client::from_conf(conf)
     };
     let platform = kms.credentials(ROLE).expect("platform");
-    let mut settings = keyplane_kms_aws::AwsSettings::default();
-    settings.endpoint_url = Some(endpoint.clone());
+    let mut settings =
+        keyplane_kms_aws::AwsSettings { endpoint_url: Some(endpoint.clone()), ..Default::default() };
     settings.static_credentials.insert(
         "222222222222".into(),
         keyplane_kms_aws::StaticCredentials {
@@ -93,10 +107,12 @@ async fn run() {
             session_token: None,
         },
     );
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.worker_poll = Duration::from_millis(20);
-    config.key_check_interval = Duration::from_secs(3600);
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        worker_poll: Duration::from_millis(20),
+        key_check_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let store = keyplane_store::open(dir.path().join("kp.db").to_str().expect("path")).await.expect("store");
     let state = AppState::new(store.clone(), config, Arc::new(keyplane_kms_aws::AwsConnector::new(settings)));
     let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -143,6 +159,11 @@ async fn run() {
         assert!(Instant::now() < deadline, "never ACTIVE");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let in_process = std::env::var("BENCH_SKIP_INPROCESS").map(|v| v != "1").unwrap_or(true);
+    if !in_process {
+        http::run(&state, &store, &url, &token).await;
+        return;
+    }
     let s0 = state.data.docstore(&dc_id).await.expect("open");
     tokio::task::spawn_blocking(move || s0.create_collection("shop", "orders", None)).await.expect("join").expect("coll");
 
@@ -178,4 +199,226 @@ async fn run() {
         "KMS calls        {calls} in {ops} operations after warm-up = {:.1} per 100,000 (target 0 within one cache TTL)",
         calls as f64 * 100_000.0 / ops as f64
     );
+    println!();
+    http::run(&state, &store, &url, &token).await;
+}
+
+/// The Data API over HTTP: a customer-keyed database against a plain-SQLite baseline.
+mod http {
+    use std::time::{Duration, Instant};
+
+    use keyplane_server::AppState;
+    use keyplane_store::DynStore;
+    use serde_json::{Value, json};
+
+    use super::env_usize;
+
+    /// One database's endpoint and the latencies of its requests, per operation.
+    struct Target {
+        label: &'static str,
+        url: String,
+        samples: Vec<Vec<Duration>>,
+        docs: Vec<u64>,
+    }
+
+    const OPS: [&str; 4] = [
+        "insertMany (100 docs/request)",
+        "findOne by _id",
+        "find {customer: c17}, paged",
+        "find amount in [500,520), paged",
+    ];
+
+    /// A ~1 KB document: `customer` spreads over 97 values, `amount` over 0..999 in no
+    /// particular order, so both filters read matches from all over the collection.
+    fn doc(i: usize, pad: &str) -> Value {
+        json!({"_id": format!("d{i}"), "customer": format!("c{}", i % 97), "amount": (i * 7919) % 1000,
+               "total": i, "note": pad})
+    }
+
+    async fn post(client: &reqwest::Client, url: &str, token: &str, cmd: &Value) -> (Duration, Value) {
+        let start = Instant::now();
+        let r = client.post(url).header("Token", token).json(cmd).send().await.expect("send");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        let took = start.elapsed();
+        assert!(status.is_success() && body.get("errors").is_none(), "{cmd}: {status} {body}");
+        (took, body)
+    }
+
+    async fn database(http: &reqwest::Client, url: &str, token: &str, store: &DynStore, name: &str) -> (String, String) {
+        let r = http
+            .post(format!("{url}/v2/databases"))
+            .bearer_auth(token)
+            .json(&json!({"name": name, "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), 201);
+        let db: Value = r.json().await.expect("json");
+        let id = db["id"].as_str().expect("id").to_string();
+        let dc_id = format!("{id}-1");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let dc = store.get_datacenter(&dc_id).await.expect("dc").expect("dc");
+            if dc.status == keyplane_core::DatabaseStatus::Active {
+                assert_eq!(dc.key_kind, keyplane_store::KeyKind::Customer, "the database is customer-keyed");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never ACTIVE");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (id, dc_id)
+    }
+
+    fn pct(sorted: &[Duration], p: f64) -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+    }
+
+    /// Pages through every match of `filter`; returns the documents seen.
+    async fn page_all(client: &reqwest::Client, t: &mut Target, token: &str, op: usize, filter: &Value) -> u64 {
+        let mut state: Option<String> = None;
+        let mut n = 0u64;
+        loop {
+            let mut opts = json!({});
+            if let Some(p) = &state {
+                opts["pageState"] = json!(p);
+            }
+            let cmd = json!({"find": {"filter": filter, "options": opts}});
+            let (took, body) = post(client, &t.url, token, &cmd).await;
+            t.samples[op].push(took);
+            let docs = body["data"]["documents"].as_array().expect("documents");
+            n += docs.len() as u64;
+            match body["data"]["nextPageState"].as_str() {
+                Some(p) => state = Some(p.to_string()),
+                None => break,
+            }
+        }
+        t.docs[op] += n;
+        n
+    }
+
+    pub async fn run(state: &AppState, store: &DynStore, url: &str, token: &str) {
+        let n = env_usize("BENCH_HTTP_DOCS", 100_000).max(100);
+        let reads = env_usize("BENCH_HTTP_READS", 5_000);
+        let scans = env_usize("BENCH_HTTP_SCANS", 3).max(1);
+        let client = reqwest::Client::new();
+        let (enc_db, enc_dc) = database(&client, url, token, store, "http-encrypted").await;
+        let (plain_db, plain_dc) = database(&client, url, token, store, "http-plain").await;
+        state.data.bench_only_use_plain_file(&plain_dc, "shop").await.expect("plain baseline");
+        let make = |label, db: &str| Target {
+            label,
+            url: format!("{url}/db/{db}-us-east-2/api/json/v1/shop"),
+            samples: vec![Vec::new(); OPS.len()],
+            docs: vec![0; OPS.len()],
+        };
+        let mut targets = [make("plain SQLite", &plain_db), make("customer-keyed", &enc_db)];
+        for t in &mut targets {
+            post(&client, &t.url, token, &json!({"createCollection": {"name": "orders"}})).await;
+            t.url.push_str("/orders");
+        }
+        let enc_file = state.data.file(&enc_dc);
+        let plain_file = state.data.file(&plain_dc);
+        assert!(!keyplane_docstore::is_plain_sqlite(&enc_file), "the customer-keyed file is encrypted");
+        assert!(keyplane_docstore::is_plain_sqlite(&plain_file), "the baseline file is plain SQLite");
+
+        // Pad so a document is ~1 KB of JSON.
+        let probe = serde_json::to_string(&doc(n / 2, "")).expect("json").len();
+        let pad = "x".repeat(1024usize.saturating_sub(probe));
+        let doc_bytes = serde_json::to_string(&doc(n / 2, &pad)).expect("json").len();
+        println!(
+            "Data API over HTTP: {n} documents of {doc_bytes} bytes, one client, one request at a time, keyplane at {url}, \
+             page cache {} MiB per datacenter (data_cache_mib)",
+            state.config.data_cache_mib
+        );
+
+        let kms_before = state.data.kms_calls();
+        // insertMany, batches of 100, the two databases alternating (and which goes first).
+        for (b, start) in (0..n).step_by(100).enumerate() {
+            let batch: Vec<Value> = (start..(start + 100).min(n)).map(|i| doc(i, &pad)).collect();
+            let cmd = json!({"insertMany": {"documents": batch}});
+            for k in 0..2 {
+                let t = &mut targets[(b + k) % 2];
+                let (took, body) = post(&client, &t.url, token, &cmd).await;
+                assert_eq!(body["status"]["insertedIds"].as_array().map(Vec::len), Some((n - start).min(100)));
+                t.samples[0].push(took);
+                t.docs[0] += (n - start).min(100) as u64;
+            }
+        }
+        // findOne by _id, random ids.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for r in 0..reads {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = format!("d{}", x % n as u64);
+            let cmd = json!({"findOne": {"filter": {"_id": id}}});
+            for k in 0..2 {
+                let t = &mut targets[(r + k) % 2];
+                let (took, body) = post(&client, &t.url, token, &cmd).await;
+                assert_eq!(body["data"]["document"]["_id"], json!(id));
+                t.samples[1].push(took);
+                t.docs[1] += 1;
+            }
+        }
+        // Filtered finds, paged to the end, several times over.
+        let filters = [json!({"customer": "c17"}), json!({"amount": {"$gte": 500, "$lt": 520}})];
+        for round in 0..scans {
+            for (f, filter) in filters.iter().enumerate() {
+                let mut counts = [0u64; 2];
+                for k in 0..2 {
+                    let i = (round + f + k) % 2;
+                    counts[i] = page_all(&client, &mut targets[i], token, 2 + f, filter).await;
+                }
+                assert_eq!(counts[0], counts[1], "both databases find the same documents");
+                assert!(counts[0] > 0);
+            }
+        }
+        let kms_calls = state.data.kms_calls() - kms_before;
+
+        println!(
+            "{:<32} {:<15} {:>10} {:>9} {:>9} {:>9}",
+            "operation", "database", "docs/s", "requests", "p50 ms", "p99 ms"
+        );
+        for (op, name) in OPS.iter().enumerate() {
+            let mut rates = [0.0f64; 2];
+            let mut p50s = [0.0f64; 2];
+            for (i, t) in targets.iter().enumerate() {
+                let mut sorted = t.samples[op].clone();
+                sorted.sort();
+                let total: f64 = sorted.iter().map(Duration::as_secs_f64).sum();
+                rates[i] = t.docs[op] as f64 / total.max(f64::MIN_POSITIVE);
+                p50s[i] = pct(&sorted, 0.5);
+                println!(
+                    "{:<32} {:<15} {:>10.0} {:>9} {:>9.2} {:>9.2}",
+                    if i == 0 { *name } else { "" },
+                    t.label,
+                    rates[i],
+                    sorted.len(),
+                    p50s[i],
+                    pct(&sorted, 0.99)
+                );
+            }
+            println!(
+                "{:<32} {:<15} {:>+9.1}% throughput, {:>+6.1}% p50  (target <= 10%)",
+                "",
+                "overhead",
+                (rates[0] / rates[1] - 1.0) * 100.0,
+                (p50s[1] / p50s[0] - 1.0) * 100.0
+            );
+        }
+        let requests: usize = targets[1].samples.iter().map(Vec::len).sum();
+        println!("KMS calls for the customer-keyed database: {kms_calls} in {requests} requests after warm-up");
+        for (label, f) in [("customer-keyed", &enc_file), ("plain SQLite", &plain_file)] {
+            let size: u64 = ["", "-wal"]
+                .iter()
+                .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", f.display())).ok())
+                .map(|m| m.len())
+                .sum();
+            println!("{label:<15} file and WAL: {:.1} MiB", size as f64 / (1024.0 * 1024.0));
+        }
+    }
 }

@@ -55,6 +55,11 @@ pub struct Config {
     pub kms_grace_period: std::time::Duration,
     /// How long a plaintext data key stays in memory after it was last unwrapped.
     pub data_key_ttl: std::time::Duration,
+    /// Page cache of each open datacenter file, in MiB. Pages are decrypted once, when read
+    /// into it: a cache that holds a datacenter's working set makes its reads cost what a
+    /// plain file's do, while a smaller one pays a decryption on every miss (a plain file
+    /// would be served from the OS's cache instead). It fills only as pages are read.
+    pub data_cache_mib: u32,
     /// How often the worker polls for work when idle.
     pub worker_poll: std::time::Duration,
     /// `serve --dev` only: the code of the sign-in link printed at start, and the dev token
@@ -78,6 +83,9 @@ impl std::fmt::Debug for DevSignin {
 
 pub const DEFAULT_AWS_ACCOUNT: &str = "222222222222";
 pub const DEFAULT_AWS_ROLE: &str = "creator";
+/// Holds the pages of ~100,000 documents of 1 KB (a 135 MiB file), the size at which the Data
+/// API's encryption overhead is measured (`benches/datapath.rs`).
+pub const DEFAULT_DATA_CACHE_MIB: u32 = 256;
 
 impl Default for Config {
     fn default() -> Self {
@@ -107,6 +115,7 @@ impl Default for Config {
             key_check_interval: std::time::Duration::from_secs(60),
             kms_grace_period: std::time::Duration::from_secs(15 * 60),
             data_key_ttl: std::time::Duration::from_secs(5 * 60),
+            data_cache_mib: DEFAULT_DATA_CACHE_MIB,
             worker_poll: std::time::Duration::from_millis(200),
             dev_signin: None,
         }

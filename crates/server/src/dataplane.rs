@@ -55,6 +55,9 @@ pub struct DataPlane {
     /// data and turns ACTIVE, so no acknowledged write misses the new region.
     write_locks: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::RwLock<()>>>>,
     kms_calls: AtomicU64,
+    /// Datacenters served from a plain SQLite file: only ever filled by
+    /// [`DataPlane::bench_only_use_plain_file`], so empty in the product.
+    plain_for_benchmark: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 /// The context every data key of a datacenter is bound to: visible to the customer's
@@ -79,6 +82,7 @@ impl DataPlane {
             suspended: std::sync::RwLock::new(HashMap::new()),
             write_locks: Mutex::new(HashMap::new()),
             kms_calls: AtomicU64::new(0),
+            plain_for_benchmark: std::sync::RwLock::new(std::collections::HashSet::new()),
         }
     }
 
@@ -195,11 +199,19 @@ impl DataPlane {
                 )));
             }
         }
-        let key = self.unwrap(&dc).await?;
         let path = self.file(dc_id);
-        let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
-            .await
-            .map_err(|e| DataError::Task(e.to_string()))??;
+        let cache_mib = self.config.data_cache_mib;
+        let key = if self.is_plain_for_benchmark(dc_id) { None } else { Some(self.unwrap(&dc).await?) };
+        let store = tokio::task::spawn_blocking(move || -> Result<DocStore, DataError> {
+            let store = match &key {
+                Some(key) => DocStore::open(&path, key)?,
+                None => DocStore::open_plain(&path)?,
+            };
+            store.set_cache_size_mib(cache_mib)?;
+            Ok(store)
+        })
+        .await
+        .map_err(|e| DataError::Task(e.to_string()))??;
         let store = Arc::new(store);
         let expires = Instant::now() + self.config.data_key_ttl;
         *guard = Some(Open {
@@ -261,6 +273,38 @@ impl DataPlane {
                 Err(e) => return Err(DataError::Task(format!("removing {}: {e}", p.display()))),
             }
         }
+        Ok(())
+    }
+}
+
+impl DataPlane {
+    fn is_plain_for_benchmark(&self, dc_id: &str) -> bool {
+        self.plain_for_benchmark.read().map(|p| p.contains(dc_id)).unwrap_or(false)
+    }
+
+    /// FOR THE BENCHMARK HARNESS ONLY (`crates/server/benches/datapath.rs`): nothing in the
+    /// product, the CLI or any configuration file calls it, and it stores data UNENCRYPTED.
+    ///
+    /// Replaces an ACTIVE datacenter's encrypted file with an empty plain SQLite store (the
+    /// same schema, with `keyspace` created) and serves the datacenter from it through exactly
+    /// the code every other datacenter goes through, minus the key: the unencrypted baseline
+    /// the Data API's HTTP benchmark measures the cost of encryption against, through the same
+    /// routes in the same run. Lasts until the process exits.
+    #[doc(hidden)]
+    pub async fn bench_only_use_plain_file(&self, dc_id: &str, keyspace: &str) -> Result<(), DataError> {
+        self.delete_files(dc_id).await?;
+        if let Ok(mut p) = self.plain_for_benchmark.write() {
+            p.insert(dc_id.to_string());
+        }
+        let path = self.file(dc_id);
+        let keyspace = keyspace.to_string();
+        tokio::task::spawn_blocking(move || -> Result<(), DataError> {
+            let store = DocStore::create_plain(&path)?;
+            store.create_keyspace(&keyspace)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| DataError::Task(e.to_string()))??;
         Ok(())
     }
 }
