@@ -48,8 +48,8 @@ async fn run() {
     tokio::spawn(kms.clone().run(kms_listener, std::future::pending()));
 
     let platform = kms.credentials(ROLE).expect("platform role");
-    let mut settings = keyplane_kms_aws::AwsSettings::default();
-    settings.endpoint_url = Some(endpoint.clone());
+    let mut settings =
+        keyplane_kms_aws::AwsSettings { endpoint_url: Some(endpoint.clone()), ..Default::default() };
     settings.static_credentials.insert(
         "222222222222".into(),
         keyplane_kms_aws::StaticCredentials {

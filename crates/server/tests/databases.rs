@@ -30,11 +30,13 @@ fn customer_only_policy() -> Value {
 
 /// A server whose monitor runs often, so tests see suspension within a second or two.
 async fn server(grace: Duration) -> TestServer {
-    let mut config = Config::default();
-    config.key_check_interval = Duration::from_millis(300);
-    config.kms_grace_period = grace;
-    config.data_key_ttl = Duration::from_secs(300);
-    config.worker_poll = Duration::from_millis(50);
+    let config = Config {
+        key_check_interval: Duration::from_millis(300),
+        kms_grace_period: grace,
+        data_key_ttl: Duration::from_secs(300),
+        worker_poll: Duration::from_millis(50),
+        ..Default::default()
+    };
     TestServer::with_config(config).await
 }
 

@@ -48,8 +48,8 @@ async fn start_moto() -> (Moto, String) {
 #[tokio::test]
 async fn registration_happy_path_against_moto() {
     let (_moto, endpoint) = start_moto().await;
-    let mut settings = keyplane_kms_aws::AwsSettings::default();
-    settings.endpoint_url = Some(endpoint.clone());
+    let mut settings =
+        keyplane_kms_aws::AwsSettings { endpoint_url: Some(endpoint.clone()), ..Default::default() };
     settings.static_credentials.insert(
         "222222222222".into(),
         keyplane_kms_aws::StaticCredentials {

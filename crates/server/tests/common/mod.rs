@@ -57,8 +57,8 @@ impl TestKms {
     /// The platform's side: keyplane acting as 222222222222's role through the AWS adapter.
     pub fn connector(&self) -> Arc<dyn keyplane_kms::KmsConnector> {
         let creds = self.kms.credentials(PLATFORM_ROLE).expect("platform role");
-        let mut settings = keyplane_kms_aws::AwsSettings::default();
-        settings.endpoint_url = Some(self.endpoint.clone());
+        let mut settings =
+            keyplane_kms_aws::AwsSettings { endpoint_url: Some(self.endpoint.clone()), ..Default::default() };
         settings.static_credentials.insert(
             "222222222222".to_string(),
             keyplane_kms_aws::StaticCredentials {
