@@ -121,6 +121,41 @@ def test_errors_are_astrapy_exceptions(database, people):
     assert exc.value.error_descriptors[0].error_code == "COLLECTION_NOT_EXIST"
 
 
+def test_readme_recipe_from_the_data_endpoint_url():
+    """README's recipe, from the dataEndpointUrl the DevOps API reports; dotted paths through
+    arrays of objects and one $currentDate per command, through astrapy."""
+    req = urllib.request.Request(f"{API}/v2/databases/{os.environ['KEYPLANE_DB_ID']}",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    endpoint = json.load(urllib.request.urlopen(req))["dataEndpointUrl"]
+    host, _, path = endpoint.partition("/db/")
+    assert host == BASE, endpoint
+    client = DataAPIClient(environment="other")
+    db = client.get_database(
+        host,
+        token=TOKEN,
+        keyspace="default_keyspace",
+        spawn_api_options=APIOptions(data_api_url_options=DataAPIURLOptions(
+            api_path=f"/db/{path}/api/json", api_version="v1")),
+    )
+    coll = db.create_collection("orders")
+    coll.insert_many([
+        {"n": 1, "items": [{"sku": "A1", "qty": 1}, {"sku": "B2", "qty": 2}]},
+        {"n": 2, "items": [{"sku": "C3", "qty": 9}]},
+        {"n": 3, "items": {"sku": "A1", "qty": 3}},
+        {"n": 4},
+    ])
+    assert sorted(d["n"] for d in coll.find({"items.sku": "A1"})) == [1, 3]
+    assert sorted(d["n"] for d in coll.find({"items.sku": {"$in": ["B2", "C3"]}})) == [1, 2]
+    assert sorted(d["n"] for d in coll.find({"items.qty": {"$gt": 2}})) == [2, 3]
+    assert sorted(d["n"] for d in coll.find({"items.sku": {"$exists": False}})) == [4]
+    assert coll.count_documents({"items.sku": {"$ne": "A1"}}, upper_bound=10) == 2
+    result = coll.update_many({}, {"$currentDate": {"at": True}})
+    assert result.update_info["nModified"] == 4
+    dates = {repr(d["at"]) for d in coll.find({})}
+    assert len(dates) == 1, dates
+    db.drop_collection("orders")
+
+
 def test_drop_collection(database):
     coll = database.create_collection("scratch")
     coll.insert_one({"a": 1})
