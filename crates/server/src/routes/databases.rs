@@ -318,7 +318,7 @@ async fn create_database_inner(
     let tier = check_tier(db_type, &body.tier, body.capacity_units).map_err(ApiError::BadRequest)?;
     check_region(&state.config, &caller.org, provider, &body.region)?;
     let org = caller.org_id();
-    let (key_kind, key_id, account) = bind_key(&state, org, db_type, provider, &body.region).await?;
+    let (key_kind, key_id, account) = bind_key(state, org, db_type, provider, &body.region).await?;
     let now = Utc::now().trunc_subsecs(3);
     let id = Uuid::new_v4();
     let db = Database {
@@ -346,7 +346,7 @@ async fn create_database_inner(
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         headers.insert(header::LOCATION, v);
     }
-    Ok((StatusCode::CREATED, headers, Json(view(&state, &db).await?)))
+    Ok((StatusCode::CREATED, headers, Json(view(state, &db).await?)))
 }
 
 /// Lists the organization's databases (TERMINATED ones with `include=all` or `include=terminated`).
@@ -449,7 +449,7 @@ pub async fn terminate_database(
 
 async fn terminate_database_inner(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbTerminate)?;
-    let db = find(&state, &caller, id).await?;
+    let db = find(state, caller, id).await?;
     if matches!(db.status, DatabaseStatus::Terminating | DatabaseStatus::Terminated) {
         return Ok(StatusCode::ACCEPTED);
     }
@@ -514,7 +514,7 @@ async fn add_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, body:
             body.len()
         )));
     };
-    let db = find(&state, &caller, id).await?;
+    let db = find(state, caller, id).await?;
     let provider = parse_cloud(&add.cloud_provider)?;
     if provider != db.provider {
         return Err(ApiError::Unprocessable(format!(
@@ -542,7 +542,7 @@ async fn add_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, body:
             .ok_or_else(|| no_customer_key(db.db_type, provider, &add.region))?;
         (KeyKind::Customer, key.key_id, key.provider_account)
     } else {
-        bind_key(&state, db.org_id, db.db_type, provider, &add.region).await?
+        bind_key(state, db.org_id, db.db_type, provider, &add.region).await?
     };
     let ordinal = dcs.iter().map(|d| d.ordinal).max().unwrap_or(0) + 1;
     let dc = new_datacenter(&db, ordinal, &add.region, (key_kind, key_id, account));
@@ -576,7 +576,7 @@ pub async fn terminate_datacenter(
 
 async fn terminate_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, dc_id: String) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbTerminate)?;
-    let db = find(&state, &caller, id).await?;
+    let db = find(state, caller, id).await?;
     let dcs = state.store.list_datacenters(id).await?;
     let Some(dc) = dcs.iter().find(|d| d.id == dc_id) else {
         return Err(ApiError::NotFound(format!("datacenter {dc_id} not found in database {id}")));
