@@ -16,7 +16,7 @@ use keyplane_store::{Database, DatabaseFilter, KeyKind};
 use uuid::Uuid;
 
 use super::html::{Nav, esc, page, respond};
-use super::{TAG, Visitor, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
+use super::{TAG, Visitor, form_post, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
@@ -381,20 +381,6 @@ pub async fn new_database_page(State(state): State<AppState>, headers: HeaderMap
     create_form(&state, &v, &f, None, StatusCode::OK).await
 }
 
-async fn form_post(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(Visitor, HashMap<String, String>), Response> {
-    let v = signed_in(state, headers).await?;
-    let form = session::parse_form(body);
-    if !v.csrf_ok(&form) {
-        return Err(message_page(
-            StatusCode::FORBIDDEN,
-            "Databases",
-            &v.header(Nav::Databases),
-            "The form was not sent by this portal's page (CSRF check failed). Nothing was changed.",
-        ));
-    }
-    Ok((v, form))
-}
-
 /// The status to answer a refused form with: the API's, but a 5xx becomes a 502 page.
 fn refused(e: &ApiError) -> StatusCode {
     if e.status().is_server_error() { StatusCode::BAD_GATEWAY } else { e.status() }
@@ -409,7 +395,7 @@ fn refused(e: &ApiError) -> StatusCode {
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn create_database(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (v, form) = match form_post(&state, &headers, &body).await {
+    let (v, form) = match form_post(&state, &headers, &body, "Databases", Nav::Databases).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -457,7 +443,7 @@ async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, R
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn add_region(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    let (v, form) = match form_post(&state, &headers, &body).await {
+    let (v, form) = match form_post(&state, &headers, &body, "Databases", Nav::Databases).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -554,7 +540,7 @@ pub async fn terminate_page(State(state): State<AppState>, headers: HeaderMap, P
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn terminate(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    let (v, form) = match form_post(&state, &headers, &body).await {
+    let (v, form) = match form_post(&state, &headers, &body, "Databases", Nav::Databases).await {
         Ok(x) => x,
         Err(r) => return r,
     };

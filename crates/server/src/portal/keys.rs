@@ -10,7 +10,7 @@ use axum::response::Response;
 use keyplane_core::{DbType, Permission, Provider};
 
 use super::html::{Nav, esc, page, respond};
-use super::{TAG, Visitor, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
+use super::{TAG, Visitor, form_post, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
 use crate::app::AppState;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::keys::{self, CheckQuery, ProviderKey, RegionPath, RegisterKey, RegisterQuery};
@@ -287,21 +287,6 @@ pub async fn new_key_page(State(state): State<AppState>, headers: HeaderMap, Que
     new_key_form(&state, &v, &choice(&q), &Typed::default(), StatusCode::OK).await
 }
 
-/// A signed-in form post whose CSRF token matches, or the response to send instead.
-async fn form_post(state: &AppState, headers: &HeaderMap, body: &[u8], what: &str) -> Result<(Visitor, HashMap<String, String>), Response> {
-    let v = signed_in(state, headers).await?;
-    let form = session::parse_form(body);
-    if !v.csrf_ok(&form) {
-        return Err(message_page(
-            StatusCode::FORBIDDEN,
-            what,
-            &v.header(Nav::Security),
-            "The form was not sent by this portal's page (CSRF check failed). Nothing was changed.",
-        ));
-    }
-    Ok((v, form))
-}
-
 /// The pasted text as a key policy: a whole policy, or (leniently) its statement list or
 /// one statement, which are wrapped into one.
 fn as_policy(text: &str) -> Result<serde_json::Value, String> {
@@ -325,7 +310,7 @@ fn as_policy(text: &str) -> Result<serde_json::Value, String> {
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn policy_check(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (v, form) = match form_post(&state, &headers, &body, "Add Keys").await {
+    let (v, form) = match form_post(&state, &headers, &body, "Add Keys", Nav::Security).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -388,7 +373,7 @@ pub async fn policy_check(State(state): State<AppState>, headers: HeaderMap, bod
         (status = 400, description = "refused: the form with the reason", content_type = "text/html"),
     ))]
 pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (v, form) = match form_post(&state, &headers, &body, "Add Keys").await {
+    let (v, form) = match form_post(&state, &headers, &body, "Add Keys", Nav::Security).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -88,6 +88,22 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Visitor, Res
     }
 }
 
+/// A signed-in form post whose CSRF token matches, with its fields; or the page to answer
+/// instead (the sign-in redirect, or a 403 saying nothing was changed).
+async fn form_post(state: &AppState, headers: &HeaderMap, body: &[u8], title: &str, nav: Nav) -> Result<(Visitor, HashMap<String, String>), Response> {
+    let v = signed_in(state, headers).await?;
+    let form = session::parse_form(body);
+    if !v.csrf_ok(&form) {
+        return Err(message_page(
+            StatusCode::FORBIDDEN,
+            title,
+            &v.header(nav),
+            "The form was not sent by this portal's page (CSRF check failed). Nothing was changed.",
+        ));
+    }
+    Ok((v, form))
+}
+
 fn message_page(status: StatusCode, title: &str, hdr: &str, msg: &str) -> Response {
     let body = format!(r#"<h1>{}</h1><p class="alert" role="alert">{}</p><p><a href="/">Back</a></p>"#, esc(title), esc(msg));
     respond(status, page(title, hdr, &body, None, ""), None)
