@@ -409,3 +409,69 @@ async fn every_database_under_one_key_follows_it() {
     wait_status(&s, &one, "ACTIVE").await;
     wait_status(&s, &two, "ACTIVE").await;
 }
+
+/// `POST …/check` checks a key now, as the monitor would: with the monitor an hour away, a
+/// disabled key suspends its organization's databases on that request, and another
+/// organization's database under a key of the same region is not touched.
+#[tokio::test]
+async fn a_key_check_acts_at_once_on_that_keys_databases_only() {
+    // The monitor would take an hour: only the check can explain what follows.
+    let slow = Config {
+        key_check_interval: Duration::from_secs(3600),
+        worker_poll: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let s = TestServer::with_config(slow).await;
+    let check = "/v2/kms/classic/provider/aws/region/us-east-2/check";
+    // A key no database uses yet: checked as the platform.
+    let arn = register_key(&s, "us-east-2").await;
+    let (st, body) = s.post(check, &s.admin, json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "AVAILABLE", "{body}");
+
+    let db = create_db(&s, "checked", "us-east-2").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    // Another organization with its own key in the same region and a database on it.
+    let other = s.store.create_org("Other", None).await.unwrap();
+    let other_token = s.token(other.id, keyplane_core::Role::OrgAdmin).await;
+    let kms = s.kms.customer("us-east-2");
+    let other_arn = kms.create_key().policy(full_policy().to_string()).send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
+    let (st, body) = s
+        .post("/v2/kms/classic", &other_token, json!({"orgId": other.id, "aws": {"keyID": other_arn, "region": "us-east-2"}}))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let res = s
+        .req("POST", "/v2/databases", Some(&other_token))
+        .json(&json!({"name": "theirs", "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10", "capacityUnits": 1, "region": "us-east-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let theirs = res.headers()["location"].to_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = s.get(&format!("/v2/databases/{theirs}"), &other_token).await;
+        if body["status"] == "ACTIVE" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    let (st, body) = s.post(check, &s.admin, json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "INACCESSIBLE", "{body}");
+    let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+    assert_eq!(view["status"], "SUSPENDED", "suspended by the check itself: {view}");
+    assert!(view["message"].as_str().unwrap().contains(&arn), "{view}");
+    let (_, view) = s.get(&format!("/v2/databases/{theirs}"), &other_token).await;
+    assert_eq!(view["status"], "ACTIVE", "another organization's database is not touched: {view}");
+
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    let (st, body) = s.post(check, &s.admin, json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "IN_USE", "{body}");
+    let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+    assert_eq!(view["status"], "ACTIVE", "{view}");
+}

@@ -412,6 +412,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every live (not TERMINATED) customer-keyed datacenter of every organization: what the
     /// key health monitor checks.
     async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>>;
+    /// The live datacenters of one organization whose data keys are wrapped by `key_id` in
+    /// `region`: what checking that key touches.
+    async fn live_datacenters_of_key(&self, org_id: Uuid, key_id: &str, region: &str) -> Result<Vec<Datacenter>>;
 
     /// Enqueues work outside a creation (e.g. termination); with the status change in one
     /// transaction.

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_customer_keys_audit.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_databases.sql")),
+    (4, include_str!("../migrations/postgres/0004_datacenters_by_key.sql")),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -1343,6 +1344,24 @@ impl Store for PostgresStore {
             .await?;
         client
             .query(&stmt, &[])
+            .await?
+            .iter()
+            .map(datacenter_from_row)
+            .collect()
+    }
+
+    async fn live_datacenters_of_key(&self, org_id: Uuid, key_id: &str, region: &str) -> Result<Vec<Datacenter>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters WHERE org_id = $1 AND key_id = $2 AND region = $3",
+                " AND key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
+            ))
+            .await?;
+        client
+            .query(&stmt, &[&org_id, &key_id, &region])
             .await?
             .iter()
             .map(datacenter_from_row)

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_customer_keys_audit.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_databases.sql")),
+    (4, include_str!("../migrations/sqlite/0004_datacenters_by_key.sql")),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -1480,6 +1481,24 @@ impl Store for SqliteStore {
                     " FROM datacenters WHERE key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
                 ),
                 [],
+                datacenter_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn live_datacenters_of_key(&self, org_id: Uuid, key_id: &str, region: &str) -> Result<Vec<Datacenter>> {
+        let (key_id, region) = (key_id.to_string(), region.to_string());
+        self.read(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters WHERE org_id = ?1 AND key_id = ?2 AND region = ?3",
+                    " AND key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
+                ),
+                params![org_id.to_string(), key_id, region],
                 datacenter_from_row,
             )
         })

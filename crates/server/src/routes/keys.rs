@@ -579,11 +579,7 @@ async fn check_now(state: &AppState, caller: &Caller, db_type: DbType, path: &Re
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
     require(state, caller, Permission::OrgCmkWrite, "cmk.check", &tgt).await?;
     let key = find(state, caller, db_type, path, "cmk.check").await?;
-    let dcs = state.store.live_customer_datacenters().await?;
-    let mine: Vec<_> = dcs
-        .into_iter()
-        .filter(|d| d.org_id == key.org_id && d.key_id == key.key_id && d.region == key.region)
-        .collect();
+    let mine = state.store.live_datacenters_of_key(key.org_id, &key.key_id, &key.region).await?;
     for dc in &mine {
         crate::monitor::check_datacenter(state, dc)
             .await
