@@ -38,6 +38,7 @@ td.key{word-break:break-all;font-family:ui-monospace,Menlo,Consolas,monospace;fo
 .status{font-weight:600;font-size:.85rem;padding:.1rem .4rem;border-radius:.3rem;white-space:nowrap}
 .AVAILABLE{background:#e3f4e8;color:#11612b}.IN_USE{background:#e2ecfb;color:#0b4a94}.INACCESSIBLE{background:#fde7e7;color:#9b1c1c}
 .card{background:#fff;border:1px solid #dde1e6;border-radius:.4rem;padding:1rem 1.2rem;margin:0 0 1rem}
+.card>h2:first-child{margin-top:0}
 fieldset{border:1px solid #dde1e6;border-radius:.4rem;margin:0 0 1rem;padding:.6rem 1rem;background:#fff}
 legend{font-weight:600;padding:0 .3rem}
 label{display:block;margin:.3rem 0}

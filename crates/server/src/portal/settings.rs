@@ -182,7 +182,7 @@ async fn render(state: &AppState, v: &mut Visitor, headers: &HeaderMap, q: &Hash
         name = esc(&c.org.name),
         id = esc(&c.org.id.to_string()),
         client = esc(&c.client_id),
-        role = esc(&format!("{:?}", c.role)),
+        role = esc(c.role.name()),
     );
     let nonce = session::random_hex();
     let script = r#"var f=document.getElementById('org-filter');if(f){f.addEventListener('change',function(){document.getElementById('filter-form').submit()})}"#;
