@@ -612,3 +612,14 @@ async fn cookies_are_secure_when_the_portal_is_served_over_https() {
     let r = sign_in(&plain, &plain.admin).await;
     assert!(!r.cookies.iter().any(|c| c.contains("Secure")), "plain http keeps cookies usable on localhost");
 }
+
+#[tokio::test]
+async fn a_provider_without_an_adapter_is_refused_as_not_implemented() {
+    let s = TestServer::start().await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let key = "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k";
+    let (st, _, html) = form(&s, "/portal/keys", &cookie, &format!("csrf={csrf}&type=classic&provider=gcp&region=us-east1&key_id={}", enc(key))).await;
+    assert_eq!(st, 501, "{html}");
+    assert!(html.contains(r#"id="key-error""#), "{html}");
+    assert!(html.contains(&format!(r#"value="{key}""#)), "kept as typed");
+}

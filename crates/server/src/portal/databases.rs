@@ -16,9 +16,8 @@ use keyplane_store::{Database, DatabaseFilter, KeyKind};
 use uuid::Uuid;
 
 use super::html::{Nav, esc, page, respond};
-use super::{TAG, Visitor, form_post, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
+use super::{TAG, Visitor, form_post, message_page, refused, provider_label, redirect, session, signed_in, type_label, url_encode};
 use crate::app::AppState;
-use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::databases::{self as api, AddDatacenter, CreateDatabase};
 
@@ -379,11 +378,6 @@ pub async fn new_database_page(State(state): State<AppState>, headers: HeaderMap
     };
     let f = CreateForm::from(&q, &state);
     create_form(&state, &v, &f, None, StatusCode::OK).await
-}
-
-/// The status to answer a refused form with: the API's, but a 5xx becomes a 502 page.
-fn refused(e: &ApiError) -> StatusCode {
-    if e.status().is_server_error() { StatusCode::BAD_GATEWAY } else { e.status() }
 }
 
 /// Creates a database through the API's handler.

@@ -10,7 +10,7 @@ use axum::response::Response;
 use keyplane_core::{DbType, Permission, Provider};
 
 use super::html::{Nav, esc, page, respond};
-use super::{TAG, Visitor, form_post, message_page, provider_label, redirect, session, signed_in, type_label, url_encode};
+use super::{TAG, Visitor, form_post, message_page, refused, provider_label, redirect, session, signed_in, type_label, url_encode};
 use crate::app::AppState;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::keys::{self, CheckQuery, ProviderKey, RegionPath, RegisterKey, RegisterQuery};
@@ -355,7 +355,7 @@ pub async fn policy_check(State(state): State<AppState>, headers: HeaderMap, bod
             )
         }
         Err(e) => (
-            if e.status().is_server_error() { StatusCode::BAD_GATEWAY } else { e.status() },
+            refused(&e),
             format!(r#"<p class="error">{}</p>"#, esc(&e.public_message())),
         ),
     };
@@ -407,7 +407,7 @@ pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: By
             new_key_form(&state, &v, &c, &typed, res.status()).await
         }
         Err(e) => {
-            let st = if e.status().is_server_error() { StatusCode::BAD_GATEWAY } else { e.status() };
+            let st = refused(&e);
             typed.key_error = Some(e.public_message());
             new_key_form(&state, &v, &c, &typed, st).await
         }

@@ -104,6 +104,16 @@ async fn form_post(state: &AppState, headers: &HeaderMap, body: &[u8], title: &s
     Ok((v, form))
 }
 
+/// The status of a page refusing a form on the API's behalf: the API's own, except that a
+/// server-side failure behind it is a 502 (a not-implemented provider stays a 501).
+fn refused(e: &crate::error::ApiError) -> StatusCode {
+    match e.status() {
+        StatusCode::NOT_IMPLEMENTED => StatusCode::NOT_IMPLEMENTED,
+        s if s.is_server_error() => StatusCode::BAD_GATEWAY,
+        s => s,
+    }
+}
+
 fn message_page(status: StatusCode, title: &str, hdr: &str, msg: &str) -> Response {
     let body = format!(r#"<h1>{}</h1><p class="alert" role="alert">{}</p><p><a href="/">Back</a></p>"#, esc(title), esc(msg));
     respond(status, page(title, hdr, &body, None, ""), None)
