@@ -19,7 +19,7 @@ fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn core_operations_work_like_aws() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
 
     let created = admin
@@ -359,7 +359,7 @@ async fn core_operations_work_like_aws() {
 
 #[tokio::test]
 async fn key_specs_are_recorded_but_only_symmetric_keys_encrypt() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     for (spec, usage) in [
         (KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt),
@@ -429,7 +429,7 @@ async fn key_specs_are_recorded_but_only_symmetric_keys_encrypt() {
 
 #[tokio::test]
 async fn key_states_follow_aws() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let key = admin
         .create_key()
@@ -572,9 +572,9 @@ async fn key_states_follow_aws() {
         .send()
         .await
         .unwrap();
-    assert_eq!(s.advance_clock(6 * 86400).await, 200);
+    assert_eq!(advance_clock(&s, 6 * 86400).await, 200);
     admin.describe_key().key_id(&key).send().await.unwrap();
-    assert_eq!(s.advance_clock(2 * 86400).await, 200);
+    assert_eq!(advance_clock(&s, 2 * 86400).await, 200);
     assert_eq!(
         code(admin.describe_key().key_id(&key).send().await),
         "NotFoundException"
@@ -603,8 +603,8 @@ async fn key_states_follow_aws() {
 #[tokio::test]
 async fn clock_control_needs_config_and_token() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start_in(&tmp.path().join("kms"), false).await;
-    assert_eq!(s.advance_clock(10).await, 403);
+    let s = DevKmsServer::start_in(&tmp.path().join("kms"), false).await;
+    assert_eq!(advance_clock(&s, 10).await, 403);
     let r = reqwest::Client::new()
         .post(format!("{}/_admin/clock/advance", s.endpoint))
         .header("x-keyplane-admin-token", "wrong")
@@ -618,7 +618,7 @@ async fn clock_control_needs_config_and_token() {
 
 #[tokio::test]
 async fn rotation_keeps_old_ciphertexts_decrypting() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let key = admin
         .create_key()
@@ -714,7 +714,7 @@ async fn rotation_keeps_old_ciphertexts_decrypting() {
     assert!(st.key_rotation_enabled());
     assert_eq!(st.rotation_period_in_days(), Some(90));
     assert!(st.next_rotation_date().is_some());
-    assert_eq!(s.advance_clock(91 * 86400).await, 200);
+    assert_eq!(advance_clock(&s, 91 * 86400).await, 200);
     let rotations = admin
         .list_key_rotations()
         .key_id(&key)
@@ -777,7 +777,7 @@ async fn rotation_keeps_old_ciphertexts_decrypting() {
 
 #[tokio::test]
 async fn cross_account_access_only_through_the_key_policy() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
     let md = admin.create_key().send().await.unwrap();
@@ -914,7 +914,7 @@ async fn cross_account_access_only_through_the_key_policy() {
 
 /// Runs each of the platform role's calls once; returns the actions whose call was refused with
 /// AccessDeniedException (any other failure panics).
-async fn denied_actions(s: &Server, arn: &str, other_arn: &str) -> Vec<&'static str> {
+async fn denied_actions(s: &DevKmsServer, arn: &str, other_arn: &str) -> Vec<&'static str> {
     let creator = s.client(CREATOR);
     let admin = s.client(ADMIN);
     let mut denied = vec![];
@@ -1082,7 +1082,7 @@ async fn denied_actions(s: &Server, arn: &str, other_arn: &str) -> Vec<&'static 
 
 #[tokio::test]
 async fn each_action_of_the_seed_policy_is_needed_for_exactly_its_call() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let arn = admin
         .create_key()
@@ -1150,7 +1150,7 @@ async fn each_action_of_the_seed_policy_is_needed_for_exactly_its_call() {
 
 #[tokio::test]
 async fn enable_key_is_policy_checked_and_not_cross_account() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
     let arn = admin
@@ -1226,7 +1226,7 @@ async fn enable_key_is_policy_checked_and_not_cross_account() {
 
 #[tokio::test]
 async fn grants_extend_the_policy_for_their_grantee() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
     let volumes = s.client(VOLUMES);
@@ -1516,7 +1516,7 @@ async fn grants_extend_the_policy_for_their_grantee() {
 
 #[tokio::test]
 async fn policy_validation_and_lockout_safety() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let key = admin
         .create_key()
@@ -1598,7 +1598,7 @@ async fn policy_validation_and_lockout_safety() {
 
 #[tokio::test]
 async fn bad_inputs_get_aws_errors() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let key = admin
         .create_key()
@@ -1610,37 +1610,39 @@ async fn bad_inputs_get_aws_errors() {
         .key_id()
         .to_string();
 
-    let (st, body) = s.raw(ADMIN, "TrentService.DescribeKey", "{not json").await;
+    let (st, body) = raw(&s, ADMIN, "TrentService.DescribeKey", "{not json").await;
     assert_eq!(
         (st, body["__type"].as_str()),
         (400, Some("SerializationException"))
     );
-    let (st, body) = s.raw(ADMIN, "TrentService.MakeCoffee", "{}").await;
+    let (st, body) = raw(&s, ADMIN, "TrentService.MakeCoffee", "{}").await;
     assert_eq!(
         (st, body["__type"].as_str()),
         (400, Some("UnknownOperationException"))
     );
-    let (st, body) = s
-        .raw(
-            ADMIN,
-            "TrentService.Encrypt",
-            &format!("{{\"KeyId\":\"{key}\",\"Plaintext\":\"***not base64***\"}}"),
-        )
-        .await;
+    let (st, body) = raw(
+        &s,
+        ADMIN,
+        "TrentService.Encrypt",
+        &format!("{{\"KeyId\":\"{key}\",\"Plaintext\":\"***not base64***\"}}"),
+    )
+    .await;
     assert_eq!(
         (st, body["__type"].as_str()),
         (400, Some("SerializationException"))
     );
-    let (st, body) = s
-        .raw(ADMIN, "TrentService.Encrypt", "{\"Plaintext\":\"AAAA\"}")
-        .await;
+    let (st, body) = raw(
+        &s,
+        ADMIN,
+        "TrentService.Encrypt",
+        "{\"Plaintext\":\"AAAA\"}",
+    )
+    .await;
     assert_eq!(
         (st, body["__type"].as_str()),
         (400, Some("ValidationException"))
     );
-    let (st, body) = s
-        .raw(ADMIN, "TrentService.DescribeKey", "{\"KeyId\": 5}")
-        .await;
+    let (st, body) = raw(&s, ADMIN, "TrentService.DescribeKey", "{\"KeyId\": 5}").await;
     assert_eq!(
         (st, body["__type"].as_str()),
         (400, Some("SerializationException"))
@@ -1826,7 +1828,7 @@ async fn bad_inputs_get_aws_errors() {
 
 #[tokio::test]
 async fn state_survives_a_restart() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
     let creator_before = s.kms.credentials(CREATOR).unwrap();
     let admin_creds = s.kms.credentials(ADMIN).unwrap();
@@ -1895,7 +1897,7 @@ async fn state_survives_a_restart() {
         "secrets must be sealed in state.json"
     );
 
-    let s2 = Server::start_in(&dir, true).await;
+    let s2 = DevKmsServer::start_in(&dir, true).await;
     assert_eq!(s2.kms.admin_token(), token_before);
     assert_eq!(
         s2.kms.credentials(CREATOR).unwrap().access_key_id,
@@ -1941,7 +1943,7 @@ async fn state_survives_a_restart() {
 
 #[tokio::test]
 async fn admin_route_adds_identities() {
-    let s = Server::start().await;
+    let s = DevKmsServer::start_with_clock_control().await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{}/_admin/identities", s.endpoint))
@@ -2011,7 +2013,7 @@ async fn regions_session_tokens_and_extra_identities() {
         "Debug must redact the secret"
     );
     drop(kms);
-    let s = Server::start_in(&dir, false).await;
+    let s = DevKmsServer::start_in(&dir, false).await;
     let ops = s.client_with(
         "AKIAFIXEDOPSKEY00001",
         "fixed-secret-fixed-secret-fixed-secret-0",
@@ -2034,20 +2036,16 @@ async fn regions_session_tokens_and_extra_identities() {
         .key_id()
         .to_string();
     let creds = s.kms.credentials(ADMIN).unwrap();
-    let west = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .region(aws_sdk_kms::config::Region::new("eu-west-1"))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                &creds.access_key_id,
-                &creds.secret_access_key,
-                Some("session-token".into()),
-                None,
-                "t",
-            ))
-            .endpoint_url(&s.endpoint)
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build(),
+    let west = kms_client(
+        &s.endpoint,
+        "eu-west-1",
+        aws_sdk_kms::config::Credentials::new(
+            &creds.access_key_id,
+            &creds.secret_access_key,
+            Some("session-token".into()),
+            None,
+            "t",
+        ),
     );
     assert_eq!(
         code(west.describe_key().key_id(&key).send().await),

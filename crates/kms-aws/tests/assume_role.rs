@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::moto::{MOTO_ACCOUNT, Moto};
 use common::*;
 use keyplane_kms::{KeyState, KmsConnector};
 use keyplane_kms_aws::{AwsConnector, AwsSettings};
@@ -30,7 +29,7 @@ fn assume_role_from_the_default_chain_reaches_the_key() {
         .unwrap();
     rt.block_on(async {
         let moto = Moto::start().await;
-        let customer = sdk_client(&moto.endpoint, "AKIDMOTOCUSTOMER", "moto-ignores-secrets");
+        let customer = moto.client();
         let role = format!("arn:aws:iam::{MOTO_ACCOUNT}:role/creator");
         let key = customer_key(&customer, MOTO_ACCOUNT, &role, None).await;
 

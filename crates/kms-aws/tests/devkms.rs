@@ -115,16 +115,7 @@ async fn enable_key_works_on_a_key_of_the_platform_account() {
     let s = DevKmsServer::start().await;
     // The platform role manages a key of its own account (default key policy: the account).
     let own = s.client(CREATOR);
-    let key = own
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
+    let key = new_key_arn(&own).await;
     own.disable_key().key_id(&key).send().await.unwrap();
     let (_c, kms) = s.platform();
     assert_eq!(
@@ -364,10 +355,7 @@ async fn refused_credentials_are_credentials_errors_and_not_retried() {
 #[tokio::test]
 async fn a_closed_port_is_unreachable_after_bounded_retries() {
     // A port that was just free: nothing listens there.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let retry = RetrySettings {
         max_attempts: 3,
         initial_backoff: Duration::from_millis(100),

@@ -8,14 +8,13 @@
 
 mod common;
 
-use common::moto::{MOTO_ACCOUNT, Moto};
 use common::*;
 use keyplane_kms::{ErrorKind, KeyState, KmsConnector};
 
 #[tokio::test]
 async fn every_operation_speaks_the_wire_protocol_of_moto() {
     let moto = Moto::start().await;
-    let customer = sdk_client(&moto.endpoint, "AKIDMOTOCUSTOMER", "moto-ignores-secrets");
+    let customer = moto.client();
     let role = format!("arn:aws:iam::{MOTO_ACCOUNT}:role/creator");
     let key = customer_key(&customer, MOTO_ACCOUNT, &role, None).await;
     let other = customer_key(&customer, MOTO_ACCOUNT, &role, None).await;
@@ -119,6 +118,11 @@ async fn every_operation_speaks_the_wire_protocol_of_moto() {
     let unknown =
         format!("arn:aws:kms:{REGION}:{MOTO_ACCOUNT}:key/00000000-0000-4000-8000-000000000000");
     let e = kms.describe_key(&unknown).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
+
+    // The harness's reset empties moto: the keys made above are gone.
+    moto.reset().await;
+    let e = kms.describe_key(&key).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
 
     moto.stop().await;

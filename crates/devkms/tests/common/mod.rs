@@ -1,122 +1,51 @@
-//! Test harness: a real devkms server on a loopback port and unmodified aws-sdk-kms clients.
+//! Test harness: a real devkms server on a loopback port (from `keyplane-testkit`) and
+//! unmodified aws-sdk-kms clients, plus what only devkms's own tests need: its admin routes and
+//! hand-signed requests.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use hmac::{Hmac, Mac};
-use keyplane_devkms::{DevKms, DevKmsConfig};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 
-pub const REGION: &str = "us-east-2";
-pub const ADMIN: &str = "arn:aws:iam::111111111111:user/admin";
-pub const CREATOR: &str = "arn:aws:iam::222222222222:role/creator";
+pub use keyplane_testkit::{
+    ADMIN, CREATOR, DevKmsServer, REGION, SEED_GRANT_ACTIONS, SEED_USE_ACTIONS, VOLUMES,
+    kms_client, seed_policy,
+};
+
+/// The sample customer's account, which owns the test keys.
+pub const CUSTOMER_ACCOUNT: &str = keyplane_devkms::CUSTOMER_ACCOUNT;
 pub const CREATOR_SESSION: &str = "arn:aws:sts::222222222222:assumed-role/creator/keyplane";
-pub const VOLUMES: &str = "arn:aws:iam::222222222222:role/keyplane-volumes";
 
-pub struct Server {
-    pub kms: DevKms,
-    pub endpoint: String,
-    pub dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Server {
-    pub async fn start() -> Server {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("kms");
-        let mut s = Server::start_in(&dir, true).await;
-        s._tmp = Some(tmp);
-        s
-    }
-
-    pub async fn start_in(dir: &Path, allow_clock_control: bool) -> Server {
-        let kms = DevKms::open(DevKmsConfig {
-            data_dir: dir.to_path_buf(),
-            extra_identities: vec![],
-            allow_clock_control,
-        })
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(kms.clone().run(listener, async {
-            let _ = rx.await;
-        }));
-        Server {
-            kms,
-            endpoint,
-            dir: dir.to_path_buf(),
-            _tmp: None,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// Stops the server and returns the temp dir guard so the data survives for a restart.
-    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-        self._tmp.take()
-    }
-
-    pub fn client(&self, principal: &str) -> aws_sdk_kms::Client {
-        let c = self
-            .kms
-            .credentials(principal)
-            .unwrap_or_else(|| panic!("no identity {principal}"));
-        self.client_with(&c.access_key_id, &c.secret_access_key)
-    }
-
-    pub fn client_with(&self, akid: &str, secret: &str) -> aws_sdk_kms::Client {
-        client(&self.endpoint, akid, secret)
-    }
-
-    pub async fn advance_clock(&self, seconds: i64) -> reqwest::StatusCode {
-        reqwest::Client::new()
-            .post(format!("{}/_admin/clock/advance", self.endpoint))
-            .header("x-keyplane-admin-token", self.kms.admin_token())
-            .body(format!("{{\"seconds\":{seconds}}}"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    }
-
-    /// Sends a hand-made, correctly signed request (for inputs the SDK would never send).
-    pub async fn raw(&self, principal: &str, target: &str, body: &str) -> (u16, serde_json::Value) {
-        let c = self.kms.credentials(principal).unwrap();
-        let now = chrono::Utc::now();
-        raw_signed(
-            &self.endpoint,
-            &c.access_key_id,
-            &c.secret_access_key,
-            target,
-            body,
-            now,
-        )
+/// Moves the server's clock forward (needs a server started with clock control).
+pub async fn advance_clock(s: &DevKmsServer, seconds: i64) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("{}/_admin/clock/advance", s.endpoint))
+        .header("x-keyplane-admin-token", s.kms.admin_token())
+        .body(format!("{{\"seconds\":{seconds}}}"))
+        .send()
         .await
-    }
+        .unwrap()
+        .status()
 }
 
-pub fn client(endpoint: &str, akid: &str, secret: &str) -> aws_sdk_kms::Client {
-    let http = aws_smithy_http_client::Builder::new().build_http();
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(akid, secret, None, None, "devkms-test"))
-        .endpoint_url(endpoint)
-        .http_client(http)
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+/// Sends a hand-made, correctly signed request as `principal` (for inputs the SDK would never
+/// send).
+pub async fn raw(
+    s: &DevKmsServer,
+    principal: &str,
+    target: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let c = s.kms.credentials(principal).unwrap();
+    raw_signed(
+        &s.endpoint,
+        &c.access_key_id,
+        &c.secret_access_key,
+        target,
+        body,
+        chrono::Utc::now(),
+    )
+    .await
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -189,59 +118,4 @@ pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.message().unwrap_or("").to_string(),
     }
-}
-
-pub const SEED_USE_ACTIONS: [&str; 8] = [
-    "kms:EnableKey",
-    "kms:Encrypt",
-    "kms:Decrypt",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncryptTo",
-    "kms:ReEncryptFrom",
-    "kms:DescribeKey",
-];
-pub const SEED_GRANT_ACTIONS: [&str; 3] = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"];
-
-/// The customer's key policy from the seed document: IAM delegation for the key's account, the
-/// platform role's use statement and its grant statement, with `missing` left out.
-pub fn seed_policy(account: &str, principal: &str, missing: Option<&str>) -> String {
-    let use_actions: Vec<&str> = SEED_USE_ACTIONS
-        .iter()
-        .copied()
-        .filter(|a| Some(*a) != missing)
-        .collect();
-    let grant_actions: Vec<&str> = SEED_GRANT_ACTIONS
-        .iter()
-        .copied()
-        .filter(|a| Some(*a) != missing)
-        .collect();
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Id": "key-consolepolicy-3",
-        "Statement": [
-            {
-                "Sid": "Enable IAM User Permissions",
-                "Effect": "Allow",
-                "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
-                "Action": "kms:*",
-                "Resource": "*"
-            },
-            {
-                "Sid": "Allow an external account to use this KMS key",
-                "Effect": "Allow",
-                "Principal": { "AWS": principal },
-                "Action": use_actions,
-                "Resource": "*"
-            },
-            {
-                "Sid": "Allow attachment of persistent resources",
-                "Effect": "Allow",
-                "Principal": { "AWS": principal },
-                "Action": grant_actions,
-                "Resource": "*"
-            }
-        ]
-    })
-    .to_string()
 }

@@ -1,76 +1,36 @@
-//! Test harness: keyplane's built-in KMS on a loopback port, a customer using a plain
-//! aws-sdk-kms client, and the platform going through `AwsConnector`.
+//! Test harness: keyplane's built-in KMS on a loopback port (from `keyplane-testkit`), a
+//! customer using a plain aws-sdk-kms client, and the platform going through `AwsConnector`.
 #![allow(dead_code)]
-
-pub mod moto;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use keyplane_core::Provider;
-use keyplane_devkms::{DevKms, DevKmsConfig};
-use keyplane_kms::{KeyProvider, KmsConnector, PlatformIdentity};
+use keyplane_kms::{EncryptionContext, KeyProvider, KmsConnector, PlatformIdentity};
 use keyplane_kms_aws::{AwsConnector, AwsSettings, RetrySettings, StaticCredentials};
-use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-pub const REGION: &str = "us-east-2";
-pub const CUSTOMER: &str = "arn:aws:iam::111111111111:user/admin";
-pub const CUSTOMER_ACCOUNT: &str = "111111111111";
-pub const CREATOR: &str = "arn:aws:iam::222222222222:role/creator";
-pub const PLATFORM_ACCOUNT: &str = "222222222222";
+// Each test binary uses its own part of the shared harness.
+#[allow(unused_imports)]
+pub use keyplane_testkit::{
+    ADMIN as CUSTOMER, CREATOR, DevKmsServer, MOTO_ACCOUNT, Moto, REGION, free_port, new_key_arn,
+    seed_policy,
+};
 
-pub struct DevKmsServer {
-    pub kms: DevKms,
-    pub endpoint: String,
-    _dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
+pub const CUSTOMER_ACCOUNT: &str = keyplane_devkms::CUSTOMER_ACCOUNT;
+pub const PLATFORM_ACCOUNT: &str = keyplane_devkms::PROVIDER_ACCOUNT;
+
+/// The platform's side of a devkms server: `role/creator` of account 222222222222.
+pub trait Platform {
+    fn creator_credentials(&self) -> StaticCredentials;
+    /// The platform's provider, connected as `role/creator` through `AwsConnector`.
+    fn platform(&self) -> (AwsConnector, Arc<dyn KeyProvider>);
 }
 
-impl Drop for DevKmsServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl DevKmsServer {
-    pub async fn start() -> DevKmsServer {
-        let dir = tempfile::tempdir().unwrap();
-        let kms = DevKms::open(DevKmsConfig {
-            data_dir: dir.path().join("kms"),
-            extra_identities: vec![],
-            allow_clock_control: false,
-        })
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(kms.clone().run(listener, async {
-            let _ = rx.await;
-        }));
-        DevKmsServer {
-            kms,
-            endpoint,
-            _dir: dir,
-            stop: Some(tx),
-        }
-    }
-
-    /// A plain SDK client acting as `principal` (the customer managing their key).
-    pub fn client(&self, principal: &str) -> aws_sdk_kms::Client {
-        let c = self
-            .kms
-            .credentials(principal)
-            .unwrap_or_else(|| panic!("no identity {principal}"));
-        sdk_client(&self.endpoint, &c.access_key_id, &c.secret_access_key)
-    }
-
-    pub fn creator_credentials(&self) -> StaticCredentials {
+impl Platform for DevKmsServer {
+    fn creator_credentials(&self) -> StaticCredentials {
         let c = self.kms.credentials(CREATOR).unwrap();
         StaticCredentials {
             access_key_id: c.access_key_id.clone(),
@@ -79,8 +39,7 @@ impl DevKmsServer {
         }
     }
 
-    /// The platform's provider, connected as `role/creator` of account 222222222222.
-    pub fn platform(&self) -> (AwsConnector, Arc<dyn KeyProvider>) {
+    fn platform(&self) -> (AwsConnector, Arc<dyn KeyProvider>) {
         platform_at(
             &self.endpoint,
             PLATFORM_ACCOUNT,
@@ -88,16 +47,6 @@ impl DevKmsServer {
             fast_retries(),
         )
     }
-}
-
-pub fn sdk_client(endpoint: &str, akid: &str, secret: &str) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(akid, secret, None, None, "test-customer"))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
 }
 
 pub fn identity(account: &str) -> PlatformIdentity {
@@ -144,55 +93,6 @@ pub fn bogus_credentials() -> StaticCredentials {
         secret_access_key: Zeroizing::new("not-a-secret-anyone-knows".to_string()),
         session_token: None,
     }
-}
-
-pub const SEED_USE_ACTIONS: [&str; 8] = [
-    "kms:EnableKey",
-    "kms:Encrypt",
-    "kms:Decrypt",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncryptTo",
-    "kms:ReEncryptFrom",
-    "kms:DescribeKey",
-];
-pub const GRANT_ACTIONS: [&str; 3] = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"];
-
-/// The key policy the seed document tells customers to write: IAM delegation for their own
-/// account, the use statement for the platform role and the persistent-resources statement,
-/// with `missing` left out.
-pub fn seed_policy(account: &str, principal: &str, missing: Option<&str>) -> String {
-    let keep = |a: &&str| Some(*a) != missing;
-    let use_actions: Vec<&str> = SEED_USE_ACTIONS.into_iter().filter(keep).collect();
-    let grant_actions: Vec<&str> = GRANT_ACTIONS.into_iter().filter(keep).collect();
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Id": "key-consolepolicy-3",
-        "Statement": [
-            {
-                "Sid": "Enable IAM User Permissions",
-                "Effect": "Allow",
-                "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
-                "Action": "kms:*",
-                "Resource": "*"
-            },
-            {
-                "Sid": "Allow an external account to use this KMS key",
-                "Effect": "Allow",
-                "Principal": { "AWS": principal },
-                "Action": use_actions,
-                "Resource": "*"
-            },
-            {
-                "Sid": "Allow attachment of persistent resources",
-                "Effect": "Allow",
-                "Principal": { "AWS": principal },
-                "Action": grant_actions,
-                "Resource": "*"
-            }
-        ]
-    })
-    .to_string()
 }
 
 /// Creates a key as the customer of `account` with the seed policy for `platform_role` (minus
@@ -243,7 +143,7 @@ pub async fn customer_key_of(
     arn
 }
 
-pub fn ctx(pairs: &[(&str, &str)]) -> keyplane_kms::EncryptionContext {
+pub fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

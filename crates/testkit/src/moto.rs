@@ -1,18 +1,23 @@
-//! moto's server (a public AWS emulator) on a free loopback port, for the wire-compatibility
-//! tests. It must be installed (`scripts/setup-test-deps` puts it in `<workspace>/.venv`): the
-//! tests fail, never skip, without it.
+//! moto's server (a public AWS emulator) on a free loopback port. It must be installed
+//! (`scripts/setup-test-deps` puts it in `<workspace>/.venv`): the tests that start it fail,
+//! never skip, without it.
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+use crate::{REGION, credentials, free_port, kms_client, wait_for_port};
+
+/// The one account moto runs everything in.
 pub const MOTO_ACCOUNT: &str = "123456789012";
 
 /// A moto server on a free loopback port, killed when dropped.
 pub struct Moto {
     child: Child,
+    /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
 }
 
@@ -41,12 +46,10 @@ fn find_moto_server() -> PathBuf {
 }
 
 impl Moto {
+    /// Starts `moto_server` and waits (up to 60 s) until it listens.
     pub async fn start() -> Moto {
         let bin = find_moto_server();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -58,38 +61,49 @@ impl Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let started = Instant::now();
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return moto;
-            }
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto_server exited with {status} before listening on port {port}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not listen on port {port} within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let child = &mut moto.child;
+        wait_for_port("moto_server", port, Duration::from_secs(60), || {
+            child.try_wait().ok().flatten().map(|s| s.to_string())
+        })
+        .await;
+        moto
+    }
+
+    /// A client in [`REGION`]; moto ignores the signature's credentials, so any will do.
+    pub fn client(&self) -> aws_sdk_kms::Client {
+        kms_client(
+            &self.endpoint,
+            REGION,
+            credentials("AKIDMOTOCUSTOMER", "moto-ignores-secrets"),
+        )
     }
 
     /// A plain HTTP/1.0 GET on moto's own API (its recorded state), as text.
     pub async fn get(&self, path: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.http("GET", path).await
+    }
+
+    /// Forgets every resource moto holds (`POST /moto-api/reset`), as if freshly started.
+    pub async fn reset(&self) {
+        let answer = self.http("POST", "/moto-api/reset").await;
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "moto refused the reset: {answer}"
+        );
+    }
+
+    async fn http(&self, method: &str, path: &str) -> String {
         let host = self.endpoint.trim_start_matches("http://");
         let mut sock = tokio::net::TcpStream::connect(host).await.unwrap();
-        sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        let request =
+            format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
+        sock.write_all(request.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         sock.read_to_end(&mut out).await.unwrap();
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Kills the server and waits for it to exit.
     pub async fn stop(mut self) {
         self.child.kill().await.unwrap();
     }
