@@ -2,36 +2,49 @@
 
 mod common;
 
-use std::collections::HashMap;
-
+use aws_sdk_kms::config::Credentials;
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::operation::generate_data_key::builders::GenerateDataKeyFluentBuilder;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
-    DataKeySpec, GrantConstraints, GrantOperation, KeySpec, KeyState, KeyUsageType, Tag,
+    DataKeySpec, GrantConstraints, GrantOperation, KeyMetadata, KeySpec, KeyState, KeyUsageType,
+    Tag,
 };
 use common::*;
 
-fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder()
+        .tag_key(key)
+        .tag_value(value)
+        .build()
+        .unwrap()
+}
+
+async fn describe(client: &aws_sdk_kms::Client, key: &str) -> KeyMetadata {
+    client
+        .describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .expect("DescribeKey answered without KeyMetadata")
+}
+
+/// A GenerateDataKey request for 32 bytes under `key`, to send as is or to add to.
+fn data_key_32(client: &aws_sdk_kms::Client, key: &str) -> GenerateDataKeyFluentBuilder {
+    client.generate_data_key().key_id(key).number_of_bytes(32)
 }
 
 #[tokio::test]
 async fn core_operations_work_like_aws() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
 
     let created = admin
         .create_key()
         .description("customer key")
-        .tags(
-            Tag::builder()
-                .tag_key("team")
-                .tag_value("db")
-                .build()
-                .unwrap(),
-        )
+        .tags(tag("team", "db"))
         .send()
         .await
         .unwrap();
@@ -68,51 +81,27 @@ async fn core_operations_work_like_aws() {
         "alias/customer".into(),
         "arn:aws:kms:us-east-2:111111111111:alias/customer".into(),
     ] {
-        let d = admin.describe_key().key_id(&r).send().await.unwrap();
-        assert_eq!(d.key_metadata().unwrap().key_id(), key_id);
+        assert_eq!(describe(&admin, &r).await.key_id(), key_id);
     }
-    assert_eq!(
-        code(
-            admin
-                .create_alias()
-                .alias_name("alias/customer")
-                .target_key_id(&key_id)
-                .send()
-                .await
-        ),
-        "AlreadyExistsException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .create_alias()
-                .alias_name("alias/aws/x")
-                .target_key_id(&key_id)
-                .send()
-                .await
-        ),
-        "NotAuthorizedException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .create_alias()
-                .alias_name("customer")
-                .target_key_id(&key_id)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
+    for (alias, want) in [
+        ("alias/customer", "AlreadyExistsException"),
+        ("alias/aws/x", "NotAuthorizedException"),
+        ("customer", "ValidationException"),
+    ] {
+        let r = admin
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(&key_id)
+            .send()
+            .await;
+        assert_eq!(code(r), want, "CreateAlias {alias}");
+    }
     let aliases = admin.list_aliases().key_id(&key_id).send().await.unwrap();
     assert_eq!(aliases.aliases().len(), 1);
     assert_eq!(aliases.aliases()[0].target_key_id(), Some(key_id.as_str()));
 
     // Encrypt / Decrypt with an encryption context, through the alias.
-    let enc = admin
-        .encrypt()
-        .key_id("alias/customer")
-        .plaintext(Blob::new(b"secret".to_vec()))
+    let enc = encrypt(&admin, "alias/customer", b"secret")
         .set_encryption_context(Some(ctx(&[("db", "1"), ("org", "o")])))
         .send()
         .await
@@ -129,16 +118,7 @@ async fn core_operations_work_like_aws() {
     assert_eq!(dec.key_id(), Some(arn.as_str()));
 
     // ReEncrypt to a second key.
-    let k2 = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
+    let k2 = new_key_arn(&admin).await;
     let re = admin
         .re_encrypt()
         .ciphertext_blob(enc.ciphertext_blob().unwrap().clone())
@@ -149,75 +129,51 @@ async fn core_operations_work_like_aws() {
         .unwrap();
     assert_eq!(re.key_id(), Some(k2.as_str()));
     assert_eq!(re.source_key_id(), Some(arn.as_str()));
-    let dec2 = admin
-        .decrypt()
-        .ciphertext_blob(re.ciphertext_blob().unwrap().clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dec2.plaintext().unwrap().as_ref(), b"secret");
     assert_eq!(
-        code(
-            admin
-                .decrypt()
-                .ciphertext_blob(re.ciphertext_blob().unwrap().clone())
-                .key_id(&key_id)
-                .send()
-                .await
-        ),
-        "IncorrectKeyException"
+        decrypt(&admin, re.ciphertext_blob().unwrap()).await,
+        b"secret"
+    );
+    assert_code(
+        admin
+            .decrypt()
+            .ciphertext_blob(re.ciphertext_blob().unwrap().clone())
+            .key_id(&key_id)
+            .send()
+            .await,
+        "IncorrectKeyException",
     );
 
-    // Data keys.
-    let dk = admin
-        .generate_data_key()
-        .key_id(&key_id)
-        .key_spec(DataKeySpec::Aes256)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dk.plaintext().unwrap().as_ref().len(), 32);
-    let back = admin
-        .decrypt()
-        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        back.plaintext().unwrap().as_ref(),
-        dk.plaintext().unwrap().as_ref()
-    );
-    let dk16 = admin
-        .generate_data_key()
-        .key_id(&key_id)
-        .key_spec(DataKeySpec::Aes128)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dk16.plaintext().unwrap().as_ref().len(), 16);
-    let dk64 = admin
-        .generate_data_key()
-        .key_id(&key_id)
-        .number_of_bytes(64)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dk64.plaintext().unwrap().as_ref().len(), 64);
-    assert_eq!(
-        code(admin.generate_data_key().key_id(&key_id).send().await),
-        "ValidationException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .generate_data_key()
-                .key_id(&key_id)
-                .number_of_bytes(2000)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
+    // Data keys: by spec or by length, each decrypting back to its plaintext.
+    for (spec, bytes, len) in [
+        (Some(DataKeySpec::Aes256), None, 32),
+        (Some(DataKeySpec::Aes128), None, 16),
+        (None, Some(64), 64),
+    ] {
+        let dk = admin
+            .generate_data_key()
+            .key_id(&key_id)
+            .set_key_spec(spec.clone())
+            .set_number_of_bytes(bytes)
+            .send()
+            .await
+            .unwrap();
+        let plaintext = dk.plaintext().unwrap().as_ref();
+        assert_eq!(plaintext.len(), len, "{spec:?} {bytes:?}");
+        assert_eq!(
+            decrypt(&admin, dk.ciphertext_blob().unwrap()).await,
+            plaintext
+        );
+    }
+    // Neither a spec nor a length, or too long.
+    for bytes in [None, Some(2000)] {
+        let r = admin
+            .generate_data_key()
+            .key_id(&key_id)
+            .set_number_of_bytes(bytes)
+            .send()
+            .await;
+        assert_eq!(code(r), "ValidationException", "{bytes:?}");
+    }
     let wp = admin
         .generate_data_key_without_plaintext()
         .key_id(&key_id)
@@ -254,7 +210,7 @@ async fn core_operations_work_like_aws() {
         .await
         .unwrap();
     assert_eq!(names.policy_names(), ["default".to_string()]);
-    let newp = seed_policy("111111111111", CREATOR, None);
+    let newp = creator_policy();
     admin
         .put_key_policy()
         .key_id(&key_id)
@@ -263,38 +219,29 @@ async fn core_operations_work_like_aws() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        admin
-            .get_key_policy()
-            .key_id(&key_id)
-            .send()
-            .await
-            .unwrap()
-            .policy(),
-        Some(newp.as_str())
-    );
+    let got = admin.get_key_policy().key_id(&key_id).send().await.unwrap();
+    assert_eq!(got.policy(), Some(newp.as_str()));
 
     // Tags.
     admin
         .tag_resource()
         .key_id(&key_id)
-        .tags(
-            Tag::builder()
-                .tag_key("env")
-                .tag_value("dev")
-                .build()
-                .unwrap(),
-        )
+        .tags(tag("env", "dev"))
         .send()
         .await
         .unwrap();
-    let tags = admin
-        .list_resource_tags()
-        .key_id(&key_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tags.tags().len(), 2);
+    let tag_keys = async || {
+        let listed = admin
+            .list_resource_tags()
+            .key_id(&key_id)
+            .send()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = listed.tags().iter().map(|t| t.tag_key().into()).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(tag_keys().await, ["env", "team"]);
     admin
         .untag_resource()
         .key_id(&key_id)
@@ -302,31 +249,14 @@ async fn core_operations_work_like_aws() {
         .send()
         .await
         .unwrap();
-    let tags = admin
-        .list_resource_tags()
+    assert_eq!(tag_keys().await, ["env"]);
+    let r = admin
+        .tag_resource()
         .key_id(&key_id)
+        .tags(tag("aws:x", "v"))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(tags.tags().len(), 1);
-    assert_eq!(tags.tags()[0].tag_key(), "env");
-    assert_eq!(
-        code(
-            admin
-                .tag_resource()
-                .key_id(&key_id)
-                .tags(
-                    Tag::builder()
-                        .tag_key("aws:x")
-                        .tag_value("v")
-                        .build()
-                        .unwrap()
-                )
-                .send()
-                .await
-        ),
-        "TagException"
-    );
+        .await;
+    assert_code(r, "TagException");
 
     // ListKeys paging.
     admin.create_key().send().await.unwrap();
@@ -350,16 +280,16 @@ async fn core_operations_work_like_aws() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        code(admin.describe_key().key_id("alias/customer").send().await),
-        "NotFoundException"
+    assert_code(
+        admin.describe_key().key_id("alias/customer").send().await,
+        "NotFoundException",
     );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn key_specs_are_recorded_but_only_symmetric_keys_encrypt() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
     for (spec, usage) in [
         (KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt),
@@ -378,45 +308,23 @@ async fn key_specs_are_recorded_but_only_symmetric_keys_encrypt() {
         let md = k.key_metadata().unwrap();
         assert_eq!(md.key_spec(), Some(&spec));
         assert_eq!(md.key_usage(), Some(&usage));
-        let r = admin
-            .encrypt()
-            .key_id(md.key_id())
-            .plaintext(Blob::new(b"x".to_vec()))
-            .send()
-            .await;
+        let r = encrypt(&admin, md.key_id(), b"x").send().await;
         assert_eq!(code(r), "InvalidKeyUsageException", "{spec:?}");
     }
-    assert_eq!(
-        code(
-            admin
-                .create_key()
-                .key_spec(KeySpec::EccNistP256)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .create_key()
-                .key_spec(KeySpec::Hmac256)
-                .key_usage(KeyUsageType::EncryptDecrypt)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .create_key()
-                .key_usage(KeyUsageType::SignVerify)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
+    // A spec without its usage, a usage the spec cannot have, a usage without its spec.
+    for (spec, usage) in [
+        (Some(KeySpec::EccNistP256), None),
+        (Some(KeySpec::Hmac256), Some(KeyUsageType::EncryptDecrypt)),
+        (None, Some(KeyUsageType::SignVerify)),
+    ] {
+        let r = admin
+            .create_key()
+            .set_key_spec(spec.clone())
+            .set_key_usage(usage.clone())
+            .send()
+            .await;
+        assert_eq!(code(r), "ValidationException", "{spec:?} {usage:?}");
+    }
     let mrk = admin.create_key().multi_region(true).send().await.unwrap();
     let id = mrk.key_metadata().unwrap().key_id().to_string();
     assert!(
@@ -431,88 +339,35 @@ async fn key_specs_are_recorded_but_only_symmetric_keys_encrypt() {
 async fn key_states_follow_aws() {
     let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
-    let key = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
-    let ct = admin
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"x".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
+    let key = new_key_id(&admin).await;
+    let ct = ciphertext(&admin, &key, b"x").await;
 
     admin.disable_key().key_id(&key).send().await.unwrap();
-    let md = admin.describe_key().key_id(&key).send().await.unwrap();
     assert_eq!(
-        md.key_metadata().unwrap().key_state(),
+        describe(&admin, &key).await.key_state(),
         Some(&KeyState::Disabled)
     );
-    assert_eq!(
-        code(
-            admin
-                .encrypt()
-                .key_id(&key)
-                .plaintext(Blob::new(b"x".to_vec()))
-                .send()
-                .await
-        ),
-        "DisabledException"
+    assert_code(
+        encrypt(&admin, &key, b"x").send().await,
+        "DisabledException",
     );
-    assert_eq!(
-        code(admin.decrypt().ciphertext_blob(ct.clone()).send().await),
-        "DisabledException"
+    assert_code(
+        admin.decrypt().ciphertext_blob(ct.clone()).send().await,
+        "DisabledException",
     );
-    assert_eq!(
-        code(
-            admin
-                .generate_data_key()
-                .key_id(&key)
-                .number_of_bytes(32)
-                .send()
-                .await
-        ),
-        "DisabledException"
-    );
+    assert_code(data_key_32(&admin, &key).send().await, "DisabledException");
     admin.enable_key().key_id(&key).send().await.unwrap();
-    admin
-        .decrypt()
-        .ciphertext_blob(ct.clone())
-        .send()
-        .await
-        .unwrap();
+    decrypt(&admin, &ct).await;
 
-    assert_eq!(
-        code(
-            admin
-                .schedule_key_deletion()
-                .key_id(&key)
-                .pending_window_in_days(6)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .schedule_key_deletion()
-                .key_id(&key)
-                .pending_window_in_days(31)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
+    for days in [6, 31] {
+        let r = admin
+            .schedule_key_deletion()
+            .key_id(&key)
+            .pending_window_in_days(days)
+            .send()
+            .await;
+        assert_eq!(code(r), "ValidationException", "{days} days");
+    }
     let sched = admin
         .schedule_key_deletion()
         .key_id(&key)
@@ -521,24 +376,23 @@ async fn key_states_follow_aws() {
         .unwrap();
     assert_eq!(sched.pending_window_in_days(), Some(30));
     assert_eq!(sched.key_state(), Some(&KeyState::PendingDeletion));
-    let md = admin.describe_key().key_id(&key).send().await.unwrap();
-    let md = md.key_metadata().unwrap();
+    let md = describe(&admin, &key).await;
     assert_eq!(md.key_state(), Some(&KeyState::PendingDeletion));
     assert_eq!(md.pending_deletion_window_in_days(), Some(30));
     let days =
         (md.deletion_date().unwrap().secs() - md.creation_date().unwrap().secs()) as f64 / 86400.0;
     assert!((days - 30.0).abs() < 0.01, "{days}");
-    assert_eq!(
-        code(admin.decrypt().ciphertext_blob(ct.clone()).send().await),
-        "KMSInvalidStateException"
+    assert_code(
+        admin.decrypt().ciphertext_blob(ct.clone()).send().await,
+        "KMSInvalidStateException",
     );
-    assert_eq!(
-        code(admin.enable_key().key_id(&key).send().await),
-        "KMSInvalidStateException"
+    assert_code(
+        admin.enable_key().key_id(&key).send().await,
+        "KMSInvalidStateException",
     );
-    assert_eq!(
-        code(admin.schedule_key_deletion().key_id(&key).send().await),
-        "KMSInvalidStateException"
+    assert_code(
+        admin.schedule_key_deletion().key_id(&key).send().await,
+        "KMSInvalidStateException",
     );
 
     admin
@@ -547,14 +401,13 @@ async fn key_states_follow_aws() {
         .send()
         .await
         .unwrap();
-    let md = admin.describe_key().key_id(&key).send().await.unwrap();
     assert_eq!(
-        md.key_metadata().unwrap().key_state(),
+        describe(&admin, &key).await.key_state(),
         Some(&KeyState::Disabled)
     );
-    assert_eq!(
-        code(admin.cancel_key_deletion().key_id(&key).send().await),
-        "KMSInvalidStateException"
+    assert_code(
+        admin.cancel_key_deletion().key_id(&key).send().await,
+        "KMSInvalidStateException",
     );
 
     // After the deletion date the key is gone.
@@ -573,37 +426,29 @@ async fn key_states_follow_aws() {
         .await
         .unwrap();
     assert_eq!(advance_clock(&s, 6 * 86400).await, 200);
-    admin.describe_key().key_id(&key).send().await.unwrap();
+    describe(&admin, &key).await;
     assert_eq!(advance_clock(&s, 2 * 86400).await, 200);
-    assert_eq!(
-        code(admin.describe_key().key_id(&key).send().await),
-        "NotFoundException"
+    assert_code(
+        admin.describe_key().key_id(&key).send().await,
+        "NotFoundException",
     );
-    assert_eq!(
-        code(admin.decrypt().ciphertext_blob(ct).send().await),
-        "NotFoundException"
+    assert_code(
+        admin.decrypt().ciphertext_blob(ct).send().await,
+        "NotFoundException",
     );
-    assert_eq!(
-        code(admin.describe_key().key_id("alias/doomed").send().await),
-        "NotFoundException"
+    assert_code(
+        admin.describe_key().key_id("alias/doomed").send().await,
+        "NotFoundException",
     );
-    assert!(
-        admin
-            .list_keys()
-            .send()
-            .await
-            .unwrap()
-            .keys()
-            .iter()
-            .all(|k| k.key_id() != Some(key.as_str()))
-    );
+    let keys = admin.list_keys().send().await.unwrap();
+    assert!(keys.keys().iter().all(|k| k.key_id() != Some(key.as_str())));
     s.stop().await;
 }
 
 #[tokio::test]
 async fn clock_control_needs_config_and_token() {
-    let tmp = tempfile::tempdir().unwrap();
-    let s = DevKmsServer::start_in(&tmp.path().join("kms"), false).await;
+    // Clock control is off unless the config allows it.
+    let s = DevKmsServer::start().await;
     assert_eq!(advance_clock(&s, 10).await, 403);
     let r = reqwest::Client::new()
         .post(format!("{}/_admin/clock/advance", s.endpoint))
@@ -620,83 +465,35 @@ async fn clock_control_needs_config_and_token() {
 async fn rotation_keeps_old_ciphertexts_decrypting() {
     let s = DevKmsServer::start_with_clock_control().await;
     let admin = s.client(ADMIN);
-    let key = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
-    let st = admin
-        .get_key_rotation_status()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap();
-    assert!(!st.key_rotation_enabled());
-    let old = admin
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"v0".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
+    let key = new_key_id(&admin).await;
+    let rotation_status = async || {
+        admin
+            .get_key_rotation_status()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert!(!rotation_status().await.key_rotation_enabled());
+    let old = ciphertext(&admin, &key, b"v0").await;
     admin
         .rotate_key_on_demand()
         .key_id(&key)
         .send()
         .await
         .unwrap();
-    let new = admin
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"v1".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
-    assert_eq!(
-        admin
-            .decrypt()
-            .ciphertext_blob(old.clone())
-            .send()
-            .await
-            .unwrap()
-            .plaintext()
-            .unwrap()
-            .as_ref(),
-        b"v0"
-    );
-    assert_eq!(
-        admin
-            .decrypt()
-            .ciphertext_blob(new)
-            .send()
-            .await
-            .unwrap()
-            .plaintext()
-            .unwrap()
-            .as_ref(),
-        b"v1"
-    );
+    let new = ciphertext(&admin, &key, b"v1").await;
+    assert_eq!(decrypt(&admin, &old).await, b"v0");
+    assert_eq!(decrypt(&admin, &new).await, b"v1");
 
-    assert_eq!(
-        code(
-            admin
-                .enable_key_rotation()
-                .key_id(&key)
-                .rotation_period_in_days(30)
-                .send()
-                .await
-        ),
-        "ValidationException"
+    assert_code(
+        admin
+            .enable_key_rotation()
+            .key_id(&key)
+            .rotation_period_in_days(30)
+            .send()
+            .await,
+        "ValidationException",
     );
     admin
         .enable_key_rotation()
@@ -705,12 +502,7 @@ async fn rotation_keeps_old_ciphertexts_decrypting() {
         .send()
         .await
         .unwrap();
-    let st = admin
-        .get_key_rotation_status()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap();
+    let st = rotation_status().await;
     assert!(st.key_rotation_enabled());
     assert_eq!(st.rotation_period_in_days(), Some(90));
     assert!(st.next_rotation_date().is_some());
@@ -727,33 +519,14 @@ async fn rotation_keeps_old_ciphertexts_decrypting() {
         .filter_map(|r| r.rotation_type().map(|t| t.as_str()))
         .collect();
     assert_eq!(kinds, ["ON_DEMAND", "AUTOMATIC"]);
-    assert_eq!(
-        admin
-            .decrypt()
-            .ciphertext_blob(old)
-            .send()
-            .await
-            .unwrap()
-            .plaintext()
-            .unwrap()
-            .as_ref(),
-        b"v0"
-    );
+    assert_eq!(decrypt(&admin, &old).await, b"v0");
     admin
         .disable_key_rotation()
         .key_id(&key)
         .send()
         .await
         .unwrap();
-    assert!(
-        !admin
-            .get_key_rotation_status()
-            .key_id(&key)
-            .send()
-            .await
-            .unwrap()
-            .key_rotation_enabled()
-    );
+    assert!(!rotation_status().await.key_rotation_enabled());
 
     let rsa = admin
         .create_key()
@@ -762,22 +535,20 @@ async fn rotation_keeps_old_ciphertexts_decrypting() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        code(
-            admin
-                .enable_key_rotation()
-                .key_id(rsa.key_metadata().unwrap().key_id())
-                .send()
-                .await
-        ),
-        "UnsupportedOperationException"
+    assert_code(
+        admin
+            .enable_key_rotation()
+            .key_id(rsa.key_metadata().unwrap().key_id())
+            .send()
+            .await,
+        "UnsupportedOperationException",
     );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn cross_account_access_only_through_the_key_policy() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
     let md = admin.create_key().send().await.unwrap();
@@ -792,9 +563,8 @@ async fn cross_account_access_only_through_the_key_policy() {
         .unwrap();
 
     // Default policy: only account 111111111111.
-    let denied = creator.describe_key().key_id(&arn).send().await;
-    let msg = message(creator.describe_key().key_id(&arn).send().await);
-    assert_eq!(code(denied), "AccessDeniedException");
+    let (err_code, msg) = error_of(creator.describe_key().key_id(&arn).send().await);
+    assert_eq!(err_code, "AccessDeniedException");
     assert_eq!(
         msg,
         format!(
@@ -802,35 +572,19 @@ async fn cross_account_access_only_through_the_key_policy() {
         )
     );
     // A bare key id or alias name is looked up in the caller's own account.
-    assert_eq!(
-        code(creator.describe_key().key_id(&key).send().await),
-        "NotFoundException"
-    );
-    assert_eq!(
-        code(creator.describe_key().key_id("alias/shared").send().await),
-        "NotFoundException"
-    );
+    for own_account_name in [key.as_str(), "alias/shared"] {
+        let r = creator.describe_key().key_id(own_account_name).send().await;
+        assert_eq!(code(r), "NotFoundException", "{own_account_name}");
+    }
     // The provider account cannot list or see the customer's keys.
     assert!(creator.list_keys().send().await.unwrap().keys().is_empty());
 
-    admin
-        .put_key_policy()
-        .key_id(&key)
-        .policy(seed_policy("111111111111", CREATOR, None))
-        .send()
-        .await
-        .unwrap();
-    let d = creator.describe_key().key_id(&arn).send().await.unwrap();
-    assert_eq!(d.key_metadata().unwrap().arn(), Some(arn.as_str()));
-    creator
-        .describe_key()
-        .key_id("arn:aws:kms:us-east-2:111111111111:alias/shared")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        code(creator.describe_key().key_id(&key).send().await),
-        "NotFoundException"
+    put_policy(&admin, &key, creator_policy()).await;
+    assert_eq!(describe(&creator, &arn).await.arn(), Some(arn.as_str()));
+    describe(&creator, "arn:aws:kms:us-east-2:111111111111:alias/shared").await;
+    assert_code(
+        creator.describe_key().key_id(&key).send().await,
+        "NotFoundException",
     );
     let dk = creator
         .generate_data_key()
@@ -839,77 +593,56 @@ async fn cross_account_access_only_through_the_key_policy() {
         .send()
         .await
         .unwrap();
-    let back = creator
-        .decrypt()
-        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        back.plaintext().unwrap().as_ref(),
+        decrypt(&creator, dk.ciphertext_blob().unwrap()).await,
         dk.plaintext().unwrap().as_ref()
     );
     // Administrative operations are not cross-account in AWS, whatever the policy says.
-    assert_eq!(
-        code(creator.get_key_policy().key_id(&arn).send().await),
-        "NotFoundException"
+    assert_code(
+        creator.get_key_policy().key_id(&arn).send().await,
+        "NotFoundException",
     );
-    assert_eq!(
-        code(creator.schedule_key_deletion().key_id(&arn).send().await),
-        "NotFoundException"
+    assert_code(
+        creator.schedule_key_deletion().key_id(&arn).send().await,
+        "NotFoundException",
     );
-    // Another region is another KMS.
-    let west = s.client(ADMIN);
-    let _ = west; // same region client; a key ARN of another region is NotFound:
-    assert_eq!(
-        code(
-            admin
-                .describe_key()
-                .key_id(arn.replace("us-east-2", "eu-west-1"))
-                .send()
-                .await
-        ),
-        "NotFoundException"
+    // Another region is another KMS: a key ARN of another region is NotFound.
+    assert_code(
+        admin
+            .describe_key()
+            .key_id(arn.replace("us-east-2", "eu-west-1"))
+            .send()
+            .await,
+        "NotFoundException",
     );
 
     // A Deny wins over every Allow.
-    let mut p: serde_json::Value =
-        serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
-    p["Statement"].as_array_mut().unwrap().push(serde_json::json!({
-        "Sid": "deny decrypt", "Effect": "Deny", "Principal": {"AWS": CREATOR}, "Action": "kms:Decrypt", "Resource": "*"
-    }));
-    admin
-        .put_key_policy()
-        .key_id(&key)
-        .policy(p.to_string())
-        .send()
-        .await
-        .unwrap();
-    let r = creator
-        .decrypt()
-        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
-        .send()
-        .await;
-    let msg = message(
+    let deny_decrypt = creator_policy_with(|p| {
+        p["Statement"].as_array_mut().unwrap().push(serde_json::json!({
+            "Sid": "deny decrypt", "Effect": "Deny", "Principal": {"AWS": CREATOR}, "Action": "kms:Decrypt", "Resource": "*"
+        }))
+    });
+    put_policy(&admin, &key, deny_decrypt).await;
+    let (err_code, msg) = error_of(
         creator
             .decrypt()
             .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
             .send()
             .await,
     );
-    assert_eq!(code(r), "AccessDeniedException");
+    assert_eq!(err_code, "AccessDeniedException");
     assert!(
         msg.ends_with("with an explicit deny in a resource-based policy"),
         "{msg}"
     );
-    creator
-        .encrypt()
-        .key_id(&arn)
-        .plaintext(Blob::new(b"still".to_vec()))
-        .send()
-        .await
-        .unwrap();
+    encrypt(&creator, &arn, b"still").send().await.unwrap();
     s.stop().await;
+}
+
+/// A call's outcome for [`denied_actions`]: `Ok`, or the AWS error code it failed with.
+fn outcome<T, E: ProvideErrorMetadata>(r: Result<T, E>) -> Result<(), String> {
+    r.map(|_| ())
+        .map_err(|e| e.code().unwrap_or("?").to_string())
 }
 
 /// Runs each of the platform role's calls once; returns the actions whose call was refused with
@@ -923,106 +656,67 @@ async fn denied_actions(s: &DevKmsServer, arn: &str, other_arn: &str) -> Vec<&'s
         Err(c) if c == "AccessDeniedException" => denied.push(action),
         Err(c) => panic!("{action}: unexpected {c}"),
     };
-    let err =
-        |e: &dyn aws_sdk_kms::error::ProvideErrorMetadata| e.code().unwrap_or("?").to_string();
     // Ciphertexts made by the key owner, for Decrypt and ReEncrypt.
-    let ct = admin
-        .encrypt()
-        .key_id(arn)
-        .plaintext(Blob::new(b"p".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
-    let other_ct = admin
-        .encrypt()
-        .key_id(other_arn)
-        .plaintext(Blob::new(b"p".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
+    let ct = ciphertext(&admin, arn, b"p").await;
+    let other_ct = ciphertext(&admin, other_arn, b"p").await;
 
     note(
         "kms:Encrypt",
-        creator
-            .encrypt()
-            .key_id(arn)
-            .plaintext(Blob::new(b"p".to_vec()))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(encrypt(&creator, arn, b"p").send().await),
     );
     note(
         "kms:Decrypt",
-        creator
-            .decrypt()
-            .ciphertext_blob(ct.clone())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(creator.decrypt().ciphertext_blob(ct.clone()).send().await),
     );
     note(
         "kms:GenerateDataKey",
-        creator
-            .generate_data_key()
-            .key_id(arn)
-            .key_spec(DataKeySpec::Aes256)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(
+            creator
+                .generate_data_key()
+                .key_id(arn)
+                .key_spec(DataKeySpec::Aes256)
+                .send()
+                .await,
+        ),
     );
     note(
         "kms:GenerateDataKeyWithoutPlaintext",
-        creator
-            .generate_data_key_without_plaintext()
-            .key_id(arn)
-            .key_spec(DataKeySpec::Aes256)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(
+            creator
+                .generate_data_key_without_plaintext()
+                .key_id(arn)
+                .key_spec(DataKeySpec::Aes256)
+                .send()
+                .await,
+        ),
     );
     // ReEncryptFrom is checked on the source key, ReEncryptTo on the destination key; the other
     // side is a key whose policy always allows everything.
     note(
         "kms:ReEncryptFrom",
-        creator
-            .re_encrypt()
-            .ciphertext_blob(ct.clone())
-            .destination_key_id(other_arn)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(
+            creator
+                .re_encrypt()
+                .ciphertext_blob(ct.clone())
+                .destination_key_id(other_arn)
+                .send()
+                .await,
+        ),
     );
     note(
         "kms:ReEncryptTo",
-        creator
-            .re_encrypt()
-            .ciphertext_blob(other_ct)
-            .destination_key_id(arn)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(
+            creator
+                .re_encrypt()
+                .ciphertext_blob(other_ct)
+                .destination_key_id(arn)
+                .send()
+                .await,
+        ),
     );
     note(
         "kms:DescribeKey",
-        creator
-            .describe_key()
-            .key_id(arn)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(creator.describe_key().key_id(arn).send().await),
     );
     let grant = creator
         .create_grant()
@@ -1034,19 +728,13 @@ async fn denied_actions(s: &DevKmsServer, arn: &str, other_arn: &str) -> Vec<&'s
     let grant_id = match grant {
         Ok(g) => Some(g.grant_id().unwrap().to_string()),
         Err(e) => {
-            note("kms:CreateGrant", Err(err(&e)));
+            note("kms:CreateGrant", outcome(Err::<(), _>(e)));
             None
         }
     };
     note(
         "kms:ListGrants",
-        creator
-            .list_grants()
-            .key_id(arn)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(creator.list_grants().key_id(arn).send().await),
     );
     // Revoke a grant the owner made, so RevokeGrant is tested even when CreateGrant is refused.
     let owner_grant = admin
@@ -1059,14 +747,14 @@ async fn denied_actions(s: &DevKmsServer, arn: &str, other_arn: &str) -> Vec<&'s
         .unwrap();
     note(
         "kms:RevokeGrant",
-        creator
-            .revoke_grant()
-            .key_id(arn)
-            .grant_id(owner_grant.grant_id().unwrap())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| err(&e)),
+        outcome(
+            creator
+                .revoke_grant()
+                .key_id(arn)
+                .grant_id(owner_grant.grant_id().unwrap())
+                .send()
+                .await,
+        ),
     );
     if let Some(g) = grant_id {
         admin
@@ -1082,61 +770,26 @@ async fn denied_actions(s: &DevKmsServer, arn: &str, other_arn: &str) -> Vec<&'s
 
 #[tokio::test]
 async fn each_action_of_the_seed_policy_is_needed_for_exactly_its_call() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
-    let arn = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
-    let other = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
-    admin
-        .put_key_policy()
-        .key_id(&other)
-        .policy(seed_policy("111111111111", CREATOR, None))
-        .send()
-        .await
-        .unwrap();
+    let arn = new_key_arn(&admin).await;
+    let other = new_key_arn(&admin).await;
+    put_policy(&admin, &other, creator_policy()).await;
 
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(seed_policy("111111111111", CREATOR, None))
-        .send()
-        .await
-        .unwrap();
+    put_policy(&admin, &arn, creator_policy()).await;
     assert_eq!(
         denied_actions(&s, &arn, &other).await,
         Vec::<&str>::new(),
         "full seed policy"
     );
 
-    for action in SEED_USE_ACTIONS
-        .iter()
-        .chain(SEED_GRANT_ACTIONS.iter())
-        .copied()
-    {
-        admin
-            .put_key_policy()
-            .key_id(&arn)
-            .policy(seed_policy("111111111111", CREATOR, Some(action)))
-            .send()
-            .await
-            .unwrap();
+    for action in SEED_USE_ACTIONS.into_iter().chain(SEED_GRANT_ACTIONS) {
+        put_policy(
+            &admin,
+            &arn,
+            seed_policy(CUSTOMER_ACCOUNT, CREATOR, Some(action)),
+        )
+        .await;
         let denied = denied_actions(&s, &arn, &other).await;
         if action == "kms:EnableKey" {
             // EnableKey has no cross-account call to lose (see the test below).
@@ -1150,30 +803,15 @@ async fn each_action_of_the_seed_policy_is_needed_for_exactly_its_call() {
 
 #[tokio::test]
 async fn enable_key_is_policy_checked_and_not_cross_account() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
-    let arn = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(seed_policy("111111111111", CREATOR, None))
-        .send()
-        .await
-        .unwrap();
+    let arn = new_key_arn(&admin).await;
+    put_policy(&admin, &arn, creator_policy()).await;
     // AWS: "Cross-account use: No" for EnableKey, even when the key policy allows it.
-    assert_eq!(
-        code(creator.enable_key().key_id(&arn).send().await),
-        "NotFoundException"
+    assert_code(
+        creator.enable_key().key_id(&arn).send().await,
+        "NotFoundException",
     );
 
     // Same-account principal named by the statement: EnableKey works exactly while the policy
@@ -1195,69 +833,36 @@ async fn enable_key_is_policy_checked_and_not_cross_account() {
     // The operator's account root is not delegated in this policy: only the statement counts.
     let only_statement = |missing: Option<&str>| {
         let mut p: serde_json::Value =
-            serde_json::from_str(&seed_policy("111111111111", role, missing)).unwrap();
+            serde_json::from_str(&seed_policy(CUSTOMER_ACCOUNT, role, missing)).unwrap();
         p["Statement"][0]["Principal"]["AWS"] = serde_json::json!(ADMIN);
         p.to_string()
     };
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(only_statement(None))
-        .send()
-        .await
-        .unwrap();
+    put_policy(&admin, &arn, only_statement(None)).await;
     admin.disable_key().key_id(&arn).send().await.unwrap();
     operator.enable_key().key_id(&arn).send().await.unwrap();
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(only_statement(Some("kms:EnableKey")))
-        .send()
-        .await
-        .unwrap();
+    put_policy(&admin, &arn, only_statement(Some("kms:EnableKey"))).await;
     admin.disable_key().key_id(&arn).send().await.unwrap();
-    assert_eq!(
-        code(operator.enable_key().key_id(&arn).send().await),
-        "AccessDeniedException"
+    assert_code(
+        operator.enable_key().key_id(&arn).send().await,
+        "AccessDeniedException",
     );
-    operator.describe_key().key_id(&arn).send().await.unwrap();
+    describe(&operator, &arn).await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn grants_extend_the_policy_for_their_grantee() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
     let creator = s.client(CREATOR);
     let volumes = s.client(VOLUMES);
-    let arn = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_string();
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(seed_policy("111111111111", CREATOR, None))
-        .send()
-        .await
-        .unwrap();
+    let arn = new_key_arn(&admin).await;
+    put_policy(&admin, &arn, creator_policy()).await;
+    let v1_extra = || Some(ctx(&[("volume", "v1"), ("extra", "ok")]));
 
-    assert_eq!(
-        code(
-            volumes
-                .generate_data_key()
-                .key_id(&arn)
-                .number_of_bytes(32)
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    assert_code(
+        data_key_32(&volumes, &arn).send().await,
+        "AccessDeniedException",
     );
     let g = creator
         .create_grant()
@@ -1278,56 +883,37 @@ async fn grants_extend_the_policy_for_their_grantee() {
     let grant_id = g.grant_id().unwrap().to_string();
     let token = g.grant_token().unwrap().to_string();
 
-    let dk = volumes
-        .generate_data_key()
-        .key_id(&arn)
-        .number_of_bytes(32)
-        .set_encryption_context(Some(ctx(&[("volume", "v1"), ("extra", "ok")])))
+    let dk = data_key_32(&volumes, &arn)
+        .set_encryption_context(v1_extra())
         .send()
         .await
         .unwrap();
-    volumes
-        .decrypt()
-        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
-        .set_encryption_context(Some(ctx(&[("volume", "v1"), ("extra", "ok")])))
-        .send()
-        .await
-        .unwrap();
+    let decrypt_dk = || {
+        volumes
+            .decrypt()
+            .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
+            .set_encryption_context(v1_extra())
+            .send()
+    };
+    decrypt_dk().await.unwrap();
     // Outside the constraint, or an operation the grant does not list.
-    assert_eq!(
-        code(
-            volumes
-                .generate_data_key()
-                .key_id(&arn)
-                .number_of_bytes(32)
-                .set_encryption_context(Some(ctx(&[("volume", "v2")])))
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    assert_code(
+        data_key_32(&volumes, &arn)
+            .set_encryption_context(Some(ctx(&[("volume", "v2")])))
+            .send()
+            .await,
+        "AccessDeniedException",
     );
-    assert_eq!(
-        code(
-            volumes
-                .generate_data_key()
-                .key_id(&arn)
-                .number_of_bytes(32)
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    assert_code(
+        data_key_32(&volumes, &arn).send().await,
+        "AccessDeniedException",
     );
-    assert_eq!(
-        code(
-            volumes
-                .encrypt()
-                .key_id(&arn)
-                .plaintext(Blob::new(b"x".to_vec()))
-                .set_encryption_context(Some(ctx(&[("volume", "v1")])))
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    assert_code(
+        encrypt(&volumes, &arn, b"x")
+            .set_encryption_context(Some(ctx(&[("volume", "v1")])))
+            .send()
+            .await,
+        "AccessDeniedException",
     );
     let listed = creator.list_grants().key_id(&arn).send().await.unwrap();
     assert_eq!(listed.grants().len(), 1);
@@ -1339,36 +925,14 @@ async fn grants_extend_the_policy_for_their_grantee() {
     assert_eq!(lg.issuing_account(), Some("arn:aws:iam::222222222222:root"));
 
     // A Deny in the policy beats the grant.
-    let mut p: serde_json::Value =
-        serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
-    p["Statement"].as_array_mut().unwrap().push(serde_json::json!({
-        "Effect": "Deny", "Principal": {"AWS": VOLUMES}, "Action": "kms:Decrypt", "Resource": "*"
-    }));
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(p.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        code(
-            volumes
-                .decrypt()
-                .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
-                .set_encryption_context(Some(ctx(&[("volume", "v1"), ("extra", "ok")])))
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
-    );
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(seed_policy("111111111111", CREATOR, None))
-        .send()
-        .await
-        .unwrap();
+    let deny_volumes = creator_policy_with(|p| {
+        p["Statement"].as_array_mut().unwrap().push(serde_json::json!({
+            "Effect": "Deny", "Principal": {"AWS": VOLUMES}, "Action": "kms:Decrypt", "Resource": "*"
+        }))
+    });
+    put_policy(&admin, &arn, deny_volumes).await;
+    assert_code(decrypt_dk().await, "AccessDeniedException");
+    put_policy(&admin, &arn, creator_policy()).await;
 
     // Retire by token (grantee), then a second grant revoked by the creator.
     volumes
@@ -1377,80 +941,40 @@ async fn grants_extend_the_policy_for_their_grantee() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        code(
-            volumes
-                .generate_data_key()
-                .key_id(&arn)
-                .number_of_bytes(32)
-                .set_encryption_context(Some(ctx(&[("volume", "v1")])))
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    assert_code(
+        data_key_32(&volumes, &arn)
+            .set_encryption_context(Some(ctx(&[("volume", "v1")])))
+            .send()
+            .await,
+        "AccessDeniedException",
     );
-    let g2 = creator
-        .create_grant()
-        .key_id(&arn)
-        .grantee_principal(VOLUMES)
-        .operations(GrantOperation::Encrypt)
-        .send()
-        .await
-        .unwrap();
-    volumes
-        .encrypt()
-        .key_id(&arn)
-        .plaintext(Blob::new(b"x".to_vec()))
-        .send()
-        .await
-        .unwrap();
-    creator
-        .revoke_grant()
-        .key_id(&arn)
-        .grant_id(g2.grant_id().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        code(
-            volumes
-                .encrypt()
-                .key_id(&arn)
-                .plaintext(Blob::new(b"x".to_vec()))
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    let encrypt_grant = |retiring: Option<&str>| {
+        creator
+            .create_grant()
+            .key_id(&arn)
+            .grantee_principal(VOLUMES)
+            .set_retiring_principal(retiring.map(str::to_string))
+            .operations(GrantOperation::Encrypt)
+            .send()
+    };
+    let g2 = encrypt_grant(None).await.unwrap();
+    encrypt(&volumes, &arn, b"x").send().await.unwrap();
+    let revoke_g2 = || {
+        creator
+            .revoke_grant()
+            .key_id(&arn)
+            .grant_id(g2.grant_id().unwrap())
+            .send()
+    };
+    revoke_g2().await.unwrap();
+    assert_code(
+        encrypt(&volumes, &arn, b"x").send().await,
+        "AccessDeniedException",
     );
-    assert_eq!(
-        code(
-            creator
-                .revoke_grant()
-                .key_id(&arn)
-                .grant_id(g2.grant_id().unwrap())
-                .send()
-                .await
-        ),
-        "InvalidGrantIdException"
-    );
+    assert_code(revoke_g2().await, "InvalidGrantIdException");
     // The retiring principal can retire by key and id; someone else cannot.
-    let g3 = creator
-        .create_grant()
-        .key_id(&arn)
-        .grantee_principal(VOLUMES)
-        .retiring_principal(CREATOR)
-        .operations(GrantOperation::Encrypt)
-        .send()
-        .await
-        .unwrap();
-    let g4 = creator
-        .create_grant()
-        .key_id(&arn)
-        .grantee_principal(VOLUMES)
-        .operations(GrantOperation::Encrypt)
-        .send()
-        .await
-        .unwrap();
+    let g3 = encrypt_grant(Some(CREATOR)).await.unwrap();
+    let g4 = encrypt_grant(None).await.unwrap();
     creator
         .retire_grant()
         .key_id(&arn)
@@ -1458,101 +982,73 @@ async fn grants_extend_the_policy_for_their_grantee() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        code(
-            creator
-                .retire_grant()
-                .grant_token(g4.grant_token().unwrap())
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    assert_code(
+        creator
+            .retire_grant()
+            .grant_token(g4.grant_token().unwrap())
+            .send()
+            .await,
+        "AccessDeniedException",
     );
-    assert_eq!(
-        code(creator.retire_grant().grant_token("bogus").send().await),
-        "InvalidGrantTokenException"
+    assert_code(
+        creator.retire_grant().grant_token("bogus").send().await,
+        "InvalidGrantTokenException",
     );
 
     // With AWS's usual condition, a direct CreateGrant (not through an AWS service) is refused.
-    let mut p: serde_json::Value =
-        serde_json::from_str(&seed_policy("111111111111", CREATOR, None)).unwrap();
-    p["Statement"][2]["Condition"] =
-        serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": "true"}});
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(p.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        code(
-            creator
-                .create_grant()
-                .key_id(&arn)
-                .grantee_principal(VOLUMES)
-                .operations(GrantOperation::Decrypt)
-                .send()
-                .await
-        ),
-        "AccessDeniedException"
+    let for_aws_resources = creator_policy_with(|p| {
+        p["Statement"][2]["Condition"] =
+            serde_json::json!({"Bool": {"kms:GrantIsForAWSResource": "true"}});
+    });
+    put_policy(&admin, &arn, for_aws_resources).await;
+    assert_code(
+        creator
+            .create_grant()
+            .key_id(&arn)
+            .grantee_principal(VOLUMES)
+            .operations(GrantOperation::Decrypt)
+            .send()
+            .await,
+        "AccessDeniedException",
     );
-    assert_eq!(
-        code(
-            admin
-                .create_grant()
-                .key_id(&arn)
-                .grantee_principal(VOLUMES)
-                .operations(GrantOperation::Sign)
-                .operations(GrantOperation::Decrypt)
-                .retiring_principal("nobody")
-                .send()
-                .await
-        ),
-        "ValidationException"
+    assert_code(
+        admin
+            .create_grant()
+            .key_id(&arn)
+            .grantee_principal(VOLUMES)
+            .operations(GrantOperation::Sign)
+            .operations(GrantOperation::Decrypt)
+            .retiring_principal("nobody")
+            .send()
+            .await,
+        "ValidationException",
     );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn policy_validation_and_lockout_safety() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
-    let key = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
-    assert_eq!(
-        code(
-            admin
-                .put_key_policy()
-                .key_id(&key)
-                .policy("{not json")
-                .send()
-                .await
-        ),
-        "MalformedPolicyDocumentException"
+    let key = new_key_id(&admin).await;
+    assert_code(
+        admin
+            .put_key_policy()
+            .key_id(&key)
+            .policy("{not json")
+            .send()
+            .await,
+        "MalformedPolicyDocumentException",
     );
-    assert_eq!(
-        code(admin.create_key().policy("{\"Statement\": 3}").send().await),
-        "MalformedPolicyDocumentException"
+    assert_code(
+        admin.create_key().policy("{\"Statement\": 3}").send().await,
+        "MalformedPolicyDocumentException",
     );
-    let lockout = seed_policy("111111111111", CREATOR, None).replace(
+    let lockout = creator_policy().replace(
         "arn:aws:iam::111111111111:root",
         "arn:aws:iam::333333333333:root",
     );
-    let r = admin
-        .put_key_policy()
-        .key_id(&key)
-        .policy(&lockout)
-        .send()
-        .await;
-    let msg = message(
+    let (err_code, msg) = error_of(
         admin
             .put_key_policy()
             .key_id(&key)
@@ -1560,14 +1056,14 @@ async fn policy_validation_and_lockout_safety() {
             .send()
             .await,
     );
-    assert_eq!(code(r), "MalformedPolicyDocumentException");
+    assert_eq!(err_code, "MalformedPolicyDocumentException");
     assert_eq!(
         msg,
         "The new key policy will not allow you to update the key policy in the future."
     );
-    assert_eq!(
-        code(admin.create_key().policy(&lockout).send().await),
-        "MalformedPolicyDocumentException"
+    assert_code(
+        admin.create_key().policy(&lockout).send().await,
+        "MalformedPolicyDocumentException",
     );
     admin
         .put_key_policy()
@@ -1577,13 +1073,13 @@ async fn policy_validation_and_lockout_safety() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        code(admin.get_key_policy().key_id(&key).send().await),
-        "AccessDeniedException"
+    assert_code(
+        admin.get_key_policy().key_id(&key).send().await,
+        "AccessDeniedException",
     );
-    assert_eq!(
-        code(admin.describe_key().key_id(&key).send().await),
-        "AccessDeniedException"
+    assert_code(
+        admin.describe_key().key_id(&key).send().await,
+        "AccessDeniedException",
     );
     let k2 = admin
         .create_key()
@@ -1598,55 +1094,26 @@ async fn policy_validation_and_lockout_safety() {
 
 #[tokio::test]
 async fn bad_inputs_get_aws_errors() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
-    let key = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let key = new_key_id(&admin).await;
 
-    let (st, body) = raw(&s, ADMIN, "TrentService.DescribeKey", "{not json").await;
-    assert_eq!(
-        (st, body["__type"].as_str()),
-        (400, Some("SerializationException"))
-    );
-    let (st, body) = raw(&s, ADMIN, "TrentService.MakeCoffee", "{}").await;
-    assert_eq!(
-        (st, body["__type"].as_str()),
-        (400, Some("UnknownOperationException"))
-    );
-    let (st, body) = raw(
-        &s,
-        ADMIN,
-        "TrentService.Encrypt",
-        &format!("{{\"KeyId\":\"{key}\",\"Plaintext\":\"***not base64***\"}}"),
-    )
-    .await;
-    assert_eq!(
-        (st, body["__type"].as_str()),
-        (400, Some("SerializationException"))
-    );
-    let (st, body) = raw(
-        &s,
-        ADMIN,
-        "TrentService.Encrypt",
-        "{\"Plaintext\":\"AAAA\"}",
-    )
-    .await;
-    assert_eq!(
-        (st, body["__type"].as_str()),
-        (400, Some("ValidationException"))
-    );
-    let (st, body) = raw(&s, ADMIN, "TrentService.DescribeKey", "{\"KeyId\": 5}").await;
-    assert_eq!(
-        (st, body["__type"].as_str()),
-        (400, Some("SerializationException"))
-    );
+    let not_base64 = format!("{{\"KeyId\":\"{key}\",\"Plaintext\":\"***not base64***\"}}");
+    for (operation, body, want) in [
+        ("DescribeKey", "{not json", "SerializationException"),
+        ("MakeCoffee", "{}", "UnknownOperationException"),
+        ("Encrypt", not_base64.as_str(), "SerializationException"),
+        ("Encrypt", "{\"Plaintext\":\"AAAA\"}", "ValidationException"),
+        ("DescribeKey", "{\"KeyId\": 5}", "SerializationException"),
+    ] {
+        let target = format!("TrentService.{operation}");
+        let (st, answer) = raw(&s, ADMIN, &target, body).await;
+        assert_eq!(
+            (st, answer["__type"].as_str()),
+            (400, Some(want)),
+            "{target} {body}"
+        );
+    }
 
     // Signature problems.
     let c = s.kms.credentials(ADMIN).unwrap();
@@ -1654,24 +1121,24 @@ async fn bad_inputs_get_aws_errors() {
         &c.access_key_id,
         "not-the-secret-not-the-secret-not-the-sec",
     );
-    assert_eq!(
-        code(wrong.list_keys().send().await),
-        "InvalidSignatureException"
-    );
+    assert_code(wrong.list_keys().send().await, "InvalidSignatureException");
     let unknown = s.client_with("AKIAUNKNOWNUNKNOWN00", "whatever");
-    assert_eq!(
-        code(unknown.list_keys().send().await),
-        "UnrecognizedClientException"
+    assert_code(
+        unknown.list_keys().send().await,
+        "UnrecognizedClientException",
     );
-    let (st, body) = raw_signed(
-        &s.endpoint,
-        &c.access_key_id,
-        &c.secret_access_key,
-        "TrentService.ListKeys",
-        "{}",
-        chrono::Utc::now() - chrono::Duration::minutes(20),
-    )
-    .await;
+    let signed_ago = async |minutes| {
+        raw_signed(
+            &s.endpoint,
+            &c.access_key_id,
+            &c.secret_access_key,
+            "TrentService.ListKeys",
+            "{}",
+            chrono::Utc::now() - chrono::Duration::minutes(minutes),
+        )
+        .await
+    };
+    let (st, body) = signed_ago(20).await;
     assert_eq!(
         (st, body["__type"].as_str()),
         (400, Some("InvalidSignatureException"))
@@ -1682,15 +1149,7 @@ async fn bad_inputs_get_aws_errors() {
             .unwrap()
             .starts_with("Signature expired")
     );
-    let (st, _) = raw_signed(
-        &s.endpoint,
-        &c.access_key_id,
-        &c.secret_access_key,
-        "TrentService.ListKeys",
-        "{}",
-        chrono::Utc::now() - chrono::Duration::minutes(10),
-    )
-    .await;
+    let (st, _) = signed_ago(10).await;
     assert_eq!(st, 200);
     let r = reqwest::Client::new()
         .post(format!("{}/", s.endpoint))
@@ -1706,63 +1165,34 @@ async fn bad_inputs_get_aws_errors() {
     );
 
     // Sizes.
-    assert_eq!(
-        code(
-            admin
-                .encrypt()
-                .key_id(&key)
-                .plaintext(Blob::new(vec![1u8; 4097]))
-                .send()
-                .await
-        ),
-        "ValidationException"
+    assert_code(
+        encrypt(&admin, &key, &[1u8; 4097]).send().await,
+        "ValidationException",
     );
-    admin
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(vec![1u8; 4096]))
-        .send()
-        .await
-        .unwrap();
+    encrypt(&admin, &key, &[1u8; 4096]).send().await.unwrap();
 
     // Unknown keys.
-    assert_eq!(
-        code(
-            admin
-                .describe_key()
-                .key_id("11111111-2222-3333-4444-555555555555")
-                .send()
-                .await
-        ),
-        "NotFoundException"
-    );
-    assert_eq!(
-        code(admin.describe_key().key_id("not-a-key").send().await),
-        "NotFoundException"
-    );
-    assert_eq!(
-        code(admin.describe_key().key_id("alias/nope").send().await),
-        "NotFoundException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .encrypt()
-                .key_id(
-                    "arn:aws:kms:us-east-2:111111111111:key/11111111-2222-3333-4444-555555555555"
-                )
-                .plaintext(Blob::new(b"x".to_vec()))
-                .send()
-                .await
-        ),
-        "NotFoundException"
+    for missing in [
+        "11111111-2222-3333-4444-555555555555",
+        "not-a-key",
+        "alias/nope",
+    ] {
+        let r = admin.describe_key().key_id(missing).send().await;
+        assert_eq!(code(r), "NotFoundException", "{missing}");
+    }
+    assert_code(
+        encrypt(
+            &admin,
+            "arn:aws:kms:us-east-2:111111111111:key/11111111-2222-3333-4444-555555555555",
+            b"x",
+        )
+        .send()
+        .await,
+        "NotFoundException",
     );
 
     // Ciphertext integrity and encryption context binding.
-    let ct = admin
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"x".to_vec()))
+    let ct = encrypt(&admin, &key, b"x")
         .set_encryption_context(Some(ctx(&[("a", "1")])))
         .send()
         .await
@@ -1774,48 +1204,20 @@ async fn bad_inputs_get_aws_errors() {
     let mut tampered = ct.clone();
     let n = tampered.len();
     tampered[n - 5] ^= 0x40;
-    assert_eq!(
-        code(
-            admin
-                .decrypt()
-                .ciphertext_blob(Blob::new(tampered))
-                .set_encryption_context(Some(ctx(&[("a", "1")])))
-                .send()
-                .await
-        ),
-        "InvalidCiphertextException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .decrypt()
-                .ciphertext_blob(Blob::new(b"garbage".to_vec()))
-                .send()
-                .await
-        ),
-        "InvalidCiphertextException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .decrypt()
-                .ciphertext_blob(Blob::new(ct.clone()))
-                .set_encryption_context(Some(ctx(&[("a", "2")])))
-                .send()
-                .await
-        ),
-        "InvalidCiphertextException"
-    );
-    assert_eq!(
-        code(
-            admin
-                .decrypt()
-                .ciphertext_blob(Blob::new(ct.clone()))
-                .send()
-                .await
-        ),
-        "InvalidCiphertextException"
-    );
+    for (what, blob, context) in [
+        ("tampered", tampered, Some(ctx(&[("a", "1")]))),
+        ("garbage", b"garbage".to_vec(), None),
+        ("another context", ct.clone(), Some(ctx(&[("a", "2")]))),
+        ("no context", ct.clone(), None),
+    ] {
+        let r = admin
+            .decrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .set_encryption_context(context)
+            .send()
+            .await;
+        assert_eq!(code(r), "InvalidCiphertextException", "{what}");
+    }
     admin
         .decrypt()
         .ciphertext_blob(Blob::new(ct))
@@ -1828,7 +1230,7 @@ async fn bad_inputs_get_aws_errors() {
 
 #[tokio::test]
 async fn state_survives_a_restart() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let admin = s.client(ADMIN);
     let creator_before = s.kms.credentials(CREATOR).unwrap();
     let admin_creds = s.kms.credentials(ADMIN).unwrap();
@@ -1851,13 +1253,7 @@ async fn state_survives_a_restart() {
         .send()
         .await
         .unwrap();
-    admin
-        .put_key_policy()
-        .key_id(&arn)
-        .policy(seed_policy("111111111111", CREATOR, None))
-        .send()
-        .await
-        .unwrap();
+    put_policy(&admin, &arn, creator_policy()).await;
     let g = admin
         .create_grant()
         .key_id(&arn)
@@ -1866,16 +1262,7 @@ async fn state_survives_a_restart() {
         .send()
         .await
         .unwrap();
-    let ct = admin
-        .encrypt()
-        .key_id(&arn)
-        .plaintext(Blob::new(b"kept".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob()
-        .unwrap()
-        .clone();
+    let ct = ciphertext(&admin, &arn, b"kept").await;
     admin
         .rotate_key_on_demand()
         .key_id(&arn)
@@ -1897,59 +1284,41 @@ async fn state_survives_a_restart() {
         "secrets must be sealed in state.json"
     );
 
-    let s2 = DevKmsServer::start_in(&dir, true).await;
+    let s2 = DevKmsServer::start_in(&dir, false).await;
     assert_eq!(s2.kms.admin_token(), token_before);
     assert_eq!(
         s2.kms.credentials(CREATOR).unwrap().access_key_id,
         creator_before.access_key_id
     );
     let admin2 = s2.client(ADMIN);
-    let d = admin2
-        .describe_key()
-        .key_id("alias/persist")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(d.key_metadata().unwrap().description(), Some("persist me"));
     assert_eq!(
-        admin2
-            .decrypt()
-            .ciphertext_blob(ct.clone())
-            .send()
-            .await
-            .unwrap()
-            .plaintext()
-            .unwrap()
-            .as_ref(),
-        b"kept"
+        describe(&admin2, "alias/persist").await.description(),
+        Some("persist me")
     );
-    s2.client(VOLUMES)
-        .decrypt()
-        .ciphertext_blob(ct)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(decrypt(&admin2, &ct).await, b"kept");
+    decrypt(&s2.client(VOLUMES), &ct).await;
     let grants = admin2.list_grants().key_id(&arn).send().await.unwrap();
     assert_eq!(grants.grants()[0].grant_id(), g.grant_id());
-    s2.client(CREATOR)
-        .describe_key()
-        .key_id(&arn)
-        .send()
-        .await
-        .unwrap();
+    describe(&s2.client(CREATOR), &arn).await;
     s2.stop().await;
     drop(tmp);
 }
 
 #[tokio::test]
 async fn admin_route_adds_identities() {
-    let s = DevKmsServer::start_with_clock_control().await;
+    let s = DevKmsServer::start().await;
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{}/_admin/identities", s.endpoint))
-        .header("x-keyplane-admin-token", s.kms.admin_token())
-        .body(r#"{"account":"333333333333"}"#)
-        .send()
+    let add_identity = |token: Option<String>, body: &'static str| {
+        let r = http
+            .post(format!("{}/_admin/identities", s.endpoint))
+            .body(body);
+        let r = match token {
+            Some(t) => r.header("x-keyplane-admin-token", t),
+            None => r,
+        };
+        r.send()
+    };
+    let r = add_identity(Some(s.kms.admin_token()), r#"{"account":"333333333333"}"#)
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
@@ -1969,18 +1338,11 @@ async fn admin_route_adds_identities() {
             .credentials("arn:aws:iam::333333333333:user/admin")
             .is_some()
     );
-    let bad = http
-        .post(format!("{}/_admin/identities", s.endpoint))
-        .body(r#"{"account":"333333333333"}"#)
-        .send()
+    let bad = add_identity(None, r#"{"account":"333333333333"}"#)
         .await
         .unwrap();
     assert_eq!(bad.status(), 401);
-    let bad = http
-        .post(format!("{}/_admin/identities", s.endpoint))
-        .header("x-keyplane-admin-token", s.kms.admin_token())
-        .body(r#"{"account":"12"}"#)
-        .send()
+    let bad = add_identity(Some(s.kms.admin_token()), r#"{"account":"12"}"#)
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
@@ -2026,20 +1388,12 @@ async fn regions_session_tokens_and_extra_identities() {
 
     // Keys live in one region: another region's endpoint scope does not see them.
     let admin = s.client(ADMIN);
-    let key = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let key = new_key_id(&admin).await;
     let creds = s.kms.credentials(ADMIN).unwrap();
     let west = kms_client(
         &s.endpoint,
         "eu-west-1",
-        aws_sdk_kms::config::Credentials::new(
+        Credentials::new(
             &creds.access_key_id,
             &creds.secret_access_key,
             Some("session-token".into()),
@@ -2047,9 +1401,9 @@ async fn regions_session_tokens_and_extra_identities() {
             "t",
         ),
     );
-    assert_eq!(
-        code(west.describe_key().key_id(&key).send().await),
-        "NotFoundException"
+    assert_code(
+        west.describe_key().key_id(&key).send().await,
+        "NotFoundException",
     );
     let wk = west.create_key().send().await.unwrap();
     assert!(
@@ -2059,34 +1413,14 @@ async fn regions_session_tokens_and_extra_identities() {
             .unwrap()
             .starts_with("arn:aws:kms:eu-west-1:111111111111:key/")
     );
-    let ct = west
-        .encrypt()
-        .key_id(wk.key_metadata().unwrap().key_id())
-        .plaintext(Blob::new(b"w".to_vec()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        code(
-            admin
-                .decrypt()
-                .ciphertext_blob(ct.ciphertext_blob().unwrap().clone())
-                .send()
-                .await
-        ),
-        "InvalidCiphertextException"
+    let ct = ciphertext(&west, wk.key_metadata().unwrap().key_id(), b"w").await;
+    assert_code(
+        admin.decrypt().ciphertext_blob(ct).send().await,
+        "InvalidCiphertextException",
     );
 
     // UpdateAlias / UpdateKeyDescription; AWS operations the dev KMS lacks are "unsupported".
-    let k2 = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let k2 = new_key_id(&admin).await;
     admin
         .create_alias()
         .alias_name("alias/moving")
@@ -2101,18 +1435,7 @@ async fn regions_session_tokens_and_extra_identities() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        admin
-            .describe_key()
-            .key_id("alias/moving")
-            .send()
-            .await
-            .unwrap()
-            .key_metadata()
-            .unwrap()
-            .key_id(),
-        k2
-    );
+    assert_eq!(describe(&admin, "alias/moving").await.key_id(), k2);
     admin
         .update_key_description()
         .key_id(&k2)
@@ -2120,21 +1443,10 @@ async fn regions_session_tokens_and_extra_identities() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        admin
-            .describe_key()
-            .key_id(&k2)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata()
-            .unwrap()
-            .description(),
-        Some("renamed")
-    );
-    assert_eq!(
-        code(admin.get_public_key().key_id(&k2).send().await),
-        "UnsupportedOperationException"
+    assert_eq!(describe(&admin, &k2).await.description(), Some("renamed"));
+    assert_code(
+        admin.get_public_key().key_id(&k2).send().await,
+        "UnsupportedOperationException",
     );
     s.stop().await;
 }

@@ -1,15 +1,19 @@
 //! Test harness: a real devkms server on a loopback port (from `keyplane-testkit`) and
-//! unmodified aws-sdk-kms clients, plus what only devkms's own tests need: its admin routes and
-//! hand-signed requests.
+//! unmodified aws-sdk-kms clients, plus what only devkms's own tests need: its admin routes,
+//! hand-signed requests and short forms of the SDK calls they repeat.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+
 use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::operation::encrypt::builders::EncryptFluentBuilder;
+use aws_sdk_kms::primitives::Blob;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 pub use keyplane_testkit::{
     ADMIN, CREATOR, DevKmsServer, REGION, SEED_GRANT_ACTIONS, SEED_USE_ACTIONS, VOLUMES,
-    kms_client, seed_policy,
+    kms_client, new_key_arn, new_key_id, seed_policy,
 };
 
 /// The sample customer's account, which owns the test keys.
@@ -101,21 +105,93 @@ pub async fn raw_signed(
     )
 }
 
+/// The AWS error code and message of a failed SDK call, from one request (panics if it
+/// succeeded).
+pub fn error_of<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, E>,
+) -> (String, String) {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => (
+            e.code().unwrap_or("<no code>").to_string(),
+            e.message().unwrap_or("").to_string(),
+        ),
+    }
+}
+
 /// The AWS error code of a failed SDK call (panics if it succeeded).
 pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
     r: Result<T, E>,
 ) -> String {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.code().unwrap_or("<no code>").to_string(),
-    }
+    error_of(r).0
 }
 
-pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+/// Asserts that an SDK call failed with the AWS error code `want`.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
     r: Result<T, E>,
-) -> String {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.message().unwrap_or("").to_string(),
-    }
+    want: &str,
+) {
+    assert_eq!(code(r), want);
+}
+
+pub fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// An Encrypt request for `plaintext` under `key`, to send as is or to add to.
+pub fn encrypt(client: &aws_sdk_kms::Client, key: &str, plaintext: &[u8]) -> EncryptFluentBuilder {
+    client
+        .encrypt()
+        .key_id(key)
+        .plaintext(Blob::new(plaintext.to_vec()))
+}
+
+/// Encrypts `plaintext` under `key` with no encryption context; returns the ciphertext.
+pub async fn ciphertext(client: &aws_sdk_kms::Client, key: &str, plaintext: &[u8]) -> Blob {
+    encrypt(client, key, plaintext)
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .expect("Encrypt answered without a CiphertextBlob")
+}
+
+/// Decrypts a ciphertext made without encryption context; returns the plaintext.
+pub async fn decrypt(client: &aws_sdk_kms::Client, ciphertext: &Blob) -> Vec<u8> {
+    client
+        .decrypt()
+        .ciphertext_blob(ciphertext.clone())
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .expect("Decrypt answered without a Plaintext")
+        .into_inner()
+}
+
+/// Replaces the key policy of `key` (PutKeyPolicy must succeed).
+pub async fn put_policy(client: &aws_sdk_kms::Client, key: &str, policy: impl Into<String>) {
+    client
+        .put_key_policy()
+        .key_id(key)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The customer's seed policy for the platform role `role/creator`, complete.
+pub fn creator_policy() -> String {
+    seed_policy(CUSTOMER_ACCOUNT, CREATOR, None)
+}
+
+/// [`creator_policy`] changed by `edit` (a statement added, a condition set, ...).
+pub fn creator_policy_with(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut p: serde_json::Value = serde_json::from_str(&creator_policy()).unwrap();
+    edit(&mut p);
+    p.to_string()
 }
