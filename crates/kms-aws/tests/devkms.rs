@@ -19,14 +19,7 @@ async fn every_operation_works_cross_account_with_the_seed_policy() {
     let other = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
     let (connector, kms) = s.platform();
 
-    let d = kms.describe_key(&key).await.unwrap();
-    assert_eq!(d.arn, key);
-    assert_eq!(d.account, CUSTOMER_ACCOUNT);
-    assert_eq!(d.region, REGION);
-    assert_eq!(d.state, KeyState::Enabled);
-    assert_eq!(d.key_spec, "SYMMETRIC_DEFAULT");
-    assert_eq!(d.key_usage, "ENCRYPT_DECRYPT");
-    assert!(!d.multi_region);
+    assert_fresh_symmetric_key(&*kms, &key, CUSTOMER_ACCOUNT).await;
 
     // AWS allows no cross-account EnableKey, whatever the key policy says, and answers as if
     // the key did not exist; the adapter says why.
@@ -35,73 +28,27 @@ async fn every_operation_works_cross_account_with_the_seed_policy() {
     assert!(e.message.contains("across accounts"), "{}", e.message);
 
     let c = ctx(&[("db", "d1"), ("org", "o1")]);
-    let ct = kms.encrypt(&key, b"hello", &c).await.unwrap();
-    assert_eq!(
-        kms.decrypt(&key, &ct, &c).await.unwrap().as_slice(),
-        b"hello"
-    );
+    let (ct, moved) = data_path_round_trips(&*kms, &key, &other, &c).await;
     // The context is bound to the ciphertext.
     let e = kms
         .decrypt(&key, &ct, &ctx(&[("db", "d2")]))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidCiphertext, "{e:?}");
-
-    let dk = kms.generate_data_key(&key, &c).await.unwrap();
-    assert_eq!(dk.plaintext.len(), 32);
-    assert_eq!(
-        kms.decrypt(&key, &dk.ciphertext, &c)
-            .await
-            .unwrap()
-            .as_slice(),
-        dk.plaintext.as_slice()
-    );
-    assert!(!format!("{dk:?}").contains(&format!("{:?}", dk.plaintext.as_slice())));
-
-    let wrapped = kms
-        .generate_data_key_without_plaintext(&key, &c)
-        .await
-        .unwrap();
-    assert_eq!(kms.decrypt(&key, &wrapped, &c).await.unwrap().len(), 32);
-
-    let moved = kms.re_encrypt(&ct, &key, &other, &c).await.unwrap();
-    assert_eq!(
-        kms.decrypt(&other, &moved, &c).await.unwrap().as_slice(),
-        b"hello"
-    );
     // Decrypt names the expected key: a ciphertext of another key is refused.
     let e = kms.decrypt(&key, &moved, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidCiphertext, "{e:?}");
 
     let grantee = connector.volume_grantee(&identity(PLATFORM_ACCOUNT));
     assert_eq!(grantee, "arn:aws:iam::222222222222:role/keyplane-volumes");
-    let grant_id = kms
-        .create_grant(
-            &key,
-            &grantee,
-            &["Decrypt", "kms:GenerateDataKeyWithoutPlaintext"],
-            "keyplane-volumes",
-        )
-        .await
-        .unwrap();
-    let grants = kms.list_grants(&key).await.unwrap();
-    let g = grants
-        .iter()
-        .find(|g| g.grant_id == grant_id)
-        .unwrap_or_else(|| panic!("{grants:?}"));
-    assert_eq!(g.grantee, grantee);
-    assert_eq!(g.name.as_deref(), Some("keyplane-volumes"));
-    let mut ops = g.operations.clone();
-    ops.sort();
-    assert_eq!(ops, ["Decrypt", "GenerateDataKeyWithoutPlaintext"]);
-    kms.revoke_grant(&key, &grant_id).await.unwrap();
-    assert!(
-        kms.list_grants(&key)
-            .await
-            .unwrap()
-            .iter()
-            .all(|g| g.grant_id != grant_id)
-    );
+    let grant_id = grant_round_trip(
+        &*kms,
+        &key,
+        &grantee,
+        &["Decrypt", "kms:GenerateDataKeyWithoutPlaintext"],
+        &["Decrypt", "GenerateDataKeyWithoutPlaintext"],
+    )
+    .await;
     let e = kms.revoke_grant(&key, &grant_id).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
 
@@ -118,15 +65,9 @@ async fn enable_key_works_on_a_key_of_the_platform_account() {
     let key = new_key_arn(&own).await;
     own.disable_key().key_id(&key).send().await.unwrap();
     let (_c, kms) = s.platform();
-    assert_eq!(
-        kms.describe_key(&key).await.unwrap().state,
-        KeyState::Disabled
-    );
+    assert_eq!(state(&*kms, &key).await, KeyState::Disabled);
     kms.enable_key(&key).await.unwrap();
-    assert_eq!(
-        kms.describe_key(&key).await.unwrap().state,
-        KeyState::Enabled
-    );
+    assert_eq!(state(&*kms, &key).await, KeyState::Enabled);
     kms.encrypt(&key, b"x", &ctx(&[])).await.unwrap();
 }
 
@@ -136,17 +77,17 @@ async fn a_policy_without_an_action_is_access_denied_for_that_action() {
     let customer = s.client(CUSTOMER);
     let (_c, kms) = s.platform();
     let c = ctx(&[("db", "d1")]);
+    let key_without = async |missing: Option<&str>| {
+        customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, missing).await
+    };
+    let denied = |action: &str| ErrorKind::AccessDenied {
+        action: action.into(),
+    };
 
-    let no_decrypt = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, Some("kms:Decrypt")).await;
+    let no_decrypt = key_without(Some("kms:Decrypt")).await;
     let ct = kms.encrypt(&no_decrypt, b"x", &c).await.unwrap();
     let e = kms.decrypt(&no_decrypt, &ct, &c).await.unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::AccessDenied {
-            action: "kms:Decrypt".into()
-        },
-        "{e:?}"
-    );
+    assert_eq!(e.kind, denied("kms:Decrypt"), "{e:?}");
     assert_eq!(e.operation, "Decrypt");
     assert!(
         !e.message.contains("attempts"),
@@ -154,64 +95,22 @@ async fn a_policy_without_an_action_is_access_denied_for_that_action() {
         e.message
     );
 
-    let no_gdk = customer_key(
-        &customer,
-        CUSTOMER_ACCOUNT,
-        CREATOR,
-        Some("kms:GenerateDataKey"),
-    )
-    .await;
+    let no_gdk = key_without(Some("kms:GenerateDataKey")).await;
     let e = kms.generate_data_key(&no_gdk, &c).await.unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::AccessDenied {
-            action: "kms:GenerateDataKey".into()
-        },
-        "{e:?}"
-    );
+    assert_eq!(e.kind, denied("kms:GenerateDataKey"), "{e:?}");
 
     // ReEncrypt needs ReEncryptFrom on the source and ReEncryptTo on the destination.
-    let full = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
-    let no_to = customer_key(
-        &customer,
-        CUSTOMER_ACCOUNT,
-        CREATOR,
-        Some("kms:ReEncryptTo"),
-    )
-    .await;
-    let no_from = customer_key(
-        &customer,
-        CUSTOMER_ACCOUNT,
-        CREATOR,
-        Some("kms:ReEncryptFrom"),
-    )
-    .await;
+    let full = key_without(None).await;
+    let no_to = key_without(Some("kms:ReEncryptTo")).await;
+    let no_from = key_without(Some("kms:ReEncryptFrom")).await;
     let ct = kms.encrypt(&full, b"x", &c).await.unwrap();
     let e = kms.re_encrypt(&ct, &full, &no_to, &c).await.unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::AccessDenied {
-            action: "kms:ReEncryptTo".into()
-        },
-        "{e:?}"
-    );
+    assert_eq!(e.kind, denied("kms:ReEncryptTo"), "{e:?}");
     let ct2 = kms.encrypt(&no_from, b"x", &c).await.unwrap();
     let e = kms.re_encrypt(&ct2, &no_from, &full, &c).await.unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::AccessDenied {
-            action: "kms:ReEncryptFrom".into()
-        },
-        "{e:?}"
-    );
+    assert_eq!(e.kind, denied("kms:ReEncryptFrom"), "{e:?}");
 
-    let no_grants = customer_key(
-        &customer,
-        CUSTOMER_ACCOUNT,
-        CREATOR,
-        Some("kms:CreateGrant"),
-    )
-    .await;
+    let no_grants = key_without(Some("kms:CreateGrant")).await;
     let e = kms
         .create_grant(
             &no_grants,
@@ -221,13 +120,7 @@ async fn a_policy_without_an_action_is_access_denied_for_that_action() {
         )
         .await
         .unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::AccessDenied {
-            action: "kms:CreateGrant".into()
-        },
-        "{e:?}"
-    );
+    assert_eq!(e.kind, denied("kms:CreateGrant"), "{e:?}");
 }
 
 #[tokio::test]
@@ -244,15 +137,9 @@ async fn key_states_are_sorted_into_kinds() {
     assert_eq!(e.kind, ErrorKind::Disabled, "{e:?}");
     let e = kms.generate_data_key(&key, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Disabled, "{e:?}");
-    assert_eq!(
-        kms.describe_key(&key).await.unwrap().state,
-        KeyState::Disabled
-    );
+    assert_eq!(state(&*kms, &key).await, KeyState::Disabled);
     customer.enable_key().key_id(&key).send().await.unwrap();
-    assert_eq!(
-        kms.describe_key(&key).await.unwrap().state,
-        KeyState::Enabled
-    );
+    assert_eq!(state(&*kms, &key).await, KeyState::Enabled);
     kms.encrypt(&key, b"x", &c).await.unwrap();
 
     // Scheduled for deletion.
@@ -269,10 +156,7 @@ async fn key_states_are_sorted_into_kinds() {
     assert_eq!(e.kind, ErrorKind::PendingDeletion, "{e:?}");
     let e = kms.encrypt(&doomed, b"x", &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::PendingDeletion, "{e:?}");
-    assert_eq!(
-        kms.describe_key(&doomed).await.unwrap().state,
-        KeyState::PendingDeletion
-    );
+    assert_eq!(state(&*kms, &doomed).await, KeyState::PendingDeletion);
 
     // Unknown key.
     let unknown =

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use keyplane_kms::ErrorKind;
+use keyplane_kms::{ErrorKind, KmsError};
 use keyplane_kms_aws::RetrySettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -121,13 +121,11 @@ async fn proxy(mut sock: TcpStream, upstream: &str) {
     }
 }
 
+/// The common fast settings with another attempt budget.
 fn retries(max_attempts: u32) -> RetrySettings {
     RetrySettings {
         max_attempts,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(100),
-        attempt_timeout: Duration::from_secs(2),
-        operation_timeout: Duration::from_secs(8),
+        ..fast_retries()
     }
 }
 
@@ -230,15 +228,20 @@ async fn failures_about_the_key_or_the_caller_are_not_retried() {
     }
 }
 
-#[tokio::test]
-async fn a_silent_server_hits_the_attempt_and_operation_timeouts() {
+/// DescribeKey against a server that reads every request and never answers, with 10 ms
+/// backoffs and the given budget; returns the error, the time it took and the attempts made.
+async fn describe_on_a_silent_server(
+    max_attempts: u32,
+    attempt_timeout: Duration,
+    operation_timeout: Duration,
+) -> (KmsError, Duration, usize) {
     let fake = FaultyKms::start(vec![Fault::Silence], None).await;
     let settings = RetrySettings {
-        max_attempts: 2,
+        max_attempts,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(10),
-        attempt_timeout: Duration::from_millis(300),
-        operation_timeout: Duration::from_secs(10),
+        attempt_timeout,
+        operation_timeout,
     };
     let (_c, kms) = platform_at(
         &fake.endpoint,
@@ -248,37 +251,29 @@ async fn a_silent_server_hits_the_attempt_and_operation_timeouts() {
     );
     let start = Instant::now();
     let e = kms.describe_key("alias/anything").await.unwrap_err();
-    let elapsed = start.elapsed();
+    (e, start.elapsed(), fake.attempts())
+}
+
+#[tokio::test]
+async fn a_silent_server_hits_the_attempt_and_operation_timeouts() {
+    let (e, elapsed, attempts) =
+        describe_on_a_silent_server(2, Duration::from_millis(300), Duration::from_secs(10)).await;
     assert_eq!(e.kind, ErrorKind::Unreachable, "{e:?}");
     assert!(e.message.contains("after 2 attempts"), "{}", e.message);
-    assert_eq!(fake.attempts(), 2);
+    assert_eq!(attempts, 2);
     assert!(
         elapsed >= Duration::from_millis(600) && elapsed < Duration::from_secs(2),
         "{elapsed:?}"
     );
 
     // The operation timeout caps the total, whatever the attempt budget.
-    let fake = FaultyKms::start(vec![Fault::Silence], None).await;
-    let settings = RetrySettings {
-        max_attempts: 50,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(10),
-        attempt_timeout: Duration::from_millis(200),
-        operation_timeout: Duration::from_millis(700),
-    };
-    let (_c, kms) = platform_at(
-        &fake.endpoint,
-        PLATFORM_ACCOUNT,
-        bogus_credentials(),
-        settings,
-    );
-    let start = Instant::now();
-    let e = kms.describe_key("alias/anything").await.unwrap_err();
-    let elapsed = start.elapsed();
+    let (e, elapsed, attempts) =
+        describe_on_a_silent_server(50, Duration::from_millis(200), Duration::from_millis(700))
+            .await;
     assert_eq!(e.kind, ErrorKind::Unreachable, "{e:?}");
     assert!(
         elapsed >= Duration::from_millis(600) && elapsed < Duration::from_millis(1500),
         "{elapsed:?}"
     );
-    assert!(fake.attempts() <= 4, "{}", fake.attempts());
+    assert!(attempts <= 4, "{attempts}");
 }

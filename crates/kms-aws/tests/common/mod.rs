@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use keyplane_core::Provider;
-use keyplane_kms::{EncryptionContext, KeyProvider, KmsConnector, PlatformIdentity};
+use keyplane_kms::{
+    EncryptionContext, KeyDescription, KeyProvider, KeyState, KmsConnector, PlatformIdentity,
+};
 use keyplane_kms_aws::{AwsConnector, AwsSettings, RetrySettings, StaticCredentials};
 use zeroize::Zeroizing;
 
@@ -148,4 +150,94 @@ pub fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The state DescribeKey reports for `key`.
+pub async fn state(kms: &dyn KeyProvider, key: &str) -> KeyState {
+    kms.describe_key(key).await.unwrap().state
+}
+
+/// Asserts everything DescribeKey says of a fresh, enabled symmetric key of `account`.
+pub async fn assert_fresh_symmetric_key(kms: &dyn KeyProvider, key: &str, account: &str) {
+    let d = kms.describe_key(key).await.unwrap();
+    assert_eq!(
+        d,
+        KeyDescription {
+            arn: key.to_string(),
+            account: account.to_string(),
+            region: REGION.to_string(),
+            state: KeyState::Enabled,
+            key_spec: "SYMMETRIC_DEFAULT".to_string(),
+            key_usage: "ENCRYPT_DECRYPT".to_string(),
+            multi_region: false,
+        }
+    );
+}
+
+/// Every data-path call the platform makes, all under context `c`, each checked by decrypting
+/// what it made: Encrypt of `b"hello"` under `key`, GenerateDataKey (whose `Debug` must not show
+/// the plaintext), GenerateDataKeyWithoutPlaintext, and ReEncrypt from `key` to `other`.
+/// Returns the ciphertext under `key` and the re-encrypted one under `other`.
+pub async fn data_path_round_trips(
+    kms: &dyn KeyProvider,
+    key: &str,
+    other: &str,
+    c: &EncryptionContext,
+) -> (Vec<u8>, Vec<u8>) {
+    let ct = kms.encrypt(key, b"hello", c).await.unwrap();
+    assert_eq!(kms.decrypt(key, &ct, c).await.unwrap().as_slice(), b"hello");
+
+    let dk = kms.generate_data_key(key, c).await.unwrap();
+    assert_eq!(dk.plaintext.len(), 32);
+    assert_eq!(
+        kms.decrypt(key, &dk.ciphertext, c)
+            .await
+            .unwrap()
+            .as_slice(),
+        dk.plaintext.as_slice()
+    );
+    assert!(!format!("{dk:?}").contains(&format!("{:?}", dk.plaintext.as_slice())));
+
+    let wrapped = kms
+        .generate_data_key_without_plaintext(key, c)
+        .await
+        .unwrap();
+    assert_eq!(kms.decrypt(key, &wrapped, c).await.unwrap().len(), 32);
+
+    let moved = kms.re_encrypt(&ct, key, other, c).await.unwrap();
+    assert_eq!(
+        kms.decrypt(other, &moved, c).await.unwrap().as_slice(),
+        b"hello"
+    );
+    (ct, moved)
+}
+
+/// Grants `grantee` the `operations` on `key` under the name `keyplane-volumes`, checks that
+/// ListGrants shows the grant with that grantee and name and the operations `listed` (as AWS
+/// names them, sorted), revokes it and checks that it is gone. Returns the grant's ID.
+pub async fn grant_round_trip(
+    kms: &dyn KeyProvider,
+    key: &str,
+    grantee: &str,
+    operations: &[&str],
+    listed: &[&str],
+) -> String {
+    let grant_id = kms
+        .create_grant(key, grantee, operations, "keyplane-volumes")
+        .await
+        .unwrap();
+    let grants = kms.list_grants(key).await.unwrap();
+    let g = grants
+        .iter()
+        .find(|g| g.grant_id == grant_id)
+        .unwrap_or_else(|| panic!("{grants:?}"));
+    assert_eq!(g.grantee, grantee);
+    assert_eq!(g.name.as_deref(), Some("keyplane-volumes"));
+    let mut ops = g.operations.clone();
+    ops.sort();
+    assert_eq!(ops, listed);
+    kms.revoke_grant(key, &grant_id).await.unwrap();
+    let after = kms.list_grants(key).await.unwrap();
+    assert!(after.iter().all(|g| g.grant_id != grant_id), "{after:?}");
+    grant_id
 }
