@@ -133,7 +133,7 @@ impl Projection {
             Mode::Exclude(paths) => {
                 let mut d = doc;
                 for p in paths {
-                    path::remove(&mut d, &p.segs);
+                    remove_through_arrays(&mut d, &p.segs);
                 }
                 d
             }
@@ -148,6 +148,8 @@ impl Projection {
                 for p in paths.iter().chain(self.slices.iter().map(|s| &s.path)) {
                     if let Some(v) = p.get(&doc) {
                         copy_into(&mut d, &p.segs, v.clone());
+                    } else if let Some(part) = pick_through_arrays(&doc, &p.segs) {
+                        merge(&mut d, part);
                     }
                 }
                 d
@@ -174,6 +176,91 @@ impl Projection {
             }
         }
         out
+    }
+}
+
+fn key_of(seg: &Seg) -> String {
+    match seg {
+        Seg::Key(k) => k.clone(),
+        Seg::Index(i) => i.to_string(),
+    }
+}
+
+/// The part of `v` at `segs`, shaped as in `v`, where a field name meets an array: as in the
+/// Data API (and MongoDB), `items.sku` keeps `sku` in each object element of `items` (an
+/// object without it stays as `{}`) and drops elements that are not objects.
+fn pick_through_arrays(v: &Value, segs: &[Seg]) -> Option<Value> {
+    let Some((first, rest)) = segs.split_first() else {
+        return Some(v.clone());
+    };
+    match v {
+        Value::Object(m) => {
+            let key = key_of(first);
+            let sub = pick_through_arrays(m.get(&key)?, rest)?;
+            Some(Value::Object(Map::from_iter([(key, sub)])))
+        }
+        Value::Array(a) if matches!(first, Seg::Key(_)) => Some(Value::Array(
+            a.iter()
+                .filter(|e| e.is_object())
+                .map(|e| pick_through_arrays(e, segs).unwrap_or_else(|| Value::Object(Map::new())))
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
+/// Merges what one inclusion path picked into the projected document: objects key by key,
+/// arrays picked from the same source array element by element.
+fn merge(dst: &mut Value, src: Value) {
+    match (dst, src) {
+        (Value::Object(d), Value::Object(s)) => {
+            for (k, v) in s {
+                match d.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        d.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(s)) if d.len() == s.len() => {
+            for (de, se) in d.iter_mut().zip(s) {
+                merge(de, se);
+            }
+        }
+        (d, s) => *d = s,
+    }
+}
+
+/// Removes the field at `segs`, in every object element where a field name meets an array.
+fn remove_through_arrays(v: &mut Value, segs: &[Seg]) {
+    let Some((first, rest)) = segs.split_first() else {
+        return;
+    };
+    match (first, v) {
+        (Seg::Index(i), Value::Array(a)) => {
+            if rest.is_empty() {
+                if let Some(e) = a.get_mut(*i) {
+                    *e = Value::Null;
+                }
+            } else if let Some(e) = a.get_mut(*i) {
+                remove_through_arrays(e, rest);
+            }
+        }
+        (Seg::Key(_), Value::Array(a)) => {
+            for e in a.iter_mut().filter(|e| e.is_object()) {
+                remove_through_arrays(e, segs);
+            }
+        }
+        (seg, Value::Object(m)) => {
+            let key = key_of(seg);
+            if rest.is_empty() {
+                m.remove(&key);
+            } else if let Some(c) = m.get_mut(&key) {
+                remove_through_arrays(c, rest);
+            }
+        }
+        _ => {}
     }
 }
 

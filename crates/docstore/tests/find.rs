@@ -261,6 +261,34 @@ fn projections() {
     ));
 }
 
+/// A field name that meets an array projects through it, element by element, as the Data
+/// API does: `items.sku` keeps `sku` of each object element.
+#[test]
+fn projections_reach_into_arrays_of_objects() {
+    let doc = json!({"_id": 1, "name": "o1",
+        "items": [{"sku": "A1", "qty": 2, "tags": [{"t": "x", "w": 1}]}, {"qty": 5}, 7, {"sku": "B2", "qty": 1}]});
+    let (_d, s) = store_with(vec![doc.clone()]);
+    let proj = |p: Value| s.find_one(KS, C, &json!({}), None, Some(&p)).unwrap().unwrap();
+    assert_eq!(
+        proj(json!({"items.sku": 1})),
+        json!({"_id": 1, "items": [{"sku": "A1"}, {}, {"sku": "B2"}]})
+    );
+    assert_eq!(
+        proj(json!({"items.sku": 1, "items.qty": 1, "_id": 0})),
+        json!({"items": [{"sku": "A1", "qty": 2}, {"qty": 5}, {"sku": "B2", "qty": 1}]})
+    );
+    assert_eq!(
+        proj(json!({"items.tags.t": 1, "name": 1, "_id": 0})),
+        json!({"name": "o1", "items": [{"tags": [{"t": "x"}]}, {}, {}]})
+    );
+    assert_eq!(
+        proj(json!({"items.qty": 0, "items.tags": 0})),
+        json!({"_id": 1, "name": "o1", "items": [{"sku": "A1"}, {}, 7, {"sku": "B2"}]})
+    );
+    // A plain index path keeps its meaning.
+    assert_eq!(proj(json!({"items.1.qty": 0, "name": 0, "_id": 0}))["items"][1], json!({}));
+}
+
 #[test]
 fn count_and_estimated_count() {
     let (_d, s) = store_with(

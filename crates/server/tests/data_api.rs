@@ -708,6 +708,11 @@ async fn dotted_paths_match_through_arrays_of_objects() {
         let body = ok(&s, &db, "/c", find(filter.clone())).await;
         assert_eq!(json!(ids(&body["data"]["documents"])), want, "{filter}");
     }
+    // The same paths project through the arrays.
+    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}, "projection": {"items.sku": 1, "_id": 0}}})).await;
+    assert_eq!(body["data"]["document"], json!({"items": [{"sku": "A1"}, {"sku": "B2"}]}));
+    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}, "projection": {"items.qty": 0}}})).await;
+    assert_eq!(body["data"]["document"], json!({"_id": 1, "items": [{"sku": "A1"}, {"sku": "B2"}]}));
     let body = ok(&s, &db, "/c", json!({"countDocuments": {"filter": {"items.sku": "A1"}}})).await;
     assert_eq!(body["status"]["count"], 2);
     let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"items.qty": {"$lt": 2}}}})).await;
