@@ -13,6 +13,56 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+// Column lists shared by both backends, as macros so that every query stays a `&'static str`
+// (`concat!`): both statement caches are keyed by the SQL text and nothing is formatted per
+// call. Defined before the backend modules so that they are in scope there.
+macro_rules! enterprise_columns {
+    () => {
+        "id, name, created_at"
+    };
+}
+macro_rules! org_columns {
+    () => {
+        "o.id, o.name, o.enterprise_id, o.unlocked_regions, o.created_at"
+    };
+}
+macro_rules! token_columns {
+    () => {
+        "t.client_id, t.org_id, t.role, t.secret_hash, t.description, t.created_at, t.revoked_at"
+    };
+}
+/// How many columns `token_columns!` names: where the organization's start in `authenticate`.
+const TOKEN_COLUMN_COUNT: usize = 7;
+macro_rules! customer_key_columns {
+    () => {
+        "org_id, db_type, provider, region, key_id, provider_account, created_at, created_by, \
+         status, status_reason, status_since, last_check_at, last_check_ok, last_check_message"
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "seq, org_id, at, actor, action, target, outcome, reason, prev_hash, hash"
+    };
+}
+macro_rules! database_columns {
+    () => {
+        "id, org_id, name, keyspace, db_type, provider, tier, capacity_units, status, message, \
+         owner, customer_keyed, created_at, updated_at, terminated_at"
+    };
+}
+macro_rules! datacenter_columns {
+    () => {
+        "id, database_id, org_id, ordinal, provider, region, tier, status, message, key_kind, \
+         key_id, provider_account, wrapped_data_key, kms_failing_since, created_at, updated_at, \
+         terminated_at"
+    };
+}
+macro_rules! job_columns {
+    () => {
+        "id, kind, database_id, datacenter_id, state, attempts, last_error, not_before, created_at"
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -441,6 +491,49 @@ pub(crate) fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
 
 pub(crate) fn now_ms() -> DateTime<Utc> {
     truncate_ms(Utc::now())
+}
+
+// Stored text back into values, for both backends: a value that does not parse is corruption.
+pub(crate) fn parse_provider(s: &str) -> Result<Provider> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("provider: {e}")))
+}
+
+pub(crate) fn parse_db_type(s: &str) -> Result<DbType> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("db_type: {e}")))
+}
+
+pub(crate) fn parse_key_status(s: &str) -> Result<KeyStatus> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("key status: {e}")))
+}
+
+pub(crate) fn parse_db_status(s: &str) -> Result<DatabaseStatus> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("database status: {e}")))
+}
+
+pub(crate) fn parse_key_kind(s: &str) -> Result<KeyKind> {
+    KeyKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("key kind {s:?}")))
+}
+
+pub(crate) fn parse_job_kind(s: &str) -> Result<JobKind> {
+    JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job kind {s:?}")))
+}
+
+/// SQL LIMIT takes a signed integer; every u32 fits.
+pub(crate) fn sql_limit(limit: u32) -> i64 {
+    i64::from(limit)
+}
+
+/// Errs NotFound(what) when no row changed (`n` is the driver's count of changed rows).
+pub(crate) fn one_row<N: Default + PartialEq>(n: N, what: &'static str) -> Result<()> {
+    if n == N::default() {
+        Err(StoreError::NotFound(what))
+    } else {
+        Ok(())
+    }
 }
 
 /// Opens the store a URL names: `postgres://…`/`postgresql://…`, or `sqlite://PATH` /

@@ -4,8 +4,9 @@
 
 use crate::{
     AccountAssignment, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, Enterprise,
-    Job, JobKind, KeyKind, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store,
-    StoreError, TokenRecord, now_ms, truncate_ms,
+    Job, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store, StoreError,
+    TOKEN_COLUMN_COUNT, TokenRecord, now_ms, one_row, parse_db_status, parse_db_type,
+    parse_job_kind, parse_key_kind, parse_key_status, parse_provider, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,7 +14,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
-use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
+use keyplane_core::{DatabaseStatus, DbType, Provider};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -165,51 +166,6 @@ fn missing_parent(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> S
     }
 }
 
-fn parse_provider(s: &str) -> Result<Provider> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("provider: {e}")))
-}
-
-fn parse_db_type(s: &str) -> Result<DbType> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("db_type: {e}")))
-}
-
-fn parse_status(s: &str) -> Result<KeyStatus> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("key status: {e}")))
-}
-
-/// SQL LIMIT takes a signed integer; every u32 fits.
-fn sql_limit(limit: u32) -> i64 {
-    i64::from(limit)
-}
-
-// Column lists as macros so that every query stays a `&'static str` (`concat!`), the key of
-// deadpool's statement cache.
-macro_rules! org_columns {
-    () => {
-        "o.id, o.name, o.enterprise_id, o.unlocked_regions, o.created_at"
-    };
-}
-macro_rules! token_columns {
-    () => {
-        "t.client_id, t.org_id, t.role, t.secret_hash, t.description, t.created_at, t.revoked_at"
-    };
-}
-const TOKEN_COLUMN_COUNT: usize = 7;
-macro_rules! customer_key_columns {
-    () => {
-        "org_id, db_type, provider, region, key_id, provider_account, created_at, created_by, \
-         status, status_reason, status_since, last_check_at, last_check_ok, last_check_message"
-    };
-}
-macro_rules! audit_columns {
-    () => {
-        "seq, org_id, at, actor, action, target, outcome, reason, prev_hash, hash"
-    };
-}
-
 fn enterprise_from_row(row: &Row) -> Result<Enterprise> {
     Ok(Enterprise {
         id: row.try_get(0)?,
@@ -261,7 +217,7 @@ fn customer_key_from_row(row: &Row) -> Result<CustomerKey> {
         provider_account: row.try_get(5)?,
         created_at: row.try_get(6)?,
         created_by: row.try_get(7)?,
-        status: parse_status(row.try_get(8)?)?,
+        status: parse_key_status(row.try_get(8)?)?,
         status_reason: row.try_get(9)?,
         status_since: row.try_get(10)?,
         last_check_at: row.try_get(11)?,
@@ -283,47 +239,6 @@ fn audit_from_row(row: &Row) -> Result<AuditEntry> {
         prev_hash: row.try_get(8)?,
         hash: row.try_get(9)?,
     })
-}
-
-fn parse_db_status(s: &str) -> Result<DatabaseStatus> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("database status: {e}")))
-}
-
-fn parse_key_kind(s: &str) -> Result<KeyKind> {
-    KeyKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("key kind {s:?}")))
-}
-
-fn parse_job_kind(s: &str) -> Result<JobKind> {
-    JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job kind {s:?}")))
-}
-
-/// Errs NotFound(what) when no row changed.
-fn one_row(n: u64, what: &'static str) -> Result<()> {
-    if n == 0 {
-        Err(StoreError::NotFound(what))
-    } else {
-        Ok(())
-    }
-}
-
-macro_rules! database_columns {
-    () => {
-        "id, org_id, name, keyspace, db_type, provider, tier, capacity_units, status, message, \
-         owner, customer_keyed, created_at, updated_at, terminated_at"
-    };
-}
-macro_rules! datacenter_columns {
-    () => {
-        "id, database_id, org_id, ordinal, provider, region, tier, status, message, key_kind, \
-         key_id, provider_account, wrapped_data_key, kms_failing_since, created_at, updated_at, \
-         terminated_at"
-    };
-}
-macro_rules! job_columns {
-    () => {
-        "id, kind, database_id, datacenter_id, state, attempts, last_error, not_before, created_at"
-    };
 }
 
 fn database_from_row(row: &Row) -> Result<Database> {
@@ -481,7 +396,11 @@ impl Store for PostgresStore {
     async fn get_enterprise(&self, id: Uuid) -> Result<Option<Enterprise>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("SELECT id, name, created_at FROM enterprises WHERE id = $1")
+            .prepare_cached(concat!(
+                "SELECT ",
+                enterprise_columns!(),
+                " FROM enterprises WHERE id = $1"
+            ))
             .await?;
         client
             .query_opt(&stmt, &[&id])
@@ -494,7 +413,11 @@ impl Store for PostgresStore {
     async fn list_enterprises(&self) -> Result<Vec<Enterprise>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("SELECT id, name, created_at FROM enterprises ORDER BY name, id")
+            .prepare_cached(concat!(
+                "SELECT ",
+                enterprise_columns!(),
+                " FROM enterprises ORDER BY name, id"
+            ))
             .await?;
         client
             .query(&stmt, &[])
@@ -605,11 +528,7 @@ impl Store for PostgresStore {
                     .await?
             }
         };
-        if changed == 0 {
-            Err(StoreError::NotFound("organization"))
-        } else {
-            Ok(())
-        }
+        one_row(changed, "organization")
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {

@@ -4,13 +4,14 @@
 
 use crate::{
     AccountAssignment, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, Enterprise,
-    Job, JobKind, KeyKind, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store,
-    StoreError, TokenRecord, now_ms, truncate_ms,
+    Job, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store, StoreError,
+    TOKEN_COLUMN_COUNT, TokenRecord, now_ms, one_row, parse_db_status, parse_db_type,
+    parse_job_kind, parse_key_kind, parse_key_status, parse_provider, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
-use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
+use keyplane_core::{DatabaseStatus, DbType, Provider};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -280,21 +281,6 @@ fn parse_uuid(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
 }
 
-fn parse_provider(s: &str) -> Result<Provider> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("provider: {e}")))
-}
-
-fn parse_db_type(s: &str) -> Result<DbType> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("db_type: {e}")))
-}
-
-fn parse_status(s: &str) -> Result<KeyStatus> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("key status: {e}")))
-}
-
 fn parse_regions(s: &str) -> Result<BTreeMap<Provider, Vec<String>>> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("unlocked_regions {s:?}: {e}")))
 }
@@ -307,36 +293,6 @@ fn missing_parent(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreEr
         }
         _ => StoreError::Sqlite(e),
     }
-}
-
-// Column lists as macros so that every query stays a `&'static str` (`concat!`): the
-// statement cache is keyed by the SQL text and nothing is formatted per call.
-macro_rules! enterprise_columns {
-    () => {
-        "id, name, created_at"
-    };
-}
-macro_rules! org_columns {
-    () => {
-        "o.id, o.name, o.enterprise_id, o.unlocked_regions, o.created_at"
-    };
-}
-macro_rules! token_columns {
-    () => {
-        "t.client_id, t.org_id, t.role, t.secret_hash, t.description, t.created_at, t.revoked_at"
-    };
-}
-const TOKEN_COLUMN_COUNT: usize = 7;
-macro_rules! customer_key_columns {
-    () => {
-        "org_id, db_type, provider, region, key_id, provider_account, created_at, created_by, \
-         status, status_reason, status_since, last_check_at, last_check_ok, last_check_message"
-    };
-}
-macro_rules! audit_columns {
-    () => {
-        "seq, org_id, at, actor, action, target, outcome, reason, prev_hash, hash"
-    };
 }
 
 /// Borrows a text column without copying it (the hot `authenticate` path parses several).
@@ -404,7 +360,7 @@ fn customer_key_from_row(row: &Row<'_>) -> Result<CustomerKey> {
         provider_account: row.get(5)?,
         created_at: parse_ts(text(row, 6)?)?,
         created_by: row.get(7)?,
-        status: parse_status(text(row, 8)?)?,
+        status: parse_key_status(text(row, 8)?)?,
         status_reason: row.get(9)?,
         status_since: parse_ts(text(row, 10)?)?,
         last_check_at: opt_text(row, 11)?.map(parse_ts).transpose()?,
@@ -426,11 +382,6 @@ fn audit_from_row(row: &Row<'_>) -> Result<AuditEntry> {
         prev_hash: row.get(8)?,
         hash: row.get(9)?,
     })
-}
-
-/// SQL LIMIT takes a signed integer; every u32 fits.
-fn sql_limit(limit: u32) -> i64 {
-    i64::from(limit)
 }
 
 /// Collects every row of a query through a fallible mapper (rusqlite's own mappers can only
@@ -462,38 +413,6 @@ fn first<T>(
         Some(row) => Ok(Some(map(row)?)),
         None => Ok(None),
     }
-}
-
-fn parse_db_status(s: &str) -> Result<DatabaseStatus> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("database status: {e}")))
-}
-
-fn parse_key_kind(s: &str) -> Result<KeyKind> {
-    KeyKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("key kind {s:?}")))
-}
-
-fn parse_job_kind(s: &str) -> Result<JobKind> {
-    JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job kind {s:?}")))
-}
-
-macro_rules! database_columns {
-    () => {
-        "id, org_id, name, keyspace, db_type, provider, tier, capacity_units, status, message, \
-         owner, customer_keyed, created_at, updated_at, terminated_at"
-    };
-}
-macro_rules! datacenter_columns {
-    () => {
-        "id, database_id, org_id, ordinal, provider, region, tier, status, message, key_kind, \
-         key_id, provider_account, wrapped_data_key, kms_failing_since, created_at, updated_at, \
-         terminated_at"
-    };
-}
-macro_rules! job_columns {
-    () => {
-        "id, kind, database_id, datacenter_id, state, attempts, last_error, not_before, created_at"
-    };
 }
 
 fn database_from_row(row: &Row<'_>) -> Result<Database> {
@@ -605,15 +524,6 @@ fn insert_job(tx: &rusqlite::Transaction<'_>, job: &NewJob, now: &str) -> Result
         )
         .map_err(missing_parent(what))?;
     Ok(id)
-}
-
-/// Errs NotFound(what) unless exactly one row changed.
-fn one_row(n: usize, what: &'static str) -> Result<()> {
-    if n == 0 {
-        Err(StoreError::NotFound(what))
-    } else {
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -783,11 +693,7 @@ impl Store for SqliteStore {
                 Ok(n)
             })
             .await?;
-        if changed == 0 {
-            Err(StoreError::NotFound("organization"))
-        } else {
-            Ok(())
-        }
+        one_row(changed, "organization")
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
@@ -919,10 +825,12 @@ impl Store for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         self.read_point(move |conn| {
-            Ok(conn
-                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-                .query_row([key], |row| row.get(0))
-                .optional()?)
+            first(
+                conn,
+                "SELECT value FROM settings WHERE key = ?1",
+                [key],
+                |row| Ok(row.get(0)?),
+            )
         })
         .await
     }
