@@ -18,7 +18,7 @@ use keyplane_core::{DatabaseStatus, DbType, Provider};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
@@ -30,7 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_customer_keys_audit.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_databases.sql")),
-    (4, include_str!("../migrations/postgres/0004_datacenters_by_key.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_datacenters_by_key.sql"),
+    ),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -90,6 +93,43 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<Object> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Every row of one cached statement through a fallible mapper (as `collect` in the
+    /// SQLite backend).
+    async fn collect<T: Send>(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> Result<T> + Send,
+    ) -> Result<Vec<T>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        client.query(&stmt, params).await?.iter().map(map).collect()
+    }
+
+    /// The row of one cached statement, if any, through a fallible mapper.
+    async fn first<T: Send>(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl FnOnce(&Row) -> Result<T> + Send,
+    ) -> Result<Option<T>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        client
+            .query_opt(&stmt, params)
+            .await?
+            .as_ref()
+            .map(map)
+            .transpose()
+    }
+
+    /// Runs one cached statement; returns how many rows it changed.
+    async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        Ok(client.execute(&stmt, params).await?)
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -394,37 +434,29 @@ impl Store for PostgresStore {
     }
 
     async fn get_enterprise(&self, id: Uuid) -> Result<Option<Enterprise>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.first(
+            concat!(
                 "SELECT ",
                 enterprise_columns!(),
                 " FROM enterprises WHERE id = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&id])
-            .await?
-            .as_ref()
-            .map(enterprise_from_row)
-            .transpose()
+            ),
+            &[&id],
+            enterprise_from_row,
+        )
+        .await
     }
 
     async fn list_enterprises(&self) -> Result<Vec<Enterprise>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.collect(
+            concat!(
                 "SELECT ",
                 enterprise_columns!(),
                 " FROM enterprises ORDER BY name, id"
-            ))
-            .await?;
-        client
-            .query(&stmt, &[])
-            .await?
-            .iter()
-            .map(enterprise_from_row)
-            .collect()
+            ),
+            &[],
+            enterprise_from_row,
+        )
+        .await
     }
 
     async fn create_org(&self, name: &str, enterprise_id: Option<Uuid>) -> Result<Organization> {
@@ -453,46 +485,46 @@ impl Store for PostgresStore {
     }
 
     async fn get_org(&self, id: Uuid) -> Result<Option<Organization>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.first(
+            concat!(
                 "SELECT ",
                 org_columns!(),
                 " FROM organizations o WHERE o.id = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&id])
-            .await?
-            .map(|row| org_from_row(&row, 0))
-            .transpose()
+            ),
+            &[&id],
+            |row| org_from_row(row, 0),
+        )
+        .await
     }
 
     async fn list_orgs(&self, enterprise_id: Option<Uuid>) -> Result<Vec<Organization>> {
-        let client = self.client().await?;
-        let rows = match enterprise_id {
+        let map = |row: &Row| org_from_row(row, 0);
+        match enterprise_id {
             None => {
-                let stmt = client
-                    .prepare_cached(concat!(
+                self.collect(
+                    concat!(
                         "SELECT ",
                         org_columns!(),
                         " FROM organizations o ORDER BY o.name, o.id"
-                    ))
-                    .await?;
-                client.query(&stmt, &[]).await?
+                    ),
+                    &[],
+                    map,
+                )
+                .await
             }
             Some(ent) => {
-                let stmt = client
-                    .prepare_cached(concat!(
+                self.collect(
+                    concat!(
                         "SELECT ",
                         org_columns!(),
                         " FROM organizations o WHERE o.enterprise_id = $1 ORDER BY o.name, o.id"
-                    ))
-                    .await?;
-                client.query(&stmt, &[&ent]).await?
+                    ),
+                    &[&ent],
+                    map,
+                )
+                .await
             }
-        };
-        rows.iter().map(|row| org_from_row(row, 0)).collect()
+        }
     }
 
     async fn set_unlocked_regions(
@@ -558,53 +590,41 @@ impl Store for PostgresStore {
     }
 
     async fn authenticate(&self, client_id: &str) -> Result<Option<(TokenRecord, Organization)>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.first(
+            concat!(
                 "SELECT ",
                 token_columns!(),
                 ", ",
                 org_columns!(),
                 " FROM tokens t JOIN organizations o ON o.id = t.org_id WHERE t.client_id = $1"
-            ))
-            .await?;
-        match client.query_opt(&stmt, &[&client_id]).await? {
-            Some(row) => Ok(Some((
-                token_from_row(&row)?,
-                org_from_row(&row, TOKEN_COLUMN_COUNT)?,
-            ))),
-            None => Ok(None),
-        }
+            ),
+            &[&client_id],
+            |row| Ok((token_from_row(row)?, org_from_row(row, TOKEN_COLUMN_COUNT)?)),
+        )
+        .await
     }
 
     async fn list_tokens(&self, org_id: Uuid) -> Result<Vec<TokenRecord>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.collect(
+            concat!(
                 "SELECT ",
                 token_columns!(),
                 " FROM tokens t WHERE t.org_id = $1 ORDER BY t.created_at DESC, t.client_id"
-            ))
-            .await?;
-        client
-            .query(&stmt, &[&org_id])
-            .await?
-            .iter()
-            .map(token_from_row)
-            .collect()
+            ),
+            &[&org_id],
+            token_from_row,
+        )
+        .await
     }
 
     async fn revoke_token(&self, org_id: Uuid, client_id: &str) -> Result<bool> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE tokens SET revoked_at = $3 WHERE org_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+                &[&org_id, &client_id, &now_ms()],
             )
             .await?;
-        Ok(client
-            .execute(&stmt, &[&org_id, &client_id, &now_ms()])
-            .await?
-            == 1)
+        Ok(n == 1)
     }
 
     async fn assigned_accounts(
@@ -612,19 +632,13 @@ impl Store for PostgresStore {
         org_id: Uuid,
         provider: Provider,
     ) -> Result<Vec<AccountAssignment>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT org_id, provider, account_id, ordinal, created_at FROM account_assignments
+        self.collect(
+            "SELECT org_id, provider, account_id, ordinal, created_at FROM account_assignments
                  WHERE org_id = $1 AND provider = $2 ORDER BY ordinal",
-            )
-            .await?;
-        client
-            .query(&stmt, &[&org_id, &provider.as_str()])
-            .await?
-            .iter()
-            .map(assignment_from_row)
-            .collect()
+            &[&org_id, &provider.as_str()],
+            assignment_from_row,
+        )
+        .await
     }
 
     async fn account_usage(&self, provider: Provider) -> Result<BTreeMap<String, i64>> {
@@ -674,15 +688,12 @@ impl Store for PostgresStore {
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT value FROM settings WHERE key = $1")
-            .await?;
-        Ok(client
-            .query_opt(&stmt, &[&key])
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?)
+        self.first(
+            "SELECT value FROM settings WHERE key = $1",
+            &[&key],
+            |row| Ok(row.try_get(0)?),
+        )
+        .await
     }
 
     async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String> {
@@ -967,20 +978,16 @@ impl Store for PostgresStore {
     }
 
     async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.collect(
+            concat!(
                 "SELECT ",
                 audit_columns!(),
                 " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-            ))
-            .await?;
-        client
-            .query(&stmt, &[&after, &sql_limit(limit)])
-            .await?
-            .iter()
-            .map(audit_from_row)
-            .collect()
+            ),
+            &[&after, &sql_limit(limit)],
+            audit_from_row,
+        )
+        .await
     }
     async fn create_database(&self, db: &Database, dc: &Datacenter, job: &NewJob) -> Result<()> {
         let mut client = self.client().await?;
@@ -1021,20 +1028,16 @@ impl Store for PostgresStore {
     }
 
     async fn get_database(&self, org_id: Uuid, id: Uuid) -> Result<Option<Database>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.first(
+            concat!(
                 "SELECT ",
                 database_columns!(),
                 " FROM databases WHERE id = $1 AND org_id = $2"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&id, &org_id])
-            .await?
-            .as_ref()
-            .map(database_from_row)
-            .transpose()
+            ),
+            &[&id, &org_id],
+            database_from_row,
+        )
+        .await
     }
 
     async fn list_databases(&self, org_id: Uuid, filter: &DatabaseFilter) -> Result<Vec<Database>> {
@@ -1081,64 +1084,52 @@ impl Store for PostgresStore {
         status: DatabaseStatus,
         message: &str,
     ) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE databases SET status = $2, message = $3, updated_at = $4 WHERE id = $1",
+                &[&id, &status.as_str(), &message, &now_ms()],
             )
-            .await?;
-        let n = client
-            .execute(&stmt, &[&id, &status.as_str(), &message, &now_ms()])
             .await?;
         one_row(n, "database")
     }
 
     async fn mark_database_terminated(&self, id: Uuid) -> Result<()> {
-        let client = self.client().await?;
         // A re-run keeps the first termination time.
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE databases SET status = 'TERMINATED', updated_at = $2,
                      terminated_at = COALESCE(terminated_at, $2)
                  WHERE id = $1",
+                &[&id, &now_ms()],
             )
             .await?;
-        let n = client.execute(&stmt, &[&id, &now_ms()]).await?;
         one_row(n, "database")
     }
 
     async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.collect(
+            concat!(
                 "SELECT ",
                 datacenter_columns!(),
                 " FROM datacenters WHERE database_id = $1 ORDER BY ordinal"
-            ))
-            .await?;
-        client
-            .query(&stmt, &[&database_id])
-            .await?
-            .iter()
-            .map(datacenter_from_row)
-            .collect()
+            ),
+            &[&database_id],
+            datacenter_from_row,
+        )
+        .await
     }
 
     async fn get_datacenter(&self, id: &str) -> Result<Option<Datacenter>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.first(
+            concat!(
                 "SELECT ",
                 datacenter_columns!(),
                 " FROM datacenters WHERE id = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&id])
-            .await?
-            .as_ref()
-            .map(datacenter_from_row)
-            .transpose()
+            ),
+            &[&id],
+            datacenter_from_row,
+        )
+        .await
     }
 
     async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool> {
@@ -1189,14 +1180,11 @@ impl Store for PostgresStore {
         status: DatabaseStatus,
         message: &str,
     ) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE datacenters SET status = $2, message = $3, updated_at = $4 WHERE id = $1",
+                &[&id, &status.as_str(), &message, &now_ms()],
             )
-            .await?;
-        let n = client
-            .execute(&stmt, &[&id, &status.as_str(), &message, &now_ms()])
             .await?;
         one_row(n, "datacenter")
     }
@@ -1224,67 +1212,60 @@ impl Store for PostgresStore {
     }
 
     async fn set_kms_failing_since(&self, id: &str, since: Option<DateTime<Utc>>) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE datacenters SET kms_failing_since = $2, updated_at = $3 WHERE id = $1",
+                &[&id, &since.map(truncate_ms), &now_ms()],
             )
-            .await?;
-        let n = client
-            .execute(&stmt, &[&id, &since.map(truncate_ms), &now_ms()])
             .await?;
         one_row(n, "datacenter")
     }
 
     async fn mark_datacenter_terminated(&self, id: &str) -> Result<()> {
-        let client = self.client().await?;
         // Crypto-shredding: the wrapped data key goes with the datacenter. A re-run keeps the
         // first termination time.
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE datacenters SET status = 'TERMINATED', wrapped_data_key = NULL,
                      kms_failing_since = NULL, updated_at = $2,
                      terminated_at = COALESCE(terminated_at, $2)
                  WHERE id = $1",
+                &[&id, &now_ms()],
             )
             .await?;
-        let n = client.execute(&stmt, &[&id, &now_ms()]).await?;
         one_row(n, "datacenter")
     }
 
     async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+        self.collect(
+            concat!(
                 "SELECT ",
                 datacenter_columns!(),
                 " FROM datacenters WHERE key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
-            ))
-            .await?;
-        client
-            .query(&stmt, &[])
-            .await?
-            .iter()
-            .map(datacenter_from_row)
-            .collect()
+            ),
+            &[],
+            datacenter_from_row,
+        )
+        .await
     }
 
-    async fn live_datacenters_of_key(&self, org_id: Uuid, key_id: &str, region: &str) -> Result<Vec<Datacenter>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(concat!(
+    async fn live_datacenters_of_key(
+        &self,
+        org_id: Uuid,
+        key_id: &str,
+        region: &str,
+    ) -> Result<Vec<Datacenter>> {
+        self.collect(
+            concat!(
                 "SELECT ",
                 datacenter_columns!(),
                 " FROM datacenters WHERE org_id = $1 AND key_id = $2 AND region = $3",
                 " AND key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
-            ))
-            .await?;
-        client
-            .query(&stmt, &[&org_id, &key_id, &region])
-            .await?
-            .iter()
-            .map(datacenter_from_row)
-            .collect()
+            ),
+            &[&org_id, &key_id, &region],
+            datacenter_from_row,
+        )
+        .await
     }
 
     async fn enqueue_job(
@@ -1308,56 +1289,49 @@ impl Store for PostgresStore {
     }
 
     async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>> {
-        let client = self.client().await?;
         // SKIP LOCKED: a concurrent claimer passes over the row another one is taking instead
         // of waiting for it (and never takes the same one).
-        let stmt = client
-            .prepare_cached(concat!(
+        self.first(
+            concat!(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $2
                  WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before <= $1
                              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING ",
                 job_columns!()
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&truncate_ms(now), &now_ms()])
-            .await?
-            .as_ref()
-            .map(job_from_row)
-            .transpose()
+            ),
+            &[&truncate_ms(now), &now_ms()],
+            job_from_row,
+        )
+        .await
     }
 
     async fn finish_job(&self, id: i64) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("UPDATE jobs SET state = 'done', updated_at = $2 WHERE id = $1")
+        let n = self
+            .execute(
+                "UPDATE jobs SET state = 'done', updated_at = $2 WHERE id = $1",
+                &[&id, &now_ms()],
+            )
             .await?;
-        let n = client.execute(&stmt, &[&id, &now_ms()]).await?;
         one_row(n, "job")
     }
 
     async fn fail_job(&self, id: i64, error: &str) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE jobs SET state = 'failed', last_error = $2, updated_at = $3 WHERE id = $1",
+                &[&id, &error, &now_ms()],
             )
             .await?;
-        let n = client.execute(&stmt, &[&id, &error, &now_ms()]).await?;
         one_row(n, "job")
     }
 
     async fn retry_job(&self, id: i64, not_before: DateTime<Utc>, error: &str) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
+        let n = self
+            .execute(
                 "UPDATE jobs SET state = 'pending', not_before = $2, last_error = $3, updated_at = $4
                  WHERE id = $1",
+                &[&id, &truncate_ms(not_before), &error, &now_ms()],
             )
-            .await?;
-        let n = client
-            .execute(&stmt, &[&id, &truncate_ms(not_before), &error, &now_ms()])
             .await?;
         one_row(n, "job")
     }
