@@ -1,6 +1,7 @@
 //! The SQLite backend: one file in WAL mode, one writer connection and a few reader
-//! connections. Writes and multi-row reads run on tokio's blocking pool; single-row lookups
-//! run in place (see `read_point`). Owns the SQLite schema migrations (`migrations/sqlite/`).
+//! connections. Writes and multi-row reads run on tokio's blocking pool; lookups by key of a
+//! row or a few run in place (see `read_point`). Owns the SQLite schema migrations
+//! (`migrations/sqlite/`).
 
 use crate::{
     AccountAssignment, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, Enterprise,
@@ -88,10 +89,11 @@ impl SqliteStore {
         .map_err(join_error)?
     }
 
-    /// For single-row lookups by key (a few microseconds on a cached page): runs `f` right
-    /// here on the async worker when a reader is free, since the hand-off to the blocking pool
-    /// and back costs more than the query itself (it capped `authenticate` near 70k/s on two
-    /// cores, mostly in context switches). Waits for a busy reader only on the blocking pool.
+    /// For lookups by key of one row or a few (a few microseconds on a cached page): runs `f`
+    /// right here on the async worker when a reader is free, since the hand-off to the
+    /// blocking pool and back costs more than the query itself (it capped `authenticate` near
+    /// 70k/s on two cores, mostly in context switches). Waits for a busy reader only on the
+    /// blocking pool.
     async fn read_point<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -1229,7 +1231,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>> {
-        self.read(move |conn| {
+        // On every data request and job step, and a few rows at most (one per region), read
+        // off the unique (database_id, ordinal) index: a point lookup in cost.
+        self.read_point(move |conn| {
             collect(
                 conn,
                 concat!(
