@@ -895,6 +895,22 @@ async fn suite_customer_key_status(store: DynStore) {
                 .unwrap()
         }
     };
+    // Whether the update found the key.
+    let update = |update: KeyStatusUpdate| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .update_customer_key_status(
+                    org.id,
+                    DbType::Classic,
+                    Provider::Aws,
+                    "us-east-2",
+                    &update,
+                )
+                .await
+                .unwrap()
+        }
+    };
 
     // Same status: the check is recorded, status_since stays.
     let checked = Utc::now() - Duration::minutes(30) + Duration::microseconds(7);
@@ -905,12 +921,7 @@ async fn suite_customer_key_status(store: DynStore) {
         check_ok: true,
         check_message: "still fine".to_owned(),
     };
-    assert!(
-        store
-            .update_customer_key_status(org.id, DbType::Classic, Provider::Aws, "us-east-2", &same)
-            .await
-            .unwrap()
-    );
+    assert!(update(same.clone()).await);
     let got = get().await;
     assert_eq!(
         got,
@@ -932,18 +943,7 @@ async fn suite_customer_key_status(store: DynStore) {
         check_ok: false,
         check_message: "DisabledException".to_owned(),
     };
-    assert!(
-        store
-            .update_customer_key_status(
-                org.id,
-                DbType::Classic,
-                Provider::Aws,
-                "us-east-2",
-                &inaccessible
-            )
-            .await
-            .unwrap()
-    );
+    assert!(update(inaccessible.clone()).await);
     let got = get().await;
     assert_eq!(got.status, KeyStatus::Inaccessible);
     assert_eq!(got.status_reason.as_deref(), Some("key disabled"));
@@ -962,12 +962,7 @@ async fn suite_customer_key_status(store: DynStore) {
         status_reason: Some("key pending deletion".to_owned()),
         ..inaccessible.clone()
     };
-    assert!(
-        store
-            .update_customer_key_status(org.id, DbType::Classic, Provider::Aws, "us-east-2", &later)
-            .await
-            .unwrap()
-    );
+    assert!(update(later).await);
     let got = get().await;
     assert_eq!(got.status_since, lost);
     assert_eq!(got.last_check_at, Some(lost + Duration::minutes(1)));
@@ -979,18 +974,7 @@ async fn suite_customer_key_status(store: DynStore) {
         checked_at: back,
         ..same.clone()
     };
-    assert!(
-        store
-            .update_customer_key_status(
-                org.id,
-                DbType::Classic,
-                Provider::Aws,
-                "us-east-2",
-                &recovered
-            )
-            .await
-            .unwrap()
-    );
+    assert!(update(recovered).await);
     let got = get().await;
     assert_eq!(
         (got.status, got.status_reason, got.status_since),
