@@ -1,8 +1,12 @@
 //! [`AwsKeyProvider`]: the [`KeyProvider`] operations as aws-sdk-kms calls.
 
 use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::future::Future;
 
 use async_trait::async_trait;
+use aws_sdk_kms::config::http::HttpResponse;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, GrantOperation, KeyMetadata};
 use keyplane_kms::{
@@ -64,6 +68,40 @@ impl AwsKeyProvider {
             _ => Ok(()),
         }
     }
+
+    /// One KMS operation on `key_ids`: refuses a key of another region up front, then
+    /// [`sends`](Self::send) the request.
+    async fn call<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        key_ids: &[&str],
+        send: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        for key_id in key_ids {
+            self.check_region(operation, key_id)?;
+        }
+        self.send(operation, send).await
+    }
+
+    /// Sends a request (built afresh by `send` for each attempt) through the retry loop,
+    /// sorting failures into [`ErrorKind`]s.
+    async fn send<T, E, F, Fut>(&self, operation: &'static str, mut send: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        with_retries(&self.retry, operation, || {
+            let sent = send();
+            async move { sent.await.map_err(|e| classify(operation, e)) }
+        })
+        .await
+    }
 }
 
 /// The parts of `arn:aws:kms:REGION:ACCOUNT:key/ID` keyplane reads.
@@ -102,6 +140,13 @@ fn missing(operation: &'static str, field: &str) -> KmsError {
         operation,
         format!("the response has no {field}"),
     )
+}
+
+/// The `CiphertextBlob` every wrapping operation answers with.
+fn ciphertext_of(operation: &'static str, blob: Option<Blob>) -> Result<Vec<u8>> {
+    Ok(blob
+        .ok_or_else(|| missing(operation, "CiphertextBlob"))?
+        .into_inner())
 }
 
 fn describe(md: &KeyMetadata) -> Result<KeyDescription> {
@@ -162,16 +207,11 @@ fn check_data_key_len(operation: &'static str, len: usize) -> Result<()> {
 impl KeyProvider for AwsKeyProvider {
     async fn describe_key(&self, key_id: &str) -> Result<KeyDescription> {
         const OP: &str = "DescribeKey";
-        self.check_region(OP, key_id)?;
-        let out = with_retries(&self.retry, OP, || async {
-            self.client
-                .describe_key()
-                .key_id(key_id)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        })
-        .await?;
+        let out = self
+            .call(OP, &[key_id], || {
+                self.client.describe_key().key_id(key_id).send()
+            })
+            .await?;
         describe(
             out.key_metadata()
                 .ok_or_else(|| missing(OP, "KeyMetadata"))?,
@@ -180,14 +220,8 @@ impl KeyProvider for AwsKeyProvider {
 
     async fn enable_key(&self, key_id: &str) -> Result<()> {
         const OP: &str = "EnableKey";
-        self.check_region(OP, key_id)?;
-        with_retries(&self.retry, OP, || async {
-            self.client
-                .enable_key()
-                .key_id(key_id)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
+        self.call(OP, &[key_id], || {
+            self.client.enable_key().key_id(key_id).send()
         })
         .await
         .map_err(|mut e| {
@@ -212,22 +246,17 @@ impl KeyProvider for AwsKeyProvider {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
         const OP: &str = "Encrypt";
-        self.check_region(OP, key_id)?;
-        let out = with_retries(&self.retry, OP, || async {
-            self.client
-                .encrypt()
-                .key_id(key_id)
-                .plaintext(Blob::new(plaintext.to_vec()))
-                .set_encryption_context(context_map(context))
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        })
-        .await?;
-        Ok(out
-            .ciphertext_blob
-            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
-            .into_inner())
+        let out = self
+            .call(OP, &[key_id], || {
+                self.client
+                    .encrypt()
+                    .key_id(key_id)
+                    .plaintext(Blob::new(plaintext.to_vec()))
+                    .set_encryption_context(context_map(context))
+                    .send()
+            })
+            .await?;
+        ciphertext_of(OP, out.ciphertext_blob)
     }
 
     async fn decrypt(
@@ -237,20 +266,18 @@ impl KeyProvider for AwsKeyProvider {
         context: &EncryptionContext,
     ) -> Result<Zeroizing<Vec<u8>>> {
         const OP: &str = "Decrypt";
-        self.check_region(OP, key_id)?;
         // The key ID is sent although symmetric ciphertexts name their key: AWS then refuses a
         // ciphertext of any other key instead of quietly decrypting it.
-        let out = with_retries(&self.retry, OP, || async {
-            self.client
-                .decrypt()
-                .key_id(key_id)
-                .ciphertext_blob(Blob::new(ciphertext.to_vec()))
-                .set_encryption_context(context_map(context))
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        })
-        .await?;
+        let out = self
+            .call(OP, &[key_id], || {
+                self.client
+                    .decrypt()
+                    .key_id(key_id)
+                    .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+                    .set_encryption_context(context_map(context))
+                    .send()
+            })
+            .await?;
         let plaintext = out.plaintext.ok_or_else(|| missing(OP, "Plaintext"))?;
         Ok(Zeroizing::new(plaintext.into_inner()))
     }
@@ -261,28 +288,23 @@ impl KeyProvider for AwsKeyProvider {
         context: &EncryptionContext,
     ) -> Result<DataKey> {
         const OP: &str = "GenerateDataKey";
-        self.check_region(OP, key_id)?;
-        let out = with_retries(&self.retry, OP, || async {
-            self.client
-                .generate_data_key()
-                .key_id(key_id)
-                .key_spec(DataKeySpec::Aes256)
-                .set_encryption_context(context_map(context))
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        })
-        .await?;
+        let out = self
+            .call(OP, &[key_id], || {
+                self.client
+                    .generate_data_key()
+                    .key_id(key_id)
+                    .key_spec(DataKeySpec::Aes256)
+                    .set_encryption_context(context_map(context))
+                    .send()
+            })
+            .await?;
         let plaintext = Zeroizing::new(
             out.plaintext
                 .ok_or_else(|| missing(OP, "Plaintext"))?
                 .into_inner(),
         );
         check_data_key_len(OP, plaintext.len())?;
-        let ciphertext = out
-            .ciphertext_blob
-            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
-            .into_inner();
+        let ciphertext = ciphertext_of(OP, out.ciphertext_blob)?;
         Ok(DataKey {
             plaintext,
             ciphertext,
@@ -295,22 +317,17 @@ impl KeyProvider for AwsKeyProvider {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
         const OP: &str = "GenerateDataKeyWithoutPlaintext";
-        self.check_region(OP, key_id)?;
-        let out = with_retries(&self.retry, OP, || async {
-            self.client
-                .generate_data_key_without_plaintext()
-                .key_id(key_id)
-                .key_spec(DataKeySpec::Aes256)
-                .set_encryption_context(context_map(context))
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        })
-        .await?;
-        Ok(out
-            .ciphertext_blob
-            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
-            .into_inner())
+        let out = self
+            .call(OP, &[key_id], || {
+                self.client
+                    .generate_data_key_without_plaintext()
+                    .key_id(key_id)
+                    .key_spec(DataKeySpec::Aes256)
+                    .set_encryption_context(context_map(context))
+                    .send()
+            })
+            .await?;
+        ciphertext_of(OP, out.ciphertext_blob)
     }
 
     async fn re_encrypt(
@@ -321,25 +338,19 @@ impl KeyProvider for AwsKeyProvider {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
         const OP: &str = "ReEncrypt";
-        self.check_region(OP, source_key_id)?;
-        self.check_region(OP, destination_key_id)?;
-        let out = with_retries(&self.retry, OP, || async {
-            self.client
-                .re_encrypt()
-                .ciphertext_blob(Blob::new(ciphertext.to_vec()))
-                .source_key_id(source_key_id)
-                .destination_key_id(destination_key_id)
-                .set_source_encryption_context(context_map(context))
-                .set_destination_encryption_context(context_map(context))
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        })
-        .await?;
-        Ok(out
-            .ciphertext_blob
-            .ok_or_else(|| missing(OP, "CiphertextBlob"))?
-            .into_inner())
+        let out = self
+            .call(OP, &[source_key_id, destination_key_id], || {
+                self.client
+                    .re_encrypt()
+                    .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+                    .source_key_id(source_key_id)
+                    .destination_key_id(destination_key_id)
+                    .set_source_encryption_context(context_map(context))
+                    .set_destination_encryption_context(context_map(context))
+                    .send()
+            })
+            .await?;
+        ciphertext_of(OP, out.ciphertext_blob)
     }
 
     async fn create_grant(
@@ -350,7 +361,6 @@ impl KeyProvider for AwsKeyProvider {
         name: &str,
     ) -> Result<String> {
         const OP: &str = "CreateGrant";
-        self.check_region(OP, key_id)?;
         // Callers may name operations as IAM actions (`kms:Decrypt`) or as grant operations.
         let ops: Vec<GrantOperation> = operations
             .iter()
@@ -358,18 +368,17 @@ impl KeyProvider for AwsKeyProvider {
             .collect();
         // Retrying is safe: AWS answers a repeated CreateGrant with identical parameters and
         // name with the existing grant instead of a second one.
-        let out = with_retries(&self.retry, OP, || async {
-            self.client
-                .create_grant()
-                .key_id(key_id)
-                .grantee_principal(grantee)
-                .set_operations(Some(ops.clone()))
-                .name(name)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))
-        })
-        .await?;
+        let out = self
+            .call(OP, &[key_id], || {
+                self.client
+                    .create_grant()
+                    .key_id(key_id)
+                    .grantee_principal(grantee)
+                    .set_operations(Some(ops.clone()))
+                    .name(name)
+                    .send()
+            })
+            .await?;
         out.grant_id.ok_or_else(|| missing(OP, "GrantId"))
     }
 
@@ -379,16 +388,16 @@ impl KeyProvider for AwsKeyProvider {
         let mut grants = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let page = with_retries(&self.retry, OP, || async {
-                self.client
-                    .list_grants()
-                    .key_id(key_id)
-                    .set_marker(marker.clone())
-                    .send()
-                    .await
-                    .map_err(|e| classify(OP, e))
-            })
-            .await?;
+            // The region was checked once above; each page is only sent.
+            let page = self
+                .send(OP, || {
+                    self.client
+                        .list_grants()
+                        .key_id(key_id)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await?;
             for g in page.grants() {
                 grants.push(Grant {
                     grant_id: g.grant_id().unwrap_or_default().to_string(),
@@ -412,15 +421,12 @@ impl KeyProvider for AwsKeyProvider {
 
     async fn revoke_grant(&self, key_id: &str, grant_id: &str) -> Result<()> {
         const OP: &str = "RevokeGrant";
-        self.check_region(OP, key_id)?;
-        with_retries(&self.retry, OP, || async {
+        self.call(OP, &[key_id], || {
             self.client
                 .revoke_grant()
                 .key_id(key_id)
                 .grant_id(grant_id)
                 .send()
-                .await
-                .map_err(|e| classify(OP, e))
         })
         .await?;
         Ok(())
