@@ -442,6 +442,36 @@ impl Ctx<'_> {
     fn alias_arn(&self, account: &str, name: &str) -> String {
         format!("arn:aws:kms:{}:{account}:{name}", self.region)
     }
+    fn alias_not_found(&self, account: &str, name: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "Alias {} is not found.",
+            self.alias_arn(account, name)
+        ))
+    }
+
+    /// Where the caller's own alias `name` in this region is kept in `State::aliases`.
+    fn own_alias_slot(&self, name: &str) -> (String, String, String) {
+        (
+            self.account().to_string(),
+            self.region.clone(),
+            name.to_string(),
+        )
+    }
+
+    /// The caller's own alias `name` in this region: its slot and its target key's id.
+    fn own_alias(
+        &self,
+        st: &State,
+        name: &str,
+    ) -> Result<((String, String, String), String), ApiError> {
+        let slot = self.own_alias_slot(name);
+        let target = st
+            .aliases
+            .get(&slot)
+            .map(|a| a.target_key_id.clone())
+            .ok_or_else(|| self.alias_not_found(self.account(), name))?;
+        Ok((slot, target))
+    }
 
     fn parse_ref(&self, key_ref: &str, scope: Scope) -> Result<KeyRef, ApiError> {
         if key_ref.is_empty() || key_ref.len() > 2048 {
@@ -482,10 +512,7 @@ impl Ctx<'_> {
                     KeyRef::Key { account, id } => {
                         ApiError::key_not_found(&self.key_arn(&account, &id))
                     }
-                    KeyRef::Alias { account, name } => ApiError::not_found(format!(
-                        "Alias {} is not found.",
-                        self.alias_arn(&account, &name)
-                    )),
+                    KeyRef::Alias { account, name } => self.alias_not_found(&account, &name),
                 });
             }
             return Ok(r);
@@ -510,17 +537,12 @@ impl Ctx<'_> {
         let (account, id) = match self.parse_ref(key_ref, scope)? {
             KeyRef::Key { account, id } => (account, id),
             KeyRef::Alias { account, name } => {
-                let not_found = || {
-                    ApiError::not_found(format!(
-                        "Alias {} is not found.",
-                        self.alias_arn(&account, &name)
-                    ))
-                };
+                let slot = (account, self.region.clone(), name);
                 let a = st
                     .aliases
-                    .get(&(account.clone(), self.region.clone(), name.clone()))
-                    .ok_or_else(not_found)?;
-                (account.clone(), a.target_key_id.clone())
+                    .get(&slot)
+                    .ok_or_else(|| self.alias_not_found(&slot.0, &slot.2))?;
+                (slot.0, a.target_key_id.clone())
             }
         };
         match st.keys.get(&id) {
@@ -536,10 +558,7 @@ impl Ctx<'_> {
     }
 
     fn key<'s>(&self, st: &'s State, key_ref: &str, scope: Scope) -> Result<&'s Key, ApiError> {
-        let id = self.resolve(st, key_ref, scope)?;
-        st.keys
-            .get(&id)
-            .ok_or_else(|| ApiError::internal("key vanished"))
+        stored(st, &self.resolve(st, key_ref, scope)?)
     }
 
     /// Evaluates the key policy (and, for grantable operations, the key's grants) for `action`.
@@ -606,6 +625,19 @@ impl Ctx<'_> {
     }
 }
 
+/// The key with id `id`, which [`Ctx::resolve`] has just found under the same lock.
+fn stored<'s>(st: &'s State, id: &str) -> Result<&'s Key, ApiError> {
+    st.keys
+        .get(id)
+        .ok_or_else(|| ApiError::internal("key vanished"))
+}
+
+fn stored_mut<'s>(st: &'s mut State, id: &str) -> Result<&'s mut Key, ApiError> {
+    st.keys
+        .get_mut(id)
+        .ok_or_else(|| ApiError::internal("key vanished"))
+}
+
 /// Whether a principal named in a grant is the caller: its own ARN, its role (for an assumed
 /// role session), or its account.
 fn principal_matches(p: &str, caller: &Caller) -> bool {
@@ -651,6 +683,21 @@ fn require_enabled(k: &Key) -> Result<(), ApiError> {
         KeyState::Disabled => Err(ApiError::disabled(&k.rec.arn)),
         KeyState::PendingDeletion => Err(ApiError::pending_deletion(&k.rec.arn)),
     }
+}
+
+/// The checks every cryptographic use of a key makes, in AWS's order: the policy (or a grant)
+/// allows `action` under `enc_ctx`, the key is enabled, and it is a symmetric encryption key.
+/// `op` names the operation in the key-usage error.
+fn authorize_crypto(
+    ctx: &Ctx<'_>,
+    k: &Key,
+    action: &str,
+    op: &str,
+    enc_ctx: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    ctx.authorize(k, action, Some(enc_ctx), &[])?;
+    require_enabled(k)?;
+    require_symmetric_crypto(k, op)
 }
 
 fn require_not_pending(k: &Key) -> Result<(), ApiError> {
@@ -1048,13 +1095,10 @@ fn create_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     validate_alias_name(&name)?;
     let mut st = ctx.inner.write();
     let id = alias_target(ctx, &st, target)?;
-    let k = st
-        .keys
-        .get(&id)
-        .ok_or_else(|| ApiError::internal("key vanished"))?;
+    let k = stored(&st, &id)?;
     ctx.authorize(k, "kms:CreateAlias", None, &[])?;
     require_not_pending(k)?;
-    let slot = (ctx.account().to_string(), ctx.region.clone(), name.clone());
+    let slot = ctx.own_alias_slot(&name);
     if st.aliases.contains_key(&slot) {
         return Err(ApiError::new(
             "AlreadyExistsException",
@@ -1080,21 +1124,11 @@ fn create_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
 }
 
 fn update_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
-    let name = input.str_req("AliasName")?.to_string();
+    let name = input.str_req("AliasName")?;
     let target = input.str_req("TargetKeyId")?;
-    validate_alias_name(&name)?;
+    validate_alias_name(name)?;
     let mut st = ctx.inner.write();
-    let slot = (ctx.account().to_string(), ctx.region.clone(), name.clone());
-    let old = st
-        .aliases
-        .get(&slot)
-        .map(|a| a.target_key_id.clone())
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "Alias {} is not found.",
-                ctx.alias_arn(ctx.account(), &name)
-            ))
-        })?;
+    let (slot, old) = ctx.own_alias(&st, name)?;
     let id = alias_target(ctx, &st, target)?;
     for kid in [&old, &id] {
         if let Some(k) = st.keys.get(kid) {
@@ -1111,20 +1145,10 @@ fn update_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
 }
 
 fn delete_alias(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
-    let name = input.str_req("AliasName")?.to_string();
-    validate_alias_name(&name)?;
+    let name = input.str_req("AliasName")?;
+    validate_alias_name(name)?;
     let mut st = ctx.inner.write();
-    let slot = (ctx.account().to_string(), ctx.region.clone(), name.clone());
-    let target = st
-        .aliases
-        .get(&slot)
-        .map(|a| a.target_key_id.clone())
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "Alias {} is not found.",
-                ctx.alias_arn(ctx.account(), &name)
-            ))
-        })?;
+    let (slot, target) = ctx.own_alias(&st, name)?;
     if let Some(k) = st.keys.get(&target) {
         ctx.authorize(k, "kms:DeleteAlias", None, &[])?;
     }
@@ -1204,10 +1228,7 @@ fn put_key_policy(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         .unwrap_or(false);
     let mut st = ctx.inner.write();
     let id = ctx.resolve(&st, key_ref, Scope::OwnAccount)?;
-    let k = st
-        .keys
-        .get(&id)
-        .ok_or_else(|| ApiError::internal("key vanished"))?;
+    let k = stored(&st, &id)?;
     ctx.authorize(k, "kms:PutKeyPolicy", None, &[])?;
     let parsed = parse_policy(&policy_json)?;
     if !bypass {
@@ -1240,17 +1261,8 @@ fn mutate_key<T>(
 ) -> Result<T, ApiError> {
     let mut st = ctx.inner.write();
     let id = ctx.resolve(&st, key_ref, scope)?;
-    {
-        let k = st
-            .keys
-            .get(&id)
-            .ok_or_else(|| ApiError::internal("key vanished"))?;
-        ctx.authorize(k, action, None, &[])?;
-    }
-    let k = st
-        .keys
-        .get_mut(&id)
-        .ok_or_else(|| ApiError::internal("key vanished"))?;
+    ctx.authorize(stored(&st, &id)?, action, None, &[])?;
+    let k = stored_mut(&mut st, &id)?;
     let out = f(ctx, k)?;
     ctx.inner.commit(st)?;
     Ok(out)
@@ -1370,9 +1382,7 @@ fn encrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let alg = input.str_opt("EncryptionAlgorithm")?;
     let st = ctx.inner.read();
     let k = ctx.key(&st, key_ref, Scope::CrossAccount)?;
-    ctx.authorize(k, "kms:Encrypt", Some(&enc_ctx), &[])?;
-    require_enabled(k)?;
-    require_symmetric_crypto(k, "Encrypt")?;
+    authorize_crypto(ctx, k, "kms:Encrypt", "Encrypt", &enc_ctx)?;
     check_algorithm(k, alg)?;
     let blob = seal_under(ctx, k, &enc_ctx, &plaintext)?;
     Ok(
@@ -1423,9 +1433,7 @@ fn open_ciphertext<'s>(
             ));
         }
     }
-    ctx.authorize(k, action, Some(enc_ctx), &[])?;
-    require_enabled(k)?;
-    require_symmetric_crypto(k, action.trim_start_matches("kms:"))?;
+    authorize_crypto(ctx, k, action, action.trim_start_matches("kms:"), enc_ctx)?;
     let material = k
         .materials
         .get(header.version as usize)
@@ -1460,9 +1468,7 @@ fn re_encrypt(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let (src, pt) = open_ciphertext(ctx, &st, &blob, &src_ctx, src_ref, "kms:ReEncryptFrom")?;
     check_algorithm(src, src_alg)?;
     let dst = ctx.key(&st, dest_ref, Scope::CrossAccount)?;
-    ctx.authorize(dst, "kms:ReEncryptTo", Some(&dst_ctx), &[])?;
-    require_enabled(dst)?;
-    require_symmetric_crypto(dst, "ReEncrypt")?;
+    authorize_crypto(ctx, dst, "kms:ReEncryptTo", "ReEncrypt", &dst_ctx)?;
     check_algorithm(dst, dst_alg)?;
     let out = seal_under(ctx, dst, &dst_ctx, &pt)?;
     Ok(json!({
@@ -1512,9 +1518,7 @@ fn generate_data_key(
     };
     let st = ctx.inner.read();
     let k = ctx.key(&st, key_ref, Scope::CrossAccount)?;
-    ctx.authorize(k, action, Some(&enc_ctx), &[])?;
-    require_enabled(k)?;
-    require_symmetric_crypto(k, op)?;
+    authorize_crypto(ctx, k, action, op, &enc_ctx)?;
     let dk = crypto::random_bytes(len);
     let blob = seal_under(ctx, k, &enc_ctx, &dk)?;
     let mut out = json!({ "CiphertextBlob": b64(&blob), "KeyId": k.rec.arn });
@@ -1635,10 +1639,7 @@ fn create_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let mut st = ctx.inner.write();
     let id = ctx.resolve(&st, key_ref, Scope::CrossAccount)?;
     {
-        let k = st
-            .keys
-            .get(&id)
-            .ok_or_else(|| ApiError::internal("key vanished"))?;
+        let k = stored(&st, &id)?;
         let mut extra = vec![
             ("kms:GrantOperations", operations.clone()),
             ("kms:GranteePrincipal", vec![grantee.clone()]),
@@ -1796,10 +1797,7 @@ fn retire_grant(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
             ));
         }
     };
-    let k = st
-        .keys
-        .get(&key_id)
-        .ok_or_else(|| ApiError::internal("key vanished"))?;
+    let k = stored(&st, &key_id)?;
     let g = k
         .rec
         .grants
