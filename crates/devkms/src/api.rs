@@ -3,6 +3,7 @@
 //! state, key usage.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -359,14 +360,20 @@ impl Input<'_> {
             Some(_) => Err(wrong_type(name, "a list")),
         }
     }
-    fn limit(&self) -> Result<usize, ApiError> {
-        match self.int_opt("Limit")? {
-            None => Ok(100),
-            Some(n) if (1..=1000).contains(&n) => Ok(n as usize),
-            Some(n) => Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000"
+    /// An optional integer that must lie in `range`, refused with AWS's validation message.
+    fn int_in(&self, name: &str, range: RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
+        match self.int_opt(name)? {
+            Some(n) if !range.contains(&n) => Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value between {} and {}",
+                member_name(name),
+                range.start(),
+                range.end()
             ))),
+            n => Ok(n),
         }
+    }
+    fn limit(&self) -> Result<usize, ApiError> {
+        Ok(self.int_in("Limit", 1..=1000)?.unwrap_or(100) as usize)
     }
 }
 
@@ -1288,15 +1295,7 @@ fn set_enabled(ctx: &Ctx<'_>, input: &Input<'_>, enable: bool) -> Result<Value, 
 
 fn schedule_key_deletion(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
-    let days = match input.int_opt("PendingWindowInDays")? {
-        None => 30,
-        Some(d) if (7..=30).contains(&d) => d as u32,
-        Some(d) => {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{d}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
-            )));
-        }
-    };
+    let days = input.int_in("PendingWindowInDays", 7..=30)?.unwrap_or(30) as u32;
     mutate_key(
         ctx,
         key_ref,
@@ -1535,15 +1534,9 @@ fn generate_random(input: &Input<'_>) -> Result<Value, ApiError> {
             "Custom key stores are not supported by keyplane's KMS",
         ));
     }
-    let n = match input.int_opt("NumberOfBytes")? {
-        Some(n) if (1..=1024).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{n}' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024"
-            )));
-        }
-        None => return Err(ApiError::validation("NumberOfBytes is required.")),
-    };
+    let n = input
+        .int_in("NumberOfBytes", 1..=1024)?
+        .ok_or_else(|| ApiError::validation("NumberOfBytes is required."))? as usize;
     Ok(json!({ "Plaintext": b64(&crypto::random_bytes(n)) }))
 }
 
@@ -1846,15 +1839,9 @@ fn require_rotatable(k: &Key) -> Result<(), ApiError> {
 
 fn enable_key_rotation(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
     let key_ref = input.str_req("KeyId")?;
-    let period = match input.int_opt("RotationPeriodInDays")? {
-        None => 365,
-        Some(p) if (90..=2560).contains(&p) => p as u32,
-        Some(p) => {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{p}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
-            )));
-        }
-    };
+    let period = input
+        .int_in("RotationPeriodInDays", 90..=2560)?
+        .unwrap_or(365) as u32;
     mutate_key(
         ctx,
         key_ref,
@@ -2080,4 +2067,34 @@ fn update_key_description(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, Api
             Ok(Value::Null)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranged_integers_keep_aws_messages() {
+        let m: Map<String, Value> = serde_json::from_str(
+            r#"{"PendingWindowInDays": 3, "NumberOfBytes": 2048, "Limit": 5}"#,
+        )
+        .unwrap();
+        let input = Input(&m);
+        let e = input.int_in("PendingWindowInDays", 7..=30).unwrap_err();
+        assert_eq!(e.kind, "ValidationException");
+        assert_eq!(
+            e.message,
+            "1 validation error detected: Value '3' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
+        );
+        assert_eq!(
+            generate_random(&input).unwrap_err().message,
+            "1 validation error detected: Value '2048' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024"
+        );
+        assert_eq!(input.limit().unwrap(), 5);
+        assert_eq!(Input(&Map::new()).limit().unwrap(), 100);
+        assert_eq!(
+            input.int_in("RotationPeriodInDays", 90..=2560).unwrap(),
+            None
+        );
+    }
 }
