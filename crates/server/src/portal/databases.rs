@@ -28,16 +28,28 @@ fn tier_label(db: &Database) -> String {
     }
 }
 
-/// Which key a database deployed now in (type, provider, region) would get, in words, and
-/// whether it can be deployed at all.
-async fn key_for(state: &AppState, org: Uuid, t: DbType, p: Provider, region: &str) -> (String, bool) {
-    match state.store.get_customer_key(org, t, p, region).await {
-        Ok(Some(k)) => (format!("customer:{}", k.key_id), true),
-        Ok(None) if state.config.platform_key(p, region).is_some() => ("platform".to_string(), true),
-        Ok(None) => ("none".to_string(), false),
-        Err(e) => {
+/// The organization's customer keys, read once per page: a page asks about every region of
+/// the catalog, and one query per region would be dozens per page view.
+struct OrgKeys {
+    keys: Vec<keyplane_store::CustomerKey>,
+}
+
+impl OrgKeys {
+    async fn load(state: &AppState, org: Uuid) -> OrgKeys {
+        let keys = state.store.list_customer_keys(org, None).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "portal: reading customer keys");
-            ("unknown".to_string(), false)
+            Vec::new()
+        });
+        OrgKeys { keys }
+    }
+
+    /// Which key a database deployed now in (type, provider, region) would get:
+    /// `customer:ARN`, `platform`, or `none` (it cannot be deployed there).
+    fn code(&self, state: &AppState, t: DbType, p: Provider, region: &str) -> String {
+        match self.keys.iter().find(|k| k.db_type == t && k.provider == p && k.region == region) {
+            Some(k) => format!("customer:{}", k.key_id),
+            None if state.config.platform_key(p, region).is_some() => "platform".to_string(),
+            None => "none".to_string(),
         }
     }
 }
@@ -110,6 +122,7 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
     {
         dbs.push(db);
     }
+    let keys = OrgKeys::load(state, org).await;
     let mut rows = String::new();
     for db in &dbs {
         let dcs = state.store.list_datacenters(db.id).await.unwrap_or_default();
@@ -130,7 +143,7 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
             let unlocked = crate::regions::unlocked(&state.config, &v.caller.org, db.provider);
             let mut options = String::new();
             for r in unlocked.iter().filter(|r| !live.iter().any(|d| d.region == **r)) {
-                let (code, _) = key_for(state, org, db.db_type, db.provider, r).await;
+                let code = keys.code(state, db.db_type, db.provider, r);
                 let note = match (db.customer_keyed, code.starts_with("customer:")) {
                     (true, false) => " (no key registered)",
                     (true, true) => " (customer key)",
@@ -312,13 +325,14 @@ async fn create_form(state: &AppState, v: &Visitor, f: &CreateForm, error: Optio
         .iter()
         .map(|p| format!(r#"<option value="{}"{}>{}</option>"#, p.as_str(), sel(*p == f.provider), provider_label(*p)))
         .collect();
+    let keys = OrgKeys::load(state, org).await;
     let mut regions = String::new();
     for p in Provider::ALL {
         let unlocked = crate::regions::unlocked(&state.config, &v.caller.org, p);
         for r in state.config.regions(p) {
             let open = unlocked.contains(&r.as_str());
-            let (classic, _) = key_for(state, org, DbType::Classic, p, r).await;
-            let (serverless, _) = key_for(state, org, DbType::Serverless, p, r).await;
+            let classic = keys.code(state, DbType::Classic, p, r);
+            let serverless = keys.code(state, DbType::Serverless, p, r);
             regions.push_str(&format!(
                 r#"<option value="{r}" data-provider="{p}" data-classic="{c}" data-serverless="{s}"{sel}{locked}>{r}{note}</option>"#,
                 r = esc(r),
@@ -337,7 +351,7 @@ async fn create_form(state: &AppState, v: &Visitor, f: &CreateForm, error: Optio
         .chain(["serverless"])
         .map(|t| format!(r#"<option value="{t}"{}>{t}</option>"#, sel(f.tier.eq_ignore_ascii_case(t))))
         .collect();
-    let (code, _) = key_for(state, org, f.db_type, f.provider, &f.region).await;
+    let code = keys.code(state, f.db_type, f.provider, &f.region);
     let notice_class = if code.starts_with("customer:") { "notice" } else { "alert" };
     let err = error
         .map(|m| format!(r#"<p class="alert" role="alert" id="create-error">{}</p>"#, esc(m)))
@@ -426,6 +440,13 @@ async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, R
     }
 }
 
+/// A signed-in, CSRF-checked form about one of the organization's databases.
+async fn db_form(state: &AppState, headers: &HeaderMap, body: &[u8], id: &str) -> Result<(Visitor, HashMap<String, String>, Database), Response> {
+    let (v, form) = form_post(state, headers, body, "Databases", Nav::Databases).await?;
+    let db = find_db(state, &v, id).await?;
+    Ok((v, form, db))
+}
+
 /// Adds a region through the API's handler; a refusal is shown in the database's row, with
 /// a link to Add Keys for that region when the database needs a customer key there.
 #[utoipa::path(post, path = "/portal/databases/{id}/regions", tag = TAG,
@@ -437,12 +458,8 @@ async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, R
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn add_region(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    let (v, form) = match form_post(&state, &headers, &body, "Databases", Nav::Databases).await {
+    let (v, form, db) = match db_form(&state, &headers, &body, &id).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let db = match find_db(&state, &v, &id).await {
-        Ok(db) => db,
         Err(r) => return r,
     };
     let region = form.get("region").cloned().unwrap_or_default();
@@ -534,12 +551,8 @@ pub async fn terminate_page(State(state): State<AppState>, headers: HeaderMap, P
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn terminate(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    let (v, form) = match form_post(&state, &headers, &body, "Databases", Nav::Databases).await {
+    let (v, form, db) = match db_form(&state, &headers, &body, &id).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let db = match find_db(&state, &v, &id).await {
-        Ok(db) => db,
         Err(r) => return r,
     };
     if form.get("confirm").map(|c| c.trim()) != Some(db.name.as_str()) {
