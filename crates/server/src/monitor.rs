@@ -31,12 +31,17 @@ pub async fn run_monitor(state: AppState, shutdown: impl std::future::Future<Out
 /// A key's DescribeKey answer within one round, shared by every datacenter under that key.
 type Described = HashMap<(String, String, String), Result<(), (ErrorKind, String)>>;
 
-/// Checks every live customer-keyed datacenter now: one DescribeKey per key per round, and a
-/// Decrypt of each datacenter's own wrapped data key.
+/// Checks every live customer-keyed datacenter now.
 pub async fn check_all(state: &AppState) -> Result<(), JobError> {
+    check_datacenters(state, &state.store.live_customer_datacenters().await?).await
+}
+
+/// Checks these datacenters now (the monitor's round, and the `…/check` route for one key's):
+/// one DescribeKey per key, and a Decrypt of each datacenter's own wrapped data key.
+pub async fn check_datacenters(state: &AppState, dcs: &[Datacenter]) -> Result<(), JobError> {
     let mut described = Described::new();
-    for dc in state.store.live_customer_datacenters().await? {
-        check_with(state, &dc, &mut described).await?;
+    for dc in dcs {
+        check_with(state, dc, &mut described).await?;
     }
     Ok(())
 }
@@ -74,11 +79,6 @@ async fn probe(state: &AppState, dc: &Datacenter, described: &mut Described) -> 
         kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc)).await?;
     }
     Ok(())
-}
-
-/// Checks one datacenter now (the `…/check` route and the monitor).
-pub async fn check_datacenter(state: &AppState, dc: &Datacenter) -> Result<(), JobError> {
-    check_with(state, dc, &mut Described::new()).await
 }
 
 async fn check_with(state: &AppState, dc: &Datacenter, described: &mut Described) -> Result<(), JobError> {

@@ -580,11 +580,9 @@ async fn check_now(state: &AppState, caller: &Caller, db_type: DbType, path: &Re
     require(state, caller, Permission::OrgCmkWrite, "cmk.check", &tgt).await?;
     let key = find(state, caller, db_type, path, "cmk.check").await?;
     let mine = state.store.live_datacenters_of_key(key.org_id, &key.key_id, &key.region).await?;
-    for dc in &mine {
-        crate::monitor::check_datacenter(state, dc)
-            .await
-            .map_err(ApiError::internal)?;
-    }
+    crate::monitor::check_datacenters(state, &mine)
+        .await
+        .map_err(ApiError::internal)?;
     if mine.is_empty() {
         // No database uses it yet: check the key itself as the platform.
         let identity = platform_identity(state, key.org_id, key.provider, &key.region).await?;
