@@ -300,12 +300,6 @@ async fn form(s: &TestServer, path: &str, cookie: &str, body: &str) -> (u16, Opt
     (st, loc, res.text().await.unwrap())
 }
 
-fn full_statements(s: &TestServer) -> Value {
-    let _ = s;
-    let role = "arn:aws:iam::222222222222:role/creator";
-    Value::Array(keyplane_core::policy::recommended_statements(role))
-}
-
 #[tokio::test]
 async fn a_pasted_policy_is_checked_in_place() {
     let s = TestServer::start().await;
@@ -422,11 +416,7 @@ async fn databases_are_created_expanded_and_terminated_from_the_portal() {
     for id in ["db-name", "db-type", "db-provider", "db-region", "db-tier"] {
         assert!(html.contains(&format!(r#"<label for="{id}">"#)), "{id} is labelled");
     }
-    let arn = customer_key(&s, "us-east-2", &full_statements(&s)).await;
-    let (st, body) = s
-        .post("/v2/kms/classic", &s.admin, json!({"orgId": s.org.to_string(), "aws": {"keyID": arn, "region": "us-east-2"}}))
-        .await;
-    assert_eq!(st, 201, "{body}");
+    let arn = common::register_key(&s, "us-east-2").await;
     // Now the notice names the customer key, before anything is created.
     let (_, html) = get(&s, "/portal/databases/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
     assert!(html.contains(&format!("encrypted with your customer key {arn}")), "{html}");

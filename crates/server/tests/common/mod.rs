@@ -13,6 +13,33 @@ use uuid::Uuid;
 pub const CUSTOMER: &str = "arn:aws:iam::111111111111:user/admin";
 pub const PLATFORM_ROLE: &str = "arn:aws:iam::222222222222:role/creator";
 
+/// The seed's key policy, written out (not taken from the code under test): the customer
+/// account's own statement, then the platform role's use and grant statements.
+pub fn full_policy() -> Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Allow an external account to use this KMS key", "Effect": "Allow", "Principal": {"AWS": PLATFORM_ROLE},
+         "Action": ["kms:EnableKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptTo", "kms:ReEncryptFrom", "kms:DescribeKey"],
+         "Resource": "*"},
+        {"Sid": "Allow attachment of persistent resources", "Effect": "Allow", "Principal": {"AWS": PLATFORM_ROLE},
+         "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}]})
+}
+
+/// A key in the built-in KMS with [`full_policy`], registered as the organization's classic
+/// key for `region` through the API; its ARN.
+pub async fn register_key(s: &TestServer, region: &str) -> String {
+    let kms = s.kms.customer(region);
+    let key = kms.create_key().policy(full_policy().to_string()).send().await.unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
+    let (st, body) = s
+        .post("/v2/kms/classic", &s.admin, serde_json::json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}}))
+        .await;
+    assert_eq!(st, 201, "{body}");
+    arn
+}
+
 /// keyplane's built-in KMS on a loopback port.
 pub struct TestKms {
     pub endpoint: String,
