@@ -8,7 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params,
+    params_from_iter,
+};
 use serde_json::{Map, Value};
 
 use crate::error::{DocStoreError, Result};
@@ -247,26 +250,23 @@ fn check_depth_and_keys(v: &Value, depth: usize) -> Result<()> {
 /// Validates a document for storage and returns (its `_id`, the id column text, the JSON
 /// text); assigns a UUID v4 `_id` when it has none, as the Data API does.
 fn prepare_doc(doc: Value) -> Result<(Value, String, String)> {
-    let mut m = match doc {
-        Value::Object(m) => m,
-        _ => {
-            return Err(DocStoreError::InvalidDocument(
-                "a document must be a JSON object".into(),
-            ));
-        }
+    let Value::Object(mut m) = doc else {
+        return Err(DocStoreError::InvalidDocument(
+            "a document must be a JSON object".into(),
+        ));
     };
     if !m.contains_key("_id") {
-        // Generated ids go first, where clients expect to see them.
-        let mut with_id = Map::with_capacity(m.len() + 1);
-        with_id.insert(
-            "_id".into(),
-            Value::String(uuid::Uuid::new_v4().to_string()),
-        );
-        with_id.extend(std::mem::take(&mut m));
-        m = with_id;
+        m = with_id_first(m, Value::String(uuid::Uuid::new_v4().to_string()));
     }
-    let doc = Value::Object(m);
-    finish_doc(doc)
+    finish_doc(Value::Object(m))
+}
+
+/// `m` with `_id` set to `id` as its first field, where clients expect to see a generated one.
+fn with_id_first(m: Map<String, Value>, id: Value) -> Map<String, Value> {
+    let mut with_id = Map::with_capacity(m.len() + 1);
+    with_id.insert("_id".into(), id);
+    with_id.extend(m);
+    with_id
 }
 
 fn finish_doc(doc: Value) -> Result<(Value, String, String)> {
@@ -599,25 +599,14 @@ impl DocStore {
         let mut g = self.lock();
         let Inner { conn, .. } = &mut *g;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ks_exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM keyspaces WHERE name = ?1)",
-            [keyspace],
-            |r| r.get(0),
-        )?;
-        if !ks_exists {
-            return Err(DocStoreError::KeyspaceNotFound(keyspace.to_owned()));
-        }
+        require_keyspace(&tx, keyspace)?;
         let existing: Option<String> = tx
             .query_row(
                 "SELECT options FROM collections WHERE keyspace = ?1 AND name = ?2",
                 [keyspace, name],
                 |r| r.get(0),
             )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
+            .optional()?;
         if let Some(text) = existing {
             let old: Value = parse_doc(&text)?;
             return if old == options {
@@ -640,14 +629,7 @@ impl DocStore {
 
     pub fn list_collections(&self, keyspace: &str) -> Result<Vec<(String, Value)>> {
         let g = self.lock();
-        let ks_exists: bool = g.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM keyspaces WHERE name = ?1)",
-            [keyspace],
-            |r| r.get(0),
-        )?;
-        if !ks_exists {
-            return Err(DocStoreError::KeyspaceNotFound(keyspace.to_owned()));
-        }
+        require_keyspace(&g.conn, keyspace)?;
         let mut st = g.conn.prepare_cached(
             "SELECT name, options FROM collections WHERE keyspace = ?1 ORDER BY name",
         )?;
@@ -672,11 +654,7 @@ impl DocStore {
                 [keyspace, name],
                 |r| r.get(0),
             )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
+            .optional()?;
         let Some(tbl) = tbl else { return Ok(false) };
         tx.execute_batch(&format!("DROP TABLE IF EXISTS d_{tbl};"))?;
         tx.execute("DELETE FROM collections WHERE tbl = ?1", [tbl])?;
@@ -748,14 +726,8 @@ impl DocStore {
         let (id, key, text) = prepare_doc(doc)?;
         let mut g = self.lock();
         let tbl = Self::tbl(&mut g, keyspace, collection)?;
-        let mut st = g
-            .conn
-            .prepare_cached(&format!("INSERT INTO d_{tbl} (id, doc) VALUES (?1, ?2)"))?;
-        match st.execute(params![key, text]) {
-            Ok(_) => Ok(id),
-            Err(e) if is_unique_violation(&e) => Err(DocStoreError::DuplicateId(key)),
-            Err(e) => Err(e.into()),
-        }
+        insert_row(&g.conn, tbl, &key, &text)?;
+        Ok(id)
     }
 
     /// Inserts up to [`MAX_INSERT_MANY`] documents in ONE transaction (one fsync), reporting
@@ -780,22 +752,13 @@ impl DocStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(docs.len());
-        {
-            let mut st =
-                tx.prepare_cached(&format!("INSERT INTO d_{tbl} (id, doc) VALUES (?1, ?2)"))?;
-            for doc in docs {
-                let r = prepare_doc(doc).and_then(|(id, key, text)| {
-                    match st.execute(params![key, text]) {
-                        Ok(_) => Ok(id),
-                        Err(e) if is_unique_violation(&e) => Err(DocStoreError::DuplicateId(key)),
-                        Err(e) => Err(e.into()),
-                    }
-                });
-                let failed = r.is_err();
-                out.push(r);
-                if failed && ordered {
-                    break;
-                }
+        for doc in docs {
+            let r = prepare_doc(doc)
+                .and_then(|(id, key, text)| insert_row(&tx, tbl, &key, &text).map(|()| id));
+            let failed = r.is_err();
+            out.push(r);
+            if failed && ordered {
+                break;
             }
         }
         tx.commit()?;
@@ -887,10 +850,7 @@ impl DocStore {
             }
             last_rid = r.get(0)?;
             let d = doc_col(r, 1)?;
-            docs.push(match &proj {
-                Some(p) => p.apply(d),
-                None => d,
-            });
+            docs.push(project(proj.as_ref(), d));
         }
         let returned_now = returned + docs.len() as u64;
         let limit_left = q.limit.is_none_or(|l| returned_now < l);
@@ -991,18 +951,10 @@ impl DocStore {
         update: &Value,
         opts: &UpdateOptions,
     ) -> Result<UpdateResult> {
-        let u = Update::parse(update)?;
-        let (r, _, _) = self.modify_one(
-            keyspace,
-            collection,
-            filter,
-            opts.sort.as_ref(),
-            opts.upsert,
-            &Change::Update(u),
-            opts.now_ms,
-            None,
-        )?;
-        Ok(r)
+        let change = Change::Update(Update::parse(update)?);
+        Ok(self
+            .modify_one(keyspace, collection, filter, &change, opts.into())?
+            .0)
     }
 
     pub fn replace_one(
@@ -1013,17 +965,10 @@ impl DocStore {
         replacement: Value,
         opts: &UpdateOptions,
     ) -> Result<UpdateResult> {
-        let (r, _, _) = self.modify_one(
-            keyspace,
-            collection,
-            filter,
-            opts.sort.as_ref(),
-            opts.upsert,
-            &Change::Replace(replacement_doc(replacement)?),
-            opts.now_ms,
-            None,
-        )?;
-        Ok(r)
+        let change = Change::Replace(replacement_doc(replacement)?);
+        Ok(self
+            .modify_one(keyspace, collection, filter, &change, opts.into())?
+            .0)
     }
 
     pub fn find_one_and_update(
@@ -1049,19 +994,9 @@ impl DocStore {
         update: &Value,
         opts: &FindOneAndOptions,
     ) -> Result<(Option<Value>, UpdateResult)> {
-        let proj = Projection::parse(opts.projection.as_ref())?;
-        let u = Update::parse(update)?;
-        let (r, before, after) = self.modify_one(
-            keyspace,
-            collection,
-            filter,
-            opts.sort.as_ref(),
-            opts.upsert,
-            &Change::Update(u),
-            opts.now_ms,
-            opts.upsert_id.as_ref(),
-        )?;
-        Ok((pick(before, after, opts.return_document, proj.as_ref()), r))
+        self.find_one_and(keyspace, collection, filter, opts, || {
+            Ok(Change::Update(Update::parse(update)?))
+        })
     }
 
     pub fn find_one_and_replace(
@@ -1087,17 +1022,25 @@ impl DocStore {
         replacement: Value,
         opts: &FindOneAndOptions,
     ) -> Result<(Option<Value>, UpdateResult)> {
+        self.find_one_and(keyspace, collection, filter, opts, || {
+            Ok(Change::Replace(replacement_doc(replacement)?))
+        })
+    }
+
+    /// The find-one-and-update/replace family: [`DocStore::modify_one`], then the document
+    /// the caller asked for, projected. The projection is checked before the change.
+    fn find_one_and(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        filter: &Value,
+        opts: &FindOneAndOptions,
+        change: impl FnOnce() -> Result<Change>,
+    ) -> Result<(Option<Value>, UpdateResult)> {
         let proj = Projection::parse(opts.projection.as_ref())?;
-        let (r, before, after) = self.modify_one(
-            keyspace,
-            collection,
-            filter,
-            opts.sort.as_ref(),
-            opts.upsert,
-            &Change::Replace(replacement_doc(replacement)?),
-            opts.now_ms,
-            opts.upsert_id.as_ref(),
-        )?;
+        let change = change()?;
+        let (r, before, after) =
+            self.modify_one(keyspace, collection, filter, &change, opts.into())?;
         Ok((pick(before, after, opts.return_document, proj.as_ref()), r))
     }
 
@@ -1123,10 +1066,7 @@ impl DocStore {
         };
         tx.execute(&format!("DELETE FROM d_{tbl} WHERE rid = ?1"), [rid])?;
         tx.commit()?;
-        Ok(Some(match proj {
-            Some(p) => p.apply(doc),
-            None => doc,
-        }))
+        Ok(Some(project(proj.as_ref(), doc)))
     }
 
     pub fn update_many(
@@ -1196,7 +1136,7 @@ impl DocStore {
             let mut doc = seed_from_filter(filter)?;
             u.apply(&mut doc, true, now)?;
             let (id, key, text) = prepare_doc(doc)?;
-            insert_in(&tx, tbl, &key, &text)?;
+            insert_row(&tx, tbl, &key, &text)?;
             result.upserted_id = Some(id);
         }
         tx.commit()?;
@@ -1229,18 +1169,20 @@ impl DocStore {
     /// The shared path of every single-document modification: select (with sort), change,
     /// write back or upsert, all in one transaction. Returns the result and the document
     /// before and after.
-    #[allow(clippy::too_many_arguments)]
     fn modify_one(
         &self,
         keyspace: &str,
         collection: &str,
         filter: &Value,
-        sort: Option<&Value>,
-        upsert: bool,
         change: &Change,
-        now: Option<i64>,
-        upsert_id: Option<&Value>,
+        how: ModifyOptions<'_>,
     ) -> Result<(UpdateResult, Option<Value>, Option<Value>)> {
+        let ModifyOptions {
+            sort,
+            upsert,
+            now,
+            upsert_id,
+        } = how;
         let f = filter::compile(filter)?;
         let sort = filter::compile_sort(sort)?;
         let now = now.unwrap_or_else(now_ms);
@@ -1303,15 +1245,12 @@ impl DocStore {
                 };
                 let doc = match (doc, upsert_id) {
                     (Value::Object(m), Some(id)) if !m.contains_key("_id") => {
-                        let mut with_id = Map::with_capacity(m.len() + 1);
-                        with_id.insert("_id".into(), id.clone());
-                        with_id.extend(m);
-                        Value::Object(with_id)
+                        Value::Object(with_id_first(m, id.clone()))
                     }
                     (doc, _) => doc,
                 };
                 let (id, key, text) = prepare_doc(doc)?;
-                insert_in(&tx, tbl, &key, &text)?;
+                insert_row(&tx, tbl, &key, &text)?;
                 result.upserted_id = Some(id);
                 (None, parse_doc(&text).ok())
             }
@@ -1325,6 +1264,37 @@ impl DocStore {
 enum Change {
     Update(Update),
     Replace(Map<String, Value>),
+}
+
+/// What [`UpdateOptions`] and [`FindOneAndOptions`] tell [`DocStore::modify_one`]: which
+/// match to pick, whether and with which `_id` to upsert, and the `$currentDate` time.
+struct ModifyOptions<'a> {
+    sort: Option<&'a Value>,
+    upsert: bool,
+    now: Option<i64>,
+    upsert_id: Option<&'a Value>,
+}
+
+impl<'a> From<&'a UpdateOptions> for ModifyOptions<'a> {
+    fn from(o: &'a UpdateOptions) -> Self {
+        Self {
+            sort: o.sort.as_ref(),
+            upsert: o.upsert,
+            now: o.now_ms,
+            upsert_id: None,
+        }
+    }
+}
+
+impl<'a> From<&'a FindOneAndOptions> for ModifyOptions<'a> {
+    fn from(o: &'a FindOneAndOptions) -> Self {
+        Self {
+            sort: o.sort.as_ref(),
+            upsert: o.upsert,
+            now: o.now_ms,
+            upsert_id: o.upsert_id.as_ref(),
+        }
+    }
 }
 
 fn replacement_doc(v: Value) -> Result<Map<String, Value>> {
@@ -1353,10 +1323,14 @@ fn pick(
         ReturnDocument::Before => before,
         ReturnDocument::After => after,
     }?;
-    Some(match proj {
-        Some(p) => p.apply(d),
-        None => d,
-    })
+    Some(project(proj, d))
+}
+
+fn project(proj: Option<&Projection>, doc: Value) -> Value {
+    match proj {
+        Some(p) => p.apply(doc),
+        None => doc,
+    }
 }
 
 fn select_one(
@@ -1382,8 +1356,22 @@ fn select_one(
     }
 }
 
-fn insert_in(tx: &rusqlite::Transaction<'_>, tbl: i64, key: &str, text: &str) -> Result<()> {
-    let mut st = tx.prepare_cached(&format!("INSERT INTO d_{tbl} (id, doc) VALUES (?1, ?2)"))?;
+fn require_keyspace(conn: &Connection, keyspace: &str) -> Result<()> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM keyspaces WHERE name = ?1)",
+        [keyspace],
+        |r| r.get(0),
+    )?;
+    if exists {
+        Ok(())
+    } else {
+        Err(DocStoreError::KeyspaceNotFound(keyspace.to_owned()))
+    }
+}
+
+/// Inserts one prepared document; a taken `_id` is [`DocStoreError::DuplicateId`].
+fn insert_row(conn: &Connection, tbl: i64, key: &str, text: &str) -> Result<()> {
+    let mut st = conn.prepare_cached(&format!("INSERT INTO d_{tbl} (id, doc) VALUES (?1, ?2)"))?;
     match st.execute(params![key, text]) {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(DocStoreError::DuplicateId(key.to_owned())),
