@@ -35,6 +35,7 @@ pub enum DataError {
     Task(String),
 }
 
+/// An open store and when the key it was opened with must be asked of the KMS again.
 struct Open {
     store: Arc<DocStore>,
     expires: Instant,
@@ -44,11 +45,12 @@ pub struct DataPlane {
     store: DynStore,
     kms: Arc<dyn KmsConnector>,
     config: Arc<Config>,
-    /// One lock per datacenter so that concurrent first accesses unwrap the key once.
-    open: Mutex<HashMap<String, Arc<Mutex<Option<Open>>>>>,
-    /// The open stores that are still within their TTL, read without awaiting a lock: the
-    /// path every data operation takes.
-    fast: std::sync::RwLock<HashMap<String, (Arc<DocStore>, Instant)>>,
+    /// One lock per datacenter, held while its store is opened, so that concurrent first
+    /// accesses unwrap the key once.
+    opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The open stores, the only record of them: read without awaiting a lock, the path
+    /// every data operation takes.
+    open: std::sync::RwLock<HashMap<String, Open>>,
     /// Suspended datacenters and why; checked before every access.
     suspended: std::sync::RwLock<HashMap<String, String>>,
     /// Per database: writes share it, adding a region takes it alone while it copies the
@@ -77,8 +79,8 @@ impl DataPlane {
             store,
             kms,
             config,
-            open: Mutex::new(HashMap::new()),
-            fast: std::sync::RwLock::new(HashMap::new()),
+            opening: Mutex::new(HashMap::new()),
+            open: std::sync::RwLock::new(HashMap::new()),
             suspended: std::sync::RwLock::new(HashMap::new()),
             write_locks: Mutex::new(HashMap::new()),
             kms_calls: AtomicU64::new(0),
@@ -146,22 +148,30 @@ impl DataPlane {
 
     /// Drops the open file and the key it holds at once.
     pub async fn forget(&self, dc_id: &str) {
-        if let Ok(mut f) = self.fast.write() {
-            f.remove(dc_id);
-        }
-        let slot = self.open.lock().await.remove(dc_id);
-        if let Some(slot) = slot {
-            *slot.lock().await = None;
+        let slot = self.opening.lock().await.remove(dc_id);
+        // Wait out an open in progress first, so that it cannot put its store back after this.
+        let _opening = match &slot {
+            Some(slot) => Some(slot.lock().await),
+            None => None,
+        };
+        self.close(dc_id);
+    }
+
+    fn close(&self, dc_id: &str) {
+        if let Ok(mut open) = self.open.write() {
+            open.remove(dc_id);
         }
     }
 
-    async fn slot(&self, dc_id: &str) -> Arc<Mutex<Option<Open>>> {
-        self.open
-            .lock()
-            .await
-            .entry(dc_id.to_string())
-            .or_insert_with(|| Arc::new(Mutex::new(None)))
-            .clone()
+    /// The datacenter's store if it is open and its key within the TTL.
+    fn fresh(&self, dc_id: &str) -> Option<Arc<DocStore>> {
+        let open = self.open.read().ok()?;
+        let o = open.get(dc_id)?;
+        (o.expires > Instant::now()).then(|| o.store.clone())
+    }
+
+    async fn slot(&self, dc_id: &str) -> Arc<Mutex<()>> {
+        self.opening.lock().await.entry(dc_id.to_string()).or_default().clone()
     }
 
     /// The datacenter's open store, unwrapping its key if the cached one expired.
@@ -169,22 +179,17 @@ impl DataPlane {
         if let Some(reason) = self.suspended_reason(dc_id) {
             return Err(DataError::Suspended(reason));
         }
-        if let Ok(f) = self.fast.read()
-            && let Some((store, expires)) = f.get(dc_id)
-                && *expires > Instant::now() {
-                    return Ok(store.clone());
-                }
-        let slot = self.slot(dc_id).await;
-        let mut guard = slot.lock().await;
-        if let Some(open) = guard.as_ref()
-            && open.expires > Instant::now() {
-                return Ok(open.store.clone());
-            }
-        // Expired or never opened: drop the old handle (and its key) before anything else.
-        *guard = None;
-        if let Ok(mut f) = self.fast.write() {
-            f.remove(dc_id);
+        if let Some(store) = self.fresh(dc_id) {
+            return Ok(store);
         }
+        let slot = self.slot(dc_id).await;
+        let _opening = slot.lock().await;
+        // Another caller may have opened it while this one waited.
+        if let Some(store) = self.fresh(dc_id) {
+            return Ok(store);
+        }
+        // Expired or never opened: drop the old handle (and its key) before anything else.
+        self.close(dc_id);
         let dc = self
             .store
             .get_datacenter(dc_id)
@@ -214,12 +219,8 @@ impl DataPlane {
         .map_err(|e| DataError::Task(e.to_string()))??;
         let store = Arc::new(store);
         let expires = Instant::now() + self.config.data_key_ttl;
-        *guard = Some(Open {
-            store: store.clone(),
-            expires,
-        });
-        if let Ok(mut f) = self.fast.write() {
-            f.insert(dc_id.to_string(), (store.clone(), expires));
+        if let Ok(mut open) = self.open.write() {
+            open.insert(dc_id.to_string(), Open { store: store.clone(), expires });
         }
         Ok(store)
     }
