@@ -4,24 +4,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, send};
+use common::{TestServer, register_key, send};
 use keyplane_server::Config;
 use serde_json::{Value, json};
 
-const ROLE: &str = "arn:aws:iam::222222222222:role/creator";
 const REGION: &str = "us-east-2";
-
-fn full_policy() -> Value {
-    json!({"Version": "2012-10-17", "Statement": [
-        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
-         "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
-        {"Sid": "Allow an external account to use this KMS key", "Effect": "Allow", "Principal": {"AWS": ROLE},
-         "Action": ["kms:EnableKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
-                    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptTo", "kms:ReEncryptFrom", "kms:DescribeKey"],
-         "Resource": "*"},
-        {"Sid": "Allow attachment of persistent resources", "Effect": "Allow", "Principal": {"AWS": ROLE},
-         "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}]})
-}
 
 async fn server() -> TestServer {
     TestServer::with_config(Config {
@@ -32,17 +19,6 @@ async fn server() -> TestServer {
         ..Default::default()
     })
     .await
-}
-
-async fn register_key(s: &TestServer, region: &str) -> String {
-    let kms = s.kms.customer(region);
-    let key = kms.create_key().policy(full_policy().to_string()).send().await.unwrap();
-    let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
-    let (st, body) = s
-        .post("/v2/kms/classic", &s.admin, json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}}))
-        .await;
-    assert_eq!(st, 201, "{body}");
-    arn
 }
 
 async fn create_db(s: &TestServer, body: Value) -> String {
