@@ -1,12 +1,12 @@
 //! keyplane's encrypted document store: one SQLCipher database file per database datacenter,
 //! keyed with that datacenter's raw 256-bit data key, holding keyspaces, collections and JSON
 //! documents with Data-API-style filters, sorts, projections and updates evaluated inside
-//! SQLite; plus [`DataKeyCache`], the only place plaintext data keys live between uses.
+//! SQLite.
 //!
 //! What this crate owns: the on-disk format of a datacenter's data, the rules on names and
-//! document limits, the translation of filters into parameterized SQL, and the lifetime of
-//! plaintext data keys in memory. What it does not own: KMS calls (a loader closure given to the
-//! cache does that), HTTP, and which datacenter a request goes to.
+//! document limits, the translation of filters into parameterized SQL. What it does not own:
+//! KMS calls, how long a plaintext data key stays in memory (the server's DataPlane keeps it
+//! for the configured TTL), HTTP, and which datacenter a request goes to.
 //!
 //! File format: SQLCipher 4 with a raw 256-bit key (`PRAGMA key = "x'…'"`, no passphrase KDF),
 //! HMAC-SHA256 page MACs, WAL journal, `synchronous = FULL`; tables `meta`, `keyspaces`,
@@ -19,7 +19,6 @@
 //! never stalls the runtime's worker threads.
 #![forbid(unsafe_code)]
 
-mod cache;
 mod error;
 mod filter;
 mod key;
@@ -28,7 +27,6 @@ mod projection;
 mod store;
 mod update;
 
-pub use cache::{CacheStats, DEFAULT_TTL, DataKeyCache};
 pub use error::{DocError, DocStoreError, Result};
 pub use key::DataKey;
 pub use store::{
