@@ -91,11 +91,23 @@ pub async fn run(store_args: &StoreArgs, cmd: AdminCommand) -> anyhow::Result<()
                     .collect(),
             )
         }
-        AdminCommand::CreateToken { org, role, description } => {
-            store.get_org(org).await?.with_context(|| format!("no organization {org}"))?;
+        AdminCommand::CreateToken {
+            org,
+            role,
+            description,
+        } => {
+            store
+                .get_org(org)
+                .await?
+                .with_context(|| format!("no organization {org}"))?;
             let role = Role::parse(&role)?;
-            let (token, record) =
-                keyplane_server::routes::tokens::issue_token(store.as_ref(), org, &role, &description).await?;
+            let (token, record) = keyplane_server::routes::tokens::issue_token(
+                store.as_ref(),
+                org,
+                &role,
+                &description,
+            )
+            .await?;
             serde_json::json!({
                 "clientId": record.client_id,
                 "orgId": org,
@@ -124,7 +136,12 @@ pub async fn run(store_args: &StoreArgs, cmd: AdminCommand) -> anyhow::Result<()
             serde_json::json!({"revoked": client_id})
         }
         AdminCommand::VerifyAudit => verify_audit(store.as_ref()).await?,
-        AdminCommand::SetRegions { org, provider, regions, all } => {
+        AdminCommand::SetRegions {
+            org,
+            provider,
+            regions,
+            all,
+        } => {
             let list = if all {
                 None
             } else {
@@ -138,7 +155,9 @@ pub async fn run(store_args: &StoreArgs, cmd: AdminCommand) -> anyhow::Result<()
                 }
                 Some(regions)
             };
-            store.set_unlocked_regions(org, provider, list.clone()).await?;
+            store
+                .set_unlocked_regions(org, provider, list.clone())
+                .await?;
             serde_json::json!({"orgId": org, "provider": provider, "unlockedRegions": list.map_or(serde_json::json!("all"), |l| serde_json::json!(l))})
         }
     };
@@ -159,7 +178,11 @@ async fn verify_audit(store: &dyn keyplane_store::Store) -> anyhow::Result<serde
         }
         for e in page {
             if e.seq != last_seq + 1 {
-                bail!("audit log broken: entry {} is missing (found {} after {last_seq})", last_seq + 1, e.seq);
+                bail!(
+                    "audit log broken: entry {} is missing (found {} after {last_seq})",
+                    last_seq + 1,
+                    e.seq
+                );
             }
             let at = e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             let org = e.org_id.to_string();
@@ -174,10 +197,16 @@ async fn verify_audit(store: &dyn keyplane_store::Store) -> anyhow::Result<serde
                 reason: &e.reason,
             };
             if e.prev_hash != prev {
-                bail!("audit log broken at entry {}: it does not follow the entry before it", e.seq);
+                bail!(
+                    "audit log broken at entry {}: it does not follow the entry before it",
+                    e.seq
+                );
             }
             if entry_hash(&prev, &fields) != e.hash {
-                bail!("audit log broken at entry {}: its content was changed after it was written", e.seq);
+                bail!(
+                    "audit log broken at entry {}: its content was changed after it was written",
+                    e.seq
+                );
             }
             prev = e.hash;
             last_seq = e.seq;

@@ -141,7 +141,9 @@ pub async fn bootstrap(
     let path = credentials_path(data_dir);
     let reusable = match std::fs::read_to_string(&path) {
         Ok(text) => match serde_json::from_str::<DevCredentials>(&text) {
-            Ok(old) if old.org_id == org_id && token_is_valid(store, &old.token).await? => Some(old.token),
+            Ok(old) if old.org_id == org_id && token_is_valid(store, &old.token).await? => {
+                Some(old.token)
+            }
             _ => None,
         },
         Err(_) => None,
@@ -172,7 +174,10 @@ pub async fn bootstrap(
         path.display()
     );
     if let Some(k) = kms {
-        println!("  built-in KMS: {} (customer account {}, development only)", k.endpoint, k.customer.account_id);
+        println!(
+            "  built-in KMS: {} (customer account {}, development only)",
+            k.endpoint, k.customer.account_id
+        );
     }
     Ok(creds)
 }
@@ -200,7 +205,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -218,7 +225,10 @@ pub async fn ensure_platform_keys(
     regions: &[String],
 ) -> anyhow::Result<std::collections::BTreeMap<String, keyplane_server::config::PlatformKey>> {
     use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-    let owner = kms.platform.first().context("the built-in KMS has no platform identity")?;
+    let owner = kms
+        .platform
+        .first()
+        .context("the built-in KMS has no platform identity")?;
     let mut out = std::collections::BTreeMap::new();
     for region in regions {
         let conf = aws_sdk_kms::Config::builder()
@@ -235,8 +245,16 @@ pub async fn ensure_platform_keys(
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
         let client = aws_sdk_kms::Client::from_conf(conf);
-        let arn = match client.describe_key().key_id(PLATFORM_KEY_ALIAS).send().await {
-            Ok(found) => found.key_metadata().and_then(|m| m.arn()).map(str::to_string),
+        let arn = match client
+            .describe_key()
+            .key_id(PLATFORM_KEY_ALIAS)
+            .send()
+            .await
+        {
+            Ok(found) => found
+                .key_metadata()
+                .and_then(|m| m.arn())
+                .map(str::to_string),
             Err(_) => None,
         };
         let arn = match arn {
@@ -265,7 +283,10 @@ pub async fn ensure_platform_keys(
         };
         out.insert(
             region.clone(),
-            keyplane_server::config::PlatformKey { key_id: arn, account: owner.account.clone() },
+            keyplane_server::config::PlatformKey {
+                key_id: arn,
+                account: owner.account.clone(),
+            },
         );
     }
     Ok(out)

@@ -21,7 +21,11 @@ pub struct ApiArgs {
     /// Application token [default: token of the credentials file].
     #[arg(long, env = "KEYPLANE_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
-    #[arg(long, global = true, default_value = "./keyplane-data/dev-credentials.json")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "./keyplane-data/dev-credentials.json"
+    )]
     pub credentials_file: PathBuf,
 }
 
@@ -86,27 +90,53 @@ impl Api {
             .map(|t| serde_json::from_str(&t))
             .transpose()
             .with_context(|| format!("parsing {}", args.credentials_file.display()))?;
-        let get = |k: &str| file.as_ref().and_then(|f| f[k].as_str()).map(str::to_string);
-        let (Some(url), Some(token)) = (args.api_url.clone().or_else(|| get("apiUrl")), args.token.clone().or_else(|| get("token"))) else {
+        let get = |k: &str| {
+            file.as_ref()
+                .and_then(|f| f[k].as_str())
+                .map(str::to_string)
+        };
+        let (Some(url), Some(token)) = (
+            args.api_url.clone().or_else(|| get("apiUrl")),
+            args.token.clone().or_else(|| get("token")),
+        ) else {
             bail!(
                 "no API URL or token: pass --api-url and --token, or run `keyplane serve --dev` (which writes {})",
                 args.credentials_file.display()
             );
         };
-        Ok(Api { url: url.trim_end_matches('/').to_string(), token, org: get("orgId"), client: reqwest::Client::new() })
+        Ok(Api {
+            url: url.trim_end_matches('/').to_string(),
+            token,
+            org: get("orgId"),
+            client: reqwest::Client::new(),
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.with_context(|| format!("calling {}{path}", self.url))?;
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("calling {}{path}", self.url))?;
         let status = res.status();
         let text = res.text().await?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
-            let msg = v["errors"][0]["message"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let msg = v["errors"][0]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             bail!("{status}: {msg}");
         }
         Ok(v)
@@ -144,14 +174,36 @@ pub async fn run(api: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
     let api = Api::new(api)?;
     let out = match cmd {
         KeyCommand::Policy { r#type, region } => {
-            api.call(Method::GET, &format!("{}/provider/aws/region/{region}/policy", helper_base(r#type)), None).await?
+            api.call(
+                Method::GET,
+                &format!(
+                    "{}/provider/aws/region/{region}/policy",
+                    helper_base(r#type)
+                ),
+                None,
+            )
+            .await?
         }
-        KeyCommand::CheckPolicy { file, r#type, region, key_id } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let doc: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+        KeyCommand::CheckPolicy {
+            file,
+            r#type,
+            region,
+            key_id,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let doc: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
             let q = key_id.map(|k| format!("?keyID={k}")).unwrap_or_default();
             let v = api
-                .call(Method::POST, &format!("{}/provider/aws/region/{region}/policy/check{q}", helper_base(r#type)), Some(doc))
+                .call(
+                    Method::POST,
+                    &format!(
+                        "{}/provider/aws/region/{region}/policy/check{q}",
+                        helper_base(r#type)
+                    ),
+                    Some(doc),
+                )
                 .await?;
             if v["verdict"] != "ok" {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -159,14 +211,26 @@ pub async fn run(api: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             }
             v
         }
-        KeyCommand::Register { r#type, region, key_id, dry_run } => {
-            let body = json!({"orgId": api.org_id().await?, "aws": {"keyID": key_id, "region": region}});
+        KeyCommand::Register {
+            r#type,
+            region,
+            key_id,
+            dry_run,
+        } => {
+            let body =
+                json!({"orgId": api.org_id().await?, "aws": {"keyID": key_id, "region": region}});
             let q = if dry_run { "?dryRun=true" } else { "" };
-            api.call(Method::POST, &format!("{}{q}", base(r#type)), Some(body)).await?
+            api.call(Method::POST, &format!("{}{q}", base(r#type)), Some(body))
+                .await?
         }
         KeyCommand::List { r#type } => api.call(Method::GET, base(r#type), None).await?,
         KeyCommand::Status { r#type, region } => {
-            api.call(Method::GET, &format!("{}/provider/aws/region/{region}/status", base(r#type)), None).await?
+            api.call(
+                Method::GET,
+                &format!("{}/provider/aws/region/{region}/status", base(r#type)),
+                None,
+            )
+            .await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

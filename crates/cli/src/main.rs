@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use settings::{LogFormat, ServeArgs, StoreArgs};
 
 #[derive(Parser)]
-#[command(name = "keyplane", version, about = "Bring-your-own-key for managed databases")]
+#[command(
+    name = "keyplane",
+    version,
+    about = "Bring-your-own-key for managed databases"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,7 +52,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
@@ -101,30 +107,49 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let dev_kms = if resolved.dev {
         let kms = dev::start_kms(&resolved, shutdown(stop_rx.clone()), &mut tasks).await?;
-        let creds = dev::bootstrap(store.as_ref(), &resolved.data_dir, &config.public_url, Some(&kms.customer)).await?;
+        let creds = dev::bootstrap(
+            store.as_ref(),
+            &resolved.data_dir,
+            &config.public_url,
+            Some(&kms.customer),
+        )
+        .await?;
         // A sign-in link for the portal, valid until this process stops.
         let code = keyplane_server::portal::session::random_hex();
-        println!("  portal:       {}/portal/signin/dev?code={code}", config.public_url.trim_end_matches('/'));
-        config.dev_signin = Some(keyplane_server::DevSignin { code, token: creds.token.clone() });
+        println!(
+            "  portal:       {}/portal/signin/dev?code={code}",
+            config.public_url.trim_end_matches('/')
+        );
+        config.dev_signin = Some(keyplane_server::DevSignin {
+            code,
+            token: creds.token.clone(),
+        });
         Some(kms)
     } else {
         None
     };
     if let Some(kms) = &dev_kms
-        && !config.platform_keys.contains_key(&keyplane_core::Provider::Aws) {
-            let regions = config.regions(keyplane_core::Provider::Aws).to_vec();
-            let keys = dev::ensure_platform_keys(kms, &regions).await?;
-            config.platform_keys.insert(keyplane_core::Provider::Aws, keys);
-        }
+        && !config
+            .platform_keys
+            .contains_key(&keyplane_core::Provider::Aws)
+    {
+        let regions = config.regions(keyplane_core::Provider::Aws).to_vec();
+        let keys = dev::ensure_platform_keys(kms, &regions).await?;
+        config
+            .platform_keys
+            .insert(keyplane_core::Provider::Aws, keys);
+    }
     let connector = wiring::kms_connector(&resolved.aws, dev_kms.as_ref());
     let state = keyplane_server::AppState::new(store, config, connector);
     for handle in keyplane_server::spawn_background(&state, stop_rx.clone()) {
-        tasks.spawn(async move {
-            handle.await.map_err(std::io::Error::other)
-        });
+        tasks.spawn(async move { handle.await.map_err(std::io::Error::other) });
     }
     tracing::info!(%local, "keyplane API listening");
-    tasks.spawn(keyplane_server::run(listener, state, shutdown(stop_rx.clone())));
+    tasks.spawn(keyplane_server::run(
+        listener,
+        state,
+        shutdown(stop_rx.clone()),
+    ));
 
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -212,7 +212,9 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
                 .into_iter()
                 .map(|a| ProviderAccount {
                     id: a.id,
-                    role: a.role.unwrap_or_else(|| keyplane_server::config::DEFAULT_AWS_ROLE.into()),
+                    role: a
+                        .role
+                        .unwrap_or_else(|| keyplane_server::config::DEFAULT_AWS_ROLE.into()),
                     regions: a.regions,
                 })
                 .collect();
@@ -224,7 +226,15 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         for (p, by_region) in keys {
             let m = by_region
                 .into_iter()
-                .map(|(r, k)| (r, keyplane_server::config::PlatformKey { key_id: k.key_id, account: k.account }))
+                .map(|(r, k)| {
+                    (
+                        r,
+                        keyplane_server::config::PlatformKey {
+                            key_id: k.key_id,
+                            account: k.account,
+                        },
+                    )
+                })
                 .collect();
             config.platform_keys.insert(p, m);
         }
@@ -233,9 +243,21 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
     let secs = |flag: Option<u64>, file: Option<u64>, default: u64| {
         std::time::Duration::from_secs(flag.or(file).unwrap_or(default).max(1))
     };
-    config.key_check_interval = secs(serve.and_then(|s| s.key_check_interval), file.key_check_interval_secs, 60);
-    config.kms_grace_period = secs(serve.and_then(|s| s.kms_grace_period), file.kms_grace_period_secs, 900);
-    config.data_key_ttl = secs(serve.and_then(|s| s.data_key_ttl), file.data_key_ttl_secs, 300);
+    config.key_check_interval = secs(
+        serve.and_then(|s| s.key_check_interval),
+        file.key_check_interval_secs,
+        60,
+    );
+    config.kms_grace_period = secs(
+        serve.and_then(|s| s.kms_grace_period),
+        file.kms_grace_period_secs,
+        900,
+    );
+    config.data_key_ttl = secs(
+        serve.and_then(|s| s.data_key_ttl),
+        file.data_key_ttl_secs,
+        300,
+    );
     config.data_cache_mib = serve
         .and_then(|s| s.data_cache_mib)
         .or(file.data_cache_mib)
@@ -262,8 +284,13 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
 fn validate_accounts(config: &Config) -> anyhow::Result<()> {
     for (provider, accounts) in &config.provider_accounts {
         for a in accounts {
-            if *provider == Provider::Aws && !(a.id.len() == 12 && a.id.bytes().all(|b| b.is_ascii_digit())) {
-                anyhow::bail!("provider_accounts.aws: account id {:?} must be 12 digits", a.id);
+            if *provider == Provider::Aws
+                && !(a.id.len() == 12 && a.id.bytes().all(|b| b.is_ascii_digit()))
+            {
+                anyhow::bail!(
+                    "provider_accounts.aws: account id {:?} must be 12 digits",
+                    a.id
+                );
             }
             if let Some(regions) = &a.regions {
                 for r in regions {
@@ -317,7 +344,10 @@ regions = ["us-east-2"]
         assert_eq!(r.database_url, "sqlite:///tmp/from-file/keyplane.db");
         assert_eq!(r.log_format, LogFormat::Json);
         assert_eq!(r.config.regions(Provider::Aws), ["us-east-2", "eu-west-1"]);
-        assert_eq!(r.config.accounts(Provider::Aws)[0].principal(Provider::Aws), "arn:aws:iam::333333333333:role/creator");
+        assert_eq!(
+            r.config.accounts(Provider::Aws)[0].principal(Provider::Aws),
+            "arn:aws:iam::333333333333:role/creator"
+        );
         assert_eq!(r.config.public_url, "http://127.0.0.1:7000");
     }
 
@@ -325,11 +355,23 @@ regions = ["us-east-2"]
     fn data_cache_from_flag_file_or_default() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "data_cache_mib = 512").unwrap();
-        let store = StoreArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
+        let store = StoreArgs {
+            config: Some(f.path().to_path_buf()),
+            ..Default::default()
+        };
         assert_eq!(resolve(&store, None).unwrap().config.data_cache_mib, 512);
-        let serve = ServeArgs { data_cache_mib: Some(64), ..Default::default() };
-        assert_eq!(resolve(&store, Some(&serve)).unwrap().config.data_cache_mib, 64);
-        let none = StoreArgs { data_dir: Some(std::env::temp_dir()), ..Default::default() };
+        let serve = ServeArgs {
+            data_cache_mib: Some(64),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&store, Some(&serve)).unwrap().config.data_cache_mib,
+            64
+        );
+        let none = StoreArgs {
+            data_dir: Some(std::env::temp_dir()),
+            ..Default::default()
+        };
         assert_eq!(resolve(&none, None).unwrap().config.data_cache_mib, 256);
     }
 
@@ -337,13 +379,19 @@ regions = ["us-east-2"]
     fn bad_config_is_refused_with_the_reason() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "[[provider_accounts.aws]]\nid = \"12\"").unwrap();
-        let store = StoreArgs { config: Some(f.path().to_path_buf()), ..Default::default() };
+        let store = StoreArgs {
+            config: Some(f.path().to_path_buf()),
+            ..Default::default()
+        };
         let err = resolve(&store, None).unwrap_err().to_string();
         assert!(err.contains("must be 12 digits"), "{err}");
 
         let mut g = tempfile::NamedTempFile::new().unwrap();
         writeln!(g, "lisen = \"x\"").unwrap();
-        let store = StoreArgs { config: Some(g.path().to_path_buf()), ..Default::default() };
+        let store = StoreArgs {
+            config: Some(g.path().to_path_buf()),
+            ..Default::default()
+        };
         let err = format!("{:#}", resolve(&store, None).unwrap_err());
         assert!(err.contains("lisen"), "{err}");
     }

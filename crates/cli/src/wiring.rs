@@ -40,15 +40,19 @@ pub fn kms_connector(aws: &FileAws, dev_kms: Option<&PlatformKms>) -> Arc<dyn Km
         );
     }
     if let Some(dev) = dev_kms
-        && settings.endpoint_url.is_none() {
-            settings.endpoint_url = Some(dev.endpoint.clone());
-            for c in &dev.platform {
-                settings.static_credentials.entry(c.account.clone()).or_insert_with(|| StaticCredentials {
+        && settings.endpoint_url.is_none()
+    {
+        settings.endpoint_url = Some(dev.endpoint.clone());
+        for c in &dev.platform {
+            settings
+                .static_credentials
+                .entry(c.account.clone())
+                .or_insert_with(|| StaticCredentials {
                     access_key_id: c.access_key_id.clone(),
                     secret_access_key: Zeroizing::new(c.secret_access_key.to_string()),
                     session_token: None,
                 });
-            }
         }
+    }
     Arc::new(AwsConnector::new(settings))
 }

@@ -18,11 +18,19 @@ const REGION: &str = "us-east-2";
 const KEYSPACE: &str = "shop";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn client() -> reqwest::Client {
@@ -68,7 +76,11 @@ impl Server {
     async fn start(data: &Path, log: PathBuf) -> Server {
         let port = free_port();
         let kms = free_port();
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--kms-listen", &format!("127.0.0.1:{kms}")])
@@ -79,7 +91,15 @@ impl Server {
             .spawn()
             .unwrap();
         let api = format!("http://127.0.0.1:{port}");
-        let mut server = Server { child, log, api: Api { api: api.clone(), token: String::new(), http: client() } };
+        let mut server = Server {
+            child,
+            log,
+            api: Api {
+                api: api.clone(),
+                token: String::new(),
+                http: client(),
+            },
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(res) = server.http.get(format!("{api}/healthz")).send().await
@@ -88,13 +108,22 @@ impl Server {
                 break;
             }
             if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("serve --dev exited during start ({status}):\n{}", server.logs());
+                panic!(
+                    "serve --dev exited during start ({status}):\n{}",
+                    server.logs()
+                );
             }
-            assert!(Instant::now() < deadline, "serve --dev did not come up:\n{}", server.logs());
+            assert!(
+                Instant::now() < deadline,
+                "serve --dev did not come up:\n{}",
+                server.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let creds: Value =
-            serde_json::from_str(&std::fs::read_to_string(data.join("dev-credentials.json")).unwrap()).unwrap();
+        let creds: Value = serde_json::from_str(
+            &std::fs::read_to_string(data.join("dev-credentials.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(creds["apiUrl"], api.as_str());
         server.api.token = creds["token"].as_str().unwrap().to_string();
         server
@@ -105,7 +134,11 @@ impl Server {
         use std::os::unix::process::ExitStatusExt;
         self.child.kill().unwrap(); // SIGKILL on unix
         let status = self.child.wait().unwrap();
-        assert_eq!(status.signal(), Some(9), "the server was not killed by SIGKILL: {status}");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the server was not killed by SIGKILL: {status}"
+        );
     }
 
     /// The last lines of the server logs (all runs on this data dir), for failure messages.
@@ -134,8 +167,12 @@ impl Server {
 }
 
 impl Api {
-
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value, Option<String>), reqwest::Error> {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value, Option<String>), reqwest::Error> {
         let mut req = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.api))
@@ -145,36 +182,68 @@ impl Api {
         }
         let res = req.send().await?;
         let status = res.status().as_u16();
-        let location = res.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        let location = res
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
         let text = res.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text)), location))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            location,
+        ))
     }
 
     async fn create_db(&self, name: &str) -> String {
         let body = json!({"name": name, "keyspace": KEYSPACE, "cloudProvider": "AWS", "tier": "C10",
                           "capacityUnits": 1, "region": REGION});
-        let (st, body, location) = self.send("POST", "/v2/databases", Some(body)).await.unwrap();
+        let (st, body, location) = self
+            .send("POST", "/v2/databases", Some(body))
+            .await
+            .unwrap();
         assert_eq!(st, 201, "{body}");
-        location.expect("a Location header").rsplit('/').next().unwrap().to_string()
+        location
+            .expect("a Location header")
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string()
     }
 
     async fn get_db(&self, id: &str) -> Value {
-        let (st, body, _) = self.send("GET", &format!("/v2/databases/{id}"), None).await.unwrap();
+        let (st, body, _) = self
+            .send("GET", &format!("/v2/databases/{id}"), None)
+            .await
+            .unwrap();
         assert_eq!(st, 200, "{body}");
         body
     }
 
     /// A Data API command (`Token` header, as Data API clients send it).
-    async fn data(&self, db: &str, collection: Option<&str>, cmd: Value) -> Result<(u16, Value), reqwest::Error> {
+    async fn data(
+        &self,
+        db: &str,
+        collection: Option<&str>,
+        cmd: Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
         let mut url = format!("{}/db/{db}-{REGION}/api/json/v1/{KEYSPACE}", self.api);
         if let Some(c) = collection {
             url.push('/');
             url.push_str(c);
         }
-        let res = self.http.post(url).header("Token", &self.token).json(&cmd).send().await?;
+        let res = self
+            .http
+            .post(url)
+            .header("Token", &self.token)
+            .json(&cmd)
+            .send()
+            .await?;
         let status = res.status().as_u16();
         let text = res.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 }
 
@@ -187,13 +256,27 @@ c = sqlite3.connect(sys.argv[1])
 rows = c.execute("SELECT id, database_id, status, wrapped_data_key IS NOT NULL FROM datacenters").fetchall()
 print(json.dumps([[r[0], r[1], r[2], bool(r[3])] for r in rows]))
 "#;
-    let out = Command::new("python3").arg("-c").arg(script).arg(data.join("keyplane.db")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(data.join("keyplane.db"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<(String, String, String, bool)> = serde_json::from_slice(&out.stdout).unwrap();
-    rows.into_iter().map(|(id, db, st, key)| (id, (db, st, key))).collect()
+    rows.into_iter()
+        .map(|(id, db, st, key)| (id, (db, st, key)))
+        .collect()
 }
 
-fn dcs_of<'a>(state: &'a BTreeMap<String, (String, String, bool)>, db: &'a str) -> impl Iterator<Item = &'a (String, String, bool)> {
+fn dcs_of<'a>(
+    state: &'a BTreeMap<String, (String, String, bool)>,
+    db: &'a str,
+) -> impl Iterator<Item = &'a (String, String, bool)> {
     state.values().filter(move |(d, _, _)| d == db)
 }
 
@@ -209,16 +292,46 @@ async fn assert_provisioning_resumed(data: &Path, log: &Path, dbs: &[String]) {
         let dcs = view["info"]["datacenters"].as_array().unwrap();
         assert_eq!(dcs.len(), 1, "{view}");
         assert_eq!(dcs[0]["status"], "ACTIVE", "{view}");
-        assert_eq!(dcs[0]["encryption"]["keyType"], "platform-managed", "{view}");
-        let (st, body) = s.data(db, None, json!({"createCollection": {"name": "c"}})).await.unwrap();
-        assert_eq!((st, &body["status"]["ok"]), (200, &json!(1)), "{db}: {body}\n{}", s.logs());
+        assert_eq!(
+            dcs[0]["encryption"]["keyType"], "platform-managed",
+            "{view}"
+        );
         let (st, body) = s
-            .data(db, Some("c"), json!({"insertOne": {"document": {"_id": "probe", "db": db}}}))
+            .data(db, None, json!({"createCollection": {"name": "c"}}))
             .await
             .unwrap();
-        assert_eq!((st, &body["status"]["insertedIds"]), (200, &json!(["probe"])), "{db}: {body}");
-        let (st, body) = s.data(db, Some("c"), json!({"findOne": {"filter": {"_id": "probe"}}})).await.unwrap();
-        assert_eq!((st, &body["data"]["document"]["db"]), (200, &json!(db)), "{db}: {body}");
+        assert_eq!(
+            (st, &body["status"]["ok"]),
+            (200, &json!(1)),
+            "{db}: {body}\n{}",
+            s.logs()
+        );
+        let (st, body) = s
+            .data(
+                db,
+                Some("c"),
+                json!({"insertOne": {"document": {"_id": "probe", "db": db}}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (st, &body["status"]["insertedIds"]),
+            (200, &json!(["probe"])),
+            "{db}: {body}"
+        );
+        let (st, body) = s
+            .data(
+                db,
+                Some("c"),
+                json!({"findOne": {"filter": {"_id": "probe"}}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (st, &body["data"]["document"]["db"]),
+            (200, &json!(db)),
+            "{db}: {body}"
+        );
     }
     // Each datacenter holds one wrapped data key (the column is set once), and it is the one
     // its file was created with: a fresh process unwraps it and reads the file.
@@ -226,14 +339,36 @@ async fn assert_provisioning_resumed(data: &Path, log: &Path, dbs: &[String]) {
     let state = datacenters_at_kill(data);
     assert_eq!(state.len(), dbs.len(), "{state:?}");
     for (dc, (_, status, has_key)) in &state {
-        assert!(status == "ACTIVE" && *has_key, "{dc}: {status}, key stored: {has_key}");
+        assert!(
+            status == "ACTIVE" && *has_key,
+            "{dc}: {status}, key stored: {has_key}"
+        );
     }
     let s = Server::start(data, log.to_path_buf()).await;
     for db in dbs {
-        let (st, body) = s.data(db, Some("c"), json!({"findOne": {"filter": {"_id": "probe"}}})).await.unwrap();
-        assert_eq!((st, &body["data"]["document"]["db"]), (200, &json!(db)), "{db}: {body}\n{}", s.logs());
-        let (st, body) = s.data(db, Some("c"), json!({"countDocuments": {}})).await.unwrap();
-        assert_eq!((st, &body["status"]["count"]), (200, &json!(1)), "{db}: {body}");
+        let (st, body) = s
+            .data(
+                db,
+                Some("c"),
+                json!({"findOne": {"filter": {"_id": "probe"}}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (st, &body["data"]["document"]["db"]),
+            (200, &json!(db)),
+            "{db}: {body}\n{}",
+            s.logs()
+        );
+        let (st, body) = s
+            .data(db, Some("c"), json!({"countDocuments": {}}))
+            .await
+            .unwrap();
+        assert_eq!(
+            (st, &body["status"]["count"]),
+            (200, &json!(1)),
+            "{db}: {body}"
+        );
     }
 }
 
@@ -255,16 +390,27 @@ fn kill_9_right_after_creation_resumes_provisioning() {
         let mut not_active = vec![];
         for db in &dbs {
             let dcs: Vec<_> = dcs_of(&state, db).collect();
-            assert_eq!(dcs.len(), 1, "the creation stored its datacenter with the 201: {state:?}");
+            assert_eq!(
+                dcs.len(),
+                1,
+                "the creation stored its datacenter with the 201: {state:?}"
+            );
             if dcs[0].1 != "ACTIVE" {
                 not_active.push(dcs[0].clone());
             }
         }
         eprintln!("burst: not ACTIVE at kill time: {not_active:?}");
-        assert!(!not_active.is_empty(), "all three were ACTIVE within their 201s: {state:?}");
+        assert!(
+            !not_active.is_empty(),
+            "all three were ACTIVE within their 201s: {state:?}"
+        );
         assert_provisioning_resumed(&data, &log, &dbs).await;
     });
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// Killed in the middle of a provisioning job: as soon as the API shows the new database
@@ -291,7 +437,11 @@ fn kill_9_in_the_middle_of_a_provisioning_job_resumes_it() {
                 if status == "INITIALIZING" || status == "ACTIVE" {
                     break;
                 }
-                assert!(Instant::now() < deadline, "{id} stayed {status}:\n{}", s.logs());
+                assert!(
+                    Instant::now() < deadline,
+                    "{id} stayed {status}:\n{}",
+                    s.logs()
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             s.kill9();
@@ -303,10 +453,17 @@ fn kill_9_in_the_middle_of_a_provisioning_job_resumes_it() {
             }
         }
         eprintln!("mid-job kill (attempt, (database, status, data key stored)): {caught:?}");
-        assert!(caught.is_some(), "six kills in a row all came after the provisioning job had finished");
+        assert!(
+            caught.is_some(),
+            "six kills in a row all came after the provisioning job had finished"
+        );
         assert_provisioning_resumed(&data, &log, &dbs).await;
     });
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// What the writers saw during one run of the server.
@@ -322,25 +479,42 @@ struct WriteLog {
 const WRITERS: usize = 4;
 
 /// Inserts `d{n}` documents one after the other until the server goes away.
-async fn writer(api: Api, db: String, next: Arc<AtomicU64>, log: Arc<WriteLog>, killed: Arc<AtomicBool>) {
+async fn writer(
+    api: Api,
+    db: String,
+    next: Arc<AtomicU64>,
+    log: Arc<WriteLog>,
+    killed: Arc<AtomicBool>,
+) {
     loop {
         let n = next.fetch_add(1, Ordering::SeqCst);
         let id = format!("d{n}");
         let doc = json!({"_id": id, "n": n, "pad": "p".repeat(200)});
-        match api.data(&db, Some("w"), json!({"insertOne": {"document": doc}})).await {
-            Ok((200, body)) if body["status"]["insertedIds"] == json!([id]) && body.get("errors").is_none() => {
+        match api
+            .data(&db, Some("w"), json!({"insertOne": {"document": doc}}))
+            .await
+        {
+            Ok((200, body))
+                if body["status"]["insertedIds"] == json!([id]) && body.get("errors").is_none() =>
+            {
                 log.acked.lock().unwrap().push(n);
                 log.acked_count.fetch_add(1, Ordering::SeqCst);
             }
             // A complete answer that is not an acknowledgement comes from the server, not from
             // the kill (which only cuts connections).
             Ok((st, body)) => {
-                log.unexpected.lock().unwrap().push(format!("{id}: {st} {body}"));
+                log.unexpected
+                    .lock()
+                    .unwrap()
+                    .push(format!("{id}: {st} {body}"));
                 return;
             }
             Err(e) => {
                 if !killed.load(Ordering::SeqCst) {
-                    log.unexpected.lock().unwrap().push(format!("{id} before the kill: {e}"));
+                    log.unexpected
+                        .lock()
+                        .unwrap()
+                        .push(format!("{id} before the kill: {e}"));
                 }
                 return;
             }
@@ -351,7 +525,10 @@ async fn writer(api: Api, db: String, next: Arc<AtomicU64>, log: Arc<WriteLog>, 
 /// Every acknowledged id is there, with its content, and the collection counts at least as
 /// many documents.
 async fn assert_all_present(s: &Server, db: &str, acked: &[u64]) {
-    let (st, body) = s.data(db, Some("w"), json!({"countDocuments": {}})).await.unwrap();
+    let (st, body) = s
+        .data(db, Some("w"), json!({"countDocuments": {}}))
+        .await
+        .unwrap();
     assert_eq!(st, 200, "{body}\n{}", s.logs());
     let count = body["status"]["count"].as_u64().unwrap();
     assert!(
@@ -456,7 +633,11 @@ fn kill_9_during_writes_loses_no_acknowledged_write() {
         assert_eq!((st, &body["status"]["insertedIds"]), (200, &json!([format!("d{n}")])), "{body}");
         eprintln!("write crash test: {} acknowledged writes, all present after two kill -9", all_acked.len());
     });
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// A kill -9 inside `DocStore::create` (after the file was created, before its schema and
@@ -497,11 +678,21 @@ fn a_datacenter_file_left_half_created_by_a_kill_is_finished_on_restart() {
             if view["status"] == "ACTIVE" {
                 break;
             }
-            assert!(view["status"] != "ERROR", "a half-created file failed the resumed provisioning: {view}");
-            assert!(Instant::now() < deadline, "{db} never became ACTIVE: {view}\n{}", s.logs());
+            assert!(
+                view["status"] != "ERROR",
+                "a half-created file failed the resumed provisioning: {view}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{db} never became ACTIVE: {view}\n{}",
+                s.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let (st, body) = s.data(&db, None, json!({"createCollection": {"name": "c"}})).await.unwrap();
+        let (st, body) = s
+            .data(&db, None, json!({"createCollection": {"name": "c"}}))
+            .await
+            .unwrap();
         assert_eq!(st, 200, "{body}");
     });
 }

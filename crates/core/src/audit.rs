@@ -23,7 +23,17 @@ pub struct AuditFields<'a> {
 pub fn entry_hash(prev_hash: &str, f: &AuditFields<'_>) -> String {
     let mut h = Sha256::new();
     let seq = f.seq.to_string();
-    for part in [prev_hash, seq.as_str(), f.org_id, f.at, f.actor, f.action, f.target, f.outcome, f.reason] {
+    for part in [
+        prev_hash,
+        seq.as_str(),
+        f.org_id,
+        f.at,
+        f.actor,
+        f.action,
+        f.target,
+        f.outcome,
+        f.reason,
+    ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -57,6 +67,16 @@ mod tests {
         let mut g = fields("");
         g.actor = "ar";
         g.action = "egister";
-        assert_ne!(entry_hash(GENESIS, &g), entry_hash(GENESIS, &AuditFields { actor: "are", action: "gister", ..fields("") }));
+        assert_ne!(
+            entry_hash(GENESIS, &g),
+            entry_hash(
+                GENESIS,
+                &AuditFields {
+                    actor: "are",
+                    action: "gister",
+                    ..fields("")
+                }
+            )
+        );
     }
 }

@@ -64,7 +64,9 @@ pub const MAX_CLASSIC_UNITS: i32 = 12;
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = (1..=50).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -82,7 +84,9 @@ pub fn check_keyspace(ks: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("keyspace: {ks:?} must start with a letter and have at most 48 letters, digits or '_'"))
+        Err(format!(
+            "keyspace: {ks:?} must start with a letter and have at most 48 letters, digits or '_'"
+        ))
     }
 }
 
@@ -92,16 +96,23 @@ pub fn check_tier(db_type: DbType, tier: &str, capacity_units: i32) -> Result<St
         DbType::Classic => {
             let t = tier.to_ascii_uppercase();
             if !CLASSIC_TIERS.contains(&t.as_str()) {
-                return Err(format!("tier: {tier:?} is not a classic tier; use one of {}", CLASSIC_TIERS.join(", ")));
+                return Err(format!(
+                    "tier: {tier:?} is not a classic tier; use one of {}",
+                    CLASSIC_TIERS.join(", ")
+                ));
             }
             if !(1..=MAX_CLASSIC_UNITS).contains(&capacity_units) {
-                return Err(format!("capacityUnits: must be 1 to {MAX_CLASSIC_UNITS} at creation, got {capacity_units}"));
+                return Err(format!(
+                    "capacityUnits: must be 1 to {MAX_CLASSIC_UNITS} at creation, got {capacity_units}"
+                ));
             }
             Ok(t)
         }
         DbType::Serverless => {
             if !tier.eq_ignore_ascii_case("serverless") {
-                return Err(format!("tier: serverless databases use tier \"serverless\", got {tier:?}"));
+                return Err(format!(
+                    "tier: serverless databases use tier \"serverless\", got {tier:?}"
+                ));
             }
             if capacity_units != 1 {
                 return Err("capacityUnits: serverless databases take 1".to_string());
@@ -130,8 +141,15 @@ mod tests {
         assert!(check_keyspace("sales").is_ok());
         assert!(check_keyspace("sa-les").is_err());
         assert_eq!(check_tier(DbType::Classic, "c10", 3).unwrap(), "C10");
-        assert!(check_tier(DbType::Classic, "C10", 13).unwrap_err().contains("12"));
+        assert!(
+            check_tier(DbType::Classic, "C10", 13)
+                .unwrap_err()
+                .contains("12")
+        );
         assert!(check_tier(DbType::Classic, "serverless", 1).is_err());
-        assert_eq!(check_tier(DbType::Serverless, "serverless", 1).unwrap(), "serverless");
+        assert_eq!(
+            check_tier(DbType::Serverless, "serverless", 1).unwrap(),
+            "serverless"
+        );
     }
 }

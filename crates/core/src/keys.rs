@@ -20,7 +20,9 @@ pub enum ArnError {
          register the key ARN (arn:aws:kms:REGION:ACCOUNT:key/KEY_ID) that the alias names now"
     )]
     Alias,
-    #[error("a bare key ID or alias is not enough; give the full key ARN (arn:aws:kms:REGION:ACCOUNT:key/KEY_ID)")]
+    #[error(
+        "a bare key ID or alias is not enough; give the full key ARN (arn:aws:kms:REGION:ACCOUNT:key/KEY_ID)"
+    )]
     NotAnArn,
     #[error("{0:?} is not a KMS key ARN; expected arn:aws:kms:REGION:ACCOUNT:key/KEY_ID")]
     NotKms(String),
@@ -35,8 +37,13 @@ pub enum ArnError {
 fn is_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
-        && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| p.len() == *n)
-        && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n)
+        && parts
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_mrk(s: &str) -> bool {
@@ -50,7 +57,11 @@ impl FromStr for AwsKeyArn {
     fn from_str(s: &str) -> Result<Self, ArnError> {
         let s = s.trim();
         if !s.starts_with("arn:") {
-            return Err(if s.starts_with("alias/") { ArnError::Alias } else { ArnError::NotAnArn });
+            return Err(if s.starts_with("alias/") {
+                ArnError::Alias
+            } else {
+                ArnError::NotAnArn
+            });
         }
         let parts: Vec<&str> = s.splitn(6, ':').collect();
         let [_, partition, service, region, account, resource] = parts.as_slice() else {
@@ -85,7 +96,11 @@ impl FromStr for AwsKeyArn {
 
 impl fmt::Display for AwsKeyArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "arn:{}:kms:{}:{}:key/{}", self.partition, self.region, self.account, self.key_id)
+        write!(
+            f,
+            "arn:{}:kms:{}:{}:key/{}",
+            self.partition, self.region, self.account, self.key_id
+        )
     }
 }
 
@@ -146,9 +161,14 @@ mod tests {
     fn bad_arns_say_what_to_give_instead() {
         let alias = "arn:aws:kms:us-east-2:111111111111:alias/prod";
         assert_eq!(alias.parse::<AwsKeyArn>().unwrap_err(), ArnError::Alias);
-        assert_eq!("alias/prod".parse::<AwsKeyArn>().unwrap_err(), ArnError::Alias);
         assert_eq!(
-            "1234abcd-12ab-34cd-56ef-1234567890ab".parse::<AwsKeyArn>().unwrap_err(),
+            "alias/prod".parse::<AwsKeyArn>().unwrap_err(),
+            ArnError::Alias
+        );
+        assert_eq!(
+            "1234abcd-12ab-34cd-56ef-1234567890ab"
+                .parse::<AwsKeyArn>()
+                .unwrap_err(),
             ArnError::NotAnArn
         );
         assert!(matches!(
@@ -156,7 +176,8 @@ mod tests {
             ArnError::NotKms(_)
         ));
         assert!(matches!(
-            "arn:aws:kms:us-east-2:1111:key/1234abcd-12ab-34cd-56ef-1234567890ab".parse::<AwsKeyArn>(),
+            "arn:aws:kms:us-east-2:1111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .parse::<AwsKeyArn>(),
             Err(ArnError::Account(_))
         ));
         assert!(matches!(
@@ -164,7 +185,8 @@ mod tests {
             Err(ArnError::KeyId(_))
         ));
         assert!(matches!(
-            "arn:aws:kms:US East:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab".parse::<AwsKeyArn>(),
+            "arn:aws:kms:US East:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .parse::<AwsKeyArn>(),
             Err(ArnError::Region(_))
         ));
     }

@@ -12,8 +12,8 @@ pub mod provider;
 pub mod regions;
 pub mod token;
 
-pub use permissions::{Permission, Role};
-pub use provider::{DbType, Provider};
 pub use databases::DatabaseStatus;
 pub use keys::{AwsKeyArn, KeyStatus};
+pub use permissions::{Permission, Role};
+pub use provider::{DbType, Provider};
 pub use token::{Token, TokenError};

@@ -95,8 +95,15 @@ impl Role {
             Role::OrgAdmin => true,
             Role::DbAdmin => matches!(
                 p,
-                OrgRead | OrgCmkRead | OrgCmkWrite | OrgDbCreate | OrgDbView | OrgDbTerminate
-                    | OrgDbExpand | DbRead | DbWrite
+                OrgRead
+                    | OrgCmkRead
+                    | OrgCmkWrite
+                    | OrgDbCreate
+                    | OrgDbView
+                    | OrgDbTerminate
+                    | OrgDbExpand
+                    | DbRead
+                    | DbWrite
             ),
             Role::ReadOnly => matches!(p, OrgRead | OrgCmkRead | OrgDbView | DbRead),
             Role::Custom(set) => set.contains(&p),
@@ -114,7 +121,11 @@ impl Role {
     }
 
     pub fn permissions(&self) -> Vec<Permission> {
-        Permission::ALL.iter().copied().filter(|p| self.allows(*p)).collect()
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(|p| self.allows(*p))
+            .collect()
     }
 
     /// Parses a built-in role from its display name or a short alias (`org-admin`,

@@ -4,7 +4,19 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A cloud provider. Paths spell it lower case (`aws`); database bodies upper case (`AWS`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Aws,
@@ -64,7 +76,19 @@ impl FromStr for Provider {
 
 /// Database type: `classic` is Managed Clusters, `serverless` the serverless offering. They
 /// need separate customer keys even in the same region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DbType {
     Classic,
@@ -109,7 +133,10 @@ mod tests {
     fn provider_parse_is_case_insensitive_and_lists_choices() {
         assert_eq!("AWS".parse::<Provider>(), Ok(Provider::Aws));
         let err = "ibm".parse::<Provider>().unwrap_err();
-        assert_eq!(err.to_string(), r#"unknown provider "ibm"; expected one of: aws, gcp, azure"#);
+        assert_eq!(
+            err.to_string(),
+            r#"unknown provider "ibm"; expected one of: aws, gcp, azure"#
+        );
     }
 
     #[test]

@@ -86,7 +86,11 @@ impl Token {
 
     /// The whole token, to show the user once at creation.
     pub fn expose(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!("{PREFIX}:{}:{}", self.client_id, self.secret.as_str()))
+        Zeroizing::new(format!(
+            "{PREFIX}:{}:{}",
+            self.client_id,
+            self.secret.as_str()
+        ))
     }
 
     /// The only form of the secret that is stored.
@@ -120,12 +124,18 @@ mod tests {
     fn malformed_tokens_are_refused_with_the_reason() {
         assert_eq!(Token::parse("abc").unwrap_err(), TokenError::Parts);
         let good = Token::generate().expose().to_string();
-        assert_eq!(Token::parse(&good.replacen("AstraCS", "Astra", 1)).unwrap_err(), TokenError::Prefix);
+        assert_eq!(
+            Token::parse(&good.replacen("AstraCS", "Astra", 1)).unwrap_err(),
+            TokenError::Prefix
+        );
         let mut bad_secret = good.clone();
         bad_secret.pop();
         bad_secret.push('z');
         assert_eq!(Token::parse(&bad_secret).unwrap_err(), TokenError::Secret);
-        assert_eq!(Token::parse("AstraCS:abc1:00").unwrap_err(), TokenError::ClientId);
+        assert_eq!(
+            Token::parse("AstraCS:abc1:00").unwrap_err(),
+            TokenError::ClientId
+        );
     }
 
     #[test]

@@ -202,7 +202,10 @@ fn grant_statement_requiring_an_aws_resource_refuses_keyplanes_own_grant_calls()
     let report = check(&p);
     assert!(!report.verdict_ok);
     let actions: Vec<&str> = report.findings.iter().map(|f| f.action.as_str()).collect();
-    assert_eq!(actions, ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]);
+    assert_eq!(
+        actions,
+        ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]
+    );
     for f in &report.findings {
         assert!(
             matches!(f.reason, FindingReason::ConditionNeverSatisfied { .. }),

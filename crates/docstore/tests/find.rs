@@ -268,7 +268,11 @@ fn projections_reach_into_arrays_of_objects() {
     let doc = json!({"_id": 1, "name": "o1",
         "items": [{"sku": "A1", "qty": 2, "tags": [{"t": "x", "w": 1}]}, {"qty": 5}, 7, {"sku": "B2", "qty": 1}]});
     let (_d, s) = store_with(vec![doc.clone()]);
-    let proj = |p: Value| s.find_one(KS, C, &json!({}), None, Some(&p)).unwrap().unwrap();
+    let proj = |p: Value| {
+        s.find_one(KS, C, &json!({}), None, Some(&p))
+            .unwrap()
+            .unwrap()
+    };
     assert_eq!(
         proj(json!({"items.sku": 1})),
         json!({"_id": 1, "items": [{"sku": "A1"}, {}, {"sku": "B2"}]})
@@ -286,7 +290,10 @@ fn projections_reach_into_arrays_of_objects() {
         json!({"_id": 1, "name": "o1", "items": [{"sku": "A1"}, {}, 7, {"sku": "B2"}]})
     );
     // A plain index path keeps its meaning.
-    assert_eq!(proj(json!({"items.1.qty": 0, "name": 0, "_id": 0}))["items"][1], json!({}));
+    assert_eq!(
+        proj(json!({"items.1.qty": 0, "name": 0, "_id": 0}))["items"][1],
+        json!({})
+    );
 }
 
 #[test]

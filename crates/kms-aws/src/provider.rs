@@ -10,8 +10,8 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, GrantOperation, KeyMetadata};
 use keyplane_kms::{
-    DataKey, EncryptionContext, ErrorKind, Grant, KeyDescription, KeyProvider, KeyState, KmsError,
-    Result,
+    DataKeyPair, EncryptionContext, ErrorKind, Grant, KeyDescription, KeyProvider, KeyState,
+    KmsError, Result,
 };
 use zeroize::Zeroizing;
 
@@ -19,7 +19,7 @@ use crate::errors::classify;
 use crate::retry::{RetrySettings, with_retries};
 
 /// A data key is always AES-256: 32 bytes.
-const DATA_KEY_LEN: usize = 32;
+use keyplane_kms::DATA_KEY_LEN;
 
 /// The platform's view of AWS KMS in one region, as one identity. Cheap to share: the SDK
 /// client is reference-counted and holds the connection pool and credential cache.
@@ -188,6 +188,7 @@ fn describe(md: &KeyMetadata) -> Result<KeyDescription> {
             .map_or("ENCRYPT_DECRYPT", |u| u.as_str())
             .to_string(),
         multi_region: md.multi_region().unwrap_or(false),
+        primary_version: None,
     })
 }
 
@@ -286,7 +287,7 @@ impl KeyProvider for AwsKeyProvider {
         &self,
         key_id: &str,
         context: &EncryptionContext,
-    ) -> Result<DataKey> {
+    ) -> Result<DataKeyPair> {
         const OP: &str = "GenerateDataKey";
         let out = self
             .call(OP, &[key_id], || {
@@ -305,7 +306,7 @@ impl KeyProvider for AwsKeyProvider {
         );
         check_data_key_len(OP, plaintext.len())?;
         let ciphertext = ciphertext_of(OP, out.ciphertext_blob)?;
-        Ok(DataKey {
+        Ok(DataKeyPair {
             plaintext,
             ciphertext,
         })

@@ -13,25 +13,46 @@ use keyplane_store::DynStore;
 const PATH: &str = "/v2/kms/classic/provider/aws/region/us-east-2/accounts";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn load(label: &str, store: DynStore) {
     let org = store.create_org("bench", None).await.expect("org");
-    let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "bench")
-        .await
-        .expect("token");
+    let (token, _) = keyplane_server::routes::tokens::issue_token(
+        store.as_ref(),
+        org.id,
+        &Role::OrgAdmin,
+        "bench",
+    )
+    .await
+    .expect("token");
     let token = token.expose().to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}{PATH}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(keyplane_server::run(listener, AppState::new(store, Config::default(), std::sync::Arc::new(keyplane_kms_aws::AwsConnector::new(Default::default()))), async move {
-        let _ = rx.await;
-    }));
+    tokio::spawn(keyplane_server::run(
+        listener,
+        AppState::new(
+            store,
+            Config::default(),
+            std::sync::Arc::new(keyplane_kms_aws::AwsConnector::new(Default::default())),
+        ),
+        async move {
+            let _ = rx.await;
+        },
+    ));
 
     let total = env_usize("BENCH_REQUESTS", 100_000);
     let conc = env_usize("BENCH_CONCURRENCY", 32);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(conc).build().expect("client");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(conc)
+        .build()
+        .expect("client");
     // Warm-up: connections, prepared statements, the account assignment.
     run_workers(&client, &url, &token, conc, 2_000).await;
     let start = Instant::now();
@@ -52,7 +73,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn run_workers(client: &reqwest::Client, url: &str, token: &str, conc: usize, total: usize) -> Vec<Duration> {
+async fn run_workers(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    conc: usize,
+    total: usize,
+) -> Vec<Duration> {
     let per = total / conc;
     let mut handles = Vec::with_capacity(conc);
     for _ in 0..conc {
@@ -63,7 +90,12 @@ async fn run_workers(client: &reqwest::Client, url: &str, token: &str, conc: usi
             let mut lat = Vec::with_capacity(per);
             for _ in 0..per {
                 let t = Instant::now();
-                let res = client.get(&url).header("authorization", &auth).send().await.expect("send");
+                let res = client
+                    .get(&url)
+                    .header("authorization", &auth)
+                    .send()
+                    .await
+                    .expect("send");
                 assert_eq!(res.status(), 200);
                 let _ = res.bytes().await.expect("body");
                 lat.push(t.elapsed());
@@ -79,24 +111,36 @@ async fn run_workers(client: &reqwest::Client, url: &str, token: &str, conc: usi
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("bench.db");
-        let sqlite = keyplane_store::open(path.to_str().expect("path")).await.expect("sqlite");
+        let sqlite = keyplane_store::open(path.to_str().expect("path"))
+            .await
+            .expect("sqlite");
         load("sqlite", sqlite).await;
 
         match std::env::var("KEYPLANE_TEST_PG_URL") {
             Ok(admin_url) => {
                 let db = format!("kp_bench_{}", uuid::Uuid::new_v4().simple());
-                let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await.expect("pg");
+                let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                    .await
+                    .expect("pg");
                 tokio::spawn(conn);
-                client.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create db");
+                client
+                    .batch_execute(&format!("CREATE DATABASE {db}"))
+                    .await
+                    .expect("create db");
                 let url = replace_db(&admin_url, &db);
                 let pg = keyplane_store::open(&url).await.expect("postgres");
                 load("postgres", pg).await;
             }
-            Err(_) => println!("postgres   skipped: KEYPLANE_TEST_PG_URL is not set (run scripts/bench)"),
+            Err(_) => {
+                println!("postgres   skipped: KEYPLANE_TEST_PG_URL is not set (run scripts/bench)")
+            }
         }
     });
 }

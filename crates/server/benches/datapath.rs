@@ -31,7 +31,10 @@ const ROLE: &str = "arn:aws:iam::222222222222:role/creator";
 const CUSTOMER: &str = "arn:aws:iam::111111111111:user/admin";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn doc(i: usize) -> Value {
@@ -52,10 +55,11 @@ async fn workload(label: &str, get: impl Fn() -> futures_lite::Store, n: usize) 
     let start = Instant::now();
     for i in 0..n {
         let s = get().await;
-        let found = tokio::task::spawn_blocking(move || s.get("shop", "orders", &json!(format!("d{i}"))))
-            .await
-            .expect("join")
-            .expect("get");
+        let found =
+            tokio::task::spawn_blocking(move || s.get("shop", "orders", &json!(format!("d{i}"))))
+                .await
+                .expect("join")
+                .expect("get");
         assert!(found.is_some());
     }
     let reads = n as f64 / start.elapsed().as_secs_f64();
@@ -64,11 +68,16 @@ async fn workload(label: &str, get: impl Fn() -> futures_lite::Store, n: usize) 
 }
 
 mod futures_lite {
-    pub type Store = std::pin::Pin<Box<dyn std::future::Future<Output = std::sync::Arc<keyplane_docstore::DocStore>> + Send>>;
+    pub type Store = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::sync::Arc<keyplane_docstore::DocStore>> + Send>,
+    >;
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }
 
@@ -81,7 +90,9 @@ async fn run() {
         allow_clock_control: false,
     })
     .expect("kms");
-    let kl = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let kl = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let endpoint = format!("http://{}", kl.local_addr().expect("addr"));
     tokio::spawn(kms.clone().run(kl, std::future::pending()));
     let client_as = |principal: &str| {
@@ -90,15 +101,22 @@ async fn run() {
             .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
             .region(aws_sdk_kms::config::Region::new("us-east-2"))
             .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                c.access_key_id.clone(), c.secret_access_key.to_string(), None, None, "bench"))
+                c.access_key_id.clone(),
+                c.secret_access_key.to_string(),
+                None,
+                None,
+                "bench",
+            ))
             .endpoint_url(&endpoint)
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
         aws_sdk_kms::Client::from_conf(conf)
     };
     let platform = kms.credentials(ROLE).expect("platform");
-    let mut settings =
-        keyplane_kms_aws::AwsSettings { endpoint_url: Some(endpoint.clone()), ..Default::default() };
+    let mut settings = keyplane_kms_aws::AwsSettings {
+        endpoint_url: Some(endpoint.clone()),
+        ..Default::default()
+    };
     settings.static_credentials.insert(
         "222222222222".into(),
         keyplane_kms_aws::StaticCredentials {
@@ -113,25 +131,51 @@ async fn run() {
         key_check_interval: Duration::from_secs(3600),
         ..Default::default()
     };
-    let store = keyplane_store::open(dir.path().join("kp.db").to_str().expect("path")).await.expect("store");
-    let state = AppState::new(store.clone(), config, Arc::new(keyplane_kms_aws::AwsConnector::new(settings)));
+    let store = keyplane_store::open(dir.path().join("kp.db").to_str().expect("path"))
+        .await
+        .expect("store");
+    let state = AppState::new(
+        store.clone(),
+        config,
+        Arc::new(keyplane_kms_aws::AwsConnector::new(settings)),
+    );
     let (_tx, rx) = tokio::sync::watch::channel(false);
     keyplane_server::spawn_background(&state, rx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(keyplane_server::run(listener, state.clone(), std::future::pending()));
+    tokio::spawn(keyplane_server::run(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
 
     // A customer key, registered, and a database deployed under it.
     let org = store.create_org("bench", None).await.expect("org");
-    let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "bench")
-        .await
-        .expect("token");
+    let (token, _) = keyplane_server::routes::tokens::issue_token(
+        store.as_ref(),
+        org.id,
+        &Role::OrgAdmin,
+        "bench",
+    )
+    .await
+    .expect("token");
     let token = token.expose().to_string();
     let policy = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
         {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "kms:*", "Resource": "*"}]});
-    let key = client_as(CUSTOMER).create_key().policy(policy.to_string()).send().await.expect("key");
-    let arn = key.key_metadata().and_then(|m| m.arn()).expect("arn").to_string();
+    let key = client_as(CUSTOMER)
+        .create_key()
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("key");
+    let arn = key
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{url}/v2/kms/classic"))
@@ -159,34 +203,49 @@ async fn run() {
         assert!(Instant::now() < deadline, "never ACTIVE");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let in_process = std::env::var("BENCH_SKIP_INPROCESS").map(|v| v != "1").unwrap_or(true);
+    let in_process = std::env::var("BENCH_SKIP_INPROCESS")
+        .map(|v| v != "1")
+        .unwrap_or(true);
     if !in_process {
         http::run(&state, &store, &url, &token).await;
         return;
     }
     let s0 = state.data.docstore(&dc_id).await.expect("open");
-    tokio::task::spawn_blocking(move || s0.create_collection("shop", "orders", None)).await.expect("join").expect("coll");
+    tokio::task::spawn_blocking(move || s0.create_collection("shop", "orders", None))
+        .await
+        .expect("join")
+        .expect("coll");
 
     // Baseline: the same code on a plain SQLite file.
     let plain_path = dir.path().join("plain.db");
     let plain = Arc::new(DocStore::create_plain(&plain_path).expect("plain"));
     plain.create_keyspace("shop").expect("ks");
-    plain.create_collection("shop", "orders", None).expect("coll");
+    plain
+        .create_collection("shop", "orders", None)
+        .expect("coll");
 
     let p = plain.clone();
-    let (pi, pr) = workload("plain SQLite", move || {
-        let p = p.clone();
-        Box::pin(async move { p })
-    }, n)
+    let (pi, pr) = workload(
+        "plain SQLite",
+        move || {
+            let p = p.clone();
+            Box::pin(async move { p })
+        },
+        n,
+    )
     .await;
     let before = state.data.kms_calls();
     let st = state.clone();
     let id = dc_id.clone();
-    let (ei, er) = workload("customer-keyed", move || {
-        let st = st.clone();
-        let id = id.clone();
-        Box::pin(async move { st.data.docstore(&id).await.expect("docstore") })
-    }, n)
+    let (ei, er) = workload(
+        "customer-keyed",
+        move || {
+            let st = st.clone();
+            let id = id.clone();
+            Box::pin(async move { st.data.docstore(&id).await.expect("docstore") })
+        },
+        n,
+    )
     .await;
     let calls = state.data.kms_calls() - before;
     let ops = 2 * n;
@@ -235,17 +294,37 @@ mod http {
                "total": i, "note": pad})
     }
 
-    async fn post(client: &reqwest::Client, url: &str, token: &str, cmd: &Value) -> (Duration, Value) {
+    async fn post(
+        client: &reqwest::Client,
+        url: &str,
+        token: &str,
+        cmd: &Value,
+    ) -> (Duration, Value) {
         let start = Instant::now();
-        let r = client.post(url).header("Token", token).json(cmd).send().await.expect("send");
+        let r = client
+            .post(url)
+            .header("Token", token)
+            .json(cmd)
+            .send()
+            .await
+            .expect("send");
         let status = r.status();
         let body: Value = r.json().await.expect("json");
         let took = start.elapsed();
-        assert!(status.is_success() && body.get("errors").is_none(), "{cmd}: {status} {body}");
+        assert!(
+            status.is_success() && body.get("errors").is_none(),
+            "{cmd}: {status} {body}"
+        );
         (took, body)
     }
 
-    async fn database(http: &reqwest::Client, url: &str, token: &str, store: &DynStore, name: &str) -> (String, String) {
+    async fn database(
+        http: &reqwest::Client,
+        url: &str,
+        token: &str,
+        store: &DynStore,
+        name: &str,
+    ) -> (String, String) {
         let r = http
             .post(format!("{url}/v2/databases"))
             .bearer_auth(token)
@@ -261,7 +340,11 @@ mod http {
         loop {
             let dc = store.get_datacenter(&dc_id).await.expect("dc").expect("dc");
             if dc.status == keyplane_core::DatabaseStatus::Active {
-                assert_eq!(dc.key_kind, keyplane_store::KeyKind::Customer, "the database is customer-keyed");
+                assert_eq!(
+                    dc.key_kind,
+                    keyplane_store::KeyKind::Customer,
+                    "the database is customer-keyed"
+                );
                 break;
             }
             assert!(Instant::now() < deadline, "never ACTIVE");
@@ -279,7 +362,13 @@ mod http {
     }
 
     /// Pages through every match of `filter`; returns the documents seen.
-    async fn page_all(client: &reqwest::Client, t: &mut Target, token: &str, op: usize, filter: &Value) -> u64 {
+    async fn page_all(
+        client: &reqwest::Client,
+        t: &mut Target,
+        token: &str,
+        op: usize,
+        filter: &Value,
+    ) -> u64 {
         let mut state: Option<String> = None;
         let mut n = 0u64;
         loop {
@@ -308,27 +397,48 @@ mod http {
         let client = reqwest::Client::new();
         let (enc_db, enc_dc) = database(&client, url, token, store, "http-encrypted").await;
         let (plain_db, plain_dc) = database(&client, url, token, store, "http-plain").await;
-        state.data.bench_only_use_plain_file(&plain_dc, "shop").await.expect("plain baseline");
+        state
+            .data
+            .bench_only_use_plain_file(&plain_dc, "shop")
+            .await
+            .expect("plain baseline");
         let make = |label, db: &str| Target {
             label,
             url: format!("{url}/db/{db}-us-east-2/api/json/v1/shop"),
             samples: vec![Vec::new(); OPS.len()],
             docs: vec![0; OPS.len()],
         };
-        let mut targets = [make("plain SQLite", &plain_db), make("customer-keyed", &enc_db)];
+        let mut targets = [
+            make("plain SQLite", &plain_db),
+            make("customer-keyed", &enc_db),
+        ];
         for t in &mut targets {
-            post(&client, &t.url, token, &json!({"createCollection": {"name": "orders"}})).await;
+            post(
+                &client,
+                &t.url,
+                token,
+                &json!({"createCollection": {"name": "orders"}}),
+            )
+            .await;
             t.url.push_str("/orders");
         }
         let enc_file = state.data.file(&enc_dc);
         let plain_file = state.data.file(&plain_dc);
-        assert!(!keyplane_docstore::is_plain_sqlite(&enc_file), "the customer-keyed file is encrypted");
-        assert!(keyplane_docstore::is_plain_sqlite(&plain_file), "the baseline file is plain SQLite");
+        assert!(
+            !keyplane_docstore::is_plain_sqlite(&enc_file),
+            "the customer-keyed file is encrypted"
+        );
+        assert!(
+            keyplane_docstore::is_plain_sqlite(&plain_file),
+            "the baseline file is plain SQLite"
+        );
 
         // Pad so a document is ~1 KB of JSON.
         let probe = serde_json::to_string(&doc(n / 2, "")).expect("json").len();
         let pad = "x".repeat(1024usize.saturating_sub(probe));
-        let doc_bytes = serde_json::to_string(&doc(n / 2, &pad)).expect("json").len();
+        let doc_bytes = serde_json::to_string(&doc(n / 2, &pad))
+            .expect("json")
+            .len();
         println!(
             "Data API over HTTP: {n} documents of {doc_bytes} bytes, one client, one request at a time, keyplane at {url}, \
              page cache {} MiB per datacenter (data_cache_mib)",
@@ -338,12 +448,17 @@ mod http {
         let kms_before = state.data.kms_calls();
         // insertMany, batches of 100, the two databases alternating (and which goes first).
         for (b, start) in (0..n).step_by(100).enumerate() {
-            let batch: Vec<Value> = (start..(start + 100).min(n)).map(|i| doc(i, &pad)).collect();
+            let batch: Vec<Value> = (start..(start + 100).min(n))
+                .map(|i| doc(i, &pad))
+                .collect();
             let cmd = json!({"insertMany": {"documents": batch}});
             for k in 0..2 {
                 let t = &mut targets[(b + k) % 2];
                 let (took, body) = post(&client, &t.url, token, &cmd).await;
-                assert_eq!(body["status"]["insertedIds"].as_array().map(Vec::len), Some((n - start).min(100)));
+                assert_eq!(
+                    body["status"]["insertedIds"].as_array().map(Vec::len),
+                    Some((n - start).min(100))
+                );
                 t.samples[0].push(took);
                 t.docs[0] += (n - start).min(100) as u64;
             }
@@ -365,7 +480,10 @@ mod http {
             }
         }
         // Filtered finds, paged to the end, several times over.
-        let filters = [json!({"customer": "c17"}), json!({"amount": {"$gte": 500, "$lt": 520}})];
+        let filters = [
+            json!({"customer": "c17"}),
+            json!({"amount": {"$gte": 500, "$lt": 520}}),
+        ];
         for round in 0..scans {
             for (f, filter) in filters.iter().enumerate() {
                 let mut counts = [0u64; 2];
@@ -373,7 +491,10 @@ mod http {
                     let i = (round + f + k) % 2;
                     counts[i] = page_all(&client, &mut targets[i], token, 2 + f, filter).await;
                 }
-                assert_eq!(counts[0], counts[1], "both databases find the same documents");
+                assert_eq!(
+                    counts[0], counts[1],
+                    "both databases find the same documents"
+                );
                 assert!(counts[0] > 0);
             }
         }
@@ -411,14 +532,19 @@ mod http {
             );
         }
         let requests: usize = targets[1].samples.iter().map(Vec::len).sum();
-        println!("KMS calls for the customer-keyed database: {kms_calls} in {requests} requests after warm-up");
+        println!(
+            "KMS calls for the customer-keyed database: {kms_calls} in {requests} requests after warm-up"
+        );
         for (label, f) in [("customer-keyed", &enc_file), ("plain SQLite", &plain_file)] {
             let size: u64 = ["", "-wal"]
                 .iter()
                 .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", f.display())).ok())
                 .map(|m| m.len())
                 .sum();
-            println!("{label:<15} file and WAL: {:.1} MiB", size as f64 / (1024.0 * 1024.0));
+            println!(
+                "{label:<15} file and WAL: {:.1} MiB",
+                size as f64 / (1024.0 * 1024.0)
+            );
         }
     }
 }

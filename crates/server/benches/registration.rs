@@ -15,7 +15,10 @@ const ROLE: &str = "arn:aws:iam::222222222222:role/creator";
 const CUSTOMER: &str = "arn:aws:iam::111111111111:user/admin";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn policy() -> Value {
@@ -31,7 +34,10 @@ fn policy() -> Value {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }
 
@@ -43,13 +49,17 @@ async fn run() {
         allow_clock_control: false,
     })
     .expect("kms");
-    let kms_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let kms_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let endpoint = format!("http://{}", kms_listener.local_addr().expect("addr"));
     tokio::spawn(kms.clone().run(kms_listener, std::future::pending()));
 
     let platform = kms.credentials(ROLE).expect("platform role");
-    let mut settings =
-        keyplane_kms_aws::AwsSettings { endpoint_url: Some(endpoint.clone()), ..Default::default() };
+    let mut settings = keyplane_kms_aws::AwsSettings {
+        endpoint_url: Some(endpoint.clone()),
+        ..Default::default()
+    };
     settings.static_credentials.insert(
         "222222222222".into(),
         keyplane_kms_aws::StaticCredentials {
@@ -58,11 +68,23 @@ async fn run() {
             session_token: None,
         },
     );
-    let store = keyplane_store::open(dir.path().join("kp.db").to_str().expect("path")).await.expect("store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let store = keyplane_store::open(dir.path().join("kp.db").to_str().expect("path"))
+        .await
+        .expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = AppState::new(store.clone(), Config::default(), Arc::new(keyplane_kms_aws::AwsConnector::new(settings)));
-    tokio::spawn(keyplane_server::run(listener, state, std::future::pending()));
+    let state = AppState::new(
+        store.clone(),
+        Config::default(),
+        Arc::new(keyplane_kms_aws::AwsConnector::new(settings)),
+    );
+    tokio::spawn(keyplane_server::run(
+        listener,
+        state,
+        std::future::pending(),
+    ));
 
     let n = env_usize("BENCH_REGISTRATIONS", 300);
     let conc = env_usize("BENCH_CONCURRENCY", 8);
@@ -72,20 +94,45 @@ async fn run() {
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
         .region(aws_sdk_kms::config::Region::new("us-east-2"))
         .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            c.access_key_id.clone(), c.secret_access_key.to_string(), None, None, "bench"))
+            c.access_key_id.clone(),
+            c.secret_access_key.to_string(),
+            None,
+            None,
+            "bench",
+        ))
         .endpoint_url(&endpoint)
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     let customer = aws_sdk_kms::Client::from_conf(conf);
     let mut work = Vec::with_capacity(n);
     for i in 0..n {
-        let org = store.create_org(&format!("org{i}"), None).await.expect("org");
-        let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "bench")
+        let org = store
+            .create_org(&format!("org{i}"), None)
             .await
-            .expect("token");
-        let key = customer.create_key().policy(policy().to_string()).send().await.expect("key");
-        let arn = key.key_metadata().and_then(|m| m.arn()).expect("arn").to_string();
-        work.push((token.expose().to_string(), json!({"orgId": org.id, "aws": {"keyID": arn, "region": "us-east-2"}})));
+            .expect("org");
+        let (token, _) = keyplane_server::routes::tokens::issue_token(
+            store.as_ref(),
+            org.id,
+            &Role::OrgAdmin,
+            "bench",
+        )
+        .await
+        .expect("token");
+        let key = customer
+            .create_key()
+            .policy(policy().to_string())
+            .send()
+            .await
+            .expect("key");
+        let arn = key
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .expect("arn")
+            .to_string();
+        work.push((
+            token.expose().to_string(),
+            json!({"orgId": org.id, "aws": {"keyID": arn, "region": "us-east-2"}}),
+        ));
     }
     let client = reqwest::Client::new();
     // How many KMS calls one registration makes: the dry run reports it.
@@ -112,10 +159,23 @@ async fn run() {
         handles.push(tokio::spawn(async move {
             let mut lat = vec![];
             loop {
-                let Some((tok, body)) = queue.lock().await.pop() else { break };
+                let Some((tok, body)) = queue.lock().await.pop() else {
+                    break;
+                };
                 let t = Instant::now();
-                let res = client.post(format!("{url}/v2/kms/classic")).bearer_auth(&tok).json(&body).send().await.expect("post");
-                assert_eq!(res.status(), 201, "{}", res.text().await.unwrap_or_default());
+                let res = client
+                    .post(format!("{url}/v2/kms/classic"))
+                    .bearer_auth(&tok)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(
+                    res.status(),
+                    201,
+                    "{}",
+                    res.text().await.unwrap_or_default()
+                );
                 lat.push(t.elapsed());
             }
             lat
@@ -127,7 +187,8 @@ async fn run() {
     }
     let elapsed = start.elapsed();
     lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
+    let pct =
+        |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
     println!(
         "registration  {n} keys, concurrency {conc}: {:>7.1} registrations/s  p50 {:>7.2} ms  p99 {:>7.2} ms  KMS calls per registration: {calls}",
         n as f64 / elapsed.as_secs_f64(),

@@ -50,12 +50,18 @@ pub async fn run(
 
 /// Starts the background work (provisioning worker, key health monitor); both stop when
 /// `stop` turns true.
-pub fn spawn_background(state: &AppState, stop: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_background(
+    state: &AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     vec![
-        tokio::spawn(crate::lifecycle::run_worker(state.clone(), until(stop.clone()))),
+        tokio::spawn(crate::lifecycle::run_worker(
+            state.clone(),
+            until(stop.clone()),
+        )),
         tokio::spawn(crate::monitor::run_monitor(state.clone(), until(stop))),
     ]
 }

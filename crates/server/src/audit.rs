@@ -9,7 +9,14 @@ pub const SUCCESS: &str = "success";
 pub const FAILURE: &str = "failure";
 pub const DENIED: &str = "denied";
 
-pub async fn record(state: &AppState, caller: &Caller, action: &str, target: &str, outcome: &str, reason: &str) {
+pub async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    reason: &str,
+) {
     let entry = NewAuditEntry {
         org_id: caller.org_id(),
         actor: format!("token:{}", caller.client_id),

@@ -45,7 +45,8 @@ impl Caller {
 impl Caller {
     /// Resolves a raw application token (the part after "Bearer ", or a `Token` header).
     pub async fn from_token(state: &AppState, raw: &str) -> Result<Caller, ApiError> {
-        let token = Token::parse(raw.trim()).map_err(|e| ApiError::MalformedToken(e.to_string()))?;
+        let token =
+            Token::parse(raw.trim()).map_err(|e| ApiError::MalformedToken(e.to_string()))?;
         let (record, org) = state
             .store
             .authenticate(token.client_id())
@@ -67,10 +68,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or(ApiError::MissingToken)?;
-        let header = header
-            .to_str()
-            .map_err(|_| ApiError::MalformedToken("the Authorization header is not ASCII".into()))?;
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::MissingToken)?;
+        let header = header.to_str().map_err(|_| {
+            ApiError::MalformedToken("the Authorization header is not ASCII".into())
+        })?;
         let raw = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))

@@ -17,7 +17,9 @@ pub struct ProviderAccount {
 
 impl ProviderAccount {
     pub fn serves(&self, region: &str) -> bool {
-        self.regions.as_ref().is_none_or(|r| r.iter().any(|x| x == region))
+        self.regions
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|x| x == region))
     }
 
     /// The principal customers must name in their key policy.
@@ -91,7 +93,12 @@ impl Default for Config {
     fn default() -> Self {
         let catalog = Provider::ALL
             .iter()
-            .map(|p| (*p, default_regions(*p).iter().map(|r| r.to_string()).collect()))
+            .map(|p| {
+                (
+                    *p,
+                    default_regions(*p).iter().map(|r| r.to_string()).collect(),
+                )
+            })
             .collect();
         let account = |id: &str| ProviderAccount {
             id: id.to_string(),
@@ -102,9 +109,14 @@ impl Default for Config {
             (Provider::Aws, vec![account(DEFAULT_AWS_ACCOUNT)]),
             (
                 Provider::Gcp,
-                vec![account("keyplane-platform@keyplane-dev.iam.gserviceaccount.com")],
+                vec![account(
+                    "keyplane-platform@keyplane-dev.iam.gserviceaccount.com",
+                )],
             ),
-            (Provider::Azure, vec![account("7f3c2a10-0000-4000-8000-000000000222")]),
+            (
+                Provider::Azure,
+                vec![account("7f3c2a10-0000-4000-8000-000000000222")],
+            ),
         ]);
         Config {
             catalog,
@@ -124,15 +136,23 @@ impl Default for Config {
 
 impl Config {
     pub fn regions(&self, provider: Provider) -> &[String] {
-        self.catalog.get(&provider).map(Vec::as_slice).unwrap_or(&[])
+        self.catalog
+            .get(&provider)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn accounts(&self, provider: Provider) -> &[ProviderAccount] {
-        self.provider_accounts.get(&provider).map(Vec::as_slice).unwrap_or(&[])
+        self.provider_accounts
+            .get(&provider)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn platform_key(&self, provider: Provider, region: &str) -> Option<&PlatformKey> {
-        self.platform_keys.get(&provider).and_then(|m| m.get(region))
+        self.platform_keys
+            .get(&provider)
+            .and_then(|m| m.get(region))
     }
 
     pub fn account(&self, provider: Provider, id: &str) -> Option<&ProviderAccount> {

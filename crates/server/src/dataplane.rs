@@ -94,7 +94,10 @@ impl DataPlane {
     }
 
     pub fn file(&self, dc_id: &str) -> PathBuf {
-        self.config.data_dir.join("datacenters").join(format!("{dc_id}.db"))
+        self.config
+            .data_dir
+            .join("datacenters")
+            .join(format!("{dc_id}.db"))
     }
 
     /// The identity that acts on the datacenter's key.
@@ -104,7 +107,11 @@ impl DataPlane {
             .account(dc.provider, &dc.provider_account)
             .map(|a| a.principal(dc.provider))
             .unwrap_or_else(|| {
-                format!("arn:aws:iam::{}:role/{}", dc.provider_account, crate::config::DEFAULT_AWS_ROLE)
+                format!(
+                    "arn:aws:iam::{}:role/{}",
+                    dc.provider_account,
+                    crate::config::DEFAULT_AWS_ROLE
+                )
             });
         PlatformIdentity {
             provider: dc.provider,
@@ -116,18 +123,24 @@ impl DataPlane {
 
     /// Unwraps the datacenter's data key with one KMS Decrypt.
     pub async fn unwrap(&self, dc: &Datacenter) -> Result<DataKey, DataError> {
-        let wrapped = dc
-            .wrapped_data_key
-            .as_ref()
-            .ok_or_else(|| DataError::Unavailable(format!("datacenter {} has no data key yet", dc.id)))?;
+        let wrapped = dc.wrapped_data_key.as_ref().ok_or_else(|| {
+            DataError::Unavailable(format!("datacenter {} has no data key yet", dc.id))
+        })?;
         let kms = self.kms.connect(&self.identity(dc))?;
         self.kms_calls.fetch_add(1, Ordering::Relaxed);
-        let plain = kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc)).await?;
+        let plain = kms
+            .decrypt(&dc.key_id, wrapped, &datacenter_context(dc))
+            .await?;
         Ok(DataKey::from_slice(&plain)?)
     }
 
     pub async fn write_lock(&self, database: &uuid::Uuid) -> Arc<tokio::sync::RwLock<()>> {
-        self.write_locks.lock().await.entry(*database).or_default().clone()
+        self.write_locks
+            .lock()
+            .await
+            .entry(*database)
+            .or_default()
+            .clone()
     }
 
     pub fn suspend(&self, dc_id: &str, message: &str) {
@@ -143,7 +156,10 @@ impl DataPlane {
     }
 
     fn suspended_reason(&self, dc_id: &str) -> Option<String> {
-        self.suspended.read().ok().and_then(|s| s.get(dc_id).cloned())
+        self.suspended
+            .read()
+            .ok()
+            .and_then(|s| s.get(dc_id).cloned())
     }
 
     /// Drops the open file and the key it holds at once.
@@ -171,7 +187,12 @@ impl DataPlane {
     }
 
     async fn slot(&self, dc_id: &str) -> Arc<Mutex<()>> {
-        self.opening.lock().await.entry(dc_id.to_string()).or_default().clone()
+        self.opening
+            .lock()
+            .await
+            .entry(dc_id.to_string())
+            .or_default()
+            .clone()
     }
 
     /// The datacenter's open store, unwrapping its key if the cached one expired.
@@ -190,11 +211,10 @@ impl DataPlane {
         }
         // Expired or never opened: drop the old handle (and its key) before anything else.
         self.close(dc_id);
-        let dc = self
-            .store
-            .get_datacenter(dc_id)
-            .await?
-            .ok_or_else(|| DataError::Unavailable(format!("datacenter {dc_id} does not exist")))?;
+        let dc =
+            self.store.get_datacenter(dc_id).await?.ok_or_else(|| {
+                DataError::Unavailable(format!("datacenter {dc_id} does not exist"))
+            })?;
         match dc.status {
             DatabaseStatus::Active | DatabaseStatus::Maintenance => {}
             DatabaseStatus::Suspended => return Err(DataError::Suspended(dc.message.clone())),
@@ -206,7 +226,11 @@ impl DataPlane {
         }
         let path = self.file(dc_id);
         let cache_mib = self.config.data_cache_mib;
-        let key = if self.is_plain_for_benchmark(dc_id) { None } else { Some(self.unwrap(&dc).await?) };
+        let key = if self.is_plain_for_benchmark(dc_id) {
+            None
+        } else {
+            Some(self.unwrap(&dc).await?)
+        };
         let store = tokio::task::spawn_blocking(move || -> Result<DocStore, DataError> {
             let store = match &key {
                 Some(key) => DocStore::open(&path, key)?,
@@ -220,7 +244,13 @@ impl DataPlane {
         let store = Arc::new(store);
         let expires = Instant::now() + self.config.data_key_ttl;
         if let Ok(mut open) = self.open.write() {
-            open.insert(dc_id.to_string(), Open { store: store.clone(), expires });
+            open.insert(
+                dc_id.to_string(),
+                Open {
+                    store: store.clone(),
+                    expires,
+                },
+            );
         }
         Ok(store)
     }
@@ -280,7 +310,10 @@ impl DataPlane {
 
 impl DataPlane {
     fn is_plain_for_benchmark(&self, dc_id: &str) -> bool {
-        self.plain_for_benchmark.read().map(|p| p.contains(dc_id)).unwrap_or(false)
+        self.plain_for_benchmark
+            .read()
+            .map(|p| p.contains(dc_id))
+            .unwrap_or(false)
     }
 
     /// FOR THE BENCHMARK HARNESS ONLY (`crates/server/benches/datapath.rs`): nothing in the
@@ -292,7 +325,11 @@ impl DataPlane {
     /// the Data API's HTTP benchmark measures the cost of encryption against, through the same
     /// routes in the same run. Lasts until the process exits.
     #[doc(hidden)]
-    pub async fn bench_only_use_plain_file(&self, dc_id: &str, keyspace: &str) -> Result<(), DataError> {
+    pub async fn bench_only_use_plain_file(
+        &self,
+        dc_id: &str,
+        keyspace: &str,
+    ) -> Result<(), DataError> {
         self.delete_files(dc_id).await?;
         if let Ok(mut p) = self.plain_for_benchmark.write() {
             p.insert(dc_id.to_string());
@@ -316,7 +353,11 @@ pub fn copy_all(from: &DocStore, to: &DocStore) -> Result<u64, keyplane_docstore
     for ks in from.list_keyspaces()? {
         to.create_keyspace(&ks)?;
         for (coll, options) in from.list_collections(&ks)? {
-            let opts = if options.is_null() { None } else { Some(&options) };
+            let opts = if options.is_null() {
+                None
+            } else {
+                Some(&options)
+            };
             to.create_collection(&ks, &coll, opts)?;
             let mut q = keyplane_docstore::Query {
                 filter: serde_json::json!({}),
@@ -347,7 +388,10 @@ pub fn copy_all(from: &DocStore, to: &DocStore) -> Result<u64, keyplane_docstore
 impl DataPlane {
     /// Opens a datacenter that is still INITIALIZING (the status check of [`Self::docstore`]
     /// would refuse it), for provisioning only.
-    pub async fn docstore_for_provisioning(&self, dc: &Datacenter) -> Result<Arc<DocStore>, DataError> {
+    pub async fn docstore_for_provisioning(
+        &self,
+        dc: &Datacenter,
+    ) -> Result<Arc<DocStore>, DataError> {
         let key = self.unwrap(dc).await?;
         let path = self.file(&dc.id);
         let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
@@ -374,7 +418,9 @@ fn create_atomically(path: &std::path::Path, key: &DataKey) -> Result<(), DataEr
     drop(DocStore::create(&tmp, key)?);
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
     }
     Ok(())
 }

@@ -170,12 +170,30 @@ mod tests {
     fn ids_map_to_their_documented_statuses() {
         assert_eq!(ApiError::BodyTooLarge.status(), StatusCode::BAD_REQUEST);
         assert_eq!(ApiError::InvalidToken.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(ApiError::Forbidden("org-cmk-read").status(), StatusCode::FORBIDDEN);
-        assert_eq!(ApiError::RegionUnavailable(String::new()).status(), StatusCode::NOT_FOUND);
-        assert_eq!(ApiError::Conflict(String::new()).status(), StatusCode::CONFLICT);
-        assert_eq!(ApiError::Unprocessable(String::new()).status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(ApiError::NotImplemented(String::new()).status(), StatusCode::NOT_IMPLEMENTED);
-        assert_eq!(ApiError::Unavailable(String::new()).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::Forbidden("org-cmk-read").status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            ApiError::RegionUnavailable(String::new()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::Conflict(String::new()).status(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            ApiError::Unprocessable(String::new()).status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            ApiError::NotImplemented(String::new()).status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        assert_eq!(
+            ApiError::Unavailable(String::new()).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         let internal = ApiError::internal(std::io::Error::other("disk on fire"));
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!internal.public_message().contains("disk on fire"));

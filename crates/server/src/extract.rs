@@ -23,12 +23,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
-        JsonRejection::JsonDataError(e) => {
-            ApiError::BadRequest(format!("invalid request body: {}", strip_axum_prefix(&e.body_text())))
-        }
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::BadRequest(format!("malformed JSON: {}", strip_axum_prefix(&e.body_text())))
-        }
+        JsonRejection::JsonDataError(e) => ApiError::BadRequest(format!(
+            "invalid request body: {}",
+            strip_axum_prefix(&e.body_text())
+        )),
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
+            "malformed JSON: {}",
+            strip_axum_prefix(&e.body_text())
+        )),
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::BadRequest("send the body with 'Content-Type: application/json'".into())
         }
@@ -36,7 +38,10 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             if is_length_limit(&e) {
                 ApiError::BodyTooLarge
             } else {
-                ApiError::BadRequest(format!("could not read the request body: {}", e.body_text()))
+                ApiError::BadRequest(format!(
+                    "could not read the request body: {}",
+                    e.body_text()
+                ))
             }
         }
         other => ApiError::BadRequest(other.body_text()),
@@ -77,9 +82,9 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(ApiError::BadParameter(format!("invalid path parameter: {}", e.body_text())))
-            }
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::BadParameter(
+                format!("invalid path parameter: {}", e.body_text()),
+            )),
             Err(other) => Err(ApiError::BadParameter(other.body_text())),
         }
     }
@@ -94,9 +99,9 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(ApiError::BadParameter(format!("invalid query parameter: {}", e.body_text())))
-            }
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadParameter(
+                format!("invalid query parameter: {}", e.body_text()),
+            )),
             Err(other) => Err(ApiError::BadParameter(other.body_text())),
         }
     }

@@ -84,9 +84,10 @@ async fn run_job(state: &AppState, job: Job) {
         Err(e) => {
             tracing::warn!(job = job.id, error = %e, "job failed");
             if let Some(dc) = &job.datacenter_id
-                && let Err(se) = fail_datacenter(state, job.database_id, dc, &e).await {
-                    tracing::error!(error = %se, "recording a failed datacenter");
-                }
+                && let Err(se) = fail_datacenter(state, job.database_id, dc, &e).await
+            {
+                tracing::error!(error = %se, "recording a failed datacenter");
+            }
             state.store.fail_job(job.id, &e.to_string()).await
         }
     };
@@ -97,7 +98,9 @@ async fn run_job(state: &AppState, job: Job) {
 
 fn kms_reason(e: &JobError, dc: &Datacenter) -> String {
     match e {
-        JobError::Kms(k) | JobError::Data(DataError::Kms(k)) => key_problem(&k.kind, &dc.key_id, &k.message),
+        JobError::Kms(k) | JobError::Data(DataError::Kms(k)) => {
+            key_problem(&k.kind, &dc.key_id, &k.message)
+        }
         other => other.to_string(),
     }
 }
@@ -107,31 +110,53 @@ pub fn key_problem(kind: &ErrorKind, key: &str, detail: &str) -> String {
     match kind {
         ErrorKind::Disabled => format!("the key {key} is disabled; enable it to restore access"),
         ErrorKind::PendingDeletion => {
-            format!("the key {key} is scheduled for deletion; cancel the deletion and enable it to restore access")
+            format!(
+                "the key {key} is scheduled for deletion; cancel the deletion and enable it to restore access"
+            )
         }
-        ErrorKind::NotFound => format!("the key {key} no longer exists or is no longer visible to the platform"),
+        ErrorKind::NotFound => {
+            format!("the key {key} no longer exists or is no longer visible to the platform")
+        }
         ErrorKind::AccessDenied { action } => format!(
             "the key policy of {key} no longer lets the platform perform {}; restore the platform's statement",
-            if action.is_empty() { "its operations" } else { action }
+            if action.is_empty() {
+                "its operations"
+            } else {
+                action
+            }
         ),
-        ErrorKind::InvalidState => format!("the key {key} is in a state that refuses use: {detail}"),
-        ErrorKind::InvalidCiphertext => format!("the key {key} can no longer unwrap this datacenter's data key"),
-        ErrorKind::WrongKeyType | ErrorKind::WrongRegion => format!("the key {key} cannot be used: {detail}"),
+        ErrorKind::InvalidState => {
+            format!("the key {key} is in a state that refuses use: {detail}")
+        }
+        ErrorKind::InvalidCiphertext => {
+            format!("the key {key} can no longer unwrap this datacenter's data key")
+        }
+        ErrorKind::WrongKeyType | ErrorKind::WrongRegion => {
+            format!("the key {key} cannot be used: {detail}")
+        }
         ErrorKind::Retryable | ErrorKind::Unreachable => {
             format!("the KMS holding {key} has not answered: {detail}")
         }
-        ErrorKind::Credentials | ErrorKind::Invalid | ErrorKind::Other => {
+        ErrorKind::Credentials | ErrorKind::Invalid | ErrorKind::Unsupported | ErrorKind::Other => {
             format!("the key {key} could not be used: {detail}")
         }
     }
 }
 
-async fn fail_datacenter(state: &AppState, db_id: Uuid, dc_id: &str, e: &JobError) -> Result<(), JobError> {
+async fn fail_datacenter(
+    state: &AppState,
+    db_id: Uuid,
+    dc_id: &str,
+    e: &JobError,
+) -> Result<(), JobError> {
     let Some(dc) = state.store.get_datacenter(dc_id).await? else {
         return Ok(());
     };
     let reason = format!("provisioning {} failed: {}", dc.region, kms_reason(e, &dc));
-    state.store.set_datacenter_status(dc_id, DatabaseStatus::Error, &reason).await?;
+    state
+        .store
+        .set_datacenter_status(dc_id, DatabaseStatus::Error, &reason)
+        .await?;
     refresh_database_status(state, db_id).await?;
     Ok(())
 }
@@ -148,15 +173,24 @@ async fn provision(state: &AppState, job: &Job) -> Result<(), JobError> {
         return Ok(());
     }
     if dc.status != DatabaseStatus::Initializing {
-        state.store.set_datacenter_status(&dc.id, DatabaseStatus::Initializing, "").await?;
+        state
+            .store
+            .set_datacenter_status(&dc.id, DatabaseStatus::Initializing, "")
+            .await?;
     }
     if let Some(db) = state.store.get_database(dc.org_id, dc.database_id).await?
-        && db.status == DatabaseStatus::Pending {
-            state.store.set_database_status(db.id, DatabaseStatus::Initializing, "").await?;
-        }
+        && db.status == DatabaseStatus::Pending
+    {
+        state
+            .store
+            .set_database_status(db.id, DatabaseStatus::Initializing, "")
+            .await?;
+    }
     if dc.wrapped_data_key.is_none() {
         let kms = state.kms.connect(&state.data.identity(&dc))?;
-        let wrapped = kms.generate_data_key_without_plaintext(&dc.key_id, &datacenter_context(&dc)).await?;
+        let wrapped = kms
+            .generate_data_key_without_plaintext(&dc.key_id, &datacenter_context(&dc))
+            .await?;
         state.store.set_wrapped_data_key(&dc.id, &wrapped).await?;
         // Re-read: if a previous run stored one first, that one is the key of record.
         dc = state
@@ -189,7 +223,10 @@ async fn provision(state: &AppState, job: &Job) -> Result<(), JobError> {
             .map_err(DataError::from)?;
         tracing::info!(datacenter = %dc.id, documents = copied, "copied the database into the new region");
     }
-    state.store.set_datacenter_status(&dc.id, DatabaseStatus::Active, "").await?;
+    state
+        .store
+        .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
+        .await?;
     if dc.key_kind == KeyKind::Customer {
         mark_key_in_use(state, &dc).await?;
     }
@@ -201,7 +238,11 @@ async fn mark_key_in_use(state: &AppState, dc: &Datacenter) -> Result<(), JobErr
     let Some(db) = state.store.get_database(dc.org_id, dc.database_id).await? else {
         return Ok(());
     };
-    let Some(key) = state.store.get_customer_key(dc.org_id, db.db_type, dc.provider, &dc.region).await? else {
+    let Some(key) = state
+        .store
+        .get_customer_key(dc.org_id, db.db_type, dc.provider, &dc.region)
+        .await?
+    else {
         return Ok(());
     };
     if key.status == KeyStatus::Available {
@@ -234,31 +275,48 @@ pub async fn refresh_database_status(state: &AppState, db_id: Uuid) -> Result<()
     let Some(db) = state.store.get_database(first.org_id, db_id).await? else {
         return Ok(());
     };
-    if matches!(db.status, DatabaseStatus::Terminating | DatabaseStatus::Terminated) {
+    if matches!(
+        db.status,
+        DatabaseStatus::Terminating | DatabaseStatus::Terminated
+    ) {
         return Ok(());
     }
     let live: Vec<&Datacenter> = dcs.iter().filter(|d| d.terminated_at.is_none()).collect();
-    let (status, message) = if let Some(s) = live.iter().find(|d| d.status == DatabaseStatus::Suspended) {
-        (DatabaseStatus::Suspended, format!("region {}: {}", s.region, s.message))
-    } else if live.iter().all(|d| d.status == DatabaseStatus::Error) {
-        let m = live.first().map(|d| d.message.clone()).unwrap_or_default();
-        (DatabaseStatus::Error, m)
-    } else if live.iter().any(|d| matches!(d.status, DatabaseStatus::Pending | DatabaseStatus::Initializing)) {
-        if db.status == DatabaseStatus::Maintenance || live.iter().any(|d| d.status == DatabaseStatus::Active) {
-            (DatabaseStatus::Maintenance, "adding a region".to_string())
+    let (status, message) =
+        if let Some(s) = live.iter().find(|d| d.status == DatabaseStatus::Suspended) {
+            (
+                DatabaseStatus::Suspended,
+                format!("region {}: {}", s.region, s.message),
+            )
+        } else if live.iter().all(|d| d.status == DatabaseStatus::Error) {
+            let m = live.first().map(|d| d.message.clone()).unwrap_or_default();
+            (DatabaseStatus::Error, m)
+        } else if live.iter().any(|d| {
+            matches!(
+                d.status,
+                DatabaseStatus::Pending | DatabaseStatus::Initializing
+            )
+        }) {
+            if db.status == DatabaseStatus::Maintenance
+                || live.iter().any(|d| d.status == DatabaseStatus::Active)
+            {
+                (DatabaseStatus::Maintenance, "adding a region".to_string())
+            } else {
+                (DatabaseStatus::Initializing, String::new())
+            }
         } else {
-            (DatabaseStatus::Initializing, String::new())
-        }
-    } else {
-        let failed: Vec<String> = live
-            .iter()
-            .filter(|d| d.status == DatabaseStatus::Error)
-            .map(|d| d.message.clone())
-            .collect();
-        (DatabaseStatus::Active, failed.join("; "))
-    };
+            let failed: Vec<String> = live
+                .iter()
+                .filter(|d| d.status == DatabaseStatus::Error)
+                .map(|d| d.message.clone())
+                .collect();
+            (DatabaseStatus::Active, failed.join("; "))
+        };
     if status != db.status || message != db.message {
-        state.store.set_database_status(db_id, status, &message).await?;
+        state
+            .store
+            .set_database_status(db_id, status, &message)
+            .await?;
     }
     Ok(())
 }

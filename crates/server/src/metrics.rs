@@ -49,7 +49,9 @@ impl Metrics {
             Err(poisoned) => poisoned.into_inner(),
         };
         let mut out = String::new();
-        out.push_str("# HELP keyplane_http_requests_total HTTP requests by method, route and status.\n");
+        out.push_str(
+            "# HELP keyplane_http_requests_total HTTP requests by method, route and status.\n",
+        );
         out.push_str("# TYPE keyplane_http_requests_total counter\n");
         for ((m, r, st), s) in map.iter() {
             let _ = writeln!(
@@ -75,8 +77,16 @@ impl Metrics {
                 "keyplane_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                 s.count
             );
-            let _ = writeln!(out, "keyplane_http_request_duration_seconds_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "keyplane_http_request_duration_seconds_count{{{labels}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "keyplane_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "keyplane_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
         }
         out
     }
@@ -96,7 +106,9 @@ mod tests {
         m.observe("GET", "/healthz", 200, Duration::from_micros(300));
         m.observe("GET", "/healthz", 200, Duration::from_millis(20));
         let text = m.render();
-        assert!(text.contains(r#"keyplane_http_requests_total{method="GET",route="/healthz",status="200"} 2"#));
+        assert!(text.contains(
+            r#"keyplane_http_requests_total{method="GET",route="/healthz",status="200"} 2"#
+        ));
         assert!(text.contains(r#"route="/healthz",status="200",le="0.0005"} 1"#));
         assert!(text.contains(r#"route="/healthz",status="200",le="0.025"} 2"#));
     }

@@ -52,7 +52,11 @@ async fn describe(
     kms: &dyn keyplane_kms::KeyProvider,
     described: &mut Described,
 ) -> Result<(), KmsError> {
-    let id = (dc.key_id.clone(), dc.provider_account.clone(), dc.region.clone());
+    let id = (
+        dc.key_id.clone(),
+        dc.provider_account.clone(),
+        dc.region.clone(),
+    );
     if let Some(known) = described.get(&id) {
         return known
             .clone()
@@ -62,7 +66,10 @@ async fn describe(
         Ok(desc) => match desc.state {
             KeyState::Enabled => Ok(()),
             KeyState::Disabled => Err((ErrorKind::Disabled, "key state Disabled".to_string())),
-            KeyState::PendingDeletion => Err((ErrorKind::PendingDeletion, "key state PendingDeletion".to_string())),
+            KeyState::PendingDeletion => Err((
+                ErrorKind::PendingDeletion,
+                "key state PendingDeletion".to_string(),
+            )),
             KeyState::Other(s) => Err((ErrorKind::InvalidState, format!("key state {s}"))),
         },
         Err(e) => Err((e.kind, e.message)),
@@ -72,16 +79,25 @@ async fn describe(
 }
 
 /// The result of asking the KMS whether the datacenter's key still works.
-async fn probe(state: &AppState, dc: &Datacenter, described: &mut Described) -> Result<(), KmsError> {
+async fn probe(
+    state: &AppState,
+    dc: &Datacenter,
+    described: &mut Described,
+) -> Result<(), KmsError> {
     let kms = state.kms.connect(&state.data.identity(dc))?;
     describe(dc, kms.as_ref(), described).await?;
     if let Some(wrapped) = &dc.wrapped_data_key {
-        kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc)).await?;
+        kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc))
+            .await?;
     }
     Ok(())
 }
 
-async fn check_with(state: &AppState, dc: &Datacenter, described: &mut Described) -> Result<(), JobError> {
+async fn check_with(
+    state: &AppState,
+    dc: &Datacenter,
+    described: &mut Described,
+) -> Result<(), JobError> {
     if !matches!(
         dc.status,
         DatabaseStatus::Active | DatabaseStatus::Suspended | DatabaseStatus::Maintenance
@@ -96,7 +112,10 @@ async fn check_with(state: &AppState, dc: &Datacenter, described: &mut Described
                 state.store.set_kms_failing_since(&dc.id, None).await?;
             }
             if dc.status == DatabaseStatus::Suspended {
-                state.store.set_datacenter_status(&dc.id, DatabaseStatus::Active, "").await?;
+                state
+                    .store
+                    .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
+                    .await?;
                 state.data.resume(&dc.id);
                 refresh_database_status(state, dc.database_id).await?;
                 audit(state, dc, "datacenter.resume", "the key is usable again").await;
@@ -109,7 +128,8 @@ async fn check_with(state: &AppState, dc: &Datacenter, described: &mut Described
             if dc.kms_failing_since.is_none() {
                 state.store.set_kms_failing_since(&dc.id, Some(now)).await?;
             }
-            let grace = chrono::Duration::from_std(state.config.kms_grace_period).unwrap_or_default();
+            let grace =
+                chrono::Duration::from_std(state.config.kms_grace_period).unwrap_or_default();
             let reason = format!(
                 "{} (failing since {}; grace period {} s)",
                 key_problem(&e.kind, &dc.key_id, &e.message),
@@ -118,7 +138,15 @@ async fn check_with(state: &AppState, dc: &Datacenter, described: &mut Described
             );
             if now - since >= grace {
                 suspend(state, dc, &reason).await?;
-                record_key(state, dc, KeyStatus::Inaccessible, Some(&reason), false, &reason).await
+                record_key(
+                    state,
+                    dc,
+                    KeyStatus::Inaccessible,
+                    Some(&reason),
+                    false,
+                    &reason,
+                )
+                .await
             } else {
                 tracing::warn!(datacenter = %dc.id, error = %e, "KMS error that says nothing about the key; within the grace period");
                 record_check_only(state, dc, false, &reason).await
@@ -127,7 +155,15 @@ async fn check_with(state: &AppState, dc: &Datacenter, described: &mut Described
         Err(e) => {
             let reason = key_problem(&e.kind, &dc.key_id, &e.message);
             suspend(state, dc, &reason).await?;
-            record_key(state, dc, KeyStatus::Inaccessible, Some(&reason), false, &reason).await
+            record_key(
+                state,
+                dc,
+                KeyStatus::Inaccessible,
+                Some(&reason),
+                false,
+                &reason,
+            )
+            .await
         }
     }
 }
@@ -137,7 +173,10 @@ pub async fn suspend(state: &AppState, dc: &Datacenter, reason: &str) -> Result<
     state.data.suspend(&dc.id, reason);
     state.data.forget(&dc.id).await;
     if dc.status != DatabaseStatus::Suspended || dc.message != reason {
-        state.store.set_datacenter_status(&dc.id, DatabaseStatus::Suspended, reason).await?;
+        state
+            .store
+            .set_datacenter_status(&dc.id, DatabaseStatus::Suspended, reason)
+            .await?;
         refresh_database_status(state, dc.database_id).await?;
         if dc.status != DatabaseStatus::Suspended {
             audit(state, dc, "datacenter.suspend", reason).await;
@@ -162,7 +201,11 @@ async fn audit(state: &AppState, dc: &Datacenter, action: &str, reason: &str) {
 }
 
 async fn db_type(state: &AppState, dc: &Datacenter) -> Result<Option<DbType>, JobError> {
-    Ok(state.store.get_database(dc.org_id, dc.database_id).await?.map(|d| d.db_type))
+    Ok(state
+        .store
+        .get_database(dc.org_id, dc.database_id)
+        .await?
+        .map(|d| d.db_type))
 }
 
 async fn record_key(
@@ -205,7 +248,11 @@ async fn record_check_only(
     let Some(t) = db_type(state, dc).await? else {
         return Ok(());
     };
-    let Some(key) = state.store.get_customer_key(dc.org_id, t, dc.provider, &dc.region).await? else {
+    let Some(key) = state
+        .store
+        .get_customer_key(dc.org_id, t, dc.provider, &dc.region)
+        .await?
+    else {
         return Ok(());
     };
     state

@@ -8,7 +8,8 @@ use crate::config::Config;
 use crate::error::ApiError;
 
 pub fn parse_provider(s: &str) -> Result<Provider, ApiError> {
-    s.parse::<Provider>().map_err(|e| ApiError::BadParameter(e.to_string()))
+    s.parse::<Provider>()
+        .map_err(|e| ApiError::BadParameter(e.to_string()))
 }
 
 /// The regions of `provider` the organization may use, in catalog order.
@@ -34,7 +35,11 @@ pub fn check_region(
 ) -> Result<(), ApiError> {
     let catalog = config.regions(provider);
     if !is_plausible_region_name(region) || !catalog.iter().any(|r| r == region) {
-        let shown = if is_plausible_region_name(region) { region } else { "(invalid name)" };
+        let shown = if is_plausible_region_name(region) {
+            region
+        } else {
+            "(invalid name)"
+        };
         return Err(ApiError::RegionUnavailable(format!(
             "unknown {provider} region {shown:?}; available regions: {}",
             catalog.join(", ")
@@ -45,7 +50,11 @@ pub fn check_region(
         return Err(ApiError::RegionUnavailable(format!(
             "{provider} region {region} is not unlocked for your organization; contact support to unlock it. \
              Unlocked regions: {}",
-            if open.is_empty() { "none".to_string() } else { open.join(", ") }
+            if open.is_empty() {
+                "none".to_string()
+            } else {
+                open.join(", ")
+            }
         )));
     }
     Ok(())

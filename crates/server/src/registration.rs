@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use keyplane_core::policy::{GRANT_STATEMENT_SID, USE_STATEMENT_SID};
 use keyplane_core::{AwsKeyArn, DbType, Provider};
-use keyplane_kms::{EncryptionContext, ErrorKind, KeyProvider, KeyState, KmsError, PlatformIdentity};
+use keyplane_kms::{
+    EncryptionContext, ErrorKind, KeyProvider, KeyState, KmsError, PlatformIdentity,
+};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -47,12 +49,15 @@ pub async fn platform_identity(
     let first = assigned
         .first()
         .ok_or_else(|| ApiError::internal(std::io::Error::other("no provider account assigned")))?;
-    let account = state.config.account(provider, &first.account_id).ok_or_else(|| {
-        ApiError::internal(std::io::Error::other(format!(
-            "assigned account {} is no longer configured",
-            first.account_id
-        )))
-    })?;
+    let account = state
+        .config
+        .account(provider, &first.account_id)
+        .ok_or_else(|| {
+            ApiError::internal(std::io::Error::other(format!(
+                "assigned account {} is no longer configured",
+                first.account_id
+            )))
+        })?;
     Ok(PlatformIdentity {
         provider,
         region: region.to_string(),
@@ -98,8 +103,15 @@ fn explain(e: &KmsError, action: &str, arn: &str, principal: &str) -> ApiError {
     tracing::info!(error = %e, kind = ?e.kind, action, key = arn, "customer key check failed");
     match &e.kind {
         ErrorKind::AccessDenied { action: denied } => {
-            let denied = if denied.is_empty() { action } else { denied.as_str() };
-            let statement = if matches!(denied, "kms:CreateGrant" | "kms:ListGrants" | "kms:RevokeGrant") {
+            let denied = if denied.is_empty() {
+                action
+            } else {
+                denied.as_str()
+            };
+            let statement = if matches!(
+                denied,
+                "kms:CreateGrant" | "kms:ListGrants" | "kms:RevokeGrant"
+            ) {
                 GRANT_STATEMENT_SID
             } else {
                 USE_STATEMENT_SID
@@ -152,10 +164,9 @@ fn explain(e: &KmsError, action: &str, arn: &str, principal: &str) -> ApiError {
                     .into(),
             )
         }
-        ErrorKind::Invalid | ErrorKind::Other => ApiError::Unprocessable(format!(
-            "the KMS refused {action} on key {arn}: {}",
-            e.message
-        )),
+        ErrorKind::Invalid | ErrorKind::Unsupported | ErrorKind::Other => ApiError::Unprocessable(
+            format!("the KMS refused {action} on key {arn}: {}", e.message),
+        ),
     }
 }
 
@@ -189,9 +200,21 @@ pub async fn live_check_aws(
     }
     match &desc.state {
         KeyState::Enabled => {}
-        KeyState::Disabled => return Err(explain(&kms_err(ErrorKind::Disabled), "kms:DescribeKey", &arn_text, c.principal)),
+        KeyState::Disabled => {
+            return Err(explain(
+                &kms_err(ErrorKind::Disabled),
+                "kms:DescribeKey",
+                &arn_text,
+                c.principal,
+            ));
+        }
         KeyState::PendingDeletion => {
-            return Err(explain(&kms_err(ErrorKind::PendingDeletion), "kms:DescribeKey", &arn_text, c.principal));
+            return Err(explain(
+                &kms_err(ErrorKind::PendingDeletion),
+                "kms:DescribeKey",
+                &arn_text,
+                c.principal,
+            ));
         }
         KeyState::Other(s) => {
             return Err(ApiError::Unprocessable(format!(
@@ -200,28 +223,58 @@ pub async fn live_check_aws(
         }
     }
     if desc.region != arn.region {
-        return Err(explain(&kms_err(ErrorKind::WrongRegion), "kms:DescribeKey", &arn_text, c.principal));
+        return Err(explain(
+            &kms_err(ErrorKind::WrongRegion),
+            "kms:DescribeKey",
+            &arn_text,
+            c.principal,
+        ));
     }
     // kms:EnableKey is not tested live: AWS KMS refuses EnableKey across accounts whatever
     // the key policy says, so no call can prove it. The policy checker reports it instead.
 
-    let dk = c.record("kms:GenerateDataKey", c.kms.generate_data_key(&arn_text, &ctx).await)?;
+    let dk = c.record(
+        "kms:GenerateDataKey",
+        c.kms.generate_data_key(&arn_text, &ctx).await,
+    )?;
     let wrapped_only = c.record(
         "kms:GenerateDataKeyWithoutPlaintext",
-        c.kms.generate_data_key_without_plaintext(&arn_text, &ctx).await,
+        c.kms
+            .generate_data_key_without_plaintext(&arn_text, &ctx)
+            .await,
     )?;
-    let back = c.record("kms:Decrypt", c.kms.decrypt(&arn_text, &dk.ciphertext, &ctx).await)?;
+    let back = c.record(
+        "kms:Decrypt",
+        c.kms.decrypt(&arn_text, &dk.ciphertext, &ctx).await,
+    )?;
     if back.as_slice() != dk.plaintext.as_slice() {
         return Err(ApiError::Unprocessable(format!(
             "key {arn_text} returned a different data key on Decrypt than GenerateDataKey gave; the KMS is not usable"
         )));
     }
-    c.record("kms:Decrypt", c.kms.decrypt(&arn_text, &wrapped_only, &ctx).await)?;
-    c.record("kms:Encrypt", c.kms.encrypt(&arn_text, b"keyplane registration check", &ctx).await)?;
-    let re = c.kms.re_encrypt(&dk.ciphertext, &arn_text, &arn_text, &ctx).await;
+    c.record(
+        "kms:Decrypt",
+        c.kms.decrypt(&arn_text, &wrapped_only, &ctx).await,
+    )?;
+    c.record(
+        "kms:Encrypt",
+        c.kms
+            .encrypt(&arn_text, b"keyplane registration check", &ctx)
+            .await,
+    )?;
+    let re = c
+        .kms
+        .re_encrypt(&dk.ciphertext, &arn_text, &arn_text, &ctx)
+        .await;
     let re = match re {
         Err(e) if matches!(&e.kind, ErrorKind::AccessDenied { action } if action.is_empty()) => {
-            Err(KmsError::new(ErrorKind::AccessDenied { action: "kms:ReEncryptFrom".into() }, e.operation, e.message))
+            Err(KmsError::new(
+                ErrorKind::AccessDenied {
+                    action: "kms:ReEncryptFrom".into(),
+                },
+                e.operation,
+                e.message,
+            ))
         }
         other => other,
     };
@@ -233,7 +286,14 @@ pub async fn live_check_aws(
     let grantee = state.kms.volume_grantee(identity);
     let grant_id = c.record(
         "kms:CreateGrant",
-        c.kms.create_grant(&arn_text, &grantee, &VOLUME_GRANT_OPERATIONS, CHECK_GRANT_NAME).await,
+        c.kms
+            .create_grant(
+                &arn_text,
+                &grantee,
+                &VOLUME_GRANT_OPERATIONS,
+                CHECK_GRANT_NAME,
+            )
+            .await,
     )?;
     let listed = c.kms.list_grants(&arn_text).await;
     let revoked = c.kms.revoke_grant(&arn_text, &grant_id).await;

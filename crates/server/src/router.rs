@@ -73,10 +73,16 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::check_policy_serverless))
         .routes(routes!(keys::check_classic))
         .routes(routes!(keys::check_serverless))
-        .routes(routes!(databases::create_database, databases::list_databases))
+        .routes(routes!(
+            databases::create_database,
+            databases::list_databases
+        ))
         .routes(routes!(databases::get_database))
         .routes(routes!(databases::terminate_database))
-        .routes(routes!(databases::list_datacenters, databases::add_datacenter))
+        .routes(routes!(
+            databases::list_datacenters,
+            databases::add_datacenter
+        ))
         .routes(routes!(databases::terminate_datacenter))
         .routes(routes!(data::database_command))
         .routes(routes!(data::keyspace_command))
@@ -90,11 +96,17 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::keys::keys_page, portal::keys::add_key))
         .routes(routes!(portal::keys::new_key_page))
         .routes(routes!(portal::keys::policy_check))
-        .routes(routes!(portal::databases::databases_page, portal::databases::create_database))
+        .routes(routes!(
+            portal::databases::databases_page,
+            portal::databases::create_database
+        ))
         .routes(routes!(portal::databases::databases_status))
         .routes(routes!(portal::databases::new_database_page))
         .routes(routes!(portal::databases::add_region))
-        .routes(routes!(portal::databases::terminate_page, portal::databases::terminate))
+        .routes(routes!(
+            portal::databases::terminate_page,
+            portal::databases::terminate
+        ))
         .routes(routes!(portal::audit::audit_page))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
@@ -148,7 +160,9 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let res = next.run(req).await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
-    state.metrics.observe(method.as_str(), &route, status, elapsed);
+    state
+        .metrics
+        .observe(method.as_str(), &route, status, elapsed);
     tracing::debug!(%method, %route, status, micros = elapsed.as_micros() as u64, "request");
     res
 }

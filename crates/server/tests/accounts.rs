@@ -28,7 +28,9 @@ async fn the_answer_is_the_configured_account_and_never_changes() {
     let (_, again) = s.get(CLASSIC, &s.admin).await;
     assert_eq!(again, body);
     // Serverless uses the same platform account.
-    let (st, sl) = s.get("/v2/kms/provider/aws/region/us-east-2/accounts", &s.admin).await;
+    let (st, sl) = s
+        .get("/v2/kms/provider/aws/region/us-east-2/accounts", &s.admin)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(sl, body);
     // Read-only users may read it (org-cmk-read).
@@ -61,7 +63,10 @@ async fn post_assigns_one_more_account_until_none_is_left() {
     let mut config = Config::default();
     config.provider_accounts.insert(
         Provider::Aws,
-        vec![account("333333333331", None), account("333333333332", Some(&["eu-west-1"]))],
+        vec![
+            account("333333333331", None),
+            account("333333333332", Some(&["eu-west-1"])),
+        ],
     );
     let s = TestServer::with_config(config).await;
     let post = "/v2/kms/classic/provider/aws/accounts";
@@ -78,7 +83,12 @@ async fn post_assigns_one_more_account_until_none_is_left() {
     let (_, us) = s.get(CLASSIC, &s.admin).await;
     assert_eq!(us.as_array().unwrap().len(), 1);
     assert_eq!(us[0]["provider_id"], "333333333331");
-    let (_, eu) = s.get("/v2/kms/classic/provider/aws/region/eu-west-1/accounts", &s.admin).await;
+    let (_, eu) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/eu-west-1/accounts",
+            &s.admin,
+        )
+        .await;
     assert_eq!(eu.as_array().unwrap().len(), 2, "{eu}");
     // Assigning needs org-cmk-write.
     let ro = s.token(s.org, Role::ReadOnly).await;
@@ -91,7 +101,9 @@ async fn racing_first_requests_settle_on_one_account() {
     let mut config = Config::default();
     config.provider_accounts.insert(
         Provider::Aws,
-        (1..=5).map(|i| account(&format!("33333333333{i}"), None)).collect(),
+        (1..=5)
+            .map(|i| account(&format!("33333333333{i}"), None))
+            .collect(),
     );
     let s = TestServer::with_config(config).await;
     let mut handles = vec![];
@@ -105,20 +117,44 @@ async fn racing_first_requests_settle_on_one_account() {
         assert_eq!(st, 200, "{body}");
         answers.insert(body.to_string());
     }
-    assert_eq!(answers.len(), 1, "every racing request saw the same account: {answers:?}");
-    assert_eq!(s.store.assigned_accounts(s.org, Provider::Aws).await.unwrap().len(), 1);
+    assert_eq!(
+        answers.len(),
+        1,
+        "every racing request saw the same account: {answers:?}"
+    );
+    assert_eq!(
+        s.store
+            .assigned_accounts(s.org, Provider::Aws)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn unknown_provider_region_and_locked_regions_list_what_is_available() {
     let s = TestServer::start().await;
-    let (st, body) = s.get("/v2/kms/classic/provider/ibm/region/us-east-2/accounts", &s.admin).await;
+    let (st, body) = s
+        .get(
+            "/v2/kms/classic/provider/ibm/region/us-east-2/accounts",
+            &s.admin,
+        )
+        .await;
     let msg = assert_error(st, &body, 400, 1002);
     assert!(msg.contains("aws, gcp, azure"), "{msg}");
 
-    let (st, body) = s.get("/v2/kms/classic/provider/aws/region/mars-north-1/accounts", &s.admin).await;
+    let (st, body) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/mars-north-1/accounts",
+            &s.admin,
+        )
+        .await;
     let msg = assert_error(st, &body, 404, 4002);
-    assert!(msg.contains("us-east-2") && msg.contains("mars-north-1"), "{msg}");
+    assert!(
+        msg.contains("us-east-2") && msg.contains("mars-north-1"),
+        "{msg}"
+    );
 
     s.store
         .set_unlocked_regions(s.org, Provider::Aws, Some(vec!["eu-west-1".into()]))
@@ -126,11 +162,21 @@ async fn unknown_provider_region_and_locked_regions_list_what_is_available() {
         .unwrap();
     let (st, body) = s.get(CLASSIC, &s.admin).await;
     let msg = assert_error(st, &body, 404, 4002);
-    assert!(msg.contains("not unlocked") && msg.contains("eu-west-1"), "{msg}");
-    let (st, _) = s.get("/v2/kms/classic/provider/aws/region/eu-west-1/accounts", &s.admin).await;
+    assert!(
+        msg.contains("not unlocked") && msg.contains("eu-west-1"),
+        "{msg}"
+    );
+    let (st, _) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/eu-west-1/accounts",
+            &s.admin,
+        )
+        .await;
     assert_eq!(st, 200);
     // Other providers are untouched by an AWS restriction.
-    let (st, body) = s.get("/v2/kms/provider/gcp/region/us-east1/accounts", &s.admin).await;
+    let (st, body) = s
+        .get("/v2/kms/provider/gcp/region/us-east1/accounts", &s.admin)
+        .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body[0]["provider"], "gcp");
 }

@@ -11,7 +11,11 @@ use serde_json::{Value, json};
 async fn operations(s: &TestServer) -> Vec<(String, String, bool)> {
     let (status, doc) = send(s.req("GET", "/openapi.json", None)).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true), "OpenAPI 3.1");
+    assert_eq!(
+        doc["openapi"].as_str().map(|v| v.starts_with("3.1")),
+        Some(true),
+        "OpenAPI 3.1"
+    );
     let mut ops = vec![];
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -41,12 +45,16 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         "/v2/clientIdSecrets" => Some(json!({"roles": ["Read Only User"]})),
         p if p.ends_with("/policy/check") => Some(json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"}]})),
-        "/v2/databases" => Some(json!({"name": "db", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10",
-                                       "capacityUnits": 1, "region": "us-east-2"})),
-        "/v2/databases/{id}/datacenters" => Some(json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}])),
-        "/v2/kms/classic" | "/v2/kms" | "/v2/kms/serverless" => {
-            Some(json!({"orgId": "00000000-0000-0000-0000-000000000000", "aws": {"keyID": arn, "region": "us-east-2"}}))
+        "/v2/databases" => Some(
+            json!({"name": "db", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10",
+                                       "capacityUnits": 1, "region": "us-east-2"}),
+        ),
+        "/v2/databases/{id}/datacenters" => {
+            Some(json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]))
         }
+        "/v2/kms/classic" | "/v2/kms" | "/v2/kms/serverless" => Some(
+            json!({"orgId": "00000000-0000-0000-0000-000000000000", "aws": {"keyID": arn, "region": "us-east-2"}}),
+        ),
         _ => None,
     }
 }
@@ -56,7 +64,10 @@ async fn auth_matrix_on_every_secured_route() {
     let s = TestServer::start().await;
     let ops = operations(&s).await;
     let secured: Vec<_> = ops.iter().filter(|o| o.2).collect();
-    assert!(secured.len() >= 8, "expected the API's secured routes, got {ops:?}");
+    assert!(
+        secured.len() >= 8,
+        "expected the API's secured routes, got {ops:?}"
+    );
 
     let revoked = s.token(s.org, Role::OrgAdmin).await;
     let revoked_id = revoked.split(':').nth(1).unwrap().to_string();
@@ -77,9 +88,17 @@ async fn auth_matrix_on_every_secured_route() {
         let (st, body) = send(with_body(s.req(method, &path, None))).await;
         assert_error(st, &body, 401, 2000);
 
-        let (st, body) = send(with_body(s.req(method, &path, None).header("Authorization", "Bearer AstraCS:nope"))).await;
+        let (st, body) = send(with_body(
+            s.req(method, &path, None)
+                .header("Authorization", "Bearer AstraCS:nope"),
+        ))
+        .await;
         assert_error(st, &body, 401, 2001);
-        let (st, body) = send(with_body(s.req(method, &path, None).header("Authorization", "Basic abc"))).await;
+        let (st, body) = send(with_body(
+            s.req(method, &path, None)
+                .header("Authorization", "Basic abc"),
+        ))
+        .await;
         assert_error(st, &body, 401, 2001);
 
         let (st, body) = send(with_body(s.req(method, &path, Some(&revoked)))).await;
@@ -87,7 +106,10 @@ async fn auth_matrix_on_every_secured_route() {
 
         let (st, body) = send(with_body(s.req(method, &path, Some(&powerless)))).await;
         let msg = assert_error(st, &body, 403, 3000);
-        assert!(msg.contains("org-"), "{ctx}: names the missing permission: {msg}");
+        assert!(
+            msg.contains("org-"),
+            "{ctx}: names the missing permission: {msg}"
+        );
     }
 }
 
@@ -98,16 +120,25 @@ async fn other_organizations_resources_are_not_found() {
     let other_token = s.token(other.id, Role::OrgAdmin).await;
     let other_client = other_token.split(':').nth(1).unwrap();
 
-    let (st, body) = s.get(&format!("/v2/organizations/{}", other.id), &s.admin).await;
+    let (st, body) = s
+        .get(&format!("/v2/organizations/{}", other.id), &s.admin)
+        .await;
     assert_error(st, &body, 404, 4000);
-    let (st, body) = send(s.req("DELETE", &format!("/v2/clientIdSecrets/{other_client}"), Some(&s.admin))).await;
+    let (st, body) = send(s.req(
+        "DELETE",
+        &format!("/v2/clientIdSecrets/{other_client}"),
+        Some(&s.admin),
+    ))
+    .await;
     assert_error(st, &body, 404, 4000);
     // The other organization's token still works: nothing was revoked.
     let (st, body) = s.get("/v2/currentOrg", &other_token).await;
     assert_eq!(st, 200);
     assert_eq!(body["name"], "Other");
     // Its own organization is visible.
-    let (st, body) = s.get(&format!("/v2/organizations/{}", s.org), &s.admin).await;
+    let (st, body) = s
+        .get(&format!("/v2/organizations/{}", s.org), &s.admin)
+        .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["id"], s.org.to_string());
 }
@@ -120,7 +151,12 @@ async fn every_documented_operation_is_served() {
     for (method, template, _) in operations(&s).await {
         // Revoking the admin's own token would end the test early; a fresh one stands in.
         let target = if method == "DELETE" {
-            s.token(s.org, Role::ReadOnly).await.split(':').nth(1).unwrap().to_string()
+            s.token(s.org, Role::ReadOnly)
+                .await
+                .split(':')
+                .nth(1)
+                .unwrap()
+                .to_string()
         } else {
             client.clone()
         };
@@ -131,7 +167,8 @@ async fn every_documented_operation_is_served() {
         }
         let res = b.send().await.unwrap();
         let st = res.status().as_u16();
-        let body: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap_or(Value::Null);
+        let body: Value =
+            serde_json::from_slice(&res.bytes().await.unwrap()).unwrap_or(Value::Null);
         let id = body["errors"][0]["ID"].as_u64();
         assert!(
             id != Some(4001) && id != Some(4050) && st < 500,
@@ -154,7 +191,13 @@ fn no_route_bypasses_the_openapi_document() {
                 stack.push(p);
             } else if p.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&p).unwrap();
-                for needle in [".route(", ".route_service(", ".nest(", ".nest_service(", "Router::new()"] {
+                for needle in [
+                    ".route(",
+                    ".route_service(",
+                    ".nest(",
+                    ".nest_service(",
+                    "Router::new()",
+                ] {
                     if text.contains(needle) {
                         offenders.push(format!("{} uses {needle}", p.display()));
                     }
@@ -189,19 +232,38 @@ async fn bad_bodies_get_400_naming_the_problem() {
     let msg = assert_error(st, &body, 400, 1000);
     assert!(msg.starts_with("malformed JSON"), "{msg}");
 
-    let (st, body) = s.post(path, &s.admin, json!({"roles": "Read Only User"})).await;
+    let (st, body) = s
+        .post(path, &s.admin, json!({"roles": "Read Only User"}))
+        .await;
     let msg = assert_error(st, &body, 400, 1000);
     assert!(msg.contains("roles"), "names the field: {msg}");
 
-    let (st, body) = s.post(path, &s.admin, json!({"roles": ["Superuser"]})).await;
+    let (st, body) = s
+        .post(path, &s.admin, json!({"roles": ["Superuser"]}))
+        .await;
     let msg = assert_error(st, &body, 400, 1000);
-    assert!(msg.contains("roles") && msg.contains("Superuser") && msg.contains("Read Only User"), "{msg}");
+    assert!(
+        msg.contains("roles") && msg.contains("Superuser") && msg.contains("Read Only User"),
+        "{msg}"
+    );
 
-    let (st, body) = s.post(path, &s.admin, json!({"permissions": ["org-cmk-read", "org-everything"]})).await;
+    let (st, body) = s
+        .post(
+            path,
+            &s.admin,
+            json!({"permissions": ["org-cmk-read", "org-everything"]}),
+        )
+        .await;
     let msg = assert_error(st, &body, 400, 1000);
     assert!(msg.contains("org-everything"), "{msg}");
 
-    let (st, body) = s.post(path, &s.admin, json!({"roles": ["Read Only User"], "colour": "red"})).await;
+    let (st, body) = s
+        .post(
+            path,
+            &s.admin,
+            json!({"roles": ["Read Only User"], "colour": "red"}),
+        )
+        .await;
     let msg = assert_error(st, &body, 400, 1000);
     assert!(msg.contains("colour"), "{msg}");
 
@@ -219,7 +281,10 @@ async fn bad_bodies_get_400_naming_the_problem() {
 #[tokio::test]
 async fn bodies_over_one_mebibyte_are_refused() {
     let s = TestServer::start().await;
-    let big = format!("{{\"description\":\"{}\",\"roles\":[\"Read Only User\"]}}", "x".repeat(1024 * 1024 + 10));
+    let big = format!(
+        "{{\"description\":\"{}\",\"roles\":[\"Read Only User\"]}}",
+        "x".repeat(1024 * 1024 + 10)
+    );
     let (st, body) = send(
         s.req("POST", "/v2/clientIdSecrets", Some(&s.admin))
             .header("content-type", "application/json")
@@ -229,7 +294,10 @@ async fn bodies_over_one_mebibyte_are_refused() {
     let msg = assert_error(st, &body, 400, 1001);
     assert!(msg.contains("1 MiB"));
     // Just under the limit is read (and then refused for its description's length).
-    let ok = format!("{{\"description\":\"{}\",\"roles\":[\"Read Only User\"]}}", "x".repeat(1000));
+    let ok = format!(
+        "{{\"description\":\"{}\",\"roles\":[\"Read Only User\"]}}",
+        "x".repeat(1000)
+    );
     let (st, body) = send(
         s.req("POST", "/v2/clientIdSecrets", Some(&s.admin))
             .header("content-type", "application/json")
@@ -244,9 +312,17 @@ async fn bodies_over_one_mebibyte_are_refused() {
 async fn a_store_failure_is_a_generic_500() {
     let s = TestServer::start().await;
     let conn = rusqlite_free_drop(&s.db_path);
-    let (st, body) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/accounts", &s.admin).await;
+    let (st, body) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/accounts",
+            &s.admin,
+        )
+        .await;
     let msg = assert_error(st, &body, 500, 5000);
-    assert!(!msg.to_lowercase().contains("account_assignments"), "no detail leaks: {msg}");
+    assert!(
+        !msg.to_lowercase().contains("account_assignments"),
+        "no detail leaks: {msg}"
+    );
     drop(conn);
 }
 
@@ -265,7 +341,13 @@ fn rusqlite_free_drop(path: &std::path::Path) -> std::process::Output {
 #[tokio::test]
 async fn tokens_are_created_listed_without_secret_and_revoked_at_once() {
     let s = TestServer::start().await;
-    let (st, created) = s.post("/v2/clientIdSecrets", &s.admin, json!({"roles": ["Database Administrator"], "description": "ci"})).await;
+    let (st, created) = s
+        .post(
+            "/v2/clientIdSecrets",
+            &s.admin,
+            json!({"roles": ["Database Administrator"], "description": "ci"}),
+        )
+        .await;
     assert_eq!(st, 201, "{created}");
     let token = created["token"].as_str().unwrap().to_string();
     assert_eq!(token.len(), 97);
@@ -279,28 +361,68 @@ async fn tokens_are_created_listed_without_secret_and_revoked_at_once() {
     assert!(!text.contains(secret), "listing never shows a secret");
     assert_eq!(list["clients"].as_array().unwrap().len(), 2);
 
-    let (st, _) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/accounts", &token).await;
+    let (st, _) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/accounts",
+            &token,
+        )
+        .await;
     assert_eq!(st, 200);
     let client_id = created["clientId"].as_str().unwrap();
-    let (st, _) = send(s.req("DELETE", &format!("/v2/clientIdSecrets/{client_id}"), Some(&s.admin))).await;
+    let (st, _) = send(s.req(
+        "DELETE",
+        &format!("/v2/clientIdSecrets/{client_id}"),
+        Some(&s.admin),
+    ))
+    .await;
     assert_eq!(st, 204);
-    let (st, body) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/accounts", &token).await;
+    let (st, body) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/accounts",
+            &token,
+        )
+        .await;
     assert_error(st, &body, 401, 2002);
     // Revoking twice is a 404: there is no active token by that ID any more.
-    let (st, body) = send(s.req("DELETE", &format!("/v2/clientIdSecrets/{client_id}"), Some(&s.admin))).await;
+    let (st, body) = send(s.req(
+        "DELETE",
+        &format!("/v2/clientIdSecrets/{client_id}"),
+        Some(&s.admin),
+    ))
+    .await;
     assert_error(st, &body, 404, 4000);
 }
 
 #[tokio::test]
 async fn a_token_cannot_hand_out_more_than_it_has() {
     let s = TestServer::start().await;
-    let minter = s.token(s.org, Role::custom(["org-token-write", "org-cmk-read"]).unwrap()).await;
-    let (st, body) = s.post("/v2/clientIdSecrets", &minter, json!({"roles": ["Organization Administrator"]})).await;
+    let minter = s
+        .token(
+            s.org,
+            Role::custom(["org-token-write", "org-cmk-read"]).unwrap(),
+        )
+        .await;
+    let (st, body) = s
+        .post(
+            "/v2/clientIdSecrets",
+            &minter,
+            json!({"roles": ["Organization Administrator"]}),
+        )
+        .await;
     let msg = assert_error(st, &body, 403, 3000);
     assert!(msg.contains("org-"), "{msg}");
-    let (st, body) = s.post("/v2/clientIdSecrets", &minter, json!({"permissions": ["org-cmk-read"]})).await;
+    let (st, body) = s
+        .post(
+            "/v2/clientIdSecrets",
+            &minter,
+            json!({"permissions": ["org-cmk-read"]}),
+        )
+        .await;
     assert_eq!(st, 201, "{body}");
-    assert_eq!(body["permissions"], json!([Permission::OrgCmkRead.as_str()]));
+    assert_eq!(
+        body["permissions"],
+        json!([Permission::OrgCmkRead.as_str()])
+    );
 }
 
 #[tokio::test]
@@ -310,11 +432,36 @@ async fn health_readiness_and_metrics() {
     assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
     let (st, body) = send(s.req("GET", "/readyz", None)).await;
     assert_eq!((st, body["status"].as_str()), (200, Some("ready")));
-    s.get("/v2/kms/classic/provider/aws/region/us-east-2/accounts", &s.admin).await;
-    s.get("/v2/kms/classic/provider/aws/region/us-east-2/accounts", "AstraCS:bad").await;
-    let text = s.req("GET", "/metrics", None).send().await.unwrap().text().await.unwrap();
+    s.get(
+        "/v2/kms/classic/provider/aws/region/us-east-2/accounts",
+        &s.admin,
+    )
+    .await;
+    s.get(
+        "/v2/kms/classic/provider/aws/region/us-east-2/accounts",
+        "AstraCS:bad",
+    )
+    .await;
+    let text = s
+        .req("GET", "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let route = "/v2/kms/classic/provider/{provider}/region/{region}/accounts";
-    assert!(text.contains(&format!(r#"keyplane_http_requests_total{{method="GET",route="{route}",status="200"}} 1"#)), "{text}");
-    assert!(text.contains(&format!(r#"keyplane_http_requests_total{{method="GET",route="{route}",status="401"}} 1"#)), "{text}");
+    assert!(
+        text.contains(&format!(
+            r#"keyplane_http_requests_total{{method="GET",route="{route}",status="200"}} 1"#
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#"keyplane_http_requests_total{{method="GET",route="{route}",status="401"}} 1"#
+        )),
+        "{text}"
+    );
     assert!(text.contains("keyplane_http_request_duration_seconds_bucket"));
 }

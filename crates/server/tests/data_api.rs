@@ -22,15 +22,23 @@ async fn server() -> TestServer {
 }
 
 async fn create_db(s: &TestServer, body: Value) -> String {
-    let res = s.req("POST", "/v2/databases", Some(&s.admin)).json(&body).send().await.unwrap();
+    let res = s
+        .req("POST", "/v2/databases", Some(&s.admin))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let loc = res.headers()["location"].to_str().unwrap().to_string();
     loc.rsplit('/').next().unwrap().to_string()
 }
 
 async fn classic_db(s: &TestServer, name: &str) -> String {
-    create_db(s, json!({"name": name, "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10",
-                        "capacityUnits": 1, "region": REGION}))
+    create_db(
+        s,
+        json!({"name": name, "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10",
+                        "capacityUnits": 1, "region": REGION}),
+    )
     .await
 }
 
@@ -42,7 +50,10 @@ async fn wait_status(s: &TestServer, db: &str, want: &str) -> Value {
         if body["status"] == want {
             return body;
         }
-        assert!(Instant::now() < deadline, "database never became {want}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "database never became {want}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -90,7 +101,11 @@ fn error_of(body: &Value, code: &str) -> String {
 }
 
 fn ids(docs: &Value) -> Vec<Value> {
-    docs.as_array().unwrap().iter().map(|d| d["_id"].clone()).collect()
+    docs.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["_id"].clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -101,50 +116,146 @@ async fn keyspace_commands() {
     // Names, idempotency, options.
     ok(&s, &db, "", json!({"createCollection": {"name": "orders"}})).await;
     ok(&s, &db, "", json!({"createCollection": {"name": "orders"}})).await;
-    fails(&s, &db, "", json!({"createCollection": {"name": "orders", "options": {"indexing": {"deny": ["x"]}}}}),
-        "EXISTING_COLLECTION_DIFFERENT_SETTINGS").await;
+    fails(
+        &s,
+        &db,
+        "",
+        json!({"createCollection": {"name": "orders", "options": {"indexing": {"deny": ["x"]}}}}),
+        "EXISTING_COLLECTION_DIFFERENT_SETTINGS",
+    )
+    .await;
     ok(&s, &db, "", json!({"createCollection": {"name": "idx", "options": {"indexing": {"deny": ["blob"]}, "defaultId": {"type": "uuid"}}}})).await;
     for bad in ["1x", "a-b", "", &"x".repeat(49)] {
-        let msg = fails(&s, &db, "", json!({"createCollection": {"name": bad}}), "INVALID_NAME").await;
+        let msg = fails(
+            &s,
+            &db,
+            "",
+            json!({"createCollection": {"name": bad}}),
+            "INVALID_NAME",
+        )
+        .await;
         assert!(msg.contains("letter"), "{msg}");
     }
-    fails(&s, &db, "", json!({"createCollection": {"name": "v", "options": {"vector": {"dimension": 3}}}}), "UNSUPPORTED_COLLECTION_OPTION").await;
-    fails(&s, &db, "", json!({"createCollection": {"name": "v", "options": {"defaultId": {"type": "objectId"}}}}), "UNSUPPORTED_COLLECTION_OPTION").await;
-    fails(&s, &db, "", json!({"createCollection": {"name": "v", "options": {"colour": 1}}}), "UNSUPPORTED_COLLECTION_OPTION").await;
-    fails(&s, &db, "", json!({"createCollection": {}}), "COMMAND_FIELD_INVALID").await;
+    fails(
+        &s,
+        &db,
+        "",
+        json!({"createCollection": {"name": "v", "options": {"vector": {"dimension": 3}}}}),
+        "UNSUPPORTED_COLLECTION_OPTION",
+    )
+    .await;
+    fails(
+        &s,
+        &db,
+        "",
+        json!({"createCollection": {"name": "v", "options": {"defaultId": {"type": "objectId"}}}}),
+        "UNSUPPORTED_COLLECTION_OPTION",
+    )
+    .await;
+    fails(
+        &s,
+        &db,
+        "",
+        json!({"createCollection": {"name": "v", "options": {"colour": 1}}}),
+        "UNSUPPORTED_COLLECTION_OPTION",
+    )
+    .await;
+    fails(
+        &s,
+        &db,
+        "",
+        json!({"createCollection": {}}),
+        "COMMAND_FIELD_INVALID",
+    )
+    .await;
     let body = ok(&s, &db, "", json!({"findCollections": {}})).await;
     assert_eq!(body["status"]["collections"], json!(["idx", "orders"]));
-    let body = ok(&s, &db, "", json!({"findCollections": {"options": {"explain": true}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "",
+        json!({"findCollections": {"options": {"explain": true}}}),
+    )
+    .await;
     assert_eq!(body["status"]["collections"][0]["name"], "idx");
-    assert_eq!(body["status"]["collections"][0]["options"]["indexing"], json!({"deny": ["blob"]}));
-    assert_eq!(body["status"]["collections"][1], json!({"name": "orders", "options": {}}));
+    assert_eq!(
+        body["status"]["collections"][0]["options"]["indexing"],
+        json!({"deny": ["blob"]})
+    );
+    assert_eq!(
+        body["status"]["collections"][1],
+        json!({"name": "orders", "options": {}})
+    );
     ok(&s, &db, "", json!({"deleteCollection": {"name": "orders"}})).await;
-    fails(&s, &db, "/orders", json!({"findOne": {}}), "COLLECTION_NOT_EXIST").await;
+    fails(
+        &s,
+        &db,
+        "/orders",
+        json!({"findOne": {}}),
+        "COLLECTION_NOT_EXIST",
+    )
+    .await;
     // A keyspace that does not exist.
-    let (st, body) = send(s.req("POST", &format!("/db/{db}-{REGION}/api/json/v1/nope"), None)
-        .header("Token", &s.admin).json(&json!({"findCollections": {}}))).await;
+    let (st, body) = send(
+        s.req("POST", &format!("/db/{db}-{REGION}/api/json/v1/nope"), None)
+            .header("Token", &s.admin)
+            .json(&json!({"findCollections": {}})),
+    )
+    .await;
     assert_eq!(st, 200);
     error_of(&body, "KEYSPACE_DOES_NOT_EXIST");
 
     // Keyspaces: listed everywhere; created/dropped only on serverless databases.
     let body = ok(&s, &db, "", json!({"findKeyspaces": {}})).await;
     assert_eq!(body["status"]["keyspaces"], json!(["shop"]));
-    let msg = fails(&s, &db, "", json!({"createKeyspace": {"name": "other"}}), "KEYSPACE_COMMAND_NOT_ALLOWED").await;
+    let msg = fails(
+        &s,
+        &db,
+        "",
+        json!({"createKeyspace": {"name": "other"}}),
+        "KEYSPACE_COMMAND_NOT_ALLOWED",
+    )
+    .await;
     assert!(msg.contains("serverless"), "{msg}");
-    let vdb = create_db(&s, json!({"name": "vec", "keyspace": "shop", "cloudProvider": "AWS", "tier": "serverless",
-                                   "capacityUnits": 1, "region": REGION, "dbType": "vector"})).await;
+    let vdb = create_db(
+        &s,
+        json!({"name": "vec", "keyspace": "shop", "cloudProvider": "AWS", "tier": "serverless",
+                                   "capacityUnits": 1, "region": REGION, "dbType": "vector"}),
+    )
+    .await;
     wait_status(&s, &vdb, "ACTIVE").await;
     ok(&s, &vdb, "", json!({"createKeyspace": {"name": "other", "options": {"replication": {"class": "SimpleStrategy"}}}})).await;
     ok(&s, &vdb, "", json!({"createKeyspace": {"name": "other"}})).await;
     let body = ok(&s, &vdb, "", json!({"findKeyspaces": {}})).await;
     assert_eq!(body["status"]["keyspaces"], json!(["other", "shop"]));
-    fails(&s, &vdb, "", json!({"dropKeyspace": {"name": "shop"}}), "KEYSPACE_COMMAND_NOT_ALLOWED").await;
+    fails(
+        &s,
+        &vdb,
+        "",
+        json!({"dropKeyspace": {"name": "shop"}}),
+        "KEYSPACE_COMMAND_NOT_ALLOWED",
+    )
+    .await;
     ok(&s, &vdb, "", json!({"dropKeyspace": {"name": "other"}})).await;
     let body = ok(&s, &vdb, "", json!({"findKeyspaces": {}})).await;
     assert_eq!(body["status"]["keyspaces"], json!(["shop"]));
-    fails(&s, &vdb, "", json!({"createKeyspace": {"name": "bad-name"}}), "INVALID_NAME").await;
+    fails(
+        &s,
+        &vdb,
+        "",
+        json!({"createKeyspace": {"name": "bad-name"}}),
+        "INVALID_NAME",
+    )
+    .await;
     // A collection command at the keyspace level says where it belongs.
-    let msg = fails(&s, &db, "", json!({"insertOne": {"document": {}}}), "COMMAND_UNKNOWN").await;
+    let msg = fails(
+        &s,
+        &db,
+        "",
+        json!({"insertOne": {"document": {}}}),
+        "COMMAND_UNKNOWN",
+    )
+    .await;
     assert!(msg.contains("collection command"), "{msg}");
 }
 
@@ -153,19 +264,43 @@ async fn inserts_ids_and_per_document_errors() {
     let s = server().await;
     let db = ready(&s).await;
     let body = ok(&s, &db, "/c", json!({"insertOne": {"document": {"a": 1}}})).await;
-    let id = body["status"]["insertedIds"][0].as_str().unwrap().to_string();
-    assert!(uuid::Uuid::parse_str(&id).is_ok(), "generated _id is a UUID: {id}");
+    let id = body["status"]["insertedIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "generated _id is a UUID: {id}"
+    );
     let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": id}}})).await;
     assert_eq!(body["data"]["document"]["a"], 1);
-    let msg = fails(&s, &db, "/c", json!({"insertOne": {"document": {"_id": id, "a": 2}}}), "DOCUMENT_ALREADY_EXISTS").await;
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"insertOne": {"document": {"_id": id, "a": 2}}}),
+        "DOCUMENT_ALREADY_EXISTS",
+    )
+    .await;
     assert!(msg.contains(&id), "{msg}");
 
     // Unordered (the default): every document is tried; errors point at their documents.
     let docs = json!([{"_id": 1}, {"_id": 1}, {"_id": 2}, {"_id": 3, "$bad": 1}, {"_id": 4}]);
-    let (st, body) = data(&s, &db, "/c", json!({"insertMany": {"documents": docs, "options": {"returnDocumentResponses": true}}})).await;
+    let (st, body) = data(
+        &s,
+        &db,
+        "/c",
+        json!({"insertMany": {"documents": docs, "options": {"returnDocumentResponses": true}}}),
+    )
+    .await;
     assert_eq!(st, 200);
     let r = &body["status"]["documentResponses"];
-    let statuses: Vec<&str> = r.as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["OK", "ERROR", "OK", "ERROR", "OK"], "{body}");
     assert_eq!(r[1]["errorsIdx"], 0);
     assert_eq!(r[3]["errorsIdx"], 1);
@@ -173,18 +308,47 @@ async fn inserts_ids_and_per_document_errors() {
     assert_eq!(body["errors"][1]["errorCode"], "INVALID_DOCUMENT");
     // Ordered: stops at the first failure, the rest are SKIPPED; without documentResponses,
     // insertedIds lists what went in.
-    let (_, body) = data(&s, &db, "/c", json!({"insertMany": {"documents": [{"_id": 10}, {"_id": 1}, {"_id": 11}],
-        "options": {"ordered": true, "returnDocumentResponses": true}}})).await;
-    let statuses: Vec<&str> = body["status"]["documentResponses"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    let (_, body) = data(
+        &s,
+        &db,
+        "/c",
+        json!({"insertMany": {"documents": [{"_id": 10}, {"_id": 1}, {"_id": 11}],
+        "options": {"ordered": true, "returnDocumentResponses": true}}}),
+    )
+    .await;
+    let statuses: Vec<&str> = body["status"]["documentResponses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["OK", "ERROR", "SKIPPED"], "{body}");
     let (_, body) = data(&s, &db, "/c", json!({"insertMany": {"documents": [{"_id": 20}, {"x": 1}], "options": {"ordered": false}}})).await;
-    assert_eq!(body["status"]["insertedIds"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(
+        body["status"]["insertedIds"].as_array().unwrap().len(),
+        2,
+        "{body}"
+    );
     assert!(body.get("errors").is_none());
     // Limits.
     let many: Vec<Value> = (0..101).map(|i| json!({"i": i})).collect();
-    let msg = fails(&s, &db, "/c", json!({"insertMany": {"documents": many}}), "TOO_MANY_DOCUMENTS").await;
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"insertMany": {"documents": many}}),
+        "TOO_MANY_DOCUMENTS",
+    )
+    .await;
     assert!(msg.contains("100"), "{msg}");
-    fails(&s, &db, "/c", json!({"insertMany": {"documents": []}}), "COMMAND_FIELD_INVALID").await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"insertMany": {"documents": []}}),
+        "COMMAND_FIELD_INVALID",
+    )
+    .await;
     let hundred: Vec<Value> = (0..100).map(|i| json!({"i": i})).collect();
     let body = ok(&s, &db, "/c", json!({"insertMany": {"documents": hundred}})).await;
     assert_eq!(body["status"]["insertedIds"].as_array().unwrap().len(), 100);
@@ -219,23 +383,44 @@ async fn filters_sorts_projections_and_counts() {
         (json!({"tags": "y"}), vec!["a", "b", "d"]),
         (json!({"addr.city": "Oslo"}), vec!["a", "c"]),
         (json!({"$or": [{"n": 1}, {"n": 4}]}), vec!["a", "d"]),
-        (json!({"$and": [{"addr.city": "Oslo"}, {"n": {"$gt": 1}}]}), vec!["c"]),
+        (
+            json!({"$and": [{"addr.city": "Oslo"}, {"n": {"$gt": 1}}]}),
+            vec!["c"],
+        ),
         (json!({"$not": {"n": {"$lt": 3}}}), vec!["c", "d"]),
         (json!({"when": {"$gt": {"$date": 1_500}}}), vec!["b"]),
-        (json!({"u": {"$uuid": "6f1f3c2e-6a2b-4c8e-9a54-1e1d3b6f0a01"}}), vec!["a"]),
+        (
+            json!({"u": {"$uuid": "6f1f3c2e-6a2b-4c8e-9a54-1e1d3b6f0a01"}}),
+            vec!["a"],
+        ),
     ];
     for (filter, want) in cases {
         let body = ok(&s, &db, "/c", json!({"find": {"filter": filter.clone()}})).await;
         let got: Vec<Value> = ids(&body["data"]["documents"]);
         let want: Vec<Value> = want.into_iter().map(Value::from).collect();
         assert_eq!(got, want, "filter {filter}");
-        let body = ok(&s, &db, "/c", json!({"countDocuments": {"filter": filter.clone()}})).await;
+        let body = ok(
+            &s,
+            &db,
+            "/c",
+            json!({"countDocuments": {"filter": filter.clone()}}),
+        )
+        .await;
         assert_eq!(body["status"]["count"], want.len(), "count {filter}");
     }
     // Sort, projection, skip, limit; includeSortVector is accepted and ignored.
-    let body = ok(&s, &db, "/c", json!({"find": {"sort": {"n": -1}, "projection": {"n": 1},
-        "options": {"skip": 1, "limit": 2, "includeSortVector": false}}})).await;
-    assert_eq!(body["data"]["documents"], json!([{"_id": "c", "n": 3}, {"_id": "b", "n": 2}]));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"find": {"sort": {"n": -1}, "projection": {"n": 1},
+        "options": {"skip": 1, "limit": 2, "includeSortVector": false}}}),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["documents"],
+        json!([{"_id": "c", "n": 3}, {"_id": "b", "n": 2}])
+    );
     assert_eq!(body["data"]["nextPageState"], Value::Null);
     let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"addr.city": "Oslo"}, "sort": {"n": -1}, "projection": {"addr": 0, "tags": 0}}})).await;
     assert_eq!(body["data"]["document"]["_id"], "c");
@@ -246,45 +431,126 @@ async fn filters_sorts_projections_and_counts() {
     let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": "a"}}})).await;
     assert_eq!(body["data"]["document"]["when"], json!({"$date": 1000}));
     // countDocuments bounds.
-    let body = ok(&s, &db, "/c", json!({"countDocuments": {"options": {"upperBound": 2}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"countDocuments": {"options": {"upperBound": 2}}}),
+    )
+    .await;
     assert_eq!(body["status"], json!({"count": 2, "moreData": true}));
-    let body = ok(&s, &db, "/c", json!({"countDocuments": {"filter": {}, "options": {"upperBound": 4}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"countDocuments": {"filter": {}, "options": {"upperBound": 4}}}),
+    )
+    .await;
     assert_eq!(body["status"], json!({"count": 4}));
     // Unknown operators are the API's error, naming the operator.
-    let msg = fails(&s, &db, "/c", json!({"find": {"filter": {"n": {"$regex": "x"}}}}), "UNSUPPORTED_FILTER_OPERATION").await;
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"find": {"filter": {"n": {"$regex": "x"}}}}),
+        "UNSUPPORTED_FILTER_OPERATION",
+    )
+    .await;
     assert!(msg.contains("$regex"), "{msg}");
-    fails(&s, &db, "/c", json!({"find": {"sort": {"n": 2}}}), "INVALID_SORT_CLAUSE").await;
-    fails(&s, &db, "/c", json!({"find": {"sort": {"$vector": [0.1, 0.2]}}}), "INVALID_SORT_CLAUSE").await;
-    fails(&s, &db, "/c", json!({"find": {"projection": {"a": 1, "b": 0}}}), "UNSUPPORTED_PROJECTION_PARAM").await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"find": {"sort": {"n": 2}}}),
+        "INVALID_SORT_CLAUSE",
+    )
+    .await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"find": {"sort": {"$vector": [0.1, 0.2]}}}),
+        "INVALID_SORT_CLAUSE",
+    )
+    .await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"find": {"projection": {"a": 1, "b": 0}}}),
+        "UNSUPPORTED_PROJECTION_PARAM",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn updates_replaces_and_deletes() {
     let s = server().await;
     let db = ready(&s).await;
-    ok(&s, &db, "/c", json!({"insertMany": {"documents": [
+    ok(
+        &s,
+        &db,
+        "/c",
+        json!({"insertMany": {"documents": [
         {"_id": 1, "n": 1, "arr": [1, 2, 3], "old": "x", "g": "a"},
         {"_id": 2, "n": 5, "arr": [], "g": "a"},
-        {"_id": 3, "n": 9, "g": "b"}]}})).await;
+        {"_id": 3, "n": 9, "g": "b"}]}}),
+    )
+    .await;
     let body = ok(&s, &db, "/c", json!({"updateOne": {"filter": {"_id": 1}, "update": {
         "$set": {"s": "v", "deep.x": 1}, "$inc": {"n": 2}, "$push": {"arr": 4}, "$rename": {"old": "new"},
         "$currentDate": {"at": true}}}})).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 1}));
-    let d = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}}})).await["data"]["document"].clone();
-    assert_eq!((d["n"].clone(), d["arr"].clone(), d["new"].clone(), d["deep"]["x"].clone()), (json!(3), json!([1, 2, 3, 4]), json!("x"), json!(1)));
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 1})
+    );
+    let d = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}}})).await["data"]["document"]
+        .clone();
+    assert_eq!(
+        (
+            d["n"].clone(),
+            d["arr"].clone(),
+            d["new"].clone(),
+            d["deep"]["x"].clone()
+        ),
+        (json!(3), json!([1, 2, 3, 4]), json!("x"), json!(1))
+    );
     assert!(d["at"]["$date"].is_number(), "{d}");
     ok(&s, &db, "/c", json!({"updateOne": {"filter": {"_id": 1}, "update": {"$pop": {"arr": 1}, "$addToSet": {"tags": "t"}, "$unset": {"s": ""}, "$min": {"n": 0}, "$max": {"hi": 7}}}})).await;
-    let d = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}}})).await["data"]["document"].clone();
-    assert_eq!((d["arr"].clone(), d["tags"].clone(), d.get("s").cloned(), d["n"].clone(), d["hi"].clone()),
-        (json!([1, 2, 3]), json!(["t"]), None, json!(0), json!(7)));
+    let d = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}}})).await["data"]["document"]
+        .clone();
+    assert_eq!(
+        (
+            d["arr"].clone(),
+            d["tags"].clone(),
+            d.get("s").cloned(),
+            d["n"].clone(),
+            d["hi"].clone()
+        ),
+        (json!([1, 2, 3]), json!(["t"]), None, json!(0), json!(7))
+    );
     // updateMany, upsert with a generated _id and $setOnInsert.
-    let body = ok(&s, &db, "/c", json!({"updateMany": {"filter": {"g": "a"}, "update": {"$set": {"seen": true}}}})).await;
-    assert_eq!(body["status"], json!({"matchedCount": 2, "modifiedCount": 2}));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"updateMany": {"filter": {"g": "a"}, "update": {"$set": {"seen": true}}}}),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 2, "modifiedCount": 2})
+    );
     let body = ok(&s, &db, "/c", json!({"updateMany": {"filter": {"g": "zz"}, "update": {"$set": {"k": 1}, "$setOnInsert": {"fresh": true}}, "options": {"upsert": true}}})).await;
     let up = body["status"]["upsertedId"].as_str().unwrap().to_string();
     assert!(uuid::Uuid::parse_str(&up).is_ok(), "{body}");
-    let d = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": up}}})).await["data"]["document"].clone();
-    assert_eq!((d["g"].clone(), d["k"].clone(), d["fresh"].clone()), (json!("zz"), json!(1), json!(true)));
+    let d =
+        ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": up}}})).await["data"]["document"]
+            .clone();
+    assert_eq!(
+        (d["g"].clone(), d["k"].clone(), d["fresh"].clone()),
+        (json!("zz"), json!(1), json!(true))
+    );
     let body = ok(&s, &db, "/c", json!({"updateOne": {"filter": {"_id": "named"}, "update": {"$set": {"k": 2}}, "options": {"upsert": true}}})).await;
     assert_eq!(body["status"]["upsertedId"], "named");
     // findOneAndUpdate: returnDocument, sort, projection, upsert.
@@ -292,13 +558,34 @@ async fn updates_replaces_and_deletes() {
         "projection": {"n": 1}, "options": {"returnDocument": "after"}}})).await;
     assert_eq!(body["data"]["document"], json!({"_id": 2, "n": 105}));
     assert_eq!(body["status"]["matchedCount"], 1);
-    let body = ok(&s, &db, "/c", json!({"findOneAndUpdate": {"filter": {"_id": 3}, "update": {"$set": {"n": 10}}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOneAndUpdate": {"filter": {"_id": 3}, "update": {"$set": {"n": 10}}}}),
+    )
+    .await;
     assert_eq!(body["data"]["document"]["n"], 9, "before by default");
-    let body = ok(&s, &db, "/c", json!({"findOneAndUpdate": {"filter": {"g": "new"}, "update": {"$set": {"n": 1}},
-        "options": {"upsert": true, "returnDocument": "after"}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOneAndUpdate": {"filter": {"g": "new"}, "update": {"$set": {"n": 1}},
+        "options": {"upsert": true, "returnDocument": "after"}}}),
+    )
+    .await;
     assert_eq!(body["status"]["matchedCount"], 0);
-    assert_eq!(body["status"]["upsertedId"], body["data"]["document"]["_id"], "{body}");
-    let body = ok(&s, &db, "/c", json!({"findOneAndUpdate": {"filter": {"g": "none"}, "update": {"$set": {"n": 1}}}})).await;
+    assert_eq!(
+        body["status"]["upsertedId"], body["data"]["document"]["_id"],
+        "{body}"
+    );
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOneAndUpdate": {"filter": {"g": "none"}, "update": {"$set": {"n": 1}}}}),
+    )
+    .await;
     assert_eq!(body["data"]["document"], Value::Null);
     assert_eq!(body["status"]["matchedCount"], 0);
     // findOneAndReplace keeps the _id; an upsert without one gets a UUID.
@@ -309,28 +596,86 @@ async fn updates_replaces_and_deletes() {
     let rid = body["status"]["upsertedId"].as_str().unwrap().to_string();
     let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"only": 43}}})).await;
     assert_eq!(body["data"]["document"]["_id"], rid.as_str());
-    fails(&s, &db, "/c", json!({"findOneAndReplace": {"filter": {"_id": 3}, "replacement": {"_id": 4}}}), "UNSUPPORTED_UPDATE_OPERATION").await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"findOneAndReplace": {"filter": {"_id": 3}, "replacement": {"_id": 4}}}),
+        "UNSUPPORTED_UPDATE_OPERATION",
+    )
+    .await;
     // Unknown update operators and _id changes are the API's errors.
-    let msg = fails(&s, &db, "/c", json!({"updateOne": {"filter": {}, "update": {"$mul": {"n": 2}}}}), "UNSUPPORTED_FILTER_OPERATION").await;
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"updateOne": {"filter": {}, "update": {"$mul": {"n": 2}}}}),
+        "UNSUPPORTED_FILTER_OPERATION",
+    )
+    .await;
     assert!(msg.contains("$mul"), "{msg}");
-    fails(&s, &db, "/c", json!({"updateOne": {"filter": {}, "update": {"$set": {"_id": 9}}}}), "UNSUPPORTED_UPDATE_OPERATION").await;
-    fails(&s, &db, "/c", json!({"updateOne": {"filter": {}, "update": {}}}), "UNSUPPORTED_UPDATE_OPERATION").await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"updateOne": {"filter": {}, "update": {"$set": {"_id": 9}}}}),
+        "UNSUPPORTED_UPDATE_OPERATION",
+    )
+    .await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"updateOne": {"filter": {}, "update": {}}}),
+        "UNSUPPORTED_UPDATE_OPERATION",
+    )
+    .await;
     fails(&s, &db, "/c", json!({"findOneAndUpdate": {"filter": {}, "update": {"$set": {"a": 1}}, "options": {"returnDocument": "later"}}}), "COMMAND_FIELD_INVALID").await;
     // Deletes.
     let body = ok(&s, &db, "/c", json!({"findOneAndDelete": {"filter": {"g": "a"}, "sort": {"n": 1}, "projection": {"g": 1}}})).await;
     assert_eq!(body["data"]["document"], json!({"_id": 1, "g": "a"}));
     assert_eq!(body["status"]["deletedCount"], 1);
-    let body = ok(&s, &db, "/c", json!({"findOneAndDelete": {"filter": {"g": "nothing"}}})).await;
-    assert_eq!((body["data"]["document"].clone(), body["status"]["deletedCount"].clone()), (Value::Null, json!(0)));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOneAndDelete": {"filter": {"g": "nothing"}}}),
+    )
+    .await;
+    assert_eq!(
+        (
+            body["data"]["document"].clone(),
+            body["status"]["deletedCount"].clone()
+        ),
+        (Value::Null, json!(0))
+    );
     let body = ok(&s, &db, "/c", json!({"deleteOne": {"filter": {"_id": 2}}})).await;
     assert_eq!(body["status"]["deletedCount"], 1);
     let body = ok(&s, &db, "/c", json!({"deleteOne": {"filter": {"_id": 2}}})).await;
     assert_eq!(body["status"]["deletedCount"], 0);
-    let before = ok(&s, &db, "/c", json!({"countDocuments": {}})).await["status"]["count"].as_u64().unwrap();
-    let body = ok(&s, &db, "/c", json!({"deleteOne": {"filter": {}, "sort": {"k": -1}}})).await;
+    let before = ok(&s, &db, "/c", json!({"countDocuments": {}})).await["status"]["count"]
+        .as_u64()
+        .unwrap();
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"deleteOne": {"filter": {}, "sort": {"k": -1}}}),
+    )
+    .await;
     assert_eq!(body["status"]["deletedCount"], 1);
-    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": "named"}}})).await;
-    assert_eq!(body["data"]["document"], Value::Null, "the sort picked the highest k");
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOne": {"filter": {"_id": "named"}}}),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["document"],
+        Value::Null,
+        "the sort picked the highest k"
+    );
     let body = ok(&s, &db, "/c", json!({"deleteMany": {"filter": {}}})).await;
     assert_eq!(body["status"]["deletedCount"], before - 1);
     let body = ok(&s, &db, "/c", json!({"countDocuments": {}})).await;
@@ -342,7 +687,9 @@ async fn find_streams_pages() {
     let s = server().await;
     let db = ready(&s).await;
     for chunk in 0..5 {
-        let docs: Vec<Value> = (0..100).map(|i| json!({"_id": chunk * 100 + i, "n": chunk * 100 + i, "even": i % 2 == 0})).collect();
+        let docs: Vec<Value> = (0..100)
+            .map(|i| json!({"_id": chunk * 100 + i, "n": chunk * 100 + i, "even": i % 2 == 0}))
+            .collect();
         ok(&s, &db, "/c", json!({"insertMany": {"documents": docs}})).await;
     }
     // Unsorted, filtered: pages of 20 until nextPageState is null.
@@ -354,7 +701,13 @@ async fn find_streams_pages() {
         if let Some(p) = &state {
             opts["pageState"] = json!(p);
         }
-        let body = ok(&s, &db, "/c", json!({"find": {"filter": {"even": true}, "options": opts}})).await;
+        let body = ok(
+            &s,
+            &db,
+            "/c",
+            json!({"find": {"filter": {"even": true}, "options": opts}}),
+        )
+        .await;
         let docs = body["data"]["documents"].as_array().unwrap();
         assert!(docs.len() <= 20);
         seen.extend(docs.iter().map(|d| d["n"].as_u64().unwrap()));
@@ -374,20 +727,41 @@ async fn find_streams_pages() {
         if let Some(p) = &state {
             opts["pageState"] = json!(p);
         }
-        let body = ok(&s, &db, "/c", json!({"find": {"sort": {"n": -1}, "projection": {"n": 1}, "options": opts}})).await;
-        got.extend(body["data"]["documents"].as_array().unwrap().iter().map(|d| d["n"].as_u64().unwrap()));
+        let body = ok(
+            &s,
+            &db,
+            "/c",
+            json!({"find": {"sort": {"n": -1}, "projection": {"n": 1}, "options": opts}}),
+        )
+        .await;
+        got.extend(
+            body["data"]["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["n"].as_u64().unwrap()),
+        );
         match body["data"]["nextPageState"].as_str() {
             Some(p) => state = Some(p.to_string()),
             None => break,
         }
     }
     assert_eq!(got, (450..495).rev().collect::<Vec<u64>>());
-    fails(&s, &db, "/c", json!({"find": {"options": {"pageState": "zz-not-a-state"}}}), "INVALID_PAGE_STATE").await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"find": {"options": {"pageState": "zz-not-a-state"}}}),
+        "INVALID_PAGE_STATE",
+    )
+    .await;
     let body = ok(&s, &db, "/c", json!({"countDocuments": {}})).await;
     assert_eq!(body["status"]["count"], 500);
     ok(&s, &db, "/c", json!({"insertMany": {"documents": (500..1101).take(100).map(|i| json!({"_id": i})).collect::<Vec<_>>()}})).await;
     for start in (600..1101).step_by(100) {
-        let docs: Vec<Value> = (start..(start + 100).min(1101)).map(|i| json!({"_id": i})).collect();
+        let docs: Vec<Value> = (start..(start + 100).min(1101))
+            .map(|i| json!({"_id": i}))
+            .collect();
         ok(&s, &db, "/c", json!({"insertMany": {"documents": docs}})).await;
     }
     let body = ok(&s, &db, "/c", json!({"countDocuments": {}})).await;
@@ -399,10 +773,19 @@ async fn every_bad_input_is_a_clear_error() {
     let s = server().await;
     let db = ready(&s).await;
     let url = format!("/db/{db}-{REGION}/api/json/v1/shop/c");
-    let raw = |body: &'static str| s.req("POST", &url, None).header("Token", &s.admin).header("content-type", "application/json").body(body);
+    let raw = |body: &'static str| {
+        s.req("POST", &url, None)
+            .header("Token", &s.admin)
+            .header("content-type", "application/json")
+            .body(body)
+    };
     // Malformed JSON, not an object, not exactly one command.
-    for (body, want) in [("{\"find\":", "malformed JSON"), ("[1]", "JSON object"), ("{}", "exactly one command"),
-                         ("{\"find\":{},\"findOne\":{}}", "exactly one command")] {
+    for (body, want) in [
+        ("{\"find\":", "malformed JSON"),
+        ("[1]", "JSON object"),
+        ("{}", "exactly one command"),
+        ("{\"find\":{},\"findOne\":{}}", "exactly one command"),
+    ] {
         let (st, resp) = send(raw(body)).await;
         assert_eq!(st, 400, "{body}: {resp}");
         let msg = error_of(&resp, "INVALID_REQUEST");
@@ -430,26 +813,66 @@ async fn every_bad_input_is_a_clear_error() {
     }
     let msg = fails(&s, &db, "/c", json!({"findAll": {}}), "COMMAND_UNKNOWN").await;
     assert!(msg.contains("findAll"), "{msg}");
-    let msg = fails(&s, &db, "/c", json!({"createCollection": {"name": "x"}}), "COMMAND_UNKNOWN").await;
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"createCollection": {"name": "x"}}),
+        "COMMAND_UNKNOWN",
+    )
+    .await;
     assert!(msg.contains("keyspace command"), "{msg}");
-    let msg = fails(&s, &db, "/c", json!({"find": {"filter": {"$where": "1"}}}), "UNSUPPORTED_FILTER_OPERATION").await;
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"find": {"filter": {"$where": "1"}}}),
+        "UNSUPPORTED_FILTER_OPERATION",
+    )
+    .await;
     assert!(msg.contains("$where"), "{msg}");
     // Oversized document: the store's limit, stated.
     let big = "x".repeat(keyplane_docstore::MAX_DOCUMENT_BYTES + 10);
-    let msg = fails(&s, &db, "/c", json!({"insertOne": {"document": {"big": big}}}), "DOC_SIZE_LIMIT_VIOLATION").await;
-    assert!(msg.contains(&keyplane_docstore::MAX_DOCUMENT_BYTES.to_string()), "{msg}");
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"insertOne": {"document": {"big": big}}}),
+        "DOC_SIZE_LIMIT_VIOLATION",
+    )
+    .await;
+    assert!(
+        msg.contains(&keyplane_docstore::MAX_DOCUMENT_BYTES.to_string()),
+        "{msg}"
+    );
     // Oversized request: refused before it is read in full.
     let huge = "y".repeat(keyplane_server::routes::data::MAX_REQUEST_BYTES + 1);
-    let (st, resp) = data(&s, &db, "/c", json!({"insertOne": {"document": {"big": huge}}})).await;
+    let (st, resp) = data(
+        &s,
+        &db,
+        "/c",
+        json!({"insertOne": {"document": {"big": huge}}}),
+    )
+    .await;
     assert_eq!(st, 413, "{resp}");
     let msg = error_of(&resp, "REQUEST_TOO_LARGE");
-    assert!(msg.contains(&keyplane_server::routes::data::MAX_REQUEST_BYTES.to_string()), "{msg}");
+    assert!(
+        msg.contains(&keyplane_server::routes::data::MAX_REQUEST_BYTES.to_string()),
+        "{msg}"
+    );
     // Deep nesting: in a document, in a filter, and beyond what the parser takes.
     let mut deep = json!(1);
     for _ in 0..20 {
         deep = json!({"d": deep});
     }
-    let msg = fails(&s, &db, "/c", json!({"insertOne": {"document": {"x": deep.clone()}}}), "DOC_DEPTH_LIMIT_VIOLATION").await;
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        json!({"insertOne": {"document": {"x": deep.clone()}}}),
+        "DOC_DEPTH_LIMIT_VIOLATION",
+    )
+    .await;
     assert!(msg.contains("16"), "{msg}");
     let mut deep_filter = json!({"n": 1});
     for _ in 0..20 {
@@ -457,15 +880,43 @@ async fn every_bad_input_is_a_clear_error() {
     }
     let (st, resp) = data(&s, &db, "/c", json!({"find": {"filter": deep_filter}})).await;
     assert_eq!(st, 200);
-    let code = resp["errors"][0]["errorCode"].as_str().unwrap_or_else(|| panic!("{resp}"));
-    assert!(code == "INVALID_FILTER_EXPRESSION" || code == "DOC_DEPTH_LIMIT_VIOLATION", "{resp}");
-    let abyss = format!("{{\"insertOne\":{{\"document\":{{\"x\":{}1{}}}}}}}", "[".repeat(300), "]".repeat(300));
-    let (st, resp) = send(s.req("POST", &url, None).header("Token", &s.admin).body(abyss)).await;
+    let code = resp["errors"][0]["errorCode"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{resp}"));
+    assert!(
+        code == "INVALID_FILTER_EXPRESSION" || code == "DOC_DEPTH_LIMIT_VIOLATION",
+        "{resp}"
+    );
+    let abyss = format!(
+        "{{\"insertOne\":{{\"document\":{{\"x\":{}1{}}}}}}}",
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    let (st, resp) = send(
+        s.req("POST", &url, None)
+            .header("Token", &s.admin)
+            .body(abyss),
+    )
+    .await;
     assert_eq!(st, 200, "{resp}");
     error_of(&resp, "DOC_DEPTH_LIMIT_VIOLATION");
     // Bad _id types, $-fields.
-    fails(&s, &db, "/c", json!({"insertOne": {"document": {"_id": [1]}}}), "INVALID_DOCUMENT").await;
-    fails(&s, &db, "/c", json!({"insertOne": {"document": {"$set": 1}}}), "INVALID_DOCUMENT").await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"insertOne": {"document": {"_id": [1]}}}),
+        "INVALID_DOCUMENT",
+    )
+    .await;
+    fails(
+        &s,
+        &db,
+        "/c",
+        json!({"insertOne": {"document": {"$set": 1}}}),
+        "INVALID_DOCUMENT",
+    )
+    .await;
     // None of it hurt the collection.
     let body = ok(&s, &db, "/c", json!({"estimatedDocumentCount": {}})).await;
     assert_eq!(body["status"]["count"], 0);
@@ -480,10 +931,20 @@ async fn auth_and_endpoints() {
     let (st, body) = send(s.req("POST", &url, None).json(&cmd)).await;
     assert_eq!(st, 401, "{body}");
     error_of(&body, "UNAUTHENTICATED_REQUEST");
-    let (st, body) = send(s.req("POST", &url, None).header("Token", "AstraCS:nope:nope").json(&cmd)).await;
+    let (st, body) = send(
+        s.req("POST", &url, None)
+            .header("Token", "AstraCS:nope:nope")
+            .json(&cmd),
+    )
+    .await;
     assert_eq!(st, 401, "{body}");
     // Authorization: Bearer works as well as Token.
-    let (st, body) = send(s.req("POST", &url, None).header("Authorization", format!("Bearer {}", s.admin)).json(&cmd)).await;
+    let (st, body) = send(
+        s.req("POST", &url, None)
+            .header("Authorization", format!("Bearer {}", s.admin))
+            .json(&cmd),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
     // Another organization's token does not learn the database exists.
     let other = s.store.create_org("Other", None).await.unwrap();
@@ -492,16 +953,29 @@ async fn auth_and_endpoints() {
     assert_eq!(st, 404, "{body}");
     error_of(&body, "DATABASE_NOT_FOUND");
     // Unknown endpoints.
-    for ep in [format!("{db}-mars-1"), "not-a-database".to_string(), format!("{}-{REGION}", uuid::Uuid::new_v4())] {
-        let (st, body) = send(s.req("POST", &format!("/db/{ep}/api/json/v1/shop/c"), None).header("Token", &s.admin).json(&cmd)).await;
+    for ep in [
+        format!("{db}-mars-1"),
+        "not-a-database".to_string(),
+        format!("{}-{REGION}", uuid::Uuid::new_v4()),
+    ] {
+        let (st, body) = send(
+            s.req("POST", &format!("/db/{ep}/api/json/v1/shop/c"), None)
+                .header("Token", &s.admin)
+                .json(&cmd),
+        )
+        .await;
         assert_eq!(st, 404, "{ep}: {body}");
     }
     // A read-only token reads but cannot write.
     let ro = s.token(s.org, keyplane_core::Role::ReadOnly).await;
     let (st, _) = data_as(&s, &ro, &db, "/c", json!({"find": {}})).await;
     assert_eq!(st, 200);
-    for (path, w) in [("/c", json!({"insertOne": {"document": {}}})), ("/c", json!({"deleteMany": {}})),
-                      ("", json!({"createCollection": {"name": "z"}})), ("", json!({"deleteCollection": {"name": "c"}}))] {
+    for (path, w) in [
+        ("/c", json!({"insertOne": {"document": {}}})),
+        ("/c", json!({"deleteMany": {}})),
+        ("", json!({"createCollection": {"name": "z"}})),
+        ("", json!({"deleteCollection": {"name": "c"}})),
+    ] {
         let (st, body) = data_as(&s, &ro, &db, path, w.clone()).await;
         assert_eq!(st, 403, "{w}: {body}");
         error_of(&body, "UNAUTHORIZED_REQUEST");
@@ -513,11 +987,27 @@ async fn a_suspended_database_answers_every_command_with_the_key() {
     let s = server().await;
     let arn = register_key(&s, REGION).await;
     let db = ready(&s).await;
-    ok(&s, &db, "/c", json!({"insertOne": {"document": {"_id": "k"}}})).await;
-    s.kms.customer(REGION).disable_key().key_id(&arn).send().await.unwrap();
+    ok(
+        &s,
+        &db,
+        "/c",
+        json!({"insertOne": {"document": {"_id": "k"}}}),
+    )
+    .await;
+    s.kms
+        .customer(REGION)
+        .disable_key()
+        .key_id(&arn)
+        .send()
+        .await
+        .unwrap();
     wait_status(&s, &db, "SUSPENDED").await;
-    for (path, cmd) in [("/c", json!({"findOne": {}})), ("/c", json!({"insertOne": {"document": {}}})),
-                        ("/c", json!({"countDocuments": {}})), ("", json!({"findCollections": {}}))] {
+    for (path, cmd) in [
+        ("/c", json!({"findOne": {}})),
+        ("/c", json!({"insertOne": {"document": {}}})),
+        ("/c", json!({"countDocuments": {}})),
+        ("", json!({"findCollections": {}})),
+    ] {
         let (st, body) = data(&s, &db, path, cmd.clone()).await;
         assert_eq!(st, 503, "{cmd}: {body}");
         let msg = error_of(&body, "DATABASE_SUSPENDED");
@@ -532,49 +1022,194 @@ async fn a_suspended_database_answers_every_command_with_the_key() {
 async fn find_one_and_modify_counts_only_real_changes() {
     let s = server().await;
     let db = ready(&s).await;
-    ok(&s, &db, "/c", json!({"insertMany": {"documents": [{"_id": 1, "a": 1}, {"_id": 2, "a": 1}]}})).await;
-    let fou = |filter: Value, update: Value, options: Value| {
-        json!({"findOneAndUpdate": {"filter": filter, "update": update, "options": options}})
-    };
+    ok(
+        &s,
+        &db,
+        "/c",
+        json!({"insertMany": {"documents": [{"_id": 1, "a": 1}, {"_id": 2, "a": 1}]}}),
+    )
+    .await;
+    let fou = |filter: Value, update: Value, options: Value| json!({"findOneAndUpdate": {"filter": filter, "update": update, "options": options}});
     // The same value again: matched, not modified.
-    let body = ok(&s, &db, "/c", fou(json!({"_id": 1}), json!({"$set": {"a": 1}}), json!({}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        fou(json!({"_id": 1}), json!({"$set": {"a": 1}}), json!({})),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 0})
+    );
     assert_eq!(body["data"]["document"], json!({"_id": 1, "a": 1}));
-    let body = ok(&s, &db, "/c", fou(json!({"_id": 1}), json!({"$max": {"a": 0}}), json!({"returnDocument": "after"}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}));
-    let body = ok(&s, &db, "/c", fou(json!({"_id": 1}), json!({"$inc": {"a": 1}}), json!({"returnDocument": "after"}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 1}));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        fou(
+            json!({"_id": 1}),
+            json!({"$max": {"a": 0}}),
+            json!({"returnDocument": "after"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 0})
+    );
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        fou(
+            json!({"_id": 1}),
+            json!({"$inc": {"a": 1}}),
+            json!({"returnDocument": "after"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 1})
+    );
     assert_eq!(body["data"]["document"], json!({"_id": 1, "a": 2}));
-    let body = ok(&s, &db, "/c", fou(json!({"_id": 9}), json!({"$inc": {"a": 1}}), json!({}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 0, "modifiedCount": 0}));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        fou(json!({"_id": 9}), json!({"$inc": {"a": 1}}), json!({})),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 0, "modifiedCount": 0})
+    );
     // An upsert inserts: nothing matched or modified, the new _id reported.
-    let body = ok(&s, &db, "/c", fou(json!({"k": "new"}), json!({"$set": {"a": 5}}), json!({"upsert": true, "returnDocument": "after"}))).await;
-    assert_eq!((body["status"]["matchedCount"].clone(), body["status"]["modifiedCount"].clone()), (json!(0), json!(0)));
-    assert_eq!(body["status"]["upsertedId"], body["data"]["document"]["_id"], "{body}");
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        fou(
+            json!({"k": "new"}),
+            json!({"$set": {"a": 5}}),
+            json!({"upsert": true, "returnDocument": "after"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (
+            body["status"]["matchedCount"].clone(),
+            body["status"]["modifiedCount"].clone()
+        ),
+        (json!(0), json!(0))
+    );
+    assert_eq!(
+        body["status"]["upsertedId"], body["data"]["document"]["_id"],
+        "{body}"
+    );
     // The same upsert again matches the document it made, and changes nothing.
-    let body = ok(&s, &db, "/c", fou(json!({"k": "new"}), json!({"$set": {"a": 5}}), json!({"upsert": true}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        fou(
+            json!({"k": "new"}),
+            json!({"$set": {"a": 5}}),
+            json!({"upsert": true}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 0})
+    );
 
-    let far = |filter: Value, replacement: Value, options: Value| {
-        json!({"findOneAndReplace": {"filter": filter, "replacement": replacement, "options": options}})
-    };
-    let body = ok(&s, &db, "/c", far(json!({"_id": 2}), json!({"a": 1}), json!({}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}), "an identical replacement");
-    let body = ok(&s, &db, "/c", far(json!({"_id": 2}), json!({"_id": 2, "a": 1}), json!({}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 0}), "naming its own _id");
-    let body = ok(&s, &db, "/c", far(json!({"_id": 2}), json!({"b": 1}), json!({"returnDocument": "after"}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 1}));
+    let far = |filter: Value, replacement: Value, options: Value| json!({"findOneAndReplace": {"filter": filter, "replacement": replacement, "options": options}});
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        far(json!({"_id": 2}), json!({"a": 1}), json!({})),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 0}),
+        "an identical replacement"
+    );
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        far(json!({"_id": 2}), json!({"_id": 2, "a": 1}), json!({})),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 0}),
+        "naming its own _id"
+    );
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        far(
+            json!({"_id": 2}),
+            json!({"b": 1}),
+            json!({"returnDocument": "after"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 1})
+    );
     assert_eq!(body["data"]["document"], json!({"_id": 2, "b": 1}));
-    let body = ok(&s, &db, "/c", far(json!({"_id": 9}), json!({"b": 1}), json!({}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 0, "modifiedCount": 0}));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        far(json!({"_id": 9}), json!({"b": 1}), json!({})),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 0, "modifiedCount": 0})
+    );
     // A replacing upsert without any _id gets a UUID, the one in the status.
-    let body = ok(&s, &db, "/c", far(json!({"r": 1}), json!({"r": 2}), json!({"upsert": true, "returnDocument": "after"}))).await;
-    assert_eq!((body["status"]["matchedCount"].clone(), body["status"]["modifiedCount"].clone()), (json!(0), json!(0)));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        far(
+            json!({"r": 1}),
+            json!({"r": 2}),
+            json!({"upsert": true, "returnDocument": "after"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (
+            body["status"]["matchedCount"].clone(),
+            body["status"]["modifiedCount"].clone()
+        ),
+        (json!(0), json!(0))
+    );
     let id = body["status"]["upsertedId"].as_str().unwrap().to_string();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{body}");
     assert_eq!(body["data"]["document"], json!({"_id": id, "r": 2}));
-    let body = ok(&s, &db, "/c", far(json!({"r": 2}), json!({"r": 3}), json!({"upsert": true}))).await;
-    assert_eq!(body["status"], json!({"matchedCount": 1, "modifiedCount": 1}));
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        far(json!({"r": 2}), json!({"r": 3}), json!({"upsert": true})),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 1, "modifiedCount": 1})
+    );
     let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"r": 3}}})).await;
     assert_eq!(body["data"]["document"]["_id"], id.as_str());
 }
@@ -591,23 +1226,39 @@ async fn current_date_is_one_time_per_command() {
     }
     // A second region, which every write reaches too.
     let (st, body) = s
-        .post(&format!("/v2/databases/{db}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]))
+        .post(
+            &format!("/v2/databases/{db}/datacenters"),
+            &s.admin,
+            json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]),
+        )
         .await;
     assert_eq!(st, 201, "{body}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
-        let dcs = view["info"]["datacenters"].as_array().cloned().unwrap_or_default();
-        if view["status"] == "ACTIVE" && dcs.len() == 2 && dcs.iter().all(|d| d["status"] == "ACTIVE") {
+        let dcs = view["info"]["datacenters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if view["status"] == "ACTIVE"
+            && dcs.len() == 2
+            && dcs.iter().all(|d| d["status"] == "ACTIVE")
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "the second region never became ACTIVE: {view}");
+        assert!(
+            Instant::now() < deadline,
+            "the second region never became ACTIVE: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let start = chrono_ms();
     let body = ok(&s, &db, "/c", json!({"updateMany": {"filter": {"g": 0}, "update": {"$currentDate": {"at": true}, "$set": {"seen": 1}}}})).await;
     let end = chrono_ms();
-    assert_eq!(body["status"], json!({"matchedCount": 150, "modifiedCount": 150}));
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 150, "modifiedCount": 150})
+    );
     let mut dates = std::collections::BTreeSet::new();
     for region in [REGION, "eu-west-1"] {
         let url = format!("/db/{db}-{region}/api/json/v1/shop/c");
@@ -618,11 +1269,21 @@ async fn current_date_is_one_time_per_command() {
             if let Some(p) = &state {
                 opts["pageState"] = json!(p);
             }
-            let cmd = json!({"find": {"filter": {"seen": 1}, "projection": {"at": 1}, "options": opts}});
-            let (st, body) = send(s.req("POST", &url, None).header("Token", &s.admin).json(&cmd)).await;
+            let cmd =
+                json!({"find": {"filter": {"seen": 1}, "projection": {"at": 1}, "options": opts}});
+            let (st, body) = send(
+                s.req("POST", &url, None)
+                    .header("Token", &s.admin)
+                    .json(&cmd),
+            )
+            .await;
             assert_eq!(st, 200, "{body}");
             for d in body["data"]["documents"].as_array().unwrap() {
-                dates.insert(d["at"]["$date"].as_i64().unwrap_or_else(|| panic!("no date: {d}")));
+                dates.insert(
+                    d["at"]["$date"]
+                        .as_i64()
+                        .unwrap_or_else(|| panic!("no date: {d}")),
+                );
                 n += 1;
             }
             match body["data"]["nextPageState"].as_str() {
@@ -632,7 +1293,11 @@ async fn current_date_is_one_time_per_command() {
         }
         assert_eq!(n, 150, "{region}");
     }
-    assert_eq!(dates.len(), 1, "one date across documents and regions: {dates:?}");
+    assert_eq!(
+        dates.len(),
+        1,
+        "one date across documents and regions: {dates:?}"
+    );
     let at = *dates.iter().next().unwrap();
     assert!(start <= at && at <= end, "{start} <= {at} <= {end}");
     // updateOne and findOneAndUpdate (and an upsert) write the request's time as well.
@@ -643,15 +1308,26 @@ async fn current_date_is_one_time_per_command() {
     let mut seen = vec![];
     for region in [REGION, "eu-west-1"] {
         let url = format!("/db/{db}-{region}/api/json/v1/shop/c");
-        let (_, body) = send(s.req("POST", &url, None).header("Token", &s.admin).json(&json!({"findOne": {"filter": {"_id": "up"}}}))).await;
+        let (_, body) = send(
+            s.req("POST", &url, None)
+                .header("Token", &s.admin)
+                .json(&json!({"findOne": {"filter": {"_id": "up"}}})),
+        )
+        .await;
         seen.push(body["data"]["document"]["at"].clone());
     }
     assert!(seen[0]["$date"].is_i64(), "{seen:?}");
-    assert_eq!(seen[0], seen[1], "the upserted document has the same date in both regions");
+    assert_eq!(
+        seen[0], seen[1],
+        "the upserted document has the same date in both regions"
+    );
 }
 
 fn chrono_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Dotted paths reach into arrays of objects: `items.sku` matches any item's sku, with every
@@ -660,13 +1336,19 @@ fn chrono_ms() -> i64 {
 async fn dotted_paths_match_through_arrays_of_objects() {
     let s = server().await;
     let db = ready(&s).await;
-    ok(&s, &db, "/c", json!({"insertMany": {"documents": [
+    ok(
+        &s,
+        &db,
+        "/c",
+        json!({"insertMany": {"documents": [
         {"_id": 1, "items": [{"sku": "A1", "qty": 2}, {"sku": "B2", "qty": 7}]},
         {"_id": 2, "items": [{"sku": "C3", "qty": 1}]},
         {"_id": 3, "items": {"sku": "A1", "qty": 3}},
         {"_id": 4, "orders": [{"lines": [{"sku": "A1"}]}]},
         {"_id": 5, "items": [{"qty": 9}]},
-        {"_id": 6}]}})).await;
+        {"_id": 6}]}}),
+    )
+    .await;
     let find = |filter: Value| json!({"find": {"filter": filter, "projection": {"_id": 1}}});
     for (filter, want) in [
         (json!({"items.sku": "A1"}), json!([1, 3])),
@@ -679,23 +1361,71 @@ async fn dotted_paths_match_through_arrays_of_objects() {
         (json!({"items.sku": {"$exists": true}}), json!([1, 2, 3])),
         (json!({"items.sku": {"$exists": false}}), json!([4, 5, 6])),
         (json!({"orders.lines.sku": "A1"}), json!([4])),
-        (json!({"$or": [{"items.sku": "C3"}, {"orders.lines.sku": "A1"}]}), json!([2, 4])),
+        (
+            json!({"$or": [{"items.sku": "C3"}, {"orders.lines.sku": "A1"}]}),
+            json!([2, 4]),
+        ),
     ] {
         let body = ok(&s, &db, "/c", find(filter.clone())).await;
         assert_eq!(json!(ids(&body["data"]["documents"])), want, "{filter}");
     }
     // The same paths project through the arrays.
-    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}, "projection": {"items.sku": 1, "_id": 0}}})).await;
-    assert_eq!(body["data"]["document"], json!({"items": [{"sku": "A1"}, {"sku": "B2"}]}));
-    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"_id": 1}, "projection": {"items.qty": 0}}})).await;
-    assert_eq!(body["data"]["document"], json!({"_id": 1, "items": [{"sku": "A1"}, {"sku": "B2"}]}));
-    let body = ok(&s, &db, "/c", json!({"countDocuments": {"filter": {"items.sku": "A1"}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOne": {"filter": {"_id": 1}, "projection": {"items.sku": 1, "_id": 0}}}),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["document"],
+        json!({"items": [{"sku": "A1"}, {"sku": "B2"}]})
+    );
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOne": {"filter": {"_id": 1}, "projection": {"items.qty": 0}}}),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["document"],
+        json!({"_id": 1, "items": [{"sku": "A1"}, {"sku": "B2"}]})
+    );
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"countDocuments": {"filter": {"items.sku": "A1"}}}),
+    )
+    .await;
     assert_eq!(body["status"]["count"], 2);
-    let body = ok(&s, &db, "/c", json!({"findOne": {"filter": {"items.qty": {"$lt": 2}}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"findOne": {"filter": {"items.qty": {"$lt": 2}}}}),
+    )
+    .await;
     assert_eq!(body["data"]["document"]["_id"], 2);
-    let body = ok(&s, &db, "/c", json!({"updateMany": {"filter": {"items.sku": "A1"}, "update": {"$set": {"hasA1": true}}}})).await;
-    assert_eq!(body["status"], json!({"matchedCount": 2, "modifiedCount": 2}));
-    let body = ok(&s, &db, "/c", json!({"deleteMany": {"filter": {"items.sku": {"$in": ["C3"]}}}})).await;
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"updateMany": {"filter": {"items.sku": "A1"}, "update": {"$set": {"hasA1": true}}}}),
+    )
+    .await;
+    assert_eq!(
+        body["status"],
+        json!({"matchedCount": 2, "modifiedCount": 2})
+    );
+    let body = ok(
+        &s,
+        &db,
+        "/c",
+        json!({"deleteMany": {"filter": {"items.sku": {"$in": ["C3"]}}}}),
+    )
+    .await;
     assert_eq!(body["status"]["deletedCount"], 1);
     let body = ok(&s, &db, "/c", json!({"countDocuments": {}})).await;
     assert_eq!(body["status"]["count"], 5);
@@ -705,7 +1435,16 @@ async fn dotted_paths_match_through_arrays_of_objects() {
     assert_eq!(json!(ids(&body["data"]["documents"])), json!([1, 3]));
     let body = ok(&s, &db, "/c", find(json!({"n": {"$nin": list}}))).await;
     assert_eq!(body["data"]["documents"].as_array().map(Vec::len), Some(5));
-    let many: Vec<Value> = (0..40).map(|_| json!({"items.sku": {"$in": list}})).collect();
-    let msg = fails(&s, &db, "/c", find(json!({"$or": many})), "INVALID_FILTER_EXPRESSION").await;
+    let many: Vec<Value> = (0..40)
+        .map(|_| json!({"items.sku": {"$in": list}}))
+        .collect();
+    let msg = fails(
+        &s,
+        &db,
+        "/c",
+        find(json!({"$or": many})),
+        "INVALID_FILTER_EXPRESSION",
+    )
+    .await;
     assert!(msg.contains("too large"), "{msg}");
 }

@@ -29,8 +29,10 @@ async fn server(grace: Duration) -> TestServer {
 async fn create_db(s: &TestServer, name: &str, region: &str) -> String {
     let res = s
         .req("POST", "/v2/databases", Some(&s.admin))
-        .json(&json!({"name": name, "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10",
-                      "capacityUnits": 1, "region": region}))
+        .json(
+            &json!({"name": name, "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10",
+                      "capacityUnits": 1, "region": region}),
+        )
         .send()
         .await
         .unwrap();
@@ -47,7 +49,10 @@ async fn wait_status(s: &TestServer, db: &str, want: &str) -> Value {
         if body["status"] == want {
             return body;
         }
-        assert!(Instant::now() < deadline, "database never became {want}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "database never became {want}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -55,7 +60,12 @@ async fn wait_status(s: &TestServer, db: &str, want: &str) -> Value {
 /// A Data API command against a datacenter's endpoint.
 async fn data(s: &TestServer, db: &str, region: &str, path: &str, cmd: Value) -> (u16, Value) {
     let url = format!("/db/{db}-{region}/api/json/v1/shop{path}");
-    send(s.req("POST", &url, None).header("Token", &s.admin).json(&cmd)).await
+    send(
+        s.req("POST", &url, None)
+            .header("Token", &s.admin)
+            .json(&cmd),
+    )
+    .await
 }
 
 fn file_of(s: &TestServer, dc: &str) -> std::path::PathBuf {
@@ -72,23 +82,54 @@ async fn the_seed_promise_end_to_end() {
     assert_eq!(dc["encryption"]["keyType"], "customer");
     assert_eq!(dc["encryption"]["keyID"], arn.as_str());
     assert_eq!(view["customerKeyed"], true);
-    let (_, status) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/status", &s.admin).await;
+    let (_, status) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/status",
+            &s.admin,
+        )
+        .await;
     assert_eq!(status["status"], "IN_USE");
 
-    let (st, body) = data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "orders"}})).await;
+    let (st, body) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "",
+        json!({"createCollection": {"name": "orders"}}),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
-    let docs: Vec<Value> = (0..20).map(|i| json!({"_id": format!("o{i}"), "item": "secret-widget-text", "n": i})).collect();
-    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"insertMany": {"documents": docs}})).await;
+    let docs: Vec<Value> = (0..20)
+        .map(|i| json!({"_id": format!("o{i}"), "item": "secret-widget-text", "n": i}))
+        .collect();
+    let (st, body) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/orders",
+        json!({"insertMany": {"documents": docs}}),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["status"]["insertedIds"].as_array().unwrap().len(), 20);
-    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"findOne": {"filter": {"_id": "o7"}}})).await;
+    let (st, body) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/orders",
+        json!({"findOne": {"filter": {"_id": "o7"}}}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(body["data"]["document"]["n"], 7);
 
     // At rest: no SQLite header, no document text, no data-key bytes.
     let dc_id = dc["id"].as_str().unwrap();
     let bytes = std::fs::read(file_of(&s, dc_id)).unwrap();
-    assert!(!bytes.starts_with(b"SQLite format 3"), "the file is encrypted");
+    assert!(
+        !bytes.starts_with(b"SQLite format 3"),
+        "the file is encrypted"
+    );
     let hay = String::from_utf8_lossy(&bytes);
     assert!(!hay.contains("secret-widget-text"));
     let stored = s.store.get_datacenter(dc_id).await.unwrap().unwrap();
@@ -98,35 +139,71 @@ async fn the_seed_promise_end_to_end() {
         .decrypt()
         .key_id(&arn)
         .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
-        .set_encryption_context(Some(keyplane_server::dataplane::datacenter_context(&stored).into_iter().collect()))
+        .set_encryption_context(Some(
+            keyplane_server::dataplane::datacenter_context(&stored)
+                .into_iter()
+                .collect(),
+        ))
         .send()
         .await
         .unwrap();
     let key = plain.plaintext().unwrap().as_ref().to_vec();
     assert_eq!(key.len(), 32);
-    assert!(!bytes.windows(32).any(|w| w == key.as_slice()), "raw data key in the file");
+    assert!(
+        !bytes.windows(32).any(|w| w == key.as_slice()),
+        "raw data key in the file"
+    );
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    assert!(!hay.to_lowercase().contains(&hex), "hex data key in the file");
+    assert!(
+        !hay.to_lowercase().contains(&hex),
+        "hex data key in the file"
+    );
 
     // Disable the key: within the interval the database is SUSPENDED and data access is 503.
     let kms = s.kms.customer("us-east-2");
     kms.disable_key().key_id(&arn).send().await.unwrap();
     let view = wait_status(&s, &db, "SUSPENDED").await;
     assert!(view["message"].as_str().unwrap().contains(&arn), "{view}");
-    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"findOne": {"filter": {"_id": "o1"}}})).await;
+    let (st, body) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/orders",
+        json!({"findOne": {"filter": {"_id": "o1"}}}),
+    )
+    .await;
     assert_eq!(st, 503, "{body}");
     let msg = body["errors"][0]["message"].as_str().unwrap();
     assert!(msg.contains(&arn) && msg.contains("disabled"), "{msg}");
-    let (st, _) = data(&s, &db, "us-east-2", "/orders", json!({"insertOne": {"document": {"x": 1}}})).await;
+    let (st, _) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/orders",
+        json!({"insertOne": {"document": {"x": 1}}}),
+    )
+    .await;
     assert_eq!(st, 503);
-    let (_, status) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/status", &s.admin).await;
+    let (_, status) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/status",
+            &s.admin,
+        )
+        .await;
     assert_eq!(status["status"], "INACCESSIBLE");
     assert!(status["reason"].as_str().unwrap().contains("disabled"));
 
     // Enable it: ACTIVE again by itself, every acknowledged document there.
     kms.enable_key().key_id(&arn).send().await.unwrap();
     wait_status(&s, &db, "ACTIVE").await;
-    let (st, body) = data(&s, &db, "us-east-2", "/orders", json!({"countDocuments": {}})).await;
+    let (st, body) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/orders",
+        json!({"countDocuments": {}}),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["status"]["count"], 20);
 }
@@ -137,20 +214,61 @@ async fn a_policy_that_drops_the_platform_role_suspends_until_restored() {
     let arn = register_key(&s, "us-east-2").await;
     let db = create_db(&s, "billing", "us-east-2").await;
     wait_status(&s, &db, "ACTIVE").await;
-    data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "inv"}})).await;
-    let (st, _) = data(&s, &db, "us-east-2", "/inv", json!({"insertOne": {"document": {"_id": "a", "v": 1}}})).await;
+    data(
+        &s,
+        &db,
+        "us-east-2",
+        "",
+        json!({"createCollection": {"name": "inv"}}),
+    )
+    .await;
+    let (st, _) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/inv",
+        json!({"insertOne": {"document": {"_id": "a", "v": 1}}}),
+    )
+    .await;
     assert_eq!(st, 200);
 
     let kms = s.kms.customer("us-east-2");
-    kms.put_key_policy().key_id(&arn).policy(customer_only_policy().to_string()).send().await.unwrap();
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy(customer_only_policy().to_string())
+        .send()
+        .await
+        .unwrap();
     let view = wait_status(&s, &db, "SUSPENDED").await;
-    assert!(view["message"].as_str().unwrap().contains("key policy"), "{view}");
-    let (st, _) = data(&s, &db, "us-east-2", "/inv", json!({"findOne": {"filter": {"_id": "a"}}})).await;
+    assert!(
+        view["message"].as_str().unwrap().contains("key policy"),
+        "{view}"
+    );
+    let (st, _) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/inv",
+        json!({"findOne": {"filter": {"_id": "a"}}}),
+    )
+    .await;
     assert_eq!(st, 503);
 
-    kms.put_key_policy().key_id(&arn).policy(full_policy().to_string()).send().await.unwrap();
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy(full_policy().to_string())
+        .send()
+        .await
+        .unwrap();
     wait_status(&s, &db, "ACTIVE").await;
-    let (st, body) = data(&s, &db, "us-east-2", "/inv", json!({"findOne": {"filter": {"_id": "a"}}})).await;
+    let (st, body) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/inv",
+        json!({"findOne": {"filter": {"_id": "a"}}}),
+    )
+    .await;
     assert_eq!((st, &body["data"]["document"]["v"]), (200, &json!(1)));
 }
 
@@ -160,25 +278,45 @@ async fn bindings_are_fixed_at_deployment() {
     // No key in us-east-2: platform-managed.
     let early = create_db(&s, "early", "us-east-2").await;
     let view = wait_status(&s, &early, "ACTIVE").await;
-    assert_eq!(view["info"]["datacenters"][0]["encryption"]["keyType"], "platform-managed");
+    assert_eq!(
+        view["info"]["datacenters"][0]["encryption"]["keyType"],
+        "platform-managed"
+    );
     assert_eq!(view["customerKeyed"], false);
     // A key registered afterwards changes nothing for it...
     let arn = register_key(&s, "us-east-2").await;
     let view = wait_status(&s, &early, "ACTIVE").await;
-    assert_eq!(view["info"]["datacenters"][0]["encryption"]["keyType"], "platform-managed");
+    assert_eq!(
+        view["info"]["datacenters"][0]["encryption"]["keyType"],
+        "platform-managed"
+    );
     // ...but a database deployed now uses it.
     let later = create_db(&s, "later", "us-east-2").await;
     let view = wait_status(&s, &later, "ACTIVE").await;
-    assert_eq!(view["info"]["datacenters"][0]["encryption"]["keyID"], arn.as_str());
+    assert_eq!(
+        view["info"]["datacenters"][0]["encryption"]["keyID"],
+        arn.as_str()
+    );
 
     // Adding a region without a key to a customer-keyed database is refused, naming it.
     let add = json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]);
-    let (st, body) = s.post(&format!("/v2/databases/{later}/datacenters"), &s.admin, add.clone()).await;
+    let (st, body) = s
+        .post(
+            &format!("/v2/databases/{later}/datacenters"),
+            &s.admin,
+            add.clone(),
+        )
+        .await;
     let msg = assert_error(st, &body, 422, 4220);
-    assert!(msg.contains("eu-west-1") && msg.contains("POST /v2/kms/classic"), "{msg}");
+    assert!(
+        msg.contains("eu-west-1") && msg.contains("POST /v2/kms/classic"),
+        "{msg}"
+    );
     // With a key there it succeeds, and that region is encrypted under its own key.
     let eu = register_key(&s, "eu-west-1").await;
-    let (st, body) = s.post(&format!("/v2/databases/{later}/datacenters"), &s.admin, add).await;
+    let (st, body) = s
+        .post(&format!("/v2/databases/{later}/datacenters"), &s.admin, add)
+        .await;
     assert_eq!(st, 201, "{body}");
     let view = wait_status(&s, &later, "ACTIVE").await;
     let dcs = view["info"]["datacenters"].as_array().unwrap();
@@ -188,7 +326,11 @@ async fn bindings_are_fixed_at_deployment() {
     assert_eq!(dcs[1]["status"], "ACTIVE");
     // A platform-managed database may add a region without a customer key.
     let (st, body) = s
-        .post(&format!("/v2/databases/{early}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "us-west-2"}]))
+        .post(
+            &format!("/v2/databases/{early}/datacenters"),
+            &s.admin,
+            json!([{"tier": "C10", "cloudProvider": "AWS", "region": "us-west-2"}]),
+        )
         .await;
     assert_eq!(st, 201, "{body}");
 }
@@ -200,26 +342,65 @@ async fn multi_region_writes_reach_every_region() {
     register_key(&s, "eu-west-1").await;
     let db = create_db(&s, "global", "us-east-2").await;
     wait_status(&s, &db, "ACTIVE").await;
-    data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "c"}})).await;
-    data(&s, &db, "us-east-2", "/c", json!({"insertOne": {"document": {"_id": "before", "v": 1}}})).await;
+    data(
+        &s,
+        &db,
+        "us-east-2",
+        "",
+        json!({"createCollection": {"name": "c"}}),
+    )
+    .await;
+    data(
+        &s,
+        &db,
+        "us-east-2",
+        "/c",
+        json!({"insertOne": {"document": {"_id": "before", "v": 1}}}),
+    )
+    .await;
     let (st, body) = s
-        .post(&format!("/v2/databases/{db}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]))
+        .post(
+            &format!("/v2/databases/{db}/datacenters"),
+            &s.admin,
+            json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]),
+        )
         .await;
     assert_eq!(st, 201, "{body}");
     // No region can be added or removed during MAINTENANCE.
     let (st, body) = s
-        .post(&format!("/v2/databases/{db}/datacenters"), &s.admin, json!([{"tier": "C10", "cloudProvider": "AWS", "region": "us-west-2"}]))
+        .post(
+            &format!("/v2/databases/{db}/datacenters"),
+            &s.admin,
+            json!([{"tier": "C10", "cloudProvider": "AWS", "region": "us-west-2"}]),
+        )
         .await;
     if st != 201 {
         assert_error(st, &body, 409, 4090);
     }
     wait_status(&s, &db, "ACTIVE").await;
-    let (st, _) = data(&s, &db, "us-east-2", "/c", json!({"insertOne": {"document": {"_id": "after", "v": 2}}})).await;
+    let (st, _) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/c",
+        json!({"insertOne": {"document": {"_id": "after", "v": 2}}}),
+    )
+    .await;
     assert_eq!(st, 200);
     for id in ["before", "after"] {
-        let (st, body) = data(&s, &db, "eu-west-1", "/c", json!({"findOne": {"filter": {"_id": id}}})).await;
+        let (st, body) = data(
+            &s,
+            &db,
+            "eu-west-1",
+            "/c",
+            json!({"findOne": {"filter": {"_id": id}}}),
+        )
+        .await;
         assert_eq!(st, 200, "{body}");
-        assert!(body["data"]["document"].is_object(), "{id} in eu-west-1: {body}");
+        assert!(
+            body["data"]["document"].is_object(),
+            "{id} in eu-west-1: {body}"
+        );
     }
 }
 
@@ -234,7 +415,12 @@ async fn a_kms_outage_shorter_than_the_grace_period_suspends_nothing() {
     keyplane_server::monitor::check_all(&s.state).await.unwrap();
     let view = wait_status(&s, &db, "ACTIVE").await;
     assert_eq!(view["info"]["datacenters"][0]["status"], "ACTIVE");
-    let dc = s.store.get_datacenter(&format!("{db}-1")).await.unwrap().unwrap();
+    let dc = s
+        .store
+        .get_datacenter(&format!("{db}-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(dc.kms_failing_since.is_some(), "the outage is being timed");
 }
 
@@ -246,7 +432,10 @@ async fn a_kms_outage_longer_than_the_grace_period_suspends() {
     wait_status(&s, &db, "ACTIVE").await;
     s.kms.stop();
     let view = wait_status(&s, &db, "SUSPENDED").await;
-    assert!(view["message"].as_str().unwrap().contains("not answered"), "{view}");
+    assert!(
+        view["message"].as_str().unwrap().contains("not answered"),
+        "{view}"
+    );
 }
 
 #[tokio::test]
@@ -255,15 +444,46 @@ async fn deleting_the_key_shreds_the_data_and_terminating_forgets_everything() {
     let arn = register_key(&s, "us-east-2").await;
     let db = create_db(&s, "doomed", "us-east-2").await;
     wait_status(&s, &db, "ACTIVE").await;
-    data(&s, &db, "us-east-2", "", json!({"createCollection": {"name": "c"}})).await;
-    data(&s, &db, "us-east-2", "/c", json!({"insertOne": {"document": {"_id": "x", "secret": "shred-me"}}})).await;
+    data(
+        &s,
+        &db,
+        "us-east-2",
+        "",
+        json!({"createCollection": {"name": "c"}}),
+    )
+    .await;
+    data(
+        &s,
+        &db,
+        "us-east-2",
+        "/c",
+        json!({"insertOne": {"document": {"_id": "x", "secret": "shred-me"}}}),
+    )
+    .await;
     let dc_id = format!("{db}-1");
-    let wrapped = s.store.get_datacenter(&dc_id).await.unwrap().unwrap().wrapped_data_key.unwrap();
+    let wrapped = s
+        .store
+        .get_datacenter(&dc_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .wrapped_data_key
+        .unwrap();
 
     let kms = s.kms.customer("us-east-2");
-    kms.schedule_key_deletion().key_id(&arn).pending_window_in_days(7).send().await.unwrap();
+    kms.schedule_key_deletion()
+        .key_id(&arn)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
     let view = wait_status(&s, &db, "SUSPENDED").await;
-    assert!(view["message"].as_str().unwrap().contains("scheduled for deletion"));
+    assert!(
+        view["message"]
+            .as_str()
+            .unwrap()
+            .contains("scheduled for deletion")
+    );
     // The deletion date passes: the key is gone for good.
     let admin = reqwest::Client::new();
     let res = admin
@@ -280,15 +500,34 @@ async fn deleting_the_key_shreds_the_data_and_terminating_forgets_everything() {
         .decrypt()
         .key_id(&arn)
         .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
-        .set_encryption_context(Some(keyplane_server::dataplane::datacenter_context(&dc).into_iter().collect()))
+        .set_encryption_context(Some(
+            keyplane_server::dataplane::datacenter_context(&dc)
+                .into_iter()
+                .collect(),
+        ))
         .send()
         .await;
-    assert!(err.is_err(), "the wrapped data key can no longer be unwrapped");
-    let (st, _) = data(&s, &db, "us-east-2", "/c", json!({"findOne": {"filter": {"_id": "x"}}})).await;
+    assert!(
+        err.is_err(),
+        "the wrapped data key can no longer be unwrapped"
+    );
+    let (st, _) = data(
+        &s,
+        &db,
+        "us-east-2",
+        "/c",
+        json!({"findOne": {"filter": {"_id": "x"}}}),
+    )
+    .await;
     assert_eq!(st, 503);
 
     // Terminating deletes the files and forgets the wrapped key.
-    let (st, _) = send(s.req("POST", &format!("/v2/databases/{db}/terminate"), Some(&s.admin))).await;
+    let (st, _) = send(s.req(
+        "POST",
+        &format!("/v2/databases/{db}/terminate"),
+        Some(&s.admin),
+    ))
+    .await;
     assert_eq!(st, 202);
     wait_status(&s, &db, "TERMINATED").await;
     assert!(!file_of(&s, &dc_id).exists());
@@ -297,7 +536,11 @@ async fn deleting_the_key_shreds_the_data_and_terminating_forgets_everything() {
     // Nothing under the data dir holds the document's text.
     for entry in walk(&s.data_dir) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&bytes).contains("shred-me"), "{}", entry.display());
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("shred-me"),
+            "{}",
+            entry.display()
+        );
     }
 }
 
@@ -320,11 +563,26 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn database_api_validation_and_listing() {
     let s = server(Duration::from_secs(3600)).await;
     let bad = [
-        (json!({"name": "1x", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}), "name"),
-        (json!({"name": "ok", "keyspace": "k-s", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}), "keyspace"),
-        (json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C99", "region": "us-east-2"}), "tier"),
-        (json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "capacityUnits": 13, "region": "us-east-2"}), "capacityUnits"),
-        (json!({"name": "ok", "keyspace": "ks", "cloudProvider": "IBM", "tier": "C10", "region": "us-east-2"}), "cloudProvider"),
+        (
+            json!({"name": "1x", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}),
+            "name",
+        ),
+        (
+            json!({"name": "ok", "keyspace": "k-s", "cloudProvider": "AWS", "tier": "C10", "region": "us-east-2"}),
+            "keyspace",
+        ),
+        (
+            json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C99", "region": "us-east-2"}),
+            "tier",
+        ),
+        (
+            json!({"name": "ok", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10", "capacityUnits": 13, "region": "us-east-2"}),
+            "capacityUnits",
+        ),
+        (
+            json!({"name": "ok", "keyspace": "ks", "cloudProvider": "IBM", "tier": "C10", "region": "us-east-2"}),
+            "cloudProvider",
+        ),
     ];
     for (body, field) in bad {
         let (st, resp) = s.post("/v2/databases", &s.admin, body).await;
@@ -340,7 +598,12 @@ async fn database_api_validation_and_listing() {
     // Two creations can share a millisecond, and ties are ordered by ID: page through what
     // the full listing says the order is.
     let (_, all) = s.get("/v2/databases", &s.admin).await;
-    let order: Vec<&str> = all.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let order: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
     let mut expected = vec![a.as_str(), b.as_str()];
     expected.sort_by_key(|id| order.iter().position(|o| o == id));
     assert_eq!(order, expected, "both listed");
@@ -348,10 +611,20 @@ async fn database_api_validation_and_listing() {
     assert_eq!(st, 200);
     assert_eq!(page.as_array().unwrap().len(), 1);
     assert_eq!(page[0]["id"], order[0]);
-    let (_, page2) = s.get(&format!("/v2/databases?limit=1&starting_after={}", order[0]), &s.admin).await;
+    let (_, page2) = s
+        .get(
+            &format!("/v2/databases?limit=1&starting_after={}", order[0]),
+            &s.admin,
+        )
+        .await;
     assert_eq!(page2.as_array().unwrap().len(), 1);
     assert_eq!(page2[0]["id"], order[1]);
-    let (_, page3) = s.get(&format!("/v2/databases?limit=1&starting_after={}", order[1]), &s.admin).await;
+    let (_, page3) = s
+        .get(
+            &format!("/v2/databases?limit=1&starting_after={}", order[1]),
+            &s.admin,
+        )
+        .await;
     assert_eq!(page3.as_array().unwrap().len(), 0);
     let ro = s.token(s.org, keyplane_core::Role::ReadOnly).await;
     let (st, resp) = s
@@ -378,7 +651,10 @@ async fn every_database_under_one_key_follows_it() {
     kms.disable_key().key_id(&arn).send().await.unwrap();
     for db in [&one, &two] {
         let view = wait_status(&s, db, "SUSPENDED").await;
-        assert!(view["message"].as_str().unwrap().contains("disabled"), "{view}");
+        assert!(
+            view["message"].as_str().unwrap().contains("disabled"),
+            "{view}"
+        );
     }
     kms.enable_key().key_id(&arn).send().await.unwrap();
     wait_status(&s, &one, "ACTIVE").await;
@@ -410,9 +686,23 @@ async fn a_key_check_acts_at_once_on_that_keys_databases_only() {
     let other = s.store.create_org("Other", None).await.unwrap();
     let other_token = s.token(other.id, keyplane_core::Role::OrgAdmin).await;
     let kms = s.kms.customer("us-east-2");
-    let other_arn = kms.create_key().policy(full_policy().to_string()).send().await.unwrap().key_metadata().unwrap().arn().unwrap().to_string();
+    let other_arn = kms
+        .create_key()
+        .policy(full_policy().to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
     let (st, body) = s
-        .post("/v2/kms/classic", &other_token, json!({"orgId": other.id, "aws": {"keyID": other_arn, "region": "us-east-2"}}))
+        .post(
+            "/v2/kms/classic",
+            &other_token,
+            json!({"orgId": other.id, "aws": {"keyID": other_arn, "region": "us-east-2"}}),
+        )
         .await;
     assert_eq!(st, 201, "{body}");
     let res = s
@@ -425,7 +715,9 @@ async fn a_key_check_acts_at_once_on_that_keys_databases_only() {
     let theirs = res.headers()["location"].to_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, body) = s.get(&format!("/v2/databases/{theirs}"), &other_token).await;
+        let (_, body) = s
+            .get(&format!("/v2/databases/{theirs}"), &other_token)
+            .await;
         if body["status"] == "ACTIVE" {
             break;
         }
@@ -438,10 +730,18 @@ async fn a_key_check_acts_at_once_on_that_keys_databases_only() {
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["status"], "INACCESSIBLE", "{body}");
     let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
-    assert_eq!(view["status"], "SUSPENDED", "suspended by the check itself: {view}");
+    assert_eq!(
+        view["status"], "SUSPENDED",
+        "suspended by the check itself: {view}"
+    );
     assert!(view["message"].as_str().unwrap().contains(&arn), "{view}");
-    let (_, view) = s.get(&format!("/v2/databases/{theirs}"), &other_token).await;
-    assert_eq!(view["status"], "ACTIVE", "another organization's database is not touched: {view}");
+    let (_, view) = s
+        .get(&format!("/v2/databases/{theirs}"), &other_token)
+        .await;
+    assert_eq!(
+        view["status"], "ACTIVE",
+        "another organization's database is not touched: {view}"
+    );
 
     kms.enable_key().key_id(&arn).send().await.unwrap();
     let (st, body) = s.post(check, &s.admin, json!({})).await;

@@ -28,8 +28,16 @@ fn default_statement() -> Value {
 /// The seed's statement verbatim (with the provider ID filled in) minus `drop`, plus a grant
 /// statement, plus AWS's default statement.
 fn policy_without(drop: Option<&str>) -> Value {
-    let uses: Vec<&str> = USE_ACTIONS.iter().copied().filter(|a| Some(*a) != drop).collect();
-    let grants: Vec<&str> = GRANT_ACTIONS.iter().copied().filter(|a| Some(*a) != drop).collect();
+    let uses: Vec<&str> = USE_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| Some(*a) != drop)
+        .collect();
+    let grants: Vec<&str> = GRANT_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| Some(*a) != drop)
+        .collect();
     json!({"Version": "2012-10-17", "Statement": [
         default_statement(),
         {"Sid": "Allow an external account to use this KMS key", "Effect": "Allow",
@@ -61,25 +69,50 @@ async fn keys_stored(s: &TestServer) -> usize {
 async fn the_seed_flow_end_to_end() {
     let s = TestServer::start().await;
     // 1. Which account to trust.
-    let (st, accounts) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/accounts", &s.admin).await;
+    let (st, accounts) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/accounts",
+            &s.admin,
+        )
+        .await;
     assert_eq!(st, 200);
     let provider_id = accounts[0]["provider_id"].as_str().unwrap().to_string();
     // 2. The statements to paste, with that ID filled in.
-    let (st, help) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/policy", &s.admin).await;
+    let (st, help) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy",
+            &s.admin,
+        )
+        .await;
     assert_eq!(st, 200, "{help}");
     assert_eq!(help["providerId"], provider_id.as_str());
-    assert_eq!(help["principal"], format!("arn:aws:iam::{provider_id}:role/creator"));
-    assert_eq!(help["statements"][0]["Sid"], "Allow an external account to use this KMS key");
+    assert_eq!(
+        help["principal"],
+        format!("arn:aws:iam::{provider_id}:role/creator")
+    );
+    assert_eq!(
+        help["statements"][0]["Sid"],
+        "Allow an external account to use this KMS key"
+    );
     // 3. The customer creates a key and puts the policy (default statement + helper's).
     let arn = create_key(&s, "us-east-2", None).await;
     let mut statements = vec![default_statement()];
     statements.extend(help["statements"].as_array().unwrap().iter().cloned());
     let policy = json!({"Version": "2012-10-17", "Statement": statements});
     let kms = s.kms.customer("us-east-2");
-    kms.put_key_policy().key_id(&arn).policy(policy.to_string()).send().await.unwrap();
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
     // The checker agrees before registering.
     let (st, check) = s
-        .post("/v2/kms/classic/provider/aws/region/us-east-2/policy/check", &s.admin, policy.clone())
+        .post(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy/check",
+            &s.admin,
+            policy.clone(),
+        )
         .await;
     assert_eq!(st, 200, "{check}");
     assert_eq!(check["verdict"], "ok", "{check}");
@@ -87,7 +120,10 @@ async fn the_seed_flow_end_to_end() {
     let body = register_body(s.org, &arn, "us-east-2");
     let (st, created) = s.post("/v2/kms/classic", &s.admin, body.clone()).await;
     assert_eq!(st, 201, "{created}");
-    assert_eq!(created, json!({"orgId": s.org, "aws": {"keyID": arn, "region": "us-east-2"}}));
+    assert_eq!(
+        created,
+        json!({"orgId": s.org, "aws": {"keyID": arn, "region": "us-east-2"}})
+    );
     // 5. List and get show it.
     let (st, list) = s.get("/v2/kms/classic", &s.admin).await;
     assert_eq!(st, 200);
@@ -95,15 +131,24 @@ async fn the_seed_flow_end_to_end() {
         list,
         json!([{"OrganizationID": s.org, "CloudProvider": "aws", "KeyID": arn, "Region": "us-east-2"}])
     );
-    let (st, one) = s.get("/v2/kms/classic/provider/aws/region/us-east-2", &s.admin).await;
+    let (st, one) = s
+        .get("/v2/kms/classic/provider/aws/region/us-east-2", &s.admin)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(one, created);
-    let (st, status) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/status", &s.admin).await;
+    let (st, status) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/status",
+            &s.admin,
+        )
+        .await;
     assert_eq!(st, 200, "{status}");
     assert_eq!(status["status"], "AVAILABLE");
     assert_eq!(status["lastCheck"]["ok"], true);
     // Serverless is a separate slot: nothing registered there.
-    let (st, body404) = s.get("/v2/kms/provider/aws/region/us-east-2", &s.admin).await;
+    let (st, body404) = s
+        .get("/v2/kms/provider/aws/region/us-east-2", &s.admin)
+        .await;
     let msg = assert_error(st, &body404, 404, 4000);
     assert!(msg.contains("POST /v2/kms"), "{msg}");
     // Idempotent: the same registration again answers the same.
@@ -114,7 +159,13 @@ async fn the_seed_flow_end_to_end() {
     assert!(grants.grants().is_empty(), "{:?}", grants.grants());
     // A different key for the same slot is a conflict.
     let other = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &other, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &other, "us-east-2"),
+        )
+        .await;
     let msg = assert_error(st, &body, 409, 4090);
     assert!(msg.contains("cannot be replaced"), "{msg}");
     assert_eq!(keys_stored(&s).await, 1);
@@ -126,7 +177,11 @@ async fn each_missing_action_is_refused_with_a_message_naming_it() {
     for action in USE_ACTIONS.iter().chain(GRANT_ACTIONS.iter()) {
         // The checker finds every gap from the document alone.
         let (_, check) = s
-            .post("/v2/kms/classic/provider/aws/region/us-east-2/policy/check", &s.admin, policy_without(Some(action)))
+            .post(
+                "/v2/kms/classic/provider/aws/region/us-east-2/policy/check",
+                &s.admin,
+                policy_without(Some(action)),
+            )
             .await;
         assert_eq!(check["verdict"], "insufficient", "{action}");
         assert_eq!(check["findings"][0]["action"], *action, "{check}");
@@ -136,13 +191,28 @@ async fn each_missing_action_is_refused_with_a_message_naming_it() {
         if *action == "kms:EnableKey" {
             // AWS refuses EnableKey across accounts whatever the policy says, so no live call
             // can prove it: the live check passes and only the checker reports the gap.
-            let (st, body) = s.post("/v2/kms/classic?dryRun=true", &s.admin, register_body(s.org, &arn, "us-east-2")).await;
+            let (st, body) = s
+                .post(
+                    "/v2/kms/classic?dryRun=true",
+                    &s.admin,
+                    register_body(s.org, &arn, "us-east-2"),
+                )
+                .await;
             assert_eq!(st, 200, "{body}");
             continue;
         }
-        let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &arn, "us-east-2")).await;
+        let (st, body) = s
+            .post(
+                "/v2/kms/classic",
+                &s.admin,
+                register_body(s.org, &arn, "us-east-2"),
+            )
+            .await;
         let msg = assert_error(st, &body, 422, 4220);
-        assert!(msg.contains(&format!("perform {action}:")), "{action}: {msg}");
+        assert!(
+            msg.contains(&format!("perform {action}:")),
+            "{action}: {msg}"
+        );
         assert!(msg.contains(ROLE), "{msg}");
         assert_eq!(keys_stored(&s).await, 0, "{action}: nothing stored");
     }
@@ -156,14 +226,32 @@ async fn a_deny_statement_wins_and_is_named() {
         "Sid": "NoPlatformDecrypt", "Effect": "Deny", "Principal": {"AWS": ROLE},
         "Action": "kms:Decrypt", "Resource": "*"}));
     let arn = create_key(&s, "us-east-2", Some(&policy)).await;
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &arn, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &arn, "us-east-2"),
+        )
+        .await;
     let msg = assert_error(st, &body, 422, 4220);
     assert!(msg.contains("kms:Decrypt"), "{msg}");
     let (_, check) = s
-        .post("/v2/kms/classic/provider/aws/region/us-east-2/policy/check", &s.admin, policy)
+        .post(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy/check",
+            &s.admin,
+            policy,
+        )
         .await;
-    assert_eq!(check["findings"][0]["reason"]["kind"], "denied_by", "{check}");
-    assert!(check["findings"][0]["message"].as_str().unwrap().contains("NoPlatformDecrypt"));
+    assert_eq!(
+        check["findings"][0]["reason"]["kind"], "denied_by",
+        "{check}"
+    );
+    assert!(
+        check["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NoPlatformDecrypt")
+    );
     assert_eq!(keys_stored(&s).await, 0);
 }
 
@@ -175,13 +263,36 @@ async fn key_states_and_kinds_are_refused_with_the_fix() {
 
     let disabled = create_key(&s, "us-east-2", Some(&policy)).await;
     kms.disable_key().key_id(&disabled).send().await.unwrap();
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &disabled, "us-east-2")).await;
-    assert!(assert_error(st, &body, 422, 4220).contains("disabled"), "{body}");
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &disabled, "us-east-2"),
+        )
+        .await;
+    assert!(
+        assert_error(st, &body, 422, 4220).contains("disabled"),
+        "{body}"
+    );
 
     let doomed = create_key(&s, "us-east-2", Some(&policy)).await;
-    kms.schedule_key_deletion().key_id(&doomed).pending_window_in_days(7).send().await.unwrap();
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &doomed, "us-east-2")).await;
-    assert!(assert_error(st, &body, 422, 4220).contains("scheduled for deletion"), "{body}");
+    kms.schedule_key_deletion()
+        .key_id(&doomed)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &doomed, "us-east-2"),
+        )
+        .await;
+    assert!(
+        assert_error(st, &body, 422, 4220).contains("scheduled for deletion"),
+        "{body}"
+    );
 
     let rsa = kms
         .create_key()
@@ -192,22 +303,58 @@ async fn key_states_and_kinds_are_refused_with_the_fix() {
         .await
         .unwrap();
     let rsa = rsa.key_metadata().unwrap().arn().unwrap().to_string();
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &rsa, "us-east-2")).await;
-    assert!(assert_error(st, &body, 422, 4220).contains("SYMMETRIC_DEFAULT"), "{body}");
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &rsa, "us-east-2"),
+        )
+        .await;
+    assert!(
+        assert_error(st, &body, 422, 4220).contains("SYMMETRIC_DEFAULT"),
+        "{body}"
+    );
 
     let unknown = "arn:aws:kms:us-east-2:111111111111:key/0b0b0b0b-1111-2222-3333-444444444444";
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, unknown, "us-east-2")).await;
-    assert!(assert_error(st, &body, 422, 4220).contains("not found"), "{body}");
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, unknown, "us-east-2"),
+        )
+        .await;
+    assert!(
+        assert_error(st, &body, 422, 4220).contains("not found"),
+        "{body}"
+    );
 
     // A key of another region, registered for us-east-2, never reaches the KMS.
     let west = create_key(&s, "eu-west-1", Some(&policy)).await;
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &west, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &west, "us-east-2"),
+        )
+        .await;
     let msg = assert_error(st, &body, 422, 4220);
-    assert!(msg.contains("eu-west-1") && msg.contains("us-east-2"), "{msg}");
+    assert!(
+        msg.contains("eu-west-1") && msg.contains("us-east-2"),
+        "{msg}"
+    );
 
     let alias = "arn:aws:kms:us-east-2:111111111111:alias/prod";
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, alias, "us-east-2")).await;
-    assert!(assert_error(st, &body, 400, 1000).contains("alias"), "{body}");
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, alias, "us-east-2"),
+        )
+        .await;
+    assert!(
+        assert_error(st, &body, 400, 1000).contains("alias"),
+        "{body}"
+    );
     assert_eq!(keys_stored(&s).await, 0);
 }
 
@@ -217,7 +364,13 @@ async fn kms_down_is_a_retryable_503_and_nothing_is_stored() {
     let arn = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
     s.kms.stop();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &arn, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &arn, "us-east-2"),
+        )
+        .await;
     let msg = assert_error(st, &body, 503, 5030);
     assert!(msg.contains("nothing was stored"), "{msg}");
     assert_eq!(keys_stored(&s).await, 0);
@@ -231,11 +384,19 @@ async fn request_shape_organization_and_provider_rules() {
                       "gcp": {"keyID": "projects/p/locations/l/keyRings/r/cryptoKeys/k", "region": "us-east1"}});
     let (st, body) = s.post("/v2/kms/classic", &s.admin, both).await;
     assert!(assert_error(st, &body, 400, 1000).contains("exactly one provider"));
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, json!({"orgId": s.org})).await;
+    let (st, body) = s
+        .post("/v2/kms/classic", &s.admin, json!({"orgId": s.org}))
+        .await;
     assert_error(st, &body, 400, 1000);
 
     let other = uuid::Uuid::new_v4();
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(other, arn, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(other, arn, "us-east-2"),
+        )
+        .await;
     assert_error(st, &body, 403, 3001);
 
     let gcp = json!({"orgId": s.org, "gcp": {"keyID": "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k", "region": "us-east1"}});
@@ -247,12 +408,27 @@ async fn request_shape_organization_and_provider_rules() {
     let (st, body) = s.post("/v2/kms", &s.admin, azure).await;
     assert_error(st, &body, 501, 5010);
 
-    s.store.set_unlocked_regions(s.org, Provider::Aws, Some(vec!["eu-west-1".into()])).await.unwrap();
-    let (st, body) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, arn, "us-east-2")).await;
+    s.store
+        .set_unlocked_regions(s.org, Provider::Aws, Some(vec!["eu-west-1".into()]))
+        .await
+        .unwrap();
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, arn, "us-east-2"),
+        )
+        .await;
     assert!(assert_error(st, &body, 422, 4220).contains("not unlocked"));
 
     let ro = s.token(s.org, Role::ReadOnly).await;
-    let (st, body) = s.post("/v2/kms/classic", &ro, register_body(s.org, arn, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &ro,
+            register_body(s.org, arn, "us-east-2"),
+        )
+        .await;
     assert_error(st, &body, 403, 3000);
     assert_eq!(keys_stored(&s).await, 0);
 }
@@ -262,20 +438,44 @@ async fn dry_run_checks_everything_and_stores_nothing() {
     let s = TestServer::start().await;
     let arn = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
     let (st, body) = s
-        .post("/v2/kms?dryRun=true", &s.admin, register_body(s.org, &arn, "us-east-2"))
+        .post(
+            "/v2/kms?dryRun=true",
+            &s.admin,
+            register_body(s.org, &arn, "us-east-2"),
+        )
         .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["valid"], true);
-    assert_eq!(body["checks"]["passed"].as_array().unwrap().len(), 10, "{body}");
+    assert_eq!(
+        body["checks"]["passed"].as_array().unwrap().len(),
+        10,
+        "{body}"
+    );
     assert_eq!(keys_stored(&s).await, 0);
     // A dry run of a bad key fails like the real thing.
     let bad = create_key(&s, "us-east-2", Some(&policy_without(Some("kms:Encrypt")))).await;
-    let (st, body) = s.post("/v2/kms?dryRun=true", &s.admin, register_body(s.org, &bad, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms?dryRun=true",
+            &s.admin,
+            register_body(s.org, &bad, "us-east-2"),
+        )
+        .await;
     assert!(assert_error(st, &body, 422, 4220).contains("kms:Encrypt"));
     // The serverless alias registers for real.
-    let (st, body) = s.post("/v2/kms/serverless", &s.admin, register_body(s.org, &arn, "us-east-2")).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/serverless",
+            &s.admin,
+            register_body(s.org, &arn, "us-east-2"),
+        )
+        .await;
     assert_eq!(st, 201, "{body}");
-    let k = s.store.get_customer_key(s.org, DbType::Serverless, Provider::Aws, "us-east-2").await.unwrap();
+    let k = s
+        .store
+        .get_customer_key(s.org, DbType::Serverless, Provider::Aws, "us-east-2")
+        .await
+        .unwrap();
     assert_eq!(k.unwrap().key_id, arn);
 }
 
@@ -283,16 +483,38 @@ async fn dry_run_checks_everything_and_stores_nothing() {
 async fn every_attempt_and_read_is_in_the_hash_chained_audit_log() {
     let s = TestServer::start().await;
     let arn = create_key(&s, "us-east-2", Some(&policy_without(Some("kms:Decrypt")))).await;
-    let (st, _) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &arn, "us-east-2")).await;
+    let (st, _) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &arn, "us-east-2"),
+        )
+        .await;
     assert_eq!(st, 422);
     let good = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
-    let (st, _) = s.post("/v2/kms/classic", &s.admin, register_body(s.org, &good, "us-east-2")).await;
+    let (st, _) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            register_body(s.org, &good, "us-east-2"),
+        )
+        .await;
     assert_eq!(st, 201);
     s.get("/v2/kms/classic", &s.admin).await;
     let ro = s.token(s.org, Role::ReadOnly).await;
-    s.post("/v2/kms/classic", &ro, register_body(s.org, &good, "us-east-2")).await;
+    s.post(
+        "/v2/kms/classic",
+        &ro,
+        register_body(s.org, &good, "us-east-2"),
+    )
+    .await;
 
-    let (st, page) = s.get(&format!("/v2/organizations/{}/audit?limit=2", s.org), &s.admin).await;
+    let (st, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=2", s.org),
+            &s.admin,
+        )
+        .await;
     assert_eq!(st, 200, "{page}");
     let first = page["entries"].as_array().unwrap();
     assert_eq!(first.len(), 2);
@@ -300,14 +522,24 @@ async fn every_attempt_and_read_is_in_the_hash_chained_audit_log() {
     assert_eq!(first[0]["outcome"], "denied");
     assert_eq!(first[1]["action"], "cmk.list");
     let next = page["next"].as_i64().unwrap();
-    let (_, page2) = s.get(&format!("/v2/organizations/{}/audit?limit=10&before={next}", s.org), &s.admin).await;
+    let (_, page2) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=10&before={next}", s.org),
+            &s.admin,
+        )
+        .await;
     let rest = page2["entries"].as_array().unwrap();
     assert_eq!(rest.len(), 2, "{page2}");
-    assert_eq!((rest[0]["outcome"].as_str(), rest[1]["outcome"].as_str()), (Some("success"), Some("failure")));
+    assert_eq!(
+        (rest[0]["outcome"].as_str(), rest[1]["outcome"].as_str()),
+        (Some("success"), Some("failure"))
+    );
     assert!(rest[1]["reason"].as_str().unwrap().contains("kms:Decrypt"));
     assert!(page2["next"].is_null());
     // Only those with org-audit-read see it.
-    let (st, body) = s.get(&format!("/v2/organizations/{}/audit", s.org), &ro).await;
+    let (st, body) = s
+        .get(&format!("/v2/organizations/{}/audit", s.org), &ro)
+        .await;
     assert_error(st, &body, 403, 3000);
     // The chain verifies.
     let all = s.store.audit_after(0, 1000).await.unwrap();
@@ -315,11 +547,23 @@ async fn every_attempt_and_read_is_in_the_hash_chained_audit_log() {
     for e in &all {
         let at = e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let org = e.org_id.to_string();
-        let h = keyplane_core::audit::entry_hash(&prev, &keyplane_core::audit::AuditFields {
-            seq: e.seq, org_id: &org, at: &at, actor: &e.actor, action: &e.action,
-            target: &e.target, outcome: &e.outcome, reason: &e.reason,
-        });
-        assert_eq!((e.prev_hash.as_str(), e.hash.as_str()), (prev.as_str(), h.as_str()));
+        let h = keyplane_core::audit::entry_hash(
+            &prev,
+            &keyplane_core::audit::AuditFields {
+                seq: e.seq,
+                org_id: &org,
+                at: &at,
+                actor: &e.actor,
+                action: &e.action,
+                target: &e.target,
+                outcome: &e.outcome,
+                reason: &e.reason,
+            },
+        );
+        assert_eq!(
+            (e.prev_hash.as_str(), e.hash.as_str()),
+            (prev.as_str(), h.as_str())
+        );
         prev = h;
     }
 }

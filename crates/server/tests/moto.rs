@@ -23,13 +23,22 @@ fn moto_server() -> std::path::PathBuf {
     if venv.exists() {
         return venv;
     }
-    let found = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("moto_server")).find(|c| c.exists()));
-    found.unwrap_or_else(|| panic!("moto_server not found in .venv/bin or PATH: run scripts/setup-test-deps"))
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("moto_server"))
+            .find(|c| c.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!("moto_server not found in .venv/bin or PATH: run scripts/setup-test-deps")
+    })
 }
 
 async fn start_moto() -> (Moto, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(moto_server())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -38,7 +47,10 @@ async fn start_moto() -> (Moto, String) {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "moto did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -48,8 +60,10 @@ async fn start_moto() -> (Moto, String) {
 #[tokio::test]
 async fn registration_happy_path_against_moto() {
     let (_moto, endpoint) = start_moto().await;
-    let mut settings =
-        keyplane_kms_aws::AwsSettings { endpoint_url: Some(endpoint.clone()), ..Default::default() };
+    let mut settings = keyplane_kms_aws::AwsSettings {
+        endpoint_url: Some(endpoint.clone()),
+        ..Default::default()
+    };
     settings.static_credentials.insert(
         "222222222222".into(),
         keyplane_kms_aws::StaticCredentials {
@@ -58,17 +72,27 @@ async fn registration_happy_path_against_moto() {
             session_token: None,
         },
     );
-    let s = TestServer::with_connector(std::sync::Arc::new(keyplane_kms_aws::AwsConnector::new(settings))).await;
+    let s = TestServer::with_connector(std::sync::Arc::new(keyplane_kms_aws::AwsConnector::new(
+        settings,
+    )))
+    .await;
 
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
         .region(aws_sdk_kms::config::Region::new("us-east-2"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new("AKIDMOTO", "moto", None, None, "test"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "AKIDMOTO", "moto", None, None, "test",
+        ))
         .endpoint_url(&endpoint)
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     let customer = aws_sdk_kms::Client::from_conf(conf);
-    let key = customer.create_key().description("moto key").send().await.unwrap();
+    let key = customer
+        .create_key()
+        .description("moto key")
+        .send()
+        .await
+        .unwrap();
     let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
 
     let body = json!({"orgId": s.org, "aws": {"keyID": arn, "region": "us-east-2"}});

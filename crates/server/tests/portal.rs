@@ -8,11 +8,14 @@ mod common;
 use common::TestServer;
 use keyplane_core::Role;
 use keyplane_server::Config;
-use std::time::{Duration, Instant};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 fn browser() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 fn set_cookies(res: &reqwest::Response) -> Vec<String> {
@@ -32,7 +35,8 @@ fn cookie_value(set: &[String], name: &str) -> Option<String> {
 
 /// The value of the first hidden `csrf` field of a page.
 fn csrf_field(html: &str) -> String {
-    let at = html.find(r#"name="csrf" value=""#).expect("a csrf field") + r#"name="csrf" value=""#.len();
+    let at =
+        html.find(r#"name="csrf" value=""#).expect("a csrf field") + r#"name="csrf" value=""#.len();
     html[at..].split('"').next().unwrap().to_string()
 }
 
@@ -45,11 +49,19 @@ struct SignIn {
 
 async fn sign_in(s: &TestServer, token: &str) -> SignIn {
     let c = browser();
-    let res = c.get(format!("{}/portal/signin", s.url)).send().await.unwrap();
+    let res = c
+        .get(format!("{}/portal/signin", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let csrf = cookie_value(&set_cookies(&res), "kp_csrf").expect("a CSRF cookie");
     let html = res.text().await.unwrap();
-    assert_eq!(csrf_field(&html), csrf, "double-submit: the field repeats the cookie");
+    assert_eq!(
+        csrf_field(&html),
+        csrf,
+        "double-submit: the field repeats the cookie"
+    );
     let res = c
         .post(format!("{}/portal/signin", s.url))
         .header("cookie", format!("kp_csrf={csrf}"))
@@ -61,7 +73,10 @@ async fn sign_in(s: &TestServer, token: &str) -> SignIn {
     SignIn {
         status: res.status().as_u16(),
         cookies: set_cookies(&res),
-        location: res.headers().get("location").map(|v| v.to_str().unwrap().to_string()),
+        location: res
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string()),
         body: res.text().await.unwrap(),
     }
 }
@@ -99,7 +114,13 @@ async fn post_form(s: &TestServer, path: &str, cookie: &str, body: &str) -> reqw
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -122,24 +143,43 @@ async fn the_admin_token_starts_an_httponly_strict_session() {
     let r = sign_in(&s, &s.admin).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.location.as_deref(), Some("/portal/keys"));
-    let set = r.cookies.iter().find(|c| c.starts_with("kp_session=")).expect("session cookie");
+    let set = r
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("kp_session="))
+        .expect("session cookie");
     assert!(set.contains("HttpOnly"), "{set}");
     assert!(set.contains("SameSite=Strict"), "{set}");
     assert!(set.contains("Path=/"), "{set}");
     let id = cookie_value(&r.cookies, "kp_session").unwrap();
     assert_eq!(id.len(), 64, "256 random bits");
-    assert!(!set.contains(s.admin.split(':').nth(2).unwrap()), "the token never reaches the browser");
+    assert!(
+        !set.contains(s.admin.split(':').nth(2).unwrap()),
+        "the token never reaches the browser"
+    );
     let cookie = format!("kp_session={id}");
     // Signed in, / leads to the keys page; without the cookie, to the sign-in page.
-    let res = browser().get(format!("{}/", s.url)).header("cookie", &cookie).send().await.unwrap();
+    let res = browser()
+        .get(format!("{}/", s.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 303);
     assert_eq!(res.headers()["location"], "/portal/keys");
-    let res = browser().get(format!("{}/portal/keys", s.url)).send().await.unwrap();
+    let res = browser()
+        .get(format!("{}/portal/keys", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 303);
     assert_eq!(res.headers()["location"], "/portal/signin");
     let (st, html) = get(&s, "/portal/keys", Some(&cookie)).await;
     assert_eq!(st, 200);
-    assert!(html.contains("Key Encryption") && html.contains("Acme"), "{html}");
+    assert!(
+        html.contains("Key Encryption") && html.contains("Acme"),
+        "{html}"
+    );
     assert!(html.contains(r#"name="viewport""#));
     for nav in ["Settings", "Security", "Databases", "Audit", "Sign out"] {
         assert!(html.contains(nav), "header shows {nav}");
@@ -165,21 +205,47 @@ async fn posts_without_the_csrf_token_are_refused() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 403);
     assert!(cookie_value(&set_cookies(&res), "kp_session").is_none());
-    let res = post_form(&s, "/portal/signin", "kp_csrf=aaaa", &format!("csrf=bbbb&token={}", enc(&s.admin))).await;
+    let res = post_form(
+        &s,
+        "/portal/signin",
+        "kp_csrf=aaaa",
+        &format!("csrf=bbbb&token={}", enc(&s.admin)),
+    )
+    .await;
     assert_eq!(res.status().as_u16(), 403);
 
     let (cookie, csrf) = session(&s, &s.admin).await;
-    let res = post_form(&s, "/portal/keys", &cookie, "type=classic&provider=aws&region=us-east-2&key_id=x").await;
+    let res = post_form(
+        &s,
+        "/portal/keys",
+        &cookie,
+        "type=classic&provider=aws&region=us-east-2&key_id=x",
+    )
+    .await;
     assert_eq!(res.status().as_u16(), 403);
-    let res = post_form(&s, "/portal/keys", &cookie, "csrf=wrong&type=classic&provider=aws&region=us-east-2&key_id=x").await;
+    let res = post_form(
+        &s,
+        "/portal/keys",
+        &cookie,
+        "csrf=wrong&type=classic&provider=aws&region=us-east-2&key_id=x",
+    )
+    .await;
     assert_eq!(res.status().as_u16(), 403);
     let res = post_form(&s, "/portal/signout", &cookie, "").await;
     assert_eq!(res.status().as_u16(), 403);
-    assert_eq!(get(&s, "/portal/keys", Some(&cookie)).await.0, 200, "still signed in");
+    assert_eq!(
+        get(&s, "/portal/keys", Some(&cookie)).await.0,
+        200,
+        "still signed in"
+    );
     // Sign out with the token: the session is gone.
     let res = post_form(&s, "/portal/signout", &cookie, &format!("csrf={csrf}")).await;
     assert_eq!(res.status().as_u16(), 303);
-    assert!(set_cookies(&res).iter().any(|c| c.starts_with("kp_session=;") && c.contains("Max-Age=0")));
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("kp_session=;") && c.contains("Max-Age=0"))
+    );
     assert_eq!(get(&s, "/portal/keys", Some(&cookie)).await.0, 303);
 }
 
@@ -196,44 +262,80 @@ async fn a_revoked_token_ends_the_session() {
 #[tokio::test]
 async fn an_organization_name_is_escaped() {
     let s = TestServer::start().await;
-    let org = s.store.create_org("<script>alert(1)</script>", None).await.unwrap();
+    let org = s
+        .store
+        .create_org("<script>alert(1)</script>", None)
+        .await
+        .unwrap();
     let token = s.token(org.id, Role::OrgAdmin).await;
     let (cookie, _) = session(&s, &token).await;
-    for path in ["/portal/keys", "/portal/settings", "/portal/keys/new?type=classic&provider=aws&region=us-east-2"] {
+    for path in [
+        "/portal/keys",
+        "/portal/settings",
+        "/portal/keys/new?type=classic&provider=aws&region=us-east-2",
+    ] {
         let (st, html) = get(&s, path, Some(&cookie)).await;
         assert_eq!(st, 200, "{path}: {html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}: {html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}: {html}"
+        );
         assert!(!html.contains("<script>alert"), "{path}");
     }
 }
 
 /// The customer's side of the seed: a key in the built-in KMS with the helper's statements.
 async fn customer_key(s: &TestServer, region: &str, statements: &Value) -> String {
-    let mut all = vec![json!({"Sid": "Enable IAM User Permissions", "Effect": "Allow",
-        "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"})];
+    let mut all = vec![
+        json!({"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"}),
+    ];
     all.extend(statements.as_array().unwrap().iter().cloned());
     let policy = json!({"Version": "2012-10-17", "Statement": all});
     let kms = s.kms.customer(region);
-    let out = kms.create_key().description("customer key").policy(policy.to_string()).send().await.unwrap();
+    let out = kms
+        .create_key()
+        .description("customer key")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
     out.key_metadata().unwrap().arn().unwrap().to_string()
 }
 
 #[tokio::test]
 async fn the_keys_page_lists_a_key_registered_through_the_api() {
     let s = TestServer::start().await;
-    let (st, help) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/policy", &s.admin).await;
+    let (st, help) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy",
+            &s.admin,
+        )
+        .await;
     assert_eq!(st, 200, "{help}");
     let arn = customer_key(&s, "us-east-2", &help["statements"]).await;
     let (st, body) = s
-        .post("/v2/kms/classic", &s.admin, json!({"orgId": s.org.to_string(), "aws": {"keyID": arn, "region": "us-east-2"}}))
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            json!({"orgId": s.org.to_string(), "aws": {"keyID": arn, "region": "us-east-2"}}),
+        )
         .await;
     assert_eq!(st, 201, "{body}");
     let (cookie, _) = session(&s, &s.admin).await;
     let (st, html) = get(&s, "/portal/keys", Some(&cookie)).await;
     assert_eq!(st, 200);
     assert!(html.contains(&arn), "{html}");
-    assert!(html.contains("AVAILABLE") && html.contains("Classic") && html.contains("us-east-2") && html.contains("Amazon Web Services"));
-    assert!(html.contains(&format!(r#"<tr data-key-id="{arn}">"#)), "{html}");
+    assert!(
+        html.contains("AVAILABLE")
+            && html.contains("Classic")
+            && html.contains("us-east-2")
+            && html.contains("Amazon Web Services")
+    );
+    assert!(
+        html.contains(&format!(r#"<tr data-key-id="{arn}">"#)),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -246,11 +348,26 @@ async fn add_keys_walks_type_provider_region_and_registers() {
     let (_, html) = get(&s, "/portal/keys/new?type=serverless", Some(&cookie)).await;
     assert!(!html.contains(r#"value="azure" disabled"#), "{html}");
     // Classic → AWS → us-east-2: the provider ID and the statements, with a copy button each.
-    let (st, html) = get(&s, "/portal/keys/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
+    let (st, html) = get(
+        &s,
+        "/portal/keys/new?type=classic&provider=aws&region=us-east-2",
+        Some(&cookie),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (_, help) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/policy", &s.admin).await;
+    let (_, help) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy",
+            &s.admin,
+        )
+        .await;
     let provider_id = help["providerId"].as_str().unwrap();
-    assert!(html.contains(&format!(r#"<pre id="provider-id" aria-labelledby="pid-h">{provider_id}</pre>"#)), "{html}");
+    assert!(
+        html.contains(&format!(
+            r#"<pre id="provider-id" aria-labelledby="pid-h">{provider_id}</pre>"#
+        )),
+        "{html}"
+    );
     assert!(html.contains("Allow an external account to use this KMS key"));
     assert!(html.contains(&format!("arn:aws:iam::{provider_id}:role/creator")));
     assert_eq!(html.matches(r#"class="copy""#).count(), 2);
@@ -258,13 +375,21 @@ async fn add_keys_walks_type_provider_region_and_registers() {
 
     // A key in another region: refused in words, the form kept as typed.
     let wrong = customer_key(&s, "eu-west-1", &help["statements"]).await;
-    let form = |arn: &str| format!("csrf={csrf}&type=classic&provider=aws&region=us-east-2&key_id={}", enc(arn));
+    let form = |arn: &str| {
+        format!(
+            "csrf={csrf}&type=classic&provider=aws&region=us-east-2&key_id={}",
+            enc(arn)
+        )
+    };
     let res = post_form(&s, "/portal/keys", &cookie, &form(&wrong)).await;
     let st = res.status().as_u16();
     let html = res.text().await.unwrap();
     assert!((400..500).contains(&st), "{st} {html}");
     assert!(html.contains(r#"class="error""#), "{html}");
-    assert!(html.contains(&format!(r#"value="{wrong}""#)), "kept as typed");
+    assert!(
+        html.contains(&format!(r#"value="{wrong}""#)),
+        "kept as typed"
+    );
 
     // The right key: added, back to the list.
     let arn = customer_key(&s, "us-east-2", &help["statements"]).await;
@@ -283,20 +408,37 @@ async fn add_keys_walks_type_provider_region_and_registers() {
 async fn locked_regions_are_shown_disabled_with_contact_support() {
     let s = TestServer::start().await;
     s.store
-        .set_unlocked_regions(s.org, keyplane_core::Provider::Aws, Some(vec!["us-east-2".to_string()]))
+        .set_unlocked_regions(
+            s.org,
+            keyplane_core::Provider::Aws,
+            Some(vec!["us-east-2".to_string()]),
+        )
         .await
         .unwrap();
     let (cookie, _) = session(&s, &s.admin).await;
-    let (_, html) = get(&s, "/portal/keys/new?type=classic&provider=aws", Some(&cookie)).await;
+    let (_, html) = get(
+        &s,
+        "/portal/keys/new?type=classic&provider=aws",
+        Some(&cookie),
+    )
+    .await;
     assert!(html.contains(r#"value="us-east-2">"#), "{html}");
     assert!(html.contains(r#"value="eu-west-1" disabled"#), "{html}");
     assert!(html.contains("contact support"));
 }
 
-async fn form(s: &TestServer, path: &str, cookie: &str, body: &str) -> (u16, Option<String>, String) {
+async fn form(
+    s: &TestServer,
+    path: &str,
+    cookie: &str,
+    body: &str,
+) -> (u16, Option<String>, String) {
     let res = post_form(s, path, cookie, body).await;
     let st = res.status().as_u16();
-    let loc = res.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+    let loc = res
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
     (st, loc, res.text().await.unwrap())
 }
 
@@ -304,33 +446,65 @@ async fn form(s: &TestServer, path: &str, cookie: &str, body: &str) -> (u16, Opt
 async fn a_pasted_policy_is_checked_in_place() {
     let s = TestServer::start().await;
     let (cookie, csrf) = session(&s, &s.admin).await;
-    let (_, help) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/policy", &s.admin).await;
+    let (_, help) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy",
+            &s.admin,
+        )
+        .await;
     let root = json!({"Sid": "Enable IAM User Permissions", "Effect": "Allow",
         "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"});
     let mut stmts = vec![root.clone()];
     stmts.extend(help["statements"].as_array().unwrap().iter().cloned());
     let good = json!({"Version": "2012-10-17", "Statement": stmts});
     let base = format!("csrf={csrf}&type=classic&provider=aws&region=us-east-2&policy=");
-    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &format!("{base}{}", enc(&good.to_string()))).await;
+    let (st, _, html) = form(
+        &s,
+        "/portal/keys/policy-check",
+        &cookie,
+        &format!("{base}{}", enc(&good.to_string())),
+    )
+    .await;
     assert_eq!(st, 200, "{html}");
     assert!(html.contains("grants everything keyplane needs"), "{html}");
-    assert!(html.contains("Enable IAM User Permissions"), "the pasted text is kept");
+    assert!(
+        html.contains("Enable IAM User Permissions"),
+        "the pasted text is kept"
+    );
 
     // Without kms:Decrypt in the use statement: the finding names it.
     let mut broken = good.clone();
     let acts = broken["Statement"][1]["Action"].as_array_mut().unwrap();
     acts.retain(|a| a != "kms:Decrypt");
-    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &format!("{base}{}", enc(&broken.to_string()))).await;
+    let (st, _, html) = form(
+        &s,
+        "/portal/keys/policy-check",
+        &cookie,
+        &format!("{base}{}", enc(&broken.to_string())),
+    )
+    .await;
     assert_eq!(st, 200);
     assert!(html.contains("would be denied 1 action"), "{html}");
     assert!(html.contains("<code>kms:Decrypt</code>"), "{html}");
 
     // Not JSON: said so, 400, nothing else changes.
-    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &format!("{base}{}", enc("{\"Statement\": ["))).await;
+    let (st, _, html) = form(
+        &s,
+        "/portal/keys/policy-check",
+        &cookie,
+        &format!("{base}{}", enc("{\"Statement\": [")),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(html.contains("not valid JSON"), "{html}");
     // CSRF applies here too.
-    let (st, _, _) = form(&s, "/portal/keys/policy-check", &cookie, "type=classic&provider=aws&region=us-east-2&policy=%7B%7D").await;
+    let (st, _, _) = form(
+        &s,
+        "/portal/keys/policy-check",
+        &cookie,
+        "type=classic&provider=aws&region=us-east-2&policy=%7B%7D",
+    )
+    .await;
     assert_eq!(st, 403);
 }
 
@@ -338,13 +512,31 @@ async fn a_pasted_policy_is_checked_in_place() {
 async fn the_add_keys_page_checks_the_key_id_as_typed() {
     let s = TestServer::start().await;
     let (cookie, _) = session(&s, &s.admin).await;
-    let (_, html) = get(&s, "/portal/keys/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
+    let (_, html) = get(
+        &s,
+        "/portal/keys/new?type=classic&provider=aws&region=us-east-2",
+        Some(&cookie),
+    )
+    .await;
     // The field carries what the script compares with, and the message has a live region.
-    assert!(html.contains(r#"data-provider="aws" data-region="us-east-2""#), "{html}");
+    assert!(
+        html.contains(r#"data-provider="aws" data-region="us-east-2""#),
+        "{html}"
+    );
     assert!(html.contains(r#"id="key-format""#) && html.contains(r#"role="status""#));
-    assert!(html.contains("but you chose"), "the region-mismatch message is in the script");
+    assert!(
+        html.contains("but you chose"),
+        "the region-mismatch message is in the script"
+    );
     // The inline script runs under the page's nonce (the CSP forbids any other).
-    let nonce = html.split(r#"<script nonce=""#).nth(1).unwrap().split('"').next().unwrap().to_string();
+    let nonce = html
+        .split(r#"<script nonce=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(nonce.len(), 64);
 }
 
@@ -352,16 +544,36 @@ async fn the_add_keys_page_checks_the_key_id_as_typed() {
 async fn settings_filter_switches_between_organizations_of_an_enterprise() {
     let s = TestServer::start().await;
     let ent = s.store.create_enterprise("Globex").await.unwrap();
-    let a = s.store.create_org("Globex East", Some(ent.id)).await.unwrap();
-    let b = s.store.create_org("Globex West", Some(ent.id)).await.unwrap();
+    let a = s
+        .store
+        .create_org("Globex East", Some(ent.id))
+        .await
+        .unwrap();
+    let b = s
+        .store
+        .create_org("Globex West", Some(ent.id))
+        .await
+        .unwrap();
     let ta = s.token(a.id, Role::OrgAdmin).await;
     let tb = s.token(b.id, Role::OrgAdmin).await;
     let (cookie, csrf) = session(&s, &ta).await;
     let (st, html) = get(&s, "/portal/settings", Some(&cookie)).await;
     assert_eq!(st, 200);
-    assert!(html.contains(&format!(r#"<option value="enterprise:{}" selected>Enterprise: Globex</option>"#, ent.id)), "{html}");
-    assert!(html.contains("Globex East") && html.contains("Globex West"), "the enterprise's organizations are listed");
-    assert!(!html.contains("Acme"), "another enterprise's organization is not");
+    assert!(
+        html.contains(&format!(
+            r#"<option value="enterprise:{}" selected>Enterprise: Globex</option>"#,
+            ent.id
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains("Globex East") && html.contains("Globex West"),
+        "the enterprise's organizations are listed"
+    );
+    assert!(
+        !html.contains("Acme"),
+        "another enterprise's organization is not"
+    );
     assert!(html.contains(r#"nav aria-label="Settings""#));
 
     // Picking West without a token of it asks for one; nothing changes meanwhile.
@@ -369,19 +581,36 @@ async fn settings_filter_switches_between_organizations_of_an_enterprise() {
     assert!(html.contains("Sign in to Globex West"), "{html}");
     assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#));
     // A token of West joins the session (sent with the session's CSRF token).
-    let (st, loc, body) = form(&s, "/portal/signin", &cookie, &format!("csrf={csrf}&token={}", enc(&tb))).await;
+    let (st, loc, body) = form(
+        &s,
+        "/portal/signin",
+        &cookie,
+        &format!("csrf={csrf}&token={}", enc(&tb)),
+    )
+    .await;
     assert_eq!(st, 303, "{body}");
     assert_eq!(loc.as_deref(), Some("/portal/keys"));
     let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
     assert!(html.contains("Globex West"), "now managing West");
     // And the filter switches back to East, and again to West, with no token asked.
     let (_, html) = get(&s, &format!("/portal/settings?org={}", a.id), Some(&cookie)).await;
-    assert!(html.contains("Now managing <strong>Globex East</strong>"), "{html}");
+    assert!(
+        html.contains("Now managing <strong>Globex East</strong>"),
+        "{html}"
+    );
     assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#));
     let (_, html) = get(&s, &format!("/portal/settings?org={}", b.id), Some(&cookie)).await;
-    assert!(html.contains(r#"<dd id="org-name">Globex West</dd>"#), "{html}");
+    assert!(
+        html.contains(r#"<dd id="org-name">Globex West</dd>"#),
+        "{html}"
+    );
     // An organization outside the session's enterprises is never switched to.
-    let (_, html) = get(&s, &format!("/portal/settings?org={}", s.org), Some(&cookie)).await;
+    let (_, html) = get(
+        &s,
+        &format!("/portal/settings?org={}", s.org),
+        Some(&cookie),
+    )
+    .await;
     assert!(html.contains("not in the filter"), "{html}");
     assert!(html.contains(r#"<dd id="org-name">Globex West</dd>"#));
 
@@ -390,7 +619,10 @@ async fn settings_filter_switches_between_organizations_of_an_enterprise() {
     assert!(s.store.revoke_token(b.id, client).await.unwrap());
     let (st, html) = get(&s, "/portal/settings", Some(&cookie)).await;
     assert_eq!(st, 200);
-    assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#), "{html}");
+    assert!(
+        html.contains(r#"<dd id="org-name">Globex East</dd>"#),
+        "{html}"
+    );
 }
 
 async fn wait_db(s: &TestServer, id: &str, want: &str) {
@@ -410,101 +642,250 @@ async fn databases_are_created_expanded_and_terminated_from_the_portal() {
     let s = TestServer::start().await;
     let (cookie, csrf) = session(&s, &s.admin).await;
     // Before any key: the form says the platform's key will be used.
-    let (st, html) = get(&s, "/portal/databases/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
+    let (st, html) = get(
+        &s,
+        "/portal/databases/new?type=classic&provider=aws&region=us-east-2",
+        Some(&cookie),
+    )
+    .await;
     assert_eq!(st, 200);
     assert!(html.contains("platform-managed key"), "{html}");
     for id in ["db-name", "db-type", "db-provider", "db-region", "db-tier"] {
-        assert!(html.contains(&format!(r#"<label for="{id}">"#)), "{id} is labelled");
+        assert!(
+            html.contains(&format!(r#"<label for="{id}">"#)),
+            "{id} is labelled"
+        );
     }
     let arn = common::register_key(&s, "us-east-2").await;
     // Now the notice names the customer key, before anything is created.
-    let (_, html) = get(&s, "/portal/databases/new?type=classic&provider=aws&region=us-east-2", Some(&cookie)).await;
-    assert!(html.contains(&format!("encrypted with your customer key {arn}")), "{html}");
-    assert!(html.contains(&format!(r#"data-classic="customer:{arn}""#)), "the script knows it too");
+    let (_, html) = get(
+        &s,
+        "/portal/databases/new?type=classic&provider=aws&region=us-east-2",
+        Some(&cookie),
+    )
+    .await;
+    assert!(
+        html.contains(&format!("encrypted with your customer key {arn}")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"data-classic="customer:{arn}""#)),
+        "the script knows it too"
+    );
 
     // Bad input: the form again with the reason and the values kept.
-    let (st, _, html) = form(&s, "/portal/databases", &cookie, &format!("csrf={csrf}&name=&type=classic&provider=aws&region=us-east-2&tier=C10&keyspace=ks")).await;
+    let (st, _, html) = form(
+        &s,
+        "/portal/databases",
+        &cookie,
+        &format!(
+            "csrf={csrf}&name=&type=classic&provider=aws&region=us-east-2&tier=C10&keyspace=ks"
+        ),
+    )
+    .await;
     assert_eq!(st, 400, "{html}");
     assert!(html.contains(r#"id="create-error""#), "{html}");
-    let (st, _, _) = form(&s, "/portal/databases", &cookie, "name=x&type=classic&provider=aws&region=us-east-2&tier=C10").await;
+    let (st, _, _) = form(
+        &s,
+        "/portal/databases",
+        &cookie,
+        "name=x&type=classic&provider=aws&region=us-east-2&tier=C10",
+    )
+    .await;
     assert_eq!(st, 403, "CSRF");
 
     let (st, loc, body) = form(&s, "/portal/databases", &cookie, &format!("csrf={csrf}&name=portaldb&keyspace=shop&type=classic&provider=aws&region=us-east-2&tier=C10")).await;
     assert_eq!(st, 303, "{body}");
     let loc = loc.unwrap();
-    let id = loc.strip_prefix("/portal/databases?created=").expect("created").to_string();
+    let id = loc
+        .strip_prefix("/portal/databases?created=")
+        .expect("created")
+        .to_string();
     let (_, view) = s.get(&format!("/v2/databases/{id}"), &s.admin).await;
     assert_eq!(view["info"]["name"], "portaldb");
     assert_eq!(view["customerKeyed"], true);
     let (_, html) = get(&s, &loc, Some(&cookie)).await;
-    assert!(html.contains(&format!(r#"<tr data-db-id="{id}">"#)), "{html}");
-    assert!(html.contains(&format!("customer key <code>{arn}</code>")), "{html}");
+    assert!(
+        html.contains(&format!(r#"<tr data-db-id="{id}">"#)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("customer key <code>{arn}</code>")),
+        "{html}"
+    );
     wait_db(&s, &id, "ACTIVE").await;
 
     // The live status endpoint the page polls.
-    let res = browser().get(format!("{}/portal/databases/status", s.url)).header("cookie", &cookie).send().await.unwrap();
+    let res = browser()
+        .get(format!("{}/portal/databases/status", s.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let live: Value = res.json().await.unwrap();
-    let me = live["databases"].as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap().clone();
+    let me = live["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(me["status"], "ACTIVE");
     assert_eq!(me["regions"][0]["region"], "us-east-2");
-    assert_eq!(browser().get(format!("{}/portal/databases/status", s.url)).send().await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        browser()
+            .get(format!("{}/portal/databases/status", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
 
     // Adding eu-west-1, where no key is registered: refused in the row, with a link to Add Keys.
     let (_, html) = get(&s, "/portal/databases", Some(&cookie)).await;
     assert!(html.contains("eu-west-1 (no key registered)"), "{html}");
-    let (st, _, html) = form(&s, &format!("/portal/databases/{id}/regions"), &cookie, &format!("csrf={csrf}&region=eu-west-1")).await;
+    let (st, _, html) = form(
+        &s,
+        &format!("/portal/databases/{id}/regions"),
+        &cookie,
+        &format!("csrf={csrf}&region=eu-west-1"),
+    )
+    .await;
     assert_eq!(st, 422, "{html}");
     assert!(html.contains(r#"id="region-error""#), "{html}");
-    assert!(html.contains(r#"href="/portal/keys/new?type=classic&amp;provider=aws&amp;region=eu-west-1""#), "{html}");
-    assert!(html.contains(r#"<option value="eu-west-1" selected>"#), "the region asked for stays selected");
-    let (_, dcs) = s.get(&format!("/v2/databases/{id}/datacenters"), &s.admin).await;
+    assert!(
+        html.contains(
+            r#"href="/portal/keys/new?type=classic&amp;provider=aws&amp;region=eu-west-1""#
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<option value="eu-west-1" selected>"#),
+        "the region asked for stays selected"
+    );
+    let (_, dcs) = s
+        .get(&format!("/v2/databases/{id}/datacenters"), &s.admin)
+        .await;
     assert_eq!(dcs.as_array().unwrap().len(), 1, "nothing was added");
 
     // Terminate: the wrong name is refused, the right one terminates.
-    let (st, html) = get(&s, &format!("/portal/databases/{id}/terminate"), Some(&cookie)).await;
+    let (st, html) = get(
+        &s,
+        &format!("/portal/databases/{id}/terminate"),
+        Some(&cookie),
+    )
+    .await;
     assert_eq!(st, 200);
     assert!(html.contains(r#"id="confirm-name""#) && html.contains("us-east-2"));
-    let (st, _, html) = form(&s, &format!("/portal/databases/{id}/terminate"), &cookie, &format!("csrf={csrf}&confirm=nope")).await;
+    let (st, _, html) = form(
+        &s,
+        &format!("/portal/databases/{id}/terminate"),
+        &cookie,
+        &format!("csrf={csrf}&confirm=nope"),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(html.contains("does not match"), "{html}");
     let (_, view) = s.get(&format!("/v2/databases/{id}"), &s.admin).await;
     assert_eq!(view["status"], "ACTIVE", "still there");
-    let (st, loc, _) = form(&s, &format!("/portal/databases/{id}/terminate"), &cookie, &format!("csrf={csrf}&confirm=portaldb")).await;
+    let (st, loc, _) = form(
+        &s,
+        &format!("/portal/databases/{id}/terminate"),
+        &cookie,
+        &format!("csrf={csrf}&confirm=portaldb"),
+    )
+    .await;
     assert_eq!(st, 303);
-    assert_eq!(loc.as_deref(), Some(format!("/portal/databases?terminated={id}").as_str()));
+    assert_eq!(
+        loc.as_deref(),
+        Some(format!("/portal/databases?terminated={id}").as_str())
+    );
     wait_db(&s, &id, "TERMINATED").await;
-    let (_, html) = get(&s, &format!("/portal/databases?terminated={id}"), Some(&cookie)).await;
-    assert!(html.contains("TERMINATED"), "the terminated database stays in view: {html}");
+    let (_, html) = get(
+        &s,
+        &format!("/portal/databases?terminated={id}"),
+        Some(&cookie),
+    )
+    .await;
+    assert!(
+        html.contains("TERMINATED"),
+        "the terminated database stays in view: {html}"
+    );
     let (st, _) = get(&s, "/portal/databases/not-a-uuid/terminate", Some(&cookie)).await;
     assert_eq!(st, 404);
     // The live status follows the terminated database's regions too.
-    let res = browser().get(format!("{}/portal/databases/status", s.url)).header("cookie", &cookie).send().await.unwrap();
+    let res = browser()
+        .get(format!("{}/portal/databases/status", s.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     let live: Value = res.json().await.unwrap();
-    let me = live["databases"].as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap().clone();
+    let me = live["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(me["regions"][0]["status"], "TERMINATED", "{me}");
 
     // Every change, and the refusal, is in the audit log (the API's handlers record them).
-    let (_, audit) = s.get(&format!("/v2/organizations/{}/audit", s.org), &s.admin).await;
+    let (_, audit) = s
+        .get(&format!("/v2/organizations/{}/audit", s.org), &s.admin)
+        .await;
     let seen: Vec<(String, String, String)> = audit["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap().into(), e["target"].as_str().unwrap().into(), e["outcome"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().into(),
+                e["target"].as_str().unwrap().into(),
+                e["outcome"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert!(seen.contains(&("db.create".into(), id.clone(), "success".into())), "{seen:?}");
-    assert!(seen.contains(&("db.region.add".into(), id.clone(), "failure".into())), "{seen:?}");
-    assert!(seen.contains(&("db.terminate".into(), id.clone(), "success".into())), "{seen:?}");
-    let create = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "db.create" && e["outcome"] == "success").unwrap();
-    assert!(create["reason"].as_str().unwrap().contains(&arn), "the entry names the key: {create}");
+    assert!(
+        seen.contains(&("db.create".into(), id.clone(), "success".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("db.region.add".into(), id.clone(), "failure".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("db.terminate".into(), id.clone(), "success".into())),
+        "{seen:?}"
+    );
+    let create = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "db.create" && e["outcome"] == "success")
+        .unwrap();
+    assert!(
+        create["reason"].as_str().unwrap().contains(&arn),
+        "the entry names the key: {create}"
+    );
     let (_, html) = get(&s, "/portal/audit", Some(&cookie)).await;
-    assert!(html.contains("db.terminate") && html.contains("db.create"), "{html}");
+    assert!(
+        html.contains("db.terminate") && html.contains("db.create"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
 async fn the_favicon_request_gets_no_404() {
     let s = TestServer::start().await;
-    let res = browser().get(format!("{}/favicon.ico", s.url)).send().await.unwrap();
+    let res = browser()
+        .get(format!("{}/favicon.ico", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 204);
 }
 
@@ -516,9 +897,17 @@ async fn a_platform_keyed_database_gains_a_region_from_the_portal() {
     assert_eq!(st, 303, "{body}");
     let id = loc.unwrap().rsplit('=').next().unwrap().to_string();
     wait_db(&s, &id, "ACTIVE").await;
-    let (st, _, body) = form(&s, &format!("/portal/databases/{id}/regions"), &cookie, &format!("csrf={csrf}&region=eu-west-1")).await;
+    let (st, _, body) = form(
+        &s,
+        &format!("/portal/databases/{id}/regions"),
+        &cookie,
+        &format!("csrf={csrf}&region=eu-west-1"),
+    )
+    .await;
     assert_eq!(st, 303, "{body}");
-    let (_, dcs) = s.get(&format!("/v2/databases/{id}/datacenters"), &s.admin).await;
+    let (_, dcs) = s
+        .get(&format!("/v2/databases/{id}/datacenters"), &s.admin)
+        .await;
     assert_eq!(dcs.as_array().unwrap().len(), 2, "{dcs}");
 }
 
@@ -526,10 +915,21 @@ async fn a_platform_keyed_database_gains_a_region_from_the_portal() {
 async fn the_audit_page_pages_newest_first() {
     let s = TestServer::start().await;
     // 30 policy checks give 30 entries (plus the sign-in).
-    let (_, help) = s.get("/v2/kms/classic/provider/aws/region/us-east-2/policy", &s.admin).await;
+    let (_, help) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy",
+            &s.admin,
+        )
+        .await;
     let policy = json!({"Version": "2012-10-17", "Statement": help["statements"]});
     for _ in 0..30 {
-        let (st, _) = s.post("/v2/kms/classic/provider/aws/region/us-east-2/policy/check", &s.admin, policy.clone()).await;
+        let (st, _) = s
+            .post(
+                "/v2/kms/classic/provider/aws/region/us-east-2/policy/check",
+                &s.admin,
+                policy.clone(),
+            )
+            .await;
         assert_eq!(st, 200);
     }
     let (cookie, _) = session(&s, &s.admin).await;
@@ -541,15 +941,41 @@ async fn the_audit_page_pages_newest_first() {
         .map(|x| x.split('"').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(seqs.len(), 25, "one page");
-    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
-    assert!(html.contains("portal.signin"), "the newest entry is the sign-in");
-    let next = html.split(r#"rel="next""#).next().unwrap().rsplit("href=\"").next().unwrap().split('"').next().unwrap().to_string();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    assert!(
+        html.contains("portal.signin"),
+        "the newest entry is the sign-in"
+    );
+    let next = html
+        .split(r#"rel="next""#)
+        .next()
+        .unwrap()
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(next, format!("/portal/audit?before={}", seqs[24]));
     let (_, html) = get(&s, &next, Some(&cookie)).await;
-    let older: Vec<i64> = html.split(r#"data-seq=""#).skip(1).map(|x| x.split('"').next().unwrap().parse().unwrap()).collect();
-    assert!(!older.is_empty() && older.iter().all(|x| *x < seqs[24]), "{older:?}");
+    let older: Vec<i64> = html
+        .split(r#"data-seq=""#)
+        .skip(1)
+        .map(|x| x.split('"').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        !older.is_empty() && older.iter().all(|x| *x < seqs[24]),
+        "{older:?}"
+    );
     assert!(!html.contains(r#"rel="next""#), "the last page");
-    assert_eq!(get(&s, "/portal/audit?before=x", Some(&cookie)).await.0, 400);
+    assert_eq!(
+        get(&s, "/portal/audit?before=x", Some(&cookie)).await.0,
+        400
+    );
     // A read-only token may not read the audit log: said in words, with a 403.
     let ro = s.token(s.org, Role::ReadOnly).await;
     let (c2, _) = session(&s, &ro).await;
@@ -563,44 +989,85 @@ async fn the_dev_sign_in_link_signs_in_and_a_wrong_code_does_not() {
     // A store with the dev organization's token made first, as `serve --dev` does.
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("keyplane.db");
-    let store = keyplane_store::open(db_path.to_str().unwrap()).await.unwrap();
+    let store = keyplane_store::open(db_path.to_str().unwrap())
+        .await
+        .unwrap();
     let org = store.create_org("Dev Organization", None).await.unwrap();
-    let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "dev").await.unwrap();
+    let (token, _) = keyplane_server::routes::tokens::issue_token(
+        store.as_ref(),
+        org.id,
+        &Role::OrgAdmin,
+        "dev",
+    )
+    .await
+    .unwrap();
     let code = "c0de".repeat(16);
     let cfg = Config {
-        dev_signin: Some(keyplane_server::DevSignin { code: code.clone(), token: token.expose().to_string() }),
+        dev_signin: Some(keyplane_server::DevSignin {
+            code: code.clone(),
+            token: token.expose().to_string(),
+        }),
         ..Config::default()
     };
-    assert!(!format!("{cfg:?}").contains(&code), "the code is never printed by Debug");
+    assert!(
+        !format!("{cfg:?}").contains(&code),
+        "the code is never printed by Debug"
+    );
     let s = TestServer::with_store(store, cfg, dir, db_path, None).await;
-    let res = browser().get(format!("{}/portal/signin/dev?code={code}", s.url)).send().await.unwrap();
+    let res = browser()
+        .get(format!("{}/portal/signin/dev?code={code}", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 303);
     assert_eq!(res.headers()["location"], "/portal/keys");
     let id = cookie_value(&set_cookies(&res), "kp_session").expect("a session");
     let (st, html) = get(&s, "/portal/keys", Some(&format!("kp_session={id}"))).await;
     assert_eq!(st, 200);
     assert!(html.contains("Dev Organization"), "{html}");
-    let res = browser().get(format!("{}/portal/signin/dev?code={}", s.url, "beef".repeat(16))).send().await.unwrap();
+    let res = browser()
+        .get(format!(
+            "{}/portal/signin/dev?code={}",
+            s.url,
+            "beef".repeat(16)
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 404);
     assert!(cookie_value(&set_cookies(&res), "kp_session").is_none());
 
     // Without --dev there is no link at all.
     let plain = TestServer::start().await;
-    let res = browser().get(format!("{}/portal/signin/dev?code={code}", plain.url)).send().await.unwrap();
+    let res = browser()
+        .get(format!("{}/portal/signin/dev?code={code}", plain.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 404);
 }
 
 #[tokio::test]
 async fn cookies_are_secure_when_the_portal_is_served_over_https() {
-    let cfg = Config { public_url: "https://keys.example.com".into(), ..Config::default() };
+    let cfg = Config {
+        public_url: "https://keys.example.com".into(),
+        ..Config::default()
+    };
     let s = TestServer::with_config(cfg).await;
     let r = sign_in(&s, &s.admin).await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let set = r.cookies.iter().find(|c| c.starts_with("kp_session=")).unwrap();
+    let set = r
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("kp_session="))
+        .unwrap();
     assert!(set.contains("; Secure"), "{set}");
     let plain = TestServer::start().await;
     let r = sign_in(&plain, &plain.admin).await;
-    assert!(!r.cookies.iter().any(|c| c.contains("Secure")), "plain http keeps cookies usable on localhost");
+    assert!(
+        !r.cookies.iter().any(|c| c.contains("Secure")),
+        "plain http keeps cookies usable on localhost"
+    );
 }
 
 #[tokio::test]
@@ -608,7 +1075,16 @@ async fn a_provider_without_an_adapter_is_refused_as_not_implemented() {
     let s = TestServer::start().await;
     let (cookie, csrf) = session(&s, &s.admin).await;
     let key = "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k";
-    let (st, _, html) = form(&s, "/portal/keys", &cookie, &format!("csrf={csrf}&type=classic&provider=gcp&region=us-east1&key_id={}", enc(key))).await;
+    let (st, _, html) = form(
+        &s,
+        "/portal/keys",
+        &cookie,
+        &format!(
+            "csrf={csrf}&type=classic&provider=gcp&region=us-east1&key_id={}",
+            enc(key)
+        ),
+    )
+    .await;
     assert_eq!(st, 501, "{html}");
     assert!(html.contains(r#"id="key-error""#), "{html}");
     assert!(html.contains(&format!(r#"value="{key}""#)), "kept as typed");

@@ -443,7 +443,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_database(&self, org_id: Uuid, id: Uuid) -> Result<Option<Database>>;
     /// By creation time then id, after `starting_after`, at most `limit`.
     async fn list_databases(&self, org_id: Uuid, filter: &DatabaseFilter) -> Result<Vec<Database>>;
-    async fn set_database_status(&self, id: Uuid, status: DatabaseStatus, message: &str) -> Result<()>;
+    async fn set_database_status(
+        &self,
+        id: Uuid,
+        status: DatabaseStatus,
+        message: &str,
+    ) -> Result<()>;
     async fn mark_database_terminated(&self, id: Uuid) -> Result<()>;
 
     /// A database's datacenters by ordinal, terminated ones included.
@@ -453,7 +458,12 @@ pub trait Store: Send + Sync + 'static {
     /// the job, in one transaction, only if the database is ACTIVE (else false: the caller
     /// answers 409) and no live datacenter has that region.
     async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool>;
-    async fn set_datacenter_status(&self, id: &str, status: DatabaseStatus, message: &str) -> Result<()>;
+    async fn set_datacenter_status(
+        &self,
+        id: &str,
+        status: DatabaseStatus,
+        message: &str,
+    ) -> Result<()>;
     /// Stores the wrapped data key once; false when one is already stored (the caller
     /// must then use that one, so a re-run job never orphans data).
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool>;
@@ -464,11 +474,20 @@ pub trait Store: Send + Sync + 'static {
     async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>>;
     /// The live datacenters of one organization whose data keys are wrapped by `key_id` in
     /// `region`: what checking that key touches.
-    async fn live_datacenters_of_key(&self, org_id: Uuid, key_id: &str, region: &str) -> Result<Vec<Datacenter>>;
+    async fn live_datacenters_of_key(
+        &self,
+        org_id: Uuid,
+        key_id: &str,
+        region: &str,
+    ) -> Result<Vec<Datacenter>>;
 
     /// Enqueues work outside a creation (e.g. termination); with the status change in one
     /// transaction.
-    async fn enqueue_job(&self, job: &NewJob, db_status: Option<(Uuid, DatabaseStatus)>) -> Result<i64>;
+    async fn enqueue_job(
+        &self,
+        job: &NewJob,
+        db_status: Option<(Uuid, DatabaseStatus)>,
+    ) -> Result<i64>;
     /// Takes the oldest pending job whose `not_before` has passed: marks it running and
     /// counts the attempt.
     async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>>;

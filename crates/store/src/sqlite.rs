@@ -29,7 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_customer_keys_audit.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_databases.sql")),
-    (4, include_str!("../migrations/sqlite/0004_datacenters_by_key.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_datacenters_by_key.sql"),
+    ),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -1399,7 +1402,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn live_datacenters_of_key(&self, org_id: Uuid, key_id: &str, region: &str) -> Result<Vec<Datacenter>> {
+    async fn live_datacenters_of_key(
+        &self,
+        org_id: Uuid,
+        key_id: &str,
+        region: &str,
+    ) -> Result<Vec<Datacenter>> {
         let (key_id, region) = (key_id.to_string(), region.to_string());
         self.read(move |conn| {
             collect(

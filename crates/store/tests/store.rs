@@ -1945,14 +1945,49 @@ async fn suite_datacenter_keys(store: DynStore) {
     assert_eq!(live(store.live_customer_datacenters().await.unwrap()), want);
     // One key's: only its organization's, its key and its region; the platform-keyed db3
     // shares the region but not the key kind.
-    assert_eq!(live(store.live_datacenters_of_key(org.id, &dc.key_id, &dc.region).await.unwrap()), vec![dc.id.clone()]);
     assert_eq!(
-        live(store.live_datacenters_of_key(other.id, &dc2b.key_id, "europe-west1").await.unwrap()),
+        live(
+            store
+                .live_datacenters_of_key(org.id, &dc.key_id, &dc.region)
+                .await
+                .unwrap()
+        ),
+        vec![dc.id.clone()]
+    );
+    assert_eq!(
+        live(
+            store
+                .live_datacenters_of_key(other.id, &dc2b.key_id, "europe-west1")
+                .await
+                .unwrap()
+        ),
         vec![dc2b.id.clone()]
     );
-    assert!(store.live_datacenters_of_key(other.id, &dc.key_id, &dc.region).await.unwrap().is_empty(), "another organization's");
-    assert!(store.live_datacenters_of_key(org.id, &dc.key_id, "eu-west-1").await.unwrap().is_empty(), "another region");
-    assert!(store.live_datacenters_of_key(org.id, &dc3.key_id, &dc3.region).await.unwrap().iter().all(|d| d.id != dc3.id), "platform-keyed");
+    assert!(
+        store
+            .live_datacenters_of_key(other.id, &dc.key_id, &dc.region)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another organization's"
+    );
+    assert!(
+        store
+            .live_datacenters_of_key(org.id, &dc.key_id, "eu-west-1")
+            .await
+            .unwrap()
+            .is_empty(),
+        "another region"
+    );
+    assert!(
+        store
+            .live_datacenters_of_key(org.id, &dc3.key_id, &dc3.region)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.id != dc3.id),
+        "platform-keyed"
+    );
 
     // Termination forgets the wrapped key (crypto-shredding) and for good.
     store.mark_datacenter_terminated(&dc.id).await.unwrap();
@@ -1969,7 +2004,14 @@ async fn suite_datacenter_keys(store: DynStore) {
     assert_eq!(gone.terminated_at, Some(terminated_at));
     want.retain(|id| *id != dc.id);
     assert_eq!(live(store.live_customer_datacenters().await.unwrap()), want);
-    assert!(store.live_datacenters_of_key(org.id, &dc.key_id, &dc.region).await.unwrap().is_empty(), "terminated");
+    assert!(
+        store
+            .live_datacenters_of_key(org.id, &dc.key_id, &dc.region)
+            .await
+            .unwrap()
+            .is_empty(),
+        "terminated"
+    );
     store
         .set_datacenter_status(&dc2.id, DatabaseStatus::Terminated, "")
         .await

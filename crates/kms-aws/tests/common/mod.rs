@@ -170,6 +170,7 @@ pub async fn assert_fresh_symmetric_key(kms: &dyn KeyProvider, key: &str, accoun
             key_spec: "SYMMETRIC_DEFAULT".to_string(),
             key_usage: "ENCRYPT_DECRYPT".to_string(),
             multi_region: false,
+            primary_version: None,
         }
     );
 }

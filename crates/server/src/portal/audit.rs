@@ -18,25 +18,50 @@ const PAGE: u32 = 25;
 #[utoipa::path(get, path = "/portal/audit", tag = TAG,
     params(("before" = Option<i64>, Query, description = "entries older than this sequence number (the next page)")),
     responses((status = 200, description = "the audit page", content_type = "text/html"), (status = 303, description = "not signed in")))]
-pub async fn audit_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn audit_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let v = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let hdr = v.header(Nav::Audit);
     if let Err(e) = v.caller.require(Permission::OrgAuditRead) {
-        return message_page(StatusCode::FORBIDDEN, "Audit log", &hdr, &e.public_message());
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Audit log",
+            &hdr,
+            &e.public_message(),
+        );
     }
     let before = match q.get("before").map(|b| b.parse::<i64>()) {
         None => None,
         Some(Ok(b)) if b > 0 => Some(b),
-        Some(_) => return message_page(StatusCode::BAD_REQUEST, "Audit log", &hdr, "That page does not exist: `before` must be a positive entry number."),
+        Some(_) => {
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "Audit log",
+                &hdr,
+                "That page does not exist: `before` must be a positive entry number.",
+            );
+        }
     };
-    let entries = match state.store.list_audit(v.caller.org_id(), before, PAGE + 1).await {
+    let entries = match state
+        .store
+        .list_audit(v.caller.org_id(), before, PAGE + 1)
+        .await
+    {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "portal: reading the audit log");
-            return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Audit log", &hdr, "The audit log could not be read; please retry.");
+            return message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Audit log",
+                &hdr,
+                "The audit log could not be read; please retry.",
+            );
         }
     };
     let more = entries.len() > PAGE as usize;
@@ -63,7 +88,10 @@ pub async fn audit_page(State(state): State<AppState>, headers: HeaderMap, Query
         pager.push_str(r#"<a href="/portal/audit" rel="first">Newest</a> "#);
     }
     if more && let Some(last) = shown.last() {
-        pager.push_str(&format!(r#"<a href="/portal/audit?before={}" rel="next">Older entries</a>"#, last.seq));
+        pager.push_str(&format!(
+            r#"<a href="/portal/audit?before={}" rel="next">Older entries</a>"#,
+            last.seq
+        ));
     }
     let table = if shown.is_empty() {
         r#"<p class="card">No entries.</p>"#.to_string()
@@ -75,5 +103,9 @@ pub async fn audit_page(State(state): State<AppState>, headers: HeaderMap, Query
     let body = format!(
         r#"<h1>Audit log</h1><p class="muted">Every key registration, key check and database change of this organization, newest first. Entries are hash-chained; <code>keyplane admin verify-audit</code> checks the chain.</p>{table}<nav aria-label="Pages" class="pager"><p>{pager}</p></nav>"#
     );
-    respond(StatusCode::OK, page("Audit log", &hdr, &body, None, ""), None)
+    respond(
+        StatusCode::OK,
+        page("Audit log", &hdr, &body, None, ""),
+        None,
+    )
 }

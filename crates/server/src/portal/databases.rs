@@ -16,7 +16,10 @@ use keyplane_store::{Database, DatabaseFilter, KeyKind};
 use uuid::Uuid;
 
 use super::html::{Nav, esc, page, respond};
-use super::{TAG, Visitor, form_post, message_page, refused, provider_label, redirect, session, signed_in, type_label, url_encode};
+use super::{
+    TAG, Visitor, form_post, message_page, provider_label, redirect, refused, session, signed_in,
+    type_label, url_encode,
+};
 use crate::app::AppState;
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::databases::{self as api, AddDatacenter, CreateDatabase};
@@ -36,17 +39,25 @@ struct OrgKeys {
 
 impl OrgKeys {
     async fn load(state: &AppState, org: Uuid) -> OrgKeys {
-        let keys = state.store.list_customer_keys(org, None).await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "portal: reading customer keys");
-            Vec::new()
-        });
+        let keys = state
+            .store
+            .list_customer_keys(org, None)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "portal: reading customer keys");
+                Vec::new()
+            });
         OrgKeys { keys }
     }
 
     /// Which key a database deployed now in (type, provider, region) would get:
     /// `customer:ARN`, `platform`, or `none` (it cannot be deployed there).
     fn code(&self, state: &AppState, t: DbType, p: Provider, region: &str) -> String {
-        match self.keys.iter().find(|k| k.db_type == t && k.provider == p && k.region == region) {
+        match self
+            .keys
+            .iter()
+            .find(|k| k.db_type == t && k.provider == p && k.region == region)
+        {
             Some(k) => format!("customer:{}", k.key_id),
             None if state.config.platform_key(p, region).is_some() => "platform".to_string(),
             None => "none".to_string(),
@@ -67,7 +78,10 @@ fn notice_text(code: &str, t: DbType, p: Provider, region: &str) -> String {
             type_label(t),
             provider_label(p)
         ),
-        _ => format!("Databases cannot be deployed in {} {region}: there is no key for it. Contact support.", provider_label(p)),
+        _ => format!(
+            "Databases cannot be deployed in {} {region}: there is no key for it. Contact support.",
+            provider_label(p)
+        ),
     }
 }
 
@@ -78,17 +92,27 @@ fn notice_text(code: &str, t: DbType, p: Provider, region: &str) -> String {
         ("terminated" = Option<Uuid>, Query, description = "set after a database was terminated"),
     ),
     responses((status = 200, description = "the databases page", content_type = "text/html"), (status = 303, description = "not signed in")))]
-pub async fn databases_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn databases_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let v = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let mut notice = String::new();
     if let Some(id) = q.get("created") {
-        notice = format!(r#"<p class="notice" role="status">Database <code>{}</code> is being created.</p>"#, esc(id));
+        notice = format!(
+            r#"<p class="notice" role="status">Database <code>{}</code> is being created.</p>"#,
+            esc(id)
+        );
     }
     if let Some(id) = q.get("terminated") {
-        notice = format!(r#"<p class="notice" role="status">Database <code>{}</code> is being terminated: its data and its data keys are deleted.</p>"#, esc(id));
+        notice = format!(
+            r#"<p class="notice" role="status">Database <code>{}</code> is being terminated: its data and its data keys are deleted.</p>"#,
+            esc(id)
+        );
     }
     let extra = q.get("terminated").and_then(|i| i.parse::<Uuid>().ok());
     list_page(&state, &v, StatusCode::OK, &notice, None, extra).await
@@ -102,18 +126,38 @@ struct RowError {
     html: String,
 }
 
-async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &str, row_error: Option<RowError>, extra: Option<Uuid>) -> Response {
+async fn list_page(
+    state: &AppState,
+    v: &Visitor,
+    status: StatusCode,
+    notice: &str,
+    row_error: Option<RowError>,
+    extra: Option<Uuid>,
+) -> Response {
     let hdr = v.header(Nav::Databases);
     if let Err(e) = v.caller.require(Permission::OrgDbView) {
-        return message_page(StatusCode::FORBIDDEN, "Databases", &hdr, &e.public_message());
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Databases",
+            &hdr,
+            &e.public_message(),
+        );
     }
     let org = v.caller.org_id();
-    let filter = DatabaseFilter { limit: 100, ..Default::default() };
+    let filter = DatabaseFilter {
+        limit: 100,
+        ..Default::default()
+    };
     let mut dbs = match state.store.list_databases(org, &filter).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "portal: listing databases");
-            return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Databases", &hdr, "The databases could not be read; please retry.");
+            return message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Databases",
+                &hdr,
+                "The databases could not be read; please retry.",
+            );
         }
     };
     // A database just terminated stays in view until the page is left.
@@ -125,7 +169,11 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
     let keys = OrgKeys::load(state, org).await;
     let mut rows = String::new();
     for db in &dbs {
-        let dcs = state.store.list_datacenters(db.id).await.unwrap_or_default();
+        let dcs = state
+            .store
+            .list_datacenters(db.id)
+            .await
+            .unwrap_or_default();
         let live: Vec<_> = dcs.iter().filter(|d| d.terminated_at.is_none()).collect();
         let enc: String = live
             .iter()
@@ -138,19 +186,31 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
             })
             .collect();
         let mut actions = String::new();
-        let done = matches!(db.status, DatabaseStatus::Terminating | DatabaseStatus::Terminated);
+        let done = matches!(
+            db.status,
+            DatabaseStatus::Terminating | DatabaseStatus::Terminated
+        );
         if !done {
             let unlocked = crate::regions::unlocked(&state.config, &v.caller.org, db.provider);
             let mut options = String::new();
-            for r in unlocked.iter().filter(|r| !live.iter().any(|d| d.region == **r)) {
+            for r in unlocked
+                .iter()
+                .filter(|r| !live.iter().any(|d| d.region == **r))
+            {
                 let code = keys.code(state, db.db_type, db.provider, r);
                 let note = match (db.customer_keyed, code.starts_with("customer:")) {
                     (true, false) => " (no key registered)",
                     (true, true) => " (customer key)",
                     (false, _) => "",
                 };
-                let chosen = row_error.as_ref().is_some_and(|e| e.db == db.id && e.region == *r);
-                options.push_str(&format!(r#"<option value="{r}"{sel}>{r}{note}</option>"#, r = esc(r), sel = if chosen { " selected" } else { "" }));
+                let chosen = row_error
+                    .as_ref()
+                    .is_some_and(|e| e.db == db.id && e.region == *r);
+                options.push_str(&format!(
+                    r#"<option value="{r}"{sel}>{r}{note}</option>"#,
+                    r = esc(r),
+                    sel = if chosen { " selected" } else { "" }
+                ));
             }
             if !options.is_empty() {
                 actions.push_str(&format!(
@@ -160,7 +220,10 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
                     name = esc(&db.name),
                 ));
             }
-            actions.push_str(&format!(r#"<a href="/portal/databases/{}/terminate">Terminate</a>"#, db.id));
+            actions.push_str(&format!(
+                r#"<a href="/portal/databases/{}/terminate">Terminate</a>"#,
+                db.id
+            ));
         }
         rows.push_str(&format!(
             r#"<tr data-db-id="{id}"><td data-label="Name" class="db-name">{name}</td><td data-label="Type">{ty} · {prov} · {tier}</td><td data-label="Status" class="db-status"><span class="status {status}">{status}</span><div class="muted db-message">{msg}</div></td><td data-label="Encryption" class="key db-encryption">{enc}</td><td data-label="Actions"><div class="row-actions">{actions}</div></td></tr>"#,
@@ -173,7 +236,10 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
             msg = esc(&db.message),
         ));
         if let Some(err) = row_error.as_ref().filter(|e| e.db == db.id) {
-            rows.push_str(&format!(r#"<tr class="row-error"><td colspan="5">{}</td></tr>"#, err.html));
+            rows.push_str(&format!(
+                r#"<tr class="row-error"><td colspan="5">{}</td></tr>"#,
+                err.html
+            ));
         }
     }
     let table = if dbs.is_empty() {
@@ -187,7 +253,11 @@ async fn list_page(state: &AppState, v: &Visitor, status: StatusCode, notice: &s
         r#"<h1>Databases</h1>{notice}<p><a class="button" id="create-db" href="/portal/databases/new">Create Database</a></p>{table}"#
     );
     let nonce = session::random_hex();
-    respond(status, page("Databases", &hdr, &body, Some(&nonce), LIVE_SCRIPT), Some(&nonce))
+    respond(
+        status,
+        page("Databases", &hdr, &body, Some(&nonce), LIVE_SCRIPT),
+        Some(&nonce),
+    )
 }
 
 /// Polls the status endpoint and updates each row's status in place.
@@ -228,17 +298,33 @@ struct LiveStatus {
     ))]
 pub async fn databases_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Ok(v) = signed_in(&state, &headers).await else {
-        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"errors": [{"message": "not signed in"}]}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"errors": [{"message": "not signed in"}]})),
+        )
+            .into_response();
     };
     if v.caller.require(Permission::OrgDbView).is_err() {
-        return (StatusCode::FORBIDDEN, Json(serde_json::json!({"errors": [{"message": "no permission to view databases"}]}))).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"errors": [{"message": "no permission to view databases"}]})),
+        )
+            .into_response();
     }
-    let filter = DatabaseFilter { limit: 100, include_terminated: true, ..Default::default() };
+    let filter = DatabaseFilter {
+        limit: 100,
+        include_terminated: true,
+        ..Default::default()
+    };
     let dbs = match state.store.list_databases(v.caller.org_id(), &filter).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "portal: database status");
-            return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"errors": [{"message": "internal error"}]}))).into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"errors": [{"message": "internal error"}]})),
+            )
+                .into_response();
         }
     };
     let mut out = Vec::with_capacity(dbs.len());
@@ -251,12 +337,23 @@ pub async fn databases_status(State(state): State<AppState>, headers: HeaderMap)
             .into_iter()
             // Terminated regions too (oldest first, so a region added again wins): the page
             // shows a terminated database's regions going TERMINATED.
-            .map(|d| LiveRegion { region: d.region, status: d.status.as_str() })
+            .map(|d| LiveRegion {
+                region: d.region,
+                status: d.status.as_str(),
+            })
             .collect();
-        out.push(LiveDatabase { id: db.id, status: db.status.as_str(), message: db.message, regions });
+        out.push(LiveDatabase {
+            id: db.id,
+            status: db.status.as_str(),
+            message: db.message,
+            regions,
+        });
     }
     let mut res = Json(LiveStatus { databases: out }).into_response();
-    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     res
 }
 
@@ -273,22 +370,40 @@ struct CreateForm {
 
 impl CreateForm {
     fn from(form: &HashMap<String, String>, state: &AppState) -> CreateForm {
-        let db_type = form.get("type").and_then(|t| t.parse().ok()).unwrap_or(DbType::Classic);
-        let provider = form.get("provider").and_then(|p| p.parse().ok()).unwrap_or(Provider::Aws);
+        let db_type = form
+            .get("type")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(DbType::Classic);
+        let provider = form
+            .get("provider")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(Provider::Aws);
         let region = form
             .get("region")
             .filter(|r| !r.is_empty())
             .cloned()
             .or_else(|| state.config.regions(provider).first().cloned())
             .unwrap_or_default();
-        let default_tier = if db_type == DbType::Serverless { "serverless" } else { CLASSIC_TIERS[0] };
+        let default_tier = if db_type == DbType::Serverless {
+            "serverless"
+        } else {
+            CLASSIC_TIERS[0]
+        };
         CreateForm {
             name: form.get("name").cloned().unwrap_or_default(),
-            keyspace: form.get("keyspace").filter(|k| !k.is_empty()).cloned().unwrap_or_else(|| "default_keyspace".into()),
+            keyspace: form
+                .get("keyspace")
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .unwrap_or_else(|| "default_keyspace".into()),
             db_type,
             provider,
             region,
-            tier: form.get("tier").filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| default_tier.into()),
+            tier: form
+                .get("tier")
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .unwrap_or_else(|| default_tier.into()),
         }
     }
 }
@@ -310,20 +425,45 @@ else{n.textContent='Databases cannot be deployed in '+labels[p]+' '+r+': there i
 [ty,pr,rg].forEach(function(e){e.addEventListener('change',sync)});sync();})();
 "#;
 
-async fn create_form(state: &AppState, v: &Visitor, f: &CreateForm, error: Option<&str>, status: StatusCode) -> Response {
+async fn create_form(
+    state: &AppState,
+    v: &Visitor,
+    f: &CreateForm,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let hdr = v.header(Nav::Databases);
     if let Err(e) = v.caller.require(Permission::OrgDbCreate) {
-        return message_page(StatusCode::FORBIDDEN, "Create Database", &hdr, &e.public_message());
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Create Database",
+            &hdr,
+            &e.public_message(),
+        );
     }
     let org = v.caller.org_id();
     let sel = |a: bool| if a { " selected" } else { "" };
     let types: String = [DbType::Classic, DbType::Serverless]
         .iter()
-        .map(|t| format!(r#"<option value="{}"{}>{}</option>"#, t.as_str(), sel(*t == f.db_type), type_label(*t)))
+        .map(|t| {
+            format!(
+                r#"<option value="{}"{}>{}</option>"#,
+                t.as_str(),
+                sel(*t == f.db_type),
+                type_label(*t)
+            )
+        })
         .collect();
     let providers: String = Provider::ALL
         .iter()
-        .map(|p| format!(r#"<option value="{}"{}>{}</option>"#, p.as_str(), sel(*p == f.provider), provider_label(*p)))
+        .map(|p| {
+            format!(
+                r#"<option value="{}"{}>{}</option>"#,
+                p.as_str(),
+                sel(*p == f.provider),
+                provider_label(*p)
+            )
+        })
         .collect();
     let keys = OrgKeys::load(state, org).await;
     let mut regions = String::new();
@@ -349,12 +489,26 @@ async fn create_form(state: &AppState, v: &Visitor, f: &CreateForm, error: Optio
         .iter()
         .copied()
         .chain(["serverless"])
-        .map(|t| format!(r#"<option value="{t}"{}>{t}</option>"#, sel(f.tier.eq_ignore_ascii_case(t))))
+        .map(|t| {
+            format!(
+                r#"<option value="{t}"{}>{t}</option>"#,
+                sel(f.tier.eq_ignore_ascii_case(t))
+            )
+        })
         .collect();
     let code = keys.code(state, f.db_type, f.provider, &f.region);
-    let notice_class = if code.starts_with("customer:") { "notice" } else { "alert" };
+    let notice_class = if code.starts_with("customer:") {
+        "notice"
+    } else {
+        "alert"
+    };
     let err = error
-        .map(|m| format!(r#"<p class="alert" role="alert" id="create-error">{}</p>"#, esc(m)))
+        .map(|m| {
+            format!(
+                r#"<p class="alert" role="alert" id="create-error">{}</p>"#,
+                esc(m)
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         r#"<p class="muted"><a href="/portal/databases">Databases</a> › Create</p><h1>Create Database</h1>{err}
@@ -374,7 +528,11 @@ async fn create_form(state: &AppState, v: &Visitor, f: &CreateForm, error: Optio
         notice = esc(&notice_text(&code, f.db_type, f.provider, &f.region)),
     );
     let nonce = session::random_hex();
-    respond(status, page("Create Database", &hdr, &body, Some(&nonce), CREATE_SCRIPT), Some(&nonce))
+    respond(
+        status,
+        page("Create Database", &hdr, &body, Some(&nonce), CREATE_SCRIPT),
+        Some(&nonce),
+    )
 }
 
 /// The create-database form, which says which key will encrypt the database.
@@ -385,7 +543,11 @@ async fn create_form(state: &AppState, v: &Visitor, f: &CreateForm, error: Optio
         ("region" = Option<String>, Query, description = "a catalog region"),
     ),
     responses((status = 200, description = "the form", content_type = "text/html"), (status = 303, description = "not signed in")))]
-pub async fn new_database_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn new_database_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let v = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -402,7 +564,11 @@ pub async fn new_database_page(State(state): State<AppState>, headers: HeaderMap
         (status = 400, description = "refused: the form with the reason", content_type = "text/html"),
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
-pub async fn create_database(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create_database(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (v, form) = match form_post(&state, &headers, &body, "Databases", Nav::Databases).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -412,7 +578,11 @@ pub async fn create_database(State(state): State<AppState>, headers: HeaderMap, 
         name: f.name.trim().to_string(),
         keyspace: f.keyspace.trim().to_string(),
         cloud_provider: f.provider.as_str().to_ascii_uppercase(),
-        tier: if f.db_type == DbType::Serverless { "serverless".into() } else { f.tier.clone() },
+        tier: if f.db_type == DbType::Serverless {
+            "serverless".into()
+        } else {
+            f.tier.clone()
+        },
         capacity_units: 1,
         region: f.region.clone(),
         db_type: (f.db_type == DbType::Serverless).then(|| "vector".to_string()),
@@ -428,20 +598,39 @@ fn parse_id(raw: &str) -> Option<Uuid> {
 }
 
 async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, Response> {
-    let not_found = || message_page(StatusCode::NOT_FOUND, "Databases", &v.header(Nav::Databases), "No such database in this organization.");
-    let Some(id) = parse_id(raw) else { return Err(not_found()) };
+    let not_found = || {
+        message_page(
+            StatusCode::NOT_FOUND,
+            "Databases",
+            &v.header(Nav::Databases),
+            "No such database in this organization.",
+        )
+    };
+    let Some(id) = parse_id(raw) else {
+        return Err(not_found());
+    };
     match state.store.get_database(v.caller.org_id(), id).await {
         Ok(Some(db)) => Ok(db),
         Ok(None) => Err(not_found()),
         Err(e) => {
             tracing::error!(error = %e, "portal: reading a database");
-            Err(message_page(StatusCode::INTERNAL_SERVER_ERROR, "Databases", &v.header(Nav::Databases), "The database could not be read; please retry."))
+            Err(message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Databases",
+                &v.header(Nav::Databases),
+                "The database could not be read; please retry.",
+            ))
         }
     }
 }
 
 /// A signed-in, CSRF-checked form about one of the organization's databases.
-async fn db_form(state: &AppState, headers: &HeaderMap, body: &[u8], id: &str) -> Result<(Visitor, HashMap<String, String>, Database), Response> {
+async fn db_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    id: &str,
+) -> Result<(Visitor, HashMap<String, String>, Database), Response> {
     let (v, form) = form_post(state, headers, body, "Databases", Nav::Databases).await?;
     let db = find_db(state, &v, id).await?;
     Ok((v, form, db))
@@ -457,7 +646,12 @@ async fn db_form(state: &AppState, headers: &HeaderMap, body: &[u8], id: &str) -
         (status = 422, description = "refused: the databases page with the reason in the row", content_type = "text/html"),
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
-pub async fn add_region(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+pub async fn add_region(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let (v, form, db) = match db_form(&state, &headers, &body, &id).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -468,11 +662,24 @@ pub async fn add_region(State(state): State<AppState>, headers: HeaderMap, Path(
         cloud_provider: db.provider.as_str().to_ascii_uppercase(),
         region: region.clone(),
     };
-    match api::add_datacenter(State(state.clone()), v.caller.clone(), ApiPath(db.id), ApiJson(vec![add])).await {
+    match api::add_datacenter(
+        State(state.clone()),
+        v.caller.clone(),
+        ApiPath(db.id),
+        ApiJson(vec![add]),
+    )
+    .await
+    {
         Ok(_) => redirect(&format!("/portal/databases?created={}", db.id)),
         Err(e) => {
             let needs_key = db.customer_keyed
-                && matches!(state.store.get_customer_key(db.org_id, db.db_type, db.provider, &region).await, Ok(None));
+                && matches!(
+                    state
+                        .store
+                        .get_customer_key(db.org_id, db.db_type, db.provider, &region)
+                        .await,
+                    Ok(None)
+                );
             let html = if needs_key {
                 format!(
                     r#"<p class="alert" role="alert" id="region-error">{name} is encrypted with customer keys, and no {ty} key is registered for {prov} {region}. Register one first, then add the region. <a class="add-key-link" href="/portal/keys/new?type={t}&amp;provider={p}&amp;region={r}">Add a key for {region}</a></p>"#,
@@ -485,16 +692,42 @@ pub async fn add_region(State(state): State<AppState>, headers: HeaderMap, Path(
                     r = esc(&url_encode(&region)),
                 )
             } else {
-                format!(r#"<p class="alert" role="alert" id="region-error">{}</p>"#, esc(&e.public_message()))
+                format!(
+                    r#"<p class="alert" role="alert" id="region-error">{}</p>"#,
+                    esc(&e.public_message())
+                )
             };
-            list_page(&state, &v, refused(&e), "", Some(RowError { db: db.id, region: region.clone(), html }), None).await
+            list_page(
+                &state,
+                &v,
+                refused(&e),
+                "",
+                Some(RowError {
+                    db: db.id,
+                    region: region.clone(),
+                    html,
+                }),
+                None,
+            )
+            .await
         }
     }
 }
 
-fn terminate_form(v: &Visitor, db: &Database, regions: &[String], error: Option<&str>, status: StatusCode) -> Response {
+fn terminate_form(
+    v: &Visitor,
+    db: &Database,
+    regions: &[String],
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let err = error
-        .map(|m| format!(r#"<p class="alert" role="alert" id="confirm-error">{}</p>"#, esc(m)))
+        .map(|m| {
+            format!(
+                r#"<p class="alert" role="alert" id="confirm-error">{}</p>"#,
+                esc(m)
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         r#"<p class="muted"><a href="/portal/databases">Databases</a> › Terminate</p><h1>Terminate {name}</h1>{err}
@@ -507,9 +740,23 @@ fn terminate_form(v: &Visitor, db: &Database, regions: &[String], error: Option<
         regions = esc(&regions.join(", ")),
         id = db.id,
         csrf = esc(&v.session.csrf),
-        invalid = if error.is_some() { r#" aria-invalid="true" aria-describedby="confirm-error""# } else { "" },
+        invalid = if error.is_some() {
+            r#" aria-invalid="true" aria-describedby="confirm-error""#
+        } else {
+            ""
+        },
     );
-    respond(status, page("Terminate database", &v.header(Nav::Databases), &body, None, ""), None)
+    respond(
+        status,
+        page(
+            "Terminate database",
+            &v.header(Nav::Databases),
+            &body,
+            None,
+            "",
+        ),
+        None,
+    )
 }
 
 async fn live_regions(state: &AppState, db: Uuid) -> Vec<String> {
@@ -528,7 +775,11 @@ async fn live_regions(state: &AppState, db: Uuid) -> Vec<String> {
 #[utoipa::path(get, path = "/portal/databases/{id}/terminate", tag = TAG,
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "the confirmation form", content_type = "text/html"), (status = 404, description = "no such database", content_type = "text/html")))]
-pub async fn terminate_page(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn terminate_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let v = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -550,14 +801,25 @@ pub async fn terminate_page(State(state): State<AppState>, headers: HeaderMap, P
         (status = 400, description = "the name was not typed: the form again", content_type = "text/html"),
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
-pub async fn terminate(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+pub async fn terminate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let (v, form, db) = match db_form(&state, &headers, &body, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     if form.get("confirm").map(|c| c.trim()) != Some(db.name.as_str()) {
         let regions = live_regions(&state, db.id).await;
-        return terminate_form(&v, &db, &regions, Some("The name typed does not match; nothing was terminated."), StatusCode::BAD_REQUEST);
+        return terminate_form(
+            &v,
+            &db,
+            &regions,
+            Some("The name typed does not match; nothing was terminated."),
+            StatusCode::BAD_REQUEST,
+        );
     }
     match api::terminate_database(State(state.clone()), v.caller.clone(), ApiPath(db.id)).await {
         Ok(_) => redirect(&format!("/portal/databases?terminated={}", db.id)),

@@ -89,7 +89,13 @@ pub enum Nav {
 
 /// The signed-in header: organization name, Settings / Security / Databases / Audit, Sign out.
 pub fn header(org_name: &str, csrf: &str, nav: Nav) -> String {
-    let cur = |n: Nav| if n == nav { r#" aria-current="page""# } else { "" };
+    let cur = |n: Nav| {
+        if n == nav {
+            r#" aria-current="page""#
+        } else {
+            ""
+        }
+    };
     format!(
         r#"<header><span class="brand">keyplane · <span title="organization">{org}</span></span>
 <nav aria-label="Main"><a href="/portal/settings"{s}>Settings</a> <a href="/portal/keys"{k}>Security</a> <a href="/portal/databases"{d}>Databases</a> <a href="/portal/audit"{a}>Audit</a></nav>
@@ -105,7 +111,13 @@ pub fn header(org_name: &str, csrf: &str, nav: Nav) -> String {
 
 /// A whole page. `head` is trusted markup built by this module; `body` likewise (every
 /// value inside it already escaped).
-pub fn page(title: &str, header: &str, body: &str, script_nonce: Option<&str>, script: &str) -> String {
+pub fn page(
+    title: &str,
+    header: &str,
+    body: &str,
+    script_nonce: Option<&str>,
+    script: &str,
+) -> String {
     let script = match script_nonce {
         Some(n) if !script.is_empty() => format!(r#"<script nonce="{}">{script}</script>"#, esc(n)),
         _ => String::new(),
@@ -131,9 +143,15 @@ pub fn respond(status: StatusCode, html: String, nonce: Option<&str>) -> Respons
     );
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     if let Ok(v) = HeaderValue::from_str(&csp) {
@@ -148,7 +166,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(esc(r#"<script>"a"&'b'</script>"#), "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;&lt;/script&gt;");
+        assert_eq!(
+            esc(r#"<script>"a"&'b'</script>"#),
+            "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;&lt;/script&gt;"
+        );
         assert_eq!(esc("plain"), "plain");
     }
 }

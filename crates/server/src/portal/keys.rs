@@ -10,7 +10,10 @@ use axum::response::Response;
 use keyplane_core::{DbType, Permission, Provider};
 
 use super::html::{Nav, esc, page, respond};
-use super::{TAG, Visitor, form_post, message_page, refused, provider_label, redirect, session, signed_in, type_label, url_encode};
+use super::{
+    TAG, Visitor, form_post, message_page, provider_label, redirect, refused, session, signed_in,
+    type_label, url_encode,
+};
 use crate::app::AppState;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::keys::{self, CheckQuery, ProviderKey, RegionPath, RegisterKey, RegisterQuery};
@@ -19,24 +22,45 @@ use crate::routes::keys::{self, CheckQuery, ProviderKey, RegionPath, RegisterKey
 #[utoipa::path(get, path = "/portal/keys", tag = TAG,
     params(("added" = Option<String>, Query, description = "set after a key was added")),
     responses((status = 200, description = "the keys page", content_type = "text/html"), (status = 303, description = "not signed in")))]
-pub async fn keys_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn keys_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let v = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let hdr = v.header(Nav::Security);
     if let Err(e) = v.caller.require(Permission::OrgCmkRead) {
-        return message_page(StatusCode::FORBIDDEN, "Key Encryption", &hdr, &e.public_message());
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Key Encryption",
+            &hdr,
+            &e.public_message(),
+        );
     }
-    let keys = match state.store.list_customer_keys(v.caller.org_id(), None).await {
+    let keys = match state
+        .store
+        .list_customer_keys(v.caller.org_id(), None)
+        .await
+    {
         Ok(k) => k,
         Err(e) => {
             tracing::error!(error = %e, "portal: listing keys");
-            return message_page(StatusCode::INTERNAL_SERVER_ERROR, "Key Encryption", &hdr, "The keys could not be read; please retry.");
+            return message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Key Encryption",
+                &hdr,
+                "The keys could not be read; please retry.",
+            );
         }
     };
     let notice = match q.get("added") {
-        Some(k) => format!(r#"<p class="notice" role="status">Key added: <code>{}</code></p>"#, esc(k)),
+        Some(k) => format!(
+            r#"<p class="notice" role="status">Key added: <code>{}</code></p>"#,
+            esc(k)
+        ),
         None => String::new(),
     };
     let rows: String = keys
@@ -89,7 +113,11 @@ pub async fn keys_page(State(state): State<AppState>, headers: HeaderMap, Query(
 <p>Databases deployed in a region where a key is registered are encrypted with it; existing databases keep their key.</p>
 <p><a class="button" href="/portal/keys/new">Add Keys</a></p>{table}"#
     );
-    respond(StatusCode::OK, page("Key Encryption", &hdr, &body, None, ""), None)
+    respond(
+        StatusCode::OK,
+        page("Key Encryption", &hdr, &body, None, ""),
+        None,
+    )
 }
 
 /// Copy buttons, and the Key ID's format and region checked as it is typed (the server
@@ -127,7 +155,11 @@ fn choice(q: &HashMap<String, String>) -> Choice {
     let db_type = q.get("type").and_then(|t| t.parse::<DbType>().ok());
     let provider = q.get("provider").and_then(|p| p.parse::<Provider>().ok());
     let region = q.get("region").filter(|r| !r.is_empty()).cloned();
-    Choice { db_type, provider, region }
+    Choice {
+        db_type,
+        provider,
+        region,
+    }
 }
 
 /// The parts of the form that come back as typed, and the messages next to them.
@@ -139,7 +171,14 @@ struct Typed {
     findings: Option<String>,
 }
 
-fn radio(name: &str, value: &str, label: &str, checked: bool, disabled: bool, note: &str) -> String {
+fn radio(
+    name: &str,
+    value: &str,
+    label: &str,
+    checked: bool,
+    disabled: bool,
+    note: &str,
+) -> String {
     format!(
         r#"<label class="choice{cls}"><input type="radio" name="{name}" value="{value}"{chk}{dis}> {label}{note}</label>"#,
         cls = if disabled { " disabled" } else { "" },
@@ -148,11 +187,21 @@ fn radio(name: &str, value: &str, label: &str, checked: bool, disabled: bool, no
         chk = if checked { " checked" } else { "" },
         dis = if disabled { " disabled" } else { "" },
         label = esc(label),
-        note = if note.is_empty() { String::new() } else { format!(r#" <span class="muted">({})</span>"#, esc(note)) },
+        note = if note.is_empty() {
+            String::new()
+        } else {
+            format!(r#" <span class="muted">({})</span>"#, esc(note))
+        },
     )
 }
 
-async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, status: StatusCode) -> Response {
+async fn new_key_form(
+    state: &AppState,
+    v: &Visitor,
+    c: &Choice,
+    typed: &Typed,
+    status: StatusCode,
+) -> Response {
     let hdr = v.header(Nav::Security);
     let caller = &v.caller;
     if let Err(e) = caller.require(Permission::OrgCmkWrite) {
@@ -161,7 +210,14 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
     let mut steps = String::new();
     steps.push_str(r#"<fieldset><legend>1. Database type</legend>"#);
     for t in [DbType::Classic, DbType::Serverless] {
-        steps.push_str(&radio("type", t.as_str(), type_label(t), c.db_type == Some(t), false, ""));
+        steps.push_str(&radio(
+            "type",
+            t.as_str(),
+            type_label(t),
+            c.db_type == Some(t),
+            false,
+            "",
+        ));
     }
     steps.push_str("</fieldset>");
     let mut region_ok = false;
@@ -169,8 +225,19 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
         steps.push_str(r#"<fieldset><legend>2. Provider</legend>"#);
         for p in Provider::ALL {
             let ok = p.supports(t);
-            let note = if ok { String::new() } else { format!("not available for {}", type_label(t)) };
-            steps.push_str(&radio("provider", p.as_str(), provider_label(p), ok && c.provider == Some(p), !ok, &note));
+            let note = if ok {
+                String::new()
+            } else {
+                format!("not available for {}", type_label(t))
+            };
+            steps.push_str(&radio(
+                "provider",
+                p.as_str(),
+                provider_label(p),
+                ok && c.provider == Some(p),
+                !ok,
+                &note,
+            ));
         }
         steps.push_str("</fieldset>");
         if let Some(p) = c.provider.filter(|p| p.supports(t)) {
@@ -180,7 +247,14 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
                 let open = unlocked.contains(&r.as_str());
                 let chosen = c.region.as_deref() == Some(r.as_str());
                 region_ok |= open && chosen;
-                steps.push_str(&radio("region", r, r, open && chosen, !open, if open { "" } else { "contact support" }));
+                steps.push_str(&radio(
+                    "region",
+                    r,
+                    r,
+                    open && chosen,
+                    !open,
+                    if open { "" } else { "contact support" },
+                ));
             }
             if state.config.regions(p).is_empty() {
                 steps.push_str(r#"<p class="muted">No region of this provider is in the catalog; contact support.</p>"#);
@@ -193,9 +267,14 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
     );
     let mut details = String::new();
     let mut nonce = None;
-    if let (Some(t), Some(p), Some(region), true) = (c.db_type, c.provider, c.region.as_deref(), region_ok) {
+    if let (Some(t), Some(p), Some(region), true) =
+        (c.db_type, c.provider, c.region.as_deref(), region_ok)
+    {
         match crate::registration::platform_identity(state, caller.org_id(), p, region).await {
-            Err(e) => details.push_str(&format!(r#"<p class="alert" role="alert">{}</p>"#, esc(&e.public_message()))),
+            Err(e) => details.push_str(&format!(
+                r#"<p class="alert" role="alert">{}</p>"#,
+                esc(&e.public_message())
+            )),
             Ok(identity) => {
                 nonce = Some(session::random_hex());
                 let hidden = format!(
@@ -212,7 +291,8 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
                     acct = esc(&identity.account_id),
                 ));
                 if p == Provider::Aws {
-                    let statements = keyplane_core::policy::recommended_statements(&identity.principal);
+                    let statements =
+                        keyplane_core::policy::recommended_statements(&identity.principal);
                     let text = statements
                         .iter()
                         .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
@@ -241,15 +321,26 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
                 }
                 let hint = match p {
                     Provider::Aws => format!("arn:aws:kms:{region}:ACCOUNT:key/KEY-ID"),
-                    Provider::Gcp => format!("projects/PROJECT/locations/{region}/keyRings/RING/cryptoKeys/KEY"),
+                    Provider::Gcp => {
+                        format!("projects/PROJECT/locations/{region}/keyRings/RING/cryptoKeys/KEY")
+                    }
                     Provider::Azure => "the key's identifier".to_string(),
                 };
                 let err = typed
                     .key_error
                     .as_deref()
-                    .map(|m| format!(r#"<p class="error" id="key-error" role="alert">{}</p>"#, esc(m)))
+                    .map(|m| {
+                        format!(
+                            r#"<p class="error" id="key-error" role="alert">{}</p>"#,
+                            esc(m)
+                        )
+                    })
                     .unwrap_or_default();
-                let described = if typed.key_error.is_some() { "key-hint key-format key-error" } else { "key-hint key-format" };
+                let described = if typed.key_error.is_some() {
+                    "key-hint key-format key-error"
+                } else {
+                    "key-hint key-format"
+                };
                 details.push_str(&format!(
                     r#"<form method="post" action="/portal/keys#key-id-h" class="card"><h2 id="key-id-h">6. Key ID</h2>{hidden}
 <label for="key_id">Key ID</label><input type="text" id="key_id" name="key_id" value="{key_id}" required spellcheck="false" autocomplete="off" data-provider="{p}" data-region="{region}" aria-describedby="{described}"{invalid}>
@@ -268,7 +359,11 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
         r#"<p class="muted"><a href="/portal/settings">Settings</a> › <a href="/portal/keys">Security</a> › Add Keys</p><h1>Add Keys</h1>{chooser}{details}"#
     );
     let script = if nonce.is_some() { SCRIPT } else { "" };
-    respond(status, page("Add Keys", &hdr, &body, nonce.as_deref(), script), nonce.as_deref())
+    respond(
+        status,
+        page("Add Keys", &hdr, &body, nonce.as_deref(), script),
+        nonce.as_deref(),
+    )
 }
 
 /// Add Keys: database type → provider → region → the provider ID and policy → key ID.
@@ -279,7 +374,11 @@ async fn new_key_form(state: &AppState, v: &Visitor, c: &Choice, typed: &Typed, 
         ("region" = Option<String>, Query, description = "a catalog region"),
     ),
     responses((status = 200, description = "the Add Keys form", content_type = "text/html"), (status = 303, description = "not signed in")))]
-pub async fn new_key_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn new_key_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let v = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -290,7 +389,8 @@ pub async fn new_key_page(State(state): State<AppState>, headers: HeaderMap, Que
 /// The pasted text as a key policy: a whole policy, or (leniently) its statement list or
 /// one statement, which are wrapped into one.
 fn as_policy(text: &str) -> Result<serde_json::Value, String> {
-    let v: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("The policy is not valid JSON: {e}."))?;
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("The policy is not valid JSON: {e}."))?;
     Ok(match v {
         serde_json::Value::Array(_) => serde_json::json!({"Version": "2012-10-17", "Statement": v}),
         serde_json::Value::Object(ref o) if o.contains_key("Effect") => {
@@ -309,16 +409,26 @@ fn as_policy(text: &str) -> Result<serde_json::Value, String> {
         (status = 400, description = "the policy could not be read: the form with the reason", content_type = "text/html"),
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
-pub async fn policy_check(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn policy_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (v, form) = match form_post(&state, &headers, &body, "Add Keys", Nav::Security).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let c = choice(&form);
     let text = form.get("policy").cloned().unwrap_or_default();
-    let mut typed = Typed { policy: text.clone(), ..Typed::default() };
+    let mut typed = Typed {
+        policy: text.clone(),
+        ..Typed::default()
+    };
     let (Some(t), Some(p), Some(region)) = (c.db_type, c.provider, c.region.clone()) else {
-        typed.findings = Some(r#"<p class="error">Choose a database type, provider and region first.</p>"#.to_string());
+        typed.findings = Some(
+            r#"<p class="error">Choose a database type, provider and region first.</p>"#
+                .to_string(),
+        );
         return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
     };
     let doc = match as_policy(&text) {
@@ -328,8 +438,20 @@ pub async fn policy_check(State(state): State<AppState>, headers: HeaderMap, bod
             return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
         }
     };
-    let path = RegionPath { provider: p.as_str().to_string(), region };
-    let (status, html) = match keys::policy_check(&state, &v.caller, t, &path, &CheckQuery::default(), doc).await {
+    let path = RegionPath {
+        provider: p.as_str().to_string(),
+        region,
+    };
+    let (status, html) = match keys::policy_check(
+        &state,
+        &v.caller,
+        t,
+        &path,
+        &CheckQuery::default(),
+        doc,
+    )
+    .await
+    {
         Ok(r) if r.report.verdict_ok => (
             StatusCode::OK,
             format!(
@@ -343,7 +465,13 @@ pub async fn policy_check(State(state): State<AppState>, headers: HeaderMap, bod
                 .report
                 .findings
                 .iter()
-                .map(|f| format!(r#"<li><code>{}</code>: {}</li>"#, esc(&f.action), esc(&f.message)))
+                .map(|f| {
+                    format!(
+                        r#"<li><code>{}</code>: {}</li>"#,
+                        esc(&f.action),
+                        esc(&f.message)
+                    )
+                })
                 .collect();
             (
                 StatusCode::OK,
@@ -378,8 +506,14 @@ pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: By
         Err(r) => return r,
     };
     let c = choice(&form);
-    let key_id = form.get("key_id").map(|k| k.trim().to_string()).unwrap_or_default();
-    let mut typed = Typed { key_id: key_id.clone(), ..Typed::default() };
+    let key_id = form
+        .get("key_id")
+        .map(|k| k.trim().to_string())
+        .unwrap_or_default();
+    let mut typed = Typed {
+        key_id: key_id.clone(),
+        ..Typed::default()
+    };
     let (Some(t), Some(p), Some(region)) = (c.db_type, c.provider, c.region.clone()) else {
         typed.key_error = Some("Choose a database type, provider and region first.".into());
         return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
@@ -388,7 +522,10 @@ pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: By
         typed.key_error = Some("Enter the key's ID.".into());
         return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
     }
-    let pk = Some(ProviderKey { key_id: key_id.clone(), region });
+    let pk = Some(ProviderKey {
+        key_id: key_id.clone(),
+        region,
+    });
     let body = RegisterKey {
         org_id: v.caller.org_id(),
         aws: if p == Provider::Aws { pk.clone() } else { None },
@@ -397,11 +534,18 @@ pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     let q = ApiQuery(RegisterQuery::default());
     let result = match t {
-        DbType::Classic => keys::register_classic(State(state.clone()), v.caller.clone(), q, ApiJson(body)).await,
-        DbType::Serverless => keys::register_serverless(State(state.clone()), v.caller.clone(), q, ApiJson(body)).await,
+        DbType::Classic => {
+            keys::register_classic(State(state.clone()), v.caller.clone(), q, ApiJson(body)).await
+        }
+        DbType::Serverless => {
+            keys::register_serverless(State(state.clone()), v.caller.clone(), q, ApiJson(body))
+                .await
+        }
     };
     match result {
-        Ok(res) if res.status().is_success() => redirect(&format!("/portal/keys?added={}", url_encode(&key_id))),
+        Ok(res) if res.status().is_success() => {
+            redirect(&format!("/portal/keys?added={}", url_encode(&key_id)))
+        }
         Ok(res) => {
             typed.key_error = Some("The key was not added.".into());
             new_key_form(&state, &v, &c, &typed, res.status()).await

@@ -32,8 +32,14 @@ const TAG: &str = "portal";
 
 fn redirect(to: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
-    res.headers_mut().insert(LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")));
-    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        LOCATION,
+        HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+    );
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     res
 }
 
@@ -45,7 +51,11 @@ fn add_cookie(res: &mut Response, value: String) {
 
 /// Whether cookies get the `Secure` attribute: when the portal's public URL is https.
 fn secure(state: &AppState) -> bool {
-    state.config.public_url.to_ascii_lowercase().starts_with("https://")
+    state
+        .config
+        .public_url
+        .to_ascii_lowercase()
+        .starts_with("https://")
 }
 
 /// A signed-in request: the session, its ID, and the caller of its current organization.
@@ -63,7 +73,8 @@ impl Visitor {
 
     /// A CSRF check of a signed-in form: the field must equal the session's token.
     fn csrf_ok(&self, form: &HashMap<String, String>) -> bool {
-        form.get("csrf").is_some_and(|v| session::same_secret(v, &self.session.csrf))
+        form.get("csrf")
+            .is_some_and(|v| session::same_secret(v, &self.session.csrf))
     }
 }
 
@@ -75,13 +86,22 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Visitor, Res
             return Err(redirect("/portal/signin"));
         };
         match Caller::from_token(state, s.token()).await {
-            Ok(caller) => return Ok(Visitor { id, session: s, caller }),
+            Ok(caller) => {
+                return Ok(Visitor {
+                    id,
+                    session: s,
+                    caller,
+                });
+            }
             Err(_) => {
                 if session::drop_current(&id) {
                     continue;
                 }
                 let mut res = redirect("/portal/signin");
-                add_cookie(&mut res, session::set_cookie(SESSION_COOKIE, None, secure(state)));
+                add_cookie(
+                    &mut res,
+                    session::set_cookie(SESSION_COOKIE, None, secure(state)),
+                );
                 return Err(res);
             }
         }
@@ -90,7 +110,13 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Visitor, Res
 
 /// A signed-in form post whose CSRF token matches, with its fields; or the page to answer
 /// instead (the sign-in redirect, or a 403 saying nothing was changed).
-async fn form_post(state: &AppState, headers: &HeaderMap, body: &[u8], title: &str, nav: Nav) -> Result<(Visitor, HashMap<String, String>), Response> {
+async fn form_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    title: &str,
+    nav: Nav,
+) -> Result<(Visitor, HashMap<String, String>), Response> {
     let v = signed_in(state, headers).await?;
     let form = session::parse_form(body);
     if !v.csrf_ok(&form) {
@@ -115,7 +141,11 @@ fn refused(e: &crate::error::ApiError) -> StatusCode {
 }
 
 fn message_page(status: StatusCode, title: &str, hdr: &str, msg: &str) -> Response {
-    let body = format!(r#"<h1>{}</h1><p class="alert" role="alert">{}</p><p><a href="/">Back</a></p>"#, esc(title), esc(msg));
+    let body = format!(
+        r#"<h1>{}</h1><p class="alert" role="alert">{}</p><p><a href="/">Back</a></p>"#,
+        esc(title),
+        esc(msg)
+    );
     respond(status, page(title, hdr, &body, None, ""), None)
 }
 
@@ -137,7 +167,9 @@ fn provider_label(p: Provider) -> &'static str {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -149,7 +181,10 @@ fn url_encode(s: &str) -> String {
 #[utoipa::path(get, path = "/favicon.ico", tag = TAG, responses((status = 204, description = "no icon")))]
 pub async fn favicon() -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
     res
 }
 
@@ -163,12 +198,26 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
-fn signin_form(state: &AppState, status: StatusCode, message: Option<&str>, org_hint: Option<&str>) -> Response {
+fn signin_form(
+    state: &AppState,
+    status: StatusCode,
+    message: Option<&str>,
+    org_hint: Option<&str>,
+) -> Response {
     let csrf = session::random_hex();
     let msg = message
-        .map(|m| format!(r#"<p class="alert" role="alert" id="signin-error">{}</p>"#, esc(m)))
+        .map(|m| {
+            format!(
+                r#"<p class="alert" role="alert" id="signin-error">{}</p>"#,
+                esc(m)
+            )
+        })
         .unwrap_or_default();
-    let described = if message.is_some() { r#" aria-describedby="signin-error""# } else { "" };
+    let described = if message.is_some() {
+        r#" aria-describedby="signin-error""#
+    } else {
+        ""
+    };
     let hint = org_hint
         .map(|o| format!(r#"<p>To manage <strong>{}</strong>, sign in with a token of that organization.</p>"#, esc(o)))
         .unwrap_or_default();
@@ -184,7 +233,10 @@ fn signin_form(state: &AppState, status: StatusCode, message: Option<&str>, org_
     );
     let hdr = r#"<header><span class="brand">keyplane</span></header>"#;
     let mut res = respond(status, page("Sign in", hdr, &body, None, ""), None);
-    add_cookie(&mut res, session::set_cookie(CSRF_COOKIE, Some(&csrf), secure(state)));
+    add_cookie(
+        &mut res,
+        session::set_cookie(CSRF_COOKIE, Some(&csrf), secure(state)),
+    );
     res
 }
 
@@ -210,32 +262,69 @@ pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let field = form.get("csrf").map(String::as_str).unwrap_or_default();
     let live = session::current(&headers);
     // A signed-in browser adding an organization sends its session's CSRF token instead.
-    let csrf_ok = session::same_secret(&cookie, field) || live.as_ref().is_some_and(|(_, s)| session::same_secret(&s.csrf, field));
+    let csrf_ok = session::same_secret(&cookie, field)
+        || live
+            .as_ref()
+            .is_some_and(|(_, s)| session::same_secret(&s.csrf, field));
     if !csrf_ok {
-        return signin_form(&state, StatusCode::FORBIDDEN, Some("The form expired or was not sent by this page; please sign in again."), None);
+        return signin_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("The form expired or was not sent by this page; please sign in again."),
+            None,
+        );
     }
-    let raw = form.get("token").map(String::as_str).unwrap_or_default().trim().to_string();
+    let raw = form
+        .get("token")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     start_session(&state, live, &raw, "portal.signin").await
 }
 
 /// Signs `raw` in: into the browser's live session when it has one, else a new session.
-async fn start_session(state: &AppState, live: Option<(String, Session)>, raw: &str, action: &str) -> Response {
+async fn start_session(
+    state: &AppState,
+    live: Option<(String, Session)>,
+    raw: &str,
+    action: &str,
+) -> Response {
     let caller = match Caller::from_token(state, raw).await {
         Ok(c) => c,
         Err(e) => {
-            return signin_form(state, StatusCode::UNAUTHORIZED, Some(&format!("That token was not accepted: {}", e.public_message())), None);
+            return signin_form(
+                state,
+                StatusCode::UNAUTHORIZED,
+                Some(&format!(
+                    "That token was not accepted: {}",
+                    e.public_message()
+                )),
+                None,
+            );
         }
     };
     crate::audit::record(state, &caller, action, &caller.client_id, "success", "").await;
     let mut res = redirect("/portal/keys");
     if let Some((id, _)) = live
-        && session::add_login(&id, caller.org_id(), caller.client_id.clone(), raw.to_string())
+        && session::add_login(
+            &id,
+            caller.org_id(),
+            caller.client_id.clone(),
+            raw.to_string(),
+        )
     {
         return res;
     }
     let (id, _) = session::create(caller.org_id(), caller.client_id.clone(), raw.to_string());
-    add_cookie(&mut res, session::set_cookie(SESSION_COOKIE, Some(&id), secure(state)));
-    add_cookie(&mut res, session::set_cookie(CSRF_COOKIE, None, secure(state)));
+    add_cookie(
+        &mut res,
+        session::set_cookie(SESSION_COOKIE, Some(&id), secure(state)),
+    );
+    add_cookie(
+        &mut res,
+        session::set_cookie(CSRF_COOKIE, None, secure(state)),
+    );
     res
 }
 
@@ -246,12 +335,22 @@ async fn start_session(state: &AppState, live: Option<(String, Session)>, raw: &
         (status = 303, description = "signed in: to the keys page"),
         (status = 404, description = "not in dev mode, or a wrong code", content_type = "text/html"),
     ))]
-pub async fn dev_signin(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn dev_signin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let given = q.get("code").map(String::as_str).unwrap_or_default();
     match &state.config.dev_signin {
         Some(d) if session::same_secret(given, &d.code) => {
             let token = d.token.clone();
-            start_session(&state, session::current(&headers), &token, "portal.signin.dev").await
+            start_session(
+                &state,
+                session::current(&headers),
+                &token,
+                "portal.signin.dev",
+            )
+            .await
         }
         _ => message_page(
             StatusCode::NOT_FOUND,
@@ -274,11 +373,22 @@ pub async fn signout(State(state): State<AppState>, headers: HeaderMap, body: By
         return redirect("/portal/signin");
     };
     let form = session::parse_form(&body);
-    if !form.get("csrf").is_some_and(|v| session::same_secret(v, &s.csrf)) {
-        return message_page(StatusCode::FORBIDDEN, "Not signed out", "", "The form was not sent by this portal's page (CSRF check failed).");
+    if !form
+        .get("csrf")
+        .is_some_and(|v| session::same_secret(v, &s.csrf))
+    {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Not signed out",
+            "",
+            "The form was not sent by this portal's page (CSRF check failed).",
+        );
     }
     session::destroy(&id);
     let mut res = redirect("/portal/signin");
-    add_cookie(&mut res, session::set_cookie(SESSION_COOKIE, None, secure(&state)));
+    add_cookie(
+        &mut res,
+        session::set_cookie(SESSION_COOKIE, None, secure(&state)),
+    );
     res
 }

@@ -53,11 +53,17 @@ pub struct Session {
 impl Session {
     /// The token of the organization the pages act on.
     pub fn token(&self) -> &str {
-        self.logins.get(self.current).map(|l| l.token.0.as_str()).unwrap_or_default()
+        self.logins
+            .get(self.current)
+            .map(|l| l.token.0.as_str())
+            .unwrap_or_default()
     }
 
     pub fn client_id(&self) -> &str {
-        self.logins.get(self.current).map(|l| l.client_id.as_str()).unwrap_or_default()
+        self.logins
+            .get(self.current)
+            .map(|l| l.client_id.as_str())
+            .unwrap_or_default()
     }
 
     /// The organizations this session holds a token for.
@@ -87,7 +93,11 @@ pub fn random_hex() -> String {
 pub fn create(org_id: Uuid, client_id: String, token: String) -> (String, Session) {
     let id = random_hex();
     let s = Session {
-        logins: vec![OrgLogin { org_id, client_id, token: Secret(token) }],
+        logins: vec![OrgLogin {
+            org_id,
+            client_id,
+            token: Secret(token),
+        }],
         current: 0,
         csrf: random_hex(),
         created: Instant::now(),
@@ -95,7 +105,10 @@ pub fn create(org_id: Uuid, client_id: String, token: String) -> (String, Sessio
     let mut map = lock();
     map.retain(|_, v| v.created.elapsed() < SESSION_LIFETIME);
     if map.len() >= MAX_SESSIONS
-        && let Some(oldest) = map.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| k.clone())
+        && let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| v.created)
+            .map(|(k, _)| k.clone())
     {
         map.remove(&oldest);
     }
@@ -106,9 +119,15 @@ pub fn create(org_id: Uuid, client_id: String, token: String) -> (String, Sessio
 /// Adds (or replaces) an organization's token in a live session and makes it current.
 pub fn add_login(id: &str, org_id: Uuid, client_id: String, token: String) -> bool {
     let mut map = lock();
-    let Some(s) = map.get_mut(id) else { return false };
+    let Some(s) = map.get_mut(id) else {
+        return false;
+    };
     s.logins.retain(|l| l.org_id != org_id);
-    s.logins.push(OrgLogin { org_id, client_id, token: Secret(token) });
+    s.logins.push(OrgLogin {
+        org_id,
+        client_id,
+        token: Secret(token),
+    });
     s.current = s.logins.len() - 1;
     true
 }
@@ -116,7 +135,9 @@ pub fn add_login(id: &str, org_id: Uuid, client_id: String, token: String) -> bo
 /// Makes `org_id` current when the session holds a token for it.
 pub fn switch(id: &str, org_id: Uuid) -> bool {
     let mut map = lock();
-    let Some(s) = map.get_mut(id) else { return false };
+    let Some(s) = map.get_mut(id) else {
+        return false;
+    };
     match s.logins.iter().position(|l| l.org_id == org_id) {
         Some(i) => {
             s.current = i;
@@ -130,7 +151,9 @@ pub fn switch(id: &str, org_id: Uuid) -> bool {
 /// session still holds another organization, which becomes current.
 pub fn drop_current(id: &str) -> bool {
     let mut map = lock();
-    let Some(s) = map.get_mut(id) else { return false };
+    let Some(s) = map.get_mut(id) else {
+        return false;
+    };
     if s.current < s.logins.len() {
         s.logins.remove(s.current);
     }
@@ -188,7 +211,10 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     if a.len() != b.len() || a.is_empty() {
         return false;
     }
-    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Parses an `application/x-www-form-urlencoded` body.
@@ -210,7 +236,10 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 2;

@@ -42,16 +42,29 @@ impl Filter {
 
 /// The filter's choices: the enterprise of every organization the session signed in to,
 /// and each such organization that belongs to no enterprise.
-async fn choices(state: &AppState, v: &Visitor) -> Result<Vec<(Filter, String)>, keyplane_store::StoreError> {
+async fn choices(
+    state: &AppState,
+    v: &Visitor,
+) -> Result<Vec<(Filter, String)>, keyplane_store::StoreError> {
     let mut out: Vec<(Filter, String)> = Vec::new();
     for org_id in v.session.org_ids() {
-        let Some(org) = state.store.get_org(org_id).await? else { continue };
+        let Some(org) = state.store.get_org(org_id).await? else {
+            continue;
+        };
         let choice = match org.enterprise_id {
             Some(e) => {
-                let name = state.store.get_enterprise(e).await?.map(|e| e.name).unwrap_or_default();
+                let name = state
+                    .store
+                    .get_enterprise(e)
+                    .await?
+                    .map(|e| e.name)
+                    .unwrap_or_default();
                 (Filter::Enterprise(e), format!("Enterprise: {name}"))
             }
-            None => (Filter::Organization(org.id), format!("Organization: {}", org.name)),
+            None => (
+                Filter::Organization(org.id),
+                format!("Organization: {}", org.name),
+            ),
         };
         if !out.iter().any(|(f, _)| *f == choice.0) {
             out.push(choice);
@@ -61,7 +74,10 @@ async fn choices(state: &AppState, v: &Visitor) -> Result<Vec<(Filter, String)>,
 }
 
 /// The organizations a filter lists.
-async fn organizations(state: &AppState, f: Filter) -> Result<Vec<Organization>, keyplane_store::StoreError> {
+async fn organizations(
+    state: &AppState,
+    f: Filter,
+) -> Result<Vec<Organization>, keyplane_store::StoreError> {
     Ok(match f {
         Filter::Enterprise(e) => state.store.list_orgs(Some(e)).await?,
         Filter::Organization(o) => state.store.get_org(o).await?.into_iter().collect(),
@@ -76,7 +92,11 @@ async fn organizations(state: &AppState, f: Filter) -> Result<Vec<Organization>,
         ("org" = Option<Uuid>, Query, description = "the organization to manage"),
     ),
     responses((status = 200, description = "the settings page", content_type = "text/html"), (status = 303, description = "not signed in")))]
-pub async fn settings_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn settings_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let mut v = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -85,12 +105,22 @@ pub async fn settings_page(State(state): State<AppState>, headers: HeaderMap, Qu
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "portal: settings");
-            message_page(StatusCode::INTERNAL_SERVER_ERROR, "Settings", &v.header(Nav::Settings), "The settings could not be read; please retry.")
+            message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Settings",
+                &v.header(Nav::Settings),
+                "The settings could not be read; please retry.",
+            )
         }
     }
 }
 
-async fn render(state: &AppState, v: &mut Visitor, headers: &HeaderMap, q: &HashMap<String, String>) -> Result<Response, keyplane_store::StoreError> {
+async fn render(
+    state: &AppState,
+    v: &mut Visitor,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Response, keyplane_store::StoreError> {
     let choices = choices(state, v).await?;
     let own = match v.caller.org.enterprise_id {
         Some(e) => Filter::Enterprise(e),
@@ -114,7 +144,10 @@ async fn render(state: &AppState, v: &mut Visitor, headers: &HeaderMap, q: &Hash
                     Ok(nv) => *v = nv,
                     Err(r) => return Ok(r),
                 }
-                notice = format!(r#"<p class="notice" role="status">Now managing <strong>{}</strong>.</p>"#, esc(&o.name));
+                notice = format!(
+                    r#"<p class="notice" role="status">Now managing <strong>{}</strong>.</p>"#,
+                    esc(&o.name)
+                );
             }
             Some(o) => ask_token = Some(o),
             None => {
@@ -186,5 +219,15 @@ async fn render(state: &AppState, v: &mut Visitor, headers: &HeaderMap, q: &Hash
     );
     let nonce = session::random_hex();
     let script = r#"var f=document.getElementById('org-filter');if(f){f.addEventListener('change',function(){document.getElementById('filter-form').submit()})}"#;
-    Ok(respond(StatusCode::OK, page("Settings", &v.header(Nav::Settings), &body, Some(&nonce), script), Some(&nonce)))
+    Ok(respond(
+        StatusCode::OK,
+        page(
+            "Settings",
+            &v.header(Nav::Settings),
+            &body,
+            Some(&nonce),
+            script,
+        ),
+        Some(&nonce),
+    ))
 }

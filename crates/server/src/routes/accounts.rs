@@ -96,7 +96,10 @@ pub async fn accounts_for_region(
             break;
         };
         let ordinal = assigned.len() as i64;
-        state.store.try_assign_account(org, provider, &pick.id, ordinal).await?;
+        state
+            .store
+            .try_assign_account(org, provider, &pick.id, ordinal)
+            .await?;
         // Whether we won or another request did, the next read shows the settled answer.
     }
     Err(ApiError::Conflict(
@@ -104,7 +107,11 @@ pub async fn accounts_for_region(
     ))
 }
 
-async fn list(state: AppState, caller: Caller, path: RegionPath) -> ApiResult<Json<Vec<ProviderAccountView>>> {
+async fn list(
+    state: AppState,
+    caller: Caller,
+    path: RegionPath,
+) -> ApiResult<Json<Vec<ProviderAccountView>>> {
     caller.require(Permission::OrgCmkRead)?;
     let provider = parse_provider(&path.provider)?;
     check_region(&state.config, &caller.org, provider, &path.region)?;

@@ -24,8 +24,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyplane_core::{DatabaseStatus, DbType, Permission};
 use keyplane_docstore::{
-    DocStore, DocStoreError, FindOneAndOptions, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY, Query,
-    ReturnDocument, UpdateOptions,
+    DocStore, DocStoreError, FindOneAndOptions, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY,
+    Query, ReturnDocument, UpdateOptions,
 };
 use keyplane_store::{Database, Datacenter};
 use serde::Deserialize;
@@ -79,17 +79,31 @@ pub struct DataApiError {
 /// One error object. `family` and `scope` are the Data API's grouping (clients branch on
 /// them); `id` lets a customer quote one error in a support request.
 fn error_item(status: StatusCode, code: &str, message: &str) -> Value {
-    let family = if status.is_server_error() { "SERVER" } else { "REQUEST" };
+    let family = if status.is_server_error() {
+        "SERVER"
+    } else {
+        "REQUEST"
+    };
     let scope = match code {
-        "DOCUMENT_ALREADY_EXISTS" | "INVALID_DOCUMENT" | "DOC_SIZE_LIMIT_VIOLATION" | "DOC_DEPTH_LIMIT_VIOLATION"
+        "DOCUMENT_ALREADY_EXISTS"
+        | "INVALID_DOCUMENT"
+        | "DOC_SIZE_LIMIT_VIOLATION"
+        | "DOC_DEPTH_LIMIT_VIOLATION"
         | "TOO_MANY_DOCUMENTS" => "DOCUMENT",
         "UNSUPPORTED_FILTER_OPERATION" | "INVALID_FILTER_EXPRESSION" => "FILTER",
         "INVALID_SORT_CLAUSE" => "SORT",
         "UNSUPPORTED_PROJECTION_PARAM" => "PROJECTION",
         "UNSUPPORTED_UPDATE_OPERATION" => "UPDATE",
-        "KEYSPACE_DOES_NOT_EXIST" | "COLLECTION_NOT_EXIST" | "EXISTING_COLLECTION_DIFFERENT_SETTINGS"
-        | "INVALID_NAME" | "UNSUPPORTED_COLLECTION_OPTION" | "KEYSPACE_COMMAND_NOT_ALLOWED" => "SCHEMA",
-        "DATABASE_SUSPENDED" | "DATABASE_UNAVAILABLE" | "DATABASE_NOT_FOUND" | "KMS_UNAVAILABLE" => "DATABASE",
+        "KEYSPACE_DOES_NOT_EXIST"
+        | "COLLECTION_NOT_EXIST"
+        | "EXISTING_COLLECTION_DIFFERENT_SETTINGS"
+        | "INVALID_NAME"
+        | "UNSUPPORTED_COLLECTION_OPTION"
+        | "KEYSPACE_COMMAND_NOT_ALLOWED" => "SCHEMA",
+        "DATABASE_SUSPENDED"
+        | "DATABASE_UNAVAILABLE"
+        | "DATABASE_NOT_FOUND"
+        | "KMS_UNAVAILABLE" => "DATABASE",
         "UNAUTHENTICATED_REQUEST" | "UNAUTHORIZED_REQUEST" => "AUTHENTICATION",
         _ => "",
     };
@@ -135,7 +149,11 @@ impl IntoResponse for DataApiError {
 }
 
 fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> DataApiError {
-    DataApiError { status, code, message: message.into() }
+    DataApiError {
+        status,
+        code,
+        message: message.into(),
+    }
 }
 
 /// Command errors are answered with 200, as the Data API does.
@@ -163,8 +181,12 @@ impl From<ApiError> for DataApiError {
 impl From<DataError> for DataApiError {
     fn from(e: DataError) -> Self {
         match e {
-            DataError::Suspended(m) => err(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_SUSPENDED", m),
-            DataError::Unavailable(m) => err(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", m),
+            DataError::Suspended(m) => {
+                err(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_SUSPENDED", m)
+            }
+            DataError::Unavailable(m) => {
+                err(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", m)
+            }
             DataError::Kms(k) if k.kind.is_transient() => err(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "KMS_UNAVAILABLE",
@@ -173,7 +195,11 @@ impl From<DataError> for DataApiError {
             DataError::Doc(d) => doc_error(d),
             other => {
                 tracing::error!(error = %other, "data API request failed");
-                err(StatusCode::INTERNAL_SERVER_ERROR, "SERVER_INTERNAL_ERROR", "an internal error occurred; retry later")
+                err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "SERVER_INTERNAL_ERROR",
+                    "an internal error occurred; retry later",
+                )
             }
         }
     }
@@ -208,7 +234,11 @@ fn doc_error(e: DocStoreError) -> DataApiError {
         Some(code) => command_error(code, e.to_string()),
         None => {
             tracing::error!(error = %e, "document store failure");
-            err(StatusCode::INTERNAL_SERVER_ERROR, "SERVER_INTERNAL_ERROR", "an internal error occurred; retry later")
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SERVER_INTERNAL_ERROR",
+                "an internal error occurred; retry later",
+            )
         }
     }
 }
@@ -220,11 +250,19 @@ type DataResult<T> = Result<T, DataApiError>;
 /// The `Token` header (what Data API clients send) or `Authorization: Bearer`.
 async fn caller(state: &AppState, headers: &HeaderMap) -> DataResult<Caller> {
     let raw = if let Some(t) = headers.get("token") {
-        t.to_str().map_err(|_| ApiError::MalformedToken("the Token header is not ASCII".into()))?.to_string()
+        t.to_str()
+            .map_err(|_| ApiError::MalformedToken("the Token header is not ASCII".into()))?
+            .to_string()
     } else if let Some(a) = headers.get(axum::http::header::AUTHORIZATION) {
-        let a = a.to_str().map_err(|_| ApiError::MalformedToken("the Authorization header is not ASCII".into()))?;
+        let a = a.to_str().map_err(|_| {
+            ApiError::MalformedToken("the Authorization header is not ASCII".into())
+        })?;
         a.strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::MalformedToken("use 'Token: <token>' or 'Authorization: Bearer <token>'".into()))?
+            .ok_or_else(|| {
+                ApiError::MalformedToken(
+                    "use 'Token: <token>' or 'Authorization: Bearer <token>'".into(),
+                )
+            })?
             .to_string()
     } else {
         return Err(ApiError::MissingToken.into());
@@ -244,7 +282,13 @@ async fn resolve(
     endpoint: &str,
     write: bool,
 ) -> DataResult<(Database, Vec<Datacenter>, Datacenter, Option<WriteGuard>)> {
-    let not_found = || err(StatusCode::NOT_FOUND, "DATABASE_NOT_FOUND", format!("no database endpoint {endpoint}"));
+    let not_found = || {
+        err(
+            StatusCode::NOT_FOUND,
+            "DATABASE_NOT_FOUND",
+            format!("no database endpoint {endpoint}"),
+        )
+    };
     if endpoint.len() < 38 || !endpoint.is_char_boundary(36) {
         return Err(not_found());
     }
@@ -258,7 +302,11 @@ async fn resolve(
         .map_err(ApiError::from)?
         .ok_or_else(not_found)?;
     // Only after the database is known to be the caller's, so unknown ids add no locks.
-    let guard = if write { Some(state.data.write_lock(&db.id).await.read_owned().await) } else { None };
+    let guard = if write {
+        Some(state.data.write_lock(&db.id).await.read_owned().await)
+    } else {
+        None
+    };
     let dcs: Vec<Datacenter> = state
         .store
         .list_datacenters(id)
@@ -267,7 +315,11 @@ async fn resolve(
         .into_iter()
         .filter(|d| d.terminated_at.is_none())
         .collect();
-    let dc = dcs.iter().find(|d| d.region == region).cloned().ok_or_else(not_found)?;
+    let dc = dcs
+        .iter()
+        .find(|d| d.region == region)
+        .cloned()
+        .ok_or_else(not_found)?;
     Ok((db, dcs, dc, guard))
 }
 
@@ -293,7 +345,11 @@ async fn open(state: &AppState, dc: &Datacenter) -> DataResult<Arc<DocStore>> {
             if let Err(se) = crate::monitor::suspend(state, dc, &reason).await {
                 tracing::error!(error = %se, "suspending a datacenter failed");
             }
-            Err(err(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_SUSPENDED", reason))
+            Err(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_SUSPENDED",
+                reason,
+            ))
         }
         Err(e) => Err(e.into()),
     }
@@ -318,16 +374,28 @@ async fn write_all<T: Send + 'static>(
     let state = &ctx.state;
     if ctx.write_guard.is_none() {
         tracing::error!("a data API write ran without the database's write lock");
-        return Err(err(StatusCode::INTERNAL_SERVER_ERROR, "SERVER_INTERNAL_ERROR", "an internal error occurred; retry later"));
+        return Err(err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SERVER_INTERNAL_ERROR",
+            "an internal error occurred; retry later",
+        ));
     }
-    if let Some(s) = ctx.dcs.iter().find(|d| d.status == DatabaseStatus::Suspended) {
+    if let Some(s) = ctx
+        .dcs
+        .iter()
+        .find(|d| d.status == DatabaseStatus::Suspended)
+    {
         return Err(err(
             StatusCode::SERVICE_UNAVAILABLE,
             "DATABASE_SUSPENDED",
             format!("region {} is suspended: {}", s.region, s.message),
         ));
     }
-    let targets: Vec<&Datacenter> = ctx.dcs.iter().filter(|d| d.status == DatabaseStatus::Active).collect();
+    let targets: Vec<&Datacenter> = ctx
+        .dcs
+        .iter()
+        .filter(|d| d.status == DatabaseStatus::Active)
+        .collect();
     let mut stores = Vec::with_capacity(targets.len());
     for dc in &targets {
         stores.push(open(state, dc).await?);
@@ -337,7 +405,13 @@ async fn write_all<T: Send + 'static>(
         let g = f.clone();
         result = Some(blocking(store, move |s| g(s)).await?);
     }
-    result.ok_or_else(|| err(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "no region of the database is ACTIVE"))
+    result.ok_or_else(|| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DATABASE_UNAVAILABLE",
+            "no region of the database is ACTIVE",
+        )
+    })
 }
 
 fn ok(v: Value) -> Response {
@@ -397,18 +471,28 @@ fn parse_command(bytes: &[u8]) -> DataResult<Command> {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST",
-            format!("the body must be a JSON object holding one command, not {}", json_type(&body)),
+            format!(
+                "the body must be a JSON object holding one command, not {}",
+                json_type(&body)
+            ),
         ));
     };
     if o.len() != 1 {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST",
-            format!("the body must hold exactly one command, e.g. {{\"findOne\":{{}}}}; it has {}", o.len()),
+            format!(
+                "the body must hold exactly one command, e.g. {{\"findOne\":{{}}}}; it has {}",
+                o.len()
+            ),
         ));
     }
     let Some((name, args)) = o.into_iter().next() else {
-        return Err(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "the body holds no command"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "the body holds no command",
+        ));
     };
     let args = match args {
         Value::Object(m) => m,
@@ -416,7 +500,10 @@ fn parse_command(bytes: &[u8]) -> DataResult<Command> {
         other => {
             return Err(command_error(
                 "COMMAND_FIELD_INVALID",
-                format!("the body of command '{name}' must be an object, not {}", json_type(&other)),
+                format!(
+                    "the body of command '{name}' must be an object, not {}",
+                    json_type(&other)
+                ),
             ));
         }
     };
@@ -424,7 +511,10 @@ fn parse_command(bytes: &[u8]) -> DataResult<Command> {
 }
 
 fn field_error(cmd: &str, field: &str, want: &str, got: &Value) -> DataApiError {
-    command_error("COMMAND_FIELD_INVALID", format!("{cmd}: '{field}' must be {want}, not {}", json_type(got)))
+    command_error(
+        "COMMAND_FIELD_INVALID",
+        format!("{cmd}: '{field}' must be {want}, not {}", json_type(got)),
+    )
 }
 
 /// A command's fields or options, type-checked one by one so a wrong type is named.
@@ -445,7 +535,11 @@ impl<'a> Fields<'a> {
                     "{}: unknown field '{}'; known: {}",
                     self.at,
                     k.chars().take(64).collect::<String>(),
-                    if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
                 ),
             )),
         }
@@ -465,8 +559,12 @@ impl<'a> Fields<'a> {
     }
 
     fn required_object(&self, k: &str) -> DataResult<Value> {
-        self.object(k)?
-            .ok_or_else(|| command_error("COMMAND_FIELD_INVALID", format!("{}: '{k}' is required", self.at)))
+        self.object(k)?.ok_or_else(|| {
+            command_error(
+                "COMMAND_FIELD_INVALID",
+                format!("{}: '{k}' is required", self.at),
+            )
+        })
     }
 
     fn string(&self, k: &str) -> DataResult<Option<String>> {
@@ -478,8 +576,12 @@ impl<'a> Fields<'a> {
     }
 
     fn required_string(&self, k: &str) -> DataResult<String> {
-        self.string(k)?
-            .ok_or_else(|| command_error("COMMAND_FIELD_INVALID", format!("{}: '{k}' is required", self.at)))
+        self.string(k)?.ok_or_else(|| {
+            command_error(
+                "COMMAND_FIELD_INVALID",
+                format!("{}: '{k}' is required", self.at),
+            )
+        })
     }
 
     fn bool(&self, k: &str) -> DataResult<Option<bool>> {
@@ -503,7 +605,10 @@ impl<'a> Fields<'a> {
 
 impl Command {
     fn fields(&self, allowed: &[&str]) -> DataResult<Fields<'_>> {
-        let f = Fields { at: self.name.clone(), m: &self.args };
+        let f = Fields {
+            at: self.name.clone(),
+            m: &self.args,
+        };
         f.only(allowed)?;
         Ok(f)
     }
@@ -535,7 +640,10 @@ fn unknown_command(name: &str, level: &str) -> DataApiError {
     };
     command_error(
         "COMMAND_UNKNOWN",
-        format!("no {level} command '{}'{hint}", name.chars().take(64).collect::<String>()),
+        format!(
+            "no {level} command '{}'{hint}",
+            name.chars().take(64).collect::<String>()
+        ),
     )
 }
 
@@ -562,8 +670,15 @@ const COLLECTION_COMMANDS: &[&str] = &[
 fn is_write(name: &str) -> bool {
     !matches!(
         name,
-        "findKeyspaces" | "findCollections" | "findOne" | "find" | "countDocuments" | "estimatedDocumentCount"
-    ) && (DATABASE_COMMANDS.contains(&name) || KEYSPACE_COMMANDS.contains(&name) || COLLECTION_COMMANDS.contains(&name))
+        "findKeyspaces"
+            | "findCollections"
+            | "findOne"
+            | "find"
+            | "countDocuments"
+            | "estimatedDocumentCount"
+    ) && (DATABASE_COMMANDS.contains(&name)
+        || KEYSPACE_COMMANDS.contains(&name)
+        || COLLECTION_COMMANDS.contains(&name))
 }
 
 /// Everything a command needs once the request is authenticated and resolved.
@@ -582,17 +697,36 @@ struct Ctx {
 
 /// Auth, body, permission and endpoint: the same steps for every level, in the order that
 /// reveals least (no token → 401 before anything is parsed or looked up).
-async fn prepare(state: AppState, headers: &HeaderMap, endpoint: &str, body: Body) -> DataResult<(Ctx, Command)> {
+async fn prepare(
+    state: AppState,
+    headers: &HeaderMap,
+    endpoint: &str,
+    body: Body,
+) -> DataResult<(Ctx, Command)> {
     let caller = caller(&state, headers).await?;
     let bytes = read_body(body).await?;
     let cmd = parse_command(&bytes)?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let write = is_write(&cmd.name);
     caller
-        .require(if write { Permission::DbWrite } else { Permission::DbRead })
+        .require(if write {
+            Permission::DbWrite
+        } else {
+            Permission::DbRead
+        })
         .map_err(DataApiError::from)?;
     let (db, dcs, dc, write_guard) = resolve(&state, &caller, endpoint, write).await?;
-    Ok((Ctx { state, db, dcs, dc, write_guard, now_ms }, cmd))
+    Ok((
+        Ctx {
+            state,
+            db,
+            dcs,
+            dc,
+            write_guard,
+            now_ms,
+        },
+        cmd,
+    ))
 }
 
 fn respond(r: DataResult<Response>) -> Response {
@@ -725,14 +859,21 @@ fn keyspaces_allowed(db: &Database, what: &str) -> DataResult<()> {
 /// need search machinery the encrypted store does not have: refusing them is clearer than
 /// creating a collection whose searches would all fail.
 fn check_collection_options(options: &Value) -> DataResult<()> {
-    let Value::Object(m) = options else { return Ok(()) };
+    let Value::Object(m) = options else {
+        return Ok(());
+    };
     for (k, v) in m {
         match k.as_str() {
             "indexing" => {
                 // Every field is queryable here; allow/deny lists are kept for clients that
                 // read them back, and change nothing.
                 if !v.is_object() {
-                    return Err(field_error("createCollection.options", "indexing", "an object", v));
+                    return Err(field_error(
+                        "createCollection.options",
+                        "indexing",
+                        "an object",
+                        v,
+                    ));
                 }
             }
             "defaultId" => {
@@ -740,7 +881,9 @@ fn check_collection_options(options: &Value) -> DataResult<()> {
                 if t != "uuid" {
                     return Err(command_error(
                         "UNSUPPORTED_COLLECTION_OPTION",
-                        format!("defaultId type '{t}' is not supported; generated _ids are UUIDs (type \"uuid\")"),
+                        format!(
+                            "defaultId type '{t}' is not supported; generated _ids are UUIDs (type \"uuid\")"
+                        ),
                     ));
                 }
             }
@@ -751,7 +894,9 @@ fn check_collection_options(options: &Value) -> DataResult<()> {
                 }
                 return Err(command_error(
                     "UNSUPPORTED_COLLECTION_OPTION",
-                    format!("collection option '{k}' is not supported on keyplane's encrypted store"),
+                    format!(
+                        "collection option '{k}' is not supported on keyplane's encrypted store"
+                    ),
                 ));
             }
             other => {
@@ -779,7 +924,10 @@ async fn keyspace_level(ctx: &Ctx, cmd: &Command, ks: &str) -> DataResult<Respon
             if let Some(o) = &options {
                 check_collection_options(o)?;
             }
-            write_all(ctx, move |s| s.create_collection(&ks, &name, options.as_ref())).await?;
+            write_all(ctx, move |s| {
+                s.create_collection(&ks, &name, options.as_ref())
+            })
+            .await?;
             Ok(status_ok())
         }
         "deleteCollection" => {
@@ -793,7 +941,10 @@ async fn keyspace_level(ctx: &Ctx, cmd: &Command, ks: &str) -> DataResult<Respon
             let explain = cmd.options(&["explain"])?.bool("explain")?.unwrap_or(false);
             let colls = read(state, &ctx.dc, move |s| s.list_collections(&ks)).await?;
             let list: Vec<Value> = if explain {
-                colls.into_iter().map(|(n, o)| json!({"name": n, "options": o})).collect()
+                colls
+                    .into_iter()
+                    .map(|(n, o)| json!({"name": n, "options": o}))
+                    .collect()
             } else {
                 colls.into_iter().map(|(n, _)| json!(n)).collect()
             };
@@ -829,7 +980,10 @@ fn filter_id(filter: &Value) -> Option<Value> {
         } else if k == "_id" {
             match v {
                 Value::Object(ops) if ops.keys().any(|o| o.starts_with('$')) => {
-                    let literal = ops.len() == 1 && ops.keys().any(|o| matches!(o.as_str(), "$date" | "$uuid" | "$objectId"));
+                    let literal = ops.len() == 1
+                        && ops
+                            .keys()
+                            .any(|o| matches!(o.as_str(), "$date" | "$uuid" | "$objectId"));
                     if literal {
                         return Some(v.clone());
                     }
@@ -849,7 +1003,9 @@ fn filter_id(filter: &Value) -> Option<Value> {
 /// the id an insert would get.
 fn upsert_update(update: Value, filter: &Value) -> (Value, Option<Value>) {
     let from_filter = filter_id(filter);
-    let Value::Object(mut m) = update else { return (update, from_filter) };
+    let Value::Object(mut m) = update else {
+        return (update, from_filter);
+    };
     if m.is_empty() {
         return (Value::Object(m), from_filter);
     }
@@ -881,12 +1037,20 @@ fn return_document(opts: &Fields<'_>) -> DataResult<ReturnDocument> {
         Some(Value::String(s)) if s == "after" => Ok(ReturnDocument::After),
         Some(v) => Err(command_error(
             "COMMAND_FIELD_INVALID",
-            format!("{}: 'returnDocument' must be \"before\" or \"after\", not {v}", opts.at),
+            format!(
+                "{}: 'returnDocument' must be \"before\" or \"after\", not {v}",
+                opts.at
+            ),
         )),
     }
 }
 
-async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) -> DataResult<Response> {
+async fn collection_level(
+    ctx: &Ctx,
+    cmd: &Command,
+    ks: String,
+    coll: String,
+) -> DataResult<Response> {
     let state = &ctx.state;
     let name = cmd.name.as_str();
     match name {
@@ -902,10 +1066,18 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let docs = match f.get("documents") {
                 Some(Value::Array(a)) => a.clone(),
                 Some(v) => return Err(field_error(name, "documents", "an array of documents", v)),
-                None => return Err(command_error("COMMAND_FIELD_INVALID", "insertMany: 'documents' is required")),
+                None => {
+                    return Err(command_error(
+                        "COMMAND_FIELD_INVALID",
+                        "insertMany: 'documents' is required",
+                    ));
+                }
             };
             if docs.is_empty() {
-                return Err(command_error("COMMAND_FIELD_INVALID", "insertMany: 'documents' is empty"));
+                return Err(command_error(
+                    "COMMAND_FIELD_INVALID",
+                    "insertMany: 'documents' is empty",
+                ));
             }
             if docs.len() > MAX_INSERT_MANY {
                 return Err(command_error(
@@ -921,8 +1093,14 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let ordered = opts.bool("ordered")?.unwrap_or(false);
             let responses = opts.bool("returnDocumentResponses")?.unwrap_or(false);
             let docs: Vec<Value> = docs.into_iter().map(with_id).collect();
-            let ids: Vec<Value> = docs.iter().map(|d| d.get("_id").cloned().unwrap_or(Value::Null)).collect();
-            let results = write_all(ctx, move |s| s.insert_many(&ks, &coll, docs.clone(), ordered)).await?;
+            let ids: Vec<Value> = docs
+                .iter()
+                .map(|d| d.get("_id").cloned().unwrap_or(Value::Null))
+                .collect();
+            let results = write_all(ctx, move |s| {
+                s.insert_many(&ks, &coll, docs.clone(), ordered)
+            })
+            .await?;
             let mut inserted = vec![];
             let mut per_doc = vec![];
             let mut errors = vec![];
@@ -935,7 +1113,8 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
                     Some(Err(e)) => {
                         let code = doc_code(e).unwrap_or("SERVER_INTERNAL_ERROR");
                         let msg = format!("document {i} (_id {id}): {e}");
-                        per_doc.push(json!({"_id": id, "status": "ERROR", "errorsIdx": errors.len()}));
+                        per_doc
+                            .push(json!({"_id": id, "status": "ERROR", "errorsIdx": errors.len()}));
                         errors.push(error_item(StatusCode::OK, code, &msg));
                     }
                     // Ordered inserts stop at the first failure; the rest were not attempted.
@@ -957,14 +1136,22 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             cmd.options(&["includeSimilarity", "includeSortVector"])?;
             let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
             let (sort, projection) = (f.object("sort")?, f.object("projection")?);
-            let doc = read(state, &ctx.dc, move |s| s.find_one(&ks, &coll, &filter, sort.as_ref(), projection.as_ref()))
-                .await?;
+            let doc = read(state, &ctx.dc, move |s| {
+                s.find_one(&ks, &coll, &filter, sort.as_ref(), projection.as_ref())
+            })
+            .await?;
             Ok(ok(json!({"data": {"document": doc}})))
         }
         "find" => {
             let f = cmd.fields(&["filter", "sort", "projection", "options"])?;
             // includeSimilarity/includeSortVector are accepted and ignored: no vector search here.
-            let opts = cmd.options(&["limit", "skip", "pageState", "includeSimilarity", "includeSortVector"])?;
+            let opts = cmd.options(&[
+                "limit",
+                "skip",
+                "pageState",
+                "includeSimilarity",
+                "includeSortVector",
+            ])?;
             opts.bool("includeSimilarity")?;
             opts.bool("includeSortVector")?;
             let q = Query {
@@ -978,7 +1165,9 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             };
             let page = read(state, &ctx.dc, move |s| s.find(&ks, &coll, &q)).await?;
             // nextPageState is always present (null on the last page): astrapy reads it unconditionally.
-            Ok(ok(json!({"data": {"documents": page.docs, "nextPageState": page.next_page_state}})))
+            Ok(ok(
+                json!({"data": {"documents": page.docs, "nextPageState": page.next_page_state}}),
+            ))
         }
         "countDocuments" => {
             let f = cmd.fields(&["filter", "options"])?;
@@ -987,11 +1176,15 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let bound = match opts.count("upperBound")? {
                 None => MAX_COUNT,
                 Some(0) => {
-                    return Err(command_error("COMMAND_FIELD_INVALID", "countDocuments.options: 'upperBound' must be at least 1"));
+                    return Err(command_error(
+                        "COMMAND_FIELD_INVALID",
+                        "countDocuments.options: 'upperBound' must be at least 1",
+                    ));
                 }
                 Some(b) => b.min(MAX_COUNT),
             };
-            let (n, more) = read(state, &ctx.dc, move |s| s.count(&ks, &coll, &filter, bound)).await?;
+            let (n, more) =
+                read(state, &ctx.dc, move |s| s.count(&ks, &coll, &filter, bound)).await?;
             let mut status = json!({"count": n});
             if more {
                 status["moreData"] = json!(true);
@@ -1010,7 +1203,10 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let sort = f.object("sort")?;
             let n = write_all(ctx, move |s| match &sort {
                 // With a sort the document to delete is chosen by it.
-                Some(sort) => Ok(u64::from(s.find_one_and_delete(&ks, &coll, &filter, Some(sort), None)?.is_some())),
+                Some(sort) => Ok(u64::from(
+                    s.find_one_and_delete(&ks, &coll, &filter, Some(sort), None)?
+                        .is_some(),
+                )),
                 None => s.delete_one(&ks, &coll, &filter),
             })
             .await?;
@@ -1032,7 +1228,9 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             })
             .await?;
             let n = u64::from(doc.is_some());
-            Ok(ok(json!({"data": {"document": doc}, "status": {"deletedCount": n}})))
+            Ok(ok(
+                json!({"data": {"document": doc}, "status": {"deletedCount": n}}),
+            ))
         }
         "updateOne" | "updateMany" => {
             let many = name == "updateMany";
@@ -1041,7 +1239,11 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             } else {
                 cmd.fields(&["filter", "update", "sort", "options"])?
             };
-            let opts = if many { cmd.options(&["upsert", "pageState"])? } else { cmd.options(&["upsert"])? };
+            let opts = if many {
+                cmd.options(&["upsert", "pageState"])?
+            } else {
+                cmd.options(&["upsert"])?
+            };
             if many && opts.string("pageState")?.is_some_and(|s| !s.is_empty()) {
                 return Err(command_error(
                     "INVALID_PAGE_STATE",
@@ -1052,13 +1254,21 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
             let update = f.required_object("update")?;
             let sort = f.object("sort")?;
             let upsert = opts.bool("upsert")?.unwrap_or(false);
-            let update = if upsert { upsert_update(update, &filter).0 } else { update };
+            let update = if upsert {
+                upsert_update(update, &filter).0
+            } else {
+                update
+            };
             let now_ms = ctx.now_ms;
             let r = write_all(ctx, move |s| {
                 if many {
                     s.update_many_at(&ks, &coll, &filter, &update, upsert, now_ms)
                 } else {
-                    let opts = UpdateOptions { upsert, sort: sort.clone(), now_ms: Some(now_ms) };
+                    let opts = UpdateOptions {
+                        upsert,
+                        sort: sort.clone(),
+                        now_ms: Some(now_ms),
+                    };
                     s.update_one(&ks, &coll, &filter, &update, &opts)
                 }
             })
@@ -1088,11 +1298,20 @@ async fn collection_level(ctx: &Ctx, cmd: &Command, ks: String, coll: String) ->
                 upsert_id: upsert.then(|| Value::String(Uuid::new_v4().to_string())),
             };
             let (doc, r) = if replace {
-                write_all(ctx, move |s| s.find_one_and_replace_with_result(&ks, &coll, &filter, change.clone(), &fo))
-                    .await?
+                write_all(ctx, move |s| {
+                    s.find_one_and_replace_with_result(&ks, &coll, &filter, change.clone(), &fo)
+                })
+                .await?
             } else {
-                let update = if upsert { upsert_update(change, &filter).0 } else { change };
-                write_all(ctx, move |s| s.find_one_and_update_with_result(&ks, &coll, &filter, &update, &fo)).await?
+                let update = if upsert {
+                    upsert_update(change, &filter).0
+                } else {
+                    change
+                };
+                write_all(ctx, move |s| {
+                    s.find_one_and_update_with_result(&ks, &coll, &filter, &update, &fo)
+                })
+                .await?
             };
             // modifiedCount counts a document the command actually changed, not one it matched.
             let mut status = json!({"matchedCount": r.matched, "modifiedCount": r.modified});

@@ -20,11 +20,20 @@ use crate::regions::check_region;
 
 /// Records a database change in the organization's audit log: success, or the refusal and
 /// its reason (a permission refusal as `denied`).
-async fn audit<T>(state: &AppState, caller: &Caller, action: &str, target: &str, res: &ApiResult<T>, detail: &str) {
+async fn audit<T>(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    res: &ApiResult<T>,
+    detail: &str,
+) {
     use crate::audit::{DENIED, FAILURE, SUCCESS, record};
     match res {
         Ok(_) => record(state, caller, action, target, SUCCESS, detail).await,
-        Err(e @ ApiError::Forbidden(_)) => record(state, caller, action, target, DENIED, &e.public_message()).await,
+        Err(e @ ApiError::Forbidden(_)) => {
+            record(state, caller, action, target, DENIED, &e.public_message()).await
+        }
         Err(e) => record(state, caller, action, target, FAILURE, &e.public_message()).await,
     }
 }
@@ -136,7 +145,10 @@ fn upper(p: Provider) -> String {
 }
 
 pub fn data_endpoint(state: &AppState, db: Uuid, region: &str) -> String {
-    format!("{}/db/{db}-{region}", state.config.public_url.trim_end_matches('/'))
+    format!(
+        "{}/db/{db}-{region}",
+        state.config.public_url.trim_end_matches('/')
+    )
 }
 
 fn dc_view(state: &AppState, dc: &Datacenter) -> DatacenterView {
@@ -167,7 +179,12 @@ fn dc_view(state: &AppState, dc: &Datacenter) -> DatacenterView {
 
 fn actions(status: DatabaseStatus) -> Vec<&'static str> {
     match status {
-        DatabaseStatus::Active => vec!["terminate", "addDatacenters", "terminateDatacenter", "getCreds"],
+        DatabaseStatus::Active => vec![
+            "terminate",
+            "addDatacenters",
+            "terminateDatacenter",
+            "getCreds",
+        ],
         DatabaseStatus::Terminated | DatabaseStatus::Terminating => vec![],
         _ => vec!["terminate"],
     }
@@ -209,7 +226,11 @@ async fn bind_key(
     provider: Provider,
     region: &str,
 ) -> ApiResult<(KeyKind, String, String)> {
-    if let Some(k) = state.store.get_customer_key(org, db_type, provider, region).await? {
+    if let Some(k) = state
+        .store
+        .get_customer_key(org, db_type, provider, region)
+        .await?
+    {
         return Ok((KeyKind::Customer, k.key_id, k.provider_account));
     }
     match state.config.platform_key(provider, region) {
@@ -221,7 +242,12 @@ async fn bind_key(
 }
 
 /// A datacenter about to be deployed, bound to `binding` (kind, key, platform account).
-fn new_datacenter(db: &Database, ordinal: i32, region: &str, binding: (KeyKind, String, String)) -> Datacenter {
+fn new_datacenter(
+    db: &Database,
+    ordinal: i32,
+    region: &str,
+    binding: (KeyKind, String, String),
+) -> Datacenter {
     let (key_kind, key_id, provider_account) = binding;
     let now = Utc::now().trunc_subsecs(3);
     Datacenter {
@@ -269,7 +295,11 @@ fn db_type_of(tier: &str, db_type: Option<&str>) -> ApiResult<DbType> {
 }
 
 fn no_customer_key(db_type: DbType, provider: Provider, region: &str) -> ApiError {
-    let route = if db_type == DbType::Classic { "/v2/kms/classic" } else { "/v2/kms" };
+    let route = if db_type == DbType::Classic {
+        "/v2/kms/classic"
+    } else {
+        "/v2/kms"
+    };
     ApiError::Unprocessable(format!(
         "this database is encrypted with customer keys, and no {db_type} customer key is registered for \
          {provider} {region}: register one with POST {route} (region {region}), then add the region"
@@ -292,11 +322,20 @@ pub async fn create_database(
     ApiJson(body): ApiJson<CreateDatabase>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseView>)> {
     let name = body.name.clone();
-    let place = format!("{} {}", body.cloud_provider.to_ascii_lowercase(), body.region);
+    let place = format!(
+        "{} {}",
+        body.cloud_provider.to_ascii_lowercase(),
+        body.region
+    );
     let res = create_database_inner(&state, &caller, body).await;
     let (target, detail) = match &res {
         Ok((_, _, Json(v))) => {
-            let enc = v.info.datacenters.first().map(|d| format!("{} key {}", d.encryption.key_type, d.encryption.key_id)).unwrap_or_default();
+            let enc = v
+                .info
+                .datacenters
+                .first()
+                .map(|d| format!("{} key {}", d.encryption.key_type, d.encryption.key_id))
+                .unwrap_or_default();
             (v.id.to_string(), format!("{name} in {place}, {enc}"))
         }
         Err(_) => (name.clone(), place),
@@ -315,7 +354,8 @@ async fn create_database_inner(
     check_keyspace(&body.keyspace).map_err(ApiError::BadRequest)?;
     let provider = parse_cloud(&body.cloud_provider)?;
     let db_type = db_type_of(&body.tier, body.db_type.as_deref())?;
-    let tier = check_tier(db_type, &body.tier, body.capacity_units).map_err(ApiError::BadRequest)?;
+    let tier =
+        check_tier(db_type, &body.tier, body.capacity_units).map_err(ApiError::BadRequest)?;
     check_region(&state.config, &caller.org, provider, &body.region)?;
     let org = caller.org_id();
     let (key_kind, key_id, account) = bind_key(state, org, db_type, provider, &body.region).await?;
@@ -339,7 +379,10 @@ async fn create_database_inner(
         terminated_at: None,
     };
     let dc = new_datacenter(&db, 1, &body.region, (key_kind, key_id, account));
-    state.store.create_database(&db, &dc, &provision_job(&dc)).await?;
+    state
+        .store
+        .create_database(&db, &dc, &provision_job(&dc))
+        .await?;
     let mut headers = HeaderMap::new();
     // The bare ID, as the original's DevOps API answers (clients such as astrapy take the
     // whole header as the new database's ID).
@@ -370,22 +413,28 @@ pub async fn list_databases(
     caller.require(Permission::OrgDbView)?;
     let limit = q.limit.unwrap_or(25);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadParameter("limit: must be between 1 and 100".into()));
+        return Err(ApiError::BadParameter(
+            "limit: must be between 1 and 100".into(),
+        ));
     }
-    let (include_terminated, only_terminated) = match q.include.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("nonterminated") => (false, false),
-        Some("all") => (true, false),
-        Some("terminated") => (true, true),
-        Some(other) => {
-            return Err(ApiError::BadParameter(format!(
-                "include: {other:?}; use nonterminated, all or terminated"
-            )));
-        }
-    };
+    let (include_terminated, only_terminated) =
+        match q.include.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("nonterminated") => (false, false),
+            Some("all") => (true, false),
+            Some("terminated") => (true, true),
+            Some(other) => {
+                return Err(ApiError::BadParameter(format!(
+                    "include: {other:?}; use nonterminated, all or terminated"
+                )));
+            }
+        };
     let provider = match q.provider.as_deref() {
         None => None,
         Some(p) if p.eq_ignore_ascii_case("all") => None,
-        Some(p) => Some(p.parse::<Provider>().map_err(|e| ApiError::BadParameter(format!("provider: {e}")))?),
+        Some(p) => Some(
+            p.parse::<Provider>()
+                .map_err(|e| ApiError::BadParameter(format!("provider: {e}")))?,
+        ),
     };
     let filter = DatabaseFilter {
         include_terminated,
@@ -447,10 +496,17 @@ pub async fn terminate_database(
     res
 }
 
-async fn terminate_database_inner(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<StatusCode> {
+async fn terminate_database_inner(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbTerminate)?;
     let db = find(state, caller, id).await?;
-    if matches!(db.status, DatabaseStatus::Terminating | DatabaseStatus::Terminated) {
+    if matches!(
+        db.status,
+        DatabaseStatus::Terminating | DatabaseStatus::Terminated
+    ) {
         return Ok(StatusCode::ACCEPTED);
     }
     let job = NewJob {
@@ -500,13 +556,30 @@ pub async fn add_datacenter(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<Vec<AddDatacenter>>,
 ) -> ApiResult<StatusCode> {
-    let regions = body.iter().map(|a| format!("{} {}", a.cloud_provider.to_ascii_lowercase(), a.region)).collect::<Vec<_>>().join(", ");
+    let regions = body
+        .iter()
+        .map(|a| format!("{} {}", a.cloud_provider.to_ascii_lowercase(), a.region))
+        .collect::<Vec<_>>()
+        .join(", ");
     let res = add_datacenter_inner(&state, &caller, id, body).await;
-    audit(&state, &caller, "db.region.add", &id.to_string(), &res, &regions).await;
+    audit(
+        &state,
+        &caller,
+        "db.region.add",
+        &id.to_string(),
+        &res,
+        &regions,
+    )
+    .await;
     res
 }
 
-async fn add_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, body: Vec<AddDatacenter>) -> ApiResult<StatusCode> {
+async fn add_datacenter_inner(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    body: Vec<AddDatacenter>,
+) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbExpand)?;
     let [add] = body.as_slice() else {
         return Err(ApiError::BadRequest(format!(
@@ -531,8 +604,14 @@ async fn add_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, body:
         )));
     }
     let dcs = state.store.list_datacenters(id).await?;
-    if dcs.iter().any(|d| d.terminated_at.is_none() && d.region == add.region) {
-        return Err(ApiError::Conflict(format!("the database already has a datacenter in {}", add.region)));
+    if dcs
+        .iter()
+        .any(|d| d.terminated_at.is_none() && d.region == add.region)
+    {
+        return Err(ApiError::Conflict(format!(
+            "the database already has a datacenter in {}",
+            add.region
+        )));
     }
     let (key_kind, key_id, account) = if db.customer_keyed {
         let key = state
@@ -548,7 +627,8 @@ async fn add_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, body:
     let dc = new_datacenter(&db, ordinal, &add.region, (key_kind, key_id, account));
     if !state.store.add_datacenter(&dc, &provision_job(&dc)).await? {
         return Err(ApiError::Conflict(
-            "the database changed meanwhile (not ACTIVE, or the region was just added); retry".into(),
+            "the database changed meanwhile (not ACTIVE, or the region was just added); retry"
+                .into(),
         ));
     }
     Ok(StatusCode::CREATED)
@@ -570,16 +650,31 @@ pub async fn terminate_datacenter(
     ApiPath((id, dc_id)): ApiPath<(Uuid, String)>,
 ) -> ApiResult<StatusCode> {
     let res = terminate_datacenter_inner(&state, &caller, id, dc_id.clone()).await;
-    audit(&state, &caller, "db.region.terminate", &format!("{id}/{dc_id}"), &res, "").await;
+    audit(
+        &state,
+        &caller,
+        "db.region.terminate",
+        &format!("{id}/{dc_id}"),
+        &res,
+        "",
+    )
+    .await;
     res
 }
 
-async fn terminate_datacenter_inner(state: &AppState, caller: &Caller, id: Uuid, dc_id: String) -> ApiResult<StatusCode> {
+async fn terminate_datacenter_inner(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    dc_id: String,
+) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgDbTerminate)?;
     let db = find(state, caller, id).await?;
     let dcs = state.store.list_datacenters(id).await?;
     let Some(dc) = dcs.iter().find(|d| d.id == dc_id) else {
-        return Err(ApiError::NotFound(format!("datacenter {dc_id} not found in database {id}")));
+        return Err(ApiError::NotFound(format!(
+            "datacenter {dc_id} not found in database {id}"
+        )));
     };
     if dc.terminated_at.is_some() {
         return Ok(StatusCode::ACCEPTED);

@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{SubsecRound, Utc};
-use keyplane_core::policy::{CheckReport, KeyPolicy, check_policy, platform_requirements, recommended_statements};
+use keyplane_core::policy::{
+    CheckReport, KeyPolicy, check_policy, platform_requirements, recommended_statements,
+};
 use keyplane_core::{AwsKeyArn, DbType, KeyStatus, Permission, Provider};
 use keyplane_store::CustomerKey;
 use serde::{Deserialize, Serialize};
@@ -18,7 +20,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::regions::{check_region, parse_provider};
-use crate::registration::{CheckOutcome, live_check_aws, platform_identity, unsupported_type_message};
+use crate::registration::{
+    CheckOutcome, live_check_aws, platform_identity, unsupported_type_message,
+};
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -147,18 +151,38 @@ fn view(k: &CustomerKey) -> KeyView {
     });
     KeyView {
         org_id: k.org_id,
-        aws: if k.provider == Provider::Aws { pk.clone() } else { None },
-        gcp: if k.provider == Provider::Gcp { pk.clone() } else { None },
-        azure: if k.provider == Provider::Azure { pk } else { None },
+        aws: if k.provider == Provider::Aws {
+            pk.clone()
+        } else {
+            None
+        },
+        gcp: if k.provider == Provider::Gcp {
+            pk.clone()
+        } else {
+            None
+        },
+        azure: if k.provider == Provider::Azure {
+            pk
+        } else {
+            None
+        },
     }
 }
 
 fn target(db_type: DbType, provider: Provider, region: &str, key: &str) -> String {
-    format!("{db_type}/{provider}/{region} {key}").trim_end().to_string()
+    format!("{db_type}/{provider}/{region} {key}")
+        .trim_end()
+        .to_string()
 }
 
 /// Checks the permission and records a refusal in the audit log.
-async fn require(state: &AppState, caller: &Caller, p: Permission, action: &str, target: &str) -> ApiResult<()> {
+async fn require(
+    state: &AppState,
+    caller: &Caller,
+    p: Permission,
+    action: &str,
+    target: &str,
+) -> ApiResult<()> {
     if let Err(e) = caller.require(p) {
         audit::record(state, caller, action, target, DENIED, &e.to_string()).await;
         return Err(e);
@@ -174,7 +198,12 @@ fn region_error(e: ApiError) -> ApiError {
 }
 
 /// Everything before the live check: shape, organization, type/provider, region, ARN.
-fn validate(caller: &Caller, state: &AppState, db_type: DbType, body: &RegisterKey) -> ApiResult<(Provider, ProviderKey)> {
+fn validate(
+    caller: &Caller,
+    state: &AppState,
+    db_type: DbType,
+    body: &RegisterKey,
+) -> ApiResult<(Provider, ProviderKey)> {
     if body.org_id != caller.org_id() {
         return Err(ApiError::OtherOrganization(format!(
             "orgId {} is not the organization of your token ({}); register keys for your own organization",
@@ -198,10 +227,14 @@ fn validate(caller: &Caller, state: &AppState, db_type: DbType, body: &RegisterK
     };
     let (provider, key) = (*provider, (*key).clone());
     if key.key_id.trim().is_empty() {
-        return Err(ApiError::BadRequest(format!("{provider}.keyID: give the key's ID (for AWS, its ARN)")));
+        return Err(ApiError::BadRequest(format!(
+            "{provider}.keyID: give the key's ID (for AWS, its ARN)"
+        )));
     }
     if !provider.supports(db_type) {
-        return Err(ApiError::Unprocessable(unsupported_type_message(provider, db_type)));
+        return Err(ApiError::Unprocessable(unsupported_type_message(
+            provider, db_type,
+        )));
     }
     check_region(&state.config, &caller.org, provider, &key.region).map_err(region_error)?;
     if provider != Provider::Aws {
@@ -221,20 +254,56 @@ fn validate(caller: &Caller, state: &AppState, db_type: DbType, body: &RegisterK
             arn.region, key.region, key.region
         )));
     }
-    Ok((provider, ProviderKey { key_id: arn.to_string(), region: key.region }))
+    Ok((
+        provider,
+        ProviderKey {
+            key_id: arn.to_string(),
+            region: key.region,
+        },
+    ))
 }
 
-async fn register(state: AppState, caller: Caller, db_type: DbType, dry_run: bool, body: RegisterKey) -> ApiResult<Response> {
-    let action = if dry_run { "cmk.register.dry_run" } else { "cmk.register" };
+async fn register(
+    state: AppState,
+    caller: Caller,
+    db_type: DbType,
+    dry_run: bool,
+    body: RegisterKey,
+) -> ApiResult<Response> {
+    let action = if dry_run {
+        "cmk.register.dry_run"
+    } else {
+        "cmk.register"
+    };
     let raw_target = [&body.aws, &body.gcp, &body.azure]
         .iter()
-        .find_map(|k| k.as_ref().map(|k| format!("{db_type} {} {}", k.region, k.key_id)))
+        .find_map(|k| {
+            k.as_ref()
+                .map(|k| format!("{db_type} {} {}", k.region, k.key_id))
+        })
         .unwrap_or_else(|| db_type.to_string());
-    require(&state, &caller, Permission::OrgCmkWrite, action, &raw_target).await?;
+    require(
+        &state,
+        &caller,
+        Permission::OrgCmkWrite,
+        action,
+        &raw_target,
+    )
+    .await?;
     let result = register_checked(&state, &caller, db_type, dry_run, body).await;
     match &result {
         Ok((t, _)) => audit::record(&state, &caller, action, t, SUCCESS, "").await,
-        Err(e) => audit::record(&state, &caller, action, &raw_target, FAILURE, &e.public_message()).await,
+        Err(e) => {
+            audit::record(
+                &state,
+                &caller,
+                action,
+                &raw_target,
+                FAILURE,
+                &e.public_message(),
+            )
+            .await
+        }
     }
     result.map(|(_, r)| r)
 }
@@ -250,16 +319,26 @@ async fn register_checked(
     let org = caller.org_id();
     let tgt = target(db_type, provider, &key.region, &key.key_id);
 
-    if let Some(existing) = state.store.get_customer_key(org, db_type, provider, &key.region).await? {
+    if let Some(existing) = state
+        .store
+        .get_customer_key(org, db_type, provider, &key.region)
+        .await?
+    {
         return if existing.key_id == key.key_id {
             // Idempotent: the same registration answers the same.
-            Ok((tgt, (StatusCode::CREATED, Json(view(&existing))).into_response()))
+            Ok((
+                tgt,
+                (StatusCode::CREATED, Json(view(&existing))).into_response(),
+            ))
         } else {
             Err(conflict(&existing))
         };
     }
 
-    let arn: AwsKeyArn = key.key_id.parse().map_err(|e| ApiError::BadRequest(format!("aws.keyID: {e}")))?;
+    let arn: AwsKeyArn = key
+        .key_id
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("aws.keyID: {e}")))?;
     let identity = platform_identity(state, org, provider, &key.region).await?;
     let checks = live_check_aws(state, &identity, org, &arn).await?;
     let now = Utc::now().trunc_subsecs(3);
@@ -299,11 +378,15 @@ async fn register_checked(
         ));
     }
     match state.store.insert_customer_key(&record).await? {
-        None => Ok((tgt, (StatusCode::CREATED, Json(view(&record))).into_response())),
+        None => Ok((
+            tgt,
+            (StatusCode::CREATED, Json(view(&record))).into_response(),
+        )),
         // Another request registered a key for the same slot while we were checking.
-        Some(existing) if existing.key_id == record.key_id => {
-            Ok((tgt, (StatusCode::CREATED, Json(view(&existing))).into_response()))
-        }
+        Some(existing) if existing.key_id == record.key_id => Ok((
+            tgt,
+            (StatusCode::CREATED, Json(view(&existing))).into_response(),
+        )),
         Some(existing) => Err(conflict(&existing)),
     }
 }
@@ -316,11 +399,33 @@ fn conflict(existing: &CustomerKey) -> ApiError {
     ))
 }
 
-async fn list(state: AppState, caller: Caller, db_type: DbType) -> ApiResult<Json<Vec<KeyListItem>>> {
+async fn list(
+    state: AppState,
+    caller: Caller,
+    db_type: DbType,
+) -> ApiResult<Json<Vec<KeyListItem>>> {
     let action = "cmk.list";
-    require(&state, &caller, Permission::OrgCmkRead, action, db_type.as_str()).await?;
-    let keys = state.store.list_customer_keys(caller.org_id(), Some(db_type)).await?;
-    audit::record(&state, &caller, action, db_type.as_str(), SUCCESS, &format!("{} keys", keys.len())).await;
+    require(
+        &state,
+        &caller,
+        Permission::OrgCmkRead,
+        action,
+        db_type.as_str(),
+    )
+    .await?;
+    let keys = state
+        .store
+        .list_customer_keys(caller.org_id(), Some(db_type))
+        .await?;
+    audit::record(
+        &state,
+        &caller,
+        action,
+        db_type.as_str(),
+        SUCCESS,
+        &format!("{} keys", keys.len()),
+    )
+    .await;
     Ok(Json(
         keys.into_iter()
             .map(|k| KeyListItem {
@@ -333,7 +438,13 @@ async fn list(state: AppState, caller: Caller, db_type: DbType) -> ApiResult<Jso
     ))
 }
 
-async fn find(state: &AppState, caller: &Caller, db_type: DbType, path: &RegionPath, action: &str) -> ApiResult<CustomerKey> {
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    db_type: DbType,
+    path: &RegionPath,
+    action: &str,
+) -> ApiResult<CustomerKey> {
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
     require(state, caller, Permission::OrgCmkRead, action, &tgt).await?;
     let provider = parse_provider(&path.provider)?;
@@ -348,7 +459,11 @@ async fn find(state: &AppState, caller: &Caller, db_type: DbType, path: &RegionP
             Ok(k)
         }
         None => {
-            let route = if db_type == DbType::Classic { "/v2/kms/classic" } else { "/v2/kms" };
+            let route = if db_type == DbType::Classic {
+                "/v2/kms/classic"
+            } else {
+                "/v2/kms"
+            };
             audit::record(state, caller, action, &tgt, FAILURE, "not registered").await;
             Err(ApiError::NotFound(format!(
                 "no {db_type} customer key is registered for {provider} {}; register one with POST {route}",
@@ -374,7 +489,12 @@ fn status_view(k: &CustomerKey) -> KeyStatusView {
     }
 }
 
-async fn policy_help(state: &AppState, caller: &Caller, db_type: DbType, path: &RegionPath) -> ApiResult<PolicyHelp> {
+async fn policy_help(
+    state: &AppState,
+    caller: &Caller,
+    db_type: DbType,
+    path: &RegionPath,
+) -> ApiResult<PolicyHelp> {
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
     require(state, caller, Permission::OrgCmkRead, "cmk.policy", &tgt).await?;
     let provider = parse_provider(&path.provider)?;
@@ -402,9 +522,12 @@ fn key_account_of(policy: &KeyPolicy, key_arn: Option<&AwsKeyArn>) -> String {
     for st in &policy.statements {
         for entry in &st.principal.entries {
             if let keyplane_core::policy::PrincipalEntry::Aws(p) = entry
-                && let Some(acct) = p.strip_prefix("arn:aws:iam::").and_then(|r| r.strip_suffix(":root")) {
-                    return acct.to_string();
-                }
+                && let Some(acct) = p
+                    .strip_prefix("arn:aws:iam::")
+                    .and_then(|r| r.strip_suffix(":root"))
+            {
+                return acct.to_string();
+            }
         }
     }
     "000000000000".to_string()
@@ -419,7 +542,14 @@ pub(crate) async fn policy_check(
     doc: serde_json::Value,
 ) -> ApiResult<PolicyCheckResult> {
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
-    require(state, caller, Permission::OrgCmkRead, "cmk.policy.check", &tgt).await?;
+    require(
+        state,
+        caller,
+        Permission::OrgCmkRead,
+        "cmk.policy.check",
+        &tgt,
+    )
+    .await?;
     let provider = parse_provider(&path.provider)?;
     check_region(&state.config, &caller.org, provider, &path.region)?;
     if provider != Provider::Aws {
@@ -428,21 +558,45 @@ pub(crate) async fn policy_check(
         )));
     }
     let key_arn = match &query.key_id {
-        Some(k) => Some(k.parse::<AwsKeyArn>().map_err(|e| ApiError::BadParameter(format!("keyID: {e}")))?),
+        Some(k) => Some(
+            k.parse::<AwsKeyArn>()
+                .map_err(|e| ApiError::BadParameter(format!("keyID: {e}")))?,
+        ),
         None => None,
     };
     let text = serde_json::to_string(&doc).map_err(ApiError::internal)?;
-    let policy = KeyPolicy::parse(&text).map_err(|e| ApiError::BadRequest(format!("the key policy is malformed: {e}")))?;
+    let policy = KeyPolicy::parse(&text)
+        .map_err(|e| ApiError::BadRequest(format!("the key policy is malformed: {e}")))?;
     let identity = platform_identity(state, caller.org_id(), provider, &path.region).await?;
     let account = key_account_of(&policy, key_arn.as_ref());
     let arn = key_arn.map(|a| a.to_string()).unwrap_or_else(|| {
-        format!("arn:aws:kms:{}:{account}:key/00000000-0000-0000-0000-000000000000", path.region)
+        format!(
+            "arn:aws:kms:{}:{account}:key/00000000-0000-0000-0000-000000000000",
+            path.region
+        )
     });
     let reqs = platform_requirements(&caller.org_id().to_string());
     let report = check_policy(&policy, &identity.principal, &account, &arn, &reqs);
-    let verdict = if report.verdict_ok { "ok" } else { "insufficient" };
-    let reason = report.findings.iter().map(|f| f.action.as_str()).collect::<Vec<_>>().join(", ");
-    audit::record(state, caller, "cmk.policy.check", &tgt, if report.verdict_ok { SUCCESS } else { FAILURE }, &reason).await;
+    let verdict = if report.verdict_ok {
+        "ok"
+    } else {
+        "insufficient"
+    };
+    let reason = report
+        .findings
+        .iter()
+        .map(|f| f.action.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    audit::record(
+        state,
+        caller,
+        "cmk.policy.check",
+        &tgt,
+        if report.verdict_ok { SUCCESS } else { FAILURE },
+        &reason,
+    )
+    .await;
     Ok(PolicyCheckResult {
         verdict,
         principal: identity.principal,
@@ -509,8 +663,24 @@ macro_rules! key_routes {
     };
 }
 
-key_routes!(DbType::Classic, "/v2/kms/classic", "customer keys", register_classic, list_classic, get_classic, status_classic);
-key_routes!(DbType::Serverless, "/v2/kms", "customer keys", register_serverless, list_serverless, get_serverless, status_serverless);
+key_routes!(
+    DbType::Classic,
+    "/v2/kms/classic",
+    "customer keys",
+    register_classic,
+    list_classic,
+    get_classic,
+    status_classic
+);
+key_routes!(
+    DbType::Serverless,
+    "/v2/kms",
+    "customer keys",
+    register_serverless,
+    list_serverless,
+    get_serverless,
+    status_serverless
+);
 
 /// Registers a serverless key (alias of `POST /v2/kms`).
 #[utoipa::path(post, path = "/v2/kms/serverless", tag = "customer keys", security(("token" = [])),
@@ -572,14 +742,32 @@ macro_rules! policy_routes {
     };
 }
 
-policy_routes!(DbType::Classic, "/v2/kms/classic", policy_classic, check_policy_classic);
-policy_routes!(DbType::Serverless, "/v2/kms/serverless", policy_serverless, check_policy_serverless);
+policy_routes!(
+    DbType::Classic,
+    "/v2/kms/classic",
+    policy_classic,
+    check_policy_classic
+);
+policy_routes!(
+    DbType::Serverless,
+    "/v2/kms/serverless",
+    policy_serverless,
+    check_policy_serverless
+);
 
-async fn check_now(state: &AppState, caller: &Caller, db_type: DbType, path: &RegionPath) -> ApiResult<KeyStatusView> {
+async fn check_now(
+    state: &AppState,
+    caller: &Caller,
+    db_type: DbType,
+    path: &RegionPath,
+) -> ApiResult<KeyStatusView> {
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
     require(state, caller, Permission::OrgCmkWrite, "cmk.check", &tgt).await?;
     let key = find(state, caller, db_type, path, "cmk.check").await?;
-    let mine = state.store.live_datacenters_of_key(key.org_id, &key.key_id, &key.region).await?;
+    let mine = state
+        .store
+        .live_datacenters_of_key(key.org_id, &key.key_id, &key.region)
+        .await?;
     crate::monitor::check_datacenters(state, &mine)
         .await
         .map_err(ApiError::internal)?;
@@ -594,7 +782,10 @@ async fn check_now(state: &AppState, caller: &Caller, db_type: DbType, path: &Re
         let (ok, message) = match result {
             Ok(keyplane_kms::KeyState::Enabled) => (true, "the key is usable".to_string()),
             Ok(other) => (false, format!("the key is {other:?}")),
-            Err(e) => (false, crate::lifecycle::key_problem(&e.kind, &key.key_id, &e.message)),
+            Err(e) => (
+                false,
+                crate::lifecycle::key_problem(&e.kind, &key.key_id, &e.message),
+            ),
         };
         let (status, reason) = if ok {
             (KeyStatus::Available, None)
@@ -635,8 +826,14 @@ async fn check_now(state: &AppState, caller: &Caller, db_type: DbType, path: &Re
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
     ))]
-pub async fn check_classic(State(state): State<AppState>, caller: Caller, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
-    Ok(Json(check_now(&state, &caller, DbType::Classic, &path).await?))
+pub async fn check_classic(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): ApiPath<RegionPath>,
+) -> ApiResult<Json<KeyStatusView>> {
+    Ok(Json(
+        check_now(&state, &caller, DbType::Classic, &path).await?,
+    ))
 }
 
 /// Checks the serverless key now and returns its status.
@@ -648,6 +845,12 @@ pub async fn check_classic(State(state): State<AppState>, caller: Caller, ApiPat
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
     ))]
-pub async fn check_serverless(State(state): State<AppState>, caller: Caller, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
-    Ok(Json(check_now(&state, &caller, DbType::Serverless, &path).await?))
+pub async fn check_serverless(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): ApiPath<RegionPath>,
+) -> ApiResult<Json<KeyStatusView>> {
+    Ok(Json(
+        check_now(&state, &caller, DbType::Serverless, &path).await?,
+    ))
 }

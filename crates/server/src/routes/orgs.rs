@@ -54,7 +54,9 @@ pub async fn get_org(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Js
         id: org.id,
         name: org.name.clone(),
         enterprise_id: org.enterprise_id,
-        created_at: org.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        created_at: org
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }))
 }
 
@@ -110,7 +112,9 @@ pub async fn audit_log(
     caller.own_org(id, "organization")?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(crate::error::ApiError::BadParameter("limit: must be between 1 and 500".into()));
+        return Err(crate::error::ApiError::BadParameter(
+            "limit: must be between 1 and 500".into(),
+        ));
     }
     let entries = state.store.list_audit(id, q.before, limit + 1).await?;
     let more = entries.len() > limit as usize;
@@ -128,6 +132,10 @@ pub async fn audit_log(
             hash: e.hash,
         })
         .collect();
-    let next = if more { entries.last().map(|e| e.seq) } else { None };
+    let next = if more {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
     Ok(Json(AuditPage { entries, next }))
 }

@@ -60,7 +60,11 @@ fn ts(t: chrono::DateTime<Utc>) -> String {
 }
 
 fn role_names(role: &Role) -> (Vec<String>, Vec<String>) {
-    let perms = role.permissions().iter().map(|p| p.as_str().to_string()).collect();
+    let perms = role
+        .permissions()
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
     (vec![role.name().to_string()], perms)
 }
 
@@ -116,12 +120,24 @@ pub async fn create_token(
     caller.require(Permission::OrgTokenWrite)?;
     let role = requested_role(&body)?;
     if body.description.len() > 256 {
-        return Err(ApiError::BadRequest("description: at most 256 characters".into()));
+        return Err(ApiError::BadRequest(
+            "description: at most 256 characters".into(),
+        ));
     }
-    if let Some(p) = role.permissions().into_iter().find(|p| !caller.role.allows(*p)) {
+    if let Some(p) = role
+        .permissions()
+        .into_iter()
+        .find(|p| !caller.role.allows(*p))
+    {
         return Err(ApiError::Forbidden(p.as_str()));
     }
-    let (token, record) = issue_token(state.store.as_ref(), caller.org_id(), &role, &body.description).await?;
+    let (token, record) = issue_token(
+        state.store.as_ref(),
+        caller.org_id(),
+        &role,
+        &body.description,
+    )
+    .await?;
     let (roles, permissions) = role_names(&role);
     Ok((
         StatusCode::CREATED,
@@ -143,7 +159,10 @@ pub async fn create_token(
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
     ))]
-pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TokenList>> {
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<TokenList>> {
     caller.require(Permission::OrgTokenRead)?;
     let records = state.store.list_tokens(caller.org_id()).await?;
     let clients = records
@@ -181,9 +200,15 @@ pub async fn revoke_token(
     ApiPath(client_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::OrgTokenWrite)?;
-    if state.store.revoke_token(caller.org_id(), &client_id).await? {
+    if state
+        .store
+        .revoke_token(caller.org_id(), &client_id)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(format!("no active token with client ID {client_id} in your organization")))
+        Err(ApiError::NotFound(format!(
+            "no active token with client ID {client_id} in your organization"
+        )))
     }
 }

@@ -31,10 +31,19 @@ pub fn full_policy() -> Value {
 /// key for `region` through the API; its ARN.
 pub async fn register_key(s: &TestServer, region: &str) -> String {
     let kms = s.kms.customer(region);
-    let key = kms.create_key().policy(full_policy().to_string()).send().await.unwrap();
+    let key = kms
+        .create_key()
+        .policy(full_policy().to_string())
+        .send()
+        .await
+        .unwrap();
     let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
     let (st, body) = s
-        .post("/v2/kms/classic", &s.admin, serde_json::json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}}))
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            serde_json::json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}}),
+        )
         .await;
     assert_eq!(st, 201, "{body}");
     arn
@@ -78,14 +87,21 @@ impl TestKms {
         tokio::spawn(kms.clone().run(listener, async move {
             let _ = rx.await;
         }));
-        TestKms { endpoint, kms, _dir: dir, stop: Some(tx) }
+        TestKms {
+            endpoint,
+            kms,
+            _dir: dir,
+            stop: Some(tx),
+        }
     }
 
     /// The platform's side: keyplane acting as 222222222222's role through the AWS adapter.
     pub fn connector(&self) -> Arc<dyn keyplane_kms::KmsConnector> {
         let creds = self.kms.credentials(PLATFORM_ROLE).expect("platform role");
-        let mut settings =
-            keyplane_kms_aws::AwsSettings { endpoint_url: Some(self.endpoint.clone()), ..Default::default() };
+        let mut settings = keyplane_kms_aws::AwsSettings {
+            endpoint_url: Some(self.endpoint.clone()),
+            ..Default::default()
+        };
         settings.static_credentials.insert(
             "222222222222".to_string(),
             keyplane_kms_aws::StaticCredentials {
@@ -123,11 +139,19 @@ impl TestKms {
 }
 
 /// The platform's own keys (in its own account), as dev mode creates them.
-pub async fn platform_keys(kms: &TestKms, regions: &[&str]) -> std::collections::BTreeMap<String, keyplane_server::config::PlatformKey> {
+pub async fn platform_keys(
+    kms: &TestKms,
+    regions: &[&str],
+) -> std::collections::BTreeMap<String, keyplane_server::config::PlatformKey> {
     let mut out = std::collections::BTreeMap::new();
     for r in regions {
         let c = kms.client_as(PLATFORM_ROLE, r);
-        let k = c.create_key().description("platform key").send().await.unwrap();
+        let k = c
+            .create_key()
+            .description("platform key")
+            .send()
+            .await
+            .unwrap();
         out.insert(
             r.to_string(),
             keyplane_server::config::PlatformKey {
@@ -175,10 +199,15 @@ impl TestServer {
         Self::build(Config::default(), Some(connector)).await
     }
 
-    async fn build(config: Config, connector: Option<Arc<dyn keyplane_kms::KmsConnector>>) -> TestServer {
+    async fn build(
+        config: Config,
+        connector: Option<Arc<dyn keyplane_kms::KmsConnector>>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("keyplane.db");
-        let store = keyplane_store::open(db_path.to_str().unwrap()).await.unwrap();
+        let store = keyplane_store::open(db_path.to_str().unwrap())
+            .await
+            .unwrap();
         Self::with_store(store, config, dir, db_path, connector).await
     }
 
@@ -195,12 +224,19 @@ impl TestServer {
         config.data_dir = dir.path().to_path_buf();
         if config.platform_keys.is_empty() {
             let keys = platform_keys(&kms, &["us-east-2", "eu-west-1", "us-west-2"]).await;
-            config.platform_keys.insert(keyplane_core::Provider::Aws, keys);
+            config
+                .platform_keys
+                .insert(keyplane_core::Provider::Aws, keys);
         }
         let org = store.create_org("Acme", None).await.unwrap().id;
-        let (token, _) = keyplane_server::routes::tokens::issue_token(store.as_ref(), org, &Role::OrgAdmin, "test")
-            .await
-            .unwrap();
+        let (token, _) = keyplane_server::routes::tokens::issue_token(
+            store.as_ref(),
+            org,
+            &Role::OrgAdmin,
+            "test",
+        )
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -228,9 +264,10 @@ impl TestServer {
 
     /// A token of `org` with `role`.
     pub async fn token(&self, org: Uuid, role: Role) -> String {
-        let (t, _) = keyplane_server::routes::tokens::issue_token(self.store.as_ref(), org, &role, "test")
-            .await
-            .unwrap();
+        let (t, _) =
+            keyplane_server::routes::tokens::issue_token(self.store.as_ref(), org, &role, "test")
+                .await
+                .unwrap();
         t.expose().to_string()
     }
 
@@ -260,15 +297,21 @@ pub async fn send(b: reqwest::RequestBuilder) -> (u16, Value) {
     if bytes.is_empty() {
         return (status, Value::Null);
     }
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "status {status}: body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
     (status, v)
 }
 
 /// Asserts the API's error body: exactly `{"errors":[{"ID":<int>,"message":"…"}]}`.
 pub fn assert_error(status: u16, body: &Value, want_status: u16, want_id: u64) -> String {
     assert_eq!(status, want_status, "body: {body}");
-    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("no errors array: {body}"));
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array: {body}"));
     assert_eq!(errors.len(), 1, "{body}");
     let e = errors[0].as_object().unwrap();
     assert_eq!(e.len(), 2, "error item has exactly ID and message: {body}");
