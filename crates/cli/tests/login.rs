@@ -94,6 +94,26 @@ fn login_saves_a_checked_token_that_every_api_command_falls_back_to() {
     assert_eq!(bad_env.code, Some(1));
     assert!(bad_env.stderr.contains("401"), "{bad_env:?}");
 
+    // An explicit --credentials-file comes before the saved login too (the test suites'
+    // scripts pass serve --dev's file explicitly); here it holds a token the server refuses.
+    let other = me.cwd().join("other-credentials.json");
+    std::fs::write(
+        &other,
+        serde_json::json!({"apiUrl": api, "token": wrong}).to_string(),
+    )
+    .unwrap();
+    let explicit = me.run(&["db", "list", "--credentials-file", other.to_str().unwrap()]);
+    assert_eq!(explicit.code, Some(1));
+    assert!(explicit.stderr.contains("401"), "{explicit:?}");
+    let host_file = host.cwd().join("keyplane-data/dev-credentials.json");
+    me.run(&[
+        "key",
+        "list",
+        "--credentials-file",
+        host_file.to_str().unwrap(),
+    ])
+    .ok();
+
     // The saved token goes only to the URL it was saved for.
     let elsewhere = me.run(&["db", "list", "--api-url", "http://127.0.0.1:9"]);
     assert_eq!(elsewhere.code, Some(1));
