@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use common::{Customer, serve_dev};
 use serde_json::Value;
@@ -344,6 +345,33 @@ fn db_commands_wait_refuse_and_report_the_databases_message() {
     let still = customer.run(&["db", "get", &id, "--output", "json"]);
     assert_ne!(still.ok().json()["status"], "TERMINATING");
 
+    // On a terminal it asks for the name: a wrong one terminates nothing, the right one does.
+    let answer = |name: &str| {
+        let mut c = customer
+            .with_terminal(&format!("{} db terminate quick", common::BIN))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `script` passes its input to the terminal once the prompt is up.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{name}\n").as_bytes())
+            .unwrap();
+        common::Run::of(c.wait_with_output().unwrap())
+    };
+    let wrong = answer("orders");
+    assert!(
+        wrong.stdout.contains("Type its name to confirm"),
+        "{wrong:?}"
+    );
+    assert!(wrong.stdout.contains("the name did not match"), "{wrong:?}");
+    assert_eq!(wrong.code, Some(1), "{wrong:?}");
+    let still = customer.run(&["db", "get", &id, "--output", "json"]);
+    assert_ne!(still.ok().json()["status"], "TERMINATING");
+
     // Keyspaces: today's server has no such routes, and the CLI says so plainly.
     for verb in ["create", "delete"] {
         let ks = customer.run(&["db", "keyspace", verb, "quick", "more"]);
@@ -387,4 +415,11 @@ fn db_commands_wait_refuse_and_report_the_databases_message() {
     let dup_region = customer.run(&["db", "add-region", "quick", "--region", "us-east-2"]);
     assert_eq!(dup_region.code, Some(1), "{dup_region:?}");
     assert!(dup_region.stderr.contains("409 Conflict"), "{dup_region:?}");
+
+    let right = answer("quick");
+    assert_eq!(right.code, Some(0), "{right:?}");
+    assert!(
+        right.stdout.contains("quick: TERMINATED after"),
+        "{right:?}"
+    );
 }
