@@ -10,9 +10,13 @@ use crate::settings::{StoreArgs, resolve};
 #[derive(Subcommand)]
 pub enum AdminCommand {
     /// Create an enterprise (a group of organizations).
-    CreateEnterprise { name: String },
+    CreateEnterprise {
+        /// The enterprise's name.
+        name: String,
+    },
     /// Create an organization.
     CreateOrg {
+        /// The organization's name.
         name: String,
         /// The enterprise it belongs to.
         #[arg(long)]
@@ -20,29 +24,35 @@ pub enum AdminCommand {
     },
     /// List organizations.
     ListOrgs {
+        /// Only the organizations of this enterprise.
         #[arg(long)]
         enterprise: Option<Uuid>,
     },
     /// Create an application token and print it (only this once).
     CreateToken {
+        /// The organization the token acts for.
         #[arg(long)]
         org: Uuid,
         /// "Organization Administrator" (org-admin), "Database Administrator" (db-admin),
         /// "Read Only User" (read-only), or custom:<permission>,<permission>,…
         #[arg(long)]
         role: String,
+        /// What the token is for, shown when listing tokens.
         #[arg(long, default_value = "")]
         description: String,
     },
     /// List an organization's tokens (without secrets).
     ListTokens {
+        /// The organization whose tokens to list.
         #[arg(long)]
         org: Uuid,
     },
     /// Revoke a token; it is refused from the next request on.
     RevokeToken {
+        /// The token's organization.
         #[arg(long)]
         org: Uuid,
+        /// The token's client ID (the part after `AstraCS:`, as `list-tokens` shows it).
         #[arg(long)]
         client_id: String,
     },
@@ -50,13 +60,16 @@ pub enum AdminCommand {
     VerifyAudit,
     /// Restrict the regions of a provider an organization may use, or unlock all again.
     SetRegions {
+        /// The organization.
         #[arg(long)]
         org: Uuid,
+        /// aws, gcp or azure.
         #[arg(long)]
         provider: Provider,
         /// Comma-separated regions; omit with --all.
         #[arg(long, value_delimiter = ',', required_unless_present = "all")]
         regions: Vec<String>,
+        /// Unlock every region of the provider's catalog again.
         #[arg(long, conflicts_with = "regions")]
         all: bool,
     },

@@ -16,8 +16,9 @@ const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4599";
 const DEFAULT_REGION: &str = "us-east-2";
 const CUSTOMER_PRINCIPAL: &str = "arn:aws:iam::111111111111:user/admin";
 
-/// Where and as whom the customer-side commands call KMS. Flags win over the credentials file
-/// that `keyplane serve --dev` writes.
+// Where and as whom the customer-side commands call KMS. Flags win over the credentials file
+// that `keyplane serve --dev` writes. (A `//` comment: clap would show a `///` one as the
+// description of every command that flattens these arguments.)
 #[derive(clap::Args, Debug, Clone)]
 pub struct KmsClientArgs {
     /// KMS endpoint URL (default: the file's `kms.endpoint`, else http://127.0.0.1:4599).
@@ -31,7 +32,7 @@ pub struct KmsClientArgs {
     pub access_key_id: Option<String>,
     /// Secret access key to sign with (default: the file's `kms.customer.secretAccessKey`).
     #[arg(long)]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<crate::api_client::SecretArg>,
     /// The dev credentials file written by `keyplane serve --dev`.
     #[arg(long, default_value = "./keyplane-data/dev-credentials.json")]
     pub credentials_file: PathBuf,
@@ -43,8 +44,10 @@ pub enum KmsCommand {
     /// Prints one JSON line with its endpoint and the sample customer's credentials; every
     /// identity's credentials are in `<data-dir>/credentials.json`.
     Serve {
+        /// The address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:4599")]
         listen: String,
+        /// Where the KMS keeps its keys, state and `credentials.json`.
         #[arg(long, default_value = "./keyplane-data/kms")]
         data_dir: PathBuf,
         /// Let `POST /_admin/clock/advance` move time forward (tests only).
@@ -55,60 +58,98 @@ pub enum KmsCommand {
     CreateKey {
         #[command(flatten)]
         client: KmsClientArgs,
+        /// The key's description.
         #[arg(long)]
         description: Option<String>,
         /// SYMMETRIC_DEFAULT, RSA_2048, ECC_NIST_P256, HMAC_256, …
         #[arg(long)]
         key_spec: Option<String>,
+        /// Make a multi-Region primary key.
         #[arg(long)]
         multi_region: bool,
         /// Key policy JSON file (`-` for standard input); default: the account's default policy.
         #[arg(long)]
         policy_file: Option<PathBuf>,
+        /// `json`: the key's metadata; `arn`: only its ARN, for `KEY=$(keyplane kms create-key --output arn)`.
+        #[arg(long, value_enum, default_value = "json")]
+        output: CreateKeyOutput,
     },
-    /// Replace a key's policy.
+    /// Replace a key's policy with a file's, or (--merge) add keyplane's statements to it.
     PutKeyPolicy {
         #[command(flatten)]
         client: KmsClientArgs,
+        /// The key's ID or ARN.
         #[arg(long)]
         key_id: String,
+        /// The new key policy JSON file (`-` for standard input); with --merge, the policy to
+        /// merge into instead of the key's current one.
+        #[arg(long, required_unless_present = "merge")]
+        policy_file: Option<PathBuf>,
+        /// Put the key's current policy with keyplane's statements added or updated in place
+        /// (asked of keyplane's API, as `keyplane key policy --key-id` prints it).
         #[arg(long)]
-        policy_file: PathBuf,
+        merge: bool,
+        /// With --merge: the database type the key is for.
+        #[arg(long = "type", value_enum, default_value = "classic")]
+        db_type: crate::key_cmd::DbTypeArg,
+        /// With --merge: keyplane's API URL [default: as for `keyplane key`].
+        #[arg(long, env = "KEYPLANE_API_URL")]
+        api_url: Option<String>,
+        /// With --merge: the application token [default: as for `keyplane key`].
+        #[arg(long, env = "KEYPLANE_TOKEN", hide_env_values = true)]
+        token: Option<crate::api_client::SecretArg>,
     },
     /// Print a key's policy.
     GetKeyPolicy {
         #[command(flatten)]
         client: KmsClientArgs,
+        /// The key's ID or ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Disable a key: KMS refuses every use of it until it is enabled again.
     DisableKey {
         #[command(flatten)]
         client: KmsClientArgs,
+        /// The key's ID or ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Enable a disabled key again.
     EnableKey {
         #[command(flatten)]
         client: KmsClientArgs,
+        /// The key's ID or ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Schedule a key's deletion after a waiting period; it is unusable meanwhile.
     ScheduleKeyDeletion {
         #[command(flatten)]
         client: KmsClientArgs,
+        /// The key's ID or ARN.
         #[arg(long)]
         key_id: String,
         /// 7 to 30 days; KMS's default is 30.
         #[arg(long)]
         pending_window_in_days: Option<i32>,
     },
+    /// Print a key's metadata: state, spec, usage, dates.
     DescribeKey {
         #[command(flatten)]
         client: KmsClientArgs,
+        /// The key's ID or ARN.
         #[arg(long)]
         key_id: String,
     },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum CreateKeyOutput {
+    /// The key's metadata as JSON.
+    Json,
+    /// Only the key's ARN.
+    Arn,
 }
 
 pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
@@ -124,6 +165,7 @@ pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
             key_spec,
             multi_region,
             policy_file,
+            output,
         } => {
             let c = connect(&client)?;
             let mut req = c
@@ -137,22 +179,58 @@ pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
                 req = req.policy(read_policy(&p)?);
             }
             let r = req.send().await.map_err(aws_error)?;
+            if let CreateKeyOutput::Arn = output {
+                let arn = r
+                    .key_metadata()
+                    .and_then(|m| m.arn())
+                    .context("CreateKey returned no ARN")?;
+                println!("{arn}");
+                return Ok(());
+            }
             json!({ "KeyMetadata": r.key_metadata().map(metadata_json) })
         }
         KmsCommand::PutKeyPolicy {
             client,
             key_id,
             policy_file,
+            merge,
+            db_type,
+            api_url,
+            token,
         } => {
-            let policy = read_policy(&policy_file)?;
-            connect(&client)?
-                .put_key_policy()
+            let kms = connect(&client)?;
+            let mut out = json!({ "KeyId": key_id, "PolicyName": "default", "updated": true });
+            let policy = if merge {
+                let api = merged_api(&client, api_url, token)?;
+                let (policy, changes) = merge_keyplane_statements(
+                    &kms,
+                    &api,
+                    &client,
+                    &key_id,
+                    policy_file.as_deref(),
+                    db_type,
+                )
+                .await?;
+                out["updated"] = json!(changes.changed());
+                out["statements"] = json!(changes.changes);
+                if !changes.changed() {
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                    return Ok(());
+                }
+                policy
+            } else {
+                match &policy_file {
+                    Some(f) => read_policy(f)?,
+                    None => bail!("pass --policy-file FILE, or --merge"),
+                }
+            };
+            kms.put_key_policy()
                 .key_id(&key_id)
                 .policy(policy)
                 .send()
                 .await
                 .map_err(aws_error)?;
-            json!({ "KeyId": key_id, "PolicyName": "default", "updated": true })
+            out
         }
         KmsCommand::GetKeyPolicy { client, key_id } => {
             let r = connect(&client)?
@@ -270,7 +348,55 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn read_policy(path: &PathBuf) -> anyhow::Result<String> {
+/// The API client for `put-key-policy --merge`: its flags, then as for `keyplane key`, with
+/// the dev credentials file these KMS commands read (read before `keyplane login`'s only when
+/// given explicitly).
+fn merged_api(
+    client: &KmsClientArgs,
+    api_url: Option<String>,
+    token: Option<crate::api_client::SecretArg>,
+) -> anyhow::Result<crate::api_client::ApiClient> {
+    let explicit =
+        client.credentials_file != std::path::Path::new(crate::api_client::DEV_CREDENTIALS_FILE);
+    crate::api_client::ApiClient::from_args(&crate::api_client::ApiArgs {
+        api_url,
+        token,
+        credentials_file: explicit.then(|| client.credentials_file.clone()),
+    })
+}
+
+/// The policy to put for `put-key-policy --merge`: the file's or the key's current one, with
+/// keyplane's statements for the key's region merged in.
+async fn merge_keyplane_statements(
+    kms: &aws_sdk_kms::Client,
+    api: &crate::api_client::ApiClient,
+    client: &KmsClientArgs,
+    key_id: &str,
+    policy_file: Option<&std::path::Path>,
+    db_type: crate::key_cmd::DbTypeArg,
+) -> anyhow::Result<(String, keyplane_core::policy::MergedPolicy)> {
+    use crate::policy_merge;
+    let (current, what) = match policy_file {
+        Some(f) => (read_policy(f)?, f.display().to_string()),
+        None => (
+            policy_merge::key_policy(kms, key_id).await?,
+            format!("the key policy of {key_id}"),
+        ),
+    };
+    // The region keyplane registers the key for is the key's own.
+    let region = match key_id.parse::<keyplane_core::AwsKeyArn>() {
+        Ok(arn) => arn.region,
+        Err(_) => client_region(client)?,
+    };
+    let ours =
+        policy_merge::keyplane_statements(api, db_type, keyplane_core::Provider::Aws, &region)
+            .await?;
+    let merged = policy_merge::merge(keyplane_core::Provider::Aws, &current, &ours, &what)?;
+    policy_merge::report(&merged);
+    Ok((merged.document.clone(), merged))
+}
+
+pub(crate) fn read_policy(path: &std::path::Path) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -280,15 +406,34 @@ fn read_policy(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading policy file {}", path.display()))
 }
 
-/// Resolves endpoint, region and keys from the flags, then the dev credentials file.
-fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
-    let file: Option<Value> = match std::fs::read_to_string(&args.credentials_file) {
+fn credentials_file(args: &KmsClientArgs) -> anyhow::Result<Option<Value>> {
+    Ok(match std::fs::read_to_string(&args.credentials_file) {
         Ok(text) => Some(
             serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", args.credentials_file.display()))?,
         ),
         Err(_) => None,
-    };
+    })
+}
+
+/// The AWS region these commands act in: the flag, the file's `kms.region`, else us-east-2.
+fn client_region(args: &KmsClientArgs) -> anyhow::Result<String> {
+    let file = credentials_file(args)?;
+    Ok(args
+        .region
+        .clone()
+        .or_else(|| {
+            file.as_ref()
+                .and_then(|f| f.pointer("/kms/region"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| DEFAULT_REGION.to_string()))
+}
+
+/// Resolves endpoint, region and keys from the flags, then the dev credentials file.
+pub(crate) fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
+    let file = credentials_file(args)?;
     let from_file = |ptr: &str| {
         file.as_ref()
             .and_then(|f| f.pointer(ptr))
@@ -300,17 +445,14 @@ fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
         .clone()
         .or_else(|| from_file("/kms/endpoint"))
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let region = args
-        .region
-        .clone()
-        .or_else(|| from_file("/kms/region"))
-        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let region = client_region(args)?;
     let (akid, secret) = match (
         args.access_key_id
             .clone()
             .or_else(|| from_file("/kms/customer/accessKeyId")),
         args.secret_access_key
-            .clone()
+            .as_ref()
+            .map(|s| s.0.to_string())
             .or_else(|| from_file("/kms/customer/secretAccessKey")),
     ) {
         (Some(a), Some(s)) => (a, s),
@@ -335,7 +477,7 @@ fn connect(args: &KmsClientArgs) -> anyhow::Result<aws_sdk_kms::Client> {
 }
 
 /// AWS's error code and message instead of the SDK's generic "service error".
-fn aws_error<E, R>(e: SdkError<E, R>) -> anyhow::Error
+pub(crate) fn aws_error<E, R>(e: SdkError<E, R>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -1,15 +1,24 @@
 //! The `keyplane` binary: wires the store backend, the server and the built-in KMS
-//! together, and offers the operators' admin commands.
+//! together, and offers the operators' admin commands and the customer's commands (keys,
+//! databases, login, completions).
 #![forbid(unsafe_code)]
 
 mod admin;
+mod api_client;
+mod completions;
+mod db_cmd;
 mod dev;
 mod key_cmd;
 mod kms_cmd;
+mod login;
+mod output;
+mod policy_merge;
+mod progress;
 mod settings;
+mod user_config;
 mod wiring;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use settings::{LogFormat, ServeArgs, StoreArgs};
 
 #[derive(Parser)]
@@ -47,6 +56,23 @@ enum Command {
         #[command(subcommand)]
         command: key_cmd::KeyCommand,
     },
+    /// Databases over the API: create, list, get, add a region, terminate, keyspaces.
+    Db {
+        #[command(flatten)]
+        api: api_client::ApiArgs,
+        #[command(subcommand)]
+        command: db_cmd::DbCommand,
+    },
+    /// Save an API URL and token for every command that calls the API (checked first).
+    Login(login::LoginArgs),
+    /// Forget the API URL and token `keyplane login` saved.
+    Logout,
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: completions::CompletionShell,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -71,6 +97,16 @@ async fn main() -> std::process::ExitCode {
             admin::run(&store, command).await
         }
         Command::Key { api, command } => key_cmd::run(&api, command).await,
+        Command::Db { api, command } => match api_client::ApiClient::from_args(&api) {
+            Ok(client) => db_cmd::run(&client, command).await,
+            Err(e) => Err(e),
+        },
+        Command::Login(args) => login::login(args).await,
+        Command::Logout => login::logout(),
+        Command::Completions { shell } => {
+            completions::print(shell, Cli::command());
+            Ok(())
+        }
         Command::Kms { command } => {
             init_logging(LogFormat::Human);
             kms_cmd::run(command).await
@@ -80,6 +116,10 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if e.downcast_ref::<progress::Interrupted>().is_some() {
+                // What a shell reports for a command stopped by Ctrl-C.
+                return std::process::ExitCode::from(130);
+            }
             std::process::ExitCode::FAILURE
         }
     }

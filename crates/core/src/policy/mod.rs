@@ -1,6 +1,7 @@
 //! AWS KMS key-policy analysis: parsing and validating a key policy the way PutKeyPolicy does,
 //! evaluating a request against it the way KMS does, and checking whether a customer's policy
-//! lets the platform's role do everything it needs before the customer registers the key.
+//! lets the platform's role do everything it needs before the customer registers the key, and
+//! merging the platform's statements into a customer's policy.
 //!
 //! The built-in dev KMS and the registration endpoint both rely on this module, so the two can
 //! never disagree about whether a policy works.
@@ -10,6 +11,8 @@ mod condition;
 mod document;
 mod evaluate;
 mod matching;
+mod merge;
+mod ordered_json;
 
 pub use checker::{
     CheckReport, Finding, FindingReason, GRANT_STATEMENT_SID, Requirement, USE_STATEMENT_SID,
@@ -21,6 +24,9 @@ pub use document::{
 };
 pub use evaluate::{
     Caller, Decision, Evaluation, Request, StatementTrace, evaluate, lockout_check,
+};
+pub use merge::{
+    AwsKeyPolicyMerge, MergeChange, MergeOutcome, MergedPolicy, PolicyMerge, policy_merge,
 };
 
 use serde::Serialize;

@@ -1,0 +1,425 @@
+//! The customer's flow with nothing but `keyplane` commands, against a real `serve --dev`: the
+//! README's own commands (read from the README, so it cannot drift from what works), then the
+//! `db` commands' refusals, `--no-wait`, a database ending in ERROR, and keyspaces on a server
+//! that has no keyspace routes yet.
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use common::{Customer, serve_dev};
+use serde_json::Value;
+
+const README_SECTION: &str = "## The customer's flow on the embedded defaults";
+
+/// The commands of the README's flow: the first indented block under its heading, each line
+/// without its trailing comment.
+fn readme_flow() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md at the workspace root");
+    let start = readme
+        .find(README_SECTION)
+        .expect("the README has the customer's flow section");
+    let section = &readme[start + README_SECTION.len()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let lines: Vec<&str> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("    "))
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert!(!lines.is_empty(), "no command block in the flow section");
+    lines
+        .iter()
+        .map(|l| {
+            let l = l.trim();
+            match l.find(" #") {
+                Some(i) => l[..i].trim_end().to_string(),
+                None => l.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The `keyplane …` part of a line (`VAR=$(keyplane …)` gives `keyplane …`).
+fn command_of(line: &str) -> &str {
+    match line.split_once("=$(") {
+        Some((var, rest)) if var.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
+            rest.strip_suffix(')').unwrap_or(rest)
+        }
+        _ => line,
+    }
+}
+
+/// What one README step did.
+struct Step {
+    line: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the README's lines, verbatim, in one bash session in the customer's directory, each
+/// one's output and exit code kept; returns the steps and the shell variables they set.
+fn run_verbatim(customer: &Customer, lines: &[String]) -> (Vec<Step>, BTreeMap<String, String>) {
+    let mut script = String::new();
+    let mut vars = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        script.push_str(&format!(
+            "{{ {line}\n}} > step{i}.out 2> step{i}.err; echo $? > step{i}.rc\n"
+        ));
+        if let Some((var, _)) = line.split_once("=$(") {
+            vars.push(var.to_string());
+        }
+    }
+    for v in &vars {
+        script.push_str(&format!("printf '%s' \"${v}\" > var.{v}\n"));
+    }
+    std::fs::write(customer.cwd().join("flow.sh"), script).unwrap();
+    let status = customer.shell().arg("flow.sh").status().unwrap();
+    assert!(status.success(), "the flow script itself failed: {status}");
+    let read = |name: String| std::fs::read_to_string(customer.cwd().join(name)).unwrap();
+    let steps = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| Step {
+            line: line.clone(),
+            code: read(format!("step{i}.rc")).trim().parse().unwrap(),
+            stdout: read(format!("step{i}.out")),
+            stderr: read(format!("step{i}.err")),
+        })
+        .collect();
+    let vars = vars
+        .into_iter()
+        .map(|v| (v.clone(), read(format!("var.{v}"))))
+        .collect();
+    (steps, vars)
+}
+
+fn json(step: &Step) -> Value {
+    serde_json::from_str(&step.stdout)
+        .unwrap_or_else(|e| panic!("`{}` did not print JSON ({e}): {}", step.line, step.stdout))
+}
+
+#[test]
+fn the_readmes_flow_runs_verbatim_with_keyplane_commands_only() {
+    let lines = readme_flow();
+    for l in &lines {
+        assert!(
+            command_of(l).starts_with("keyplane "),
+            "the README's flow must use keyplane commands only: {l}"
+        );
+    }
+    let customer = Customer::new();
+    let (_server, creds) = serve_dev(&customer);
+    let (steps, vars) = run_verbatim(&customer, &lines);
+    let key = vars
+        .get("KEY")
+        .expect("the flow names its key $KEY")
+        .clone();
+    assert!(
+        key.starts_with("arn:aws:kms:us-east-2:111111111111:key/"),
+        "{key}"
+    );
+
+    // Every step is checked; a step the test does not know fails it, so the README and this
+    // test change together.
+    let mut seen = Vec::new();
+    for step in &steps {
+        let cmd = command_of(&step.line);
+        let ctx = || {
+            format!(
+                "`{}` exit {}\nstdout: {}\nstderr: {}",
+                step.line, step.code, step.stdout, step.stderr
+            )
+        };
+        let kind = [
+            "keyplane kms create-key",
+            "keyplane key policy",
+            "keyplane kms put-key-policy",
+            "keyplane key check-policy",
+            "keyplane key register",
+            "keyplane db create",
+            "keyplane db get",
+            "keyplane db add-region",
+            "keyplane db terminate",
+        ]
+        .into_iter()
+        .find(|k| cmd.starts_with(&format!("{k} ")))
+        .unwrap_or_else(|| panic!("a README step this test does not check: {}", step.line));
+        seen.push(kind);
+        let expected_code = if kind == "keyplane db add-region" {
+            1
+        } else {
+            0
+        };
+        assert_eq!(step.code, expected_code, "{}", ctx());
+        match kind {
+            "keyplane key policy" => {
+                // The whole policy went to policy.json: the key's default statement first,
+                // then keyplane's two, added.
+                let policy: Value = serde_json::from_str(
+                    &std::fs::read_to_string(customer.cwd().join("policy.json")).unwrap(),
+                )
+                .unwrap();
+                let sids: Vec<&str> = policy["Statement"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["Sid"].as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    sids,
+                    [
+                        "Enable IAM User Permissions",
+                        "Allow an external account to use this KMS key",
+                        "Allow attachment of persistent resources"
+                    ],
+                    "{}",
+                    ctx()
+                );
+                assert_eq!(
+                    policy["Statement"][1]["Principal"]["AWS"],
+                    "arn:aws:iam::222222222222:role/creator"
+                );
+                assert!(step.stderr.contains("added"), "{}", ctx());
+            }
+            "keyplane kms put-key-policy" => {
+                let put = customer.run(&["kms", "get-key-policy", "--key-id", &key]);
+                let on_key = &put.ok().json()["Policy"];
+                let file: Value = serde_json::from_str(
+                    &std::fs::read_to_string(customer.cwd().join("policy.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(on_key, &file, "the key holds the merged policy");
+            }
+            "keyplane key check-policy" => assert_eq!(json(step)["verdict"], "ok", "{}", ctx()),
+            "keyplane key register" => {
+                let v = json(step);
+                assert_eq!(v["aws"]["keyID"], key.as_str(), "{}", ctx());
+                assert_eq!(v["orgId"], creds["orgId"]);
+            }
+            "keyplane db create" => {
+                // Waited for ACTIVE; not a terminal, so plain lines on stderr.
+                assert!(step.stderr.contains("orders: ACTIVE after"), "{}", ctx());
+                assert!(!step.stderr.contains('\r'), "{}", ctx());
+                assert!(step.stdout.contains("ACTIVE"), "{}", ctx());
+                assert!(
+                    step.stdout.contains(&key),
+                    "the table shows the key: {}",
+                    ctx()
+                );
+            }
+            "keyplane db get" => {
+                let v = json(step);
+                assert_eq!(v["status"], "ACTIVE", "{}", ctx());
+                assert_eq!(v["info"]["name"], "orders");
+                let dcs = v["info"]["datacenters"].as_array().unwrap();
+                assert_eq!(dcs.len(), 1);
+                assert_eq!(dcs[0]["region"], "us-east-2");
+                assert_eq!(dcs[0]["encryption"]["keyID"], key.as_str());
+                assert_eq!(dcs[0]["encryption"]["keyType"], "customer");
+            }
+            "keyplane db add-region" => {
+                assert!(
+                    step.stderr
+                        .contains("no classic customer key is registered for aws eu-west-1"),
+                    "{}",
+                    ctx()
+                );
+                assert!(
+                    step.stderr
+                        .contains("`keyplane key register --region eu-west-1 --key-id ARN`"),
+                    "{}",
+                    ctx()
+                );
+            }
+            "keyplane db terminate" => {
+                assert!(
+                    step.stderr.contains("orders: TERMINATED after"),
+                    "{}",
+                    ctx()
+                );
+            }
+            _ => {}
+        }
+    }
+    for required in [
+        "keyplane key policy",
+        "keyplane kms put-key-policy",
+        "keyplane key check-policy",
+        "keyplane key register",
+        "keyplane db create",
+        "keyplane db add-region",
+        "keyplane db terminate",
+    ] {
+        assert!(
+            seen.contains(&required),
+            "the README's flow lacks `{required}`"
+        );
+    }
+
+    // After the flow: the database is TERMINATED (listed only with --include all) and a merge
+    // of the policy the README put changes nothing.
+    let live = customer.run(&["db", "list", "--output", "json"]);
+    assert_eq!(live.ok().json(), serde_json::json!([]));
+    let all = customer.run(&["db", "list", "--include", "all", "--output", "json"]);
+    let all = all.ok().json();
+    assert_eq!(all[0]["info"]["name"], "orders");
+    assert_eq!(all[0]["status"], "TERMINATED");
+    let again = customer.run(&["kms", "put-key-policy", "--key-id", &key, "--merge"]);
+    let again = again.ok().json();
+    assert_eq!(again["updated"], false, "{again}");
+    assert_eq!(again["statements"][0]["outcome"], "unchanged");
+}
+
+fn create_registered_key(customer: &Customer) -> String {
+    let created = customer.run(&["kms", "create-key", "--output", "arn"]);
+    let key = created.ok().stdout.trim().to_string();
+    // The one-step merge: the key's default policy plus keyplane's statements.
+    let merged = customer.run(&["kms", "put-key-policy", "--key-id", &key, "--merge"]);
+    let v = merged.ok().json();
+    assert_eq!(v["updated"], true, "{v}");
+    assert_eq!(v["statements"][0]["outcome"], "added");
+    assert_eq!(v["statements"][1]["outcome"], "added");
+    let policy = customer.run(&["kms", "get-key-policy", "--key-id", &key]);
+    let policy = policy.ok().json();
+    assert_eq!(policy["Policy"]["Statement"].as_array().unwrap().len(), 3);
+    let again = customer.run(&["kms", "put-key-policy", "--key-id", &key, "--merge"]);
+    assert_eq!(again.ok().json()["updated"], false, "idempotent");
+    customer
+        .run(&["key", "register", "--region", "us-east-2", "--key-id", &key])
+        .ok();
+    key
+}
+
+#[test]
+fn db_commands_wait_refuse_and_report_the_databases_message() {
+    let customer = Customer::new();
+    let (_server, _creds) = serve_dev(&customer);
+    let key = create_registered_key(&customer);
+
+    // --no-wait returns what the API answered at once.
+    let quick = customer.run(&[
+        "db",
+        "create",
+        "--name",
+        "quick",
+        "--keyspace",
+        "shop",
+        "--region",
+        "us-east-2",
+        "--no-wait",
+        "--output",
+        "json",
+    ]);
+    let v = quick.ok().json();
+    assert_eq!(v["status"], "PENDING", "{v}");
+    assert!(
+        quick.stderr.is_empty(),
+        "no progress without waiting: {quick:?}"
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    // Named by ID or by name alike; the table shows the key per region.
+    let by_name = customer.run(&["db", "get", "quick"]);
+    assert!(by_name.ok().stdout.contains(&id), "{by_name:?}");
+    assert!(by_name.stdout.contains(&key), "{by_name:?}");
+    let list = customer.run(&["db", "list"]);
+    let header = list.ok().stdout.lines().next().unwrap().to_string();
+    assert!(
+        header.starts_with("ID") && header.ends_with("KEY"),
+        "{header}"
+    );
+    assert!(list.stdout.contains(&key), "{list:?}");
+    customer.run(&["db", "get", &id, "-o", "json"]).ok();
+
+    // Unknown names and terminating without confirmation are refused, changing nothing.
+    let missing = customer.run(&["db", "get", "nosuch"]);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.contains("no database is named \"nosuch\""),
+        "{missing:?}"
+    );
+    let unconfirmed = customer.run(&["db", "terminate", "quick"]);
+    assert_eq!(unconfirmed.code, Some(1));
+    assert!(unconfirmed.stderr.contains("pass --yes"), "{unconfirmed:?}");
+    let still = customer.run(&["db", "get", &id, "--output", "json"]);
+    assert_ne!(still.ok().json()["status"], "TERMINATING");
+
+    // On a terminal it asks for the name: a wrong one terminates nothing, the right one does.
+    let answer = |name: &str| {
+        let mut c = customer
+            .with_terminal(&format!("{} db terminate quick", common::BIN))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `script` passes its input to the terminal once the prompt is up.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{name}\n").as_bytes())
+            .unwrap();
+        common::Run::of(c.wait_with_output().unwrap())
+    };
+    let wrong = answer("orders");
+    assert!(
+        wrong.stdout.contains("Type its name to confirm"),
+        "{wrong:?}"
+    );
+    assert!(wrong.stdout.contains("the name did not match"), "{wrong:?}");
+    assert_eq!(wrong.code, Some(1), "{wrong:?}");
+    let still = customer.run(&["db", "get", &id, "--output", "json"]);
+    assert_ne!(still.ok().json()["status"], "TERMINATING");
+
+    // Keyspaces: today's server has no such routes, and the CLI says so plainly.
+    for verb in ["create", "delete"] {
+        let ks = customer.run(&["db", "keyspace", verb, "quick", "more"]);
+        assert_eq!(ks.code, Some(1), "{ks:?}");
+        assert!(
+            ks.stderr
+                .contains("this keyplane server does not offer keyspace management yet"),
+            "{ks:?}"
+        );
+        assert!(ks.stderr.contains("/keyspaces/more"), "{ks:?}");
+    }
+    let bad = customer.run(&["db", "keyspace", "create", "quick", "no/such"]);
+    assert_eq!(bad.code, Some(1));
+    assert!(bad.stderr.contains("must start with a letter"), "{bad:?}");
+
+    // A database whose key is disabled ends in ERROR: the command fails with its message and
+    // still prints the final state for scripts.
+    customer.run(&["kms", "disable-key", "--key-id", &key]).ok();
+    let broken = customer.run(&[
+        "db",
+        "create",
+        "--name",
+        "broken",
+        "--keyspace",
+        "shop",
+        "--region",
+        "us-east-2",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(broken.code, Some(1), "{broken:?}");
+    assert!(
+        broken.stderr.contains("database broken is ERROR"),
+        "{broken:?}"
+    );
+    assert!(broken.stderr.contains("is disabled"), "{broken:?}");
+    let final_state: Value = serde_json::from_str(&broken.stdout).unwrap();
+    assert_eq!(final_state["status"], "ERROR");
+
+    // A refusal by the API keeps its message and status.
+    let dup_region = customer.run(&["db", "add-region", "quick", "--region", "us-east-2"]);
+    assert_eq!(dup_region.code, Some(1), "{dup_region:?}");
+    assert!(dup_region.stderr.contains("409 Conflict"), "{dup_region:?}");
+
+    let right = answer("quick");
+    assert_eq!(right.code, Some(0), "{right:?}");
+    assert!(
+        right.stdout.contains("quick: TERMINATED after"),
+        "{right:?}"
+    );
+}
