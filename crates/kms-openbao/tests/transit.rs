@@ -681,3 +681,45 @@ async fn keys_in_a_namespace() {
     let root_key = format!("{}/v1/apps/transit/keys/orders", c.bao.address);
     assert_eq!(kind(kms.describe_key(&root_key).await), ErrorKind::Invalid);
 }
+
+#[tokio::test]
+async fn soft_deleted_and_deleted_keys_say_so() {
+    let c = Customer::new(BaoServer::start().await, "k", "aes256-gcm96", &[]).await;
+    let kms = c.platform();
+    let key = c.key_id();
+    let a = ctx(&[("org", "o1")]);
+    let wrapped = kms
+        .generate_data_key_without_plaintext(&key, &a)
+        .await
+        .unwrap();
+
+    // OpenBao's soft deletion: the key is still described, as pending deletion, and refuses
+    // every operation until restored.
+    c.bao(&["delete", "transit/keys/k/soft-delete"]).await;
+    assert_eq!(
+        kms.describe_key(&key).await.unwrap().state,
+        KeyState::PendingDeletion
+    );
+    let e = kms.decrypt(&key, &wrapped, &a).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::PendingDeletion, "{e}");
+    assert_eq!(
+        kind(kms.generate_data_key(&key, &a).await),
+        ErrorKind::PendingDeletion
+    );
+    c.bao(&["write", "-f", "transit/keys/k/soft-delete-restore"])
+        .await;
+    assert_eq!(
+        kms.describe_key(&key).await.unwrap().state,
+        KeyState::Enabled
+    );
+    assert_eq!(kms.decrypt(&key, &wrapped, &a).await.unwrap().len(), 32);
+
+    // Deleted for good: not found, for reading the key and for unwrapping alike.
+    c.bao(&["write", "transit/keys/k/config", "deletion_allowed=true"])
+        .await;
+    c.bao(&["delete", "transit/keys/k"]).await;
+    assert_eq!(kind(kms.describe_key(&key).await), ErrorKind::NotFound);
+    let e = kms.decrypt(&key, &wrapped, &a).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert!(e.message.contains(&key), "{}", e.message);
+}
