@@ -55,11 +55,10 @@ impl Caller {
         if record.revoked_at.is_some() || !token.matches_hash(&record.secret_hash) {
             return Err(ApiError::InvalidToken);
         }
-        let role = Role::parse(&record.role).map_err(ApiError::internal)?;
         Ok(Caller {
             client_id: record.client_id,
             org,
-            role,
+            role: record.role,
         })
     }
 }

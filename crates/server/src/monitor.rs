@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus};
 use keyplane_kms::{ErrorKind, KeyState, KmsError};
 use keyplane_store::{Datacenter, KeyStatusUpdate, NewAuditEntry};
@@ -118,7 +119,13 @@ async fn check_with(
                     .await?;
                 state.data.resume(&dc.id);
                 refresh_database_status(state, dc.database_id).await?;
-                audit(state, dc, "datacenter.resume", "the key is usable again").await;
+                audit(
+                    state,
+                    dc,
+                    AuditAction::DatacenterResume,
+                    "the key is usable again",
+                )
+                .await;
                 tracing::info!(datacenter = %dc.id, "key usable again; datacenter ACTIVE");
             }
             record_key(state, dc, KeyStatus::InUse, None, true, "the key is usable").await
@@ -179,20 +186,20 @@ pub async fn suspend(state: &AppState, dc: &Datacenter, reason: &str) -> Result<
             .await?;
         refresh_database_status(state, dc.database_id).await?;
         if dc.status != DatabaseStatus::Suspended {
-            audit(state, dc, "datacenter.suspend", reason).await;
+            audit(state, dc, AuditAction::DatacenterSuspend, reason).await;
             tracing::warn!(datacenter = %dc.id, reason, "datacenter suspended");
         }
     }
     Ok(())
 }
 
-async fn audit(state: &AppState, dc: &Datacenter, action: &str, reason: &str) {
+async fn audit(state: &AppState, dc: &Datacenter, action: AuditAction, reason: &str) {
     let entry = NewAuditEntry {
         org_id: dc.org_id,
         actor: "system:key-monitor".into(),
-        action: action.into(),
+        action,
         target: format!("{} {}", dc.id, dc.key_id),
-        outcome: "success".into(),
+        outcome: AuditOutcome::Success,
         reason: reason.into(),
     };
     if let Err(e) = state.store.append_audit(&entry).await {

@@ -75,10 +75,10 @@ pub async fn audit_page(
                 iso = esc(&e.at.to_rfc3339()),
                 at = esc(&e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
                 actor = esc(&e.actor),
-                action = esc(&e.action),
+                action = esc(e.action.as_str()),
                 target = esc(&e.target),
-                cls = if e.outcome == "success" { "AVAILABLE" } else { "INACCESSIBLE" },
-                outcome = esc(&e.outcome),
+                cls = if e.outcome == keyplane_core::audit::AuditOutcome::Success { "AVAILABLE" } else { "INACCESSIBLE" },
+                outcome = esc(e.outcome.as_str()),
                 reason = if e.reason.is_empty() { String::new() } else { format!(r#"<div class="muted">{}</div>"#, esc(&e.reason)) },
             )
         })

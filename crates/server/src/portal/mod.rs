@@ -280,7 +280,13 @@ pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .unwrap_or_default()
         .trim()
         .to_string();
-    start_session(&state, live, &raw, "portal.signin").await
+    start_session(
+        &state,
+        live,
+        &raw,
+        keyplane_core::audit::AuditAction::PortalSignin,
+    )
+    .await
 }
 
 /// Signs `raw` in: into the browser's live session when it has one, else a new session.
@@ -288,7 +294,7 @@ async fn start_session(
     state: &AppState,
     live: Option<(String, Session)>,
     raw: &str,
-    action: &str,
+    action: keyplane_core::audit::AuditAction,
 ) -> Response {
     let caller = match Caller::from_token(state, raw).await {
         Ok(c) => c,
@@ -304,7 +310,15 @@ async fn start_session(
             );
         }
     };
-    crate::audit::record(state, &caller, action, &caller.client_id, "success", "").await;
+    crate::audit::record(
+        state,
+        &caller,
+        action,
+        &caller.client_id,
+        crate::audit::SUCCESS,
+        "",
+    )
+    .await;
     let mut res = redirect("/portal/keys");
     if let Some((id, _)) = live
         && session::add_login(
@@ -348,7 +362,7 @@ pub async fn dev_signin(
                 &state,
                 session::current(&headers),
                 &token,
-                "portal.signin.dev",
+                keyplane_core::audit::AuditAction::PortalSigninDev,
             )
             .await
         }

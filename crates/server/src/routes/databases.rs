@@ -23,7 +23,7 @@ use crate::regions::check_region;
 async fn audit<T>(
     state: &AppState,
     caller: &Caller,
-    action: &str,
+    action: keyplane_core::audit::AuditAction,
     target: &str,
     res: &ApiResult<T>,
     detail: &str,
@@ -340,7 +340,15 @@ pub async fn create_database(
         }
         Err(_) => (name.clone(), place),
     };
-    audit(&state, &caller, "db.create", &target, &res, &detail).await;
+    audit(
+        &state,
+        &caller,
+        keyplane_core::audit::AuditAction::DbCreate,
+        &target,
+        &res,
+        &detail,
+    )
+    .await;
     res
 }
 
@@ -492,7 +500,15 @@ pub async fn terminate_database(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     let res = terminate_database_inner(&state, &caller, id).await;
-    audit(&state, &caller, "db.terminate", &id.to_string(), &res, "").await;
+    audit(
+        &state,
+        &caller,
+        keyplane_core::audit::AuditAction::DbTerminate,
+        &id.to_string(),
+        &res,
+        "",
+    )
+    .await;
     res
 }
 
@@ -565,7 +581,7 @@ pub async fn add_datacenter(
     audit(
         &state,
         &caller,
-        "db.region.add",
+        keyplane_core::audit::AuditAction::DbRegionAdd,
         &id.to_string(),
         &res,
         &regions,
@@ -625,11 +641,10 @@ async fn add_datacenter_inner(
     };
     let ordinal = dcs.iter().map(|d| d.ordinal).max().unwrap_or(0) + 1;
     let dc = new_datacenter(&db, ordinal, &add.region, (key_kind, key_id, account));
-    if !state.store.add_datacenter(&dc, &provision_job(&dc)).await? {
-        return Err(ApiError::Conflict(
-            "the database changed meanwhile (not ACTIVE, or the region was just added); retry"
-                .into(),
-        ));
+    if let keyplane_store::AddRegionOutcome::Refused(why) =
+        state.store.add_datacenter(&dc, &provision_job(&dc)).await?
+    {
+        return Err(ApiError::Conflict(why.to_string()));
     }
     Ok(StatusCode::CREATED)
 }
@@ -653,7 +668,7 @@ pub async fn terminate_datacenter(
     audit(
         &state,
         &caller,
-        "db.region.terminate",
+        keyplane_core::audit::AuditAction::DbRegionTerminate,
         &format!("{id}/{dc_id}"),
         &res,
         "",

@@ -23,6 +23,7 @@ use crate::regions::{check_region, parse_provider};
 use crate::registration::{
     CheckOutcome, live_check_aws, platform_identity, unsupported_type_message,
 };
+use keyplane_core::audit::AuditAction;
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -180,7 +181,7 @@ async fn require(
     state: &AppState,
     caller: &Caller,
     p: Permission,
-    action: &str,
+    action: AuditAction,
     target: &str,
 ) -> ApiResult<()> {
     if let Err(e) = caller.require(p) {
@@ -271,9 +272,9 @@ async fn register(
     body: RegisterKey,
 ) -> ApiResult<Response> {
     let action = if dry_run {
-        "cmk.register.dry_run"
+        AuditAction::CmkRegisterDryRun
     } else {
-        "cmk.register"
+        AuditAction::CmkRegister
     };
     let raw_target = [&body.aws, &body.gcp, &body.azure]
         .iter()
@@ -404,7 +405,7 @@ async fn list(
     caller: Caller,
     db_type: DbType,
 ) -> ApiResult<Json<Vec<KeyListItem>>> {
-    let action = "cmk.list";
+    let action = AuditAction::CmkList;
     require(
         &state,
         &caller,
@@ -443,7 +444,7 @@ async fn find(
     caller: &Caller,
     db_type: DbType,
     path: &RegionPath,
-    action: &str,
+    action: AuditAction,
 ) -> ApiResult<CustomerKey> {
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
     require(state, caller, Permission::OrgCmkRead, action, &tgt).await?;
@@ -496,7 +497,14 @@ async fn policy_help(
     path: &RegionPath,
 ) -> ApiResult<PolicyHelp> {
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
-    require(state, caller, Permission::OrgCmkRead, "cmk.policy", &tgt).await?;
+    require(
+        state,
+        caller,
+        Permission::OrgCmkRead,
+        AuditAction::CmkPolicy,
+        &tgt,
+    )
+    .await?;
     let provider = parse_provider(&path.provider)?;
     check_region(&state.config, &caller.org, provider, &path.region)?;
     if provider != Provider::Aws {
@@ -505,7 +513,7 @@ async fn policy_help(
         )));
     }
     let identity = platform_identity(state, caller.org_id(), provider, &path.region).await?;
-    audit::record(state, caller, "cmk.policy", &tgt, SUCCESS, "").await;
+    audit::record(state, caller, AuditAction::CmkPolicy, &tgt, SUCCESS, "").await;
     Ok(PolicyHelp {
         provider_id: identity.account_id.clone(),
         statements: recommended_statements(&identity.principal),
@@ -546,7 +554,7 @@ pub(crate) async fn policy_check(
         state,
         caller,
         Permission::OrgCmkRead,
-        "cmk.policy.check",
+        AuditAction::CmkPolicyCheck,
         &tgt,
     )
     .await?;
@@ -591,7 +599,7 @@ pub(crate) async fn policy_check(
     audit::record(
         state,
         caller,
-        "cmk.policy.check",
+        AuditAction::CmkPolicyCheck,
         &tgt,
         if report.verdict_ok { SUCCESS } else { FAILURE },
         &reason,
@@ -646,7 +654,7 @@ macro_rules! key_routes {
                 (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
             ))]
         pub async fn $get(State(state): State<AppState>, caller: Caller, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyView>> {
-            Ok(Json(view(&find(&state, &caller, $db, &path, "cmk.get").await?)))
+            Ok(Json(view(&find(&state, &caller, $db, &path, AuditAction::CmkGet).await?)))
         }
 
         /// The key's status (AVAILABLE, IN_USE, INACCESSIBLE) and its last check.
@@ -658,7 +666,7 @@ macro_rules! key_routes {
                 (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
             ))]
         pub async fn $status(State(state): State<AppState>, caller: Caller, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
-            Ok(Json(status_view(&find(&state, &caller, $db, &path, "cmk.status").await?)))
+            Ok(Json(status_view(&find(&state, &caller, $db, &path, AuditAction::CmkStatus).await?)))
         }
     };
 }
@@ -762,8 +770,15 @@ async fn check_now(
     path: &RegionPath,
 ) -> ApiResult<KeyStatusView> {
     let tgt = format!("{db_type}/{}/{}", path.provider, path.region);
-    require(state, caller, Permission::OrgCmkWrite, "cmk.check", &tgt).await?;
-    let key = find(state, caller, db_type, path, "cmk.check").await?;
+    require(
+        state,
+        caller,
+        Permission::OrgCmkWrite,
+        AuditAction::CmkCheck,
+        &tgt,
+    )
+    .await?;
+    let key = find(state, caller, db_type, path, AuditAction::CmkCheck).await?;
     let mine = state
         .store
         .live_datacenters_of_key(key.org_id, &key.key_id, &key.region)

@@ -125,9 +125,9 @@ pub async fn audit_log(
             seq: e.seq,
             at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             actor: e.actor,
-            action: e.action,
+            action: e.action.to_string(),
             target: e.target,
-            outcome: e.outcome,
+            outcome: e.outcome.to_string(),
             reason: e.reason,
             hash: e.hash,
         })

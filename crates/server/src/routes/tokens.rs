@@ -80,7 +80,7 @@ pub async fn issue_token(
     let record = TokenRecord {
         client_id: token.client_id().to_string(),
         org_id,
-        role: role.to_storage(),
+        role: role.clone(),
         secret_hash: token.secret_hash().to_vec(),
         description: description.to_string(),
         created_at: Utc::now().trunc_subsecs(3),
@@ -168,10 +168,7 @@ pub async fn list_tokens(
     let clients = records
         .into_iter()
         .map(|r| {
-            let (roles, permissions) = match Role::parse(&r.role) {
-                Ok(role) => role_names(&role),
-                Err(_) => (vec![r.role.clone()], vec![]),
-            };
+            let (roles, permissions) = role_names(&r.role);
             TokenView {
                 client_id: r.client_id,
                 roles,
