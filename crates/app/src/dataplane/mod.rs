@@ -1,0 +1,397 @@
+//! The data side of a datacenter: its SQLCipher file, opened with a data key that exists
+//! only in memory. The key is unwrapped by the customer's (or platform's) KMS key and kept
+//! for at most the configured TTL; after that the next access asks the KMS again, so a
+//! disabled or revoked key makes the data unreadable within that bound, even between two
+//! runs of the key health monitor. `access` is the Data API's use of it: an endpoint
+//! resolved for a requester, reads on its region and writes to every live region.
+pub mod access;
+#[cfg(feature = "bench-plain")]
+mod plain;
+mod suspensions;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use keyplane_core::DatabaseStatus;
+use keyplane_docstore::{DataKey, DocStore};
+use keyplane_kms::{EncryptionContext, KmsConnector, PlatformIdentity};
+use keyplane_store::{Datacenter, DynStore};
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::error::{AppError, AppResult};
+use crate::metrics::Counters;
+use suspensions::Suspensions;
+
+/// An open store and when the key it was opened with must be asked of the KMS again.
+struct Open {
+    store: Arc<DocStore>,
+    expires: Instant,
+}
+
+pub struct DataPlane {
+    store: DynStore,
+    kms: Arc<dyn KmsConnector>,
+    config: Arc<Config>,
+    counters: Arc<Counters>,
+    /// One lock per datacenter, held while its store is opened, so that concurrent first
+    /// accesses unwrap the key once.
+    opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The open stores, the only record of them: read without awaiting a lock, the path
+    /// every data operation takes.
+    open: std::sync::RwLock<HashMap<String, Open>>,
+    /// Suspended datacenters and why; checked before every access.
+    suspended: Suspensions,
+    /// Per database: writes share it, adding a region takes it alone while it copies the
+    /// data and turns ACTIVE, so no acknowledged write misses the new region.
+    write_locks: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::RwLock<()>>>>,
+    /// Datacenters served from a plain SQLite file, for the benchmark's baseline only.
+    #[cfg(feature = "bench-plain")]
+    plain_for_benchmark: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+/// The context every data key of a datacenter is bound to: visible to the customer's
+/// policy conditions and CloudTrail, and it keeps a wrapped key from being replayed for
+/// another datacenter.
+pub fn datacenter_context(dc: &Datacenter) -> EncryptionContext {
+    EncryptionContext::from([
+        ("organization".to_string(), dc.org_id.to_string()),
+        ("database".to_string(), dc.database_id.to_string()),
+        ("datacenter".to_string(), dc.id.clone()),
+    ])
+}
+
+fn task_error(e: tokio::task::JoinError) -> AppError {
+    AppError::internal(e)
+}
+
+/// A file operation's failure, naming the file.
+fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> AppError {
+    AppError::internal(std::io::Error::new(
+        e.kind(),
+        format!("{what} {}: {e}", path.display()),
+    ))
+}
+
+impl DataPlane {
+    pub fn new(
+        store: DynStore,
+        kms: Arc<dyn KmsConnector>,
+        config: Arc<Config>,
+        counters: Arc<Counters>,
+    ) -> DataPlane {
+        DataPlane {
+            store,
+            kms,
+            config,
+            counters,
+            opening: Mutex::new(HashMap::new()),
+            open: std::sync::RwLock::new(HashMap::new()),
+            suspended: Suspensions::default(),
+            write_locks: Mutex::new(HashMap::new()),
+            #[cfg(feature = "bench-plain")]
+            plain_for_benchmark: std::sync::RwLock::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// KMS calls made to unwrap data keys since start (for the benchmark and tests).
+    pub fn kms_calls(&self) -> u64 {
+        self.counters.data_key_unwraps()
+    }
+
+    pub fn file(&self, dc_id: &str) -> PathBuf {
+        self.config
+            .data_dir
+            .join("datacenters")
+            .join(format!("{dc_id}.db"))
+    }
+
+    /// The identity that acts on the datacenter's key.
+    pub fn identity(&self, dc: &Datacenter) -> PlatformIdentity {
+        let principal = self
+            .config
+            .account(dc.provider, &dc.provider_account)
+            .map(|a| a.principal(dc.provider))
+            .unwrap_or_else(|| {
+                format!(
+                    "arn:aws:iam::{}:role/{}",
+                    dc.provider_account,
+                    crate::config::DEFAULT_AWS_ROLE
+                )
+            });
+        PlatformIdentity {
+            provider: dc.provider,
+            region: dc.region.clone(),
+            account_id: dc.provider_account.clone(),
+            principal,
+        }
+    }
+
+    /// Unwraps the datacenter's data key with one KMS Decrypt.
+    pub async fn unwrap(&self, dc: &Datacenter) -> AppResult<DataKey> {
+        let wrapped = dc.wrapped_data_key.as_ref().ok_or_else(|| {
+            AppError::DatacenterUnavailable(format!("datacenter {} has no data key yet", dc.id))
+        })?;
+        let kms = self.kms.connect(&self.identity(dc))?;
+        self.counters.data_key_unwrap();
+        let plain = kms
+            .decrypt(&dc.key_id, wrapped, &datacenter_context(dc))
+            .await?;
+        Ok(DataKey::from_slice(&plain)?)
+    }
+
+    pub async fn write_lock(&self, database: &uuid::Uuid) -> Arc<tokio::sync::RwLock<()>> {
+        self.write_locks
+            .lock()
+            .await
+            .entry(*database)
+            .or_default()
+            .clone()
+    }
+
+    pub fn suspend(&self, dc_id: &str, message: &str) {
+        self.suspended.suspend(dc_id, message);
+    }
+
+    pub fn resume(&self, dc_id: &str) {
+        self.suspended.resume(dc_id);
+    }
+
+    /// Drops the open file and the key it holds at once.
+    pub async fn forget(&self, dc_id: &str) {
+        let slot = self.opening.lock().await.remove(dc_id);
+        // Wait out an open in progress first, so that it cannot put its store back after this.
+        let _opening = match &slot {
+            Some(slot) => Some(slot.lock().await),
+            None => None,
+        };
+        self.close(dc_id);
+    }
+
+    fn close(&self, dc_id: &str) {
+        // A poisoned map is still emptied of this store: the key must go either way.
+        let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
+        open.remove(dc_id);
+    }
+
+    /// The datacenter's store if it is open and its key within the TTL.
+    fn fresh(&self, dc_id: &str) -> Option<Arc<DocStore>> {
+        let open = self.open.read().ok()?;
+        let o = open.get(dc_id)?;
+        (o.expires > Instant::now()).then(|| o.store.clone())
+    }
+
+    async fn slot(&self, dc_id: &str) -> Arc<Mutex<()>> {
+        self.opening
+            .lock()
+            .await
+            .entry(dc_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The datacenter's open store, unwrapping its key if the cached one expired.
+    pub async fn docstore(&self, dc_id: &str) -> AppResult<Arc<DocStore>> {
+        if let Some(reason) = self.suspended.reason(dc_id) {
+            return Err(AppError::Suspended(reason));
+        }
+        if let Some(store) = self.fresh(dc_id) {
+            return Ok(store);
+        }
+        let slot = self.slot(dc_id).await;
+        let _opening = slot.lock().await;
+        // Another caller may have opened it while this one waited.
+        if let Some(store) = self.fresh(dc_id) {
+            return Ok(store);
+        }
+        // Expired or never opened: drop the old handle (and its key) before anything else.
+        self.close(dc_id);
+        let dc = self.store.get_datacenter(dc_id).await?.ok_or_else(|| {
+            AppError::DatacenterUnavailable(format!("datacenter {dc_id} does not exist"))
+        })?;
+        match dc.status {
+            DatabaseStatus::Active | DatabaseStatus::Maintenance => {}
+            DatabaseStatus::Suspended => return Err(AppError::Suspended(dc.message.clone())),
+            other => {
+                return Err(AppError::DatacenterUnavailable(format!(
+                    "datacenter {dc_id} is {other}, not ACTIVE; retry when it is"
+                )));
+            }
+        }
+        let path = self.file(dc_id);
+        let cache_mib = self.config.data_cache_mib;
+        let key = if self.is_plain_for_benchmark(dc_id) {
+            None
+        } else {
+            Some(self.unwrap(&dc).await?)
+        };
+        let store = tokio::task::spawn_blocking(move || -> AppResult<DocStore> {
+            let store = match &key {
+                Some(key) => DocStore::open(&path, key)?,
+                None => open_plain(&path)?,
+            };
+            store.set_cache_size_mib(cache_mib)?;
+            Ok(store)
+        })
+        .await
+        .map_err(task_error)??;
+        let store = Arc::new(store);
+        let expires = Instant::now() + self.config.data_key_ttl;
+        if let Ok(mut open) = self.open.write() {
+            open.insert(
+                dc_id.to_string(),
+                Open {
+                    store: store.clone(),
+                    expires,
+                },
+            );
+        }
+        Ok(store)
+    }
+
+    /// Creates the datacenter's file if it does not exist (a re-run after a crash opens the
+    /// one it created), keyed with the unwrapped data key.
+    pub async fn create_file(&self, dc: &Datacenter, keyspace: &str) -> AppResult<()> {
+        let key = self.unwrap(dc).await?;
+        let path = self.file(&dc.id);
+        let keyspace = keyspace.to_string();
+        tokio::task::spawn_blocking(move || -> AppResult<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
+            }
+            if !path.exists() {
+                create_atomically(&path, &key)?;
+            }
+            let store = match DocStore::open(&path, &key) {
+                Ok(s) => s,
+                // Only provisioning calls this, before the datacenter was ever ACTIVE, so no
+                // acknowledged data can be in a file that is not a whole store: it is the
+                // leftover of an interrupted creation (e.g. by an older version), made again.
+                Err(keyplane_docstore::DocStoreError::Corrupt(reason)) => {
+                    tracing::warn!(file = %path.display(), reason, "recreating an unfinished datacenter file");
+                    for suffix in ["", "-wal", "-shm", "-journal"] {
+                        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                    }
+                    create_atomically(&path, &key)?;
+                    DocStore::open(&path, &key)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            store.create_keyspace(&keyspace)?;
+            Ok(())
+        })
+        .await
+        .map_err(task_error)??;
+        Ok(())
+    }
+
+    /// Deletes the datacenter's files: with the wrapped key forgotten too, nothing left can
+    /// recover the data.
+    pub async fn delete_files(&self, dc_id: &str) -> AppResult<()> {
+        self.forget(dc_id).await;
+        let base = self.file(dc_id);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let p = PathBuf::from(format!("{}{suffix}", base.display()));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("removing", &p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a datacenter that is still INITIALIZING (the status check of [`Self::docstore`]
+    /// would refuse it), for provisioning only.
+    pub async fn docstore_for_provisioning(&self, dc: &Datacenter) -> AppResult<Arc<DocStore>> {
+        let key = self.unwrap(dc).await?;
+        let path = self.file(&dc.id);
+        let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
+            .await
+            .map_err(task_error)??;
+        Ok(Arc::new(store))
+    }
+
+    #[cfg(not(feature = "bench-plain"))]
+    fn is_plain_for_benchmark(&self, _dc_id: &str) -> bool {
+        false
+    }
+}
+
+/// Without the `bench-plain` feature no datacenter is ever served from a plain file.
+#[cfg(not(feature = "bench-plain"))]
+fn open_plain(path: &std::path::Path) -> AppResult<DocStore> {
+    Err(AppError::bug(format!(
+        "{} would be opened without encryption, which only the benchmark build does",
+        path.display()
+    )))
+}
+
+#[cfg(feature = "bench-plain")]
+fn open_plain(path: &std::path::Path) -> AppResult<DocStore> {
+    Ok(DocStore::open_plain(path)?)
+}
+
+/// Copies every keyspace, collection and document of `from` into `to` (a new region).
+pub fn copy_all(from: &DocStore, to: &DocStore) -> Result<u64, keyplane_docstore::DocStoreError> {
+    let mut copied = 0;
+    for ks in from.list_keyspaces()? {
+        to.create_keyspace(&ks)?;
+        for (coll, options) in from.list_collections(&ks)? {
+            let opts = if options.is_null() {
+                None
+            } else {
+                Some(&options)
+            };
+            to.create_collection(&ks, &coll, opts)?;
+            let mut q = keyplane_docstore::Query {
+                filter: serde_json::json!({}),
+                page_size: Some(100),
+                ..Default::default()
+            };
+            loop {
+                let page = from.find(&ks, &coll, &q)?;
+                copied += page.docs.len() as u64;
+                if !page.docs.is_empty() {
+                    for r in to.insert_many(&ks, &coll, page.docs, false)? {
+                        match r {
+                            Ok(_) | Err(keyplane_docstore::DocStoreError::DuplicateId(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                match page.next_page_state {
+                    Some(s) => q.page_state = Some(s),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Creates the file under a temporary name and renames it into place once it is complete,
+/// so a crash (kill -9) mid-creation never leaves a half-made file at the real path: a
+/// re-run finds either nothing (and creates it again) or a whole store.
+fn create_atomically(path: &std::path::Path, key: &DataKey) -> AppResult<()> {
+    let io = |e: std::io::Error| io_error("creating", path, e);
+    let tmp = PathBuf::from(format!("{}.creating", path.display()));
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        match std::fs::remove_file(format!("{}{suffix}", tmp.display())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    // Closing the store checkpoints its WAL into the main file before the rename.
+    drop(DocStore::create(&tmp, key)?);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
