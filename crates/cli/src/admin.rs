@@ -114,7 +114,7 @@ pub async fn run(store_args: &StoreArgs, cmd: AdminCommand) -> anyhow::Result<()
                 .await?
                 .with_context(|| format!("no organization {org}"))?;
             let role = Role::parse(&role)?;
-            let (token, record) = keyplane_server::routes::tokens::issue_token(
+            let (token, record) = keyplane_app::tokens::issue_token(
                 store.as_ref(),
                 org,
                 &role,

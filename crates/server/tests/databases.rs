@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{PLATFORM_ROLE, TestServer, assert_error, full_policy, register_key, send};
-use keyplane_server::Config;
+use keyplane_app::Config;
 use serde_json::{Value, json};
 
 fn customer_only_policy() -> Value {
@@ -140,7 +140,7 @@ async fn the_seed_promise_end_to_end() {
         .key_id(&arn)
         .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
         .set_encryption_context(Some(
-            keyplane_server::dataplane::datacenter_context(&stored)
+            keyplane_app::dataplane::datacenter_context(&stored)
                 .into_iter()
                 .collect(),
         ))
@@ -412,7 +412,7 @@ async fn a_kms_outage_shorter_than_the_grace_period_suspends_nothing() {
     wait_status(&s, &db, "ACTIVE").await;
     s.kms.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    keyplane_server::monitor::check_all(&s.state).await.unwrap();
+    s.app.monitor().check_all().await.unwrap();
     let view = wait_status(&s, &db, "ACTIVE").await;
     assert_eq!(view["info"]["datacenters"][0]["status"], "ACTIVE");
     let dc = s
@@ -501,7 +501,7 @@ async fn deleting_the_key_shreds_the_data_and_terminating_forgets_everything() {
         .key_id(&arn)
         .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
         .set_encryption_context(Some(
-            keyplane_server::dataplane::datacenter_context(&dc)
+            keyplane_app::dataplane::datacenter_context(&dc)
                 .into_iter()
                 .collect(),
         ))
