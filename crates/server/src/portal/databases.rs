@@ -2,7 +2,8 @@
 //! encrypts them; create (saying which key will encrypt it before it is created), add a
 //! region (refused in place, with a link to Add Keys, where a customer-keyed database has
 //! no key), terminate after typing the name. Status follows the database without a reload.
-//! Every change goes through the API's own handlers, so the portal enforces the same rules.
+//! Every change goes through the application's services, the ones the API calls, so the portal
+//! enforces the same rules.
 use std::collections::HashMap;
 
 use axum::Json;
@@ -531,7 +532,7 @@ pub async fn new_database_page(
     create_form(&state, &v, &f, None, StatusCode::OK).await
 }
 
-/// Creates a database through the API's handler.
+/// Creates a database through the application's service, as the API does.
 #[utoipa::path(post, path = "/portal/databases", tag = TAG,
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, name, keyspace, type, provider, region, tier"),
     responses(
@@ -611,7 +612,7 @@ async fn db_form(
     Ok((v, form, db))
 }
 
-/// Adds a region through the API's handler; a refusal is shown in the database's row, with
+/// Adds a region through the application's service; a refusal is shown in the database's row, with
 /// a link to Add Keys for that region when the database needs a customer key there.
 #[utoipa::path(post, path = "/portal/databases/{id}/regions", tag = TAG,
     params(("id" = Uuid, Path)),
@@ -750,7 +751,7 @@ pub async fn terminate_page(
     )
 }
 
-/// Terminates a database once its name was typed, through the API's handler.
+/// Terminates a database once its name was typed, through the application's service.
 #[utoipa::path(post, path = "/portal/databases/{id}/terminate", tag = TAG,
     params(("id" = Uuid, Path)),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, confirm"),

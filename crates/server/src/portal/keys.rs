@@ -1,6 +1,7 @@
 //! Settings → Security → Key Encryption: the organization's registered keys, and Add Keys
 //! (database type → provider → region → Cloud Provider ID and policy statements → the
-//! pasted policy checked → key ID checked as typed → the API's live registration).
+//! pasted policy checked → key ID checked as typed → the registration service, live check
+//! included, as the API runs it).
 use std::collections::HashMap;
 
 use axum::body::Bytes;
@@ -401,7 +402,8 @@ fn as_policy(text: &str) -> Result<serde_json::Value, String> {
     })
 }
 
-/// Checks a pasted key policy with the API's checker and shows the findings in the form.
+/// Checks a pasted key policy with the application's checker (the API's) and shows the
+/// findings in the form.
 #[utoipa::path(post, path = "/portal/keys/policy-check", tag = TAG,
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region, policy"),
     responses(
@@ -479,8 +481,8 @@ pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: By
     new_key_form(&state, &v, &c, &typed, status).await
 }
 
-/// Adds a key: the API's registration (every check, the live one included) through the
-/// same handler; on failure the form again with the reason next to the Key ID.
+/// Adds a key: the application's registration (every check, the live one included), as the
+/// API runs it; on failure the form again with the reason next to the Key ID.
 #[utoipa::path(post, path = "/portal/keys", tag = TAG,
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region, key_id"),
     responses(
