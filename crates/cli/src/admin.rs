@@ -114,7 +114,7 @@ pub async fn run(store_args: &StoreArgs, cmd: AdminCommand) -> anyhow::Result<()
                 .await?
                 .with_context(|| format!("no organization {org}"))?;
             let role = Role::parse(&role)?;
-            let (token, record) = keyplane_server::routes::tokens::issue_token(
+            let (token, record) = keyplane_app::tokens::issue_token(
                 store.as_ref(),
                 org,
                 &role,
@@ -136,7 +136,7 @@ pub async fn run(store_args: &StoreArgs, cmd: AdminCommand) -> anyhow::Result<()
                 .into_iter()
                 .map(|t| {
                     serde_json::json!({
-                        "clientId": t.client_id, "role": t.role, "description": t.description,
+                        "clientId": t.client_id, "role": t.role.to_storage(), "description": t.description,
                         "generatedOn": t.created_at, "revokedOn": t.revoked_at,
                     })
                 })
@@ -204,9 +204,9 @@ async fn verify_audit(store: &dyn keyplane_store::Store) -> anyhow::Result<serde
                 org_id: &org,
                 at: &at,
                 actor: &e.actor,
-                action: &e.action,
+                action: e.action.as_str(),
                 target: &e.target,
-                outcome: &e.outcome,
+                outcome: e.outcome.as_str(),
                 reason: &e.reason,
             };
             if e.prev_hash != prev {

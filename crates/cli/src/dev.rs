@@ -151,13 +151,9 @@ pub async fn bootstrap(
     let token = match reusable {
         Some(t) => t,
         None => {
-            let (token, _) = keyplane_server::routes::tokens::issue_token(
-                store,
-                org_id,
-                &Role::OrgAdmin,
-                "dev bootstrap",
-            )
-            .await?;
+            let (token, _) =
+                keyplane_app::tokens::issue_token(store, org_id, &Role::OrgAdmin, "dev bootstrap")
+                    .await?;
             token.expose().to_string()
         }
     };
@@ -223,7 +219,7 @@ pub const PLATFORM_KEY_ALIAS: &str = "alias/keyplane-platform";
 pub async fn ensure_platform_keys(
     kms: &PlatformKms,
     regions: &[String],
-) -> anyhow::Result<std::collections::BTreeMap<String, keyplane_server::config::PlatformKey>> {
+) -> anyhow::Result<std::collections::BTreeMap<String, keyplane_app::PlatformKey>> {
     use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
     let owner = kms
         .platform
@@ -283,7 +279,7 @@ pub async fn ensure_platform_keys(
         };
         out.insert(
             region.clone(),
-            keyplane_server::config::PlatformKey {
+            keyplane_app::PlatformKey {
                 key_id: arn,
                 account: owner.account.clone(),
             },

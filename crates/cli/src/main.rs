@@ -160,7 +160,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "  portal:       {}/portal/signin/dev?code={code}",
             config.public_url.trim_end_matches('/')
         );
-        config.dev_signin = Some(keyplane_server::DevSignin {
+        config.dev_signin = Some(keyplane_app::DevSignin {
             code,
             token: creds.token.clone(),
         });
@@ -180,14 +180,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .insert(keyplane_core::Provider::Aws, keys);
     }
     let connector = wiring::kms_connector(&resolved.aws, dev_kms.as_ref());
-    let state = keyplane_server::AppState::new(store, config, connector);
-    for handle in keyplane_server::spawn_background(&state, stop_rx.clone()) {
+    let app = keyplane_app::App::new(store, config, connector);
+    for handle in app.spawn_background(stop_rx.clone()) {
         tasks.spawn(async move { handle.await.map_err(std::io::Error::other) });
     }
     tracing::info!(%local, "keyplane API listening");
     tasks.spawn(keyplane_server::run(
         listener,
-        state,
+        app,
         shutdown(stop_rx.clone()),
     ));
 

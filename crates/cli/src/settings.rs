@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use keyplane_app::{Config, ProviderAccount};
 use keyplane_core::Provider;
-use keyplane_server::{Config, ProviderAccount};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -214,7 +214,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
                     id: a.id,
                     role: a
                         .role
-                        .unwrap_or_else(|| keyplane_server::config::DEFAULT_AWS_ROLE.into()),
+                        .unwrap_or_else(|| keyplane_app::config::DEFAULT_AWS_ROLE.into()),
                     regions: a.regions,
                 })
                 .collect();
@@ -229,7 +229,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
                 .map(|(r, k)| {
                     (
                         r,
-                        keyplane_server::config::PlatformKey {
+                        keyplane_app::PlatformKey {
                             key_id: k.key_id,
                             account: k.account,
                         },
@@ -261,7 +261,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
     config.data_cache_mib = serve
         .and_then(|s| s.data_cache_mib)
         .or(file.data_cache_mib)
-        .unwrap_or(keyplane_server::config::DEFAULT_DATA_CACHE_MIB)
+        .unwrap_or(keyplane_app::config::DEFAULT_DATA_CACHE_MIB)
         .max(1);
     config.public_url = serve
         .and_then(|s| s.public_url.clone())

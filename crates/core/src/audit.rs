@@ -1,6 +1,75 @@
-//! The audit log's hash chain: each entry's hash covers its fields and the previous
-//! entry's hash, so a changed, inserted or removed entry breaks every hash after it.
+//! The audit log's vocabulary and its hash chain: what can be recorded (actions and
+//! outcomes as enums, so a misspelt action does not compile), and each entry's hash, which
+//! covers its fields and the previous entry's hash, so a changed, inserted or removed entry
+//! breaks every hash after it.
+use std::fmt;
+use std::str::FromStr;
+
 use sha2::{Digest, Sha256};
+
+use crate::provider::UnknownName;
+
+macro_rules! names {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $v:ident => $s:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $v),+ }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+            /// The stored (and hashed) spelling; never changes for a value once released.
+            pub fn as_str(self) -> &'static str { match self { $($name::$v => $s),+ } }
+        }
+        impl FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $($s => Ok($name::$v),)+
+                    _ => Err(UnknownName { what: $what, given: s.to_string(), expected: vec![$($s),+] }),
+                }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+names! {
+    /// What an audit entry records.
+    AuditAction, "audit action" {
+        CmkRegister => "cmk.register",
+        /// A registration's every check, nothing stored.
+        CmkRegisterDryRun => "cmk.register.dry_run",
+        CmkList => "cmk.list",
+        CmkGet => "cmk.get",
+        CmkStatus => "cmk.status",
+        CmkPolicy => "cmk.policy",
+        CmkPolicyCheck => "cmk.policy.check",
+        /// A key checked on request (the key health monitor's check, run now).
+        CmkCheck => "cmk.check",
+        DbCreate => "db.create",
+        DbTerminate => "db.terminate",
+        DbRegionAdd => "db.region.add",
+        DbRegionTerminate => "db.region.terminate",
+        /// The key monitor (or a refused data access) suspended a datacenter.
+        DatacenterSuspend => "datacenter.suspend",
+        DatacenterResume => "datacenter.resume",
+        PortalSignin => "portal.signin",
+        PortalSigninDev => "portal.signin.dev",
+    }
+}
+
+names! {
+    /// How the recorded action ended.
+    AuditOutcome, "audit outcome" {
+        Success => "success",
+        /// Refused or failed for a reason other than a permission.
+        Failure => "failure",
+        /// Refused because the caller's role lacks the permission.
+        Denied => "denied",
+    }
+}
 
 /// The hash of the entry before the first one.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -43,6 +112,28 @@ pub fn entry_hash(prev_hash: &str, f: &AuditFields<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_and_outcomes_round_trip_and_stay_spelt_as_stored() {
+        for a in AuditAction::ALL {
+            assert_eq!(a.as_str().parse::<AuditAction>().unwrap(), *a);
+        }
+        for o in AuditOutcome::ALL {
+            assert_eq!(o.as_str().parse::<AuditOutcome>().unwrap(), *o);
+        }
+        // Stored rows and their hashes use these spellings.
+        assert_eq!(
+            AuditAction::CmkRegisterDryRun.as_str(),
+            "cmk.register.dry_run"
+        );
+        assert_eq!(
+            AuditAction::DbRegionTerminate.as_str(),
+            "db.region.terminate"
+        );
+        assert_eq!(AuditOutcome::Denied.as_str(), "denied");
+        assert!("cmk.regster".parse::<AuditAction>().is_err());
+        assert!("Success".parse::<AuditOutcome>().is_err());
+    }
 
     fn fields<'a>(reason: &'a str) -> AuditFields<'a> {
         AuditFields {

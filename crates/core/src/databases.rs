@@ -122,6 +122,73 @@ pub fn check_tier(db_type: DbType, tier: &str, capacity_units: i32) -> Result<St
     }
 }
 
+/// Why a region cannot be added to or removed from a database now. The store applies the
+/// rules below inside the transaction that changes the regions, so concurrent requests cannot
+/// break them together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionChangeRefusal {
+    /// Regions are added only to an ACTIVE database.
+    NotActive(DatabaseStatus),
+    /// Another region is being added or removed.
+    InMaintenance,
+    /// The database already has a live datacenter in that region.
+    RegionTaken(String),
+    /// Removing it would leave the database without a region.
+    LastRegion,
+}
+
+impl fmt::Display for RegionChangeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegionChangeRefusal::NotActive(status) => write!(
+                f,
+                "the database is {status}; regions can be added or removed only when it is ACTIVE"
+            ),
+            RegionChangeRefusal::InMaintenance => f.write_str(
+                "the database is in MAINTENANCE; regions can be added or removed only when it is ACTIVE",
+            ),
+            RegionChangeRefusal::RegionTaken(region) => {
+                write!(f, "the database already has a datacenter in {region}")
+            }
+            RegionChangeRefusal::LastRegion => {
+                f.write_str("this is the database's last region; terminate the database instead")
+            }
+        }
+    }
+}
+
+/// A region may be added to an ACTIVE database that has no live datacenter there.
+/// `live_regions` are the regions of its datacenters not yet TERMINATED.
+pub fn check_add_region<'a>(
+    status: DatabaseStatus,
+    live_regions: impl IntoIterator<Item = &'a str>,
+    region: &str,
+) -> Result<(), RegionChangeRefusal> {
+    if status != DatabaseStatus::Active {
+        return Err(RegionChangeRefusal::NotActive(status));
+    }
+    if live_regions.into_iter().any(|r| r == region) {
+        return Err(RegionChangeRefusal::RegionTaken(region.to_string()));
+    }
+    Ok(())
+}
+
+/// A region may be removed unless another region change is under way (MAINTENANCE) or it is
+/// the last one. `serving` counts the datacenters neither TERMINATED nor TERMINATING, the
+/// one to remove included.
+pub fn check_remove_region(
+    status: DatabaseStatus,
+    serving: usize,
+) -> Result<(), RegionChangeRefusal> {
+    if status == DatabaseStatus::Maintenance {
+        return Err(RegionChangeRefusal::InMaintenance);
+    }
+    if serving < 2 {
+        return Err(RegionChangeRefusal::LastRegion);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +217,36 @@ mod tests {
         assert_eq!(
             check_tier(DbType::Serverless, "serverless", 1).unwrap(),
             "serverless"
+        );
+    }
+
+    #[test]
+    fn region_change_rules() {
+        use DatabaseStatus::*;
+        assert_eq!(check_add_region(Active, ["us-east-2"], "eu-west-1"), Ok(()));
+        assert_eq!(
+            check_add_region(Maintenance, [], "eu-west-1"),
+            Err(RegionChangeRefusal::NotActive(Maintenance))
+        );
+        assert_eq!(
+            check_add_region(Active, ["eu-west-1"], "eu-west-1"),
+            Err(RegionChangeRefusal::RegionTaken("eu-west-1".into()))
+        );
+        assert_eq!(check_remove_region(Active, 2), Ok(()));
+        // A suspended database may still shed a region; only another change blocks it.
+        assert_eq!(check_remove_region(Suspended, 3), Ok(()));
+        assert_eq!(
+            check_remove_region(Maintenance, 3),
+            Err(RegionChangeRefusal::InMaintenance)
+        );
+        assert_eq!(
+            check_remove_region(Active, 1),
+            Err(RegionChangeRefusal::LastRegion)
+        );
+        assert!(
+            RegionChangeRefusal::LastRegion
+                .to_string()
+                .contains("last region")
         );
     }
 }

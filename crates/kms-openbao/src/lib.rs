@@ -19,7 +19,7 @@
 //!   than the key's `min_decryption_version` is [`ErrorKind::InvalidState`], with a message
 //!   naming the version and `min_decryption_version`.
 //! - Limits: a timeout per attempt and per operation; retries with backoff only for
-//!   failures that say nothing about the key ([`RetrySettings`]).
+//!   failures that say nothing about the key ([`OpenbaoRetrySettings`]).
 //! - Secrets: the secret ID and the token live in wiped-on-drop memory, are redacted from
 //!   every Debug output, go in a header marked sensitive, and are never logged. Redirects
 //!   are not followed, and a key ID naming another server than the credentials' is refused
@@ -48,7 +48,7 @@ pub use provider::{
     CONTEXT_BINDING_TYPES, KEY_USAGE, OpenbaoKeyProvider, TransitKeyInfo, required_permissions,
     transit_permission,
 };
-pub use retry::RetrySettings;
+pub use retry::OpenbaoRetrySettings;
 pub use session::SessionStats;
 
 /// How the platform reaches one customer's OpenBao and logs in there: the server and
@@ -130,7 +130,7 @@ impl fmt::Debug for OpenbaoAccess {
 /// Settings shared by every OpenBao session of the platform.
 #[derive(Debug, Clone, Default)]
 pub struct OpenbaoSettings {
-    pub retry: RetrySettings,
+    pub retry: OpenbaoRetrySettings,
 }
 
 /// Hands out one [`OpenbaoKeyProvider`] per customer server, namespace, credentials and

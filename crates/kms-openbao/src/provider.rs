@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::context::{canonical_context, transit_ciphertext_version};
 use crate::errors::{kind_for_status, status_error};
-use crate::retry::{RetrySettings, with_retries};
+use crate::retry::{OpenbaoRetrySettings, with_retries};
 use crate::session::{SessionStats, Sessions};
 use crate::transport::{Reply, Server, secret_string};
 
@@ -166,7 +166,7 @@ pub struct OpenbaoKeyProvider {
     server: Server,
     sessions: Sessions,
     region: String,
-    retry: RetrySettings,
+    retry: OpenbaoRetrySettings,
 }
 
 impl std::fmt::Debug for OpenbaoKeyProvider {
@@ -185,7 +185,7 @@ impl OpenbaoKeyProvider {
         server: Server,
         sessions: Sessions,
         region: String,
-        retry: RetrySettings,
+        retry: OpenbaoRetrySettings,
     ) -> OpenbaoKeyProvider {
         OpenbaoKeyProvider {
             server,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 /// How long to wait and how often to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetrySettings {
+pub struct OpenbaoRetrySettings {
     /// Attempts per operation, the first included (1 = no retry).
     pub max_attempts: u32,
     /// Pause before the first retry; doubled for each further one.
@@ -24,9 +24,9 @@ pub struct RetrySettings {
     pub operation_timeout: Duration,
 }
 
-impl Default for RetrySettings {
+impl Default for OpenbaoRetrySettings {
     fn default() -> Self {
-        RetrySettings {
+        OpenbaoRetrySettings {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
@@ -36,7 +36,7 @@ impl Default for RetrySettings {
     }
 }
 
-impl RetrySettings {
+impl OpenbaoRetrySettings {
     /// The pause before retry `retry` (1-based): half the capped exponential step plus a
     /// random part of the other half, so that callers that failed together spread out.
     pub(crate) fn backoff(&self, retry: u32) -> Duration {
@@ -61,7 +61,7 @@ impl RetrySettings {
 /// Runs `attempt` until it succeeds, fails for good, or attempts or time run out. A final
 /// error after several attempts says how many there were.
 pub(crate) async fn with_retries<T, F, Fut>(
-    settings: &RetrySettings,
+    settings: &OpenbaoRetrySettings,
     operation: &'static str,
     mut attempt: F,
 ) -> Result<T>
@@ -116,8 +116,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn quick(max_attempts: u32) -> RetrySettings {
-        RetrySettings {
+    fn quick(max_attempts: u32) -> OpenbaoRetrySettings {
+        OpenbaoRetrySettings {
             max_attempts,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(40),

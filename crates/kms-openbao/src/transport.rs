@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::errors::{OpenbaoError, transport_error};
-use crate::retry::RetrySettings;
+use crate::retry::OpenbaoRetrySettings;
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -126,7 +126,7 @@ impl Server {
         address: &str,
         namespace: Option<&str>,
         ca_bundle_pem: Option<&str>,
-        retry: &RetrySettings,
+        retry: &OpenbaoRetrySettings,
     ) -> Result<Server> {
         // An http address never uses TLS; its (empty) root store is never consulted.
         let roots = if address.starts_with("https://") {

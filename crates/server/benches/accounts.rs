@@ -6,8 +6,8 @@
 //! Knobs: BENCH_REQUESTS (default 100000), BENCH_CONCURRENCY (default 32).
 use std::time::{Duration, Instant};
 
+use keyplane_app::{App, Config};
 use keyplane_core::Role;
-use keyplane_server::{AppState, Config};
 use keyplane_store::DynStore;
 
 const PATH: &str = "/v2/kms/classic/provider/aws/region/us-east-2/accounts";
@@ -21,14 +21,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 async fn load(label: &str, store: DynStore) {
     let org = store.create_org("bench", None).await.expect("org");
-    let (token, _) = keyplane_server::routes::tokens::issue_token(
-        store.as_ref(),
-        org.id,
-        &Role::OrgAdmin,
-        "bench",
-    )
-    .await
-    .expect("token");
+    let (token, _) =
+        keyplane_app::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "bench")
+            .await
+            .expect("token");
     let token = token.expose().to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -37,7 +33,7 @@ async fn load(label: &str, store: DynStore) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(keyplane_server::run(
         listener,
-        AppState::new(
+        App::new(
             store,
             Config::default(),
             std::sync::Arc::new(keyplane_kms_aws::AwsConnector::new(Default::default())),

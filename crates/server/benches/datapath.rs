@@ -22,9 +22,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keyplane_app::{App, Config};
 use keyplane_core::Role;
 use keyplane_docstore::DocStore;
-use keyplane_server::{AppState, Config};
 use serde_json::{Value, json};
 
 const ROLE: &str = "arn:aws:iam::222222222222:role/creator";
@@ -134,13 +134,13 @@ async fn run() {
     let store = keyplane_store::open(dir.path().join("kp.db").to_str().expect("path"))
         .await
         .expect("store");
-    let state = AppState::new(
+    let state = App::new(
         store.clone(),
         config,
         Arc::new(keyplane_kms_aws::AwsConnector::new(settings)),
     );
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    keyplane_server::spawn_background(&state, rx);
+    state.spawn_background(rx);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -153,14 +153,10 @@ async fn run() {
 
     // A customer key, registered, and a database deployed under it.
     let org = store.create_org("bench", None).await.expect("org");
-    let (token, _) = keyplane_server::routes::tokens::issue_token(
-        store.as_ref(),
-        org.id,
-        &Role::OrgAdmin,
-        "bench",
-    )
-    .await
-    .expect("token");
+    let (token, _) =
+        keyplane_app::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "bench")
+            .await
+            .expect("token");
     let token = token.expose().to_string();
     let policy = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
@@ -266,7 +262,7 @@ async fn run() {
 mod http {
     use std::time::{Duration, Instant};
 
-    use keyplane_server::AppState;
+    use keyplane_app::App;
     use keyplane_store::DynStore;
     use serde_json::{Value, json};
 
@@ -390,7 +386,7 @@ mod http {
         n
     }
 
-    pub async fn run(state: &AppState, store: &DynStore, url: &str, token: &str) {
+    pub async fn run(state: &App, store: &DynStore, url: &str, token: &str) {
         let n = env_usize("BENCH_HTTP_DOCS", 100_000).max(100);
         let reads = env_usize("BENCH_HTTP_READS", 5_000);
         let scans = env_usize("BENCH_HTTP_SCANS", 3).max(1);

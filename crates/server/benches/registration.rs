@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keyplane_app::{App, Config};
 use keyplane_core::Role;
-use keyplane_server::{AppState, Config};
 use serde_json::{Value, json};
 
 const ROLE: &str = "arn:aws:iam::222222222222:role/creator";
@@ -75,7 +75,7 @@ async fn run() {
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = AppState::new(
+    let state = App::new(
         store.clone(),
         Config::default(),
         Arc::new(keyplane_kms_aws::AwsConnector::new(settings)),
@@ -110,14 +110,10 @@ async fn run() {
             .create_org(&format!("org{i}"), None)
             .await
             .expect("org");
-        let (token, _) = keyplane_server::routes::tokens::issue_token(
-            store.as_ref(),
-            org.id,
-            &Role::OrgAdmin,
-            "bench",
-        )
-        .await
-        .expect("token");
+        let (token, _) =
+            keyplane_app::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "bench")
+                .await
+                .expect("token");
         let key = customer
             .create_key()
             .policy(policy().to_string())

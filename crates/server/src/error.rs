@@ -1,5 +1,7 @@
-//! The one API error type. Every failure of every route becomes
-//! `{"errors":[{"ID":<int>,"message":"…"}]}` with a stable numeric ID per kind.
+//! The DevOps API's error table. Every failure of every route becomes
+//! `{"errors":[{"ID":<int>,"message":"…"}]}` with a stable numeric ID per kind; the
+//! application's [`AppError`] is mapped here (and only here), next to the transport's own
+//! refusals (a body that does not parse, no route, …).
 //!
 //! | ID   | Status | Kind                                                         |
 //! |------|--------|--------------------------------------------------------------|
@@ -23,106 +25,123 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use keyplane_app::AppError;
+use keyplane_app::error::INTERNAL_MESSAGE;
 use serde::Serialize;
 
+/// What a request without a token is told (the Data API says the same).
+pub const MISSING_TOKEN: &str = "missing token: send 'Authorization: Bearer <application token>'";
+
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum DevOpsError {
+    /// What the application refused or failed at.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// The body does not parse into the route's request type.
     #[error("{0}")]
     BadRequest(String),
     #[error("the request body is larger than the limit of 1 MiB; send a smaller body")]
     BodyTooLarge,
+    /// A path or query parameter does not parse.
     #[error("{0}")]
     BadParameter(String),
-    #[error("missing token: send 'Authorization: Bearer <application token>'")]
+    #[error("{MISSING_TOKEN}")]
     MissingToken,
+    /// The `Authorization` header is not `Bearer <token>`.
     #[error("malformed token: {0}")]
-    MalformedToken(String),
-    #[error("the token is unknown or has been revoked; create a new application token")]
-    InvalidToken,
-    #[error("the token's role lacks the permission '{0}'; use a token whose role grants it")]
-    Forbidden(&'static str),
-    #[error("{0}")]
-    OtherOrganization(String),
-    #[error("{0}")]
-    NotFound(String),
+    MalformedHeader(String),
     #[error("no route for {method} {path}; see /openapi.json for the API")]
     RouteNotFound { method: String, path: String },
-    #[error("{0}")]
-    RegionUnavailable(String),
     #[error("method {method} is not allowed on {path}; see /openapi.json for the API")]
     MethodNotAllowed { method: String, path: String },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Unprocessable(String),
-    #[error("{0}")]
-    NotImplemented(String),
-    #[error("{0}")]
-    Unavailable(String),
-    /// The detail is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A handler panicked: a bug. The detail is logged, never sent.
+    #[error("handler panicked: {0}")]
+    Panic(String),
 }
 
-const INTERNAL_MESSAGE: &str =
-    "an internal error occurred; it has been logged, retry later or contact the platform operator";
-
-impl ApiError {
-    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
-        ApiError::Internal(Box::new(e))
+/// The table's ID of an application error.
+pub fn app_error_id(e: &AppError) -> u32 {
+    match e {
+        AppError::Invalid { .. } => 1000,
+        AppError::InvalidParameter { .. } => 1002,
+        AppError::MalformedToken(_) => 2001,
+        AppError::InvalidToken => 2002,
+        AppError::Forbidden(_) => 3000,
+        AppError::WrongOrganization { .. } => 3001,
+        AppError::NotFound(_) => 4000,
+        AppError::RegionUnavailable(_) => 4002,
+        AppError::Conflict(_) => 4090,
+        AppError::KeyCheckFailed(_)
+        | AppError::NoCustomerKey { .. }
+        | AppError::ProviderMismatch { .. } => 4220,
+        AppError::NotSupported(_) => 5010,
+        AppError::KmsUnavailable(_)
+        | AppError::NoPlatformKey { .. }
+        | AppError::StoreUnreachable(_)
+        | AppError::Suspended(_)
+        | AppError::DatacenterUnavailable(_) => 5030,
+        AppError::Document(_) | AppError::Kms(_) | AppError::Store(_) | AppError::Internal(_) => {
+            5000
+        }
     }
+}
 
+/// The status of a table ID.
+pub fn status_of(id: u32) -> StatusCode {
+    match id {
+        1000..=1999 => StatusCode::BAD_REQUEST,
+        2000..=2999 => StatusCode::UNAUTHORIZED,
+        3000..=3999 => StatusCode::FORBIDDEN,
+        4000..=4002 => StatusCode::NOT_FOUND,
+        4050 => StatusCode::METHOD_NOT_ALLOWED,
+        4090 => StatusCode::CONFLICT,
+        4220 => StatusCode::UNPROCESSABLE_ENTITY,
+        5010 => StatusCode::NOT_IMPLEMENTED,
+        5030 => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The status an application error answers with.
+pub fn app_error_status(e: &AppError) -> StatusCode {
+    status_of(app_error_id(e))
+}
+
+/// What a client sees of an application error: for a 500, never the detail.
+pub fn app_error_message(e: &AppError) -> String {
+    if app_error_id(e) == 5000 {
+        INTERNAL_MESSAGE.to_string()
+    } else {
+        e.to_string()
+    }
+}
+
+impl DevOpsError {
     pub fn id(&self) -> u32 {
         match self {
-            ApiError::BadRequest(_) => 1000,
-            ApiError::BodyTooLarge => 1001,
-            ApiError::BadParameter(_) => 1002,
-            ApiError::MissingToken => 2000,
-            ApiError::MalformedToken(_) => 2001,
-            ApiError::InvalidToken => 2002,
-            ApiError::Forbidden(_) => 3000,
-            ApiError::OtherOrganization(_) => 3001,
-            ApiError::NotFound(_) => 4000,
-            ApiError::RouteNotFound { .. } => 4001,
-            ApiError::RegionUnavailable(_) => 4002,
-            ApiError::MethodNotAllowed { .. } => 4050,
-            ApiError::Conflict(_) => 4090,
-            ApiError::Unprocessable(_) => 4220,
-            ApiError::Internal(_) => 5000,
-            ApiError::NotImplemented(_) => 5010,
-            ApiError::Unavailable(_) => 5030,
+            DevOpsError::App(e) => app_error_id(e),
+            DevOpsError::BadRequest(_) => 1000,
+            DevOpsError::BodyTooLarge => 1001,
+            DevOpsError::BadParameter(_) => 1002,
+            DevOpsError::MissingToken => 2000,
+            DevOpsError::MalformedHeader(_) => 2001,
+            DevOpsError::RouteNotFound { .. } => 4001,
+            DevOpsError::MethodNotAllowed { .. } => 4050,
+            DevOpsError::Panic(_) => 5000,
         }
     }
 
     pub fn status(&self) -> StatusCode {
-        match self.id() / 1000 {
-            1 => StatusCode::BAD_REQUEST,
-            2 => StatusCode::UNAUTHORIZED,
-            3 => StatusCode::FORBIDDEN,
-            _ => match self.id() {
-                4000..=4002 => StatusCode::NOT_FOUND,
-                4050 => StatusCode::METHOD_NOT_ALLOWED,
-                4090 => StatusCode::CONFLICT,
-                4220 => StatusCode::UNPROCESSABLE_ENTITY,
-                5010 => StatusCode::NOT_IMPLEMENTED,
-                5030 => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-        }
+        status_of(self.id())
     }
 
     /// What the client sees: for a 500, never the detail.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => INTERNAL_MESSAGE.to_string(),
+            DevOpsError::App(e) => app_error_message(e),
+            DevOpsError::Panic(_) => INTERNAL_MESSAGE.to_string(),
             other => other.to_string(),
         }
-    }
-}
-
-impl From<keyplane_store::StoreError> for ApiError {
-    fn from(e: keyplane_store::StoreError) -> Self {
-        ApiError::internal(e)
     }
 }
 
@@ -150,52 +169,74 @@ impl ErrorBody {
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for DevOpsError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, source = ?detail.source(), "request failed");
+        if self.status().is_server_error() {
+            match &self {
+                DevOpsError::App(e) if app_error_id(e) != 5000 => {
+                    tracing::warn!(error = %e, "request refused: a dependency is unavailable")
+                }
+                other => {
+                    let source = std::error::Error::source(other).map(|s| s.to_string());
+                    tracing::error!(error = %other, ?source, "request failed");
+                }
+            }
         }
         let body = ErrorBody::one(self.id(), self.public_message());
         (self.status(), Json(body)).into_response()
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub type ApiResult<T> = Result<T, DevOpsError>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyplane_app::{ConflictReason, RegionProblem};
+    use keyplane_core::Permission;
+    use keyplane_core::databases::RegionChangeRefusal;
 
     #[test]
     fn ids_map_to_their_documented_statuses() {
-        assert_eq!(ApiError::BodyTooLarge.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::InvalidToken.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(DevOpsError::BodyTooLarge.status(), StatusCode::BAD_REQUEST);
+        let app = |e: AppError| DevOpsError::App(e).status();
+        assert_eq!(app(AppError::InvalidToken), StatusCode::UNAUTHORIZED);
         assert_eq!(
-            ApiError::Forbidden("org-cmk-read").status(),
+            app(AppError::Forbidden(Permission::OrgCmkRead)),
             StatusCode::FORBIDDEN
         );
         assert_eq!(
-            ApiError::RegionUnavailable(String::new()).status(),
+            app(AppError::RegionUnavailable(
+                RegionProblem::NoPlatformAccount {
+                    provider: keyplane_core::Provider::Aws,
+                    region: "us-east-2".into()
+                }
+            )),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            ApiError::Conflict(String::new()).status(),
+            app(AppError::Conflict(ConflictReason::Region(
+                RegionChangeRefusal::LastRegion
+            ))),
             StatusCode::CONFLICT
         );
         assert_eq!(
-            ApiError::Unprocessable(String::new()).status(),
+            app(AppError::KeyCheckFailed(String::new())),
             StatusCode::UNPROCESSABLE_ENTITY
         );
         assert_eq!(
-            ApiError::NotImplemented(String::new()).status(),
+            app(AppError::NotSupported(String::new())),
             StatusCode::NOT_IMPLEMENTED
         );
         assert_eq!(
-            ApiError::Unavailable(String::new()).status(),
+            app(AppError::KmsUnavailable(String::new())),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        let internal = ApiError::internal(std::io::Error::other("disk on fire"));
+        let internal = DevOpsError::App(AppError::bug("disk on fire"));
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!internal.public_message().contains("disk on fire"));
+        let panic = DevOpsError::Panic("index out of bounds".into());
+        assert_eq!(panic.id(), 5000);
+        assert!(!panic.public_message().contains("index"));
     }
 }

@@ -1,19 +1,48 @@
-//! Extractors whose rejections speak the API's error body, naming the field that is wrong.
+//! Extractors whose rejections speak the API's error body, naming the field that is wrong,
+//! and [`Auth`]: the `Authorization: Bearer` token resolved by the application.
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use keyplane_app::{App, Requester};
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::DevOpsError;
+
+/// The caller of a DevOps route: its `Authorization: Bearer` token, resolved on every request.
+pub struct Auth(pub Requester);
+
+impl<S: Send + Sync> FromRequestParts<S> for Auth
+where
+    App: FromRef<S>,
+{
+    type Rejection = DevOpsError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, DevOpsError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(DevOpsError::MissingToken)?;
+        let header = header.to_str().map_err(|_| {
+            DevOpsError::MalformedHeader("the Authorization header is not ASCII".into())
+        })?;
+        let raw = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                DevOpsError::MalformedHeader("use the form 'Authorization: Bearer <token>'".into())
+            })?;
+        Ok(Auth(App::from_ref(state).authenticate(raw).await?))
+    }
+}
 
 /// `axum::Json`, with 400 errors in the API's format.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
-    type Rejection = ApiError;
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = DevOpsError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, DevOpsError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -21,30 +50,30 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
+fn json_rejection(r: JsonRejection) -> DevOpsError {
     match r {
-        JsonRejection::JsonDataError(e) => ApiError::BadRequest(format!(
+        JsonRejection::JsonDataError(e) => DevOpsError::BadRequest(format!(
             "invalid request body: {}",
             strip_axum_prefix(&e.body_text())
         )),
-        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
+        JsonRejection::JsonSyntaxError(e) => DevOpsError::BadRequest(format!(
             "malformed JSON: {}",
             strip_axum_prefix(&e.body_text())
         )),
         JsonRejection::MissingJsonContentType(_) => {
-            ApiError::BadRequest("send the body with 'Content-Type: application/json'".into())
+            DevOpsError::BadRequest("send the body with 'Content-Type: application/json'".into())
         }
         JsonRejection::BytesRejection(e) => {
             if is_length_limit(&e) {
-                ApiError::BodyTooLarge
+                DevOpsError::BodyTooLarge
             } else {
-                ApiError::BadRequest(format!(
+                DevOpsError::BadRequest(format!(
                     "could not read the request body: {}",
                     e.body_text()
                 ))
             }
         }
-        other => ApiError::BadRequest(other.body_text()),
+        other => DevOpsError::BadRequest(other.body_text()),
     }
 }
 
@@ -76,16 +105,16 @@ fn strip_axum_prefix(s: &str) -> String {
 /// `axum::extract::Path` with errors in the API's format.
 pub struct ApiPath<T>(pub T);
 
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
-    type Rejection = ApiError;
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = DevOpsError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, DevOpsError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::BadParameter(
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(DevOpsError::BadParameter(
                 format!("invalid path parameter: {}", e.body_text()),
             )),
-            Err(other) => Err(ApiError::BadParameter(other.body_text())),
+            Err(other) => Err(DevOpsError::BadParameter(other.body_text())),
         }
     }
 }
@@ -93,16 +122,16 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
 /// `axum::extract::Query` with errors in the API's format.
 pub struct ApiQuery<T>(pub T);
 
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
-    type Rejection = ApiError;
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = DevOpsError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, DevOpsError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadParameter(
-                format!("invalid query parameter: {}", e.body_text()),
-            )),
-            Err(other) => Err(ApiError::BadParameter(other.body_text())),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(
+                DevOpsError::BadParameter(format!("invalid query parameter: {}", e.body_text())),
+            ),
+            Err(other) => Err(DevOpsError::BadParameter(other.body_text())),
         }
     }
 }

@@ -1,25 +1,18 @@
-//! keyplane's DevOps-style REST API: the axum router, authentication by application token,
-//! the one error type and its JSON body, metrics, and the OpenAPI document.
-//!
-//! It depends on the [`keyplane_store::Store`] trait only; the binary picks the backend.
+//! keyplane's transports over the application (`keyplane-app`): the DevOps-style REST API
+//! (axum; `routes/`, one file per resource: parse, call one service, map the error), the
+//! Data API (`data_api/`: command parsing and its error model), the web portal (`portal/`),
+//! authentication of the `Authorization` header, request metrics and the OpenAPI document.
+//! No rule lives here: a handler that needs one calls the service that owns it.
 #![forbid(unsafe_code)]
 
-pub mod app;
-pub mod audit;
-pub mod auth;
-pub mod config;
-pub mod dataplane;
+pub mod data_api;
 pub mod error;
 pub mod extract;
-pub mod lifecycle;
 pub mod metrics;
-pub mod monitor;
 pub mod portal;
-pub mod regions;
-pub mod registration;
 pub mod router;
 pub mod routes;
+mod state;
 
-pub use app::{AppState, run, spawn_background};
-pub use config::{Config, DevSignin, ProviderAccount};
-pub use error::ApiError;
+pub use error::DevOpsError;
+pub use state::{ServerState, run};

@@ -1,5 +1,6 @@
-//! Request counts and latencies by route and status, rendered in Prometheus text format.
-//! Hand-rolled because it is one histogram family: a registry crate would be more code to wire.
+//! Request counts and latencies by route and status, and the application's own counters,
+//! rendered in Prometheus text format. Hand-rolled because it is one histogram family and a
+//! few counters: a registry crate would be more code to wire.
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -18,11 +19,11 @@ struct Series {
 }
 
 #[derive(Default)]
-pub struct Metrics {
+pub struct HttpMetrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
 }
 
-impl Metrics {
+impl HttpMetrics {
     /// `route` must be the route template (`/v2/organizations/{id}`), never the raw path, so
     /// that label cardinality stays bounded whatever clients send.
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -43,7 +44,8 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self) -> String {
+    /// The HTTP series, then the application's counters.
+    pub fn render(&self, app: &keyplane_app::metrics::Counters) -> String {
         let map = match self.series.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
@@ -88,6 +90,11 @@ impl Metrics {
                 s.count
             );
         }
+        for c in app.all() {
+            let _ = writeln!(out, "# HELP {} {}", c.name, c.help);
+            let _ = writeln!(out, "# TYPE {} counter", c.name);
+            let _ = writeln!(out, "{} {}", c.name, c.value);
+        }
         out
     }
 }
@@ -102,14 +109,17 @@ mod tests {
 
     #[test]
     fn renders_counts_and_cumulative_buckets() {
-        let m = Metrics::default();
+        let m = HttpMetrics::default();
         m.observe("GET", "/healthz", 200, Duration::from_micros(300));
         m.observe("GET", "/healthz", 200, Duration::from_millis(20));
-        let text = m.render();
+        let text = m.render(&keyplane_app::metrics::Counters::default());
         assert!(text.contains(
             r#"keyplane_http_requests_total{method="GET",route="/healthz",status="200"} 2"#
         ));
         assert!(text.contains(r#"route="/healthz",status="200",le="0.0005"} 1"#));
         assert!(text.contains(r#"route="/healthz",status="200",le="0.025"} 2"#));
+        assert!(
+            text.contains("# TYPE keyplane_jobs_done_total counter\nkeyplane_jobs_done_total 0\n")
+        );
     }
 }

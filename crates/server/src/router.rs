@@ -13,8 +13,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::ServerState;
+use crate::error::DevOpsError;
 use crate::portal;
 use crate::routes::{accounts, data, databases, health, keys, orgs, tokens};
 
@@ -46,8 +46,8 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The documented routes and the OpenAPI document built from them.
-pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, mut doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::<ServerState>::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -113,7 +113,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     (router.with_state(state), doc)
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: ServerState) -> Router {
     let (api, doc) = api(state.clone());
     let doc = std::sync::Arc::new(doc);
     api.layer(axum::Extension(doc))
@@ -124,15 +124,15 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state, observe))
 }
 
-async fn route_not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::RouteNotFound {
+async fn route_not_found(method: Method, uri: Uri) -> DevOpsError {
+    DevOpsError::RouteNotFound {
         method: method.to_string(),
         path: uri.path().to_string(),
     }
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed {
+async fn method_not_allowed(method: Method, uri: Uri) -> DevOpsError {
+    DevOpsError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_string(),
     }
@@ -145,11 +145,11 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".to_string());
-    ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
+    DevOpsError::Panic(detail).into_response()
 }
 
 /// Counts and times every request by route template and status.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<ServerState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req

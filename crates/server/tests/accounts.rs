@@ -2,8 +2,8 @@
 mod common;
 
 use common::{TestServer, assert_error};
+use keyplane_app::{Config, ProviderAccount};
 use keyplane_core::{Provider, Role};
-use keyplane_server::{Config, ProviderAccount};
 use serde_json::json;
 
 const CLASSIC: &str = "/v2/kms/classic/provider/aws/region/us-east-2/accounts";

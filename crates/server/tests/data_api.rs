@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestServer, register_key, send};
-use keyplane_server::Config;
+use keyplane_app::Config;
 use serde_json::{Value, json};
 
 const REGION: &str = "us-east-2";
@@ -846,7 +846,7 @@ async fn every_bad_input_is_a_clear_error() {
         "{msg}"
     );
     // Oversized request: refused before it is read in full.
-    let huge = "y".repeat(keyplane_server::routes::data::MAX_REQUEST_BYTES + 1);
+    let huge = "y".repeat(keyplane_server::data_api::MAX_REQUEST_BYTES + 1);
     let (st, resp) = data(
         &s,
         &db,
@@ -857,7 +857,7 @@ async fn every_bad_input_is_a_clear_error() {
     assert_eq!(st, 413, "{resp}");
     let msg = error_of(&resp, "REQUEST_TOO_LARGE");
     assert!(
-        msg.contains(&keyplane_server::routes::data::MAX_REQUEST_BYTES.to_string()),
+        msg.contains(&keyplane_server::data_api::MAX_REQUEST_BYTES.to_string()),
         "{msg}"
     );
     // Deep nesting: in a document, in a filter, and beyond what the parser takes.

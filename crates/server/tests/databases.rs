@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{PLATFORM_ROLE, TestServer, assert_error, full_policy, register_key, send};
-use keyplane_server::Config;
+use keyplane_app::Config;
 use serde_json::{Value, json};
 
 fn customer_only_policy() -> Value {
@@ -140,7 +140,7 @@ async fn the_seed_promise_end_to_end() {
         .key_id(&arn)
         .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
         .set_encryption_context(Some(
-            keyplane_server::dataplane::datacenter_context(&stored)
+            keyplane_app::dataplane::datacenter_context(&stored)
                 .into_iter()
                 .collect(),
         ))
@@ -412,7 +412,7 @@ async fn a_kms_outage_shorter_than_the_grace_period_suspends_nothing() {
     wait_status(&s, &db, "ACTIVE").await;
     s.kms.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    keyplane_server::monitor::check_all(&s.state).await.unwrap();
+    s.app.monitor().check_all().await.unwrap();
     let view = wait_status(&s, &db, "ACTIVE").await;
     assert_eq!(view["info"]["datacenters"][0]["status"], "ACTIVE");
     let dc = s
@@ -501,7 +501,7 @@ async fn deleting_the_key_shreds_the_data_and_terminating_forgets_everything() {
         .key_id(&arn)
         .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
         .set_encryption_context(Some(
-            keyplane_server::dataplane::datacenter_context(&dc)
+            keyplane_app::dataplane::datacenter_context(&dc)
                 .into_iter()
                 .collect(),
         ))
@@ -749,4 +749,168 @@ async fn a_key_check_acts_at_once_on_that_keys_databases_only() {
     assert_eq!(body["status"], "IN_USE", "{body}");
     let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
     assert_eq!(view["status"], "ACTIVE", "{view}");
+}
+
+async fn add_region(s: &TestServer, db: &str, region: &str) -> (u16, Value) {
+    s.post(
+        &format!("/v2/databases/{db}/datacenters"),
+        &s.admin,
+        json!([{"tier": "C10", "cloudProvider": "AWS", "region": region}]),
+    )
+    .await
+}
+
+async fn terminate_dc(s: &TestServer, db: &str, dc: &str) -> (u16, Value) {
+    send(s.req(
+        "POST",
+        &format!("/v2/databases/{db}/datacenters/{dc}/terminate"),
+        Some(&s.admin),
+    ))
+    .await
+}
+
+/// The database's datacenters as (id, region, status).
+async fn datacenters(s: &TestServer, db: &str) -> Vec<(String, String, String)> {
+    let (st, body) = s
+        .get(&format!("/v2/databases/{db}/datacenters"), &s.admin)
+        .await;
+    assert_eq!(st, 200, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["region"].as_str().unwrap().to_string(),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// An ACTIVE customer-keyed database in `regions`, each added through the API.
+async fn multi_region_db(s: &TestServer, name: &str, regions: &[&str]) -> String {
+    let db = create_db(s, name, regions[0]).await;
+    wait_status(s, &db, "ACTIVE").await;
+    for r in &regions[1..] {
+        let (st, body) = add_region(s, &db, r).await;
+        assert_eq!(st, 201, "{body}");
+        wait_status(s, &db, "ACTIVE").await;
+    }
+    db
+}
+
+#[tokio::test]
+async fn concurrent_datacenter_terminations_leave_a_region() {
+    let s = server(Duration::from_secs(3600)).await;
+    for r in ["us-east-2", "eu-west-1", "us-west-2"] {
+        register_key(&s, r).await;
+    }
+    let db = multi_region_db(&s, "tri", &["us-east-2", "eu-west-1", "us-west-2"]).await;
+    let ids: Vec<String> = datacenters(&s, &db)
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    // Rounds of 8 concurrent requests over the three regions, until none can pass.
+    for _round in 0..4 {
+        let requests: Vec<_> = (0..8).map(|n| terminate_dc(&s, &db, &ids[n % 3])).collect();
+        for (st, body) in futures_join_all(requests).await {
+            match st {
+                202 => {}
+                _ => {
+                    let msg = assert_error(st, &body, 409, 4090);
+                    assert!(
+                        msg.contains("MAINTENANCE") || msg.contains("last region"),
+                        "{msg}"
+                    );
+                }
+            }
+        }
+        wait_status(&s, &db, "ACTIVE").await;
+    }
+    let left: Vec<_> = datacenters(&s, &db)
+        .await
+        .into_iter()
+        .filter(|(_, _, status)| status != "TERMINATED")
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].2, "ACTIVE");
+    // The survivor still serves, and a last termination is refused.
+    let (st, body) = data(&s, &db, &left[0].1, "", json!({"findCollections": {}})).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = terminate_dc(&s, &db, &left[0].0).await;
+    assert!(assert_error(st, &body, 409, 4090).contains("last region"));
+}
+
+#[tokio::test]
+async fn adding_and_removing_a_region_at_once_never_both_pass() {
+    let s = server(Duration::from_secs(3600)).await;
+    for r in ["us-east-2", "eu-west-1", "us-west-2"] {
+        register_key(&s, r).await;
+    }
+    for n in 0..3 {
+        let db = multi_region_db(&s, &format!("pair{n}"), &["us-east-2", "eu-west-1"]).await;
+        let dcs = datacenters(&s, &db).await;
+        let (added, removed) = tokio::join!(
+            add_region(&s, &db, "us-west-2"),
+            terminate_dc(&s, &db, &dcs[n % 2].0)
+        );
+        let passes = usize::from(added.0 == 201) + usize::from(removed.0 == 202);
+        assert_eq!(passes, 1, "add {added:?}, terminate {removed:?}");
+        for (st, body) in [&added, &removed] {
+            if *st >= 400 {
+                assert!(assert_error(*st, body, 409, 4090).contains("MAINTENANCE"));
+            }
+        }
+        // While that change runs the database is in MAINTENANCE and refuses both.
+        let (st, body) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+        assert_eq!(st, 200);
+        if body["status"] == "MAINTENANCE" {
+            let other = dcs[(n + 1) % 2].0.clone();
+            let (a, t) = tokio::join!(
+                add_region(&s, &db, "us-west-2"),
+                terminate_dc(&s, &db, &other)
+            );
+            let after = s.get(&format!("/v2/databases/{db}"), &s.admin).await.1;
+            if after["status"] == "MAINTENANCE" {
+                assert_error(a.0, &a.1, 409, 4090);
+                assert_error(t.0, &t.1, 409, 4090);
+            }
+        }
+        wait_status(&s, &db, "ACTIVE").await;
+    }
+}
+
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    // Poll them together: every request is in flight before the first answer is read.
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    for r in results {
+        out.extend(r);
+    }
+    out
 }

@@ -554,9 +554,9 @@ async fn every_attempt_and_read_is_in_the_hash_chained_audit_log() {
                 org_id: &org,
                 at: &at,
                 actor: &e.actor,
-                action: &e.action,
+                action: e.action.as_str(),
                 target: &e.target,
-                outcome: &e.outcome,
+                outcome: e.outcome.as_str(),
                 reason: &e.reason,
             },
         );

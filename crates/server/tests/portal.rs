@@ -6,8 +6,8 @@
 mod common;
 
 use common::TestServer;
+use keyplane_app::Config;
 use keyplane_core::Role;
-use keyplane_server::Config;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -993,17 +993,13 @@ async fn the_dev_sign_in_link_signs_in_and_a_wrong_code_does_not() {
         .await
         .unwrap();
     let org = store.create_org("Dev Organization", None).await.unwrap();
-    let (token, _) = keyplane_server::routes::tokens::issue_token(
-        store.as_ref(),
-        org.id,
-        &Role::OrgAdmin,
-        "dev",
-    )
-    .await
-    .unwrap();
+    let (token, _) =
+        keyplane_app::tokens::issue_token(store.as_ref(), org.id, &Role::OrgAdmin, "dev")
+            .await
+            .unwrap();
     let code = "c0de".repeat(16);
     let cfg = Config {
-        dev_signin: Some(keyplane_server::DevSignin {
+        dev_signin: Some(keyplane_app::DevSignin {
             code: code.clone(),
             token: token.expose().to_string(),
         }),

@@ -8,7 +8,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
+use keyplane_core::audit::{AuditAction, AuditOutcome};
+use keyplane_core::databases::RegionChangeRefusal;
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, Role};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -122,8 +124,8 @@ pub struct Organization {
 pub struct TokenRecord {
     pub client_id: String,
     pub org_id: Uuid,
-    /// [`keyplane_core::Role::to_storage`] form.
-    pub role: String,
+    /// Stored in [`Role::to_storage`] form; a stored role that does not parse is corruption.
+    pub role: Role,
     pub secret_hash: Vec<u8>,
     pub description: String,
     pub created_at: DateTime<Utc>,
@@ -180,10 +182,9 @@ pub struct NewAuditEntry {
     pub org_id: Uuid,
     /// Who: e.g. `token:<client id>` or `system:key-monitor`.
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub target: String,
-    /// `success`, `failure` or `denied`.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub reason: String,
 }
 
@@ -195,9 +196,9 @@ pub struct AuditEntry {
     pub org_id: Uuid,
     pub at: DateTime<Utc>,
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub target: String,
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub reason: String,
     pub prev_hash: String,
     pub hash: String,
@@ -310,6 +311,66 @@ impl JobKind {
     }
 }
 
+/// Where a job is in its life. Stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for its `not_before` and a worker.
+    Pending,
+    /// Claimed by a worker (or left so by a crashed one, until the next start requeues it).
+    Running,
+    Done,
+    /// Given up: a permanent error, or too many transient ones.
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+        }
+    }
+
+    /// The inverse of [`JobState::as_str`].
+    pub fn parse(s: &str) -> Option<JobState> {
+        match s {
+            "pending" => Some(JobState::Pending),
+            "running" => Some(JobState::Running),
+            "done" => Some(JobState::Done),
+            "failed" => Some(JobState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What [`Store::add_datacenter`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddRegionOutcome {
+    /// The datacenter is stored, the database is in MAINTENANCE and the job is queued.
+    Added,
+    /// The rule ([`keyplane_core::databases::check_add_region`]) refused it; nothing changed.
+    Refused(RegionChangeRefusal),
+}
+
+/// What [`Store::remove_datacenter`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveRegionOutcome {
+    /// The datacenter is TERMINATING, the database in MAINTENANCE and the job queued.
+    Requested,
+    /// The datacenter is already TERMINATING or TERMINATED; nothing changed.
+    AlreadyRemoved,
+    /// The database has no datacenter with that ID.
+    NoSuchDatacenter,
+    /// The rule ([`keyplane_core::databases::check_remove_region`]) refused it; nothing
+    /// changed.
+    Refused(RegionChangeRefusal),
+}
+
+/// The message a database in MAINTENANCE carries while a region is being removed.
+pub const REMOVING_A_REGION: &str = "removing a region";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
     pub kind: JobKind,
@@ -323,8 +384,7 @@ pub struct Job {
     pub kind: JobKind,
     pub database_id: Uuid,
     pub datacenter_id: Option<String>,
-    /// `pending`, `running`, `done` or `failed`.
-    pub state: String,
+    pub state: JobState,
     pub attempts: i32,
     pub last_error: String,
     pub not_before: DateTime<Utc>,
@@ -455,9 +515,23 @@ pub trait Store: Send + Sync + 'static {
     async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>>;
     async fn get_datacenter(&self, id: &str) -> Result<Option<Datacenter>>;
     /// Adds a region: inserts the datacenter, puts the database in MAINTENANCE and enqueues
-    /// the job, in one transaction, only if the database is ACTIVE (else false: the caller
-    /// answers 409) and no live datacenter has that region.
-    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool>;
+    /// the job, in one transaction that first applies
+    /// [`keyplane_core::databases::check_add_region`] to the database as it is then, so
+    /// concurrent region changes cannot both pass. Err(NotFound) when the organization has no
+    /// such database.
+    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<AddRegionOutcome>;
+    /// Removes a region: marks the datacenter TERMINATING, puts the database in MAINTENANCE
+    /// and enqueues `job` (which deletes the files and marks it TERMINATED), in one
+    /// transaction that first applies [`keyplane_core::databases::check_remove_region`], so
+    /// no mix of concurrent requests removes the last region or two regions at once.
+    /// Err(NotFound) when the organization has no such database.
+    async fn remove_datacenter(
+        &self,
+        org_id: Uuid,
+        database_id: Uuid,
+        datacenter_id: &str,
+        job: &NewJob,
+    ) -> Result<RemoveRegionOutcome>;
     async fn set_datacenter_status(
         &self,
         id: &str,
@@ -539,6 +613,45 @@ pub(crate) fn parse_key_kind(s: &str) -> Result<KeyKind> {
 
 pub(crate) fn parse_job_kind(s: &str) -> Result<JobKind> {
     JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job kind {s:?}")))
+}
+
+pub(crate) fn parse_job_state(s: &str) -> Result<JobState> {
+    JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job state {s:?}")))
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role> {
+    Role::parse(s).map_err(|e| StoreError::Corrupt(format!("token role: {e}")))
+}
+
+pub(crate) fn parse_audit_action(s: &str) -> Result<AuditAction> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("audit action: {e}")))
+}
+
+pub(crate) fn parse_audit_outcome(s: &str) -> Result<AuditOutcome> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("audit outcome: {e}")))
+}
+
+/// The region rules' view of a database's datacenters, given as (status, region) rows: the
+/// regions of those not TERMINATED, and how many still serve (neither TERMINATED nor
+/// TERMINATING).
+pub(crate) fn live_and_serving(rows: &[(DatabaseStatus, String)]) -> (Vec<&str>, usize) {
+    let live: Vec<&str> = rows
+        .iter()
+        .filter(|(status, _)| *status != DatabaseStatus::Terminated)
+        .map(|(_, region)| region.as_str())
+        .collect();
+    let serving = rows
+        .iter()
+        .filter(|(status, _)| {
+            !matches!(
+                status,
+                DatabaseStatus::Terminated | DatabaseStatus::Terminating
+            )
+        })
+        .count();
+    (live, serving)
 }
 
 /// SQL LIMIT takes a signed integer; every u32 fits.

@@ -3,10 +3,12 @@
 //! their cross-process locking.
 
 use crate::{
-    AccountAssignment, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, Enterprise,
-    Job, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store, StoreError,
-    TOKEN_COLUMN_COUNT, TokenRecord, now_ms, one_row, parse_db_status, parse_db_type,
-    parse_job_kind, parse_key_kind, parse_key_status, parse_provider, sql_limit, truncate_ms,
+    AccountAssignment, AddRegionOutcome, AuditEntry, CustomerKey, Database, DatabaseFilter,
+    Datacenter, Enterprise, Job, KeyStatusUpdate, NewAuditEntry, NewJob, Organization,
+    REMOVING_A_REGION, RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT,
+    TokenRecord, live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome,
+    parse_db_status, parse_db_type, parse_job_kind, parse_job_state, parse_key_kind,
+    parse_key_status, parse_provider, parse_role, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -14,6 +16,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
+use keyplane_core::databases::{check_add_region, check_remove_region};
 use keyplane_core::{DatabaseStatus, DbType, Provider};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -229,7 +232,7 @@ fn token_from_row(row: &Row) -> Result<TokenRecord> {
     Ok(TokenRecord {
         client_id: row.try_get(0)?,
         org_id: row.try_get(1)?,
-        role: row.try_get(2)?,
+        role: parse_role(row.try_get(2)?)?,
         secret_hash: row.try_get(3)?,
         description: row.try_get(4)?,
         created_at: row.try_get(5)?,
@@ -272,9 +275,9 @@ fn audit_from_row(row: &Row) -> Result<AuditEntry> {
         org_id: row.try_get(1)?,
         at: row.try_get(2)?,
         actor: row.try_get(3)?,
-        action: row.try_get(4)?,
+        action: parse_audit_action(row.try_get(4)?)?,
         target: row.try_get(5)?,
-        outcome: row.try_get(6)?,
+        outcome: parse_audit_outcome(row.try_get(6)?)?,
         reason: row.try_get(7)?,
         prev_hash: row.try_get(8)?,
         hash: row.try_get(9)?,
@@ -329,7 +332,7 @@ fn job_from_row(row: &Row) -> Result<Job> {
         kind: parse_job_kind(row.try_get(1)?)?,
         database_id: row.try_get(2)?,
         datacenter_id: row.try_get(3)?,
-        state: row.try_get(4)?,
+        state: parse_job_state(row.try_get(4)?)?,
         attempts: row.try_get(5)?,
         last_error: row.try_get(6)?,
         not_before: row.try_get(7)?,
@@ -373,6 +376,38 @@ async fn insert_datacenter(tx: &Transaction<'_>, dc: &Datacenter) -> Result<()> 
 }
 
 /// Inserts a pending job, due `now`; returns its id.
+/// Locks the database's row for the rest of the transaction and returns its status: region
+/// changes of one database serialize on it.
+async fn lock_database(
+    tx: &Transaction<'_>,
+    org_id: Uuid,
+    database_id: Uuid,
+) -> Result<DatabaseStatus> {
+    let lock = tx
+        .prepare_cached("SELECT status FROM databases WHERE id = $1 AND org_id = $2 FOR UPDATE")
+        .await?;
+    let row = tx
+        .query_opt(&lock, &[&database_id, &org_id])
+        .await?
+        .ok_or(StoreError::NotFound("database"))?;
+    parse_db_status(row.try_get(0)?)
+}
+
+/// (status, region) of every datacenter of the database, for the region rules.
+async fn region_rows(
+    tx: &Transaction<'_>,
+    database_id: Uuid,
+) -> Result<Vec<(DatabaseStatus, String)>> {
+    let stmt = tx
+        .prepare_cached("SELECT status, region FROM datacenters WHERE database_id = $1")
+        .await?;
+    tx.query(&stmt, &[&database_id])
+        .await?
+        .iter()
+        .map(|row| Ok((parse_db_status(row.try_get(0)?)?, row.try_get(1)?)))
+        .collect()
+}
+
 async fn insert_job(tx: &Transaction<'_>, job: &NewJob, now: DateTime<Utc>) -> Result<i64> {
     let what = if job.datacenter_id.is_some() {
         "database or datacenter"
@@ -577,7 +612,7 @@ impl Store for PostgresStore {
                 &[
                     &token.client_id,
                     &token.org_id,
-                    &token.role,
+                    &token.role.to_storage(),
                     &token.secret_hash,
                     &token.description,
                     &truncate_ms(token.created_at),
@@ -908,9 +943,9 @@ impl Store for PostgresStore {
                 org_id: &org_text,
                 at: &at_text,
                 actor: &entry.actor,
-                action: &entry.action,
+                action: entry.action.as_str(),
                 target: &entry.target,
-                outcome: &entry.outcome,
+                outcome: entry.outcome.as_str(),
                 reason: &entry.reason,
             },
         );
@@ -928,9 +963,9 @@ impl Store for PostgresStore {
                 &entry.org_id,
                 &at,
                 &entry.actor,
-                &entry.action,
+                &entry.action.as_str(),
                 &entry.target,
-                &entry.outcome,
+                &entry.outcome.as_str(),
                 &entry.reason,
                 &prev_hash,
                 &hash,
@@ -943,9 +978,9 @@ impl Store for PostgresStore {
             org_id: entry.org_id,
             at,
             actor: entry.actor.clone(),
-            action: entry.action.clone(),
+            action: entry.action,
             target: entry.target.clone(),
-            outcome: entry.outcome.clone(),
+            outcome: entry.outcome,
             reason: entry.reason.clone(),
             prev_hash,
             hash,
@@ -1132,34 +1167,16 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool> {
+    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<AddRegionOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // The row lock serializes concurrent additions to one database: the second one waits
-        // here and then sees MAINTENANCE (or the region taken).
-        let lock = tx
-            .prepare_cached("SELECT status FROM databases WHERE id = $1 AND org_id = $2 FOR UPDATE")
-            .await?;
-        let status: String = tx
-            .query_opt(&lock, &[&dc.database_id, &dc.org_id])
-            .await?
-            .ok_or(StoreError::NotFound("database"))?
-            .try_get(0)?;
-        if parse_db_status(&status)? != DatabaseStatus::Active {
-            return Ok(false);
-        }
-        let taken = tx
-            .prepare_cached(
-                "SELECT 1 FROM datacenters
-                 WHERE database_id = $1 AND region = $2 AND status <> 'TERMINATED'",
-            )
-            .await?;
-        if tx
-            .query_opt(&taken, &[&dc.database_id, &dc.region])
-            .await?
-            .is_some()
-        {
-            return Ok(false);
+        // The row lock serializes region changes of one database: a concurrent one waits
+        // here and then applies the rule to what this one left.
+        let status = lock_database(&tx, dc.org_id, dc.database_id).await?;
+        let rows = region_rows(&tx, dc.database_id).await?;
+        let (live, _) = live_and_serving(&rows);
+        if let Err(refusal) = check_add_region(status, live, &dc.region) {
+            return Ok(AddRegionOutcome::Refused(refusal));
         }
         let now = now_ms();
         insert_datacenter(&tx, dc).await?;
@@ -1171,7 +1188,53 @@ impl Store for PostgresStore {
         tx.execute(&maintenance, &[&dc.database_id, &now]).await?;
         insert_job(&tx, job, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(AddRegionOutcome::Added)
+    }
+
+    async fn remove_datacenter(
+        &self,
+        org_id: Uuid,
+        database_id: Uuid,
+        datacenter_id: &str,
+        job: &NewJob,
+    ) -> Result<RemoveRegionOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let status = lock_database(&tx, org_id, database_id).await?;
+        let rows = region_rows(&tx, database_id).await?;
+        let this = tx
+            .prepare_cached("SELECT status FROM datacenters WHERE id = $1 AND database_id = $2")
+            .await?;
+        let Some(row) = tx.query_opt(&this, &[&datacenter_id, &database_id]).await? else {
+            return Ok(RemoveRegionOutcome::NoSuchDatacenter);
+        };
+        if matches!(
+            parse_db_status(row.try_get(0)?)?,
+            DatabaseStatus::Terminated | DatabaseStatus::Terminating
+        ) {
+            return Ok(RemoveRegionOutcome::AlreadyRemoved);
+        }
+        let (_, serving) = live_and_serving(&rows);
+        if let Err(refusal) = check_remove_region(status, serving) {
+            return Ok(RemoveRegionOutcome::Refused(refusal));
+        }
+        let now = now_ms();
+        let terminating = tx
+            .prepare_cached(
+                "UPDATE datacenters SET status = 'TERMINATING', updated_at = $2 WHERE id = $1",
+            )
+            .await?;
+        tx.execute(&terminating, &[&datacenter_id, &now]).await?;
+        let maintenance = tx
+            .prepare_cached(
+                "UPDATE databases SET status = 'MAINTENANCE', message = $2, updated_at = $3 WHERE id = $1",
+            )
+            .await?;
+        tx.execute(&maintenance, &[&database_id, &REMOVING_A_REGION, &now])
+            .await?;
+        insert_job(&tx, job, now).await?;
+        tx.commit().await?;
+        Ok(RemoveRegionOutcome::Requested)
     }
 
     async fn set_datacenter_status(

@@ -4,14 +4,17 @@
 //! (`migrations/sqlite/`).
 
 use crate::{
-    AccountAssignment, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, Enterprise,
-    Job, KeyStatusUpdate, NewAuditEntry, NewJob, Organization, Result, Store, StoreError,
-    TOKEN_COLUMN_COUNT, TokenRecord, now_ms, one_row, parse_db_status, parse_db_type,
-    parse_job_kind, parse_key_kind, parse_key_status, parse_provider, sql_limit, truncate_ms,
+    AccountAssignment, AddRegionOutcome, AuditEntry, CustomerKey, Database, DatabaseFilter,
+    Datacenter, Enterprise, Job, KeyStatusUpdate, NewAuditEntry, NewJob, Organization,
+    REMOVING_A_REGION, RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT,
+    TokenRecord, live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome,
+    parse_db_status, parse_db_type, parse_job_kind, parse_job_state, parse_key_kind,
+    parse_key_status, parse_provider, parse_role, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
+use keyplane_core::databases::{check_add_region, check_remove_region};
 use keyplane_core::{DatabaseStatus, DbType, Provider};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -337,7 +340,7 @@ fn token_from_row(row: &Row<'_>) -> Result<TokenRecord> {
     Ok(TokenRecord {
         client_id: row.get(0)?,
         org_id: parse_uuid(text(row, 1)?)?,
-        role: row.get(2)?,
+        role: parse_role(text(row, 2)?)?,
         secret_hash: row.get(3)?,
         description: row.get(4)?,
         created_at: parse_ts(text(row, 5)?)?,
@@ -380,9 +383,9 @@ fn audit_from_row(row: &Row<'_>) -> Result<AuditEntry> {
         org_id: parse_uuid(text(row, 1)?)?,
         at: parse_ts(text(row, 2)?)?,
         actor: row.get(3)?,
-        action: row.get(4)?,
+        action: parse_audit_action(text(row, 4)?)?,
         target: row.get(5)?,
-        outcome: row.get(6)?,
+        outcome: parse_audit_outcome(text(row, 6)?)?,
         reason: row.get(7)?,
         prev_hash: row.get(8)?,
         hash: row.get(9)?,
@@ -468,7 +471,7 @@ fn job_from_row(row: &Row<'_>) -> Result<Job> {
         kind: parse_job_kind(text(row, 1)?)?,
         database_id: parse_uuid(text(row, 2)?)?,
         datacenter_id: row.get(3)?,
-        state: row.get(4)?,
+        state: parse_job_state(text(row, 4)?)?,
         attempts: row.get(5)?,
         last_error: row.get(6)?,
         not_before: parse_ts(text(row, 7)?)?,
@@ -529,6 +532,36 @@ fn insert_job(tx: &rusqlite::Transaction<'_>, job: &NewJob, now: &str) -> Result
         )
         .map_err(missing_parent(what))?;
     Ok(id)
+}
+
+/// The database's status, read inside the transaction that is about to change its regions.
+fn database_status(
+    tx: &rusqlite::Transaction<'_>,
+    org_id: Uuid,
+    database_id: Uuid,
+) -> Result<DatabaseStatus> {
+    let status = tx
+        .prepare_cached("SELECT status FROM databases WHERE id = ?1 AND org_id = ?2")?
+        .query_row(
+            params![database_id.to_string(), org_id.to_string()],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound("database"))?;
+    parse_db_status(&status)
+}
+
+/// (status, region) of every datacenter of the database, for the region rules.
+fn region_rows(
+    tx: &rusqlite::Transaction<'_>,
+    database_id: Uuid,
+) -> Result<Vec<(DatabaseStatus, String)>> {
+    collect(
+        tx,
+        "SELECT status, region FROM datacenters WHERE database_id = ?1",
+        [database_id.to_string()],
+        |row| Ok((parse_db_status(text(row, 0)?)?, row.get(1)?)),
+    )
 }
 
 #[async_trait]
@@ -711,7 +744,7 @@ impl Store for SqliteStore {
             .execute(params![
                 token.client_id,
                 token.org_id.to_string(),
-                token.role,
+                token.role.to_storage(),
                 token.secret_hash,
                 token.description,
                 format_ts(truncate_ms(token.created_at)),
@@ -1030,9 +1063,9 @@ impl Store for SqliteStore {
                     org_id: &org_text,
                     at: &at_text,
                     actor: &entry.actor,
-                    action: &entry.action,
+                    action: entry.action.as_str(),
                     target: &entry.target,
-                    outcome: &entry.outcome,
+                    outcome: entry.outcome.as_str(),
                     reason: &entry.reason,
                 },
             );
@@ -1046,9 +1079,9 @@ impl Store for SqliteStore {
                 org_text,
                 at_text,
                 entry.actor,
-                entry.action,
+                entry.action.as_str(),
                 entry.target,
-                entry.outcome,
+                entry.outcome.as_str(),
                 entry.reason,
                 prev_hash,
                 hash,
@@ -1268,30 +1301,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<bool> {
+    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<AddRegionOutcome> {
         let (dc, job) = (dc.clone(), job.clone());
-        // The IMMEDIATE transaction holds the write lock from the first read, so the checks
-        // and the writes cannot interleave with another writer.
+        // The IMMEDIATE transaction holds the write lock from the first read, so the rule is
+        // applied to the state the writes change: no other writer interleaves.
         self.write(move |tx| {
-            let status = tx
-                .prepare_cached("SELECT status FROM databases WHERE id = ?1 AND org_id = ?2")?
-                .query_row(
-                    params![dc.database_id.to_string(), dc.org_id.to_string()],
-                    |row| row.get::<_, String>(0),
-                )
-                .optional()?
-                .ok_or(StoreError::NotFound("database"))?;
-            if parse_db_status(&status)? != DatabaseStatus::Active {
-                return Ok(false);
-            }
-            let taken = tx
-                .prepare_cached(
-                    "SELECT 1 FROM datacenters
-                     WHERE database_id = ?1 AND region = ?2 AND status <> 'TERMINATED'",
-                )?
-                .exists(params![dc.database_id.to_string(), dc.region])?;
-            if taken {
-                return Ok(false);
+            let status = database_status(tx, dc.org_id, dc.database_id)?;
+            let rows = region_rows(tx, dc.database_id)?;
+            let (live, _) = live_and_serving(&rows);
+            if let Err(refusal) = check_add_region(status, live, &dc.region) {
+                return Ok(AddRegionOutcome::Refused(refusal));
             }
             let now = format_ts(now_ms());
             insert_datacenter(tx, &dc)?;
@@ -1300,7 +1319,52 @@ impl Store for SqliteStore {
             )?
             .execute(params![dc.database_id.to_string(), now])?;
             insert_job(tx, &job, &now)?;
-            Ok(true)
+            Ok(AddRegionOutcome::Added)
+        })
+        .await
+    }
+
+    async fn remove_datacenter(
+        &self,
+        org_id: Uuid,
+        database_id: Uuid,
+        datacenter_id: &str,
+        job: &NewJob,
+    ) -> Result<RemoveRegionOutcome> {
+        let (dc_id, job) = (datacenter_id.to_owned(), job.clone());
+        self.write(move |tx| {
+            let status = database_status(tx, org_id, database_id)?;
+            let Some(dc_status) = tx
+                .prepare_cached("SELECT status FROM datacenters WHERE id = ?1 AND database_id = ?2")?
+                .query_row(params![dc_id, database_id.to_string()], |row| {
+                    row.get::<_, String>(0)
+                })
+                .optional()?
+            else {
+                return Ok(RemoveRegionOutcome::NoSuchDatacenter);
+            };
+            if matches!(
+                parse_db_status(&dc_status)?,
+                DatabaseStatus::Terminated | DatabaseStatus::Terminating
+            ) {
+                return Ok(RemoveRegionOutcome::AlreadyRemoved);
+            }
+            let rows = region_rows(tx, database_id)?;
+            let (_, serving) = live_and_serving(&rows);
+            if let Err(refusal) = check_remove_region(status, serving) {
+                return Ok(RemoveRegionOutcome::Refused(refusal));
+            }
+            let now = format_ts(now_ms());
+            tx.prepare_cached(
+                "UPDATE datacenters SET status = 'TERMINATING', updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![dc_id, now])?;
+            tx.prepare_cached(
+                "UPDATE databases SET status = 'MAINTENANCE', message = ?2, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![database_id.to_string(), REMOVING_A_REGION, now])?;
+            insert_job(tx, &job, &now)?;
+            Ok(RemoveRegionOutcome::Requested)
         })
         .await
     }

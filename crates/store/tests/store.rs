@@ -3,11 +3,13 @@
 //! `scripts/with-postgres cargo test -p keyplane-store` to get one).
 
 use chrono::{Duration, SubsecRound, Utc};
-use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
-use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
+use keyplane_core::audit::{AuditAction, AuditFields, AuditOutcome, GENESIS, entry_hash};
+use keyplane_core::databases::RegionChangeRefusal;
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, Role};
 use keyplane_store::{
-    AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, DynStore, JobKind, KeyKind,
-    KeyStatusUpdate, NewAuditEntry, NewJob, PostgresStore, SqliteStore, StoreError, TokenRecord,
+    AddRegionOutcome, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, DynStore,
+    JobKind, JobState, KeyKind, KeyStatusUpdate, NewAuditEntry, NewJob, PostgresStore,
+    RemoveRegionOutcome, SqliteStore, StoreError, TokenRecord,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -175,6 +177,8 @@ on_both_backends!(store:
     suite_concurrent_audit,
     suite_databases,
     suite_add_datacenter,
+    suite_remove_datacenter,
+    suite_concurrent_region_changes,
     suite_datacenter_keys,
     suite_job_lifecycle,
     suite_concurrent_claim,
@@ -198,7 +202,7 @@ fn token(org_id: Uuid, client_id: &str, age_secs: i64) -> TokenRecord {
     TokenRecord {
         client_id: client_id.to_owned(),
         org_id,
-        role: "org-admin".to_owned(),
+        role: Role::OrgAdmin,
         secret_hash: vec![0, 1, 2, 0xfe, 0xff, client_id.len() as u8],
         description: format!("token {client_id}"),
         created_at: (Utc::now() - Duration::seconds(age_secs)).trunc_subsecs(3),
@@ -1005,14 +1009,13 @@ fn audit_entry(org_id: Uuid, n: usize) -> NewAuditEntry {
     NewAuditEntry {
         org_id,
         actor: format!("token:client-{n}"),
-        action: "cmk.register".to_owned(),
+        action: AuditAction::CmkRegister,
         target: format!("classic/aws/us-east-2#{n}"),
         outcome: if n.is_multiple_of(3) {
-            "failure"
+            AuditOutcome::Failure
         } else {
-            "success"
-        }
-        .to_owned(),
+            AuditOutcome::Success
+        },
         reason: if n.is_multiple_of(3) {
             format!("reason {n}: \"quoted\"\nnewline")
         } else {
@@ -1029,9 +1032,9 @@ fn recompute(e: &AuditEntry) -> String {
             org_id: &e.org_id.to_string(),
             at: &e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             actor: &e.actor,
-            action: &e.action,
+            action: e.action.as_str(),
             target: &e.target,
-            outcome: &e.outcome,
+            outcome: e.outcome.as_str(),
             reason: &e.reason,
         },
     )
@@ -1708,11 +1711,12 @@ async fn suite_add_datacenter(store: DynStore) {
 
     // Not ACTIVE yet: refused, nothing changes.
     let dc2 = new_datacenter(&db, 2, "eu-west-1", KeyKind::Customer);
-    assert!(
-        !store
+    assert_eq!(
+        store
             .add_datacenter(&dc2, &provision_job(&dc2))
             .await
-            .unwrap()
+            .unwrap(),
+        AddRegionOutcome::Refused(RegionChangeRefusal::NotActive(DatabaseStatus::Pending))
     );
     assert_eq!(
         store.list_datacenters(db.id).await.unwrap(),
@@ -1731,20 +1735,22 @@ async fn suite_add_datacenter(store: DynStore) {
     activate(&store, db.id).await;
     // A region it already has: refused.
     let same = new_datacenter(&db, 2, "us-east-2", KeyKind::Customer);
-    assert!(
-        !store
+    assert_eq!(
+        store
             .add_datacenter(&same, &provision_job(&same))
             .await
-            .unwrap()
+            .unwrap(),
+        AddRegionOutcome::Refused(RegionChangeRefusal::RegionTaken("us-east-2".into()))
     );
     assert_eq!(store.list_datacenters(db.id).await.unwrap().len(), 1);
 
     // A new region: added, the database goes MAINTENANCE, the job is queued.
-    assert!(
+    assert_eq!(
         store
             .add_datacenter(&dc2, &provision_job(&dc2))
             .await
-            .unwrap()
+            .unwrap(),
+        AddRegionOutcome::Added
     );
     assert_eq!(
         store.list_datacenters(db.id).await.unwrap(),
@@ -1771,11 +1777,12 @@ async fn suite_add_datacenter(store: DynStore) {
 
     // In MAINTENANCE: refused.
     let dc3 = new_datacenter(&db, 3, "ap-south-1", KeyKind::Customer);
-    assert!(
-        !store
+    assert_eq!(
+        store
             .add_datacenter(&dc3, &provision_job(&dc3))
             .await
-            .unwrap()
+            .unwrap(),
+        AddRegionOutcome::Refused(RegionChangeRefusal::NotActive(DatabaseStatus::Maintenance))
     );
     assert_eq!(store.get_datacenter(&dc3.id).await.unwrap(), None);
 
@@ -1783,11 +1790,12 @@ async fn suite_add_datacenter(store: DynStore) {
     activate(&store, db.id).await;
     store.mark_datacenter_terminated(&dc2.id).await.unwrap();
     let again = new_datacenter(&db, 3, "eu-west-1", KeyKind::Platform);
-    assert!(
+    assert_eq!(
         store
             .add_datacenter(&again, &provision_job(&again))
             .await
-            .unwrap()
+            .unwrap(),
+        AddRegionOutcome::Added
     );
     let regions: Vec<_> = store
         .list_datacenters(db.id)
@@ -1840,10 +1848,306 @@ async fn suite_add_datacenter(store: DynStore) {
         .collect();
     let mut wins = 0;
     for add in adds {
-        wins += usize::from(add.await.unwrap());
+        wins += usize::from(add.await.unwrap() == AddRegionOutcome::Added);
     }
     assert_eq!(wins, 1);
     assert_eq!(store.list_datacenters(db.id).await.unwrap().len(), 4);
+}
+
+fn terminate_job(database_id: Uuid, dc_id: &str) -> NewJob {
+    NewJob {
+        kind: JobKind::TerminateDatacenter,
+        database_id,
+        datacenter_id: Some(dc_id.to_owned()),
+    }
+}
+
+/// An ACTIVE database with ACTIVE datacenters in `regions`, added one by one as the API does.
+async fn multi_region_db(store: &DynStore, org: Uuid, regions: &[&str]) -> (Database, Vec<String>) {
+    let (db, dc1, job) = new_database(org, "multi", Provider::Aws, regions[0], 0);
+    store.create_database(&db, &dc1, &job).await.unwrap();
+    store
+        .set_datacenter_status(&dc1.id, DatabaseStatus::Active, "")
+        .await
+        .unwrap();
+    activate(store, db.id).await;
+    let mut ids = vec![dc1.id.clone()];
+    for (i, region) in regions.iter().enumerate().skip(1) {
+        let dc = new_datacenter(&db, i as i32 + 1, region, KeyKind::Customer);
+        assert_eq!(
+            store
+                .add_datacenter(&dc, &provision_job(&dc))
+                .await
+                .unwrap(),
+            AddRegionOutcome::Added
+        );
+        store
+            .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
+            .await
+            .unwrap();
+        activate(store, db.id).await;
+        ids.push(dc.id);
+    }
+    (db, ids)
+}
+
+/// What the terminate job does once it ran: the datacenter TERMINATED, the database ACTIVE.
+async fn finish_removal(store: &DynStore, db: Uuid, dc: &str) {
+    store.mark_datacenter_terminated(dc).await.unwrap();
+    activate(store, db).await;
+}
+
+async fn serving_regions(store: &DynStore, db: Uuid) -> Vec<String> {
+    store
+        .list_datacenters(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| {
+            !matches!(
+                d.status,
+                DatabaseStatus::Terminated | DatabaseStatus::Terminating
+            )
+        })
+        .map(|d| d.region)
+        .collect()
+}
+
+async fn db_status(store: &DynStore, org: Uuid, db: Uuid) -> (DatabaseStatus, String) {
+    let d = store.get_database(org, db).await.unwrap().unwrap();
+    (d.status, d.message)
+}
+
+async fn suite_remove_datacenter(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dcs) = multi_region_db(&store, org.id, &["us-east-2", "eu-west-1", "us-west-2"]).await;
+    let remove = |dc: String| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .remove_datacenter(org.id, db.id, &dc, &terminate_job(db.id, &dc))
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(
+        remove(format!("{}-9", db.id)).await,
+        RemoveRegionOutcome::NoSuchDatacenter
+    );
+
+    // Removing one: the datacenter TERMINATING, the database in MAINTENANCE, the job queued.
+    assert_eq!(remove(dcs[1].clone()).await, RemoveRegionOutcome::Requested);
+    let dc = store.get_datacenter(&dcs[1]).await.unwrap().unwrap();
+    assert_eq!(dc.status, DatabaseStatus::Terminating);
+    assert_eq!(dc.terminated_at, None, "the job terminates it");
+    assert_eq!(
+        db_status(&store, org.id, db.id).await,
+        (
+            DatabaseStatus::Maintenance,
+            keyplane_store::REMOVING_A_REGION.to_owned()
+        )
+    );
+    let mut queued = Vec::new();
+    while let Some(job) = store
+        .claim_job(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap()
+    {
+        queued.push((job.kind, job.datacenter_id));
+    }
+    assert!(
+        queued.contains(&(JobKind::TerminateDatacenter, Some(dcs[1].clone()))),
+        "{queued:?}"
+    );
+
+    // Again while it is being removed: nothing more happens.
+    assert_eq!(
+        remove(dcs[1].clone()).await,
+        RemoveRegionOutcome::AlreadyRemoved
+    );
+    // No other region change during MAINTENANCE, in either direction.
+    assert_eq!(
+        remove(dcs[2].clone()).await,
+        RemoveRegionOutcome::Refused(RegionChangeRefusal::InMaintenance)
+    );
+    assert_eq!(
+        store.get_datacenter(&dcs[2]).await.unwrap().unwrap().status,
+        DatabaseStatus::Active
+    );
+    let extra = new_datacenter(&db, 7, "ap-south-1", KeyKind::Customer);
+    assert_eq!(
+        store
+            .add_datacenter(&extra, &provision_job(&extra))
+            .await
+            .unwrap(),
+        AddRegionOutcome::Refused(RegionChangeRefusal::NotActive(DatabaseStatus::Maintenance))
+    );
+
+    finish_removal(&store, db.id, &dcs[1]).await;
+    assert_eq!(
+        remove(dcs[1].clone()).await,
+        RemoveRegionOutcome::AlreadyRemoved
+    );
+    assert_eq!(remove(dcs[2].clone()).await, RemoveRegionOutcome::Requested);
+    finish_removal(&store, db.id, &dcs[2]).await;
+
+    // The last region stays.
+    assert_eq!(
+        remove(dcs[0].clone()).await,
+        RemoveRegionOutcome::Refused(RegionChangeRefusal::LastRegion)
+    );
+    assert_eq!(
+        store.get_datacenter(&dcs[0]).await.unwrap().unwrap().status,
+        DatabaseStatus::Active
+    );
+    assert_eq!(
+        db_status(&store, org.id, db.id).await.0,
+        DatabaseStatus::Active
+    );
+    assert_eq!(serving_regions(&store, db.id).await, vec!["us-east-2"]);
+
+    // Unknown database, or another organization's: NotFound.
+    let other = store.create_org("other", None).await.unwrap();
+    for (org_id, db_id) in [(org.id, Uuid::new_v4()), (other.id, db.id)] {
+        assert!(matches!(
+            store
+                .remove_datacenter(org_id, db_id, &dcs[0], &terminate_job(db_id, &dcs[0]))
+                .await,
+            Err(StoreError::NotFound("database"))
+        ));
+    }
+}
+
+async fn suite_concurrent_region_changes(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+
+    // 8 concurrent removals on a 3-region database, round after round, each finished as its
+    // job would: at most one passes per round, and the database keeps a region.
+    let (db, dcs) = multi_region_db(&store, org.id, &["us-east-2", "eu-west-1", "us-west-2"]).await;
+    let mut removed = 0;
+    for _round in 0..4 {
+        let tasks: Vec<_> = (0..8)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                let dc = dcs[n % dcs.len()].clone();
+                let job = terminate_job(db.id, &dc);
+                tokio::spawn(async move {
+                    let out = store.remove_datacenter(org.id, db.id, &dc, &job).await;
+                    (dc, out.unwrap())
+                })
+            })
+            .collect();
+        let mut passed = Vec::new();
+        for t in tasks {
+            let (dc, out) = t.await.unwrap();
+            if out == RemoveRegionOutcome::Requested {
+                passed.push(dc);
+            }
+        }
+        assert!(passed.len() <= 1, "two removals passed at once: {passed:?}");
+        for dc in &passed {
+            finish_removal(&store, db.id, dc).await;
+        }
+        removed += passed.len();
+    }
+    assert_eq!(removed, 2);
+    assert_eq!(serving_regions(&store, db.id).await.len(), 1);
+
+    // Even when the database's status is set back to ACTIVE before a removal's job ran (as a
+    // stray status refresh could), a TERMINATING region does not count as one that serves.
+    let (db, dcs) = multi_region_db(&store, org.id, &["us-east-2", "eu-west-1", "us-west-2"]).await;
+    let remove = |dc: &str| {
+        let (store, dc, job) = (Arc::clone(&store), dc.to_owned(), terminate_job(db.id, dc));
+        async move {
+            store
+                .remove_datacenter(org.id, db.id, &dc, &job)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(remove(&dcs[0]).await, RemoveRegionOutcome::Requested);
+    activate(&store, db.id).await;
+    assert_eq!(remove(&dcs[1]).await, RemoveRegionOutcome::Requested);
+    activate(&store, db.id).await;
+    assert_eq!(
+        remove(&dcs[2]).await,
+        RemoveRegionOutcome::Refused(RegionChangeRefusal::LastRegion)
+    );
+    assert_eq!(serving_regions(&store, db.id).await, vec!["us-west-2"]);
+
+    // A concurrent add-region and terminate-datacenter on an ACTIVE database: never both.
+    for n in 0..6 {
+        let (db, dcs) = multi_region_db(&store, org.id, &["us-east-2", "eu-west-1"]).await;
+        let add = {
+            let store = Arc::clone(&store);
+            let dc = new_datacenter(&db, 3, "us-west-2", KeyKind::Customer);
+            tokio::spawn(async move {
+                store
+                    .add_datacenter(&dc, &provision_job(&dc))
+                    .await
+                    .unwrap()
+            })
+        };
+        let rm = {
+            let store = Arc::clone(&store);
+            let (dc, job) = (dcs[n % 2].clone(), terminate_job(db.id, &dcs[n % 2]));
+            tokio::spawn(async move {
+                store
+                    .remove_datacenter(org.id, db.id, &dc, &job)
+                    .await
+                    .unwrap()
+            })
+        };
+        let (added, removed) = (add.await.unwrap(), rm.await.unwrap());
+        let passes = usize::from(added == AddRegionOutcome::Added)
+            + usize::from(removed == RemoveRegionOutcome::Requested);
+        assert_eq!(passes, 1, "{added:?} {removed:?}");
+        assert_eq!(
+            db_status(&store, org.id, db.id).await.0,
+            DatabaseStatus::Maintenance
+        );
+    }
+
+    // During MAINTENANCE (a region being added), both are refused.
+    let (db, dcs) = multi_region_db(&store, org.id, &["us-east-2", "eu-west-1"]).await;
+    let adding = new_datacenter(&db, 3, "us-west-2", KeyKind::Customer);
+    assert_eq!(
+        store
+            .add_datacenter(&adding, &provision_job(&adding))
+            .await
+            .unwrap(),
+        AddRegionOutcome::Added
+    );
+    let add = {
+        let store = Arc::clone(&store);
+        let dc = new_datacenter(&db, 4, "ap-south-1", KeyKind::Customer);
+        tokio::spawn(async move {
+            store
+                .add_datacenter(&dc, &provision_job(&dc))
+                .await
+                .unwrap()
+        })
+    };
+    let rm = {
+        let store = Arc::clone(&store);
+        let (dc, job) = (dcs[1].clone(), terminate_job(db.id, &dcs[1]));
+        tokio::spawn(async move {
+            store
+                .remove_datacenter(org.id, db.id, &dc, &job)
+                .await
+                .unwrap()
+        })
+    };
+    assert_eq!(
+        add.await.unwrap(),
+        AddRegionOutcome::Refused(RegionChangeRefusal::NotActive(DatabaseStatus::Maintenance))
+    );
+    assert_eq!(
+        rm.await.unwrap(),
+        RemoveRegionOutcome::Refused(RegionChangeRefusal::InMaintenance)
+    );
+    assert_eq!(serving_regions(&store, db.id).await.len(), 3);
 }
 
 async fn suite_datacenter_keys(store: DynStore) {
@@ -1933,11 +2237,12 @@ async fn suite_datacenter_keys(store: DynStore) {
     store.create_database(&db3, &dc3, &job3).await.unwrap();
     activate(&store, db2.id).await;
     let dc2b = new_datacenter(&db2, 2, "europe-west1", KeyKind::Customer);
-    assert!(
+    assert_eq!(
         store
             .add_datacenter(&dc2b, &provision_job(&dc2b))
             .await
-            .unwrap()
+            .unwrap(),
+        AddRegionOutcome::Added
     );
     let mut want = vec![dc.id.clone(), dc2.id.clone(), dc2b.id.clone()];
     want.sort();
@@ -2034,7 +2339,7 @@ async fn suite_job_lifecycle(store: DynStore) {
     assert_eq!(claimed.kind, JobKind::ProvisionDatacenter);
     assert_eq!(claimed.database_id, db.id);
     assert_eq!(claimed.datacenter_id, Some(dc.id.clone()));
-    assert_eq!(claimed.state, "running");
+    assert_eq!(claimed.state, JobState::Running);
     assert_eq!(claimed.attempts, 1);
     assert_eq!(claimed.last_error, "");
     assert!(claimed.created_at >= before && is_ms(claimed.created_at));
@@ -2200,7 +2505,7 @@ async fn suite_concurrent_claim(store: DynStore) {
                 let mut mine = Vec::new();
                 while let Some(job) = store.claim_job(now).await.unwrap() {
                     assert_eq!(job.attempts, 1);
-                    assert_eq!(job.state, "running");
+                    assert_eq!(job.state, JobState::Running);
                     mine.push(job.id);
                 }
                 mine
@@ -2242,7 +2547,7 @@ async fn suite_jobs_requeued_after_crash(h: &Harness) {
     assert_eq!(again.id, claimed.id);
     assert_eq!(again.database_id, db.id);
     assert_eq!(again.attempts, 2);
-    assert_eq!(again.state, "running");
+    assert_eq!(again.state, JobState::Running);
     store.finish_job(again.id).await.unwrap();
     assert_eq!(store.claim_job(now).await.unwrap(), None);
 }
@@ -2261,11 +2566,12 @@ async fn suite_databases_survive_reopen(h: &Harness) {
         );
         activate(&store, db.id).await;
         let dc2 = new_datacenter(&db, 2, "eu-west-1", KeyKind::Platform);
-        assert!(
+        assert_eq!(
             store
                 .add_datacenter(&dc2, &provision_job(&dc2))
                 .await
-                .unwrap()
+                .unwrap(),
+            AddRegionOutcome::Added
         );
         store
             .set_kms_failing_since(&dc2.id, Some(Utc::now()))

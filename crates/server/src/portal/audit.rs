@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use keyplane_app::AppError;
 use keyplane_core::Permission;
 
 use super::html::{Nav, esc, page, respond};
 use super::{TAG, message_page, signed_in};
-use crate::app::AppState;
+use crate::error::app_error_message;
+use keyplane_app::App;
 
 /// Entries per page.
 const PAGE: u32 = 25;
@@ -19,7 +21,7 @@ const PAGE: u32 = 25;
     params(("before" = Option<i64>, Query, description = "entries older than this sequence number (the next page)")),
     responses((status = 200, description = "the audit page", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn audit_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -28,12 +30,12 @@ pub async fn audit_page(
         Err(r) => return r,
     };
     let hdr = v.header(Nav::Audit);
-    if let Err(e) = v.caller.require(Permission::OrgAuditRead) {
+    if let Err(e) = v.who.require(Permission::OrgAuditRead) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Audit log",
             &hdr,
-            &e.public_message(),
+            &app_error_message(&e),
         );
     }
     let before = match q.get("before").map(|b| b.parse::<i64>()) {
@@ -48,12 +50,20 @@ pub async fn audit_page(
             );
         }
     };
-    let entries = match state
-        .store
-        .list_audit(v.caller.org_id(), before, PAGE + 1)
+    let log = match state
+        .audit()
+        .page(&v.who, v.who.org_id(), before, Some(PAGE))
         .await
     {
-        Ok(e) => e,
+        Ok(p) => p,
+        Err(e @ AppError::Forbidden(_)) => {
+            return message_page(
+                StatusCode::FORBIDDEN,
+                "Audit log",
+                &hdr,
+                &app_error_message(&e),
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "portal: reading the audit log");
             return message_page(
@@ -64,8 +74,7 @@ pub async fn audit_page(
             );
         }
     };
-    let more = entries.len() > PAGE as usize;
-    let shown = &entries[..entries.len().min(PAGE as usize)];
+    let shown = &log.entries;
     let rows: String = shown
         .iter()
         .map(|e| {
@@ -75,10 +84,10 @@ pub async fn audit_page(
                 iso = esc(&e.at.to_rfc3339()),
                 at = esc(&e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
                 actor = esc(&e.actor),
-                action = esc(&e.action),
+                action = esc(e.action.as_str()),
                 target = esc(&e.target),
-                cls = if e.outcome == "success" { "AVAILABLE" } else { "INACCESSIBLE" },
-                outcome = esc(&e.outcome),
+                cls = if e.outcome == keyplane_core::audit::AuditOutcome::Success { "AVAILABLE" } else { "INACCESSIBLE" },
+                outcome = esc(e.outcome.as_str()),
                 reason = if e.reason.is_empty() { String::new() } else { format!(r#"<div class="muted">{}</div>"#, esc(&e.reason)) },
             )
         })
@@ -87,10 +96,9 @@ pub async fn audit_page(
     if before.is_some() {
         pager.push_str(r#"<a href="/portal/audit" rel="first">Newest</a> "#);
     }
-    if more && let Some(last) = shown.last() {
+    if let Some(next) = log.next {
         pager.push_str(&format!(
-            r#"<a href="/portal/audit?before={}" rel="next">Older entries</a>"#,
-            last.seq
+            r#"<a href="/portal/audit?before={next}" rel="next">Older entries</a>"#
         ));
     }
     let table = if shown.is_empty() {

@@ -2,7 +2,8 @@
 //! encrypts them; create (saying which key will encrypt it before it is created), add a
 //! region (refused in place, with a link to Add Keys, where a customer-keyed database has
 //! no key), terminate after typing the name. Status follows the database without a reload.
-//! Every change goes through the API's own handlers, so the portal enforces the same rules.
+//! Every change goes through the application's services, the ones the API calls, so the portal
+//! enforces the same rules.
 use std::collections::HashMap;
 
 use axum::Json;
@@ -10,9 +11,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use keyplane_app::databases::{DatabaseDetail, DatabaseQuery, KeyBinding, NewDatabase, NewRegion};
+use keyplane_app::{App, AppError, Resource};
 use keyplane_core::databases::CLASSIC_TIERS;
 use keyplane_core::{DatabaseStatus, DbType, Permission, Provider};
-use keyplane_store::{Database, DatabaseFilter, KeyKind};
+use keyplane_store::{Database, KeyKind};
 use uuid::Uuid;
 
 use super::html::{Nav, esc, page, respond};
@@ -20,9 +23,7 @@ use super::{
     TAG, Visitor, form_post, message_page, provider_label, redirect, refused, session, signed_in,
     type_label, url_encode,
 };
-use crate::app::AppState;
-use crate::extract::{ApiJson, ApiPath};
-use crate::routes::databases::{self as api, AddDatacenter, CreateDatabase};
+use crate::error::app_error_message;
 
 fn tier_label(db: &Database) -> String {
     match db.db_type {
@@ -31,37 +32,13 @@ fn tier_label(db: &Database) -> String {
     }
 }
 
-/// The organization's customer keys, read once per page: a page asks about every region of
-/// the catalog, and one query per region would be dozens per page view.
-struct OrgKeys {
-    keys: Vec<keyplane_store::CustomerKey>,
-}
-
-impl OrgKeys {
-    async fn load(state: &AppState, org: Uuid) -> OrgKeys {
-        let keys = state
-            .store
-            .list_customer_keys(org, None)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "portal: reading customer keys");
-                Vec::new()
-            });
-        OrgKeys { keys }
-    }
-
-    /// Which key a database deployed now in (type, provider, region) would get:
-    /// `customer:ARN`, `platform`, or `none` (it cannot be deployed there).
-    fn code(&self, state: &AppState, t: DbType, p: Provider, region: &str) -> String {
-        match self
-            .keys
-            .iter()
-            .find(|k| k.db_type == t && k.provider == p && k.region == region)
-        {
-            Some(k) => format!("customer:{}", k.key_id),
-            None if state.config.platform_key(p, region).is_some() => "platform".to_string(),
-            None => "none".to_string(),
-        }
+/// How the page's script and notices name a [`KeyBinding`]: `customer:ARN`, `platform`, or
+/// `none` (it cannot be deployed there).
+fn binding_code(b: &KeyBinding) -> String {
+    match b {
+        KeyBinding::Customer(arn) => format!("customer:{arn}"),
+        KeyBinding::Platform => "platform".to_string(),
+        KeyBinding::None => "none".to_string(),
     }
 }
 
@@ -93,7 +70,7 @@ fn notice_text(code: &str, t: DbType, p: Provider, region: &str) -> String {
     ),
     responses((status = 200, description = "the databases page", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn databases_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -127,7 +104,7 @@ struct RowError {
 }
 
 async fn list_page(
-    state: &AppState,
+    state: &App,
     v: &Visitor,
     status: StatusCode,
     notice: &str,
@@ -135,21 +112,20 @@ async fn list_page(
     extra: Option<Uuid>,
 ) -> Response {
     let hdr = v.header(Nav::Databases);
-    if let Err(e) = v.caller.require(Permission::OrgDbView) {
-        return message_page(
-            StatusCode::FORBIDDEN,
-            "Databases",
-            &hdr,
-            &e.public_message(),
-        );
-    }
-    let org = v.caller.org_id();
-    let filter = DatabaseFilter {
-        limit: 100,
+    let query = DatabaseQuery {
+        limit: Some(100),
         ..Default::default()
     };
-    let mut dbs = match state.store.list_databases(org, &filter).await {
+    let mut dbs = match state.databases().list(&v.who, &query).await {
         Ok(d) => d,
+        Err(e @ AppError::Forbidden(_)) => {
+            return message_page(
+                StatusCode::FORBIDDEN,
+                "Databases",
+                &hdr,
+                &app_error_message(&e),
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "portal: listing databases");
             return message_page(
@@ -161,20 +137,16 @@ async fn list_page(
         }
     };
     // A database just terminated stays in view until the page is left.
-    if let Some(id) = extra.filter(|id| !dbs.iter().any(|d| d.id == *id))
-        && let Ok(Some(db)) = state.store.get_database(org, id).await
+    if let Some(id) = extra.filter(|id| !dbs.iter().any(|d| d.database.id == *id))
+        && let Ok(d) = state.databases().get(&v.who, id).await
     {
-        dbs.push(db);
+        dbs.push(d);
     }
-    let keys = OrgKeys::load(state, org).await;
+    let keys = state.databases().key_bindings(&v.who).await;
     let mut rows = String::new();
-    for db in &dbs {
-        let dcs = state
-            .store
-            .list_datacenters(db.id)
-            .await
-            .unwrap_or_default();
-        let live: Vec<_> = dcs.iter().filter(|d| d.terminated_at.is_none()).collect();
+    for detail in &dbs {
+        let db = &detail.database;
+        let live: Vec<_> = detail.live().collect();
         let enc: String = live
             .iter()
             .map(|dc| {
@@ -191,14 +163,17 @@ async fn list_page(
             DatabaseStatus::Terminating | DatabaseStatus::Terminated
         );
         if !done {
-            let unlocked = crate::regions::unlocked(&state.config, &v.caller.org, db.provider);
+            let unlocked = keyplane_app::regions::unlocked(&state.config, &v.who.org, db.provider);
             let mut options = String::new();
             for r in unlocked
                 .iter()
                 .filter(|r| !live.iter().any(|d| d.region == **r))
             {
-                let code = keys.code(state, db.db_type, db.provider, r);
-                let note = match (db.customer_keyed, code.starts_with("customer:")) {
+                let binding = keys.binding(&state.config, db.db_type, db.provider, r);
+                let note = match (
+                    db.customer_keyed,
+                    matches!(binding, KeyBinding::Customer(_)),
+                ) {
                     (true, false) => " (no key registered)",
                     (true, true) => " (customer key)",
                     (false, _) => "",
@@ -296,7 +271,7 @@ struct LiveStatus {
         (status = 200, description = "every database's status, terminated ones included", content_type = "application/json"),
         (status = 401, description = "not signed in"),
     ))]
-pub async fn databases_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn databases_status(State(state): State<App>, headers: HeaderMap) -> Response {
     let Ok(v) = signed_in(&state, &headers).await else {
         return (
             StatusCode::UNAUTHORIZED,
@@ -304,20 +279,22 @@ pub async fn databases_status(State(state): State<AppState>, headers: HeaderMap)
         )
             .into_response();
     };
-    if v.caller.require(Permission::OrgDbView).is_err() {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!({"errors": [{"message": "no permission to view databases"}]})),
-        )
-            .into_response();
-    }
-    let filter = DatabaseFilter {
-        limit: 100,
-        include_terminated: true,
+    let query = DatabaseQuery {
+        include: Some("all".to_string()),
+        limit: Some(100),
         ..Default::default()
     };
-    let dbs = match state.store.list_databases(v.caller.org_id(), &filter).await {
+    let dbs = match state.databases().list(&v.who, &query).await {
         Ok(d) => d,
+        Err(AppError::Forbidden(_)) => {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(
+                    serde_json::json!({"errors": [{"message": "no permission to view databases"}]}),
+                ),
+            )
+                .into_response();
+        }
         Err(e) => {
             tracing::error!(error = %e, "portal: database status");
             return (
@@ -328,12 +305,12 @@ pub async fn databases_status(State(state): State<AppState>, headers: HeaderMap)
         }
     };
     let mut out = Vec::with_capacity(dbs.len());
-    for db in dbs {
-        let regions = state
-            .store
-            .list_datacenters(db.id)
-            .await
-            .unwrap_or_default()
+    for DatabaseDetail {
+        database: db,
+        datacenters,
+    } in dbs
+    {
+        let regions = datacenters
             .into_iter()
             // Terminated regions too (oldest first, so a region added again wins): the page
             // shows a terminated database's regions going TERMINATED.
@@ -369,7 +346,7 @@ struct CreateForm {
 }
 
 impl CreateForm {
-    fn from(form: &HashMap<String, String>, state: &AppState) -> CreateForm {
+    fn from(form: &HashMap<String, String>, state: &App) -> CreateForm {
         let db_type = form
             .get("type")
             .and_then(|t| t.parse().ok())
@@ -426,22 +403,21 @@ else{n.textContent='Databases cannot be deployed in '+labels[p]+' '+r+': there i
 "#;
 
 async fn create_form(
-    state: &AppState,
+    state: &App,
     v: &Visitor,
     f: &CreateForm,
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
     let hdr = v.header(Nav::Databases);
-    if let Err(e) = v.caller.require(Permission::OrgDbCreate) {
+    if let Err(e) = v.who.require(Permission::OrgDbCreate) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Create Database",
             &hdr,
-            &e.public_message(),
+            &app_error_message(&e),
         );
     }
-    let org = v.caller.org_id();
     let sel = |a: bool| if a { " selected" } else { "" };
     let types: String = [DbType::Classic, DbType::Serverless]
         .iter()
@@ -465,14 +441,14 @@ async fn create_form(
             )
         })
         .collect();
-    let keys = OrgKeys::load(state, org).await;
+    let keys = state.databases().key_bindings(&v.who).await;
     let mut regions = String::new();
     for p in Provider::ALL {
-        let unlocked = crate::regions::unlocked(&state.config, &v.caller.org, p);
+        let unlocked = keyplane_app::regions::unlocked(&state.config, &v.who.org, p);
         for r in state.config.regions(p) {
             let open = unlocked.contains(&r.as_str());
-            let classic = keys.code(state, DbType::Classic, p, r);
-            let serverless = keys.code(state, DbType::Serverless, p, r);
+            let classic = binding_code(&keys.binding(&state.config, DbType::Classic, p, r));
+            let serverless = binding_code(&keys.binding(&state.config, DbType::Serverless, p, r));
             regions.push_str(&format!(
                 r#"<option value="{r}" data-provider="{p}" data-classic="{c}" data-serverless="{s}"{sel}{locked}>{r}{note}</option>"#,
                 r = esc(r),
@@ -496,7 +472,7 @@ async fn create_form(
             )
         })
         .collect();
-    let code = keys.code(state, f.db_type, f.provider, &f.region);
+    let code = binding_code(&keys.binding(&state.config, f.db_type, f.provider, &f.region));
     let notice_class = if code.starts_with("customer:") {
         "notice"
     } else {
@@ -544,7 +520,7 @@ async fn create_form(
     ),
     responses((status = 200, description = "the form", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn new_database_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -556,7 +532,7 @@ pub async fn new_database_page(
     create_form(&state, &v, &f, None, StatusCode::OK).await
 }
 
-/// Creates a database through the API's handler.
+/// Creates a database through the application's service, as the API does.
 #[utoipa::path(post, path = "/portal/databases", tag = TAG,
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, name, keyspace, type, provider, region, tier"),
     responses(
@@ -565,7 +541,7 @@ pub async fn new_database_page(
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn create_database(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -574,7 +550,7 @@ pub async fn create_database(
         Err(r) => return r,
     };
     let f = CreateForm::from(&form, &state);
-    let req = CreateDatabase {
+    let req = NewDatabase {
         name: f.name.trim().to_string(),
         keyspace: f.keyspace.trim().to_string(),
         cloud_provider: f.provider.as_str().to_ascii_uppercase(),
@@ -587,9 +563,9 @@ pub async fn create_database(
         region: f.region.clone(),
         db_type: (f.db_type == DbType::Serverless).then(|| "vector".to_string()),
     };
-    match api::create_database(State(state.clone()), v.caller.clone(), ApiJson(req)).await {
-        Ok((_, _, Json(view))) => redirect(&format!("/portal/databases?created={}", view.id)),
-        Err(e) => create_form(&state, &v, &f, Some(&e.public_message()), refused(&e)).await,
+    match state.databases().create(&v.who, &req).await {
+        Ok(d) => redirect(&format!("/portal/databases?created={}", d.database.id)),
+        Err(e) => create_form(&state, &v, &f, Some(&app_error_message(&e)), refused(&e)).await,
     }
 }
 
@@ -597,7 +573,7 @@ fn parse_id(raw: &str) -> Option<Uuid> {
     raw.parse().ok()
 }
 
-async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, Response> {
+async fn find_db(state: &App, v: &Visitor, raw: &str) -> Result<DatabaseDetail, Response> {
     let not_found = || {
         message_page(
             StatusCode::NOT_FOUND,
@@ -609,9 +585,9 @@ async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, R
     let Some(id) = parse_id(raw) else {
         return Err(not_found());
     };
-    match state.store.get_database(v.caller.org_id(), id).await {
-        Ok(Some(db)) => Ok(db),
-        Ok(None) => Err(not_found()),
+    match state.databases().lookup(&v.who, id).await {
+        Ok(d) => Ok(d),
+        Err(AppError::NotFound(Resource::Database(_))) => Err(not_found()),
         Err(e) => {
             tracing::error!(error = %e, "portal: reading a database");
             Err(message_page(
@@ -626,17 +602,17 @@ async fn find_db(state: &AppState, v: &Visitor, raw: &str) -> Result<Database, R
 
 /// A signed-in, CSRF-checked form about one of the organization's databases.
 async fn db_form(
-    state: &AppState,
+    state: &App,
     headers: &HeaderMap,
     body: &[u8],
     id: &str,
-) -> Result<(Visitor, HashMap<String, String>, Database), Response> {
+) -> Result<(Visitor, HashMap<String, String>, DatabaseDetail), Response> {
     let (v, form) = form_post(state, headers, body, "Databases", Nav::Databases).await?;
     let db = find_db(state, &v, id).await?;
     Ok((v, form, db))
 }
 
-/// Adds a region through the API's handler; a refusal is shown in the database's row, with
+/// Adds a region through the application's service; a refusal is shown in the database's row, with
 /// a link to Add Keys for that region when the database needs a customer key there.
 #[utoipa::path(post, path = "/portal/databases/{id}/regions", tag = TAG,
     params(("id" = Uuid, Path)),
@@ -647,40 +623,26 @@ async fn db_form(
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn add_region(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (v, form, db) = match db_form(&state, &headers, &body, &id).await {
+    let (v, form, detail) = match db_form(&state, &headers, &body, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    let db = &detail.database;
     let region = form.get("region").cloned().unwrap_or_default();
-    let add = AddDatacenter {
+    let add = NewRegion {
         tier: db.tier.clone(),
         cloud_provider: db.provider.as_str().to_ascii_uppercase(),
         region: region.clone(),
     };
-    match api::add_datacenter(
-        State(state.clone()),
-        v.caller.clone(),
-        ApiPath(db.id),
-        ApiJson(vec![add]),
-    )
-    .await
-    {
-        Ok(_) => redirect(&format!("/portal/databases?created={}", db.id)),
+    match state.databases().add_region(&v.who, db.id, &[add]).await {
+        Ok(()) => redirect(&format!("/portal/databases?created={}", db.id)),
         Err(e) => {
-            let needs_key = db.customer_keyed
-                && matches!(
-                    state
-                        .store
-                        .get_customer_key(db.org_id, db.db_type, db.provider, &region)
-                        .await,
-                    Ok(None)
-                );
-            let html = if needs_key {
+            let html = if matches!(e, AppError::NoCustomerKey { .. }) {
                 format!(
                     r#"<p class="alert" role="alert" id="region-error">{name} is encrypted with customer keys, and no {ty} key is registered for {prov} {region}. Register one first, then add the region. <a class="add-key-link" href="/portal/keys/new?type={t}&amp;provider={p}&amp;region={r}">Add a key for {region}</a></p>"#,
                     name = esc(&db.name),
@@ -694,7 +656,7 @@ pub async fn add_region(
             } else {
                 format!(
                     r#"<p class="alert" role="alert" id="region-error">{}</p>"#,
-                    esc(&e.public_message())
+                    esc(&app_error_message(&e))
                 )
             };
             list_page(
@@ -759,16 +721,8 @@ fn terminate_form(
     )
 }
 
-async fn live_regions(state: &AppState, db: Uuid) -> Vec<String> {
-    state
-        .store
-        .list_datacenters(db)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| d.terminated_at.is_none())
-        .map(|d| d.region)
-        .collect()
+fn live_regions(d: &DatabaseDetail) -> Vec<String> {
+    d.live().map(|dc| dc.region.clone()).collect()
 }
 
 /// The confirmation page of a termination.
@@ -776,7 +730,7 @@ async fn live_regions(state: &AppState, db: Uuid) -> Vec<String> {
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "the confirmation form", content_type = "text/html"), (status = 404, description = "no such database", content_type = "text/html")))]
 pub async fn terminate_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -784,15 +738,20 @@ pub async fn terminate_page(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let db = match find_db(&state, &v, &id).await {
-        Ok(db) => db,
+    let detail = match find_db(&state, &v, &id).await {
+        Ok(d) => d,
         Err(r) => return r,
     };
-    let regions = live_regions(&state, db.id).await;
-    terminate_form(&v, &db, &regions, None, StatusCode::OK)
+    terminate_form(
+        &v,
+        &detail.database,
+        &live_regions(&detail),
+        None,
+        StatusCode::OK,
+    )
 }
 
-/// Terminates a database once its name was typed, through the API's handler.
+/// Terminates a database once its name was typed, through the application's service.
 #[utoipa::path(post, path = "/portal/databases/{id}/terminate", tag = TAG,
     params(("id" = Uuid, Path)),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, confirm"),
@@ -802,30 +761,32 @@ pub async fn terminate_page(
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn terminate(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (v, form, db) = match db_form(&state, &headers, &body, &id).await {
+    let (v, form, detail) = match db_form(&state, &headers, &body, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    let db = &detail.database;
     if form.get("confirm").map(|c| c.trim()) != Some(db.name.as_str()) {
-        let regions = live_regions(&state, db.id).await;
         return terminate_form(
             &v,
-            &db,
-            &regions,
+            db,
+            &live_regions(&detail),
             Some("The name typed does not match; nothing was terminated."),
             StatusCode::BAD_REQUEST,
         );
     }
-    match api::terminate_database(State(state.clone()), v.caller.clone(), ApiPath(db.id)).await {
-        Ok(_) => redirect(&format!("/portal/databases?terminated={}", db.id)),
+    match state.databases().terminate(&v.who, db.id).await {
+        Ok(()) => redirect(&format!("/portal/databases?terminated={}", db.id)),
         Err(e) => {
-            let regions = live_regions(&state, db.id).await;
-            terminate_form(&v, &db, &regions, Some(&e.public_message()), refused(&e))
+            // As the database is now, which the refusal may be about.
+            let now = state.databases().lookup(&v.who, db.id).await;
+            let regions = live_regions(now.as_ref().unwrap_or(&detail));
+            terminate_form(&v, db, &regions, Some(&app_error_message(&e)), refused(&e))
         }
     }
 }

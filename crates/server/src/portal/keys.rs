@@ -1,6 +1,7 @@
 //! Settings → Security → Key Encryption: the organization's registered keys, and Add Keys
 //! (database type → provider → region → Cloud Provider ID and policy statements → the
-//! pasted policy checked → key ID checked as typed → the API's live registration).
+//! pasted policy checked → key ID checked as typed → the registration service, live check
+//! included, as the API runs it).
 use std::collections::HashMap;
 
 use axum::body::Bytes;
@@ -14,16 +15,16 @@ use super::{
     TAG, Visitor, form_post, message_page, provider_label, redirect, refused, session, signed_in,
     type_label, url_encode,
 };
-use crate::app::AppState;
-use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::keys::{self, CheckQuery, ProviderKey, RegionPath, RegisterKey, RegisterQuery};
+use crate::error::app_error_message;
+use keyplane_app::App;
+use keyplane_app::keys::{KeyRegistration, ProposedKey};
 
 /// Security → Key Encryption: the organization's registered keys.
 #[utoipa::path(get, path = "/portal/keys", tag = TAG,
     params(("added" = Option<String>, Query, description = "set after a key was added")),
     responses((status = 200, description = "the keys page", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn keys_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -32,19 +33,15 @@ pub async fn keys_page(
         Err(r) => return r,
     };
     let hdr = v.header(Nav::Security);
-    if let Err(e) = v.caller.require(Permission::OrgCmkRead) {
+    if let Err(e) = v.who.require(Permission::OrgCmkRead) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Key Encryption",
             &hdr,
-            &e.public_message(),
+            &app_error_message(&e),
         );
     }
-    let keys = match state
-        .store
-        .list_customer_keys(v.caller.org_id(), None)
-        .await
-    {
+    let keys = match state.keys().list_all(&v.who).await {
         Ok(k) => k,
         Err(e) => {
             tracing::error!(error = %e, "portal: listing keys");
@@ -196,16 +193,21 @@ fn radio(
 }
 
 async fn new_key_form(
-    state: &AppState,
+    state: &App,
     v: &Visitor,
     c: &Choice,
     typed: &Typed,
     status: StatusCode,
 ) -> Response {
     let hdr = v.header(Nav::Security);
-    let caller = &v.caller;
+    let caller = &v.who;
     if let Err(e) = caller.require(Permission::OrgCmkWrite) {
-        return message_page(StatusCode::FORBIDDEN, "Add Keys", &hdr, &e.public_message());
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Add Keys",
+            &hdr,
+            &app_error_message(&e),
+        );
     }
     let mut steps = String::new();
     steps.push_str(r#"<fieldset><legend>1. Database type</legend>"#);
@@ -241,7 +243,7 @@ async fn new_key_form(
         }
         steps.push_str("</fieldset>");
         if let Some(p) = c.provider.filter(|p| p.supports(t)) {
-            let unlocked = crate::regions::unlocked(&state.config, &caller.org, p);
+            let unlocked = keyplane_app::regions::unlocked(&state.config, &caller.org, p);
             steps.push_str(r#"<fieldset><legend>3. Region</legend>"#);
             for r in state.config.regions(p) {
                 let open = unlocked.contains(&r.as_str());
@@ -270,12 +272,13 @@ async fn new_key_form(
     if let (Some(t), Some(p), Some(region), true) =
         (c.db_type, c.provider, c.region.as_deref(), region_ok)
     {
-        match crate::registration::platform_identity(state, caller.org_id(), p, region).await {
+        match state.keys().trust(caller, p, region).await {
             Err(e) => details.push_str(&format!(
                 r#"<p class="alert" role="alert">{}</p>"#,
-                esc(&e.public_message())
+                esc(&app_error_message(&e))
             )),
-            Ok(identity) => {
+            Ok(trust) => {
+                let identity = &trust.identity;
                 nonce = Some(session::random_hex());
                 let hidden = format!(
                     r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}">"#,
@@ -291,9 +294,8 @@ async fn new_key_form(
                     acct = esc(&identity.account_id),
                 ));
                 if p == Provider::Aws {
-                    let statements =
-                        keyplane_core::policy::recommended_statements(&identity.principal);
-                    let text = statements
+                    let text = trust
+                        .statements
                         .iter()
                         .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
                         .collect::<Vec<_>>()
@@ -375,7 +377,7 @@ async fn new_key_form(
     ),
     responses((status = 200, description = "the Add Keys form", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn new_key_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -400,7 +402,8 @@ fn as_policy(text: &str) -> Result<serde_json::Value, String> {
     })
 }
 
-/// Checks a pasted key policy with the API's checker and shows the findings in the form.
+/// Checks a pasted key policy with the application's checker (the API's) and shows the
+/// findings in the form.
 #[utoipa::path(post, path = "/portal/keys/policy-check", tag = TAG,
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region, policy"),
     responses(
@@ -409,11 +412,7 @@ fn as_policy(text: &str) -> Result<serde_json::Value, String> {
         (status = 400, description = "the policy could not be read: the form with the reason", content_type = "text/html"),
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
-pub async fn policy_check(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let (v, form) = match form_post(&state, &headers, &body, "Add Keys", Nav::Security).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -438,19 +437,10 @@ pub async fn policy_check(
             return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
         }
     };
-    let path = RegionPath {
-        provider: p.as_str().to_string(),
-        region,
-    };
-    let (status, html) = match keys::policy_check(
-        &state,
-        &v.caller,
-        t,
-        &path,
-        &CheckQuery::default(),
-        doc,
-    )
-    .await
+    let (status, html) = match state
+        .keys()
+        .policy_check(&v.who, t, p.as_str(), &region, None, &doc)
+        .await
     {
         Ok(r) if r.report.verdict_ok => (
             StatusCode::OK,
@@ -484,15 +474,15 @@ pub async fn policy_check(
         }
         Err(e) => (
             refused(&e),
-            format!(r#"<p class="error">{}</p>"#, esc(&e.public_message())),
+            format!(r#"<p class="error">{}</p>"#, esc(&app_error_message(&e))),
         ),
     };
     typed.findings = Some(html);
     new_key_form(&state, &v, &c, &typed, status).await
 }
 
-/// Adds a key: the API's registration (every check, the live one included) through the
-/// same handler; on failure the form again with the reason next to the Key ID.
+/// Adds a key: the application's registration (every check, the live one included), as the
+/// API runs it; on failure the form again with the reason next to the Key ID.
 #[utoipa::path(post, path = "/portal/keys", tag = TAG,
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region, key_id"),
     responses(
@@ -500,7 +490,7 @@ pub async fn policy_check(
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
         (status = 400, description = "refused: the form with the reason", content_type = "text/html"),
     ))]
-pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn add_key(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let (v, form) = match form_post(&state, &headers, &body, "Add Keys", Nav::Security).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -522,37 +512,22 @@ pub async fn add_key(State(state): State<AppState>, headers: HeaderMap, body: By
         typed.key_error = Some("Enter the key's ID.".into());
         return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
     }
-    let pk = Some(ProviderKey {
-        key_id: key_id.clone(),
-        region,
-    });
-    let body = RegisterKey {
-        org_id: v.caller.org_id(),
-        aws: if p == Provider::Aws { pk.clone() } else { None },
-        gcp: if p == Provider::Gcp { pk.clone() } else { None },
-        azure: if p == Provider::Azure { pk } else { None },
+    let req = KeyRegistration {
+        org_id: v.who.org_id(),
+        keys: vec![(
+            p,
+            ProposedKey {
+                key_id: key_id.clone(),
+                region,
+            },
+        )],
+        dry_run: false,
     };
-    let q = ApiQuery(RegisterQuery::default());
-    let result = match t {
-        DbType::Classic => {
-            keys::register_classic(State(state.clone()), v.caller.clone(), q, ApiJson(body)).await
-        }
-        DbType::Serverless => {
-            keys::register_serverless(State(state.clone()), v.caller.clone(), q, ApiJson(body))
-                .await
-        }
-    };
-    match result {
-        Ok(res) if res.status().is_success() => {
-            redirect(&format!("/portal/keys?added={}", url_encode(&key_id)))
-        }
-        Ok(res) => {
-            typed.key_error = Some("The key was not added.".into());
-            new_key_form(&state, &v, &c, &typed, res.status()).await
-        }
+    match state.keys().register(&v.who, t, &req).await {
+        Ok(_) => redirect(&format!("/portal/keys?added={}", url_encode(&key_id))),
         Err(e) => {
             let st = refused(&e);
-            typed.key_error = Some(e.public_message());
+            typed.key_error = Some(app_error_message(&e));
             new_key_form(&state, &v, &c, &typed, st).await
         }
     }

@@ -23,8 +23,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyplane_core::{DbType, Provider};
 
-use crate::app::AppState;
-use crate::auth::Caller;
+use keyplane_app::auth::SignIn;
+use keyplane_app::{App, AppError, Requester};
+
+use crate::error::{app_error_message, app_error_status};
 use html::{Nav, esc, page, respond};
 use session::{CSRF_COOKIE, SESSION_COOKIE, Session};
 
@@ -50,7 +52,7 @@ fn add_cookie(res: &mut Response, value: String) {
 }
 
 /// Whether cookies get the `Secure` attribute: when the portal's public URL is https.
-fn secure(state: &AppState) -> bool {
+fn secure(state: &App) -> bool {
     state
         .config
         .public_url
@@ -58,17 +60,17 @@ fn secure(state: &AppState) -> bool {
         .starts_with("https://")
 }
 
-/// A signed-in request: the session, its ID, and the caller of its current organization.
+/// A signed-in request: the session, its ID, and the requester of its current organization.
 pub(crate) struct Visitor {
     pub id: String,
     pub session: Session,
-    pub caller: Caller,
+    pub who: Requester,
 }
 
 impl Visitor {
     /// The page header for this visitor.
     fn header(&self, nav: Nav) -> String {
-        html::header(&self.caller.org.name, &self.session.csrf, nav)
+        html::header(&self.who.org.name, &self.session.csrf, nav)
     }
 
     /// A CSRF check of a signed-in form: the field must equal the session's token.
@@ -80,17 +82,17 @@ impl Visitor {
 
 /// The signed-in visitor, or the redirect to the sign-in page. The token is resolved on
 /// every request: a revoked token ends that organization's login at once.
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Visitor, Response> {
+async fn signed_in(state: &App, headers: &HeaderMap) -> Result<Visitor, Response> {
     loop {
         let Some((id, s)) = session::current(headers) else {
             return Err(redirect("/portal/signin"));
         };
-        match Caller::from_token(state, s.token()).await {
-            Ok(caller) => {
+        match state.authenticate(s.token()).await {
+            Ok(who) => {
                 return Ok(Visitor {
                     id,
                     session: s,
-                    caller,
+                    who,
                 });
             }
             Err(_) => {
@@ -111,7 +113,7 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Visitor, Res
 /// A signed-in form post whose CSRF token matches, with its fields; or the page to answer
 /// instead (the sign-in redirect, or a 403 saying nothing was changed).
 async fn form_post(
-    state: &AppState,
+    state: &App,
     headers: &HeaderMap,
     body: &[u8],
     title: &str,
@@ -130,10 +132,10 @@ async fn form_post(
     Ok((v, form))
 }
 
-/// The status of a page refusing a form on the API's behalf: the API's own, except that a
-/// server-side failure behind it is a 502 (a not-implemented provider stays a 501).
-fn refused(e: &crate::error::ApiError) -> StatusCode {
-    match e.status() {
+/// The status of a page refusing a form on the application's behalf: the API's own, except
+/// that a server-side failure behind it is a 502 (a not-implemented provider stays a 501).
+fn refused(e: &AppError) -> StatusCode {
+    match app_error_status(e) {
         StatusCode::NOT_IMPLEMENTED => StatusCode::NOT_IMPLEMENTED,
         s if s.is_server_error() => StatusCode::BAD_GATEWAY,
         s => s,
@@ -191,7 +193,7 @@ pub async fn favicon() -> Response {
 /// The portal's entry: the keys page when signed in, else the sign-in page.
 #[utoipa::path(get, path = "/", tag = TAG,
     responses((status = 303, description = "to the portal's keys page or its sign-in page")))]
-pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn index(State(state): State<App>, headers: HeaderMap) -> Response {
     match signed_in(&state, &headers).await {
         Ok(_) => redirect("/portal/keys"),
         Err(r) => r,
@@ -199,7 +201,7 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 fn signin_form(
-    state: &AppState,
+    state: &App,
     status: StatusCode,
     message: Option<&str>,
     org_hint: Option<&str>,
@@ -243,7 +245,7 @@ fn signin_form(
 /// The sign-in form (application token).
 #[utoipa::path(get, path = "/portal/signin", tag = TAG,
     responses((status = 200, description = "the sign-in form", content_type = "text/html")))]
-pub async fn signin_page(State(state): State<AppState>) -> Response {
+pub async fn signin_page(State(state): State<App>) -> Response {
     signin_form(&state, StatusCode::OK, None, None)
 }
 
@@ -256,7 +258,7 @@ pub async fn signin_page(State(state): State<AppState>) -> Response {
         (status = 401, description = "the token was refused", content_type = "text/html"),
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
-pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn signin(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = session::parse_form(&body);
     let cookie = session::cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     let field = form.get("csrf").map(String::as_str).unwrap_or_default();
@@ -280,17 +282,17 @@ pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .unwrap_or_default()
         .trim()
         .to_string();
-    start_session(&state, live, &raw, "portal.signin").await
+    start_session(&state, live, &raw, SignIn::Token).await
 }
 
 /// Signs `raw` in: into the browser's live session when it has one, else a new session.
 async fn start_session(
-    state: &AppState,
+    state: &App,
     live: Option<(String, Session)>,
     raw: &str,
-    action: &str,
+    how: SignIn,
 ) -> Response {
-    let caller = match Caller::from_token(state, raw).await {
+    let caller = match state.sign_in(raw, how).await {
         Ok(c) => c,
         Err(e) => {
             return signin_form(
@@ -298,13 +300,12 @@ async fn start_session(
                 StatusCode::UNAUTHORIZED,
                 Some(&format!(
                     "That token was not accepted: {}",
-                    e.public_message()
+                    app_error_message(&e)
                 )),
                 None,
             );
         }
     };
-    crate::audit::record(state, &caller, action, &caller.client_id, "success", "").await;
     let mut res = redirect("/portal/keys");
     if let Some((id, _)) = live
         && session::add_login(
@@ -336,7 +337,7 @@ async fn start_session(
         (status = 404, description = "not in dev mode, or a wrong code", content_type = "text/html"),
     ))]
 pub async fn dev_signin(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -344,13 +345,7 @@ pub async fn dev_signin(
     match &state.config.dev_signin {
         Some(d) if session::same_secret(given, &d.code) => {
             let token = d.token.clone();
-            start_session(
-                &state,
-                session::current(&headers),
-                &token,
-                "portal.signin.dev",
-            )
-            .await
+            start_session(&state, session::current(&headers), &token, SignIn::DevLink).await
         }
         _ => message_page(
             StatusCode::NOT_FOUND,
@@ -368,7 +363,7 @@ pub async fn dev_signin(
         (status = 303, description = "to the sign-in page"),
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
-pub async fn signout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn signout(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let Some((id, s)) = session::current(&headers) else {
         return redirect("/portal/signin");
     };

@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::html::{Nav, esc, page, respond};
 use super::{TAG, Visitor, message_page, session, signed_in};
-use crate::app::AppState;
+use keyplane_app::App;
+use keyplane_app::AppResult;
 use keyplane_store::Organization;
 
 /// What the filter can be set to.
@@ -42,23 +43,15 @@ impl Filter {
 
 /// The filter's choices: the enterprise of every organization the session signed in to,
 /// and each such organization that belongs to no enterprise.
-async fn choices(
-    state: &AppState,
-    v: &Visitor,
-) -> Result<Vec<(Filter, String)>, keyplane_store::StoreError> {
+async fn choices(state: &App, v: &Visitor) -> AppResult<Vec<(Filter, String)>> {
     let mut out: Vec<(Filter, String)> = Vec::new();
     for org_id in v.session.org_ids() {
-        let Some(org) = state.store.get_org(org_id).await? else {
+        let Some((org, enterprise)) = state.orgs().with_enterprise(org_id).await? else {
             continue;
         };
         let choice = match org.enterprise_id {
             Some(e) => {
-                let name = state
-                    .store
-                    .get_enterprise(e)
-                    .await?
-                    .map(|e| e.name)
-                    .unwrap_or_default();
+                let name = enterprise.map(|e| e.name).unwrap_or_default();
                 (Filter::Enterprise(e), format!("Enterprise: {name}"))
             }
             None => (
@@ -74,13 +67,10 @@ async fn choices(
 }
 
 /// The organizations a filter lists.
-async fn organizations(
-    state: &AppState,
-    f: Filter,
-) -> Result<Vec<Organization>, keyplane_store::StoreError> {
+async fn organizations(state: &App, f: Filter) -> AppResult<Vec<Organization>> {
     Ok(match f {
-        Filter::Enterprise(e) => state.store.list_orgs(Some(e)).await?,
-        Filter::Organization(o) => state.store.get_org(o).await?.into_iter().collect(),
+        Filter::Enterprise(e) => state.orgs().of_enterprise(e).await?,
+        Filter::Organization(o) => state.orgs().by_id(o).await?.into_iter().collect(),
     })
 }
 
@@ -93,7 +83,7 @@ async fn organizations(
     ),
     responses((status = 200, description = "the settings page", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn settings_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -116,15 +106,15 @@ pub async fn settings_page(
 }
 
 async fn render(
-    state: &AppState,
+    state: &App,
     v: &mut Visitor,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<Response, keyplane_store::StoreError> {
+) -> AppResult<Response> {
     let choices = choices(state, v).await?;
-    let own = match v.caller.org.enterprise_id {
+    let own = match v.who.org.enterprise_id {
         Some(e) => Filter::Enterprise(e),
-        None => Filter::Organization(v.caller.org_id()),
+        None => Filter::Organization(v.who.org_id()),
     };
     // Only the session's own choices can be filtered on.
     let filter = q
@@ -137,7 +127,7 @@ async fn render(
     let mut ask_token: Option<&Organization> = None;
     if let Some(target) = q.get("org").and_then(|o| o.parse::<Uuid>().ok()) {
         match orgs.iter().find(|o| o.id == target) {
-            Some(o) if o.id == v.caller.org_id() => {}
+            Some(o) if o.id == v.who.org_id() => {}
             Some(o) if session::switch(&v.id, o.id) => {
                 // Re-read the visitor: the pages now act on the chosen organization.
                 match signed_in(state, headers).await {
@@ -170,14 +160,14 @@ async fn render(
     let list: String = orgs
         .iter()
         .map(|o| {
-            let state_note = if o.id == v.caller.org_id() {
+            let state_note = if o.id == v.who.org_id() {
                 r#" <span class="status AVAILABLE">managing</span>"#
             } else if signed.contains(&o.id) {
                 ""
             } else {
                 r#" <span class="muted">(needs a token of this organization)</span>"#
             };
-            let current = if o.id == v.caller.org_id() { r#" aria-current="true""# } else { "" };
+            let current = if o.id == v.who.org_id() { r#" aria-current="true""# } else { "" };
             format!(
                 r#"<li><a href="/portal/settings?filter={f}&amp;org={id}"{current}>{name}</a>{state_note}</li>"#,
                 f = esc(&super::url_encode(&filter.value())),
@@ -200,7 +190,7 @@ async fn render(
             )
         })
         .unwrap_or_default();
-    let c = &v.caller;
+    let c = &v.who;
     let body = format!(
         r#"<h1>Settings</h1>{notice}
 <div class="layout"><nav aria-label="Settings">

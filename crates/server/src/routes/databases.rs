@@ -1,42 +1,20 @@
 //! Databases over the DevOps API: create (asynchronous provisioning), list, get, terminate,
-//! and their datacenters (one per region). Each datacenter is bound, when it is deployed and
-//! for good, to the organization's customer key for its (type, provider, region), or to the
-//! platform's key where the organization has none.
+//! and their datacenters (one per region). The rules (which key a datacenter is bound to,
+//! when a region may be added or removed) are the application's; these are its views.
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use chrono::{SubsecRound, Utc};
-use keyplane_core::databases::{check_keyspace, check_name, check_tier};
-use keyplane_core::{DatabaseStatus, DbType, Permission, Provider};
-use keyplane_store::{Database, DatabaseFilter, Datacenter, JobKind, KeyKind, NewJob};
+use keyplane_app::App;
+use keyplane_app::config::Config;
+use keyplane_app::databases::{DatabaseDetail, DatabaseQuery, NewDatabase, NewRegion};
+use keyplane_core::{DatabaseStatus, DbType, Provider};
+use keyplane_store::{Datacenter, KeyKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::regions::check_region;
-
-/// Records a database change in the organization's audit log: success, or the refusal and
-/// its reason (a permission refusal as `denied`).
-async fn audit<T>(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    target: &str,
-    res: &ApiResult<T>,
-    detail: &str,
-) {
-    use crate::audit::{DENIED, FAILURE, SUCCESS, record};
-    match res {
-        Ok(_) => record(state, caller, action, target, SUCCESS, detail).await,
-        Err(e @ ApiError::Forbidden(_)) => {
-            record(state, caller, action, target, DENIED, &e.public_message()).await
-        }
-        Err(e) => record(state, caller, action, target, FAILURE, &e.public_message()).await,
-    }
-}
+use super::ts;
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -136,22 +114,11 @@ pub struct ListQuery {
     starting_after: Option<Uuid>,
 }
 
-fn ts(t: chrono::DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn upper(p: Provider) -> String {
     p.as_str().to_ascii_uppercase()
 }
 
-pub fn data_endpoint(state: &AppState, db: Uuid, region: &str) -> String {
-    format!(
-        "{}/db/{db}-{region}",
-        state.config.public_url.trim_end_matches('/')
-    )
-}
-
-fn dc_view(state: &AppState, dc: &Datacenter) -> DatacenterView {
+pub fn dc_view(config: &Config, dc: &Datacenter) -> DatacenterView {
     DatacenterView {
         id: dc.id.clone(),
         name: format!("dc-{}", dc.ordinal),
@@ -171,7 +138,7 @@ fn dc_view(state: &AppState, dc: &Datacenter) -> DatacenterView {
             },
             state: dc.status,
         },
-        data_endpoint_url: data_endpoint(state, dc.database_id, &dc.region),
+        data_endpoint_url: config.data_endpoint(dc.database_id, &dc.region),
         date_created: ts(dc.created_at),
         termination_time: dc.terminated_at.map(ts),
     }
@@ -190,10 +157,14 @@ fn actions(status: DatabaseStatus) -> Vec<&'static str> {
     }
 }
 
-async fn view(state: &AppState, db: &Database) -> ApiResult<DatabaseView> {
-    let dcs = state.store.list_datacenters(db.id).await?;
-    let first_region = dcs.first().map(|d| d.region.clone()).unwrap_or_default();
-    Ok(DatabaseView {
+pub fn view(config: &Config, d: &DatabaseDetail) -> DatabaseView {
+    let db = &d.database;
+    let first_region = d
+        .datacenters
+        .first()
+        .map(|d| d.region.clone())
+        .unwrap_or_default();
+    DatabaseView {
         id: db.id,
         org_id: db.org_id,
         owner_id: db.owner.clone(),
@@ -205,7 +176,7 @@ async fn view(state: &AppState, db: &Database) -> ApiResult<DatabaseView> {
             capacity_units: db.capacity_units,
             region: first_region.clone(),
             db_type: (db.db_type == DbType::Serverless).then(|| "vector".to_string()),
-            datacenters: dcs.iter().map(|d| dc_view(state, d)).collect(),
+            datacenters: d.datacenters.iter().map(|dc| dc_view(config, dc)).collect(),
         },
         creation_time: ts(db.created_at),
         termination_time: db.terminated_at.map(ts),
@@ -213,97 +184,9 @@ async fn view(state: &AppState, db: &Database) -> ApiResult<DatabaseView> {
         storage: serde_json::json!({"nodeCount": 3, "replicationFactor": 3, "totalStorage": 20}),
         available_actions: actions(db.status),
         message: db.message.clone(),
-        data_endpoint_url: data_endpoint(state, db.id, &first_region),
+        data_endpoint_url: config.data_endpoint(db.id, &first_region),
         customer_keyed: db.customer_keyed,
-    })
-}
-
-/// Which key a datacenter deployed now in (type, provider, region) is bound to.
-async fn bind_key(
-    state: &AppState,
-    org: Uuid,
-    db_type: DbType,
-    provider: Provider,
-    region: &str,
-) -> ApiResult<(KeyKind, String, String)> {
-    if let Some(k) = state
-        .store
-        .get_customer_key(org, db_type, provider, region)
-        .await?
-    {
-        return Ok((KeyKind::Customer, k.key_id, k.provider_account));
     }
-    match state.config.platform_key(provider, region) {
-        Some(p) => Ok((KeyKind::Platform, p.key_id.clone(), p.account.clone())),
-        None => Err(ApiError::Unavailable(format!(
-            "the platform has no encryption key for {provider} {region}; contact the platform operator"
-        ))),
-    }
-}
-
-/// A datacenter about to be deployed, bound to `binding` (kind, key, platform account).
-fn new_datacenter(
-    db: &Database,
-    ordinal: i32,
-    region: &str,
-    binding: (KeyKind, String, String),
-) -> Datacenter {
-    let (key_kind, key_id, provider_account) = binding;
-    let now = Utc::now().trunc_subsecs(3);
-    Datacenter {
-        id: format!("{}-{ordinal}", db.id),
-        database_id: db.id,
-        org_id: db.org_id,
-        ordinal,
-        provider: db.provider,
-        region: region.to_string(),
-        tier: db.tier.clone(),
-        status: DatabaseStatus::Pending,
-        message: String::new(),
-        key_kind,
-        key_id,
-        provider_account,
-        wrapped_data_key: None,
-        kms_failing_since: None,
-        created_at: now,
-        updated_at: now,
-        terminated_at: None,
-    }
-}
-
-fn provision_job(dc: &Datacenter) -> NewJob {
-    NewJob {
-        kind: JobKind::ProvisionDatacenter,
-        database_id: dc.database_id,
-        datacenter_id: Some(dc.id.clone()),
-    }
-}
-
-fn parse_cloud(s: &str) -> ApiResult<Provider> {
-    s.parse::<Provider>()
-        .map_err(|e| ApiError::BadRequest(format!("cloudProvider: {e}")))
-}
-
-fn db_type_of(tier: &str, db_type: Option<&str>) -> ApiResult<DbType> {
-    match (tier.eq_ignore_ascii_case("serverless"), db_type) {
-        (true, None | Some("vector")) => Ok(DbType::Serverless),
-        (false, None) => Ok(DbType::Classic),
-        (_, Some(other)) => Err(ApiError::BadRequest(format!(
-            "dbType: {other:?} is not a database type; use \"vector\" (serverless) or omit it"
-        ))),
-    }
-}
-
-fn no_customer_key(db_type: DbType, provider: Provider, region: &str) -> ApiError {
-    let route = if db_type == DbType::Classic {
-        "/v2/kms/classic"
-    } else {
-        "/v2/kms"
-    };
-    ApiError::Unprocessable(format!(
-        "this database is encrypted with customer keys, and no {db_type} customer key is registered for \
-         {provider} {region}: register one with POST {route} (region {region}), then add the region"
-    ))
 }
 
 /// Creates a database; provisioning continues in the background (PENDING → INITIALIZING →
@@ -317,79 +200,31 @@ fn no_customer_key(db_type: DbType, provider: Provider, region: &str) -> ApiErro
         (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
     ))]
 pub async fn create_database(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiJson(body): ApiJson<CreateDatabase>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseView>)> {
-    let name = body.name.clone();
-    let place = format!(
-        "{} {}",
-        body.cloud_provider.to_ascii_lowercase(),
-        body.region
-    );
-    let res = create_database_inner(&state, &caller, body).await;
-    let (target, detail) = match &res {
-        Ok((_, _, Json(v))) => {
-            let enc = v
-                .info
-                .datacenters
-                .first()
-                .map(|d| format!("{} key {}", d.encryption.key_type, d.encryption.key_id))
-                .unwrap_or_default();
-            (v.id.to_string(), format!("{name} in {place}, {enc}"))
-        }
-        Err(_) => (name.clone(), place),
-    };
-    audit(&state, &caller, "db.create", &target, &res, &detail).await;
-    res
-}
-
-async fn create_database_inner(
-    state: &AppState,
-    caller: &Caller,
-    body: CreateDatabase,
-) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseView>)> {
-    caller.require(Permission::OrgDbCreate)?;
-    check_name(&body.name).map_err(ApiError::BadRequest)?;
-    check_keyspace(&body.keyspace).map_err(ApiError::BadRequest)?;
-    let provider = parse_cloud(&body.cloud_provider)?;
-    let db_type = db_type_of(&body.tier, body.db_type.as_deref())?;
-    let tier =
-        check_tier(db_type, &body.tier, body.capacity_units).map_err(ApiError::BadRequest)?;
-    check_region(&state.config, &caller.org, provider, &body.region)?;
-    let org = caller.org_id();
-    let (key_kind, key_id, account) = bind_key(state, org, db_type, provider, &body.region).await?;
-    let now = Utc::now().trunc_subsecs(3);
-    let id = Uuid::new_v4();
-    let db = Database {
-        id,
-        org_id: org,
-        name: body.name.clone(),
-        keyspace: body.keyspace.clone(),
-        db_type,
-        provider,
-        tier: tier.clone(),
+    let req = NewDatabase {
+        name: body.name,
+        keyspace: body.keyspace,
+        cloud_provider: body.cloud_provider,
+        tier: body.tier,
         capacity_units: body.capacity_units,
-        status: DatabaseStatus::Pending,
-        message: String::new(),
-        owner: caller.client_id.clone(),
-        customer_keyed: key_kind == KeyKind::Customer,
-        created_at: now,
-        updated_at: now,
-        terminated_at: None,
+        region: body.region,
+        db_type: body.db_type,
     };
-    let dc = new_datacenter(&db, 1, &body.region, (key_kind, key_id, account));
-    state
-        .store
-        .create_database(&db, &dc, &provision_job(&dc))
-        .await?;
+    let created = app.databases().create(&who, &req).await?;
     let mut headers = HeaderMap::new();
     // The bare ID, as the original's DevOps API answers (clients such as astrapy take the
     // whole header as the new database's ID).
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&created.database.id.to_string()) {
         headers.insert(header::LOCATION, v);
     }
-    Ok((StatusCode::CREATED, headers, Json(view(state, &db).await?)))
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(view(&app.config, &created)),
+    ))
 }
 
 /// Lists the organization's databases (TERMINATED ones with `include=all` or `include=terminated`).
@@ -406,57 +241,18 @@ async fn create_database_inner(
         (status = 403, body = crate::error::ErrorBody),
     ))]
 pub async fn list_databases(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<DatabaseView>>> {
-    caller.require(Permission::OrgDbView)?;
-    let limit = q.limit.unwrap_or(25);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadParameter(
-            "limit: must be between 1 and 100".into(),
-        ));
-    }
-    let (include_terminated, only_terminated) =
-        match q.include.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("nonterminated") => (false, false),
-            Some("all") => (true, false),
-            Some("terminated") => (true, true),
-            Some(other) => {
-                return Err(ApiError::BadParameter(format!(
-                    "include: {other:?}; use nonterminated, all or terminated"
-                )));
-            }
-        };
-    let provider = match q.provider.as_deref() {
-        None => None,
-        Some(p) if p.eq_ignore_ascii_case("all") => None,
-        Some(p) => Some(
-            p.parse::<Provider>()
-                .map_err(|e| ApiError::BadParameter(format!("provider: {e}")))?,
-        ),
-    };
-    let filter = DatabaseFilter {
-        include_terminated,
-        only_terminated,
-        provider,
+    let q = DatabaseQuery {
+        include: q.include,
+        provider: q.provider,
+        limit: q.limit,
         starting_after: q.starting_after,
-        limit,
     };
-    let dbs = state.store.list_databases(caller.org_id(), &filter).await?;
-    let mut out = Vec::with_capacity(dbs.len());
-    for db in &dbs {
-        out.push(view(&state, db).await?);
-    }
-    Ok(Json(out))
-}
-
-async fn find(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<Database> {
-    state
-        .store
-        .get_database(caller.org_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("database {id} not found")))
+    let dbs = app.databases().list(&who, &q).await?;
+    Ok(Json(dbs.iter().map(|d| view(&app.config, d)).collect()))
 }
 
 /// One database, with each datacenter's key (customer key ARN or platform-managed) and state.
@@ -468,13 +264,12 @@ async fn find(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<Database
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
     ))]
 pub async fn get_database(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<DatabaseView>> {
-    caller.require(Permission::OrgDbView)?;
-    let db = find(&state, &caller, id).await?;
-    Ok(Json(view(&state, &db).await?))
+    let d = app.databases().get(&who, id).await?;
+    Ok(Json(view(&app.config, &d)))
 }
 
 /// Terminates a database: TERMINATING, then TERMINATED; its files and keys are forgotten.
@@ -487,37 +282,11 @@ pub async fn get_database(
         (status = 409, body = crate::error::ErrorBody),
     ))]
 pub async fn terminate_database(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    let res = terminate_database_inner(&state, &caller, id).await;
-    audit(&state, &caller, "db.terminate", &id.to_string(), &res, "").await;
-    res
-}
-
-async fn terminate_database_inner(
-    state: &AppState,
-    caller: &Caller,
-    id: Uuid,
-) -> ApiResult<StatusCode> {
-    caller.require(Permission::OrgDbTerminate)?;
-    let db = find(state, caller, id).await?;
-    if matches!(
-        db.status,
-        DatabaseStatus::Terminating | DatabaseStatus::Terminated
-    ) {
-        return Ok(StatusCode::ACCEPTED);
-    }
-    let job = NewJob {
-        kind: JobKind::TerminateDatabase,
-        database_id: id,
-        datacenter_id: None,
-    };
-    state
-        .store
-        .enqueue_job(&job, Some((id, DatabaseStatus::Terminating)))
-        .await?;
+    app.databases().terminate(&who, id).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -530,14 +299,12 @@ async fn terminate_database_inner(
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
     ))]
 pub async fn list_datacenters(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Vec<DatacenterView>>> {
-    caller.require(Permission::OrgDbView)?;
-    let db = find(&state, &caller, id).await?;
-    let dcs = state.store.list_datacenters(db.id).await?;
-    Ok(Json(dcs.iter().map(|d| dc_view(&state, d)).collect()))
+    let dcs = app.databases().datacenters(&who, id).await?;
+    Ok(Json(dcs.iter().map(|d| dc_view(&app.config, d)).collect()))
 }
 
 /// Adds one region. A customer-keyed database needs a customer key registered there first.
@@ -551,90 +318,25 @@ pub async fn list_datacenters(
         (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
     ))]
 pub async fn add_datacenter(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<Vec<AddDatacenter>>,
 ) -> ApiResult<StatusCode> {
-    let regions = body
-        .iter()
-        .map(|a| format!("{} {}", a.cloud_provider.to_ascii_lowercase(), a.region))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let res = add_datacenter_inner(&state, &caller, id, body).await;
-    audit(
-        &state,
-        &caller,
-        "db.region.add",
-        &id.to_string(),
-        &res,
-        &regions,
-    )
-    .await;
-    res
-}
-
-async fn add_datacenter_inner(
-    state: &AppState,
-    caller: &Caller,
-    id: Uuid,
-    body: Vec<AddDatacenter>,
-) -> ApiResult<StatusCode> {
-    caller.require(Permission::OrgDbExpand)?;
-    let [add] = body.as_slice() else {
-        return Err(ApiError::BadRequest(format!(
-            "send exactly one datacenter per request (got {})",
-            body.len()
-        )));
-    };
-    let db = find(state, caller, id).await?;
-    let provider = parse_cloud(&add.cloud_provider)?;
-    if provider != db.provider {
-        return Err(ApiError::Unprocessable(format!(
-            "the database runs on {}; a region of another provider cannot be added",
-            upper(db.provider)
-        )));
-    }
-    check_tier(db.db_type, &add.tier, 1).map_err(ApiError::BadRequest)?;
-    check_region(&state.config, &caller.org, provider, &add.region)?;
-    if db.status != DatabaseStatus::Active {
-        return Err(ApiError::Conflict(format!(
-            "the database is {}; regions can be added or removed only when it is ACTIVE",
-            db.status
-        )));
-    }
-    let dcs = state.store.list_datacenters(id).await?;
-    if dcs
-        .iter()
-        .any(|d| d.terminated_at.is_none() && d.region == add.region)
-    {
-        return Err(ApiError::Conflict(format!(
-            "the database already has a datacenter in {}",
-            add.region
-        )));
-    }
-    let (key_kind, key_id, account) = if db.customer_keyed {
-        let key = state
-            .store
-            .get_customer_key(db.org_id, db.db_type, provider, &add.region)
-            .await?
-            .ok_or_else(|| no_customer_key(db.db_type, provider, &add.region))?;
-        (KeyKind::Customer, key.key_id, key.provider_account)
-    } else {
-        bind_key(state, db.org_id, db.db_type, provider, &add.region).await?
-    };
-    let ordinal = dcs.iter().map(|d| d.ordinal).max().unwrap_or(0) + 1;
-    let dc = new_datacenter(&db, ordinal, &add.region, (key_kind, key_id, account));
-    if !state.store.add_datacenter(&dc, &provision_job(&dc)).await? {
-        return Err(ApiError::Conflict(
-            "the database changed meanwhile (not ACTIVE, or the region was just added); retry"
-                .into(),
-        ));
-    }
+    let req: Vec<NewRegion> = body
+        .into_iter()
+        .map(|a| NewRegion {
+            tier: a.tier,
+            cloud_provider: a.cloud_provider,
+            region: a.region,
+        })
+        .collect();
+    app.databases().add_region(&who, id, &req).await?;
     Ok(StatusCode::CREATED)
 }
 
-/// Removes one region: its files and data key are deleted.
+/// Removes one region: the database is in MAINTENANCE while its files and data key are
+/// deleted. Refused for the last region and during another region change.
 #[utoipa::path(post, path = "/v2/databases/{id}/datacenters/{datacenterId}/terminate", tag = "databases",
     security(("token" = [])),
     params(("id" = Uuid, Path), ("datacenterId" = String, Path)),
@@ -645,55 +347,12 @@ async fn add_datacenter_inner(
         (status = 409, body = crate::error::ErrorBody),
     ))]
 pub async fn terminate_datacenter(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiPath((id, dc_id)): ApiPath<(Uuid, String)>,
 ) -> ApiResult<StatusCode> {
-    let res = terminate_datacenter_inner(&state, &caller, id, dc_id.clone()).await;
-    audit(
-        &state,
-        &caller,
-        "db.region.terminate",
-        &format!("{id}/{dc_id}"),
-        &res,
-        "",
-    )
-    .await;
-    res
-}
-
-async fn terminate_datacenter_inner(
-    state: &AppState,
-    caller: &Caller,
-    id: Uuid,
-    dc_id: String,
-) -> ApiResult<StatusCode> {
-    caller.require(Permission::OrgDbTerminate)?;
-    let db = find(state, caller, id).await?;
-    let dcs = state.store.list_datacenters(id).await?;
-    let Some(dc) = dcs.iter().find(|d| d.id == dc_id) else {
-        return Err(ApiError::NotFound(format!(
-            "datacenter {dc_id} not found in database {id}"
-        )));
-    };
-    if dc.terminated_at.is_some() {
-        return Ok(StatusCode::ACCEPTED);
-    }
-    if db.status == DatabaseStatus::Maintenance {
-        return Err(ApiError::Conflict(
-            "the database is in MAINTENANCE; regions can be added or removed only when it is ACTIVE".into(),
-        ));
-    }
-    if dcs.iter().filter(|d| d.terminated_at.is_none()).count() < 2 {
-        return Err(ApiError::Conflict(
-            "this is the database's last region; terminate the database instead".into(),
-        ));
-    }
-    let job = NewJob {
-        kind: JobKind::TerminateDatacenter,
-        database_id: id,
-        datacenter_id: Some(dc_id),
-    };
-    state.store.enqueue_job(&job, None).await?;
+    app.databases()
+        .terminate_datacenter(&who, id, &dc_id)
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }

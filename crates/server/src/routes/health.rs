@@ -7,8 +7,8 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::ServerState;
+use crate::error::ApiResult;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -26,21 +26,18 @@ pub async fn healthz() -> Json<Health> {
     (status = 200, body = Health),
     (status = 503, body = crate::error::ErrorBody),
 ))]
-pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
-    state.store.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness check failed");
-        ApiError::Unavailable("the store is not reachable; retry later".into())
-    })?;
+pub async fn readyz(State(s): State<ServerState>) -> ApiResult<Json<Health>> {
+    s.app.ready().await?;
     Ok(Json(Health { status: "ready" }))
 }
 
-/// Request counts and latencies in Prometheus text format.
+/// Request counts and latencies, and the application's counters, in Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        s.metrics.render(&s.app.counters),
     )
 }
 

@@ -1,12 +1,14 @@
-//! Organizations: the caller's own, and one by ID.
+//! Organizations: the caller's own, one by ID, and its audit log.
 use axum::Json;
-use keyplane_core::Permission;
+use axum::extract::State;
+use keyplane_app::App;
+use keyplane_store::{AuditEntry, Organization};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use super::ts;
 use crate::error::ApiResult;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery, Auth};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CurrentOrg {
@@ -29,12 +31,21 @@ pub struct OrgView {
     (status = 401, body = crate::error::ErrorBody),
     (status = 403, body = crate::error::ErrorBody),
 ))]
-pub async fn current_org(caller: Caller) -> ApiResult<Json<CurrentOrg>> {
-    caller.require(Permission::OrgRead)?;
+pub async fn current_org(State(app): State<App>, Auth(who): Auth) -> ApiResult<Json<CurrentOrg>> {
+    let org = app.orgs().current(&who)?;
     Ok(Json(CurrentOrg {
-        id: caller.org.id,
-        name: caller.org.name.clone(),
+        id: org.id,
+        name: org.name,
     }))
+}
+
+fn org_view(org: Organization) -> OrgView {
+    OrgView {
+        id: org.id,
+        name: org.name,
+        enterprise_id: org.enterprise_id,
+        created_at: ts(org.created_at),
+    }
 }
 
 /// One organization; only the token's own is visible.
@@ -46,18 +57,12 @@ pub async fn current_org(caller: Caller) -> ApiResult<Json<CurrentOrg>> {
         (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),
     ))]
-pub async fn get_org(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<OrgView>> {
-    caller.require(Permission::OrgRead)?;
-    caller.own_org(id, "organization")?;
-    let org = &caller.org;
-    Ok(Json(OrgView {
-        id: org.id,
-        name: org.name.clone(),
-        enterprise_id: org.enterprise_id,
-        created_at: org
-            .created_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    }))
+pub async fn get_org(
+    State(app): State<App>,
+    Auth(who): Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<OrgView>> {
+    Ok(Json(org_view(app.orgs().get(&who, id)?)))
 }
 
 #[derive(serde::Deserialize)]
@@ -88,6 +93,19 @@ pub struct AuditPage {
     pub next: Option<i64>,
 }
 
+fn entry_view(e: AuditEntry) -> AuditEntryView {
+    AuditEntryView {
+        seq: e.seq,
+        at: ts(e.at),
+        actor: e.actor,
+        action: e.action.to_string(),
+        target: e.target,
+        outcome: e.outcome.to_string(),
+        reason: e.reason,
+        hash: e.hash,
+    }
+}
+
 /// The organization's audit log, newest first, paged.
 #[utoipa::path(get, path = "/v2/organizations/{id}/audit", tag = "organizations", security(("token" = [])),
     params(
@@ -103,39 +121,14 @@ pub struct AuditPage {
         (status = 404, body = crate::error::ErrorBody),
     ))]
 pub async fn audit_log(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiPath(id): ApiPath<Uuid>,
-    crate::extract::ApiQuery(q): crate::extract::ApiQuery<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    caller.require(Permission::OrgAuditRead)?;
-    caller.own_org(id, "organization")?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(crate::error::ApiError::BadParameter(
-            "limit: must be between 1 and 500".into(),
-        ));
-    }
-    let entries = state.store.list_audit(id, q.before, limit + 1).await?;
-    let more = entries.len() > limit as usize;
-    let entries: Vec<AuditEntryView> = entries
-        .into_iter()
-        .take(limit as usize)
-        .map(|e| AuditEntryView {
-            seq: e.seq,
-            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            actor: e.actor,
-            action: e.action,
-            target: e.target,
-            outcome: e.outcome,
-            reason: e.reason,
-            hash: e.hash,
-        })
-        .collect();
-    let next = if more {
-        entries.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    Ok(Json(AuditPage { entries, next }))
+    let page = app.audit().page(&who, id, q.before, q.limit).await?;
+    Ok(Json(AuditPage {
+        entries: page.entries.into_iter().map(entry_view).collect(),
+        next: page.next,
+    }))
 }

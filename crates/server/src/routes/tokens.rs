@@ -3,16 +3,15 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{SubsecRound, Utc};
-use keyplane_core::{Permission, Role, Token};
-use keyplane_store::{Store, TokenRecord};
+use keyplane_app::App;
+use keyplane_app::tokens::NewToken;
+use keyplane_core::Role;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use super::ts;
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, Auth};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,10 +54,6 @@ pub struct TokenList {
     pub clients: Vec<TokenView>,
 }
 
-fn ts(t: chrono::DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn role_names(role: &Role) -> (Vec<String>, Vec<String>) {
     let perms = role
         .permissions()
@@ -66,40 +61,6 @@ fn role_names(role: &Role) -> (Vec<String>, Vec<String>) {
         .map(|p| p.as_str().to_string())
         .collect();
     (vec![role.name().to_string()], perms)
-}
-
-/// Creates a token for `org_id` and stores only the hash of its secret. Shared by the API
-/// and `keyplane admin create-token`.
-pub async fn issue_token(
-    store: &dyn Store,
-    org_id: Uuid,
-    role: &Role,
-    description: &str,
-) -> keyplane_store::Result<(Token, TokenRecord)> {
-    let token = Token::generate();
-    let record = TokenRecord {
-        client_id: token.client_id().to_string(),
-        org_id,
-        role: role.to_storage(),
-        secret_hash: token.secret_hash().to_vec(),
-        description: description.to_string(),
-        created_at: Utc::now().trunc_subsecs(3),
-        revoked_at: None,
-    };
-    store.insert_token(&record).await?;
-    Ok((token, record))
-}
-
-fn requested_role(body: &CreateToken) -> ApiResult<Role> {
-    match (body.roles.as_slice(), body.permissions.is_empty()) {
-        ([one], true) => Role::parse(one).map_err(|e| ApiError::BadRequest(format!("roles: {e}"))),
-        ([], false) => Role::custom(body.permissions.iter().map(String::as_str))
-            .map_err(|e| ApiError::BadRequest(format!("permissions: {e}"))),
-        _ => Err(ApiError::BadRequest(
-            "give exactly one of: \"roles\" with one role name, or \"permissions\" with a list of permissions"
-                .into(),
-        )),
-    }
 }
 
 /// Creates an application token in the caller's organization. A token can only hand out
@@ -113,32 +74,17 @@ fn requested_role(body: &CreateToken) -> ApiResult<Role> {
         (status = 403, body = crate::error::ErrorBody),
     ))]
 pub async fn create_token(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    caller.require(Permission::OrgTokenWrite)?;
-    let role = requested_role(&body)?;
-    if body.description.len() > 256 {
-        return Err(ApiError::BadRequest(
-            "description: at most 256 characters".into(),
-        ));
-    }
-    if let Some(p) = role
-        .permissions()
-        .into_iter()
-        .find(|p| !caller.role.allows(*p))
-    {
-        return Err(ApiError::Forbidden(p.as_str()));
-    }
-    let (token, record) = issue_token(
-        state.store.as_ref(),
-        caller.org_id(),
-        &role,
-        &body.description,
-    )
-    .await?;
-    let (roles, permissions) = role_names(&role);
+    let req = NewToken {
+        roles: body.roles,
+        permissions: body.permissions,
+        description: body.description,
+    };
+    let (token, record) = app.tokens().create(&who, &req).await?;
+    let (roles, permissions) = role_names(&record.role);
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -159,19 +105,14 @@ pub async fn create_token(
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
     ))]
-pub async fn list_tokens(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<TokenList>> {
-    caller.require(Permission::OrgTokenRead)?;
-    let records = state.store.list_tokens(caller.org_id()).await?;
-    let clients = records
+pub async fn list_tokens(State(app): State<App>, Auth(who): Auth) -> ApiResult<Json<TokenList>> {
+    let clients = app
+        .tokens()
+        .list(&who)
+        .await?
         .into_iter()
         .map(|r| {
-            let (roles, permissions) = match Role::parse(&r.role) {
-                Ok(role) => role_names(&role),
-                Err(_) => (vec![r.role.clone()], vec![]),
-            };
+            let (roles, permissions) = role_names(&r.role);
             TokenView {
                 client_id: r.client_id,
                 roles,
@@ -195,20 +136,10 @@ pub async fn list_tokens(
         (status = 404, body = crate::error::ErrorBody),
     ))]
 pub async fn revoke_token(
-    State(state): State<AppState>,
-    caller: Caller,
+    State(app): State<App>,
+    Auth(who): Auth,
     ApiPath(client_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::OrgTokenWrite)?;
-    if state
-        .store
-        .revoke_token(caller.org_id(), &client_id)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!(
-            "no active token with client ID {client_id} in your organization"
-        )))
-    }
+    app.tokens().revoke(&who, &client_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use keyplane_app::{App, Config};
 use keyplane_core::Role;
-use keyplane_server::{AppState, Config};
 use keyplane_store::DynStore;
 use serde_json::Value;
 use uuid::Uuid;
@@ -142,7 +142,7 @@ impl TestKms {
 pub async fn platform_keys(
     kms: &TestKms,
     regions: &[&str],
-) -> std::collections::BTreeMap<String, keyplane_server::config::PlatformKey> {
+) -> std::collections::BTreeMap<String, keyplane_app::PlatformKey> {
     let mut out = std::collections::BTreeMap::new();
     for r in regions {
         let c = kms.client_as(PLATFORM_ROLE, r);
@@ -154,7 +154,7 @@ pub async fn platform_keys(
             .unwrap();
         out.insert(
             r.to_string(),
-            keyplane_server::config::PlatformKey {
+            keyplane_app::PlatformKey {
                 key_id: k.key_metadata().unwrap().arn().unwrap().to_string(),
                 account: "222222222222".into(),
             },
@@ -164,7 +164,7 @@ pub async fn platform_keys(
 }
 
 pub struct TestServer {
-    pub state: AppState,
+    pub app: App,
     pub data_dir: std::path::PathBuf,
     pub kms: TestKms,
     pub url: String,
@@ -229,26 +229,22 @@ impl TestServer {
                 .insert(keyplane_core::Provider::Aws, keys);
         }
         let org = store.create_org("Acme", None).await.unwrap().id;
-        let (token, _) = keyplane_server::routes::tokens::issue_token(
-            store.as_ref(),
-            org,
-            &Role::OrgAdmin,
-            "test",
-        )
-        .await
-        .unwrap();
+        let (token, _) =
+            keyplane_app::tokens::issue_token(store.as_ref(), org, &Role::OrgAdmin, "test")
+                .await
+                .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), config, connector);
+        let app = App::new(store.clone(), config, connector);
         let (bg_tx, bg_rx) = tokio::sync::watch::channel(false);
-        keyplane_server::spawn_background(&state, bg_rx);
-        tokio::spawn(keyplane_server::run(listener, state.clone(), async move {
+        app.spawn_background(bg_rx);
+        tokio::spawn(keyplane_server::run(listener, app.clone(), async move {
             let _ = rx.await;
             let _ = bg_tx.send(true);
         }));
         TestServer {
-            state,
+            app,
             data_dir: dir.path().to_path_buf(),
             kms,
             url,
@@ -264,10 +260,9 @@ impl TestServer {
 
     /// A token of `org` with `role`.
     pub async fn token(&self, org: Uuid, role: Role) -> String {
-        let (t, _) =
-            keyplane_server::routes::tokens::issue_token(self.store.as_ref(), org, &role, "test")
-                .await
-                .unwrap();
+        let (t, _) = keyplane_app::tokens::issue_token(self.store.as_ref(), org, &role, "test")
+            .await
+            .unwrap();
         t.expose().to_string()
     }
 

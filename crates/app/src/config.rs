@@ -158,4 +158,12 @@ impl Config {
     pub fn account(&self, provider: Provider, id: &str) -> Option<&ProviderAccount> {
         self.accounts(provider).iter().find(|a| a.id == id)
     }
+
+    /// The Data API endpoint of a database's region, as clients reach it.
+    pub fn data_endpoint(&self, database: uuid::Uuid, region: &str) -> String {
+        format!(
+            "{}/db/{database}-{region}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
 }

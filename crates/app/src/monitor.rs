@@ -6,23 +6,29 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus};
 use keyplane_kms::{ErrorKind, KeyState, KmsError};
-use keyplane_store::{Datacenter, KeyStatusUpdate, NewAuditEntry};
+use keyplane_store::{Datacenter, KeyStatusUpdate};
 
-use crate::app::AppState;
+use crate::App;
 use crate::dataplane::datacenter_context;
-use crate::lifecycle::{JobError, key_problem, refresh_database_status};
+use crate::error::AppResult;
+use crate::jobs::refresh_database_status;
+use crate::keys::key_problem;
+
+/// Who the audit log says acted when the monitor suspends or resumes a datacenter.
+pub const MONITOR_ACTOR: &str = "system:key-monitor";
 
 /// Runs the check every `key_check_interval` until `shutdown` resolves.
-pub async fn run_monitor(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run_monitor(app: App, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(state.config.key_check_interval) => {}
+            _ = tokio::time::sleep(app.config.key_check_interval) => {}
         }
-        if let Err(e) = check_all(&state).await {
+        if let Err(e) = app.monitor().check_all().await {
             tracing::error!(error = %e, "key health check failed");
         }
     }
@@ -31,19 +37,31 @@ pub async fn run_monitor(state: AppState, shutdown: impl std::future::Future<Out
 /// A key's DescribeKey answer within one round, shared by every datacenter under that key.
 type Described = HashMap<(String, String, String), Result<(), (ErrorKind, String)>>;
 
-/// Checks every live customer-keyed datacenter now.
-pub async fn check_all(state: &AppState) -> Result<(), JobError> {
-    check_datacenters(state, &state.store.live_customer_datacenters().await?).await
-}
+pub struct Monitor<'a>(pub(crate) &'a App);
 
-/// Checks these datacenters now (the monitor's round, and the `…/check` route for one key's):
-/// one DescribeKey per key, and a Decrypt of each datacenter's own wrapped data key.
-pub async fn check_datacenters(state: &AppState, dcs: &[Datacenter]) -> Result<(), JobError> {
-    let mut described = Described::new();
-    for dc in dcs {
-        check_with(state, dc, &mut described).await?;
+impl Monitor<'_> {
+    /// Checks every live customer-keyed datacenter now: one round.
+    pub async fn check_all(&self) -> AppResult<()> {
+        let dcs = self.0.store.live_customer_datacenters().await?;
+        self.check_datacenters(&dcs).await?;
+        self.0.counters.monitor_round();
+        Ok(())
     }
-    Ok(())
+
+    /// Checks these datacenters now (a round, or one key's on request): one DescribeKey
+    /// per key, and a Decrypt of each datacenter's own wrapped data key.
+    pub async fn check_datacenters(&self, dcs: &[Datacenter]) -> AppResult<()> {
+        let mut described = Described::new();
+        for dc in dcs {
+            check_with(self.0, dc, &mut described).await?;
+        }
+        Ok(())
+    }
+
+    /// Suspends the datacenter: its cached key and open file are dropped at once.
+    pub async fn suspend(&self, dc: &Datacenter, reason: &str) -> AppResult<()> {
+        suspend(self.0, dc, reason).await
+    }
 }
 
 /// Whether the key is in a state that can be used, asking the KMS once per key.
@@ -79,11 +97,7 @@ async fn describe(
 }
 
 /// The result of asking the KMS whether the datacenter's key still works.
-async fn probe(
-    state: &AppState,
-    dc: &Datacenter,
-    described: &mut Described,
-) -> Result<(), KmsError> {
+async fn probe(state: &App, dc: &Datacenter, described: &mut Described) -> Result<(), KmsError> {
     let kms = state.kms.connect(&state.data.identity(dc))?;
     describe(dc, kms.as_ref(), described).await?;
     if let Some(wrapped) = &dc.wrapped_data_key {
@@ -93,11 +107,7 @@ async fn probe(
     Ok(())
 }
 
-async fn check_with(
-    state: &AppState,
-    dc: &Datacenter,
-    described: &mut Described,
-) -> Result<(), JobError> {
+async fn check_with(state: &App, dc: &Datacenter, described: &mut Described) -> AppResult<()> {
     if !matches!(
         dc.status,
         DatabaseStatus::Active | DatabaseStatus::Suspended | DatabaseStatus::Maintenance
@@ -118,7 +128,13 @@ async fn check_with(
                     .await?;
                 state.data.resume(&dc.id);
                 refresh_database_status(state, dc.database_id).await?;
-                audit(state, dc, "datacenter.resume", "the key is usable again").await;
+                audit(
+                    state,
+                    dc,
+                    AuditAction::DatacenterResume,
+                    "the key is usable again",
+                )
+                .await;
                 tracing::info!(datacenter = %dc.id, "key usable again; datacenter ACTIVE");
             }
             record_key(state, dc, KeyStatus::InUse, None, true, "the key is usable").await
@@ -168,8 +184,7 @@ async fn check_with(
     }
 }
 
-/// Suspends the datacenter: its cached key and open file are dropped at once.
-pub async fn suspend(state: &AppState, dc: &Datacenter, reason: &str) -> Result<(), JobError> {
+async fn suspend(state: &App, dc: &Datacenter, reason: &str) -> AppResult<()> {
     state.data.suspend(&dc.id, reason);
     state.data.forget(&dc.id).await;
     if dc.status != DatabaseStatus::Suspended || dc.message != reason {
@@ -179,28 +194,28 @@ pub async fn suspend(state: &AppState, dc: &Datacenter, reason: &str) -> Result<
             .await?;
         refresh_database_status(state, dc.database_id).await?;
         if dc.status != DatabaseStatus::Suspended {
-            audit(state, dc, "datacenter.suspend", reason).await;
+            state.counters.suspension();
+            audit(state, dc, AuditAction::DatacenterSuspend, reason).await;
             tracing::warn!(datacenter = %dc.id, reason, "datacenter suspended");
         }
     }
     Ok(())
 }
 
-async fn audit(state: &AppState, dc: &Datacenter, action: &str, reason: &str) {
-    let entry = NewAuditEntry {
-        org_id: dc.org_id,
-        actor: "system:key-monitor".into(),
-        action: action.into(),
-        target: format!("{} {}", dc.id, dc.key_id),
-        outcome: "success".into(),
-        reason: reason.into(),
-    };
-    if let Err(e) = state.store.append_audit(&entry).await {
-        tracing::error!(error = %e, "could not append to the audit log");
-    }
+async fn audit(state: &App, dc: &Datacenter, action: AuditAction, reason: &str) {
+    crate::audit::record(
+        state,
+        dc.org_id,
+        MONITOR_ACTOR.to_string(),
+        action,
+        &format!("{} {}", dc.id, dc.key_id),
+        AuditOutcome::Success,
+        reason,
+    )
+    .await;
 }
 
-async fn db_type(state: &AppState, dc: &Datacenter) -> Result<Option<DbType>, JobError> {
+async fn db_type(state: &App, dc: &Datacenter) -> AppResult<Option<DbType>> {
     Ok(state
         .store
         .get_database(dc.org_id, dc.database_id)
@@ -209,13 +224,13 @@ async fn db_type(state: &AppState, dc: &Datacenter) -> Result<Option<DbType>, Jo
 }
 
 async fn record_key(
-    state: &AppState,
+    state: &App,
     dc: &Datacenter,
     status: KeyStatus,
     reason: Option<&str>,
     ok: bool,
     message: &str,
-) -> Result<(), JobError> {
+) -> AppResult<()> {
     let Some(t) = db_type(state, dc).await? else {
         return Ok(());
     };
@@ -239,12 +254,7 @@ async fn record_key(
 }
 
 /// Records a failed check without changing the key's status (grace period).
-async fn record_check_only(
-    state: &AppState,
-    dc: &Datacenter,
-    ok: bool,
-    message: &str,
-) -> Result<(), JobError> {
+async fn record_check_only(state: &App, dc: &Datacenter, ok: bool, message: &str) -> AppResult<()> {
     let Some(t) = db_type(state, dc).await? else {
         return Ok(());
     };

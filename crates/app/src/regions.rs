@@ -1,15 +1,16 @@
 //! Which (provider, region) pairs an organization may use: in the operator's catalog and
-//! unlocked for the organization. Shared by every route that takes a region.
+//! unlocked for the organization. Shared by every service that takes a region.
 use keyplane_core::Provider;
 use keyplane_core::regions::is_plausible_region_name;
 use keyplane_store::Organization;
 
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{AppError, AppResult, RegionProblem};
 
-pub fn parse_provider(s: &str) -> Result<Provider, ApiError> {
+/// A provider named by a request's path or query.
+pub fn parse_provider(s: &str) -> AppResult<Provider> {
     s.parse::<Provider>()
-        .map_err(|e| ApiError::BadParameter(e.to_string()))
+        .map_err(|e| AppError::invalid_parameter("provider", e.to_string()))
 }
 
 /// The regions of `provider` the organization may use, in catalog order.
@@ -25,37 +26,29 @@ pub fn unlocked<'a>(config: &'a Config, org: &Organization, provider: Provider) 
     }
 }
 
-/// Checks that `region` is in the catalog and unlocked for the organization, with a
-/// message that lists what is available.
+/// Checks that `region` is in the catalog and unlocked for the organization; the refusal
+/// lists what is available.
 pub fn check_region(
     config: &Config,
     org: &Organization,
     provider: Provider,
     region: &str,
-) -> Result<(), ApiError> {
+) -> AppResult<()> {
     let catalog = config.regions(provider);
     if !is_plausible_region_name(region) || !catalog.iter().any(|r| r == region) {
-        let shown = if is_plausible_region_name(region) {
-            region
-        } else {
-            "(invalid name)"
-        };
-        return Err(ApiError::RegionUnavailable(format!(
-            "unknown {provider} region {shown:?}; available regions: {}",
-            catalog.join(", ")
-        )));
+        return Err(AppError::RegionUnavailable(RegionProblem::Unknown {
+            provider,
+            given: is_plausible_region_name(region).then(|| region.to_string()),
+            catalog: catalog.to_vec(),
+        }));
     }
     let open = unlocked(config, org, provider);
     if !open.contains(&region) {
-        return Err(ApiError::RegionUnavailable(format!(
-            "{provider} region {region} is not unlocked for your organization; contact support to unlock it. \
-             Unlocked regions: {}",
-            if open.is_empty() {
-                "none".to_string()
-            } else {
-                open.join(", ")
-            }
-        )));
+        return Err(AppError::RegionUnavailable(RegionProblem::Locked {
+            provider,
+            region: region.to_string(),
+            unlocked: open.iter().map(|r| r.to_string()).collect(),
+        }));
     }
     Ok(())
 }

@@ -2,38 +2,28 @@
 //! only in memory. The key is unwrapped by the customer's (or platform's) KMS key and kept
 //! for at most the configured TTL; after that the next access asks the KMS again, so a
 //! disabled or revoked key makes the data unreadable within that bound, even between two
-//! runs of the key health monitor.
+//! runs of the key health monitor. `access` is the Data API's use of it: an endpoint
+//! resolved for a requester, reads on its region and writes to every live region.
+pub mod access;
+#[cfg(feature = "bench-plain")]
+mod plain;
+mod suspensions;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use keyplane_core::DatabaseStatus;
 use keyplane_docstore::{DataKey, DocStore};
-use keyplane_kms::{EncryptionContext, KmsConnector, KmsError, PlatformIdentity};
+use keyplane_kms::{EncryptionContext, KmsConnector, PlatformIdentity};
 use keyplane_store::{Datacenter, DynStore};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// The datacenter's key cannot be used; the message names the key and the reason.
-    #[error("{0}")]
-    Suspended(String),
-    /// Not ACTIVE yet (or any more).
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("KMS: {0}")]
-    Kms(#[from] KmsError),
-    #[error("store: {0}")]
-    Store(#[from] keyplane_store::StoreError),
-    #[error("{0}")]
-    Doc(#[from] keyplane_docstore::DocStoreError),
-    #[error("task: {0}")]
-    Task(String),
-}
+use crate::error::{AppError, AppResult};
+use crate::metrics::Counters;
+use suspensions::Suspensions;
 
 /// An open store and when the key it was opened with must be asked of the KMS again.
 struct Open {
@@ -45,6 +35,7 @@ pub struct DataPlane {
     store: DynStore,
     kms: Arc<dyn KmsConnector>,
     config: Arc<Config>,
+    counters: Arc<Counters>,
     /// One lock per datacenter, held while its store is opened, so that concurrent first
     /// accesses unwrap the key once.
     opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -52,13 +43,12 @@ pub struct DataPlane {
     /// every data operation takes.
     open: std::sync::RwLock<HashMap<String, Open>>,
     /// Suspended datacenters and why; checked before every access.
-    suspended: std::sync::RwLock<HashMap<String, String>>,
+    suspended: Suspensions,
     /// Per database: writes share it, adding a region takes it alone while it copies the
     /// data and turns ACTIVE, so no acknowledged write misses the new region.
     write_locks: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::RwLock<()>>>>,
-    kms_calls: AtomicU64,
-    /// Datacenters served from a plain SQLite file: only ever filled by
-    /// [`DataPlane::bench_only_use_plain_file`], so empty in the product.
+    /// Datacenters served from a plain SQLite file, for the benchmark's baseline only.
+    #[cfg(feature = "bench-plain")]
     plain_for_benchmark: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
@@ -73,24 +63,42 @@ pub fn datacenter_context(dc: &Datacenter) -> EncryptionContext {
     ])
 }
 
+fn task_error(e: tokio::task::JoinError) -> AppError {
+    AppError::internal(e)
+}
+
+/// A file operation's failure, naming the file.
+fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> AppError {
+    AppError::internal(std::io::Error::new(
+        e.kind(),
+        format!("{what} {}: {e}", path.display()),
+    ))
+}
+
 impl DataPlane {
-    pub fn new(store: DynStore, kms: Arc<dyn KmsConnector>, config: Arc<Config>) -> DataPlane {
+    pub fn new(
+        store: DynStore,
+        kms: Arc<dyn KmsConnector>,
+        config: Arc<Config>,
+        counters: Arc<Counters>,
+    ) -> DataPlane {
         DataPlane {
             store,
             kms,
             config,
+            counters,
             opening: Mutex::new(HashMap::new()),
             open: std::sync::RwLock::new(HashMap::new()),
-            suspended: std::sync::RwLock::new(HashMap::new()),
+            suspended: Suspensions::default(),
             write_locks: Mutex::new(HashMap::new()),
-            kms_calls: AtomicU64::new(0),
+            #[cfg(feature = "bench-plain")]
             plain_for_benchmark: std::sync::RwLock::new(std::collections::HashSet::new()),
         }
     }
 
     /// KMS calls made to unwrap data keys since start (for the benchmark and tests).
     pub fn kms_calls(&self) -> u64 {
-        self.kms_calls.load(Ordering::Relaxed)
+        self.counters.data_key_unwraps()
     }
 
     pub fn file(&self, dc_id: &str) -> PathBuf {
@@ -122,12 +130,12 @@ impl DataPlane {
     }
 
     /// Unwraps the datacenter's data key with one KMS Decrypt.
-    pub async fn unwrap(&self, dc: &Datacenter) -> Result<DataKey, DataError> {
+    pub async fn unwrap(&self, dc: &Datacenter) -> AppResult<DataKey> {
         let wrapped = dc.wrapped_data_key.as_ref().ok_or_else(|| {
-            DataError::Unavailable(format!("datacenter {} has no data key yet", dc.id))
+            AppError::DatacenterUnavailable(format!("datacenter {} has no data key yet", dc.id))
         })?;
         let kms = self.kms.connect(&self.identity(dc))?;
-        self.kms_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.data_key_unwrap();
         let plain = kms
             .decrypt(&dc.key_id, wrapped, &datacenter_context(dc))
             .await?;
@@ -144,22 +152,11 @@ impl DataPlane {
     }
 
     pub fn suspend(&self, dc_id: &str, message: &str) {
-        if let Ok(mut s) = self.suspended.write() {
-            s.insert(dc_id.to_string(), message.to_string());
-        }
+        self.suspended.suspend(dc_id, message);
     }
 
     pub fn resume(&self, dc_id: &str) {
-        if let Ok(mut s) = self.suspended.write() {
-            s.remove(dc_id);
-        }
-    }
-
-    fn suspended_reason(&self, dc_id: &str) -> Option<String> {
-        self.suspended
-            .read()
-            .ok()
-            .and_then(|s| s.get(dc_id).cloned())
+        self.suspended.resume(dc_id);
     }
 
     /// Drops the open file and the key it holds at once.
@@ -174,9 +171,9 @@ impl DataPlane {
     }
 
     fn close(&self, dc_id: &str) {
-        if let Ok(mut open) = self.open.write() {
-            open.remove(dc_id);
-        }
+        // A poisoned map is still emptied of this store: the key must go either way.
+        let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
+        open.remove(dc_id);
     }
 
     /// The datacenter's store if it is open and its key within the TTL.
@@ -196,9 +193,9 @@ impl DataPlane {
     }
 
     /// The datacenter's open store, unwrapping its key if the cached one expired.
-    pub async fn docstore(&self, dc_id: &str) -> Result<Arc<DocStore>, DataError> {
-        if let Some(reason) = self.suspended_reason(dc_id) {
-            return Err(DataError::Suspended(reason));
+    pub async fn docstore(&self, dc_id: &str) -> AppResult<Arc<DocStore>> {
+        if let Some(reason) = self.suspended.reason(dc_id) {
+            return Err(AppError::Suspended(reason));
         }
         if let Some(store) = self.fresh(dc_id) {
             return Ok(store);
@@ -211,15 +208,14 @@ impl DataPlane {
         }
         // Expired or never opened: drop the old handle (and its key) before anything else.
         self.close(dc_id);
-        let dc =
-            self.store.get_datacenter(dc_id).await?.ok_or_else(|| {
-                DataError::Unavailable(format!("datacenter {dc_id} does not exist"))
-            })?;
+        let dc = self.store.get_datacenter(dc_id).await?.ok_or_else(|| {
+            AppError::DatacenterUnavailable(format!("datacenter {dc_id} does not exist"))
+        })?;
         match dc.status {
             DatabaseStatus::Active | DatabaseStatus::Maintenance => {}
-            DatabaseStatus::Suspended => return Err(DataError::Suspended(dc.message.clone())),
+            DatabaseStatus::Suspended => return Err(AppError::Suspended(dc.message.clone())),
             other => {
-                return Err(DataError::Unavailable(format!(
+                return Err(AppError::DatacenterUnavailable(format!(
                     "datacenter {dc_id} is {other}, not ACTIVE; retry when it is"
                 )));
             }
@@ -231,16 +227,16 @@ impl DataPlane {
         } else {
             Some(self.unwrap(&dc).await?)
         };
-        let store = tokio::task::spawn_blocking(move || -> Result<DocStore, DataError> {
+        let store = tokio::task::spawn_blocking(move || -> AppResult<DocStore> {
             let store = match &key {
                 Some(key) => DocStore::open(&path, key)?,
-                None => DocStore::open_plain(&path)?,
+                None => open_plain(&path)?,
             };
             store.set_cache_size_mib(cache_mib)?;
             Ok(store)
         })
         .await
-        .map_err(|e| DataError::Task(e.to_string()))??;
+        .map_err(task_error)??;
         let store = Arc::new(store);
         let expires = Instant::now() + self.config.data_key_ttl;
         if let Ok(mut open) = self.open.write() {
@@ -257,13 +253,13 @@ impl DataPlane {
 
     /// Creates the datacenter's file if it does not exist (a re-run after a crash opens the
     /// one it created), keyed with the unwrapped data key.
-    pub async fn create_file(&self, dc: &Datacenter, keyspace: &str) -> Result<(), DataError> {
+    pub async fn create_file(&self, dc: &Datacenter, keyspace: &str) -> AppResult<()> {
         let key = self.unwrap(dc).await?;
         let path = self.file(&dc.id);
         let keyspace = keyspace.to_string();
-        tokio::task::spawn_blocking(move || -> Result<(), DataError> {
+        tokio::task::spawn_blocking(move || -> AppResult<()> {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| DataError::Task(e.to_string()))?;
+                std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
             }
             if !path.exists() {
                 create_atomically(&path, &key)?;
@@ -287,13 +283,13 @@ impl DataPlane {
             Ok(())
         })
         .await
-        .map_err(|e| DataError::Task(e.to_string()))??;
+        .map_err(task_error)??;
         Ok(())
     }
 
     /// Deletes the datacenter's files: with the wrapped key forgotten too, nothing left can
     /// recover the data.
-    pub async fn delete_files(&self, dc_id: &str) -> Result<(), DataError> {
+    pub async fn delete_files(&self, dc_id: &str) -> AppResult<()> {
         self.forget(dc_id).await;
         let base = self.file(dc_id);
         for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -301,50 +297,41 @@ impl DataPlane {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(DataError::Task(format!("removing {}: {e}", p.display()))),
+                Err(e) => return Err(io_error("removing", &p, e)),
             }
         }
         Ok(())
     }
+
+    /// Opens a datacenter that is still INITIALIZING (the status check of [`Self::docstore`]
+    /// would refuse it), for provisioning only.
+    pub async fn docstore_for_provisioning(&self, dc: &Datacenter) -> AppResult<Arc<DocStore>> {
+        let key = self.unwrap(dc).await?;
+        let path = self.file(&dc.id);
+        let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
+            .await
+            .map_err(task_error)??;
+        Ok(Arc::new(store))
+    }
+
+    #[cfg(not(feature = "bench-plain"))]
+    fn is_plain_for_benchmark(&self, _dc_id: &str) -> bool {
+        false
+    }
 }
 
-impl DataPlane {
-    fn is_plain_for_benchmark(&self, dc_id: &str) -> bool {
-        self.plain_for_benchmark
-            .read()
-            .map(|p| p.contains(dc_id))
-            .unwrap_or(false)
-    }
+/// Without the `bench-plain` feature no datacenter is ever served from a plain file.
+#[cfg(not(feature = "bench-plain"))]
+fn open_plain(path: &std::path::Path) -> AppResult<DocStore> {
+    Err(AppError::bug(format!(
+        "{} would be opened without encryption, which only the benchmark build does",
+        path.display()
+    )))
+}
 
-    /// FOR THE BENCHMARK HARNESS ONLY (`crates/server/benches/datapath.rs`): nothing in the
-    /// product, the CLI or any configuration file calls it, and it stores data UNENCRYPTED.
-    ///
-    /// Replaces an ACTIVE datacenter's encrypted file with an empty plain SQLite store (the
-    /// same schema, with `keyspace` created) and serves the datacenter from it through exactly
-    /// the code every other datacenter goes through, minus the key: the unencrypted baseline
-    /// the Data API's HTTP benchmark measures the cost of encryption against, through the same
-    /// routes in the same run. Lasts until the process exits.
-    #[doc(hidden)]
-    pub async fn bench_only_use_plain_file(
-        &self,
-        dc_id: &str,
-        keyspace: &str,
-    ) -> Result<(), DataError> {
-        self.delete_files(dc_id).await?;
-        if let Ok(mut p) = self.plain_for_benchmark.write() {
-            p.insert(dc_id.to_string());
-        }
-        let path = self.file(dc_id);
-        let keyspace = keyspace.to_string();
-        tokio::task::spawn_blocking(move || -> Result<(), DataError> {
-            let store = DocStore::create_plain(&path)?;
-            store.create_keyspace(&keyspace)?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| DataError::Task(e.to_string()))??;
-        Ok(())
-    }
+#[cfg(feature = "bench-plain")]
+fn open_plain(path: &std::path::Path) -> AppResult<DocStore> {
+    Ok(DocStore::open_plain(path)?)
 }
 
 /// Copies every keyspace, collection and document of `from` into `to` (a new region).
@@ -385,27 +372,11 @@ pub fn copy_all(from: &DocStore, to: &DocStore) -> Result<u64, keyplane_docstore
     Ok(copied)
 }
 
-impl DataPlane {
-    /// Opens a datacenter that is still INITIALIZING (the status check of [`Self::docstore`]
-    /// would refuse it), for provisioning only.
-    pub async fn docstore_for_provisioning(
-        &self,
-        dc: &Datacenter,
-    ) -> Result<Arc<DocStore>, DataError> {
-        let key = self.unwrap(dc).await?;
-        let path = self.file(&dc.id);
-        let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
-            .await
-            .map_err(|e| DataError::Task(e.to_string()))??;
-        Ok(Arc::new(store))
-    }
-}
-
 /// Creates the file under a temporary name and renames it into place once it is complete,
 /// so a crash (kill -9) mid-creation never leaves a half-made file at the real path: a
 /// re-run finds either nothing (and creates it again) or a whole store.
-fn create_atomically(path: &std::path::Path, key: &DataKey) -> Result<(), DataError> {
-    let io = |e: std::io::Error| DataError::Task(format!("creating {}: {e}", path.display()));
+fn create_atomically(path: &std::path::Path, key: &DataKey) -> AppResult<()> {
+    let io = |e: std::io::Error| io_error("creating", path, e);
     let tmp = PathBuf::from(format!("{}.creating", path.display()));
     for suffix in ["", "-wal", "-shm", "-journal"] {
         match std::fs::remove_file(format!("{}{suffix}", tmp.display())) {

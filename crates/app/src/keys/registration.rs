@@ -1,7 +1,7 @@
-//! Registering a customer key: every check runs before anything is stored, and each
-//! failure says exactly what the customer must change.
+//! The live check of a customer key before it is registered: nothing is stored here, and
+//! each failure says exactly what the customer must change.
 //!
-//! The live check acts as the platform's role for the region and performs every action
+//! The check acts as the platform's role for the region and performs every action
 //! the seed's key policy grants it that AWS allows across accounts (all but kms:EnableKey),
 //! with the encryption context real deployments use, so a policy that forgets one is refused
 //! now rather than at the first deployment.
@@ -14,9 +14,8 @@ use keyplane_kms::{
 };
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::routes::accounts::accounts_for_region;
+use crate::App;
+use crate::error::AppError;
 
 /// Grant name of the registration check's short-lived grant, so a customer who finds it
 /// left behind (after a failed RevokeGrant) knows what it is.
@@ -38,38 +37,9 @@ pub fn org_context(org: Uuid) -> EncryptionContext {
     EncryptionContext::from([("organization".to_string(), org.to_string())])
 }
 
-/// The platform identity (account and role) that acts on an organization's keys in a region.
-pub async fn platform_identity(
-    state: &AppState,
-    org: Uuid,
-    provider: Provider,
-    region: &str,
-) -> Result<PlatformIdentity, ApiError> {
-    let assigned = accounts_for_region(state, org, provider, region).await?;
-    let first = assigned
-        .first()
-        .ok_or_else(|| ApiError::internal(std::io::Error::other("no provider account assigned")))?;
-    let account = state
-        .config
-        .account(provider, &first.account_id)
-        .ok_or_else(|| {
-            ApiError::internal(std::io::Error::other(format!(
-                "assigned account {} is no longer configured",
-                first.account_id
-            )))
-        })?;
-    Ok(PlatformIdentity {
-        provider,
-        region: region.to_string(),
-        account_id: account.id.clone(),
-        principal: account.principal(provider),
-    })
-}
-
 /// What the live check did, for the dry-run answer and the audit log.
-#[derive(Debug, Default, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckOutcome {
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LiveCheckOutcome {
     /// The actions performed successfully, in order.
     pub passed: Vec<String>,
     /// How many KMS calls the check made.
@@ -80,11 +50,11 @@ struct Checker<'a> {
     kms: &'a Arc<dyn KeyProvider>,
     arn: &'a str,
     principal: &'a str,
-    outcome: CheckOutcome,
+    outcome: LiveCheckOutcome,
 }
 
 impl Checker<'_> {
-    fn record<T>(&mut self, action: &str, r: Result<T, KmsError>) -> Result<T, ApiError> {
+    fn record<T>(&mut self, action: &str, r: Result<T, KmsError>) -> Result<T, AppError> {
         self.outcome.kms_calls += 1;
         match r {
             Ok(v) => {
@@ -99,7 +69,7 @@ impl Checker<'_> {
 }
 
 /// Turns a KMS failure during the check into the customer-facing error.
-fn explain(e: &KmsError, action: &str, arn: &str, principal: &str) -> ApiError {
+fn explain(e: &KmsError, action: &str, arn: &str, principal: &str) -> AppError {
     tracing::info!(error = %e, kind = ?e.kind, action, key = arn, "customer key check failed");
     match &e.kind {
         ErrorKind::AccessDenied { action: denied } => {
@@ -122,62 +92,62 @@ fn explain(e: &KmsError, action: &str, arn: &str, principal: &str) -> ApiError {
             } else {
                 ""
             };
-            ApiError::Unprocessable(format!(
+            AppError::KeyCheckFailed(format!(
                 "the key policy of {arn} does not let {principal} perform {denied}: add \"{denied}\" to the Action \
                  list of the statement \"{statement}\" (GET …/policy returns the statements to paste), then register \
                  again.{hint}"
             ))
         }
-        ErrorKind::NotFound => ApiError::Unprocessable(format!(
+        ErrorKind::NotFound => AppError::KeyCheckFailed(format!(
             "key {arn} was not found, or its key policy does not let {principal} see it (kms:DescribeKey): check the \
              ARN and the region, and that the policy names {principal}"
         )),
-        ErrorKind::Disabled => ApiError::Unprocessable(format!(
+        ErrorKind::Disabled => AppError::KeyCheckFailed(format!(
             "key {arn} is disabled: enable it in your KMS, then register again"
         )),
-        ErrorKind::PendingDeletion => ApiError::Unprocessable(format!(
+        ErrorKind::PendingDeletion => AppError::KeyCheckFailed(format!(
             "key {arn} is scheduled for deletion: cancel the deletion and enable the key, or register another key"
         )),
-        ErrorKind::WrongKeyType => ApiError::Unprocessable(format!(
+        ErrorKind::WrongKeyType => AppError::KeyCheckFailed(format!(
             "key {arn} cannot be used for encryption: create a symmetric encryption key (KeySpec SYMMETRIC_DEFAULT, \
              KeyUsage ENCRYPT_DECRYPT)"
         )),
-        ErrorKind::WrongRegion => ApiError::Unprocessable(format!(
+        ErrorKind::WrongRegion => AppError::KeyCheckFailed(format!(
             "key {arn} is not in the region it was registered for: create the key in that region"
         )),
-        ErrorKind::InvalidState => ApiError::Unprocessable(format!(
+        ErrorKind::InvalidState => AppError::KeyCheckFailed(format!(
             "key {arn} is in a state that refuses {action}: {}",
             e.message
         )),
-        ErrorKind::InvalidCiphertext => ApiError::Unprocessable(format!(
+        ErrorKind::InvalidCiphertext => AppError::KeyCheckFailed(format!(
             "a round trip through key {arn} failed at {action}: the ciphertext was refused ({})",
             e.message
         )),
-        ErrorKind::Retryable | ErrorKind::Unreachable => ApiError::Unavailable(format!(
+        ErrorKind::Retryable | ErrorKind::Unreachable => AppError::KmsUnavailable(format!(
             "the KMS did not answer while checking key {arn} ({action}); nothing was stored, retry later"
         )),
         ErrorKind::Credentials => {
             tracing::error!(error = %e, "the platform's KMS credentials were refused");
-            ApiError::Unavailable(
+            AppError::KmsUnavailable(
                 "the platform could not authenticate to the KMS; nothing was stored. Retry later, or contact the \
                  platform operator if this persists"
                     .into(),
             )
         }
-        ErrorKind::Invalid | ErrorKind::Unsupported | ErrorKind::Other => ApiError::Unprocessable(
+        ErrorKind::Invalid | ErrorKind::Unsupported | ErrorKind::Other => AppError::KeyCheckFailed(
             format!("the KMS refused {action} on key {arn}: {}", e.message),
         ),
     }
 }
 
 /// Runs every check on an AWS key as the platform identity. Nothing is stored here.
-pub async fn live_check_aws(
-    state: &AppState,
+pub(crate) async fn live_check_aws(
+    app: &App,
     identity: &PlatformIdentity,
     org: Uuid,
     arn: &AwsKeyArn,
-) -> Result<CheckOutcome, ApiError> {
-    let kms = state
+) -> Result<LiveCheckOutcome, AppError> {
+    let kms = app
         .kms
         .connect(identity)
         .map_err(|e| explain(&e, "connect", &arn.to_string(), &identity.principal))?;
@@ -186,13 +156,13 @@ pub async fn live_check_aws(
         kms: &kms,
         arn: &arn_text,
         principal: &identity.principal,
-        outcome: CheckOutcome::default(),
+        outcome: LiveCheckOutcome::default(),
     };
     let ctx = org_context(org);
 
     let desc = c.record("kms:DescribeKey", c.kms.describe_key(&arn_text).await)?;
     if desc.key_spec != "SYMMETRIC_DEFAULT" || desc.key_usage != "ENCRYPT_DECRYPT" {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(AppError::KeyCheckFailed(format!(
             "key {arn_text} is a {} key for {}; register a symmetric encryption key (KeySpec SYMMETRIC_DEFAULT, \
              KeyUsage ENCRYPT_DECRYPT)",
             desc.key_spec, desc.key_usage
@@ -217,7 +187,7 @@ pub async fn live_check_aws(
             ));
         }
         KeyState::Other(s) => {
-            return Err(ApiError::Unprocessable(format!(
+            return Err(AppError::KeyCheckFailed(format!(
                 "key {arn_text} is in state {s}; only an Enabled key can be registered"
             )));
         }
@@ -248,7 +218,7 @@ pub async fn live_check_aws(
         c.kms.decrypt(&arn_text, &dk.ciphertext, &ctx).await,
     )?;
     if back.as_slice() != dk.plaintext.as_slice() {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(AppError::KeyCheckFailed(format!(
             "key {arn_text} returned a different data key on Decrypt than GenerateDataKey gave; the KMS is not usable"
         )));
     }
@@ -283,7 +253,7 @@ pub async fn live_check_aws(
     c.outcome.passed.push("kms:ReEncryptFrom".into());
     c.outcome.passed.push("kms:ReEncryptTo".into());
 
-    let grantee = state.kms.volume_grantee(identity);
+    let grantee = app.kms.volume_grantee(identity);
     let grant_id = c.record(
         "kms:CreateGrant",
         c.kms
@@ -300,7 +270,7 @@ pub async fn live_check_aws(
     // Revoke before reporting a ListGrants failure, so the check leaves nothing behind.
     let grants = c.record("kms:ListGrants", listed);
     let revoke_result = c.record("kms:RevokeGrant", revoked).map_err(|e| match e {
-        ApiError::Unprocessable(m) => ApiError::Unprocessable(format!(
+        AppError::KeyCheckFailed(m) => AppError::KeyCheckFailed(format!(
             "{m}. The check's grant {grant_id} ({CHECK_GRANT_NAME}) is still on the key: revoke it with \
              `aws kms revoke-grant --key-id {arn_text} --grant-id {grant_id}`"
         )),
@@ -309,7 +279,7 @@ pub async fn live_check_aws(
     let grants = grants?;
     revoke_result?;
     if !grants.iter().any(|g| g.grant_id == grant_id) {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(AppError::KeyCheckFailed(format!(
             "the grant created on {arn_text} did not appear in ListGrants; the KMS does not behave as AWS KMS does"
         )));
     }

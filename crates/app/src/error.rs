@@ -1,0 +1,331 @@
+//! The application's one error: what went wrong, in domain terms. Transports map it to
+//! their own error tables (the DevOps API's IDs and statuses, the Data API's codes); the
+//! `Display` text is the sentence a client may see, except for the variants that are
+//! keyplane's own failures (`Store`, `Kms`, `Internal`, a `Document` error without a client
+//! code), whose detail only the server log gets.
+use std::fmt;
+
+use keyplane_core::databases::RegionChangeRefusal;
+use keyplane_core::{DbType, Permission, Provider};
+use keyplane_docstore::DocStoreError;
+use keyplane_kms::KmsError;
+use keyplane_store::StoreError;
+use uuid::Uuid;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// What a client is told about a failure that is keyplane's own; the detail is logged.
+pub const INTERNAL_MESSAGE: &str =
+    "an internal error occurred; it has been logged, retry later or contact the platform operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The application token is not in the `AstraCS:…` format.
+    #[error("malformed token: {0}")]
+    MalformedToken(String),
+    #[error("the token is unknown or has been revoked; create a new application token")]
+    InvalidToken,
+    #[error("the token's role lacks the permission '{0}'; use a token whose role grants it")]
+    Forbidden(Permission),
+    /// The request names another organization than the token's.
+    #[error(
+        "orgId {given} is not the organization of your token ({token_org}); register keys for your own organization"
+    )]
+    WrongOrganization { given: Uuid, token_org: Uuid },
+    /// A value of the request's body is not acceptable; the message names the field.
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// A selector of the request (a path or query parameter: provider, limit, …) is not
+    /// acceptable; the message names it.
+    #[error("{message}")]
+    InvalidParameter { name: &'static str, message: String },
+    /// Not there, or another organization's (never told apart, so existence is not revealed).
+    #[error("{0}")]
+    NotFound(Resource),
+    #[error("{0}")]
+    RegionUnavailable(RegionProblem),
+    #[error("{0}")]
+    Conflict(ConflictReason),
+    /// A customer key cannot be registered: a check (shape, region, or the live one against
+    /// the KMS) refused it. The message says what the customer must change.
+    #[error("{0}")]
+    KeyCheckFailed(String),
+    /// A customer-keyed database cannot be deployed where the organization has no key.
+    #[error(
+        "this database is encrypted with customer keys, and no {db_type} customer key is registered for \
+         {provider} {region}: register one with POST {route} (region {region}), then add the region",
+        route = register_route(*db_type)
+    )]
+    NoCustomerKey {
+        db_type: DbType,
+        provider: Provider,
+        region: String,
+    },
+    #[error(
+        "the database runs on {}; a region of another provider cannot be added",
+        database.as_str().to_ascii_uppercase()
+    )]
+    ProviderMismatch { database: Provider },
+    /// A provider keyplane has no adapter for yet.
+    #[error("{0}")]
+    NotSupported(String),
+    /// The KMS did not answer, or refused the platform's credentials; nothing was changed.
+    #[error("{0}")]
+    KmsUnavailable(String),
+    #[error(
+        "the platform has no encryption key for {provider} {region}; contact the platform operator"
+    )]
+    NoPlatformKey { provider: Provider, region: String },
+    #[error("the store is not reachable; retry later")]
+    StoreUnreachable(#[source] StoreError),
+    /// The datacenter's key cannot be used; the message names the key and the reason.
+    #[error("{0}")]
+    Suspended(String),
+    /// The datacenter is not ACTIVE (yet, or any more).
+    #[error("{0}")]
+    DatacenterUnavailable(String),
+    /// The document store refused a command (the caller's mistake) or failed (keyplane's).
+    #[error("{0}")]
+    Document(#[from] DocStoreError),
+    /// A KMS failure not (yet) sorted into one of the outcomes above.
+    #[error("KMS: {0}")]
+    Kms(#[from] KmsError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A bug or an environment failure (a task that panicked, a file that cannot be written).
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> AppError {
+        AppError::Internal(Box::new(e))
+    }
+
+    /// An internal error from a sentence (for states that "cannot happen").
+    pub fn bug(message: impl Into<String>) -> AppError {
+        AppError::internal(std::io::Error::other(message.into()))
+    }
+
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+        AppError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn invalid_parameter(name: &'static str, message: impl Into<String>) -> AppError {
+        AppError::InvalidParameter {
+            name,
+            message: message.into(),
+        }
+    }
+
+    /// Whether retrying later may succeed: the background jobs retry these with a back-off.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AppError::Kms(e) => e.kind.is_transient(),
+            AppError::Store(_) | AppError::StoreUnreachable(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The route that registers a key of `db_type`, for messages that tell the customer to.
+pub(crate) fn register_route(db_type: DbType) -> &'static str {
+    match db_type {
+        DbType::Classic => "/v2/kms/classic",
+        DbType::Serverless => "/v2/kms",
+    }
+}
+
+/// What was not found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Organization(Uuid),
+    /// An active token of the caller's organization, by client ID.
+    Token(String),
+    CustomerKey {
+        db_type: DbType,
+        provider: Provider,
+        region: String,
+    },
+    Database(Uuid),
+    Datacenter {
+        database: Uuid,
+        datacenter: String,
+    },
+    /// A Data API endpoint, `{databaseId}-{region}`.
+    Endpoint(String),
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resource::Organization(id) => write!(f, "organization {id} not found"),
+            Resource::Token(client_id) => write!(
+                f,
+                "no active token with client ID {client_id} in your organization"
+            ),
+            Resource::CustomerKey {
+                db_type,
+                provider,
+                region,
+            } => write!(
+                f,
+                "no {db_type} customer key is registered for {provider} {region}; register one with POST {}",
+                register_route(*db_type)
+            ),
+            Resource::Database(id) => write!(f, "database {id} not found"),
+            Resource::Datacenter {
+                database,
+                datacenter,
+            } => write!(
+                f,
+                "datacenter {datacenter} not found in database {database}"
+            ),
+            Resource::Endpoint(endpoint) => write!(f, "no database endpoint {endpoint}"),
+        }
+    }
+}
+
+/// Why a region cannot be used by the organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionProblem {
+    /// Not in the operator's catalog (`given` is None when the name is not even plausible,
+    /// so it is not echoed).
+    Unknown {
+        provider: Provider,
+        given: Option<String>,
+        catalog: Vec<String>,
+    },
+    /// In the catalog, but not unlocked for the organization.
+    Locked {
+        provider: Provider,
+        region: String,
+        unlocked: Vec<String>,
+    },
+    /// No platform account is configured to serve it.
+    NoPlatformAccount { provider: Provider, region: String },
+}
+
+impl fmt::Display for RegionProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegionProblem::Unknown {
+                provider,
+                given,
+                catalog,
+            } => write!(
+                f,
+                "unknown {provider} region {:?}; available regions: {}",
+                given.as_deref().unwrap_or("(invalid name)"),
+                catalog.join(", ")
+            ),
+            RegionProblem::Locked {
+                provider,
+                region,
+                unlocked,
+            } => write!(
+                f,
+                "{provider} region {region} is not unlocked for your organization; contact support to unlock it. \
+                 Unlocked regions: {}",
+                if unlocked.is_empty() {
+                    "none".to_string()
+                } else {
+                    unlocked.join(", ")
+                }
+            ),
+            RegionProblem::NoPlatformAccount { provider, region } => write!(
+                f,
+                "the platform has no {provider} account configured for region {region}; contact support"
+            ),
+        }
+    }
+}
+
+/// Why a change conflicts with the current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictReason {
+    /// Racing first requests kept choosing different accounts; a retry settles it.
+    AccountAssignmentUnsettled,
+    /// Every platform account of the provider is already assigned to the organization.
+    NoAccountLeft(Provider),
+    /// One key per (organization, type, provider, region), and it cannot be replaced.
+    KeyAlreadyRegistered {
+        db_type: DbType,
+        provider: Provider,
+        region: String,
+        key_id: String,
+    },
+    /// A region rule (core's `check_add_region` / `check_remove_region`) refused it.
+    Region(RegionChangeRefusal),
+}
+
+impl fmt::Display for ConflictReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConflictReason::AccountAssignmentUnsettled => {
+                f.write_str("could not settle the provider account assignment; retry the request")
+            }
+            ConflictReason::NoAccountLeft(provider) => write!(
+                f,
+                "every platform {provider} account is already assigned to your organization; none is left to assign"
+            ),
+            ConflictReason::KeyAlreadyRegistered {
+                db_type,
+                provider,
+                region,
+                key_id,
+            } => write!(
+                f,
+                "a {db_type} key is already registered for {provider} {region}: {key_id}. Keys cannot be replaced or \
+                 removed through the API, because databases may already be encrypted under it; contact support to \
+                 change it"
+            ),
+            ConflictReason::Region(refusal) => refusal.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_what_to_do() {
+        let e = AppError::NotFound(Resource::CustomerKey {
+            db_type: DbType::Serverless,
+            provider: Provider::Aws,
+            region: "eu-west-1".into(),
+        });
+        assert!(e.to_string().contains("register one with POST /v2/kms"));
+        let e = AppError::RegionUnavailable(RegionProblem::Unknown {
+            provider: Provider::Aws,
+            given: None,
+            catalog: vec!["us-east-2".into()],
+        });
+        assert!(e.to_string().contains("(invalid name)"), "{e}");
+        let e = AppError::ProviderMismatch {
+            database: Provider::Gcp,
+        };
+        assert!(e.to_string().starts_with("the database runs on GCP"));
+        assert!(
+            AppError::Conflict(ConflictReason::Region(RegionChangeRefusal::LastRegion))
+                .to_string()
+                .contains("last region")
+        );
+    }
+
+    #[test]
+    fn only_store_and_transient_kms_failures_are_retried() {
+        use keyplane_kms::ErrorKind;
+        assert!(AppError::Kms(KmsError::new(ErrorKind::Retryable, "Decrypt", "")).is_transient());
+        assert!(!AppError::Kms(KmsError::new(ErrorKind::Disabled, "Decrypt", "")).is_transient());
+        assert!(AppError::Store(StoreError::Task("x".into())).is_transient());
+        assert!(!AppError::bug("x").is_transient());
+    }
+}

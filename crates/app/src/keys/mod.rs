@@ -1,0 +1,504 @@
+//! Customer keys: register (every check before anything is stored), list, get one, its
+//! status, a check on request, and the policy helper and checker (`policy`). One key per
+//! (organization, database type, provider, region); it is never replaced through the API,
+//! because databases may already be encrypted under it.
+pub mod policy;
+pub mod registration;
+
+use chrono::{SubsecRound, Utc};
+use keyplane_core::audit::{AuditAction, AuditOutcome};
+use keyplane_core::{AwsKeyArn, DbType, KeyStatus, Permission, Provider};
+use keyplane_kms::{ErrorKind, KeyState, PlatformIdentity};
+use keyplane_store::{CustomerKey, KeyStatusUpdate};
+use uuid::Uuid;
+
+use crate::App;
+use crate::audit::{reason_of, record_for};
+use crate::auth::Requester;
+use crate::error::{AppError, AppResult, ConflictReason, Resource};
+use crate::regions::{check_region, parse_provider};
+pub use registration::LiveCheckOutcome;
+use registration::{live_check_aws, unsupported_type_message};
+
+/// A key a request proposes for one provider: its ID as given, and the region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposedKey {
+    pub key_id: String,
+    pub region: String,
+}
+
+/// A registration request: the organization it is for and the provider objects it gave
+/// (exactly one is accepted, as the original API takes it).
+#[derive(Debug, Clone)]
+pub struct KeyRegistration {
+    pub org_id: Uuid,
+    pub keys: Vec<(Provider, ProposedKey)>,
+    /// Run every check, store nothing.
+    pub dry_run: bool,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone)]
+pub enum Registered {
+    /// The key is stored, AVAILABLE.
+    Stored(CustomerKey),
+    /// The same key was already registered for the slot: the same answer again.
+    AlreadyRegistered(CustomerKey),
+    /// Every check passed; nothing was stored.
+    DryRun {
+        key: CustomerKey,
+        checks: LiveCheckOutcome,
+    },
+}
+
+impl Registered {
+    pub fn key(&self) -> &CustomerKey {
+        match self {
+            Registered::Stored(k) | Registered::AlreadyRegistered(k) => k,
+            Registered::DryRun { key, .. } => key,
+        }
+    }
+}
+
+/// What the Add Keys form shows once a region is chosen: the identity to trust and the
+/// statements to paste.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub identity: PlatformIdentity,
+    /// AWS only: the key-policy statements, in order.
+    pub statements: Vec<serde_json::Value>,
+}
+
+/// A sentence naming the key and what is wrong with it, for statuses and refusals.
+pub fn key_problem(kind: &ErrorKind, key: &str, detail: &str) -> String {
+    match kind {
+        ErrorKind::Disabled => format!("the key {key} is disabled; enable it to restore access"),
+        ErrorKind::PendingDeletion => {
+            format!(
+                "the key {key} is scheduled for deletion; cancel the deletion and enable it to restore access"
+            )
+        }
+        ErrorKind::NotFound => {
+            format!("the key {key} no longer exists or is no longer visible to the platform")
+        }
+        ErrorKind::AccessDenied { action } => format!(
+            "the key policy of {key} no longer lets the platform perform {}; restore the platform's statement",
+            if action.is_empty() {
+                "its operations"
+            } else {
+                action
+            }
+        ),
+        ErrorKind::InvalidState => {
+            format!("the key {key} is in a state that refuses use: {detail}")
+        }
+        ErrorKind::InvalidCiphertext => {
+            format!("the key {key} can no longer unwrap this datacenter's data key")
+        }
+        ErrorKind::WrongKeyType | ErrorKind::WrongRegion => {
+            format!("the key {key} cannot be used: {detail}")
+        }
+        ErrorKind::Retryable | ErrorKind::Unreachable => {
+            format!("the KMS holding {key} has not answered: {detail}")
+        }
+        ErrorKind::Credentials | ErrorKind::Invalid | ErrorKind::Unsupported | ErrorKind::Other => {
+            format!("the key {key} could not be used: {detail}")
+        }
+    }
+}
+
+/// The audit target of a request about a (type, provider, region) slot, as the request
+/// named it.
+fn slot_target(db_type: DbType, provider: &str, region: &str) -> String {
+    format!("{db_type}/{provider}/{region}")
+}
+
+pub struct Keys<'a>(pub(crate) &'a App);
+
+impl Keys<'_> {
+    /// Checks the permission and records a refusal in the audit log.
+    async fn require(
+        &self,
+        who: &Requester,
+        p: Permission,
+        action: AuditAction,
+        target: &str,
+    ) -> AppResult<()> {
+        if let Err(e) = who.require(p) {
+            record_for(
+                self.0,
+                who,
+                action,
+                target,
+                AuditOutcome::Denied,
+                &e.to_string(),
+            )
+            .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Registers a key of `db_type` after every check, the live one included; the outcome
+    /// is in the audit log either way.
+    pub async fn register(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        req: &KeyRegistration,
+    ) -> AppResult<Registered> {
+        let action = if req.dry_run {
+            AuditAction::CmkRegisterDryRun
+        } else {
+            AuditAction::CmkRegister
+        };
+        let raw_target = req
+            .keys
+            .first()
+            .map(|(_, k)| format!("{db_type} {} {}", k.region, k.key_id))
+            .unwrap_or_else(|| db_type.to_string());
+        self.require(who, Permission::OrgCmkWrite, action, &raw_target)
+            .await?;
+        let result = self.register_checked(who, db_type, req).await;
+        match &result {
+            Ok(r) => {
+                let k = r.key();
+                let target = format!("{db_type}/{}/{} {}", k.provider, k.region, k.key_id);
+                record_for(self.0, who, action, &target, AuditOutcome::Success, "").await
+            }
+            Err(e) => {
+                record_for(
+                    self.0,
+                    who,
+                    action,
+                    &raw_target,
+                    AuditOutcome::Failure,
+                    &reason_of(e),
+                )
+                .await
+            }
+        }
+        result
+    }
+
+    /// Everything before the live check: shape, organization, type/provider, region, ARN.
+    fn validate(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        req: &KeyRegistration,
+    ) -> AppResult<(Provider, AwsKeyArn)> {
+        if req.org_id != who.org_id() {
+            return Err(AppError::WrongOrganization {
+                given: req.org_id,
+                token_org: who.org_id(),
+            });
+        }
+        let [(provider, key)] = req.keys.as_slice() else {
+            return Err(AppError::invalid(
+                "aws",
+                format!(
+                    "give exactly one provider object (\"aws\", \"gcp\" or \"azure\"); this request has {}",
+                    req.keys.len()
+                ),
+            ));
+        };
+        let provider = *provider;
+        if key.key_id.trim().is_empty() {
+            let field = match provider {
+                Provider::Aws => "aws.keyID",
+                Provider::Gcp => "gcp.keyID",
+                Provider::Azure => "azure.keyID",
+            };
+            return Err(AppError::invalid(
+                field,
+                format!("{field}: give the key's ID (for AWS, its ARN)"),
+            ));
+        }
+        if !provider.supports(db_type) {
+            return Err(AppError::KeyCheckFailed(unsupported_type_message(
+                provider, db_type,
+            )));
+        }
+        check_region(&self.0.config, &who.org, provider, &key.region).map_err(|e| match e {
+            // For a registration, an unusable region is a refused key, not a missing page.
+            AppError::RegionUnavailable(p) => AppError::KeyCheckFailed(p.to_string()),
+            other => other,
+        })?;
+        if provider != Provider::Aws {
+            return Err(AppError::NotSupported(format!(
+                "{provider} customer keys are not supported yet: keyplane cannot check a {provider} key, so it does not \
+                 accept one. Use an AWS KMS key, or wait for the {provider} adapter"
+            )));
+        }
+        let arn: AwsKeyArn = key
+            .key_id
+            .parse()
+            .map_err(|e| AppError::invalid("aws.keyID", format!("aws.keyID: {e}")))?;
+        if arn.region != key.region {
+            return Err(AppError::KeyCheckFailed(format!(
+                "the key ARN is in region {} but the request registers it for {}: a key must be in the region of the \
+                 databases it encrypts. Create a key in {} and register that one",
+                arn.region, key.region, key.region
+            )));
+        }
+        Ok((provider, arn))
+    }
+
+    async fn register_checked(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        req: &KeyRegistration,
+    ) -> AppResult<Registered> {
+        let (provider, arn) = self.validate(who, db_type, req)?;
+        let org = who.org_id();
+        let region = arn.region.clone();
+        let key_id = arn.to_string();
+        let store = &self.0.store;
+        if let Some(existing) = store
+            .get_customer_key(org, db_type, provider, &region)
+            .await?
+        {
+            // Idempotent: the same registration answers the same.
+            return if existing.key_id == key_id {
+                Ok(Registered::AlreadyRegistered(existing))
+            } else {
+                Err(conflict(&existing))
+            };
+        }
+        let identity = self
+            .0
+            .accounts()
+            .platform_identity(org, provider, &region)
+            .await?;
+        let checks = live_check_aws(self.0, &identity, org, &arn).await?;
+        let now = Utc::now().trunc_subsecs(3);
+        let record = CustomerKey {
+            org_id: org,
+            db_type,
+            provider,
+            region,
+            key_id,
+            provider_account: identity.account_id.clone(),
+            created_at: now,
+            created_by: who.client_id.clone(),
+            status: KeyStatus::Available,
+            status_reason: None,
+            status_since: now,
+            last_check_at: Some(now),
+            last_check_ok: Some(true),
+            last_check_message: Some(format!(
+                "registration check passed: {} ({} KMS calls)",
+                checks.passed.join(", "),
+                checks.kms_calls
+            )),
+        };
+        if req.dry_run {
+            return Ok(Registered::DryRun {
+                key: record,
+                checks,
+            });
+        }
+        match store.insert_customer_key(&record).await? {
+            None => Ok(Registered::Stored(record)),
+            // Another request registered a key for the same slot while this one checked.
+            Some(existing) if existing.key_id == record.key_id => {
+                Ok(Registered::AlreadyRegistered(existing))
+            }
+            Some(existing) => Err(conflict(&existing)),
+        }
+    }
+
+    /// The organization's keys of one type (audited).
+    pub async fn list(&self, who: &Requester, db_type: DbType) -> AppResult<Vec<CustomerKey>> {
+        let action = AuditAction::CmkList;
+        self.require(who, Permission::OrgCmkRead, action, db_type.as_str())
+            .await?;
+        let keys = self
+            .0
+            .store
+            .list_customer_keys(who.org_id(), Some(db_type))
+            .await?;
+        record_for(
+            self.0,
+            who,
+            action,
+            db_type.as_str(),
+            AuditOutcome::Success,
+            &format!("{} keys", keys.len()),
+        )
+        .await;
+        Ok(keys)
+    }
+
+    /// Every key of the organization, for the portal's Key Encryption page.
+    pub async fn list_all(&self, who: &Requester) -> AppResult<Vec<CustomerKey>> {
+        who.require(Permission::OrgCmkRead)?;
+        Ok(self.0.store.list_customer_keys(who.org_id(), None).await?)
+    }
+
+    async fn find(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+        action: AuditAction,
+    ) -> AppResult<CustomerKey> {
+        let target = slot_target(db_type, provider, region);
+        self.require(who, Permission::OrgCmkRead, action, &target)
+            .await?;
+        let provider = parse_provider(provider)?;
+        check_region(&self.0.config, &who.org, provider, region)?;
+        let found = self
+            .0
+            .store
+            .get_customer_key(who.org_id(), db_type, provider, region)
+            .await?;
+        match found {
+            Some(k) => {
+                record_for(self.0, who, action, &target, AuditOutcome::Success, "").await;
+                Ok(k)
+            }
+            None => {
+                record_for(
+                    self.0,
+                    who,
+                    action,
+                    &target,
+                    AuditOutcome::Failure,
+                    "not registered",
+                )
+                .await;
+                Err(AppError::NotFound(Resource::CustomerKey {
+                    db_type,
+                    provider,
+                    region: region.to_string(),
+                }))
+            }
+        }
+    }
+
+    /// The key registered for a provider and region.
+    pub async fn get(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<CustomerKey> {
+        self.find(who, db_type, provider, region, AuditAction::CmkGet)
+            .await
+    }
+
+    /// The same, read for its status (audited as a status read).
+    pub async fn status(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<CustomerKey> {
+        self.find(who, db_type, provider, region, AuditAction::CmkStatus)
+            .await
+    }
+
+    /// Checks the key now, as the key health monitor does (its datacenters, or the key
+    /// itself while no database uses it), and returns it with the new status.
+    pub async fn check_now(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<CustomerKey> {
+        let target = slot_target(db_type, provider, region);
+        self.require(who, Permission::OrgCmkWrite, AuditAction::CmkCheck, &target)
+            .await?;
+        let key = self
+            .find(who, db_type, provider, region, AuditAction::CmkCheck)
+            .await?;
+        let app = self.0;
+        let mine = app
+            .store
+            .live_datacenters_of_key(key.org_id, &key.key_id, &key.region)
+            .await?;
+        app.monitor().check_datacenters(&mine).await?;
+        if mine.is_empty() {
+            // No database uses it yet: check the key itself as the platform.
+            let identity = app
+                .accounts()
+                .platform_identity(key.org_id, key.provider, &key.region)
+                .await?;
+            let result = match app.kms.connect(&identity) {
+                Ok(kms) => kms.describe_key(&key.key_id).await.map(|d| d.state),
+                Err(e) => Err(e),
+            };
+            let (ok, message) = match result {
+                Ok(KeyState::Enabled) => (true, "the key is usable".to_string()),
+                Ok(other) => (false, format!("the key is {other:?}")),
+                Err(e) => (false, key_problem(&e.kind, &key.key_id, &e.message)),
+            };
+            let (status, reason) = if ok {
+                (KeyStatus::Available, None)
+            } else {
+                (KeyStatus::Inaccessible, Some(message.clone()))
+            };
+            app.store
+                .update_customer_key_status(
+                    key.org_id,
+                    key.db_type,
+                    key.provider,
+                    &key.region,
+                    &KeyStatusUpdate {
+                        status,
+                        status_reason: reason,
+                        checked_at: Utc::now(),
+                        check_ok: ok,
+                        check_message: message,
+                    },
+                )
+                .await?;
+        }
+        let fresh = app
+            .store
+            .get_customer_key(key.org_id, key.db_type, key.provider, &key.region)
+            .await?
+            .unwrap_or(key);
+        Ok(fresh)
+    }
+
+    /// What the Add Keys form shows for a region: who to trust, and (AWS) the statements.
+    pub async fn trust(
+        &self,
+        who: &Requester,
+        provider: Provider,
+        region: &str,
+    ) -> AppResult<Trust> {
+        who.require(Permission::OrgCmkWrite)?;
+        let identity = self
+            .0
+            .accounts()
+            .platform_identity(who.org_id(), provider, region)
+            .await?;
+        let statements = if provider == Provider::Aws {
+            keyplane_core::policy::recommended_statements(&identity.principal)
+        } else {
+            Vec::new()
+        };
+        Ok(Trust {
+            identity,
+            statements,
+        })
+    }
+}
+
+fn conflict(existing: &CustomerKey) -> AppError {
+    AppError::Conflict(ConflictReason::KeyAlreadyRegistered {
+        db_type: existing.db_type,
+        provider: existing.provider,
+        region: existing.region.clone(),
+        key_id: existing.key_id.clone(),
+    })
+}

@@ -1,0 +1,34 @@
+//! keyplane's application core: the rules and use cases, with no HTTP in it. Transports
+//! (the REST API, the Data API and the portal in `keyplane-server`, the CLI's admin
+//! commands) authenticate a token into a [`Requester`], call one service method and map the
+//! one [`AppError`] to their own error model.
+//!
+//! - services, reached from [`App`]: [`App::orgs`], [`App::tokens`], [`App::accounts`],
+//!   [`App::keys`] (registration with its live check, the policy helper and checker),
+//!   [`App::databases`], [`App::audit`]; they check permissions and record the audit log;
+//! - [`jobs`]: the provisioning worker; [`monitor`]: key health; [`dataplane`]: data keys in
+//!   memory, datacenter files, and the Data API's reads and writes across regions;
+//! - [`config`] and [`regions`]: what the operator configures and which regions an
+//!   organization may use.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+mod app;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod databases;
+pub mod dataplane;
+pub mod error;
+pub mod jobs;
+pub mod keys;
+pub mod metrics;
+pub mod monitor;
+pub mod orgs;
+pub mod regions;
+pub mod tokens;
+
+pub use app::App;
+pub use auth::Requester;
+pub use config::{Config, DevSignin, PlatformKey, ProviderAccount};
+pub use error::{AppError, AppResult, ConflictReason, RegionProblem, Resource};
