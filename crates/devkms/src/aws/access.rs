@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::state::{GrantConstraints, GrantRecord, Key, KeyState, State};
 
 use super::Ctx;
+use super::input::EncryptionContext;
 
 pub(super) const GRANT_OPERATIONS: &[&str] = &[
     "Decrypt",
@@ -192,29 +193,31 @@ impl Ctx<'_> {
 
     /// Evaluates the key policy (and, for grantable operations, the key's grants) for `action`.
     /// Returns the grant that allowed the call, if it was a grant.
+    ///
+    /// `enc_ctx` is the encryption context of a cryptographic operation: it becomes the
+    /// `kms:EncryptionContext:<key>` and `kms:EncryptionContextKeys` condition keys, and a grant
+    /// applies only if its constraints hold for it. Operations without one pass `None`, and
+    /// grant constraints do not apply to them (AWS: "not applied to operations that do not
+    /// support an encryption context"). `extra` adds condition keys: CreateGrant passes the
+    /// context keys of the grant's own constraint there.
     pub(super) fn authorize<'k>(
         &self,
         key: &'k Key,
         action: &str,
-        enc_ctx: Option<&BTreeMap<String, String>>,
+        enc_ctx: Option<&EncryptionContext>,
         extra: &[(&str, Vec<String>)],
     ) -> Result<Option<&'k GrantRecord>, ApiError> {
         let mut context: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if let Some(ec) = enc_ctx {
-            for (k, v) in ec {
-                context.insert(format!("kms:EncryptionContext:{k}"), vec![v.clone()]);
-            }
-            if !ec.is_empty() {
-                context.insert(
-                    "kms:EncryptionContextKeys".into(),
-                    ec.keys().cloned().collect(),
-                );
-            }
+            context.extend(context_condition_keys(ec.iter()));
         }
         context.insert("kms:KeySpec".into(), vec![key.rec.key_spec.clone()]);
         context.insert("kms:KeyUsage".into(), vec![key.rec.key_usage.clone()]);
         for (k, v) in extra {
-            context.insert((*k).to_string(), v.clone());
+            context
+                .entry((*k).to_string())
+                .or_default()
+                .extend(v.iter().cloned());
         }
         let req = policy::Request {
             action,
@@ -285,23 +288,84 @@ pub(super) fn principal_matches(p: &str, caller: &Caller) -> bool {
     false
 }
 
+/// The condition keys an encryption context (or a grant constraint's pairs) gives a request:
+/// `kms:EncryptionContext:<key>` per pair and `kms:EncryptionContextKeys` listing the keys as
+/// spelled (the evaluator compares the former's key case-insensitively, the latter exactly).
+pub(super) fn context_condition_keys<'c>(
+    pairs: impl Iterator<Item = (&'c String, &'c String)>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in pairs {
+        out.entry(format!("kms:EncryptionContext:{k}"))
+            .or_default()
+            .push(v.clone());
+        let keys = out.entry("kms:EncryptionContextKeys".into()).or_default();
+        if !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+    out
+}
+
+/// Whether `ctx` has the pair `(key, value)`. In a grant constraint AWS compares the key
+/// case-insensitively and the value exactly.
+fn has_pair(ctx: &EncryptionContext, key: &str, value: &str) -> bool {
+    ctx.iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case(key) && v == value)
+}
+
+/// Every pair of `small` is in `big` (keys compared as a grant constraint compares them).
+fn includes(big: &EncryptionContext, small: &EncryptionContext) -> bool {
+    small.iter().all(|(k, v)| has_pair(big, k, v))
+}
+
+/// Two contexts hold the same pairs (keys compared as a grant constraint compares them).
+fn same_pairs(a: &EncryptionContext, b: &EncryptionContext) -> bool {
+    includes(a, b) && includes(b, a)
+}
+
 /// Grant constraints only restrict operations that take an encryption context.
-fn constraints_hold(
-    c: Option<&GrantConstraints>,
-    enc_ctx: Option<&BTreeMap<String, String>>,
-) -> bool {
+fn constraints_hold(c: Option<&GrantConstraints>, enc_ctx: Option<&EncryptionContext>) -> bool {
     let (Some(c), Some(ec)) = (c, enc_ctx) else {
         return true;
     };
     if let Some(eq) = &c.encryption_context_equals
-        && eq != ec
+        && !same_pairs(ec, eq)
     {
         return false;
     }
     if let Some(sub) = &c.encryption_context_subset
-        && !sub.iter().all(|(k, v)| ec.get(k) == Some(v))
+        && !includes(ec, sub)
     {
         return false;
+    }
+    true
+}
+
+/// Whether a grant created under the authority of `parent` (a grant allowing CreateGrant)
+/// constrains at least as strictly: every context the child allows, the parent allows. AWS: a
+/// child may add pairs to an EncryptionContextSubset or turn it into EncryptionContextEquals,
+/// never the reverse, and may not drop a constraint.
+pub(super) fn at_least_as_strict(
+    child: Option<&GrantConstraints>,
+    parent: Option<&GrantConstraints>,
+) -> bool {
+    let Some(parent) = parent else {
+        return true;
+    };
+    let Some(child) = child else {
+        return false;
+    };
+    if let Some(pe) = &parent.encryption_context_equals {
+        return child
+            .encryption_context_equals
+            .as_ref()
+            .is_some_and(|ce| same_pairs(ce, pe));
+    }
+    if let Some(ps) = &parent.encryption_context_subset {
+        let covers = |c: &Option<EncryptionContext>| c.as_ref().is_some_and(|c| includes(c, ps));
+        return covers(&child.encryption_context_equals)
+            || covers(&child.encryption_context_subset);
     }
     true
 }
@@ -316,15 +380,24 @@ pub(super) fn require_enabled(k: &Key) -> Result<(), ApiError> {
 
 /// The checks every cryptographic use of a key makes, in AWS's order: the policy (or a grant)
 /// allows `action` under `enc_ctx`, the key is enabled, and it is a symmetric encryption key.
-/// `op` names the operation in the key-usage error.
+/// `op` names the operation in the key-usage error; `algorithm` is the request's encryption
+/// algorithm, which KMS reports as `kms:EncryptionAlgorithm` (SYMMETRIC_DEFAULT when the
+/// request names none); `extra` adds operation-specific condition keys.
 pub(super) fn authorize_crypto(
     ctx: &Ctx<'_>,
     k: &Key,
     action: &str,
     op: &str,
-    enc_ctx: &BTreeMap<String, String>,
+    enc_ctx: &EncryptionContext,
+    algorithm: Option<&str>,
+    extra: &[(&str, Vec<String>)],
 ) -> Result<(), ApiError> {
-    ctx.authorize(k, action, Some(enc_ctx), &[])?;
+    let mut keys = vec![(
+        "kms:EncryptionAlgorithm",
+        vec![algorithm.unwrap_or("SYMMETRIC_DEFAULT").to_string()],
+    )];
+    keys.extend(extra.iter().cloned());
+    ctx.authorize(k, action, Some(enc_ctx), &keys)?;
     require_enabled(k)?;
     require_symmetric_crypto(k, op)
 }

@@ -9,7 +9,7 @@ use crate::crypto::{self, BlobHeader};
 use crate::error::ApiError;
 use crate::state::{Key, State};
 
-use super::access::{Scope, authorize_crypto};
+use super::access::{Scope, authorize_crypto, stored};
 use super::input::{EncryptionContext, Input};
 use super::{Ctx, b64};
 
@@ -174,7 +174,15 @@ pub(super) fn encrypt(ctx: &Ctx<'_>, input: Input<'_>) -> Result<Value, ApiError
     let req = EncryptRequest::parse(input)?;
     let st = ctx.inner.read();
     let k = ctx.key(&st, req.key_id, Scope::CrossAccount)?;
-    authorize_crypto(ctx, k, "kms:Encrypt", "Encrypt", &req.context)?;
+    authorize_crypto(
+        ctx,
+        k,
+        "kms:Encrypt",
+        "Encrypt",
+        &req.context,
+        req.algorithm,
+        &[],
+    )?;
     check_algorithm(k, req.algorithm)?;
     let blob = seal_under(ctx, k, &req.context, &req.plaintext)?;
     Ok(
@@ -182,16 +190,22 @@ pub(super) fn encrypt(ctx: &Ctx<'_>, input: Input<'_>) -> Result<Value, ApiError
     )
 }
 
-/// Finds and authorizes the key a ciphertext names, then opens it. `requested` is the optional
-/// KeyId the caller said it expects.
-fn open_ciphertext<'s>(
+/// A ciphertext's key, found but not yet authorized, with the parts [`open`] needs.
+struct Located<'s, 'b> {
+    key: &'s Key,
+    version: u32,
+    header_bytes: &'b [u8],
+    sealed: &'b [u8],
+}
+
+/// Finds the key a ciphertext names. `requested` is the optional KeyId the caller said it
+/// expects.
+fn locate<'s, 'b>(
     ctx: &Ctx<'_>,
     st: &'s State,
-    blob: &[u8],
-    enc_ctx: &EncryptionContext,
+    blob: &'b [u8],
     requested: Option<&str>,
-    action: &str,
-) -> Result<(&'s Key, Zeroizing<Vec<u8>>), ApiError> {
+) -> Result<Located<'s, 'b>, ApiError> {
     if blob.is_empty() || blob.len() > MAX_CIPHERTEXT {
         return Err(ApiError::validation(
             "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and 6144",
@@ -225,60 +239,83 @@ fn open_ciphertext<'s>(
             ));
         }
     }
-    authorize_crypto(ctx, k, action, action.trim_start_matches("kms:"), enc_ctx)?;
-    let material = k
+    Ok(Located {
+        key: k,
+        version: header.version,
+        header_bytes,
+        sealed,
+    })
+}
+
+/// Opens an authorized ciphertext under `enc_ctx`.
+fn open(c: &Located<'_, '_>, enc_ctx: &EncryptionContext) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let material = c
+        .key
         .materials
-        .get(header.version as usize)
+        .get(c.version as usize)
         .ok_or_else(ApiError::invalid_ciphertext)?;
-    let pt = crypto::open_blob(material, header_bytes, sealed, enc_ctx)
-        .ok_or_else(ApiError::invalid_ciphertext)?;
-    Ok((k, pt))
+    crypto::open_blob(material, c.header_bytes, c.sealed, enc_ctx)
+        .ok_or_else(ApiError::invalid_ciphertext)
 }
 
 pub(super) fn decrypt(ctx: &Ctx<'_>, input: Input<'_>) -> Result<Value, ApiError> {
     let req = DecryptRequest::parse(input)?;
     let st = ctx.inner.read();
-    let (k, pt) = open_ciphertext(
+    let c = locate(ctx, &st, &req.ciphertext, req.key_id)?;
+    authorize_crypto(
         ctx,
-        &st,
-        &req.ciphertext,
-        &req.context,
-        req.key_id,
+        c.key,
         "kms:Decrypt",
+        "Decrypt",
+        &req.context,
+        req.algorithm,
+        &[],
     )?;
-    check_algorithm(k, req.algorithm)?;
+    let pt = open(&c, &req.context)?;
+    check_algorithm(c.key, req.algorithm)?;
     Ok(
-        json!({ "KeyId": k.rec.arn, "Plaintext": b64(&pt), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT" }),
+        json!({ "KeyId": c.key.rec.arn, "Plaintext": b64(&pt), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT" }),
     )
 }
 
 /// Authorized twice, as AWS does: kms:ReEncryptFrom on the source key under the source context,
-/// then kms:ReEncryptTo on the destination key under the destination context.
+/// then kms:ReEncryptTo on the destination key under the destination context; both carry
+/// `kms:ReEncryptOnSameKey`.
 pub(super) fn re_encrypt(ctx: &Ctx<'_>, input: Input<'_>) -> Result<Value, ApiError> {
     let req = ReEncryptRequest::parse(input)?;
     let st = ctx.inner.read();
-    let (src, pt) = open_ciphertext(
+    let src = locate(ctx, &st, &req.ciphertext, req.source_key_id)?;
+    // Resolved now only to tell whether it is the same key; its errors surface in AWS's order,
+    // after the source side is authorized.
+    let dst = ctx.resolve(&st, req.destination_key_id, Scope::CrossAccount);
+    let same_key = dst.as_deref().is_ok_and(|d| d == src.key.rec.key_id);
+    let same_key = [("kms:ReEncryptOnSameKey", vec![same_key.to_string()])];
+    authorize_crypto(
         ctx,
-        &st,
-        &req.ciphertext,
-        &req.source_context,
-        req.source_key_id,
+        src.key,
         "kms:ReEncryptFrom",
+        "ReEncryptFrom",
+        &req.source_context,
+        req.source_algorithm,
+        &same_key,
     )?;
-    check_algorithm(src, req.source_algorithm)?;
-    let dst = ctx.key(&st, req.destination_key_id, Scope::CrossAccount)?;
+    let pt = open(&src, &req.source_context)?;
+    check_algorithm(src.key, req.source_algorithm)?;
+    let dst = stored(&st, &dst?)?;
     authorize_crypto(
         ctx,
         dst,
         "kms:ReEncryptTo",
         "ReEncrypt",
         &req.destination_context,
+        req.destination_algorithm,
+        &same_key,
     )?;
     check_algorithm(dst, req.destination_algorithm)?;
     let out = seal_under(ctx, dst, &req.destination_context, &pt)?;
     Ok(json!({
         "CiphertextBlob": b64(&out),
-        "SourceKeyId": src.rec.arn,
+        "SourceKeyId": src.key.rec.arn,
         "KeyId": dst.rec.arn,
         "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
         "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
@@ -301,7 +338,7 @@ pub(super) fn generate_data_key(
     };
     let st = ctx.inner.read();
     let k = ctx.key(&st, req.key_id, Scope::CrossAccount)?;
-    authorize_crypto(ctx, k, action, op, &req.context)?;
+    authorize_crypto(ctx, k, action, op, &req.context, None, &[])?;
     let dk = crypto::random_bytes(req.len);
     let blob = seal_under(ctx, k, &req.context, &dk)?;
     let mut out = json!({ "CiphertextBlob": b64(&blob), "KeyId": k.rec.arn });

@@ -8,7 +8,8 @@ use crate::error::ApiError;
 use crate::state::{GrantConstraints, GrantRecord, Key};
 
 use super::access::{
-    GRANT_OPERATIONS, Scope, mutate_key, principal_matches, require_not_pending, stored,
+    GRANT_OPERATIONS, Scope, at_least_as_strict, context_condition_keys, mutate_key,
+    principal_matches, require_not_pending, stored,
 };
 use super::input::{Input, wrong_type};
 use super::{Ctx, page, paged, ts};
@@ -19,6 +20,10 @@ fn valid_principal(p: &str) -> bool {
         && p.split(':').nth(5).is_some_and(|r| !r.is_empty())
         || p.ends_with(".amazonaws.com")
 }
+
+/// AWS's limits on an encryption-context grant constraint.
+const MAX_CONSTRAINT_PAIRS: usize = 8;
+const MAX_CONSTRAINT_VALUE_CHARS: usize = 384;
 
 fn parse_constraints(input: Input<'_>) -> Result<Option<GrantConstraints>, ApiError> {
     let Some(c) = input.get("Constraints") else {
@@ -32,10 +37,68 @@ fn parse_constraints(input: Input<'_>) -> Result<Option<GrantConstraints>, ApiEr
         encryption_context_equals: sub.map_opt("EncryptionContextEquals")?,
         encryption_context_subset: sub.map_opt("EncryptionContextSubset")?,
     };
+    for (member, pairs) in [
+        ("encryptionContextEquals", &gc.encryption_context_equals),
+        ("encryptionContextSubset", &gc.encryption_context_subset),
+    ] {
+        let Some(pairs) = pairs else { continue };
+        if pairs.len() > MAX_CONSTRAINT_PAIRS {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value at 'constraints.{member}' failed to satisfy constraint: Member must have at most {MAX_CONSTRAINT_PAIRS} encryption context pairs"
+            )));
+        }
+        if pairs
+            .values()
+            .any(|v| v.chars().count() > MAX_CONSTRAINT_VALUE_CHARS)
+        {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value at 'constraints.{member}' failed to satisfy constraint: Each encryption context value must have length less than or equal to {MAX_CONSTRAINT_VALUE_CHARS}"
+            )));
+        }
+    }
     if gc.encryption_context_equals.is_none() && gc.encryption_context_subset.is_none() {
         return Ok(None);
     }
     Ok(Some(gc))
+}
+
+/// The condition keys a CreateGrant request carries: the grant's operations, grantee and
+/// retiring principal, `kms:GrantIsForAWSResource` (false: no integrated AWS service calls the
+/// built-in KMS), and from its constraint `kms:GrantConstraintType` and the
+/// `kms:EncryptionContext:<key>` / `kms:EncryptionContextKeys` keys, which for CreateGrant AWS
+/// evaluates against the constraint's pairs. That is what lets a key policy require that the
+/// grants it allows carry an organization's context.
+fn create_grant_condition_keys(req: &CreateGrantRequest<'_>) -> Vec<(String, Vec<String>)> {
+    let mut keys = vec![
+        ("kms:GrantOperations".to_string(), req.operations.clone()),
+        (
+            "kms:GranteePrincipal".to_string(),
+            vec![req.grantee.clone()],
+        ),
+        (
+            "kms:GrantIsForAWSResource".to_string(),
+            vec!["false".to_string()],
+        ),
+    ];
+    if let Some(r) = &req.retiring {
+        keys.push(("kms:RetiringPrincipal".to_string(), vec![r.clone()]));
+    }
+    let Some(c) = &req.constraints else {
+        return keys;
+    };
+    let mut types = vec![];
+    let mut pairs = vec![];
+    if let Some(e) = &c.encryption_context_equals {
+        types.push("EncryptionContextEquals".to_string());
+        pairs.extend(e.iter());
+    }
+    if let Some(s) = &c.encryption_context_subset {
+        types.push("EncryptionContextSubset".to_string());
+        pairs.extend(s.iter());
+    }
+    keys.push(("kms:GrantConstraintType".to_string(), types));
+    keys.extend(context_condition_keys(pairs.into_iter()));
+    keys
 }
 
 /// CreateGrant's members, validated as AWS validates them before the key is looked up.
@@ -125,6 +188,12 @@ fn grant_json(k: &Key, g: &GrantRecord) -> Value {
 }
 
 pub(super) fn create_grant(ctx: &Ctx<'_>, input: Input<'_>) -> Result<Value, ApiError> {
+    let req = CreateGrantRequest::parse(input)?;
+    let condition_keys = create_grant_condition_keys(&req);
+    let condition_keys: Vec<(&str, Vec<String>)> = condition_keys
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     let CreateGrantRequest {
         key_id: key_ref,
         grantee,
@@ -132,23 +201,17 @@ pub(super) fn create_grant(ctx: &Ctx<'_>, input: Input<'_>) -> Result<Value, Api
         retiring,
         name,
         constraints,
-    } = CreateGrantRequest::parse(input)?;
+    } = req;
     let mut st = ctx.inner.write();
     let id = ctx.resolve(&st, key_ref, Scope::CrossAccount)?;
     {
         let k = stored(&st, &id)?;
-        let mut extra = vec![
-            ("kms:GrantOperations", operations.clone()),
-            ("kms:GranteePrincipal", vec![grantee.clone()]),
-            ("kms:GrantIsForAWSResource", vec!["false".to_string()]),
-        ];
-        if let Some(r) = &retiring {
-            extra.push(("kms:RetiringPrincipal", vec![r.clone()]));
-        }
-        if let Some(parent) = ctx.authorize(k, "kms:CreateGrant", None, &extra)? {
+        // No encryption context: CreateGrant is not a cryptographic operation, so a parent
+        // grant's constraints do not decide whether it applies; they bound the child below.
+        if let Some(parent) = ctx.authorize(k, "kms:CreateGrant", None, &condition_keys)? {
             // A grant can only hand on what it has, under at least its own constraints.
             if !operations.iter().all(|o| parent.operations.contains(o))
-                || (parent.constraints.is_some() && parent.constraints != constraints)
+                || !at_least_as_strict(constraints.as_ref(), parent.constraints.as_ref())
             {
                 return Err(ApiError::access_denied(
                     &ctx.caller.arn,
