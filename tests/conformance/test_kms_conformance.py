@@ -218,6 +218,117 @@ def test_grants(customer, provider, volumes, record):
     record("grantee-decrypt-after-revoke", "AccessDeniedException", outcome(volumes.decrypt, CiphertextBlob=ct))
 
 
+# ---- organization-bound policies (issue 16) ---------------------------------------------
+
+ORG_A = "5b0c7c2e-7d61-4c43-9a55-0a0a0a0a0a0a"
+ORG_B = "5b0c7c2e-7d61-4c43-9a55-0b0b0b0b0b0b"
+THIRD_ROLE = "arn:aws:iam::222222222222:role/keyplane-third"
+
+
+def bound_policy(account, org, principal=PROVIDER_ROLE):
+    """The statements keyplane recommends for an organization (keyplane_core's
+    recommended_statements_bound): every use AWS gives an encryption context is tied to
+    kms:EncryptionContext:organization; DescribeKey, EnableKey, ListGrants, RevokeGrant are not."""
+    cond = {"StringEquals": {"kms:EncryptionContext:organization": org}}
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+             "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Allow an external account to use this KMS key", "Effect": "Allow",
+             "Principal": {"AWS": principal},
+             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
+                        "kms:ReEncryptTo", "kms:ReEncryptFrom"],
+             "Resource": "*", "Condition": cond},
+            {"Sid": "Allow an external account to describe this KMS key", "Effect": "Allow",
+             "Principal": {"AWS": principal}, "Action": ["kms:EnableKey", "kms:DescribeKey"], "Resource": "*"},
+            {"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
+             "Principal": {"AWS": principal}, "Action": ["kms:CreateGrant"], "Resource": "*", "Condition": cond},
+            {"Sid": "Allow an external account to list and revoke its grants", "Effect": "Allow",
+             "Principal": {"AWS": principal}, "Action": ["kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"},
+        ],
+    })
+
+
+def test_bound_policy_crypto(customer, provider, record):
+    md = new_key(customer)
+    customer.put_key_policy(KeyId=md["KeyId"], PolicyName="default", Policy=bound_policy(md["AWSAccountId"], ORG_A))
+    a = {"organization": ORG_A}
+    b = {"organization": ORG_B}
+    ct_a = customer.encrypt(KeyId=md["KeyId"], Plaintext=b"a", EncryptionContext=a)["CiphertextBlob"]
+    ct_b = customer.encrypt(KeyId=md["KeyId"], Plaintext=b"b", EncryptionContext=b)["CiphertextBlob"]
+    record("bound-policy.decrypt-own-organization", "ok",
+           outcome(provider.decrypt, CiphertextBlob=ct_a, EncryptionContext=a))
+    record("bound-policy.decrypt-other-organization", "AccessDeniedException",
+           outcome(provider.decrypt, CiphertextBlob=ct_b, EncryptionContext=b))
+    record("bound-policy.decrypt-without-context", "AccessDeniedException",
+           outcome(provider.decrypt, CiphertextBlob=ct_a))
+    record("bound-policy.generate-data-key-own-organization", "ok",
+           outcome(provider.generate_data_key, KeyId=md["Arn"], KeySpec="AES_256", EncryptionContext=a))
+    record("bound-policy.generate-data-key-other-organization", "AccessDeniedException",
+           outcome(provider.generate_data_key, KeyId=md["Arn"], KeySpec="AES_256", EncryptionContext=b))
+    record("bound-policy.encrypt-other-organization", "AccessDeniedException",
+           outcome(provider.encrypt, KeyId=md["Arn"], Plaintext=b"x", EncryptionContext=b))
+    record("bound-policy.re-encrypt-to-other-organization", "AccessDeniedException",
+           outcome(provider.re_encrypt, CiphertextBlob=ct_a, SourceEncryptionContext=a,
+                   DestinationKeyId=md["Arn"], DestinationEncryptionContext=b))
+    record("bound-policy.re-encrypt-within-organization", "ok",
+           outcome(provider.re_encrypt, CiphertextBlob=ct_a, SourceEncryptionContext=a,
+                   DestinationKeyId=md["Arn"], DestinationEncryptionContext=a))
+    record("bound-policy.describe-key-unconditioned", "ok", outcome(provider.describe_key, KeyId=md["Arn"]))
+    record("bound-policy.list-grants-unconditioned", "ok", outcome(provider.list_grants, KeyId=md["Arn"]))
+
+
+def test_bound_policy_grants(customer, provider, volumes, record):
+    md = new_key(customer)
+    customer.put_key_policy(KeyId=md["KeyId"], PolicyName="default", Policy=bound_policy(md["AWSAccountId"], ORG_A))
+    a = {"organization": ORG_A}
+    b = {"organization": ORG_B}
+    grant = lambda **kw: provider.create_grant(KeyId=md["Arn"], GranteePrincipal=VOLUMES_ROLE,
+                                               Operations=["Decrypt", "GenerateDataKey"], **kw)
+    record("bound-policy.create-grant-without-constraint", "AccessDeniedException", outcome(grant))
+    record("bound-policy.create-grant-other-organization", "AccessDeniedException",
+           outcome(grant, Constraints={"EncryptionContextSubset": b}))
+    record("bound-policy.create-grant-with-organization-constraint", "ok",
+           outcome(grant, Constraints={"EncryptionContextSubset": a}))
+    ct_a = customer.encrypt(KeyId=md["KeyId"], Plaintext=b"a", EncryptionContext=a)["CiphertextBlob"]
+    ct_b = customer.encrypt(KeyId=md["KeyId"], Plaintext=b"b", EncryptionContext=b)["CiphertextBlob"]
+    record("bound-policy.grantee-decrypt-own-organization", "ok",
+           outcome(volumes.decrypt, CiphertextBlob=ct_a, EncryptionContext=a))
+    record("bound-policy.grantee-decrypt-other-organization", "AccessDeniedException",
+           outcome(volumes.decrypt, CiphertextBlob=ct_b, EncryptionContext=b))
+    record("bound-policy.grantee-generate-data-key-other-organization", "AccessDeniedException",
+           outcome(volumes.generate_data_key, KeyId=md["Arn"], KeySpec="AES_256", EncryptionContext=b))
+
+
+def test_grant_constraints(customer, volumes, record):
+    md = new_key(customer)
+    a = {"organization": ORG_A}
+    customer.create_grant(KeyId=md["Arn"], GranteePrincipal=VOLUMES_ROLE, Operations=["Decrypt", "CreateGrant"],
+                          Constraints={"EncryptionContextSubset": a})
+    child = lambda **kw: volumes.create_grant(KeyId=md["Arn"], GranteePrincipal=THIRD_ROLE,
+                                              Operations=["Decrypt"], **kw)
+    record("grant-constraint.child-without-constraint", "AccessDeniedException", outcome(child))
+    record("grant-constraint.child-looser-subset", "AccessDeniedException",
+           outcome(child, Constraints={"EncryptionContextSubset": {"db": "1"}}))
+    record("grant-constraint.child-stricter-subset", "ok",
+           outcome(child, Constraints={"EncryptionContextSubset": {**a, "db": "1"}}))
+    record("grant-constraint.child-equals-from-subset", "ok",
+           outcome(child, Constraints={"EncryptionContextEquals": a}))
+    ct = customer.encrypt(KeyId=md["KeyId"], Plaintext=b"a", EncryptionContext={**a, "db": "1"})["CiphertextBlob"]
+    record("grant-constraint.subset-allows-extra-pairs", "ok",
+           outcome(volumes.decrypt, CiphertextBlob=ct, EncryptionContext={**a, "db": "1"}))
+
+
+def test_policy_refuses_for_all_values_on_a_context_key(customer, record):
+    md = new_key(customer)
+    policy = json.loads(bound_policy(md["AWSAccountId"], ORG_A))
+    policy["Statement"][1]["Condition"] = {
+        "ForAllValues:StringEquals": {"kms:EncryptionContext:organization": ORG_A}}
+    record("put-policy-for-all-values-on-encryption-context-key", "MalformedPolicyDocumentException",
+           outcome(customer.put_key_policy, KeyId=md["KeyId"], PolicyName="default", Policy=json.dumps(policy)))
+
+
 # ---- signatures ----------------------------------------------------------------------------
 
 def test_signatures(record):

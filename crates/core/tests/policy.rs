@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use keyplane_core::policy::{
-    Caller, Decision, Effect, Evaluation, FindingReason, KeyPolicy, PolicyError, Request,
-    check_policy, evaluate, lockout_check, platform_requirements, recommended_statements,
+    Caller, CheckReport, Decision, Effect, Evaluation, FindingReason, KeyPolicy, PolicyError,
+    Request, check_policy, evaluate, lockout_check, organization_condition, platform_requirements,
+    recommended_statements, recommended_statements_bound,
 };
 
 const OWNER: &str = "111111111111";
@@ -133,8 +134,44 @@ fn eval_as(
     )
 }
 
-fn check(p: &KeyPolicy) -> keyplane_core::policy::CheckReport {
-    check_policy(p, ROLE, OWNER, KEY_ARN, &platform_requirements(ORG))
+fn check(p: &KeyPolicy) -> CheckReport {
+    check_for(p, ORG)
+}
+
+fn check_for(p: &KeyPolicy, org: &str) -> CheckReport {
+    check_policy(p, ROLE, OWNER, KEY_ARN, &platform_requirements(org))
+}
+
+const OTHER_ORG: &str = "8a1b2c3d-0000-4000-8000-000000000002";
+
+/// The owner's default statement plus the organization-bound recommended statements.
+fn bound_policy(org: &str) -> KeyPolicy {
+    let mut statements = vec![default_statement(OWNER)];
+    statements.extend(
+        recommended_statements_bound(ROLE, org)
+            .iter()
+            .map(|v| v.to_string()),
+    );
+    policy(&statements)
+}
+
+/// The actions whose platform calls carry the organization's context (CreateGrant through its
+/// grant constraint).
+const ORG_ACTIONS: [&str; 7] = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptTo",
+    "kms:ReEncryptFrom",
+    "kms:CreateGrant",
+];
+
+fn org_finding_actions(r: &CheckReport) -> Vec<&str> {
+    r.organization_findings
+        .iter()
+        .map(|f| f.action.as_str())
+        .collect()
 }
 
 const ADMIN: &str = "arn:aws:iam::111111111111:user/admin";
@@ -233,6 +270,292 @@ fn recommended_statements_are_the_seed_statement_and_pass_the_checker() {
     let mut statements = vec![default_statement(OWNER)];
     statements.extend(rec.iter().map(|v| v.to_string()));
     assert!(check(&policy(&statements)).verdict_ok);
+}
+
+// ---------------------------------------------------------------- organization binding
+
+#[test]
+fn bound_statements_tie_every_contexted_use_to_the_organization() {
+    let rec = recommended_statements_bound(ROLE, ORG);
+    let cond = serde_json::json!({"StringEquals": {"kms:EncryptionContext:organization": ORG}});
+    assert_eq!(organization_condition(ORG), cond);
+    let sids: Vec<&str> = rec.iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+    assert_eq!(
+        sids,
+        [
+            "Allow an external account to use this KMS key",
+            "Allow an external account to describe this KMS key",
+            "Allow attachment of persistent resources",
+            "Allow an external account to list and revoke its grants",
+        ]
+    );
+    assert_eq!(
+        rec[0]["Action"],
+        serde_json::json!([
+            "kms:Encrypt",
+            "kms:Decrypt",
+            "kms:GenerateDataKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+            "kms:ReEncryptTo",
+            "kms:ReEncryptFrom"
+        ])
+    );
+    assert_eq!(rec[0]["Condition"], cond);
+    assert_eq!(
+        rec[1]["Action"],
+        serde_json::json!(["kms:EnableKey", "kms:DescribeKey"])
+    );
+    assert!(rec[1].get("Condition").is_none());
+    assert_eq!(rec[2]["Action"], serde_json::json!(["kms:CreateGrant"]));
+    assert_eq!(rec[2]["Condition"], cond);
+    assert_eq!(
+        rec[3]["Action"],
+        serde_json::json!(["kms:ListGrants", "kms:RevokeGrant"])
+    );
+    assert!(rec[3].get("Condition").is_none());
+    for s in &rec {
+        assert_eq!(s["Principal"]["AWS"], ROLE);
+    }
+}
+
+#[test]
+fn bound_policy_passes_for_its_organization_and_is_bound() {
+    let report = check(&bound_policy(ORG));
+    assert!(report.verdict_ok, "{:#?}", report.findings);
+    assert_eq!(report.allowed, ALL_ACTIONS.map(String::from).to_vec());
+    assert!(
+        report.bound_to_organization,
+        "{:#?}",
+        report.organization_findings
+    );
+    assert!(report.organization_findings.is_empty());
+}
+
+#[test]
+fn bound_policy_fails_for_another_organization_on_exactly_the_contexted_actions() {
+    let report = check_for(&bound_policy(ORG), OTHER_ORG);
+    assert!(!report.verdict_ok);
+    let refused: Vec<&str> = report.findings.iter().map(|f| f.action.as_str()).collect();
+    assert_eq!(
+        refused,
+        [
+            "kms:Encrypt",
+            "kms:Decrypt",
+            "kms:GenerateDataKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+            "kms:ReEncryptTo",
+            "kms:ReEncryptFrom",
+            "kms:CreateGrant",
+        ]
+    );
+    for f in &report.findings {
+        assert!(
+            matches!(&f.reason, FindingReason::ConditionNeverSatisfied { conditions, .. }
+                if conditions.iter().all(|c| c.contains(OTHER_ORG) && c.contains(ORG))),
+            "{:?}",
+            f.reason
+        );
+        assert!(
+            f.message.contains("only for another organization"),
+            "{}",
+            f.message
+        );
+    }
+    // DescribeKey, EnableKey, ListGrants and RevokeGrant carry no context.
+    assert_eq!(
+        report.allowed,
+        [
+            "kms:EnableKey",
+            "kms:DescribeKey",
+            "kms:ListGrants",
+            "kms:RevokeGrant"
+        ]
+    );
+    assert!(report.bound_to_organization);
+}
+
+/// The seed's statements (keyplane's default recommendation today) let the shared platform role
+/// use the key for every organization: each contexted action gets the finding, with the
+/// condition to add, while the verdict stays what it was.
+#[test]
+fn unbound_policy_gets_the_any_organization_finding_with_the_condition_to_add() {
+    let report = check(&full_policy());
+    assert!(report.verdict_ok);
+    assert!(report.findings.is_empty());
+    assert!(!report.bound_to_organization);
+    assert_eq!(org_finding_actions(&report), ORG_ACTIONS);
+    for f in &report.organization_findings {
+        let FindingReason::AnyOrganization {
+            sid,
+            index,
+            condition,
+        } = &f.reason
+        else {
+            panic!("{:?}", f.reason)
+        };
+        assert_eq!(condition, &organization_condition(ORG));
+        let want_sid = if f.action == "kms:CreateGrant" {
+            "Allow attachment of persistent resources"
+        } else {
+            "Allow an external account to use this KMS key"
+        };
+        assert_eq!(sid.as_deref(), Some(want_sid));
+        assert_eq!(
+            *index,
+            Some(if f.action == "kms:CreateGrant" { 2 } else { 1 })
+        );
+        assert!(
+            f.message
+                .starts_with("the platform may use this key for any organization"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message
+                .contains(&format!("\"kms:EncryptionContext:organization\":\"{ORG}\"")),
+            "{}",
+            f.message
+        );
+    }
+    let same = check(&policy(&[
+        default_statement(OWNER),
+        seed_statement(PROVIDER),
+        attach_statement(
+            ROLE,
+            &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            false,
+        ),
+    ]));
+    assert_eq!(same, report);
+}
+
+#[test]
+fn a_bound_use_statement_with_an_unbound_grant_statement_flags_only_create_grant() {
+    let rec = recommended_statements_bound(ROLE, ORG);
+    let p = policy(&[
+        default_statement(OWNER),
+        rec[0].to_string(),
+        rec[1].to_string(),
+        attach_statement(
+            ROLE,
+            &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            false,
+        ),
+    ]);
+    let report = check(&p);
+    assert!(report.verdict_ok, "{:#?}", report.findings);
+    assert_eq!(org_finding_actions(&report), ["kms:CreateGrant"]);
+    assert!(
+        report.organization_findings[0]
+            .message
+            .contains("grants that do not carry")
+    );
+}
+
+fn use_under(condition: &str, create_grant_condition: &str) -> KeyPolicy {
+    let actions = serde_json::to_string(&ORG_ACTIONS[..6]).unwrap();
+    policy(&[
+        default_statement(OWNER),
+        format!(
+            r#"{{"Sid": "use", "Effect": "Allow", "Principal": {{"AWS": "{ROLE}"}}, "Action": {actions},
+                "Resource": "*", "Condition": {condition}}}"#
+        ),
+        format!(
+            r#"{{"Sid": "grant", "Effect": "Allow", "Principal": {{"AWS": "{ROLE}"}}, "Action": "kms:CreateGrant",
+                "Resource": "*", "Condition": {create_grant_condition}}}"#
+        ),
+        format!(
+            r#"{{"Sid": "rest", "Effect": "Allow", "Principal": {{"AWS": "{ROLE}"}},
+                "Action": ["kms:EnableKey", "kms:DescribeKey", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}}"#
+        ),
+    ])
+}
+
+#[test]
+fn conditions_that_only_look_like_a_binding_are_flagged() {
+    let bound = format!(r#"{{"StringEquals": {{"kms:EncryptionContext:organization": "{ORG}"}}}}"#);
+    // A prefix pattern matches other organizations' IDs.
+    let prefix = format!(r#"{{"StringLike": {{"kms:EncryptionContext:organization": "{ORG}*"}}}}"#);
+    let r = check(&use_under(&prefix, &bound));
+    assert!(r.verdict_ok);
+    assert_eq!(org_finding_actions(&r), &ORG_ACTIONS[..6]);
+    // Requiring the key but not the value.
+    let key_only = r#"{"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "organization"}}"#;
+    let r = check(&use_under(key_only, &bound));
+    assert_eq!(org_finding_actions(&r), &ORG_ACTIONS[..6]);
+    // A grant constraint type without the organization's pair.
+    let any_constraint =
+        r#"{"StringEquals": {"kms:GrantConstraintType": "EncryptionContextSubset"}}"#;
+    let r = check(&use_under(&bound, any_constraint));
+    assert!(r.verdict_ok);
+    assert_eq!(org_finding_actions(&r), ["kms:CreateGrant"]);
+    // A grant without any constraint.
+    let if_exists =
+        format!(r#"{{"StringEqualsIfExists": {{"kms:EncryptionContext:organization": "{ORG}"}}}}"#);
+    let r = check(&use_under(&bound, &if_exists));
+    assert_eq!(org_finding_actions(&r), ["kms:CreateGrant"]);
+    // Both bound, with the documented form that also forbids other context keys.
+    let strict = format!(
+        r#"{{"StringEquals": {{"kms:EncryptionContext:organization": "{ORG}"}},
+            "ForAllValues:StringEquals": {{"kms:EncryptionContextKeys": ["organization"]}}}}"#
+    );
+    let r = check(&use_under(&strict, &strict));
+    assert!(r.verdict_ok, "{:#?}", r.findings);
+    assert!(r.bound_to_organization, "{:#?}", r.organization_findings);
+}
+
+/// A binding by Deny (an unconditioned Allow plus a Deny for every other organization) is as
+/// good as a conditioned Allow.
+#[test]
+fn a_deny_for_other_organizations_binds_the_key() {
+    let deny = format!(
+        r#"{{"Sid": "only-ours", "Effect": "Deny", "Principal": {{"AWS": "{ROLE}"}},
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:CreateGrant"],
+            "Resource": "*", "Condition": {{"StringNotEquals": {{"kms:EncryptionContext:organization": "{ORG}"}}}}}}"#
+    );
+    let mut statements = vec![
+        default_statement(OWNER),
+        seed_statement(PROVIDER),
+        attach_statement(
+            ROLE,
+            &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            false,
+        ),
+    ];
+    statements.push(deny);
+    let p = policy(&statements);
+    let r = check(&p);
+    assert!(r.verdict_ok, "{:#?}", r.findings);
+    assert!(r.bound_to_organization, "{:#?}", r.organization_findings);
+    let other = check_for(&p, OTHER_ORG);
+    assert_eq!(other.findings.len(), 7);
+    assert!(
+        other
+            .findings
+            .iter()
+            .all(|f| matches!(f.reason, FindingReason::DeniedBy { .. }))
+    );
+}
+
+/// Wildcard actions in a bound statement are bound too.
+#[test]
+fn wildcard_actions_under_the_condition_are_bound() {
+    let p = policy(&[
+        default_statement(OWNER),
+        format!(
+            r#"{{"Sid": "use", "Effect": "Allow", "Principal": {{"AWS": "{ROLE}"}},
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:CreateGrant"],
+                "Resource": "*", "Condition": {{"StringEquals": {{"KMS:EncryptionContext:Organization": "{ORG}"}}}}}}"#
+        ),
+        format!(
+            r#"{{"Sid": "rest", "Effect": "Allow", "Principal": {{"AWS": "{ROLE}"}},
+                "Action": ["kms:EnableKey", "kms:DescribeKey", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}}"#
+        ),
+    ]);
+    let r = check(&p);
+    assert!(r.verdict_ok, "{:#?}", r.findings);
+    assert!(r.bound_to_organization, "{:#?}", r.organization_findings);
+    assert!(!check_for(&p, OTHER_ORG).verdict_ok);
 }
 
 #[test]
@@ -865,8 +1188,10 @@ fn null_tests_presence() {
     ));
 }
 
+/// AWS: "the condition key, which consists of the kms:EncryptionContext: prefix and the
+/// context-key replacement, is not case sensitive"; the value's case follows the operator.
 #[test]
-fn encryption_context_suffix_is_case_sensitive_but_prefix_is_not() {
+fn encryption_context_key_is_case_insensitive_and_value_follows_the_operator() {
     let org = &[("kms:EncryptionContext:org", &["o1"][..])];
     assert!(allowed_with(
         r#"{"StringEquals": {"kms:EncryptionContext:org": "o1"}}"#,
@@ -876,14 +1201,67 @@ fn encryption_context_suffix_is_case_sensitive_but_prefix_is_not() {
         r#"{"StringEquals": {"KMS:encryptioncontext:org": "o1"}}"#,
         org
     ));
-    assert!(!allowed_with(
+    assert!(allowed_with(
         r#"{"StringEquals": {"kms:EncryptionContext:Org": "o1"}}"#,
         org
+    ));
+    assert!(allowed_with(
+        r#"{"StringEquals": {"kms:EncryptionContext:org": "o1"}}"#,
+        &[("kms:EncryptionContext:ORG", &["o1"][..])]
     ));
     assert!(!allowed_with(
         r#"{"StringEquals": {"kms:EncryptionContext:org": "O1"}}"#,
         org
     ));
+    assert!(allowed_with(
+        r#"{"StringEqualsIgnoreCase": {"kms:EncryptionContext:org": "O1"}}"#,
+        org
+    ));
+}
+
+/// kms:EncryptionContextKeys is how a policy requires a context key's exact case: its values,
+/// derived from the request, keep the case the request used.
+#[test]
+fn encryption_context_keys_keep_the_requests_case() {
+    let any = r#"{"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "AppName"}}"#;
+    assert!(allowed_with(
+        any,
+        &[("kms:EncryptionContext:AppName", &["x"][..])]
+    ));
+    assert!(!allowed_with(
+        any,
+        &[("kms:EncryptionContext:appname", &["x"][..])]
+    ));
+    assert!(allowed_with(
+        r#"{"ForAnyValue:StringEqualsIgnoreCase": {"kms:EncryptionContextKeys": "AppName"}}"#,
+        &[("kms:EncryptionContext:appname", &["x"][..])]
+    ));
+}
+
+/// AWS refuses ForAllValues on kms:EncryptionContext:<key> at PutKeyPolicy
+/// (OverlyPermissiveCondition): it would match requests without the pair.
+#[test]
+fn for_all_values_on_an_encryption_context_key_is_malformed() {
+    for op in ["ForAllValues:StringEquals", "forallvalues:StringLike"] {
+        let text = policy_text(&[format!(
+            r#"{{"Sid": "s", "Effect": "Allow", "Principal": {{"AWS": "{ROLE}"}}, "Action": "kms:Decrypt",
+                "Resource": "*", "Condition": {{"{op}": {{"kms:EncryptionContext:organization": "{ORG}"}}}}}}"#
+        )]);
+        let m = malformed(&text);
+        assert!(
+            m.contains("OverlyPermissiveCondition:EncryptionContext:"),
+            "{m}"
+        );
+        assert!(m.contains("remove ForAllValues"), "{m}");
+    }
+    // ForAnyValue is discouraged but accepted, and ForAllValues on the multi-valued key list
+    // is the documented way to forbid other keys.
+    for cond in [
+        r#"{"ForAnyValue:StringEquals": {"kms:EncryptionContext:organization": "o"}}"#,
+        r#"{"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["organization"]}}"#,
+    ] {
+        allow_under(cond);
+    }
 }
 
 #[test]

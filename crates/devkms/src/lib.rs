@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
-mod api;
+mod aws;
 mod crypto;
 mod error;
 mod sigv4;
@@ -155,7 +155,7 @@ impl Inner {
         let mut changed = st.purge_deleted(now);
         for k in st.keys.values_mut() {
             let before = k.materials.len();
-            api::auto_rotate(self, k, now);
+            aws::auto_rotate(self, k, now);
             changed |= k.materials.len() != before;
         }
         if changed { self.commit(st) } else { Ok(()) }
@@ -294,7 +294,7 @@ impl DevKms {
     /// The KMS endpoint (`POST /`) and the admin routes.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/", post(api::handle))
+            .route("/", post(aws::handle))
             .route("/_admin/identities", post(admin::add_identity))
             .route("/_admin/clock/advance", post(admin::advance_clock))
             .with_state(self.inner.clone())

@@ -30,7 +30,7 @@ mod update;
 pub use error::{DocError, DocStoreError, Result};
 pub use key::DataKey;
 pub use store::{
-    DEFAULT_PAGE_SIZE, DocStore, FindOneAndOptions, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY,
-    MAX_PAGE_SIZE, Page, Query, ReturnDocument, UpdateOptions, UpdateResult,
+    DEFAULT_PAGE_SIZE, DocStore, FILE_MODE, FindOneAndOptions, MAX_DEPTH, MAX_DOCUMENT_BYTES,
+    MAX_INSERT_MANY, MAX_PAGE_SIZE, Page, Query, ReturnDocument, UpdateOptions, UpdateResult,
     enable_memory_security, is_plain_sqlite, memory_security_enabled,
 };

@@ -1,8 +1,9 @@
 //! The document store proper: one SQLite/SQLCipher connection per datacenter file.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
+use std::fs::{OpenOptions, Permissions};
 use std::io::Read;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,6 +29,9 @@ pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub const MAX_DEPTH: usize = 16;
 /// Most documents one `insert_many` call accepts, as the Data API's `insertMany`.
 pub const MAX_INSERT_MANY: usize = 100;
+/// Mode of a datacenter file and its -wal/-shm companions: owner-only, since the file is the
+/// customer's data (encrypted, but its size and timing still say something).
+pub const FILE_MODE: u32 = 0o600;
 /// Page size of `find` when the caller does not choose one, as the Data API.
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 /// Largest page a caller may ask for; bounds the memory one call holds.
@@ -411,8 +415,20 @@ impl DocStore {
 
     fn create_inner(path: &Path, key: Option<&DataKey>) -> Result<Self> {
         // create_new makes "exists" an atomic check: two racing creators cannot both win.
-        match OpenOptions::new().write(true).create_new(true).open(path) {
-            Ok(_) => {}
+        // Owner-only from the start, whatever the umask; SQLite gives the -wal, -shm and
+        // -journal files the database file's mode.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(path)
+        {
+            Ok(_) => {
+                if let Err(e) = std::fs::set_permissions(path, Permissions::from_mode(FILE_MODE)) {
+                    let _ = std::fs::remove_file(path);
+                    return Err(e.into());
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(DocStoreError::AlreadyExists(path.display().to_string()));
             }

@@ -3,7 +3,8 @@
 //! and the background job queue, behind one [`Store`] trait with a SQLite and a PostgreSQL
 //! implementation.
 //!
-//! Every write is one transaction; schema migrations run when a store is opened.
+//! Every write is one transaction; schema migrations run when a store is opened. The SQLite
+//! file, its `-wal`/`-shm` companions and any folder created for them are owner-only.
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
@@ -65,9 +66,11 @@ macro_rules! job_columns {
     };
 }
 
+mod files;
 mod postgres;
 mod sqlite;
 
+pub use files::{DIR_MODE, FILE_MODE, create_private_dir};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -145,12 +145,7 @@ impl Inner {
                 ),
             });
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
+        crate::files::prepare_database_file(&path)?;
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
         let mode: String =

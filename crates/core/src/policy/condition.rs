@@ -271,26 +271,20 @@ const KNOWN_KEYS: &[&str] = &[
     "kms:keyspec",
     "kms:keyusage",
     "kms:encryptionalgorithm",
+    "kms:reencryptonsamekey",
     "aws:principalarn",
     "aws:principalaccount",
     "aws:principaltype",
 ];
 
-const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:encryptioncontext:";
+pub(crate) const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:encryptioncontext:";
 
-/// Condition key names are case-insensitive, except the encryption-context key after
-/// `kms:EncryptionContext:`, which KMS compares exactly.
+/// Condition key names are case-insensitive, the encryption-context key after
+/// `kms:EncryptionContext:` included: AWS documents that a policy does not check the case of
+/// either part, and that only `kms:EncryptionContextKeys` (whose *values* are the context keys)
+/// can require a context key's exact case.
 pub(crate) fn normalize_key(key: &str) -> String {
-    let lower = key.to_ascii_lowercase();
-    // ASCII lowercasing keeps byte offsets, so the prefix length is a valid cut in `key` too.
-    if lower.starts_with(ENCRYPTION_CONTEXT_PREFIX) {
-        let suffix = key
-            .get(ENCRYPTION_CONTEXT_PREFIX.len()..)
-            .unwrap_or_default();
-        format!("{ENCRYPTION_CONTEXT_PREFIX}{suffix}")
-    } else {
-        lower
-    }
+    key.to_ascii_lowercase()
 }
 
 pub(crate) fn is_known_key(normalized: &str) -> bool {

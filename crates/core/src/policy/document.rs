@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::condition::{Condition, Operator};
+use super::condition::{Condition, ENCRYPTION_CONTEXT_PREFIX, Operator, SetQualifier};
 use super::{Effect, PolicyError};
 
 /// AWS's limit on a key policy document.
@@ -416,6 +416,18 @@ fn parse_conditions(
             if key.is_empty() {
                 return Err(malformed(format!(
                     "{label}: condition operator \"{op_name}\" has an empty condition key"
+                )));
+            }
+            if operator.qualifier == SetQualifier::ForAllValues
+                && key
+                    .get(..ENCRYPTION_CONTEXT_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(ENCRYPTION_CONTEXT_PREFIX))
+            {
+                // AWS refuses this at PutKeyPolicy: on a single-valued key, ForAllValues holds
+                // for a request without the pair or with other pairs, the opposite of what the
+                // author meant.
+                return Err(malformed(format!(
+                    "{label}: OverlyPermissiveCondition:EncryptionContext: Using the ForAllValues set operator with a single-valued condition key matches requests without the specified encryption context or with an unspecified encryption context. To fix, remove ForAllValues from {op_name} {key}."
                 )));
             }
             let values = condition_values(label, op_name, key, raw_values)?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::condition::normalize_key;
+use super::condition::{ENCRYPTION_CONTEXT_PREFIX, normalize_key};
 use super::document::{KeyPolicy, NameList, PrincipalEntry, PrincipalSet};
 use super::matching::{
     CallerKind, caller_kind, has_wildcard, is_account_id, parse_arn, wildcard_match,
@@ -45,8 +45,8 @@ pub struct Request<'a> {
     /// `arn:aws:kms:REGION:ACCOUNT:key/UUID`.
     pub key_arn: &'a str,
     pub key_account: &'a str,
-    /// Condition keys the request carries. Key names are case-insensitive except the part after
-    /// `kms:EncryptionContext:`. The principal keys (aws:PrincipalArn, aws:PrincipalAccount,
+    /// Condition keys the request carries. Key names are case-insensitive, the part after
+    /// `kms:EncryptionContext:` included (as in AWS). The principal keys (aws:PrincipalArn, aws:PrincipalAccount,
     /// aws:PrincipalType, kms:CallerAccount) are derived from `caller` and override anything
     /// passed here, so a caller cannot forge its own identity.
     pub context: &'a BTreeMap<String, Vec<String>>,
@@ -242,11 +242,20 @@ fn request_context(req: &Request<'_>) -> BTreeMap<String, Vec<String>> {
             .or_default()
             .extend(v.iter().cloned());
     }
+    // Derived from the keys as the request spelled them: kms:EncryptionContextKeys is the one
+    // condition key whose values keep the context keys' case.
     if !ctx.contains_key("kms:encryptioncontextkeys") {
-        let keys: Vec<String> = ctx
+        let keys: Vec<String> = req
+            .context
             .keys()
-            .filter_map(|k| k.strip_prefix("kms:encryptioncontext:"))
-            .map(str::to_string)
+            .filter_map(|k| {
+                let prefix = k.get(..ENCRYPTION_CONTEXT_PREFIX.len())?;
+                let suffix = k.get(ENCRYPTION_CONTEXT_PREFIX.len()..)?;
+                prefix
+                    .eq_ignore_ascii_case(ENCRYPTION_CONTEXT_PREFIX)
+                    .then(|| suffix.to_string())
+            })
+            .filter(|k| !k.is_empty())
             .collect();
         if !keys.is_empty() {
             ctx.insert("kms:encryptioncontextkeys".into(), keys);

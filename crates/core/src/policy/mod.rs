@@ -17,8 +17,10 @@ pub mod openbao;
 mod ordered_json;
 
 pub use checker::{
-    CheckReport, Finding, FindingReason, GRANT_STATEMENT_SID, Requirement, USE_STATEMENT_SID,
-    check_policy, platform_requirements, provider_session_caller, recommended_statements,
+    CheckReport, DESCRIBE_STATEMENT_SID, Finding, FindingReason, GRANT_MANAGEMENT_STATEMENT_SID,
+    GRANT_STATEMENT_SID, ORGANIZATION_CONTEXT_KEY, Requirement, USE_STATEMENT_SID, check_policy,
+    organization_condition, platform_requirements, provider_session_caller, recommended_statements,
+    recommended_statements_bound,
 };
 pub use condition::{BaseOperator, Condition, Operator, SetQualifier};
 pub use document::{

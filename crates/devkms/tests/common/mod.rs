@@ -1,7 +1,7 @@
 //! Test harness: a real devkms server on a loopback port (from `keyplane-testkit`) and
 //! unmodified aws-sdk-kms clients, plus what only devkms's own tests need: its admin routes,
 //! hand-signed requests and short forms of the SDK calls they repeat.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 
