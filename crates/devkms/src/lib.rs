@@ -16,6 +16,7 @@ mod admin;
 mod aws;
 mod crypto;
 mod error;
+mod gcp;
 mod sigv4;
 mod state;
 
@@ -31,6 +32,7 @@ use axum::routing::post;
 use zeroize::{Zeroize, Zeroizing};
 
 pub use error::DevKmsError;
+pub use gcp::{GCP_CUSTOMER, GCP_CUSTOMER_PROJECT, GCP_PLATFORM, GCP_PLATFORM_PROJECT};
 pub use state::{IdentityConfig, IdentityKind};
 
 use error::ApiError;
@@ -158,6 +160,7 @@ impl Inner {
             aws::auto_rotate(self, k, now);
             changed |= k.materials.len() != before;
         }
+        changed |= gcp::sweep(self, &mut st.gcp, now);
         if changed { self.commit(st) } else { Ok(()) }
     }
 
@@ -255,6 +258,7 @@ impl DevKms {
         {
             Inner::ensure_identity(&mut st, cfg)?;
         }
+        gcp::ensure_defaults(&mut st.gcp)?;
         let inner = Inner {
             state: RwLock::new(State::default()),
             store,
@@ -297,6 +301,7 @@ impl DevKms {
             .route("/", post(aws::handle))
             .route("/_admin/identities", post(admin::add_identity))
             .route("/_admin/clock/advance", post(admin::advance_clock))
+            .merge(gcp::routes())
             .with_state(self.inner.clone())
     }
 
