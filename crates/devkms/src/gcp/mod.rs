@@ -536,7 +536,8 @@ pub(crate) fn valid_location(location: &str) -> bool {
     MULTI_REGIONS.contains(&location) || default_regions(Provider::Gcp).contains(&location)
 }
 
-/// One page of `items` by `pageSize` / `pageToken` (the offset as a decimal string).
+/// One page of `items` by `pageSize` (0 or absent: up to 1000, the server's default) and
+/// `pageToken` (the offset as a decimal string).
 pub(crate) fn page<T: Clone>(
     ctx: &Ctx<'_>,
     items: &[T],
@@ -550,8 +551,9 @@ pub(crate) fn page<T: Clone>(
                     "Invalid value at 'page_size' (TYPE_INT32), \"{s}\""
                 ))
             })?
-            .clamp(1, 1000),
+            .clamp(0, 1000),
     };
+    let size = if size == 0 { 1000 } else { size };
     let start = match ctx.query("pageToken").filter(|t| !t.is_empty()) {
         None => 0,
         Some(t) => t
