@@ -9,7 +9,7 @@
 //!
 //! The crate owns: the wire protocol and SigV4 verification, the identities (accounts, IAM users
 //! and roles with access keys), key storage and the KMS operations, and the admin routes
-//! (`/_admin/identities`, `/_admin/clock/advance`). [`gcp`] is the Google Cloud KMS surface
+//! (`/_admin/identities`, `/_admin/clock/advance`). `gcp/` is the Google Cloud KMS surface
 //! (REST v1 under `/v1/`) on the same port, state and root key.
 #![forbid(unsafe_code)]
 
