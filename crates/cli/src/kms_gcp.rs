@@ -318,11 +318,10 @@ async fn change_binding(
         .iter_mut()
         .find(|b| b.role == role && b.condition.is_none())
     {
-        Some(b) if add => {
-            if !b.members.iter().any(|m| m == member) {
-                b.members.push(member.to_string());
-            }
+        Some(b) if add && !b.members.iter().any(|m| m == member) => {
+            b.members.push(member.to_string());
         }
+        Some(_) if add => {}
         Some(b) => b.members.retain(|m| m != member),
         None if add => bindings.push(Binding::new().set_role(role).set_members([member])),
         None => {}
