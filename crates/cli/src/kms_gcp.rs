@@ -34,8 +34,10 @@ pub struct GcpClientArgs {
     /// The identity whose dev token to use.
     #[arg(long, default_value = keyplane_devkms::GCP_CUSTOMER)]
     pub member: String,
+    /// The project of the key ring.
     #[arg(long, default_value = keyplane_devkms::GCP_CUSTOMER_PROJECT)]
     pub project: String,
+    /// The location (region) of the key ring.
     #[arg(long, default_value = "us-east1")]
     pub location: String,
     /// The dev credentials file written by `keyplane serve --dev`.
@@ -49,6 +51,7 @@ pub struct GcpClientArgs {
 /// A key: `--key-ring R --key K`, or `--key projects/…/cryptoKeys/K`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct KeyArgs {
+    /// The key ring's ID in --project / --location (not needed with a full --key name).
     #[arg(long)]
     pub key_ring: Option<String>,
     /// The key's ID in --key-ring, or its full name.
@@ -62,6 +65,7 @@ pub enum GcpCommand {
     CreateKeyRing {
         #[command(flatten)]
         client: GcpClientArgs,
+        /// The new key ring's ID.
         #[arg(long)]
         key_ring: String,
     },
@@ -83,8 +87,10 @@ pub enum GcpCommand {
         client: GcpClientArgs,
         #[command(flatten)]
         key: KeyArgs,
+        /// The member of the binding (serviceAccount:EMAIL, user:EMAIL, group:EMAIL).
         #[arg(long = "binding-member")]
         binding_member: String,
+        /// The role of the binding (roles/cloudkms.cryptoKeyEncrypterDecrypter, roles/cloudkms.viewer, …).
         #[arg(long)]
         role: String,
     },
@@ -94,8 +100,10 @@ pub enum GcpCommand {
         client: GcpClientArgs,
         #[command(flatten)]
         key: KeyArgs,
+        /// The member of the binding (serviceAccount:EMAIL, user:EMAIL, group:EMAIL).
         #[arg(long = "binding-member")]
         binding_member: String,
+        /// The role of the binding (roles/cloudkms.cryptoKeyEncrypterDecrypter, roles/cloudkms.viewer, …).
         #[arg(long)]
         role: String,
     },
@@ -106,6 +114,7 @@ pub enum GcpCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Disable a version: it no longer encrypts or decrypts until enabled.
     DisableVersion {
         #[command(flatten)]
         client: GcpClientArgs,
@@ -115,11 +124,13 @@ pub enum GcpCommand {
         #[arg(long)]
         version: Option<u64>,
     },
+    /// Enable a disabled version again.
     EnableVersion {
         #[command(flatten)]
         client: GcpClientArgs,
         #[command(flatten)]
         key: KeyArgs,
+        /// The version number (default: the primary).
         #[arg(long)]
         version: Option<u64>,
     },
@@ -129,6 +140,7 @@ pub enum GcpCommand {
         client: GcpClientArgs,
         #[command(flatten)]
         key: KeyArgs,
+        /// The version number (default: the primary).
         #[arg(long)]
         version: Option<u64>,
     },
