@@ -40,6 +40,9 @@ pub struct KmsClientArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KmsCommand {
+    /// Google Cloud KMS on the built-in KMS, as the customer.
+    #[command(subcommand)]
+    Gcp(crate::kms_gcp::GcpCommand),
     /// Run the built-in KMS alone (development and tests only, not for production secrets).
     /// Prints one JSON line with its endpoint and the sample customer's credentials; every
     /// identity's credentials are in `<data-dir>/credentials.json`.
@@ -154,6 +157,7 @@ pub enum CreateKeyOutput {
 
 pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
     let out = match cmd {
+        KmsCommand::Gcp(cmd) => return crate::kms_gcp::run(cmd).await,
         KmsCommand::Serve {
             listen,
             data_dir,

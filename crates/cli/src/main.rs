@@ -10,6 +10,7 @@ mod db_cmd;
 mod dev;
 mod key_cmd;
 mod kms_cmd;
+mod kms_gcp;
 mod login;
 mod output;
 mod policy_merge;

@@ -21,7 +21,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// Compared in constant time so the token cannot be guessed byte by byte.
-fn token_ok(inner: &Inner, headers: &HeaderMap) -> bool {
+pub(crate) fn token_ok(inner: &Inner, headers: &HeaderMap) -> bool {
     let given = headers
         .get("x-keyplane-admin-token")
         .map(|v| v.as_bytes())

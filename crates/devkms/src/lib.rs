@@ -9,13 +9,15 @@
 //!
 //! The crate owns: the wire protocol and SigV4 verification, the identities (accounts, IAM users
 //! and roles with access keys), key storage and the KMS operations, and the admin routes
-//! (`/_admin/identities`, `/_admin/clock/advance`).
+//! (`/_admin/identities`, `/_admin/clock/advance`). `gcp/` is the Google Cloud KMS surface
+//! (REST v1 under `/v1/`) on the same port, state and root key.
 #![forbid(unsafe_code)]
 
 mod admin;
 mod aws;
 mod crypto;
 mod error;
+mod gcp;
 mod sigv4;
 mod state;
 
@@ -31,6 +33,7 @@ use axum::routing::post;
 use zeroize::{Zeroize, Zeroizing};
 
 pub use error::DevKmsError;
+pub use gcp::{GCP_CUSTOMER, GCP_CUSTOMER_PROJECT, GCP_PLATFORM, GCP_PLATFORM_PROJECT};
 pub use state::{IdentityConfig, IdentityKind};
 
 use error::ApiError;
@@ -158,6 +161,7 @@ impl Inner {
             aws::auto_rotate(self, k, now);
             changed |= k.materials.len() != before;
         }
+        changed |= gcp::sweep(self, &mut st.gcp, now);
         if changed { self.commit(st) } else { Ok(()) }
     }
 
@@ -255,6 +259,7 @@ impl DevKms {
         {
             Inner::ensure_identity(&mut st, cfg)?;
         }
+        gcp::ensure_defaults(&mut st.gcp)?;
         let inner = Inner {
             state: RwLock::new(State::default()),
             store,
@@ -297,6 +302,7 @@ impl DevKms {
             .route("/", post(aws::handle))
             .route("/_admin/identities", post(admin::add_identity))
             .route("/_admin/clock/advance", post(admin::advance_clock))
+            .merge(gcp::routes())
             .with_state(self.inner.clone())
     }
 

@@ -264,6 +264,8 @@ struct StateFile {
     identities: Vec<IdentityRecord>,
     keys: Vec<KeyRecord>,
     aliases: Vec<AliasRecord>,
+    #[serde(default)]
+    gcp: crate::gcp::state::GcpStateFile,
 }
 
 /// Everything mutable, behind one RwLock in the server.
@@ -277,6 +279,8 @@ pub(crate) struct State {
     pub aliases: BTreeMap<(String, String, String), AliasRecord>,
     /// Bumped on every change, so a slower writer never overwrites a newer snapshot.
     pub generation: u64,
+    /// The Cloud KMS surface's resources and identities.
+    pub gcp: crate::gcp::state::GcpState,
 }
 
 impl State {
@@ -377,11 +381,19 @@ impl Store {
         ))
     }
 
-    fn seal_b64(&self, purpose: &str, plaintext: &[u8]) -> String {
+    pub(crate) fn seal_b64(&self, purpose: &str, plaintext: &[u8]) -> String {
         B64.encode(self.root.seal(purpose.as_bytes(), plaintext))
     }
 
-    fn open_b64(&self, purpose: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, DevKmsError> {
+    pub(crate) fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    pub(crate) fn open_b64(
+        &self,
+        purpose: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, DevKmsError> {
         let raw = B64.decode(sealed).map_err(|_| DevKmsError::CorruptState {
             path: self.dir.join(STATE_FILE),
             reason: format!("bad base64 in sealed value for {purpose}"),
@@ -477,6 +489,7 @@ impl Store {
             st.aliases
                 .insert((a.account.clone(), a.region.clone(), a.name.clone()), a);
         }
+        st.gcp = crate::gcp::state::load(self, file.gcp)?;
         Ok(Some((st, file.clock_offset_secs)))
     }
 
@@ -501,6 +514,7 @@ impl Store {
                 .collect(),
             keys: st.keys.values().map(|k| k.rec.clone()).collect(),
             aliases: st.aliases.values().cloned().collect(),
+            gcp: crate::gcp::state::snapshot(self, &st.gcp),
         };
         serde_json::to_vec_pretty(&file).unwrap_or_default()
     }
@@ -536,8 +550,11 @@ impl Store {
             })
             .collect();
         let body = Zeroizing::new(
-            serde_json::to_vec_pretty(&serde_json::json!({ "identities": list }))
-                .unwrap_or_default(),
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "identities": list,
+                "gcp": crate::gcp::state::credentials_json(&st.gcp),
+            }))
+            .unwrap_or_default(),
         );
         write_private(&self.dir.join(CREDENTIALS_FILE), &body)
     }

@@ -8,8 +8,11 @@
 //! (AWS GenerateDataKey, Transit datakey) and otherwise by keyplane's CSPRNG and then
 //! encrypted under the customer's key (the default methods). Operations only some services
 //! have (grants, enabling a key, permission probes, rotation facts) default to
-//! [`ErrorKind::Unsupported`].
+//! [`ErrorKind::Unsupported`]. [`retry`] is the bounded retry loop every adapter wraps its
+//! calls in.
 #![forbid(unsafe_code)]
+
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::fmt;

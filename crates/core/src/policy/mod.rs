@@ -5,12 +5,13 @@
 //!
 //! The built-in dev KMS and the registration endpoint both rely on this module, so the two can
 //! never disagree about whether a policy works. OpenBao/Vault Transit policies (HCL) have
-//! their own help and checker in [`openbao`].
+//! their own help and checker in [`openbao`], Google Cloud KMS IAM policies in [`gcp`].
 
 mod checker;
 mod condition;
 mod document;
 mod evaluate;
+pub mod gcp;
 mod matching;
 mod merge;
 pub mod openbao;
