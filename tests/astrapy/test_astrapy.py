@@ -114,11 +114,11 @@ def test_errors_are_astrapy_exceptions(database, people):
     assert len(exc.value.inserted_ids) == 1
     with pytest.raises(DataAPIResponseException) as exc:
         people.find_one({"i": {"$regex": "x"}})
-    assert exc.value.error_descriptors[0].error_code == "UNSUPPORTED_FILTER_OPERATION"
+    assert exc.value.error_descriptors[0].error_code == "FILTER_UNSUPPORTED_OPERATOR"
     assert "$regex" in exc.value.error_descriptors[0].message
     with pytest.raises(DataAPIResponseException) as exc:
         database.get_collection("missing").find_one({})
-    assert exc.value.error_descriptors[0].error_code == "COLLECTION_NOT_EXIST"
+    assert exc.value.error_descriptors[0].error_code == "UNKNOWN_COLLECTION_OR_TABLE"
 
 
 def test_readme_recipe_from_the_data_endpoint_url():

@@ -63,6 +63,34 @@ const ROOT_STATEMENT = {
   Resource: '*',
 };
 
+/** The platform role's statements bound to organization `org`, written out as the page must
+ *  show them (not taken from keyplane): every use AWS gives an encryption context only with
+ *  the organization's, grants only carrying it, the uncontexted calls apart. */
+function boundStatements(role, org) {
+  const onlyOrg = { StringEquals: { 'kms:EncryptionContext:organization': org } };
+  return [
+    { Sid: 'Allow an external account to use this KMS key', Effect: 'Allow', Principal: { AWS: role },
+      Action: ['kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptTo', 'kms:ReEncryptFrom'],
+      Resource: '*', Condition: onlyOrg },
+    { Sid: 'Allow an external account to describe this KMS key', Effect: 'Allow', Principal: { AWS: role },
+      Action: ['kms:EnableKey', 'kms:DescribeKey'], Resource: '*' },
+    { Sid: 'Allow attachment of persistent resources', Effect: 'Allow', Principal: { AWS: role },
+      Action: ['kms:CreateGrant'], Resource: '*', Condition: onlyOrg },
+    { Sid: 'Allow an external account to list and revoke its grants', Effect: 'Allow', Principal: { AWS: role },
+      Action: ['kms:ListGrants', 'kms:RevokeGrant'], Resource: '*' },
+  ];
+}
+
+/** The seed document's policy as keys were made before the binding: usable for any organization. */
+function seedPolicy(role) {
+  return { Version: '2012-10-17', Statement: [ROOT_STATEMENT,
+    { Sid: 'Allow an external account to use this KMS key', Effect: 'Allow', Principal: { AWS: role },
+      Action: ['kms:EnableKey', 'kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext',
+        'kms:ReEncryptTo', 'kms:ReEncryptFrom', 'kms:DescribeKey'], Resource: '*' },
+    { Sid: 'Allow attachment of persistent resources', Effect: 'Allow', Principal: { AWS: role },
+      Action: ['kms:CreateGrant', 'kms:ListGrants', 'kms:RevokeGrant'], Resource: '*' }] };
+}
+
 // ------------------------------------------------------------------ helpers
 
 let shotNo = 0;
@@ -190,6 +218,7 @@ const dbRow = (page, dbId) => page.locator(`tr[data-db-id="${dbId}"]`);
 
 const s = {
   orgName: '',
+  orgId: '',
   accountId: '',
   statements: null, // read from the page's #policy
   arn: process.env.KEYPLANE_KEY_ARN || '',
@@ -237,7 +266,9 @@ const steps = [
     async run(page) {
       const org = await (await fetch(`${API}/v2/currentOrg`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
       s.orgName = org.name || org.orgName || '';
+      s.orgId = org.id || '';
       assert.ok(s.orgName, `GET /v2/currentOrg gave no organization name: ${JSON.stringify(org)}`);
+      assert.ok(s.orgId, `GET /v2/currentOrg gave no organization ID: ${JSON.stringify(org)}`);
       await headerLink(page, 'Settings').click();
       await page.waitForURL(pathIs('/portal/settings'));
       const filter = page.locator('select#org-filter');
@@ -248,9 +279,13 @@ const steps = [
       assert.equal(await byLabel.evaluate((el) => el.id), 'org-filter', 'the label "Enterprise / organization" is not the filter\'s');
       const options = await filter.locator('option').allTextContents();
       assert.ok(options.some((o) => o.includes(s.orgName)), `the filter does not list ${s.orgName}: ${options.join(' | ')}`);
-      const orgLink = page.locator('#org-list').getByRole('link', { name: s.orgName });
-      assert.ok((await orgLink.count()) >= 1, `#org-list has no link named ${s.orgName}`);
-      await orgLink.first().click();
+      // Picking the organization changes the session: a form posting with the CSRF token.
+      const orgButton = page.locator('#org-list').getByRole('button', { name: s.orgName });
+      assert.ok((await orgButton.count()) >= 1, `#org-list has no button named ${s.orgName}`);
+      const form = orgButton.first().locator('xpath=ancestor::form[1]');
+      assert.equal((await form.getAttribute('method') || '').toLowerCase(), 'post', 'picking an organization is not a POST');
+      assert.ok(await form.locator('input[type=hidden][name=csrf]').count(), 'the organization form carries no CSRF token');
+      await Promise.all([page.waitForURL(/\/portal\/settings\?.*managing=/), orgButton.first().click()]);
       await page.waitForLoadState();
       assert.match(page.url(), /\/portal\/settings/, `clicking the organization left Settings: ${page.url()}`);
       const selected = await page.locator('select#org-filter').evaluate((el) => el.selectedOptions[0]?.textContent || '');
@@ -291,6 +326,9 @@ const steps = [
       assert.ok(statements.length > 0, '#policy has no statements');
       assert.ok(statements.some((st) => JSON.stringify(st.Principal || '').includes(s.accountId)),
         `no statement's principal contains the provider account ${s.accountId}`);
+      const orgId = requireState('orgId', 'b');
+      assert.deepEqual(statements, boundStatements(`arn:aws:iam::${s.accountId}:role/creator`, orgId),
+        'the page\'s statements are not the organization-bound ones');
       if (process.env.KEYPLANE_CLI_STATEMENTS) {
         const cli = JSON.parse(fs.readFileSync(process.env.KEYPLANE_CLI_STATEMENTS, 'utf8')).statements;
         assert.deepEqual(statements, cli, 'the page\'s statements differ from `keyplane key policy --type classic --region us-east-2`');
@@ -339,7 +377,11 @@ const steps = [
       const badFindings = await check(withoutDecrypt(good));
       assert.match(badFindings, /kms:Decrypt/, `the findings for a policy without kms:Decrypt do not name it: ${badFindings}`);
       await shot(page, 'policy-check-missing-decrypt');
-      return 'the pasted complete policy "grants everything"; without kms:Decrypt the finding names kms:Decrypt';
+      const unbound = await check(seedPolicy(`arn:aws:iam::${s.accountId}:role/creator`));
+      assert.match(unbound, /any organization/, `the findings for the unbound seed policy do not say "any organization": ${unbound}`);
+      assert.match(unbound, /kms:EncryptionContext:organization/, `the findings do not show the condition to add: ${unbound}`);
+      await shot(page, 'policy-check-unbound');
+      return 'the pasted complete policy "grants everything"; without kms:Decrypt the finding names kms:Decrypt; the unbound seed policy is usable "for any organization"';
     },
   },
   {
@@ -625,6 +667,56 @@ const steps = [
       await allControlsLabelled(page, 'Create Database');
       await shot(page, 'create-database-form');
       return `Tab reaches #token then Sign in (${reached.slice(0, bi + 1).join(' → ')}); every control on Add Keys and Create Database is labelled`;
+    },
+  },
+  {
+    id: 'o', name: 'add-keys-google-cloud', start: '/portal/keys/new?type=classic&provider=gcp&region=us-east1',
+    async run(page) {
+      // Add Keys with Google Cloud: the platform's project, the service account to grant, the
+      // bindings and gcloud commands with copy buttons; the key made and bound with
+      // `keyplane kms gcp` (the customer's Cloud KMS console), then registered.
+      await page.goto(`${API}/portal/keys/new?type=classic&provider=gcp&region=us-east1`);
+      const project = await text(page.locator('#provider-id'));
+      assert.equal(project, 'keyplane-dev', `#provider-id is not the platform's project: "${project}"`);
+      const accounts = (await text(page.locator('#service-accounts'))).split(/\s+/).filter(Boolean);
+      assert.ok(accounts.length >= 1 && accounts.every((a) => a.startsWith('serviceAccount:')),
+        `#service-accounts lists no service account: ${accounts.join(' ')}`);
+      const grant = JSON.parse(await text(page.locator('#policy')));
+      const roles = (Array.isArray(grant) ? grant : grant.bindings || []).map((b) => b.role);
+      for (const r of ['roles/cloudkms.cryptoKeyEncrypterDecrypter', 'roles/cloudkms.viewer']) {
+        assert.ok(roles.includes(r), `the bindings to grant lack ${r}: ${JSON.stringify(grant)}`);
+      }
+      assert.match(await text(page.locator('#gcloud')), /gcloud kms keys add-iam-policy-binding/);
+      for (const target of ['provider-id', 'service-accounts', 'policy', 'gcloud']) {
+        assert.equal(await page.locator(`button.copy[data-target="${target}"]`).count(), 1, `no copy button for #${target}`);
+      }
+      await shot(page, 'add-keys-gcp-binding');
+      const kmsCreds = path.join(path.dirname(CREDS), 'kms', 'credentials.json');
+      const gcp = (...args) => keyplane('kms', 'gcp', ...args, '--credentials-file', CREDS, '--kms-credentials-file', kmsCreds);
+      gcp('create-key-ring', '--key-ring', 'portal');
+      gcp('create-key', '--key-ring', 'portal', '--key', 'orders');
+      for (const a of accounts) {
+        for (const r of ['roles/cloudkms.cryptoKeyEncrypterDecrypter', 'roles/cloudkms.viewer']) {
+          gcp('add-iam-binding', '--key-ring', 'portal', '--key', 'orders', '--role', r, '--binding-member', a);
+        }
+      }
+      const key = 'projects/customer-project/locations/us-east1/keyRings/portal/cryptoKeys/orders';
+      await page.locator('#key_id').fill(key);
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/portal/keys'),
+        page.getByRole('button', { name: 'Add Key', exact: true }).click(),
+      ]);
+      if (res.status() !== 303) {
+        const why = await text(page.locator('#key-error')).catch(() => '');
+        throw new Error(`Add Key answered ${res.status()}, not a redirect to the keys page${why ? `: "${why}"` : ''}`);
+      }
+      await page.waitForURL((u) => u.pathname === '/portal/keys' && u.search !== '');
+      const row = page.locator(`tr[data-key-id="${key}"]`);
+      assert.equal(await row.count(), 1, `no row tr[data-key-id="${key}"] on /portal/keys`);
+      const rowText = await text(row);
+      assert.ok(rowText.includes('us-east1') && rowText.includes('AVAILABLE'), `the key's row: ${rowText}`);
+      await shot(page, 'key-added-gcp');
+      return `project ${project}, ${accounts.length} service account(s), both roles, gcloud commands; the key registered and listed AVAILABLE`;
     },
   },
 ];

@@ -11,10 +11,14 @@ use crate::config::Config;
 use crate::databases::Databases;
 use crate::dataplane::DataPlane;
 use crate::keys::Keys;
+use crate::keyspaces::{KeyspaceLocks, Keyspaces};
 use crate::metrics::Counters;
 use crate::monitor::Monitor;
 use crate::orgs::Orgs;
+use crate::regions::Regions;
+use crate::sessions::Sessions;
 use crate::tokens::Tokens;
+use crate::usage::UsageClock;
 
 #[derive(Clone)]
 pub struct App {
@@ -25,6 +29,10 @@ pub struct App {
     /// Datacenter files and their in-memory data keys.
     pub data: Arc<DataPlane>,
     pub counters: Arc<Counters>,
+    /// One keyspace change at a time per database.
+    pub(crate) keyspace_locks: Arc<KeyspaceLocks>,
+    /// When each database's use was last written to the store.
+    pub(crate) usage: Arc<UsageClock>,
 }
 
 impl App {
@@ -43,6 +51,8 @@ impl App {
             kms,
             data,
             counters,
+            keyspace_locks: Arc::default(),
+            usage: Arc::default(),
         }
     }
 
@@ -66,12 +76,38 @@ impl App {
         Databases(self)
     }
 
+    pub fn keyspaces(&self) -> Keyspaces<'_> {
+        Keyspaces(self)
+    }
+
+    pub fn regions(&self) -> Regions<'_> {
+        Regions(self)
+    }
+
     pub fn audit(&self) -> Audit<'_> {
         Audit(self)
     }
 
     pub fn monitor(&self) -> Monitor<'_> {
         Monitor(self)
+    }
+
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions(self)
+    }
+
+    /// Whether this process serves the Data API: an API replica (`--role api`) keeps no
+    /// datacenter files, so it refuses every Data API request with this message.
+    pub fn serves_data(&self) -> crate::AppResult<()> {
+        if self.config.role.holds_data_files() {
+            Ok(())
+        } else {
+            Err(crate::AppError::DatacenterUnavailable(format!(
+                "this keyplane process (replica {}) runs with --role api: it serves the DevOps API and the \
+                 portal, not the Data API; send Data API requests to a process started with --role all",
+                self.config.replica_id
+            )))
+        }
     }
 
     /// Whether the application can serve: its store answers.
@@ -82,8 +118,8 @@ impl App {
             .map_err(crate::AppError::StoreUnreachable)
     }
 
-    /// Starts the background work (provisioning worker, key health monitor); both stop when
-    /// `stop` turns true.
+    /// Starts the background work (provisioning worker, key health monitor, the reaper of
+    /// expired data keys); all stop when `stop` turns true.
     pub fn spawn_background(
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
@@ -93,7 +129,11 @@ impl App {
         };
         vec![
             tokio::spawn(crate::jobs::run_worker(self.clone(), until(stop.clone()))),
-            tokio::spawn(crate::monitor::run_monitor(self.clone(), until(stop))),
+            tokio::spawn(crate::monitor::run_monitor(
+                self.clone(),
+                until(stop.clone()),
+            )),
+            tokio::spawn(crate::dataplane::run_reaper(self.data.clone(), until(stop))),
         ]
     }
 }

@@ -95,4 +95,23 @@ impl App {
             role: record.role,
         })
     }
+
+    /// Resolves a token by its client ID alone, for a caller that proved it holds the
+    /// secret earlier and holds a credential standing for it (a portal session): unknown or
+    /// revoked is refused as a token would be, on every call.
+    pub(crate) async fn authenticate_client(&self, client_id: &str) -> AppResult<Requester> {
+        let (record, org) = self
+            .store
+            .authenticate(client_id)
+            .await?
+            .ok_or(AppError::InvalidToken)?;
+        if record.revoked_at.is_some() {
+            return Err(AppError::InvalidToken);
+        }
+        Ok(Requester {
+            client_id: record.client_id,
+            org,
+            role: record.role,
+        })
+    }
 }

@@ -1,21 +1,59 @@
-//! What the operator configures: the region catalog and the platform's own cloud accounts.
-//! The binary builds this from flags, `KEYPLANE_*` variables and the TOML file.
-use keyplane_core::Provider;
+//! What the operator configures: the region catalog, the platform's own cloud accounts, the
+//! per-organization quotas, the monitor's and data plane's timings, and what this process is
+//! in a fleet (its role, its replica ID, its job leases). The binary builds this from flags,
+//! `KEYPLANE_*` variables and the TOML file.
 use keyplane_core::regions::default_regions;
+use keyplane_core::{Provider, Quotas};
 use std::collections::BTreeMap;
 
-/// One of the platform's cloud accounts that customers trust in their key policies.
+/// One of the platform's identities that customers trust in their key policies: the unit an
+/// organization is assigned (and, for serverless databases, one database's identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderAccount {
-    /// AWS: the 12-digit account ID; GCP: the service account; Azure: the application ID.
+    /// AWS: the 12-digit account ID; GCP: the service account's email; Azure: the application ID.
     pub id: String,
     /// AWS only: the role name customers allow (`arn:aws:iam::<id>:role/<role>`).
     pub role: String,
     /// The regions this account serves; `None` means every region of the catalog.
     pub regions: Option<Vec<String>>,
+    /// The "Cloud Provider ID" customers are shown when it is not `id` itself: for GCP the
+    /// platform's project that holds the service account (the original's provider ID).
+    pub provider_id: Option<String>,
 }
 
 impl ProviderAccount {
+    /// An identity known by its ID alone (an Azure application).
+    pub fn new(id: impl Into<String>) -> ProviderAccount {
+        ProviderAccount {
+            id: id.into(),
+            role: String::new(),
+            regions: None,
+            provider_id: None,
+        }
+    }
+
+    /// An AWS account whose role `role` acts on customers' keys.
+    pub fn aws(id: impl Into<String>, role: impl Into<String>) -> ProviderAccount {
+        ProviderAccount {
+            role: role.into(),
+            ..ProviderAccount::new(id)
+        }
+    }
+
+    /// A service account of the platform's Google Cloud project `project`.
+    pub fn gcp(service_account: impl Into<String>, project: impl Into<String>) -> ProviderAccount {
+        ProviderAccount {
+            provider_id: Some(project.into()),
+            ..ProviderAccount::new(service_account)
+        }
+    }
+
+    /// Restricted to `regions`.
+    pub fn serving(mut self, regions: &[&str]) -> ProviderAccount {
+        self.regions = Some(regions.iter().map(|r| r.to_string()).collect());
+        self
+    }
+
     pub fn serves(&self, region: &str) -> bool {
         self.regions
             .as_ref()
@@ -26,8 +64,14 @@ impl ProviderAccount {
     pub fn principal(&self, provider: Provider) -> String {
         match provider {
             Provider::Aws => format!("arn:aws:iam::{}:role/{}", self.id, self.role),
-            _ => self.id.clone(),
+            Provider::Gcp => keyplane_core::policy::gcp::service_account_member(&self.id),
+            Provider::Azure => self.id.clone(),
         }
+    }
+
+    /// What the accounts route answers as `provider_id`.
+    pub fn provider_id(&self) -> &str {
+        self.provider_id.as_deref().unwrap_or(&self.id)
     }
 }
 
@@ -38,6 +82,57 @@ pub struct PlatformKey {
     pub key_id: String,
     /// The platform account that owns it and acts on it.
     pub account: String,
+}
+
+/// What one `keyplane serve` process does (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessRole {
+    /// The control plane: the DevOps API, the portal and the job runner. It keeps no
+    /// datacenter files: provisioning stores a datacenter's data key and stops there, and it
+    /// answers the Data API with 503 (data nodes own the files: issue 11 part 2).
+    Api,
+    /// Everything in one process (the default): the control plane and the datacenters'
+    /// files and Data API.
+    #[default]
+    All,
+}
+
+impl ProcessRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessRole::Api => "api",
+            ProcessRole::All => "all",
+        }
+    }
+
+    /// Whether this process creates, opens and serves datacenter files.
+    pub fn holds_data_files(self) -> bool {
+        match self {
+            ProcessRole::Api => false,
+            ProcessRole::All => true,
+        }
+    }
+}
+
+/// How long a job's lease lasts unless configured: the time a dead replica's job waits before
+/// another one takes it over. The runner renews it every third of it.
+pub const DEFAULT_JOB_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a portal session lasts after sign-in, whatever the activity.
+pub const DEFAULT_PORTAL_SESSION_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(8 * 3600);
+
+/// A process's replica ID when none is configured: the host, the process ID and random
+/// digits, so that two processes never share one (leases are fenced by it) and the operator
+/// can tell which one holds a job.
+pub fn generate_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_string());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
 #[derive(Debug, Clone)]
@@ -55,18 +150,39 @@ pub struct Config {
     /// How long KMS errors that say nothing about the key (timeouts, throttling, 5xx) may
     /// last before datacenters are suspended: a KMS outage is not a revocation.
     pub kms_grace_period: std::time::Duration,
-    /// How long a plaintext data key stays in memory after it was last unwrapped.
+    /// How long a plaintext data key stays in memory after it was unwrapped: the reaper closes
+    /// its file within a tenth of this (at most 5 s) after, used or not.
     pub data_key_ttl: std::time::Duration,
     /// Page cache of each open datacenter file, in MiB. Pages are decrypted once, when read
     /// into it: a cache that holds a datacenter's working set makes its reads cost what a
     /// plain file's do, while a smaller one pays a decryption on every miss (a plain file
     /// would be served from the OS's cache instead). It fills only as pages are read.
     pub data_cache_mib: u32,
+    /// Most datacenter files open at once (each holds its plaintext data key and page cache);
+    /// opening one more closes the least recently used.
+    pub max_open_datacenters: usize,
+    /// Key checks the monitor runs at once (each a DescribeKey per key and a Decrypt per
+    /// datacenter, mostly waiting on the KMS).
+    pub key_check_concurrency: usize,
     /// How often the worker polls for work when idle.
     pub worker_poll: std::time::Duration,
+    /// The most databases, datacenters and tokens one organization may hold.
+    pub quotas: Quotas,
     /// `serve --dev` only: the code of the sign-in link printed at start, and the dev token
     /// it signs in with.
     pub dev_signin: Option<DevSignin>,
+    /// What this process does in the fleet.
+    pub role: ProcessRole,
+    /// This process's name in job leases; unique per process.
+    pub replica_id: String,
+    /// How long a claimed job stays this process's without a renewal.
+    pub job_lease: std::time::Duration,
+    /// True only when no other process runs jobs on this store (SQLite, its data dir locked
+    /// by `keyplane serve`): the worker then resumes at start the jobs a crashed run left
+    /// running, without waiting out their leases.
+    pub sole_job_runner: bool,
+    /// How long a portal session lasts after sign-in.
+    pub portal_session_lifetime: std::time::Duration,
 }
 
 /// The `--dev` portal sign-in link's secret and the token it stands for. Never printed by
@@ -85,9 +201,18 @@ impl std::fmt::Debug for DevSignin {
 
 pub const DEFAULT_AWS_ACCOUNT: &str = "222222222222";
 pub const DEFAULT_AWS_ROLE: &str = "creator";
+/// The platform's Google Cloud project (the GCP "Cloud Provider ID") and its first service
+/// account, as the built-in KMS knows them.
+pub const DEFAULT_GCP_PROJECT: &str = "keyplane-dev";
+pub const DEFAULT_GCP_SERVICE_ACCOUNT: &str =
+    "keyplane-platform@keyplane-dev.iam.gserviceaccount.com";
 /// Holds the pages of ~100,000 documents of 1 KB (a 135 MiB file), the size at which the Data
 /// API's encryption overhead is measured (`benches/datapath.rs`).
 pub const DEFAULT_DATA_CACHE_MIB: u32 = 256;
+/// See [`Config::max_open_datacenters`]; measured by `benches/idle_memory.rs`.
+pub const DEFAULT_MAX_OPEN_DATACENTERS: usize = 1000;
+/// See [`Config::key_check_concurrency`]; measured by `benches/monitor.rs`.
+pub const DEFAULT_KEY_CHECK_CONCURRENCY: usize = 64;
 
 impl Default for Config {
     fn default() -> Self {
@@ -100,22 +225,21 @@ impl Default for Config {
                 )
             })
             .collect();
-        let account = |id: &str| ProviderAccount {
-            id: id.to_string(),
-            role: DEFAULT_AWS_ROLE.to_string(),
-            regions: None,
-        };
         let provider_accounts = BTreeMap::from([
-            (Provider::Aws, vec![account(DEFAULT_AWS_ACCOUNT)]),
+            (
+                Provider::Aws,
+                vec![ProviderAccount::aws(DEFAULT_AWS_ACCOUNT, DEFAULT_AWS_ROLE)],
+            ),
             (
                 Provider::Gcp,
-                vec![account(
-                    "keyplane-platform@keyplane-dev.iam.gserviceaccount.com",
+                vec![ProviderAccount::gcp(
+                    DEFAULT_GCP_SERVICE_ACCOUNT,
+                    DEFAULT_GCP_PROJECT,
                 )],
             ),
             (
                 Provider::Azure,
-                vec![account("7f3c2a10-0000-4000-8000-000000000222")],
+                vec![ProviderAccount::new("7f3c2a10-0000-4000-8000-000000000222")],
             ),
         ]);
         Config {
@@ -128,8 +252,16 @@ impl Default for Config {
             kms_grace_period: std::time::Duration::from_secs(15 * 60),
             data_key_ttl: std::time::Duration::from_secs(5 * 60),
             data_cache_mib: DEFAULT_DATA_CACHE_MIB,
+            max_open_datacenters: DEFAULT_MAX_OPEN_DATACENTERS,
+            key_check_concurrency: DEFAULT_KEY_CHECK_CONCURRENCY,
             worker_poll: std::time::Duration::from_millis(200),
+            quotas: Quotas::default(),
             dev_signin: None,
+            role: ProcessRole::default(),
+            replica_id: generate_replica_id(),
+            job_lease: DEFAULT_JOB_LEASE,
+            sole_job_runner: false,
+            portal_session_lifetime: DEFAULT_PORTAL_SESSION_LIFETIME,
         }
     }
 }

@@ -2,14 +2,16 @@
 //! job), list, get, terminate, add a region, remove one. Each datacenter is bound, when it is
 //! deployed and for good, to the organization's customer key for its (type, provider,
 //! region), or to the platform's key where the organization has none; a database created on
-//! a customer key needs one in every region it is deployed to. Every change is audited.
+//! a customer key needs one in every region it is deployed to. A serverless datacenter under a
+//! customer key also takes a provider ID of the organization for itself (see
+//! [`Databases::free_provider_id`]). Every change is audited.
 use chrono::{SubsecRound, Utc};
 use keyplane_core::audit::AuditAction;
 use keyplane_core::databases::{check_add_region, check_keyspace, check_name, check_tier};
 use keyplane_core::{DatabaseStatus, DbType, Permission, Provider};
 use keyplane_store::{
-    AddRegionOutcome, CustomerKey, Database, DatabaseFilter, Datacenter, JobKind, KeyKind, NewJob,
-    RemoveRegionOutcome,
+    AddRegionOutcome, CreateOutcome, CustomerKey, Database, DatabaseFilter, Datacenter, JobKind,
+    KeyKind, NewJob, RemoveRegionOutcome, StoreError, serverless_identity,
 };
 use uuid::Uuid;
 
@@ -17,14 +19,24 @@ use crate::App;
 use crate::audit::record_result;
 use crate::auth::Requester;
 use crate::config::Config;
-use crate::error::{AppError, AppResult, ConflictReason, Resource};
+use crate::error::{AppError, AppResult, ConflictReason, ProviderIdShortage, Resource};
+use crate::keys::problem_for;
+use crate::keys::service::key_service;
+use crate::keyspaces::all_keyspaces;
 use crate::regions::check_region;
 
-/// A database and its datacenters (terminated ones included, by ordinal).
+/// How often a serverless deployment chooses again after a concurrent one took the provider
+/// ID it chose (each retry sees that one as taken, so this bounds only a storm of them).
+const PROVIDER_ID_ATTEMPTS: usize = 6;
+
+/// A database, its datacenters (terminated ones included, by ordinal) and its keyspaces.
 #[derive(Debug, Clone)]
 pub struct DatabaseDetail {
     pub database: Database,
     pub datacenters: Vec<Datacenter>,
+    /// Every keyspace: the initial one (`database.keyspace`) first, then the others oldest
+    /// first.
+    pub keyspaces: Vec<String>,
 }
 
 impl DatabaseDetail {
@@ -61,7 +73,7 @@ pub struct NewRegion {
 /// `GET /v2/databases`'s selectors, as given.
 #[derive(Debug, Clone, Default)]
 pub struct DatabaseQuery {
-    /// nonterminated (default), all, or terminated.
+    /// nonterminated (default), all, terminated, or one status in lower case (`active`, …).
     pub include: Option<String>,
     /// ALL, AWS, GCP or AZURE.
     pub provider: Option<String>,
@@ -166,7 +178,9 @@ pub struct Databases<'a>(pub(crate) &'a App);
 impl Databases<'_> {
     async fn detail(&self, database: Database) -> AppResult<DatabaseDetail> {
         let datacenters = self.0.store.list_datacenters(database.id).await?;
+        let additional = self.0.store.list_keyspaces(database.id).await?;
         Ok(DatabaseDetail {
+            keyspaces: all_keyspaces(&database, &additional),
             database,
             datacenters,
         })
@@ -203,6 +217,104 @@ impl Databases<'_> {
                 region: region.to_string(),
             }),
         }
+    }
+
+    /// The provider ID a serverless datacenter under customer key `key_id` takes: the first of
+    /// the organization's identities in the region that no live serverless datacenter holds
+    /// and that the key lets in (asked of the key's service, as that identity). None left:
+    /// refused with what the customer does about it.
+    async fn free_provider_id(
+        &self,
+        org: Uuid,
+        provider: Provider,
+        region: &str,
+        key_id: &str,
+    ) -> AppResult<String> {
+        let service = key_service(provider)?;
+        let ids = self.0.accounts().identities(org, provider, region).await?;
+        let live = self
+            .0
+            .store
+            .live_datacenters_of_key(org, key_id, region)
+            .await?;
+        let holders: Vec<&Datacenter> = live
+            .iter()
+            .filter(|d| serverless_identity(d).is_some())
+            .collect();
+        let mut not_admitted = Vec::new();
+        for id in &ids {
+            if holders.iter().any(|d| d.provider_account == id.account_id) {
+                continue;
+            }
+            let identity = id.in_region(region);
+            let answer = match self.0.kms.connect(&identity) {
+                Ok(kms) => service.admits(kms.as_ref(), key_id, org).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(true) => return Ok(id.account_id.clone()),
+                Ok(false) => not_admitted.push((
+                    id.principal.clone(),
+                    service.how_to_admit(&id.principal, key_id),
+                )),
+                // The key itself refuses (disabled, deleted) or the KMS is down: nothing to do
+                // with provider IDs, so say that instead.
+                Err(e) if e.kind.is_transient() => {
+                    return Err(AppError::KmsUnavailable(format!(
+                        "the KMS did not answer while checking key {key_id} for this deployment; nothing was created, \
+                         retry later"
+                    )));
+                }
+                Err(e) => {
+                    return Err(AppError::KeyCheckFailed(problem_for(
+                        provider, &e.kind, key_id, &e.message,
+                    )));
+                }
+            }
+        }
+        let mut held = Vec::new();
+        for d in &holders {
+            let name = self
+                .0
+                .store
+                .get_database(org, d.database_id)
+                .await?
+                .map(|db| db.name)
+                .unwrap_or_else(|| d.database_id.to_string());
+            let principal = ids
+                .iter()
+                .find(|i| i.account_id == d.provider_account)
+                .map(|i| i.principal.clone())
+                .unwrap_or_else(|| d.provider_account.clone());
+            held.push((principal, name));
+        }
+        Err(AppError::Conflict(ConflictReason::NoFreeProviderId(
+            ProviderIdShortage {
+                provider,
+                region: region.to_string(),
+                key_id: key_id.to_string(),
+                held,
+                not_admitted,
+            },
+        )))
+    }
+
+    /// The binding a datacenter of `db` in `region` deploys with: a serverless one under a
+    /// customer key acts as a provider ID of its own.
+    async fn binding_for(
+        &self,
+        db: &Database,
+        region: &str,
+        binding: &Binding,
+    ) -> AppResult<Binding> {
+        let (kind, key_id, account) = binding;
+        if db.db_type == DbType::Serverless && *kind == KeyKind::Customer {
+            let own = self
+                .free_provider_id(db.org_id, db.provider, region, key_id)
+                .await?;
+            return Ok((*kind, key_id.clone(), own));
+        }
+        Ok((*kind, key_id.clone(), account.clone()))
     }
 
     /// Creates a database; provisioning continues in the background (PENDING →
@@ -263,12 +375,34 @@ impl Databases<'_> {
             created_at: now,
             updated_at: now,
             terminated_at: None,
+            last_used_at: None,
         };
-        let dc = new_datacenter(&db, 1, &req.region, binding);
-        self.0
-            .store
-            .create_database(&db, &dc, &provision_job(&dc))
-            .await?;
+        for attempt in 1.. {
+            let dc = new_datacenter(
+                &db,
+                1,
+                &req.region,
+                self.binding_for(&db, &req.region, &binding).await?,
+            );
+            match self
+                .0
+                .store
+                .create_database(&db, &dc, &provision_job(&dc), &self.0.config.quotas)
+                .await
+            {
+                Ok(CreateOutcome::Created) => {}
+                Ok(CreateOutcome::OverQuota(e)) => return Err(AppError::QuotaExceeded(e)),
+                // A concurrent deployment took that provider ID first: choose again.
+                Err(StoreError::ProviderIdTaken(_)) if attempt < PROVIDER_ID_ATTEMPTS => continue,
+                Err(StoreError::ProviderIdTaken(_)) => {
+                    return Err(AppError::Conflict(
+                        ConflictReason::AccountAssignmentUnsettled,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            break;
+        }
         self.detail(db).await
     }
 
@@ -282,18 +416,31 @@ impl Databases<'_> {
                 "limit: must be between 1 and 100",
             ));
         }
-        let (include_terminated, only_terminated) =
-            match q.include.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                None | Some("nonterminated") => (false, false),
-                Some("all") => (true, false),
-                Some("terminated") => (true, true),
-                Some(other) => {
+        let include = q.include.as_deref().map(str::to_ascii_lowercase);
+        let (include_terminated, only_terminated, status) = match include.as_deref() {
+            None | Some("nonterminated") => (false, false, None),
+            Some("all") => (true, false, None),
+            Some("terminated") => (true, true, None),
+            // The original lists this one; no keyplane database is ever in it.
+            Some("suspending") => return Ok(Vec::new()),
+            Some(other) => match other.to_ascii_uppercase().parse::<DatabaseStatus>() {
+                Ok(status) => (true, false, Some(status)),
+                Err(_) => {
                     return Err(AppError::invalid_parameter(
                         "include",
-                        format!("include: {other:?}; use nonterminated, all or terminated"),
+                        format!(
+                            "include: {:?}; use nonterminated, all, terminated or a status in lower case ({})",
+                            other.chars().take(64).collect::<String>(),
+                            DatabaseStatus::ALL
+                                .iter()
+                                .map(|s| s.as_str().to_ascii_lowercase())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     ));
                 }
-            };
+            },
+        };
         let provider =
             match q.provider.as_deref() {
                 None => None,
@@ -306,6 +453,7 @@ impl Databases<'_> {
             include_terminated,
             only_terminated,
             provider,
+            status,
             starting_after: q.starting_after,
             limit,
         };
@@ -446,16 +594,33 @@ impl Databases<'_> {
                 .await?
         };
         let ordinal = dcs.iter().map(|d| d.ordinal).max().unwrap_or(0) + 1;
-        let dc = new_datacenter(&db, ordinal, &add.region, binding);
-        match self
-            .0
-            .store
-            .add_datacenter(&dc, &provision_job(&dc))
-            .await?
-        {
-            AddRegionOutcome::Added => Ok(()),
-            AddRegionOutcome::Refused(r) => Err(AppError::Conflict(ConflictReason::Region(r))),
+        for attempt in 1.. {
+            let dc = new_datacenter(
+                &db,
+                ordinal,
+                &add.region,
+                self.binding_for(&db, &add.region, &binding).await?,
+            );
+            return match self
+                .0
+                .store
+                .add_datacenter(&dc, &provision_job(&dc), &self.0.config.quotas)
+                .await
+            {
+                Ok(AddRegionOutcome::Added) => Ok(()),
+                Ok(AddRegionOutcome::Refused(r)) => {
+                    Err(AppError::Conflict(ConflictReason::Region(r)))
+                }
+                Ok(AddRegionOutcome::OverQuota(e)) => Err(AppError::QuotaExceeded(e)),
+                // A concurrent deployment took that provider ID first: choose again.
+                Err(StoreError::ProviderIdTaken(_)) if attempt < PROVIDER_ID_ATTEMPTS => continue,
+                Err(StoreError::ProviderIdTaken(_)) => Err(AppError::Conflict(
+                    ConflictReason::AccountAssignmentUnsettled,
+                )),
+                Err(e) => Err(e.into()),
+            };
         }
+        Err(AppError::bug("the deployment loop ended"))
     }
 
     /// Removes one region: the database goes to MAINTENANCE while the region's files and

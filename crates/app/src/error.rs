@@ -6,7 +6,7 @@
 use std::fmt;
 
 use keyplane_core::databases::RegionChangeRefusal;
-use keyplane_core::{DbType, Permission, Provider};
+use keyplane_core::{DatabaseStatus, DbType, Permission, Provider, QuotaExceeded};
 use keyplane_docstore::DocStoreError;
 use keyplane_kms::KmsError;
 use keyplane_store::StoreError;
@@ -72,6 +72,21 @@ pub enum AppError {
     /// A provider keyplane has no adapter for yet.
     #[error("{0}")]
     NotSupported(String),
+    /// The organization holds as many databases, datacenters or tokens as its quota allows.
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
+    /// Every platform identity of a provider whose identities are per organization is
+    /// assigned to another organization: only the operator can add more.
+    #[error(
+        "no {provider} platform identity is free{}: each organization gets identities of its own, and every \
+         configured one is assigned to another organization. Retry later or contact the platform operator \
+         (operator: add accounts to [[provider_accounts.{provider}]] in the configuration file)",
+        region.as_deref().map(|r| format!(" for region {r}")).unwrap_or_default()
+    )]
+    IdentityPoolExhausted {
+        provider: Provider,
+        region: Option<String>,
+    },
     /// The KMS did not answer, or refused the platform's credentials; nothing was changed.
     #[error("{0}")]
     KmsUnavailable(String),
@@ -160,6 +175,11 @@ pub enum Resource {
     },
     /// A Data API endpoint, `{databaseId}-{region}`.
     Endpoint(String),
+    /// A keyspace of a database.
+    Keyspace {
+        database: Uuid,
+        name: String,
+    },
 }
 
 impl fmt::Display for Resource {
@@ -188,6 +208,9 @@ impl fmt::Display for Resource {
                 "datacenter {datacenter} not found in database {database}"
             ),
             Resource::Endpoint(endpoint) => write!(f, "no database endpoint {endpoint}"),
+            Resource::Keyspace { database, name } => {
+                write!(f, "keyspace {name} not found in database {database}")
+            }
         }
     }
 }
@@ -254,6 +277,10 @@ pub enum ConflictReason {
     AccountAssignmentUnsettled,
     /// Every platform account of the provider is already assigned to the organization.
     NoAccountLeft(Provider),
+    /// The organization asked for one more identity of a provider whose identities are its
+    /// own, and every other one is held by another organization: a state the request cannot
+    /// change (409, like `NoAccountLeft`), not an outage; a first identity missing is 503.
+    NoFreeIdentity(Provider),
     /// One key per (organization, type, provider, region), and it cannot be replaced.
     KeyAlreadyRegistered {
         db_type: DbType,
@@ -263,6 +290,67 @@ pub enum ConflictReason {
     },
     /// A region rule (core's `check_add_region` / `check_remove_region`) refused it.
     Region(RegionChangeRefusal),
+    /// Keyspaces are created and dropped only while the database is ACTIVE.
+    KeyspaceChange(DatabaseStatus),
+    /// A serverless database needs a provider ID of the organization that no other live
+    /// serverless database holds in the region and that the key lets in; there is none.
+    NoFreeProviderId(ProviderIdShortage),
+}
+
+/// Why a serverless deployment found no provider ID, and what the customer does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderIdShortage {
+    pub provider: Provider,
+    pub region: String,
+    pub key_id: String,
+    /// The organization's provider IDs in the region held by serverless databases:
+    /// (principal, database name).
+    pub held: Vec<(String, String)>,
+    /// Free provider IDs the key does not let in: (principal, what to add to the key's policy).
+    pub not_admitted: Vec<(String, String)>,
+}
+
+impl fmt::Display for ProviderIdShortage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (provider, region, key) = (self.provider, &self.region, &self.key_id);
+        let held = self
+            .held
+            .iter()
+            .map(|(p, db)| format!("{p} by database {db}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.not_admitted.is_empty() {
+            write!(
+                f,
+                "each serverless database needs a provider ID of its own that the key lets in, and every provider ID of \
+                 your organization for {provider} {region} is taken ({held}). Assign one more with POST \
+                 /v2/kms/classic/provider/{provider}/accounts, add it to the policy of key {key} (GET \
+                 /v2/kms/serverless/provider/{provider}/region/{region}/policy shows what to grant every provider ID), \
+                 then deploy again"
+            )
+        } else {
+            let fixes = self
+                .not_admitted
+                .iter()
+                .map(|(_, how)| how.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            write!(
+                f,
+                "each serverless database needs a provider ID of its own that the key lets in, and key {key} lets in \
+                 none of the free ones of your organization for {provider} {region} ({}): {fixes}; then deploy again",
+                self.not_admitted
+                    .iter()
+                    .map(|(p, _)| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+            if !held.is_empty() {
+                write!(f, ". Taken: {held}")?;
+            }
+            Ok(())
+        }
+    }
 }
 
 impl fmt::Display for ConflictReason {
@@ -274,6 +362,10 @@ impl fmt::Display for ConflictReason {
             ConflictReason::NoAccountLeft(provider) => write!(
                 f,
                 "every platform {provider} account is already assigned to your organization; none is left to assign"
+            ),
+            ConflictReason::NoFreeIdentity(provider) => write!(
+                f,
+                "no other platform {provider} identity is free: your organization keeps the ones it holds, and every other configured one is assigned to another organization (operator: add accounts to [[provider_accounts.{provider}]] in the configuration file)"
             ),
             ConflictReason::KeyAlreadyRegistered {
                 db_type,
@@ -287,6 +379,11 @@ impl fmt::Display for ConflictReason {
                  change it"
             ),
             ConflictReason::Region(refusal) => refusal.fmt(f),
+            ConflictReason::KeyspaceChange(status) => write!(
+                f,
+                "the database is {status}; keyspaces can be created or dropped only when it is ACTIVE, retry then"
+            ),
+            ConflictReason::NoFreeProviderId(shortage) => shortage.fmt(f),
         }
     }
 }

@@ -5,11 +5,15 @@
 //!
 //! - services, reached from [`App`]: [`App::orgs`], [`App::tokens`], [`App::accounts`],
 //!   [`App::keys`] (registration with its live check, the policy helper and checker),
-//!   [`App::databases`], [`App::audit`]; they check permissions and record the audit log;
-//! - [`jobs`]: the provisioning worker; [`monitor`]: key health; [`dataplane`]: data keys in
+//!   [`App::databases`], [`App::keyspaces`], [`App::regions`] (the region listings),
+//!   [`App::audit`], [`App::sessions`] (the portal's, in the store); they check permissions
+//!   and record the audit log;
+//! - [`jobs`]: the provisioning worker, with leased jobs shared by every replica on one
+//!   store; [`monitor`]: key health; [`dataplane`]: data keys in
 //!   memory, datacenter files, and the Data API's reads and writes across regions;
-//! - [`config`] and [`regions`]: what the operator configures and which regions an
-//!   organization may use.
+//! - [`config`] and [`regions`]: what the operator configures (the process's role in a fleet
+//!   among it) and which regions an organization may use; [`usage`]: when each database was
+//!   last used.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
@@ -22,13 +26,16 @@ pub mod dataplane;
 pub mod error;
 pub mod jobs;
 pub mod keys;
+pub mod keyspaces;
 pub mod metrics;
 pub mod monitor;
 pub mod orgs;
 pub mod regions;
+pub mod sessions;
 pub mod tokens;
+pub mod usage;
 
 pub use app::App;
 pub use auth::Requester;
-pub use config::{Config, DevSignin, PlatformKey, ProviderAccount};
-pub use error::{AppError, AppResult, ConflictReason, RegionProblem, Resource};
+pub use config::{Config, DevSignin, PlatformKey, ProcessRole, ProviderAccount};
+pub use error::{AppError, AppResult, ConflictReason, ProviderIdShortage, RegionProblem, Resource};

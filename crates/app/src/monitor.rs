@@ -1,21 +1,38 @@
-//! Key health: every in-use customer key is checked on an interval with DescribeKey and a
-//! Decrypt of each datacenter's wrapped data key. A key the platform can no longer use
+//! Key health: every in-use customer key is checked on an interval with its key service's
+//! health read (AWS DescribeKey; GCP the key's primary version) and a Decrypt of each
+//! datacenter's wrapped data key. A key the platform can no longer use
 //! suspends its datacenters at once; errors that say nothing about the key (timeouts,
 //! throttling, 5xx) suspend nothing until they have lasted the grace period. When the key
 //! is usable again, the datacenters return to ACTIVE by themselves.
+//!
+//! A round checks its datacenters `key_check_concurrency` at a time (the checks mostly wait
+//! on the KMS), asks DescribeKey once per key whatever the number of its datacenters, and
+//! records each key's status once; a datacenter whose check fails to be recorded (a store
+//! error) is logged and counted, and the round goes on with the others.
+//!
+//! Each round also checks the organization binding of keys whose binding was never proven
+//! (registered before registration proved it): while such a key's policy lets the platform
+//! use it for any organization, the key carries a warning (not a status: it keeps working)
+//! and the audit log records its first appearance.
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use keyplane_core::audit::{AuditAction, AuditOutcome};
-use keyplane_core::{DatabaseStatus, DbType, KeyStatus};
-use keyplane_kms::{ErrorKind, KeyState, KmsError};
-use keyplane_store::{Datacenter, KeyStatusUpdate};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
+use keyplane_kms::{ErrorKind, KmsError, PlatformIdentity};
+use keyplane_store::{CustomerKey, Datacenter, KeyBinding, KeyStatusUpdate};
+use uuid::Uuid;
 
 use crate::App;
 use crate::dataplane::datacenter_context;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::jobs::refresh_database_status;
-use crate::keys::key_problem;
+use crate::keys::problem_for;
+use crate::keys::registration::{BindingProbe, probe_binding, unbound_warning};
+use crate::keys::service::key_service;
 
 /// Who the audit log says acted when the monitor suspends or resumes a datacenter.
 pub const MONITOR_ACTOR: &str = "system:key-monitor";
@@ -34,28 +51,259 @@ pub async fn run_monitor(app: App, shutdown: impl std::future::Future<Output = (
     }
 }
 
-/// A key's DescribeKey answer within one round, shared by every datacenter under that key.
-type Described = HashMap<(String, String, String), Result<(), (ErrorKind, String)>>;
+/// A key as DescribeKey sees it: its ID, and the account and region asking.
+type KeyRef = (String, String, String);
+/// A DescribeKey answer, kept for the round.
+type Described = Result<(), (ErrorKind, String)>;
+/// The customer key a datacenter's status is recorded on.
+type KeySlot = (Uuid, DbType, Provider, String);
+
+/// What one round did.
+#[derive(Debug, Default)]
+pub struct RoundReport {
+    /// Datacenters whose key was checked.
+    pub checked: usize,
+    /// Distinct keys among them (= DescribeKey calls made).
+    pub keys: usize,
+    /// Datacenters whose check could not be recorded (see [`Self::first_error`]).
+    pub errors: usize,
+    pub first_error: Option<AppError>,
+    pub elapsed: Duration,
+}
+
+/// A datacenter's verdict on its key, the worst of which is recorded on the key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    Usable,
+    /// A KMS error that says nothing about the key, within the grace period.
+    Failing(String),
+    Inaccessible(String),
+}
+
+/// What the checks of one round share.
+#[derive(Default)]
+struct Round {
+    described: tokio::sync::Mutex<HashMap<KeyRef, Arc<tokio::sync::OnceCell<Described>>>>,
+    db_types: tokio::sync::Mutex<HashMap<Uuid, Option<DbType>>>,
+}
 
 pub struct Monitor<'a>(pub(crate) &'a App);
 
 impl Monitor<'_> {
     /// Checks every live customer-keyed datacenter now: one round.
     pub async fn check_all(&self) -> AppResult<()> {
+        self.round().await.map(|_| ())
+    }
+
+    /// One round, with what it did. Fails only when the datacenters cannot be listed; a
+    /// datacenter whose check fails is counted in the report and logged.
+    pub async fn round(&self) -> AppResult<RoundReport> {
         let dcs = self.0.store.live_customer_datacenters().await?;
-        self.check_datacenters(&dcs).await?;
+        let mut report = self.check_report(dcs).await;
+        // The binding checks come after the health checks and, like them, a failure is
+        // counted in the report and does not end the round.
+        if let Err(e) = self.check_bindings().await {
+            report.errors += 1;
+            self.0.counters.monitor_check_error();
+            tracing::warn!(error = %e, "checking the keys' organization binding failed; the round goes on");
+            if report.first_error.is_none() {
+                report.first_error = Some(e);
+            }
+        }
         self.0.counters.monitor_round();
+        if let Some(e) = &report.first_error {
+            tracing::error!(failed = report.errors, checked = report.checked, error = %e,
+                "key health round finished with datacenters whose check failed");
+        } else {
+            tracing::debug!(checked = report.checked, keys = report.keys, elapsed = ?report.elapsed, "key health round");
+        }
+        Ok(report)
+    }
+
+    /// Checks the binding of every key whose binding is not proven yet.
+    pub async fn check_bindings(&self) -> AppResult<()> {
+        for key in self.0.store.unbound_customer_keys().await? {
+            self.check_binding(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Probes one key's organization binding and records what it found: the proof (the
+    /// warning, if any, is gone) or the warning, with an audit entry for each change.
+    /// A KMS failure decides nothing (the health check reports the key's state).
+    pub async fn check_binding(&self, key: &CustomerKey) -> AppResult<()> {
+        // Other key services get an identity per organization: nothing to prove by context.
+        if key.provider != Provider::Aws {
+            return Ok(());
+        }
+        let app = self.0;
+        let kms = match app.kms.connect(&key_identity(app, key)) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(key = %key.key_id, error = %e, "binding check: no KMS connection");
+                return Ok(());
+            }
+        };
+        let target = format!(
+            "{}/{}/{} {}",
+            key.db_type, key.provider, key.region, key.key_id
+        );
+        let (binding, action, reason) =
+            match probe_binding(kms.as_ref(), &key.key_id, key.org_id).await {
+                BindingProbe::Bound => (
+                    KeyBinding::Bound { at: Utc::now() },
+                    AuditAction::CmkBound,
+                    "the key policy refuses other organizations".to_string(),
+                ),
+                BindingProbe::Unbound => {
+                    let warning = unbound_warning(key.org_id);
+                    (
+                        KeyBinding::Unbound {
+                            warning: warning.clone(),
+                        },
+                        AuditAction::CmkUnbound,
+                        warning,
+                    )
+                }
+                BindingProbe::Unknown(why) => {
+                    tracing::debug!(key = %key.key_id, why, "binding check inconclusive");
+                    return Ok(());
+                }
+            };
+        let changed = app
+            .store
+            .record_key_binding(key.org_id, key.db_type, key.provider, &key.region, &binding)
+            .await?;
+        if changed {
+            if action == AuditAction::CmkUnbound {
+                tracing::warn!(key = %key.key_id, org = %key.org_id, "customer key usable for any organization");
+            }
+            crate::audit::record(
+                app,
+                key.org_id,
+                MONITOR_ACTOR.to_string(),
+                action,
+                &target,
+                AuditOutcome::Success,
+                &reason,
+            )
+            .await;
+        }
         Ok(())
     }
 
     /// Checks these datacenters now (a round, or one key's on request): one DescribeKey
-    /// per key, and a Decrypt of each datacenter's own wrapped data key.
+    /// per key, and a Decrypt of each datacenter's own wrapped data key. Every datacenter is
+    /// checked even if one fails; the first failure is returned after.
     pub async fn check_datacenters(&self, dcs: &[Datacenter]) -> AppResult<()> {
-        let mut described = Described::new();
-        for dc in dcs {
-            check_with(self.0, dc, &mut described).await?;
+        let report = self.check_report(dcs.to_vec()).await;
+        match report.first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    async fn check_report(&self, dcs: Vec<Datacenter>) -> RoundReport {
+        let started = Instant::now();
+        let app = self.0.clone();
+        let dcs = Arc::new(dcs);
+        let round = Arc::new(Round::default());
+        let next = Arc::new(AtomicUsize::new(0));
+        let workers = app.config.key_check_concurrency.clamp(1, dcs.len().max(1));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            let (app, dcs, round, next) = (app.clone(), dcs.clone(), round.clone(), next.clone());
+            set.spawn(async move {
+                let mut verdicts: Vec<(KeySlot, Verdict)> = vec![];
+                let mut errors: Vec<AppError> = vec![];
+                let mut checked = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(dc) = dcs.get(i) else { break };
+                    match check_one(&app, dc, &round).await {
+                        Ok(Some(v)) => {
+                            checked += 1;
+                            verdicts.push(v);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            checked += 1;
+                            app.counters.monitor_check_error();
+                            tracing::warn!(datacenter = %dc.id, error = %e, "checking a datacenter's key failed; the round goes on");
+                            errors.push(e);
+                        }
+                    }
+                }
+                (verdicts, errors, checked)
+            });
+        }
+        let mut report = RoundReport::default();
+        let mut per_key: HashMap<KeySlot, Verdict> = HashMap::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((verdicts, errors, checked)) => {
+                    report.checked += checked;
+                    report.errors += errors.len();
+                    if report.first_error.is_none() {
+                        report.first_error = errors.into_iter().next();
+                    }
+                    for (slot, v) in verdicts {
+                        let worst = per_key.entry(slot).or_insert(Verdict::Usable);
+                        if v > *worst {
+                            *worst = v;
+                        }
+                    }
+                }
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::error!(error = %e, "a key check task failed");
+                    if report.first_error.is_none() {
+                        report.first_error = Some(AppError::internal(e));
+                    }
+                }
+            }
+        }
+        // One status write per key.
+        for ((org, db_type, provider, region), verdict) in per_key {
+            let r = match &verdict {
+                Verdict::Usable => {
+                    record_key(
+                        &app,
+                        (org, db_type, provider, &region),
+                        KeyStatus::InUse,
+                        None,
+                        true,
+                        "the key is usable",
+                    )
+                    .await
+                }
+                Verdict::Failing(reason) => {
+                    record_check_only(&app, (org, db_type, provider, &region), false, reason).await
+                }
+                Verdict::Inaccessible(reason) => {
+                    record_key(
+                        &app,
+                        (org, db_type, provider, &region),
+                        KeyStatus::Inaccessible,
+                        Some(reason),
+                        false,
+                        reason,
+                    )
+                    .await
+                }
+            };
+            if let Err(e) = r {
+                report.errors += 1;
+                app.counters.monitor_check_error();
+                tracing::warn!(error = %e, region, "recording a key's status failed; the round goes on");
+                if report.first_error.is_none() {
+                    report.first_error = Some(e);
+                }
+            }
+        }
+        report.keys = round.described.lock().await.len();
+        report.elapsed = started.elapsed();
+        report
     }
 
     /// Suspends the datacenter: its cached key and open file are dropped at once.
@@ -64,42 +312,61 @@ impl Monitor<'_> {
     }
 }
 
-/// Whether the key is in a state that can be used, asking the KMS once per key.
+/// The identity that acts on a registered key: the account it was validated with.
+fn key_identity(app: &App, key: &CustomerKey) -> PlatformIdentity {
+    let principal = app
+        .config
+        .account(key.provider, &key.provider_account)
+        .map(|a| a.principal(key.provider))
+        .unwrap_or_else(|| {
+            format!(
+                "arn:aws:iam::{}:role/{}",
+                key.provider_account,
+                crate::config::DEFAULT_AWS_ROLE
+            )
+        });
+    PlatformIdentity {
+        provider: key.provider,
+        region: key.region.clone(),
+        account_id: key.provider_account.clone(),
+        principal,
+    }
+}
+
+/// Whether the key is in a state that can be used, asking the KMS once per key and round
+/// (concurrent checks of the same key wait for the one answer).
 async fn describe(
     dc: &Datacenter,
     kms: &dyn keyplane_kms::KeyProvider,
-    described: &mut Described,
+    round: &Round,
 ) -> Result<(), KmsError> {
     let id = (
         dc.key_id.clone(),
         dc.provider_account.clone(),
         dc.region.clone(),
     );
-    if let Some(known) = described.get(&id) {
-        return known
-            .clone()
-            .map_err(|(kind, message)| KmsError::new(kind, "DescribeKey", message));
-    }
-    let answer = match kms.describe_key(&dc.key_id).await {
-        Ok(desc) => match desc.state {
-            KeyState::Enabled => Ok(()),
-            KeyState::Disabled => Err((ErrorKind::Disabled, "key state Disabled".to_string())),
-            KeyState::PendingDeletion => Err((
-                ErrorKind::PendingDeletion,
-                "key state PendingDeletion".to_string(),
-            )),
-            KeyState::Other(s) => Err((ErrorKind::InvalidState, format!("key state {s}"))),
-        },
-        Err(e) => Err((e.kind, e.message)),
-    };
-    described.insert(id, answer.clone());
-    answer.map_err(|(kind, message)| KmsError::new(kind, "DescribeKey", message))
+    let cell = round.described.lock().await.entry(id).or_default().clone();
+    // What "usable" means is the key service's: AWS the key's state, GCP its primary version's.
+    let answer = cell
+        .get_or_init(|| async {
+            match key_service(dc.provider) {
+                Ok(service) => service
+                    .health(kms, &dc.key_id)
+                    .await
+                    .map_err(|e| (e.kind, e.message)),
+                Err(e) => Err((ErrorKind::Unsupported, e.to_string())),
+            }
+        })
+        .await;
+    answer
+        .clone()
+        .map_err(|(kind, message)| KmsError::new(kind, "DescribeKey", message))
 }
 
 /// The result of asking the KMS whether the datacenter's key still works.
-async fn probe(state: &App, dc: &Datacenter, described: &mut Described) -> Result<(), KmsError> {
+async fn probe(state: &App, dc: &Datacenter, round: &Round) -> Result<(), KmsError> {
     let kms = state.kms.connect(&state.data.identity(dc))?;
-    describe(dc, kms.as_ref(), described).await?;
+    describe(dc, kms.as_ref(), round).await?;
     if let Some(wrapped) = &dc.wrapped_data_key {
         kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc))
             .await?;
@@ -107,16 +374,36 @@ async fn probe(state: &App, dc: &Datacenter, described: &mut Described) -> Resul
     Ok(())
 }
 
-async fn check_with(state: &App, dc: &Datacenter, described: &mut Described) -> AppResult<()> {
+async fn db_type(state: &App, dc: &Datacenter, round: &Round) -> AppResult<Option<DbType>> {
+    if let Some(t) = round.db_types.lock().await.get(&dc.database_id) {
+        return Ok(*t);
+    }
+    let t = state
+        .store
+        .get_database(dc.org_id, dc.database_id)
+        .await?
+        .map(|d| d.db_type);
+    round.db_types.lock().await.insert(dc.database_id, t);
+    Ok(t)
+}
+
+/// Checks one datacenter and acts on it (suspend, resume, the grace period's start); returns
+/// the key it is recorded on and its verdict, `None` if it is not checked (not serving yet,
+/// or its database is gone).
+async fn check_one(
+    state: &App,
+    dc: &Datacenter,
+    round: &Round,
+) -> AppResult<Option<(KeySlot, Verdict)>> {
     if !matches!(
         dc.status,
         DatabaseStatus::Active | DatabaseStatus::Suspended | DatabaseStatus::Maintenance
     ) || dc.wrapped_data_key.is_none()
     {
-        return Ok(());
+        return Ok(None);
     }
     let now = Utc::now();
-    match probe(state, dc, described).await {
+    let verdict = match probe(state, dc, round).await {
         Ok(()) => {
             if dc.kms_failing_since.is_some() {
                 state.store.set_kms_failing_since(&dc.id, None).await?;
@@ -137,7 +424,7 @@ async fn check_with(state: &App, dc: &Datacenter, described: &mut Described) -> 
                 .await;
                 tracing::info!(datacenter = %dc.id, "key usable again; datacenter ACTIVE");
             }
-            record_key(state, dc, KeyStatus::InUse, None, true, "the key is usable").await
+            Verdict::Usable
         }
         Err(e) if e.kind.is_transient() => {
             let since = dc.kms_failing_since.unwrap_or(now);
@@ -148,40 +435,31 @@ async fn check_with(state: &App, dc: &Datacenter, described: &mut Described) -> 
                 chrono::Duration::from_std(state.config.kms_grace_period).unwrap_or_default();
             let reason = format!(
                 "{} (failing since {}; grace period {} s)",
-                key_problem(&e.kind, &dc.key_id, &e.message),
+                problem_for(dc.provider, &e.kind, &dc.key_id, &e.message),
                 since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 state.config.kms_grace_period.as_secs()
             );
             if now - since >= grace {
                 suspend(state, dc, &reason).await?;
-                record_key(
-                    state,
-                    dc,
-                    KeyStatus::Inaccessible,
-                    Some(&reason),
-                    false,
-                    &reason,
-                )
-                .await
+                Verdict::Inaccessible(reason)
             } else {
                 tracing::warn!(datacenter = %dc.id, error = %e, "KMS error that says nothing about the key; within the grace period");
-                record_check_only(state, dc, false, &reason).await
+                Verdict::Failing(reason)
             }
         }
         Err(e) => {
-            let reason = key_problem(&e.kind, &dc.key_id, &e.message);
+            let reason = problem_for(dc.provider, &e.kind, &dc.key_id, &e.message);
             suspend(state, dc, &reason).await?;
-            record_key(
-                state,
-                dc,
-                KeyStatus::Inaccessible,
-                Some(&reason),
-                false,
-                &reason,
-            )
-            .await
+            Verdict::Inaccessible(reason)
         }
-    }
+    };
+    let Some(t) = db_type(state, dc, round).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        (dc.org_id, t, dc.provider, dc.region.clone()),
+        verdict,
+    )))
 }
 
 async fn suspend(state: &App, dc: &Datacenter, reason: &str) -> AppResult<()> {
@@ -215,32 +493,21 @@ async fn audit(state: &App, dc: &Datacenter, action: AuditAction, reason: &str) 
     .await;
 }
 
-async fn db_type(state: &App, dc: &Datacenter) -> AppResult<Option<DbType>> {
-    Ok(state
-        .store
-        .get_database(dc.org_id, dc.database_id)
-        .await?
-        .map(|d| d.db_type))
-}
-
 async fn record_key(
     state: &App,
-    dc: &Datacenter,
+    (org, t, provider, region): (Uuid, DbType, Provider, &str),
     status: KeyStatus,
     reason: Option<&str>,
     ok: bool,
     message: &str,
 ) -> AppResult<()> {
-    let Some(t) = db_type(state, dc).await? else {
-        return Ok(());
-    };
     state
         .store
         .update_customer_key_status(
-            dc.org_id,
+            org,
             t,
-            dc.provider,
-            &dc.region,
+            provider,
+            region,
             &KeyStatusUpdate {
                 status,
                 status_reason: reason.map(str::to_string),
@@ -254,13 +521,15 @@ async fn record_key(
 }
 
 /// Records a failed check without changing the key's status (grace period).
-async fn record_check_only(state: &App, dc: &Datacenter, ok: bool, message: &str) -> AppResult<()> {
-    let Some(t) = db_type(state, dc).await? else {
-        return Ok(());
-    };
+async fn record_check_only(
+    state: &App,
+    (org, t, provider, region): (Uuid, DbType, Provider, &str),
+    ok: bool,
+    message: &str,
+) -> AppResult<()> {
     let Some(key) = state
         .store
-        .get_customer_key(dc.org_id, t, dc.provider, &dc.region)
+        .get_customer_key(org, t, provider, region)
         .await?
     else {
         return Ok(());
@@ -268,10 +537,10 @@ async fn record_check_only(state: &App, dc: &Datacenter, ok: bool, message: &str
     state
         .store
         .update_customer_key_status(
-            dc.org_id,
+            org,
             t,
-            dc.provider,
-            &dc.region,
+            provider,
+            region,
             &KeyStatusUpdate {
                 status: key.status,
                 status_reason: key.status_reason.clone(),

@@ -1,22 +1,38 @@
 //! Application tokens of an organization: create (the secret is returned once and only its
 //! hash is kept), list, revoke. A token can only hand out permissions its own role has.
 use chrono::{SubsecRound, Utc};
-use keyplane_core::{Permission, Role, Token};
-use keyplane_store::{Store, TokenRecord};
+use keyplane_core::{Permission, QuotaExceeded, Quotas, Role, Token};
+use keyplane_store::{CreateOutcome, Store, TokenRecord};
 use uuid::Uuid;
 
 use crate::App;
 use crate::auth::Requester;
 use crate::error::{AppError, AppResult, Resource};
 
-/// Creates a token for `org_id` and stores only the hash of its secret. Shared by the
-/// services and the operator's `keyplane admin create-token`.
+/// Creates a token for `org_id` and stores only the hash of its secret: the operator's
+/// `keyplane admin create-token` and the dev bootstrap, which no quota limits.
 pub async fn issue_token(
     store: &dyn Store,
     org_id: Uuid,
     role: &Role,
     description: &str,
 ) -> keyplane_store::Result<(Token, TokenRecord)> {
+    match mint(store, org_id, role, description, &Quotas::UNLIMITED).await? {
+        Ok(t) => Ok(t),
+        Err(e) => Err(keyplane_store::StoreError::Corrupt(format!(
+            "an unlimited token quota refused a token: {e}"
+        ))),
+    }
+}
+
+/// A new token stored unless the organization's token quota is reached.
+async fn mint(
+    store: &dyn Store,
+    org_id: Uuid,
+    role: &Role,
+    description: &str,
+    quotas: &Quotas,
+) -> keyplane_store::Result<Result<(Token, TokenRecord), QuotaExceeded>> {
     let token = Token::generate();
     let record = TokenRecord {
         client_id: token.client_id().to_string(),
@@ -27,8 +43,10 @@ pub async fn issue_token(
         created_at: Utc::now().trunc_subsecs(3),
         revoked_at: None,
     };
-    store.insert_token(&record).await?;
-    Ok((token, record))
+    Ok(match store.insert_token(&record, quotas).await? {
+        CreateOutcome::Created => Ok((token, record)),
+        CreateOutcome::OverQuota(e) => Err(e),
+    })
 }
 
 /// What a new token is asked for: one built-in role by name, or a custom role's permissions.
@@ -78,7 +96,16 @@ impl Tokens<'_> {
         {
             return Err(AppError::Forbidden(p));
         }
-        Ok(issue_token(self.0.store.as_ref(), who.org_id(), &role, &req.description).await?)
+        let store = self.0.store.as_ref();
+        mint(
+            store,
+            who.org_id(),
+            &role,
+            &req.description,
+            &self.0.config.quotas,
+        )
+        .await?
+        .map_err(AppError::QuotaExceeded)
     }
 
     /// The organization's tokens, newest first, revoked ones included, without secrets.

@@ -78,7 +78,9 @@ pub enum AdminCommand {
 pub async fn run(store_args: &StoreArgs, cmd: AdminCommand) -> anyhow::Result<()> {
     let resolved = resolve(store_args, None)?;
     if !resolved.database_url.starts_with("postgres") {
-        std::fs::create_dir_all(&resolved.data_dir)?;
+        // Owner-only whatever the umask: it holds the store, the dev credentials and the
+        // datacenter files. A folder that exists already is left as it is (it may be shared).
+        keyplane_store::create_private_dir(&resolved.data_dir)?;
     }
     let store = keyplane_store::open(&resolved.database_url).await?;
     let out = match cmd {

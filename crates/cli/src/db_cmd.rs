@@ -212,6 +212,13 @@ fn get_table(db: &Value) -> String {
     field("ID:", s(&db["id"]));
     field("Name:", s(&info["name"]));
     field("Keyspace:", s(&info["keyspace"]));
+    // Every keyspace, the first one included, when the server lists them.
+    if let Some(all) = info["keyspaces"].as_array().filter(|a| a.len() > 1) {
+        field(
+            "Keyspaces:",
+            all.iter().map(s).collect::<Vec<_>>().join(", "),
+        );
+    }
     field("Status:", s(&db["status"]));
     field("Message:", s(&db["message"]));
     field("Provider:", s(&info["cloudProvider"]));

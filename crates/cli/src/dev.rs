@@ -36,6 +36,31 @@ pub struct KmsCredentials {
     pub endpoint: String,
     pub region: String,
     pub customer: CustomerCredentials,
+    /// The built-in Cloud KMS (same endpoint): the sample customer and the platform's
+    /// service accounts. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpDevCredentials>,
+}
+
+/// The built-in Cloud KMS's dev identities, as `gcloud`-less clients use them: a bearer token
+/// per identity (`Authorization: Bearer …`).
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpDevCredentials {
+    /// The sample customer's project, where its key rings and keys go.
+    pub customer_project: String,
+    pub customer_member: String,
+    pub customer_token: String,
+    /// The platform's project (the GCP Cloud Provider ID).
+    pub platform_project: String,
+    pub platform: Vec<GcpDevIdentity>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct GcpDevIdentity {
+    pub service_account: String,
+    pub token: String,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -53,6 +78,8 @@ pub struct PlatformKms {
     pub endpoint: String,
     pub customer: KmsCredentials,
     pub platform: Vec<keyplane_devkms::Credentials>,
+    /// Bearer tokens of the platform's service accounts, by email.
+    pub gcp_platform: Vec<(String, zeroize::Zeroizing<String>)>,
 }
 
 /// Opens the built-in KMS under `<data-dir>/kms` and serves it on its own port. Every
@@ -90,6 +117,22 @@ pub async fn start_kms(
         .iter()
         .filter_map(|a| kms.credentials(&a.principal(keyplane_core::Provider::Aws)))
         .collect();
+    // Every configured platform service account exists in the built-in Cloud KMS, owning no
+    // project: it holds only what customers grant it.
+    let mut gcp_platform = Vec::new();
+    for a in resolved.config.accounts(keyplane_core::Provider::Gcp) {
+        let member = a.principal(keyplane_core::Provider::Gcp);
+        let token = match kms.gcp_token(&member) {
+            Some(t) => t,
+            None => kms
+                .add_gcp_identity(&member, &[])
+                .with_context(|| format!("adding {member} to the built-in KMS"))?,
+        };
+        gcp_platform.push((a.id.clone(), token));
+    }
+    let gcp_customer = kms
+        .gcp_token(keyplane_devkms::GCP_CUSTOMER)
+        .context("the built-in KMS has no sample Cloud KMS customer")?;
     let listener = tokio::net::TcpListener::bind(resolved.kms_listen)
         .await
         .with_context(|| format!("binding the built-in KMS to {}", resolved.kms_listen))?;
@@ -109,9 +152,23 @@ pub async fn start_kms(
                 secret_access_key: customer.secret_access_key.to_string(),
                 principal_arn: customer.principal_arn.clone(),
             },
+            gcp: Some(GcpDevCredentials {
+                customer_project: keyplane_devkms::GCP_CUSTOMER_PROJECT.to_string(),
+                customer_member: keyplane_devkms::GCP_CUSTOMER.to_string(),
+                customer_token: gcp_customer.to_string(),
+                platform_project: keyplane_devkms::GCP_PLATFORM_PROJECT.to_string(),
+                platform: gcp_platform
+                    .iter()
+                    .map(|(sa, t)| GcpDevIdentity {
+                        service_account: sa.clone(),
+                        token: t.to_string(),
+                    })
+                    .collect(),
+            }),
         },
         endpoint,
         platform,
+        gcp_platform,
     })
 }
 

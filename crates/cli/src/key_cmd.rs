@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use keyplane_core::{AwsKeyArn, Provider};
+use keyplane_core::AwsKeyArn;
+use keyplane_core::policy::PolicyFormat;
 use serde_json::{Value, json};
 
 pub use crate::api_client::ApiArgs;
@@ -21,10 +22,45 @@ pub enum DbTypeArg {
     Serverless,
 }
 
+/// The key service a key lives in: the three clouds' KMS, or OpenBao (which serves a region
+/// of any cloud). It picks the API's `provider/<service>/…` path and the policy's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyServiceArg {
+    /// AWS KMS: a key policy (JSON statements).
+    Aws,
+    /// Google Cloud KMS: the key's IAM policy (getIamPolicy output).
+    Gcp,
+    /// Azure Key Vault: role assignments (`az role assignment list` output).
+    Azure,
+    /// OpenBao / Vault Transit: an ACL policy (HCL or its JSON form).
+    Openbao,
+}
+
+impl KeyServiceArg {
+    /// The service's name in the API's paths.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyServiceArg::Aws => "aws",
+            KeyServiceArg::Gcp => "gcp",
+            KeyServiceArg::Azure => "azure",
+            KeyServiceArg::Openbao => "openbao",
+        }
+    }
+
+    pub fn policy_format(self) -> PolicyFormat {
+        match self {
+            KeyServiceArg::Aws => PolicyFormat::AwsKeyPolicy,
+            KeyServiceArg::Gcp => PolicyFormat::GcpIamPolicy,
+            KeyServiceArg::Azure => PolicyFormat::AzureRoleAssignments,
+            KeyServiceArg::Openbao => PolicyFormat::OpenbaoPolicy,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Print the key-policy statements keyplane needs, with your provider ID filled in; with
-    /// --merge-into or --key-id, the whole key policy with them added or updated in place.
+    /// Print what keyplane needs granted on the key, with your provider ID filled in; with
+    /// --merge-into or --key-id, the key's whole policy with it added or updated in place.
     Policy {
         /// The database type the key is for.
         #[arg(long, value_enum, default_value = "classic")]
@@ -32,12 +68,16 @@ pub enum KeyCommand {
         /// The region the key is for, e.g. us-east-2.
         #[arg(long)]
         region: String,
-        /// A key policy JSON file (`-` for standard input) to merge keyplane's statements into;
-        /// prints the whole merged policy, ready for `keyplane kms put-key-policy`.
+        /// The key service the key is in; it sets the policy's format.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
+        /// The key's current policy (`-` for standard input) to merge keyplane's grants into:
+        /// an AWS key policy, a GCP getIamPolicy output, an `az role assignment list` output or
+        /// an OpenBao policy. Prints the whole merged document, ready to put back.
         #[arg(long, value_name = "FILE", conflicts_with = "key_id")]
         merge_into: Option<PathBuf>,
-        /// A key of the built-in KMS whose current policy to merge keyplane's statements into,
-        /// read as its owner (the sample customer of the dev credentials file).
+        /// A key of the built-in AWS KMS whose current policy to merge keyplane's statements
+        /// into, read as its owner (the sample customer of the dev credentials file).
         #[arg(long, value_name = "ARN")]
         key_id: Option<String>,
     },
@@ -49,6 +89,9 @@ pub enum KeyCommand {
         /// The database type the key is for.
         #[arg(long, value_enum, default_value = "classic")]
         r#type: DbTypeArg,
+        /// The key service the key is in.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
         /// The region the key is for.
         #[arg(long)]
         region: String,
@@ -61,10 +104,13 @@ pub enum KeyCommand {
         /// The database type the key is for.
         #[arg(long, value_enum, default_value = "classic")]
         r#type: DbTypeArg,
+        /// The key service the key is in.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
         /// The region the key serves; the key must be in it.
         #[arg(long)]
         region: String,
-        /// The key ARN.
+        /// The key: an AWS ARN, or a Google Cloud key name (a version's name is accepted).
         #[arg(long)]
         key_id: String,
         /// Run every check but store nothing.
@@ -77,11 +123,15 @@ pub enum KeyCommand {
         #[arg(long, value_enum, default_value = "classic")]
         r#type: DbTypeArg,
     },
-    /// Show a registered key's status and its last health check.
+    /// Show a registered key's status, its last health check and whether it is bound to the
+    /// organization (a warning on standard error while it is not).
     Status {
         /// The database type the key is for.
         #[arg(long, value_enum, default_value = "classic")]
         r#type: DbTypeArg,
+        /// The key service the key is in.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
         /// The region the key serves.
         #[arg(long)]
         region: String,
@@ -128,6 +178,7 @@ async fn merged_policy(
     args: &ApiArgs,
     api: &ApiClient,
     db_type: DbTypeArg,
+    provider: KeyServiceArg,
     region: &str,
     base: MergeBase,
 ) -> anyhow::Result<()> {
@@ -137,6 +188,13 @@ async fn merged_policy(
             file.display().to_string(),
         ),
         MergeBase::Key(key) => {
+            if provider != KeyServiceArg::Aws {
+                bail!(
+                    "--key-id reads a key of the built-in AWS KMS; for a {} key, save its current policy \
+                     to a file and pass it with --merge-into",
+                    provider.name()
+                );
+            }
             let arn: AwsKeyArn = key.parse().map_err(|e| anyhow::anyhow!("--key-id: {e}"))?;
             if arn.region != region {
                 bail!(
@@ -151,10 +209,10 @@ async fn merged_policy(
             )
         }
     };
-    let ours = policy_merge::keyplane_statements(api, db_type, Provider::Aws, region).await?;
-    let merged = policy_merge::merge(Provider::Aws, &current, &ours, &what)?;
+    let ours = policy_merge::keyplane_statements(api, db_type, provider, region).await?;
+    let merged = policy_merge::merge(provider.policy_format(), &current, &ours, &what)?;
     println!("{}", merged.document);
-    policy_merge::report(&merged);
+    policy_merge::report(provider.policy_format(), &merged);
     Ok(())
 }
 
@@ -164,6 +222,7 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
     let out = match cmd {
         KeyCommand::Policy {
             r#type,
+            provider,
             region,
             merge_into,
             key_id,
@@ -174,13 +233,14 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                 (None, None) => None,
             };
             if let Some(base) = base {
-                return merged_policy(args, &api, r#type, &region, base).await;
+                return merged_policy(args, &api, r#type, provider, &region, base).await;
             }
             api.call(
                 Method::GET,
                 &format!(
-                    "{}/provider/aws/region/{region}/policy",
-                    helper_base(r#type)
+                    "{}/provider/{}/region/{region}/policy",
+                    helper_base(r#type),
+                    provider.name()
                 ),
                 None,
             )
@@ -189,6 +249,7 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::CheckPolicy {
             file,
             r#type,
+            provider,
             region,
             key_id,
         } => {
@@ -201,40 +262,112 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                 .call(
                     Method::POST,
                     &format!(
-                        "{}/provider/aws/region/{region}/policy/check{q}",
-                        helper_base(r#type)
+                        "{}/provider/{}/region/{region}/policy/check{q}",
+                        helper_base(r#type),
+                        provider.name()
                     ),
                     Some(doc),
                 )
                 .await?;
-            if v["verdict"] != "ok" {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                bail!("the policy does not let the platform use the key; see the findings above");
+            match v["verdict"].as_str() {
+                Some("ok") => {}
+                Some("unbound") => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    bail!(
+                        "the policy lets the platform use the key for any organization, so registration would refuse \
+                         it; add the condition each of the organization_findings above names"
+                    );
+                }
+                _ => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    bail!(
+                        "the policy does not let the platform use the key; see the findings above"
+                    );
+                }
             }
             v
         }
         KeyCommand::Register {
             r#type,
+            provider,
             region,
             key_id,
             dry_run,
         } => {
-            let body =
-                json!({"orgId": api.org_id().await?, "aws": {"keyID": key_id, "region": region}});
+            let mut body = json!({"orgId": api.org_id().await?});
+            body[provider.name()] = json!({"keyID": key_id, "region": region});
             let q = if dry_run { "?dryRun=true" } else { "" };
             api.call(Method::POST, &format!("{}{q}", base(r#type)), Some(body))
                 .await?
         }
         KeyCommand::List { r#type } => api.call(Method::GET, base(r#type), None).await?,
-        KeyCommand::Status { r#type, region } => {
-            api.call(
-                Method::GET,
-                &format!("{}/provider/aws/region/{region}/status", base(r#type)),
-                None,
-            )
-            .await?
+        KeyCommand::Status {
+            r#type,
+            provider,
+            region,
+        } => {
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!(
+                        "{}/provider/{}/region/{region}/status",
+                        base(r#type),
+                        provider.name()
+                    ),
+                    None,
+                )
+                .await?;
+            // Standard output keeps the API's JSON; the warning is for the person reading.
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
+            v
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Key {
+        #[command(subcommand)]
+        cmd: KeyCommand,
+    }
+
+    fn policy(args: &[&str]) -> (KeyServiceArg, Option<PathBuf>) {
+        let argv = ["key", "policy", "--region", "us-east1"]
+            .iter()
+            .chain(args)
+            .copied();
+        match Key::try_parse_from(argv).unwrap().cmd {
+            KeyCommand::Policy {
+                provider,
+                merge_into,
+                ..
+            } => (provider, merge_into),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_provider_selects_the_path_and_format_and_defaults_to_aws() {
+        assert_eq!(policy(&[]).0, KeyServiceArg::Aws);
+        let (s, file) = policy(&["--provider", "gcp", "--merge-into", "iam.json"]);
+        assert_eq!(s, KeyServiceArg::Gcp);
+        assert_eq!(file, Some(PathBuf::from("iam.json")));
+        assert_eq!(policy(&["--provider", "openbao"]).0, KeyServiceArg::Openbao);
+        assert_eq!(
+            KeyServiceArg::Openbao.policy_format(),
+            PolicyFormat::OpenbaoPolicy
+        );
+        assert_eq!(KeyServiceArg::Azure.name(), "azure");
+        assert!(
+            Key::try_parse_from(["key", "policy", "--region", "r", "--provider", "ibm"]).is_err()
+        );
+    }
 }

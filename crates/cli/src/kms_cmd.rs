@@ -145,6 +145,9 @@ pub enum KmsCommand {
         #[arg(long)]
         key_id: String,
     },
+    /// The built-in Azure Key Vault, and the key owner's side of it.
+    #[command(subcommand)]
+    Azure(crate::kms_azure::AzureCommand),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -163,6 +166,7 @@ pub async fn run(cmd: KmsCommand) -> anyhow::Result<()> {
             data_dir,
             allow_clock_control,
         } => return serve(listen, data_dir, allow_clock_control).await,
+        KmsCommand::Azure(c) => return crate::kms_azure::run(c).await,
         KmsCommand::CreateKey {
             client,
             description,
@@ -392,11 +396,10 @@ async fn merge_keyplane_statements(
         Ok(arn) => arn.region,
         Err(_) => client_region(client)?,
     };
-    let ours =
-        policy_merge::keyplane_statements(api, db_type, keyplane_core::Provider::Aws, &region)
-            .await?;
-    let merged = policy_merge::merge(keyplane_core::Provider::Aws, &current, &ours, &what)?;
-    policy_merge::report(&merged);
+    let aws = crate::key_cmd::KeyServiceArg::Aws;
+    let ours = policy_merge::keyplane_statements(api, db_type, aws, &region).await?;
+    let merged = policy_merge::merge(aws.policy_format(), &current, &ours, &what)?;
+    policy_merge::report(aws.policy_format(), &merged);
     Ok((merged.document.clone(), merged))
 }
 

@@ -1,6 +1,6 @@
 //! `keyplane kms gcp …`: the customer's side of Google Cloud KMS, against keyplane's built-in
 //! KMS (or any server speaking Cloud KMS REST v1): create a key ring and a key, add or remove
-//! an IAM binding, read the policy, disable / enable / destroy a version, rotate, describe.
+//! an IAM binding, read or replace the policy, disable / enable / destroy a version, rotate, describe.
 //! Sent with Google's official Rust client, so they behave as they would against Cloud KMS.
 //! Results are printed as JSON.
 
@@ -114,6 +114,18 @@ pub enum GcpCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Replace the key's IAM policy with a file's (getIamPolicy's JSON, e.g. the output of
+    /// `keyplane key policy --provider gcp --merge-into`). The file's etag makes Cloud KMS refuse
+    /// it if the policy changed since it was read.
+    SetIamPolicy {
+        #[command(flatten)]
+        client: GcpClientArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The policy JSON file (`-` for standard input); a `{"policy": …}` request body works too.
+        #[arg(long, value_name = "FILE")]
+        policy_file: PathBuf,
+    },
     /// Disable a version: it no longer encrypts or decrypts until enabled.
     DisableVersion {
         #[command(flatten)]
@@ -167,6 +179,22 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Option<Value>> {
         )),
         Err(_) => Ok(None),
     }
+}
+
+/// An IAM policy file as getIamPolicy prints it, or wrapped as setIamPolicy's body. It is
+/// checked as keyplane's checker reads policies first, so a mistake is named before any call.
+fn read_iam_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let text = crate::kms_cmd::read_policy(path)?;
+    keyplane_core::policy::gcp::IamPolicy::parse(&text)
+        .with_context(|| format!("reading the IAM policy in {}", path.display()))?;
+    let mut v: Value = serde_json::from_str(&text)?;
+    if v.get("bindings").is_none()
+        && let Some(inner) = v.get_mut("policy")
+    {
+        v = inner.take();
+    }
+    serde_json::from_value(v)
+        .with_context(|| format!("{} is not an IAM policy Cloud KMS takes", path.display()))
 }
 
 /// Resolves endpoint and token from the flags, then the dev files.
@@ -436,6 +464,23 @@ pub async fn run(cmd: GcpCommand) -> anyhow::Result<()> {
                 .await?
                 .get_iam_policy()
                 .set_resource(name)
+                .send()
+                .await
+                .map_err(gcp_error)?;
+            to_json(&p)?
+        }
+        GcpCommand::SetIamPolicy {
+            client,
+            key,
+            policy_file,
+        } => {
+            let name = key_name(&client, &key)?;
+            let policy = read_iam_policy(&policy_file)?;
+            let p = connect(&client)
+                .await?
+                .set_iam_policy()
+                .set_resource(name)
+                .set_policy(policy)
                 .send()
                 .await
                 .map_err(gcp_error)?;

@@ -6,9 +6,11 @@
 mod admin;
 mod api_client;
 mod completions;
+mod data_dir_lock;
 mod db_cmd;
 mod dev;
 mod key_cmd;
+mod kms_azure;
 mod kms_cmd;
 mod kms_gcp;
 mod login;
@@ -20,7 +22,7 @@ mod user_config;
 mod wiring;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use settings::{LogFormat, ServeArgs, StoreArgs};
+use settings::{LogFormat, RoleFlag, ServeArgs, StoreArgs};
 
 #[derive(Parser)]
 #[command(
@@ -129,9 +131,30 @@ async fn main() -> std::process::ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let resolved = settings::resolve(&args.store, Some(&args))?;
     init_logging(resolved.log_format);
-    std::fs::create_dir_all(&resolved.data_dir)?;
+    if resolved.role == RoleFlag::Data {
+        anyhow::bail!(
+            "--role data is not available yet: data nodes, which own the datacenters' files, come with \
+             issue 11 part 2. Run --role all (one process: API, jobs and Data API), or --role api for \
+             replicas of the API and jobs on one PostgreSQL"
+        );
+    }
+    // Owner-only whatever the umask: it holds the store, the dev credentials and the
+    // datacenter files. A folder that exists already is left as it is (it may be shared).
+    keyplane_store::create_private_dir(&resolved.data_dir)?;
+    let sqlite_file = keyplane_store::sqlite_path(&resolved.database_url);
+    // Held until the process ends: no second serve on this data dir (or this SQLite file).
+    let _locks = data_dir_lock::lock_for_serve(
+        &resolved.data_dir,
+        sqlite_file.as_deref(),
+        &resolved.config.replica_id,
+    )?;
     let store = keyplane_store::open(&resolved.database_url).await?;
-    tracing::info!(backend = store.backend(), "store opened");
+    tracing::info!(
+        backend = store.backend(),
+        role = resolved.config.role.as_str(),
+        replica = %resolved.config.replica_id,
+        "store opened"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -141,6 +164,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(resolved.listen).await?;
     let local = listener.local_addr()?;
     let mut config = resolved.config.clone();
+    // With SQLite the lock above makes this the only process running jobs on the store: a
+    // restart resumes the jobs a crashed run left without waiting out their leases.
+    config.sole_job_runner = sqlite_file.is_some();
     if args.public_url.is_none() && resolved.listen.port() == 0 {
         config.public_url = format!("http://{local}");
     }
@@ -180,7 +206,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .platform_keys
             .insert(keyplane_core::Provider::Aws, keys);
     }
-    let connector = wiring::kms_connector(&resolved.aws, dev_kms.as_ref());
+    let connector = wiring::kms_connector(&resolved.aws, &resolved.gcp, dev_kms.as_ref())?;
     let app = keyplane_app::App::new(store, config, connector);
     for handle in app.spawn_background(stop_rx.clone()) {
         tasks.spawn(async move { handle.await.map_err(std::io::Error::other) });

@@ -18,6 +18,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// `serve --role`: what the process does in a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleFlag {
+    /// The DevOps API, the portal and the job runner; no datacenter files, no Data API.
+    Api,
+    /// A data node (not available yet: issue 11 part 2).
+    Data,
+    /// Everything in one process.
+    #[default]
+    All,
+}
+
 /// Options every command that touches the store takes.
 #[derive(Debug, Args, Clone, Default)]
 pub struct StoreArgs {
@@ -59,12 +72,40 @@ pub struct ServeArgs {
     /// suspended [default: 900].
     #[arg(long, env = "KEYPLANE_KMS_GRACE_PERIOD")]
     pub kms_grace_period: Option<u64>,
-    /// Seconds a plaintext data key stays in memory [default: 300].
+    /// Seconds a plaintext data key stays in memory after it was unwrapped; its file is closed
+    /// then, used or not [default: 300].
     #[arg(long, env = "KEYPLANE_DATA_KEY_TTL")]
     pub data_key_ttl: Option<u64>,
     /// MiB of decrypted pages cached per open datacenter file [default: 256].
     #[arg(long, env = "KEYPLANE_DATA_CACHE_MIB")]
     pub data_cache_mib: Option<u32>,
+    /// What this process does: `all` (everything), `api` (DevOps API, portal and jobs, no
+    /// datacenter files and no Data API; for replicas on one PostgreSQL), `data` (data nodes:
+    /// not yet) [default: all].
+    #[arg(long, env = "KEYPLANE_ROLE", value_enum)]
+    pub role: Option<RoleFlag>,
+    /// Seconds a claimed job stays this process's without a renewal: how long a job of a
+    /// replica that died waits before another takes it over [default: 30].
+    #[arg(long, env = "KEYPLANE_JOB_LEASE")]
+    pub job_lease: Option<u64>,
+    /// Most datacenter files open at once, each with its data key and page cache; the least
+    /// recently used is closed first [default: 1000].
+    #[arg(long, env = "KEYPLANE_MAX_OPEN_DATACENTERS")]
+    pub max_open_datacenters: Option<usize>,
+    /// Key checks the key health monitor runs at once [default: 64].
+    #[arg(long, env = "KEYPLANE_KEY_CHECK_CONCURRENCY")]
+    pub key_check_concurrency: Option<usize>,
+    /// Databases (not TERMINATED) one organization may hold [default: 50].
+    #[arg(long, env = "KEYPLANE_MAX_DATABASES")]
+    pub max_databases: Option<u32>,
+    /// Datacenters (regions of databases, not TERMINATED) one organization may hold
+    /// [default: 150].
+    #[arg(long, env = "KEYPLANE_MAX_DATACENTERS")]
+    pub max_datacenters: Option<u32>,
+    /// Unrevoked application tokens one organization may create through the API
+    /// [default: 100].
+    #[arg(long, env = "KEYPLANE_MAX_TOKENS")]
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -83,6 +124,9 @@ pub struct FileConfig {
     pub provider_accounts: Option<BTreeMap<Provider, Vec<FileAccount>>>,
     /// How keyplane reaches AWS KMS (or a compatible server) as the platform's accounts.
     pub aws: Option<FileAws>,
+    /// How keyplane reaches Google Cloud KMS (or a compatible server) as the platform's
+    /// service accounts.
+    pub gcp: Option<FileGcp>,
     /// The platform's own keys per provider and region, for databases deployed where the
     /// organization has no customer key: `[platform_keys.aws.us-east-2] key_id = "arn:…"`,
     /// `account = "222222222222"`.
@@ -95,6 +139,20 @@ pub struct FileConfig {
     pub data_key_ttl_secs: Option<u64>,
     /// MiB of decrypted pages cached per open datacenter file (default 256).
     pub data_cache_mib: Option<u32>,
+    /// `all`, `api` or `data` (default all).
+    pub role: Option<RoleFlag>,
+    /// Seconds a claimed job stays one process's without a renewal (default 30).
+    pub job_lease_secs: Option<u64>,
+    /// Most datacenter files open at once (default 1000).
+    pub max_open_datacenters: Option<usize>,
+    /// Key checks the monitor runs at once (default 64).
+    pub key_check_concurrency: Option<usize>,
+    /// Databases one organization may hold (default 50).
+    pub max_databases: Option<u32>,
+    /// Datacenters one organization may hold (default 150).
+    pub max_datacenters: Option<u32>,
+    /// Unrevoked application tokens one organization may create through the API (default 100).
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -122,6 +180,34 @@ pub struct FileAws {
     pub operation_timeout_ms: Option<u64>,
 }
 
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileGcp {
+    /// keyplane's built-in KMS or any server speaking Cloud KMS REST v1; absent: Cloud KMS.
+    pub endpoint: Option<String>,
+    /// How to authenticate as each platform service account, by its email.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, FileGcpCredentials>,
+}
+
+/// One service account's credentials: a key file (`gcloud iam service-accounts keys
+/// create`), or a bearer token from a token source outside keyplane, never both.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileGcpCredentials {
+    pub key_file: Option<PathBuf>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for FileGcpCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileGcpCredentials")
+            .field("key_file", &self.key_file)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FileAwsCredentials {
@@ -141,9 +227,13 @@ impl std::fmt::Debug for FileAwsCredentials {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileAccount {
+    /// AWS: the account ID; GCP: the service account's email; Azure: the application ID.
     pub id: String,
     pub role: Option<String>,
     pub regions: Option<Vec<String>>,
+    /// GCP: the platform's project holding the service account, shown to customers as the
+    /// Cloud Provider ID (default: the project in the service account's email).
+    pub project: Option<String>,
 }
 
 impl FileConfig {
@@ -166,8 +256,11 @@ pub struct Resolved {
     pub kms_listen: SocketAddr,
     pub log_format: LogFormat,
     pub dev: bool,
+    /// As asked for; `config.role` holds what the application runs as.
+    pub role: RoleFlag,
     pub config: Config,
     pub aws: FileAws,
+    pub gcp: FileGcp,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -199,6 +292,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         .unwrap_or_default();
     let dev = serve.is_some_and(|s| s.dev) || file.dev.unwrap_or(false);
     let aws = file.aws.unwrap_or_default();
+    let gcp = file.gcp.unwrap_or_default();
 
     let mut config = Config::default();
     if let Some(regions) = file.regions {
@@ -211,6 +305,10 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
             let accounts = list
                 .into_iter()
                 .map(|a| ProviderAccount {
+                    provider_id: match p {
+                        Provider::Gcp => a.project.or_else(|| gcp_project_of(&a.id)),
+                        _ => a.project,
+                    },
                     id: a.id,
                     role: a
                         .role
@@ -220,6 +318,10 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
                 .collect();
             config.provider_accounts.insert(p, accounts);
         }
+    } else if dev {
+        // Dev mode knows several platform identities per cloud, so the serverless rule (one
+        // provider ID per serverless database) can be tried: `POST …/accounts` assigns more.
+        config.provider_accounts = dev_provider_accounts();
     }
     validate_accounts(&config)?;
     if let Some(keys) = file.platform_keys {
@@ -263,10 +365,45 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         .or(file.data_cache_mib)
         .unwrap_or(keyplane_app::config::DEFAULT_DATA_CACHE_MIB)
         .max(1);
+    config.max_open_datacenters = serve
+        .and_then(|s| s.max_open_datacenters)
+        .or(file.max_open_datacenters)
+        .unwrap_or(keyplane_app::config::DEFAULT_MAX_OPEN_DATACENTERS)
+        .max(1);
+    config.key_check_concurrency = serve
+        .and_then(|s| s.key_check_concurrency)
+        .or(file.key_check_concurrency)
+        .unwrap_or(keyplane_app::config::DEFAULT_KEY_CHECK_CONCURRENCY)
+        .max(1);
+    config.quotas = keyplane_core::Quotas {
+        databases: serve
+            .and_then(|s| s.max_databases)
+            .or(file.max_databases)
+            .unwrap_or(keyplane_core::Quotas::DEFAULT_DATABASES),
+        datacenters: serve
+            .and_then(|s| s.max_datacenters)
+            .or(file.max_datacenters)
+            .unwrap_or(keyplane_core::Quotas::DEFAULT_DATACENTERS),
+        tokens: serve
+            .and_then(|s| s.max_tokens)
+            .or(file.max_tokens)
+            .unwrap_or(keyplane_core::Quotas::DEFAULT_TOKENS),
+    };
     config.public_url = serve
         .and_then(|s| s.public_url.clone())
         .or(file.public_url)
         .unwrap_or_else(|| format!("http://{listen}"));
+    let role = serve.and_then(|s| s.role).or(file.role).unwrap_or_default();
+    config.role = match role {
+        RoleFlag::Api => keyplane_app::ProcessRole::Api,
+        // Refused by `serve` before anything starts; admin commands ignore the role.
+        RoleFlag::All | RoleFlag::Data => keyplane_app::ProcessRole::All,
+    };
+    config.job_lease = secs(
+        serve.and_then(|s| s.job_lease),
+        file.job_lease_secs,
+        keyplane_app::config::DEFAULT_JOB_LEASE.as_secs(),
+    );
     Ok(Resolved {
         data_dir,
         database_url,
@@ -274,9 +411,58 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         kms_listen,
         log_format,
         dev,
+        role,
         config,
         aws,
+        gcp,
     })
+}
+
+/// `name@PROJECT.iam.gserviceaccount.com` → `PROJECT`.
+fn gcp_project_of(email: &str) -> Option<String> {
+    let (_, domain) = email.split_once('@')?;
+    domain
+        .strip_suffix(".iam.gserviceaccount.com")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// How many platform identities per cloud `serve --dev` knows.
+pub const DEV_IDENTITIES: usize = 4;
+
+/// Dev mode's platform identities: AWS accounts 222222222222…222222222225 (role `creator`),
+/// and service accounts `keyplane-platform[-N]@keyplane-dev.iam.gserviceaccount.com`; the
+/// first of each is the built-in KMS's default platform identity.
+fn dev_provider_accounts() -> BTreeMap<Provider, Vec<ProviderAccount>> {
+    use keyplane_app::config::{DEFAULT_AWS_ROLE, DEFAULT_GCP_PROJECT};
+    let mut out = Config::default().provider_accounts;
+    out.insert(
+        Provider::Aws,
+        (0..DEV_IDENTITIES)
+            .map(|i| {
+                ProviderAccount::aws(
+                    format!("{}", 222_222_222_222u64 + i as u64),
+                    DEFAULT_AWS_ROLE,
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        Provider::Gcp,
+        (0..DEV_IDENTITIES)
+            .map(|i| {
+                let name = match i {
+                    0 => "keyplane-platform".to_string(),
+                    n => format!("keyplane-platform-{}", n + 1),
+                };
+                ProviderAccount::gcp(
+                    format!("{name}@{DEFAULT_GCP_PROJECT}.iam.gserviceaccount.com"),
+                    DEFAULT_GCP_PROJECT,
+                )
+            })
+            .collect(),
+    );
+    out
 }
 
 /// A misconfigured account would be handed to customers, who would paste it into key
@@ -284,6 +470,12 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
 fn validate_accounts(config: &Config) -> anyhow::Result<()> {
     for (provider, accounts) in &config.provider_accounts {
         for a in accounts {
+            if *provider == Provider::Gcp && !a.id.contains('@') {
+                anyhow::bail!(
+                    "provider_accounts.gcp: {:?} must be a service account's email",
+                    a.id
+                );
+            }
             if *provider == Provider::Aws
                 && !(a.id.len() == 12 && a.id.bytes().all(|b| b.is_ascii_digit()))
             {
@@ -352,6 +544,27 @@ regions = ["us-east-2"]
     }
 
     #[test]
+    fn quotas_from_flag_file_or_default() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "max_databases = 7\nmax_tokens = 3").unwrap();
+        let store = StoreArgs {
+            config: Some(f.path().to_path_buf()),
+            ..Default::default()
+        };
+        let q = resolve(&store, None).unwrap().config.quotas;
+        assert_eq!((q.databases, q.datacenters, q.tokens), (7, 150, 3));
+        let serve = ServeArgs {
+            max_databases: Some(9),
+            max_datacenters: Some(20),
+            ..Default::default()
+        };
+        let q = resolve(&store, Some(&serve)).unwrap().config.quotas;
+        assert_eq!((q.databases, q.datacenters, q.tokens), (9, 20, 3));
+        let q = resolve(&StoreArgs::default(), None).unwrap().config.quotas;
+        assert_eq!(q, keyplane_core::Quotas::default());
+    }
+
+    #[test]
     fn data_cache_from_flag_file_or_default() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "data_cache_mib = 512").unwrap();
@@ -373,6 +586,63 @@ regions = ["us-east-2"]
             ..Default::default()
         };
         assert_eq!(resolve(&none, None).unwrap().config.data_cache_mib, 256);
+    }
+
+    #[test]
+    fn role_and_job_lease_from_flag_file_or_default() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "role = \"api\"\njob_lease_secs = 7").unwrap();
+        let store = StoreArgs {
+            config: Some(f.path().to_path_buf()),
+            ..Default::default()
+        };
+        let r = resolve(&store, None).unwrap();
+        assert_eq!(r.role, RoleFlag::Api);
+        assert_eq!(r.config.role, keyplane_app::ProcessRole::Api);
+        assert_eq!(r.config.job_lease, std::time::Duration::from_secs(7));
+        let serve = ServeArgs {
+            role: Some(RoleFlag::All),
+            job_lease: Some(3),
+            ..Default::default()
+        };
+        let r = resolve(&store, Some(&serve)).unwrap();
+        assert_eq!(r.config.role, keyplane_app::ProcessRole::All);
+        assert_eq!(r.config.job_lease, std::time::Duration::from_secs(3));
+        let none = StoreArgs {
+            data_dir: Some(std::env::temp_dir()),
+            ..Default::default()
+        };
+        let r = resolve(&none, None).unwrap();
+        assert_eq!(r.role, RoleFlag::All);
+        assert_eq!(r.config.job_lease, keyplane_app::config::DEFAULT_JOB_LEASE);
+    }
+
+    #[test]
+    fn open_files_cap_and_check_concurrency_from_flag_file_or_default() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "max_open_datacenters = 50\nkey_check_concurrency = 8").unwrap();
+        let store = StoreArgs {
+            config: Some(f.path().to_path_buf()),
+            ..Default::default()
+        };
+        let c = resolve(&store, None).unwrap().config;
+        assert_eq!((c.max_open_datacenters, c.key_check_concurrency), (50, 8));
+        let serve = ServeArgs {
+            max_open_datacenters: Some(7),
+            key_check_concurrency: Some(3),
+            ..Default::default()
+        };
+        let c = resolve(&store, Some(&serve)).unwrap().config;
+        assert_eq!((c.max_open_datacenters, c.key_check_concurrency), (7, 3));
+        let none = StoreArgs {
+            data_dir: Some(std::env::temp_dir()),
+            ..Default::default()
+        };
+        let c = resolve(&none, None).unwrap().config;
+        assert_eq!(
+            (c.max_open_datacenters, c.key_check_concurrency),
+            (1000, 64)
+        );
     }
 
     #[test]

@@ -1,17 +1,75 @@
-//! The one place vendors are wired in: the AWS adapter as the server's KMS connector.
+//! The one place vendors are wired in: one connector per key service (the AWS adapter, the
+//! Google Cloud KMS adapter) behind the single connector the application uses, which routes
+//! each platform identity to its service's adapter.
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyplane_kms::KmsConnector;
+use anyhow::Context;
+use keyplane_core::Provider;
+use keyplane_kms::{KmsConnector, ServiceConnectors};
 use keyplane_kms_aws::{AwsConnector, AwsSettings, StaticCredentials};
+use keyplane_kms_gcp::{GcpConnector, GcpCredentials, GcpSettings};
 use zeroize::Zeroizing;
 
 use crate::dev::PlatformKms;
-use crate::settings::FileAws;
+use crate::settings::{FileAws, FileGcp};
+
+/// The connector of every key service this binary has, from the `[aws]` and `[gcp]`
+/// sections; in dev mode, where a section names no endpoint, the built-in KMS.
+pub fn kms_connector(
+    aws: &FileAws,
+    gcp: &FileGcp,
+    dev_kms: Option<&PlatformKms>,
+) -> anyhow::Result<Arc<dyn KmsConnector>> {
+    Ok(Arc::new(
+        ServiceConnectors::new()
+            .with(Provider::Aws, aws_connector(aws, dev_kms))
+            .with(Provider::Gcp, gcp_connector(gcp, dev_kms)?),
+    ))
+}
+
+/// The Google Cloud KMS connector: each service account's key file or token; in dev mode,
+/// with no endpoint configured, the built-in KMS with its platform service accounts' tokens.
+fn gcp_connector(
+    gcp: &FileGcp,
+    dev_kms: Option<&PlatformKms>,
+) -> anyhow::Result<Arc<dyn KmsConnector>> {
+    let mut settings = GcpSettings {
+        endpoint: gcp.endpoint.clone(),
+        ..GcpSettings::default()
+    };
+    for (email, c) in &gcp.credentials {
+        let creds = match (&c.key_file, &c.token) {
+            (Some(path), None) => GcpCredentials::ServiceAccountKey(Zeroizing::new(
+                std::fs::read_to_string(path).with_context(|| {
+                    format!(
+                        "gcp.credentials.{email:?}: reading key file {}",
+                        path.display()
+                    )
+                })?,
+            )),
+            (None, Some(token)) => GcpCredentials::StaticToken(Zeroizing::new(token.clone())),
+            _ => anyhow::bail!("gcp.credentials.{email:?}: give exactly one of key_file or token"),
+        };
+        settings.credentials.insert(email.clone(), creds);
+    }
+    if let Some(dev) = dev_kms
+        && settings.endpoint.is_none()
+    {
+        settings.endpoint = Some(dev.endpoint.clone());
+        for (email, token) in &dev.gcp_platform {
+            settings
+                .credentials
+                .entry(email.clone())
+                .or_insert_with(|| GcpCredentials::StaticToken(token.clone()));
+        }
+    }
+    Ok(Arc::new(GcpConnector::new(settings)))
+}
 
 /// The AWS connector from the `[aws]` section; in dev mode, with no endpoint configured,
 /// it acts on the built-in KMS with the platform role's credentials.
-pub fn kms_connector(aws: &FileAws, dev_kms: Option<&PlatformKms>) -> Arc<dyn KmsConnector> {
+fn aws_connector(aws: &FileAws, dev_kms: Option<&PlatformKms>) -> Arc<dyn KmsConnector> {
     let mut settings = AwsSettings {
         endpoint_url: aws.endpoint_url.clone(),
         assume_role: aws.assume_role,

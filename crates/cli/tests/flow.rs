@@ -1,7 +1,7 @@
 //! The customer's flow with nothing but `keyplane` commands, against a real `serve --dev`: the
 //! README's own commands (read from the README, so it cannot drift from what works), then the
-//! `db` commands' refusals, `--no-wait`, a database ending in ERROR, and keyspaces on a server
-//! that has no keyspace routes yet.
+//! `db` commands' refusals, `--no-wait`, a database ending in ERROR, and `db keyspace
+//! create|delete` against the server's keyspace routes.
 mod common;
 
 use std::collections::BTreeMap;
@@ -95,6 +95,26 @@ fn run_verbatim(customer: &Customer, lines: &[String]) -> (Vec<Step>, BTreeMap<S
     (steps, vars)
 }
 
+/// keyplane's statements for the dev organization `org`, bound to it, written out as the
+/// README's flow must leave them in the key policy.
+fn bound_statements(org: &str) -> Vec<Value> {
+    let role = "arn:aws:iam::222222222222:role/creator";
+    let only_org = serde_json::json!({"StringEquals": {"kms:EncryptionContext:organization": org}});
+    vec![
+        serde_json::json!({"Sid": "Allow an external account to use this KMS key", "Effect": "Allow",
+            "Principal": {"AWS": role},
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
+                       "kms:ReEncryptTo", "kms:ReEncryptFrom"],
+            "Resource": "*", "Condition": only_org}),
+        serde_json::json!({"Sid": "Allow an external account to describe this KMS key", "Effect": "Allow",
+            "Principal": {"AWS": role}, "Action": ["kms:EnableKey", "kms:DescribeKey"], "Resource": "*"}),
+        serde_json::json!({"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
+            "Principal": {"AWS": role}, "Action": ["kms:CreateGrant"], "Resource": "*", "Condition": only_org}),
+        serde_json::json!({"Sid": "Allow an external account to list and revoke its grants", "Effect": "Allow",
+            "Principal": {"AWS": role}, "Action": ["kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}),
+    ]
+}
+
 fn json(step: &Step) -> Value {
     serde_json::from_str(&step.stdout)
         .unwrap_or_else(|e| panic!("`{}` did not print JSON ({e}): {}", step.line, step.stdout))
@@ -156,32 +176,26 @@ fn the_readmes_flow_runs_verbatim_with_keyplane_commands_only() {
         match kind {
             "keyplane key policy" => {
                 // The whole policy went to policy.json: the key's default statement first,
-                // then keyplane's two, added.
+                // then keyplane's four, bound to the organization, added.
                 let policy: Value = serde_json::from_str(
                     &std::fs::read_to_string(customer.cwd().join("policy.json")).unwrap(),
                 )
                 .unwrap();
-                let sids: Vec<&str> = policy["Statement"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s["Sid"].as_str().unwrap())
-                    .collect();
+                let statements = policy["Statement"].as_array().unwrap();
                 assert_eq!(
-                    sids,
-                    [
-                        "Enable IAM User Permissions",
-                        "Allow an external account to use this KMS key",
-                        "Allow attachment of persistent resources"
-                    ],
+                    statements[0]["Sid"],
+                    "Enable IAM User Permissions",
                     "{}",
                     ctx()
                 );
+                let org = creds["orgId"].as_str().unwrap();
                 assert_eq!(
-                    policy["Statement"][1]["Principal"]["AWS"],
-                    "arn:aws:iam::222222222222:role/creator"
+                    statements[1..],
+                    bound_statements(org),
+                    "the merged statements are the organization-bound ones: {}",
+                    ctx()
                 );
-                assert!(step.stderr.contains("added"), "{}", ctx());
+                assert_eq!(step.stderr.matches("added").count(), 4, "{}", ctx());
             }
             "keyplane kms put-key-policy" => {
                 let put = customer.run(&["kms", "get-key-policy", "--key-id", &key]);
@@ -197,6 +211,11 @@ fn the_readmes_flow_runs_verbatim_with_keyplane_commands_only() {
                 let v = json(step);
                 assert_eq!(v["aws"]["keyID"], key.as_str(), "{}", ctx());
                 assert_eq!(v["orgId"], creds["orgId"]);
+                let status = customer.run(&["key", "status", "--region", "us-east-2"]);
+                let status = status.ok();
+                assert_eq!(status.json()["boundToOrganization"], true, "{status:?}");
+                assert_eq!(status.json()["warning"], Value::Null, "{status:?}");
+                assert!(!status.stderr.contains("warning"), "{status:?}");
             }
             "keyplane db create" => {
                 // Waited for ACTIVE; not a terminal, so plain lines on stderr.
@@ -279,11 +298,12 @@ fn create_registered_key(customer: &Customer) -> String {
     let merged = customer.run(&["kms", "put-key-policy", "--key-id", &key, "--merge"]);
     let v = merged.ok().json();
     assert_eq!(v["updated"], true, "{v}");
-    assert_eq!(v["statements"][0]["outcome"], "added");
-    assert_eq!(v["statements"][1]["outcome"], "added");
+    for i in 0..4 {
+        assert_eq!(v["statements"][i]["outcome"], "added", "{v}");
+    }
     let policy = customer.run(&["kms", "get-key-policy", "--key-id", &key]);
     let policy = policy.ok().json();
-    assert_eq!(policy["Policy"]["Statement"].as_array().unwrap().len(), 3);
+    assert_eq!(policy["Policy"]["Statement"].as_array().unwrap().len(), 5);
     let again = customer.run(&["kms", "put-key-policy", "--key-id", &key, "--merge"]);
     assert_eq!(again.ok().json()["updated"], false, "idempotent");
     customer
@@ -372,17 +392,7 @@ fn db_commands_wait_refuse_and_report_the_databases_message() {
     let still = customer.run(&["db", "get", &id, "--output", "json"]);
     assert_ne!(still.ok().json()["status"], "TERMINATING");
 
-    // Keyspaces: today's server has no such routes, and the CLI says so plainly.
-    for verb in ["create", "delete"] {
-        let ks = customer.run(&["db", "keyspace", verb, "quick", "more"]);
-        assert_eq!(ks.code, Some(1), "{ks:?}");
-        assert!(
-            ks.stderr
-                .contains("this keyplane server does not offer keyspace management yet"),
-            "{ks:?}"
-        );
-        assert!(ks.stderr.contains("/keyspaces/more"), "{ks:?}");
-    }
+    // A keyspace name the server would refuse is refused before any request.
     let bad = customer.run(&["db", "keyspace", "create", "quick", "no/such"]);
     assert_eq!(bad.code, Some(1));
     assert!(bad.stderr.contains("must start with a letter"), "{bad:?}");
@@ -422,4 +432,125 @@ fn db_commands_wait_refuse_and_report_the_databases_message() {
         right.stdout.contains("quick: TERMINATED after"),
         "{right:?}"
     );
+}
+
+#[test]
+fn db_keyspace_commands_add_and_remove_keyspaces_in_every_region() {
+    let customer = Customer::new();
+    let (_server, creds) = serve_dev(&customer);
+    // Platform-keyed (no customer key registered), in two regions.
+    let created = customer.run(&[
+        "db",
+        "create",
+        "--name",
+        "ks",
+        "--keyspace",
+        "shop",
+        "--region",
+        "us-east-2",
+        "--output",
+        "json",
+    ]);
+    let id = created.ok().json()["id"].as_str().unwrap().to_string();
+    customer
+        .run(&["db", "add-region", "ks", "--region", "eu-west-1"])
+        .ok();
+    let keyspaces = || {
+        let v = customer.run(&["db", "get", "ks", "-o", "json"]).ok().json();
+        v["info"]["keyspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keyspaces(), ["shop"]);
+
+    let added = customer.run(&["db", "keyspace", "create", "ks", "sales"]);
+    assert!(
+        added
+            .ok()
+            .stdout
+            .contains(&format!("keyspace sales added to database ks ({id})")),
+        "{added:?}"
+    );
+    assert_eq!(keyspaces(), ["shop", "sales"]);
+    // The table shows them all; adding one it has already succeeds, as the original does.
+    let table = customer.run(&["db", "get", "ks"]);
+    assert!(table.ok().stdout.contains("shop, sales"), "{table:?}");
+    customer
+        .run(&["db", "keyspace", "create", &id, "sales"])
+        .ok();
+    assert_eq!(keyspaces(), ["shop", "sales"]);
+
+    // It exists in both regions' stores: the Data API of each lists it.
+    let api = creds["apiUrl"].as_str().unwrap().to_string();
+    let token = creds["token"].as_str().unwrap().to_string();
+    let find_keyspaces = |region: &str| -> Vec<String> {
+        let url = format!("{api}/db/{id}-{region}/api/json/v1");
+        let v = data_api(&url, &token, r#"{"findKeyspaces":{}}"#);
+        let mut ks: Vec<String> = v["status"]["keyspaces"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        ks.sort();
+        ks
+    };
+    assert_eq!(find_keyspaces("us-east-2"), ["sales", "shop"]);
+    assert_eq!(find_keyspaces("eu-west-1"), ["sales", "shop"]);
+
+    let removed = customer.run(&["db", "keyspace", "delete", "ks", "sales"]);
+    assert!(
+        removed
+            .ok()
+            .stdout
+            .contains("keyspace sales removed from database ks"),
+        "{removed:?}"
+    );
+    assert_eq!(keyspaces(), ["shop"]);
+    assert_eq!(find_keyspaces("us-east-2"), ["shop"]);
+    assert_eq!(find_keyspaces("eu-west-1"), ["shop"]);
+
+    // Refusals carry the server's message and exit 1.
+    let again = customer.run(&["db", "keyspace", "delete", "ks", "sales"]);
+    assert_eq!(again.code, Some(1), "{again:?}");
+    assert!(
+        again.stderr.contains("keyspace sales not found"),
+        "{again:?}"
+    );
+    let initial = customer.run(&["db", "keyspace", "delete", "ks", "shop"]);
+    assert_eq!(initial.code, Some(1), "{initial:?}");
+    assert!(initial.stderr.contains("initial keyspace"), "{initial:?}");
+    let reserved = customer.run(&["db", "keyspace", "create", "ks", "system"]);
+    assert_eq!(reserved.code, Some(1), "{reserved:?}");
+    assert!(reserved.stderr.contains("reserved"), "{reserved:?}");
+    let unknown = customer.run(&["db", "keyspace", "create", "nosuch", "sales"]);
+    assert_eq!(unknown.code, Some(1), "{unknown:?}");
+    // A terminated database takes no keyspace.
+    customer.run(&["db", "terminate", "ks", "--yes"]).ok();
+    let late = customer.run(&["db", "keyspace", "create", &id, "late"]);
+    assert_eq!(late.code, Some(1), "{late:?}");
+    assert!(late.stderr.contains("only when it is ACTIVE"), "{late:?}");
+}
+
+/// One Data API command over HTTP; its JSON answer.
+fn data_api(url: &str, token: &str, command: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let res = reqwest::Client::new()
+            .post(url)
+            .header("Token", token)
+            .header("content-type", "application/json")
+            .body(command.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{url}");
+        res.json().await.unwrap()
+    })
 }

@@ -211,3 +211,100 @@ fn the_customer_side_of_cloud_kms() {
     let (ok, e) = gcp(&ep, &dir, &["describe", "--key", "db"]);
     assert!(!ok && e.as_str().unwrap().contains("--key-ring"), "{e}");
 }
+
+/// The GCP side of `keyplane key policy --provider gcp --merge-into`: the key's getIamPolicy
+/// output, merged with keyplane's bindings by core's merge (what the command prints), goes back
+/// with `set-iam-policy`; the platform can then encrypt, and the stale file is refused by its
+/// etag.
+#[test]
+fn a_merged_iam_policy_goes_back_with_set_iam_policy_and_a_stale_one_is_refused() {
+    use keyplane_core::policy::gcp::recommended_bindings;
+    use keyplane_core::policy::{GcpIamPolicyMerge, PolicyMerge};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kms");
+    let (_server, ep) = start_kms(&dir);
+    let key_args = ["--key-ring", "ring", "--key", "db"];
+    assert!(gcp(&ep, &dir, &["create-key-ring", "--key-ring", "ring"]).0);
+    let (ok, key) = gcp(&ep, &dir, &[&["create-key"][..], &key_args].concat());
+    assert!(ok, "{key}");
+    let name = key["name"].as_str().unwrap().to_string();
+    // The customer's own binding, which the merge must keep.
+    let owner = "user:owner@customer.example";
+    assert!(
+        gcp(
+            &ep,
+            &dir,
+            &[
+                &["add-iam-binding"][..],
+                &key_args,
+                &["--binding-member", owner, "--role", "roles/cloudkms.admin"],
+            ]
+            .concat(),
+        )
+        .0
+    );
+    let (_, current) = gcp(&ep, &dir, &[&["get-iam-policy"][..], &key_args].concat());
+    let email = PLATFORM.trim_start_matches("serviceAccount:").to_string();
+    let merged = GcpIamPolicyMerge
+        .merge(&current.to_string(), &recommended_bindings(&[email]))
+        .unwrap();
+    let file = tmp.path().join("merged.json");
+    std::fs::write(&file, &merged.document).unwrap();
+    let file_arg = file.to_str().unwrap();
+
+    let token = platform_token(&dir);
+    let encrypt = format!("{name}:encrypt");
+    let plaintext = json!({ "plaintext": "aGVsbG8=" });
+    assert_eq!(as_platform(&ep, &token, &encrypt, plaintext.clone()).0, 403);
+    let (ok, put) = gcp(
+        &ep,
+        &dir,
+        &[
+            &["set-iam-policy"][..],
+            &key_args,
+            &["--policy-file", file_arg],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{put}");
+    let (_, now) = gcp(&ep, &dir, &[&["get-iam-policy"][..], &key_args].concat());
+    let bindings = now["bindings"].as_array().unwrap();
+    assert_eq!(bindings.len(), 3, "{now}");
+    assert_eq!(bindings[0]["members"], json!([owner]));
+    assert_ne!(now["etag"], current["etag"]);
+    assert_eq!(as_platform(&ep, &token, &encrypt, plaintext).0, 200);
+
+    // The file still carries the etag it was read with: Cloud KMS refuses it now.
+    let (ok, err) = gcp(
+        &ep,
+        &dir,
+        &[
+            &["set-iam-policy"][..],
+            &key_args,
+            &["--policy-file", file_arg],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(err.as_str().unwrap().contains("ABORTED"), "{err}");
+    // A file that is not a policy is refused before any call, with the reason.
+    std::fs::write(&file, r#"{"bindings": [{"role": "", "members": []}]}"#).unwrap();
+    let (ok, err) = gcp(
+        &ep,
+        &dir,
+        &[
+            &["set-iam-policy"][..],
+            &key_args,
+            &["--policy-file", file_arg],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(
+        err.as_str().unwrap().contains("binding #0 has no role"),
+        "{err}"
+    );
+    let (_, after) = gcp(&ep, &dir, &[&["get-iam-policy"][..], &key_args].concat());
+    assert_eq!(after, now);
+}

@@ -48,10 +48,17 @@ names! {
         CmkPolicyCheck => "cmk.policy.check",
         /// A key checked on request (the key health monitor's check, run now).
         CmkCheck => "cmk.check",
+        /// The key monitor found that a registered key's policy lets the platform use it for
+        /// any organization (a key registered before registration proved the binding).
+        CmkUnbound => "cmk.binding.unbound",
+        /// The key monitor found the key bound to its organization (the warning is gone).
+        CmkBound => "cmk.binding.bound",
         DbCreate => "db.create",
         DbTerminate => "db.terminate",
         DbRegionAdd => "db.region.add",
         DbRegionTerminate => "db.region.terminate",
+        DbKeyspaceCreate => "db.keyspace.create",
+        DbKeyspaceDrop => "db.keyspace.drop",
         /// The key monitor (or a refused data access) suspended a datacenter.
         DatacenterSuspend => "datacenter.suspend",
         DatacenterResume => "datacenter.resume",

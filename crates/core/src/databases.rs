@@ -9,9 +9,11 @@ use crate::provider::UnknownName;
 macro_rules! statuses {
     ($($v:ident => $s:literal),+ $(,)?) => {
         /// A database's (or datacenter's) status, spelled as the DevOps API spells it.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum DatabaseStatus { $(#[serde(rename = $s)] $v),+ }
         impl DatabaseStatus {
+            /// Every status, in the order the original's `StatusEnum` lists them.
+            pub const ALL: &'static [DatabaseStatus] = &[$(DatabaseStatus::$v),+];
             pub fn as_str(self) -> &'static str { match self { $(DatabaseStatus::$v => $s),+ } }
         }
         impl FromStr for DatabaseStatus {
@@ -43,6 +45,22 @@ statuses! {
     Suspended => "SUSPENDED",
     Unknown => "UNKNOWN",
 }
+
+// Written by hand: utoipa's derive does not see the `serde(rename)` a macro generates and
+// documented the variants' Rust names ("Active") while every answer says "ACTIVE".
+impl utoipa::PartialSchema for DatabaseStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A database's (or datacenter's) status, spelled as the DevOps API spells it.",
+            ))
+            .enum_values(Some(DatabaseStatus::ALL.iter().map(|s| s.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DatabaseStatus {}
 
 impl fmt::Display for DatabaseStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,18 +94,34 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Keyspace names follow Cassandra's rule: a letter, then up to 47 letters, digits or `_`.
+/// The initial keyspace's name when a creation request names none, as the original names it.
+pub const DEFAULT_KEYSPACE: &str = "default_keyspace";
+
+/// Names the original refuses for a keyspace (in any case).
+pub const RESERVED_KEYSPACES: [&str; 2] = ["dse", "system"];
+
+/// Keyspace names: a letter, then up to 47 letters, digits or `_`, and not a reserved word.
+/// The original also lets a name start with a digit; the document store's files do not.
 pub fn check_keyspace(ks: &str) -> Result<(), String> {
     let ok = (1..=48).contains(&ks.len())
         && ks.starts_with(|c: char| c.is_ascii_alphabetic())
         && ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "keyspace: {ks:?} must start with a letter and have at most 48 letters, digits or '_'"
-        ))
+    if !ok {
+        return Err(format!(
+            "keyspace: {:?} must start with a letter and have at most 48 letters, digits or '_'",
+            ks.chars().take(64).collect::<String>()
+        ));
     }
+    if RESERVED_KEYSPACES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(ks))
+    {
+        return Err(format!(
+            "keyspace: {ks:?} is reserved; the reserved names are {}",
+            RESERVED_KEYSPACES.join(" and ")
+        ));
+    }
+    Ok(())
 }
 
 /// Tier and capacity units for a database type; returns the normalized tier.
@@ -194,6 +228,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_schema_lists_the_statuses_as_the_answers_spell_them() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(DatabaseStatus::schema()).unwrap();
+        let listed: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let spelt: Vec<String> = DatabaseStatus::ALL
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(listed, spelt);
+        assert_eq!(listed[0], "ACTIVE");
+        assert_eq!(listed.len(), 15);
+    }
+
+    #[test]
     fn statuses_round_trip() {
         for s in ["ACTIVE", "MAINTENANCE", "SUSPENDED", "TERMINATED"] {
             assert_eq!(s.parse::<DatabaseStatus>().unwrap().as_str(), s);
@@ -207,6 +266,13 @@ mod tests {
         assert!(check_name("1db").is_err());
         assert!(check_keyspace("sales").is_ok());
         assert!(check_keyspace("sa-les").is_err());
+        assert!(check_keyspace(&"k".repeat(48)).is_ok());
+        assert!(check_keyspace(&"k".repeat(49)).is_err());
+        for reserved in ["dse", "system", "System", "DSE"] {
+            assert!(check_keyspace(reserved).unwrap_err().contains("reserved"));
+        }
+        assert!(check_keyspace("system_data").is_ok());
+        assert!(check_keyspace(DEFAULT_KEYSPACE).is_ok());
         assert_eq!(check_tier(DbType::Classic, "c10", 3).unwrap(), "C10");
         assert!(
             check_tier(DbType::Classic, "C10", 13)

@@ -50,6 +50,8 @@ permissions! {
     OrgDbExpand => "org-db-expand",
     DbRead => "db-read",
     DbWrite => "db-write",
+    DbKeyspaceCreate => "db-keyspace-create",
+    DbKeyspaceDrop => "db-keyspace-drop",
 }
 
 impl fmt::Display for Permission {
@@ -104,6 +106,8 @@ impl Role {
                     | OrgDbExpand
                     | DbRead
                     | DbWrite
+                    | DbKeyspaceCreate
+                    | DbKeyspaceDrop
             ),
             Role::ReadOnly => matches!(p, OrgRead | OrgCmkRead | OrgDbView | DbRead),
             Role::Custom(set) => set.contains(&p),
@@ -183,6 +187,14 @@ mod tests {
         assert!(!Role::DbAdmin.allows(Permission::OrgTokenWrite));
         assert!(Role::ReadOnly.allows(Permission::OrgCmkRead));
         assert!(!Role::ReadOnly.allows(Permission::OrgCmkWrite));
+        // The original's Database Administrator manages keyspaces; a reader does not.
+        assert!(Role::DbAdmin.allows(Permission::DbKeyspaceCreate));
+        assert!(Role::DbAdmin.allows(Permission::DbKeyspaceDrop));
+        assert!(!Role::ReadOnly.allows(Permission::DbKeyspaceCreate));
+        assert_eq!(
+            "db-keyspace-drop".parse::<Permission>(),
+            Ok(Permission::DbKeyspaceDrop)
+        );
     }
 
     #[test]

@@ -53,6 +53,22 @@ pub(crate) async fn add_identity(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    on_blocking_pool(move || add_identity_blocking(inner, headers, body)).await
+}
+
+/// Runs an admin request that writes files (`credentials.json`, the state: each an fsync) on
+/// the blocking pool, never on an async worker.
+pub(crate) async fn on_blocking_pool(f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "devkms admin request failed");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+fn add_identity_blocking(inner: Arc<Inner>, headers: HeaderMap, body: Bytes) -> Response {
     if !token_ok(&inner, &headers) {
         return unauthorized();
     }
@@ -119,6 +135,10 @@ pub(crate) async fn advance_clock(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    on_blocking_pool(move || advance_clock_blocking(inner, headers, body)).await
+}
+
+fn advance_clock_blocking(inner: Arc<Inner>, headers: HeaderMap, body: Bytes) -> Response {
     if !token_ok(&inner, &headers) {
         return unauthorized();
     }

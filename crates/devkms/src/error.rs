@@ -26,6 +26,10 @@ pub enum DevKmsError {
     RootKeyMismatch { path: PathBuf },
     #[error("invalid identity: {0}")]
     InvalidIdentity(String),
+    #[error("invalid Azure vault configuration: {0}")]
+    InvalidAzureVault(String),
+    #[error("the built-in vault's TLS setup failed: {0}")]
+    Tls(String),
 }
 
 impl DevKmsError {

@@ -7,14 +7,22 @@
 //! next to the state it protects, the generated access keys are written to `credentials.json`
 //! in the data directory, and its clock can be moved by an admin route when configured to.
 //!
+//! It also speaks Azure Key Vault over TLS on a listener of its own (`azure`, see
+//! [`DevKms::azure_vault`]).
+//!
 //! The crate owns: the wire protocol and SigV4 verification, the identities (accounts, IAM users
 //! and roles with access keys), key storage and the KMS operations, and the admin routes
 //! (`/_admin/identities`, `/_admin/clock/advance`). `gcp/` is the Google Cloud KMS surface
 //! (REST v1 under `/v1/`) on the same port, state and root key.
+//!
+//! A change is persisted (temp file, fsync, rename) before its request is answered, on the
+//! blocking pool: handlers only take the snapshot, and the router's `persist` layer writes it
+//! after the handler, never on an async worker.
 #![forbid(unsafe_code)]
 
 mod admin;
 mod aws;
+pub mod azure;
 mod crypto;
 mod error;
 mod gcp;
@@ -24,14 +32,20 @@ mod state;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::extract::{Request, State as AxState};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use zeroize::{Zeroize, Zeroizing};
 
+pub use azure::{
+    AzureDevApplication, AzureDevCredentials, AzureDevPrincipal, AzureVault, AzureVaultConfig,
+};
 pub use error::DevKmsError;
 pub use gcp::{GCP_CUSTOMER, GCP_CUSTOMER_PROJECT, GCP_PLATFORM, GCP_PLATFORM_PROJECT};
 pub use state::{IdentityConfig, IdentityKind};
@@ -115,6 +129,16 @@ pub(crate) struct Inner {
     /// Seconds added to the wall clock by `/_admin/clock/advance`.
     clock_offset: AtomicI64,
     allow_clock_control: bool,
+    /// The newest snapshot taken by a request and not yet written (see `persist`).
+    pending: Mutex<Option<(u64, Zeroizing<Vec<u8>>)>>,
+    /// Microseconds every request waits before it is handled ([`DevKms::set_added_latency`]).
+    added_latency_us: AtomicU64,
+}
+
+tokio::task_local! {
+    /// Inside a request: the newest generation the request committed, which the `persist`
+    /// layer writes before the answer leaves.
+    static COMMITTED: Arc<AtomicU64>;
 }
 
 impl Inner {
@@ -135,8 +159,9 @@ impl Inner {
         wall + self.clock_offset.load(Ordering::Relaxed) as f64
     }
 
-    /// Persists the state after a change: the snapshot is taken under the lock, the file is
-    /// written after releasing it.
+    /// Persists the state after a change: the snapshot is taken under the lock. Inside a
+    /// request the file is written by the `persist` layer on the blocking pool before the
+    /// answer leaves; elsewhere (start, the sweeper on the blocking pool) right here.
     pub(crate) fn commit(&self, mut st: RwLockWriteGuard<'_, State>) -> Result<(), ApiError> {
         st.generation += 1;
         let generation = st.generation;
@@ -145,10 +170,46 @@ impl Inner {
                 .snapshot(&st, self.clock_offset.load(Ordering::Relaxed)),
         );
         drop(st);
-        self.store.write(generation, &bytes).map_err(|e| {
-            tracing::error!(error = %e, "devkms could not persist its state");
-            ApiError::internal("keyplane's KMS could not persist its state")
-        })
+        if COMMITTED
+            .try_with(|c| c.fetch_max(generation, Ordering::SeqCst))
+            .is_ok()
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.as_ref().is_none_or(|(g, _)| *g < generation) {
+                *pending = Some((generation, bytes));
+            }
+            return Ok(());
+        }
+        self.store.write(generation, &bytes).map_err(persist_error)
+    }
+
+    /// Writes the newest snapshot if generation `upto` is not on disk yet (blocking). A
+    /// snapshot taken by another request covers this one's change as well.
+    fn persist_upto(&self, upto: u64) -> Result<(), ApiError> {
+        loop {
+            if self.store.written() >= upto {
+                return Ok(());
+            }
+            let snapshot = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match snapshot {
+                Some((generation, bytes)) => self
+                    .store
+                    .write(generation, &bytes)
+                    .map_err(persist_error)?,
+                // Another request took it (it is at least `upto`) and `written` waited for its
+                // write; if that write failed, this change is not on disk either.
+                None if self.store.written() >= upto => return Ok(()),
+                None => {
+                    return Err(ApiError::internal(
+                        "keyplane's KMS could not persist its state",
+                    ));
+                }
+            }
+        }
     }
 
     /// Deletes keys past their deletion date and performs due automatic rotations.
@@ -156,6 +217,7 @@ impl Inner {
         let now = self.now();
         let mut st = self.write();
         let mut changed = st.purge_deleted(now);
+        changed |= st.azure.purge_due(now as i64);
         for k in st.keys.values_mut() {
             let before = k.materials.len();
             aws::auto_rotate(self, k, now);
@@ -266,6 +328,8 @@ impl DevKms {
             admin_token,
             clock_offset: AtomicI64::new(offset),
             allow_clock_control: config.allow_clock_control,
+            pending: Mutex::new(None),
+            added_latency_us: AtomicU64::new(0),
         };
         st.generation = 1;
         let bytes = Zeroizing::new(inner.store.snapshot(&st, offset));
@@ -296,6 +360,13 @@ impl DevKms {
         self.inner.admin_token.to_string()
     }
 
+    /// Makes every request wait `latency` before it is handled, like a KMS across a network
+    /// (benchmarks: the key monitor against 5 ms). Zero, the default, adds nothing.
+    pub fn set_added_latency(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.inner.added_latency_us.store(us, Ordering::Relaxed);
+    }
+
     /// The KMS endpoint (`POST /`) and the admin routes.
     pub fn router(&self) -> Router {
         Router::new()
@@ -304,6 +375,10 @@ impl DevKms {
             .route("/_admin/clock/advance", post(admin::advance_clock))
             .merge(gcp::routes())
             .with_state(self.inner.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.clone(),
+                persist,
+            ))
     }
 
     /// Serves on `listener` until `shutdown` completes, sweeping expired keys and due rotations
@@ -318,8 +393,12 @@ impl DevKms {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                if let Err(e) = inner.sweep() {
-                    tracing::warn!(error = %e.message, "devkms sweep failed");
+                let inner = inner.clone();
+                // A sweep that changed something writes the state file: off the async workers.
+                match tokio::task::spawn_blocking(move || inner.sweep()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e.message, "devkms sweep failed"),
+                    Err(e) => tracing::warn!(error = %e, "devkms sweep failed"),
                 }
             }
         });
@@ -328,5 +407,34 @@ impl DevKms {
             .await;
         sweeper.abort();
         result
+    }
+}
+
+fn persist_error(e: DevKmsError) -> ApiError {
+    tracing::error!(error = %e, "devkms could not persist its state");
+    ApiError::internal("keyplane's KMS could not persist its state")
+}
+
+/// Around every request: the added latency, then the handler, then the write of what it
+/// committed (on the blocking pool) before its answer goes out, so an answered change is on
+/// disk and no fsync runs on an async worker.
+async fn persist(AxState(inner): AxState<Arc<Inner>>, req: Request, next: Next) -> Response {
+    let latency = inner.added_latency_us.load(Ordering::Relaxed);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_micros(latency)).await;
+    }
+    let committed = Arc::new(AtomicU64::new(0));
+    let resp = COMMITTED.scope(committed.clone(), next.run(req)).await;
+    let upto = committed.load(Ordering::SeqCst);
+    if upto == 0 {
+        return resp;
+    }
+    match tokio::task::spawn_blocking(move || inner.persist_upto(upto)).await {
+        Ok(Ok(())) => resp,
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "devkms could not persist its state");
+            ApiError::internal("keyplane's KMS could not persist its state").into_response()
+        }
     }
 }

@@ -266,6 +266,9 @@ struct StateFile {
     aliases: Vec<AliasRecord>,
     #[serde(default)]
     gcp: crate::gcp::state::GcpStateFile,
+    /// The Azure Key Vault surface (`crate::azure`); absent until a vault is first opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    azure: Option<crate::azure::AzureStateRecord>,
 }
 
 /// Everything mutable, behind one RwLock in the server.
@@ -277,6 +280,8 @@ pub(crate) struct State {
     pub keys: BTreeMap<String, Key>,
     /// By (account, region, alias name).
     pub aliases: BTreeMap<(String, String, String), AliasRecord>,
+    /// The Azure Key Vault surface's directory, vaults and role assignments.
+    pub azure: crate::azure::AzureState,
     /// Bumped on every change, so a slower writer never overwrites a newer snapshot.
     pub generation: u64,
     /// The Cloud KMS surface's resources and identities.
@@ -316,7 +321,7 @@ pub(crate) struct Store {
     written: Mutex<u64>,
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DevKmsError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DevKmsError> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()
         .write(true)
@@ -379,6 +384,21 @@ impl Store {
             },
             token,
         ))
+    }
+
+    /// The data directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Seals bytes under the root key, bound to `purpose`.
+    pub(crate) fn seal_raw(&self, purpose: &str, plaintext: &[u8]) -> Vec<u8> {
+        self.root.seal(purpose.as_bytes(), plaintext)
+    }
+
+    /// Opens what [`Store::seal_raw`] sealed for the same purpose; `None` if it was not.
+    pub(crate) fn open_sealed(&self, purpose: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.root.open(purpose.as_bytes(), sealed)
     }
 
     pub(crate) fn seal_b64(&self, purpose: &str, plaintext: &[u8]) -> String {
@@ -490,6 +510,7 @@ impl Store {
                 .insert((a.account.clone(), a.region.clone(), a.name.clone()), a);
         }
         st.gcp = crate::gcp::state::load(self, file.gcp)?;
+        st.azure = crate::azure::AzureState::load(self, file.azure)?;
         Ok(Some((st, file.clock_offset_secs)))
     }
 
@@ -515,6 +536,7 @@ impl Store {
             keys: st.keys.values().map(|k| k.rec.clone()).collect(),
             aliases: st.aliases.values().cloned().collect(),
             gcp: crate::gcp::state::snapshot(self, &st.gcp),
+            azure: st.azure.snapshot(),
         };
         serde_json::to_vec_pretty(&file).unwrap_or_default()
     }
@@ -529,6 +551,11 @@ impl Store {
         write_private(&self.dir.join(STATE_FILE), bytes)?;
         *last = generation;
         Ok(())
+    }
+
+    /// The generation last written; waits for a write in progress to end.
+    pub fn written(&self) -> u64 {
+        *self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `credentials.json`: what local tools (run.sh, `keyplane kms` commands) read to sign as

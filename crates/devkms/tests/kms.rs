@@ -1450,3 +1450,51 @@ async fn regions_session_tokens_and_extra_identities() {
     );
     s.stop().await;
 }
+
+/// A change is on disk when its answer arrives: 8 CreateKey requests at once (the state file
+/// is written after each handler, on the blocking pool, newest snapshot first), and as each
+/// is answered the state file read straight from disk, with the server still running, holds
+/// its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_change_is_on_disk_while_the_server_runs() {
+    let s = DevKmsServer::start().await;
+    let dir = s.dir.clone();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let admin = s.client(ADMIN);
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let mut ids = vec![];
+                for k in 0..5 {
+                    let id = admin
+                        .create_key()
+                        .description(format!("writer {i} key {k}"))
+                        .send()
+                        .await
+                        .unwrap()
+                        .key_metadata()
+                        .unwrap()
+                        .key_id()
+                        .to_string();
+                    let state = std::fs::read_to_string(dir.join("state.json")).unwrap();
+                    assert!(state.contains(&id), "answered key {id} not on disk yet");
+                    ids.push(id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert_eq!(all.len(), 40);
+    let tmp = s.stop().await;
+    let s2 = DevKmsServer::start_in(&dir, false).await;
+    let admin = s2.client(ADMIN);
+    for id in &all {
+        describe(&admin, id).await;
+    }
+    s2.stop().await;
+    drop(tmp);
+}

@@ -1,16 +1,23 @@
-//! Data API filters and sorts, compiled to SQL over SQLite's JSON functions.
+//! Data API filters and sorts, compiled to SQL over SQLite's JSON functions, with the
+//! original's semantics: `null` matches an explicit null (not a missing field) and `$ne`
+//! matches everything else, missing fields included; `$not` inverts what it holds as the
+//! original does (De Morgan on `$and`/`$or`, `$eq`↔`$ne`, `$in`↔`$nin`, `$gt`↔`$lte`, …, so an
+//! inverted range still compares only values of its type); ranges compare numbers, strings,
+//! booleans and dates; typed literals must be valid; operators cannot hide inside a
+//! sub-document being matched.
 //!
-//! Every user value becomes a bound parameter; only validated field paths (see
-//! [`FieldPath::parse`]) and fixed keywords reach the SQL text. Predicates are written so that
-//! a collection's expression indexes (`json_extract(doc, P)` and `json_type(doc, P)`) can serve
+//! Every user value becomes a bound parameter; only decoded, escaped field paths (see
+//! [`FieldPath`]) and fixed keywords reach the SQL text. Predicates are written so that a
+//! collection's expression indexes (`json_extract(doc, P)` and `json_type(doc, P)`) can serve
 //! them, including the array-membership branch.
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Number, Value};
 
-use crate::error::{DocStoreError, Result};
-use crate::path::{self, FieldPath};
-use crate::store::{MAX_DEPTH, id_key};
+use crate::code::DocStoreCode;
+use crate::error::{DocStoreError, Result, filter_err, shorten, sort_err};
+use crate::path::{FieldPath, PathUse, Seg, SqlPath};
+use crate::validate::{MAX_DEPTH, TYPED_KEYS, id_key, is_typed_literal, typed_value_problem};
 
 /// `$in`, `$nin` and `$all` lists longer than this are refused: each element is an SQL term.
 pub const MAX_IN_LIST: usize = 1000;
@@ -19,9 +26,7 @@ pub const MAX_FILTER_TERMS: usize = 2000;
 /// Values one filter may bind: SQLite takes at most 32,766 per statement.
 pub const MAX_FILTER_VALUES: usize = 32_000;
 
-/// Typed-value wrappers of the Data API: a one-key object is a value of that type.
-pub const TYPED_KEYS: [&str; 3] = ["$date", "$uuid", "$objectId"];
-
+/// A compiled filter: an SQL condition over a row's `doc` (and `id`) and its parameters.
 #[derive(Debug, Default)]
 pub struct SqlFilter {
     pub sql: String,
@@ -29,23 +34,24 @@ pub struct SqlFilter {
 }
 
 fn inv(msg: impl Into<String>) -> DocStoreError {
-    DocStoreError::InvalidFilter(msg.into())
+    filter_err(DocStoreCode::FilterInvalidExpression, msg)
 }
 
-fn path_err(msg: String) -> DocStoreError {
-    DocStoreError::InvalidFilter(msg)
-}
-
-pub fn is_typed_literal(m: &Map<String, Value>) -> bool {
-    m.len() == 1 && m.keys().all(|k| TYPED_KEYS.contains(&k.as_str()))
-}
-
+/// Compiles a Data API filter (`null` or an object). Never panics, whatever the value.
 pub fn compile(filter: &Value) -> Result<SqlFilter> {
     let mut c = Compiler::default();
     let sql = match filter {
         Value::Null => "1".to_owned(),
-        Value::Object(m) => c.doc(m, 0)?,
-        _ => return Err(inv("filter must be a JSON object")),
+        Value::Object(m) => c.doc(m, 0, false)?,
+        other => {
+            return Err(filter_err(
+                DocStoreCode::FilterUnsupportedDataType,
+                format!(
+                    "filter definition must be a JSON object, not {}",
+                    crate::validate::type_name(other)
+                ),
+            ));
+        }
     };
     if c.params.len() > MAX_FILTER_VALUES {
         return Err(inv(format!(
@@ -66,13 +72,52 @@ enum Lit {
     Bool(bool),
     Num(Number),
     Str(String),
-    /// `{"$date": n}` and friends: compared on the wrapped member.
+    /// `{"$date": n}` and friends: compared on the wrapped member (UUIDs and ObjectIds without
+    /// regard to case, as the original compares them).
     Typed(&'static str, Value),
     /// Arrays and objects: compared as canonical JSON text.
     Composite {
         text: String,
         is_array: bool,
     },
+}
+
+/// Refuses a typed literal that is not one: `$date` needs epoch milliseconds (a filter error
+/// in the original), `$uuid`/`$objectId` a valid value (a document-value error there).
+fn check_typed(key: &str, inner: &Value) -> Result<()> {
+    match typed_value_problem(key, inner) {
+        None => Ok(()),
+        Some(_) if key == "$date" => Err(inv(format!(
+            "$date value has to be sent as epoch time (an integer number of milliseconds), not {}",
+            crate::error::quote_json(inner)
+        ))),
+        Some(p) => Err(filter_err(
+            DocStoreCode::ShredBadEjsonValue,
+            format!("bad JSON extension value: {p}"),
+        )),
+    }
+}
+
+/// A sub-document or array to match as a whole may hold typed values, but no operators.
+fn check_composite(v: &Value) -> Result<()> {
+    match v {
+        Value::Object(m) if m.len() == 1 && m.keys().all(|k| k.starts_with('$')) => {
+            let (k, inner) = m.iter().next().ok_or_else(|| inv("empty object"))?;
+            if TYPED_KEYS.contains(&k.as_str()) {
+                check_typed(k, inner)
+            } else {
+                Err(inv(format!("invalid use of '{}' operator", shorten(k))))
+            }
+        }
+        Value::Object(m) => {
+            if let Some(k) = m.keys().find(|k| k.starts_with('$')) {
+                return Err(inv(format!("invalid use of '{}' operator", shorten(k))));
+            }
+            m.values().try_for_each(check_composite)
+        }
+        Value::Array(a) => a.iter().try_for_each(check_composite),
+        _ => Ok(()),
+    }
 }
 
 impl Lit {
@@ -89,27 +134,30 @@ impl Lit {
                     .find(|t| **t == k.as_str())
                     .copied()
                     .ok_or_else(|| inv("unknown typed value"))?;
-                match (key, inner) {
-                    ("$date", Value::Number(_)) => {}
-                    ("$date", _) => return Err(inv("$date must be a number of milliseconds")),
-                    (_, Value::String(_)) => {}
-                    (k, _) => return Err(inv(format!("{k} must be a string"))),
-                }
-                Lit::Typed(key, inner.clone())
+                check_typed(key, inner)?;
+                let inner = match inner {
+                    Value::String(s) => Value::String(s.to_ascii_lowercase()),
+                    other => other.clone(),
+                };
+                Lit::Typed(key, inner)
             }
             Value::Object(m) => {
                 if let Some(k) = m.keys().find(|k| k.starts_with('$')) {
-                    return Err(DocStoreError::UnknownOperator(k.clone()));
+                    return Err(inv(format!("invalid use of '{}' operator", shorten(k))));
                 }
+                check_composite(v)?;
                 Lit::Composite {
                     text: serde_json::to_string(v).map_err(|e| inv(e.to_string()))?,
                     is_array: false,
                 }
             }
-            Value::Array(_) => Lit::Composite {
-                text: serde_json::to_string(v).map_err(|e| inv(e.to_string()))?,
-                is_array: true,
-            },
+            Value::Array(_) => {
+                check_composite(v)?;
+                Lit::Composite {
+                    text: serde_json::to_string(v).map_err(|e| inv(e.to_string()))?,
+                    is_array: true,
+                }
+            }
         })
     }
 }
@@ -136,7 +184,7 @@ fn json_param(v: &Value) -> SqlValue {
 /// or an object met while walking a dotted path through arrays), or one element of an array
 /// (a `json_each` row).
 enum Acc {
-    At { base: String, path: String },
+    At { base: String, path: SqlPath },
     Elem(String),
 }
 
@@ -145,12 +193,12 @@ impl Acc {
     fn field(p: &FieldPath) -> Acc {
         Acc::At {
             base: "doc".into(),
-            path: p.json_path(),
+            path: p.sql(),
         }
     }
     fn ty(&self) -> String {
         match self {
-            Acc::At { base, path } => format!("json_type({base}, '{path}')"),
+            Acc::At { base, path } => format!("json_type({base}, {})", path.sql()),
             Acc::Elem(a) => format!("{a}.type"),
         }
     }
@@ -162,26 +210,32 @@ impl Acc {
     }
     fn val(&self) -> String {
         match self {
-            Acc::At { base, path } => format!("json_extract({base}, '{path}')"),
+            Acc::At { base, path } => format!("json_extract({base}, {})", path.sql()),
             Acc::Elem(a) => format!("{a}.value"),
         }
     }
     fn member(&self, key: &str) -> String {
+        let piece = format!(".\"{key}\"");
         match self {
-            Acc::At { base, path } => format!("json_extract({base}, '{path}.\"{key}\"')"),
-            Acc::Elem(a) => format!("json_extract({a}.value, '$.\"{key}\"')"),
+            Acc::At { base, path } => {
+                format!("json_extract({base}, {})", path.clone().then(&piece).sql())
+            }
+            Acc::Elem(a) => format!(
+                "json_extract({a}.value, {})",
+                crate::path::sql_literal(&format!("${piece}"))
+            ),
         }
     }
     /// The rows of the value's elements (only meaningful when it is an array).
     fn each(&self) -> String {
         match self {
-            Acc::At { base, path } => format!("json_each({base}, '{path}')"),
+            Acc::At { base, path } => format!("json_each({base}, {})", path.sql()),
             Acc::Elem(a) => format!("json_each({a}.value)"),
         }
     }
     fn array_len(&self) -> String {
         match self {
-            Acc::At { base, path } => format!("json_array_length({base}, '{path}')"),
+            Acc::At { base, path } => format!("json_array_length({base}, {})", path.sql()),
             Acc::Elem(a) => format!("json_array_length({a}.value)"),
         }
     }
@@ -204,12 +258,33 @@ impl Cmp {
             Cmp::Lte => "<=",
         }
     }
+    fn name(self) -> &'static str {
+        match self {
+            Cmp::Gt => "$gt",
+            Cmp::Gte => "$gte",
+            Cmp::Lt => "$lt",
+            Cmp::Lte => "$lte",
+        }
+    }
+    /// What `$not` turns it into, as the original inverts comparisons.
+    fn inverted(self) -> Cmp {
+        match self {
+            Cmp::Gt => Cmp::Lte,
+            Cmp::Gte => Cmp::Lt,
+            Cmp::Lt => Cmp::Gte,
+            Cmp::Lte => Cmp::Gt,
+        }
+    }
 }
 
 /// SQL's NOT turns "unknown" (a NULL from a missing field) into unknown again, which would
 /// drop the document; `IS NOT 1` treats unknown as false first, which is the Data API meaning.
 fn negate(sql: String) -> String {
     format!("(({sql}) IS NOT 1)")
+}
+
+fn not_if(neg: bool, sql: String) -> String {
+    if neg { negate(sql) } else { sql }
 }
 
 #[derive(Default)]
@@ -235,88 +310,112 @@ impl Compiler {
         format!("j{}", self.aliases)
     }
 
-    fn doc(&mut self, m: &Map<String, Value>, depth: usize) -> Result<String> {
+    /// An implicit `$and` of the entries; under `$not` (`neg`), their inverted `$or`.
+    fn doc(&mut self, m: &Map<String, Value>, depth: usize, neg: bool) -> Result<String> {
         if depth > MAX_DEPTH {
             return Err(inv(format!("filter nested deeper than {MAX_DEPTH} levels")));
         }
         if m.is_empty() {
-            return Ok("1".into());
+            return Ok(if neg { "0" } else { "1" }.into());
         }
         let mut parts = Vec::with_capacity(m.len());
         for (k, v) in m {
             self.bump()?;
-            parts.push(self.entry(k, v, depth)?);
+            parts.push(self.entry(k, v, depth, neg)?);
         }
-        Ok(join(parts, "AND"))
+        Ok(join(parts, if neg { "OR" } else { "AND" }))
     }
 
-    fn filter_list(&mut self, op: &str, v: &Value, depth: usize) -> Result<Vec<String>> {
+    fn filter_list(&mut self, op: &str, v: &Value, depth: usize, neg: bool) -> Result<Vec<String>> {
         let arr = v
             .as_array()
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| inv(format!("{op} needs a non-empty array of filters")))?;
+            .ok_or_else(|| inv(format!("'{op}' needs a non-empty array of filters")))?;
         arr.iter()
             .map(|f| match f {
-                Value::Object(m) => self.doc(m, depth + 1),
-                _ => Err(inv(format!("{op} elements must be objects"))),
+                Value::Object(m) => self.doc(m, depth + 1, neg),
+                other => Err(filter_err(
+                    DocStoreCode::FilterUnsupportedDataType,
+                    format!(
+                        "'{op}' elements must be filter objects, not {}",
+                        crate::validate::type_name(other)
+                    ),
+                )),
             })
             .collect()
     }
 
-    fn entry(&mut self, key: &str, v: &Value, depth: usize) -> Result<String> {
+    fn entry(&mut self, key: &str, v: &Value, depth: usize, neg: bool) -> Result<String> {
         match key {
-            "$and" => Ok(join(self.filter_list(key, v, depth)?, "AND")),
-            "$or" => Ok(join(self.filter_list(key, v, depth)?, "OR")),
-            "$nor" => Ok(negate(join(self.filter_list(key, v, depth)?, "OR"))),
+            // Under `$not`, De Morgan: an inverted `$and` is an `$or` of inverted parts.
+            "$and" => Ok(join(
+                self.filter_list(key, v, depth, neg)?,
+                if neg { "OR" } else { "AND" },
+            )),
+            "$or" => Ok(join(
+                self.filter_list(key, v, depth, neg)?,
+                if neg { "AND" } else { "OR" },
+            )),
+            // keyplane's addition: none of the filters holds.
+            "$nor" => Ok(join(
+                self.filter_list(key, v, depth, !neg)?,
+                if neg { "OR" } else { "AND" },
+            )),
             "$not" => match v {
-                Value::Object(m) => Ok(negate(self.doc(m, depth + 1)?)),
-                _ => Err(inv("$not needs a filter object")),
+                Value::Object(m) => self.doc(m, depth + 1, !neg),
+                _ => Err(inv("'$not' needs a filter object")),
             },
-            k if k.starts_with('$') => Err(DocStoreError::UnknownOperator(k.to_owned())),
+            k if k.starts_with('$') => Err(inv(format!(
+                "filter expression path ('{}') cannot start with '$'",
+                shorten(k)
+            ))),
             field => {
-                let path = FieldPath::parse(field, path_err)?;
+                let path = FieldPath::parse(field, PathUse::Filter)?;
                 match v {
                     Value::Object(m)
                         if !m.is_empty()
                             && m.keys().all(|k| k.starts_with('$'))
                             && !is_typed_literal(m) =>
                     {
-                        self.ops(&path, m, depth)
+                        self.ops(&path, m, neg)
                     }
                     Value::Object(m)
                         if m.keys().any(|k| k.starts_with('$')) && !is_typed_literal(m) =>
                     {
                         Err(inv(format!(
-                            "field '{field}' mixes operators and plain keys"
+                            "field '{}' mixes operators and plain keys",
+                            shorten(field)
                         )))
                     }
-                    literal => self.eq(&path, literal),
+                    literal => Ok(not_if(neg, self.eq(&path, literal)?)),
                 }
             }
         }
     }
 
-    fn ops(&mut self, path: &FieldPath, m: &Map<String, Value>, depth: usize) -> Result<String> {
-        if depth > MAX_DEPTH {
-            return Err(inv(format!("filter nested deeper than {MAX_DEPTH} levels")));
-        }
+    fn ops(&mut self, path: &FieldPath, m: &Map<String, Value>, neg: bool) -> Result<String> {
         let mut parts = Vec::with_capacity(m.len());
         for (op, arg) in m {
             self.bump()?;
             let sql = match op.as_str() {
-                "$eq" => self.eq(path, arg)?,
-                "$ne" => negate(self.eq(path, arg)?),
-                "$in" => self.in_list(path, op, arg)?,
-                "$nin" => negate(self.in_list(path, op, arg)?),
-                "$gt" => self.cmp(path, Cmp::Gt, arg)?,
-                "$gte" => self.cmp(path, Cmp::Gte, arg)?,
-                "$lt" => self.cmp(path, Cmp::Lt, arg)?,
-                "$lte" => self.cmp(path, Cmp::Lte, arg)?,
+                "$eq" => not_if(neg, self.eq(path, arg)?),
+                "$ne" => not_if(!neg, self.eq(path, arg)?),
+                "$in" => not_if(neg, self.in_list(path, op, arg)?),
+                "$nin" => not_if(!neg, self.in_list(path, op, arg)?),
+                "$gt" | "$gte" | "$lt" | "$lte" => {
+                    let c = match op.as_str() {
+                        "$gt" => Cmp::Gt,
+                        "$gte" => Cmp::Gte,
+                        "$lt" => Cmp::Lt,
+                        _ => Cmp::Lte,
+                    };
+                    self.cmp(path, if neg { c.inverted() } else { c }, c, arg)?
+                }
                 "$exists" => {
                     let want = arg
                         .as_bool()
-                        .ok_or_else(|| inv("$exists needs true or false"))?;
-                    if want {
+                        .ok_or_else(|| inv("'$exists' operator must have a boolean value"))?;
+                    if want != neg {
                         self.exists(path)?
                     } else {
                         self.missing(path)?
@@ -325,19 +424,24 @@ impl Compiler {
                 "$size" => {
                     let n = arg
                         .as_u64()
-                        .ok_or_else(|| inv("$size needs a non-negative integer"))?;
-                    let n = i64::try_from(n).map_err(|_| inv("$size is too large"))?;
-                    self.any(path, &mut |c, a| {
+                        .ok_or_else(|| inv("'$size' operator must have an integer value >= 0"))?;
+                    let n = i64::try_from(n).map_err(|_| inv("'$size' value is too large"))?;
+                    let sql = self.any(path, &mut |c, a| {
                         c.params.push(SqlValue::Integer(n));
                         Ok(format!("({} IS 'array' AND {} = ?)", a.ty(), a.array_len()))
-                    })?
+                    })?;
+                    not_if(neg, sql)
                 }
                 "$all" => {
-                    let list = arg.as_array().ok_or_else(|| inv("$all needs an array"))?;
+                    let list = arg
+                        .as_array()
+                        .ok_or_else(|| inv("'$all' operator must have an array value"))?;
                     if list.len() > MAX_IN_LIST {
-                        return Err(inv(format!("$all accepts at most {MAX_IN_LIST} values")));
+                        return Err(inv(format!(
+                            "'$all' operator accepts at most {MAX_IN_LIST} values"
+                        )));
                     }
-                    if list.is_empty() {
+                    let sql = if list.is_empty() {
                         "0".to_owned()
                     } else {
                         let parts = list
@@ -345,29 +449,24 @@ impl Compiler {
                             .map(|v| self.eq(path, v))
                             .collect::<Result<Vec<_>>>()?;
                         join(parts, "AND")
-                    }
+                    };
+                    not_if(neg, sql)
                 }
-                "$not" => match arg {
-                    Value::Object(inner)
-                        if !inner.is_empty() && inner.keys().all(|k| k.starts_with('$')) =>
-                    {
-                        negate(self.ops(path, inner, depth + 1)?)
-                    }
-                    _ => return Err(inv("$not on a field needs an operator object")),
-                },
-                other => return Err(DocStoreError::UnknownOperator(other.to_owned())),
+                other => return Err(DocStoreError::UnknownOperator(shorten(other))),
             };
             parts.push(sql);
         }
-        Ok(join(parts, "AND"))
+        Ok(join(parts, if neg { "OR" } else { "AND" }))
     }
 
     fn in_list(&mut self, path: &FieldPath, op: &str, arg: &Value) -> Result<String> {
         let list = arg
             .as_array()
-            .ok_or_else(|| inv(format!("{op} needs an array")))?;
+            .ok_or_else(|| inv(format!("'{op}' operator must have an array value")))?;
         if list.len() > MAX_IN_LIST {
-            return Err(inv(format!("{op} accepts at most {MAX_IN_LIST} values")));
+            return Err(inv(format!(
+                "'{op}' operator accepts at most {MAX_IN_LIST} values"
+            )));
         }
         if list.is_empty() {
             return Ok("0".into());
@@ -376,8 +475,11 @@ impl Compiler {
             // Served by the primary key: one `id IN (...)` instead of an OR of lookups.
             let mut keys = Vec::with_capacity(list.len());
             for v in list {
-                if let Ok(k) = id_key(v) {
-                    keys.push(k);
+                match id_key(v) {
+                    Ok(k) => keys.push(k),
+                    // An array is no _id: it names no document.
+                    Err(_) if v.is_array() => {}
+                    Err(e) => return Err(id_filter_err(e)),
                 }
             }
             if keys.is_empty() {
@@ -389,22 +491,19 @@ impl Compiler {
         }
         let lits = list.iter().map(Lit::from).collect::<Result<Vec<_>>>()?;
         // One walk of the path for the whole list, each candidate value tested against each
-        // listed value.
-        let mut sql = self.any(path, &mut |c, a| {
+        // listed value. A listed null matches a null value or element, not a missing field.
+        let sql = self.any(path, &mut |c, a| {
             let parts = lits.iter().map(|l| c.value_eq(a, l)).collect();
             Ok(join(parts, "OR"))
         })?;
-        if lits.iter().any(|l| matches!(l, Lit::Null)) {
-            sql = format!("{sql} OR {}", self.missing(path)?);
-        }
         Ok(format!("({sql})"))
     }
 
     /// Some value the path reaches satisfies `pred`. The path is read directly (what
     /// expression indexes serve) and, when it has several parts and the document holds an
     /// array partway along it, also through that array's objects: `items.sku` reaches the
-    /// `sku` of every object in `items` (and of arrays within those objects, level by level),
-    /// as the Data API does. `pred` is called once per way of reading, in SQL text order.
+    /// `sku` of every object in `items` (and of arrays within those objects, level by level).
+    /// `pred` is called once per way of reading, in SQL text order.
     fn any(
         &mut self,
         path: &FieldPath,
@@ -422,15 +521,15 @@ impl Compiler {
         // prefixes, read directly, is an array: a cheap test that skips the walk otherwise.
         // The direct read then finds nothing (a key looked up in an array), which is said
         // first because the path's `json_type` index can serve it.
-        let mut prefix = Vec::new();
+        let mut prefix: Vec<Seg> = Vec::new();
         let mut guard = Vec::with_capacity(walk.len() + 1);
         guard.push(format!("{} IS NULL", Acc::field(path).ty()));
         let mut arrays = Vec::with_capacity(walk.len());
         for g in walk {
             prefix.extend_from_slice(g);
             arrays.push(format!(
-                "json_type(doc, '{}') IS 'array'",
-                path::json_path_of(&prefix)
+                "json_type(doc, {}) IS 'array'",
+                SqlPath::render("doc", &prefix).sql()
             ));
         }
         guard.push(format!("({})", arrays.join(" OR ")));
@@ -439,19 +538,19 @@ impl Compiler {
         let mut base = "doc".to_owned();
         let mut from = Vec::with_capacity(walk.len());
         for g in walk {
-            let p = path::json_path_of(g);
+            let p = SqlPath::render(&base, g).sql();
             let alias = self.alias();
             from.push(format!(
-                "json_each(CASE json_type({base}, '{p}') WHEN 'array' THEN json_extract({base}, '{p}') \
-                 WHEN 'object' THEN '[' || json_extract({base}, '{p}') || ']' END) AS {alias}"
+                "json_each(CASE json_type({base}, {p}) WHEN 'array' THEN json_extract({base}, {p}) \
+                 WHEN 'object' THEN '[' || json_extract({base}, {p}) || ']' END) AS {alias}"
             ));
             base = format!("(CASE WHEN {alias}.type IS 'object' THEN {alias}.value END)");
         }
         let reached = pred(
             self,
             &Acc::At {
+                path: SqlPath::render(&base, last),
                 base,
-                path: path::json_path_of(last),
             },
         )?;
         Ok(format!(
@@ -486,19 +585,20 @@ impl Compiler {
         )
     }
 
-    fn value_cmp(&mut self, a: &Acc, op: Cmp, lit: &Lit) -> Result<String> {
-        let direct = self.scalar_cmp(a, op, lit)?;
+    fn value_cmp(&mut self, a: &Acc, op: Cmp, lit: &Lit) -> String {
+        let direct = self.scalar_cmp(a, op, lit);
         let alias = self.alias();
-        let elem = self.scalar_cmp(&Acc::Elem(alias.clone()), op, lit)?;
-        Ok(format!(
+        let elem = self.scalar_cmp(&Acc::Elem(alias.clone()), op, lit);
+        format!(
             "(({direct}) OR ({ty} IS 'array' AND EXISTS (SELECT 1 FROM {each} AS {alias} WHERE {elem})))",
             ty = a.ty(),
             each = a.each()
-        ))
+        )
     }
 
-    /// Equality as the Data API means it: the field equals the value, or the field is an
-    /// array with an element equal to it; `null` also matches a missing field.
+    /// Equality as the original means it: the field equals the value, or the field is an
+    /// array with an element equal to it; `null` matches a field holding null, and neither a
+    /// missing field nor an array holding a null.
     fn eq(&mut self, path: &FieldPath, v: &Value) -> Result<String> {
         if path.is_id() {
             return Ok(match id_key(v) {
@@ -506,15 +606,17 @@ impl Compiler {
                     self.params.push(SqlValue::Text(k));
                     "id = ?".to_owned()
                 }
-                // No document can have such an _id.
-                Err(_) => "0".to_owned(),
+                // An array is no _id: it names no document.
+                Err(_) if v.is_array() => "0".to_owned(),
+                Err(e) => return Err(id_filter_err(e)),
             });
         }
         let lit = Lit::from(v)?;
-        let mut sql = self.any(path, &mut |c, a| Ok(c.value_eq(a, &lit)))?;
-        if matches!(lit, Lit::Null) {
-            sql = format!("{sql} OR {}", self.missing(path)?);
-        }
+        let sql = if matches!(lit, Lit::Null) {
+            self.any(path, &mut |_, a| Ok(format!("{} IS 'null'", a.ty())))?
+        } else {
+            self.any(path, &mut |c, a| Ok(c.value_eq(a, &lit)))?
+        };
         Ok(format!("({sql})"))
     }
 
@@ -534,7 +636,11 @@ impl Compiler {
             }
             Lit::Typed(key, inner) => {
                 self.params.push(json_param(inner));
-                format!("{ty} IS 'object' AND {} = ?", a.member(key))
+                if *key == "$date" {
+                    format!("{ty} IS 'object' AND {} = ?", a.member(key))
+                } else {
+                    format!("{ty} IS 'object' AND lower({}) = ?", a.member(key))
+                }
             }
             Lit::Composite { text, is_array } => {
                 self.params.push(SqlValue::Text(text.clone()));
@@ -544,15 +650,26 @@ impl Compiler {
         }
     }
 
-    fn cmp(&mut self, path: &FieldPath, op: Cmp, v: &Value) -> Result<String> {
+    /// `want` is the comparison to run (already inverted under `$not`); `written` the
+    /// operator as the filter wrote it, for messages.
+    fn cmp(&mut self, path: &FieldPath, want: Cmp, written: Cmp, v: &Value) -> Result<String> {
         let lit = Lit::from(v)?;
-        self.any(path, &mut |c, a| c.value_cmp(a, op, &lit))
+        if !matches!(
+            lit,
+            Lit::Num(_) | Lit::Str(_) | Lit::Bool(_) | Lit::Typed("$date", _)
+        ) {
+            return Err(inv(format!(
+                "'{}' operator must have a date, number, string or boolean value",
+                written.name()
+            )));
+        }
+        self.any(path, &mut |c, a| Ok(c.value_cmp(a, want, &lit)))
     }
 
-    fn scalar_cmp(&mut self, a: &Acc, op: Cmp, lit: &Lit) -> Result<String> {
+    fn scalar_cmp(&mut self, a: &Acc, op: Cmp, lit: &Lit) -> String {
         let ty = a.ty_check();
         let o = op.sql();
-        Ok(match lit {
+        match lit {
             Lit::Num(n) => {
                 self.params.push(num_param(n));
                 format!("{} {o} ? AND {ty} IN ('integer', 'real')", a.val())
@@ -561,22 +678,26 @@ impl Compiler {
                 self.params.push(SqlValue::Text(s.clone()));
                 format!("{} {o} ? AND {ty} IS 'text'", a.val())
             }
+            // json_extract reads true as 1 and false as 0: false < true, as the original orders them.
+            Lit::Bool(b) => {
+                self.params.push(SqlValue::Integer(i64::from(*b)));
+                format!("{} {o} ? AND {ty} IN ('true', 'false')", a.val())
+            }
             Lit::Typed(key, inner) => {
                 self.params.push(json_param(inner));
                 format!("{ty} IS 'object' AND {} {o} ?", a.member(key))
             }
-            _ => {
-                return Err(inv(format!(
-                    "{} compares numbers, strings and dates only",
-                    match op {
-                        Cmp::Gt => "$gt",
-                        Cmp::Gte => "$gte",
-                        Cmp::Lt => "$lt",
-                        Cmp::Lte => "$lte",
-                    }
-                )));
-            }
-        })
+            // Refused by `cmp` before any SQL is built.
+            Lit::Null | Lit::Composite { .. } => "0".to_owned(),
+        }
+    }
+}
+
+/// An `_id` in a filter that no document can have is refused as the original refuses it.
+fn id_filter_err(e: DocStoreError) -> DocStoreError {
+    match e {
+        DocStoreError::InvalidDocument(r) => DocStoreError::InvalidFilter(r),
+        other => other,
     }
 }
 
@@ -602,47 +723,88 @@ fn balanced(parts: &[String], op: &str) -> String {
 /// The largest number of sort keys accepted.
 pub const MAX_SORT_KEYS: usize = 10;
 
-/// ORDER BY terms for a Data API sort (`{"a": 1, "b.c": -1}`). Values of different types
-/// order as in MongoDB (missing/null, numbers, strings, objects, arrays, booleans, dates), and
-/// `$date` values by their milliseconds.
+/// ORDER BY terms for one sort path: values of different types order as the original orders
+/// them (missing, null, numbers, strings, objects, arrays, booleans, dates), `$date` values by
+/// their milliseconds.
+fn sort_terms(p: &FieldPath, dir: &str, out: &mut Vec<String>) {
+    let jp = p.sql();
+    let ty = format!("json_type(doc, {})", jp.sql());
+    let date = jp.clone().then(".\"$date\"").sql();
+    out.push(format!(
+        "CASE {ty} WHEN 'null' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
+         WHEN 'object' THEN (CASE WHEN json_type(doc, {date}) IS NOT NULL THEN 7 ELSE 4 END) \
+         WHEN 'array' THEN 5 WHEN 'true' THEN 6 WHEN 'false' THEN 6 ELSE 0 END {dir}"
+    ));
+    out.push(format!(
+        "COALESCE(json_extract(doc, {date}), json_extract(doc, {})) {dir}",
+        jp.sql()
+    ));
+}
+
+/// ORDER BY terms for a Data API sort (`{"a": 1, "b.c": -1}`), ending with `_id` ascending
+/// so that documents equal on every sort key come in `_id` order, as the original breaks
+/// ties. Empty for no sort. Never panics, whatever the value.
 pub fn compile_sort(sort: Option<&Value>) -> Result<Vec<String>> {
     let m = match sort {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(m)) => m,
-        Some(_) => return Err(DocStoreError::InvalidSort("sort must be an object".into())),
+        Some(other) => {
+            return Err(sort_err(
+                DocStoreCode::SortClauseInvalid,
+                format!(
+                    "sort clause must be a JSON object, not {}",
+                    crate::validate::type_name(other)
+                ),
+            ));
+        }
     };
+    if m.is_empty() {
+        return Ok(Vec::new());
+    }
     if m.len() > MAX_SORT_KEYS {
-        return Err(DocStoreError::InvalidSort(format!(
-            "at most {MAX_SORT_KEYS} sort keys"
-        )));
+        return Err(sort_err(
+            DocStoreCode::SortClauseInvalid,
+            format!("a sort clause may have at most {MAX_SORT_KEYS} keys"),
+        ));
     }
     let mut terms = Vec::new();
+    let mut by_id = false;
     for (k, v) in m {
-        if k == "$vector" || k == "$vectorize" || k == "$hybrid" || k == "$lexical" {
-            return Err(DocStoreError::InvalidSort(format!(
-                "{k} sorts are not supported by this store"
-            )));
+        match k.as_str() {
+            "$vector" | "$vectorize" => {
+                return Err(sort_err(
+                    DocStoreCode::VectorSearchNotSupported,
+                    format!("'{k}' sorts need a vector collection, which this store does not have"),
+                ));
+            }
+            "$lexical" => {
+                return Err(sort_err(
+                    DocStoreCode::LexicalNotEnabledForCollection,
+                    "'$lexical' sorts need lexical search, which this store does not have",
+                ));
+            }
+            _ => {}
         }
-        let dir = match v.as_i64() {
-            Some(1) => "ASC",
-            Some(-1) => "DESC",
+        let dir = match v {
+            Value::Number(n) if n.as_i64() == Some(1) => "ASC",
+            Value::Number(n) if n.as_i64() == Some(-1) => "DESC",
             _ => {
-                return Err(DocStoreError::InvalidSort(format!(
-                    "sort value for '{k}' must be 1 or -1"
-                )));
+                return Err(sort_err(
+                    DocStoreCode::SortClauseValueInvalid,
+                    format!(
+                        "sort ordering value for '{}' can only be 1 (ascending) or -1 (descending), not {}",
+                        shorten(k),
+                        crate::error::quote_json(v)
+                    ),
+                ));
             }
         };
-        let p = FieldPath::parse(k, DocStoreError::InvalidSort)?;
-        let jp = p.json_path();
-        let date = p.json_path_with("$date");
-        terms.push(format!(
-            "CASE json_type(doc, '{jp}') WHEN 'integer' THEN 1 WHEN 'real' THEN 1 WHEN 'text' THEN 2 \
-             WHEN 'object' THEN (CASE WHEN json_type(doc, '{date}') IS NOT NULL THEN 6 ELSE 3 END) \
-             WHEN 'array' THEN 4 WHEN 'true' THEN 5 WHEN 'false' THEN 5 ELSE 0 END {dir}"
-        ));
-        terms.push(format!(
-            "COALESCE(json_extract(doc, '{date}'), json_extract(doc, '{jp}')) {dir}"
-        ));
+        let p = FieldPath::parse(k, PathUse::Sort)?;
+        by_id |= p.is_id();
+        sort_terms(&p, dir, &mut terms);
+    }
+    if !by_id && let Ok(id) = FieldPath::parse("_id", PathUse::Sort) {
+        sort_terms(&id, "ASC", &mut terms);
     }
     Ok(terms)
 }

@@ -3,11 +3,12 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{DocStoreError, Result};
-use crate::path::{self, FieldPath, Seg};
+use crate::code::DocStoreCode;
+use crate::error::{DocStoreError, Refusal, Result, projection_err};
+use crate::path::{self, FieldPath, PathUse, Seg};
 
 fn inv(msg: impl Into<String>) -> DocStoreError {
-    DocStoreError::InvalidProjection(msg.into())
+    projection_err(msg)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +50,15 @@ impl Projection {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Object(m)) if m.is_empty() => return Ok(None),
             Some(Value::Object(m)) => m,
-            Some(_) => return Err(inv("projection must be an object")),
+            Some(other) => {
+                return Err(DocStoreError::InvalidProjection(Refusal::new(
+                    DocStoreCode::UnsupportedProjectionDefinition,
+                    format!(
+                        "a projection must be a JSON object, not {}",
+                        crate::validate::type_name(other)
+                    ),
+                )));
+            }
         };
         let mut inc = Vec::new();
         let mut exc = Vec::new();
@@ -61,11 +70,16 @@ impl Projection {
                 star = Some(flag(k, v)?);
                 continue;
             }
-            let fp = FieldPath::parse(k, DocStoreError::InvalidProjection)?;
+            let fp = FieldPath::parse(k, PathUse::Projection)?;
             if let Value::Object(op) = v {
                 let arg = match (op.len(), op.get("$slice")) {
                     (1, Some(a)) => a,
-                    _ => return Err(inv(format!("'{k}' accepts only $slice as an operator"))),
+                    _ => {
+                        return Err(inv(format!(
+                            "unsupported projection operator for '{}' (only '$slice' is supported)",
+                            crate::error::shorten(k)
+                        )));
+                    }
                 };
                 let (skip, limit) = match arg {
                     Value::Number(n) => {
@@ -158,7 +172,7 @@ impl Projection {
         if self.id == Some(false)
             && let Value::Object(m) = &mut out
         {
-            m.remove("_id");
+            m.shift_remove("_id");
         }
         for s in &self.slices {
             if let Some(Value::Array(a)) = path::get_segs_mut(&mut out, &s.path.segs) {
@@ -255,7 +269,7 @@ fn remove_through_arrays(v: &mut Value, segs: &[Seg]) {
         (seg, Value::Object(m)) => {
             let key = key_of(seg);
             if rest.is_empty() {
-                m.remove(&key);
+                m.shift_remove(&key);
             } else if let Some(c) = m.get_mut(&key) {
                 remove_through_arrays(c, rest);
             }

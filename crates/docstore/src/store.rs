@@ -5,7 +5,7 @@ use std::fs::{OpenOptions, Permissions};
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::Value as SqlValue;
@@ -15,27 +15,37 @@ use rusqlite::{
 };
 use serde_json::{Map, Value};
 
-use crate::error::{DocStoreError, Result};
-use crate::filter::{self, is_typed_literal};
+use crate::code::DocStoreCode;
+use crate::error::{DocStoreError, Refusal, Result, doc_err};
+use crate::filter;
 use crate::key::DataKey;
-use crate::path::FieldPath;
+use crate::path::{FieldPath, PathUse};
 use crate::projection::Projection;
 use crate::update::Update;
+use crate::validate::{self, CollectionRules, Prepared, id_key, is_typed_literal, with_id_first};
 
-/// Largest serialized document accepted (the Data API also limits documents; 1 MiB keeps one
-/// document well inside SQLite's comfortable row sizes).
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-/// Deepest nesting of objects and arrays in a document, a filter or a path.
-pub const MAX_DEPTH: usize = 16;
+/// Largest serialized document accepted, in characters: the original's limit (4,000,000).
+pub const MAX_DOCUMENT_BYTES: usize = validate::MAX_DOCUMENT_SIZE;
+/// Deepest nesting of objects and arrays in a document (the document is level 1), a filter or
+/// a path: the original's 16.
+pub const MAX_DEPTH: usize = validate::MAX_DEPTH;
 /// Most documents one `insert_many` call accepts, as the Data API's `insertMany`.
 pub const MAX_INSERT_MANY: usize = 100;
 /// Mode of a datacenter file and its -wal/-shm companions: owner-only, since the file is the
 /// customer's data (encrypted, but its size and timing still say something).
 pub const FILE_MODE: u32 = 0o600;
-/// Page size of `find` when the caller does not choose one, as the Data API.
+/// Page size of `find` when the caller does not choose one. The reference implementation
+/// used 20 until May 2026 and 50 since; keyplane's clients (and the server's HTTP tests)
+/// still page by 20.
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 /// Largest page a caller may ask for; bounds the memory one call holds.
 pub const MAX_PAGE_SIZE: u64 = 1000;
+/// Documents one `updateMany` call updates before answering `moreData` and a
+/// `nextPageState` (the original's page: its default read page size, 50).
+pub const UPDATE_MANY_PAGE_SIZE: u64 = 50;
+/// Documents one `deleteMany` call deletes before answering `moreData` (the original's
+/// `maxDocumentDeleteCount`, 20); the client repeats the command until it is false.
+pub const DELETE_MANY_PAGE_SIZE: u64 = 20;
 
 const FORMAT: &str = "keyplane-docstore/1";
 /// Rows read per step by `update_many`, so a large update never holds a collection in memory.
@@ -80,6 +90,51 @@ pub struct UpdateResult {
     pub upserted_id: Option<Value>,
 }
 
+/// How an `updateMany` page runs.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateManyOptions {
+    pub upsert: bool,
+    /// `nextPageState` of the previous page of the same command; `None` starts at the first
+    /// match (and only then may an upsert happen).
+    pub page_state: Option<String>,
+    /// As [`UpdateOptions::now_ms`].
+    pub now_ms: Option<i64>,
+    /// Documents per page; `None` is [`UPDATE_MANY_PAGE_SIZE`], at most [`MAX_PAGE_SIZE`].
+    pub page_size: Option<u64>,
+}
+
+/// One page of an `updateMany`: counts for this page, and where to continue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateManyPage {
+    pub matched: u64,
+    pub modified: u64,
+    pub upserted_id: Option<Value>,
+    /// More matches follow this page (`status.moreData`).
+    pub more_data: bool,
+    /// Where the next call continues (`status.nextPageState`); set exactly when `more_data`.
+    /// It names a position in `_id` order, so it means the same in every region.
+    pub next_page_state: Option<String>,
+}
+
+/// One page of a `deleteMany`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteManyPage {
+    pub deleted: u64,
+    /// More matches remain (`status.moreData`): the client sends the command again.
+    pub more_data: bool,
+    /// The filter was empty and the collection was emptied in one step; the original answers
+    /// such a `deleteMany` with `deletedCount: -1`.
+    pub all: bool,
+}
+
+/// What [`DocStore::select_ids`] chose: the `_id`s, in order, and where to continue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    pub ids: Vec<Value>,
+    pub more_data: bool,
+    pub next_page_state: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReturnDocument {
     #[default]
@@ -101,10 +156,17 @@ pub struct FindOneAndOptions {
     pub upsert_id: Option<Value>,
 }
 
-struct Inner {
-    conn: Connection,
-    /// (keyspace, collection) → table number, so hot paths skip the catalog lookup.
-    colls: HashMap<(String, String), i64>,
+/// A collection as the hot paths need it: its table and the rules its options set.
+#[derive(Debug, Clone)]
+struct Coll {
+    tbl: i64,
+    rules: Arc<CollectionRules>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) conn: Connection,
+    /// (keyspace, collection) → table and rules, so hot paths skip the catalog lookup.
+    colls: HashMap<(String, String), Coll>,
 }
 
 /// One datacenter's documents in one SQLCipher file.
@@ -115,6 +177,8 @@ pub struct DocStore {
     inner: Mutex<Inner>,
     path: PathBuf,
     encrypted: bool,
+    /// Recording of writes for the database's other regions (`replica.rs`).
+    pub(crate) replica: crate::replica::Replication,
 }
 
 impl std::fmt::Debug for DocStore {
@@ -126,6 +190,28 @@ impl std::fmt::Debug for DocStore {
     }
 }
 
+/// Finishes SQLCipher's process-wide start before any connection of this crate is used.
+///
+/// SQLite marks itself initialized before it runs SQLCipher's own start (`SQLITE_EXTRA_INIT`:
+/// private heap, crypto provider, random seeds), so a thread opening its first connection
+/// while another thread's first open is still inside that start gets "sqlcipher not
+/// initialized" from `PRAGMA key` (seen as a failed `DocStore::create` when several tests, or
+/// several datacenters at a server's start, open at once). The first caller completes the
+/// start on an in-memory connection; everyone else waits for it here.
+fn sqlcipher_ready() -> Result<()> {
+    static READY: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            Connection::open_in_memory()
+                .and_then(|c| {
+                    c.execute_batch("PRAGMA key = 'start'; SELECT count(*) FROM sqlite_master;")
+                })
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| DocStoreError::Corrupt(format!("SQLCipher did not start: {e}")))
+}
+
 /// Turns on SQLCipher's memory security for the WHOLE process, irreversibly: every buffer
 /// SQLite frees is wiped (and pages are mlocked), including buffers that held the key pragma's
 /// text and decrypted pages. It is off by default because it is global and costly: measured
@@ -134,6 +220,7 @@ impl std::fmt::Debug for DocStore {
 /// not this is on. Call it once at startup, before opening any store, if the deployment wants
 /// it.
 pub fn enable_memory_security() -> Result<()> {
+    sqlcipher_ready()?;
     let conn = Connection::open_in_memory()?;
     conn.execute_batch("PRAGMA cipher_memory_security = ON;")?;
     let on: String = conn.query_row("PRAGMA cipher_memory_security", [], |r| r.get(0))?;
@@ -148,6 +235,9 @@ pub fn enable_memory_security() -> Result<()> {
 
 /// Whether [`enable_memory_security`] (or anything else in the process) turned it on.
 pub fn memory_security_enabled() -> bool {
+    if sqlcipher_ready().is_err() {
+        return false;
+    }
     Connection::open_in_memory()
         .and_then(|c| {
             c.query_row("PRAGMA cipher_memory_security", [], |r| {
@@ -166,6 +256,8 @@ pub fn is_plain_sqlite(path: impl AsRef<Path>) -> bool {
     }
 }
 
+/// The original's rule for keyspace and collection names: 1 to 48 letters, digits and
+/// underscores. keyplane also wants a letter first (its table catalog relies on it).
 fn valid_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 48
@@ -174,118 +266,15 @@ fn valid_name(kind: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(DocStoreError::InvalidName(format!(
-            "{kind} name '{}' must start with a letter and contain only letters, digits and \
-             underscores, 48 characters at most",
-            name.chars().take(64).collect::<String>()
+        Err(DocStoreError::InvalidName(Refusal::new(
+            DocStoreCode::UnsupportedSchemaName,
+            format!(
+                "{kind} name '{}' must start with a letter and contain only letters, digits and \
+                 underscores, 48 characters at most",
+                name.chars().take(64).collect::<String>()
+            ),
         )))
     }
-}
-
-/// The text stored in the `id` column for an `_id` value. Numbers are normalized so that
-/// `1` and `1.0` name the same document.
-pub(crate) fn id_key(v: &Value) -> Result<String> {
-    let bad = || {
-        DocStoreError::InvalidDocument(
-            "_id must be a string, number, boolean, null, $date, $uuid or $objectId".into(),
-        )
-    };
-    match v {
-        Value::String(_) | Value::Bool(_) | Value::Null => Ok(v.to_string()),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                return Ok(i.to_string());
-            }
-            if let Some(u) = n.as_u64() {
-                return Ok(u.to_string());
-            }
-            let f = n.as_f64().ok_or_else(bad)?;
-            if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                Ok((f as i64).to_string())
-            } else {
-                Ok(n.to_string())
-            }
-        }
-        Value::Object(m) if is_typed_literal(m) => {
-            let ok = match (m.get("$date"), m.get("$uuid"), m.get("$objectId")) {
-                (Some(d), _, _) => d.is_number(),
-                (_, Some(u), _) => u.is_string(),
-                (_, _, Some(o)) => o.is_string(),
-                _ => false,
-            };
-            if ok { Ok(v.to_string()) } else { Err(bad()) }
-        }
-        _ => Err(bad()),
-    }
-}
-
-fn check_depth_and_keys(v: &Value, depth: usize) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(DocStoreError::TooDeep { limit: MAX_DEPTH });
-    }
-    match v {
-        Value::Object(m) => {
-            let typed = is_typed_literal(m);
-            for (k, child) in m {
-                if k.is_empty() {
-                    return Err(DocStoreError::InvalidDocument(
-                        "field names cannot be empty".into(),
-                    ));
-                }
-                if k.starts_with('$') && !typed {
-                    return Err(DocStoreError::InvalidDocument(format!(
-                        "field name '{}' cannot start with '$'",
-                        k.chars().take(64).collect::<String>()
-                    )));
-                }
-                check_depth_and_keys(child, depth + 1)?;
-            }
-        }
-        Value::Array(a) => {
-            for child in a {
-                check_depth_and_keys(child, depth + 1)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Validates a document for storage and returns (its `_id`, the id column text, the JSON
-/// text); assigns a UUID v4 `_id` when it has none, as the Data API does.
-fn prepare_doc(doc: Value) -> Result<(Value, String, String)> {
-    let Value::Object(mut m) = doc else {
-        return Err(DocStoreError::InvalidDocument(
-            "a document must be a JSON object".into(),
-        ));
-    };
-    if !m.contains_key("_id") {
-        m = with_id_first(m, Value::String(uuid::Uuid::new_v4().to_string()));
-    }
-    finish_doc(Value::Object(m))
-}
-
-/// `m` with `_id` set to `id` as its first field, where clients expect to see a generated one.
-fn with_id_first(m: Map<String, Value>, id: Value) -> Map<String, Value> {
-    let mut with_id = Map::with_capacity(m.len() + 1);
-    with_id.insert("_id".into(), id);
-    with_id.extend(m);
-    with_id
-}
-
-fn finish_doc(doc: Value) -> Result<(Value, String, String)> {
-    check_depth_and_keys(&doc, 1)?;
-    let id = doc.get("_id").cloned().unwrap_or(Value::Null);
-    let key = id_key(&id)?;
-    let text =
-        serde_json::to_string(&doc).map_err(|e| DocStoreError::InvalidDocument(e.to_string()))?;
-    if text.len() > MAX_DOCUMENT_BYTES {
-        return Err(DocStoreError::DocumentTooLarge {
-            size: text.len(),
-            limit: MAX_DOCUMENT_BYTES,
-        });
-    }
-    Ok((id, key, text))
 }
 
 fn doc_col(r: &rusqlite::Row<'_>, i: usize) -> Result<Value> {
@@ -317,31 +306,45 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The options as stored, checked for what the store honours (`defaultId`, `indexing`).
 fn normalize_options(options: Option<&Value>) -> Result<Value> {
-    match options {
-        None | Some(Value::Null) => Ok(Value::Object(Map::new())),
-        Some(v @ Value::Object(_)) => Ok(v.clone()),
-        Some(_) => Err(DocStoreError::InvalidDocument(
-            "collection options must be an object".into(),
-        )),
-    }
+    let v = match options {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => {
+            return Err(DocStoreError::InvalidCollectionOptions(Refusal::new(
+                DocStoreCode::InvalidCreateCollectionOptions,
+                "collection options must be an object",
+            )));
+        }
+    };
+    CollectionRules::from_options(&v).map_err(|why| {
+        DocStoreError::InvalidCollectionOptions(Refusal::new(
+            DocStoreCode::InvalidCreateCollectionOptions,
+            format!("invalid collection options: {why}"),
+        ))
+    })?;
+    Ok(v)
 }
 
 /// Page state: opaque to clients, but only positions inside the caller's own query, so a
 /// tampered one can only move within results the caller may read anyway.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum PageState {
     /// Unsorted finds page by rowid: stable under concurrent inserts and O(page) per page.
     After { rid: i64, returned: u64 },
     /// Sorted finds page by offset.
     Offset { offset: u64, returned: u64 },
+    /// Multi-document writes page by `_id` (the id column), a position every region shares.
+    AfterId { key: String },
 }
 
 impl PageState {
-    fn encode(self) -> String {
+    fn encode(&self) -> String {
         let s = match self {
             PageState::After { rid, returned } => format!("k{rid}:{returned}"),
             PageState::Offset { offset, returned } => format!("o{offset}:{returned}"),
+            PageState::AfterId { key } => format!("i{key}"),
         };
         hex::encode(s)
     }
@@ -351,6 +354,15 @@ impl PageState {
         let raw = hex::decode(s).map_err(|_| bad())?;
         let text = String::from_utf8(raw).map_err(|_| bad())?;
         let (kind, rest) = text.split_at_checked(1).ok_or_else(bad)?;
+        if kind == "i" {
+            return if rest.is_empty() {
+                Err(bad())
+            } else {
+                Ok(PageState::AfterId {
+                    key: rest.to_owned(),
+                })
+            };
+        }
         let (a, b) = rest.split_once(':').ok_or_else(bad)?;
         let returned: u64 = b.parse().map_err(|_| bad())?;
         match kind {
@@ -364,6 +376,28 @@ impl PageState {
             }),
             _ => Err(bad()),
         }
+    }
+
+    /// The `_id` position of a multi-document write's page state (`None` to start).
+    fn after_id(s: Option<&str>) -> Result<String> {
+        match s
+            .filter(|s| !s.is_empty())
+            .map(PageState::decode)
+            .transpose()?
+        {
+            None => Ok(String::new()),
+            Some(PageState::AfterId { key }) => Ok(key),
+            Some(_) => Err(DocStoreError::InvalidPageState),
+        }
+    }
+}
+
+/// An empty filter (`{}` or none): every document.
+fn is_empty_filter(f: &Value) -> bool {
+    match f {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        _ => false,
     }
 }
 
@@ -503,10 +537,12 @@ impl DocStore {
             }),
             path: path.to_owned(),
             encrypted,
+            replica: crate::replica::Replication::new(),
         }
     }
 
     fn connect(path: &Path, key: Option<&DataKey>) -> Result<Connection> {
+        sqlcipher_ready()?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
@@ -553,7 +589,7 @@ impl DocStore {
         Ok(conn)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves at worst an open transaction, which rusqlite's
         // Transaction drop rolled back; the connection is still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -679,11 +715,12 @@ impl DocStore {
     }
 
     /// Adds expression indexes on a field so equality and range filters on it (including the
-    /// array-membership branch) are served by an index instead of a scan. Idempotent.
+    /// array-membership branch) are served by an index instead of a scan. Idempotent. A path
+    /// with a numeric segment is read by a computed path no index can serve.
     pub fn create_index(&self, keyspace: &str, collection: &str, path: &str) -> Result<bool> {
-        let fp = FieldPath::parse(path, DocStoreError::InvalidFilter)?;
+        let fp = FieldPath::parse(path, PathUse::Filter)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let tx = g
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -693,10 +730,10 @@ impl DocStore {
         )?;
         if n == 1 {
             let ix = tx.last_insert_rowid();
-            let jp = fp.json_path();
+            let jp = fp.sql().sql();
             tx.execute_batch(&format!(
-                "CREATE INDEX x{ix}v ON d_{tbl} (json_extract(doc, '{jp}'));
-                 CREATE INDEX x{ix}t ON d_{tbl} (json_type(doc, '{jp}'));"
+                "CREATE INDEX x{ix}v ON d_{tbl} (json_extract(doc, {jp}));
+                 CREATE INDEX x{ix}t ON d_{tbl} (json_type(doc, {jp}));"
             ))?;
         }
         tx.commit()?;
@@ -705,7 +742,7 @@ impl DocStore {
 
     pub fn list_indexes(&self, keyspace: &str, collection: &str) -> Result<Vec<String>> {
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let mut st = g
             .conn
             .prepare_cached("SELECT path FROM indexes WHERE tbl = ?1 ORDER BY path")?;
@@ -713,17 +750,17 @@ impl DocStore {
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
     }
 
-    fn tbl(g: &mut Inner, keyspace: &str, collection: &str) -> Result<i64> {
+    fn coll(g: &mut Inner, keyspace: &str, collection: &str) -> Result<Coll> {
         let k = (keyspace.to_owned(), collection.to_owned());
-        if let Some(t) = g.colls.get(&k) {
-            return Ok(*t);
+        if let Some(c) = g.colls.get(&k) {
+            return Ok(c.clone());
         }
-        let t: i64 = g
+        let (tbl, options): (i64, String) = g
             .conn
             .query_row(
-                "SELECT tbl FROM collections WHERE keyspace = ?1 AND name = ?2",
+                "SELECT tbl, options FROM collections WHERE keyspace = ?1 AND name = ?2",
                 [keyspace, collection],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => {
@@ -731,24 +768,48 @@ impl DocStore {
                 }
                 e => e.into(),
             })?;
-        g.colls.insert(k, t);
-        Ok(t)
+        let rules = CollectionRules::from_options(&parse_doc(&options)?)
+            .map_err(|why| DocStoreError::Corrupt(format!("collection options: {why}")))?;
+        let c = Coll {
+            tbl,
+            rules: Arc::new(rules),
+        };
+        g.colls.insert(k, c.clone());
+        Ok(c)
+    }
+
+    /// What a collection's options decide about its documents (its `defaultId` type, which
+    /// fields it indexes).
+    pub fn collection_rules(&self, keyspace: &str, collection: &str) -> Result<CollectionRules> {
+        let mut g = self.lock();
+        Ok((*Self::coll(&mut g, keyspace, collection)?.rules).clone())
+    }
+
+    /// A new `_id` of the collection's `defaultId` type. A command applied to several stores
+    /// (regions) takes one here and puts it in the document, so every region stores the same.
+    pub fn new_document_id(&self, keyspace: &str, collection: &str) -> Result<Value> {
+        Ok(self
+            .collection_rules(keyspace, collection)?
+            .default_id
+            .generate())
     }
 
     // ---------------------------------------------------------------- inserts
 
-    /// Inserts one document and returns its `_id` once the commit is on disk.
+    /// Inserts one document and returns its `_id` once the commit is on disk. A document
+    /// without `_id` gets one of the collection's `defaultId` type.
     pub fn insert_one(&self, keyspace: &str, collection: &str, doc: Value) -> Result<Value> {
-        let (id, key, text) = prepare_doc(doc)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
-        insert_row(&g.conn, tbl, &key, &text)?;
-        Ok(id)
+        let c = Self::coll(&mut g, keyspace, collection)?;
+        let p = validate::prepare(doc, &c.rules)?;
+        insert_row(&g.conn, c.tbl, &p)?;
+        Ok(p.id)
     }
 
     /// Inserts up to [`MAX_INSERT_MANY`] documents in ONE transaction (one fsync), reporting
-    /// per document. `ordered` stops at the first failure (later documents are not attempted
-    /// and have no entry); unordered tries every document.
+    /// per document (each error names the document's `_id` where it has one). `ordered` stops
+    /// at the first failure (later documents are not attempted and have no entry); unordered
+    /// tries every document.
     pub fn insert_many(
         &self,
         keyspace: &str,
@@ -763,14 +824,14 @@ impl DocStore {
             });
         }
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let c = Self::coll(&mut g, keyspace, collection)?;
         let tx = g
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(docs.len());
         for doc in docs {
-            let r = prepare_doc(doc)
-                .and_then(|(id, key, text)| insert_row(&tx, tbl, &key, &text).map(|()| id));
+            let r = validate::prepare(doc, &c.rules)
+                .and_then(|p| insert_row(&tx, c.tbl, &p).map(|()| p.id));
             let failed = r.is_err();
             out.push(r);
             if failed && ordered {
@@ -786,7 +847,7 @@ impl DocStore {
     pub fn get(&self, keyspace: &str, collection: &str, id: &Value) -> Result<Option<Value>> {
         let Ok(key) = id_key(id) else { return Ok(None) };
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let mut st = g
             .conn
             .prepare_cached(&format!("SELECT doc FROM d_{tbl} WHERE id = ?1"))?;
@@ -810,6 +871,7 @@ impl DocStore {
             Some(PageState::After { returned, .. } | PageState::Offset { returned, .. }) => {
                 returned
             }
+            Some(PageState::AfterId { .. }) => return Err(DocStoreError::InvalidPageState),
             None => 0,
         };
         let want = match q.limit {
@@ -820,12 +882,12 @@ impl DocStore {
             return Ok(Page::default());
         }
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let mut params = f.params;
         let (sql, offset) = if sort.is_empty() {
             let (after, offset) = match state {
                 Some(PageState::After { rid, .. }) => (rid, 0),
-                Some(PageState::Offset { .. }) => return Err(DocStoreError::InvalidPageState),
+                Some(_) => return Err(DocStoreError::InvalidPageState),
                 None => (i64::MIN, q.skip),
             };
             params.push(SqlValue::Integer(after));
@@ -839,7 +901,7 @@ impl DocStore {
         } else {
             let offset = match state {
                 Some(PageState::Offset { offset, .. }) => offset,
-                Some(PageState::After { .. }) => return Err(DocStoreError::InvalidPageState),
+                Some(_) => return Err(DocStoreError::InvalidPageState),
                 None => q.skip,
             };
             (
@@ -919,7 +981,7 @@ impl DocStore {
     ) -> Result<(u64, bool)> {
         let f = filter::compile(filter)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let mut params = f.params;
         params.push(SqlValue::Integer(to_i64(upper_bound.saturating_add(1))));
         let sql = format!(
@@ -934,7 +996,7 @@ impl DocStore {
 
     pub fn estimated_count(&self, keyspace: &str, collection: &str) -> Result<u64> {
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let n: i64 = g
             .conn
             .query_row(&format!("SELECT count(*) FROM d_{tbl}"), [], |r| r.get(0))?;
@@ -945,7 +1007,7 @@ impl DocStore {
     pub fn explain(&self, keyspace: &str, collection: &str, filter: &Value) -> Result<String> {
         let f = filter::compile(filter)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT rid, doc FROM d_{tbl} WHERE ({})",
             f.sql
@@ -955,6 +1017,83 @@ impl DocStore {
             .query_map(params_from_iter(f.params), |r| r.get::<_, String>(3))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows.join("\n"))
+    }
+
+    /// The `_id`s a filter selects, in the sort's order (with ties, and without a sort, in
+    /// `_id` order), at most `limit`, continuing after `page_state` (this call's earlier
+    /// answer). A command applied to several stores (regions) can choose its documents once,
+    /// here, and apply itself to exactly these `_id`s everywhere
+    /// ([`DocStore::update_ids`], [`DocStore::delete_ids`]).
+    pub fn select_ids(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        filter: &Value,
+        sort: Option<&Value>,
+        limit: u64,
+        page_state: Option<&str>,
+    ) -> Result<Selection> {
+        let f = filter::compile(filter)?;
+        let sort = filter::compile_sort(sort)?;
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let mut g = self.lock();
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
+        let mut params = f.params;
+        let sql = if sort.is_empty() {
+            params.push(SqlValue::Text(PageState::after_id(page_state)?));
+            format!(
+                "SELECT id, doc FROM d_{tbl} WHERE ({}) AND id > ? ORDER BY id LIMIT ?",
+                f.sql
+            )
+        } else {
+            let offset = match page_state.filter(|s| !s.is_empty()).map(PageState::decode) {
+                None => 0,
+                Some(Ok(PageState::Offset { offset, .. })) => offset,
+                Some(_) => return Err(DocStoreError::InvalidPageState),
+            };
+            format!(
+                "SELECT id, doc FROM d_{tbl} WHERE ({}) ORDER BY {}, rid LIMIT ? OFFSET {}",
+                f.sql,
+                sort.join(", "),
+                to_i64(offset)
+            )
+        };
+        params.push(SqlValue::Integer(to_i64(limit + 1)));
+        let mut st = g.conn.prepare_cached(&sql)?;
+        let mut rows = st.query(params_from_iter(params))?;
+        let mut ids = Vec::new();
+        let mut last_key = String::new();
+        let mut more = false;
+        while let Some(r) = rows.next()? {
+            if ids.len() as u64 == limit {
+                more = true;
+                break;
+            }
+            last_key = r.get(0)?;
+            let d = doc_col(r, 1)?;
+            ids.push(d.get("_id").cloned().unwrap_or(Value::Null));
+        }
+        let next = more.then(|| {
+            if sort.is_empty() {
+                PageState::AfterId { key: last_key }.encode()
+            } else {
+                let done = match page_state.map(PageState::decode) {
+                    Some(Ok(PageState::Offset { offset, .. })) => offset,
+                    _ => 0,
+                };
+                let offset = done + ids.len() as u64;
+                PageState::Offset {
+                    offset,
+                    returned: offset,
+                }
+                .encode()
+            }
+        });
+        Ok(Selection {
+            ids,
+            more_data: more,
+            next_page_state: next,
+        })
     }
 
     // ---------------------------------------------------------------- writes
@@ -1072,7 +1211,7 @@ impl DocStore {
         let sort = filter::compile_sort(sort)?;
         let proj = Projection::parse(projection)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let tx = g
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1085,6 +1224,8 @@ impl DocStore {
         Ok(Some(project(proj.as_ref(), doc)))
     }
 
+    /// Updates EVERY match in one transaction (keyplane's own bulk update, which the original
+    /// does not have; the Data API's paged `updateMany` is [`DocStore::update_many_page`]).
     pub fn update_many(
         &self,
         keyspace: &str,
@@ -1111,7 +1252,8 @@ impl DocStore {
         let u = Update::parse(update)?;
         let f = filter::compile(filter)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let c = Self::coll(&mut g, keyspace, collection)?;
+        let tbl = c.tbl;
         let tx = g
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1131,16 +1273,9 @@ impl DocStore {
             };
             let Some(last) = chunk.last() else { break };
             after = last.0;
-            let mut upd =
-                tx.prepare_cached(&format!("UPDATE d_{tbl} SET doc = ?1 WHERE rid = ?2"))?;
             for (rid, text) in &chunk {
-                let before = parse_doc(text)?;
-                let mut doc = before.clone();
-                u.apply(&mut doc, false, now)?;
                 result.matched += 1;
-                if doc != before {
-                    let (_, _, new_text) = finish_doc(doc)?;
-                    upd.execute(params![new_text, rid])?;
+                if update_row(&tx, &c, *rid, parse_doc(text)?, &u, now)? {
                     result.modified += 1;
                 }
             }
@@ -1149,37 +1284,200 @@ impl DocStore {
             }
         }
         if result.matched == 0 && upsert {
-            let mut doc = seed_from_filter(filter)?;
-            u.apply(&mut doc, true, now)?;
-            let (id, key, text) = prepare_doc(doc)?;
-            insert_row(&tx, tbl, &key, &text)?;
-            result.upserted_id = Some(id);
+            result.upserted_id = Some(upsert_row(&tx, &c, filter, &u, now)?);
         }
         tx.commit()?;
         Ok(result)
     }
 
-    /// Deletes the first match in insertion order; a `deleteOne` with a sort goes through
-    /// [`DocStore::find_one_and_delete`].
+    /// One page of the Data API's `updateMany`, as the original pages it: up to
+    /// [`UPDATE_MANY_PAGE_SIZE`] matches in `_id` order, then `more_data` and a
+    /// `next_page_state` that the next call (the client sends the command again with it)
+    /// continues from. An upsert happens only on the first page, when nothing matched.
+    pub fn update_many_page(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        filter: &Value,
+        update: &Value,
+        opts: &UpdateManyOptions,
+    ) -> Result<UpdateManyPage> {
+        let u = Update::parse(update)?;
+        let f = filter::compile(filter)?;
+        let page = opts
+            .page_size
+            .unwrap_or(UPDATE_MANY_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE);
+        let after = PageState::after_id(opts.page_state.as_deref())?;
+        let now = opts.now_ms.unwrap_or_else(now_ms);
+        let mut g = self.lock();
+        let c = Self::coll(&mut g, keyspace, collection)?;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows: Vec<(i64, String, String)> = {
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT rid, id, doc FROM d_{} WHERE ({}) AND id > ? ORDER BY id LIMIT ?",
+                c.tbl, f.sql
+            ))?;
+            let mut params = f.params.clone();
+            params.push(SqlValue::Text(after));
+            params.push(SqlValue::Integer(to_i64(page + 1)));
+            st.query_map(params_from_iter(params), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        let more = rows.len() as u64 > page;
+        let mut out = UpdateManyPage::default();
+        let mut last_key = None;
+        for (rid, key, text) in rows.into_iter().take(page as usize) {
+            out.matched += 1;
+            if update_row(&tx, &c, rid, parse_doc(&text)?, &u, now)? {
+                out.modified += 1;
+            }
+            last_key = Some(key);
+        }
+        if out.matched == 0 && opts.upsert && opts.page_state.is_none() {
+            out.upserted_id = Some(upsert_row(&tx, &c, filter, &u, now)?);
+        }
+        tx.commit()?;
+        out.more_data = more;
+        out.next_page_state = more
+            .then(|| last_key.map(|key| PageState::AfterId { key }.encode()))
+            .flatten();
+        Ok(out)
+    }
+
+    /// Applies an update to the documents with these `_id`s (those that exist), in one
+    /// transaction: the second half of a command whose documents were chosen by
+    /// [`DocStore::select_ids`].
+    pub fn update_ids(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        ids: &[Value],
+        update: &Value,
+        now_ms: i64,
+    ) -> Result<UpdateResult> {
+        let u = Update::parse(update)?;
+        let mut g = self.lock();
+        let c = Self::coll(&mut g, keyspace, collection)?;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut result = UpdateResult::default();
+        for id in ids {
+            let Ok(key) = id_key(id) else { continue };
+            let row: Option<(i64, String)> = tx
+                .prepare_cached(&format!("SELECT rid, doc FROM d_{} WHERE id = ?1", c.tbl))?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((rid, text)) = row {
+                result.matched += 1;
+                if update_row(&tx, &c, rid, parse_doc(&text)?, &u, now_ms)? {
+                    result.modified += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Deletes the documents with these `_id`s (those that exist) in one transaction; returns
+    /// how many were deleted.
+    pub fn delete_ids(&self, keyspace: &str, collection: &str, ids: &[Value]) -> Result<u64> {
+        let mut g = self.lock();
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached(&format!("DELETE FROM d_{tbl} WHERE id = ?1"))?;
+            for id in ids {
+                if let Ok(key) = id_key(id) {
+                    n += st.execute([key])? as u64;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Deletes the first match in `_id` order (the same document in every region); a
+    /// `deleteOne` with a sort goes through [`DocStore::find_one_and_delete`].
     pub fn delete_one(&self, keyspace: &str, collection: &str, filter: &Value) -> Result<u64> {
         let f = filter::compile(filter)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let sql = format!(
-            "DELETE FROM d_{tbl} WHERE rid = (SELECT rid FROM d_{tbl} WHERE ({}) ORDER BY rid LIMIT 1)",
+            "DELETE FROM d_{tbl} WHERE rid = (SELECT rid FROM d_{tbl} WHERE ({}) ORDER BY id LIMIT 1)",
             f.sql
         );
         let n = g.conn.execute(&sql, params_from_iter(f.params))?;
         Ok(n as u64)
     }
 
+    /// Deletes EVERY match in one transaction (keyplane's own bulk delete; the Data API's
+    /// paged `deleteMany` is [`DocStore::delete_many_page`]).
     pub fn delete_many(&self, keyspace: &str, collection: &str, filter: &Value) -> Result<u64> {
         let f = filter::compile(filter)?;
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
         let sql = format!("DELETE FROM d_{tbl} WHERE ({})", f.sql);
         let n = g.conn.execute(&sql, params_from_iter(f.params))?;
         Ok(n as u64)
+    }
+
+    /// One call of the Data API's `deleteMany`, as the original answers it: with an empty
+    /// filter the whole collection is emptied at once (`all`, which the original reports as
+    /// `deletedCount: -1`); otherwise up to [`DELETE_MANY_PAGE_SIZE`] matches are deleted, in
+    /// `_id` order (the same ones in every region), and `more_data` says whether any remain.
+    pub fn delete_many_page(
+        &self,
+        keyspace: &str,
+        collection: &str,
+        filter: &Value,
+    ) -> Result<DeleteManyPage> {
+        let f = filter::compile(filter)?;
+        let mut g = self.lock();
+        let tbl = Self::coll(&mut g, keyspace, collection)?.tbl;
+        if is_empty_filter(filter) {
+            let n = g.conn.execute(&format!("DELETE FROM d_{tbl}"), [])?;
+            return Ok(DeleteManyPage {
+                deleted: n as u64,
+                more_data: false,
+                all: true,
+            });
+        }
+        let tx = g
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rids: Vec<i64> = {
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT rid FROM d_{tbl} WHERE ({}) ORDER BY id LIMIT ?",
+                f.sql
+            ))?;
+            let mut params = f.params;
+            params.push(SqlValue::Integer(to_i64(DELETE_MANY_PAGE_SIZE + 1)));
+            st.query_map(params_from_iter(params), |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let more = rids.len() as u64 > DELETE_MANY_PAGE_SIZE;
+        let mut deleted = 0;
+        {
+            let mut st = tx.prepare_cached(&format!("DELETE FROM d_{tbl} WHERE rid = ?1"))?;
+            for rid in rids.iter().take(DELETE_MANY_PAGE_SIZE as usize) {
+                deleted += st.execute([rid])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(DeleteManyPage {
+            deleted,
+            more_data: more,
+            all: false,
+        })
     }
 
     /// The shared path of every single-document modification: select (with sort), change,
@@ -1203,7 +1501,8 @@ impl DocStore {
         let sort = filter::compile_sort(sort)?;
         let now = now.unwrap_or_else(now_ms);
         let mut g = self.lock();
-        let tbl = Self::tbl(&mut g, keyspace, collection)?;
+        let c = Self::coll(&mut g, keyspace, collection)?;
+        let tbl = c.tbl;
         let tx = g
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1212,34 +1511,44 @@ impl DocStore {
         let (before, after) = match found {
             Some((rid, before)) => {
                 result.matched = 1;
+                let old_id = before.get("_id").cloned().unwrap_or(Value::Null);
                 let doc = match change {
                     Change::Update(u) => {
                         let mut d = before.clone();
-                        u.apply(&mut d, false, now)?;
+                        u.apply(&mut d, false, now)
+                            .map_err(|e| e.for_document(&old_id))?;
                         d
                     }
                     Change::Replace(r) => {
-                        let old_id = before.get("_id").cloned().unwrap_or(Value::Null);
                         let mut m = r.clone();
                         if let Some(new_id) = m.get("_id")
                             && id_key(new_id)? != id_key(&old_id)?
                         {
-                            return Err(DocStoreError::InvalidUpdate(
-                                "a replacement cannot change _id".into(),
-                            ));
+                            return Err(DocStoreError::InvalidUpdate(Refusal {
+                                code: DocStoreCode::DocumentReplaceDifferentDocid,
+                                message: format!(
+                                    "the replacement document and the document the filter matched have different '_id's: {} (replacement) vs {} (matched document)",
+                                    crate::error::quote_json(new_id),
+                                    crate::error::quote_json(&old_id)
+                                ),
+                                document_id: Some(old_id),
+                            }));
                         }
-                        m.insert("_id".into(), old_id);
-                        Value::Object(m)
+                        m.shift_remove("_id");
+                        Value::Object(with_id_first(m, Some(old_id)))
                     }
                 };
-                if doc != before {
-                    let (_, _, text) = finish_doc(doc.clone())?;
+                let doc = if doc != before {
+                    let p = validate::prepare(doc, &c.rules)?;
                     tx.execute(
                         &format!("UPDATE d_{tbl} SET doc = ?1 WHERE rid = ?2"),
-                        params![text, rid],
+                        params![p.text, rid],
                     )?;
                     result.modified = 1;
-                }
+                    parse_doc(&p.text)?
+                } else {
+                    doc
+                };
                 (Some(before), Some(doc))
             }
             None if upsert => {
@@ -1261,20 +1570,57 @@ impl DocStore {
                 };
                 let doc = match (doc, upsert_id) {
                     (Value::Object(m), Some(id)) if !m.contains_key("_id") => {
-                        Value::Object(with_id_first(m, id.clone()))
+                        Value::Object(with_id_first(m, Some(id.clone())))
                     }
                     (doc, _) => doc,
                 };
-                let (id, key, text) = prepare_doc(doc)?;
-                insert_row(&tx, tbl, &key, &text)?;
-                result.upserted_id = Some(id);
-                (None, parse_doc(&text).ok())
+                let p = validate::prepare(doc, &c.rules)?;
+                insert_row(&tx, tbl, &p)?;
+                result.upserted_id = Some(p.id.clone());
+                (None, parse_doc(&p.text).ok())
             }
             None => (None, None),
         };
         tx.commit()?;
         Ok((result, before, after))
     }
+}
+
+/// Applies an update to one stored row and writes it back if it changed; says whether it did.
+fn update_row(
+    tx: &rusqlite::Transaction<'_>,
+    c: &Coll,
+    rid: i64,
+    before: Value,
+    u: &Update,
+    now: i64,
+) -> Result<bool> {
+    let id = before.get("_id").cloned().unwrap_or(Value::Null);
+    let mut doc = before.clone();
+    u.apply(&mut doc, false, now)
+        .map_err(|e| e.for_document(&id))?;
+    if doc == before {
+        return Ok(false);
+    }
+    let p = validate::prepare(doc, &c.rules)?;
+    tx.prepare_cached(&format!("UPDATE d_{} SET doc = ?1 WHERE rid = ?2", c.tbl))?
+        .execute(params![p.text, rid])?;
+    Ok(true)
+}
+
+/// Inserts the document an upserting update creates; returns its `_id`.
+fn upsert_row(
+    tx: &rusqlite::Transaction<'_>,
+    c: &Coll,
+    filter: &Value,
+    u: &Update,
+    now: i64,
+) -> Result<Value> {
+    let mut doc = seed_from_filter(filter)?;
+    u.apply(&mut doc, true, now)?;
+    let p = validate::prepare(doc, &c.rules)?;
+    insert_row(tx, c.tbl, &p)?;
+    Ok(p.id)
 }
 
 enum Change {
@@ -1313,18 +1659,17 @@ impl<'a> From<&'a FindOneAndOptions> for ModifyOptions<'a> {
     }
 }
 
+/// A replacement is a document: it is validated as one when it is written (names, typed
+/// values, limits), with the matched document's `_id`.
 fn replacement_doc(v: Value) -> Result<Map<String, Value>> {
     match v {
-        Value::Object(m) => {
-            if let Some(k) = m.keys().find(|k| k.starts_with('$') && *k != "_id") {
-                return Err(DocStoreError::InvalidUpdate(format!(
-                    "a replacement document cannot contain operators ('{k}')"
-                )));
-            }
-            Ok(m)
-        }
-        _ => Err(DocStoreError::InvalidUpdate(
-            "a replacement must be a JSON object".into(),
+        Value::Object(m) => Ok(m),
+        other => Err(doc_err(
+            DocStoreCode::ShredBadDocumentType,
+            format!(
+                "bad document type: a replacement must be a JSON object, not {}",
+                validate::type_name(&other)
+            ),
         )),
     }
 }
@@ -1349,6 +1694,8 @@ fn project(proj: Option<&Projection>, doc: Value) -> Value {
     }
 }
 
+/// The first match: in the sort's order (ties by `_id`), or without a sort in `_id` order, so
+/// that every region applying the same command picks the same document.
 fn select_one(
     tx: &rusqlite::Transaction<'_>,
     tbl: i64,
@@ -1356,7 +1703,7 @@ fn select_one(
     sort: &[String],
 ) -> Result<Option<(i64, Value)>> {
     let order = if sort.is_empty() {
-        "rid".to_owned()
+        "id".to_owned()
     } else {
         format!("{}, rid", sort.join(", "))
     };
@@ -1386,17 +1733,24 @@ fn require_keyspace(conn: &Connection, keyspace: &str) -> Result<()> {
 }
 
 /// Inserts one prepared document; a taken `_id` is [`DocStoreError::DuplicateId`].
-fn insert_row(conn: &Connection, tbl: i64, key: &str, text: &str) -> Result<()> {
+fn insert_row(conn: &Connection, tbl: i64, p: &Prepared) -> Result<()> {
     let mut st = conn.prepare_cached(&format!("INSERT INTO d_{tbl} (id, doc) VALUES (?1, ?2)"))?;
-    match st.execute(params![key, text]) {
+    match st.execute(params![p.key, p.text]) {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(DocStoreError::DuplicateId(key.to_owned())),
+        Err(e) if is_unique_violation(&e) => Err(DocStoreError::DuplicateId(Refusal {
+            code: DocStoreCode::DocumentAlreadyExists,
+            message: format!(
+                "cannot insert the document: a document already exists with the given '_id' ({})",
+                crate::error::quote_json(&p.id)
+            ),
+            document_id: Some(p.id.clone()),
+        })),
         Err(e) => Err(e.into()),
     }
 }
 
 /// The document an upsert starts from: the filter's plain equalities (top level, `$eq`, and
-/// inside `$and`), as MongoDB and the Data API do.
+/// inside `$and`), as the Data API does.
 fn seed_from_filter(filter: &Value) -> Result<Value> {
     let mut doc = Value::Object(Map::new());
     fn walk(doc: &mut Value, m: &Map<String, Value>) -> Result<()> {
@@ -1425,8 +1779,8 @@ fn seed_from_filter(filter: &Value) -> Result<Value> {
                 }
                 lit => lit.clone(),
             };
-            let p = FieldPath::parse(k, DocStoreError::InvalidFilter)?;
-            *crate::path::get_mut_create(doc, &p.segs)? = val;
+            let p = FieldPath::parse(k, PathUse::Filter)?;
+            *crate::path::get_mut_create(doc, &p.segs, &p.raw)? = val;
         }
         Ok(())
     }

@@ -27,8 +27,11 @@ fn size_and_depth_limits() {
             ..
         })
     ));
-    let almost = "x".repeat(MAX_DOCUMENT_BYTES - 100);
-    s.insert_one(KS, C, json!({"_id": 1, "big": almost}))
+    // Just under the limit (in strings under the original's 8,000-byte limit per string).
+    let chunk = "x".repeat(7_990);
+    let n = (MAX_DOCUMENT_BYTES - 3_500) / (chunk.len() + 3);
+    let almost: Vec<&str> = vec![chunk.as_str(); n];
+    s.insert_one(KS, C, json!({"_id": 1, "big": almost, "more": ""}))
         .unwrap();
     // An update that grows a document past the limit is refused too.
     let e = s
@@ -36,18 +39,23 @@ fn size_and_depth_limits() {
             KS,
             C,
             &json!({"_id": 1}),
-            &json!({"$set": {"more": "y".repeat(200)}}),
+            &json!({"$set": {"more": "y".repeat(7_900)}}),
             &UpdateOptions::default(),
         )
         .unwrap_err();
     assert!(matches!(e, DocStoreError::DocumentTooLarge { .. }));
 
-    // nested(n) has n-1 object levels plus the scalar; the document itself is level 1.
-    s.insert_one(KS, C, json!({"_id": 2, "d": nested(MAX_DEPTH - 1)}))
+    // nested(n) has n-1 object levels plus the scalar; the document itself is level 1 and
+    // only objects and arrays are levels (the original's FullDocValidator), so
+    // {"d": nested(MAX_DEPTH)} has exactly MAX_DEPTH levels and is accepted.
+    s.insert_one(KS, C, json!({"_id": 2, "d": nested(MAX_DEPTH)}))
         .unwrap();
     assert!(matches!(
-        s.insert_one(KS, C, json!({"_id": 3, "d": nested(MAX_DEPTH)})),
-        Err(DocStoreError::TooDeep { limit: MAX_DEPTH })
+        s.insert_one(KS, C, json!({"_id": 3, "d": nested(MAX_DEPTH + 1)})),
+        Err(DocStoreError::TooDeep {
+            limit: MAX_DEPTH,
+            ..
+        })
     ));
     let mut arr = json!(1);
     for _ in 0..MAX_DEPTH {

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{DataKeySpec, GrantOperation, KeyMetadata};
+use aws_sdk_kms::types::{DataKeySpec, GrantConstraints, GrantOperation, KeyMetadata};
 use keyplane_kms::{
-    DataKeyPair, EncryptionContext, ErrorKind, Grant, KeyDescription, KeyProvider, KeyState,
-    KmsError, Result,
+    DataKeyPair, EncryptionContext, ErrorKind, Grant, GrantConstraint, KeyDescription, KeyProvider,
+    KeyState, KmsError, Result,
 };
 use zeroize::Zeroizing;
 
@@ -132,6 +132,45 @@ fn context_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     })
+}
+
+/// The SDK's form of a grant constraint (None for no constraint).
+fn grant_constraints(c: &GrantConstraint) -> Option<GrantConstraints> {
+    let pairs = |ctx: &EncryptionContext| {
+        ctx.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>()
+    };
+    match c {
+        GrantConstraint::None => None,
+        GrantConstraint::ContextSubset(ctx) => Some(
+            GrantConstraints::builder()
+                .set_encryption_context_subset(Some(pairs(ctx)))
+                .build(),
+        ),
+        GrantConstraint::ContextEquals(ctx) => Some(
+            GrantConstraints::builder()
+                .set_encryption_context_equals(Some(pairs(ctx)))
+                .build(),
+        ),
+    }
+}
+
+/// A listed grant's constraint (Equals wins if a KMS reported both).
+fn constraint_of(c: Option<&GrantConstraints>) -> GrantConstraint {
+    let Some(c) = c else {
+        return GrantConstraint::None;
+    };
+    let ctx = |m: &HashMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<EncryptionContext>()
+    };
+    match (c.encryption_context_equals(), c.encryption_context_subset()) {
+        (Some(eq), _) => GrantConstraint::ContextEquals(ctx(eq)),
+        (None, Some(sub)) => GrantConstraint::ContextSubset(ctx(sub)),
+        (None, None) => GrantConstraint::None,
+    }
 }
 
 fn missing(operation: &'static str, field: &str) -> KmsError {
@@ -360,6 +399,7 @@ impl KeyProvider for AwsKeyProvider {
         grantee: &str,
         operations: &[&str],
         name: &str,
+        constraint: &GrantConstraint,
     ) -> Result<String> {
         const OP: &str = "CreateGrant";
         // Callers may name operations as IAM actions (`kms:Decrypt`) or as grant operations.
@@ -367,6 +407,7 @@ impl KeyProvider for AwsKeyProvider {
             .iter()
             .map(|o| GrantOperation::from(o.strip_prefix("kms:").unwrap_or(o)))
             .collect();
+        let constraints = grant_constraints(constraint);
         // Retrying is safe: AWS answers a repeated CreateGrant with identical parameters and
         // name with the existing grant instead of a second one.
         let out = self
@@ -376,6 +417,7 @@ impl KeyProvider for AwsKeyProvider {
                     .key_id(key_id)
                     .grantee_principal(grantee)
                     .set_operations(Some(ops.clone()))
+                    .set_constraints(constraints.clone())
                     .name(name)
                     .send()
             })
@@ -409,6 +451,7 @@ impl KeyProvider for AwsKeyProvider {
                         .map(|o| o.as_str().to_string())
                         .collect(),
                     name: g.name().filter(|n| !n.is_empty()).map(str::to_string),
+                    constraint: constraint_of(g.constraints()),
                 });
             }
             match (page.truncated(), page.next_marker()) {

@@ -47,6 +47,7 @@ async fn every_operation_works_cross_account_with_the_seed_policy() {
         &grantee,
         &["Decrypt", "kms:GenerateDataKeyWithoutPlaintext"],
         &["Decrypt", "GenerateDataKeyWithoutPlaintext"],
+        &keyplane_kms::GrantConstraint::ContextSubset(ctx(&[("organization", "o1")])),
     )
     .await;
     let e = kms.revoke_grant(&key, &grant_id).await.unwrap_err();
@@ -117,6 +118,7 @@ async fn a_policy_without_an_action_is_access_denied_for_that_action() {
             "arn:aws:iam::222222222222:role/keyplane-volumes",
             &["Decrypt"],
             "v",
+            &keyplane_kms::GrantConstraint::None,
         )
         .await
         .unwrap_err();

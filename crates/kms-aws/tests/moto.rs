@@ -54,6 +54,7 @@ async fn every_operation_speaks_the_wire_protocol_of_moto() {
         &grantee,
         &["Decrypt", "kms:Encrypt"],
         &["Decrypt", "Encrypt"],
+        &keyplane_kms::GrantConstraint::ContextSubset(ctx(&[("organization", "o1")])),
     )
     .await;
 

@@ -247,11 +247,6 @@ impl KmsConnector for GcpConnector {
     fn connect(&self, identity: &PlatformIdentity) -> Result<Arc<dyn KeyProvider>> {
         Ok(self.provider(identity)?)
     }
-
-    /// Cloud KMS has no grants: persistent resources use the platform's own service account.
-    fn volume_grantee(&self, identity: &PlatformIdentity) -> String {
-        identity.principal.clone()
-    }
 }
 
 #[cfg(test)]

@@ -11,11 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -109,28 +105,28 @@ fn main() {
             .trim()
             .to_string();
         let bind = base64::engine::general_purpose::STANDARD.encode(canonical_context(&a));
-        let body = Bytes::from(
-            serde_json::to_vec(&serde_json::json!({
-                "ciphertext": String::from_utf8(wrapped.clone()).expect("text"),
-                "associated_data": bind,
-                "context": bind,
-            }))
-            .expect("json"),
-        );
+        let body = serde_json::to_vec(&serde_json::json!({
+            "ciphertext": String::from_utf8(wrapped.clone()).expect("text"),
+            "associated_data": bind,
+            "context": bind,
+        }))
+        .expect("json");
         let url = format!("{}/v1/transit/decrypt/bench", c.bao.address);
-        let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("a client");
         let baseline = {
             let (http, url, token, body) = (http.clone(), url.clone(), token.clone(), body.clone());
             measure(tasks, secs, move || {
-                let req = http::Request::post(url.as_str())
+                let req = http
+                    .post(url.as_str())
                     .header("X-Vault-Token", token.as_str())
-                    .body(Full::new(body.clone()))
-                    .expect("a request");
-                let http = http.clone();
+                    .body(body.clone());
                 async move {
-                    let resp = http.request(req).await.expect("an answer");
+                    let resp = req.send().await.expect("an answer");
                     assert_eq!(resp.status(), 200);
-                    resp.into_body().collect().await.expect("a body");
+                    resp.bytes().await.expect("a body");
                 }
             })
             .await

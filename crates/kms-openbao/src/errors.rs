@@ -117,7 +117,7 @@ pub(crate) fn transport_error(
     }
 }
 
-/// An error and its sources on one line (hyper's own Display hides the cause).
+/// An error and its sources on one line (reqwest's own Display hides the cause).
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut cur = err.source();

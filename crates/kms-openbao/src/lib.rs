@@ -1,6 +1,6 @@
 //! The OpenBao / Vault Transit adapter of keyplane's KMS provider layer.
 //! [`OpenbaoKeyProvider`] performs the [`KeyProvider`] operations on a customer's Transit
-//! keys over the server's HTTP API (hyper and rustls, already in the tree; no SDK), logged
+//! keys over the server's HTTP API (reqwest with rustls, already in the tree; no SDK), logged
 //! in as the platform's AppRole role in the customer's server; [`OpenbaoConnector`] hands
 //! one out per customer server, namespace and role credentials, and keeps it so that its
 //! token is reused.
@@ -19,7 +19,8 @@
 //!   than the key's `min_decryption_version` is [`ErrorKind::InvalidState`], with a message
 //!   naming the version and `min_decryption_version`.
 //! - Limits: a timeout per attempt and per operation; retries with backoff only for
-//!   failures that say nothing about the key ([`OpenbaoRetrySettings`]).
+//!   failures that say nothing about the key, by the shared loop of
+//!   [`keyplane_kms::retry`] ([`RetrySettings`]).
 //! - Secrets: the secret ID and the token live in wiped-on-drop memory, are redacted from
 //!   every Debug output, go in a header marked sensitive, and are never logged. Redirects
 //!   are not followed, and a key ID naming another server than the credentials' is refused
@@ -29,7 +30,6 @@
 pub mod context;
 mod errors;
 mod provider;
-mod retry;
 mod session;
 mod transport;
 
@@ -44,11 +44,11 @@ use zeroize::Zeroizing;
 
 pub use context::{canonical_context, transit_ciphertext_version};
 pub use errors::OpenbaoError;
+pub use keyplane_kms::retry::RetrySettings;
 pub use provider::{
     CONTEXT_BINDING_TYPES, KEY_USAGE, OpenbaoKeyProvider, TransitKeyInfo, required_permissions,
     transit_permission,
 };
-pub use retry::OpenbaoRetrySettings;
 pub use session::SessionStats;
 
 /// How the platform reaches one customer's OpenBao and logs in there: the server and
@@ -130,7 +130,7 @@ impl fmt::Debug for OpenbaoAccess {
 /// Settings shared by every OpenBao session of the platform.
 #[derive(Debug, Clone, Default)]
 pub struct OpenbaoSettings {
-    pub retry: OpenbaoRetrySettings,
+    pub retry: RetrySettings,
 }
 
 /// Hands out one [`OpenbaoKeyProvider`] per customer server, namespace, credentials and
@@ -301,6 +301,44 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
         assert!(e.message.contains("no PEM certificate"), "{}", e.message);
+    }
+
+    /// A hand-written listener, since no real OpenBao redirects on demand (a standby does, to
+    /// its active node): it answers every request with a 307 to a second listener, which must
+    /// never see a connection, so the login's secret ID never goes where the server points.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpListener;
+        let elsewhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!(
+            "http://{}/v1/auth/approle/login",
+            elsewhere.local_addr().unwrap()
+        );
+        let redirecting = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", redirecting.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = redirecting.accept().await {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = conn.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        let mut a = access();
+        a.address = address.clone();
+        let p = build_provider(&a, "r", &OpenbaoSettings::default()).unwrap();
+        let e = p
+            .describe_key(&format!("{address}/v1/transit/keys/k"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Credentials, "{e}");
+        assert!(e.message.contains("HTTP 307"), "{}", e.message);
+        let followed =
+            tokio::time::timeout(std::time::Duration::from_millis(200), elsewhere.accept()).await;
+        assert!(followed.is_err(), "the redirect was followed");
     }
 
     #[tokio::test]

@@ -7,18 +7,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use http::Method;
 use keyplane_core::openbao::{Capability, OpenbaoKeyRef, TransitEndpoint};
+use keyplane_kms::retry::{RetrySettings, with_retries};
 use keyplane_kms::{
     DATA_KEY_LEN, DataKeyPair, EncryptionContext, ErrorKind, KeyDescription, KeyProvider, KeyState,
     KmsError, Result, RotationFacts,
 };
+use reqwest::Method;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::context::{canonical_context, transit_ciphertext_version};
 use crate::errors::{kind_for_status, status_error};
-use crate::retry::{OpenbaoRetrySettings, with_retries};
 use crate::session::{SessionStats, Sessions};
 use crate::transport::{Reply, Server, secret_string};
 
@@ -166,7 +166,7 @@ pub struct OpenbaoKeyProvider {
     server: Server,
     sessions: Sessions,
     region: String,
-    retry: OpenbaoRetrySettings,
+    retry: RetrySettings,
 }
 
 impl std::fmt::Debug for OpenbaoKeyProvider {
@@ -185,7 +185,7 @@ impl OpenbaoKeyProvider {
         server: Server,
         sessions: Sessions,
         region: String,
-        retry: OpenbaoRetrySettings,
+        retry: RetrySettings,
     ) -> OpenbaoKeyProvider {
         OpenbaoKeyProvider {
             server,

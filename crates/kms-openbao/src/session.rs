@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::Method;
 use keyplane_core::OpenbaoRole;
 use keyplane_kms::{ErrorKind, KmsError, Result};
+use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;

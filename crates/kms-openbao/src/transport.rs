@@ -1,26 +1,19 @@
-//! One OpenBao server (and namespace) over HTTP: the hyper client with its TLS roots, and
+//! One OpenBao server (and namespace) over HTTP: the reqwest client with its TLS roots, and
 //! sending one request with the token marked sensitive. Nothing here retries or interprets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Method;
-use http::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use keyplane_kms::retry::RetrySettings;
 use keyplane_kms::{ErrorKind, KmsError, Result};
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::errors::{OpenbaoError, transport_error};
-use crate::retry::OpenbaoRetrySettings;
-
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The header Transit reads the token from.
 const TOKEN_HEADER: &str = "X-Vault-Token";
@@ -72,7 +65,7 @@ pub(crate) fn secret_string<'de, D: serde::Deserializer<'de>>(
 
 /// The server the platform's credentials for one customer key belong to.
 pub(crate) struct Server {
-    http: HttpClient,
+    http: reqwest::Client,
     /// `scheme://host[:port]`.
     pub address: String,
     pub namespace: Option<String>,
@@ -121,12 +114,21 @@ fn root_store(ca_bundle_pem: Option<&str>) -> Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
+fn setup_error(message: String, source: OpenbaoError) -> KmsError {
+    KmsError {
+        kind: ErrorKind::Other,
+        operation: "Connect",
+        message,
+        source: Some(Box::new(source)),
+    }
+}
+
 impl Server {
     pub fn new(
         address: &str,
         namespace: Option<&str>,
         ca_bundle_pem: Option<&str>,
-        retry: &OpenbaoRetrySettings,
+        retry: &RetrySettings,
     ) -> Result<Server> {
         // An http address never uses TLS; its (empty) root store is never consulted.
         let roots = if address.starts_with("https://") {
@@ -134,31 +136,34 @@ impl Server {
         } else {
             rustls::RootCertStore::empty()
         };
+        // The TLS configuration is built here rather than by reqwest so that the roots are
+        // exactly the ones above (the customer's CA alone when given) and the crypto provider
+        // is the aws-lc-rs one the AWS SDK already builds, whatever the process default.
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| KmsError {
-                kind: ErrorKind::Other,
-                operation: "Connect",
-                message: format!("TLS setup failed: {e}"),
-                source: Some(Box::new(OpenbaoError::Tls(e))),
-            })?
+            .map_err(|e| setup_error(format!("TLS setup failed: {e}"), OpenbaoError::Tls(e)))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut plain = HttpConnector::new();
-        plain.enforce_http(false);
-        plain.set_connect_timeout(Some(retry.attempt_timeout));
-        plain.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(plain);
-        // No redirect is ever followed (this client has none), so the token cannot be carried
-        // to another host.
-        let http = Client::builder(TokioExecutor::new())
+        // No redirect is followed and no proxy from the environment is used, so the token
+        // goes to this server and nowhere else; retries are the shared loop's alone.
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .http1_only()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .retry(reqwest::retry::never())
+            .connect_timeout(retry.attempt_timeout)
+            .tcp_keepalive(Duration::from_secs(60))
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+            .user_agent(concat!("keyplane-kms-openbao/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                setup_error(
+                    format!("HTTP client setup failed: {e}"),
+                    OpenbaoError::Http(Box::new(e)),
+                )
+            })?;
         let base = match namespace {
             Some(ns) => format!("{address}/v1/{ns}/"),
             None => format!("{address}/v1/"),
@@ -181,13 +186,7 @@ impl Server {
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Reply> {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header(
-                USER_AGENT,
-                concat!("keyplane-kms-openbao/", env!("CARGO_PKG_VERSION")),
-            );
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             let mut value = HeaderValue::from_str(token).map_err(|_| {
                 KmsError::new(
@@ -199,32 +198,20 @@ impl Server {
             value.set_sensitive(true);
             req = req.header(TOKEN_HEADER, value);
         }
-        let body = match body {
-            Some(b) => {
-                req = req.header(CONTENT_TYPE, "application/json");
-                Full::new(Bytes::copy_from_slice(b))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let req = req.body(body).map_err(|e| {
-            KmsError::new(
-                ErrorKind::Invalid,
-                operation,
-                format!("could not build the request: {e}"),
-            )
-        })?;
-        let resp = self
-            .http
-            .request(req)
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        }
+        let resp = req
+            .send()
             .await
             .map_err(|e| transport_error(operation, !e.is_connect(), Box::new(e)))?;
         let status = resp.status().as_u16();
         let bytes = resp
-            .into_body()
-            .collect()
+            .bytes()
             .await
-            .map_err(|e| transport_error(operation, true, Box::new(e)))?
-            .to_bytes();
+            .map_err(|e| transport_error(operation, true, Box::new(e)))?;
         Ok(Reply {
             status,
             body: Zeroizing::new(bytes.to_vec()),

@@ -723,3 +723,65 @@ async fn soft_deleted_and_deleted_keys_say_so() {
     assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
     assert!(e.message.contains(&key), "{}", e.message);
 }
+
+/// `keyplane key policy --provider openbao --merge-into` on a customer's own policy: the real
+/// server takes the merged text as it is, and it lets the platform do every Transit call, while
+/// the customer's rules and comments stay as they wrote them.
+#[tokio::test]
+async fn a_customers_policy_with_keyplanes_rules_merged_in_lets_the_platform_in() {
+    use keyplane_core::policy::openbao::transit_requirements;
+    use keyplane_core::policy::{MergeOutcome, OpenbaoPolicyMerge, PolicyMerge};
+
+    let c = Customer::new(BaoServer::start().await, "k", "aes256-gcm96", &[]).await;
+    let key = c.key_id();
+    let a = ctx(&[("org", "o1")]);
+    // Their policy: their own secrets, and the key's encrypt path with a capability that does
+    // not let anyone encrypt.
+    let own = "# team-a: the app's secrets\npath \"secret/data/app/*\" {\n  capabilities = [\"read\", \"list\"]\n}\n\n";
+    let theirs = format!("{own}path \"transit/encrypt/k\" {{ capabilities = [\"read\"] }}\n");
+    c.bao
+        .bao_stdin(&["policy", "write", &c.policy_name, "-"], &theirs)
+        .await;
+    assert_eq!(
+        kind(c.platform().encrypt(&key, b"x", &a).await),
+        denied("update transit/encrypt/k")
+    );
+
+    let ours: Vec<serde_json::Value> = transit_requirements(&c.key)
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    let merged = OpenbaoPolicyMerge.merge(&theirs, &ours).unwrap();
+    assert!(merged.document.starts_with(own), "{}", merged.document);
+    assert!(
+        merged
+            .document
+            .contains("path \"transit/encrypt/k\" { capabilities = [\"read\", \"update\"] }\n"),
+        "{}",
+        merged.document
+    );
+    let outcome = |p: &str| merged.changes.iter().find(|c| c.name == p).unwrap().outcome;
+    assert_eq!(outcome("transit/encrypt/k"), MergeOutcome::Updated);
+    assert_eq!(outcome("transit/decrypt/k"), MergeOutcome::Added);
+    assert!(check_openbao_policy(&merged.document, &c.key).unwrap().ok);
+
+    c.bao
+        .bao_stdin(&["policy", "write", &c.policy_name, "-"], &merged.document)
+        .await;
+    let stored = c.bao(&["policy", "read", &c.policy_name]).await;
+    assert_eq!(stored.trim_end(), merged.document.trim_end());
+
+    let kms = c.platform();
+    kms.describe_key(&key).await.unwrap();
+    let ct = kms.encrypt(&key, b"x", &a).await.unwrap();
+    assert_eq!(kms.decrypt(&key, &ct, &a).await.unwrap().as_slice(), b"x");
+    kms.generate_data_key(&key, &a).await.unwrap();
+    kms.generate_data_key_without_plaintext(&key, &a)
+        .await
+        .unwrap();
+
+    // Merging what the server now holds changes nothing.
+    let again = OpenbaoPolicyMerge.merge(&stored, &ours).unwrap();
+    assert!(!again.changed(), "{:?}", again.changes);
+    assert_eq!(again.document, stored);
+}

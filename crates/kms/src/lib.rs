@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod retry;
+mod routing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use keyplane_core::Provider;
 use zeroize::Zeroizing;
+
+pub use routing::ServiceConnectors;
 
 /// Encryption context: bound to every ciphertext, and visible to the customer's policy
 /// conditions and audit logs. Never secret.
@@ -149,12 +152,27 @@ pub struct RotationFacts {
     pub next_rotation_at: Option<String>,
 }
 
+/// What a grant's grantee must send with every use (AWS grant constraints). A key policy
+/// that binds the key to one organization only lets the platform create grants that carry
+/// the organization's context, and holds their grantee to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GrantConstraint {
+    /// No constraint: the grantee may use any context.
+    #[default]
+    None,
+    /// Every use must carry at least these pairs (AWS `EncryptionContextSubset`).
+    ContextSubset(EncryptionContext),
+    /// Every use must carry exactly these pairs (AWS `EncryptionContextEquals`).
+    ContextEquals(EncryptionContext),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub grant_id: String,
     pub grantee: String,
     pub operations: Vec<String>,
     pub name: Option<String>,
+    pub constraint: GrantConstraint,
 }
 
 /// The operations the platform performs on one customer key, acting as the platform's
@@ -221,13 +239,14 @@ pub trait KeyProvider: Send + Sync {
         ))
     }
     /// A grant for `grantee` (the platform's volume service) to use the key for persistent
-    /// resources. Returns the grant ID. AWS only.
+    /// resources, under `constraint`. Returns the grant ID. AWS only.
     async fn create_grant(
         &self,
         _key_id: &str,
         _grantee: &str,
         _operations: &[&str],
         _name: &str,
+        _constraint: &GrantConstraint,
     ) -> Result<String> {
         Err(KmsError::new(
             ErrorKind::Unsupported,
@@ -284,6 +303,9 @@ pub struct PlatformIdentity {
 /// wiring over the vendor adapters.
 pub trait KmsConnector: Send + Sync {
     fn connect(&self, identity: &PlatformIdentity) -> Result<Arc<dyn KeyProvider>>;
-    /// The principal the platform's volume service uses, to which grants are made.
-    fn volume_grantee(&self, identity: &PlatformIdentity) -> String;
+    /// The principal the platform's volume service uses, to which grants are made. Services
+    /// without grants (Cloud KMS, Key Vault) use the platform's identity itself.
+    fn volume_grantee(&self, identity: &PlatformIdentity) -> String {
+        identity.principal.clone()
+    }
 }

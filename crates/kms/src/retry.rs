@@ -142,6 +142,11 @@ mod tests {
                 b1 >= Duration::from_millis(5) && b1 <= Duration::from_millis(10),
                 "{b1:?}"
             );
+            let b2 = s.backoff(2);
+            assert!(
+                b2 >= Duration::from_millis(10) && b2 <= Duration::from_millis(20),
+                "{b2:?}"
+            );
             let b3 = s.backoff(3);
             assert!(
                 b3 >= Duration::from_millis(20) && b3 <= Duration::from_millis(40),
@@ -169,6 +174,8 @@ mod tests {
             ),
             (ErrorKind::Disabled, 1),
             (ErrorKind::Credentials, 1),
+            (ErrorKind::InvalidState, 1),
+            (ErrorKind::InvalidCiphertext, 1),
         ] {
             let calls = AtomicU32::new(0);
             let r: Result<()> = with_retries(&fast(3), "Decrypt", || {

@@ -15,6 +15,9 @@
 //!    alternate between the two, so both see the same machine state. Prints docs/s, p50/p99
 //!    latencies per operation and the overhead ratio (target <= 10%).
 //!
+//! 3. Writes on a two-region database, one writer and 8 concurrent writers, against a plain
+//!    two-region baseline (see `mod regions`).
+//!
 //! `cargo bench -p keyplane-server --bench datapath`. Environment: BENCH_DOCS (in-process
 //! documents, default 20000), BENCH_HTTP_DOCS (HTTP corpus, default 100000), BENCH_HTTP_READS
 //! (findOne requests per database, default 5000), BENCH_HTTP_SCANS (full pagings of each
@@ -95,11 +98,11 @@ async fn run() {
         .expect("bind");
     let endpoint = format!("http://{}", kl.local_addr().expect("addr"));
     tokio::spawn(kms.clone().run(kl, std::future::pending()));
-    let client_as = |principal: &str| {
+    let client_in = |principal: &str, region: &str| {
         let c = kms.credentials(principal).expect("identity");
         let conf = aws_sdk_kms::Config::builder()
             .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .region(aws_sdk_kms::config::Region::new("us-east-2"))
+            .region(aws_sdk_kms::config::Region::new(region.to_string()))
             .credentials_provider(aws_sdk_kms::config::Credentials::new(
                 c.access_key_id.clone(),
                 c.secret_access_key.to_string(),
@@ -158,29 +161,36 @@ async fn run() {
             .await
             .expect("token");
     let token = token.expose().to_string();
+    // The platform role may use the key only for this organization, as registration requires.
     let policy = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
-        {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "kms:*", "Resource": "*"}]});
-    let key = client_as(CUSTOMER)
-        .create_key()
-        .policy(policy.to_string())
-        .send()
-        .await
-        .expect("key");
-    let arn = key
-        .key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_string();
+        {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "kms:*", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:organization": org.id.to_string()}}},
+        {"Effect": "Allow", "Principal": {"AWS": ROLE},
+         "Action": ["kms:DescribeKey", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}]});
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{url}/v2/kms/classic"))
-        .bearer_auth(&token)
-        .json(&json!({"orgId": org.id, "aws": {"keyID": arn, "region": "us-east-2"}}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    // us-east-2 for every database, eu-west-1 for the second region of the two-region part.
+    for region in ["us-east-2", "eu-west-1"] {
+        let key = client_in(CUSTOMER, region)
+            .create_key()
+            .policy(policy.to_string())
+            .send()
+            .await
+            .expect("key");
+        let arn = key
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .expect("arn")
+            .to_string();
+        let r = http
+            .post(format!("{url}/v2/kms/classic"))
+            .bearer_auth(&token)
+            .json(&json!({"orgId": org.id, "aws": {"keyID": arn, "region": region}}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    }
     let r = http
         .post(format!("{url}/v2/databases"))
         .bearer_auth(&token)
@@ -202,8 +212,14 @@ async fn run() {
     let in_process = std::env::var("BENCH_SKIP_INPROCESS")
         .map(|v| v != "1")
         .unwrap_or(true);
+    if std::env::var("BENCH_ONLY_REGIONS").is_ok_and(|v| v == "1") {
+        regions::run(&state, &store, &url, &token).await;
+        return;
+    }
     if !in_process {
         http::run(&state, &store, &url, &token).await;
+        println!();
+        regions::run(&state, &store, &url, &token).await;
         return;
     }
     let s0 = state.data.docstore(&dc_id).await.expect("open");
@@ -256,6 +272,8 @@ async fn run() {
     );
     println!();
     http::run(&state, &store, &url, &token).await;
+    println!();
+    regions::run(&state, &store, &url, &token).await;
 }
 
 /// The Data API over HTTP: a customer-keyed database against a plain-SQLite baseline.
@@ -290,7 +308,7 @@ mod http {
                "total": i, "note": pad})
     }
 
-    async fn post(
+    pub(super) async fn post(
         client: &reqwest::Client,
         url: &str,
         token: &str,
@@ -314,7 +332,7 @@ mod http {
         (took, body)
     }
 
-    async fn database(
+    pub(super) async fn database(
         http: &reqwest::Client,
         url: &str,
         token: &str,
@@ -349,7 +367,7 @@ mod http {
         (id, dc_id)
     }
 
-    fn pct(sorted: &[Duration], p: f64) -> f64 {
+    pub(super) fn pct(sorted: &[Duration], p: f64) -> f64 {
         if sorted.is_empty() {
             return 0.0;
         }
@@ -541,6 +559,229 @@ mod http {
                 "{label:<15} file and WAL: {:.1} MiB",
                 size as f64 / (1024.0 * 1024.0)
             );
+        }
+    }
+}
+
+/// Writes on a two-region database (us-east-2 + eu-west-1), each acknowledged only once both
+/// regions have it (one ordered write per database, copied by `_id`), customer-keyed against a
+/// two-region database whose two files the harness swapped for plain SQLite: one writer, then
+/// 8 concurrent writers, the two databases taking turns in blocks so both see the same machine
+/// state. Operations: `insertOne` of a ~1 KB document, `updateOne` `$inc` by `_id`.
+/// Environment: BENCH_REGION_WRITES (writes per operation and database, default 2000),
+/// BENCH_ONLY_REGIONS=1 (only this part).
+mod regions {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use keyplane_app::App;
+    use keyplane_store::DynStore;
+    use serde_json::{Value, json};
+
+    use super::env_usize;
+    use super::http::{database, pct, post};
+
+    const WRITERS: usize = 8;
+    const BLOCK: usize = 200;
+
+    async fn add_region(
+        client: &reqwest::Client,
+        url: &str,
+        token: &str,
+        store: &DynStore,
+        db: &str,
+    ) -> String {
+        let r = client
+            .post(format!("{url}/v2/databases/{db}/datacenters"))
+            .bearer_auth(token)
+            .json(&json!([{"tier": "C10", "cloudProvider": "AWS", "region": "eu-west-1"}]))
+            .send()
+            .await
+            .expect("add region");
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let dc_id = format!("{db}-2");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(dc) = store.get_datacenter(&dc_id).await.expect("dc")
+                && dc.status == keyplane_core::DatabaseStatus::Active
+            {
+                return dc_id;
+            }
+            assert!(Instant::now() < deadline, "second region never ACTIVE");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn command(op: usize, i: usize, pad: &str) -> Value {
+        match op {
+            0 => json!({"insertOne": {"document": {"_id": format!("d{i}"), "n": i, "note": pad}}}),
+            // A document the one-writer inserts made (ids from 1,000,000): every update changes one.
+            _ => {
+                json!({"updateOne": {"filter": {"_id": format!("d{}", 1_000_000 + i % 500)}, "update": {"$inc": {"n": 1}}}})
+            }
+        }
+    }
+
+    /// Commands `op` numbered `ids` from `writers` tasks at once; returns the latencies and the
+    /// wall time.
+    async fn block(
+        (client, url, token): (&reqwest::Client, &str, &str),
+        op: usize,
+        ids: std::ops::Range<usize>,
+        writers: usize,
+        pad: &Arc<String>,
+    ) -> (Vec<Duration>, Duration) {
+        let (from, count) = (ids.start, ids.len());
+        let start = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let (client, url, token, pad) = (
+                client.clone(),
+                url.to_string(),
+                token.to_string(),
+                pad.clone(),
+            );
+            set.spawn(async move {
+                let mut lat = vec![];
+                let mut i = w;
+                while i < count {
+                    let (took, body) =
+                        post(&client, &url, &token, &command(op, from + i, &pad)).await;
+                    if op == 1 {
+                        assert_eq!(body["status"]["modifiedCount"], json!(1), "{body}");
+                    }
+                    lat.push(took);
+                    i += writers;
+                }
+                lat
+            });
+        }
+        let mut all = vec![];
+        while let Some(r) = set.join_next().await {
+            all.extend(r.expect("writer"));
+        }
+        (all, start.elapsed())
+    }
+
+    pub async fn run(state: &App, store: &DynStore, url: &str, token: &str) {
+        let writes = env_usize("BENCH_REGION_WRITES", 2000).max(BLOCK);
+        let client = reqwest::Client::new();
+        let (enc_db, _) = database(&client, url, token, store, "regions-encrypted").await;
+        let (plain_db, plain_dc1) = database(&client, url, token, store, "regions-plain").await;
+        state
+            .data
+            .bench_only_use_plain_file(&plain_dc1, "shop")
+            .await
+            .expect("plain baseline");
+        add_region(&client, url, token, store, &enc_db).await;
+        let plain_dc2 = add_region(&client, url, token, store, &plain_db).await;
+        state
+            .data
+            .bench_only_use_plain_file(&plain_dc2, "shop")
+            .await
+            .expect("plain baseline");
+        for (db, plain) in [(&enc_db, false), (&plain_db, true)] {
+            for n in 1..=2 {
+                let f = state.data.file(&format!("{db}-{n}"));
+                assert_eq!(
+                    keyplane_docstore::is_plain_sqlite(&f),
+                    plain,
+                    "{}",
+                    f.display()
+                );
+            }
+        }
+        let targets = [
+            (
+                "plain SQLite",
+                format!("{url}/db/{plain_db}-us-east-2/api/json/v1/shop"),
+            ),
+            (
+                "customer-keyed",
+                format!("{url}/db/{enc_db}-us-east-2/api/json/v1/shop"),
+            ),
+        ];
+        for (_, t) in &targets {
+            post(
+                &client,
+                t,
+                token,
+                &json!({"createCollection": {"name": "orders"}}),
+            )
+            .await;
+        }
+        let pad = Arc::new("x".repeat(960));
+        println!(
+            "Two-region writes over HTTP (us-east-2 + eu-west-1, each write in both files before its answer): \
+             {writes} writes per operation and database, blocks of {BLOCK}, databases taking turns"
+        );
+        println!(
+            "{:<34} {:<15} {:>10} {:>9} {:>9}",
+            "operation", "database", "writes/s", "p50 ms", "p99 ms"
+        );
+        let ops = ["insertOne (~1 KB)", "updateOne $inc by _id"];
+        for writers in [1, WRITERS] {
+            for (op, name) in ops.iter().enumerate() {
+                let mut lat = [vec![], vec![]];
+                let mut wall = [Duration::ZERO; 2];
+                let base = if op == 0 { writers * 1_000_000 } else { 0 };
+                for (b, from) in (0..writes).step_by(BLOCK).enumerate() {
+                    for k in 0..2 {
+                        let i = (b + k) % 2;
+                        let (l, w) = block(
+                            (&client, &format!("{}/orders", targets[i].1), token),
+                            op,
+                            base + from..base + from + BLOCK.min(writes - from),
+                            writers,
+                            &pad,
+                        )
+                        .await;
+                        lat[i].extend(l);
+                        wall[i] += w;
+                    }
+                }
+                let label = format!(
+                    "{name}, {writers} writer{}",
+                    if writers > 1 { "s" } else { "" }
+                );
+                let mut rates = [0.0; 2];
+                for i in 0..2 {
+                    lat[i].sort();
+                    rates[i] = lat[i].len() as f64 / wall[i].as_secs_f64().max(f64::MIN_POSITIVE);
+                    println!(
+                        "{:<34} {:<15} {:>10.0} {:>9.2} {:>9.2}",
+                        if i == 0 { label.as_str() } else { "" },
+                        targets[i].0,
+                        rates[i],
+                        pct(&lat[i], 0.5),
+                        pct(&lat[i], 0.99)
+                    );
+                }
+                println!(
+                    "{:<34} {:<15} {:>+9.1}% throughput  (target <= 10%)",
+                    "",
+                    "overhead",
+                    (rates[0] / rates[1] - 1.0) * 100.0
+                );
+            }
+        }
+        // Both regions hold the same documents, in both databases.
+        for db in [&enc_db, &plain_db] {
+            let mut counts = vec![];
+            for n in 1..=2 {
+                let s = state
+                    .data
+                    .docstore(&format!("{db}-{n}"))
+                    .await
+                    .expect("open");
+                counts.push(
+                    tokio::task::spawn_blocking(move || s.estimated_count("shop", "orders"))
+                        .await
+                        .expect("join")
+                        .expect("count"),
+                );
+            }
+            assert_eq!(counts[0], counts[1], "regions of {db} differ: {counts:?}");
         }
     }
 }

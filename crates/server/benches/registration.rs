@@ -1,5 +1,5 @@
 //! Customer key registrations per second against keyplane's built-in KMS, over loopback:
-//! each registration runs the full live check. Prints registrations/s, p50/p99 latency and
+//! each registration runs the full live check, the organization-binding probe included. Prints registrations/s, p50/p99 latency and
 //! the KMS calls one registration makes.
 //!
 //! `cargo bench -p keyplane-server --bench registration` (BENCH_REGISTRATIONS, default 300;
@@ -21,16 +21,22 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn policy() -> Value {
+/// The key policy of a key of `org`: the organization-bound statements, written out.
+fn policy(org: uuid::Uuid) -> Value {
+    let only_org = json!({"StringEquals": {"kms:EncryptionContext:organization": org.to_string()}});
     json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
          "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
         {"Sid": "Allow an external account to use this KMS key", "Effect": "Allow", "Principal": {"AWS": ROLE},
-         "Action": ["kms:EnableKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
-                    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptTo", "kms:ReEncryptFrom", "kms:DescribeKey"],
-         "Resource": "*"},
+         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:ReEncryptTo", "kms:ReEncryptFrom"],
+         "Resource": "*", "Condition": only_org},
+        {"Sid": "Allow an external account to describe this KMS key", "Effect": "Allow", "Principal": {"AWS": ROLE},
+         "Action": ["kms:EnableKey", "kms:DescribeKey"], "Resource": "*"},
         {"Sid": "Allow attachment of persistent resources", "Effect": "Allow", "Principal": {"AWS": ROLE},
-         "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}]})
+         "Action": ["kms:CreateGrant"], "Resource": "*", "Condition": only_org},
+        {"Sid": "Allow an external account to list and revoke its grants", "Effect": "Allow", "Principal": {"AWS": ROLE},
+         "Action": ["kms:ListGrants", "kms:RevokeGrant"], "Resource": "*"}]})
 }
 
 fn main() {
@@ -116,7 +122,7 @@ async fn run() {
                 .expect("token");
         let key = customer
             .create_key()
-            .policy(policy().to_string())
+            .policy(policy(org.id).to_string())
             .send()
             .await
             .expect("key");

@@ -18,10 +18,12 @@
 //! | 4002 | 404    | region not in the catalog, or not unlocked                   |
 //! | 4050 | 405    | method not allowed on this route                             |
 //! | 4090 | 409    | conflict with the current state                              |
+//! | 4091 | 409    | the organization's quota (databases, datacenters, tokens)    |
 //! | 4220 | 422    | well-formed but unacceptable (a check failed)                |
 //! | 5000 | 500    | internal error (details only in the server log)              |
 //! | 5010 | 501    | not implemented yet                                          |
 //! | 5030 | 503    | a dependency is unavailable; retry later                     |
+//! | 5031 | 503    | no platform identity is free (the operator must add some)    |
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -71,6 +73,7 @@ pub fn app_error_id(e: &AppError) -> u32 {
         AppError::NotFound(_) => 4000,
         AppError::RegionUnavailable(_) => 4002,
         AppError::Conflict(_) => 4090,
+        AppError::QuotaExceeded(_) => 4091,
         AppError::KeyCheckFailed(_)
         | AppError::NoCustomerKey { .. }
         | AppError::ProviderMismatch { .. } => 4220,
@@ -80,6 +83,7 @@ pub fn app_error_id(e: &AppError) -> u32 {
         | AppError::StoreUnreachable(_)
         | AppError::Suspended(_)
         | AppError::DatacenterUnavailable(_) => 5030,
+        AppError::IdentityPoolExhausted { .. } => 5031,
         AppError::Document(_) | AppError::Kms(_) | AppError::Store(_) | AppError::Internal(_) => {
             5000
         }
@@ -94,10 +98,10 @@ pub fn status_of(id: u32) -> StatusCode {
         3000..=3999 => StatusCode::FORBIDDEN,
         4000..=4002 => StatusCode::NOT_FOUND,
         4050 => StatusCode::METHOD_NOT_ALLOWED,
-        4090 => StatusCode::CONFLICT,
+        4090 | 4091 => StatusCode::CONFLICT,
         4220 => StatusCode::UNPROCESSABLE_ENTITY,
         5010 => StatusCode::NOT_IMPLEMENTED,
-        5030 => StatusCode::SERVICE_UNAVAILABLE,
+        5030 | 5031 => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -232,6 +236,18 @@ mod tests {
             app(AppError::KmsUnavailable(String::new())),
             StatusCode::SERVICE_UNAVAILABLE
         );
+        let quota = AppError::QuotaExceeded(keyplane_core::QuotaExceeded {
+            kind: keyplane_core::QuotaKind::Databases,
+            limit: 3,
+        });
+        assert_eq!(app_error_id(&quota), 4091);
+        assert_eq!(app(quota), StatusCode::CONFLICT);
+        let pool = AppError::IdentityPoolExhausted {
+            provider: keyplane_core::Provider::Gcp,
+            region: None,
+        };
+        assert_eq!(app_error_id(&pool), 5031);
+        assert_eq!(app(pool), StatusCode::SERVICE_UNAVAILABLE);
         let internal = DevOpsError::App(AppError::bug("disk on fire"));
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!internal.public_message().contains("disk on fire"));

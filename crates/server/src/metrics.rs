@@ -44,8 +44,8 @@ impl HttpMetrics {
         }
     }
 
-    /// The HTTP series, then the application's counters.
-    pub fn render(&self, app: &keyplane_app::metrics::Counters) -> String {
+    /// The HTTP series, then the application's metrics.
+    pub fn render(&self, app: &[keyplane_app::metrics::Counter]) -> String {
         let map = match self.series.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
@@ -90,9 +90,9 @@ impl HttpMetrics {
                 s.count
             );
         }
-        for c in app.all() {
+        for c in app {
             let _ = writeln!(out, "# HELP {} {}", c.name, c.help);
-            let _ = writeln!(out, "# TYPE {} counter", c.name);
+            let _ = writeln!(out, "# TYPE {} {}", c.name, c.kind.as_str());
             let _ = writeln!(out, "{} {}", c.name, c.value);
         }
         out
@@ -112,7 +112,14 @@ mod tests {
         let m = HttpMetrics::default();
         m.observe("GET", "/healthz", 200, Duration::from_micros(300));
         m.observe("GET", "/healthz", 200, Duration::from_millis(20));
-        let text = m.render(&keyplane_app::metrics::Counters::default());
+        let mut app = keyplane_app::metrics::Counters::default().all();
+        app.push(keyplane_app::metrics::Counter {
+            name: "keyplane_data_keys_held",
+            help: "Plaintext data keys in memory.",
+            kind: keyplane_app::metrics::MetricKind::Gauge,
+            value: 0,
+        });
+        let text = m.render(&app);
         assert!(text.contains(
             r#"keyplane_http_requests_total{method="GET",route="/healthz",status="200"} 2"#
         ));
@@ -121,5 +128,6 @@ mod tests {
         assert!(
             text.contains("# TYPE keyplane_jobs_done_total counter\nkeyplane_jobs_done_total 0\n")
         );
+        assert!(text.contains("# TYPE keyplane_data_keys_held gauge\nkeyplane_data_keys_held 0\n"));
     }
 }

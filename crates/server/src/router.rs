@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::ServerState;
 use crate::error::DevOpsError;
 use crate::portal;
-use crate::routes::{accounts, data, databases, health, keys, orgs, tokens};
+use crate::routes::{accounts, data, databases, health, keys, orgs, regions, tokens};
 
 /// Bodies above this are refused before they are read in full.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -84,6 +84,9 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
             databases::add_datacenter
         ))
         .routes(routes!(databases::terminate_datacenter))
+        .routes(routes!(databases::add_keyspace, databases::remove_keyspace))
+        .routes(routes!(regions::serverless_regions))
+        .routes(routes!(regions::available_regions))
         .routes(routes!(data::database_command))
         .routes(routes!(data::keyspace_command))
         .routes(routes!(data::collection_command))
@@ -92,7 +95,10 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::signout))
         .routes(routes!(portal::dev_signin))
         .routes(routes!(portal::favicon))
-        .routes(routes!(portal::settings::settings_page))
+        .routes(routes!(
+            portal::settings::settings_page,
+            portal::settings::switch_organization
+        ))
         .routes(routes!(portal::keys::keys_page, portal::keys::add_key))
         .routes(routes!(portal::keys::new_key_page))
         .routes(routes!(portal::keys::policy_check))

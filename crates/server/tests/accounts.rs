@@ -9,10 +9,10 @@ use serde_json::json;
 const CLASSIC: &str = "/v2/kms/classic/provider/aws/region/us-east-2/accounts";
 
 fn account(id: &str, regions: Option<&[&str]>) -> ProviderAccount {
-    ProviderAccount {
-        id: id.into(),
-        role: "creator".into(),
-        regions: regions.map(|r| r.iter().map(|x| x.to_string()).collect()),
+    let a = ProviderAccount::aws(id, "creator");
+    match regions {
+        Some(r) => a.serving(r),
+        None => a,
     }
 }
 

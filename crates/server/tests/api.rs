@@ -33,6 +33,7 @@ fn fill(template: &str, org: &str, client_id: &str) -> String {
         .replace("{region}", "us-east-2")
         .replace("{id}", org)
         .replace("{clientId}", client_id)
+        .replace("{keyspaceName}", "ks")
 }
 
 /// A valid body for each POST that takes one, so that only the token decides the answer.
@@ -107,7 +108,7 @@ async fn auth_matrix_on_every_secured_route() {
         let (st, body) = send(with_body(s.req(method, &path, Some(&powerless)))).await;
         let msg = assert_error(st, &body, 403, 3000);
         assert!(
-            msg.contains("org-"),
+            msg.contains("'org-") || msg.contains("'db-keyspace-"),
             "{ctx}: names the missing permission: {msg}"
         );
     }
@@ -432,6 +433,12 @@ async fn health_readiness_and_metrics() {
     assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
     let (st, body) = send(s.req("GET", "/readyz", None)).await;
     assert_eq!((st, body["status"].as_str()), (200, Some("ready")));
+    assert_eq!(body["role"], "all", "{body}");
+    assert_eq!(
+        body["replicaId"],
+        s.app.config.replica_id.as_str(),
+        "{body}"
+    );
     s.get(
         "/v2/kms/classic/provider/aws/region/us-east-2/accounts",
         &s.admin,
@@ -464,4 +471,82 @@ async fn health_readiness_and_metrics() {
         "{text}"
     );
     assert!(text.contains("keyplane_http_request_duration_seconds_bucket"));
+    for counter in [
+        "keyplane_jobs_claimed_total",
+        "keyplane_jobs_taken_over_total",
+        "keyplane_job_lease_renewals_total",
+        "keyplane_job_leases_lost_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {counter} counter")),
+            "{text}"
+        );
+    }
+}
+
+/// An API replica (`--role api`) keeps no datacenter files: it says so at /readyz, and
+/// answers the Data API with 503 and why (after authenticating, as every Data API request).
+#[tokio::test]
+async fn an_api_replica_reports_its_role_and_refuses_the_data_api() {
+    let s = TestServer::with_config(keyplane_app::Config {
+        role: keyplane_app::ProcessRole::Api,
+        ..Default::default()
+    })
+    .await;
+    let (st, body) = send(s.req("GET", "/readyz", None)).await;
+    assert_eq!((st, body["role"].as_str()), (200, Some("api")), "{body}");
+    let res = s
+        .req("POST", "/v2/databases", Some(&s.admin))
+        .json(
+            &json!({"name": "apidb", "keyspace": "ks", "cloudProvider": "AWS", "tier": "C10",
+                      "capacityUnits": 1, "region": "us-east-2"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Provisioned as far as an API replica goes: the data key, no file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, db) = s.get(&format!("/v2/databases/{id}"), &s.admin).await;
+        if db["status"] == "ACTIVE" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{db}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let dcs = s.store.list_datacenters(id.parse().unwrap()).await.unwrap();
+    assert!(dcs[0].wrapped_data_key.is_some());
+    assert!(
+        !s.app.data.file(&dcs[0].id).exists(),
+        "no datacenter file on an API replica"
+    );
+    let res = s
+        .client
+        .post(format!("{}/db/{id}-us-east-2/api/json/v1/ks", s.url))
+        .header("Token", &s.admin)
+        .json(&json!({"findCollections": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    let body: Value = res.json().await.unwrap();
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--role api"), "{body}");
+    // Without a token: 401 first, as on any process.
+    let res = s
+        .client
+        .post(format!("{}/db/{id}-us-east-2/api/json/v1/ks", s.url))
+        .json(&json!({"findCollections": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
 }

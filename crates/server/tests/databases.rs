@@ -4,7 +4,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PLATFORM_ROLE, TestServer, assert_error, full_policy, register_key, send};
+use common::{
+    PLATFORM_ROLE, TestServer, assert_error, create_db, full_policy, register_key, send,
+    wait_status,
+};
 use keyplane_app::Config;
 use serde_json::{Value, json};
 
@@ -24,37 +27,6 @@ async fn server(grace: Duration) -> TestServer {
         ..Default::default()
     };
     TestServer::with_config(config).await
-}
-
-async fn create_db(s: &TestServer, name: &str, region: &str) -> String {
-    let res = s
-        .req("POST", "/v2/databases", Some(&s.admin))
-        .json(
-            &json!({"name": name, "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10",
-                      "capacityUnits": 1, "region": region}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let loc = res.headers()["location"].to_str().unwrap().to_string();
-    loc.rsplit('/').next().unwrap().to_string()
-}
-
-async fn wait_status(s: &TestServer, db: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (st, body) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
-        assert_eq!(st, 200, "{body}");
-        if body["status"] == want {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "database never became {want}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A Data API command against a datacenter's endpoint.
@@ -256,7 +228,7 @@ async fn a_policy_that_drops_the_platform_role_suspends_until_restored() {
 
     kms.put_key_policy()
         .key_id(&arn)
-        .policy(full_policy().to_string())
+        .policy(full_policy(s.org).to_string())
         .send()
         .await
         .unwrap();
@@ -688,7 +660,7 @@ async fn a_key_check_acts_at_once_on_that_keys_databases_only() {
     let kms = s.kms.customer("us-east-2");
     let other_arn = kms
         .create_key()
-        .policy(full_policy().to_string())
+        .policy(full_policy(other.id).to_string())
         .send()
         .await
         .unwrap()

@@ -3,7 +3,7 @@
 mod common;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
-use common::{TestServer, assert_error};
+use common::{TestServer, assert_error, bound_statements};
 use keyplane_core::{DbType, Provider, Role};
 use serde_json::{Value, json};
 
@@ -25,26 +25,25 @@ fn default_statement() -> Value {
            "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"})
 }
 
-/// The seed's statement verbatim (with the provider ID filled in) minus `drop`, plus a grant
-/// statement, plus AWS's default statement.
-fn policy_without(drop: Option<&str>) -> Value {
-    let uses: Vec<&str> = USE_ACTIONS
-        .iter()
-        .copied()
-        .filter(|a| Some(*a) != drop)
-        .collect();
-    let grants: Vec<&str> = GRANT_ACTIONS
-        .iter()
-        .copied()
-        .filter(|a| Some(*a) != drop)
-        .collect();
-    json!({"Version": "2012-10-17", "Statement": [
-        default_statement(),
-        {"Sid": "Allow an external account to use this KMS key", "Effect": "Allow",
-         "Principal": {"AWS": ROLE}, "Action": uses, "Resource": "*"},
-        {"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
-         "Principal": {"AWS": ROLE}, "Action": grants, "Resource": "*"},
-    ]})
+/// AWS's default statement and the statements bound to `org` (written out in
+/// `common::bound_statements`) minus the action `drop`; a statement left with no action goes.
+fn policy_without(org: uuid::Uuid, drop: Option<&str>) -> Value {
+    let mut statements = vec![default_statement()];
+    for mut st in bound_statements(ROLE, org) {
+        let kept: Vec<Value> = st["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a.as_str() != drop)
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        st["Action"] = Value::Array(kept);
+        statements.push(st);
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 async fn create_key(s: &TestServer, region: &str, policy: Option<&Value>) -> String {
@@ -158,7 +157,7 @@ async fn the_seed_flow_end_to_end() {
     let grants = kms.list_grants().key_id(&arn).send().await.unwrap();
     assert!(grants.grants().is_empty(), "{:?}", grants.grants());
     // A different key for the same slot is a conflict.
-    let other = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
+    let other = create_key(&s, "us-east-2", Some(&policy_without(s.org, None))).await;
     let (st, body) = s
         .post(
             "/v2/kms/classic",
@@ -180,14 +179,14 @@ async fn each_missing_action_is_refused_with_a_message_naming_it() {
             .post(
                 "/v2/kms/classic/provider/aws/region/us-east-2/policy/check",
                 &s.admin,
-                policy_without(Some(action)),
+                policy_without(s.org, Some(action)),
             )
             .await;
         assert_eq!(check["verdict"], "insufficient", "{action}");
         assert_eq!(check["findings"][0]["action"], *action, "{check}");
         assert_eq!(check["findings"].as_array().unwrap().len(), 1, "{check}");
 
-        let arn = create_key(&s, "us-east-2", Some(&policy_without(Some(action)))).await;
+        let arn = create_key(&s, "us-east-2", Some(&policy_without(s.org, Some(action)))).await;
         if *action == "kms:EnableKey" {
             // AWS refuses EnableKey across accounts whatever the policy says, so no live call
             // can prove it: the live check passes and only the checker reports the gap.
@@ -221,7 +220,7 @@ async fn each_missing_action_is_refused_with_a_message_naming_it() {
 #[tokio::test]
 async fn a_deny_statement_wins_and_is_named() {
     let s = TestServer::start().await;
-    let mut policy = policy_without(None);
+    let mut policy = policy_without(s.org, None);
     policy["Statement"].as_array_mut().unwrap().push(json!({
         "Sid": "NoPlatformDecrypt", "Effect": "Deny", "Principal": {"AWS": ROLE},
         "Action": "kms:Decrypt", "Resource": "*"}));
@@ -259,7 +258,7 @@ async fn a_deny_statement_wins_and_is_named() {
 async fn key_states_and_kinds_are_refused_with_the_fix() {
     let s = TestServer::start().await;
     let kms = s.kms.customer("us-east-2");
-    let policy = policy_without(None);
+    let policy = policy_without(s.org, None);
 
     let disabled = create_key(&s, "us-east-2", Some(&policy)).await;
     kms.disable_key().key_id(&disabled).send().await.unwrap();
@@ -361,7 +360,7 @@ async fn key_states_and_kinds_are_refused_with_the_fix() {
 #[tokio::test]
 async fn kms_down_is_a_retryable_503_and_nothing_is_stored() {
     let mut s = TestServer::start().await;
-    let arn = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
+    let arn = create_key(&s, "us-east-2", Some(&policy_without(s.org, None))).await;
     s.kms.stop();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (st, body) = s
@@ -401,7 +400,11 @@ async fn request_shape_organization_and_provider_rules() {
 
     let gcp = json!({"orgId": s.org, "gcp": {"keyID": "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k", "region": "us-east1"}});
     let (st, body) = s.post("/v2/kms/classic", &s.admin, gcp).await;
-    assert!(assert_error(st, &body, 501, 5010).contains("not supported yet"));
+    let msg = assert_error(st, &body, 400, 1000);
+    assert!(
+        msg.contains("gcp.keyID") && msg.contains("project"),
+        "{msg}"
+    );
     let azure = json!({"orgId": s.org, "azure": {"keyID": "https://v.vault.azure.net/keys/k", "region": "eastus"}});
     let (st, body) = s.post("/v2/kms/classic", &s.admin, azure.clone()).await;
     assert!(assert_error(st, &body, 422, 4220).contains("serverless"));
@@ -436,7 +439,7 @@ async fn request_shape_organization_and_provider_rules() {
 #[tokio::test]
 async fn dry_run_checks_everything_and_stores_nothing() {
     let s = TestServer::start().await;
-    let arn = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
+    let arn = create_key(&s, "us-east-2", Some(&policy_without(s.org, None))).await;
     let (st, body) = s
         .post(
             "/v2/kms?dryRun=true",
@@ -451,9 +454,19 @@ async fn dry_run_checks_everything_and_stores_nothing() {
         10,
         "{body}"
     );
+    assert_eq!(
+        body["checks"]["refusedForAnotherOrganization"],
+        json!(["kms:Encrypt"]),
+        "the binding was proven: {body}"
+    );
     assert_eq!(keys_stored(&s).await, 0);
     // A dry run of a bad key fails like the real thing.
-    let bad = create_key(&s, "us-east-2", Some(&policy_without(Some("kms:Encrypt")))).await;
+    let bad = create_key(
+        &s,
+        "us-east-2",
+        Some(&policy_without(s.org, Some("kms:Encrypt"))),
+    )
+    .await;
     let (st, body) = s
         .post(
             "/v2/kms?dryRun=true",
@@ -482,7 +495,12 @@ async fn dry_run_checks_everything_and_stores_nothing() {
 #[tokio::test]
 async fn every_attempt_and_read_is_in_the_hash_chained_audit_log() {
     let s = TestServer::start().await;
-    let arn = create_key(&s, "us-east-2", Some(&policy_without(Some("kms:Decrypt")))).await;
+    let arn = create_key(
+        &s,
+        "us-east-2",
+        Some(&policy_without(s.org, Some("kms:Decrypt"))),
+    )
+    .await;
     let (st, _) = s
         .post(
             "/v2/kms/classic",
@@ -491,7 +509,7 @@ async fn every_attempt_and_read_is_in_the_hash_chained_audit_log() {
         )
         .await;
     assert_eq!(st, 422);
-    let good = create_key(&s, "us-east-2", Some(&policy_without(None))).await;
+    let good = create_key(&s, "us-east-2", Some(&policy_without(s.org, None))).await;
     let (st, _) = s
         .post(
             "/v2/kms/classic",

@@ -1,6 +1,8 @@
-//! The registration's happy path against moto, a public AWS emulator: proves the AWS
-//! adapter speaks the real wire protocol, not just keyplane's own KMS. moto does not enforce
-//! policies or cross-account access, so only the happy path is meaningful there.
+//! The registration's live check against moto, a public AWS emulator: proves the AWS adapter
+//! speaks the real wire protocol (grant constraints included), not just keyplane's own KMS.
+//! moto enforces no key policy, so its keys let the platform act for any organization: every
+//! call of the check passes and the binding check then refuses the key, as it must refuse
+//! any key that cannot prove it serves one organization only.
 mod common;
 
 use std::process::{Child, Command, Stdio};
@@ -58,7 +60,7 @@ async fn start_moto() -> (Moto, String) {
 }
 
 #[tokio::test]
-async fn registration_happy_path_against_moto() {
+async fn registration_runs_every_call_against_moto_and_refuses_the_unbound_key() {
     let (_moto, endpoint) = start_moto().await;
     let mut settings = keyplane_kms_aws::AwsSettings {
         endpoint_url: Some(endpoint.clone()),
@@ -96,11 +98,29 @@ async fn registration_happy_path_against_moto() {
     let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
 
     let body = json!({"orgId": s.org, "aws": {"keyID": arn, "region": "us-east-2"}});
-    let (st, created) = s.post("/v2/kms/classic", &s.admin, body).await;
-    assert_eq!(st, 201, "{created}");
+    let (st, refused) = s.post("/v2/kms/classic", &s.admin, body).await;
+    let msg = common::assert_error(st, &refused, 422, 4220);
+    // Every earlier call (DescribeKey … the constrained CreateGrant, ListGrants, RevokeGrant)
+    // went through moto's wire protocol; only the binding failed.
+    assert!(msg.contains("use the key for any organization"), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            r#""kms:EncryptionContext:organization":"{}""#,
+            s.org
+        )),
+        "{msg}"
+    );
     let (st, list) = s.get("/v2/kms/classic", &s.admin).await;
     assert_eq!(st, 200);
-    assert_eq!(list[0]["KeyID"], arn);
+    assert_eq!(list, json!([]));
+    // The audit log shows the check got as far as the binding.
+    let entries = s.store.list_audit(s.org, None, 10).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.reason.contains("use the key for any organization")),
+        "{entries:?}"
+    );
     // The live check left no grant on moto's key either.
     let grants = customer.list_grants().key_id(&arn).send().await.unwrap();
     assert!(grants.grants().is_empty());

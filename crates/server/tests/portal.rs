@@ -256,7 +256,211 @@ async fn a_revoked_token_ends_the_session() {
     let (cookie, _) = session(&s, &token).await;
     let client = token.split(':').nth(1).unwrap();
     assert!(s.store.revoke_token(s.org, client).await.unwrap());
+    let res = browser()
+        .get(format!("{}/portal/keys", s.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.headers()["location"], "/portal/signin");
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("kp_session=;") && c.contains("Max-Age=0")),
+        "the dead session's cookie is cleared"
+    );
+}
+
+async fn get_at(url: &str, path: &str, cookie: &str) -> (u16, String) {
+    let res = browser()
+        .get(format!("{url}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+async fn post_at(url: &str, path: &str, cookie: &str, body: &str) -> reqwest::Response {
+    browser()
+        .post(format!("{url}{path}"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Sessions live in the store: a browser signed in on one server is served by another
+/// server over the same store (a second replica, nothing shared in memory), its forms
+/// accepted there with the same CSRF token, and signing out on either ends it on both.
+#[tokio::test]
+async fn a_session_started_on_one_server_is_served_by_another_over_the_same_store() {
+    let s = TestServer::start().await;
+    let other = s.replica(Config::default()).await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let (st, html) = get_at(&other.url, "/portal/keys", &cookie).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("Acme"), "{html}");
+    assert_eq!(
+        csrf_field(&html),
+        csrf,
+        "one CSRF token for the session, on every server"
+    );
+    // A form posted to the other server: a platform-keyed database created from there.
+    let res = post_at(
+        &other.url,
+        "/portal/databases",
+        &cookie,
+        &format!("csrf={csrf}&name=elsewhere&keyspace=ks&type=classic&provider=aws&region=us-west-2&tier=C10"),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 303, "{}", res.text().await.unwrap());
+    let (_, html) = get(&s, "/portal/databases", Some(&cookie)).await;
+    assert!(html.contains("elsewhere"), "{html}");
+    // A wrong CSRF token is refused there too.
+    let res = post_at(&other.url, "/portal/signout", &cookie, "csrf=0000").await;
+    assert_eq!(res.status().as_u16(), 403);
+    let res = post_at(
+        &other.url,
+        "/portal/signout",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(
+        get(&s, "/portal/keys", Some(&cookie)).await.0,
+        303,
+        "signed out everywhere"
+    );
+    assert_eq!(get_at(&other.url, "/portal/keys", &cookie).await.0, 303);
+}
+
+/// A restart signs no one out: a session started on a server that stopped is served by the
+/// server started after it (a new process's memory holds nothing of the old one).
+#[tokio::test]
+async fn a_session_survives_a_restart() {
+    let s = TestServer::start().await;
+    let first = s.replica(Config::default()).await;
+    let token = s.token(s.org, Role::OrgAdmin).await;
+    let c = browser();
+    let res = c
+        .get(format!("{}/portal/signin", first.url))
+        .send()
+        .await
+        .unwrap();
+    let form_csrf = cookie_value(&set_cookies(&res), "kp_csrf").unwrap();
+    let res = c
+        .post(format!("{}/portal/signin", first.url))
+        .header("cookie", format!("kp_csrf={form_csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={form_csrf}&token={}", enc(&token)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let cookie = format!(
+        "kp_session={}",
+        cookie_value(&set_cookies(&res), "kp_session").unwrap()
+    );
+    assert_eq!(get_at(&first.url, "/portal/keys", &cookie).await.0, 200);
+    let old_url = first.url.clone();
+    first.stop().await;
+    assert!(
+        browser()
+            .get(format!("{old_url}/portal/keys"))
+            .send()
+            .await
+            .is_err(),
+        "stopped"
+    );
+    let restarted = s.replica(Config::default()).await;
+    let (st, html) = get_at(&restarted.url, "/portal/keys", &cookie).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("Acme"));
+}
+
+/// Revoking the token on one server ends the session on every other at its next request.
+#[tokio::test]
+async fn revoking_the_token_on_one_server_ends_the_session_on_another() {
+    let s = TestServer::start().await;
+    let other = s.replica(Config::default()).await;
+    let token = s.token(s.org, Role::OrgAdmin).await;
+    let (cookie, _) = session(&s, &token).await;
+    assert_eq!(get_at(&other.url, "/portal/keys", &cookie).await.0, 200);
+    let client = token.split(':').nth(1).unwrap();
+    let res = s
+        .client
+        .delete(format!("{}/v2/clientIdSecrets/{client}", other.url))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
     assert_eq!(get(&s, "/portal/keys", Some(&cookie)).await.0, 303);
+    assert_eq!(get_at(&other.url, "/portal/keys", &cookie).await.0, 303);
+}
+
+/// A session ends at its expiry, on every server, whatever the activity.
+#[tokio::test]
+async fn an_expired_session_is_refused() {
+    let short = Config {
+        portal_session_lifetime: Duration::from_millis(1500),
+        ..Config::default()
+    };
+    let s = TestServer::with_config(short.clone()).await;
+    let other = s.replica(short).await;
+    let (cookie, _) = session(&s, &s.admin).await;
+    assert_eq!(get_at(&other.url, "/portal/keys", &cookie).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(get(&s, "/portal/keys", Some(&cookie)).await.0, 303);
+    assert_eq!(get_at(&other.url, "/portal/keys", &cookie).await.0, 303);
+}
+
+/// What the store keeps of a session opens nothing: the SHA-256 of the cookie, no cookie,
+/// no CSRF token and no token secret anywhere in the database's files.
+#[tokio::test]
+async fn the_store_keeps_no_session_secret() {
+    use sha2::Digest;
+    let s = TestServer::start().await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let id = cookie.strip_prefix("kp_session=").unwrap().to_string();
+    let hash = sha2::Sha256::digest(id.as_bytes()).to_vec();
+    let stored = s
+        .store
+        .get_portal_session(&hash, chrono::Utc::now())
+        .await
+        .unwrap()
+        .expect("the session is stored under the cookie's SHA-256");
+    assert_eq!(stored.logins.len(), 1);
+    assert_eq!(
+        stored.logins[0].client_id,
+        s.admin.split(':').nth(1).unwrap()
+    );
+    let secret = s.admin.split(':').nth(2).unwrap();
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", s.db_path.display());
+        if let Ok(b) = std::fs::read(&path) {
+            bytes.extend(b);
+        }
+    }
+    assert!(!bytes.is_empty());
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        contains(&hash),
+        "the hash is there (the check below can find things)"
+    );
+    for (what, needle) in [
+        ("cookie", id.as_bytes()),
+        ("CSRF token", csrf.as_bytes()),
+        ("token secret", secret.as_bytes()),
+    ] {
+        assert!(!contains(needle), "the store's files hold the {what}");
+    }
 }
 
 #[tokio::test]
@@ -335,6 +539,57 @@ async fn the_keys_page_lists_a_key_registered_through_the_api() {
     assert!(
         html.contains(&format!(r#"<tr data-key-id="{arn}">"#)),
         "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_keys_page_shows_a_keys_binding_warning() {
+    let s = TestServer::start().await;
+    common::register_key(&s, "us-east-2").await;
+    let (cookie, _) = session(&s, &s.admin).await;
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert!(!html.contains("Warning:"), "a bound key has none: {html}");
+    // As the key monitor leaves a key registered before the binding (the probe itself is
+    // tested in org_binding.rs).
+    let legacy = keyplane_store::CustomerKey {
+        bound_at: None,
+        ..s.store
+            .get_customer_key(
+                s.org,
+                keyplane_core::DbType::Classic,
+                keyplane_core::Provider::Aws,
+                "us-east-2",
+            )
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut legacy = legacy;
+    legacy.db_type = keyplane_core::DbType::Serverless;
+    s.store.insert_customer_key(&legacy).await.unwrap();
+    assert!(
+        s.store
+            .record_key_binding(
+                s.org,
+                keyplane_core::DbType::Serverless,
+                keyplane_core::Provider::Aws,
+                "us-east-2",
+                &keyplane_store::KeyBinding::Unbound {
+                    warning: "usable for <any> organization".into()
+                },
+            )
+            .await
+            .unwrap()
+    );
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert_eq!(
+        html.matches("<strong>Warning:</strong>").count(),
+        1,
+        "{html}"
+    );
+    assert!(
+        html.contains("usable for &lt;any&gt; organization"),
+        "escaped: {html}"
     );
 }
 
@@ -487,6 +742,27 @@ async fn a_pasted_policy_is_checked_in_place() {
     assert!(html.contains("would be denied 1 action"), "{html}");
     assert!(html.contains("<code>kms:Decrypt</code>"), "{html}");
 
+    // The seed's policy from before the binding: everything allowed, but for any organization.
+    let (st, _, html) = form(
+        &s,
+        "/portal/keys/policy-check",
+        &cookie,
+        &format!("{base}{}", enc(&common::seed_policy().to_string())),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(html.contains(r#"id="unbound-finding""#), "{html}");
+    assert!(html.contains("use this key for any organization"), "{html}");
+    assert!(
+        html.contains("7 action(s) need the organization condition"),
+        "{html}"
+    );
+    assert!(
+        html.contains("kms:EncryptionContext:organization"),
+        "{html}"
+    );
+    assert!(!html.contains("grants everything keyplane needs"), "{html}");
+
     // Not JSON: said so, 400, nothing else changes.
     let (st, _, html) = form(
         &s,
@@ -577,7 +853,21 @@ async fn settings_filter_switches_between_organizations_of_an_enterprise() {
     assert!(html.contains(r#"nav aria-label="Settings""#));
 
     // Picking West without a token of it asks for one; nothing changes meanwhile.
-    let (_, html) = get(&s, &format!("/portal/settings?org={}", b.id), Some(&cookie)).await;
+    let pick = |org: uuid::Uuid| {
+        format!(
+            "csrf={csrf}&filter={}&org={org}",
+            enc(&format!("enterprise:{}", ent.id))
+        )
+    };
+    assert!(
+        html.contains(&format!(
+            r#"<input type="hidden" name="org" value="{}">"#,
+            b.id
+        )),
+        "each organization is a form posting its ID: {html}"
+    );
+    let (st, _, html) = form(&s, "/portal/settings", &cookie, &pick(b.id)).await;
+    assert_eq!(st, 200);
     assert!(html.contains("Sign in to Globex West"), "{html}");
     assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#));
     // A token of West joins the session (sent with the session's CSRF token).
@@ -592,26 +882,40 @@ async fn settings_filter_switches_between_organizations_of_an_enterprise() {
     assert_eq!(loc.as_deref(), Some("/portal/keys"));
     let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
     assert!(html.contains("Globex West"), "now managing West");
-    // And the filter switches back to East, and again to West, with no token asked.
-    let (_, html) = get(&s, &format!("/portal/settings?org={}", a.id), Some(&cookie)).await;
+    // And the filter switches back to East, and again to West, with no token asked: each a
+    // POST answered with a redirect to the page, which says so.
+    let (st, loc, _) = form(&s, "/portal/settings", &cookie, &pick(a.id)).await;
+    assert_eq!(st, 303);
+    let loc = loc.unwrap();
+    assert!(loc.starts_with("/portal/settings?"), "{loc}");
+    let (_, html) = get(&s, &loc, Some(&cookie)).await;
     assert!(
         html.contains("Now managing <strong>Globex East</strong>"),
         "{html}"
     );
     assert!(html.contains(r#"<dd id="org-name">Globex East</dd>"#));
-    let (_, html) = get(&s, &format!("/portal/settings?org={}", b.id), Some(&cookie)).await;
+    let (st, _, _) = form(&s, "/portal/settings", &cookie, &pick(b.id)).await;
+    assert_eq!(st, 303);
+    let (_, html) = get(&s, "/portal/settings", Some(&cookie)).await;
     assert!(
         html.contains(r#"<dd id="org-name">Globex West</dd>"#),
         "{html}"
     );
     // An organization outside the session's enterprises is never switched to.
-    let (_, html) = get(
+    let (st, _, html) = form(&s, "/portal/settings", &cookie, &pick(s.org)).await;
+    assert_eq!(st, 400);
+    assert!(html.contains("not in the filter"), "{html}");
+    assert!(html.contains(r#"<dd id="org-name">Globex West</dd>"#));
+    // Nor without the session's CSRF token.
+    let (st, _, html) = form(
         &s,
-        &format!("/portal/settings?org={}", s.org),
-        Some(&cookie),
+        "/portal/settings",
+        &cookie,
+        &format!("org={}&filter=enterprise%3A{}", a.id, ent.id),
     )
     .await;
-    assert!(html.contains("not in the filter"), "{html}");
+    assert_eq!(st, 403, "{html}");
+    let (_, html) = get(&s, "/portal/settings", Some(&cookie)).await;
     assert!(html.contains(r#"<dd id="org-name">Globex West</dd>"#));
 
     // Revoking West's token drops it; the session falls back to East.
@@ -623,6 +927,54 @@ async fn settings_filter_switches_between_organizations_of_an_enterprise() {
         html.contains(r#"<dd id="org-name">Globex East</dd>"#),
         "{html}"
     );
+}
+
+/// Reading the settings page changes nothing, whatever its query says: the organization the
+/// session manages changes only on a POST carrying the CSRF token.
+#[tokio::test]
+async fn the_settings_get_does_not_change_the_managed_organization() {
+    let s = TestServer::start().await;
+    let ent = s.store.create_enterprise("Initech").await.unwrap();
+    let a = s.store.create_org("Initech A", Some(ent.id)).await.unwrap();
+    let b = s.store.create_org("Initech B", Some(ent.id)).await.unwrap();
+    let ta = s.token(a.id, Role::OrgAdmin).await;
+    let tb = s.token(b.id, Role::OrgAdmin).await;
+    let (cookie, csrf) = session(&s, &ta).await;
+    let (st, _, _) = form(
+        &s,
+        "/portal/signin",
+        &cookie,
+        &format!("csrf={csrf}&token={}", enc(&tb)),
+    )
+    .await;
+    assert_eq!(st, 303);
+    let managed =
+        |html: &str, name: &str| html.contains(&format!(r#"<dd id="org-name">{name}</dd>"#));
+    let (_, html) = get(&s, "/portal/settings", Some(&cookie)).await;
+    assert!(
+        managed(&html, "Initech B"),
+        "the last sign-in is managed: {html}"
+    );
+    // What a link on another site could make the browser fetch: the old switch URL, and the
+    // new one's fields as a query.
+    for q in [
+        format!("?org={}", a.id),
+        format!("?filter=enterprise%3A{}&org={}", ent.id, a.id),
+        format!("?filter=enterprise%3A{}&org={}&csrf={csrf}", ent.id, a.id),
+        format!("?managing={}", a.id),
+    ] {
+        let (st, html) = get(&s, &format!("/portal/settings{q}"), Some(&cookie)).await;
+        assert_eq!(st, 200, "{q}");
+        assert!(
+            managed(&html, "Initech B"),
+            "{q} changed the organization: {html}"
+        );
+        assert!(!html.contains("Now managing"), "{q}: {html}");
+    }
+    // The keys page (acting on the managed organization) agrees.
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert!(html.contains("Initech B"), "{html}");
+    assert!(!html.contains("Initech A"), "{html}");
 }
 
 async fn wait_db(s: &TestServer, id: &str, want: &str) {
@@ -1070,18 +1422,112 @@ async fn cookies_are_secure_when_the_portal_is_served_over_https() {
 async fn a_provider_without_an_adapter_is_refused_as_not_implemented() {
     let s = TestServer::start().await;
     let (cookie, csrf) = session(&s, &s.admin).await;
-    let key = "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k";
+    let key = "https://v.vault.azure.net/keys/k";
     let (st, _, html) = form(
         &s,
         "/portal/keys",
         &cookie,
         &format!(
-            "csrf={csrf}&type=classic&provider=gcp&region=us-east1&key_id={}",
+            "csrf={csrf}&type=serverless&provider=azure&region=eastus&key_id={}",
             enc(key)
         ),
     )
     .await;
     assert_eq!(st, 501, "{html}");
-    assert!(html.contains(r#"id="key-error""#), "{html}");
+    assert!(
+        html.contains(r#"role="alert">azure customer keys are not supported yet"#),
+        "{html}"
+    );
+}
+
+/// Add Keys with Google Cloud: the project and the service account to grant, the bindings and
+/// gcloud commands with copy buttons, a pasted getIamPolicy output checked in place, then the
+/// key registered and listed.
+#[tokio::test]
+async fn add_keys_with_google_cloud_shows_the_binding_checks_and_registers() {
+    let s = TestServer::start().await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let member = common::gcp::GCP_PLATFORM;
+    let (st, html) = get(
+        &s,
+        "/portal/keys/new?type=classic&provider=gcp&region=us-east1",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("keyplane-dev"), "the project: {html}");
+    assert!(html.contains(member), "the service account: {html}");
+    assert!(
+        html.contains("roles/cloudkms.cryptoKeyEncrypterDecrypter")
+            && html.contains("roles/cloudkms.viewer"),
+        "{html}"
+    );
+    assert!(
+        html.contains("gcloud kms keys add-iam-policy-binding"),
+        "{html}"
+    );
+    assert!(html.matches(r#"class="copy""#).count() >= 2, "{html}");
+    assert!(
+        html.contains(r#"data-provider="gcp" data-region="us-east1""#),
+        "{html}"
+    );
+
+    let c = common::gcp::customer(&s.kms).await;
+    let key = common::gcp::new_key(&c, "us-east1", "portal", "orders").await;
+    // Only the viewer role: the pasted policy is insufficient, naming the permission.
+    common::gcp::set_bindings(
+        &c,
+        &key,
+        &[(common::gcp::VIEWER_ROLE, vec![member.to_string()])],
+    )
+    .await;
+    let pasted = common::gcp::iam_policy_json(&s.kms, &key).await;
+    let base = format!("csrf={csrf}&type=classic&provider=gcp&region=us-east1&policy=");
+    let (st, _, html) = form(
+        &s,
+        "/portal/keys/policy-check",
+        &cookie,
+        &format!("{base}{}", enc(&pasted.to_string())),
+    )
+    .await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains("cloudkms.cryptoKeyVersions.useToEncrypt"),
+        "{html}"
+    );
+    // Registering now is refused with the binding to add, the key kept as typed.
+    let register = format!(
+        "csrf={csrf}&type=classic&provider=gcp&region=us-east1&key_id={}",
+        enc(&key)
+    );
+    let (st, _, html) = form(&s, "/portal/keys", &cookie, &register).await;
+    assert!((400..500).contains(&st), "{st} {html}");
+    assert!(
+        html.contains("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
+        "{html}"
+    );
     assert!(html.contains(&format!(r#"value="{key}""#)), "kept as typed");
+
+    // Granted as the page says: the check passes and the key is added and listed.
+    common::gcp::grant(&c, &key, &[member.to_string()]).await;
+    let pasted = common::gcp::iam_policy_json(&s.kms, &key).await;
+    let (st, _, html) = form(
+        &s,
+        "/portal/keys/policy-check",
+        &cookie,
+        &format!("{base}{}", enc(&pasted.to_string())),
+    )
+    .await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        !html.contains("cloudkms.cryptoKeyVersions.useToEncrypt</code>"),
+        "{html}"
+    );
+    let (st, to, html) = form(&s, "/portal/keys", &cookie, &register).await;
+    assert_eq!(st, 303, "{html}");
+    let (st, html) = get(&s, &to.unwrap(), Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert!(html.contains("Key added") && html.contains(&key), "{html}");
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert!(html.contains(&key), "{html}");
 }

@@ -1,9 +1,12 @@
 //! keyplane's persistent state: organizations, enterprises, tokens, provider-account
 //! assignments, customer keys, the hash-chained audit log, databases with their datacenters,
-//! and the background job queue, behind one [`Store`] trait with a SQLite and a PostgreSQL
+//! the background job queue (leased, so that several processes on one PostgreSQL share it),
+//! and the portal's sessions, behind one [`Store`] trait with a SQLite and a PostgreSQL
 //! implementation.
 //!
-//! Every write is one transaction; schema migrations run when a store is opened. The SQLite
+//! Every write is one transaction; schema migrations run when a store is opened. Rules that
+//! must hold under concurrency (region changes, quotas, exclusive identities) are applied
+//! inside the transaction that makes the change. The SQLite
 //! file, its `-wal`/`-shm` companions and any folder created for them are owner-only.
 #![forbid(unsafe_code)]
 
@@ -11,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::databases::RegionChangeRefusal;
-use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, Role};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, QuotaExceeded, Quotas, Role};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -39,7 +42,8 @@ const TOKEN_COLUMN_COUNT: usize = 7;
 macro_rules! customer_key_columns {
     () => {
         "org_id, db_type, provider, region, key_id, provider_account, created_at, created_by, \
-         status, status_reason, status_since, last_check_at, last_check_ok, last_check_message"
+         status, status_reason, status_since, last_check_at, last_check_ok, last_check_message, \
+         bound_at, binding_warning"
     };
 }
 macro_rules! audit_columns {
@@ -50,7 +54,7 @@ macro_rules! audit_columns {
 macro_rules! database_columns {
     () => {
         "id, org_id, name, keyspace, db_type, provider, tier, capacity_units, status, message, \
-         owner, customer_keyed, created_at, updated_at, terminated_at"
+         owner, customer_keyed, created_at, updated_at, terminated_at, last_used_at"
     };
 }
 macro_rules! datacenter_columns {
@@ -62,7 +66,8 @@ macro_rules! datacenter_columns {
 }
 macro_rules! job_columns {
     () => {
-        "id, kind, database_id, datacenter_id, state, attempts, last_error, not_before, created_at"
+        "id, kind, database_id, datacenter_id, state, attempts, last_error, not_before, created_at, \
+         lease_owner, lease_until, taken_over_from"
     };
 }
 
@@ -92,6 +97,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A serverless datacenter under a customer key names a provider ID that another live
+    /// serverless datacenter of the organization holds in the region (see
+    /// [`serverless_identity`]).
+    #[error("provider ID {0} is already held by another serverless database in the region")]
+    ProviderIdTaken(String),
     #[error("store task failed: {0}")]
     Task(String),
     #[error("{}: {source}", .path.display())]
@@ -167,6 +177,22 @@ pub struct CustomerKey {
     pub last_check_at: Option<DateTime<Utc>>,
     pub last_check_ok: Option<bool>,
     pub last_check_message: Option<String>,
+    /// When the platform proved that the key's policy refuses every other organization
+    /// (registration does; the key monitor does for keys registered before it did). None:
+    /// not proven yet.
+    pub bound_at: Option<DateTime<Utc>>,
+    /// The key monitor's warning while the key's policy lets the platform use it for any
+    /// organization. The key keeps working; it is not a status.
+    pub binding_warning: Option<String>,
+}
+
+/// What checking a key's organization binding found (see [`Store::record_key_binding`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyBinding {
+    /// The key's policy refuses other organizations.
+    Bound { at: DateTime<Utc> },
+    /// The key's policy lets the platform use it for any organization; the warning to show.
+    Unbound { warning: String },
 }
 
 /// A new status and check result for a registered key.
@@ -229,6 +255,9 @@ pub struct Database {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
+    /// When its data was last read or written (recorded at most about once a minute, so it
+    /// lags by up to that much); None until first used.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// How a datacenter's data key is wrapped. Fixed when the datacenter is deployed, never
@@ -319,7 +348,9 @@ impl JobKind {
 pub enum JobState {
     /// Waiting for its `not_before` and a worker.
     Pending,
-    /// Claimed by a worker (or left so by a crashed one, until the next start requeues it).
+    /// Claimed by a worker, which holds its lease (`lease_owner` until `lease_until`) and
+    /// renews it while it works. A job whose lease passed (its worker died or stalled) is
+    /// claimable again.
     Running,
     Done,
     /// Given up: a permanent error, or too many transient ones.
@@ -348,6 +379,14 @@ impl JobState {
     }
 }
 
+/// What a creation under a quota did ([`Store::create_database`], [`Store::insert_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The organization already holds as many as its quota allows; nothing was stored.
+    OverQuota(QuotaExceeded),
+}
+
 /// What [`Store::add_datacenter`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddRegionOutcome {
@@ -355,6 +394,9 @@ pub enum AddRegionOutcome {
     Added,
     /// The rule ([`keyplane_core::databases::check_add_region`]) refused it; nothing changed.
     Refused(RegionChangeRefusal),
+    /// The organization already holds as many datacenters as its quota allows; nothing
+    /// changed.
+    OverQuota(QuotaExceeded),
 }
 
 /// What [`Store::remove_datacenter`] did.
@@ -392,6 +434,54 @@ pub struct Job {
     pub last_error: String,
     pub not_before: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// The replica that holds (or last held) the job's lease.
+    pub lease_owner: Option<String>,
+    /// Until when `lease_owner` holds it; renewed while the job runs.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Whose expired lease the latest claim took the job over from (None when it was
+    /// claimed from the queue).
+    pub taken_over_from: Option<String>,
+}
+
+/// Whether a replica still held a job's lease when it renewed it or recorded the job's
+/// outcome. A replica that lost it (another one took the job over) changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    Held,
+    /// Another replica took the job over, or the job is no longer running.
+    Lost,
+}
+
+/// A portal session to store. The random ID its cookie carries is never stored, only its
+/// SHA-256; no token secret is stored at all (the session signs in by client ID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPortalSession {
+    pub id_hash: [u8; 32],
+    /// The organization and token (client ID) it was started with.
+    pub org_id: Uuid,
+    pub client_id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A stored portal session: the organizations it signed in to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalSession {
+    pub id_hash: Vec<u8>,
+    /// The organization the pages act on, when its login is still there.
+    pub current_org: Option<Uuid>,
+    /// Oldest first (a login added again moves to the end).
+    pub logins: Vec<PortalLogin>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One organization a portal session signed in to, and the token that speaks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalLogin {
+    pub org_id: Uuid,
+    pub client_id: String,
+    pub added_at: DateTime<Utc>,
 }
 
 /// Filters of `GET /v2/databases`.
@@ -402,6 +492,9 @@ pub struct DatabaseFilter {
     /// Only TERMINATED ones (the API's `include=terminated`).
     pub only_terminated: bool,
     pub provider: Option<Provider>,
+    /// Only databases in this status (the API's `include=<status>`); TERMINATED ones need
+    /// `include_terminated` too.
+    pub status: Option<DatabaseStatus>,
     /// Page after this ID (ordering: created_at, then id).
     pub starting_after: Option<Uuid>,
     pub limit: u32,
@@ -432,12 +525,15 @@ pub trait Store: Send + Sync + 'static {
         regions: Option<Vec<String>>,
     ) -> Result<()>;
 
-    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    /// Stores the token unless the organization already holds `quotas.tokens` unrevoked
+    /// ones, counted in the transaction that inserts (so concurrent inserts cannot overshoot).
+    async fn insert_token(&self, token: &TokenRecord, quotas: &Quotas) -> Result<CreateOutcome>;
     /// The token and its organization in one round trip: this runs on every request.
     async fn authenticate(&self, client_id: &str) -> Result<Option<(TokenRecord, Organization)>>;
     /// Tokens of an organization, newest first, revoked ones included.
     async fn list_tokens(&self, org_id: Uuid) -> Result<Vec<TokenRecord>>;
-    /// Marks the token revoked. False when the organization has no such unrevoked token.
+    /// Marks the token revoked and ends its portal logins, in one transaction. False when the
+    /// organization has no such unrevoked token.
     async fn revoke_token(&self, org_id: Uuid, client_id: &str) -> Result<bool>;
 
     /// The organization's assignments for a provider, by ordinal.
@@ -452,6 +548,18 @@ pub trait Store: Send + Sync + 'static {
     /// taken for the organization and provider. Returns false on such a conflict, so that two
     /// racing first requests settle on one account: the loser re-reads.
     async fn try_assign_account(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        account_id: &str,
+        ordinal: i64,
+    ) -> Result<bool>;
+
+    /// Inserts the assignment at `ordinal`, as [`Store::try_assign_account`] does, and only if
+    /// no other organization holds `account_id` of the provider: identities of providers
+    /// without a context condition are never shared. Concurrent calls for one account admit
+    /// exactly one organization. Returns false when refused.
+    async fn try_assign_exclusive_account(
         &self,
         org_id: Uuid,
         provider: Provider,
@@ -489,6 +597,21 @@ pub trait Store: Send + Sync + 'static {
         region: &str,
         update: &KeyStatusUpdate,
     ) -> Result<bool>;
+    /// Every organization's keys whose binding is not proven yet (`bound_at` is None), for the
+    /// key monitor.
+    async fn unbound_customer_keys(&self) -> Result<Vec<CustomerKey>>;
+    /// Records a binding check of a key whose binding was not proven yet. `Bound` sets
+    /// `bound_at` and clears any warning; `Unbound` sets the warning unless one is set. True
+    /// when this call changed the key (the proof, or the warning's first appearance), in the
+    /// statement that changes it, so concurrent monitors report each change once.
+    async fn record_key_binding(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        binding: &KeyBinding,
+    ) -> Result<bool>;
 
     /// Appends to the hash chain atomically (concurrent appends serialize) and returns the entry.
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry>;
@@ -501,8 +624,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<AuditEntry>>;
     /// Every organization's entries with `seq > after`, oldest first, for chain verification.
     async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
-    /// The database, its first datacenter and the job that provisions it, in one transaction.
-    async fn create_database(&self, db: &Database, dc: &Datacenter, job: &NewJob) -> Result<()>;
+    /// The database, its first datacenter and the job that provisions it, in one transaction
+    /// that first counts the organization's live databases and datacenters against `quotas`
+    /// (concurrent creations serialize on the organization, so none overshoots).
+    /// Err(NotFound) when the organization does not exist.
+    async fn create_database(
+        &self,
+        db: &Database,
+        dc: &Datacenter,
+        job: &NewJob,
+        quotas: &Quotas,
+    ) -> Result<CreateOutcome>;
     async fn get_database(&self, org_id: Uuid, id: Uuid) -> Result<Option<Database>>;
     /// By creation time then id, after `starting_after`, at most `limit`.
     async fn list_databases(&self, org_id: Uuid, filter: &DatabaseFilter) -> Result<Vec<Database>>;
@@ -513,6 +645,16 @@ pub trait Store: Send + Sync + 'static {
         message: &str,
     ) -> Result<()>;
     async fn mark_database_terminated(&self, id: Uuid) -> Result<()>;
+    /// Records that the database's data was used at `at`. An `at` older than the one recorded
+    /// changes nothing (uses are recorded off the request path, in any order), and neither
+    /// does an unknown database.
+    async fn record_database_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
+    /// The database's keyspaces beyond its initial one (`Database::keyspace`), oldest first.
+    async fn list_keyspaces(&self, database_id: Uuid) -> Result<Vec<String>>;
+    /// Records a keyspace of the database; false when it was recorded already.
+    async fn add_keyspace(&self, database_id: Uuid, name: &str) -> Result<bool>;
+    /// Forgets a keyspace of the database; false when it was not recorded.
+    async fn remove_keyspace(&self, database_id: Uuid, name: &str) -> Result<bool>;
 
     /// A database's datacenters by ordinal, terminated ones included.
     async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>>;
@@ -520,9 +662,15 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a region: inserts the datacenter, puts the database in MAINTENANCE and enqueues
     /// the job, in one transaction that first applies
     /// [`keyplane_core::databases::check_add_region`] to the database as it is then, so
-    /// concurrent region changes cannot both pass. Err(NotFound) when the organization has no
-    /// such database.
-    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<AddRegionOutcome>;
+    /// concurrent region changes cannot both pass, and counts the organization's live
+    /// datacenters against `quotas`. Err(NotFound) when the organization has no such
+    /// database.
+    async fn add_datacenter(
+        &self,
+        dc: &Datacenter,
+        job: &NewJob,
+        quotas: &Quotas,
+    ) -> Result<AddRegionOutcome>;
     /// Removes a region: marks the datacenter TERMINATING, puts the database in MAINTENANCE
     /// and enqueues `job` (which deletes the files and marks it TERMINATED), in one
     /// transaction that first applies [`keyplane_core::databases::check_remove_region`], so
@@ -565,18 +713,84 @@ pub trait Store: Send + Sync + 'static {
         job: &NewJob,
         db_status: Option<(Uuid, DatabaseStatus)>,
     ) -> Result<i64>;
-    /// Takes the oldest pending job whose `not_before` has passed: marks it running and
-    /// counts the attempt.
-    async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>>;
-    async fn finish_job(&self, id: i64) -> Result<()>;
-    async fn fail_job(&self, id: i64, error: &str) -> Result<()>;
-    /// Puts the job back with a delay (retry).
-    async fn retry_job(&self, id: i64, not_before: DateTime<Utc>, error: &str) -> Result<()>;
-    /// At start-up: jobs left running by a crashed process become pending again.
-    async fn requeue_running_jobs(&self) -> Result<u64>;
+    /// Takes the oldest job that is due: pending with its `not_before` passed, or running
+    /// under a lease that passed (`lease_until <= now`: its replica died or stalled). Marks it
+    /// running under `owner`'s lease until `lease_until`, counts the attempt and records whose
+    /// lease it took over. Two claimers (threads or processes) never get one job.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Job>>;
+    /// Extends `owner`'s lease of a running job to `until`. Lost when another replica took the
+    /// job over or it is no longer running; Err(NotFound) for no such job.
+    async fn renew_job_lease(&self, id: i64, owner: &str, until: DateTime<Utc>) -> Result<Lease>;
+    /// Done. Only the lease's owner records an outcome (Lost otherwise, and nothing changes),
+    /// even after its lease passed if no one took the job over meanwhile.
+    async fn finish_job(&self, id: i64, owner: &str) -> Result<Lease>;
+    /// Given up, with the error. Fenced by the lease as [`Store::finish_job`] is.
+    async fn fail_job(&self, id: i64, owner: &str, error: &str) -> Result<Lease>;
+    /// Back in the queue with a delay (retry), the lease released. Fenced as
+    /// [`Store::finish_job`] is.
+    async fn retry_job(
+        &self,
+        id: i64,
+        owner: &str,
+        not_before: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Lease>;
+    /// Ends every running job's lease at `now`, so the next claim resumes it. Only for a
+    /// process that knows no other one runs jobs on this store (SQLite, whose data dir
+    /// `keyplane serve` locks): its restart resumes the jobs of the run that died without
+    /// waiting out their leases. Never for a shared PostgreSQL store, where a running job's
+    /// lease may be a live replica's. Returns how many.
+    async fn expire_job_leases(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Stores a new portal session with its first login, and deletes the sessions that
+    /// expired by its `created_at`. Err(NotFound) for an unknown organization or token.
+    async fn create_portal_session(&self, session: &NewPortalSession) -> Result<()>;
+    /// The session with that ID hash unless it expired by `now`.
+    async fn get_portal_session(
+        &self,
+        id_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<PortalSession>>;
+    /// Adds (or renews) the session's login to `org_id` with `client_id`'s token and makes
+    /// that organization current. False when no session with that ID hash is live at `now`.
+    async fn add_portal_login(
+        &self,
+        id_hash: &[u8],
+        org_id: Uuid,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Makes `org_id` current. False when the session is not live at `now` or has no login
+    /// to that organization.
+    async fn switch_portal_org(
+        &self,
+        id_hash: &[u8],
+        org_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Drops the session's login to `org_id` (its token stopped working). Returns whether the
+    /// session still has a login; a session left with none is deleted.
+    async fn remove_portal_login(&self, id_hash: &[u8], org_id: Uuid) -> Result<bool>;
+    /// Signs out: deletes the session and its logins.
+    async fn delete_portal_session(&self, id_hash: &[u8]) -> Result<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The provider ID a datacenter holds alone: a serverless database's datacenter under a
+/// customer key takes one of the organization's provider IDs for itself (the customer trusts
+/// one provider ID per serverless database), so no two live ones of an organization share one
+/// in a region. Stored beside the datacenter and unique among the live ones, so that two
+/// concurrent deployments can never take the same.
+pub fn serverless_identity(dc: &Datacenter) -> Option<&str> {
+    (dc.key_kind == KeyKind::Customer && dc.tier == "serverless")
+        .then_some(dc.provider_account.as_str())
+}
 
 /// Both backends keep milliseconds only (SQLite's text format and the API's JSON), so values
 /// are cut to milliseconds before they are written: what is read back then equals what was
@@ -671,15 +885,22 @@ pub(crate) fn one_row<N: Default + PartialEq>(n: N, what: &'static str) -> Resul
     }
 }
 
+/// The SQLite file a store URL names, or None for PostgreSQL (see [`open`]).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        None
+    } else {
+        Some(std::path::PathBuf::from(
+            url.strip_prefix("sqlite://").unwrap_or(url),
+        ))
+    }
+}
+
 /// Opens the store a URL names: `postgres://…`/`postgresql://…`, or `sqlite://PATH` /
 /// a plain file path for SQLite. Runs migrations.
 pub async fn open(url: &str) -> Result<DynStore> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
-    } else {
-        let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        Ok(Arc::new(
-            SqliteStore::open(std::path::Path::new(path)).await?,
-        ))
+    match sqlite_path(url) {
+        None => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        Some(path) => Ok(Arc::new(SqliteStore::open(&path).await?)),
     }
 }

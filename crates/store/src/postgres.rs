@@ -3,12 +3,13 @@
 //! their cross-process locking.
 
 use crate::{
-    AccountAssignment, AddRegionOutcome, AuditEntry, CustomerKey, Database, DatabaseFilter,
-    Datacenter, Enterprise, Job, KeyStatusUpdate, NewAuditEntry, NewJob, Organization,
-    REMOVING_A_REGION, RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT,
-    TokenRecord, live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome,
-    parse_db_status, parse_db_type, parse_job_kind, parse_job_state, parse_key_kind,
-    parse_key_status, parse_provider, parse_role, sql_limit, truncate_ms,
+    AccountAssignment, AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database,
+    DatabaseFilter, Datacenter, Enterprise, Job, KeyBinding, KeyStatusUpdate, Lease, NewAuditEntry,
+    NewJob, NewPortalSession, Organization, PortalLogin, PortalSession, REMOVING_A_REGION,
+    RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord,
+    live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome, parse_db_status,
+    parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
+    parse_provider, parse_role, serverless_identity, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -17,7 +18,7 @@ use deadpool_postgres::{
 };
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
 use keyplane_core::databases::{check_add_region, check_remove_region};
-use keyplane_core::{DatabaseStatus, DbType, Provider};
+use keyplane_core::{DatabaseStatus, DbType, Provider, QuotaExceeded, QuotaKind, Quotas};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -36,6 +37,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../migrations/postgres/0004_datacenters_by_key.sql"),
+    ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_job_leases_and_portal_sessions.sql"),
+    ),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_keyspaces_last_use.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_key_binding_and_quotas.sql"),
+    ),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_serverless_provider_ids.sql"),
     ),
 ];
 
@@ -133,6 +150,21 @@ impl PostgresStore {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await?;
         Ok(client.execute(&stmt, params).await?)
+    }
+
+    /// The outcome of a lease-fenced job update that changed `n` rows: Lost when the job
+    /// exists (held by another replica, or not running), Err(NotFound) when it does not.
+    async fn fenced(&self, id: i64, n: u64) -> Result<Lease> {
+        if n == 1 {
+            return Ok(Lease::Held);
+        }
+        match self
+            .first("SELECT 1 FROM jobs WHERE id = $1", &[&id], |_| Ok(()))
+            .await?
+        {
+            Some(()) => Ok(Lease::Lost),
+            None => Err(StoreError::NotFound("job")),
+        }
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -266,7 +298,54 @@ fn customer_key_from_row(row: &Row) -> Result<CustomerKey> {
         last_check_at: row.try_get(11)?,
         last_check_ok: row.try_get(12)?,
         last_check_message: row.try_get(13)?,
+        bound_at: row.try_get(14)?,
+        binding_warning: row.try_get(15)?,
     })
+}
+
+/// The first of `kinds` whose quota one more would exceed, counted inside `tx` after locking
+/// the organization's row: creations in one organization serialize on it (`FOR NO KEY
+/// UPDATE` leaves the foreign-key checks of other inserts alone). Err(NotFound) when the
+/// organization does not exist.
+async fn over_quota(
+    tx: &Transaction<'_>,
+    org_id: Uuid,
+    kinds: &[QuotaKind],
+    quotas: &Quotas,
+) -> Result<Option<QuotaExceeded>> {
+    let counted: Vec<QuotaKind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| quotas.limit(*k) != u32::MAX)
+        .collect();
+    if counted.is_empty() {
+        return Ok(None);
+    }
+    let lock = tx
+        .prepare_cached("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    tx.query_opt(&lock, &[&org_id])
+        .await?
+        .ok_or(StoreError::NotFound("organization"))?;
+    for kind in counted {
+        let sql = match kind {
+            QuotaKind::Databases => {
+                "SELECT COUNT(*) FROM databases WHERE org_id = $1 AND status <> 'TERMINATED'"
+            }
+            QuotaKind::Datacenters => {
+                "SELECT COUNT(*) FROM datacenters WHERE org_id = $1 AND status <> 'TERMINATED'"
+            }
+            QuotaKind::Tokens => {
+                "SELECT COUNT(*) FROM tokens WHERE org_id = $1 AND revoked_at IS NULL"
+            }
+        };
+        let stmt = tx.prepare_cached(sql).await?;
+        let n: i64 = tx.query_one(&stmt, &[&org_id]).await?.try_get(0)?;
+        if let Err(e) = quotas.check(kind, u64::try_from(n).unwrap_or(0), 1) {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
 }
 
 fn audit_from_row(row: &Row) -> Result<AuditEntry> {
@@ -301,6 +380,7 @@ fn database_from_row(row: &Row) -> Result<Database> {
         created_at: row.try_get(12)?,
         updated_at: row.try_get(13)?,
         terminated_at: row.try_get(14)?,
+        last_used_at: row.try_get(15)?,
     })
 }
 
@@ -337,7 +417,33 @@ fn job_from_row(row: &Row) -> Result<Job> {
         last_error: row.try_get(6)?,
         not_before: row.try_get(7)?,
         created_at: row.try_get(8)?,
+        lease_owner: row.try_get(9)?,
+        lease_until: row.try_get(10)?,
+        taken_over_from: row.try_get(11)?,
     })
+}
+
+fn portal_session_from_rows(rows: &[Row]) -> Result<Option<PortalSession>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut session = PortalSession {
+        id_hash: first.try_get(0)?,
+        current_org: first.try_get(1)?,
+        logins: Vec::with_capacity(rows.len()),
+        created_at: first.try_get(2)?,
+        expires_at: first.try_get(3)?,
+    };
+    for row in rows {
+        if let Some(org_id) = row.try_get::<_, Option<Uuid>>(4)? {
+            session.logins.push(PortalLogin {
+                org_id,
+                client_id: row.try_get(5)?,
+                added_at: row.try_get(6)?,
+            });
+        }
+    }
+    Ok(Some(session))
 }
 
 async fn insert_datacenter(tx: &Transaction<'_>, dc: &Datacenter) -> Result<()> {
@@ -372,6 +478,18 @@ async fn insert_datacenter(tx: &Transaction<'_>, dc: &Datacenter) -> Result<()> 
     )
     .await
     .map_err(missing_parent("database or organization"))?;
+    if let Some(id) = serverless_identity(dc) {
+        let stmt = tx
+            .prepare_cached("UPDATE datacenters SET serverless_identity = $2 WHERE id = $1")
+            .await?;
+        tx.execute(&stmt, &[&dc.id, &id]).await.map_err(|e| {
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                StoreError::ProviderIdTaken(id.to_string())
+            } else {
+                StoreError::Postgres(e)
+            }
+        })?;
+    }
     Ok(())
 }
 
@@ -598,30 +716,34 @@ impl Store for PostgresStore {
         one_row(changed, "organization")
     }
 
-    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
+    async fn insert_token(&self, token: &TokenRecord, quotas: &Quotas) -> Result<CreateOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if let Some(e) = over_quota(&tx, token.org_id, &[QuotaKind::Tokens], quotas).await? {
+            return Ok(CreateOutcome::OverQuota(e));
+        }
+        let stmt = tx
             .prepare_cached(
                 "INSERT INTO tokens (client_id, org_id, role, secret_hash, description, created_at, revoked_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .await?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &token.client_id,
-                    &token.org_id,
-                    &token.role.to_storage(),
-                    &token.secret_hash,
-                    &token.description,
-                    &truncate_ms(token.created_at),
-                    &token.revoked_at.map(truncate_ms),
-                ],
-            )
-            .await
-            .map_err(missing_parent("organization"))?;
-        Ok(())
+        tx.execute(
+            &stmt,
+            &[
+                &token.client_id,
+                &token.org_id,
+                &token.role.to_storage(),
+                &token.secret_hash,
+                &token.description,
+                &truncate_ms(token.created_at),
+                &token.revoked_at.map(truncate_ms),
+            ],
+        )
+        .await
+        .map_err(missing_parent("organization"))?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
     }
 
     async fn authenticate(&self, client_id: &str) -> Result<Option<(TokenRecord, Organization)>> {
@@ -653,12 +775,23 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_token(&self, org_id: Uuid, client_id: &str) -> Result<bool> {
-        let n = self
-            .execute(
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
                 "UPDATE tokens SET revoked_at = $3 WHERE org_id = $1 AND client_id = $2 AND revoked_at IS NULL",
-                &[&org_id, &client_id, &now_ms()],
             )
             .await?;
+        let n = tx.execute(&stmt, &[&org_id, &client_id, &now_ms()]).await?;
+        if n == 1 {
+            // The portal sessions it signed in end with it (a session left without any login
+            // is gone at its next request).
+            let stmt = tx
+                .prepare_cached("DELETE FROM portal_session_logins WHERE client_id = $1")
+                .await?;
+            tx.execute(&stmt, &[&client_id]).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -722,6 +855,50 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn try_assign_exclusive_account(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        account_id: &str,
+        ordinal: i64,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Serializes assignments of this one identity across processes: the second waits
+        // here, and its INSERT's fresh snapshot (READ COMMITTED) then sees the first's row.
+        let lock = tx
+            .prepare_cached(
+                "SELECT pg_advisory_xact_lock(hashtextextended('keyplane-identity:' || $1 || ':' || $2, 0))",
+            )
+            .await?;
+        tx.execute(&lock, &[&provider.as_str(), &account_id])
+            .await?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO account_assignments (org_id, provider, account_id, ordinal, created_at)
+                 SELECT $1, $2, $3, $4, $5
+                 WHERE NOT EXISTS (SELECT 1 FROM account_assignments
+                                   WHERE provider = $2 AND account_id = $3 AND org_id <> $1)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        let n = tx
+            .execute(
+                &stmt,
+                &[
+                    &org_id,
+                    &provider.as_str(),
+                    &account_id,
+                    &ordinal,
+                    &now_ms(),
+                ],
+            )
+            .await
+            .map_err(missing_parent("organization"))?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
         self.first(
             "SELECT value FROM settings WHERE key = $1",
@@ -760,8 +937,8 @@ impl Store for PostgresStore {
             .prepare_cached(
                 "INSERT INTO customer_keys (org_id, db_type, provider, region, key_id, provider_account,
                      created_at, created_by, status, status_reason, status_since, last_check_at,
-                     last_check_ok, last_check_message)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     last_check_ok, last_check_message, bound_at, binding_warning)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                  ON CONFLICT (org_id, db_type, provider, region) DO NOTHING",
             )
             .await?;
@@ -783,6 +960,8 @@ impl Store for PostgresStore {
                     &key.last_check_at.map(truncate_ms),
                     &key.last_check_ok,
                     &key.last_check_message,
+                    &key.bound_at.map(truncate_ms),
+                    &key.binding_warning,
                 ],
             )
             .await
@@ -917,6 +1096,51 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn unbound_customer_keys(&self) -> Result<Vec<CustomerKey>> {
+        self.collect(
+            concat!(
+                "SELECT ",
+                customer_key_columns!(),
+                " FROM customer_keys WHERE bound_at IS NULL ORDER BY org_id, db_type, provider, region"
+            ),
+            &[],
+            customer_key_from_row,
+        )
+        .await
+    }
+
+    async fn record_key_binding(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        binding: &KeyBinding,
+    ) -> Result<bool> {
+        let (t, p) = (db_type.as_str(), provider.as_str());
+        let n = match binding {
+            KeyBinding::Bound { at } => {
+                self.execute(
+                    "UPDATE customer_keys SET bound_at = $5, binding_warning = NULL
+                     WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4
+                       AND bound_at IS NULL",
+                    &[&org_id, &t, &p, &region, &truncate_ms(*at)],
+                )
+                .await?
+            }
+            KeyBinding::Unbound { warning } => {
+                self.execute(
+                    "UPDATE customer_keys SET binding_warning = $5
+                     WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4
+                       AND bound_at IS NULL AND binding_warning IS NULL",
+                    &[&org_id, &t, &p, &region, warning],
+                )
+                .await?
+            }
+        };
+        Ok(n == 1)
+    }
+
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -1024,14 +1248,30 @@ impl Store for PostgresStore {
         )
         .await
     }
-    async fn create_database(&self, db: &Database, dc: &Datacenter, job: &NewJob) -> Result<()> {
+    async fn create_database(
+        &self,
+        db: &Database,
+        dc: &Datacenter,
+        job: &NewJob,
+        quotas: &Quotas,
+    ) -> Result<CreateOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        if let Some(e) = over_quota(
+            &tx,
+            db.org_id,
+            &[QuotaKind::Databases, QuotaKind::Datacenters],
+            quotas,
+        )
+        .await?
+        {
+            return Ok(CreateOutcome::OverQuota(e));
+        }
         let stmt = tx
             .prepare_cached(concat!(
                 "INSERT INTO databases (",
                 database_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ))
             .await?;
         tx.execute(
@@ -1052,6 +1292,7 @@ impl Store for PostgresStore {
                 &truncate_ms(db.created_at),
                 &truncate_ms(db.updated_at),
                 &db.terminated_at.map(truncate_ms),
+                &db.last_used_at.map(truncate_ms),
             ],
         )
         .await
@@ -1059,7 +1300,7 @@ impl Store for PostgresStore {
         insert_datacenter(&tx, dc).await?;
         insert_job(&tx, job, now_ms()).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(CreateOutcome::Created)
     }
 
     async fn get_database(&self, org_id: Uuid, id: Uuid) -> Result<Option<Database>> {
@@ -1091,6 +1332,7 @@ impl Store for PostgresStore {
                    AND ($4::text IS NULL OR provider = $4)
                    AND ($5::uuid IS NULL OR (created_at, id) >
                         (SELECT created_at, id FROM databases WHERE id = $5 AND org_id = $1))
+                   AND ($7::text IS NULL OR status = $7)
                  ORDER BY created_at, id
                  LIMIT $6"
             ))
@@ -1105,6 +1347,7 @@ impl Store for PostgresStore {
                     &filter.provider.map(Provider::as_str),
                     &filter.starting_after,
                     &sql_limit(filter.limit),
+                    &filter.status.map(DatabaseStatus::as_str),
                 ],
             )
             .await?
@@ -1141,6 +1384,51 @@ impl Store for PostgresStore {
         one_row(n, "database")
     }
 
+    async fn record_database_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.execute(
+            "UPDATE databases SET last_used_at = $2
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+            &[&id, &truncate_ms(at)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn list_keyspaces(&self, database_id: Uuid) -> Result<Vec<String>> {
+        self.collect(
+            "SELECT name FROM database_keyspaces WHERE database_id = $1
+             ORDER BY created_at, name",
+            &[&database_id],
+            |row| Ok(row.try_get(0)?),
+        )
+        .await
+    }
+
+    async fn add_keyspace(&self, database_id: Uuid, name: &str) -> Result<bool> {
+        let n = self
+            .execute(
+                "INSERT INTO database_keyspaces (database_id, name, created_at)
+                 VALUES ($1, $2, $3) ON CONFLICT (database_id, name) DO NOTHING",
+                &[&database_id, &name, &now_ms()],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Postgres(e) => missing_parent("database")(e),
+                other => other,
+            })?;
+        Ok(n == 1)
+    }
+
+    async fn remove_keyspace(&self, database_id: Uuid, name: &str) -> Result<bool> {
+        let n = self
+            .execute(
+                "DELETE FROM database_keyspaces WHERE database_id = $1 AND name = $2",
+                &[&database_id, &name],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>> {
         self.collect(
             concat!(
@@ -1167,9 +1455,17 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn add_datacenter(&self, dc: &Datacenter, job: &NewJob) -> Result<AddRegionOutcome> {
+    async fn add_datacenter(
+        &self,
+        dc: &Datacenter,
+        job: &NewJob,
+        quotas: &Quotas,
+    ) -> Result<AddRegionOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // The organization first, then the database: the order every creation takes, so
+        // concurrent ones never wait on each other in a cycle.
+        let quota = over_quota(&tx, dc.org_id, &[QuotaKind::Datacenters], quotas).await?;
         // The row lock serializes region changes of one database: a concurrent one waits
         // here and then applies the rule to what this one left.
         let status = lock_database(&tx, dc.org_id, dc.database_id).await?;
@@ -1177,6 +1473,9 @@ impl Store for PostgresStore {
         let (live, _) = live_and_serving(&rows);
         if let Err(refusal) = check_add_region(status, live, &dc.region) {
             return Ok(AddRegionOutcome::Refused(refusal));
+        }
+        if let Some(e) = quota {
+            return Ok(AddRegionOutcome::OverQuota(e));
         }
         let now = now_ms();
         insert_datacenter(&tx, dc).await?;
@@ -1351,61 +1650,254 @@ impl Store for PostgresStore {
         Ok(id)
     }
 
-    async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>> {
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
         // SKIP LOCKED: a concurrent claimer passes over the row another one is taking instead
-        // of waiting for it (and never takes the same one).
+        // of waiting for it (and never takes the same one); the locked row is re-checked
+        // against the condition once locked, so a job another replica just claimed (lease
+        // renewed) is not taken. SET reads the row as it was: `taken_over_from` is the
+        // previous holder when the job was running.
         self.first(
             concat!(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $2
-                 WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before <= $1
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $3,
+                     lease_until = $4,
+                     taken_over_from = CASE WHEN state = 'running' THEN lease_owner END,
+                     updated_at = $2
+                 WHERE id = (SELECT id FROM jobs
+                             WHERE (state = 'pending' AND not_before <= $1)
+                                OR (state = 'running' AND lease_until <= $1)
                              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING ",
                 job_columns!()
             ),
-            &[&truncate_ms(now), &now_ms()],
+            &[
+                &truncate_ms(now),
+                &now_ms(),
+                &owner,
+                &truncate_ms(lease_until),
+            ],
             job_from_row,
         )
         .await
     }
 
-    async fn finish_job(&self, id: i64) -> Result<()> {
+    async fn renew_job_lease(&self, id: i64, owner: &str, until: DateTime<Utc>) -> Result<Lease> {
         let n = self
             .execute(
-                "UPDATE jobs SET state = 'done', updated_at = $2 WHERE id = $1",
-                &[&id, &now_ms()],
+                "UPDATE jobs SET lease_until = $3, updated_at = $4
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+                &[&id, &owner, &truncate_ms(until), &now_ms()],
             )
             .await?;
-        one_row(n, "job")
+        self.fenced(id, n).await
     }
 
-    async fn fail_job(&self, id: i64, error: &str) -> Result<()> {
+    async fn finish_job(&self, id: i64, owner: &str) -> Result<Lease> {
         let n = self
             .execute(
-                "UPDATE jobs SET state = 'failed', last_error = $2, updated_at = $3 WHERE id = $1",
-                &[&id, &error, &now_ms()],
+                "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+                &[&id, &owner, &now_ms()],
             )
             .await?;
-        one_row(n, "job")
+        self.fenced(id, n).await
     }
 
-    async fn retry_job(&self, id: i64, not_before: DateTime<Utc>, error: &str) -> Result<()> {
+    async fn fail_job(&self, id: i64, owner: &str, error: &str) -> Result<Lease> {
         let n = self
             .execute(
-                "UPDATE jobs SET state = 'pending', not_before = $2, last_error = $3, updated_at = $4
-                 WHERE id = $1",
-                &[&id, &truncate_ms(not_before), &error, &now_ms()],
+                "UPDATE jobs SET state = 'failed', last_error = $3, lease_until = NULL, updated_at = $4
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+                &[&id, &owner, &error, &now_ms()],
             )
             .await?;
-        one_row(n, "job")
+        self.fenced(id, n).await
     }
 
-    async fn requeue_running_jobs(&self) -> Result<u64> {
+    async fn retry_job(
+        &self,
+        id: i64,
+        owner: &str,
+        not_before: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Lease> {
+        let n = self
+            .execute(
+                "UPDATE jobs SET state = 'pending', not_before = $3, last_error = $4,
+                     lease_until = NULL, updated_at = $5
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+                &[&id, &owner, &truncate_ms(not_before), &error, &now_ms()],
+            )
+            .await?;
+        self.fenced(id, n).await
+    }
+
+    async fn expire_job_leases(&self, now: DateTime<Utc>) -> Result<u64> {
+        let now = truncate_ms(now);
+        self.execute(
+            "UPDATE jobs SET lease_until = $1, updated_at = $1
+             WHERE state = 'running' AND (lease_until IS NULL OR lease_until > $1)",
+            &[&now],
+        )
+        .await
+    }
+
+    async fn create_portal_session(&self, session: &NewPortalSession) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let created = truncate_ms(session.created_at);
+        let stmt = tx
+            .prepare_cached("DELETE FROM portal_sessions WHERE expires_at <= $1")
+            .await?;
+        tx.execute(&stmt, &[&created]).await?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO portal_sessions (id_hash, current_org, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &session.id_hash.as_slice(),
+                &session.org_id,
+                &created,
+                &truncate_ms(session.expires_at),
+            ],
+        )
+        .await?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO portal_session_logins (session_hash, org_id, client_id, added_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &session.id_hash.as_slice(),
+                &session.org_id,
+                &session.client_id,
+                &created,
+            ],
+        )
+        .await
+        .map_err(missing_parent("organization or token"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_portal_session(
+        &self,
+        id_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<PortalSession>> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "UPDATE jobs SET state = 'pending', updated_at = $1 WHERE state = 'running'",
+                "SELECT s.id_hash, s.current_org, s.created_at, s.expires_at,
+                        l.org_id, l.client_id, l.added_at
+                 FROM portal_sessions s
+                 LEFT JOIN portal_session_logins l ON l.session_hash = s.id_hash
+                 WHERE s.id_hash = $1 AND s.expires_at > $2
+                 ORDER BY l.added_at, l.org_id",
             )
             .await?;
-        Ok(client.execute(&stmt, &[&now_ms()]).await?)
+        let rows = client.query(&stmt, &[&id_hash, &truncate_ms(now)]).await?;
+        portal_session_from_rows(&rows)
+    }
+
+    async fn add_portal_login(
+        &self,
+        id_hash: &[u8],
+        org_id: Uuid,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = truncate_ms(now);
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE portal_sessions SET current_org = $2 WHERE id_hash = $1 AND expires_at > $3",
+            )
+            .await?;
+        if tx.execute(&stmt, &[&id_hash, &org_id, &now]).await? == 0 {
+            return Ok(false);
+        }
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO portal_session_logins (session_hash, org_id, client_id, added_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (session_hash, org_id)
+                 DO UPDATE SET client_id = excluded.client_id, added_at = excluded.added_at",
+            )
+            .await?;
+        tx.execute(&stmt, &[&id_hash, &org_id, &client_id, &now])
+            .await
+            .map_err(missing_parent("organization or token"))?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn switch_portal_org(
+        &self,
+        id_hash: &[u8],
+        org_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE portal_sessions SET current_org = $2
+                 WHERE id_hash = $1 AND expires_at > $3
+                   AND EXISTS (SELECT 1 FROM portal_session_logins
+                               WHERE session_hash = $1 AND org_id = $2)",
+                &[&id_hash, &org_id, &truncate_ms(now)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn remove_portal_login(&self, id_hash: &[u8], org_id: Uuid) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The session row first, so that two removals at once serialize on it.
+        let stmt = tx
+            .prepare_cached("SELECT 1 FROM portal_sessions WHERE id_hash = $1 FOR UPDATE")
+            .await?;
+        if tx.query_opt(&stmt, &[&id_hash]).await?.is_none() {
+            return Ok(false);
+        }
+        let stmt = tx
+            .prepare_cached(
+                "DELETE FROM portal_session_logins WHERE session_hash = $1 AND org_id = $2",
+            )
+            .await?;
+        tx.execute(&stmt, &[&id_hash, &org_id]).await?;
+        let stmt = tx
+            .prepare_cached("SELECT COUNT(*) FROM portal_session_logins WHERE session_hash = $1")
+            .await?;
+        let left: i64 = tx.query_one(&stmt, &[&id_hash]).await?.try_get(0)?;
+        if left == 0 {
+            let stmt = tx
+                .prepare_cached("DELETE FROM portal_sessions WHERE id_hash = $1")
+                .await?;
+            tx.execute(&stmt, &[&id_hash]).await?;
+        }
+        tx.commit().await?;
+        Ok(left > 0)
+    }
+
+    async fn delete_portal_session(&self, id_hash: &[u8]) -> Result<()> {
+        self.execute(
+            "DELETE FROM portal_sessions WHERE id_hash = $1",
+            &[&id_hash],
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -5,11 +5,13 @@
 use chrono::{Duration, SubsecRound, Utc};
 use keyplane_core::audit::{AuditAction, AuditFields, AuditOutcome, GENESIS, entry_hash};
 use keyplane_core::databases::RegionChangeRefusal;
-use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, Role};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, Quotas, Role};
+use keyplane_core::{QuotaExceeded, QuotaKind};
 use keyplane_store::{
-    AddRegionOutcome, AuditEntry, CustomerKey, Database, DatabaseFilter, Datacenter, DynStore,
-    JobKind, JobState, KeyKind, KeyStatusUpdate, NewAuditEntry, NewJob, PostgresStore,
-    RemoveRegionOutcome, SqliteStore, StoreError, TokenRecord,
+    AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database, DatabaseFilter, Datacenter,
+    DynStore, JobKind, JobState, KeyBinding, KeyKind, KeyStatusUpdate, Lease, NewAuditEntry,
+    NewJob, NewPortalSession, PortalSession, PostgresStore, RemoveRegionOutcome, SqliteStore,
+    StoreError, TokenRecord,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -170,18 +172,32 @@ on_both_backends!(store:
     suite_account_assignments,
     suite_settings,
     suite_concurrent_assign,
+    suite_exclusive_accounts,
+    suite_concurrent_exclusive_first_requests,
     suite_concurrent_settings,
     suite_customer_keys,
     suite_customer_key_status,
+    suite_key_binding,
     suite_audit_chain,
     suite_concurrent_audit,
     suite_databases,
     suite_add_datacenter,
     suite_remove_datacenter,
     suite_concurrent_region_changes,
+    suite_quotas,
+    suite_concurrent_quotas,
     suite_datacenter_keys,
     suite_job_lifecycle,
     suite_concurrent_claim,
+    suite_renewal_races_takeover,
+    suite_job_leases,
+    suite_portal_sessions,
+    suite_concurrent_portal_logins,
+    suite_database_keyspaces,
+    suite_concurrent_keyspaces,
+    suite_database_use,
+    suite_serverless_provider_ids,
+    suite_concurrent_serverless_provider_ids,
 );
 
 on_both_backends!(harness:
@@ -190,9 +206,23 @@ on_both_backends!(harness:
     suite_open_by_url,
     suite_keys_and_audit_survive_reopen,
     suite_audit_log_is_append_only,
-    suite_jobs_requeued_after_crash,
+    suite_jobs_resumed_after_crash,
     suite_databases_survive_reopen,
+    suite_portal_sessions_survive_reopen,
 );
+
+/// The replica the single-claimer suites claim as.
+const ME: &str = "replica-a";
+
+/// The suites' lease: 30 s from `from`.
+fn lease_from(from: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    from + Duration::seconds(30)
+}
+
+/// Claims as [`ME`] at `now`, for [`lease_from`].
+async fn claim(store: &DynStore, now: chrono::DateTime<Utc>) -> Option<keyplane_store::Job> {
+    store.claim_job(ME, now, lease_from(now)).await.unwrap()
+}
 
 fn is_ms(t: chrono::DateTime<Utc>) -> bool {
     t.timestamp_subsec_nanos().is_multiple_of(1_000_000)
@@ -338,7 +368,7 @@ async fn suite_unlocked_regions(store: DynStore) {
     );
     let (_, authed_org) = {
         store
-            .insert_token(&token(org.id, "regions-token", 0))
+            .insert_token(&token(org.id, "regions-token", 0), &Quotas::UNLIMITED)
             .await
             .unwrap();
         store.authenticate("regions-token").await.unwrap().unwrap()
@@ -367,7 +397,7 @@ async fn suite_tokens(store: DynStore) {
     let new = token(org.id, "client-new", 1);
     let foreign = token(other.id, "client-foreign", 0);
     for t in [&old, &new, &foreign] {
-        store.insert_token(t).await.unwrap();
+        store.insert_token(t, &Quotas::UNLIMITED).await.unwrap();
     }
 
     let (t, o) = store.authenticate("client-old").await.unwrap().unwrap();
@@ -442,17 +472,20 @@ async fn suite_tokens(store: DynStore) {
     let mut pre = token(org.id, "client-pre", 5);
     pre.created_at += Duration::microseconds(123);
     pre.revoked_at = Some(pre.created_at);
-    store.insert_token(&pre).await.unwrap();
+    store.insert_token(&pre, &Quotas::UNLIMITED).await.unwrap();
     let (got, _) = store.authenticate("client-pre").await.unwrap().unwrap();
     assert_eq!(got.created_at, pre.created_at.trunc_subsecs(3));
     assert_eq!(got.revoked_at, Some(pre.created_at.trunc_subsecs(3)));
 
     assert!(
-        store.insert_token(&new).await.is_err(),
+        store.insert_token(&new, &Quotas::UNLIMITED).await.is_err(),
         "client ids are unique"
     );
     let err = store
-        .insert_token(&token(Uuid::new_v4(), "client-orphan", 0))
+        .insert_token(
+            &token(Uuid::new_v4(), "client-orphan", 0),
+            &Quotas::UNLIMITED,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -608,6 +641,158 @@ async fn suite_concurrent_assign(store: DynStore) {
     );
 }
 
+async fn suite_exclusive_accounts(store: DynStore) {
+    let a = store.create_org("a", None).await.unwrap().id;
+    let b = store.create_org("b", None).await.unwrap().id;
+    let assign = |org: Uuid, account: &'static str, ordinal: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .try_assign_exclusive_account(org, Provider::Gcp, account, ordinal)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(assign(a, "sa-1", 0).await);
+    // Held by A: never B's, whatever the ordinal.
+    assert!(!assign(b, "sa-1", 0).await);
+    assert!(!assign(b, "sa-1", 3).await);
+    // A's own ordinal and account rules hold as for shared accounts.
+    assert!(!assign(a, "sa-1", 1).await, "one assignment per account");
+    assert!(!assign(a, "sa-2", 0).await, "ordinal 0 is taken");
+    assert!(assign(b, "sa-2", 0).await);
+    assert!(assign(a, "sa-3", 1).await);
+    // An identity assigned the shared way (before identities were exclusive) is taken too.
+    assert!(
+        store
+            .try_assign_account(a, Provider::Gcp, "sa-4", 2)
+            .await
+            .unwrap()
+    );
+    assert!(!assign(b, "sa-4", 1).await);
+    // The same account name of another provider is another identity.
+    assert!(
+        store
+            .try_assign_exclusive_account(b, Provider::Azure, "sa-1", 0)
+            .await
+            .unwrap()
+    );
+    let ids = |v: Vec<keyplane_store::AccountAssignment>| {
+        v.into_iter().map(|a| a.account_id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.assigned_accounts(a, Provider::Gcp).await.unwrap()),
+        ["sa-1", "sa-3", "sa-4"]
+    );
+    assert_eq!(
+        ids(store.assigned_accounts(b, Provider::Gcp).await.unwrap()),
+        ["sa-2"]
+    );
+    assert_eq!(
+        store.account_usage(Provider::Gcp).await.unwrap(),
+        BTreeMap::from([
+            ("sa-1".to_string(), 1),
+            ("sa-2".to_string(), 1),
+            ("sa-3".to_string(), 1),
+            ("sa-4".to_string(), 1)
+        ])
+    );
+    // A missing organization is refused as such, not silently.
+    let err = store
+        .try_assign_exclusive_account(Uuid::new_v4(), Provider::Gcp, "sa-9", 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound("organization")),
+        "{err:?}"
+    );
+}
+
+/// Eight organizations' first requests at once, each taking the first free identity of one
+/// pool the way the accounts service does (re-reading after a lost race): no identity ever
+/// ends up with two organizations, and each organization gets one.
+async fn suite_concurrent_exclusive_first_requests(store: DynStore) {
+    const POOL: [&str; 8] = [
+        "sa-0", "sa-1", "sa-2", "sa-3", "sa-4", "sa-5", "sa-6", "sa-7",
+    ];
+    // First: eight organizations racing for one identity; exactly one gets it.
+    let mut orgs = Vec::new();
+    for i in 0..8 {
+        orgs.push(
+            store
+                .create_org(&format!("org-{i}"), None)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = orgs
+        .iter()
+        .map(|&org| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .try_assign_exclusive_account(org, Provider::Azure, "app-shared", 0)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "exactly one organization holds the identity");
+
+    // Then: every organization takes the first free identity of the pool, all at once.
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = orgs
+        .iter()
+        .map(|&org| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                for _ in 0..=POOL.len() {
+                    let usage = store.account_usage(Provider::Gcp).await.unwrap();
+                    let free = POOL.iter().find(|a| !usage.contains_key(**a))?;
+                    if store
+                        .try_assign_exclusive_account(org, Provider::Gcp, free, 0)
+                        .await
+                        .unwrap()
+                    {
+                        return Some(free.to_string());
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(
+            t.await
+                .unwrap()
+                .expect("an identity for every organization"),
+        );
+    }
+    got.sort();
+    assert_eq!(got, POOL, "eight organizations, eight distinct identities");
+    let usage = store.account_usage(Provider::Gcp).await.unwrap();
+    assert!(usage.values().all(|n| *n == 1), "{usage:?}");
+    for org in &orgs {
+        assert_eq!(
+            store
+                .assigned_accounts(*org, Provider::Gcp)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
+
 async fn suite_concurrent_settings(store: DynStore) {
     let tasks: Vec<_> = (0..8)
         .map(|i| {
@@ -641,7 +826,7 @@ async fn suite_reopen_keeps_data_and_migrations_are_idempotent(h: &Harness) {
             .await
             .unwrap();
         let tok = token(org.id, "persisted", 3);
-        store.insert_token(&tok).await.unwrap();
+        store.insert_token(&tok, &Quotas::UNLIMITED).await.unwrap();
         assert!(
             store
                 .try_assign_account(org.id, Provider::Aws, "111111111111", 0)
@@ -727,6 +912,8 @@ fn customer_key(org_id: Uuid, db_type: DbType, region: &str, key_id: &str) -> Cu
         last_check_at: Some(now),
         last_check_ok: Some(true),
         last_check_message: Some("registration check passed".to_owned()),
+        bound_at: Some(now),
+        binding_warning: None,
     }
 }
 
@@ -1003,6 +1190,104 @@ async fn suite_customer_key_status(store: DynStore) {
         store.list_customer_keys(org.id, None).await.unwrap().len(),
         1
     );
+}
+
+async fn suite_key_binding(store: DynStore) {
+    let org = store.create_org("binding", None).await.unwrap();
+    // A key registered before registration proved the binding, and one registered after.
+    let legacy = CustomerKey {
+        bound_at: None,
+        ..customer_key(org.id, DbType::Classic, "us-east-2", "arn:legacy")
+    };
+    let proven = customer_key(org.id, DbType::Serverless, "us-east-2", "arn:proven");
+    assert_eq!(store.insert_customer_key(&legacy).await.unwrap(), None);
+    assert_eq!(store.insert_customer_key(&proven).await.unwrap(), None);
+    let unbound = store.unbound_customer_keys().await.unwrap();
+    assert_eq!(unbound, vec![legacy.clone()]);
+
+    let slot = |t: DbType| (org.id, t, Provider::Aws, "us-east-2");
+    let record = |t: DbType, b: KeyBinding| {
+        let store = Arc::clone(&store);
+        async move {
+            let (o, t, p, r) = slot(t);
+            store.record_key_binding(o, t, p, r, &b).await.unwrap()
+        }
+    };
+    let get = |t: DbType| {
+        let store = Arc::clone(&store);
+        async move {
+            let (o, t, p, r) = slot(t);
+            store.get_customer_key(o, t, p, r).await.unwrap().unwrap()
+        }
+    };
+    let warn = || KeyBinding::Unbound {
+        warning: "usable for any organization".into(),
+    };
+    // The warning appears once: the first record says so, the next ones do not.
+    assert!(record(DbType::Classic, warn()).await);
+    assert!(!record(DbType::Classic, warn()).await);
+    let k = get(DbType::Classic).await;
+    assert_eq!(
+        k.binding_warning.as_deref(),
+        Some("usable for any organization")
+    );
+    assert_eq!(k.bound_at, None);
+    assert_eq!(
+        (k.status, &k.status_reason),
+        (legacy.status, &legacy.status_reason),
+        "a warning is not a status"
+    );
+    // Proven later: the warning goes, the key leaves the monitor's list.
+    let at = Utc::now().trunc_subsecs(3);
+    assert!(record(DbType::Classic, KeyBinding::Bound { at }).await);
+    let k = get(DbType::Classic).await;
+    assert_eq!((k.bound_at, k.binding_warning), (Some(at), None));
+    assert!(store.unbound_customer_keys().await.unwrap().is_empty());
+    // A proven key takes neither a warning nor a second proof.
+    assert!(!record(DbType::Classic, warn()).await);
+    assert!(!record(DbType::Classic, KeyBinding::Bound { at: Utc::now() }).await);
+    assert!(!record(DbType::Serverless, warn()).await);
+    assert_eq!(get(DbType::Serverless).await.binding_warning, None);
+    // No such key: nothing changes.
+    assert!(
+        !store
+            .record_key_binding(org.id, DbType::Classic, Provider::Aws, "eu-west-1", &warn())
+            .await
+            .unwrap()
+    );
+
+    // Monitors racing on a new warning record its appearance exactly once.
+    let racy = CustomerKey {
+        bound_at: None,
+        ..customer_key(org.id, DbType::Classic, "eu-west-1", "arn:racy")
+    };
+    store.insert_customer_key(&racy).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .record_key_binding(
+                        org.id,
+                        DbType::Classic,
+                        Provider::Aws,
+                        "eu-west-1",
+                        &KeyBinding::Unbound {
+                            warning: "w".into(),
+                        },
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for t in tasks {
+        firsts += usize::from(t.await.unwrap());
+    }
+    assert_eq!(firsts, 1);
 }
 
 fn audit_entry(org_id: Uuid, n: usize) -> NewAuditEntry {
@@ -1351,7 +1636,7 @@ async fn bench_authenticate(store: DynStore) {
     let org = store.create_org("bench", None).await.unwrap();
     for i in 0..100 {
         store
-            .insert_token(&token(org.id, &format!("bench-{i}"), 0))
+            .insert_token(&token(org.id, &format!("bench-{i}"), 0), &Quotas::UNLIMITED)
             .await
             .unwrap();
     }
@@ -1378,6 +1663,108 @@ async fn bench_authenticate(store: DynStore) {
         "{}: {n} authenticate calls in {elapsed:?}: {:.0}/s",
         store.backend(),
         n as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// The job queue under concurrent claimers: `cargo test -p keyplane-store -- --ignored
+/// --nocapture bench_job_queue` (under `scripts/with-postgres`). Each claimer claims and
+/// finishes until the queue is empty; the baseline is one claimer, in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_job_queue_sqlite() {
+    let h = Harness::sqlite();
+    bench_job_queue(h.open().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_job_queue_postgres() {
+    let h = Harness::postgres().await;
+    bench_job_queue(h.open().await).await;
+    h.finish().await;
+}
+
+async fn bench_job_queue(store: DynStore) {
+    let org = store.create_org("bench", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    store
+        .insert_token(&token(org.id, "benchtoken", 0), &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let jobs = 1_000;
+    for claimers in [1usize, 8] {
+        for _ in 0..jobs {
+            store.enqueue_job(&provision_job(&dc), None).await.unwrap();
+        }
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..claimers)
+            .map(|c| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let owner = format!("bench-{c}");
+                    let mut n = 0u32;
+                    loop {
+                        let now = Utc::now();
+                        let Some(job) =
+                            store.claim_job(&owner, now, lease_from(now)).await.unwrap()
+                        else {
+                            return n;
+                        };
+                        assert_eq!(store.finish_job(job.id, &owner).await.unwrap(), Lease::Held);
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        let mut done = 0;
+        for h in handles {
+            done += h.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "{}: {claimers} claimer(s): {done} jobs claimed and finished in {elapsed:?}: {:.0} jobs/s",
+            store.backend(),
+            f64::from(done) / elapsed.as_secs_f64()
+        );
+    }
+    // A portal request's session lookup against the token lookup every request makes.
+    let now = Utc::now();
+    store
+        .create_portal_session(&new_session(
+            1,
+            org.id,
+            "benchtoken",
+            now,
+            Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    let n = 20_000;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(store.authenticate("benchtoken").await.unwrap().is_some());
+    }
+    let auth = start.elapsed();
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(
+            store
+                .get_portal_session(&session_hash(1), now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let session = start.elapsed();
+    println!(
+        "{}: one caller, {n} each: authenticate {:.1} µs, get_portal_session {:.1} µs",
+        store.backend(),
+        auth.as_secs_f64() * 1e6 / f64::from(n),
+        session.as_secs_f64() * 1e6 / f64::from(n)
     );
 }
 
@@ -1414,6 +1801,7 @@ fn new_database(
         created_at,
         updated_at: created_at,
         terminated_at: None,
+        last_used_at: None,
     };
     let dc = new_datacenter(&db, 1, region, KeyKind::Customer);
     let job = NewJob {
@@ -1489,7 +1877,10 @@ async fn suite_databases(store: DynStore) {
         let (mut db, dc, job) = new_database(org.id, &format!("db{n}"), provider, "us-east-2", age);
         db.created_at = base - Duration::seconds(age);
         db.updated_at = db.created_at;
-        store.create_database(&db, &dc, &job).await.unwrap();
+        store
+            .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+            .await
+            .unwrap();
         assert_eq!(
             store.get_database(org.id, db.id).await.unwrap(),
             Some(db.clone())
@@ -1598,6 +1989,35 @@ async fn suite_databases(store: DynStore) {
         (DatabaseStatus::Error, "it broke")
     );
     assert!(db.updated_at >= expected[1].updated_at);
+    // By status: only that one, in any page position.
+    let errored = DatabaseFilter {
+        status: Some(DatabaseStatus::Error),
+        ..page_filter(100)
+    };
+    assert_eq!(
+        store
+            .list_databases(org.id, &errored)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        vec![target]
+    );
+    let pending_gcp = DatabaseFilter {
+        status: Some(DatabaseStatus::Pending),
+        provider: Some(Provider::Gcp),
+        ..page_filter(100)
+    };
+    assert_eq!(
+        store
+            .list_databases(org.id, &pending_gcp)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the other GCP database is in ERROR"
+    );
     store.mark_database_terminated(target).await.unwrap();
     let db = store.get_database(org.id, target).await.unwrap().unwrap();
     assert_eq!(db.status, DatabaseStatus::Terminated);
@@ -1637,6 +2057,18 @@ async fn suite_databases(store: DynStore) {
         ids(store.list_databases(org.id, &include).await.unwrap()),
         expected.iter().map(|d| d.id).collect::<Vec<_>>()
     );
+    let terminated_by_status = DatabaseFilter {
+        status: Some(DatabaseStatus::Terminated),
+        include_terminated: true,
+        ..page_filter(100)
+    };
+    assert_eq!(
+        ids(store
+            .list_databases(org.id, &terminated_by_status)
+            .await
+            .unwrap()),
+        vec![target]
+    );
     for include_terminated in [false, true] {
         let only = DatabaseFilter {
             only_terminated: true,
@@ -1674,7 +2106,9 @@ async fn suite_databases(store: DynStore) {
     ));
     let (db, dc, job) = new_database(Uuid::new_v4(), "orphan", Provider::Aws, "us-east-2", 0);
     assert!(matches!(
-        store.create_database(&db, &dc, &job).await,
+        store
+            .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+            .await,
         Err(StoreError::NotFound("organization"))
     ));
 
@@ -1682,7 +2116,12 @@ async fn suite_databases(store: DynStore) {
     let (db, _, job) = new_database(org.id, "half", Provider::Aws, "us-east-2", 0);
     let mut clash = new_datacenter(&db, 1, "us-east-2", KeyKind::Platform);
     clash.id = format!("{}-1", expected[0].id);
-    assert!(store.create_database(&db, &clash, &job).await.is_err());
+    assert!(
+        store
+            .create_database(&db, &clash, &job, &Quotas::UNLIMITED)
+            .await
+            .is_err()
+    );
     assert_eq!(store.get_database(org.id, db.id).await.unwrap(), None);
     assert_eq!(
         store
@@ -1697,7 +2136,9 @@ async fn suite_databases(store: DynStore) {
     let (db, dc, mut job) = new_database(org.id, "half2", Provider::Aws, "us-east-2", 0);
     job.database_id = Uuid::new_v4();
     assert!(matches!(
-        store.create_database(&db, &dc, &job).await,
+        store
+            .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.get_database(org.id, db.id).await.unwrap(), None);
@@ -1707,13 +2148,16 @@ async fn suite_databases(store: DynStore) {
 async fn suite_add_datacenter(store: DynStore) {
     let org = store.create_org("org", None).await.unwrap();
     let (db, dc1, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
-    store.create_database(&db, &dc1, &job).await.unwrap();
+    store
+        .create_database(&db, &dc1, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
 
     // Not ACTIVE yet: refused, nothing changes.
     let dc2 = new_datacenter(&db, 2, "eu-west-1", KeyKind::Customer);
     assert_eq!(
         store
-            .add_datacenter(&dc2, &provision_job(&dc2))
+            .add_datacenter(&dc2, &provision_job(&dc2), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Refused(RegionChangeRefusal::NotActive(DatabaseStatus::Pending))
@@ -1737,7 +2181,7 @@ async fn suite_add_datacenter(store: DynStore) {
     let same = new_datacenter(&db, 2, "us-east-2", KeyKind::Customer);
     assert_eq!(
         store
-            .add_datacenter(&same, &provision_job(&same))
+            .add_datacenter(&same, &provision_job(&same), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Refused(RegionChangeRefusal::RegionTaken("us-east-2".into()))
@@ -1747,7 +2191,7 @@ async fn suite_add_datacenter(store: DynStore) {
     // A new region: added, the database goes MAINTENANCE, the job is queued.
     assert_eq!(
         store
-            .add_datacenter(&dc2, &provision_job(&dc2))
+            .add_datacenter(&dc2, &provision_job(&dc2), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Added
@@ -1766,20 +2210,20 @@ async fn suite_add_datacenter(store: DynStore) {
         DatabaseStatus::Maintenance
     );
     let now = Utc::now() + Duration::seconds(1);
-    let first = store.claim_job(now).await.unwrap().unwrap();
+    let first = claim(&store, now).await.unwrap();
     assert_eq!(first.datacenter_id.as_deref(), Some(dc1.id.as_str()));
-    let second = store.claim_job(now).await.unwrap().unwrap();
+    let second = claim(&store, now).await.unwrap();
     assert_eq!(second.kind, JobKind::ProvisionDatacenter);
     assert_eq!(second.database_id, db.id);
     assert_eq!(second.datacenter_id.as_deref(), Some(dc2.id.as_str()));
     assert!(second.id > first.id);
-    assert_eq!(store.claim_job(now).await.unwrap(), None);
+    assert_eq!(claim(&store, now).await, None);
 
     // In MAINTENANCE: refused.
     let dc3 = new_datacenter(&db, 3, "ap-south-1", KeyKind::Customer);
     assert_eq!(
         store
-            .add_datacenter(&dc3, &provision_job(&dc3))
+            .add_datacenter(&dc3, &provision_job(&dc3), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Refused(RegionChangeRefusal::NotActive(DatabaseStatus::Maintenance))
@@ -1792,7 +2236,7 @@ async fn suite_add_datacenter(store: DynStore) {
     let again = new_datacenter(&db, 3, "eu-west-1", KeyKind::Platform);
     assert_eq!(
         store
-            .add_datacenter(&again, &provision_job(&again))
+            .add_datacenter(&again, &provision_job(&again), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Added
@@ -1818,7 +2262,7 @@ async fn suite_add_datacenter(store: DynStore) {
     let ghost_dc = new_datacenter(&ghost, 1, "us-east-2", KeyKind::Customer);
     assert!(matches!(
         store
-            .add_datacenter(&ghost_dc, &provision_job(&ghost_dc))
+            .add_datacenter(&ghost_dc, &provision_job(&ghost_dc), &Quotas::UNLIMITED)
             .await,
         Err(StoreError::NotFound("database"))
     ));
@@ -1828,7 +2272,7 @@ async fn suite_add_datacenter(store: DynStore) {
     activate(&store, db.id).await;
     assert!(matches!(
         store
-            .add_datacenter(&foreign, &provision_job(&foreign))
+            .add_datacenter(&foreign, &provision_job(&foreign), &Quotas::UNLIMITED)
             .await,
         Err(StoreError::NotFound("database"))
     ));
@@ -1840,7 +2284,7 @@ async fn suite_add_datacenter(store: DynStore) {
             let dc = new_datacenter(&db, 10 + n, &format!("region-{n}"), KeyKind::Customer);
             tokio::spawn(async move {
                 store
-                    .add_datacenter(&dc, &provision_job(&dc))
+                    .add_datacenter(&dc, &provision_job(&dc), &Quotas::UNLIMITED)
                     .await
                     .unwrap()
             })
@@ -1865,7 +2309,10 @@ fn terminate_job(database_id: Uuid, dc_id: &str) -> NewJob {
 /// An ACTIVE database with ACTIVE datacenters in `regions`, added one by one as the API does.
 async fn multi_region_db(store: &DynStore, org: Uuid, regions: &[&str]) -> (Database, Vec<String>) {
     let (db, dc1, job) = new_database(org, "multi", Provider::Aws, regions[0], 0);
-    store.create_database(&db, &dc1, &job).await.unwrap();
+    store
+        .create_database(&db, &dc1, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
     store
         .set_datacenter_status(&dc1.id, DatabaseStatus::Active, "")
         .await
@@ -1876,7 +2323,7 @@ async fn multi_region_db(store: &DynStore, org: Uuid, regions: &[&str]) -> (Data
         let dc = new_datacenter(&db, i as i32 + 1, region, KeyKind::Customer);
         assert_eq!(
             store
-                .add_datacenter(&dc, &provision_job(&dc))
+                .add_datacenter(&dc, &provision_job(&dc), &Quotas::UNLIMITED)
                 .await
                 .unwrap(),
             AddRegionOutcome::Added
@@ -1949,11 +2396,7 @@ async fn suite_remove_datacenter(store: DynStore) {
         )
     );
     let mut queued = Vec::new();
-    while let Some(job) = store
-        .claim_job(Utc::now() + Duration::seconds(1))
-        .await
-        .unwrap()
-    {
+    while let Some(job) = claim(&store, Utc::now() + Duration::seconds(1)).await {
         queued.push((job.kind, job.datacenter_id));
     }
     assert!(
@@ -1978,7 +2421,7 @@ async fn suite_remove_datacenter(store: DynStore) {
     let extra = new_datacenter(&db, 7, "ap-south-1", KeyKind::Customer);
     assert_eq!(
         store
-            .add_datacenter(&extra, &provision_job(&extra))
+            .add_datacenter(&extra, &provision_job(&extra), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Refused(RegionChangeRefusal::NotActive(DatabaseStatus::Maintenance))
@@ -2084,7 +2527,7 @@ async fn suite_concurrent_region_changes(store: DynStore) {
             let dc = new_datacenter(&db, 3, "us-west-2", KeyKind::Customer);
             tokio::spawn(async move {
                 store
-                    .add_datacenter(&dc, &provision_job(&dc))
+                    .add_datacenter(&dc, &provision_job(&dc), &Quotas::UNLIMITED)
                     .await
                     .unwrap()
             })
@@ -2114,7 +2557,7 @@ async fn suite_concurrent_region_changes(store: DynStore) {
     let adding = new_datacenter(&db, 3, "us-west-2", KeyKind::Customer);
     assert_eq!(
         store
-            .add_datacenter(&adding, &provision_job(&adding))
+            .add_datacenter(&adding, &provision_job(&adding), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Added
@@ -2124,7 +2567,7 @@ async fn suite_concurrent_region_changes(store: DynStore) {
         let dc = new_datacenter(&db, 4, "ap-south-1", KeyKind::Customer);
         tokio::spawn(async move {
             store
-                .add_datacenter(&dc, &provision_job(&dc))
+                .add_datacenter(&dc, &provision_job(&dc), &Quotas::UNLIMITED)
                 .await
                 .unwrap()
         })
@@ -2150,11 +2593,227 @@ async fn suite_concurrent_region_changes(store: DynStore) {
     assert_eq!(serving_regions(&store, db.id).await.len(), 3);
 }
 
+async fn suite_quotas(store: DynStore) {
+    let org = store.create_org("quota", None).await.unwrap().id;
+    let other = store.create_org("other", None).await.unwrap().id;
+    let q = Quotas {
+        databases: 2,
+        datacenters: 3,
+        tokens: 2,
+    };
+    let over = |kind: QuotaKind, limit: u32| QuotaExceeded { kind, limit };
+
+    // Databases: two fit, the third is refused and leaves nothing behind.
+    let mut made = Vec::new();
+    for name in ["one", "two"] {
+        let (db, dc, job) = new_database(org, name, Provider::Aws, "us-east-2", 0);
+        assert_eq!(
+            store.create_database(&db, &dc, &job, &q).await.unwrap(),
+            CreateOutcome::Created
+        );
+        made.push((db, dc));
+    }
+    let (db3, dc3, job3) = new_database(org, "three", Provider::Aws, "us-east-2", 0);
+    assert_eq!(
+        store.create_database(&db3, &dc3, &job3, &q).await.unwrap(),
+        CreateOutcome::OverQuota(over(QuotaKind::Databases, 2))
+    );
+    assert_eq!(store.get_database(org, db3.id).await.unwrap(), None);
+    assert_eq!(store.get_datacenter(&dc3.id).await.unwrap(), None);
+    assert!(claim(&store, Utc::now()).await.is_some(), "one's job");
+    assert!(claim(&store, Utc::now()).await.is_some(), "two's job");
+    assert!(
+        claim(&store, Utc::now()).await.is_none(),
+        "no job for the refused database"
+    );
+    // Another organization has quotas of its own.
+    let (odb, odc, ojob) = new_database(other, "theirs", Provider::Aws, "us-east-2", 0);
+    assert_eq!(
+        store.create_database(&odb, &odc, &ojob, &q).await.unwrap(),
+        CreateOutcome::Created
+    );
+
+    // Datacenters: a third region fits, a fourth is refused.
+    let (db1, _) = &made[0];
+    activate(&store, db1.id).await;
+    let dc2 = new_datacenter(db1, 2, "eu-west-1", KeyKind::Customer);
+    assert_eq!(
+        store
+            .add_datacenter(&dc2, &provision_job(&dc2), &q)
+            .await
+            .unwrap(),
+        AddRegionOutcome::Added
+    );
+    activate(&store, db1.id).await;
+    let dc3 = new_datacenter(db1, 3, "us-west-2", KeyKind::Customer);
+    assert_eq!(
+        store
+            .add_datacenter(&dc3, &provision_job(&dc3), &q)
+            .await
+            .unwrap(),
+        AddRegionOutcome::OverQuota(over(QuotaKind::Datacenters, 3))
+    );
+    assert_eq!(store.get_datacenter(&dc3.id).await.unwrap(), None);
+    let (status, _) = db_status(&store, org, db1.id).await;
+    assert_eq!(status, DatabaseStatus::Active, "not left in MAINTENANCE");
+    // A terminated database and its region no longer count.
+    let (db2, dc_of_2) = &made[1];
+    store.mark_datacenter_terminated(&dc_of_2.id).await.unwrap();
+    store.mark_database_terminated(db2.id).await.unwrap();
+    assert_eq!(
+        store
+            .add_datacenter(&dc3, &provision_job(&dc3), &q)
+            .await
+            .unwrap(),
+        AddRegionOutcome::Added
+    );
+    // Now 1 database but 3 datacenters: a new database is refused for its datacenter.
+    let (db4, dc4, job4) = new_database(org, "four", Provider::Aws, "us-east-2", 0);
+    assert_eq!(
+        store.create_database(&db4, &dc4, &job4, &q).await.unwrap(),
+        CreateOutcome::OverQuota(over(QuotaKind::Datacenters, 3))
+    );
+    assert_eq!(
+        store
+            .create_database(&db4, &dc4, &job4, &Quotas::UNLIMITED)
+            .await
+            .unwrap(),
+        CreateOutcome::Created,
+        "no limit: the operator's own path"
+    );
+
+    // Tokens: unrevoked ones count.
+    for c in ["t1", "t2"] {
+        assert_eq!(
+            store.insert_token(&token(org, c, 0), &q).await.unwrap(),
+            CreateOutcome::Created
+        );
+    }
+    assert_eq!(
+        store.insert_token(&token(org, "t3", 0), &q).await.unwrap(),
+        CreateOutcome::OverQuota(over(QuotaKind::Tokens, 2))
+    );
+    assert!(store.authenticate("t3").await.unwrap().is_none());
+    assert!(store.revoke_token(org, "t1").await.unwrap());
+    assert_eq!(
+        store.insert_token(&token(org, "t3", 0), &q).await.unwrap(),
+        CreateOutcome::Created
+    );
+    // A missing organization is still refused as such under a limit.
+    let err = store
+        .insert_token(&token(Uuid::new_v4(), "t-orphan", 0), &q)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound("organization")),
+        "{err:?}"
+    );
+}
+
+/// What one test does in sequence above, from 8 tasks at once: the count is taken in the
+/// transaction that creates, so the quota is never overshot.
+async fn suite_concurrent_quotas(store: DynStore) {
+    let org = store.create_org("burst", None).await.unwrap().id;
+    let q = Quotas {
+        databases: 3,
+        datacenters: 5,
+        tokens: 2,
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                let (db, dc, job) =
+                    new_database(org, &format!("db-{i}"), Provider::Aws, "us-east-2", 0);
+                barrier.wait().await;
+                store.create_database(&db, &dc, &job, &q).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CreateOutcome::Created => created += 1,
+            CreateOutcome::OverQuota(e) => assert_eq!(e.kind, QuotaKind::Databases),
+        }
+    }
+    assert_eq!(created, 3);
+    let live = store.list_databases(org, &page_filter(100)).await.unwrap();
+    assert_eq!(live.len(), 3, "exactly the quota, whoever won");
+
+    // Regions: 3 datacenters live, room for 2 more; 8 concurrent additions (each to its own
+    // database, so the region rule admits them all) add exactly 2.
+    let mut targets = Vec::new();
+    for i in 0..8 {
+        let (db, dc, job) = new_database(org, &format!("extra-{i}"), Provider::Aws, "us-east-2", 0);
+        store
+            .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+            .await
+            .unwrap();
+        store.mark_datacenter_terminated(&dc.id).await.unwrap();
+        activate(&store, db.id).await;
+        targets.push(db);
+    }
+    let loose = Quotas {
+        databases: u32::MAX,
+        ..q
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|db| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                let dc = new_datacenter(&db, 2, "eu-west-1", KeyKind::Customer);
+                barrier.wait().await;
+                store
+                    .add_datacenter(&dc, &provision_job(&dc), &loose)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            AddRegionOutcome::Added => added += 1,
+            AddRegionOutcome::OverQuota(e) => assert_eq!(e.kind, QuotaKind::Datacenters),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(added, 2);
+
+    // Tokens: 8 at once, 2 admitted.
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .insert_token(&token(org, &format!("burst-{i}"), 0), &q)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap() == CreateOutcome::Created);
+    }
+    assert_eq!(admitted, 2);
+    assert_eq!(store.list_tokens(org).await.unwrap().len(), 2);
+}
+
 async fn suite_datacenter_keys(store: DynStore) {
     let org = store.create_org("org", None).await.unwrap();
     let other = store.create_org("other", None).await.unwrap();
     let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
-    store.create_database(&db, &dc, &job).await.unwrap();
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
 
     // The wrapped data key is stored once.
     assert!(
@@ -2231,15 +2890,21 @@ async fn suite_datacenter_keys(store: DynStore) {
 
     // Live customer-keyed datacenters, of every organization, by id.
     let (db2, dc2, job2) = new_database(other.id, "db2", Provider::Gcp, "us-east1", 0);
-    store.create_database(&db2, &dc2, &job2).await.unwrap();
+    store
+        .create_database(&db2, &dc2, &job2, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
     let (db3, mut dc3, job3) = new_database(org.id, "db3", Provider::Aws, "us-east-2", 0);
     dc3.key_kind = KeyKind::Platform;
-    store.create_database(&db3, &dc3, &job3).await.unwrap();
+    store
+        .create_database(&db3, &dc3, &job3, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
     activate(&store, db2.id).await;
     let dc2b = new_datacenter(&db2, 2, "europe-west1", KeyKind::Customer);
     assert_eq!(
         store
-            .add_datacenter(&dc2b, &provision_job(&dc2b))
+            .add_datacenter(&dc2b, &provision_job(&dc2b), &Quotas::UNLIMITED)
             .await
             .unwrap(),
         AddRegionOutcome::Added
@@ -2331,11 +2996,14 @@ async fn suite_job_lifecycle(store: DynStore) {
     let org = store.create_org("org", None).await.unwrap();
     let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
     let before = Utc::now().trunc_subsecs(3);
-    store.create_database(&db, &dc, &job).await.unwrap();
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
     let now = Utc::now() + Duration::milliseconds(1);
 
     // The creation queued the provisioning job.
-    let claimed = store.claim_job(now).await.unwrap().unwrap();
+    let claimed = claim(&store, now).await.unwrap();
     assert_eq!(claimed.kind, JobKind::ProvisionDatacenter);
     assert_eq!(claimed.database_id, db.id);
     assert_eq!(claimed.datacenter_id, Some(dc.id.clone()));
@@ -2344,33 +3012,40 @@ async fn suite_job_lifecycle(store: DynStore) {
     assert_eq!(claimed.last_error, "");
     assert!(claimed.created_at >= before && is_ms(claimed.created_at));
     assert!(claimed.not_before <= now && is_ms(claimed.not_before));
-    assert_eq!(store.claim_job(now).await.unwrap(), None);
+    assert_eq!(claimed.lease_owner.as_deref(), Some(ME));
+    assert_eq!(claimed.lease_until, Some(lease_from(now).trunc_subsecs(3)));
+    assert_eq!(claimed.taken_over_from, None);
+    assert_eq!(claim(&store, now).await, None);
 
     // Retry: not before its time.
     let later = now + Duration::seconds(60);
-    store
-        .retry_job(claimed.id, later, "throttled")
-        .await
-        .unwrap();
-    assert_eq!(store.claim_job(now).await.unwrap(), None);
     assert_eq!(
         store
-            .claim_job(later - Duration::milliseconds(1))
+            .retry_job(claimed.id, ME, later, "throttled")
             .await
             .unwrap(),
-        None
+        Lease::Held
     );
-    let again = store.claim_job(later).await.unwrap().unwrap();
+    assert_eq!(claim(&store, now).await, None);
+    assert_eq!(claim(&store, later - Duration::milliseconds(1)).await, None);
+    let again = claim(&store, later).await.unwrap();
     assert_eq!(again.id, claimed.id);
     assert_eq!(again.attempts, 2);
     assert_eq!(again.last_error, "throttled");
     assert_eq!(again.not_before, later.trunc_subsecs(3));
     assert_eq!(again.created_at, claimed.created_at);
+    assert_eq!(
+        again.taken_over_from, None,
+        "a retry is claimed from the queue"
+    );
 
-    // Failed: never claimed again, not even by a requeue.
-    store.fail_job(again.id, "key disabled").await.unwrap();
-    assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
-    assert_eq!(store.claim_job(later).await.unwrap(), None);
+    // Failed: never claimed again, not even once its leases are expired.
+    assert_eq!(
+        store.fail_job(again.id, ME, "key disabled").await.unwrap(),
+        Lease::Held
+    );
+    assert_eq!(store.expire_job_leases(later).await.unwrap(), 0);
+    assert_eq!(claim(&store, later + Duration::days(1)).await, None);
 
     // Termination: job and status change together.
     let terminate = NewJob {
@@ -2392,18 +3067,16 @@ async fn suite_job_lifecycle(store: DynStore) {
             .status,
         DatabaseStatus::Terminating
     );
-    let job = store
-        .claim_job(Utc::now() + Duration::milliseconds(1))
+    let job = claim(&store, Utc::now() + Duration::milliseconds(1))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(
         (job.id, job.kind, job.datacenter_id.clone()),
         (id, JobKind::TerminateDatabase, None)
     );
-    store.finish_job(job.id).await.unwrap();
-    assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
-    assert_eq!(store.claim_job(later).await.unwrap(), None);
+    assert_eq!(store.finish_job(job.id, ME).await.unwrap(), Lease::Held);
+    assert_eq!(store.expire_job_leases(later).await.unwrap(), 0);
+    assert_eq!(claim(&store, later + Duration::days(1)).await, None);
 
     // Oldest first.
     let mut ids = Vec::new();
@@ -2421,7 +3094,7 @@ async fn suite_job_lifecycle(store: DynStore) {
     }
     let mut claimed_ids = Vec::new();
     let mut kinds = Vec::new();
-    while let Some(job) = store.claim_job(later).await.unwrap() {
+    while let Some(job) = claim(&store, later).await {
         claimed_ids.push(job.id);
         kinds.push(job.kind);
     }
@@ -2434,8 +3107,18 @@ async fn suite_job_lifecycle(store: DynStore) {
             JobKind::TerminateDatacenter
         ]
     );
-    assert_eq!(store.requeue_running_jobs().await.unwrap(), 3);
-    assert_eq!(store.claim_job(later).await.unwrap().unwrap().attempts, 2);
+    // A sole runner's restart ends the leases of all three at once.
+    assert_eq!(store.expire_job_leases(later).await.unwrap(), 3);
+    assert_eq!(store.expire_job_leases(later).await.unwrap(), 0);
+    let resumed = claim(&store, later).await.unwrap();
+    assert_eq!(
+        (
+            resumed.id,
+            resumed.attempts,
+            resumed.taken_over_from.as_deref()
+        ),
+        (ids[0], 2, Some(ME))
+    );
 
     // Unknown rows: nothing is queued, nothing changes.
     let ghost = NewJob {
@@ -2478,9 +3161,10 @@ async fn suite_job_lifecycle(store: DynStore) {
         "the failed enqueue rolled back its status change"
     );
     for result in [
-        store.finish_job(-1).await,
-        store.fail_job(-1, "x").await,
-        store.retry_job(-1, later, "x").await,
+        store.finish_job(-1, ME).await,
+        store.fail_job(-1, ME, "x").await,
+        store.retry_job(-1, ME, later, "x").await,
+        store.renew_job_lease(-1, ME, later).await,
     ] {
         assert!(
             matches!(result, Err(StoreError::NotFound("job"))),
@@ -2492,64 +3176,727 @@ async fn suite_job_lifecycle(store: DynStore) {
 async fn suite_concurrent_claim(store: DynStore) {
     let org = store.create_org("org", None).await.unwrap();
     let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
-    store.create_database(&db, &dc, &job).await.unwrap();
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
     let mut queued = Vec::new();
     for _ in 1..20 {
         queued.push(store.enqueue_job(&provision_job(&dc), None).await.unwrap());
     }
+    // 8 replicas claim at once, from the queue, then again once every lease has passed (each
+    // job taken over from the one that held it).
     let now = Utc::now() + Duration::seconds(1);
-    let claimers: Vec<_> = (0..8)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                while let Some(job) = store.claim_job(now).await.unwrap() {
-                    assert_eq!(job.attempts, 1);
-                    assert_eq!(job.state, JobState::Running);
-                    mine.push(job.id);
-                }
-                mine
+    let takeover = lease_from(now) + Duration::milliseconds(1);
+    let mut holders = std::collections::HashMap::new();
+    let mut first_holders = std::collections::HashMap::new();
+    for (round, at) in [(1, now), (2, takeover)] {
+        let claimers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let owner = format!("replica-{round}-{i}");
+                    let mut mine = Vec::new();
+                    while let Some(job) = store.claim_job(&owner, at, lease_from(at)).await.unwrap()
+                    {
+                        assert_eq!(job.attempts, round);
+                        assert_eq!(job.state, JobState::Running);
+                        assert_eq!(job.lease_owner.as_deref(), Some(owner.as_str()));
+                        mine.push((job.id, owner.clone(), job.taken_over_from));
+                    }
+                    mine
+                })
             })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for claimer in claimers {
-        all.extend(claimer.await.unwrap());
+            .collect();
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.unwrap());
+        }
+        assert_eq!(
+            all.len(),
+            20,
+            "round {round}: every job claimed once: {all:?}"
+        );
+        let mut ids: Vec<i64> = all.iter().map(|(id, _, _)| *id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 20, "round {round}: no job claimed twice");
+        assert!(queued.iter().all(|id| ids.contains(id)));
+        for (id, owner, from) in all {
+            if round == 1 {
+                assert_eq!(from, None);
+            } else {
+                assert_eq!(from.as_ref(), first_holders.get(&id), "job {id}");
+            }
+            holders.insert(id, owner);
+        }
+        if round == 1 {
+            first_holders = holders.clone();
+        }
     }
-    assert_eq!(all.len(), 20, "every job claimed once: {all:?}");
-    all.sort();
-    all.dedup();
-    assert_eq!(all.len(), 20, "no job claimed twice");
-    assert!(queued.iter().all(|id| all.contains(id)));
-    assert_eq!(store.requeue_running_jobs().await.unwrap(), 20);
+    // The first round's replicas lost every job: none of them records an outcome.
+    for (id, owner) in &holders {
+        assert_eq!(
+            store.finish_job(*id, &first_holders[id]).await.unwrap(),
+            Lease::Lost
+        );
+        assert_eq!(store.finish_job(*id, owner).await.unwrap(), Lease::Held);
+    }
 }
 
-async fn suite_jobs_requeued_after_crash(h: &Harness) {
+/// A renewal racing a takeover: exactly one of them wins, every time. The holder renews
+/// its passed lease while another replica claims; either the renewal came first (and the
+/// lease is held again, so the claim finds nothing) or the claim did (and the renewal is
+/// refused).
+async fn suite_renewal_races_takeover(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let (mut renewed, mut taken) = (0, 0);
+    for round in 0..24 {
+        let t = Utc::now() + Duration::seconds(1) + Duration::minutes(10 * round);
+        let holder = format!("holder-{round}");
+        let job = store
+            .claim_job(&holder, t, t + Duration::seconds(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let after = t + Duration::seconds(2);
+        let renewal = {
+            let store = Arc::clone(&store);
+            let holder = holder.clone();
+            tokio::spawn(async move {
+                store
+                    .renew_job_lease(job.id, &holder, after + Duration::seconds(60))
+                    .await
+                    .unwrap()
+            })
+        };
+        let takeover = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .claim_job("thief", after, after + Duration::seconds(1))
+                    .await
+                    .unwrap()
+            })
+        };
+        // Started in both orders, on the runtime's two threads.
+        let (renew, claim) = if round % 2 == 0 {
+            let (r, c) = tokio::join!(renewal, takeover);
+            (r.unwrap(), c.unwrap())
+        } else {
+            let (c, r) = tokio::join!(takeover, renewal);
+            (r.unwrap(), c.unwrap())
+        };
+        match (renew, claim) {
+            (Lease::Held, None) => renewed += 1,
+            (Lease::Lost, Some(j)) => {
+                assert_eq!(
+                    (j.id, j.taken_over_from.as_deref()),
+                    (job.id, Some(holder.as_str()))
+                );
+                taken += 1;
+            }
+            other => panic!("round {round}: both or neither won: {other:?}"),
+        }
+        // Whoever holds it finishes it; the other is refused.
+        let (winner, loser) = if renew == Lease::Held {
+            (holder.as_str(), "thief")
+        } else {
+            ("thief", holder.as_str())
+        };
+        assert_eq!(store.finish_job(job.id, loser).await.unwrap(), Lease::Lost);
+        assert_eq!(store.finish_job(job.id, winner).await.unwrap(), Lease::Held);
+        store.enqueue_job(&provision_job(&dc), None).await.unwrap();
+    }
+    eprintln!("renewal vs takeover: renewal first {renewed}, takeover first {taken}");
+}
+
+/// The lease's rules, one by one: a held lease is not claimable, a renewed one neither, a
+/// passed one is taken over; the replica that lost it renews, finishes, fails and retries
+/// nothing; a lease that passed without a takeover still lets its holder finish.
+async fn suite_job_leases(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let t0 = Utc::now() + Duration::seconds(1);
+    let s = Duration::seconds;
+
+    let job = store.claim_job("a", t0, t0 + s(10)).await.unwrap().unwrap();
+    assert_eq!(
+        store.claim_job("b", t0 + s(5), t0 + s(15)).await.unwrap(),
+        None,
+        "held"
+    );
+    assert_eq!(
+        store
+            .renew_job_lease(job.id, "a", t0 + s(15))
+            .await
+            .unwrap(),
+        Lease::Held
+    );
+    assert_eq!(
+        store.claim_job("b", t0 + s(12), t0 + s(22)).await.unwrap(),
+        None,
+        "renewed: still held after the first lease's end"
+    );
+    assert_eq!(
+        store
+            .renew_job_lease(job.id, "b", t0 + s(99))
+            .await
+            .unwrap(),
+        Lease::Lost,
+        "only the holder renews"
+    );
+    // Passed (lease_until <= now): taken over.
+    let b = store
+        .claim_job("b", t0 + s(15), t0 + s(25))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.id, job.id);
+    assert_eq!(b.attempts, 2);
+    assert_eq!(b.lease_owner.as_deref(), Some("b"));
+    assert_eq!(b.taken_over_from.as_deref(), Some("a"));
+    assert_eq!(b.lease_until, Some((t0 + s(25)).trunc_subsecs(3)));
+    // "a" comes back: it changes nothing.
+    assert_eq!(
+        store
+            .renew_job_lease(job.id, "a", t0 + s(99))
+            .await
+            .unwrap(),
+        Lease::Lost
+    );
+    assert_eq!(store.finish_job(job.id, "a").await.unwrap(), Lease::Lost);
+    assert_eq!(store.fail_job(job.id, "a", "x").await.unwrap(), Lease::Lost);
+    assert_eq!(
+        store.retry_job(job.id, "a", t0, "x").await.unwrap(),
+        Lease::Lost
+    );
+    assert_eq!(
+        store.claim_job("c", t0 + s(20), t0 + s(30)).await.unwrap(),
+        None,
+        "b holds it"
+    );
+    // "b"'s lease passes, nobody takes it: b still records the outcome.
+    assert_eq!(store.finish_job(job.id, "b").await.unwrap(), Lease::Held);
+    assert_eq!(
+        store.finish_job(job.id, "b").await.unwrap(),
+        Lease::Lost,
+        "done already"
+    );
+    assert_eq!(
+        store
+            .renew_job_lease(job.id, "b", t0 + s(99))
+            .await
+            .unwrap(),
+        Lease::Lost
+    );
+    assert_eq!(
+        store.claim_job("c", t0 + s(99), t0 + s(109)).await.unwrap(),
+        None
+    );
+
+    // A retried job is back in the queue: claimed from it, not taken over.
+    let id = store.enqueue_job(&provision_job(&dc), None).await.unwrap();
+    let j = store.claim_job("a", t0, t0 + s(10)).await.unwrap().unwrap();
+    assert_eq!(j.id, id);
+    assert_eq!(
+        store.retry_job(id, "a", t0 + s(1), "slow").await.unwrap(),
+        Lease::Held
+    );
+    assert_eq!(
+        store.renew_job_lease(id, "a", t0 + s(99)).await.unwrap(),
+        Lease::Lost,
+        "released"
+    );
+    let j = store
+        .claim_job("b", t0 + s(1), t0 + s(11))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (j.id, j.taken_over_from, j.last_error.as_str()),
+        (id, None, "slow")
+    );
+
+    // expire_job_leases ends a lease that has not passed yet.
+    assert_eq!(
+        store.claim_job("c", t0 + s(2), t0 + s(12)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.expire_job_leases(t0 + s(2)).await.unwrap(), 1);
+    let j = store
+        .claim_job("c", t0 + s(2), t0 + s(12))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((j.id, j.taken_over_from.as_deref()), (id, Some("b")));
+    assert_eq!(
+        store.fail_job(id, "c", "key disabled").await.unwrap(),
+        Lease::Held
+    );
+}
+
+/// A process dies holding a job. On a shared store the job waits out its lease (another
+/// replica may be alive and working on it); a sole runner's restart ends the dead run's
+/// leases at once.
+async fn suite_jobs_resumed_after_crash(h: &Harness) {
+    let lease = Duration::seconds(30);
+    let t = Utc::now() + Duration::seconds(1);
     let (db, claimed) = {
         let store = h.open().await;
         let org = store.create_org("org", None).await.unwrap();
         let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
-        store.create_database(&db, &dc, &job).await.unwrap();
+        store
+            .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+            .await
+            .unwrap();
+        store.enqueue_job(&provision_job(&dc), None).await.unwrap();
         let claimed = store
-            .claim_job(Utc::now() + Duration::seconds(1))
+            .claim_job("dead", t, t + lease)
             .await
             .unwrap()
             .unwrap();
-        // The process dies here, the job still running.
-        (db, claimed)
+        let second = store
+            .claim_job("dead", t, t + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        // The process dies here, both jobs still running.
+        (db, vec![claimed, second])
     };
     let store = h.open().await;
-    let now = Utc::now() + Duration::seconds(1);
-    assert_eq!(store.claim_job(now).await.unwrap(), None, "still running");
-    assert_eq!(store.requeue_running_jobs().await.unwrap(), 1);
-    assert_eq!(store.requeue_running_jobs().await.unwrap(), 0);
-    let again = store.claim_job(now).await.unwrap().unwrap();
-    assert_eq!(again.id, claimed.id);
+    assert_eq!(
+        store
+            .claim_job("next", t + Duration::seconds(1), t + lease)
+            .await
+            .unwrap(),
+        None,
+        "still leased"
+    );
+    // A replica on a shared store takes it over once the lease passed.
+    let again = store
+        .claim_job("next", t + lease, t + lease + lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, claimed[0].id);
     assert_eq!(again.database_id, db.id);
     assert_eq!(again.attempts, 2);
     assert_eq!(again.state, JobState::Running);
-    store.finish_job(again.id).await.unwrap();
-    assert_eq!(store.claim_job(now).await.unwrap(), None);
+    assert_eq!(again.taken_over_from.as_deref(), Some("dead"));
+    assert_eq!(
+        store.finish_job(again.id, "next").await.unwrap(),
+        Lease::Held
+    );
+    // A sole runner's restart: the other one is claimable at once.
+    assert_eq!(
+        store
+            .expire_job_leases(t + Duration::seconds(2))
+            .await
+            .unwrap(),
+        1
+    );
+    let resumed = store
+        .claim_job("restarted", t + Duration::seconds(2), t + lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resumed.id, claimed[1].id);
+    assert_eq!(resumed.taken_over_from.as_deref(), Some("dead"));
+    assert_eq!(
+        store.finish_job(resumed.id, "restarted").await.unwrap(),
+        Lease::Held
+    );
+    assert_eq!(
+        store
+            .claim_job("x", t + lease * 9, t + lease * 10)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+fn session_hash(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn new_session(
+    n: u8,
+    org_id: Uuid,
+    client_id: &str,
+    at: chrono::DateTime<Utc>,
+    lifetime: Duration,
+) -> NewPortalSession {
+    NewPortalSession {
+        id_hash: session_hash(n),
+        org_id,
+        client_id: client_id.to_owned(),
+        created_at: at,
+        expires_at: at + lifetime,
+    }
+}
+
+fn logins(s: &PortalSession) -> Vec<(Uuid, &str)> {
+    s.logins
+        .iter()
+        .map(|l| (l.org_id, l.client_id.as_str()))
+        .collect()
+}
+
+async fn suite_portal_sessions(store: DynStore) {
+    let org1 = store.create_org("one", None).await.unwrap();
+    let org2 = store.create_org("two", None).await.unwrap();
+    store
+        .insert_token(&token(org1.id, "tokenone", 0), &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    store
+        .insert_token(&token(org2.id, "tokentwo", 0), &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let now = Utc::now().trunc_subsecs(3);
+    let hour = Duration::hours(1);
+    let h = session_hash(1);
+
+    store
+        .create_portal_session(&new_session(1, org1.id, "tokenone", now, hour))
+        .await
+        .unwrap();
+    let s = store.get_portal_session(&h, now).await.unwrap().unwrap();
+    assert_eq!(s.id_hash, h.to_vec());
+    assert_eq!(s.current_org, Some(org1.id));
+    assert_eq!(logins(&s), vec![(org1.id, "tokenone")]);
+    assert_eq!((s.created_at, s.expires_at), (now, now + hour));
+    assert_eq!(s.logins[0].added_at, now);
+    assert_eq!(
+        store
+            .get_portal_session(&session_hash(9), now)
+            .await
+            .unwrap(),
+        None
+    );
+    // Expired: from its expiry on.
+    assert_eq!(
+        store.get_portal_session(&h, now + hour).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .get_portal_session(&h, now + hour - Duration::milliseconds(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A second organization joins and becomes current; oldest login first.
+    let t1 = now + Duration::seconds(1);
+    assert!(
+        store
+            .add_portal_login(&h, org2.id, "tokentwo", t1)
+            .await
+            .unwrap()
+    );
+    let s = store.get_portal_session(&h, t1).await.unwrap().unwrap();
+    assert_eq!(s.current_org, Some(org2.id));
+    assert_eq!(
+        logins(&s),
+        vec![(org1.id, "tokenone"), (org2.id, "tokentwo")]
+    );
+    assert!(store.switch_portal_org(&h, org1.id, t1).await.unwrap());
+    assert_eq!(
+        store
+            .get_portal_session(&h, t1)
+            .await
+            .unwrap()
+            .unwrap()
+            .current_org,
+        Some(org1.id)
+    );
+    assert!(
+        !store
+            .switch_portal_org(&h, Uuid::new_v4(), t1)
+            .await
+            .unwrap(),
+        "no login there"
+    );
+    assert!(
+        !store
+            .switch_portal_org(&h, org2.id, now + hour)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(
+        !store
+            .switch_portal_org(&session_hash(9), org2.id, t1)
+            .await
+            .unwrap()
+    );
+    // Signing in to org1 again moves its login last.
+    let t2 = now + Duration::seconds(2);
+    assert!(
+        store
+            .add_portal_login(&h, org1.id, "tokenone", t2)
+            .await
+            .unwrap()
+    );
+    let s = store.get_portal_session(&h, t2).await.unwrap().unwrap();
+    assert_eq!(
+        logins(&s),
+        vec![(org2.id, "tokentwo"), (org1.id, "tokenone")]
+    );
+    // No live session: nothing added; a token that does not exist: refused, nothing added.
+    assert!(
+        !store
+            .add_portal_login(&session_hash(9), org2.id, "tokentwo", t2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_portal_login(&h, org2.id, "tokentwo", now + hour)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.add_portal_login(&h, org2.id, "nosuchtoken", t2).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .create_portal_session(&new_session(2, org1.id, "nosuchtoken", t2, hour))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .create_portal_session(&new_session(3, Uuid::new_v4(), "tokenone", t2, hour))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store
+            .get_portal_session(&session_hash(2), t2)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_portal_session(&session_hash(3), t2)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A login whose token stopped working is dropped; the session lives on with the other.
+    assert!(store.remove_portal_login(&h, org1.id).await.unwrap());
+    let s = store.get_portal_session(&h, t2).await.unwrap().unwrap();
+    assert_eq!(logins(&s), vec![(org2.id, "tokentwo")]);
+    // Revoking a token ends its logins with it, in every session.
+    let other = session_hash(4);
+    store
+        .create_portal_session(&new_session(4, org2.id, "tokentwo", t2, hour))
+        .await
+        .unwrap();
+    assert!(store.revoke_token(org2.id, "tokentwo").await.unwrap());
+    for hash in [h, other] {
+        let s = store.get_portal_session(&hash, t2).await.unwrap().unwrap();
+        assert!(s.logins.is_empty(), "{s:?}");
+        // The last login removed takes the session with it.
+        assert!(!store.remove_portal_login(&hash, org2.id).await.unwrap());
+        assert_eq!(store.get_portal_session(&hash, t2).await.unwrap(), None);
+    }
+    assert!(
+        !store.remove_portal_login(&h, org2.id).await.unwrap(),
+        "gone already"
+    );
+
+    // Sign-out deletes; expired sessions are deleted when a new one starts.
+    store
+        .create_portal_session(&new_session(
+            5,
+            org1.id,
+            "tokenone",
+            t2,
+            Duration::seconds(1),
+        ))
+        .await
+        .unwrap();
+    store
+        .create_portal_session(&new_session(6, org1.id, "tokenone", t2, hour))
+        .await
+        .unwrap();
+    store
+        .create_portal_session(&new_session(
+            7,
+            org1.id,
+            "tokenone",
+            t2 + Duration::seconds(5),
+            hour,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_portal_session(&session_hash(5), t2)
+            .await
+            .unwrap(),
+        None,
+        "purged by the later start, even read at a time before its expiry"
+    );
+    assert!(
+        store
+            .get_portal_session(&session_hash(6), t2)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.delete_portal_session(&session_hash(6)).await.unwrap();
+    assert_eq!(
+        store
+            .get_portal_session(&session_hash(6), t2)
+            .await
+            .unwrap(),
+        None
+    );
+    store.delete_portal_session(&session_hash(6)).await.unwrap();
+}
+
+/// One session's logins changed from 8 tasks at once (a browser's tabs on several replicas):
+/// every addition lands, and of concurrent removals exactly the one that removes the last
+/// login ends the session.
+async fn suite_concurrent_portal_logins(store: DynStore) {
+    let now = Utc::now().trunc_subsecs(3);
+    let first = store.create_org("org-first", None).await.unwrap();
+    store
+        .insert_token(&token(first.id, "tokenfirst", 0), &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    store
+        .create_portal_session(&new_session(
+            1,
+            first.id,
+            "tokenfirst",
+            now,
+            Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    let mut orgs = vec![first.id];
+    for i in 0..8 {
+        let org = store.create_org(&format!("org{i}"), None).await.unwrap();
+        store
+            .insert_token(&token(org.id, &format!("token{i}"), 0), &Quotas::UNLIMITED)
+            .await
+            .unwrap();
+        orgs.push(org.id);
+    }
+    let adds: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, org) = (Arc::clone(&store), orgs[i + 1]);
+            tokio::spawn(async move {
+                store
+                    .add_portal_login(&session_hash(1), org, &format!("token{i}"), now)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for a in adds {
+        assert!(a.await.unwrap());
+    }
+    let s = store
+        .get_portal_session(&session_hash(1), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.logins.len(), 9, "{s:?}");
+    let removals: Vec<_> = orgs
+        .iter()
+        .map(|org| {
+            let (store, org) = (Arc::clone(&store), *org);
+            tokio::spawn(async move {
+                store
+                    .remove_portal_login(&session_hash(1), org)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut left = Vec::new();
+    for r in removals {
+        left.push(r.await.unwrap());
+    }
+    assert_eq!(left.iter().filter(|l| !**l).count(), 1, "{left:?}");
+    assert_eq!(
+        store
+            .get_portal_session(&session_hash(1), now)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Every replica (or a restarted process) finds a session another one started.
+async fn suite_portal_sessions_survive_reopen(h: &Harness) {
+    let now = Utc::now().trunc_subsecs(3);
+    let (org, session) = {
+        let store = h.open().await;
+        let org = store.create_org("one", None).await.unwrap();
+        store
+            .insert_token(&token(org.id, "tokenone", 0), &Quotas::UNLIMITED)
+            .await
+            .unwrap();
+        store
+            .create_portal_session(&new_session(1, org.id, "tokenone", now, Duration::hours(1)))
+            .await
+            .unwrap();
+        let session = store
+            .get_portal_session(&session_hash(1), now)
+            .await
+            .unwrap()
+            .unwrap();
+        (org, session)
+    };
+    let a = h.open().await;
+    let b = h.open().await;
+    assert_eq!(
+        a.get_portal_session(&session_hash(1), now).await.unwrap(),
+        Some(session.clone())
+    );
+    let org2 = a.create_org("two", None).await.unwrap();
+    a.insert_token(&token(org2.id, "tokentwo", 0), &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    assert!(
+        a.add_portal_login(&session_hash(1), org2.id, "tokentwo", now)
+            .await
+            .unwrap()
+    );
+    let seen = b
+        .get_portal_session(&session_hash(1), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.current_org, Some(org2.id));
+    assert_eq!(seen.logins.len(), 2);
+    assert!(b.revoke_token(org.id, "tokenone").await.unwrap());
+    let seen = a
+        .get_portal_session(&session_hash(1), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(logins(&seen), vec![(org2.id, "tokentwo")]);
 }
 
 async fn suite_databases_survive_reopen(h: &Harness) {
@@ -2557,7 +3904,10 @@ async fn suite_databases_survive_reopen(h: &Harness) {
         let store = h.open().await;
         let org = store.create_org("org", None).await.unwrap();
         let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
-        store.create_database(&db, &dc, &job).await.unwrap();
+        store
+            .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+            .await
+            .unwrap();
         assert!(
             store
                 .set_wrapped_data_key(&dc.id, b"wrapped")
@@ -2568,7 +3918,7 @@ async fn suite_databases_survive_reopen(h: &Harness) {
         let dc2 = new_datacenter(&db, 2, "eu-west-1", KeyKind::Platform);
         assert_eq!(
             store
-                .add_datacenter(&dc2, &provision_job(&dc2))
+                .add_datacenter(&dc2, &provision_job(&dc2), &Quotas::UNLIMITED)
                 .await
                 .unwrap(),
             AddRegionOutcome::Added
@@ -2614,7 +3964,7 @@ async fn suite_databases_survive_reopen(h: &Harness) {
     let now = Utc::now() + Duration::seconds(1);
     let mut kinds = Vec::new();
     let mut last = 0;
-    while let Some(job) = store.claim_job(now).await.unwrap() {
+    while let Some(job) = claim(&store, now).await {
         kinds.push(job.kind);
         last = job.id;
     }
@@ -2632,4 +3982,287 @@ async fn suite_databases_survive_reopen(h: &Harness) {
         .await
         .unwrap();
     assert!(next > job_id);
+}
+
+async fn suite_database_keyspaces(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "ks", Provider::Aws, "us-east-2", 10);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let (other, dc2, job2) = new_database(org.id, "other", Provider::Aws, "us-east-2", 5);
+    store
+        .create_database(&other, &dc2, &job2, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+
+    // Only the keyspaces beyond the initial one are recorded.
+    assert!(store.list_keyspaces(db.id).await.unwrap().is_empty());
+    assert!(store.add_keyspace(db.id, "sales").await.unwrap());
+    assert!(!store.add_keyspace(db.id, "sales").await.unwrap());
+    // Oldest first, whatever the names.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(store.add_keyspace(db.id, "archive").await.unwrap());
+    assert_eq!(
+        store.list_keyspaces(db.id).await.unwrap(),
+        vec!["sales".to_string(), "archive".to_string()]
+    );
+    // Per database.
+    assert!(store.list_keyspaces(other.id).await.unwrap().is_empty());
+    assert!(store.add_keyspace(other.id, "sales").await.unwrap());
+    assert!(store.remove_keyspace(db.id, "sales").await.unwrap());
+    assert!(!store.remove_keyspace(db.id, "sales").await.unwrap());
+    assert_eq!(store.list_keyspaces(db.id).await.unwrap(), vec!["archive"]);
+    assert_eq!(store.list_keyspaces(other.id).await.unwrap(), vec!["sales"]);
+    // A keyspace of a database that does not exist is refused, naming what is missing.
+    assert!(matches!(
+        store.add_keyspace(Uuid::new_v4(), "x").await,
+        Err(StoreError::NotFound("database"))
+    ));
+    assert!(!store.remove_keyspace(Uuid::new_v4(), "x").await.unwrap());
+}
+
+/// Eight tasks add and remove the same keyspaces at once: each add or remove reports a change
+/// exactly once per state it changes, and the list ends as the last step left it.
+async fn suite_concurrent_keyspaces(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "ks", Provider::Aws, "us-east-2", 10);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let name = format!("ks{round}");
+        let adds = (0..8).map(|_| {
+            let (store, name) = (store.clone(), name.clone());
+            tokio::spawn(async move { store.add_keyspace(db.id, &name).await.unwrap() })
+        });
+        let added = futures_count(adds).await;
+        assert_eq!(added, 1, "round {round}: one of eight adds records it");
+        let removes = (0..8).map(|_| {
+            let (store, name) = (store.clone(), name.clone());
+            tokio::spawn(async move { store.remove_keyspace(db.id, &name).await.unwrap() })
+        });
+        let removed = futures_count(removes).await;
+        assert_eq!(removed, 1, "round {round}: one of eight removes forgets it");
+    }
+    let many = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.add_keyspace(db.id, &format!("k{i}")).await.unwrap() })
+    });
+    assert_eq!(futures_count(many).await, 8);
+    let mut listed = store.list_keyspaces(db.id).await.unwrap();
+    listed.sort();
+    assert_eq!(listed, (0..8).map(|i| format!("k{i}")).collect::<Vec<_>>());
+}
+
+/// How many of the spawned tasks answered true.
+async fn futures_count(tasks: impl Iterator<Item = tokio::task::JoinHandle<bool>>) -> usize {
+    let mut n = 0;
+    for t in tasks.collect::<Vec<_>>() {
+        if t.await.unwrap() {
+            n += 1;
+        }
+    }
+    n
+}
+
+async fn suite_database_use(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "used", Provider::Aws, "us-east-2", 10);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let last_used = |store: DynStore| async move {
+        let got = store.get_database(org.id, db.id).await.unwrap().unwrap();
+        let listed = store
+            .list_databases(org.id, &page_filter(10))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == db.id)
+            .unwrap();
+        assert_eq!(got.last_used_at, listed.last_used_at);
+        got.last_used_at
+    };
+    assert_eq!(last_used(store.clone()).await, None);
+    let t1 = Utc::now().trunc_subsecs(3);
+    store.record_database_use(db.id, t1).await.unwrap();
+    assert_eq!(last_used(store.clone()).await, Some(t1));
+    // An older use recorded late changes nothing; a newer one moves it on.
+    store
+        .record_database_use(db.id, t1 - Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(last_used(store.clone()).await, Some(t1));
+    let t2 = t1 + Duration::milliseconds(1500);
+    store.record_database_use(db.id, t2).await.unwrap();
+    assert_eq!(last_used(store.clone()).await, Some(t2));
+    // Sub-millisecond precision is dropped as for every stored time.
+    let t3 = t2 + Duration::microseconds(1_500);
+    store.record_database_use(db.id, t3).await.unwrap();
+    assert_eq!(last_used(store.clone()).await, Some(t3.trunc_subsecs(3)));
+    // An unknown database: nothing to record, no error.
+    store.record_database_use(Uuid::new_v4(), t2).await.unwrap();
+    // Eight uses recorded at once, in any order: the latest wins.
+    let base = t3.trunc_subsecs(3);
+    let tasks: Vec<_> = (1..=8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_database_use(db.id, base + Duration::seconds(i))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        last_used(store.clone()).await,
+        Some(base + Duration::seconds(8))
+    );
+}
+
+/// A serverless database `name` under a customer key in `region`, acting as `account`.
+fn serverless_db(
+    org: Uuid,
+    name: &str,
+    region: &str,
+    account: &str,
+) -> (Database, Datacenter, NewJob) {
+    let (mut db, _, _) = new_database(org, name, Provider::Gcp, region, 0);
+    db.db_type = DbType::Serverless;
+    db.tier = "serverless".to_owned();
+    let mut dc = new_datacenter(&db, 1, region, KeyKind::Customer);
+    dc.provider_account = account.to_owned();
+    let job = provision_job(&dc);
+    (db, dc, job)
+}
+
+/// A live serverless datacenter holds its provider ID alone in its organization's region;
+/// refused whole (no database, datacenter or job written); classic ones, other regions and
+/// other organizations are not concerned; a terminated one frees it.
+async fn suite_serverless_provider_ids(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let other = store.create_org("other", None).await.unwrap();
+    let (a, dc_a, job) = serverless_db(org.id, "a", "us-east1", "sa-1");
+    store
+        .create_database(&a, &dc_a, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+
+    let (b, dc_b, job) = serverless_db(org.id, "b", "us-east1", "sa-1");
+    let err = store
+        .create_database(&b, &dc_b, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::ProviderIdTaken(id) if id == "sa-1"),
+        "{err:?}"
+    );
+    assert!(store.get_database(org.id, b.id).await.unwrap().is_none());
+    assert!(store.get_datacenter(&dc_b.id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .list_databases(org.id, &page_filter(10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Another provider ID; a classic database, another region, another organization.
+    let (b, dc_b, job) = serverless_db(org.id, "b", "us-east1", "sa-2");
+    store
+        .create_database(&b, &dc_b, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let (mut c, mut dc_c, _) = serverless_db(org.id, "c", "us-east1", "sa-1");
+    c.db_type = DbType::Classic;
+    c.tier = "C10".to_owned();
+    dc_c.tier = "C10".to_owned();
+    store
+        .create_database(&c, &dc_c, &provision_job(&dc_c), &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let (d, dc_d, job) = serverless_db(org.id, "d", "europe-west1", "sa-1");
+    store
+        .create_database(&d, &dc_d, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let (e, dc_e, job) = serverless_db(other.id, "e", "us-east1", "sa-1");
+    store
+        .create_database(&e, &dc_e, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+
+    // A second region of a serverless database takes the same rule.
+    activate(&store, d.id).await;
+    let mut dc_d2 = new_datacenter(&d, 2, "us-east1", KeyKind::Customer);
+    dc_d2.provider_account = "sa-2".to_owned();
+    let err = store
+        .add_datacenter(&dc_d2, &provision_job(&dc_d2), &Quotas::UNLIMITED)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::ProviderIdTaken(id) if id == "sa-2"),
+        "{err:?}"
+    );
+    assert_eq!(store.list_datacenters(d.id).await.unwrap().len(), 1);
+
+    // Terminated: the provider ID is free again.
+    store.mark_datacenter_terminated(&dc_a.id).await.unwrap();
+    let (f, dc_f, job) = serverless_db(org.id, "f", "us-east1", "sa-1");
+    store
+        .create_database(&f, &dc_f, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_datacenter(&dc_f.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .provider_account,
+        "sa-1"
+    );
+}
+
+/// Eight deployments race for one provider ID: exactly one takes it, the others are refused
+/// whole.
+async fn suite_concurrent_serverless_provider_ids(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (db, dc, job) = serverless_db(org.id, &format!("db{i}"), "us-east1", "sa-1");
+            store
+                .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(CreateOutcome::Created) => ok += 1,
+            Ok(CreateOutcome::OverQuota(e)) => panic!("{e:?}"),
+            Err(StoreError::ProviderIdTaken(id)) => assert_eq!(id, "sa-1"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(
+        store
+            .list_databases(org.id, &page_filter(20))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

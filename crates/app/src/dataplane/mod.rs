@@ -1,10 +1,16 @@
 //! The data side of a datacenter: its SQLCipher file, opened with a data key that exists
 //! only in memory. The key is unwrapped by the customer's (or platform's) KMS key and kept
-//! for at most the configured TTL; after that the next access asks the KMS again, so a
+//! for at most the configured TTL: after that the next access asks the KMS again, so a
 //! disabled or revoked key makes the data unreadable within that bound, even between two
-//! runs of the key health monitor. `access` is the Data API's use of it: an endpoint
-//! resolved for a requester, reads on its region and writes to every live region.
+//! runs of the key health monitor, and a reaper closes files whose key expired even when
+//! nothing touches them again (`open`). At most `max_open_datacenters` files are open, the
+//! least recently used closed first. `order` keeps a database's regions equal (one ordered
+//! write per database, recorded in its primary and copied by `_id` to the others, completed
+//! after a crash); `access` is the Data API's use of it: an endpoint resolved for a requester,
+//! reads on its region and writes to every live region.
 pub mod access;
+mod open;
+pub(crate) mod order;
 #[cfg(feature = "bench-plain")]
 mod plain;
 mod suspensions;
@@ -12,7 +18,7 @@ mod suspensions;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keyplane_core::DatabaseStatus;
 use keyplane_docstore::{DataKey, DocStore};
@@ -22,14 +28,10 @@ use tokio::sync::Mutex;
 
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
-use crate::metrics::Counters;
+use crate::metrics::{Counter, Counters, MetricKind};
+use open::{OpenFiles, close_all};
+use order::DatabaseOrder;
 use suspensions::Suspensions;
-
-/// An open store and when the key it was opened with must be asked of the KMS again.
-struct Open {
-    store: Arc<DocStore>,
-    expires: Instant,
-}
 
 pub struct DataPlane {
     store: DynStore,
@@ -39,14 +41,12 @@ pub struct DataPlane {
     /// One lock per datacenter, held while its store is opened, so that concurrent first
     /// accesses unwrap the key once.
     opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    /// The open stores, the only record of them: read without awaiting a lock, the path
-    /// every data operation takes.
-    open: std::sync::RwLock<HashMap<String, Open>>,
+    /// The open stores (and so the plaintext keys in memory), the only record of them.
+    open: OpenFiles,
     /// Suspended datacenters and why; checked before every access.
     suspended: Suspensions,
-    /// Per database: writes share it, adding a region takes it alone while it copies the
-    /// data and turns ACTIVE, so no acknowledged write misses the new region.
-    write_locks: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::RwLock<()>>>>,
+    /// Per database: the region lock and the order of its writes (`order`).
+    databases: std::sync::Mutex<HashMap<uuid::Uuid, Arc<DatabaseOrder>>>,
     /// Datacenters served from a plain SQLite file, for the benchmark's baseline only.
     #[cfg(feature = "bench-plain")]
     plain_for_benchmark: std::sync::RwLock<std::collections::HashSet<String>>,
@@ -88,9 +88,9 @@ impl DataPlane {
             config,
             counters,
             opening: Mutex::new(HashMap::new()),
-            open: std::sync::RwLock::new(HashMap::new()),
+            open: OpenFiles::new(),
             suspended: Suspensions::default(),
-            write_locks: Mutex::new(HashMap::new()),
+            databases: std::sync::Mutex::new(HashMap::new()),
             #[cfg(feature = "bench-plain")]
             plain_for_benchmark: std::sync::RwLock::new(std::collections::HashSet::new()),
         }
@@ -142,13 +142,15 @@ impl DataPlane {
         Ok(DataKey::from_slice(&plain)?)
     }
 
+    /// The database's region lock: writes share it, adding a region takes it alone while it
+    /// copies the data and turns ACTIVE, so no acknowledged write misses the new region.
     pub async fn write_lock(&self, database: &uuid::Uuid) -> Arc<tokio::sync::RwLock<()>> {
-        self.write_locks
-            .lock()
-            .await
-            .entry(*database)
-            .or_default()
-            .clone()
+        self.order(database).regions.clone()
+    }
+
+    pub(crate) fn order(&self, database: &uuid::Uuid) -> Arc<DatabaseOrder> {
+        let mut map = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(*database).or_default().clone()
     }
 
     pub fn suspend(&self, dc_id: &str, message: &str) {
@@ -167,20 +169,60 @@ impl DataPlane {
             Some(slot) => Some(slot.lock().await),
             None => None,
         };
-        self.close(dc_id);
+        let closing = self.open.remove(dc_id).into_iter().collect();
+        close_all(closing).await;
     }
 
-    fn close(&self, dc_id: &str) {
-        // A poisoned map is still emptied of this store: the key must go either way.
-        let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
-        open.remove(dc_id);
+    /// Plaintext data keys in memory now: encrypted datacenter files open anywhere in the
+    /// process (in the cache, or still held by a request finishing with one).
+    pub fn held_data_keys(&self) -> usize {
+        self.open.held_keys()
     }
 
-    /// The datacenter's store if it is open and its key within the TTL.
-    fn fresh(&self, dc_id: &str) -> Option<Arc<DocStore>> {
-        let open = self.open.read().ok()?;
-        let o = open.get(dc_id)?;
-        (o.expires > Instant::now()).then(|| o.store.clone())
+    /// Datacenter files in the cache of open files.
+    pub fn open_files(&self) -> usize {
+        self.open.len()
+    }
+
+    /// What the data plane holds now, read when asked (a stored copy would lag a store that an
+    /// in-flight request drops after the last close).
+    pub fn gauges(&self) -> Vec<Counter> {
+        let gauge = |name, help, value: usize| Counter {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+            value: value as u64,
+        };
+        vec![
+            gauge(
+                "keyplane_data_keys_held",
+                "Plaintext data keys in memory (encrypted datacenter files open anywhere in the process).",
+                self.open.held_keys(),
+            ),
+            gauge(
+                "keyplane_open_datacenter_files",
+                "Datacenter files in the cache of open files.",
+                self.open.len(),
+            ),
+        ]
+    }
+
+    /// How often the reaper looks for expired keys: a tenth of the TTL, between 50 ms and 5 s,
+    /// so a key outlives its TTL by at most that.
+    pub fn reaper_period(&self) -> Duration {
+        (self.config.data_key_ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    }
+
+    /// Closes every file whose key is past its TTL, dropping the key and the decrypted page
+    /// cache; returns how many.
+    pub async fn reap(&self) -> usize {
+        let expired = self.open.take_expired(Instant::now());
+        let n = expired.len();
+        close_all(expired).await;
+        if n > 0 {
+            tracing::debug!(closed = n, "closed datacenter files whose data key expired");
+        }
+        n
     }
 
     async fn slot(&self, dc_id: &str) -> Arc<Mutex<()>> {
@@ -197,17 +239,18 @@ impl DataPlane {
         if let Some(reason) = self.suspended.reason(dc_id) {
             return Err(AppError::Suspended(reason));
         }
-        if let Some(store) = self.fresh(dc_id) {
+        if let Some(store) = self.open.fresh(dc_id) {
             return Ok(store);
         }
         let slot = self.slot(dc_id).await;
         let _opening = slot.lock().await;
         // Another caller may have opened it while this one waited.
-        if let Some(store) = self.fresh(dc_id) {
+        if let Some(store) = self.open.fresh(dc_id) {
             return Ok(store);
         }
         // Expired or never opened: drop the old handle (and its key) before anything else.
-        self.close(dc_id);
+        let stale = self.open.remove(dc_id).into_iter().collect();
+        close_all(stale).await;
         let dc = self.store.get_datacenter(dc_id).await?.ok_or_else(|| {
             AppError::DatacenterUnavailable(format!("datacenter {dc_id} does not exist"))
         })?;
@@ -238,16 +281,15 @@ impl DataPlane {
         .await
         .map_err(task_error)??;
         let store = Arc::new(store);
+        self.open.track(&store);
         let expires = Instant::now() + self.config.data_key_ttl;
-        if let Ok(mut open) = self.open.write() {
-            open.insert(
-                dc_id.to_string(),
-                Open {
-                    store: store.clone(),
-                    expires,
-                },
-            );
-        }
+        let evicted = self.open.insert(
+            dc_id,
+            store.clone(),
+            expires,
+            self.config.max_open_datacenters,
+        );
+        close_all(evicted).await;
         Ok(store)
     }
 
@@ -259,7 +301,7 @@ impl DataPlane {
         let keyspace = keyspace.to_string();
         tokio::task::spawn_blocking(move || -> AppResult<()> {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
+                private_folder(parent)?;
             }
             if !path.exists() {
                 create_atomically(&path, &key)?;
@@ -311,7 +353,9 @@ impl DataPlane {
         let store = tokio::task::spawn_blocking(move || DocStore::open(&path, &key))
             .await
             .map_err(task_error)??;
-        Ok(Arc::new(store))
+        let store = Arc::new(store);
+        self.open.track(&store);
+        Ok(store)
     }
 
     #[cfg(not(feature = "bench-plain"))]
@@ -334,42 +378,23 @@ fn open_plain(path: &std::path::Path) -> AppResult<DocStore> {
     Ok(DocStore::open_plain(path)?)
 }
 
-/// Copies every keyspace, collection and document of `from` into `to` (a new region).
-pub fn copy_all(from: &DocStore, to: &DocStore) -> Result<u64, keyplane_docstore::DocStoreError> {
-    let mut copied = 0;
-    for ks in from.list_keyspaces()? {
-        to.create_keyspace(&ks)?;
-        for (coll, options) in from.list_collections(&ks)? {
-            let opts = if options.is_null() {
-                None
-            } else {
-                Some(&options)
-            };
-            to.create_collection(&ks, &coll, opts)?;
-            let mut q = keyplane_docstore::Query {
-                filter: serde_json::json!({}),
-                page_size: Some(100),
-                ..Default::default()
-            };
-            loop {
-                let page = from.find(&ks, &coll, &q)?;
-                copied += page.docs.len() as u64;
-                if !page.docs.is_empty() {
-                    for r in to.insert_many(&ks, &coll, page.docs, false)? {
-                        match r {
-                            Ok(_) | Err(keyplane_docstore::DocStoreError::DuplicateId(_)) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                match page.next_page_state {
-                    Some(s) => q.page_state = Some(s),
-                    None => break,
-                }
-            }
-        }
+/// The datacenters' folder, owner-only (0700) whatever the umask: the files in it are
+/// encrypted, but their names and sizes are the organization's business alone. Missing
+/// parents are created owner-only too; this folder is keyplane's own, so one left readable
+/// by an older version is narrowed.
+fn private_folder(dir: &std::path::Path) -> AppResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    keyplane_store::create_private_dir(dir)?;
+    let meta = std::fs::metadata(dir).map_err(|e| io_error("reading", dir, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(
+            dir,
+            std::fs::Permissions::from_mode(keyplane_store::DIR_MODE),
+        )
+        .map_err(|e| io_error("narrowing", dir, e))?;
+        tracing::info!(folder = %dir.display(), "narrowed the datacenters folder's permissions to its owner");
     }
-    Ok(copied)
+    Ok(())
 }
 
 /// Creates the file under a temporary name and renames it into place once it is complete,
@@ -394,4 +419,19 @@ fn create_atomically(path: &std::path::Path, key: &DataKey) -> AppResult<()> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+/// Closes expired files every [`DataPlane::reaper_period`] until `shutdown` resolves, so no
+/// plaintext data key outlives its TTL by more than that period, accessed or not.
+pub async fn run_reaper(data: Arc<DataPlane>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(data.reaper_period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        data.reap().await;
+    }
 }

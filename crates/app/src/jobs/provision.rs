@@ -1,13 +1,14 @@
 //! Provisioning a datacenter: a data key generated under the datacenter's KMS key (only its
 //! wrapped form is stored), the encrypted file, a copy of the database's data when a region
-//! is added, then ACTIVE.
+//! is added, then ACTIVE. A process that keeps no datacenter files (`--role api`) stops
+//! after the data key: the files are a data node's (issue 11 part 2).
 use chrono::Utc;
 use keyplane_core::{DatabaseStatus, KeyStatus};
 use keyplane_store::{Datacenter, Job, KeyKind, KeyStatusUpdate};
 
 use super::refresh_database_status;
 use crate::App;
-use crate::dataplane::{copy_all, datacenter_context};
+use crate::dataplane::datacenter_context;
 use crate::error::{AppError, AppResult};
 
 pub(super) async fn provision(app: &App, job: &Job) -> AppResult<()> {
@@ -46,6 +47,9 @@ pub(super) async fn provision(app: &App, job: &Job) -> AppResult<()> {
             .await?
             .ok_or_else(|| AppError::bug(format!("datacenter {} vanished", dc.id)))?;
     }
+    if !app.config.role.holds_data_files() {
+        return activate(app, &dc).await;
+    }
     let keyspace = app
         .store
         .get_database(dc.org_id, dc.database_id)
@@ -53,27 +57,23 @@ pub(super) async fn provision(app: &App, job: &Job) -> AppResult<()> {
         .map(|d| d.keyspace)
         .unwrap_or_default();
     app.data.create_file(&dc, &keyspace).await?;
-    // A region added to a database with data gets a copy of it; writes wait meanwhile so
-    // none is acknowledged without reaching this region.
+    // A region added to a database with data gets a copy of it (and its write number); writes
+    // wait meanwhile so none is acknowledged without reaching this region.
     let lock = app.data.write_lock(&dc.database_id).await;
     let _exclusive = lock.write().await;
-    let siblings = app.store.list_datacenters(dc.database_id).await?;
-    if let Some(source) = siblings
-        .iter()
-        .find(|d| d.id != dc.id && d.terminated_at.is_none() && d.status == DatabaseStatus::Active)
-    {
-        let from = app.data.docstore(&source.id).await?;
-        let to = app.data.docstore_for_provisioning(&dc).await?;
-        let copied = tokio::task::spawn_blocking(move || copy_all(&from, &to))
-            .await
-            .map_err(AppError::internal)??;
+    if let Some(copied) = app.data.copy_into_new_region(&dc).await? {
         tracing::info!(datacenter = %dc.id, documents = copied, "copied the database into the new region");
     }
+    activate(app, &dc).await
+}
+
+/// The last step: the datacenter ACTIVE, its customer key IN_USE, the database's status.
+async fn activate(app: &App, dc: &Datacenter) -> AppResult<()> {
     app.store
         .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
         .await?;
     if dc.key_kind == KeyKind::Customer {
-        mark_key_in_use(app, &dc).await?;
+        mark_key_in_use(app, dc).await?;
     }
     refresh_database_status(app, dc.database_id).await?;
     Ok(())

@@ -1,14 +1,18 @@
 //! Customer keys: register (every check before anything is stored), list, get one, its
 //! status, a check on request, and the policy helper and checker (`policy`). One key per
 //! (organization, database type, provider, region); it is never replaced through the API,
-//! because databases may already be encrypted under it.
+//! because databases may already be encrypted under it. What differs per key service (AWS
+//! KMS, Google Cloud KMS) is behind [`service::KeyService`], chosen in one place.
+mod aws;
+mod gcp;
 pub mod policy;
 pub mod registration;
+pub mod service;
 
 use chrono::{SubsecRound, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
-use keyplane_core::{AwsKeyArn, DbType, KeyStatus, Permission, Provider};
-use keyplane_kms::{ErrorKind, KeyState, PlatformIdentity};
+use keyplane_core::{DbType, KeyStatus, Permission, Provider};
+use keyplane_kms::{ErrorKind, PlatformIdentity};
 use keyplane_store::{CustomerKey, KeyStatusUpdate};
 use uuid::Uuid;
 
@@ -18,7 +22,9 @@ use crate::auth::Requester;
 use crate::error::{AppError, AppResult, ConflictReason, Resource};
 use crate::regions::{check_region, parse_provider};
 pub use registration::LiveCheckOutcome;
-use registration::{live_check_aws, unsupported_type_message};
+use registration::unsupported_type_message;
+use service::key_service;
+pub use service::{AccessGrant, KeyFacts, ParsedKeyId, PolicyFindings, problem_for};
 
 /// A key a request proposes for one provider: its ID as given, and the region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +46,8 @@ pub struct KeyRegistration {
 /// What a registration did.
 #[derive(Debug, Clone)]
 pub enum Registered {
-    /// The key is stored, AVAILABLE.
-    Stored(CustomerKey),
+    /// The key is stored, AVAILABLE; what its live check found.
+    Stored(CustomerKey, LiveCheckOutcome),
     /// The same key was already registered for the slot: the same answer again.
     AlreadyRegistered(CustomerKey),
     /// Every check passed; nothing was stored.
@@ -54,19 +60,41 @@ pub enum Registered {
 impl Registered {
     pub fn key(&self) -> &CustomerKey {
         match self {
-            Registered::Stored(k) | Registered::AlreadyRegistered(k) => k,
+            Registered::Stored(k, _) | Registered::AlreadyRegistered(k) => k,
             Registered::DryRun { key, .. } => key,
+        }
+    }
+
+    /// The key version new data keys are wrapped with, when the check read it (GCP).
+    pub fn primary_version(&self) -> Option<&str> {
+        match self {
+            Registered::Stored(_, checks) | Registered::DryRun { checks, .. } => {
+                checks.primary_version.as_deref()
+            }
+            Registered::AlreadyRegistered(_) => None,
         }
     }
 }
 
-/// What the Add Keys form shows once a region is chosen: the identity to trust and the
-/// statements to paste.
+/// A key's status, with what its service says of it now (primary version, rotation).
+#[derive(Debug, Clone)]
+pub struct KeyStatusDetail {
+    pub key: CustomerKey,
+    pub facts: Option<KeyFacts>,
+    /// Why the facts could not be read (the KMS down, the access removed).
+    pub facts_error: Option<String>,
+}
+
+/// What the Add Keys form shows once a region is chosen: the identity to trust and what to
+/// grant it.
 #[derive(Debug, Clone)]
 pub struct Trust {
     pub identity: PlatformIdentity,
-    /// AWS only: the key-policy statements, in order.
-    pub statements: Vec<serde_json::Value>,
+    /// The Cloud Provider ID shown: AWS the account, GCP the platform's project.
+    pub provider_id: String,
+    /// Every principal to let in (serverless: one per provider ID of the region).
+    pub principals: Vec<String>,
+    pub grant: AccessGrant,
 }
 
 /// A sentence naming the key and what is wrong with it, for statuses and refusals.
@@ -105,6 +133,23 @@ pub fn key_problem(kind: &ErrorKind, key: &str, detail: &str) -> String {
             format!("the key {key} could not be used: {detail}")
         }
     }
+}
+
+/// A live check that failed on the platform's side (the KMS did not answer, or refused the
+/// platform's own credentials), in every key service's words: `kms` names the service
+/// ("the KMS", "Cloud KMS"), `step` the call that failed. Nothing the customer changes
+/// fixes it, so the answer says so and the log keeps the credentials' detail.
+fn platform_side_failure(e: &keyplane_kms::KmsError, kms: &str, key: &str, step: &str) -> AppError {
+    if e.kind == ErrorKind::Credentials {
+        tracing::error!(error = %e, kms, "the platform's credentials were refused");
+        return AppError::KmsUnavailable(format!(
+            "the platform could not authenticate to {kms}; nothing was stored. Retry later, or contact the \
+             platform operator if this persists"
+        ));
+    }
+    AppError::KmsUnavailable(format!(
+        "{kms} did not answer while checking key {key} ({step}); nothing was stored, retry later"
+    ))
 }
 
 /// The audit target of a request about a (type, provider, region) slot, as the request
@@ -181,13 +226,13 @@ impl Keys<'_> {
         result
     }
 
-    /// Everything before the live check: shape, organization, type/provider, region, ARN.
+    /// Everything before the live check: shape, organization, type/provider, region, key ID.
     fn validate(
         &self,
         who: &Requester,
         db_type: DbType,
         req: &KeyRegistration,
-    ) -> AppResult<(Provider, AwsKeyArn)> {
+    ) -> AppResult<(Provider, String, ParsedKeyId)> {
         if req.org_id != who.org_id() {
             return Err(AppError::WrongOrganization {
                 given: req.org_id,
@@ -205,14 +250,17 @@ impl Keys<'_> {
         };
         let provider = *provider;
         if key.key_id.trim().is_empty() {
-            let field = match provider {
-                Provider::Aws => "aws.keyID",
-                Provider::Gcp => "gcp.keyID",
-                Provider::Azure => "azure.keyID",
+            let (field, what) = match provider {
+                Provider::Aws => ("aws.keyID", "its ARN"),
+                Provider::Gcp => (
+                    "gcp.keyID",
+                    "its resource name, projects/P/locations/L/keyRings/R/cryptoKeys/K",
+                ),
+                Provider::Azure => ("azure.keyID", "its key identifier"),
             };
             return Err(AppError::invalid(
                 field,
-                format!("{field}: give the key's ID (for AWS, its ARN)"),
+                format!("{field}: give the key's ID ({what})"),
             ));
         }
         if !provider.supports(db_type) {
@@ -225,24 +273,8 @@ impl Keys<'_> {
             AppError::RegionUnavailable(p) => AppError::KeyCheckFailed(p.to_string()),
             other => other,
         })?;
-        if provider != Provider::Aws {
-            return Err(AppError::NotSupported(format!(
-                "{provider} customer keys are not supported yet: keyplane cannot check a {provider} key, so it does not \
-                 accept one. Use an AWS KMS key, or wait for the {provider} adapter"
-            )));
-        }
-        let arn: AwsKeyArn = key
-            .key_id
-            .parse()
-            .map_err(|e| AppError::invalid("aws.keyID", format!("aws.keyID: {e}")))?;
-        if arn.region != key.region {
-            return Err(AppError::KeyCheckFailed(format!(
-                "the key ARN is in region {} but the request registers it for {}: a key must be in the region of the \
-                 databases it encrypts. Create a key in {} and register that one",
-                arn.region, key.region, key.region
-            )));
-        }
-        Ok((provider, arn))
+        let parsed = key_service(provider)?.parse(&key.key_id, &key.region)?;
+        Ok((provider, key.region.clone(), parsed))
     }
 
     async fn register_checked(
@@ -251,10 +283,9 @@ impl Keys<'_> {
         db_type: DbType,
         req: &KeyRegistration,
     ) -> AppResult<Registered> {
-        let (provider, arn) = self.validate(who, db_type, req)?;
+        let (provider, region, parsed) = self.validate(who, db_type, req)?;
         let org = who.org_id();
-        let region = arn.region.clone();
-        let key_id = arn.to_string();
+        let key_id = parsed.stored();
         let store = &self.0.store;
         if let Some(existing) = store
             .get_customer_key(org, db_type, provider, &region)
@@ -272,7 +303,9 @@ impl Keys<'_> {
             .accounts()
             .platform_identity(org, provider, &region)
             .await?;
-        let checks = live_check_aws(self.0, &identity, org, &arn).await?;
+        let checks = key_service(provider)?
+            .live_check(self.0, &identity, org, &parsed)
+            .await?;
         let now = Utc::now().trunc_subsecs(3);
         let record = CustomerKey {
             org_id: org,
@@ -289,10 +322,25 @@ impl Keys<'_> {
             last_check_at: Some(now),
             last_check_ok: Some(true),
             last_check_message: Some(format!(
-                "registration check passed: {} ({} KMS calls)",
+                "registration check passed: {}{} ({} KMS calls){}",
                 checks.passed.join(", "),
-                checks.kms_calls
+                if checks.refused_for_other_organizations.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; refused for another organization: {}",
+                        checks.refused_for_other_organizations.join(", ")
+                    )
+                },
+                checks.kms_calls,
+                checks
+                    .primary_version
+                    .as_deref()
+                    .map(|v| format!("; primary version {v}"))
+                    .unwrap_or_default()
             )),
+            bound_at: Some(now),
+            binding_warning: None,
         };
         if req.dry_run {
             return Ok(Registered::DryRun {
@@ -301,7 +349,7 @@ impl Keys<'_> {
             });
         }
         match store.insert_customer_key(&record).await? {
-            None => Ok(Registered::Stored(record)),
+            None => Ok(Registered::Stored(record, checks)),
             // Another request registered a key for the same slot while this one checked.
             Some(existing) if existing.key_id == record.key_id => {
                 Ok(Registered::AlreadyRegistered(existing))
@@ -392,16 +440,71 @@ impl Keys<'_> {
             .await
     }
 
-    /// The same, read for its status (audited as a status read).
+    /// The same, read for its status (audited as a status read), with what the key's
+    /// service says of it now (GCP: its primary version and rotation).
     pub async fn status(
         &self,
         who: &Requester,
         db_type: DbType,
         provider: &str,
         region: &str,
-    ) -> AppResult<CustomerKey> {
-        self.find(who, db_type, provider, region, AuditAction::CmkStatus)
-            .await
+    ) -> AppResult<KeyStatusDetail> {
+        let key = self
+            .find(who, db_type, provider, region, AuditAction::CmkStatus)
+            .await?;
+        Ok(self.with_facts(key).await)
+    }
+
+    /// The key's facts as its registered identity reads them; a failure is reported beside
+    /// the status rather than failing the read.
+    async fn with_facts(&self, key: CustomerKey) -> KeyStatusDetail {
+        let app = self.0;
+        let read = async {
+            let service = key_service(key.provider)?;
+            let identity = self.key_identity(&key);
+            let kms = app.kms.connect(&identity)?;
+            Ok::<_, AppError>(service.facts(kms.as_ref(), &key.key_id).await?)
+        };
+        match read.await {
+            Ok(f) if f == KeyFacts::default() => KeyStatusDetail {
+                key,
+                facts: None,
+                facts_error: None,
+            },
+            Ok(f) => KeyStatusDetail {
+                key,
+                facts: Some(f),
+                facts_error: None,
+            },
+            Err(e) => {
+                let why = match &e {
+                    AppError::Kms(k) => problem_for(key.provider, &k.kind, &key.key_id, &k.message),
+                    other => other.to_string(),
+                };
+                KeyStatusDetail {
+                    key,
+                    facts: None,
+                    facts_error: Some(why),
+                }
+            }
+        }
+    }
+
+    /// The identity that registered (and acts on) the key.
+    fn key_identity(&self, key: &CustomerKey) -> PlatformIdentity {
+        match self
+            .0
+            .accounts()
+            .trusted(key.provider, &key.provider_account)
+        {
+            Some(t) => t.in_region(&key.region),
+            None => PlatformIdentity {
+                provider: key.provider,
+                region: key.region.clone(),
+                account_id: key.provider_account.clone(),
+                principal: key.provider_account.clone(),
+            },
+        }
     }
 
     /// Checks the key now, as the key health monitor does (its datacenters, or the key
@@ -412,7 +515,7 @@ impl Keys<'_> {
         db_type: DbType,
         provider: &str,
         region: &str,
-    ) -> AppResult<CustomerKey> {
+    ) -> AppResult<KeyStatusDetail> {
         let target = slot_target(db_type, provider, region);
         self.require(who, Permission::OrgCmkWrite, AuditAction::CmkCheck, &target)
             .await?;
@@ -425,20 +528,20 @@ impl Keys<'_> {
             .live_datacenters_of_key(key.org_id, &key.key_id, &key.region)
             .await?;
         app.monitor().check_datacenters(&mine).await?;
+        if key.bound_at.is_none() {
+            app.monitor().check_binding(&key).await?;
+        }
         if mine.is_empty() {
             // No database uses it yet: check the key itself as the platform.
-            let identity = app
-                .accounts()
-                .platform_identity(key.org_id, key.provider, &key.region)
-                .await?;
+            let service = key_service(key.provider)?;
+            let identity = self.key_identity(&key);
             let result = match app.kms.connect(&identity) {
-                Ok(kms) => kms.describe_key(&key.key_id).await.map(|d| d.state),
+                Ok(kms) => service.health(kms.as_ref(), &key.key_id).await,
                 Err(e) => Err(e),
             };
             let (ok, message) = match result {
-                Ok(KeyState::Enabled) => (true, "the key is usable".to_string()),
-                Ok(other) => (false, format!("the key is {other:?}")),
-                Err(e) => (false, key_problem(&e.kind, &key.key_id, &e.message)),
+                Ok(()) => (true, "the key is usable".to_string()),
+                Err(e) => (false, service.problem(&e.kind, &key.key_id, &e.message)),
             };
             let (status, reason) = if ok {
                 (KeyStatus::Available, None)
@@ -466,30 +569,34 @@ impl Keys<'_> {
             .get_customer_key(key.org_id, key.db_type, key.provider, &key.region)
             .await?
             .unwrap_or(key);
-        Ok(fresh)
+        Ok(self.with_facts(fresh).await)
     }
 
-    /// What the Add Keys form shows for a region: who to trust, and (AWS) the statements.
+    /// What the Add Keys form shows for a region: who to trust, and what to grant (for AWS,
+    /// statements bound to the organization).
     pub async fn trust(
         &self,
         who: &Requester,
+        db_type: DbType,
         provider: Provider,
         region: &str,
     ) -> AppResult<Trust> {
         who.require(Permission::OrgCmkWrite)?;
-        let identity = self
+        let service = key_service(provider)?;
+        let ids = self
             .0
             .accounts()
-            .platform_identity(who.org_id(), provider, region)
+            .identities(who.org_id(), provider, region)
             .await?;
-        let statements = if provider == Provider::Aws {
-            keyplane_core::policy::recommended_statements(&identity.principal)
-        } else {
-            Vec::new()
-        };
+        let first = ids
+            .first()
+            .ok_or_else(|| AppError::bug("no provider account assigned"))?;
+        let principals = policy::principals_for(db_type, &ids);
         Ok(Trust {
-            identity,
-            statements,
+            identity: first.in_region(region),
+            provider_id: first.provider_id.clone(),
+            grant: service.grant(&principals, who.org_id(), None),
+            principals,
         })
     }
 }

@@ -1,39 +1,100 @@
-//! The key-policy helper (the statements to paste, with the organization's provider ID) and
-//! the checker of a whole key policy (which actions the platform's role would be denied,
-//! and why). AWS key policies only, so far.
+//! The access-policy helper (what to grant, with the organization's provider IDs filled in,
+//! bound to the organization) and the checker of a whole pasted policy (which permissions the
+//! platform would lack, and why, and whether an AWS key policy lets the platform use the key
+//! for another organization), for every key service through [`super::service::KeyService`]:
+//! AWS key policies, GCP IAM policies.
 use keyplane_core::audit::{AuditAction, AuditOutcome};
-use keyplane_core::policy::{
-    CheckReport, KeyPolicy, PrincipalEntry, check_policy, platform_requirements,
-    recommended_statements,
-};
+use keyplane_core::policy::{KeyPolicy, PrincipalEntry};
 use keyplane_core::{AwsKeyArn, DbType, Permission, Provider};
 
+use super::service::{AccessGrant, PolicyFindings, key_service};
 use super::{Keys, slot_target};
+use crate::accounts::TrustedIdentity;
 use crate::audit::record_for;
 use crate::auth::Requester;
 use crate::error::{AppError, AppResult};
 use crate::regions::{check_region, parse_provider};
 
-/// The statements a customer adds to the key policy.
+/// What a customer grants on the key.
 #[derive(Debug, Clone)]
 pub struct PolicyAdvice {
+    pub provider: Provider,
+    /// The (first) provider ID: AWS account, GCP project.
     pub provider_id: String,
-    /// The principal the key policy must allow.
+    /// The (first) principal the policy must allow.
     pub principal: String,
-    /// In order: use of the key, then grants for persistent resources.
-    pub statements: Vec<serde_json::Value>,
+    /// Every principal the policy must allow (serverless: one per provider ID of the region).
+    pub principals: Vec<String>,
+    /// AWS: the statements in order (`recommended_statements_bound`): use of the key for this
+    /// organization only, describing it, grants carrying this organization's context, listing
+    /// and revoking them. GCP: the bindings.
+    pub grant: AccessGrant,
 }
 
-/// A key policy checked for the platform's role.
+impl PolicyAdvice {
+    /// AWS: the statements, in order (use of the key, then grants for persistent resources).
+    pub fn statements(&self) -> Option<&[serde_json::Value]> {
+        match &self.grant {
+            AccessGrant::AwsStatements(s) => Some(s),
+            AccessGrant::GcpBindings { .. } => None,
+        }
+    }
+}
+
+/// A pasted access policy checked for the platform's identities.
 #[derive(Debug, Clone)]
 pub struct PolicyReview {
+    /// The (first) principal checked.
     pub principal: String,
-    pub report: CheckReport,
+    pub principals: Vec<String>,
+    pub findings: PolicyFindings,
+}
+
+/// The identities a policy of `db_type` must let in: a classic key is used by the
+/// organization's first identity of the region, a serverless key by one per database.
+pub(super) fn principals_for(db_type: DbType, identities: &[TrustedIdentity]) -> Vec<String> {
+    let n = match db_type {
+        DbType::Classic => 1,
+        DbType::Serverless => identities.len(),
+    };
+    identities
+        .iter()
+        .take(n)
+        .map(|i| i.principal.clone())
+        .collect()
+}
+
+/// The checker's verdict on a whole policy, as registration would decide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyVerdict {
+    /// Registration's live check would pass: everything allowed, for this organization only.
+    Ok,
+    /// An action the platform needs is denied (`report.findings`).
+    Insufficient,
+    /// Everything is allowed, but also for other organizations
+    /// (`report.organization_findings`): registration refuses such a key.
+    Unbound,
+}
+
+impl PolicyVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyVerdict::Ok => "ok",
+            PolicyVerdict::Insufficient => "insufficient",
+            PolicyVerdict::Unbound => "unbound",
+        }
+    }
+}
+
+impl PolicyReview {
+    pub fn verdict(&self) -> PolicyVerdict {
+        self.findings.verdict()
+    }
 }
 
 /// The account a policy's key lives in: from the key ARN when given, else the account
 /// whose root the policy trusts (AWS's default statement), else unknown.
-fn key_account_of(policy: &KeyPolicy, key_arn: Option<&AwsKeyArn>) -> String {
+pub(crate) fn key_account_of(policy: &KeyPolicy, key_arn: Option<&AwsKeyArn>) -> String {
     if let Some(arn) = key_arn {
         return arn.account.clone();
     }
@@ -52,7 +113,26 @@ fn key_account_of(policy: &KeyPolicy, key_arn: Option<&AwsKeyArn>) -> String {
 }
 
 impl Keys<'_> {
-    /// The statements to paste for keys of `db_type` in `region`.
+    /// The organization's identities for (type, provider, region): who the policy names.
+    async fn principals(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> AppResult<(String, Vec<String>)> {
+        let ids = self
+            .0
+            .accounts()
+            .identities(who.org_id(), provider, region)
+            .await?;
+        let first = ids
+            .first()
+            .ok_or_else(|| AppError::bug("no provider account assigned"))?;
+        Ok((first.provider_id.clone(), principals_for(db_type, &ids)))
+    }
+
+    /// What to grant for keys of `db_type` in `region`.
     pub async fn policy_help(
         &self,
         who: &Requester,
@@ -65,16 +145,8 @@ impl Keys<'_> {
             .await?;
         let provider = parse_provider(provider)?;
         check_region(&self.0.config, &who.org, provider, region)?;
-        if provider != Provider::Aws {
-            return Err(AppError::NotSupported(format!(
-                "the policy helper covers AWS key policies only; {provider} keys are not supported yet"
-            )));
-        }
-        let identity = self
-            .0
-            .accounts()
-            .platform_identity(who.org_id(), provider, region)
-            .await?;
+        let service = key_service(provider)?;
+        let (provider_id, principals) = self.principals(who, db_type, provider, region).await?;
         record_for(
             self.0,
             who,
@@ -85,14 +157,16 @@ impl Keys<'_> {
         )
         .await;
         Ok(PolicyAdvice {
-            provider_id: identity.account_id.clone(),
-            statements: recommended_statements(&identity.principal),
-            principal: identity.principal,
+            provider,
+            provider_id,
+            principal: principals.first().cloned().unwrap_or_default(),
+            grant: service.grant(&principals, who.org_id(), None),
+            principals,
         })
     }
 
-    /// Checks a whole key policy document as AWS would evaluate it for the platform's role;
-    /// `key_id`, when given, pins the key's account.
+    /// Checks a whole access policy as the key's service would evaluate it for the platform's
+    /// identities; `key_id`, when given, pins the key (AWS: its account).
     pub async fn policy_check(
         &self,
         who: &Requester,
@@ -108,48 +182,31 @@ impl Keys<'_> {
             .await?;
         let provider = parse_provider(provider)?;
         check_region(&self.0.config, &who.org, provider, region)?;
-        if provider != Provider::Aws {
-            return Err(AppError::NotSupported(format!(
-                "the policy checker covers AWS key policies only; {provider} keys are not supported yet"
-            )));
-        }
-        let key_arn = match key_id {
-            Some(k) => Some(
-                k.parse::<AwsKeyArn>()
-                    .map_err(|e| AppError::invalid_parameter("keyID", format!("keyID: {e}")))?,
-            ),
+        let service = key_service(provider)?;
+        let key = match key_id {
+            Some(k) => Some(service.parse(k, region).map_err(|e| match e {
+                AppError::Invalid { message, .. } | AppError::KeyCheckFailed(message) => {
+                    AppError::invalid_parameter(
+                        "keyID",
+                        message.replacen(service.key_field(), "keyID", 1),
+                    )
+                }
+                other => other,
+            })?),
             None => None,
         };
-        let text = serde_json::to_string(doc).map_err(AppError::internal)?;
-        let policy = KeyPolicy::parse(&text).map_err(|e| {
-            AppError::invalid("policy", format!("the key policy is malformed: {e}"))
-        })?;
-        let identity = self
-            .0
-            .accounts()
-            .platform_identity(who.org_id(), provider, region)
-            .await?;
-        let account = key_account_of(&policy, key_arn.as_ref());
-        let arn = key_arn.map(|a| a.to_string()).unwrap_or_else(|| {
-            format!("arn:aws:kms:{region}:{account}:key/00000000-0000-0000-0000-000000000000")
-        });
-        let reqs = platform_requirements(&who.org_id().to_string());
-        let report = check_policy(&policy, &identity.principal, &account, &arn, &reqs);
-        let reason = report
-            .findings
-            .iter()
-            .map(|f| f.action.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let outcome = if report.verdict_ok {
-            AuditOutcome::Success
-        } else {
-            AuditOutcome::Failure
+        let (_, principals) = self.principals(who, db_type, provider, region).await?;
+        let findings =
+            service.check_policy(doc, &principals, who.org_id(), region, key.as_ref())?;
+        let outcome = match findings.verdict() {
+            PolicyVerdict::Ok => AuditOutcome::Success,
+            PolicyVerdict::Insufficient | PolicyVerdict::Unbound => AuditOutcome::Failure,
         };
-        record_for(self.0, who, action, &target, outcome, &reason).await;
+        record_for(self.0, who, action, &target, outcome, &findings.missing()).await;
         Ok(PolicyReview {
-            principal: identity.principal,
-            report,
+            principal: principals.first().cloned().unwrap_or_default(),
+            principals,
+            findings,
         })
     }
 }

@@ -3,14 +3,21 @@
 //!
 //! The check acts as the platform's role for the region and performs every action
 //! the seed's key policy grants it that AWS allows across accounts (all but kms:EnableKey),
-//! with the encryption context real deployments use, so a policy that forgets one is refused
-//! now rather than at the first deployment.
+//! with the encryption context real deployments use (the organization's, and grants
+//! constrained to it), so a policy that forgets one is refused now rather than at the first
+//! deployment. Then it proves the binding: the same use for another organization must be
+//! refused, or every organization (all trust the same platform role) could have the platform
+//! use the key by naming its ARN.
 use std::sync::Arc;
 
-use keyplane_core::policy::{GRANT_STATEMENT_SID, USE_STATEMENT_SID};
+use keyplane_core::policy::{
+    DESCRIBE_STATEMENT_SID, GRANT_MANAGEMENT_STATEMENT_SID, GRANT_STATEMENT_SID, USE_STATEMENT_SID,
+    organization_condition,
+};
 use keyplane_core::{AwsKeyArn, DbType, Provider};
 use keyplane_kms::{
-    EncryptionContext, ErrorKind, KeyProvider, KeyState, KmsError, PlatformIdentity,
+    EncryptionContext, ErrorKind, GrantConstraint, KeyProvider, KeyState, KmsError,
+    PlatformIdentity,
 };
 use uuid::Uuid;
 
@@ -37,19 +44,29 @@ pub fn org_context(org: Uuid) -> EncryptionContext {
     EncryptionContext::from([("organization".to_string(), org.to_string())])
 }
 
+/// What the binding probe encrypts under another organization's context; never stored.
+const BINDING_PROBE: &[u8] = b"keyplane binding check";
+
 /// What the live check did, for the dry-run answer and the audit log.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LiveCheckOutcome {
     /// The actions performed successfully, in order.
     pub passed: Vec<String>,
+    /// The actions the key refused when asked for another organization: the proof that the
+    /// key is bound to this one.
+    pub refused_for_other_organizations: Vec<String>,
     /// How many KMS calls the check made.
     pub kms_calls: u32,
+    /// The key version new data keys will be wrapped with, where the service versions keys
+    /// (GCP's primary version); None for AWS.
+    pub primary_version: Option<String>,
 }
 
 struct Checker<'a> {
     kms: &'a Arc<dyn KeyProvider>,
     arn: &'a str,
     principal: &'a str,
+    org: Uuid,
     outcome: LiveCheckOutcome,
 }
 
@@ -63,9 +80,60 @@ impl Checker<'_> {
                 }
                 Ok(v)
             }
-            Err(e) => Err(explain(&e, action, self.arn, self.principal)),
+            Err(e) => Err(explain_for(&e, action, self.arn, self.principal, self.org)),
         }
     }
+}
+
+/// Actions whose calls carry the organization's encryption context (or, for CreateGrant, a
+/// grant constrained to it): a statement bound to another organization does not allow them.
+fn carries_context(action: &str) -> bool {
+    matches!(
+        action,
+        "kms:Encrypt"
+            | "kms:Decrypt"
+            | "kms:GenerateDataKey"
+            | "kms:GenerateDataKeyWithoutPlaintext"
+            | "kms:ReEncryptFrom"
+            | "kms:ReEncryptTo"
+            | "kms:ReEncrypt"
+            | "kms:CreateGrant"
+    )
+}
+
+/// [`explain`], and for a refused action that carries the organization's context, why a
+/// policy bound to another organization refuses it too.
+fn explain_for(e: &KmsError, action: &str, arn: &str, principal: &str, org: Uuid) -> AppError {
+    let denied = match &e.kind {
+        ErrorKind::AccessDenied { action: a } if !a.is_empty() => a.as_str(),
+        _ => action,
+    };
+    match explain(e, action, arn, principal) {
+        AppError::KeyCheckFailed(m)
+            if matches!(e.kind, ErrorKind::AccessDenied { .. }) && carries_context(denied) =>
+        {
+            AppError::KeyCheckFailed(format!(
+                "{m} The call carried this organization's encryption context (organization = {org}), so a \
+                 kms:EncryptionContext:organization condition on that statement must name {org}: a key whose \
+                 statements name another organization belongs to that organization and cannot be registered for this \
+                 one."
+            ))
+        }
+        other => other,
+    }
+}
+
+/// The refusal of a key whose policy lets the platform use it for any organization.
+fn unbound_message(arn: &str, principal: &str, org: Uuid) -> String {
+    let condition = organization_condition(&org.to_string());
+    format!(
+        "the key policy of {arn} lets {principal} use the key for any organization: kms:Encrypt with another \
+         organization's encryption context was allowed, so every organization that learns this key's ARN could have \
+         the platform use it. Add \"Condition\": {condition} to the statements \"{USE_STATEMENT_SID}\" and \
+         \"{GRANT_STATEMENT_SID}\" (kms:CreateGrant), keep kms:DescribeKey, kms:ListGrants and kms:RevokeGrant in \
+         statements without it (GET …/policy returns the organization-bound statements to paste, and POST \
+         …/policy/check names each statement that lacks the condition), then register again"
+    )
 }
 
 /// Turns a KMS failure during the check into the customer-facing error.
@@ -78,15 +146,16 @@ fn explain(e: &KmsError, action: &str, arn: &str, principal: &str) -> AppError {
             } else {
                 denied.as_str()
             };
-            let statement = if matches!(
-                denied,
-                "kms:CreateGrant" | "kms:ListGrants" | "kms:RevokeGrant"
-            ) {
-                GRANT_STATEMENT_SID
-            } else {
-                USE_STATEMENT_SID
+            let statement = match denied {
+                "kms:CreateGrant" => GRANT_STATEMENT_SID,
+                "kms:ListGrants" | "kms:RevokeGrant" => GRANT_MANAGEMENT_STATEMENT_SID,
+                "kms:DescribeKey" | "kms:EnableKey" => DESCRIBE_STATEMENT_SID,
+                _ => USE_STATEMENT_SID,
             };
-            let hint = if statement == GRANT_STATEMENT_SID {
+            let hint = if matches!(
+                statement,
+                GRANT_STATEMENT_SID | GRANT_MANAGEMENT_STATEMENT_SID
+            ) {
                 " If that statement has the condition kms:GrantIsForAWSResource, remove it: keyplane makes the grant \
                  calls itself, so KMS reports that key as false."
             } else {
@@ -123,16 +192,8 @@ fn explain(e: &KmsError, action: &str, arn: &str, principal: &str) -> AppError {
             "a round trip through key {arn} failed at {action}: the ciphertext was refused ({})",
             e.message
         )),
-        ErrorKind::Retryable | ErrorKind::Unreachable => AppError::KmsUnavailable(format!(
-            "the KMS did not answer while checking key {arn} ({action}); nothing was stored, retry later"
-        )),
-        ErrorKind::Credentials => {
-            tracing::error!(error = %e, "the platform's KMS credentials were refused");
-            AppError::KmsUnavailable(
-                "the platform could not authenticate to the KMS; nothing was stored. Retry later, or contact the \
-                 platform operator if this persists"
-                    .into(),
-            )
+        ErrorKind::Retryable | ErrorKind::Unreachable | ErrorKind::Credentials => {
+            super::platform_side_failure(e, "the KMS", arn, action)
         }
         ErrorKind::Invalid | ErrorKind::Unsupported | ErrorKind::Other => AppError::KeyCheckFailed(
             format!("the KMS refused {action} on key {arn}: {}", e.message),
@@ -156,6 +217,7 @@ pub(crate) async fn live_check_aws(
         kms: &kms,
         arn: &arn_text,
         principal: &identity.principal,
+        org,
         outcome: LiveCheckOutcome::default(),
     };
     let ctx = org_context(org);
@@ -262,6 +324,7 @@ pub(crate) async fn live_check_aws(
                 &grantee,
                 &VOLUME_GRANT_OPERATIONS,
                 CHECK_GRANT_NAME,
+                &GrantConstraint::ContextSubset(ctx.clone()),
             )
             .await,
     )?;
@@ -283,7 +346,71 @@ pub(crate) async fn live_check_aws(
             "the grant created on {arn_text} did not appear in ListGrants; the KMS does not behave as AWS KMS does"
         )));
     }
+
+    // The binding: the same use for another organization (a fresh ID, which no condition can
+    // name ahead of time) must be refused.
+    c.outcome.kms_calls += 1;
+    match c
+        .kms
+        .encrypt(&arn_text, BINDING_PROBE, &org_context(Uuid::new_v4()))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(key = %arn_text, %org, "customer key refused: not bound to its organization");
+            return Err(AppError::KeyCheckFailed(unbound_message(
+                &arn_text,
+                c.principal,
+                org,
+            )));
+        }
+        Err(e) if matches!(e.kind, ErrorKind::AccessDenied { .. }) => c
+            .outcome
+            .refused_for_other_organizations
+            .push("kms:Encrypt".to_string()),
+        Err(e) => return Err(explain(&e, "kms:Encrypt", &arn_text, c.principal)),
+    }
     Ok(c.outcome)
+}
+
+/// What probing a registered key's organization binding found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BindingProbe {
+    /// The organization's own use passes and another organization's is refused.
+    Bound,
+    /// Another organization's use passes.
+    Unbound,
+    /// Neither can be told (the key is unusable, or the KMS did not answer); the key's health
+    /// check reports that.
+    Unknown(String),
+}
+
+/// The binding check of a registered key, as its platform identity: an Encrypt with the
+/// organization's own context (must pass, so that a key the platform cannot use at all is
+/// not taken for bound) and one with a fresh other organization's.
+pub(crate) async fn probe_binding(kms: &dyn KeyProvider, key_id: &str, org: Uuid) -> BindingProbe {
+    if let Err(e) = kms.encrypt(key_id, BINDING_PROBE, &org_context(org)).await {
+        return BindingProbe::Unknown(e.to_string());
+    }
+    match kms
+        .encrypt(key_id, BINDING_PROBE, &org_context(Uuid::new_v4()))
+        .await
+    {
+        Ok(_) => BindingProbe::Unbound,
+        Err(e) if matches!(e.kind, ErrorKind::AccessDenied { .. }) => BindingProbe::Bound,
+        Err(e) => BindingProbe::Unknown(e.to_string()),
+    }
+}
+
+/// The warning a registered key carries while its policy lets the platform use it for any
+/// organization.
+pub fn unbound_warning(org: Uuid) -> String {
+    format!(
+        "this key was registered before keyplane required keys to be bound to their organization, and its key policy \
+         still lets the platform use it for any organization. Add \"Condition\": {} to the platform's statements \
+         \"{USE_STATEMENT_SID}\" and \"{GRANT_STATEMENT_SID}\" (GET …/policy prints them; the README's \"Binding a \
+         registered key without downtime\" says how); the warning clears at the next key check",
+        organization_condition(&org.to_string())
+    )
 }
 
 fn kms_err(kind: ErrorKind) -> KmsError {

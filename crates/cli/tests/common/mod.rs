@@ -1,7 +1,11 @@
 //! Helpers shared by the customer-side CLI tests: the binary run as a customer would run it
 //! (in a working directory of its own, with a user config directory of its own and no
-//! `KEYPLANE_*` variable from the developer's shell), and `serve --dev` on free ports.
+//! `KEYPLANE_*` variable from the developer's shell), and `serve --dev` on free ports;
+//! `fleet`: several `keyplane serve` on one PostgreSQL.
 #![allow(dead_code)]
+
+#[cfg(unix)]
+pub mod fleet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -171,12 +175,18 @@ pub fn wait_healthy(api: &str, child: &mut Child) {
 /// `keyplane serve --dev` started in the customer's working directory on free ports, the
 /// way the README starts it (its data in `./keyplane-data`); returns the dev credentials.
 pub fn serve_dev(customer: &Customer) -> (Proc, Value) {
+    serve_dev_with(customer, &[])
+}
+
+/// [`serve_dev`] with `flags` after `serve --dev`.
+pub fn serve_dev_with(customer: &Customer, flags: &[&str]) -> (Proc, Value) {
     let api = free_port();
     let kms = free_port();
     let log = std::fs::File::create(customer.cwd().join("serve.log")).unwrap();
     let mut child = customer
         .command()
         .args(["serve", "--dev"])
+        .args(flags)
         .env("KEYPLANE_LISTEN", format!("127.0.0.1:{api}"))
         .env("KEYPLANE_KMS_LISTEN", format!("127.0.0.1:{kms}"))
         .stdout(Stdio::null())

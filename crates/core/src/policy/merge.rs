@@ -2,12 +2,21 @@
 //! so the customer never edits a policy by hand.
 //!
 //! A merge is idempotent and touches nothing but keyplane's entries: each is found by the name
-//! it carries (a statement's `Sid` for AWS) and updated where it stands, or appended when
-//! missing; every other entry, the entries' order and any element this code does not know stay
-//! as they were. Each provider's document format is one [`PolicyMerge`] implementation;
-//! [`policy_merge`] picks it.
+//! it carries (a statement's `Sid` for AWS, a binding's role for GCP, an assignment's principal,
+//! role and scope for Azure, a rule's path for OpenBao) and updated where it stands, or appended
+//! when missing; every other entry, the entries' order and any element this code does not know
+//! stay as they were. Each key service's document format ([`PolicyFormat`]) is one
+//! [`PolicyMerge`] implementation; [`policy_merge`] picks it.
+
+mod azure;
+mod gcp;
+mod openbao;
 
 use serde::Serialize;
+
+pub use azure::AzureRoleAssignmentsMerge;
+pub use gcp::GcpIamPolicyMerge;
+pub use openbao::OpenbaoPolicyMerge;
 
 use super::PolicyError;
 use super::ordered_json::OrderedJson;
@@ -34,7 +43,8 @@ pub struct MergedPolicy {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MergeChange {
-    /// The entry's name in the document (the statement's Sid).
+    /// The entry's name: the statement's Sid (AWS), the binding's role (GCP), the assignment
+    /// as role, principal and scope (Azure), the rule's path (OpenBao).
     pub name: String,
     pub outcome: MergeOutcome,
 }
@@ -59,12 +69,46 @@ impl MergedPolicy {
     }
 }
 
-/// The merge for `provider`'s policy documents, where keyplane has one yet.
-pub fn policy_merge(provider: Provider) -> Option<&'static dyn PolicyMerge> {
-    match provider {
-        Provider::Aws => Some(&AwsKeyPolicyMerge),
-        // The other providers gain theirs (IAM policy, role assignments, HCL) as their adapters land.
-        _ => None,
+/// A key service's access-policy document format: what `keyplane key policy --merge-into`
+/// reads and prints. One per key service (aws, gcp, azure, openbao), not per cloud: an OpenBao
+/// key serves a region of any cloud, and its policy is HCL whatever the cloud.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyFormat {
+    /// An AWS KMS key policy (JSON, statements by `Sid`).
+    AwsKeyPolicy,
+    /// A Google Cloud IAM policy as `getIamPolicy` returns it (bindings by role).
+    GcpIamPolicy,
+    /// Azure role assignments as `az role assignment list` (or the ARM list) prints them.
+    AzureRoleAssignments,
+    /// An OpenBao / Vault ACL policy, HCL or its JSON form (path rules by path).
+    OpenbaoPolicy,
+}
+
+impl PolicyFormat {
+    pub const ALL: [PolicyFormat; 4] = [
+        PolicyFormat::AwsKeyPolicy,
+        PolicyFormat::GcpIamPolicy,
+        PolicyFormat::AzureRoleAssignments,
+        PolicyFormat::OpenbaoPolicy,
+    ];
+
+    /// The format of a cloud's own KMS (OpenBao is no cloud: name it directly).
+    pub fn of_cloud_kms(provider: Provider) -> PolicyFormat {
+        match provider {
+            Provider::Aws => PolicyFormat::AwsKeyPolicy,
+            Provider::Gcp => PolicyFormat::GcpIamPolicy,
+            Provider::Azure => PolicyFormat::AzureRoleAssignments,
+        }
+    }
+}
+
+/// The merge for documents of `format`.
+pub fn policy_merge(format: PolicyFormat) -> &'static dyn PolicyMerge {
+    match format {
+        PolicyFormat::AwsKeyPolicy => &AwsKeyPolicyMerge,
+        PolicyFormat::GcpIamPolicy => &GcpIamPolicyMerge,
+        PolicyFormat::AzureRoleAssignments => &AzureRoleAssignmentsMerge,
+        PolicyFormat::OpenbaoPolicy => &OpenbaoPolicyMerge,
     }
 }
 
@@ -93,7 +137,7 @@ const OPPOSITES: [(&str, &str); 3] = [
     ("Resource", "NotResource"),
 ];
 
-fn malformed(msg: impl Into<String>) -> PolicyError {
+pub(super) fn malformed(msg: impl Into<String>) -> PolicyError {
     PolicyError::Malformed(msg.into())
 }
 
@@ -349,6 +393,27 @@ mod tests {
         assert!(id < version && version < note, "{}", m.document);
     }
 
+    /// What serde_json's own `Value` would lose: a member written twice, and a number's spelling.
+    #[test]
+    fn repeated_members_and_numbers_of_the_customers_statements_survive() {
+        let doc = r#"{"Version": "2012-10-17", "Statement": [{"Sid": "Mine", "Effect": "Deny", "Principal": "*",
+            "NotAction": "kms:Describe*", "Resource": "*",
+            "Condition": {"NumericGreaterThan": {"aws:MultiFactorAuthAge": 3600.0}},
+            "Condition": {"NumericGreaterThan": {"aws:MultiFactorAuthAge": 1e4}}}]}"#;
+        let m = merge(doc);
+        assert_eq!(outcomes(&m), [MergeOutcome::Added, MergeOutcome::Added]);
+        assert_eq!(
+            m.document.matches("\"Condition\"").count(),
+            2,
+            "{}",
+            m.document
+        );
+        let first = m.document.find("3600.0").unwrap();
+        let second = m.document.find("1e+4").unwrap();
+        assert!(first < second, "{}", m.document);
+        assert_eq!(merge(&m.document).document, m.document);
+    }
+
     #[test]
     fn a_statement_already_granting_the_same_is_left_as_written() {
         // Same grants, other spelling: actions reordered, the principal as a list.
@@ -419,8 +484,26 @@ mod tests {
     }
 
     #[test]
-    fn the_merge_is_found_by_provider() {
-        let m = policy_merge(Provider::Aws).unwrap();
-        assert_eq!(m.document_name(), "key policy");
+    fn each_format_has_its_merge() {
+        assert_eq!(
+            policy_merge(PolicyFormat::of_cloud_kms(Provider::Aws)).document_name(),
+            "key policy"
+        );
+        let names: Vec<&str> = PolicyFormat::ALL
+            .iter()
+            .map(|f| policy_merge(*f).document_name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "key policy",
+                "IAM policy",
+                "role assignment list",
+                "OpenBao policy"
+            ]
+        );
+        for p in Provider::ALL {
+            assert_ne!(PolicyFormat::of_cloud_kms(p), PolicyFormat::OpenbaoPolicy);
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! Key-policy analysis. AWS KMS: parsing and validating a key policy the way PutKeyPolicy does,
 //! evaluating a request against it the way KMS does, and checking whether a customer's policy
 //! lets the platform's role do everything it needs before the customer registers the key, and
-//! merging the platform's statements into a customer's policy.
+//! merging the platform's grants into a customer's policy (every key service's format).
 //!
 //! The built-in dev KMS and the registration endpoint both rely on this module, so the two can
 //! never disagree about whether a policy works. OpenBao/Vault Transit policies (HCL) have
-//! their own help and checker in [`openbao`], Google Cloud KMS IAM policies in [`gcp`].
+//! their own help and checker in [`openbao`], Google Cloud KMS IAM policies in [`gcp`], and
+//! Azure Key Vault role assignments and access policies in [`azure`].
 
+pub mod azure;
 mod checker;
 mod condition;
 mod document;
@@ -31,7 +33,8 @@ pub use evaluate::{
     Caller, Decision, Evaluation, Request, StatementTrace, evaluate, lockout_check,
 };
 pub use merge::{
-    AwsKeyPolicyMerge, MergeChange, MergeOutcome, MergedPolicy, PolicyMerge, policy_merge,
+    AwsKeyPolicyMerge, AzureRoleAssignmentsMerge, GcpIamPolicyMerge, MergeChange, MergeOutcome,
+    MergedPolicy, OpenbaoPolicyMerge, PolicyFormat, PolicyMerge, policy_merge,
 };
 
 use serde::Serialize;

@@ -284,6 +284,8 @@ struct Lexer<'a> {
     pos: usize,
     line: usize,
     col: usize,
+    /// Where the last token read starts (its end is `pos`), for edits that keep the rest.
+    tok_start: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -345,6 +347,7 @@ impl<'a> Lexer<'a> {
     fn next(&mut self) -> Result<Option<(Tok, usize, usize)>, OpenbaoPolicyError> {
         self.skip_trivia()?;
         let (line, col) = (self.line, self.col);
+        self.tok_start = self.pos;
         let Some(b) = self.peek() else {
             return Ok(None);
         };
@@ -431,6 +434,10 @@ impl<'a> Lexer<'a> {
 struct Parser<'a> {
     lexer: Lexer<'a>,
     peeked: Option<(Tok, usize, usize)>,
+    /// The byte range of the peeked token.
+    peeked_span: (usize, usize),
+    /// The byte range of the last token `next` returned.
+    last_span: (usize, usize),
 }
 
 impl<'a> Parser<'a> {
@@ -441,22 +448,33 @@ impl<'a> Parser<'a> {
                 pos: 0,
                 line: 1,
                 col: 1,
+                tok_start: 0,
             },
             peeked: None,
+            peeked_span: (0, 0),
+            last_span: (0, 0),
         }
     }
 
     fn peek(&mut self) -> Result<Option<&Tok>, OpenbaoPolicyError> {
         if self.peeked.is_none() {
             self.peeked = self.lexer.next()?;
+            self.peeked_span = (self.lexer.tok_start, self.lexer.pos);
         }
         Ok(self.peeked.as_ref().map(|(t, _, _)| t))
     }
 
     fn next(&mut self) -> Result<Option<(Tok, usize, usize)>, OpenbaoPolicyError> {
         match self.peeked.take() {
-            Some(t) => Ok(Some(t)),
-            None => self.lexer.next(),
+            Some(t) => {
+                self.last_span = self.peeked_span;
+                Ok(Some(t))
+            }
+            None => {
+                let t = self.lexer.next()?;
+                self.last_span = (self.lexer.tok_start, self.lexer.pos);
+                Ok(t)
+            }
         }
     }
 
@@ -565,6 +583,170 @@ impl<'a> Parser<'a> {
                 .map(|(k, v, _)| (k, v))
                 .collect(),
         ))
+    }
+}
+
+/// Where one `path "…" { … }` block of an HCL policy stands in its text, so keyplane's policy
+/// merge can complete a block by inserting text and leave every other byte as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HclPathBlock {
+    pub(crate) path: String,
+    /// The byte offset of the block's closing `}`.
+    pub(crate) close: usize,
+    /// The block's first `capabilities` attribute, when it has one.
+    pub(crate) capabilities: Option<HclCapabilities>,
+}
+
+/// A `capabilities` attribute's value, as far as an insertion needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HclCapabilities {
+    /// A list: new items go at `insert_at`, written as `prefix` + items + `suffix` so the
+    /// list keeps its separators (none when empty, a trailing comma when it had one).
+    List {
+        insert_at: usize,
+        prefix: &'static str,
+        suffix: &'static str,
+    },
+    /// Not a list (a lone string); keyplane does not rewrite it.
+    Other,
+}
+
+/// The labelled `path "…" { … }` blocks of an HCL policy, in order, read by the same lexer and
+/// parser as [`OpenbaoPolicy::parse`]. A path rule in another form (`path = { … }`) is parsed
+/// there but not listed here.
+pub(crate) fn hcl_path_blocks(text: &str) -> Result<Vec<HclPathBlock>, OpenbaoPolicyError> {
+    if text.len() > MAX_OPENBAO_POLICY_BYTES {
+        return Err(OpenbaoPolicyError::TooLarge);
+    }
+    let mut p = Parser::new(text);
+    let mut out = Vec::new();
+    loop {
+        let (key, l, c) = match p.next()? {
+            None => return Ok(out),
+            Some((Tok::Ident(k), l, c)) | Some((Tok::Str(k), l, c)) => (k, l, c),
+            Some((t, l, c)) => {
+                return Err(Parser::err_at(
+                    l,
+                    c,
+                    format!("expected a name, found {t:?}"),
+                ));
+            }
+        };
+        match p.peek()? {
+            Some(Tok::Eq) | Some(Tok::Colon) => {
+                p.next()?;
+                p.value()?;
+            }
+            Some(Tok::Str(_)) => {
+                let Some((Tok::Str(label), _, _)) = p.next()? else {
+                    return Err(Parser::err_at(l, c, "expected a block label"));
+                };
+                p.expect(Tok::LBrace, "{ after the block label")?;
+                if key == "path" {
+                    out.push(p.path_block(label)?);
+                } else {
+                    p.object()?;
+                }
+            }
+            Some(Tok::LBrace) => {
+                p.next()?;
+                p.object()?;
+            }
+            _ => {
+                return Err(Parser::err_at(
+                    l,
+                    c,
+                    format!("expected = or a block after {key:?}"),
+                ));
+            }
+        }
+    }
+}
+
+impl Parser<'_> {
+    /// The rest of a `path "…" {` block, with where its closing brace and capabilities stand.
+    fn path_block(&mut self, path: String) -> Result<HclPathBlock, OpenbaoPolicyError> {
+        let mut capabilities = None;
+        loop {
+            let (key, l, c) = match self.next()? {
+                None => return Err(self.lexer.err("a { block is never closed")),
+                Some((Tok::RBrace, _, _)) => {
+                    return Ok(HclPathBlock {
+                        path,
+                        close: self.last_span.0,
+                        capabilities,
+                    });
+                }
+                Some((Tok::Comma, _, _)) => continue,
+                Some((Tok::Ident(k), l, c)) | Some((Tok::Str(k), l, c)) => (k, l, c),
+                Some((t, l, c)) => {
+                    return Err(Self::err_at(l, c, format!("expected a name, found {t:?}")));
+                }
+            };
+            match self.peek()? {
+                Some(Tok::Eq) | Some(Tok::Colon) => {
+                    self.next()?;
+                    if key == "capabilities" && capabilities.is_none() {
+                        capabilities = Some(self.capabilities_value()?);
+                    } else {
+                        self.value()?;
+                    }
+                }
+                Some(Tok::Str(_)) => {
+                    self.next()?;
+                    self.expect(Tok::LBrace, "{ after the block label")?;
+                    self.object()?;
+                }
+                Some(Tok::LBrace) => {
+                    self.next()?;
+                    self.object()?;
+                }
+                _ => {
+                    return Err(Self::err_at(
+                        l,
+                        c,
+                        format!("expected = or a block after {key:?}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A `capabilities` value after its `=`: where an item can be added to it.
+    fn capabilities_value(&mut self) -> Result<HclCapabilities, OpenbaoPolicyError> {
+        if self.peek()? != Some(&Tok::LBracket) {
+            self.value()?;
+            return Ok(HclCapabilities::Other);
+        }
+        self.next()?;
+        let (mut insert_at, mut prefix, mut suffix) = (self.last_span.1, "", "");
+        loop {
+            if self.peek()? == Some(&Tok::RBracket) {
+                self.next()?;
+                break;
+            }
+            self.value()?;
+            (insert_at, prefix, suffix) = (self.last_span.1, ", ", "");
+            match self.next()? {
+                Some((Tok::Comma, _, _)) => {
+                    (insert_at, prefix, suffix) = (self.last_span.1, " ", ",")
+                }
+                Some((Tok::RBracket, _, _)) => break,
+                Some((t, l, c)) => {
+                    return Err(Self::err_at(
+                        l,
+                        c,
+                        format!("expected , or ] in a list, found {t:?}"),
+                    ));
+                }
+                None => return Err(self.lexer.err("a list is never closed")),
+            }
+        }
+        Ok(HclCapabilities::List {
+            insert_at,
+            prefix,
+            suffix,
+        })
     }
 }
 

@@ -1,9 +1,12 @@
 //! A JSON value that keeps object members in the order the document wrote them.
 //!
-//! `serde_json::Value` sorts object keys (the workspace does not enable `preserve_order`, and
-//! turning it on would change the serialized form of every JSON value in every crate). A merged
-//! policy is handed back to the customer, so it must read like the document they wrote: this
-//! type parses any JSON text and prints it back with members, duplicates and numbers as they were.
+//! A merged policy is handed back to the customer (and to PutKeyPolicy), so it must read like
+//! the document they wrote: this type parses any JSON text and prints it back with members,
+//! repeated members and numbers as they were. `serde_json::Value`, even with `preserve_order`,
+//! cannot: its map holds one value per key, so a member written twice would come back once,
+//! with the last value in the first one's place, silently rewriting the customer's policy.
+//! Numbers keep their digits (no rounding through f64) through serde_json's
+//! `arbitrary_precision`, which this crate enables; an exponent is printed with its sign (`1e+4`).
 
 use std::fmt;
 
@@ -42,6 +45,16 @@ impl OrderedJson {
     pub(crate) fn get(&self, key: &str) -> Option<&OrderedJson> {
         match self {
             OrderedJson::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The first member named `key`, mutably, when this is an object.
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut OrderedJson> {
+        match self {
+            OrderedJson::Object(members) => {
+                members.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -128,6 +141,9 @@ impl<'de> Deserialize<'de> for OrderedJson {
 
 struct OrderedVisitor;
 
+/// serde_json's private name for a number carried as text (see `visit_map`).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 impl<'de> Visitor<'de> for OrderedVisitor {
     type Value = OrderedJson;
 
@@ -179,7 +195,18 @@ impl<'de> Visitor<'de> for OrderedVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedJson, A::Error> {
         let mut members = Vec::new();
-        while let Some((k, v)) = map.next_entry::<String, OrderedJson>()? {
+        while let Some(k) = map.next_key::<String>()? {
+            // With serde_json's `arbitrary_precision` (enabled in this crate's manifest) a
+            // number reaches a visitor as a one-entry map holding its text under this key, as
+            // serde_json's own `Value` reads it.
+            if members.is_empty() && k == NUMBER_TOKEN {
+                let text: String = map.next_value()?;
+                return text
+                    .parse::<serde_json::Number>()
+                    .map(OrderedJson::Number)
+                    .map_err(de::Error::custom);
+            }
+            let v = map.next_value::<OrderedJson>()?;
             members.push((k, v));
         }
         Ok(OrderedJson::Object(members))
@@ -195,6 +222,17 @@ mod tests {
         let text = r#"{"z":1,"a":[true,null,2.5],"m":{"y":"x","b":-3},"z":"again"}"#;
         let v = OrderedJson::parse(text).unwrap();
         assert_eq!(serde_json::to_string(&v).unwrap(), text);
+    }
+
+    #[test]
+    fn numbers_keep_their_digits() {
+        let text = r#"[1.0,-0.50,12345678901234567890123456789,1.000000000000000000001,1e2]"#;
+        let v = OrderedJson::parse(text).unwrap();
+        // No rounding through f64; only an exponent gains serde_json's explicit sign.
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            text.replace("1e2", "1e+2")
+        );
     }
 
     #[test]

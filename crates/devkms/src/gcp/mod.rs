@@ -666,6 +666,11 @@ async fn add_identity(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    crate::admin::on_blocking_pool(move || add_identity_blocking(inner, headers, body)).await
+}
+
+/// Writes `credentials.json` and the state (fsyncs): on the blocking pool.
+fn add_identity_blocking(inner: Arc<Inner>, headers: HeaderMap, body: Bytes) -> Response {
     use axum::Json;
     use axum::http::StatusCode;
     let refuse = |status: StatusCode, message: String| {

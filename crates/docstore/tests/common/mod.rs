@@ -46,3 +46,37 @@ pub fn ids(s: &DocStore, filter: Value) -> Vec<Value> {
         .map(|d| d["_id"].clone())
         .collect()
 }
+
+/// The original Data API code of a refusal (panics on keyplane's own failures).
+pub fn code<T: std::fmt::Debug>(
+    r: keyplane_docstore::Result<T>,
+) -> keyplane_docstore::DocStoreCode {
+    match r {
+        Ok(v) => panic!("expected a refusal, got {v:?}"),
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("no Data API code for {e:?}")),
+    }
+}
+
+/// `find` with just a filter (and a big page).
+pub fn find(s: &DocStore, filter: Value) -> keyplane_docstore::Result<keyplane_docstore::Page> {
+    s.find(
+        KS,
+        C,
+        &keyplane_docstore::Query {
+            filter,
+            page_size: Some(1000),
+            ..Default::default()
+        },
+    )
+}
+
+/// A fresh store whose collection `c` was created with `options`.
+pub fn store_opts(options: Value) -> (tempfile::TempDir, DocStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DocStore::create(dir.path().join("dc.db"), &key(1)).unwrap();
+    s.create_keyspace(KS).unwrap();
+    s.create_collection(KS, C, Some(&options)).unwrap();
+    (dir, s)
+}

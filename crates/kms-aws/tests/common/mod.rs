@@ -213,18 +213,20 @@ pub async fn data_path_round_trips(
     (ct, moved)
 }
 
-/// Grants `grantee` the `operations` on `key` under the name `keyplane-volumes`, checks that
-/// ListGrants shows the grant with that grantee and name and the operations `listed` (as AWS
-/// names them, sorted), revokes it and checks that it is gone. Returns the grant's ID.
+/// Grants `grantee` the `operations` on `key` under the name `keyplane-volumes` and
+/// `constraint`, checks that ListGrants shows the grant with that grantee, name and
+/// constraint and the operations `listed` (as AWS names them, sorted), revokes it and checks
+/// that it is gone. Returns the grant's ID.
 pub async fn grant_round_trip(
     kms: &dyn KeyProvider,
     key: &str,
     grantee: &str,
     operations: &[&str],
     listed: &[&str],
+    constraint: &keyplane_kms::GrantConstraint,
 ) -> String {
     let grant_id = kms
-        .create_grant(key, grantee, operations, "keyplane-volumes")
+        .create_grant(key, grantee, operations, "keyplane-volumes", constraint)
         .await
         .unwrap();
     let grants = kms.list_grants(key).await.unwrap();
@@ -234,6 +236,7 @@ pub async fn grant_round_trip(
         .unwrap_or_else(|| panic!("{grants:?}"));
     assert_eq!(g.grantee, grantee);
     assert_eq!(g.name.as_deref(), Some("keyplane-volumes"));
+    assert_eq!(&g.constraint, constraint);
     let mut ops = g.operations.clone();
     ops.sort();
     assert_eq!(ops, listed);

@@ -17,8 +17,8 @@ pub const REGION: &str = "us-east-2";
 pub const ROLE: &str = "keyplane";
 
 /// Retries short enough that a refused or unreachable call fails within a few seconds.
-pub fn quick_retries() -> OpenbaoRetrySettings {
-    OpenbaoRetrySettings {
+pub fn quick_retries() -> RetrySettings {
+    RetrySettings {
         max_attempts: 2,
         initial_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(100),

@@ -5,11 +5,12 @@
 //! `createCollection`, `findCollections`, `deleteCollection`.
 use axum::response::Response;
 use keyplane_core::DbType;
+use keyplane_docstore::DocStoreCode;
 use keyplane_store::Database;
 use serde_json::{Value, json};
 
-use super::command::{Command, CommandName, Level, command_error, field_error, unknown_command};
-use super::errors::DataApiErrorCode;
+use super::command::{Command, CommandName, Level, command_error, unknown_command};
+use super::errors::{DataApiError, DataApiErrorCode};
 use super::{Ctx, DataResult, ok, status_ok};
 
 /// `None` when the command is not a database command.
@@ -18,7 +19,7 @@ pub(super) async fn database_level(ctx: &Ctx, cmd: &Command) -> DataResult<Optio
     match cmd.known {
         Some(CommandName::FindKeyspaces) => {
             cmd.fields(&["options"])?;
-            cmd.options(&[])?;
+            cmd.no_options()?;
             let list = ep.read(|s| s.list_keyspaces()).await?;
             Ok(Some(ok(json!({"status": {"keyspaces": list}}))))
         }
@@ -28,20 +29,22 @@ pub(super) async fn database_level(ctx: &Ctx, cmd: &Command) -> DataResult<Optio
             cmd.options(&["replication"])?;
             let name = f.required_string("name")?;
             keyspaces_allowed(ep.database(), "createKeyspace")?;
-            ep.write(move |s| s.create_keyspace(&name)).await?;
+            // The all-regions write that also records it for the DevOps API's listing.
+            ep.create_keyspace(&name).await?;
             Ok(Some(status_ok()))
         }
         Some(CommandName::DropKeyspace) => {
-            let f = cmd.fields(&["name"])?;
+            let f = cmd.fields(&["name", "options"])?;
+            cmd.no_options()?;
             let name = f.required_string("name")?;
             keyspaces_allowed(ep.database(), "dropKeyspace")?;
             if name == ep.database().keyspace {
-                return Err(command_error(
+                return Err(DataApiError::new(
                     DataApiErrorCode::KeyspaceCommandNotAllowed,
                     format!("'{name}' is the database's default keyspace and cannot be dropped"),
                 ));
             }
-            ep.write(move |s| s.drop_keyspace(&name)).await?;
+            ep.drop_keyspace(&name).await?;
             Ok(Some(status_ok()))
         }
         _ => Ok(None),
@@ -52,7 +55,7 @@ fn keyspaces_allowed(db: &Database, what: &str) -> DataResult<()> {
     if db.db_type == DbType::Serverless {
         Ok(())
     } else {
-        Err(command_error(
+        Err(DataApiError::new(
             DataApiErrorCode::KeyspaceCommandNotAllowed,
             format!(
                 "{what} is available on serverless (vector) databases; the keyspaces of classic database '{}' \
@@ -63,45 +66,24 @@ fn keyspaces_allowed(db: &Database, what: &str) -> DataResult<()> {
     }
 }
 
-/// Collection options keyplane's store honours. Vector, lexical and reranking collections
-/// need search machinery the encrypted store does not have: refusing them is clearer than
-/// creating a collection whose searches would all fail.
+/// Collection options keyplane's store honours: `indexing` and `defaultId` (`uuid`, `uuidv6`,
+/// `uuidv7`, `objectId`), whose contents the store checks as the original does. Vector,
+/// lexical and reranking collections need search machinery the encrypted store does not
+/// have: refusing them is clearer than creating a collection whose searches would all fail.
 fn check_collection_options(options: &Value) -> DataResult<()> {
     let Value::Object(m) = options else {
         return Ok(());
     };
     for (k, v) in m {
         match k.as_str() {
-            "indexing" => {
-                // Every field is queryable here; allow/deny lists are kept for clients that
-                // read them back, and change nothing.
-                if !v.is_object() {
-                    return Err(field_error(
-                        "createCollection.options",
-                        "indexing",
-                        "an object",
-                        v,
-                    ));
-                }
-            }
-            "defaultId" => {
-                let t = v.get("type").and_then(Value::as_str).unwrap_or("uuid");
-                if t != "uuid" {
-                    return Err(command_error(
-                        DataApiErrorCode::UnsupportedCollectionOption,
-                        format!(
-                            "defaultId type '{t}' is not supported; generated _ids are UUIDs (type \"uuid\")"
-                        ),
-                    ));
-                }
-            }
+            "indexing" | "defaultId" => {}
             "vector" | "lexical" | "rerank" => {
                 // Clients may send them explicitly disabled.
                 if v.get("enabled") == Some(&Value::Bool(false)) {
                     continue;
                 }
                 return Err(command_error(
-                    DataApiErrorCode::UnsupportedCollectionOption,
+                    DocStoreCode::InvalidCreateCollectionOptions,
                     format!(
                         "collection option '{k}' is not supported on keyplane's encrypted store"
                     ),
@@ -109,7 +91,7 @@ fn check_collection_options(options: &Value) -> DataResult<()> {
             }
             other => {
                 return Err(command_error(
-                    DataApiErrorCode::UnsupportedCollectionOption,
+                    DocStoreCode::InvalidCreateCollectionOptions,
                     format!(
                         "unknown collection option '{}'; known: indexing, defaultId",
                         other.chars().take(64).collect::<String>()
@@ -136,7 +118,8 @@ pub(super) async fn keyspace_level(ctx: &Ctx, cmd: &Command, ks: String) -> Data
             Ok(status_ok())
         }
         Some(CommandName::DeleteCollection) => {
-            let f = cmd.fields(&["name"])?;
+            let f = cmd.fields(&["name", "options"])?;
+            cmd.no_options()?;
             let name = f.required_string("name")?;
             ep.write(move |s| s.delete_collection(&ks, &name)).await?;
             Ok(status_ok())

@@ -1,10 +1,11 @@
 //! The request envelope: one JSON command `{"<name>": {<fields>}}`, its known names (each
 //! with its level and whether it writes), and typed access to its fields and options, so a
 //! wrong type or an unknown field is named in the error.
+use keyplane_docstore::DocStoreCode;
 use serde_json::{Map, Value};
 
-use super::errors::{DataApiError, DataApiErrorCode};
-use super::{DataResult, MAX_DEPTH};
+use super::DataResult;
+use super::errors::DataApiError;
 
 /// Where a command is posted: `…/v1`, `…/v1/{keyspace}` or `…/v1/{keyspace}/{collection}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +78,13 @@ pub struct Command {
     args: Map<String, Value>,
 }
 
-pub fn command_error(code: DataApiErrorCode, message: impl Into<String>) -> DataApiError {
-    DataApiError::new(code, message)
+pub fn command_error(code: DocStoreCode, message: impl Into<String>) -> DataApiError {
+    DataApiError::original(code, message)
 }
 
-fn invalid_request(message: impl Into<String>) -> DataApiError {
-    DataApiError::new(DataApiErrorCode::InvalidRequest, message)
+/// A body that is JSON but not one command (the original's Jackson mapping failure).
+fn structure_mismatch(message: impl Into<String>) -> DataApiError {
+    DataApiError::original(DocStoreCode::RequestStructureMismatch, message)
 }
 
 pub fn json_type(v: &Value) -> &'static str {
@@ -98,49 +100,44 @@ pub fn json_type(v: &Value) -> &'static str {
 
 pub fn field_error(cmd: &str, field: &str, want: &str, got: &Value) -> DataApiError {
     command_error(
-        DataApiErrorCode::CommandFieldInvalid,
+        DocStoreCode::CommandFieldValueInvalid,
         format!("{cmd}: '{field}' must be {want}, not {}", json_type(got)),
     )
 }
 
+/// Reads a body as the original's parser does ([`keyplane_docstore::parse_json`]: a field
+/// repeated in one object, an over-long number or runaway nesting is refused with the
+/// original's code) and takes the one command out of it.
 pub fn parse_command(bytes: &[u8]) -> DataResult<Command> {
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-        // serde_json stops at 128 levels; say so rather than "malformed".
-        if e.to_string().contains("recursion limit") {
-            command_error(
-                DataApiErrorCode::DocDepthLimitViolation,
-                format!("the request nests JSON more than 128 levels deep; documents may nest at most {MAX_DEPTH} levels"),
-            )
-        } else {
-            invalid_request(format!("malformed JSON: {e}"))
-        }
+    let body = keyplane_docstore::parse_json(bytes).map_err(|e| {
+        DataApiError::original(
+            e.code().unwrap_or(DocStoreCode::RequestNotJson),
+            e.to_string(),
+        )
     })?;
     let Value::Object(o) = body else {
-        return Err(invalid_request(format!(
+        return Err(structure_mismatch(format!(
             "the body must be a JSON object holding one command, not {}",
             json_type(&body)
         )));
     };
     if o.len() != 1 {
-        return Err(invalid_request(format!(
+        return Err(structure_mismatch(format!(
             "the body must hold exactly one command, e.g. {{\"findOne\":{{}}}}; it has {}",
             o.len()
         )));
     }
     let Some((name, args)) = o.into_iter().next() else {
-        return Err(invalid_request("the body holds no command"));
+        return Err(structure_mismatch("the body holds no command"));
     };
     let args = match args {
         Value::Object(m) => m,
         Value::Null => Map::new(),
         other => {
-            return Err(command_error(
-                DataApiErrorCode::CommandFieldInvalid,
-                format!(
-                    "the body of command '{name}' must be an object, not {}",
-                    json_type(&other)
-                ),
-            ));
+            return Err(structure_mismatch(format!(
+                "the body of command '{name}' must be an object, not {}",
+                json_type(&other)
+            )));
         }
     };
     Ok(Command {
@@ -163,7 +160,7 @@ impl<'a> Fields<'a> {
         match self.m.keys().find(|k| !allowed.contains(&k.as_str())) {
             None => Ok(()),
             Some(k) => Err(command_error(
-                DataApiErrorCode::CommandFieldInvalid,
+                DocStoreCode::CommandFieldUnknown,
                 format!(
                     "{}: unknown field '{}'; known: {}",
                     self.at,
@@ -191,10 +188,17 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A filter, sort or projection as sent: the store refuses one of the wrong type with the
+    /// clause's own code (`FILTER_UNSUPPORTED_DATA_TYPE`, `SORT_CLAUSE_INVALID`,
+    /// `UNSUPPORTED_PROJECTION_DEFINITION`), as the original does.
+    pub fn clause(&self, k: &str) -> Option<Value> {
+        self.get(k).cloned()
+    }
+
     pub fn required_object(&self, k: &str) -> DataResult<Value> {
         self.object(k)?.ok_or_else(|| {
             command_error(
-                DataApiErrorCode::CommandFieldInvalid,
+                DocStoreCode::CommandFieldValueInvalid,
                 format!("{}: '{k}' is required", self.at),
             )
         })
@@ -211,7 +215,7 @@ impl<'a> Fields<'a> {
     pub fn required_string(&self, k: &str) -> DataResult<String> {
         self.string(k)?.ok_or_else(|| {
             command_error(
-                DataApiErrorCode::CommandFieldInvalid,
+                DocStoreCode::CommandFieldValueInvalid,
                 format!("{}: '{k}' is required", self.at),
             )
         })
@@ -260,6 +264,24 @@ impl Command {
         Ok(f)
     }
 
+    /// For a command the original gives no options (`insertOne`, `deleteOne`, `deleteMany`,
+    /// `estimatedDocumentCount`, `findKeyspaces`, `dropKeyspace`, `deleteCollection`):
+    /// `"options": {}` or null is accepted, as the original accepts it, anything else is
+    /// `COMMAND_ACCEPTS_NO_OPTIONS`. The command lists `options` among its fields.
+    pub fn no_options(&self) -> DataResult<()> {
+        match self.args.get("options") {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::Object(m)) if m.is_empty() => Ok(()),
+            Some(_) => Err(command_error(
+                DocStoreCode::CommandAcceptsNoOptions,
+                format!(
+                    "command '{}' does not accept options but some were included; resend it without options",
+                    self.name
+                ),
+            )),
+        }
+    }
+
     /// Whether it changes data. Unknown names need only `db-read`, so an unknown command is
     /// reported as unknown, not as forbidden.
     pub fn writes(&self) -> bool {
@@ -278,7 +300,7 @@ pub fn unknown_command(cmd: &Command, level: Level) -> DataApiError {
         None => "",
     };
     command_error(
-        DataApiErrorCode::CommandUnknown,
+        DocStoreCode::CommandUnknown,
         format!(
             "no {} command '{}'{hint}",
             level.as_str(),
@@ -311,7 +333,7 @@ mod tests {
     fn unknown_commands_hint_where_a_known_one_belongs() {
         let cmd = parse_command(br#"{"findKeyspaces":{}}"#).unwrap();
         let e = unknown_command(&cmd, Level::Collection);
-        assert_eq!(e.code, DataApiErrorCode::CommandUnknown);
+        assert_eq!(e.code.as_str(), "COMMAND_UNKNOWN");
         assert!(e.message.contains("a database command"), "{}", e.message);
         let cmd = parse_command(br#"{"frobnicate":null}"#).unwrap();
         assert!(!cmd.writes());

@@ -1,5 +1,6 @@
-//! `deleteOne` (with a sort, the document it picks), `deleteMany` (every match in one
-//! transaction, so never "moreData") and `findOneAndDelete`.
+//! `deleteOne` (with a sort, the document it picks), `deleteMany` (as the original's: one
+//! page of matches per command, `moreData` while more remain, and an empty filter empties the
+//! collection at once, answered `deletedCount: -1`) and `findOneAndDelete`.
 use axum::response::Response;
 use serde_json::json;
 
@@ -12,9 +13,10 @@ pub(super) async fn delete_one(
     ks: String,
     coll: String,
 ) -> DataResult<Response> {
-    let f = cmd.fields(&["filter", "sort"])?;
-    let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
-    let sort = f.object("sort")?;
+    let f = cmd.fields(&["filter", "sort", "options"])?;
+    cmd.no_options()?;
+    let filter = f.clause("filter").unwrap_or_else(|| json!({}));
+    let sort = f.clause("sort");
     let n = ctx
         .endpoint
         .write(move |s| match &sort {
@@ -35,13 +37,22 @@ pub(super) async fn delete_many(
     ks: String,
     coll: String,
 ) -> DataResult<Response> {
-    let f = cmd.fields(&["filter"])?;
-    let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
-    let n = ctx
+    let f = cmd.fields(&["filter", "options"])?;
+    cmd.no_options()?;
+    let filter = f.clause("filter").unwrap_or_else(|| json!({}));
+    // Each region deletes the same page: the first matches in `_id` order.
+    let page = ctx
         .endpoint
-        .write(move |s| s.delete_many(&ks, &coll, &filter))
+        .write(move |s| s.delete_many_page(&ks, &coll, &filter))
         .await?;
-    Ok(ok(json!({"status": {"deletedCount": n}})))
+    let status = if page.all {
+        json!({"deletedCount": -1})
+    } else if page.more_data {
+        json!({"deletedCount": page.deleted, "moreData": true})
+    } else {
+        json!({"deletedCount": page.deleted})
+    };
+    Ok(ok(json!({"status": status})))
 }
 
 pub(super) async fn find_one_and_delete(
@@ -51,8 +62,8 @@ pub(super) async fn find_one_and_delete(
     coll: String,
 ) -> DataResult<Response> {
     let f = cmd.fields(&["filter", "sort", "projection"])?;
-    let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
-    let (sort, projection) = (f.object("sort")?, f.object("projection")?);
+    let filter = f.clause("filter").unwrap_or_else(|| json!({}));
+    let (sort, projection) = (f.clause("sort"), f.clause("projection"));
     let doc = ctx
         .endpoint
         .write(move |s| {

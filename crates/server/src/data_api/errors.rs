@@ -11,33 +11,19 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keyplane_app::AppError;
-use keyplane_docstore::DocStoreError;
+use keyplane_docstore::{DocStoreCode, DocStoreError};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// Every code keyplane's Data API answers with.
+/// Every code keyplane's Data API answers with: the original Data API's codes (named by the
+/// document store's [`DocStoreCode`], so a store refusal and a command-parsing refusal of the
+/// same kind carry the same name), and keyplane's own for what the original has no name for
+/// (its platform: tokens, suspended keys, unavailable regions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataApiErrorCode {
-    DocumentAlreadyExists,
-    InvalidDocument,
-    DocSizeLimitViolation,
-    DocDepthLimitViolation,
-    TooManyDocuments,
-    UnsupportedFilterOperation,
-    InvalidFilterExpression,
-    InvalidSortClause,
-    UnsupportedProjectionParam,
-    UnsupportedUpdateOperation,
-    KeyspaceDoesNotExist,
-    CollectionNotExist,
-    ExistingCollectionDifferentSettings,
-    InvalidName,
-    UnsupportedCollectionOption,
+    /// A code the original defines; its wire name and scope are [`DocStoreCode`]'s.
+    Original(DocStoreCode),
     KeyspaceCommandNotAllowed,
-    InvalidPageState,
-    CommandUnknown,
-    CommandFieldInvalid,
-    InvalidRequest,
     RequestTooLarge,
     DatabaseSuspended,
     DatabaseUnavailable,
@@ -75,147 +61,51 @@ const fn row(
 /// Command errors: the request was carried, the command refused.
 const COMMAND: StatusCode = StatusCode::OK;
 
+/// keyplane's own codes, for the table's tests.
+const OWN: [DataApiErrorCode; 9] = {
+    use DataApiErrorCode::*;
+    [
+        KeyspaceCommandNotAllowed,
+        RequestTooLarge,
+        DatabaseSuspended,
+        DatabaseUnavailable,
+        DatabaseNotFound,
+        KmsUnavailable,
+        UnauthenticatedRequest,
+        UnauthorizedRequest,
+        ServerInternalError,
+    ]
+};
+
 impl DataApiErrorCode {
-    /// Every code, for the table's tests.
-    pub const ALL: [DataApiErrorCode; 28] = {
-        use DataApiErrorCode::*;
-        [
-            DocumentAlreadyExists,
-            InvalidDocument,
-            DocSizeLimitViolation,
-            DocDepthLimitViolation,
-            TooManyDocuments,
-            UnsupportedFilterOperation,
-            InvalidFilterExpression,
-            InvalidSortClause,
-            UnsupportedProjectionParam,
-            UnsupportedUpdateOperation,
-            KeyspaceDoesNotExist,
-            CollectionNotExist,
-            ExistingCollectionDifferentSettings,
-            InvalidName,
-            UnsupportedCollectionOption,
-            KeyspaceCommandNotAllowed,
-            InvalidPageState,
-            CommandUnknown,
-            CommandFieldInvalid,
-            InvalidRequest,
-            RequestTooLarge,
-            DatabaseSuspended,
-            DatabaseUnavailable,
-            DatabaseNotFound,
-            KmsUnavailable,
-            UnauthenticatedRequest,
-            UnauthorizedRequest,
-            ServerInternalError,
-        ]
-    };
+    /// Every code, the original's and keyplane's own, for the table's tests.
+    pub fn all() -> Vec<DataApiErrorCode> {
+        DocStoreCode::ALL
+            .iter()
+            .map(|c| DataApiErrorCode::Original(*c))
+            .chain(OWN)
+            .collect()
+    }
 
     /// THE table.
-    pub const fn info(self) -> CodeInfo {
+    pub fn info(self) -> CodeInfo {
         use DataApiErrorCode::*;
         use StatusCode as S;
         match self {
-            DocumentAlreadyExists => row(
-                "DOCUMENT_ALREADY_EXISTS",
-                COMMAND,
-                "DOCUMENT",
-                "Document already exists with the given _id",
-            ),
-            InvalidDocument => row(
-                "INVALID_DOCUMENT",
-                COMMAND,
-                "DOCUMENT",
-                "Document is not valid",
-            ),
-            DocSizeLimitViolation => row(
-                "DOC_SIZE_LIMIT_VIOLATION",
-                COMMAND,
-                "DOCUMENT",
-                "Document size limit exceeded",
-            ),
-            DocDepthLimitViolation => row(
-                "DOC_DEPTH_LIMIT_VIOLATION",
-                COMMAND,
-                "DOCUMENT",
-                "Document nesting limit exceeded",
-            ),
-            TooManyDocuments => row(
-                "TOO_MANY_DOCUMENTS",
-                COMMAND,
-                "DOCUMENT",
-                "Too many documents in one command",
-            ),
-            UnsupportedFilterOperation => row(
-                "UNSUPPORTED_FILTER_OPERATION",
-                COMMAND,
-                "FILTER",
-                "Unsupported filter operator",
-            ),
-            InvalidFilterExpression => row(
-                "INVALID_FILTER_EXPRESSION",
-                COMMAND,
-                "FILTER",
-                "Invalid filter expression",
-            ),
-            InvalidSortClause => row(
-                "INVALID_SORT_CLAUSE",
-                COMMAND,
-                "SORT",
-                "Invalid sort clause",
-            ),
-            UnsupportedProjectionParam => row(
-                "UNSUPPORTED_PROJECTION_PARAM",
-                COMMAND,
-                "PROJECTION",
-                "Unsupported projection",
-            ),
-            UnsupportedUpdateOperation => row(
-                "UNSUPPORTED_UPDATE_OPERATION",
-                COMMAND,
-                "UPDATE",
-                "Unsupported update",
-            ),
-            KeyspaceDoesNotExist => row(
-                "KEYSPACE_DOES_NOT_EXIST",
-                COMMAND,
-                "SCHEMA",
-                "Keyspace does not exist",
-            ),
-            CollectionNotExist => row(
-                "COLLECTION_NOT_EXIST",
-                COMMAND,
-                "SCHEMA",
-                "Collection does not exist",
-            ),
-            ExistingCollectionDifferentSettings => row(
-                "EXISTING_COLLECTION_DIFFERENT_SETTINGS",
-                COMMAND,
-                "SCHEMA",
-                "Collection exists with different settings",
-            ),
-            InvalidName => row("INVALID_NAME", COMMAND, "SCHEMA", "Invalid name"),
-            UnsupportedCollectionOption => row(
-                "UNSUPPORTED_COLLECTION_OPTION",
-                COMMAND,
-                "SCHEMA",
-                "Unsupported collection option",
-            ),
+            Original(c) => CodeInfo {
+                wire: c.as_str(),
+                // As the original: every one of its codes is a command error (200), a body
+                // that is not JSON included.
+                status: COMMAND,
+                scope: c.scope().as_str(),
+                title: original_title(c),
+            },
             KeyspaceCommandNotAllowed => row(
                 "KEYSPACE_COMMAND_NOT_ALLOWED",
                 COMMAND,
                 "SCHEMA",
                 "Keyspace command not allowed",
             ),
-            InvalidPageState => row("INVALID_PAGE_STATE", COMMAND, "", "Invalid page state"),
-            CommandUnknown => row("COMMAND_UNKNOWN", COMMAND, "", "Unknown command"),
-            CommandFieldInvalid => row(
-                "COMMAND_FIELD_INVALID",
-                COMMAND,
-                "",
-                "Invalid command field",
-            ),
-            InvalidRequest => row("INVALID_REQUEST", S::BAD_REQUEST, "", "Invalid request"),
             RequestTooLarge => row(
                 "REQUEST_TOO_LARGE",
                 S::PAYLOAD_TOO_LARGE,
@@ -273,27 +163,51 @@ impl DataApiErrorCode {
 
     /// The code of a store error; None for failures that are keyplane's, not the caller's.
     pub fn of_document_error(e: &DocStoreError) -> Option<DataApiErrorCode> {
-        use DataApiErrorCode::*;
-        Some(match e {
-            DocStoreError::InvalidName(_) => InvalidName,
-            DocStoreError::KeyspaceNotFound(_) => KeyspaceDoesNotExist,
-            DocStoreError::CollectionExists(_) => ExistingCollectionDifferentSettings,
-            DocStoreError::CollectionNotFound(_) => CollectionNotExist,
-            DocStoreError::DuplicateId(_) => DocumentAlreadyExists,
-            // An unknown update operator is reported by the store as an unknown operator
-            // too; the message names it either way.
-            DocStoreError::UnknownOperator(_) => UnsupportedFilterOperation,
-            DocStoreError::InvalidFilter(_) => InvalidFilterExpression,
-            DocStoreError::InvalidSort(_) => InvalidSortClause,
-            DocStoreError::InvalidProjection(_) => UnsupportedProjectionParam,
-            DocStoreError::InvalidUpdate(_) => UnsupportedUpdateOperation,
-            DocStoreError::InvalidDocument(_) => InvalidDocument,
-            DocStoreError::InvalidPageState => InvalidPageState,
-            DocStoreError::DocumentTooLarge { .. } => DocSizeLimitViolation,
-            DocStoreError::TooDeep { .. } => DocDepthLimitViolation,
-            DocStoreError::TooManyDocuments { .. } => TooManyDocuments,
-            _ => return None,
-        })
+        e.code().map(DataApiErrorCode::Original)
+    }
+}
+
+/// A short heading per original code (clients show it above the message).
+fn original_title(c: DocStoreCode) -> &'static str {
+    use DocStoreCode::*;
+    match c {
+        CommandAcceptsNoOptions => "Command takes no options",
+        CommandFieldUnknown => "Unknown command field",
+        CommandFieldValueInvalid => "Invalid command field value",
+        CommandUnknown => "Unknown command",
+        RequestNotJson => "Request is not valid JSON",
+        RequestStructureMismatch => "Request is not one command",
+        DocumentAlreadyExists => "Document already exists with the given _id",
+        DocumentReplaceDifferentDocid => "Replacement has a different _id",
+        ShredBadDocidType => "Invalid _id type",
+        ShredBadDocidValue => "Invalid _id value",
+        ShredBadDocumentType => "Document is not an object",
+        ShredBadEjsonValue => "Invalid typed value",
+        ShredBadFieldName => "Invalid field name",
+        ShredDocLimitViolation => "Document limit exceeded",
+        FilterInvalidExpression => "Invalid filter expression",
+        FilterUnsupportedOperator => "Unsupported filter operator",
+        FilterUnsupportedDataType => "Unsupported filter data type",
+        FilterFieldsLimitViolation => "Too many filter fields",
+        SortClauseInvalid => "Invalid sort clause",
+        SortClausePathInvalid => "Invalid sort path",
+        SortClauseValueInvalid => "Invalid sort value",
+        UnsupportedProjectionDefinition => "Unsupported projection",
+        UnsupportedProjectionParam => "Unsupported projection parameter",
+        UnsupportedUpdateDataType => "Unsupported update data type",
+        UnsupportedUpdateOperation => "Unsupported update operator",
+        UnsupportedUpdateOperationModifier => "Unsupported update modifier",
+        UnsupportedUpdateOperationParam => "Invalid update parameter",
+        UnsupportedUpdateOperationPath => "Invalid update path",
+        UnsupportedUpdateOperationTarget => "Invalid update target",
+        UnsupportedUpdateOperatorForDocId => "Update operator not allowed on _id",
+        ExistingCollectionDifferentSettings => "Collection exists with different settings",
+        InvalidCreateCollectionOptions => "Invalid collection options",
+        LexicalNotEnabledForCollection => "Lexical search not enabled",
+        UnknownCollectionOrTable => "Collection does not exist",
+        UnknownKeyspace => "Keyspace does not exist",
+        UnsupportedSchemaName => "Invalid name",
+        VectorSearchNotSupported => "Vector search not supported",
     }
 }
 
@@ -315,11 +229,27 @@ pub fn error_item(code: DataApiErrorCode, message: &str) -> Value {
            "title": info.title, "id": Uuid::new_v4().to_string()})
 }
 
+/// The error object of a store refusal: its code, and `documentIds` naming the document it
+/// concerns where the original names one. `None` for keyplane's own failures.
+pub fn document_error_item(e: &DocStoreError) -> Option<Value> {
+    let code = DataApiErrorCode::of_document_error(e)?;
+    let mut item = error_item(code, &e.to_string());
+    if let Some(id) = e.document_id() {
+        item["documentIds"] = json!([id]);
+    }
+    Some(item)
+}
+
 /// A Data API error answer.
 #[derive(Debug)]
 pub struct DataApiError {
     pub code: DataApiErrorCode,
     pub message: String,
+    /// `errors[].documentIds`: the documents a refusal concerns, where the original names them.
+    pub document_ids: Vec<Value>,
+    /// What `status` says beside the error (`insertOne`'s `insertedIds: []`); boxed, as it
+    /// is rare and errors travel in every `Result`.
+    pub status: Option<Box<Value>>,
 }
 
 impl DataApiError {
@@ -327,7 +257,20 @@ impl DataApiError {
         DataApiError {
             code,
             message: message.into(),
+            document_ids: Vec::new(),
+            status: None,
         }
+    }
+
+    /// An error of one of the original's codes.
+    pub fn original(code: DocStoreCode, message: impl Into<String>) -> DataApiError {
+        DataApiError::new(DataApiErrorCode::Original(code), message)
+    }
+
+    /// The same error, answered with this `status` beside it.
+    pub fn with_status(mut self, status: Value) -> DataApiError {
+        self.status = Some(Box::new(status));
+        self
     }
 
     fn internal(detail: &dyn std::fmt::Display) -> DataApiError {
@@ -338,8 +281,15 @@ impl DataApiError {
 
 impl IntoResponse for DataApiError {
     fn into_response(self) -> Response {
-        let item = error_item(self.code, &self.message);
-        (self.code.info().status, Json(json!({ "errors": [item] }))).into_response()
+        let mut item = error_item(self.code, &self.message);
+        if !self.document_ids.is_empty() {
+            item["documentIds"] = json!(self.document_ids);
+        }
+        let mut body = json!({ "errors": [item] });
+        if let Some(status) = self.status {
+            body["status"] = *status;
+        }
+        (self.code.info().status, Json(body)).into_response()
     }
 }
 
@@ -359,11 +309,15 @@ impl From<AppError> for DataApiError {
                 DataApiError::new(C::KmsUnavailable, KMS_UNAVAILABLE_MESSAGE)
             }
             AppError::Document(d) => match DataApiErrorCode::of_document_error(&d) {
-                Some(code) => DataApiError::new(code, d.to_string()),
+                Some(code) => {
+                    let mut out = DataApiError::new(code, d.to_string());
+                    out.document_ids.extend(d.document_id().cloned());
+                    out
+                }
                 None => DataApiError::internal(&d),
             },
             AppError::Invalid { .. } | AppError::InvalidParameter { .. } => {
-                DataApiError::new(C::InvalidRequest, e.to_string())
+                DataApiError::original(DocStoreCode::CommandFieldValueInvalid, e.to_string())
             }
             other => DataApiError::internal(&other),
         }
@@ -376,11 +330,12 @@ mod tests {
 
     #[test]
     fn the_table_has_one_row_per_code_with_a_unique_name() {
-        let mut names: Vec<&str> = DataApiErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let all = DataApiErrorCode::all();
+        let mut names: Vec<&str> = all.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), DataApiErrorCode::ALL.len());
-        for c in DataApiErrorCode::ALL {
+        assert_eq!(names.len(), all.len());
+        for c in all {
             let i = c.info();
             assert!(
                 i.wire
@@ -397,12 +352,24 @@ mod tests {
         assert_eq!(item["errorCode"], "DATABASE_SUSPENDED");
         assert_eq!(item["family"], "SERVER");
         assert_eq!(item["scope"], "DATABASE");
-        let item = error_item(DataApiErrorCode::InvalidSortClause, "bad");
+        let item = error_item(
+            DataApiErrorCode::Original(DocStoreCode::SortClauseInvalid),
+            "bad",
+        );
+        assert_eq!(item["errorCode"], "SORT_CLAUSE_INVALID");
         assert_eq!(item["family"], "REQUEST");
         assert_eq!(item["scope"], "SORT");
         assert_eq!(item["title"], "Invalid sort clause");
         assert_eq!(
-            DataApiErrorCode::CommandFieldInvalid.info().status,
+            DataApiErrorCode::Original(DocStoreCode::CommandFieldValueInvalid)
+                .info()
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            DataApiErrorCode::Original(DocStoreCode::RequestNotJson)
+                .info()
+                .status,
             StatusCode::OK
         );
     }
@@ -420,6 +387,38 @@ mod tests {
         let e = DataApiError::from(AppError::KmsUnavailable("timeout at 10.0.0.1".into()));
         assert_eq!(e.message, KMS_UNAVAILABLE_MESSAGE);
         let e = DataApiError::from(AppError::Document(DocStoreError::InvalidPageState));
-        assert_eq!(e.code, DataApiErrorCode::InvalidPageState);
+        assert_eq!(
+            e.code,
+            DataApiErrorCode::Original(DocStoreCode::CommandFieldValueInvalid)
+        );
+    }
+
+    /// Every store refusal has a code of the table (the two variants added with the
+    /// original's semantics included), and keyplane's own failures are 5xx.
+    #[test]
+    fn store_refusals_map_through_their_typed_code() {
+        use keyplane_docstore::Refusal;
+        for (e, want) in [
+            (
+                DocStoreError::InvalidCollectionOptions(Refusal::new(
+                    DocStoreCode::InvalidCreateCollectionOptions,
+                    "bad indexing",
+                )),
+                "INVALID_CREATE_COLLECTION_OPTIONS",
+            ),
+            (
+                DocStoreError::InvalidJson(Refusal::new(DocStoreCode::RequestNotJson, "dup")),
+                "REQUEST_NOT_JSON",
+            ),
+            (
+                DocStoreError::CollectionNotFound("c".into()),
+                "UNKNOWN_COLLECTION_OR_TABLE",
+            ),
+        ] {
+            let out = DataApiError::from(AppError::Document(e));
+            assert_eq!(out.code.as_str(), want);
+        }
+        let e = DataApiError::from(AppError::Document(DocStoreError::Corrupt("x".into())));
+        assert_eq!(e.code, DataApiErrorCode::ServerInternalError);
     }
 }

@@ -4,8 +4,9 @@ use axum::response::Response;
 use keyplane_docstore::Query;
 use serde_json::json;
 
+use keyplane_docstore::DocStoreCode;
+
 use super::command::{Command, command_error};
-use super::errors::DataApiErrorCode;
 use super::{Ctx, DataResult, MAX_COUNT, ok};
 
 pub(super) async fn find_one(
@@ -15,14 +16,20 @@ pub(super) async fn find_one(
     coll: String,
 ) -> DataResult<Response> {
     let f = cmd.fields(&["filter", "sort", "projection", "options"])?;
-    cmd.options(&["includeSimilarity", "includeSortVector"])?;
-    let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
-    let (sort, projection) = (f.object("sort")?, f.object("projection")?);
+    let opts = cmd.options(&["includeSimilarity", "includeSortVector"])?;
+    opts.bool("includeSimilarity")?;
+    let sort_vector = opts.bool("includeSortVector")?.unwrap_or(false);
+    let filter = f.clause("filter").unwrap_or_else(|| json!({}));
+    let (sort, projection) = (f.clause("sort"), f.clause("projection"));
     let doc = ctx
         .endpoint
         .read(move |s| s.find_one(&ks, &coll, &filter, sort.as_ref(), projection.as_ref()))
         .await?;
-    Ok(ok(json!({"data": {"document": doc}})))
+    let mut out = json!({"data": {"document": doc}});
+    if sort_vector {
+        out["status"] = json!({"sortVector": null});
+    }
+    Ok(ok(out))
 }
 
 pub(super) async fn find(
@@ -32,7 +39,6 @@ pub(super) async fn find(
     coll: String,
 ) -> DataResult<Response> {
     let f = cmd.fields(&["filter", "sort", "projection", "options"])?;
-    // includeSimilarity/includeSortVector are accepted and ignored: no vector search here.
     let opts = cmd.options(&[
         "limit",
         "skip",
@@ -40,12 +46,14 @@ pub(super) async fn find(
         "includeSimilarity",
         "includeSortVector",
     ])?;
+    // No vector search here: includeSimilarity changes nothing, and includeSortVector is
+    // answered as the original answers it for a sort without a vector, `sortVector: null`.
     opts.bool("includeSimilarity")?;
-    opts.bool("includeSortVector")?;
+    let sort_vector = opts.bool("includeSortVector")?.unwrap_or(false);
     let q = Query {
-        filter: f.object("filter")?.unwrap_or_else(|| json!({})),
-        sort: f.object("sort")?,
-        projection: f.object("projection")?,
+        filter: f.clause("filter").unwrap_or_else(|| json!({})),
+        sort: f.clause("sort"),
+        projection: f.clause("projection"),
         skip: opts.count("skip")?.unwrap_or(0),
         limit: opts.count("limit")?,
         page_state: opts.string("pageState")?.filter(|s| !s.is_empty()),
@@ -53,9 +61,11 @@ pub(super) async fn find(
     };
     let page = ctx.endpoint.read(move |s| s.find(&ks, &coll, &q)).await?;
     // nextPageState is always present (null on the last page): astrapy reads it unconditionally.
-    Ok(ok(
-        json!({"data": {"documents": page.docs, "nextPageState": page.next_page_state}}),
-    ))
+    let mut out = json!({"data": {"documents": page.docs, "nextPageState": page.next_page_state}});
+    if sort_vector {
+        out["status"] = json!({"sortVector": null});
+    }
+    Ok(ok(out))
 }
 
 pub(super) async fn count_documents(
@@ -66,12 +76,12 @@ pub(super) async fn count_documents(
 ) -> DataResult<Response> {
     let f = cmd.fields(&["filter", "options"])?;
     let opts = cmd.options(&["upperBound"])?;
-    let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
+    let filter = f.clause("filter").unwrap_or_else(|| json!({}));
     let bound = match opts.count("upperBound")? {
         None => MAX_COUNT,
         Some(0) => {
             return Err(command_error(
-                DataApiErrorCode::CommandFieldInvalid,
+                DocStoreCode::CommandFieldValueInvalid,
                 "countDocuments.options: 'upperBound' must be at least 1",
             ));
         }
@@ -95,7 +105,7 @@ pub(super) async fn estimated_document_count(
     coll: String,
 ) -> DataResult<Response> {
     cmd.fields(&["options"])?;
-    cmd.options(&[])?;
+    cmd.no_options()?;
     let n = ctx
         .endpoint
         .read(move |s| s.estimated_count(&ks, &coll))

@@ -31,7 +31,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyplane_app::dataplane::access::Endpoint;
 use keyplane_app::{App, AppError};
-use keyplane_docstore::{MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INSERT_MANY};
+use keyplane_docstore::{MAX_DOCUMENT_BYTES, MAX_INSERT_MANY};
 use serde_json::{Value, json};
 
 use command::{Command, CommandName, Level, parse_command, unknown_command};
@@ -123,6 +123,7 @@ async fn prepare(
     body: Body,
 ) -> DataResult<(Ctx, Command)> {
     let who = app.authenticate(&raw_token(headers)?).await?;
+    app.serves_data()?;
     let bytes = read_body(body).await?;
     let cmd = parse_command(&bytes)?;
     let now_ms = chrono::Utc::now().timestamp_millis();

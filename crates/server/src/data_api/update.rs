@@ -1,14 +1,19 @@
 //! Updates and replacements: `updateOne` (a sort picks the document), `updateMany`,
 //! `findOneAndUpdate` and `findOneAndReplace`. An upsert inserts an `_id` chosen here once
-//! (from the filter, the update's `$setOnInsert`, or a new UUID), and `$currentDate` writes
-//! the request's time, so every region inserts and writes the same.
+//! (from the filter, the update's `$setOnInsert`, or a new one of the collection's
+//! `defaultId` type), and `$currentDate` writes the request's time, so every region inserts
+//! and writes the same. `updateMany` works in pages as the original's: each command updates
+//! one page of matches in `_id` order and answers `moreData` and a `nextPageState` that the
+//! client sends back to continue; a page is the same documents in every region.
 use axum::response::Response;
-use keyplane_docstore::{FindOneAndOptions, ReturnDocument, UpdateOptions};
+use keyplane_docstore::{
+    DefaultIdType, DocStoreCode, FindOneAndOptions, ReturnDocument, UpdateManyOptions,
+    UpdateOptions,
+};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::command::{Command, Fields, command_error};
-use super::errors::DataApiErrorCode;
+use super::insert::id_type;
 use super::{Ctx, DataResult, ok};
 
 /// The `_id` an upsert would take from the filter (equality on `_id`, also inside `$and`),
@@ -44,7 +49,7 @@ fn filter_id(filter: &Value) -> Option<Value> {
 /// For an upserting update whose filter names no `_id`: adds `$setOnInsert: {_id: <uuid>}`
 /// (unless the caller set one), so every region inserts the same id. Returns the update and
 /// the id an insert would get.
-fn upsert_update(update: Value, filter: &Value) -> (Value, Option<Value>) {
+fn upsert_update(update: Value, filter: &Value, t: DefaultIdType) -> (Value, Option<Value>) {
     let from_filter = filter_id(filter);
     let Value::Object(mut m) = update else {
         return (update, from_filter);
@@ -59,7 +64,7 @@ fn upsert_update(update: Value, filter: &Value) -> (Value, Option<Value>) {
     if from_filter.is_some() {
         return (Value::Object(m), from_filter);
     }
-    let id = Value::String(Uuid::new_v4().to_string());
+    let id = t.generate();
     match m.get_mut("$setOnInsert") {
         Some(Value::Object(s)) => {
             s.insert("_id".into(), id.clone());
@@ -79,7 +84,7 @@ fn return_document(opts: &Fields<'_>) -> DataResult<ReturnDocument> {
         Some(Value::String(s)) if s == "before" => Ok(ReturnDocument::Before),
         Some(Value::String(s)) if s == "after" => Ok(ReturnDocument::After),
         Some(v) => Err(command_error(
-            DataApiErrorCode::CommandFieldInvalid,
+            DocStoreCode::CommandFieldValueInvalid,
             format!(
                 "{}: 'returnDocument' must be \"before\" or \"after\", not {v}",
                 opts.at
@@ -105,35 +110,52 @@ pub(super) async fn update(
     } else {
         cmd.options(&["upsert"])?
     };
-    if many && opts.string("pageState")?.is_some_and(|s| !s.is_empty()) {
-        return Err(command_error(
-            DataApiErrorCode::InvalidPageState,
-            "updateMany updates every match in one command here and never returns a pageState",
-        ));
-    }
-    let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
+    let page_state = if many {
+        opts.string("pageState")?.filter(|s| !s.is_empty())
+    } else {
+        None
+    };
+    let filter = f.clause("filter").unwrap_or_else(|| json!({}));
     let update = f.required_object("update")?;
-    let sort = f.object("sort")?;
+    let sort = f.clause("sort");
     let upsert = opts.bool("upsert")?.unwrap_or(false);
     let update = if upsert {
-        upsert_update(update, &filter).0
+        let t = id_type(ctx, &ks, &coll, true).await?;
+        upsert_update(update, &filter, t).0
     } else {
         update
     };
     let now_ms = ctx.now_ms;
+    if many {
+        let o = UpdateManyOptions {
+            upsert,
+            page_state,
+            now_ms: Some(now_ms),
+            page_size: None,
+        };
+        let r = ctx
+            .endpoint
+            .write(move |s| s.update_many_page(&ks, &coll, &filter, &update, &o))
+            .await?;
+        let mut status = json!({"matchedCount": r.matched, "modifiedCount": r.modified});
+        if let Some(id) = r.upserted_id {
+            status["upsertedId"] = id;
+        }
+        if r.more_data {
+            status["moreData"] = json!(true);
+            status["nextPageState"] = json!(r.next_page_state);
+        }
+        return Ok(ok(json!({"status": status})));
+    }
     let r = ctx
         .endpoint
         .write(move |s| {
-            if many {
-                s.update_many_at(&ks, &coll, &filter, &update, upsert, now_ms)
-            } else {
-                let opts = UpdateOptions {
-                    upsert,
-                    sort: sort.clone(),
-                    now_ms: Some(now_ms),
-                };
-                s.update_one(&ks, &coll, &filter, &update, &opts)
-            }
+            let opts = UpdateOptions {
+                upsert,
+                sort: sort.clone(),
+                now_ms: Some(now_ms),
+            };
+            s.update_one(&ks, &coll, &filter, &update, &opts)
         })
         .await?;
     let mut status = json!({"matchedCount": r.matched, "modifiedCount": r.modified});
@@ -153,18 +175,19 @@ pub(super) async fn find_one_and(
     let body_field = if replace { "replacement" } else { "update" };
     let f = cmd.fields(&["filter", body_field, "sort", "projection", "options"])?;
     let opts = cmd.options(&["upsert", "returnDocument"])?;
-    let filter = f.object("filter")?.unwrap_or_else(|| json!({}));
+    let filter = f.clause("filter").unwrap_or_else(|| json!({}));
     let change = f.required_object(body_field)?;
     let upsert = opts.bool("upsert")?.unwrap_or(false);
+    let t = id_type(ctx, &ks, &coll, upsert).await?;
     let fo = FindOneAndOptions {
-        sort: f.object("sort")?,
-        projection: f.object("projection")?,
+        sort: f.clause("sort"),
+        projection: f.clause("projection"),
         upsert,
         return_document: return_document(&opts)?,
         now_ms: Some(ctx.now_ms),
         // An upsert whose filter and document name no `_id` inserts one chosen here, so
         // every region inserts the same.
-        upsert_id: upsert.then(|| Value::String(Uuid::new_v4().to_string())),
+        upsert_id: upsert.then(|| t.generate()),
     };
     let (doc, r) = if replace {
         ctx.endpoint
@@ -174,7 +197,7 @@ pub(super) async fn find_one_and(
             .await?
     } else {
         let update = if upsert {
-            upsert_update(change, &filter).0
+            upsert_update(change, &filter, t).0
         } else {
             change
         };

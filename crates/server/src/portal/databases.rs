@@ -191,7 +191,7 @@ async fn list_page(
                 actions.push_str(&format!(
                     r#"<form method="post" action="/portal/databases/{id}/regions" class="add-region"><input type="hidden" name="csrf" value="{csrf}"><label class="visually-hidden" for="add-region-{id}">Region to add to {name}</label><select id="add-region-{id}" name="region">{options}</select><button class="secondary" type="submit">Add Region</button></form>"#,
                     id = db.id,
-                    csrf = esc(&v.session.csrf),
+                    csrf = esc(&v.csrf),
                     name = esc(&db.name),
                 ));
             }
@@ -308,6 +308,7 @@ pub async fn databases_status(State(state): State<App>, headers: HeaderMap) -> R
     for DatabaseDetail {
         database: db,
         datacenters,
+        ..
     } in dbs
     {
         let regions = datacenters
@@ -498,7 +499,7 @@ async fn create_form(
 <h2>Encryption</h2><p id="encryption-notice" class="{notice_class}" role="status" aria-live="polite">{notice}</p>
 <p class="muted">The key is fixed when the database is created: registering a key later does not change existing databases.</p>
 <button class="primary" type="submit">Create Database</button></form>"#,
-        csrf = esc(&v.session.csrf),
+        csrf = esc(&v.csrf),
         name = esc(&f.name),
         keyspace = esc(&f.keyspace),
         notice = esc(&notice_text(&code, f.db_type, f.provider, &f.region)),
@@ -701,7 +702,7 @@ fn terminate_form(
         name = esc(&db.name),
         regions = esc(&regions.join(", ")),
         id = db.id,
-        csrf = esc(&v.session.csrf),
+        csrf = esc(&v.csrf),
         invalid = if error.is_some() {
             r#" aria-invalid="true" aria-describedby="confirm-error""#
         } else {
@@ -728,7 +729,7 @@ fn live_regions(d: &DatabaseDetail) -> Vec<String> {
 /// The confirmation page of a termination.
 #[utoipa::path(get, path = "/portal/databases/{id}/terminate", tag = TAG,
     params(("id" = Uuid, Path)),
-    responses((status = 200, description = "the confirmation form", content_type = "text/html"), (status = 404, description = "no such database", content_type = "text/html")))]
+    responses((status = 200, description = "the confirmation form", content_type = "text/html"), (status = 303, description = "not signed in"), (status = 404, description = "no such database", content_type = "text/html")))]
 pub async fn terminate_page(
     State(state): State<App>,
     headers: HeaderMap,

@@ -17,7 +17,8 @@ use super::{
 };
 use crate::error::app_error_message;
 use keyplane_app::App;
-use keyplane_app::keys::{KeyRegistration, ProposedKey};
+use keyplane_app::keys::policy::{PolicyReview, PolicyVerdict};
+use keyplane_app::keys::{AccessGrant, KeyRegistration, PolicyFindings, ProposedKey, Trust};
 
 /// Security → Key Encryption: the organization's registered keys.
 #[utoipa::path(get, path = "/portal/keys", tag = TAG,
@@ -69,6 +70,16 @@ pub async fn keys_page(
                 .as_deref()
                 .map(|r| format!(r#"<div class="muted">{}</div>"#, esc(r)))
                 .unwrap_or_default();
+            let warning = k
+                .binding_warning
+                .as_deref()
+                .map(|w| {
+                    format!(
+                        r#"<div class="warning" role="note"><strong>Warning:</strong> {}</div>"#,
+                        esc(w)
+                    )
+                })
+                .unwrap_or_default();
             let check = match (&k.last_check_at, k.last_check_ok) {
                 (Some(at), ok) => format!(
                     r#"<time datetime="{iso}">{shown}</time>{res}{msg}"#,
@@ -89,7 +100,7 @@ pub async fn keys_page(
                 (None, _) => "never".to_string(),
             };
             format!(
-                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}</td><td data-label="Last check">{check}</td></tr>"#,
+                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}{warning}</td><td data-label="Last check">{check}</td></tr>"#,
                 ty = esc(type_label(k.db_type)),
                 prov = esc(provider_label(k.provider)),
                 region = esc(&k.region),
@@ -133,9 +144,11 @@ else if(provider==='aws'){
  else if(!/^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/.test(r[4])){msg='The key ID at the end of the ARN is not a KMS key ID.'}
  else{ok=true;msg='Format OK: a key in '+region+' of account '+r[3]+'.'}}
 else if(provider==='gcp'){
- if(!(r=/^projects\/[^\/]+\/locations\/([^\/]+)\/keyRings\/[^\/]+\/cryptoKeys\/[^\/]+$/.exec(v))){msg='Expected projects/PROJECT/locations/'+region+'/keyRings/RING/cryptoKeys/KEY.'}
- else if(r[1]!==region){msg='The key is in '+r[1]+', but you chose '+region+'.'}
- else{ok=true;msg='Format OK.'}}
+ if(!(r=/^(?:\/\/cloudkms\.googleapis\.com\/)?projects\/([^\/]+)\/locations\/([^\/]+)\/keyRings\/([^\/]+)\/cryptoKeys\/([^\/]+)(\/cryptoKeyVersions\/([^\/]*))?$/.exec(v))){msg='Expected projects/PROJECT/locations/'+region+'/keyRings/RING/cryptoKeys/KEY.'}
+ else if(r[2]!==region){msg='The key ring is in location '+r[2]+', but you chose '+region+': create a key ring and key in '+region+'.'}
+ else if(!/^[A-Za-z0-9_-]{1,63}$/.test(r[3])||!/^[A-Za-z0-9_-]{1,63}$/.test(r[4])){msg='Key ring and key IDs are 1-63 letters, digits, underscores or hyphens.'}
+ else if(r[5]&&!/^[1-9][0-9]*$/.test(r[6])){msg='The key version must be a positive number.'}
+ else{ok=true;msg='Format OK: key '+r[4]+' of key ring '+r[3]+' in project '+r[1]+(r[5]?' (version '+r[6]+' given; the key is registered and follows its primary version).':'.')}}
 m.textContent=msg;m.className=ok?'ok':(msg?'error':'muted');
 if(msg&&!ok){k.setAttribute('aria-invalid','true')}else{k.removeAttribute('aria-invalid')}}
 k.addEventListener('input',check);check();})();
@@ -272,55 +285,22 @@ async fn new_key_form(
     if let (Some(t), Some(p), Some(region), true) =
         (c.db_type, c.provider, c.region.as_deref(), region_ok)
     {
-        match state.keys().trust(caller, p, region).await {
+        match state.keys().trust(caller, t, p, region).await {
             Err(e) => details.push_str(&format!(
                 r#"<p class="alert" role="alert">{}</p>"#,
                 esc(&app_error_message(&e))
             )),
             Ok(trust) => {
-                let identity = &trust.identity;
                 nonce = Some(session::random_hex());
                 let hidden = format!(
                     r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}">"#,
-                    csrf = esc(&v.session.csrf),
+                    csrf = esc(&v.csrf),
                     t = esc(t.as_str()),
                     p = esc(p.as_str()),
                     region = esc(region),
                 );
-                details.push_str(&format!(
-                    r#"<div class="card"><h2 id="pid-h">4. Cloud Provider ID</h2><p class="muted">The account keyplane acts from in {region}. Trust it in your key policy.</p>
-<pre id="provider-id" aria-labelledby="pid-h">{acct}</pre><button type="button" class="copy" data-target="provider-id" aria-label="Copy the Cloud Provider ID">Copy</button></div>"#,
-                    region = esc(region),
-                    acct = esc(&identity.account_id),
-                ));
-                if p == Provider::Aws {
-                    let text = trust
-                        .statements
-                        .iter()
-                        .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
-                        .collect::<Vec<_>>()
-                        .join(",\n");
-                    details.push_str(&format!(
-                        r#"<div class="card"><h2 id="pol-h">5. Key policy statements</h2><p class="muted">In your KMS, create a symmetric encryption key in {region} and add these statements to the <code>Statement</code> list of its key policy (principal <code>{principal}</code>).</p>
-<pre id="policy" aria-labelledby="pol-h">{text}</pre><button type="button" class="copy" data-target="policy" aria-label="Copy the key policy statements">Copy</button>
-<form method="post" action="/portal/keys/policy-check#policy-findings">{hidden}
-<h3><label for="policy-paste">Optional: check your whole key policy</label></h3>
-<p class="muted" id="paste-hint">Paste the key's policy as your KMS shows it; keyplane evaluates it as AWS would for its role and names every action it would be denied, and why. Nothing is stored.</p>
-<textarea id="policy-paste" name="policy" spellcheck="false" aria-describedby="paste-hint">{pasted}</textarea>
-<div id="policy-findings" role="status">{findings}</div>
-<button class="secondary" type="submit">Check policy</button></form></div>"#,
-                        region = esc(region),
-                        principal = esc(&identity.principal),
-                        text = esc(&text),
-                        pasted = esc(&typed.policy),
-                        findings = typed.findings.as_deref().unwrap_or_default(),
-                    ));
-                } else {
-                    details.push_str(&format!(
-                        r#"<div class="card"><p>Grant <code>{}</code> the use of your key.</p></div>"#,
-                        esc(&identity.principal)
-                    ));
-                }
+                details.push_str(&provider_id_card(p, region, &trust));
+                details.push_str(&grant_card(region, &trust, &hidden, typed));
                 let hint = match p {
                     Provider::Aws => format!("arn:aws:kms:{region}:ACCOUNT:key/KEY-ID"),
                     Provider::Gcp => {
@@ -346,12 +326,17 @@ async fn new_key_form(
                 details.push_str(&format!(
                     r#"<form method="post" action="/portal/keys#key-id-h" class="card"><h2 id="key-id-h">6. Key ID</h2>{hidden}
 <label for="key_id">Key ID</label><input type="text" id="key_id" name="key_id" value="{key_id}" required spellcheck="false" autocomplete="off" data-provider="{p}" data-region="{region}" aria-describedby="{described}"{invalid}>
-<p class="muted" id="key-hint">The key's ARN, for example <code>{hint}</code></p><p id="key-format" class="muted" role="status" aria-live="polite"></p>{err}
+<p class="muted" id="key-hint">{what}, for example <code>{hint}</code></p><p id="key-format" class="muted" role="status" aria-live="polite"></p>{err}
 <button class="primary" type="submit">Add Key</button></form>"#,
                     key_id = esc(&typed.key_id),
                     p = esc(p.as_str()),
                     region = esc(region),
                     hint = esc(&hint),
+                    what = match p {
+                        Provider::Aws => "The key's ARN",
+                        Provider::Gcp => "The key's resource name (a version's name is accepted too; the key is stored)",
+                        Provider::Azure => "The key's identifier",
+                    },
                     invalid = if typed.key_error.is_some() { r#" aria-invalid="true""# } else { "" },
                 ));
             }
@@ -366,6 +351,145 @@ async fn new_key_form(
         page("Add Keys", &hdr, &body, nonce.as_deref(), script),
         nonce.as_deref(),
     )
+}
+
+/// Step 4: the provider ID (and, for GCP, the service accounts) the key's policy trusts.
+fn provider_id_card(p: Provider, region: &str, trust: &Trust) -> String {
+    let mut card = format!(
+        r#"<div class="card"><h2 id="pid-h">4. Cloud Provider ID</h2><p class="muted">{what} in {region}. Trust it in your key's policy.</p>
+<pre id="provider-id" aria-labelledby="pid-h">{id}</pre><button type="button" class="copy" data-target="provider-id" aria-label="Copy the Cloud Provider ID">Copy</button>"#,
+        what = match p {
+            Provider::Gcp => "The platform's Google Cloud project keyplane acts from",
+            _ => "The account keyplane acts from",
+        },
+        region = esc(region),
+        id = esc(&trust.provider_id),
+    );
+    if p == Provider::Gcp {
+        let list = trust
+            .principals
+            .iter()
+            .map(|m| esc(m))
+            .collect::<Vec<_>>()
+            .join("\n");
+        card.push_str(&format!(
+            r#"<h3 id="sa-h">Service account{s} to grant</h3><pre id="service-accounts" aria-labelledby="sa-h">{list}</pre><button type="button" class="copy" data-target="service-accounts" aria-label="Copy the service accounts">Copy</button>"#,
+            s = if trust.principals.len() == 1 { "" } else { "s" },
+        ));
+    }
+    card.push_str("</div>");
+    card
+}
+
+/// Step 5: what to grant (AWS key-policy statements; GCP IAM bindings and gcloud commands),
+/// and the pasted-policy check.
+fn grant_card(region: &str, trust: &Trust, hidden: &str, typed: &Typed) -> String {
+    let (title, intro, text, extra, paste) = match &trust.grant {
+        AccessGrant::AwsStatements(statements) => (
+            "5. Key policy statements",
+            format!(
+                "In your KMS, create a symmetric encryption key in {} and add these statements to the <code>Statement</code> list of its key policy (principal <code>{}</code>). Their condition <code>kms:EncryptionContext:organization</code> lets keyplane use the key only for this organization; Add Key checks that it does.",
+                esc(region),
+                esc(&trust.identity.principal)
+            ),
+            statements
+                .iter()
+                .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(",\n"),
+            String::new(),
+            "Paste the key's policy as your KMS shows it; keyplane evaluates it as AWS would for its role and names every action it would be denied, and why. Nothing is stored.",
+        ),
+        AccessGrant::GcpBindings { bindings, commands } => (
+            "5. IAM bindings",
+            format!(
+                "In Cloud KMS, create a key ring in location {} and a symmetric encryption key in it, then add these bindings to the key's IAM policy.",
+                esc(region)
+            ),
+            serde_json::to_string_pretty(bindings).unwrap_or_default(),
+            format!(
+                r#"<h3 id="gcloud-h">With gcloud</h3><pre id="gcloud" aria-labelledby="gcloud-h">{}</pre><button type="button" class="copy" data-target="gcloud" aria-label="Copy the gcloud commands">Copy</button>"#,
+                esc(&commands.join("\n"))
+            ),
+            "Paste the key's IAM policy (gcloud kms keys get-iam-policy KEY --keyring RING --location LOCATION --format=json); keyplane names what each service account would lack, and why. Nothing is stored.",
+        ),
+    };
+    format!(
+        r#"<div class="card"><h2 id="pol-h">{title}</h2><p class="muted">{intro}</p>
+<pre id="policy" aria-labelledby="pol-h">{text}</pre><button type="button" class="copy" data-target="policy" aria-label="Copy what to grant">Copy</button>{extra}
+<form method="post" action="/portal/keys/policy-check#policy-findings">{hidden}
+<h3><label for="policy-paste">Optional: check your whole policy</label></h3>
+<p class="muted" id="paste-hint">{paste}</p>
+<textarea id="policy-paste" name="policy" spellcheck="false" aria-describedby="paste-hint">{pasted}</textarea>
+<div id="policy-findings" role="status">{findings}</div>
+<button class="secondary" type="submit">Check policy</button></form></div>"#,
+        text = esc(&text),
+        pasted = esc(&typed.policy),
+        findings = typed.findings.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The checker's answer as the form shows it.
+fn findings_html(r: &PolicyReview) -> String {
+    let principal = esc(&r.principal);
+    match (&r.findings, r.verdict()) {
+        (PolicyFindings::Aws(report), PolicyVerdict::Ok) => format!(
+            r#"<p class="ok">The policy grants everything keyplane needs, for this organization only: {} actions allowed for <code>{principal}</code>.</p>"#,
+            report.allowed.len(),
+        ),
+        (PolicyFindings::Aws(report), PolicyVerdict::Unbound) => {
+            unbound_findings(&principal, report)
+        }
+        (PolicyFindings::Aws(report), PolicyVerdict::Insufficient) => {
+            let items: String = report
+                .findings
+                .iter()
+                .map(|f| {
+                    format!(
+                        r#"<li><code>{}</code>: {}</li>"#,
+                        esc(&f.action),
+                        esc(&f.message)
+                    )
+                })
+                .collect();
+            let mut html = format!(
+                r#"<p class="error">keyplane's role <code>{principal}</code> would be denied {} action(s):</p><ul>{items}</ul>"#,
+                report.findings.len()
+            );
+            if !report.organization_findings.is_empty() {
+                html.push_str(&unbound_findings(&principal, report));
+            }
+            html
+        }
+        (PolicyFindings::Gcp(report), _) if report.verdict_ok => format!(
+            r#"<p class="ok">The IAM policy grants everything keyplane needs to {}.</p>"#,
+            report
+                .members
+                .iter()
+                .map(|m| format!("<code>{}</code>", esc(&m.member)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (PolicyFindings::Gcp(report), _) => {
+            let items: String = report
+                .members
+                .iter()
+                .flat_map(|m| m.findings.iter().map(move |f| (m, f)))
+                .map(|(m, f)| {
+                    format!(
+                        r#"<li><code>{}</code> lacks <code>{}</code>: {}</li>"#,
+                        esc(&m.member),
+                        esc(&f.permission),
+                        esc(&f.message)
+                    )
+                })
+                .collect();
+            let n: usize = report.members.iter().map(|m| m.findings.len()).sum();
+            format!(
+                r#"<p class="error">keyplane's service account(s) would lack {n} permission(s):</p><ul>{items}</ul>"#
+            )
+        }
+    }
 }
 
 /// Add Keys: database type → provider → region → the provider ID and policy → key ID.
@@ -388,17 +512,24 @@ pub async fn new_key_page(
     new_key_form(&state, &v, &choice(&q), &Typed::default(), StatusCode::OK).await
 }
 
-/// The pasted text as a key policy: a whole policy, or (leniently) its statement list or
-/// one statement, which are wrapped into one.
-fn as_policy(text: &str) -> Result<serde_json::Value, String> {
+/// The pasted text as the provider's policy: a whole policy, or (leniently) a part of one,
+/// wrapped into one: AWS a statement list or one statement, GCP a binding list or one binding.
+fn as_policy(provider: Provider, text: &str) -> Result<serde_json::Value, String> {
     let v: serde_json::Value = serde_json::from_str(text.trim())
         .map_err(|e| format!("The policy is not valid JSON: {e}."))?;
-    Ok(match v {
-        serde_json::Value::Array(_) => serde_json::json!({"Version": "2012-10-17", "Statement": v}),
-        serde_json::Value::Object(ref o) if o.contains_key("Effect") => {
-            serde_json::json!({"Version": "2012-10-17", "Statement": [v]})
+    Ok(match (provider, v) {
+        (Provider::Gcp, v @ serde_json::Value::Array(_)) => serde_json::json!({"bindings": v}),
+        (Provider::Gcp, serde_json::Value::Object(o)) if o.contains_key("role") => {
+            serde_json::json!({"bindings": [o]})
         }
-        other => other,
+        (Provider::Gcp, other) => other,
+        (_, v @ serde_json::Value::Array(_)) => {
+            serde_json::json!({"Version": "2012-10-17", "Statement": v})
+        }
+        (_, serde_json::Value::Object(o)) if o.contains_key("Effect") => {
+            serde_json::json!({"Version": "2012-10-17", "Statement": [o]})
+        }
+        (_, other) => other,
     })
 }
 
@@ -430,7 +561,7 @@ pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: By
         );
         return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
     };
-    let doc = match as_policy(&text) {
+    let doc = match as_policy(p, &text) {
         Ok(d) => d,
         Err(m) => {
             typed.findings = Some(format!(r#"<p class="error">{}</p>"#, esc(&m)));
@@ -442,36 +573,7 @@ pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: By
         .policy_check(&v.who, t, p.as_str(), &region, None, &doc)
         .await
     {
-        Ok(r) if r.report.verdict_ok => (
-            StatusCode::OK,
-            format!(
-                r#"<p class="ok">The policy grants everything keyplane needs: {} actions allowed for <code>{}</code>.</p>"#,
-                r.report.allowed.len(),
-                esc(&r.principal)
-            ),
-        ),
-        Ok(r) => {
-            let items: String = r
-                .report
-                .findings
-                .iter()
-                .map(|f| {
-                    format!(
-                        r#"<li><code>{}</code>: {}</li>"#,
-                        esc(&f.action),
-                        esc(&f.message)
-                    )
-                })
-                .collect();
-            (
-                StatusCode::OK,
-                format!(
-                    r#"<p class="error">keyplane's role <code>{}</code> would be denied {} action(s):</p><ul>{items}</ul>"#,
-                    esc(&r.principal),
-                    r.report.findings.len()
-                ),
-            )
-        }
+        Ok(r) => (StatusCode::OK, findings_html(&r)),
         Err(e) => (
             refused(&e),
             format!(r#"<p class="error">{}</p>"#, esc(&app_error_message(&e))),
@@ -479,6 +581,25 @@ pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: By
     };
     typed.findings = Some(html);
     new_key_form(&state, &v, &c, &typed, status).await
+}
+
+/// The organization findings: what lets the platform use the key for another organization.
+fn unbound_findings(principal: &str, report: &keyplane_core::policy::CheckReport) -> String {
+    let items: String = report
+        .organization_findings
+        .iter()
+        .map(|f| {
+            format!(
+                r#"<li><code>{}</code>: {}</li>"#,
+                esc(&f.action),
+                esc(&f.message)
+            )
+        })
+        .collect();
+    format!(
+        r#"<p class="error" id="unbound-finding">The policy lets keyplane's role <code>{principal}</code> use this key for any organization, so registration refuses it: {} action(s) need the organization condition.</p><ul>{items}</ul>"#,
+        report.organization_findings.len()
+    )
 }
 
 /// Adds a key: the application's registration (every check, the live one included), as the
@@ -536,15 +657,35 @@ pub async fn add_key(State(state): State<App>, headers: HeaderMap, body: Bytes) 
 #[cfg(test)]
 mod tests {
     use super::as_policy;
+    use keyplane_core::Provider;
 
     #[test]
     fn pasted_statements_become_a_policy() {
-        let p = as_policy(r#"[{"Effect":"Allow"}]"#).unwrap();
+        let aws = Provider::Aws;
+        let p = as_policy(aws, r#"[{"Effect":"Allow"}]"#).unwrap();
         assert_eq!(p["Statement"][0]["Effect"], "Allow");
-        let p = as_policy(r#"{"Effect":"Deny"}"#).unwrap();
+        let p = as_policy(aws, r#"{"Effect":"Deny"}"#).unwrap();
         assert_eq!(p["Statement"][0]["Effect"], "Deny");
-        let p = as_policy(r#"{"Version":"2012-10-17","Statement":[]}"#).unwrap();
+        let p = as_policy(aws, r#"{"Version":"2012-10-17","Statement":[]}"#).unwrap();
         assert_eq!(p["Statement"], serde_json::json!([]));
-        assert!(as_policy("{oops").unwrap_err().contains("not valid JSON"));
+        assert!(
+            as_policy(aws, "{oops")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn pasted_bindings_become_an_iam_policy() {
+        let gcp = Provider::Gcp;
+        let p = as_policy(gcp, r#"[{"role":"roles/x","members":["a"]}]"#).unwrap();
+        assert_eq!(p["bindings"][0]["role"], "roles/x");
+        let p = as_policy(gcp, r#"{"role":"roles/y","members":[]}"#).unwrap();
+        assert_eq!(p["bindings"][0]["role"], "roles/y");
+        let whole = r#"{"version":1,"etag":"BwX","bindings":[]}"#;
+        assert_eq!(
+            as_policy(gcp, whole).unwrap(),
+            serde_json::from_str::<serde_json::Value>(whole).unwrap()
+        );
     }
 }

@@ -24,11 +24,13 @@ use axum::response::{IntoResponse, Response};
 use keyplane_core::{DbType, Provider};
 
 use keyplane_app::auth::SignIn;
+use keyplane_app::sessions::{ActiveSession, SessionStart};
 use keyplane_app::{App, AppError, Requester};
+use keyplane_core::PortalSessionId;
 
 use crate::error::{app_error_message, app_error_status};
 use html::{Nav, esc, page, respond};
-use session::{CSRF_COOKIE, SESSION_COOKIE, Session};
+use session::{CSRF_COOKIE, SESSION_COOKIE};
 
 const TAG: &str = "portal";
 
@@ -60,52 +62,68 @@ fn secure(state: &App) -> bool {
         .starts_with("https://")
 }
 
-/// A signed-in request: the session, its ID, and the requester of its current organization.
+/// A signed-in request: its session (ID, CSRF token, organizations) and the requester of
+/// its current organization, resolved on this request.
 pub(crate) struct Visitor {
-    pub id: String,
-    pub session: Session,
+    pub id: PortalSessionId,
+    pub csrf: String,
+    pub org_ids: Vec<uuid::Uuid>,
     pub who: Requester,
 }
 
 impl Visitor {
-    /// The page header for this visitor.
-    fn header(&self, nav: Nav) -> String {
-        html::header(&self.who.org.name, &self.session.csrf, nav)
+    fn new(s: ActiveSession) -> Visitor {
+        Visitor {
+            id: s.id,
+            csrf: s.csrf,
+            org_ids: s.org_ids,
+            who: s.who,
+        }
     }
 
-    /// A CSRF check of a signed-in form: the field must equal the session's token.
+    /// The page header for this visitor.
+    fn header(&self, nav: Nav) -> String {
+        html::header(&self.who.org.name, &self.csrf, nav)
+    }
+
+    /// A CSRF check of a signed-in form: the field must be the session's token.
     fn csrf_ok(&self, form: &HashMap<String, String>) -> bool {
-        form.get("csrf")
-            .is_some_and(|v| session::same_secret(v, &self.session.csrf))
+        form.get("csrf").is_some_and(|v| self.id.csrf_matches(v))
     }
 }
 
-/// The signed-in visitor, or the redirect to the sign-in page. The token is resolved on
-/// every request: a revoked token ends that organization's login at once.
+/// The browser's live session, if its cookie names one (read from the store, so any replica
+/// knows it). A store failure is the page to answer instead.
+async fn live_session(state: &App, headers: &HeaderMap) -> Result<Option<ActiveSession>, Response> {
+    let Some(cookie) = session::session_cookie(headers) else {
+        return Ok(None);
+    };
+    state.sessions().resolve(&cookie).await.map_err(|e| {
+        tracing::warn!(error = %e, "reading a portal session failed");
+        message_page(
+            refused(&e),
+            "Portal unavailable",
+            r#"<header><span class="brand">keyplane</span></header>"#,
+            &app_error_message(&e),
+        )
+    })
+}
+
+/// The signed-in visitor, or the redirect to the sign-in page (clearing a cookie that names
+/// no live session). The token is resolved on every request: a revoked token ends that
+/// organization's login at once.
 async fn signed_in(state: &App, headers: &HeaderMap) -> Result<Visitor, Response> {
-    loop {
-        let Some((id, s)) = session::current(headers) else {
-            return Err(redirect("/portal/signin"));
-        };
-        match state.authenticate(s.token()).await {
-            Ok(who) => {
-                return Ok(Visitor {
-                    id,
-                    session: s,
-                    who,
-                });
-            }
-            Err(_) => {
-                if session::drop_current(&id) {
-                    continue;
-                }
-                let mut res = redirect("/portal/signin");
+    match live_session(state, headers).await? {
+        Some(session) => Ok(Visitor::new(session)),
+        None => {
+            let mut res = redirect("/portal/signin");
+            if session::session_cookie(headers).is_some() {
                 add_cookie(
                     &mut res,
                     session::set_cookie(SESSION_COOKIE, None, secure(state)),
                 );
-                return Err(res);
             }
+            Err(res)
         }
     }
 }
@@ -130,6 +148,11 @@ async fn form_post(
         ));
     }
     Ok((v, form))
+}
+
+/// Whether signing in failed because of the token itself (shown as 401 with the form).
+fn is_token_refusal(e: &AppError) -> bool {
+    matches!(e, AppError::MalformedToken(_) | AppError::InvalidToken)
 }
 
 /// The status of a page refusing a form on the application's behalf: the API's own, except
@@ -262,12 +285,13 @@ pub async fn signin(State(state): State<App>, headers: HeaderMap, body: Bytes) -
     let form = session::parse_form(&body);
     let cookie = session::cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     let field = form.get("csrf").map(String::as_str).unwrap_or_default();
-    let live = session::current(&headers);
+    let live = match live_session(&state, &headers).await {
+        Ok(live) => live,
+        Err(page) => return page,
+    };
     // A signed-in browser adding an organization sends its session's CSRF token instead.
     let csrf_ok = session::same_secret(&cookie, field)
-        || live
-            .as_ref()
-            .is_some_and(|(_, s)| session::same_secret(&s.csrf, field));
+        || live.as_ref().is_some_and(|s| s.id.csrf_matches(field));
     if !csrf_ok {
         return signin_form(
             &state,
@@ -288,13 +312,17 @@ pub async fn signin(State(state): State<App>, headers: HeaderMap, body: Bytes) -
 /// Signs `raw` in: into the browser's live session when it has one, else a new session.
 async fn start_session(
     state: &App,
-    live: Option<(String, Session)>,
+    live: Option<ActiveSession>,
     raw: &str,
     how: SignIn,
 ) -> Response {
-    let caller = match state.sign_in(raw, how).await {
-        Ok(c) => c,
-        Err(e) => {
+    let started = match state
+        .sessions()
+        .sign_in(live.as_ref().map(|s| &s.id), raw, how)
+        .await
+    {
+        Ok(started) => started,
+        Err(e) if is_token_refusal(&e) => {
             return signin_form(
                 state,
                 StatusCode::UNAUTHORIZED,
@@ -305,22 +333,23 @@ async fn start_session(
                 None,
             );
         }
+        Err(e) => {
+            tracing::warn!(error = %e, "starting a portal session failed");
+            return signin_form(
+                state,
+                refused(&e),
+                Some(&format!("Signing in failed: {}", app_error_message(&e))),
+                None,
+            );
+        }
     };
     let mut res = redirect("/portal/keys");
-    if let Some((id, _)) = live
-        && session::add_login(
-            &id,
-            caller.org_id(),
-            caller.client_id.clone(),
-            raw.to_string(),
-        )
-    {
+    let SessionStart::New(id) = started else {
         return res;
-    }
-    let (id, _) = session::create(caller.org_id(), caller.client_id.clone(), raw.to_string());
+    };
     add_cookie(
         &mut res,
-        session::set_cookie(SESSION_COOKIE, Some(&id), secure(state)),
+        session::set_cookie(SESSION_COOKIE, Some(id.expose()), secure(state)),
     );
     add_cookie(
         &mut res,
@@ -345,7 +374,10 @@ pub async fn dev_signin(
     match &state.config.dev_signin {
         Some(d) if session::same_secret(given, &d.code) => {
             let token = d.token.clone();
-            start_session(&state, session::current(&headers), &token, SignIn::DevLink).await
+            match live_session(&state, &headers).await {
+                Ok(live) => start_session(&state, live, &token, SignIn::DevLink).await,
+                Err(page) => page,
+            }
         }
         _ => message_page(
             StatusCode::NOT_FOUND,
@@ -364,14 +396,13 @@ pub async fn dev_signin(
         (status = 403, description = "the form's CSRF token is missing or wrong", content_type = "text/html"),
     ))]
 pub async fn signout(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some((id, s)) = session::current(&headers) else {
-        return redirect("/portal/signin");
+    let s = match live_session(&state, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect("/portal/signin"),
+        Err(page) => return page,
     };
     let form = session::parse_form(&body);
-    if !form
-        .get("csrf")
-        .is_some_and(|v| session::same_secret(v, &s.csrf))
-    {
+    if !form.get("csrf").is_some_and(|v| s.id.csrf_matches(v)) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Not signed out",
@@ -379,7 +410,10 @@ pub async fn signout(State(state): State<App>, headers: HeaderMap, body: Bytes) 
             "The form was not sent by this portal's page (CSRF check failed).",
         );
     }
-    session::destroy(&id);
+    if let Err(e) = state.sessions().end(&s.id).await {
+        tracing::warn!(error = %e, "ending a portal session failed");
+        return message_page(refused(&e), "Not signed out", "", &app_error_message(&e));
+    }
     let mut res = redirect("/portal/signin");
     add_cookie(
         &mut res,

@@ -30,8 +30,14 @@ pub struct CollectionPath {
 /// Database commands: findKeyspaces, createKeyspace, dropKeyspace.
 #[utoipa::path(post, path = "/db/{endpoint}/api/json/v1", tag = "data api",
     params(("endpoint" = String, Path, description = "{databaseId}-{region}")),
-    request_body(content = Object, description = "one command, e.g. {\"findKeyspaces\":{}}"),
-    responses((status = 200, body = Object), (status = 401, body = Object), (status = 404, body = Object), (status = 503, body = Object)))]
+    request_body(content = Object, description = "one command, e.g. {\"findKeyspaces\":{}}", example = json!({"findKeyspaces": {}})),
+    responses(
+        (status = 200, description = "the command's answer, or its refusal in `errors`", body = Object),
+        (status = 400, description = "not one JSON command", body = Object),
+        (status = 401, body = Object), (status = 403, body = Object), (status = 404, body = Object),
+        (status = 413, description = "larger than the limit", body = Object),
+        (status = 503, description = "the region is suspended or unavailable", body = Object),
+    ))]
 pub async fn database_command(
     State(app): State<App>,
     headers: HeaderMap,
@@ -45,8 +51,14 @@ pub async fn database_command(
 /// commands, which clients built for older Data API versions send here).
 #[utoipa::path(post, path = "/db/{endpoint}/api/json/v1/{keyspace}", tag = "data api",
     params(("endpoint" = String, Path, description = "{databaseId}-{region}"), ("keyspace" = String, Path)),
-    request_body(content = Object, description = "one command, e.g. {\"createCollection\":{\"name\":\"orders\"}}"),
-    responses((status = 200, body = Object), (status = 401, body = Object), (status = 404, body = Object), (status = 503, body = Object)))]
+    request_body(content = Object, description = "one command, e.g. {\"createCollection\":{\"name\":\"orders\"}}", example = json!({"findCollections": {}})),
+    responses(
+        (status = 200, description = "the command's answer, or its refusal in `errors`", body = Object),
+        (status = 400, description = "not one JSON command", body = Object),
+        (status = 401, body = Object), (status = 403, body = Object), (status = 404, body = Object),
+        (status = 413, description = "larger than the limit", body = Object),
+        (status = 503, description = "the region is suspended or unavailable", body = Object),
+    ))]
 pub async fn keyspace_command(
     State(app): State<App>,
     headers: HeaderMap,
@@ -62,8 +74,14 @@ pub async fn keyspace_command(
 /// findOneAndDelete, deleteOne, deleteMany.
 #[utoipa::path(post, path = "/db/{endpoint}/api/json/v1/{keyspace}/{collection}", tag = "data api",
     params(("endpoint" = String, Path, description = "{databaseId}-{region}"), ("keyspace" = String, Path), ("collection" = String, Path)),
-    request_body(content = Object, description = "one command, e.g. {\"insertOne\":{\"document\":{…}}}"),
-    responses((status = 200, body = Object), (status = 401, body = Object), (status = 404, body = Object), (status = 413, body = Object), (status = 503, body = Object)))]
+    request_body(content = Object, description = "one command, e.g. {\"insertOne\":{\"document\":{…}}}", example = json!({"countDocuments": {"filter": {}, "upperBound": 1000}})),
+    responses(
+        (status = 200, description = "the command's answer, or its refusal in `errors`", body = Object),
+        (status = 400, description = "not one JSON command", body = Object),
+        (status = 401, body = Object), (status = 403, body = Object), (status = 404, body = Object),
+        (status = 413, description = "larger than the limit", body = Object),
+        (status = 503, description = "the region is suspended or unavailable", body = Object),
+    ))]
 pub async fn collection_command(
     State(app): State<App>,
     headers: HeaderMap,

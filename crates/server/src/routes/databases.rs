@@ -1,5 +1,5 @@
 //! Databases over the DevOps API: create (asynchronous provisioning), list, get, terminate,
-//! and their datacenters (one per region). The rules (which key a datacenter is bound to,
+//! their datacenters (one per region) and their keyspaces. The rules (which key a datacenter is bound to,
 //! when a region may be added or removed) are the application's; these are its views.
 use axum::Json;
 use axum::extract::State;
@@ -7,8 +7,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use keyplane_app::App;
 use keyplane_app::config::Config;
 use keyplane_app::databases::{DatabaseDetail, DatabaseQuery, NewDatabase, NewRegion};
+use keyplane_core::databases::DEFAULT_KEYSPACE;
+use keyplane_core::regions::region_info;
 use keyplane_core::{DatabaseStatus, DbType, Provider};
 use keyplane_store::{Datacenter, KeyKind};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -16,31 +19,104 @@ use super::ts;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 
+/// A creation request as the original's `DatabaseInfoCreate` (and the fields its clients
+/// send) spells it. Fields keyplane has no use for are accepted and ignored; a field of no
+/// such spec is refused, naming it.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDatabase {
     pub name: String,
-    pub keyspace: String,
-    /// AWS, GCP or AZURE.
+    /// The initial keyspace; `default_keyspace` when absent, as the original names it.
+    #[serde(default)]
+    pub keyspace: Option<String>,
+    /// AWS, GCP or AZURE (any case).
     pub cloud_provider: String,
+    /// C10, C20, C40, D10, D20, D40 (classic) or serverless.
     pub tier: String,
+    /// 1 to 12 for classic tiers; 1 for serverless (the default).
     #[serde(default = "one")]
     pub capacity_units: i32,
     pub region: String,
     /// "vector" for serverless vector databases; omitted for classic.
     pub db_type: Option<String>,
+    /// Accepted and ignored: keyplane has no PCU groups.
+    #[serde(default, rename = "pcuGroupUUID")]
+    #[schema(value_type = Option<String>)]
+    pub pcu_group_uuid: Option<IgnoredAny>,
+    /// Accepted and ignored (older clients send it): data access uses application tokens.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub user: Option<IgnoredAny>,
+    /// Accepted and ignored, never stored or logged (older clients send it).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<IgnoredAny>,
 }
 
 fn one() -> i32 {
     1
 }
 
+/// A region to add, as the original's `Datacenter` spells it (the terraform provider sends
+/// `"status": ""` with it). Only tier, cloudProvider and region are used; the spec's other
+/// fields are accepted and ignored, an unknown one is refused, naming it.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddDatacenter {
     pub tier: String,
     pub cloud_provider: String,
     pub region: String,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<i32>)]
+    pub capacity_units: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub id: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub region_zone: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub region_classification: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub grafana_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub cqlsh_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub graphql_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub data_endpoint_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub studio_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub secure_bundle_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub secure_bundle_internal_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub secure_bundle_migration_proxy_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub secure_bundle_migration_proxy_internal_url: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub streaming_tenant: Option<IgnoredAny>,
+    #[serde(default, rename = "pcuGroupUUID")]
+    #[schema(value_type = Option<String>)]
+    pub pcu_group_uuid: Option<IgnoredAny>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -64,6 +140,8 @@ pub struct DatacenterView {
     pub status: DatabaseStatus,
     pub cloud_provider: String,
     pub region: String,
+    /// na, emea, apac or sa.
+    pub region_zone: &'static str,
     pub message: String,
     pub encryption: Encryption,
     /// The Data API endpoint of this region.
@@ -76,7 +154,12 @@ pub struct DatacenterView {
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseInfo {
     pub name: String,
+    /// The initial keyspace.
     pub keyspace: String,
+    /// Every keyspace, the initial one first.
+    pub keyspaces: Vec<String>,
+    /// The keyspaces beyond the initial one (what the terraform provider lists with it).
+    pub additional_keyspaces: Vec<String>,
     pub cloud_provider: String,
     pub tier: String,
     pub capacity_units: i32,
@@ -94,15 +177,27 @@ pub struct DatabaseView {
     pub info: DatabaseInfo,
     pub creation_time: String,
     pub termination_time: Option<String>,
+    /// When its data was last read or written, to within a minute; its creation time until
+    /// then.
+    pub last_usage_time: String,
     pub status: DatabaseStatus,
-    #[schema(value_type = Object)]
-    pub storage: serde_json::Value,
+    pub storage: Storage,
     pub available_actions: Vec<&'static str>,
     pub message: String,
     /// The first region's Data API endpoint.
     pub data_endpoint_url: String,
     /// Whether the database is encrypted with customer keys (fixed at creation).
     pub customer_keyed: bool,
+}
+
+/// The storage figures of the original's shape; keyplane's are nominal.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    pub node_count: i32,
+    pub replication_factor: i32,
+    /// GB.
+    pub total_storage: i32,
 }
 
 #[derive(Deserialize, Default)]
@@ -126,6 +221,7 @@ pub fn dc_view(config: &Config, dc: &Datacenter) -> DatacenterView {
         status: dc.status,
         cloud_provider: upper(dc.provider),
         region: dc.region.clone(),
+        region_zone: region_info(dc.provider, &dc.region).zone.as_str(),
         message: dc.message.clone(),
         encryption: Encryption {
             key_type: match dc.key_kind {
@@ -150,6 +246,8 @@ fn actions(status: DatabaseStatus) -> Vec<&'static str> {
             "terminate",
             "addDatacenters",
             "terminateDatacenter",
+            "addKeyspace",
+            "removeKeyspace",
             "getCreds",
         ],
         DatabaseStatus::Terminated | DatabaseStatus::Terminating => vec![],
@@ -171,6 +269,8 @@ pub fn view(config: &Config, d: &DatabaseDetail) -> DatabaseView {
         info: DatabaseInfo {
             name: db.name.clone(),
             keyspace: db.keyspace.clone(),
+            keyspaces: d.keyspaces.clone(),
+            additional_keyspaces: d.keyspaces.iter().skip(1).cloned().collect(),
             cloud_provider: upper(db.provider),
             tier: db.tier.clone(),
             capacity_units: db.capacity_units,
@@ -180,8 +280,13 @@ pub fn view(config: &Config, d: &DatabaseDetail) -> DatabaseView {
         },
         creation_time: ts(db.created_at),
         termination_time: db.terminated_at.map(ts),
+        last_usage_time: ts(db.last_used_at.unwrap_or(db.created_at)),
         status: db.status,
-        storage: serde_json::json!({"nodeCount": 3, "replicationFactor": 3, "totalStorage": 20}),
+        storage: Storage {
+            node_count: 3,
+            replication_factor: 3,
+            total_storage: 20,
+        },
         available_actions: actions(db.status),
         message: db.message.clone(),
         data_endpoint_url: config.data_endpoint(db.id, &first_region),
@@ -197,6 +302,7 @@ pub fn view(config: &Config, d: &DatabaseDetail) -> DatabaseView {
         (status = 201, description = "created; the Location header is its ID", body = DatabaseView),
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "the organization's database or datacenter quota is reached", body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
     ))]
 pub async fn create_database(
@@ -206,7 +312,9 @@ pub async fn create_database(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseView>)> {
     let req = NewDatabase {
         name: body.name,
-        keyspace: body.keyspace,
+        keyspace: body
+            .keyspace
+            .unwrap_or_else(|| DEFAULT_KEYSPACE.to_string()),
         cloud_provider: body.cloud_provider,
         tier: body.tier,
         capacity_units: body.capacity_units,
@@ -230,7 +338,7 @@ pub async fn create_database(
 /// Lists the organization's databases (TERMINATED ones with `include=all` or `include=terminated`).
 #[utoipa::path(get, path = "/v2/databases", tag = "databases", security(("token" = [])),
     params(
-        ("include" = Option<String>, Query, description = "nonterminated (default), all, or terminated"),
+        ("include" = Option<String>, Query, description = "nonterminated (default), all, terminated, or one status in lower case (active, pending, …; suspending matches none)"),
         ("provider" = Option<String>, Query, description = "ALL, AWS, GCP or AZURE"),
         ("limit" = Option<u32>, Query, description = "1 to 100, default 25"),
         ("starting_after" = Option<Uuid>, Query, description = "the last database ID of the previous page"),
@@ -355,4 +463,57 @@ pub async fn terminate_datacenter(
         .terminate_datacenter(&who, id, &dc_id)
         .await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+pub struct KeyspacePath {
+    id: Uuid,
+    #[serde(rename = "keyspaceName")]
+    keyspace: String,
+}
+
+/// Adds a keyspace to the database, in every region (while it is ACTIVE). Adding one it has
+/// already succeeds, as the original does.
+#[utoipa::path(post, path = "/v2/databases/{id}/keyspaces/{keyspaceName}", tag = "databases",
+    security(("token" = [])),
+    params(("id" = Uuid, Path),
+           ("keyspaceName" = String, Path, description = "a letter, then up to 47 letters, digits or '_'; not dse or system")),
+    responses(
+        (status = 201, description = "created (or there already)"),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "the database is not ACTIVE", body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody),
+    ))]
+pub async fn add_keyspace(
+    State(app): State<App>,
+    Auth(who): Auth,
+    ApiPath(path): ApiPath<KeyspacePath>,
+) -> ApiResult<StatusCode> {
+    app.keyspaces()
+        .create(&who, path.id, &path.keyspace)
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Removes a keyspace and every collection in it, in every region (while the database is
+/// ACTIVE). The initial keyspace cannot be removed.
+#[utoipa::path(delete, path = "/v2/databases/{id}/keyspaces/{keyspaceName}", tag = "databases",
+    security(("token" = [])),
+    params(("id" = Uuid, Path), ("keyspaceName" = String, Path)),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "a malformed name, or the initial keyspace", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, description = "no such database or keyspace", body = crate::error::ErrorBody),
+        (status = 409, description = "the database is not ACTIVE", body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody),
+    ))]
+pub async fn remove_keyspace(
+    State(app): State<App>,
+    Auth(who): Auth,
+    ApiPath(path): ApiPath<KeyspacePath>,
+) -> ApiResult<StatusCode> {
+    app.keyspaces().drop(&who, path.id, &path.keyspace).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

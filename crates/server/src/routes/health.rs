@@ -15,29 +15,46 @@ pub struct Health {
     status: &'static str,
 }
 
+/// A ready process, and what it is in the fleet.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    status: &'static str,
+    /// `api` (DevOps API, portal, jobs) or `all` (those and the Data API with its files).
+    role: &'static str,
+    /// This process's name in job leases.
+    replica_id: String,
+}
+
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The process can serve: its store answers.
+/// The process can serve its role: its store answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, body = Health),
+    (status = 200, body = Readiness),
     (status = 503, body = crate::error::ErrorBody),
 ))]
-pub async fn readyz(State(s): State<ServerState>) -> ApiResult<Json<Health>> {
+pub async fn readyz(State(s): State<ServerState>) -> ApiResult<Json<Readiness>> {
     s.app.ready().await?;
-    Ok(Json(Health { status: "ready" }))
+    Ok(Json(Readiness {
+        status: "ready",
+        role: s.app.config.role.as_str(),
+        replica_id: s.app.config.replica_id.clone(),
+    }))
 }
 
 /// Request counts and latencies, and the application's counters, in Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
+    let mut app = s.app.counters.all();
+    app.extend(s.app.data.gauges());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(&s.app.counters),
+        s.metrics.render(&app),
     )
 }
 

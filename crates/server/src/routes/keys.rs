@@ -6,8 +6,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keyplane_app::App;
-use keyplane_app::keys::{KeyRegistration, LiveCheckOutcome, ProposedKey, Registered};
+use keyplane_app::keys::{
+    AccessGrant, KeyRegistration, KeyStatusDetail, LiveCheckOutcome, PolicyFindings, ProposedKey,
+    Registered,
+};
 use keyplane_core::policy::CheckReport;
+use keyplane_core::policy::gcp::IamCheckReport;
 use keyplane_core::{DbType, KeyStatus, Provider};
 use keyplane_store::CustomerKey;
 use serde::{Deserialize, Serialize};
@@ -20,7 +24,8 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 #[derive(Deserialize, Serialize, utoipa::ToSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderKey {
-    /// AWS: the key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID). GCP: projects/P/locations/L/keyRings/R/cryptoKeys/K.
+    /// AWS: the key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID). GCP: projects/P/locations/L/keyRings/R/cryptoKeys/K,
+    /// or a version of it (…/cryptoKeyVersions/V); the key is stored without the version.
     #[serde(rename = "keyID")]
     pub key_id: String,
     pub region: String,
@@ -30,8 +35,9 @@ pub struct ProviderKey {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterKey {
-    #[serde(rename = "orgId")]
-    pub org_id: Uuid,
+    /// The token's organization when absent; another organization is refused.
+    #[serde(rename = "orgId", default)]
+    pub org_id: Option<Uuid>,
     pub aws: Option<ProviderKey>,
     pub gcp: Option<ProviderKey>,
     pub azure: Option<ProviderKey>,
@@ -48,6 +54,14 @@ pub struct KeyView {
     pub gcp: Option<ProviderKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub azure: Option<ProviderKey>,
+    /// In a registration's answer (GCP): the key version new data keys are wrapped with. The
+    /// key is stored without a version, so rotating it changes nothing for the platform.
+    #[serde(
+        rename = "primaryVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub primary_version: Option<String>,
 }
 
 /// A list item, in the original API's PascalCase.
@@ -69,8 +83,14 @@ pub struct KeyListItem {
 pub struct CheckOutcome {
     /// The actions performed successfully, in order.
     pub passed: Vec<String>,
+    /// The actions the key refused for another organization's encryption context: the proof
+    /// that it is bound to this organization.
+    pub refused_for_another_organization: Vec<String>,
     /// How many KMS calls the check made.
     pub kms_calls: u32,
+    /// GCP: the key's primary version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_version: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -101,27 +121,84 @@ pub struct KeyStatusView {
     pub since: String,
     pub last_check: Option<LastCheck>,
     pub registered_at: String,
+    /// The platform proved that the key's policy refuses every other organization (at
+    /// registration, or the key monitor did for a key registered before registration proved
+    /// it).
+    pub bound_to_organization: bool,
+    /// Set while the key's policy lets the platform use it for any organization (a key
+    /// registered before registration proved the binding): what to add to the policy. The
+    /// key keeps working; it is not a status.
+    pub warning: Option<String>,
+    /// GCP: the version that encrypts new data keys now. Data wrapped under earlier versions
+    /// stays readable while they are enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_version: Option<String>,
+    /// Its state: ENABLED, DISABLED, DESTROY_SCHEDULED, DESTROYED.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_version_state: Option<String>,
+    /// The key's own rotation, as its service reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationView>,
+    /// Why the key service's facts could not be read just now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts_error: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationView {
+    /// Automatic rotation is on.
+    pub automatic: bool,
+    pub period_days: Option<u32>,
+    /// When the current primary version was created (RFC 3339).
+    pub last_rotated_at: Option<String>,
+    pub next_rotation_at: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyHelp {
+    /// AWS: the platform's account; GCP: the platform's project.
     pub provider_id: String,
-    /// The principal the key policy must allow.
+    /// The (first) principal the policy must allow.
     pub principal: String,
-    /// The statements to add to the key policy, in order: use of the key, then grants for
-    /// persistent resources.
-    #[schema(value_type = Vec<Object>)]
-    pub statements: Vec<serde_json::Value>,
+    /// Every principal the policy must allow (serverless: one per provider ID of the region).
+    pub principals: Vec<String>,
+    /// AWS: the statements to add to the key policy, in order: use of the key (for this
+    /// organization only), describing it, grants carrying this organization's context, and
+    /// listing and revoking them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub statements: Option<Vec<serde_json::Value>>,
+    /// GCP: the bindings to add to the key's IAM policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub bindings: Option<Vec<serde_json::Value>>,
+    /// GCP: the gcloud commands that add them (the key's parts as placeholders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gcloud_commands: Option<Vec<String>>,
+}
+
+/// What a policy check found, in the key service's terms.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PolicyReport {
+    /// An AWS key policy, evaluated for the platform's role.
+    Aws(CheckReport),
+    /// A GCP IAM policy, per service account.
+    Gcp(IamCheckReport),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyCheckResult {
+    /// `ok` (registration's live check would pass), `insufficient` (an action is denied: see
+    /// `findings`) or `unbound` (everything is allowed, but for any organization too: see
+    /// `organization_findings`; registration refuses such a key).
     pub verdict: &'static str,
     pub principal: String,
     #[serde(flatten)]
-    pub report: CheckReport,
+    pub report: PolicyReport,
 }
 
 #[derive(Deserialize, Default)]
@@ -148,11 +225,23 @@ fn view(k: &CustomerKey) -> KeyView {
         aws: only(Provider::Aws),
         gcp: only(Provider::Gcp),
         azure: only(Provider::Azure),
+        primary_version: None,
     }
 }
 
-fn status_view(k: &CustomerKey) -> KeyStatusView {
+fn status_view(d: &KeyStatusDetail) -> KeyStatusView {
+    let k = &d.key;
+    let facts = d.facts.clone().unwrap_or_default();
     KeyStatusView {
+        primary_version: facts.primary_version,
+        primary_version_state: facts.primary_state,
+        rotation: facts.rotation.map(|r| RotationView {
+            automatic: r.enabled,
+            period_days: r.period_days,
+            last_rotated_at: r.last_rotated_at,
+            next_rotation_at: r.next_rotation_at,
+        }),
+        facts_error: d.facts_error.clone(),
         key: view(k),
         database_type: k.db_type,
         status: k.status,
@@ -164,18 +253,23 @@ fn status_view(k: &CustomerKey) -> KeyStatusView {
             message: k.last_check_message.clone().unwrap_or_default(),
         }),
         registered_at: ts(k.created_at),
+        bound_to_organization: k.bound_at.is_some(),
+        warning: k.binding_warning.clone(),
     }
 }
 
 fn checks_view(c: LiveCheckOutcome) -> CheckOutcome {
     CheckOutcome {
         passed: c.passed,
+        refused_for_another_organization: c.refused_for_other_organizations,
         kms_calls: c.kms_calls,
+        primary_version: c.primary_version,
     }
 }
 
-/// The request body as the application takes it: the provider objects given, in order.
-fn registration(body: RegisterKey, dry_run: bool) -> KeyRegistration {
+/// The request body as the application takes it: the provider objects given, in order, for
+/// the organization named (the token's when none is).
+fn registration(body: RegisterKey, token_org: Uuid, dry_run: bool) -> KeyRegistration {
     let keys = [
         (Provider::Aws, body.aws),
         (Provider::Gcp, body.gcp),
@@ -195,7 +289,7 @@ fn registration(body: RegisterKey, dry_run: bool) -> KeyRegistration {
     })
     .collect();
     KeyRegistration {
-        org_id: body.org_id,
+        org_id: body.org_id.unwrap_or(token_org),
         keys,
         dry_run,
     }
@@ -210,11 +304,14 @@ async fn register(
 ) -> ApiResult<Response> {
     let registered = app
         .keys()
-        .register(&who, db_type, &registration(body, dry_run))
+        .register(&who, db_type, &registration(body, who.org_id(), dry_run))
         .await?;
+    let primary_version = registered.primary_version().map(str::to_string);
     Ok(match registered {
-        Registered::Stored(k) | Registered::AlreadyRegistered(k) => {
-            (StatusCode::CREATED, Json(view(&k))).into_response()
+        Registered::Stored(k, _) | Registered::AlreadyRegistered(k) => {
+            let mut v = view(&k);
+            v.primary_version = primary_version;
+            (StatusCode::CREATED, Json(v)).into_response()
         }
         Registered::DryRun { key, checks } => (
             StatusCode::OK,
@@ -282,7 +379,7 @@ macro_rules! key_routes {
 
         /// The key registered for a provider and region.
         #[utoipa::path(get, path = concat!($prefix, "/provider/{provider}/region/{region}"), tag = $tag, security(("token" = [])),
-            params(("provider" = String, Path), ("region" = String, Path)),
+            params(("provider" = Provider, Path), ("region" = String, Path)),
             responses(
                 (status = 200, body = KeyView),
                 (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
@@ -294,7 +391,7 @@ macro_rules! key_routes {
 
         /// The key's status (AVAILABLE, IN_USE, INACCESSIBLE) and its last check.
         #[utoipa::path(get, path = concat!($prefix, "/provider/{provider}/region/{region}/status"), tag = $tag, security(("token" = [])),
-            params(("provider" = String, Path), ("region" = String, Path)),
+            params(("provider" = Provider, Path), ("region" = String, Path)),
             responses(
                 (status = 200, body = KeyStatusView),
                 (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
@@ -307,7 +404,7 @@ macro_rules! key_routes {
         /// Checks the key now (as the key health monitor does) and returns its status.
         #[utoipa::path(post, path = concat!($prefix, "/provider/{provider}/region/{region}/check"), tag = $tag,
             security(("token" = [])),
-            params(("provider" = String, Path), ("region" = String, Path)),
+            params(("provider" = Provider, Path), ("region" = String, Path)),
             responses(
                 (status = 200, body = KeyStatusView),
                 (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
@@ -362,10 +459,12 @@ pub async fn register_serverless_alias(
 
 macro_rules! policy_routes {
     ($db:expr, $prefix:literal, $help:ident, $check:ident) => {
-        /// The key-policy statements to paste, with the organization's provider ID filled in.
+        /// What to grant on the key, with the organization's provider IDs filled in: AWS the
+        /// key-policy statements, every use bound to the organization
+        /// (`kms:EncryptionContext:organization`); GCP the IAM bindings and gcloud commands.
         #[utoipa::path(get, path = concat!($prefix, "/provider/{provider}/region/{region}/policy"), tag = "customer keys",
             security(("token" = [])),
-            params(("provider" = String, Path), ("region" = String, Path)),
+            params(("provider" = Provider, Path), ("region" = String, Path)),
             responses(
                 (status = 200, body = PolicyHelp),
                 (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
@@ -374,19 +473,29 @@ macro_rules! policy_routes {
             ))]
         pub async fn $help(State(app): State<App>, Auth(who): Auth, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<PolicyHelp>> {
             let h = app.keys().policy_help(&who, $db, &path.provider, &path.region).await?;
+            let (statements, bindings, gcloud_commands) = match h.grant {
+                AccessGrant::AwsStatements(s) => (Some(s), None, None),
+                AccessGrant::GcpBindings { bindings, commands } => (None, Some(bindings), Some(commands)),
+            };
             Ok(Json(PolicyHelp {
                 provider_id: h.provider_id,
                 principal: h.principal,
-                statements: h.statements,
+                principals: h.principals,
+                statements,
+                bindings,
+                gcloud_commands,
             }))
         }
 
-        /// Checks a whole key policy document: which actions the platform's role would be denied, and why.
+        /// Checks a whole access policy: AWS a key policy (which actions the platform's role
+        /// would be denied, and why, and which it could perform for another organization,
+        /// `organization_findings`), GCP a key's `getIamPolicy` output (what each service
+        /// account lacks).
         #[utoipa::path(post, path = concat!($prefix, "/provider/{provider}/region/{region}/policy/check"), tag = "customer keys",
             security(("token" = [])),
-            params(("provider" = String, Path), ("region" = String, Path),
-                   ("keyID" = Option<String>, Query, description = "the key ARN the policy is for")),
-            request_body(content = Object, description = "the key policy document"),
+            params(("provider" = Provider, Path), ("region" = String, Path),
+                   ("keyID" = Option<String>, Query, description = "the key (AWS ARN, GCP key name) the policy is for")),
+            request_body(content = Object, description = "the key policy document (AWS) or the key's IAM policy (GCP getIamPolicy output)"),
             responses(
                 (status = 200, body = PolicyCheckResult),
                 (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
@@ -405,9 +514,12 @@ macro_rules! policy_routes {
                 .policy_check(&who, $db, &path.provider, &path.region, q.key_id.as_deref(), &doc)
                 .await?;
             Ok(Json(PolicyCheckResult {
-                verdict: if r.report.verdict_ok { "ok" } else { "insufficient" },
+                verdict: r.verdict().as_str(),
                 principal: r.principal,
-                report: r.report,
+                report: match r.findings {
+                    PolicyFindings::Aws(report) => PolicyReport::Aws(report),
+                    PolicyFindings::Gcp(report) => PolicyReport::Gcp(report),
+                },
             }))
         }
     };

@@ -6,6 +6,7 @@ pub mod databases;
 pub mod health;
 pub mod keys;
 pub mod orgs;
+pub mod regions;
 pub mod tokens;
 
 use chrono::Utc;

@@ -53,6 +53,7 @@ fn org_view(org: Organization) -> OrgView {
     params(("id" = Uuid, Path, description = "organization ID")),
     responses(
         (status = 200, body = OrgView),
+        (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),

@@ -72,6 +72,7 @@ fn role_names(role: &Role) -> (Vec<String>, Vec<String>) {
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
+        (status = 409, description = "the organization's token quota is reached", body = crate::error::ErrorBody),
     ))]
 pub async fn create_token(
     State(app): State<App>,
@@ -131,6 +132,7 @@ pub async fn list_tokens(State(app): State<App>, Auth(who): Auth) -> ApiResult<J
     params(("clientId" = String, Path, description = "the token's client ID")),
     responses(
         (status = 204),
+        (status = 400, description = "a client ID that is not UTF-8 once decoded", body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),
