@@ -651,6 +651,9 @@ pub trait Store: Send + Sync + 'static {
     async fn record_database_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// The database's keyspaces beyond its initial one (`Database::keyspace`), oldest first.
     async fn list_keyspaces(&self, database_id: Uuid) -> Result<Vec<String>>;
+    /// The keyspaces beyond the initial one of every database of `database_ids`, as
+    /// `(database, name)`, each database's oldest first, in one query.
+    async fn list_keyspaces_of(&self, database_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>>;
     /// Records a keyspace of the database; false when it was recorded already.
     async fn add_keyspace(&self, database_id: Uuid, name: &str) -> Result<bool>;
     /// Forgets a keyspace of the database; false when it was not recorded.
@@ -658,6 +661,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A database's datacenters by ordinal, terminated ones included.
     async fn list_datacenters(&self, database_id: Uuid) -> Result<Vec<Datacenter>>;
+    /// The datacenters of every database of `database_ids` (each one's by ordinal, terminated
+    /// ones included) in one query, so a listing page costs the same whatever its length.
+    async fn list_datacenters_of(&self, database_ids: &[Uuid]) -> Result<Vec<Datacenter>>;
     async fn get_datacenter(&self, id: &str) -> Result<Option<Datacenter>>;
     /// Adds a region: inserts the datacenter, puts the database in MAINTENANCE and enqueues
     /// the job, in one transaction that first applies

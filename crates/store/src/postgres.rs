@@ -1404,6 +1404,16 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn list_keyspaces_of(&self, database_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+        self.collect(
+            "SELECT database_id, name FROM database_keyspaces WHERE database_id = ANY($1)
+             ORDER BY database_id, created_at, name",
+            &[&database_ids],
+            |row| Ok((row.try_get(0)?, row.try_get(1)?)),
+        )
+        .await
+    }
+
     async fn add_keyspace(&self, database_id: Uuid, name: &str) -> Result<bool> {
         let n = self
             .execute(
@@ -1437,6 +1447,19 @@ impl Store for PostgresStore {
                 " FROM datacenters WHERE database_id = $1 ORDER BY ordinal"
             ),
             &[&database_id],
+            datacenter_from_row,
+        )
+        .await
+    }
+
+    async fn list_datacenters_of(&self, database_ids: &[Uuid]) -> Result<Vec<Datacenter>> {
+        self.collect(
+            concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters WHERE database_id = ANY($1) ORDER BY database_id, ordinal"
+            ),
+            &[&database_ids],
             datacenter_from_row,
         )
         .await

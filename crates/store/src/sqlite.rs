@@ -318,6 +318,12 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
         .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
 }
 
+/// Database IDs as the JSON array that `json_each` reads, so one cached statement takes a
+/// list of any length.
+fn id_list(ids: &[Uuid]) -> String {
+    serde_json::Value::from(ids.iter().map(Uuid::to_string).collect::<Vec<_>>()).to_string()
+}
+
 fn parse_uuid(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
 }
@@ -1558,6 +1564,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_keyspaces_of(&self, database_ids: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+        let ids = id_list(database_ids);
+        self.read_point(move |conn| {
+            collect(
+                conn,
+                "SELECT database_id, name FROM database_keyspaces
+                 WHERE database_id IN (SELECT value FROM json_each(?1))
+                 ORDER BY database_id, created_at, name",
+                [&ids],
+                |row| Ok((parse_uuid(&row.get::<_, String>(0)?)?, row.get(1)?)),
+            )
+        })
+        .await
+    }
+
     async fn add_keyspace(&self, database_id: Uuid, name: &str) -> Result<bool> {
         let name = name.to_owned();
         self.write(move |tx| {
@@ -1598,6 +1619,24 @@ impl Store for SqliteStore {
                     " FROM datacenters WHERE database_id = ?1 ORDER BY ordinal"
                 ),
                 [database_id.to_string()],
+                datacenter_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_datacenters_of(&self, database_ids: &[Uuid]) -> Result<Vec<Datacenter>> {
+        let ids = id_list(database_ids);
+        self.read_point(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters WHERE database_id IN (SELECT value FROM json_each(?1))",
+                    " ORDER BY database_id, ordinal"
+                ),
+                [&ids],
                 datacenter_from_row,
             )
         })

@@ -194,6 +194,7 @@ on_both_backends!(store:
     suite_portal_sessions,
     suite_concurrent_portal_logins,
     suite_database_keyspaces,
+    suite_parts_of_many_databases,
     suite_concurrent_keyspaces,
     suite_database_use,
     suite_serverless_provider_ids,
@@ -4021,6 +4022,71 @@ async fn suite_database_keyspaces(store: DynStore) {
         Err(StoreError::NotFound("database"))
     ));
     assert!(!store.remove_keyspace(Uuid::new_v4(), "x").await.unwrap());
+}
+
+/// The listing's batch reads answer what the per-database reads answer, for any set of IDs.
+async fn suite_parts_of_many_databases(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let mut ids = Vec::new();
+    for (n, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let (db, dc, job) = new_database(org.id, name, Provider::Aws, "us-east-2", n as i64);
+        store
+            .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+            .await
+            .unwrap();
+        ids.push(db.id);
+    }
+    // "a" gets a second region, "b" and "c" keyspaces beyond their initial one.
+    activate(&store, ids[0]).await;
+    let a = store.get_database(org.id, ids[0]).await.unwrap().unwrap();
+    let dc2 = new_datacenter(&a, 2, "eu-west-1", KeyKind::Customer);
+    assert_eq!(
+        store
+            .add_datacenter(&dc2, &provision_job(&dc2), &Quotas::UNLIMITED)
+            .await
+            .unwrap(),
+        AddRegionOutcome::Added
+    );
+    assert!(store.add_keyspace(ids[1], "sales").await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(store.add_keyspace(ids[1], "archive").await.unwrap());
+    assert!(store.add_keyspace(ids[2], "logs").await.unwrap());
+
+    for wanted in [
+        &ids[..],
+        &ids[..1],
+        &ids[1..],
+        &[ids[2], Uuid::new_v4()][..],
+        &[][..],
+    ] {
+        let mut one_by_one = Vec::new();
+        let mut keyspaces = Vec::new();
+        for id in wanted {
+            one_by_one.extend(store.list_datacenters(*id).await.unwrap());
+            for name in store.list_keyspaces(*id).await.unwrap() {
+                keyspaces.push((*id, name));
+            }
+        }
+        let mut batch = store.list_datacenters_of(wanted).await.unwrap();
+        // Grouped per database, each in ordinal order; the groups in any order.
+        batch.sort_by_key(|d| wanted.iter().position(|id| *id == d.database_id));
+        assert_eq!(batch, one_by_one);
+        let mut batch = store.list_keyspaces_of(wanted).await.unwrap();
+        batch.sort_by_key(|(db, _)| wanted.iter().position(|id| id == db));
+        assert_eq!(batch, keyspaces);
+    }
+    assert_eq!(
+        store.list_datacenters_of(&ids[..1]).await.unwrap().len(),
+        2,
+        "both regions of a"
+    );
+    assert_eq!(
+        store.list_keyspaces_of(&ids[1..2]).await.unwrap(),
+        vec![
+            (ids[1], "sales".to_string()),
+            (ids[1], "archive".to_string())
+        ]
+    );
 }
 
 /// Eight tasks add and remove the same keyspaces at once: each add or remove reports a change
