@@ -194,9 +194,28 @@ async fn run() {
     while let Some(r) = tasks.join_next().await {
         r.expect("create task");
     }
+    // Wait for the worker to finish every provisioning job, then check each database's status
+    // in pages of 100 (the listing's largest page).
     loop {
-        let list: Value = http
-            .get(format!("{api}/v2/databases"))
+        let failed = gauge(&http, &api, "keyplane_jobs_failed_total").await;
+        assert_eq!(failed, 0, "databases failed to provision");
+        if gauge(&http, &api, "keyplane_jobs_done_total").await >= n as u64 {
+            break;
+        }
+        assert!(
+            setup.elapsed() < Duration::from_secs(3600),
+            "provisioning unfinished after an hour"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (mut active, mut after) = (0, None::<String>);
+    loop {
+        let mut url = format!("{api}/v2/databases?limit=100");
+        if let Some(last) = &after {
+            url.push_str(&format!("&starting_after={last}"));
+        }
+        let page: Value = http
+            .get(url)
             .bearer_auth(&token)
             .send()
             .await
@@ -204,19 +223,14 @@ async fn run() {
             .json()
             .await
             .expect("list json");
-        let list = list.as_array().cloned().unwrap_or_default();
-        let active = list.iter().filter(|d| d["status"] == "ACTIVE").count();
-        let failed = list.iter().filter(|d| d["status"] == "ERROR").count();
-        assert_eq!(failed, 0, "databases failed to provision");
-        if active == n {
-            break;
+        let page = page.as_array().cloned().unwrap_or_default();
+        active += page.iter().filter(|d| d["status"] == "ACTIVE").count();
+        match page.last() {
+            Some(last) => after = last["id"].as_str().map(str::to_string),
+            None => break,
         }
-        assert!(
-            setup.elapsed() < Duration::from_secs(3600),
-            "{active}/{n} ACTIVE after an hour"
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    assert_eq!(active, n, "every database ACTIVE");
     let ids: Vec<String> = ids.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let unwraps_before = gauge(&http, &api, "keyplane_data_key_unwraps_total").await;
     let before_kib = proc_kib(pid, "VmRSS:");
