@@ -1545,7 +1545,7 @@ impl DocStore {
                         params![p.text, rid],
                     )?;
                     result.modified = 1;
-                    parse_doc(&p.text)?
+                    p.doc
                 } else {
                     doc
                 };
@@ -1577,7 +1577,7 @@ impl DocStore {
                 let p = validate::prepare(doc, &c.rules)?;
                 insert_row(&tx, tbl, &p)?;
                 result.upserted_id = Some(p.id.clone());
-                (None, parse_doc(&p.text).ok())
+                (None, Some(p.doc))
             }
             None => (None, None),
         };

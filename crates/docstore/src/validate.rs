@@ -245,6 +245,8 @@ pub struct Prepared {
     pub id: Value,
     pub key: String,
     pub text: String,
+    /// The document `text` was written from, for a write that answers with it.
+    pub doc: Value,
 }
 
 /// `m` with `_id` as its first field (clients expect to see it first, as the original writes
@@ -321,6 +323,7 @@ fn check(m: Map<String, Value>, key: String, rules: &CollectionRules) -> Result<
         id: doc.get("_id").cloned().unwrap_or(Value::Null),
         key,
         text,
+        doc,
     })
 }
 

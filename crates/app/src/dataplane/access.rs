@@ -223,7 +223,7 @@ impl Endpoint {
     /// database may start. Refused when a region is suspended.
     pub async fn write<T: Send + 'static>(
         &self,
-        f: impl Fn(&DocStore) -> Result<T, DocStoreError> + Send + Sync + Clone + 'static,
+        f: impl FnOnce(&DocStore) -> Result<T, DocStoreError> + Send + 'static,
     ) -> AppResult<T> {
         if self.write_guard.is_none() {
             return Err(AppError::bug(
@@ -250,7 +250,7 @@ impl Endpoint {
         if regions.len() == 1 {
             // One region: nothing to order or copy.
             let store = regions[0].1.clone();
-            return blocking(store, move |s| f(s)).await;
+            return blocking(store, f).await;
         }
         let order = self.app.data.order(&self.database.id);
         let mut last = order.last.lock().await;
@@ -262,7 +262,7 @@ impl Endpoint {
         *last = None;
         let seq = known + 1;
         let (result, changed) =
-            tokio::task::spawn_blocking(move || order::apply(&regions, 0, seq, move |s| f(s)))
+            tokio::task::spawn_blocking(move || order::apply(&regions, 0, seq, f))
                 .await
                 .map_err(AppError::internal)??;
         *last = Some(if changed { seq } else { known });

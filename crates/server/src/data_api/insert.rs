@@ -57,7 +57,7 @@ pub(super) async fn insert_one(
         let t = id_type(ctx, &ks, &coll, lacks_id(&doc)).await?;
         let doc = with_id(doc, t);
         ctx.endpoint
-            .write(move |s| s.insert_one(&ks, &coll, doc.clone()))
+            .write(move |s| s.insert_one(&ks, &coll, doc))
             .await
             .map_err(super::DataApiError::from)
     };
@@ -114,7 +114,7 @@ pub(super) async fn insert_many(
         .collect();
     let results = ctx
         .endpoint
-        .write(move |s| s.insert_many(&ks, &coll, docs.clone(), ordered))
+        .write(move |s| s.insert_many(&ks, &coll, docs, ordered))
         .await?;
     let mut inserted = vec![];
     let mut per_doc = vec![];

@@ -191,9 +191,7 @@ pub(super) async fn find_one_and(
     };
     let (doc, r) = if replace {
         ctx.endpoint
-            .write(move |s| {
-                s.find_one_and_replace_with_result(&ks, &coll, &filter, change.clone(), &fo)
-            })
+            .write(move |s| s.find_one_and_replace_with_result(&ks, &coll, &filter, change, &fo))
             .await?
     } else {
         let update = if upsert {
