@@ -291,6 +291,28 @@ impl Config {
         self.accounts(provider).iter().find(|a| a.id == id)
     }
 
+    /// The identity keyplane acts as with `account` of `provider` in `region`: for a
+    /// datacenter's key, the monitor's checks and a key's status alike. An account no longer
+    /// configured is taken as AWS's default role in that account, the principal keys
+    /// registered with it were told to trust.
+    pub fn identity(
+        &self,
+        provider: Provider,
+        account: &str,
+        region: &str,
+    ) -> keyplane_kms::PlatformIdentity {
+        let principal = self
+            .account(provider, account)
+            .map(|a| a.principal(provider))
+            .unwrap_or_else(|| format!("arn:aws:iam::{account}:role/{DEFAULT_AWS_ROLE}"));
+        keyplane_kms::PlatformIdentity {
+            provider,
+            region: region.to_string(),
+            account_id: account.to_string(),
+            principal,
+        }
+    }
+
     /// The Data API endpoint of a database's region, as clients reach it.
     pub fn data_endpoint(&self, database: uuid::Uuid, region: &str) -> String {
         format!(

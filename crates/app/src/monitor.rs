@@ -314,23 +314,8 @@ impl Monitor<'_> {
 
 /// The identity that acts on a registered key: the account it was validated with.
 fn key_identity(app: &App, key: &CustomerKey) -> PlatformIdentity {
-    let principal = app
-        .config
-        .account(key.provider, &key.provider_account)
-        .map(|a| a.principal(key.provider))
-        .unwrap_or_else(|| {
-            format!(
-                "arn:aws:iam::{}:role/{}",
-                key.provider_account,
-                crate::config::DEFAULT_AWS_ROLE
-            )
-        });
-    PlatformIdentity {
-        provider: key.provider,
-        region: key.region.clone(),
-        account_id: key.provider_account.clone(),
-        principal,
-    }
+    app.config
+        .identity(key.provider, &key.provider_account, &key.region)
 }
 
 /// Whether the key is in a state that can be used, asking the KMS once per key and round

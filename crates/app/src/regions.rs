@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use keyplane_core::databases::CLASSIC_TIERS;
 use keyplane_core::regions::{RegionZone, is_plausible_region_name, region_info};
 use keyplane_core::{Permission, Provider};
-use keyplane_store::{DatabaseFilter, Organization};
+use keyplane_store::{Database, DatabaseFilter, Organization};
+use uuid::Uuid;
 
 use crate::App;
 use crate::auth::Requester;
@@ -129,18 +130,21 @@ impl Regions<'_> {
             let page = self.0.store.list_databases(who.org_id(), &filter).await?;
             let Some(last) = page.last() else { break };
             filter.starting_after = Some(last.id);
-            for db in &page {
-                let units = u32::try_from(db.capacity_units).unwrap_or(0);
-                for dc in self.0.store.list_datacenters(db.id).await? {
-                    if dc.terminated_at.is_some() {
-                        continue;
-                    }
-                    let n = used
-                        .entry((db.tier.clone(), dc.provider, dc.region.clone()))
-                        .or_default();
-                    n.0 += 1;
-                    n.1 += units;
+            // One read of the page's datacenters, not one per database.
+            let ids: Vec<Uuid> = page.iter().map(|d| d.id).collect();
+            let dbs: HashMap<Uuid, &Database> = page.iter().map(|d| (d.id, d)).collect();
+            for dc in self.0.store.list_datacenters_of(&ids).await? {
+                let Some(db) = dbs.get(&dc.database_id) else {
+                    continue;
+                };
+                if dc.terminated_at.is_some() {
+                    continue;
                 }
+                let n = used
+                    .entry((db.tier.clone(), dc.provider, dc.region.clone()))
+                    .or_default();
+                n.0 += 1;
+                n.1 += u32::try_from(db.capacity_units).unwrap_or(0);
             }
         }
         let config = &self.0.config;

@@ -110,23 +110,8 @@ impl DataPlane {
 
     /// The identity that acts on the datacenter's key.
     pub fn identity(&self, dc: &Datacenter) -> PlatformIdentity {
-        let principal = self
-            .config
-            .account(dc.provider, &dc.provider_account)
-            .map(|a| a.principal(dc.provider))
-            .unwrap_or_else(|| {
-                format!(
-                    "arn:aws:iam::{}:role/{}",
-                    dc.provider_account,
-                    crate::config::DEFAULT_AWS_ROLE
-                )
-            });
-        PlatformIdentity {
-            provider: dc.provider,
-            region: dc.region.clone(),
-            account_id: dc.provider_account.clone(),
-            principal,
-        }
+        self.config
+            .identity(dc.provider, &dc.provider_account, &dc.region)
     }
 
     /// Unwraps the datacenter's data key with one KMS Decrypt.

@@ -492,19 +492,9 @@ impl Keys<'_> {
 
     /// The identity that registered (and acts on) the key.
     fn key_identity(&self, key: &CustomerKey) -> PlatformIdentity {
-        match self
-            .0
-            .accounts()
-            .trusted(key.provider, &key.provider_account)
-        {
-            Some(t) => t.in_region(&key.region),
-            None => PlatformIdentity {
-                provider: key.provider,
-                region: key.region.clone(),
-                account_id: key.provider_account.clone(),
-                principal: key.provider_account.clone(),
-            },
-        }
+        self.0
+            .config
+            .identity(key.provider, &key.provider_account, &key.region)
     }
 
     /// Checks the key now, as the key health monitor does (its datacenters, or the key
