@@ -729,23 +729,10 @@ async fn serve(
         })
     );
     vault
-        .run(shutdown_signal())
+        .run(crate::wait_for_signal())
         .await
         .context("serving the built-in Azure vault")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        return;
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

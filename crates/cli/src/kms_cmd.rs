@@ -333,27 +333,10 @@ async fn serve(listen: String, data_dir: PathBuf, allow_clock_control: bool) -> 
             "note": "built-in KMS for development and tests only, not for production secrets",
         })
     );
-    kms.run(listener, shutdown_signal())
+    kms.run(listener, crate::wait_for_signal())
         .await
         .context("serving the built-in KMS")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = ctrl_c.await;
 }
 
 /// The API client for `put-key-policy --merge`: its flags, then as for `keyplane key`, with
