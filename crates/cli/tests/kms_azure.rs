@@ -1,32 +1,17 @@
 //! `keyplane kms azure …` as a key owner runs it: the built-in vault started by
 //! `kms azure serve` on a free port, and every customer-side command against it through the
 //! credentials file it writes.
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{BIN, Proc as Server, free_port};
 use std::time::{Duration, Instant};
 
 use keyplane_core::AzureKeyId;
 use keyplane_core::policy::azure::{AzurePlatformApp, check_azure_access};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_keyplane");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(data: &Path) -> (Server, Value) {
     let port = free_port();

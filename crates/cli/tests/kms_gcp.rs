@@ -1,31 +1,17 @@
 //! `keyplane kms gcp …` as a customer runs it, against `keyplane kms serve` on a free port:
 //! key ring, key, bindings, version states, rotation, and what the platform's service account
 //! may then do (checked with testIamPermissions and encrypt calls over HTTP).
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{BIN, Proc as Server, free_port};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyplane");
 const PLATFORM: &str = "serviceAccount:keyplane-platform@keyplane-dev.iam.gserviceaccount.com";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start_kms(dir: &Path) -> (Server, String) {
     let port = free_port();

@@ -55,20 +55,11 @@ async fn run() {
     tokio::spawn(kms.clone().run(kl, std::future::pending()));
     let customer = |region: &str| {
         let c = kms.credentials(CUSTOMER).expect("identity");
-        let conf = aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .region(aws_sdk_kms::config::Region::new(region.to_string()))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                c.access_key_id.clone(),
-                c.secret_access_key.to_string(),
-                None,
-                None,
-                "bench",
-            ))
-            .endpoint_url(&endpoint)
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
+        keyplane_testkit::kms_client(
+            &endpoint,
+            region,
+            keyplane_testkit::credentials(&c.access_key_id, &c.secret_access_key.to_string()),
+        )
     };
     let platform = kms.credentials(ROLE).expect("platform");
     let mut settings = keyplane_kms_aws::AwsSettings {

@@ -96,20 +96,11 @@ async fn run() {
     let conc = env_usize("BENCH_CONCURRENCY", 8);
     // Setup, untimed: one organization (one registration slot) and one key per registration.
     let c = kms.credentials(CUSTOMER).expect("customer");
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new("us-east-2"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            c.access_key_id.clone(),
-            c.secret_access_key.to_string(),
-            None,
-            None,
-            "bench",
-        ))
-        .endpoint_url(&endpoint)
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    let customer = aws_sdk_kms::Client::from_conf(conf);
+    let customer = keyplane_testkit::kms_client(
+        &endpoint,
+        "us-east-2",
+        keyplane_testkit::credentials(&c.access_key_id, &c.secret_access_key.to_string()),
+    );
     let mut work = Vec::with_capacity(n);
     for i in 0..n {
         let org = store

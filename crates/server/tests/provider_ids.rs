@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::gcp;
-use common::{TestServer, assert_error, send};
+use common::{TestServer, assert_error, send, wait_status};
 use keyplane_app::{Config, ProviderAccount};
 use keyplane_core::Provider;
 use serde_json::{Value, json};
@@ -203,19 +203,6 @@ async fn send_text(res: reqwest::Response) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap())
 }
 
-async fn wait_active(s: &TestServer, db: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (st, body) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
-        assert_eq!(st, 200, "{body}");
-        if body["status"] == "ACTIVE" {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "never ACTIVE: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The provider account the database's first datacenter acts as.
 async fn acting_as(s: &TestServer, db: &str) -> String {
     let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
@@ -297,7 +284,7 @@ async fn the_fourth_serverless_database_needs_a_fourth_provider_id(cloud: Cloud)
     cloud.grant(&s, &key, &four).await;
     let (st, body, db) = create_serverless(&s, cloud, "vectors3").await;
     assert_eq!(st, 201, "{body}");
-    wait_active(&s, &db).await;
+    wait_status(&s, &db, "ACTIVE").await;
     let account = acting_as(&s, &db).await;
     assert!(!used.contains(&account), "{account} already used: {used:?}");
     assert!(fourth.contains(&account), "{fourth} is not {account}");

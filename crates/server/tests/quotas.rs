@@ -3,9 +3,9 @@
 //! overshot by concurrent requests (the store counts inside the transaction that creates).
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TestServer, assert_error, send};
+use common::{TestServer, assert_error, send, wait_status};
 use keyplane_app::Config;
 use keyplane_core::{Quotas, Role};
 use serde_json::{Value, json};
@@ -34,18 +34,6 @@ async fn create_db(s: &TestServer, token: &str, name: &str) -> (u16, Value, Opti
         serde_json::from_slice(&body).unwrap()
     };
     (st, body, id)
-}
-
-async fn wait_active(s: &TestServer, db: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
-        if body["status"] == "ACTIVE" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn add_region(s: &TestServer, db: &str, region: &str) -> (u16, Value) {
@@ -89,10 +77,10 @@ async fn databases_regions_and_tokens_stop_at_their_quota() {
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 
     // Regions count against the datacenter quota: a third fits, a fourth does not.
-    wait_active(&s, &first).await;
+    wait_status(&s, &first, "ACTIVE").await;
     let (st, body) = add_region(&s, &first, "eu-west-1").await;
     assert_eq!(st, 201, "{body}");
-    wait_active(&s, &first).await;
+    wait_status(&s, &first, "ACTIVE").await;
     let (st, body) = add_region(&s, &first, "us-west-2").await;
     let msg = assert_error(st, &body, 409, 4091);
     assert!(msg.contains("quota of 3 datacenters"), "{msg}");

@@ -100,20 +100,11 @@ async fn pg(url: &str) -> tokio_postgres::Client {
 }
 
 pub fn kms_client(endpoint: &str, who: &Identity, region: &str) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new(region.to_string()))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            who.access_key_id.clone(),
-            who.secret_access_key.clone(),
-            None,
-            None,
-            "fleet-test",
-        ))
-        .endpoint_url(endpoint)
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+    keyplane_testkit::kms_client(
+        endpoint,
+        region,
+        keyplane_testkit::credentials(&who.access_key_id, &who.secret_access_key),
+    )
 }
 
 fn run_admin(db_url: &str, config: &Path, args: &[&str]) -> Value {

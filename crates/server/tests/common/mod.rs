@@ -220,20 +220,11 @@ impl TestKms {
     /// A client as any identity of the built-in KMS.
     pub fn client_as(&self, principal: &str, region: &str) -> aws_sdk_kms::Client {
         let c = self.kms.credentials(principal).expect("identity");
-        let conf = aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .region(aws_sdk_kms::config::Region::new(region.to_string()))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                c.access_key_id.clone(),
-                c.secret_access_key.to_string(),
-                None,
-                None,
-                "test",
-            ))
-            .endpoint_url(&self.endpoint)
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
+        keyplane_testkit::kms_client(
+            &self.endpoint,
+            region,
+            keyplane_testkit::credentials(&c.access_key_id, &c.secret_access_key.to_string()),
+        )
     }
 }
 
