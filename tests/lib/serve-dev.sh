@@ -61,7 +61,7 @@ kp_serve_dev() {
   kms_port="$(kp_free_port)"
   KP_LOG="$KP_WORK/server.log"
   "$bin" serve --dev --data-dir "$KP_WORK/data" --listen "127.0.0.1:$api_port" \
-    --kms-listen "127.0.0.1:$kms_port" "$@" >"$KP_LOG" 2>&1 &
+    --kms-listen "127.0.0.1:$kms_port" --azure-listen 127.0.0.1:0 "$@" >"$KP_LOG" 2>&1 &
   KP_SERVER_PID=$!
   kp_wait_port "$api_port" || { echo "keyplane did not start:"; cat "$KP_LOG"; return 1; }
   KP_CREDS="$KP_WORK/data/dev-credentials.json"

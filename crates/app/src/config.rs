@@ -19,6 +19,11 @@ pub struct ProviderAccount {
     /// The "Cloud Provider ID" customers are shown when it is not `id` itself: for GCP the
     /// platform's project that holds the service account (the original's provider ID).
     pub provider_id: Option<String>,
+    /// Azure only: the object ID of the application's service principal, which role
+    /// assignments name. It differs per tenant, so it is known only where the operator
+    /// configured it (the built-in vault's tenant in dev mode); otherwise the help names the
+    /// command that prints it.
+    pub object_id: Option<String>,
 }
 
 impl ProviderAccount {
@@ -29,6 +34,7 @@ impl ProviderAccount {
             role: String::new(),
             regions: None,
             provider_id: None,
+            object_id: None,
         }
     }
 
@@ -183,6 +189,9 @@ pub struct Config {
     pub sole_job_runner: bool,
     /// How long a portal session lasts after sign-in.
     pub portal_session_lifetime: std::time::Duration,
+    /// `host:port` of development Key Vaults (the built-in one in dev mode) whose key IDs are
+    /// accepted besides Azure's own hosts; empty in production.
+    pub azure_dev_hosts: Vec<String>,
 }
 
 /// The `--dev` portal sign-in link's secret and the token it stands for. Never printed by
@@ -262,6 +271,7 @@ impl Default for Config {
             job_lease: DEFAULT_JOB_LEASE,
             sole_job_runner: false,
             portal_session_lifetime: DEFAULT_PORTAL_SESSION_LIFETIME,
+            azure_dev_hosts: Vec::new(),
         }
     }
 }

@@ -112,6 +112,7 @@ async fn run() {
     let child = Command::new(BIN)
         .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--kms-listen", &format!("127.0.0.1:{kms_port}")])
+        .args(["--azure-listen", "127.0.0.1:0"])
         .args(["--data-key-ttl", &ttl.to_string()])
         // One organization holds all the databases: its quotas are raised to fit them.
         .args([

@@ -2,7 +2,6 @@
 //! an Organization Administrator token are created on first start and written, with the
 //! built-in KMS's endpoint and the sample customer's credentials, to
 //! `<data-dir>/dev-credentials.json`; later starts reuse them.
-use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -28,6 +27,10 @@ pub struct DevCredentials {
     pub api_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms: Option<KmsCredentials>,
+    /// The built-in Azure Key Vault: its URL, CA file, tenant, the sample customer's token and
+    /// the platform application's credentials (what `keyplane kms azure` reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<keyplane_devkms::AzureDevCredentials>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -80,13 +83,25 @@ pub struct PlatformKms {
     pub platform: Vec<keyplane_devkms::Credentials>,
     /// Bearer tokens of the platform's service accounts, by email.
     pub gcp_platform: Vec<(String, zeroize::Zeroizing<String>)>,
+    /// The built-in Azure Key Vault, served over TLS on its own port.
+    pub azure: AzureDevVault,
 }
 
-/// Opens the built-in KMS under `<data-dir>/kms` and serves it on its own port. Every
-/// configured AWS platform account gets its role there, so dev mode works with any pool.
+/// What keyplane needs of the built-in Azure Key Vault: its credentials (the platform
+/// application's client secret among them), the dev CA to trust, and the `host:port` its key
+/// IDs name.
+pub struct AzureDevVault {
+    pub credentials: keyplane_devkms::AzureDevCredentials,
+    pub ca_pem: String,
+    pub authority: String,
+}
+
+/// Opens the built-in KMS under `<data-dir>/kms` and serves it on its own port, and its
+/// Azure Key Vault over TLS on another, until `stop` turns true. Every configured AWS
+/// platform account gets its role there, so dev mode works with any pool.
 pub async fn start_kms(
     resolved: &Resolved,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: tokio::sync::watch::Receiver<bool>,
     tasks: &mut tokio::task::JoinSet<std::io::Result<()>>,
 ) -> anyhow::Result<PlatformKms> {
     let volume_role = resolved
@@ -140,8 +155,28 @@ pub async fn start_kms(
     let customer = kms
         .credentials(CUSTOMER_PRINCIPAL)
         .context("the built-in KMS has no sample customer identity")?;
+    let vault_listener = tokio::net::TcpListener::bind(resolved.azure_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the built-in Azure Key Vault to {}",
+                resolved.azure_listen
+            )
+        })?;
+    let vault = kms
+        .azure_vault(keyplane_devkms::AzureVaultConfig::default(), vault_listener)
+        .context("opening the built-in Azure Key Vault")?;
+    let azure = AzureDevVault {
+        credentials: vault.credentials().clone(),
+        ca_pem: vault.ca_pem().to_string(),
+        authority: vault.authority().to_string(),
+    };
     tracing::info!(%endpoint, "built-in KMS listening (development and tests only)");
-    tasks.spawn(kms.run(listener, shutdown));
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tasks.spawn(kms.run(listener, until_stopped(stop.clone())));
+    tasks.spawn(vault.run(until_stopped(stop)));
     Ok(PlatformKms {
         customer: KmsCredentials {
             endpoint: endpoint.clone(),
@@ -169,6 +204,7 @@ pub async fn start_kms(
         endpoint,
         platform,
         gcp_platform,
+        azure,
     })
 }
 
@@ -182,7 +218,7 @@ pub async fn bootstrap(
     store: &dyn Store,
     data_dir: &Path,
     api_url: &str,
-    kms: Option<&KmsCredentials>,
+    kms: Option<&PlatformKms>,
 ) -> anyhow::Result<DevCredentials> {
     let org_id = match store.get_setting(ORG_SETTING).await? {
         Some(id) => id.parse::<Uuid>().context("stored dev organization id")?,
@@ -218,7 +254,8 @@ pub async fn bootstrap(
         org_id,
         token,
         api_url: api_url.to_string(),
-        kms: kms.cloned(),
+        kms: kms.map(|k| k.customer.clone()),
+        azure: kms.map(|k| k.azure.credentials.clone()),
     };
     write_private(&path, serde_json::to_string_pretty(&creds)?.as_bytes())?;
     println!(
@@ -229,7 +266,12 @@ pub async fn bootstrap(
     if let Some(k) = kms {
         println!(
             "  built-in KMS: {} (customer account {}, development only)",
-            k.endpoint, k.customer.account_id
+            k.endpoint, k.customer.customer.account_id
+        );
+        println!(
+            "  built-in Azure Key Vault: {} (CA {}, development only)",
+            k.azure.credentials.vault_url,
+            k.azure.credentials.ca_file.display()
         );
     }
     Ok(creds)

@@ -51,6 +51,16 @@ pub struct AzureClientArgs {
     pub credentials_file: Option<PathBuf>,
 }
 
+/// What a key command prints.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyOutput {
+    /// The key as JSON.
+    #[default]
+    Json,
+    /// Only the versionless key ID, the form to register (`KEY=$(…)`).
+    KeyId,
+}
+
 /// Which key: its name in the vault, or its key ID (URL).
 #[derive(clap::Args, Debug, Clone)]
 pub struct KeyArg {
@@ -100,6 +110,8 @@ pub enum AzureCommand {
         /// Not-before, in the same forms.
         #[arg(long)]
         not_before: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: KeyOutput,
     },
     /// Print a key (the current version, or `--version`).
     Get {
@@ -110,6 +122,8 @@ pub enum AzureCommand {
         /// A version to print instead of the current one.
         #[arg(long)]
         version: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: KeyOutput,
     },
     /// Rotate a key: a new current version; older versions keep unwrapping.
     Rotate {
@@ -377,6 +391,20 @@ fn key_json(k: &Key) -> Value {
     })
 }
 
+fn print_key(k: &Key, output: KeyOutput) -> anyhow::Result<()> {
+    let v = key_json(k);
+    match output {
+        KeyOutput::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        KeyOutput::KeyId => println!(
+            "{}",
+            v["keyId"]
+                .as_str()
+                .context("Key Vault answered without the key's ID")?
+        ),
+    }
+    Ok(())
+}
+
 fn sdk_error(e: azure_core::Error) -> anyhow::Error {
     if let azure_core::error::ErrorKind::HttpResponse {
         status,
@@ -517,6 +545,7 @@ pub async fn run(cmd: AzureCommand) -> anyhow::Result<()> {
             size,
             expires,
             not_before,
+            output,
         } => {
             let r = resolve(&client)?;
             let kty = match kty.as_str() {
@@ -543,16 +572,20 @@ pub async fn run(cmd: AzureCommand) -> anyhow::Result<()> {
                 .map_err(sdk_error)?
                 .into_model()
                 .map_err(sdk_error)?;
-            key_json(&k)
+            return print_key(&k, output);
         }
         AzureCommand::Get {
             client,
             key,
             version,
+            output,
         } => {
             let r = resolve(&client)?;
             let (name, pinned) = r.key(&key.key)?;
-            key_json(&get_key(&r.key_client()?, &name, version.or(pinned)).await?)
+            return print_key(
+                &get_key(&r.key_client()?, &name, version.or(pinned)).await?,
+                output,
+            );
         }
         AzureCommand::Rotate { client, key } => {
             let r = resolve(&client)?;

@@ -173,12 +173,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let dev_kms = if resolved.dev {
-        let kms = dev::start_kms(&resolved, shutdown(stop_rx.clone()), &mut tasks).await?;
+        let kms = dev::start_kms(&resolved, stop_rx.clone(), &mut tasks).await?;
         let creds = dev::bootstrap(
             store.as_ref(),
             &resolved.data_dir,
             &config.public_url,
-            Some(&kms.customer),
+            Some(&kms),
         )
         .await?;
         // A sign-in link for the portal, valid until this process stops.
@@ -206,7 +206,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .platform_keys
             .insert(keyplane_core::Provider::Aws, keys);
     }
-    let connector = wiring::kms_connector(&resolved.aws, &resolved.gcp, dev_kms.as_ref())?;
+    if let Some(kms) = &dev_kms {
+        // The built-in vault's key IDs name its host and port, and its role assignments the
+        // platform application's service principal in its tenant.
+        config.azure_dev_hosts.push(kms.azure.authority.clone());
+        let platform = &kms.azure.credentials.platform;
+        for a in config
+            .provider_accounts
+            .entry(keyplane_core::Provider::Azure)
+            .or_default()
+            .iter_mut()
+            .filter(|a| a.id == platform.client_id && a.object_id.is_none())
+        {
+            a.object_id = Some(platform.object_id.clone());
+        }
+    }
+    let connector = wiring::kms_connector(
+        &resolved.aws,
+        &resolved.gcp,
+        &resolved.azure,
+        dev_kms.as_ref(),
+    )?;
     let app = keyplane_app::App::new(store, config, connector);
     for handle in app.spawn_background(stop_rx.clone()) {
         tasks.spawn(async move { handle.await.map_err(std::io::Error::other) });

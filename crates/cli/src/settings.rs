@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Address of the built-in KMS in dev mode [default: 127.0.0.1:4599].
     #[arg(long, env = "KEYPLANE_KMS_LISTEN")]
     pub kms_listen: Option<SocketAddr>,
+    /// Address of the built-in Azure Key Vault (HTTPS, dev CA) in dev mode; its key IDs name
+    /// it, so keep it fixed across restarts [default: 127.0.0.1:4600].
+    #[arg(long, env = "KEYPLANE_AZURE_LISTEN")]
+    pub azure_listen: Option<SocketAddr>,
     /// Seconds between two key health checks [default: 60].
     #[arg(long, env = "KEYPLANE_KEY_CHECK_INTERVAL")]
     pub key_check_interval: Option<u64>,
@@ -118,6 +122,7 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub dev: Option<bool>,
     pub kms_listen: Option<SocketAddr>,
+    pub azure_listen: Option<SocketAddr>,
     /// Replaces the region catalog of each provider named.
     pub regions: Option<BTreeMap<Provider, Vec<String>>>,
     /// Replaces the platform accounts of each provider named.
@@ -127,6 +132,8 @@ pub struct FileConfig {
     /// How keyplane reaches Google Cloud KMS (or a compatible server) as the platform's
     /// service accounts.
     pub gcp: Option<FileGcp>,
+    /// How keyplane reaches Azure Key Vault as the platform's Entra ID applications.
+    pub azure: Option<FileAzure>,
     /// The platform's own keys per provider and region, for databases deployed where the
     /// organization has no customer key: `[platform_keys.aws.us-east-2] key_id = "arn:…"`,
     /// `account = "222222222222"`.
@@ -208,6 +215,44 @@ impl std::fmt::Debug for FileGcpCredentials {
     }
 }
 
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileAzure {
+    /// PEM certificates trusted besides the system roots (a vault behind a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// `host:port` of development vaults whose key IDs are accepted besides Azure's hosts.
+    #[serde(default)]
+    pub dev_hosts: Vec<String>,
+    /// How to authenticate as each platform application, by its client ID.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, FileAzureCredentials>,
+}
+
+/// One application's credentials: a client secret of its tenant (with the token endpoint's
+/// host for another cloud), or a bearer token from a token source outside keyplane.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileAzureCredentials {
+    pub tenant_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub authority_host: Option<String>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for FileAzureCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileAzureCredentials")
+            .field("tenant_id", &self.tenant_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("authority_host", &self.authority_host)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FileAwsCredentials {
@@ -234,6 +279,9 @@ pub struct FileAccount {
     /// GCP: the platform's project holding the service account, shown to customers as the
     /// Cloud Provider ID (default: the project in the service account's email).
     pub project: Option<String>,
+    /// Azure: the object ID of the application's service principal in the customers' tenant,
+    /// when it is one tenant (role assignments name it).
+    pub object_id: Option<String>,
 }
 
 impl FileConfig {
@@ -254,6 +302,7 @@ pub struct Resolved {
     pub database_url: String,
     pub listen: SocketAddr,
     pub kms_listen: SocketAddr,
+    pub azure_listen: SocketAddr,
     pub log_format: LogFormat,
     pub dev: bool,
     /// As asked for; `config.role` holds what the application runs as.
@@ -261,10 +310,12 @@ pub struct Resolved {
     pub config: Config,
     pub aws: FileAws,
     pub gcp: FileGcp,
+    pub azure: FileAzure,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_KMS_LISTEN: &str = "127.0.0.1:4599";
+pub const DEFAULT_AZURE_LISTEN: &str = "127.0.0.1:4600";
 
 pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Resolved> {
     let file = FileConfig::load(store.config.as_deref())?;
@@ -286,6 +337,10 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         .and_then(|s| s.kms_listen)
         .or(file.kms_listen)
         .map_or_else(|| DEFAULT_KMS_LISTEN.parse(), Ok)?;
+    let azure_listen = serve
+        .and_then(|s| s.azure_listen)
+        .or(file.azure_listen)
+        .map_or_else(|| DEFAULT_AZURE_LISTEN.parse(), Ok)?;
     let log_format = serve
         .and_then(|s| s.log_format)
         .or(file.log_format)
@@ -293,6 +348,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
     let dev = serve.is_some_and(|s| s.dev) || file.dev.unwrap_or(false);
     let aws = file.aws.unwrap_or_default();
     let gcp = file.gcp.unwrap_or_default();
+    let azure = file.azure.unwrap_or_default();
 
     let mut config = Config::default();
     if let Some(regions) = file.regions {
@@ -314,6 +370,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
                         .role
                         .unwrap_or_else(|| keyplane_app::config::DEFAULT_AWS_ROLE.into()),
                     regions: a.regions,
+                    object_id: a.object_id,
                 })
                 .collect();
             config.provider_accounts.insert(p, accounts);
@@ -341,6 +398,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
             config.platform_keys.insert(p, m);
         }
     }
+    config.azure_dev_hosts = azure.dev_hosts.clone();
     config.data_dir = data_dir.clone();
     let secs = |flag: Option<u64>, file: Option<u64>, default: u64| {
         std::time::Duration::from_secs(flag.or(file).unwrap_or(default).max(1))
@@ -409,12 +467,14 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         database_url,
         listen,
         kms_listen,
+        azure_listen,
         log_format,
         dev,
         role,
         config,
         aws,
         gcp,
+        azure,
     })
 }
 

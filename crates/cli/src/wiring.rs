@@ -1,6 +1,6 @@
 //! The one place vendors are wired in: one connector per key service (the AWS adapter, the
-//! Google Cloud KMS adapter) behind the single connector the application uses, which routes
-//! each platform identity to its service's adapter.
+//! Google Cloud KMS adapter, the Azure Key Vault adapter) behind the single connector the
+//! application uses, which routes each platform identity to its service's adapter.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,24 +8,86 @@ use anyhow::Context;
 use keyplane_core::Provider;
 use keyplane_kms::{KmsConnector, ServiceConnectors};
 use keyplane_kms_aws::{AwsConnector, AwsSettings, StaticCredentials};
+use keyplane_kms_azure::{AzureConnector, AzureCredentialConfig, AzureSettings};
 use keyplane_kms_gcp::{GcpConnector, GcpCredentials, GcpSettings};
 use zeroize::Zeroizing;
 
 use crate::dev::PlatformKms;
-use crate::settings::{FileAws, FileGcp};
+use crate::settings::{FileAws, FileAzure, FileGcp};
 
-/// The connector of every key service this binary has, from the `[aws]` and `[gcp]`
-/// sections; in dev mode, where a section names no endpoint, the built-in KMS.
+/// The connector of every key service this binary has, from the `[aws]`, `[gcp]` and
+/// `[azure]` sections; in dev mode, where a section names no endpoint, the built-in KMS.
 pub fn kms_connector(
     aws: &FileAws,
     gcp: &FileGcp,
+    azure: &FileAzure,
     dev_kms: Option<&PlatformKms>,
 ) -> anyhow::Result<Arc<dyn KmsConnector>> {
     Ok(Arc::new(
         ServiceConnectors::new()
             .with(Provider::Aws, aws_connector(aws, dev_kms))
-            .with(Provider::Gcp, gcp_connector(gcp, dev_kms)?),
+            .with(Provider::Gcp, gcp_connector(gcp, dev_kms)?)
+            .with(Provider::Azure, azure_connector(azure, dev_kms)?),
     ))
+}
+
+/// The Azure Key Vault connector: each platform application's client secret or token, the
+/// extra CA; in dev mode, the built-in vault (its dev CA trusted, its host accepted) and the
+/// platform application's client secret, exchanged at the vault's own token endpoint.
+fn azure_connector(
+    azure: &FileAzure,
+    dev_kms: Option<&PlatformKms>,
+) -> anyhow::Result<Arc<dyn KmsConnector>> {
+    let mut settings = AzureSettings {
+        dev_hosts: azure.dev_hosts.clone(),
+        ..AzureSettings::default()
+    };
+    let mut cas = Vec::new();
+    if let Some(path) = &azure.ca_file {
+        cas.push(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("azure.ca_file: reading {}", path.display()))?,
+        );
+    }
+    for (client_id, c) in &azure.credentials {
+        let creds = match (&c.client_secret, &c.token) {
+            (Some(secret), None) => AzureCredentialConfig::ClientSecret {
+                tenant_id: c.tenant_id.clone().with_context(|| {
+                    format!("azure.credentials.{client_id:?}: a client secret needs its tenant_id")
+                })?,
+                client_id: client_id.clone(),
+                client_secret: Zeroizing::new(secret.clone()),
+                authority_host: c.authority_host.clone(),
+            },
+            (None, Some(token)) => AzureCredentialConfig::StaticToken {
+                token: Zeroizing::new(token.clone()),
+            },
+            _ => anyhow::bail!(
+                "azure.credentials.{client_id:?}: give exactly one of client_secret or token"
+            ),
+        };
+        settings.credentials.insert(client_id.clone(), creds);
+    }
+    if let Some(dev) = dev_kms {
+        let vault = &dev.azure;
+        cas.push(vault.ca_pem.clone());
+        settings.dev_hosts.push(vault.authority.clone());
+        let app = &vault.credentials.platform;
+        settings
+            .credentials
+            .entry(app.client_id.clone())
+            .or_insert_with(|| AzureCredentialConfig::ClientSecret {
+                tenant_id: vault.credentials.tenant_id.clone(),
+                client_id: app.client_id.clone(),
+                client_secret: Zeroizing::new(app.client_secret.clone()),
+                authority_host: Some(vault.credentials.vault_url.clone()),
+            });
+    }
+    if !cas.is_empty() {
+        settings.ca_bundle_pem = Some(cas.join("\n"));
+    }
+    let connector = AzureConnector::new(settings).map_err(|e| anyhow::anyhow!("azure: {e}"))?;
+    Ok(Arc::new(connector))
 }
 
 /// The Google Cloud KMS connector: each service account's key file or token; in dev mode,

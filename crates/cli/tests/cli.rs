@@ -38,6 +38,8 @@ fn start_dev(data: &Path) -> (Server, Value) {
             &format!("127.0.0.1:{api}"),
             "--kms-listen",
             &format!("127.0.0.1:{kms}"),
+            "--azure-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(data)
@@ -280,6 +282,8 @@ fn json_logs_never_contain_the_token() {
             &format!("127.0.0.1:{api}"),
             "--kms-listen",
             &format!("127.0.0.1:{kms}"),
+            "--azure-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path())
@@ -391,6 +395,8 @@ fn dev_mode_prints_a_working_portal_sign_in_link() {
             &format!("127.0.0.1:{api}"),
             "--kms-listen",
             &format!("127.0.0.1:{kms}"),
+            "--azure-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path())

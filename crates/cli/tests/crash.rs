@@ -78,6 +78,7 @@ impl Server {
         let child = Command::new(BIN)
             .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--kms-listen", &format!("127.0.0.1:{kms}")])
+            .args(["--azure-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data)
             .stdout(Stdio::null())

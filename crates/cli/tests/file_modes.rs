@@ -38,6 +38,7 @@ fn serve_and_admin_create_owner_only_files_under_umask_022() {
         .args(["-c", "umask 022 && exec keyplane serve --dev"])
         .env("KEYPLANE_LISTEN", format!("127.0.0.1:{api}"))
         .env("KEYPLANE_KMS_LISTEN", format!("127.0.0.1:{kms}"))
+        .env("KEYPLANE_AZURE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -4,95 +4,15 @@
 //! create|delete` against the server's keyspace routes.
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
+use common::readme::{Step, command_of, readme_block, run_verbatim};
 use common::{Customer, serve_dev};
 use serde_json::Value;
 
-const README_SECTION: &str = "## The customer's flow on the embedded defaults";
-
-/// The commands of the README's flow: the first indented block under its heading, each line
-/// without its trailing comment.
+/// The commands of the README's flow: the first indented block under its heading.
 fn readme_flow() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .expect("README.md at the workspace root");
-    let start = readme
-        .find(README_SECTION)
-        .expect("the README has the customer's flow section");
-    let section = &readme[start + README_SECTION.len()..];
-    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
-    let lines: Vec<&str> = section
-        .lines()
-        .skip_while(|l| !l.starts_with("    "))
-        .take_while(|l| l.starts_with("    "))
-        .collect();
-    assert!(!lines.is_empty(), "no command block in the flow section");
-    lines
-        .iter()
-        .map(|l| {
-            let l = l.trim();
-            match l.find(" #") {
-                Some(i) => l[..i].trim_end().to_string(),
-                None => l.to_string(),
-            }
-        })
-        .collect()
-}
-
-/// The `keyplane …` part of a line (`VAR=$(keyplane …)` gives `keyplane …`).
-fn command_of(line: &str) -> &str {
-    match line.split_once("=$(") {
-        Some((var, rest)) if var.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
-            rest.strip_suffix(')').unwrap_or(rest)
-        }
-        _ => line,
-    }
-}
-
-/// What one README step did.
-struct Step {
-    line: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the README's lines, verbatim, in one bash session in the customer's directory, each
-/// one's output and exit code kept; returns the steps and the shell variables they set.
-fn run_verbatim(customer: &Customer, lines: &[String]) -> (Vec<Step>, BTreeMap<String, String>) {
-    let mut script = String::new();
-    let mut vars = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        script.push_str(&format!(
-            "{{ {line}\n}} > step{i}.out 2> step{i}.err; echo $? > step{i}.rc\n"
-        ));
-        if let Some((var, _)) = line.split_once("=$(") {
-            vars.push(var.to_string());
-        }
-    }
-    for v in &vars {
-        script.push_str(&format!("printf '%s' \"${v}\" > var.{v}\n"));
-    }
-    std::fs::write(customer.cwd().join("flow.sh"), script).unwrap();
-    let status = customer.shell().arg("flow.sh").status().unwrap();
-    assert!(status.success(), "the flow script itself failed: {status}");
-    let read = |name: String| std::fs::read_to_string(customer.cwd().join(name)).unwrap();
-    let steps = lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| Step {
-            line: line.clone(),
-            code: read(format!("step{i}.rc")).trim().parse().unwrap(),
-            stdout: read(format!("step{i}.out")),
-            stderr: read(format!("step{i}.err")),
-        })
-        .collect();
-    let vars = vars
-        .into_iter()
-        .map(|v| (v.clone(), read(format!("var.{v}"))))
-        .collect();
-    (steps, vars)
+    readme_block(0)
 }
 
 /// keyplane's statements for the dev organization `org`, bound to it, written out as the
@@ -116,8 +36,7 @@ fn bound_statements(org: &str) -> Vec<Value> {
 }
 
 fn json(step: &Step) -> Value {
-    serde_json::from_str(&step.stdout)
-        .unwrap_or_else(|e| panic!("`{}` did not print JSON ({e}): {}", step.line, step.stdout))
+    step.json()
 }
 
 #[test]
@@ -537,20 +456,7 @@ fn db_keyspace_commands_add_and_remove_keyspaces_in_every_region() {
 
 /// One Data API command over HTTP; its JSON answer.
 fn data_api(url: &str, token: &str, command: &str) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let res = reqwest::Client::new()
-            .post(url)
-            .header("Token", token)
-            .header("content-type", "application/json")
-            .body(command.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "{url}");
-        res.json().await.unwrap()
-    })
+    let (status, body) = common::data_api_call(url, token, command);
+    assert_eq!(status, 200, "{url}: {body}");
+    body
 }

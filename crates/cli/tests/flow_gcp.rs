@@ -5,45 +5,11 @@
 //! the dev credentials of the platform's service accounts.
 mod common;
 
+use common::readme::readme_block;
 use common::{Customer, serve_dev};
 use serde_json::Value;
 
-const README_SECTION: &str = "## The customer's flow on the embedded defaults";
 const KEY: &str = "projects/customer-project/locations/us-east1/keyRings/shop/cryptoKeys/orders";
-
-/// The lines of the `n`-th indented block of the README's flow section, each without its
-/// trailing comment.
-fn readme_block(n: usize) -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .expect("README.md at the workspace root");
-    let start = readme
-        .find(README_SECTION)
-        .expect("the README has the customer's flow section");
-    let section = &readme[start + README_SECTION.len()..];
-    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
-    let mut blocks: Vec<Vec<String>> = Vec::new();
-    let mut inside = false;
-    for l in section.lines() {
-        if l.starts_with("    ") {
-            if !inside {
-                blocks.push(Vec::new());
-                inside = true;
-            }
-            let l = l.trim();
-            let l = match l.find(" #") {
-                Some(i) => l[..i].trim_end(),
-                None => l,
-            };
-            blocks.last_mut().unwrap().push(l.to_string());
-        } else {
-            inside = false;
-        }
-    }
-    blocks
-        .into_iter()
-        .nth(n)
-        .expect("the README's flow has that block")
-}
 
 #[test]
 fn the_readmes_cloud_kms_flow_runs_verbatim() {

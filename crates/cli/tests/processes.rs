@@ -15,6 +15,7 @@ fn serve(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let child = Command::new(BIN)
         .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{api}")])
         .args(["--kms-listen", &format!("127.0.0.1:{kms}")])
+        .args(["--azure-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
         .args(extra)

@@ -289,8 +289,8 @@ impl AzureConnector {
                 ErrorKind::Credentials,
                 OP,
                 format!(
-                    "no credentials for the platform application {app}: set kms.azure.credentials.\"{app}\" \
-                     (tenant_id, client_id, client_secret) or a static token",
+                    "no credentials for the platform application {app}: in the config file, set [azure.credentials.\"{app}\"] \
+                     (tenant_id and client_secret, or a token)",
                     app = identity.account_id
                 ),
             ));
@@ -362,7 +362,7 @@ mod tests {
         let c = AzureConnector::new(AzureSettings::default()).unwrap();
         let e = c.connect(&identity("app-x")).err().unwrap();
         assert_eq!(e.kind, ErrorKind::Credentials);
-        assert!(e.message.contains("kms.azure.credentials"), "{}", e.message);
+        assert!(e.message.contains("[azure.credentials"), "{}", e.message);
         let mut id = identity("app-x");
         id.provider = Provider::Aws;
         assert_eq!(c.connect(&id).err().unwrap().kind, ErrorKind::Invalid);

@@ -22,6 +22,7 @@ fn identity(id: String) -> ProviderAccount {
         role: "creator".into(),
         regions: None,
         provider_id: None,
+        object_id: None,
     }
 }
 

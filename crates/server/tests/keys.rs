@@ -405,7 +405,7 @@ async fn request_shape_organization_and_provider_rules() {
         msg.contains("gcp.keyID") && msg.contains("project"),
         "{msg}"
     );
-    let azure = json!({"orgId": s.org, "azure": {"keyID": "https://v.vault.azure.net/keys/k", "region": "eastus"}});
+    let azure = json!({"orgId": s.org, "azure": {"keyID": "https://vault-one.vault.azure.net/keys/k", "region": "eastus"}});
     let (st, body) = s.post("/v2/kms/classic", &s.admin, azure.clone()).await;
     assert!(assert_error(st, &body, 422, 4220).contains("serverless"));
     let (st, body) = s.post("/v2/kms", &s.admin, azure).await;

@@ -1422,7 +1422,7 @@ async fn cookies_are_secure_when_the_portal_is_served_over_https() {
 async fn a_provider_without_an_adapter_is_refused_as_not_implemented() {
     let s = TestServer::start().await;
     let (cookie, csrf) = session(&s, &s.admin).await;
-    let key = "https://v.vault.azure.net/keys/k";
+    let key = "https://vault-one.vault.azure.net/keys/k";
     let (st, _, html) = form(
         &s,
         "/portal/keys",
@@ -1435,7 +1435,7 @@ async fn a_provider_without_an_adapter_is_refused_as_not_implemented() {
     .await;
     assert_eq!(st, 501, "{html}");
     assert!(
-        html.contains(r#"role="alert">azure customer keys are not supported yet"#),
+        html.contains(r#"role="alert">this deployment has no azure key service configured"#),
         "{html}"
     );
 }
@@ -1530,4 +1530,61 @@ async fn add_keys_with_google_cloud_shows_the_binding_checks_and_registers() {
     assert!(html.contains("Key added") && html.contains(&key), "{html}");
     let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
     assert!(html.contains(&key), "{html}");
+}
+
+/// Add Keys with Azure Key Vault (serverless): the platform application to trust, the role
+/// assignment and the commands with copy buttons, the key's role assignments (as ARM lists
+/// them) checked in place for the key typed beside them, then the key registered and listed.
+#[tokio::test]
+async fn add_keys_with_azure_shows_the_role_checks_the_assignments_and_registers() {
+    let (vault, s) = common::azure::start().await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let app = vault.creds.platform.client_id.clone();
+    let (st, html) = get(
+        &s,
+        "/portal/keys/new?type=serverless&provider=azure&region=eastus",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("Entra ID application"), "{html}");
+    assert!(html.contains(&app), "the client ID: {html}");
+    assert!(html.contains(common::azure::ROLE), "{html}");
+    assert!(
+        html.contains("keyplane kms azure assign-role --key"),
+        "the built-in vault's command: {html}"
+    );
+    assert!(html.matches(r#"class="copy""#).count() >= 3, "{html}");
+    assert!(html.contains(r#"name="key_id""#), "{html}");
+
+    let key = vault.create_key("orders").await;
+    let check = |listed: serde_json::Value| {
+        format!(
+            "csrf={csrf}&type=serverless&provider=azure&region=eastus&key_id={}&policy={}",
+            enc(&key),
+            enc(&listed.to_string())
+        )
+    };
+    let listed = vault.roles().list(&vault.scope("orders")).await.unwrap();
+    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &check(listed)).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("would lack 3 permission(s)"), "{html}");
+    let register = format!(
+        "csrf={csrf}&type=serverless&provider=azure&region=eastus&key_id={}",
+        enc(&key)
+    );
+    let (st, _, html) = form(&s, "/portal/keys", &cookie, &register).await;
+    assert!((400..500).contains(&st), "{st} {html}");
+    assert!(html.contains(common::azure::ROLE), "{html}");
+
+    vault.grant("orders").await;
+    let listed = vault.roles().list(&vault.scope("orders")).await.unwrap();
+    let (st, _, html) = form(&s, "/portal/keys/policy-check", &cookie, &check(listed)).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("holds get, wrapKey and unwrapKey"), "{html}");
+    let (st, to, html) = form(&s, "/portal/keys", &cookie, &register).await;
+    assert_eq!(st, 303, "{html}");
+    let (st, html) = get(&s, &to.unwrap(), Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert!(html.contains("Key added") && html.contains(&key), "{html}");
 }

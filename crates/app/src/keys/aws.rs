@@ -14,6 +14,7 @@ use super::policy::key_account_of;
 use super::registration::{live_check_aws, org_context};
 use super::service::{AccessGrant, KeyService, ParsedKeyId, PolicyFindings};
 use crate::App;
+use crate::config::Config;
 use crate::error::{AppError, AppResult};
 
 pub(crate) struct AwsKeys;
@@ -44,7 +45,7 @@ impl KeyService for AwsKeys {
         "aws.keyID"
     }
 
-    fn parse(&self, raw: &str, region: &str) -> AppResult<ParsedKeyId> {
+    fn parse(&self, _config: &Config, raw: &str, region: &str) -> AppResult<ParsedKeyId> {
         let arn: AwsKeyArn = raw
             .parse()
             .map_err(|e| AppError::invalid("aws.keyID", format!("aws.keyID: {e}")))?;
@@ -68,12 +69,19 @@ impl KeyService for AwsKeys {
         live_check_aws(app, identity, org, arn_of(key)?).await
     }
 
-    fn grant(&self, principals: &[String], org: Uuid, _key: Option<&ParsedKeyId>) -> AccessGrant {
+    fn grant(
+        &self,
+        _config: &Config,
+        principals: &[String],
+        org: Uuid,
+        _key: Option<&ParsedKeyId>,
+    ) -> AccessGrant {
         AccessGrant::AwsStatements(statements_for(principals, org))
     }
 
     fn check_policy(
         &self,
+        _config: &Config,
         doc: &serde_json::Value,
         principals: &[String],
         org: Uuid,

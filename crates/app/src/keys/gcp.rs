@@ -16,12 +16,14 @@ use keyplane_core::policy::gcp::{
 };
 use keyplane_kms::{ErrorKind, KeyProvider, KeyState, KmsError, PlatformIdentity};
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::LiveCheckOutcome;
-use super::registration::org_context;
-use super::service::{AccessGrant, KeyFacts, KeyService, ParsedKeyId, PolicyFindings};
+use super::registration::CheckSteps;
+use super::service::{
+    AccessGrant, KeyFacts, KeyService, ParsedKeyId, PolicyFindings, holds_all, refusing_kind,
+};
 use crate::App;
+use crate::config::Config;
 use crate::error::{AppError, AppResult};
 
 pub(crate) struct GcpKeys;
@@ -141,28 +143,6 @@ fn explain(e: &KmsError, step: &str, key: &GcpKeyName, member: &str) -> AppError
     }
 }
 
-/// Counts the calls and names what passed, as the AWS check does.
-struct Steps<'a> {
-    key: &'a GcpKeyName,
-    member: &'a str,
-    outcome: LiveCheckOutcome,
-}
-
-impl Steps<'_> {
-    fn record<T>(&mut self, step: &str, r: Result<T, KmsError>) -> AppResult<T> {
-        self.outcome.kms_calls += 1;
-        match r {
-            Ok(v) => {
-                if !self.outcome.passed.iter().any(|a| a == step) {
-                    self.outcome.passed.push(step.to_string());
-                }
-                Ok(v)
-            }
-            Err(e) => Err(explain(&e, step, self.key, self.member)),
-        }
-    }
-}
-
 pub(crate) async fn live_check_gcp(
     app: &App,
     identity: &PlatformIdentity,
@@ -175,11 +155,7 @@ pub(crate) async fn live_check_gcp(
         .connect(identity)
         .map_err(|e| explain(&e, "connect", key, &member))?;
     let name = key.key_name();
-    let mut s = Steps {
-        key,
-        member: &member,
-        outcome: LiveCheckOutcome::default(),
-    };
+    let mut s = CheckSteps::new(|e: &KmsError, step: &str| explain(e, step, key, &member));
 
     let held = s.record(
         "testIamPermissions",
@@ -220,38 +196,17 @@ pub(crate) async fn live_check_gcp(
     }
     s.outcome.primary_version = desc.primary_version.clone();
 
-    let ctx = org_context(org);
-    let pair = s.record(
-        keyplane_core::policy::gcp::USE_TO_ENCRYPT,
-        kms.generate_data_key(&name, &ctx).await,
-    )?;
-    let back: Zeroizing<Vec<u8>> = s.record(
-        keyplane_core::policy::gcp::USE_TO_DECRYPT,
-        kms.decrypt(&name, &pair.ciphertext, &ctx).await,
-    )?;
-    if back.as_slice() != pair.plaintext.as_slice() {
-        return Err(AppError::KeyCheckFailed(format!(
-            "key {name} returned a different data key on decrypt than was encrypted; the KMS is not usable"
-        )));
-    }
-    // The organization is bound by the additional authenticated data: another organization's
-    // context must not open this ciphertext.
-    let other = org_context(Uuid::nil());
-    s.outcome.kms_calls += 1;
-    match kms.decrypt(&name, &pair.ciphertext, &other).await {
-        Err(e) if e.kind == ErrorKind::InvalidCiphertext => {
-            s.outcome
-                .passed
-                .push("bound to the organization (AAD)".into());
-        }
-        Ok(_) => {
-            return Err(AppError::KeyCheckFailed(format!(
-                "key {name} decrypted a data key under another organization's additional authenticated data; the \
-                 KMS does not bind ciphertexts to it and cannot be used"
-            )));
-        }
-        Err(e) => return Err(explain(&e, "decrypt (other organization)", key, &member)),
-    }
+    s.bound_round_trip(
+        kms.as_ref(),
+        &name,
+        org,
+        (
+            keyplane_core::policy::gcp::USE_TO_ENCRYPT,
+            keyplane_core::policy::gcp::USE_TO_DECRYPT,
+        ),
+        "bound to the organization (AAD)",
+    )
+    .await?;
     Ok(s.outcome)
 }
 
@@ -261,7 +216,7 @@ impl KeyService for GcpKeys {
         "gcp.keyID"
     }
 
-    fn parse(&self, raw: &str, region: &str) -> AppResult<ParsedKeyId> {
+    fn parse(&self, _config: &Config, raw: &str, region: &str) -> AppResult<ParsedKeyId> {
         let name: GcpKeyName = raw
             .parse()
             .map_err(|e| AppError::invalid("gcp.keyID", format!("gcp.keyID: {e}")))?;
@@ -280,7 +235,13 @@ impl KeyService for GcpKeys {
         live_check_gcp(app, identity, org, name_of(key)?).await
     }
 
-    fn grant(&self, principals: &[String], _org: Uuid, key: Option<&ParsedKeyId>) -> AccessGrant {
+    fn grant(
+        &self,
+        _config: &Config,
+        principals: &[String],
+        _org: Uuid,
+        key: Option<&ParsedKeyId>,
+    ) -> AccessGrant {
         let key = key.and_then(|k| name_of(k).ok());
         AccessGrant::GcpBindings {
             bindings: recommended_bindings(principals),
@@ -290,6 +251,7 @@ impl KeyService for GcpKeys {
 
     fn check_policy(
         &self,
+        _config: &Config,
         doc: &serde_json::Value,
         principals: &[String],
         _org: Uuid,
@@ -311,15 +273,7 @@ impl KeyService for GcpKeys {
         key_id: &str,
         _org: Uuid,
     ) -> Result<bool, KmsError> {
-        match kms.test_permissions(key_id, &PLATFORM_PERMISSIONS).await {
-            Ok(held) => Ok(PLATFORM_PERMISSIONS
-                .iter()
-                .all(|p| held.iter().any(|h| h == p))),
-            Err(e) if matches!(e.kind, ErrorKind::AccessDenied { .. } | ErrorKind::NotFound) => {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+        holds_all(kms, key_id, &PLATFORM_PERMISSIONS).await
     }
 
     fn how_to_admit(&self, principal: &str, key_id: &str) -> String {
@@ -339,11 +293,8 @@ impl KeyService for GcpKeys {
     /// The key's primary version: its state decides, as Cloud KMS encrypts with it.
     async fn health(&self, kms: &dyn KeyProvider, key_id: &str) -> Result<(), KmsError> {
         let desc = kms.describe_key(key_id).await?;
-        let kind = match &desc.state {
-            KeyState::Enabled => return Ok(()),
-            KeyState::Disabled => ErrorKind::Disabled,
-            KeyState::PendingDeletion => ErrorKind::PendingDeletion,
-            KeyState::Other(_) => ErrorKind::InvalidState,
+        let Some(kind) = refusing_kind(&desc.state) else {
+            return Ok(());
         };
         let why = primary_refusal(key_id, desc.primary_version.as_deref(), &desc.state)
             .unwrap_or_default();
@@ -421,6 +372,7 @@ mod tests {
     fn a_versioned_name_is_stored_without_its_version() {
         let k = GcpKeys
             .parse(
+                &Config::default(),
                 "projects/customer-project/locations/us-east1/keyRings/r/cryptoKeys/k/cryptoKeyVersions/3",
                 "us-east1",
             )
@@ -433,7 +385,9 @@ mod tests {
 
     #[test]
     fn parse_errors_say_what_is_wrong() {
-        let e = GcpKeys.parse("projects/p/keys/k", "us-east1").unwrap_err();
+        let e = GcpKeys
+            .parse(&Config::default(), "projects/p/keys/k", "us-east1")
+            .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -446,6 +400,7 @@ mod tests {
         );
         let e = GcpKeys
             .parse(
+                &Config::default(),
                 "projects/customer-project/locations/europe-west1/keyRings/r/cryptoKeys/k",
                 "us-east1",
             )
@@ -458,6 +413,7 @@ mod tests {
         );
         let e = GcpKeys
             .parse(
+                &Config::default(),
                 "projects/customer-project/locations/us/keyRings/r/cryptoKeys/k",
                 "us-east1",
             )

@@ -4,6 +4,7 @@
 //! because databases may already be encrypted under it. What differs per key service (AWS
 //! KMS, Google Cloud KMS) is behind [`service::KeyService`], chosen in one place.
 mod aws;
+mod azure;
 mod gcp;
 pub mod policy;
 pub mod registration;
@@ -273,7 +274,7 @@ impl Keys<'_> {
             AppError::RegionUnavailable(p) => AppError::KeyCheckFailed(p.to_string()),
             other => other,
         })?;
-        let parsed = key_service(provider)?.parse(&key.key_id, &key.region)?;
+        let parsed = key_service(provider)?.parse(&self.0.config, &key.key_id, &key.region)?;
         Ok((provider, key.region.clone(), parsed))
     }
 
@@ -585,7 +586,7 @@ impl Keys<'_> {
         Ok(Trust {
             identity: first.in_region(region),
             provider_id: first.provider_id.clone(),
-            grant: service.grant(&principals, who.org_id(), None),
+            grant: service.grant(&self.0.config, &principals, who.org_id(), None),
             principals,
         })
     }

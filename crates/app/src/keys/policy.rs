@@ -36,7 +36,7 @@ impl PolicyAdvice {
     pub fn statements(&self) -> Option<&[serde_json::Value]> {
         match &self.grant {
             AccessGrant::AwsStatements(s) => Some(s),
-            AccessGrant::GcpBindings { .. } => None,
+            AccessGrant::GcpBindings { .. } | AccessGrant::Azure(_) => None,
         }
     }
 }
@@ -132,13 +132,40 @@ impl Keys<'_> {
         Ok((first.provider_id.clone(), principals_for(db_type, &ids)))
     }
 
-    /// What to grant for keys of `db_type` in `region`.
+    /// The `keyID` a policy request names, parsed by its service (an error names the
+    /// parameter rather than a registration field).
+    fn key_parameter(
+        &self,
+        service: &dyn super::service::KeyService,
+        key_id: Option<&str>,
+        region: &str,
+    ) -> AppResult<Option<super::ParsedKeyId>> {
+        let Some(k) = key_id else {
+            return Ok(None);
+        };
+        service
+            .parse(&self.0.config, k, region)
+            .map(Some)
+            .map_err(|e| match e {
+                AppError::Invalid { message, .. } | AppError::KeyCheckFailed(message) => {
+                    AppError::invalid_parameter(
+                        "keyID",
+                        message.replacen(service.key_field(), "keyID", 1),
+                    )
+                }
+                other => other,
+            })
+    }
+
+    /// What to grant for keys of `db_type` in `region`; `key_id`, when given, is the key the
+    /// help names (Azure's role assignment is scoped to it).
     pub async fn policy_help(
         &self,
         who: &Requester,
         db_type: DbType,
         provider: &str,
         region: &str,
+        key_id: Option<&str>,
     ) -> AppResult<PolicyAdvice> {
         let target = slot_target(db_type, provider, region);
         self.require(who, Permission::OrgCmkRead, AuditAction::CmkPolicy, &target)
@@ -146,6 +173,7 @@ impl Keys<'_> {
         let provider = parse_provider(provider)?;
         check_region(&self.0.config, &who.org, provider, region)?;
         let service = key_service(provider)?;
+        let key = self.key_parameter(service, key_id, region)?;
         let (provider_id, principals) = self.principals(who, db_type, provider, region).await?;
         record_for(
             self.0,
@@ -160,7 +188,7 @@ impl Keys<'_> {
             provider,
             provider_id,
             principal: principals.first().cloned().unwrap_or_default(),
-            grant: service.grant(&principals, who.org_id(), None),
+            grant: service.grant(&self.0.config, &principals, who.org_id(), key.as_ref()),
             principals,
         })
     }
@@ -183,21 +211,16 @@ impl Keys<'_> {
         let provider = parse_provider(provider)?;
         check_region(&self.0.config, &who.org, provider, region)?;
         let service = key_service(provider)?;
-        let key = match key_id {
-            Some(k) => Some(service.parse(k, region).map_err(|e| match e {
-                AppError::Invalid { message, .. } | AppError::KeyCheckFailed(message) => {
-                    AppError::invalid_parameter(
-                        "keyID",
-                        message.replacen(service.key_field(), "keyID", 1),
-                    )
-                }
-                other => other,
-            })?),
-            None => None,
-        };
+        let key = self.key_parameter(service, key_id, region)?;
         let (_, principals) = self.principals(who, db_type, provider, region).await?;
-        let findings =
-            service.check_policy(doc, &principals, who.org_id(), region, key.as_ref())?;
+        let findings = service.check_policy(
+            &self.0.config,
+            doc,
+            &principals,
+            who.org_id(),
+            region,
+            key.as_ref(),
+        )?;
         let outcome = match findings.verdict() {
             PolicyVerdict::Ok => AuditOutcome::Success,
             PolicyVerdict::Insufficient | PolicyVerdict::Unbound => AuditOutcome::Failure,

@@ -424,3 +424,73 @@ pub fn unsupported_type_message(provider: Provider, db_type: DbType) -> String {
          serverless takes aws, gcp and azure keys"
     )
 }
+
+/// The steps of a live check that is not AWS's: each call counted, each step that passed
+/// named once, each failure turned into the customer-facing error by the service's `explain`.
+pub(super) struct CheckSteps<F> {
+    explain: F,
+    pub outcome: LiveCheckOutcome,
+}
+
+impl<F: Fn(&KmsError, &str) -> AppError> CheckSteps<F> {
+    pub fn new(explain: F) -> Self {
+        CheckSteps {
+            explain,
+            outcome: LiveCheckOutcome::default(),
+        }
+    }
+
+    pub fn record<T>(&mut self, step: &str, r: Result<T, KmsError>) -> Result<T, AppError> {
+        self.outcome.kms_calls += 1;
+        match r {
+            Ok(v) => {
+                if !self.outcome.passed.iter().any(|a| a == step) {
+                    self.outcome.passed.push(step.to_string());
+                }
+                Ok(v)
+            }
+            Err(e) => Err((self.explain)(&e, step)),
+        }
+    }
+
+    /// A data key made under `key` with the organization's context must come back whole, and
+    /// the same ciphertext must be refused under another organization's context: the proof
+    /// that the service (or its adapter) binds ciphertexts to the organization. `steps` names
+    /// the (encrypt, decrypt) steps in the service's words, `binding` the proof.
+    pub async fn bound_round_trip(
+        &mut self,
+        kms: &dyn KeyProvider,
+        key: &str,
+        org: Uuid,
+        steps: (&str, &str),
+        binding: &str,
+    ) -> Result<(), AppError> {
+        let ctx = org_context(org);
+        let pair = self.record(steps.0, kms.generate_data_key(key, &ctx).await)?;
+        let back = self.record(steps.1, kms.decrypt(key, &pair.ciphertext, &ctx).await)?;
+        if back.as_slice() != pair.plaintext.as_slice() {
+            return Err(AppError::KeyCheckFailed(format!(
+                "key {key} returned a different data key on {} than on {}; the key service is not usable",
+                steps.1, steps.0
+            )));
+        }
+        self.outcome.kms_calls += 1;
+        match kms
+            .decrypt(key, &pair.ciphertext, &org_context(Uuid::nil()))
+            .await
+        {
+            Err(e) if e.kind == ErrorKind::InvalidCiphertext => {
+                self.outcome.passed.push(binding.to_string());
+                Ok(())
+            }
+            Ok(_) => Err(AppError::KeyCheckFailed(format!(
+                "key {key} gave back a data key under another organization's context; the key service does not \
+                 bind ciphertexts to the organization and cannot be used"
+            ))),
+            Err(e) => Err((self.explain)(
+                &e,
+                &format!("{} (other organization)", steps.1),
+            )),
+        }
+    }
+}

@@ -9,15 +9,17 @@
 //! one arm in [`key_service`], and its connector in the binary's wiring.
 use async_trait::async_trait;
 use keyplane_core::policy::CheckReport;
+use keyplane_core::policy::azure::{AzureAccessReport, AzureGrantHelp};
 use keyplane_core::policy::gcp::IamCheckReport;
-use keyplane_core::{AwsKeyArn, GcpKeyName, Provider};
+use keyplane_core::{AwsKeyArn, AzureKeyId, GcpKeyName, Provider};
 use keyplane_kms::{ErrorKind, KeyProvider, KeyState, KmsError, PlatformIdentity, RotationFacts};
 use uuid::Uuid;
 
 use super::policy::PolicyVerdict;
 use super::{LiveCheckOutcome, key_problem};
 use crate::App;
-use crate::error::{AppError, AppResult};
+use crate::config::Config;
+use crate::error::AppResult;
 
 /// A customer key ID as its service parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub enum ParsedKeyId {
     Aws(AwsKeyArn),
     /// The versionless key is what is stored; the version given (if any) is kept for the answer.
     Gcp(GcpKeyName),
+    /// The versionless key URL is what is stored: encryption follows the key's current version.
+    Azure(AzureKeyId),
 }
 
 impl ParsedKeyId {
@@ -34,6 +38,7 @@ impl ParsedKeyId {
         match self {
             ParsedKeyId::Aws(arn) => arn.to_string(),
             ParsedKeyId::Gcp(name) => name.key_name(),
+            ParsedKeyId::Azure(id) => id.versionless().to_string(),
         }
     }
 }
@@ -48,6 +53,9 @@ pub enum AccessGrant {
         bindings: Vec<serde_json::Value>,
         commands: Vec<String>,
     },
+    /// Azure: the role assignment on the key (and the access-policy equivalent), with the
+    /// commands that make it.
+    Azure(Vec<AzureGrantHelp>),
 }
 
 /// A pasted access policy, checked for the platform's identities.
@@ -57,6 +65,9 @@ pub enum PolicyFindings {
     Aws(CheckReport),
     /// A GCP IAM policy (getIamPolicy output) read for each service account.
     Gcp(IamCheckReport),
+    /// An `az role assignment list` output or a vault's access policies, read for the
+    /// platform's application.
+    Azure(AzureAccessReport),
 }
 
 impl PolicyFindings {
@@ -65,17 +76,22 @@ impl PolicyFindings {
         match self {
             PolicyFindings::Aws(r) => r.verdict_ok,
             PolicyFindings::Gcp(r) => r.verdict_ok,
+            PolicyFindings::Azure(r) => r.verdict_ok,
         }
     }
 
     /// As registration would decide. Only an AWS key policy can be unbound: GCP service
-    /// accounts are one organization's each, so a binding naming them is bound by itself.
+    /// accounts and Azure applications are one organization's each, so a grant naming them is
+    /// bound by itself.
     pub fn verdict(&self) -> PolicyVerdict {
         match self {
             PolicyFindings::Aws(r) if !r.verdict_ok => PolicyVerdict::Insufficient,
             PolicyFindings::Aws(r) if !r.bound_to_organization => PolicyVerdict::Unbound,
             PolicyFindings::Gcp(r) if !r.verdict_ok => PolicyVerdict::Insufficient,
-            PolicyFindings::Aws(_) | PolicyFindings::Gcp(_) => PolicyVerdict::Ok,
+            PolicyFindings::Azure(r) if !r.verdict_ok => PolicyVerdict::Insufficient,
+            PolicyFindings::Aws(_) | PolicyFindings::Gcp(_) | PolicyFindings::Azure(_) => {
+                PolicyVerdict::Ok
+            }
         }
     }
 
@@ -103,6 +119,12 @@ impl PolicyFindings {
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
+            PolicyFindings::Azure(r) => r
+                .findings
+                .iter()
+                .map(|f| f.permission.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -123,8 +145,9 @@ pub(crate) trait KeyService: Send + Sync {
     /// The request field that names the key (`aws.keyID`), for messages.
     fn key_field(&self) -> &'static str;
 
-    /// Parses the key ID a request gives and checks that it names a key of `region`.
-    fn parse(&self, raw: &str, region: &str) -> AppResult<ParsedKeyId>;
+    /// Parses the key ID a request gives and checks that it names a key of `region`;
+    /// `config` names the hosts a development vault may use.
+    fn parse(&self, config: &Config, raw: &str, region: &str) -> AppResult<ParsedKeyId>;
 
     /// Every check of a key before it is registered, acting as `identity`; nothing is stored.
     async fn live_check(
@@ -137,12 +160,19 @@ pub(crate) trait KeyService: Send + Sync {
 
     /// What the customer grants `principals` (the organization's identities in the region)
     /// on a key; `key` fills in its name where the help names it.
-    fn grant(&self, principals: &[String], org: Uuid, key: Option<&ParsedKeyId>) -> AccessGrant;
+    fn grant(
+        &self,
+        config: &Config,
+        principals: &[String],
+        org: Uuid,
+        key: Option<&ParsedKeyId>,
+    ) -> AccessGrant;
 
     /// Checks a pasted access policy for `principals`; `key` (when given) pins what the policy
     /// is attached to.
     fn check_policy(
         &self,
+        config: &Config,
         doc: &serde_json::Value,
         principals: &[String],
         org: Uuid,
@@ -181,6 +211,34 @@ pub(crate) trait KeyService: Send + Sync {
     }
 }
 
+/// Whether `kms`'s identity holds every one of `permissions` on the key (a service's own
+/// permission probe); a key it cannot see admits nobody.
+pub(crate) async fn holds_all(
+    kms: &dyn KeyProvider,
+    key_id: &str,
+    permissions: &[&str],
+) -> Result<bool, KmsError> {
+    match kms.test_permissions(key_id, permissions).await {
+        Ok(held) => Ok(permissions
+            .iter()
+            .all(|p| held.iter().any(|h| h.eq_ignore_ascii_case(p)))),
+        Err(e) if matches!(e.kind, ErrorKind::AccessDenied { .. } | ErrorKind::NotFound) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The kind of failure a key state that refuses use stands for (None: usable).
+pub(crate) fn refusing_kind(state: &KeyState) -> Option<ErrorKind> {
+    match state {
+        KeyState::Enabled => None,
+        KeyState::Disabled => Some(ErrorKind::Disabled),
+        KeyState::PendingDeletion => Some(ErrorKind::PendingDeletion),
+        KeyState::Other(_) => Some(ErrorKind::InvalidState),
+    }
+}
+
 /// The error a described key state stands for (None: the key is usable).
 pub(crate) fn state_error(state: &KeyState, operation: &'static str) -> Option<KmsError> {
     match state {
@@ -208,10 +266,7 @@ pub(crate) fn key_service(provider: Provider) -> AppResult<&'static dyn KeyServi
     match provider {
         Provider::Aws => Ok(&super::aws::AwsKeys),
         Provider::Gcp => Ok(&super::gcp::GcpKeys),
-        Provider::Azure => Err(AppError::NotSupported(format!(
-            "{provider} customer keys are not supported yet: keyplane cannot check an Azure Key Vault key, so it does \
-             not accept one. Use an AWS or Google Cloud KMS key, or wait for the Azure adapter"
-        ))),
+        Provider::Azure => Ok(&super::azure::AzureKeys),
     }
 }
 
@@ -228,11 +283,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_cloud_has_its_service_or_says_why_not() {
-        for (p, field) in [(Provider::Aws, "aws.keyID"), (Provider::Gcp, "gcp.keyID")] {
+    fn each_cloud_has_its_service() {
+        for (p, field) in [
+            (Provider::Aws, "aws.keyID"),
+            (Provider::Gcp, "gcp.keyID"),
+            (Provider::Azure, "azure.keyID"),
+        ] {
             assert_eq!(key_service(p).map(|s| s.key_field()).ok(), Some(field));
         }
-        let e = key_service(Provider::Azure).err().unwrap();
-        assert!(matches!(e, AppError::NotSupported(_)), "{e}");
     }
 }

@@ -1,11 +1,13 @@
 //! Helpers shared by the customer-side CLI tests: the binary run as a customer would run it
 //! (in a working directory of its own, with a user config directory of its own and no
 //! `KEYPLANE_*` variable from the developer's shell), and `serve --dev` on free ports;
-//! `fleet`: several `keyplane serve` on one PostgreSQL.
+//! `fleet`: several `keyplane serve` on one PostgreSQL; `readme`: the README's flow, run
+//! verbatim.
 #![allow(dead_code)]
 
 #[cfg(unix)]
 pub mod fleet;
+pub mod readme;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -189,6 +191,9 @@ pub fn serve_dev_with(customer: &Customer, flags: &[&str]) -> (Proc, Value) {
         .args(flags)
         .env("KEYPLANE_LISTEN", format!("127.0.0.1:{api}"))
         .env("KEYPLANE_KMS_LISTEN", format!("127.0.0.1:{kms}"))
+        // The built-in Azure vault on a port of its own choosing (its URL is in the dev
+        // credentials), so that servers of parallel tests never collide.
+        .env("KEYPLANE_AZURE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -202,4 +207,24 @@ pub fn serve_dev_with(customer: &Customer, flags: &[&str]) -> (Proc, Value) {
     .unwrap();
     assert_eq!(creds["apiUrl"], url);
     (Proc(child), creds)
+}
+
+/// One Data API command over HTTP: the status and the JSON answer.
+pub fn data_api_call(url: &str, token: &str, command: &str) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let res = reqwest::Client::new()
+            .post(url)
+            .header("Token", token)
+            .header("content-type", "application/json")
+            .body(command.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap())
+    })
 }

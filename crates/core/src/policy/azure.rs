@@ -265,7 +265,7 @@ pub fn azure_grant_help(key: &AzureKeyId, app: &AzurePlatformApp) -> AzureGrantH
     match key.kind {
         AzureVaultKind::Dev => {
             commands.push(format!(
-                "keyplane kms azure assign-role --key-id {key} --role \"{}\" --assignee {principal}",
+                "keyplane kms azure assign-role --key {key} --role \"{}\" --assignee {principal}",
                 role.name
             ));
             notes.push(
@@ -449,6 +449,16 @@ fn scope_fit(scope: &str, key: &AzureKeyId) -> ScopeFit {
     }
     if s.is_empty() {
         return ScopeFit::Broad;
+    }
+    // A development vault's URL does not name its vault: any vault's scope may be it.
+    if key.vault_name.is_none()
+        && let Some((_, rest)) = s.split_once("/providers/microsoft.keyvault/vaults/")
+    {
+        return match rest.split('/').collect::<Vec<_>>().as_slice() {
+            [_vault] => ScopeFit::Vault,
+            [_vault, "keys", n] if *n == name => ScopeFit::Key,
+            _ => ScopeFit::Elsewhere,
+        };
     }
     let vault = key
         .vault_name

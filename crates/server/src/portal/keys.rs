@@ -149,6 +149,11 @@ else if(provider==='gcp'){
  else if(!/^[A-Za-z0-9_-]{1,63}$/.test(r[3])||!/^[A-Za-z0-9_-]{1,63}$/.test(r[4])){msg='Key ring and key IDs are 1-63 letters, digits, underscores or hyphens.'}
  else if(r[5]&&!/^[1-9][0-9]*$/.test(r[6])){msg='The key version must be a positive number.'}
  else{ok=true;msg='Format OK: key '+r[4]+' of key ring '+r[3]+' in project '+r[1]+(r[5]?' (version '+r[6]+' given; the key is registered and follows its primary version).':'.')}}
+else if(provider==='azure'){
+ if(!(r=/^https:\/\/([^\/]+)\/keys\/([^\/]+)(\/([^\/]*))?\/?$/.exec(v))){msg='Expected the key identifier https://VAULT.vault.azure.net/keys/NAME.'}
+ else if(!/^[A-Za-z0-9-]{1,127}$/.test(r[2])){msg='A key name is 1-127 letters, digits and dashes.'}
+ else if(r[3]&&!/^[0-9a-fA-F]{32}$/.test(r[4])){msg='The key version must be 32 hexadecimal digits.'}
+ else{ok=true;msg='Format OK: key '+r[2]+' of '+r[1]+(r[3]?' (version given; the key is registered and follows its current version).':'.')}}
 m.textContent=msg;m.className=ok?'ok':(msg?'error':'muted');
 if(msg&&!ok){k.setAttribute('aria-invalid','true')}else{k.removeAttribute('aria-invalid')}}
 k.addEventListener('input',check);check();})();
@@ -306,7 +311,12 @@ async fn new_key_form(
                     Provider::Gcp => {
                         format!("projects/PROJECT/locations/{region}/keyRings/RING/cryptoKeys/KEY")
                     }
-                    Provider::Azure => "the key's identifier".to_string(),
+                    Provider::Azure => match &trust.grant {
+                        AccessGrant::Azure(apps) => {
+                            apps.first().map(|a| a.key_id.clone()).unwrap_or_default()
+                        }
+                        _ => "https://VAULT.vault.azure.net/keys/NAME".to_string(),
+                    },
                 };
                 let err = typed
                     .key_error
@@ -335,7 +345,7 @@ async fn new_key_form(
                     what = match p {
                         Provider::Aws => "The key's ARN",
                         Provider::Gcp => "The key's resource name (a version's name is accepted too; the key is stored)",
-                        Provider::Azure => "The key's identifier",
+                        Provider::Azure => "The key's identifier without a version (a version's is accepted too; the key is stored and follows its current version)",
                     },
                     invalid = if typed.key_error.is_some() { r#" aria-invalid="true""# } else { "" },
                 ));
@@ -360,7 +370,8 @@ fn provider_id_card(p: Provider, region: &str, trust: &Trust) -> String {
 <pre id="provider-id" aria-labelledby="pid-h">{id}</pre><button type="button" class="copy" data-target="provider-id" aria-label="Copy the Cloud Provider ID">Copy</button>"#,
         what = match p {
             Provider::Gcp => "The platform's Google Cloud project keyplane acts from",
-            _ => "The account keyplane acts from",
+            Provider::Azure => "The platform's Entra ID application (client ID) keyplane acts as",
+            Provider::Aws => "The account keyplane acts from",
         },
         region = esc(region),
         id = esc(&trust.provider_id),
@@ -413,6 +424,44 @@ fn grant_card(region: &str, trust: &Trust, hidden: &str, typed: &Typed) -> Strin
             ),
             "Paste the key's IAM policy (gcloud kms keys get-iam-policy KEY --keyring RING --location LOCATION --format=json); keyplane names what each service account would lack, and why. Nothing is stored.",
         ),
+        AccessGrant::Azure(apps) => (
+            "5. Role assignment",
+            format!(
+                "In Azure Key Vault, create an RSA key in a vault in {} and assign this role on the key to the platform's application (or, in a vault that uses access policies, grant it the key permissions get, wrapKey and unwrapKey).",
+                esc(region)
+            ),
+            serde_json::to_string_pretty(
+                &apps
+                    .iter()
+                    .map(|a| &a.role_assignment.json)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default(),
+            format!(
+                r#"<h3 id="az-h">Commands</h3><pre id="az-commands" aria-labelledby="az-h">{}</pre><button type="button" class="copy" data-target="az-commands" aria-label="Copy the commands">Copy</button><ul class="muted">{}</ul>"#,
+                esc(&apps
+                    .iter()
+                    .flat_map(|a| a.commands.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("\n")),
+                apps.first()
+                    .map(|a| a
+                        .notes
+                        .iter()
+                        .map(|n| format!("<li>{}</li>", esc(n)))
+                        .collect::<String>())
+                    .unwrap_or_default()
+            ),
+            "Paste the key's role assignments (az role assignment list --scope KEY-RESOURCE-ID, or keyplane kms azure list-roles --key NAME) or the vault's access policies (az keyvault show --query properties), with the key's ID below; keyplane names every permission the application would lack, and why. Nothing is stored.",
+        ),
+    };
+    let key_field = if matches!(trust.grant, AccessGrant::Azure(_)) {
+        format!(
+            r#"<label for="policy-key-id">Key ID the policy is for</label><input type="text" id="policy-key-id" name="key_id" value="{}" spellcheck="false" autocomplete="off">"#,
+            esc(&typed.key_id)
+        )
+    } else {
+        String::new()
     };
     format!(
         r#"<div class="card"><h2 id="pol-h">{title}</h2><p class="muted">{intro}</p>
@@ -420,7 +469,7 @@ fn grant_card(region: &str, trust: &Trust, hidden: &str, typed: &Typed) -> Strin
 <form method="post" action="/portal/keys/policy-check#policy-findings">{hidden}
 <h3><label for="policy-paste">Optional: check your whole policy</label></h3>
 <p class="muted" id="paste-hint">{paste}</p>
-<textarea id="policy-paste" name="policy" spellcheck="false" aria-describedby="paste-hint">{pasted}</textarea>
+<textarea id="policy-paste" name="policy" spellcheck="false" aria-describedby="paste-hint">{pasted}</textarea>{key_field}
 <div id="policy-findings" role="status">{findings}</div>
 <button class="secondary" type="submit">Check policy</button></form></div>"#,
         text = esc(&text),
@@ -470,6 +519,26 @@ fn findings_html(r: &PolicyReview) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        (PolicyFindings::Azure(report), _) if report.verdict_ok => format!(
+            r#"<p class="ok">The platform's application <code>{principal}</code> holds get, wrapKey and unwrapKey on the key.</p>"#
+        ),
+        (PolicyFindings::Azure(report), _) => {
+            let items: String = report
+                .findings
+                .iter()
+                .map(|f| {
+                    format!(
+                        r#"<li><code>{}</code>: {}</li>"#,
+                        esc(f.permission.as_str()),
+                        esc(&f.message)
+                    )
+                })
+                .collect();
+            format!(
+                r#"<p class="error">keyplane's application <code>{principal}</code> would lack {} permission(s):</p><ul>{items}</ul>"#,
+                report.findings.len()
+            )
+        }
         (PolicyFindings::Gcp(report), _) => {
             let items: String = report
                 .members
@@ -523,6 +592,8 @@ fn as_policy(provider: Provider, text: &str) -> Result<serde_json::Value, String
             serde_json::json!({"bindings": [o]})
         }
         (Provider::Gcp, other) => other,
+        // A role assignment list (an array, or ARM's `{"value": […]}`) or access policies.
+        (Provider::Azure, v) => v,
         (_, v @ serde_json::Value::Array(_)) => {
             serde_json::json!({"Version": "2012-10-17", "Statement": v})
         }
@@ -550,8 +621,13 @@ pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: By
     };
     let c = choice(&form);
     let text = form.get("policy").cloned().unwrap_or_default();
+    let key_id = form
+        .get("key_id")
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
     let mut typed = Typed {
         policy: text.clone(),
+        key_id: key_id.clone().unwrap_or_default(),
         ..Typed::default()
     };
     let (Some(t), Some(p), Some(region)) = (c.db_type, c.provider, c.region.clone()) else {
@@ -570,7 +646,7 @@ pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: By
     };
     let (status, html) = match state
         .keys()
-        .policy_check(&v.who, t, p.as_str(), &region, None, &doc)
+        .policy_check(&v.who, t, p.as_str(), &region, key_id.as_deref(), &doc)
         .await
     {
         Ok(r) => (StatusCode::OK, findings_html(&r)),

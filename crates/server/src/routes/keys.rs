@@ -11,6 +11,9 @@ use keyplane_app::keys::{
     Registered,
 };
 use keyplane_core::policy::CheckReport;
+use keyplane_core::policy::azure::{
+    AzureAccessPolicyHelp, AzureAccessReport, AzureRoleAssignmentHelp,
+};
 use keyplane_core::policy::gcp::IamCheckReport;
 use keyplane_core::{DbType, KeyStatus, Provider};
 use keyplane_store::CustomerKey;
@@ -25,7 +28,9 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 #[serde(deny_unknown_fields)]
 pub struct ProviderKey {
     /// AWS: the key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID). GCP: projects/P/locations/L/keyRings/R/cryptoKeys/K,
-    /// or a version of it (…/cryptoKeyVersions/V); the key is stored without the version.
+    /// or a version of it (…/cryptoKeyVersions/V); the key is stored without the version. Azure
+    /// (serverless only): the key identifier https://VAULT.vault.azure.net/keys/NAME, versionless
+    /// preferred (a version given is dropped: encryption follows the key's current version).
     #[serde(rename = "keyID")]
     pub key_id: String,
     pub region: String,
@@ -177,6 +182,67 @@ pub struct PolicyHelp {
     /// GCP: the gcloud commands that add them (the key's parts as placeholders).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gcloud_commands: Option<Vec<String>>,
+    /// Azure: the key the help is for (`keyID` as given, else a placeholder).
+    #[serde(rename = "keyID", skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Azure: the role assignment to make on the key, for the (first) platform application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_assignment: Option<AzureRoleAssignmentHelp>,
+    /// Azure: the ARM body of every role assignment to make (one per application).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub role_assignments: Option<Vec<serde_json::Value>>,
+    /// Azure: the equivalent entry of the vault's access policies, for vaults that use them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_policy: Option<AzureAccessPolicyHelp>,
+    /// Azure: the commands that make the grant (`az`, or `keyplane kms azure` for the built-in
+    /// vault), in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<Vec<String>>,
+}
+
+impl PolicyHelp {
+    /// The answer for `advice`, each service's grant in its own fields.
+    fn of(h: keyplane_app::keys::policy::PolicyAdvice) -> PolicyHelp {
+        let mut help = PolicyHelp {
+            provider_id: h.provider_id,
+            principal: h.principal,
+            principals: h.principals,
+            statements: None,
+            bindings: None,
+            gcloud_commands: None,
+            key_id: None,
+            role_assignment: None,
+            role_assignments: None,
+            access_policy: None,
+            commands: None,
+            notes: None,
+        };
+        match h.grant {
+            AccessGrant::AwsStatements(s) => help.statements = Some(s),
+            AccessGrant::GcpBindings { bindings, commands } => {
+                help.bindings = Some(bindings);
+                help.gcloud_commands = Some(commands);
+            }
+            AccessGrant::Azure(apps) => {
+                help.role_assignments = Some(
+                    apps.iter()
+                        .map(|a| a.role_assignment.json.clone())
+                        .collect(),
+                );
+                help.commands = Some(apps.iter().flat_map(|a| a.commands.clone()).collect());
+                if let Some(first) = apps.into_iter().next() {
+                    help.key_id = Some(first.key_id);
+                    help.role_assignment = Some(first.role_assignment);
+                    help.access_policy = first.access_policy;
+                    help.notes = Some(first.notes);
+                }
+            }
+        }
+        help
+    }
 }
 
 /// What a policy check found, in the key service's terms.
@@ -187,6 +253,8 @@ pub enum PolicyReport {
     Aws(CheckReport),
     /// A GCP IAM policy, per service account.
     Gcp(IamCheckReport),
+    /// Azure role assignments or access policies, for the platform's application.
+    Azure(AzureAccessReport),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -461,30 +529,30 @@ macro_rules! policy_routes {
     ($db:expr, $prefix:literal, $help:ident, $check:ident) => {
         /// What to grant on the key, with the organization's provider IDs filled in: AWS the
         /// key-policy statements, every use bound to the organization
-        /// (`kms:EncryptionContext:organization`); GCP the IAM bindings and gcloud commands.
+        /// (`kms:EncryptionContext:organization`); GCP the IAM bindings and gcloud commands;
+        /// Azure the role assignment on the key (`keyID`), its access-policy equivalent and
+        /// the commands.
         #[utoipa::path(get, path = concat!($prefix, "/provider/{provider}/region/{region}/policy"), tag = "customer keys",
             security(("token" = [])),
-            params(("provider" = Provider, Path), ("region" = String, Path)),
+            params(("provider" = Provider, Path), ("region" = String, Path),
+                   ("keyID" = Option<String>, Query, description = "the key the help names (Azure: the role assignment's scope)")),
             responses(
                 (status = 200, body = PolicyHelp),
                 (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
                 (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
                 (status = 501, body = crate::error::ErrorBody),
             ))]
-        pub async fn $help(State(app): State<App>, Auth(who): Auth, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<PolicyHelp>> {
-            let h = app.keys().policy_help(&who, $db, &path.provider, &path.region).await?;
-            let (statements, bindings, gcloud_commands) = match h.grant {
-                AccessGrant::AwsStatements(s) => (Some(s), None, None),
-                AccessGrant::GcpBindings { bindings, commands } => (None, Some(bindings), Some(commands)),
-            };
-            Ok(Json(PolicyHelp {
-                provider_id: h.provider_id,
-                principal: h.principal,
-                principals: h.principals,
-                statements,
-                bindings,
-                gcloud_commands,
-            }))
+        pub async fn $help(
+            State(app): State<App>,
+            Auth(who): Auth,
+            ApiPath(path): ApiPath<RegionPath>,
+            ApiQuery(q): ApiQuery<CheckQuery>,
+        ) -> ApiResult<Json<PolicyHelp>> {
+            let h = app
+                .keys()
+                .policy_help(&who, $db, &path.provider, &path.region, q.key_id.as_deref())
+                .await?;
+            Ok(Json(PolicyHelp::of(h)))
         }
 
         /// Checks a whole access policy: AWS a key policy (which actions the platform's role
@@ -519,6 +587,7 @@ macro_rules! policy_routes {
                 report: match r.findings {
                     PolicyFindings::Aws(report) => PolicyReport::Aws(report),
                     PolicyFindings::Gcp(report) => PolicyReport::Gcp(report),
+                    PolicyFindings::Azure(report) => PolicyReport::Azure(report),
                 },
             }))
         }

@@ -2,6 +2,7 @@
 //! keyplane's built-in KMS on another loopback port as the customers' KMS.
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod data;
 pub mod gcp;
 
