@@ -176,3 +176,80 @@ fn aws_connector(aws: &FileAws, dev_kms: Option<&PlatformKms>) -> Arc<dyn KmsCon
     }
     Arc::new(AwsConnector::new(settings))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::FileAzureCredentials;
+
+    fn with(c: FileAzureCredentials) -> FileAzure {
+        FileAzure {
+            credentials: [("app".to_string(), c)].into(),
+            ..FileAzure::default()
+        }
+    }
+
+    fn creds(
+        tenant: Option<&str>,
+        secret: Option<&str>,
+        token: Option<&str>,
+    ) -> FileAzureCredentials {
+        FileAzureCredentials {
+            tenant_id: tenant.map(String::from),
+            client_secret: secret.map(String::from),
+            authority_host: None,
+            token: token.map(String::from),
+        }
+    }
+
+    #[test]
+    fn an_azure_application_takes_a_client_secret_with_its_tenant_or_a_token() {
+        assert!(azure_connector(&with(creds(Some("t"), Some("s"), None)), None).is_ok());
+        assert!(azure_connector(&with(creds(None, None, Some("tok"))), None).is_ok());
+        let both = azure_connector(&with(creds(Some("t"), Some("s"), Some("tok"))), None)
+            .err()
+            .unwrap();
+        assert!(both.to_string().contains("exactly one of"), "{both}");
+        let none = azure_connector(&with(creds(Some("t"), None, None)), None)
+            .err()
+            .unwrap();
+        assert!(none.to_string().contains("exactly one of"), "{none}");
+        let no_tenant = azure_connector(&with(creds(None, Some("s"), None)), None)
+            .err()
+            .unwrap();
+        assert!(no_tenant.to_string().contains("tenant_id"), "{no_tenant}");
+        let missing_ca = FileAzure {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..FileAzure::default()
+        };
+        let e = azure_connector(&missing_ca, None).err().unwrap();
+        assert!(e.to_string().contains("azure.ca_file"), "{e}");
+    }
+
+    #[test]
+    fn the_azure_section_parses_from_toml_and_keeps_secrets_out_of_debug() {
+        let f: crate::settings::FileConfig = toml::from_str(
+            r#"
+azure_listen = "127.0.0.1:4700"
+[azure]
+dev_hosts = ["localhost:4700"]
+[azure.credentials."app"]
+tenant_id = "t"
+client_secret = "very-secret-value"
+[[provider_accounts.azure]]
+id = "app"
+object_id = "oid"
+"#,
+        )
+        .unwrap();
+        let azure = f.azure.unwrap();
+        assert_eq!(azure.dev_hosts, ["localhost:4700"]);
+        assert!(!format!("{azure:?}").contains("very-secret-value"));
+        assert_eq!(
+            f.provider_accounts.unwrap()[&Provider::Azure][0]
+                .object_id
+                .as_deref(),
+            Some("oid")
+        );
+    }
+}

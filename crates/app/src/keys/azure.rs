@@ -91,17 +91,28 @@ fn role_to_assign(key: &AzureKeyId, client_id: &str) -> String {
 
 /// What a key state that refuses use means for the customer.
 fn state_refusal(key: &str, state: &KeyState) -> Option<String> {
+    // The built-in vault's keys are changed with keyplane's own commands, Azure's with `az`.
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let on_azure = key.contains(".vault.azure.") || key.contains(".managedhsm.");
+    let command = |az: &str, dev: &str| {
+        if on_azure {
+            format!("`az keyvault key {az}`")
+        } else {
+            format!("`keyplane kms azure {dev} --key {name}`")
+        }
+    };
     match state {
         KeyState::Enabled => None,
         KeyState::Disabled => Some(format!(
-            "the key {key} is disabled in Key Vault: enable it (`az keyvault key set-attributes --enabled true`)"
+            "the key {key} is disabled in Key Vault: enable it ({})",
+            command("set-attributes --enabled true", "enable")
         )),
         KeyState::PendingDeletion => Some(format!(
             "the key {key} is deleted (soft-deleted): recover it (`az keyvault key recover`)"
         )),
         KeyState::Other(s) if s == "Expired" => Some(format!(
-            "the key {key} has expired: set a later expiry on its current version (`az keyvault key set-attributes \
-             --expires`)"
+            "the key {key} has expired: set a later expiry on its current version ({})",
+            command("set-attributes --expires", "set-expiry --expires +90d")
         )),
         KeyState::Other(s) if s == "NotYetValid" => Some(format!(
             "the key {key} is not valid yet (its activation date is in the future): clear or move its not-before \
@@ -491,11 +502,13 @@ mod tests {
 
     #[test]
     fn refusals_say_what_to_change() {
-        let d = state_refusal("k", &KeyState::Disabled).unwrap();
+        let d = state_refusal("https://v1.vault.azure.net/keys/k", &KeyState::Disabled).unwrap();
         assert!(
             d.contains("disabled") && d.contains("--enabled true"),
             "{d}"
         );
+        let d = state_refusal("https://localhost:4600/keys/k", &KeyState::Disabled).unwrap();
+        assert!(d.contains("keyplane kms azure enable --key k"), "{d}");
         let x = state_refusal("k", &KeyState::Other("Expired".into())).unwrap();
         assert!(x.contains("expired"), "{x}");
         let n = state_refusal("k", &KeyState::Other("NotYetValid".into())).unwrap();
