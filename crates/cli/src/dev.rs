@@ -96,6 +96,24 @@ pub struct AzureDevVault {
     pub authority: String,
 }
 
+impl AzureDevVault {
+    /// What the application must know of the vault: its key IDs name its host and port, and
+    /// its role assignments the platform application's service principal in its tenant.
+    pub fn configure(&self, config: &mut keyplane_app::Config) {
+        config.azure_dev_hosts.push(self.authority.clone());
+        let platform = &self.credentials.platform;
+        for a in config
+            .provider_accounts
+            .entry(keyplane_core::Provider::Azure)
+            .or_default()
+            .iter_mut()
+            .filter(|a| a.id == platform.client_id && a.object_id.is_none())
+        {
+            a.object_id = Some(platform.object_id.clone());
+        }
+    }
+}
+
 /// Opens the built-in KMS under `<data-dir>/kms` and serves it on its own port, and its
 /// Azure Key Vault over TLS on another, until `stop` turns true. Every configured AWS
 /// platform account gets its role there, so dev mode works with any pool.

@@ -207,19 +207,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .insert(keyplane_core::Provider::Aws, keys);
     }
     if let Some(kms) = &dev_kms {
-        // The built-in vault's key IDs name its host and port, and its role assignments the
-        // platform application's service principal in its tenant.
-        config.azure_dev_hosts.push(kms.azure.authority.clone());
-        let platform = &kms.azure.credentials.platform;
-        for a in config
-            .provider_accounts
-            .entry(keyplane_core::Provider::Azure)
-            .or_default()
-            .iter_mut()
-            .filter(|a| a.id == platform.client_id && a.object_id.is_none())
-        {
-            a.object_id = Some(platform.object_id.clone());
-        }
+        kms.azure.configure(&mut config);
     }
     let connector = wiring::kms_connector(
         &resolved.aws,

@@ -3,12 +3,12 @@
 //! that rotation keeps working), the live check, the role assignment to make and the checker
 //! of a pasted role-assignment list or access policies (`keyplane_core::policy::azure`).
 //!
-//! The live check acts as the organization's Entra ID application for the region: a probe of
-//! `get`, `wrapKey` and `unwrapKey` first, so that a missing role is named at once; then the
-//! key itself (enabled, not expired, not before its start date, a type that wraps keys, in
-//! the database's region where the vault reports it); then a round trip of a data key bound
-//! to the organization's context, and an unwrap under another organization's context that
-//! must be refused (Key Vault's wrap takes no context: the adapter binds it).
+//! The live check acts as the organization's Entra ID application for the region: the key
+//! itself first (readable, enabled, not expired, not before its start date, a type that wraps
+//! keys, in the database's region where the vault reports it); then a round trip of a data key
+//! bound to the organization's context, and an unwrap under another organization's context
+//! that must be refused (Key Vault's wrap takes no context: the adapter binds it). A denied
+//! step names the one role that grants get, wrapKey and unwrapKey.
 use async_trait::async_trait;
 use keyplane_core::AzureKeyId;
 use keyplane_core::policy::azure::{
@@ -29,24 +29,27 @@ use crate::error::{AppError, AppResult};
 
 pub(crate) struct AzureKeys;
 
-/// The permissions the platform's application needs on the key, as the adapter probes them.
+/// The permissions the platform's application needs on the key, as the adapter probes them
+/// (for the serverless provider-ID rule's `admits`).
 const PERMISSIONS: [&str; 3] = ["get", "wrapKey", "unwrapKey"];
 
 /// The key the help names while the customer has not said which (the built-in vault's, in
 /// dev mode, so its commands work as printed).
 fn placeholder_key(config: &Config) -> AzureKeyId {
-    let dev = config.azure_dev_hosts.first();
-    let url = match dev {
-        Some(host) => format!("https://{host}/keys/KEY-NAME"),
-        None => "https://your-vault.vault.azure.net/keys/your-key".to_string(),
-    };
-    AzureKeyId::parse_allowing(&url, &config.azure_dev_hosts).unwrap_or(AzureKeyId {
-        kind: AzureVaultKind::Vault,
-        host: "your-vault.vault.azure.net".into(),
-        vault_name: Some("your-vault".into()),
-        name: "your-key".into(),
-        version: None,
-    })
+    config
+        .azure_dev_hosts
+        .first()
+        .and_then(|host| {
+            let url = format!("https://{host}/keys/KEY-NAME");
+            AzureKeyId::parse_allowing(&url, &config.azure_dev_hosts).ok()
+        })
+        .unwrap_or_else(|| AzureKeyId {
+            kind: AzureVaultKind::Vault,
+            host: "your-vault.vault.azure.net".into(),
+            vault_name: Some("your-vault".into()),
+            name: "your-key".into(),
+            version: None,
+        })
 }
 
 fn id_of(key: &ParsedKeyId) -> AppResult<&AzureKeyId> {
@@ -139,8 +142,9 @@ fn explain(e: &KmsError, step: &str, key: &AzureKeyId, client_id: &str) -> AppEr
     let name = key.versionless().to_string();
     match &e.kind {
         ErrorKind::AccessDenied { .. } => AppError::KeyCheckFailed(format!(
-            "Key Vault does not let the platform's application {client_id} perform {step} on {name}: {}, then \
-             register again",
+            "Key Vault does not let the platform's application {client_id} perform {step} on {name} (it needs the key \
+             permissions {}): {}, then register again (GET …/policy returns the role assignment to make)",
+            PERMISSIONS.join(", "),
             role_to_assign(key, client_id)
         )),
         ErrorKind::NotFound => AppError::KeyCheckFailed(format!(
@@ -190,65 +194,38 @@ async fn live_check_azure(
     let name = key.versionless().to_string();
     let mut s = CheckSteps::new(|e: &KmsError, step: &str| explain(e, step, key, client_id));
 
-    // The key first: a state that refuses use is named as such, not as the failed probe it
-    // would cause. Without `get`, the probe below names every missing permission at once.
-    s.outcome.kms_calls += 1;
-    match kms.describe_key(&name).await {
-        Ok(desc) => {
-            if let Some(why) = state_refusal(&name, &desc.state) {
-                return Err(AppError::KeyCheckFailed(format!(
-                    "{why}; then register again"
-                )));
-            }
-            if !(desc.key_spec.starts_with("RSA") || desc.key_spec.starts_with("oct")) {
-                return Err(AppError::KeyCheckFailed(format!(
-                    "key {name} is of type {}, which cannot wrap keys: create an RSA key (2048, 3072 or 4096 bits), \
-                     or an AES key of a Managed HSM",
-                    if desc.key_spec.is_empty() {
-                        "(none)"
-                    } else {
-                        &desc.key_spec
-                    }
-                )));
-            }
-            if desc.region.is_empty() {
-                s.outcome.passed.push(format!(
-                    "region {} recorded from the request (the vault does not report its region)",
-                    identity.region
-                ));
-            } else if !same_region(&desc.region, &identity.region) {
-                return Err(AppError::KeyCheckFailed(format!(
-                    "key {name} is in a vault of region {}, not {}: create a vault and key in {}",
-                    desc.region, identity.region, identity.region
-                )));
-            }
-            s.outcome.primary_version =
-                desc.primary_version.as_ref().map(|v| format!("{name}/{v}"));
-        }
-        Err(e) if matches!(e.kind, ErrorKind::AccessDenied { .. }) => {}
-        Err(e) => return Err(explain(&e, "get", key, client_id)),
-    }
-
-    // The probe makes one call per permission (get, then a wrap and an unwrap).
-    let held = s.record(
-        "permissions",
-        kms.test_permissions(&name, &PERMISSIONS).await,
-    )?;
-    s.outcome.kms_calls += 2;
-    let missing: Vec<&str> = PERMISSIONS
-        .iter()
-        .copied()
-        .filter(|p| !held.iter().any(|h| h.eq_ignore_ascii_case(p)))
-        .collect();
-    if !missing.is_empty() {
+    // The key first: a state that refuses use is named as such, not as the failed wrap it
+    // would cause. The round trip below then proves wrapKey and unwrapKey; a permission it
+    // lacks is refused naming the role, which grants all three at once.
+    let desc = s.record("get", kms.describe_key(&name).await)?;
+    if let Some(why) = state_refusal(&name, &desc.state) {
         return Err(AppError::KeyCheckFailed(format!(
-            "Key Vault does not grant the platform's application {client_id} the key permissions {} on {name}: {}, \
-             then register again (GET …/policy returns the role assignment to make)",
-            missing.join(", "),
-            role_to_assign(key, client_id)
+            "{why}; then register again"
         )));
     }
-    s.outcome.passed.push("get".into());
+    if !(desc.key_spec.starts_with("RSA") || desc.key_spec.starts_with("oct")) {
+        return Err(AppError::KeyCheckFailed(format!(
+            "key {name} is of type {}, which cannot wrap keys: create an RSA key (2048, 3072 or 4096 bits), or an AES \
+             key of a Managed HSM",
+            if desc.key_spec.is_empty() {
+                "(none)"
+            } else {
+                &desc.key_spec
+            }
+        )));
+    }
+    if desc.region.is_empty() {
+        s.outcome.passed.push(format!(
+            "region {} recorded from the request (the vault does not report its region)",
+            identity.region
+        ));
+    } else if !same_region(&desc.region, &identity.region) {
+        return Err(AppError::KeyCheckFailed(format!(
+            "key {name} is in a vault of region {}, not {}: create a vault and key in {}",
+            desc.region, identity.region, identity.region
+        )));
+    }
+    s.outcome.primary_version = desc.primary_version.as_ref().map(|v| format!("{name}/{v}"));
 
     s.bound_round_trip(
         kms.as_ref(),

@@ -490,17 +490,12 @@ fn findings_html(r: &PolicyReview) -> String {
             unbound_findings(&principal, report)
         }
         (PolicyFindings::Aws(report), PolicyVerdict::Insufficient) => {
-            let items: String = report
-                .findings
-                .iter()
-                .map(|f| {
-                    format!(
-                        r#"<li><code>{}</code>: {}</li>"#,
-                        esc(&f.action),
-                        esc(&f.message)
-                    )
-                })
-                .collect();
+            let items = finding_items(
+                report
+                    .findings
+                    .iter()
+                    .map(|f| (f.action.as_str(), f.message.as_str())),
+            );
             let mut html = format!(
                 r#"<p class="error">keyplane's role <code>{principal}</code> would be denied {} action(s):</p><ul>{items}</ul>"#,
                 report.findings.len()
@@ -523,17 +518,12 @@ fn findings_html(r: &PolicyReview) -> String {
             r#"<p class="ok">The platform's application <code>{principal}</code> holds get, wrapKey and unwrapKey on the key.</p>"#
         ),
         (PolicyFindings::Azure(report), _) => {
-            let items: String = report
-                .findings
-                .iter()
-                .map(|f| {
-                    format!(
-                        r#"<li><code>{}</code>: {}</li>"#,
-                        esc(f.permission.as_str()),
-                        esc(&f.message)
-                    )
-                })
-                .collect();
+            let items = finding_items(
+                report
+                    .findings
+                    .iter()
+                    .map(|f| (f.permission.as_str(), f.message.as_str())),
+            );
             format!(
                 r#"<p class="error">keyplane's application <code>{principal}</code> would lack {} permission(s):</p><ul>{items}</ul>"#,
                 report.findings.len()
@@ -659,19 +649,21 @@ pub async fn policy_check(State(state): State<App>, headers: HeaderMap, body: By
     new_key_form(&state, &v, &c, &typed, status).await
 }
 
+/// One `<li>` per (what, why) finding, escaped.
+fn finding_items<'a>(findings: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    findings
+        .map(|(what, why)| format!(r#"<li><code>{}</code>: {}</li>"#, esc(what), esc(why)))
+        .collect()
+}
+
 /// The organization findings: what lets the platform use the key for another organization.
 fn unbound_findings(principal: &str, report: &keyplane_core::policy::CheckReport) -> String {
-    let items: String = report
-        .organization_findings
-        .iter()
-        .map(|f| {
-            format!(
-                r#"<li><code>{}</code>: {}</li>"#,
-                esc(&f.action),
-                esc(&f.message)
-            )
-        })
-        .collect();
+    let items = finding_items(
+        report
+            .organization_findings
+            .iter()
+            .map(|f| (f.action.as_str(), f.message.as_str())),
+    );
     format!(
         r#"<p class="error" id="unbound-finding">The policy lets keyplane's role <code>{principal}</code> use this key for any organization, so registration refuses it: {} action(s) need the organization condition.</p><ul>{items}</ul>"#,
         report.organization_findings.len()
