@@ -6,7 +6,7 @@
 #
 # The server gets registered customer keys (classic and serverless in aws us-east-2,
 # serverless in eu-west-1) and an ACTIVE serverless database with a second keyspace, so that
-# answers with data are validated too, not only refusals. Five runs, each with a fixed seed and one worker so that CI sees the
+# answers with data are validated too, not only refusals. Six runs, each with a fixed seed and one worker so that CI sees the
 # same requests every time:
 #   1. every operation (token revocation aside), generated values only: refusals of bad
 #      paths, queries and bodies;
@@ -16,7 +16,9 @@
 #   3. removing a region, then 4. terminating a database, on a second database made for
 #      them (schemathesis reuses IDs it saw in earlier answers of a run, so these run apart,
 #      and in that order: a terminating database refuses to lose a region);
-#   5. token revocation alone, with a token made for it (it would end the others' token).
+#   5. revoking and unrevoking keys, with real regions (a revoked key suspends the databases
+#      the earlier runs need serving);
+#   6. token revocation alone, with a token made for it (it would end the others' token).
 # Checks: no 5xx, every status documented, content types, response schemas and headers as
 # documented. Any failure fails the run; the report lands in target/openapi-report/. Then
 # the server's own request counters must show successes on the routes that serve data, so
@@ -96,6 +98,11 @@ checks="not_a_server_error,status_code_conformance,content_type_conformance,resp
 common=(--checks "$checks" --workers 1 --seed 20261201 --max-examples "$examples" --no-shrink
   --suppress-health-check all --warnings off --request-timeout 30 --max-redirects 0)
 
+# Revoking a key suspends the databases under it, which the later runs need serving: the
+# routes that revoke and unrevoke keys get a run of their own, after those.
+keys_kept=(--exclude-operation-id revoke_classic --exclude-operation-id revoke_serverless
+  --exclude-operation-id unrevoke_classic --exclude-operation-id unrevoke_serverless)
+
 run() {
   local name="$1"; shift
   echo "== schemathesis: $name"
@@ -106,10 +113,12 @@ run() {
 run "every operation, generated values" run "$KP_API/openapi.json" "${auth[@]}" "${common[@]}" \
   --phases examples,coverage,fuzzing --exclude-operation-id revoke_token \
   --exclude-operation-id terminate_database --exclude-operation-id terminate_datacenter \
+  "${keys_kept[@]}" \
   --report junit --report-junit-path "$report/1-generated.xml"
 run "every operation, with real IDs" --config-file "$config" run "$KP_API/openapi.json" "${auth[@]}" \
   "${common[@]}" --phases examples,fuzzing --exclude-operation-id revoke_token \
   --exclude-operation-id terminate_database --exclude-operation-id terminate_datacenter \
+  "${keys_kept[@]}" \
   --report junit --report-junit-path "$report/2-real-ids.xml"
 # A second region to remove, then the two runs that end things, region first: once the
 # database is terminating, removing a region is refused (409), so a run that mixed the two
@@ -127,6 +136,21 @@ run "terminating a database, on a database of its own" --config-file "$config" \
   run "$KP_API/openapi.json" "${auth[@]}" "${common[@]}" --phases examples,coverage,fuzzing \
   --include-operation-id terminate_database \
   --report junit --report-junit-path "$report/4-terminate-database.xml"
+
+cat >"$KP_WORK/keys.toml" <<TOML
+[dictionaries.providers]
+values = ["aws"]
+[dictionaries.regions]
+values = ["us-east-2"]
+[[operations]]
+include-path-regex = "^/v2/kms/"
+parameters = { "path.provider" = { dictionary = "providers", probability = 0.9 }, "path.region" = { dictionary = "regions", probability = 0.9 } }
+TOML
+run "revoking and unrevoking keys, with real regions" --config-file "$KP_WORK/keys.toml" \
+  run "$KP_API/openapi.json" "${auth[@]}" "${common[@]}" --phases examples,coverage,fuzzing \
+  --include-operation-id revoke_classic --include-operation-id revoke_serverless \
+  --include-operation-id unrevoke_classic --include-operation-id unrevoke_serverless \
+  --report junit --report-junit-path "$report/5-key-revocation.xml"
 
 # Revocation, with a token of its own and the real client ID in the mix.
 victim="$(curl -sf -X POST "$KP_API/v2/clientIdSecrets" "${auth[@]}" -H 'content-type: application/json' \
@@ -166,6 +190,8 @@ must = [
     ("POST", "/db/{endpoint}/api/json/v1/{keyspace}/{collection}"),
     ("DELETE", "/v2/databases/{id}/keyspaces/{keyspaceName}"), ("POST", "/v2/databases/{id}/terminate"),
     ("POST", "/v2/databases/{id}/datacenters/{datacenterId}/terminate"),
+    ("POST", "/v2/kms/provider/{provider}/region/{region}/revoke"),
+    ("POST", "/v2/kms/provider/{provider}/region/{region}/unrevoke"),
 ]
 print("answers validated, by operation and status:")
 width = max(len(f"{m} {r}") for (m, r) in seen)
@@ -179,5 +205,5 @@ PY
 
 run "token revocation" --config-file "$KP_WORK/revoke.toml" run "$KP_API/openapi.json" \
   -H "Authorization: Bearer $victim_token" "${common[@]}" --phases examples,coverage,fuzzing \
-  --include-operation-id revoke_token --report junit --report-junit-path "$report/5-revoke.xml"
+  --include-operation-id revoke_token --report junit --report-junit-path "$report/6-revoke.xml"
 echo "== schemathesis: no failures"

@@ -496,6 +496,32 @@ const steps = [
     },
   },
   {
+    id: 'r', name: 'revoke-and-unrevoke', start: '/portal/keys',
+    async run(page) {
+      const arn = requireState('arn', 'd');
+      const dbId = requireState('dbId', 'i');
+      await page.goto(`${API}/portal/keys`);
+      const row = () => page.locator(`tr[data-key-id="${arn}"]`);
+      await row().getByRole('button', { name: 'Revoke' }).click();
+      await page.waitForURL((u) => u.pathname === '/portal/keys' && u.searchParams.has('revoked'));
+      assert.match(await text(row().locator('.status')), /REVOKED/, 'the key row does not read REVOKED after Revoke');
+      assert.match(await text(row()), /revoked by the customer/, 'the key row does not give the reason');
+      await shot(page, 'key-revoked');
+      await headerLink(page, 'Databases').click();
+      await page.waitForURL(pathIs('/portal/databases'));
+      await until('td.db-status to read SUSPENDED', async () => /SUSPENDED/.test(await text(dbRow(page, dbId).locator('td.db-status'))), 10_000);
+      await shot(page, 'database-suspended-by-revoke');
+      await page.goto(`${API}/portal/keys`);
+      await row().getByRole('button', { name: 'Unrevoke' }).click();
+      await page.waitForURL((u) => u.pathname === '/portal/keys' && u.searchParams.has('unrevoked'));
+      assert.match(await text(row().locator('.status')), /IN_USE/, 'the key row does not read IN_USE after Unrevoke');
+      await headerLink(page, 'Databases').click();
+      await page.waitForURL(pathIs('/portal/databases'));
+      await until('td.db-status to read ACTIVE again', async () => /ACTIVE/.test(await text(dbRow(page, dbId).locator('td.db-status'))), 10_000);
+      return `revoked: the key REVOKED and ${DB_NAME} SUSPENDED; unrevoked: IN_USE and ACTIVE again`;
+    },
+  },
+  {
     id: 'j', name: 'add-region-without-key', start: '/portal/databases',
     async run(page) {
       const dbId = requireState('dbId', 'i');

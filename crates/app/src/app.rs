@@ -33,6 +33,8 @@ pub struct App {
     pub(crate) keyspace_locks: Arc<KeyspaceLocks>,
     /// When each database's use was last written to the store.
     pub(crate) usage: Arc<UsageClock>,
+    /// One live check at a time per customer key.
+    pub(crate) key_checks: Arc<crate::keys::KeyCheckLocks>,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             counters,
             keyspace_locks: Arc::default(),
             usage: Arc::default(),
+            key_checks: Arc::default(),
         }
     }
 
@@ -119,7 +122,7 @@ impl App {
     }
 
     /// Starts the background work (provisioning worker, key health monitor, the reaper of
-    /// expired data keys); all stop when `stop` turns true.
+    /// expired data keys, the suspension sync); all stop when `stop` turns true.
     pub fn spawn_background(
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
@@ -133,7 +136,14 @@ impl App {
                 self.clone(),
                 until(stop.clone()),
             )),
-            tokio::spawn(crate::dataplane::run_reaper(self.data.clone(), until(stop))),
+            tokio::spawn(crate::dataplane::run_reaper(
+                self.data.clone(),
+                until(stop.clone()),
+            )),
+            tokio::spawn(crate::dataplane::run_suspension_sync(
+                self.data.clone(),
+                until(stop),
+            )),
         ]
     }
 }

@@ -156,6 +156,9 @@ pub struct Config {
     /// How long KMS errors that say nothing about the key (timeouts, throttling, 5xx) may
     /// last before datacenters are suspended: a KMS outage is not a revocation.
     pub kms_grace_period: std::time::Duration,
+    /// How often each process reads the store's suspended datacenters, so a suspension or a
+    /// revoke made by any process (or replica) is enforced by every one within this time.
+    pub suspension_sync_interval: std::time::Duration,
     /// How long a plaintext data key stays in memory after it was unwrapped: the reaper closes
     /// its file within a tenth of this (at most 5 s) after, used or not.
     pub data_key_ttl: std::time::Duration,
@@ -259,6 +262,7 @@ impl Default for Config {
             data_dir: std::path::PathBuf::from("./keyplane-data"),
             key_check_interval: std::time::Duration::from_secs(60),
             kms_grace_period: std::time::Duration::from_secs(15 * 60),
+            suspension_sync_interval: std::time::Duration::from_secs(1),
             data_key_ttl: std::time::Duration::from_secs(5 * 60),
             data_cache_mib: DEFAULT_DATA_CACHE_MIB,
             max_open_datacenters: DEFAULT_MAX_OPEN_DATACENTERS,

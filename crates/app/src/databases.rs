@@ -210,6 +210,7 @@ impl Databases<'_> {
             .get_customer_key(org, db_type, provider, region)
             .await?
         {
+            crate::keys::deployable(&k)?;
             return Ok((KeyKind::Customer, k.key_id, k.provider_account));
         }
         match self.0.config.platform_key(provider, region) {
@@ -606,6 +607,7 @@ impl Databases<'_> {
                     provider,
                     region: add.region.clone(),
                 })?;
+            crate::keys::deployable(&key)?;
             (KeyKind::Customer, key.key_id, key.provider_account)
         } else {
             self.bind_key(db.org_id, db.db_type, provider, &add.region)

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use keyplane_core::audit::{AuditAction, AuditOutcome};
+use keyplane_core::keys::REVOKED_REASON;
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
 use keyplane_kms::{ErrorKind, KmsError, PlatformIdentity};
 use keyplane_store::{CustomerKey, Datacenter, KeyBinding, KeyStatusUpdate};
@@ -85,6 +86,8 @@ enum Verdict {
 struct Round {
     described: tokio::sync::Mutex<HashMap<KeyRef, Arc<tokio::sync::OnceCell<Described>>>>,
     db_types: tokio::sync::Mutex<HashMap<Uuid, Option<DbType>>>,
+    /// The keys revoked when the round began: their datacenters are suspended, never probed.
+    revoked: HashMap<KeySlot, CustomerKey>,
 }
 
 pub struct Monitor<'a>(pub(crate) &'a App);
@@ -206,8 +209,26 @@ impl Monitor<'_> {
     async fn check_report(&self, dcs: Vec<Datacenter>) -> RoundReport {
         let started = Instant::now();
         let app = self.0.clone();
+        let revoked = match app.store.revoked_customer_keys().await {
+            Ok(keys) => keys
+                .into_iter()
+                .map(|k| ((k.org_id, k.db_type, k.provider, k.region.clone()), k))
+                .collect(),
+            Err(e) => {
+                // Without the revoked keys a check could resume what the customer revoked.
+                return RoundReport {
+                    errors: 1,
+                    first_error: Some(e.into()),
+                    elapsed: started.elapsed(),
+                    ..RoundReport::default()
+                };
+            }
+        };
         let dcs = Arc::new(dcs);
-        let round = Arc::new(Round::default());
+        let round = Arc::new(Round {
+            revoked,
+            ..Round::default()
+        });
         let next = Arc::new(AtomicUsize::new(0));
         let workers = app.config.key_check_concurrency.clamp(1, dcs.len().max(1));
         let mut set = tokio::task::JoinSet::new();
@@ -387,17 +408,30 @@ async fn check_one(
     {
         return Ok(None);
     }
+    let Some(t) = db_type(state, dc, round).await? else {
+        return Ok(None);
+    };
+    let slot = (dc.org_id, t, dc.provider, dc.region.clone());
+    if let Some(key) = round.revoked.get(&slot).filter(|k| k.key_id == dc.key_id) {
+        // Revoked by the customer: whatever the KMS says, it stays suspended (one that a job
+        // activated after the revoke is suspended now), and the key's status is left alone.
+        if dc.status != DatabaseStatus::Suspended || !dc.message.starts_with(REVOKED_REASON) {
+            let reason = key.status_reason.as_deref().unwrap_or(REVOKED_REASON);
+            suspend(state, dc, reason).await?;
+        }
+        return Ok(None);
+    }
     let now = Utc::now();
     let verdict = match probe(state, dc, round).await {
         Ok(()) => {
             if dc.kms_failing_since.is_some() {
                 state.store.set_kms_failing_since(&dc.id, None).await?;
             }
-            if dc.status == DatabaseStatus::Suspended {
-                state
-                    .store
-                    .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
-                    .await?;
+            // The store refuses to resume a datacenter whose key was revoked since the round
+            // began; then it stays as it is.
+            if dc.status == DatabaseStatus::Suspended
+                && state.store.resume_datacenter(&dc.id).await?
+            {
                 state.data.resume(&dc.id);
                 refresh_database_status(state, dc.database_id).await?;
                 audit(
@@ -438,25 +472,25 @@ async fn check_one(
             Verdict::Inaccessible(reason)
         }
     };
-    let Some(t) = db_type(state, dc, round).await? else {
-        return Ok(None);
-    };
-    Ok(Some((
-        (dc.org_id, t, dc.provider, dc.region.clone()),
-        verdict,
-    )))
+    Ok(Some((slot, verdict)))
 }
 
-async fn suspend(state: &App, dc: &Datacenter, reason: &str) -> AppResult<()> {
-    state.data.suspend(&dc.id, reason);
-    state.data.forget(&dc.id).await;
-    if dc.status != DatabaseStatus::Suspended || dc.message != reason {
+/// Suspends the datacenter: the store first, then this process's registry (which then drops
+/// the open file and key), so the suspension sync never reads a store that lacks it after
+/// the registry has it.
+pub(crate) async fn suspend(state: &App, dc: &Datacenter, reason: &str) -> AppResult<()> {
+    let newly = dc.status != DatabaseStatus::Suspended;
+    if newly || dc.message != reason {
         state
             .store
             .set_datacenter_status(&dc.id, DatabaseStatus::Suspended, reason)
             .await?;
+    }
+    state.data.suspend(&dc.id, reason);
+    state.data.forget(&dc.id).await;
+    if newly || dc.message != reason {
         refresh_database_status(state, dc.database_id).await?;
-        if dc.status != DatabaseStatus::Suspended {
+        if newly {
             state.counters.suspension();
             audit(state, dc, AuditAction::DatacenterSuspend, reason).await;
             tracing::warn!(datacenter = %dc.id, reason, "datacenter suspended");

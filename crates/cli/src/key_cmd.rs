@@ -136,6 +136,31 @@ pub enum KeyCommand {
         #[arg(long)]
         region: String,
     },
+    /// Revoke the platform's use of the key, whatever your KMS allows: every database under
+    /// it is suspended at once and stays so, and none is deployed under it, until `unrevoke`.
+    Revoke {
+        /// The database type the key is for.
+        #[arg(long, value_enum, default_value = "classic")]
+        r#type: DbTypeArg,
+        /// The key service the key is in.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
+        /// The region the key serves.
+        #[arg(long)]
+        region: String,
+    },
+    /// End a revocation: the key is checked as at registration, then its databases resume.
+    Unrevoke {
+        /// The database type the key is for.
+        #[arg(long, value_enum, default_value = "classic")]
+        r#type: DbTypeArg,
+        /// The key service the key is in.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
+        /// The region the key serves.
+        #[arg(long)]
+        region: String,
+    },
 }
 
 fn base(t: DbTypeArg) -> &'static str {
@@ -322,6 +347,30 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                 eprintln!("warning: {w}");
             }
             v
+        }
+        KeyCommand::Revoke {
+            r#type,
+            provider,
+            region,
+        } => {
+            let path = format!(
+                "{}/provider/{}/region/{region}/revoke",
+                base(r#type),
+                provider.name()
+            );
+            api.call(Method::POST, &path, None).await?
+        }
+        KeyCommand::Unrevoke {
+            r#type,
+            provider,
+            region,
+        } => {
+            let path = format!(
+                "{}/provider/{}/region/{region}/unrevoke",
+                base(r#type),
+                provider.name()
+            );
+            api.call(Method::POST, &path, None).await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     /// suspended [default: 900].
     #[arg(long, env = "KEYPLANE_KMS_GRACE_PERIOD")]
     pub kms_grace_period: Option<u64>,
+    /// Milliseconds between two reads of the store's suspended datacenters: the longest a
+    /// suspension or revoke made by another process takes to be enforced by this one
+    /// [default: 1000].
+    #[arg(long, env = "KEYPLANE_SUSPENSION_SYNC_MS")]
+    pub suspension_sync_ms: Option<u64>,
     /// Seconds a plaintext data key stays in memory after it was unwrapped; its file is closed
     /// then, used or not [default: 300].
     #[arg(long, env = "KEYPLANE_DATA_KEY_TTL")]
@@ -142,6 +147,8 @@ pub struct FileConfig {
     pub key_check_interval_secs: Option<u64>,
     /// Seconds KMS errors that say nothing about the key may last before suspending (default 900).
     pub kms_grace_period_secs: Option<u64>,
+    /// Milliseconds between two reads of the store's suspended datacenters (default 1000).
+    pub suspension_sync_ms: Option<u64>,
     /// Seconds a plaintext data key stays in memory (default 300).
     pub data_key_ttl_secs: Option<u64>,
     /// MiB of decrypted pages cached per open datacenter file (default 256).
@@ -412,6 +419,13 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         serve.and_then(|s| s.kms_grace_period),
         file.kms_grace_period_secs,
         900,
+    );
+    config.suspension_sync_interval = std::time::Duration::from_millis(
+        serve
+            .and_then(|s| s.suspension_sync_ms)
+            .or(file.suspension_sync_ms)
+            .unwrap_or(1000)
+            .max(50),
     );
     config.data_key_ttl = secs(
         serve.and_then(|s| s.data_key_ttl),

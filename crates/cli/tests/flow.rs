@@ -460,3 +460,174 @@ fn data_api(url: &str, token: &str, command: &str) -> Value {
     assert_eq!(status, 200, "{url}: {body}");
     body
 }
+
+#[test]
+fn a_key_is_revoked_and_unrevoked_from_the_cli() {
+    let customer = Customer::new();
+    let (_server, _creds) = serve_dev(&customer);
+    let key = create_registered_key(&customer);
+    customer
+        .run(&[
+            "db",
+            "create",
+            "--name",
+            "ledger",
+            "--keyspace",
+            "shop",
+            "--region",
+            "us-east-2",
+        ])
+        .ok();
+    let revoked = customer.run(&["key", "revoke", "--region", "us-east-2"]);
+    let v = revoked.ok().json();
+    assert_eq!(v["status"], "REVOKED", "{v}");
+    assert_eq!(v["key"]["aws"]["keyID"], key.as_str(), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("revoked by the customer"),
+        "{v}"
+    );
+    let db = customer.run(&["db", "get", "ledger", "--output", "json"]);
+    assert_eq!(db.ok().json()["status"], "SUSPENDED");
+    // A new database under the revoked key is refused with what to do.
+    let refused = customer.run(&[
+        "db",
+        "create",
+        "--name",
+        "more",
+        "--keyspace",
+        "shop",
+        "--region",
+        "us-east-2",
+    ]);
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(refused.stderr.contains("unrevoke"), "{refused:?}");
+
+    let back = customer.run(&["key", "unrevoke", "--region", "us-east-2"]);
+    assert_eq!(back.ok().json()["status"], "IN_USE");
+    let db = customer.run(&["db", "get", "ledger", "--output", "json"]);
+    assert_eq!(db.ok().json()["status"], "ACTIVE");
+}
+
+/// 8 writers on a database while its key is revoked, then `kill -9` of the server: after the
+/// restart the key is still revoked and the database refuses reads; unrevoked, it holds every
+/// write that was acknowledged, and no write sent after the revoke's answer was acknowledged
+/// (one already running when the revoke came may finish).
+#[test]
+fn a_revoke_survives_kill_9_and_unrevoke_loses_no_acknowledged_write() {
+    use std::sync::{Arc, Mutex};
+    let customer = Customer::new();
+    let (server, creds) = serve_dev(&customer);
+    create_registered_key(&customer);
+    customer
+        .run(&[
+            "db",
+            "create",
+            "--name",
+            "ledger",
+            "--keyspace",
+            "shop",
+            "--region",
+            "us-east-2",
+        ])
+        .ok();
+    let db = customer.run(&["db", "get", "ledger", "--output", "json"]);
+    let id = db.ok().json()["id"].as_str().unwrap().to_string();
+    let token = creds["token"].as_str().unwrap().to_string();
+    let api = creds["apiUrl"].as_str().unwrap().to_string();
+    let ks = format!("{api}/db/{id}-us-east-2/api/json/v1/shop");
+    let (st, body) = common::data_api_call(&ks, &token, r#"{"createCollection":{"name":"c"}}"#);
+    assert_eq!(st, 200, "{body}");
+    let coll = format!("{ks}/c");
+
+    let acked = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (coll, token, acked, stop) =
+                (coll.clone(), token.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let http = reqwest::Client::new();
+                let mut refused = 0;
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return refused;
+                    }
+                    let doc = format!(r#"{{"insertOne":{{"document":{{"_id":"w{w}-{i}"}}}}}}"#);
+                    let sent_at = std::time::Instant::now();
+                    let sent = rt.block_on(
+                        http.post(&coll)
+                            .header("Token", &token)
+                            .header("content-type", "application/json")
+                            .body(doc)
+                            .send(),
+                    );
+                    // The server was killed: what was in flight was never acknowledged.
+                    let Ok(res) = sent else { return refused };
+                    match res.status().as_u16() {
+                        200 => acked.lock().unwrap().push((format!("w{w}-{i}"), sent_at)),
+                        503 => refused += 1,
+                        other => panic!("write answered {other}"),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let revoked = customer.run(&["key", "revoke", "--region", "us-east-2"]);
+    let answered = std::time::Instant::now();
+    assert_eq!(revoked.ok().json()["status"], "REVOKED");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(server); // SIGKILL, with the writers still sending
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let refused: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(refused > 0, "the writers saw the revoke");
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    assert!(
+        acked.iter().all(|(_, at)| *at <= answered),
+        "a write sent after the revoke answered was acknowledged"
+    );
+
+    let (_server, creds) = serve_dev(&customer);
+    let api = creds["apiUrl"].as_str().unwrap();
+    let coll = format!("{api}/db/{id}-us-east-2/api/json/v1/shop/c");
+    let status = customer.run(&["key", "status", "--region", "us-east-2"]);
+    assert_eq!(status.ok().json()["status"], "REVOKED");
+    let db = customer.run(&["db", "get", "ledger", "--output", "json"]);
+    assert_eq!(db.ok().json()["status"], "SUSPENDED");
+    let (st, body) = common::data_api_call(&coll, &token, r#"{"countDocuments":{}}"#);
+    assert_eq!(st, 503, "{body}");
+
+    customer
+        .run(&["key", "unrevoke", "--region", "us-east-2"])
+        .ok();
+    let mut stored = std::collections::BTreeSet::new();
+    let mut page: Option<String> = None;
+    loop {
+        let cmd = match &page {
+            Some(p) => format!(r#"{{"find":{{"options":{{"pageState":"{p}"}}}}}}"#),
+            None => r#"{"find":{}}"#.to_string(),
+        };
+        let (st, body) = common::data_api_call(&coll, &token, &cmd);
+        assert_eq!(st, 200, "{body}");
+        for d in body["data"]["documents"].as_array().unwrap() {
+            stored.insert(d["_id"].as_str().unwrap().to_string());
+        }
+        match body["data"]["nextPageState"].as_str() {
+            Some(p) => page = Some(p.to_string()),
+            None => break,
+        }
+    }
+    for (id, _) in &acked {
+        assert!(stored.contains(id), "acknowledged write {id} was lost");
+    }
+}

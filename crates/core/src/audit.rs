@@ -53,6 +53,10 @@ names! {
         CmkUnbound => "cmk.binding.unbound",
         /// The key monitor found the key bound to its organization (the warning is gone).
         CmkBound => "cmk.binding.bound",
+        /// The customer revoked the platform's use of a key through keyplane.
+        CmkRevoke => "cmk.revoke",
+        /// The customer restored it, after a live check.
+        CmkUnrevoke => "cmk.unrevoke",
         DbCreate => "db.create",
         DbTerminate => "db.terminate",
         DbRegionAdd => "db.region.add",

@@ -114,7 +114,18 @@ pub enum KeyStatus {
     InUse,
     /// The platform can no longer use it (disabled, deleted, policy changed).
     Inaccessible,
+    /// The customer cut the platform off through keyplane itself, whatever the KMS allows:
+    /// every datacenter under it is suspended and stays so, and no database is deployed
+    /// under it, until the customer unrevokes it.
+    Revoked,
 }
+
+/// The reason every datacenter under a revoked key shows, and the prefix a revoke's audit
+/// entries carry.
+pub const REVOKED_REASON: &str = "revoked by the customer";
+
+/// What those datacenters show between an unrevoke and the check that resumes them.
+pub const UNREVOKED_REASON: &str = "the customer unrevoked the key; resuming after its check";
 
 impl KeyStatus {
     pub fn as_str(self) -> &'static str {
@@ -122,6 +133,7 @@ impl KeyStatus {
             KeyStatus::Available => "AVAILABLE",
             KeyStatus::InUse => "IN_USE",
             KeyStatus::Inaccessible => "INACCESSIBLE",
+            KeyStatus::Revoked => "REVOKED",
         }
     }
 }
@@ -133,10 +145,11 @@ impl FromStr for KeyStatus {
             "AVAILABLE" => Ok(KeyStatus::Available),
             "IN_USE" => Ok(KeyStatus::InUse),
             "INACCESSIBLE" => Ok(KeyStatus::Inaccessible),
+            "REVOKED" => Ok(KeyStatus::Revoked),
             _ => Err(crate::provider::UnknownName {
                 what: "key status",
                 given: s.to_string(),
-                expected: vec!["AVAILABLE", "IN_USE", "INACCESSIBLE"],
+                expected: vec!["AVAILABLE", "IN_USE", "INACCESSIBLE", "REVOKED"],
             }),
         }
     }

@@ -73,6 +73,10 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::check_policy_serverless))
         .routes(routes!(keys::check_classic))
         .routes(routes!(keys::check_serverless))
+        .routes(routes!(keys::revoke_classic))
+        .routes(routes!(keys::revoke_serverless))
+        .routes(routes!(keys::unrevoke_classic))
+        .routes(routes!(keys::unrevoke_serverless))
         .routes(routes!(
             databases::create_database,
             databases::list_databases
@@ -102,6 +106,8 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::keys::keys_page, portal::keys::add_key))
         .routes(routes!(portal::keys::new_key_page))
         .routes(routes!(portal::keys::policy_check))
+        .routes(routes!(portal::keys::revoke_key))
+        .routes(routes!(portal::keys::unrevoke_key))
         .routes(routes!(
             portal::databases::databases_page,
             portal::databases::create_database

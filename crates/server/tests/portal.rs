@@ -543,6 +543,102 @@ async fn the_keys_page_lists_a_key_registered_through_the_api() {
 }
 
 #[tokio::test]
+async fn a_key_is_revoked_and_unrevoked_from_the_keys_page() {
+    let s = TestServer::start().await;
+    let (_, help) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/policy",
+            &s.admin,
+        )
+        .await;
+    let arn = customer_key(&s, "us-east-2", &help["statements"]).await;
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            json!({"orgId": s.org.to_string(), "aws": {"keyID": arn, "region": "us-east-2"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert!(
+        html.contains(r#"action="/portal/keys/revoke""#) && html.contains(">Revoke</button>"),
+        "{html}"
+    );
+    let form = format!(
+        "csrf={}&type=classic&provider=aws&region=us-east-2",
+        enc(&csrf)
+    );
+    // Without the CSRF token nothing is revoked.
+    let res = post_form(
+        &s,
+        "/portal/keys/revoke",
+        &cookie,
+        "type=classic&provider=aws&region=us-east-2",
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    let (_, st) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/status",
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st["status"], "AVAILABLE");
+
+    let res = post_form(&s, "/portal/keys/revoke", &cookie, &form).await;
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    let (_, html) = get(&s, &to, Some(&cookie)).await;
+    assert!(html.contains("Key revoked"), "{html}");
+    assert!(
+        html.contains(r#"<span class="status REVOKED">REVOKED</span>"#),
+        "{html}"
+    );
+    assert!(html.contains("revoked by the customer"), "{html}");
+    assert!(
+        html.contains(r#"action="/portal/keys/unrevoke""#) && html.contains(">Unrevoke</button>"),
+        "{html}"
+    );
+    let (_, st) = s
+        .get(
+            "/v2/kms/classic/provider/aws/region/us-east-2/status",
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st["status"], "REVOKED");
+
+    // A refusal is shown on the page: no such key in another region.
+    let other = format!(
+        "csrf={}&type=classic&provider=aws&region=eu-west-1",
+        enc(&csrf)
+    );
+    let res = post_form(&s, "/portal/keys/unrevoke", &cookie, &other).await;
+    assert_eq!(res.status(), 404);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"id="key-action-error""#), "{html}");
+
+    let res = post_form(&s, "/portal/keys/unrevoke", &cookie, &form).await;
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    let (_, html) = get(&s, &to, Some(&cookie)).await;
+    assert!(html.contains("Key unrevoked"), "{html}");
+    assert!(
+        html.contains(r#"<span class="status AVAILABLE">AVAILABLE</span>"#),
+        "{html}"
+    );
+    // A read-only session sees no buttons.
+    let ro = s.token(s.org, Role::ReadOnly).await;
+    let (ro_cookie, _) = session(&s, &ro).await;
+    let (_, html) = get(&s, "/portal/keys", Some(&ro_cookie)).await;
+    assert!(
+        html.contains(&arn) && !html.contains(">Revoke</button>"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
 async fn the_keys_page_shows_a_keys_binding_warning() {
     let s = TestServer::start().await;
     common::register_key(&s, "us-east-2").await;

@@ -195,6 +195,12 @@ pub enum KeyBinding {
     Unbound { warning: String },
 }
 
+/// What a revoked key's datacenters' reason starts with, as a LIKE pattern: resuming refuses
+/// such a datacenter.
+pub(crate) fn revoked_like() -> String {
+    format!("{}%", keyplane_core::keys::REVOKED_REASON)
+}
+
 /// A new status and check result for a registered key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyStatusUpdate {
@@ -597,6 +603,32 @@ pub trait Store: Send + Sync + 'static {
         region: &str,
         update: &KeyStatusUpdate,
     ) -> Result<bool>;
+    /// Revokes a key in one transaction: its status becomes REVOKED (reason `reason`, since
+    /// `at`) and every live datacenter of its type under it that serves or is suspended
+    /// (ACTIVE, MAINTENANCE, SUSPENDED) becomes SUSPENDED with `reason`. Returns the IDs of
+    /// the datacenters it suspended or re-labelled; None when no such key is registered. A key
+    /// already revoked is left as it is (its datacenters are suspended again all the same).
+    async fn revoke_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>>;
+    /// Ends a revocation: a REVOKED key takes `update`'s status and check. False when the key
+    /// is not registered or not revoked (a concurrent unrevoke won).
+    async fn unrevoke_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        update: &KeyStatusUpdate,
+    ) -> Result<bool>;
+    /// Every organization's revoked keys, for the key monitor.
+    async fn revoked_customer_keys(&self) -> Result<Vec<CustomerKey>>;
     /// Every organization's keys whose binding is not proven yet (`bound_at` is None), for the
     /// key monitor.
     async fn unbound_customer_keys(&self) -> Result<Vec<CustomerKey>>;
@@ -695,6 +727,13 @@ pub trait Store: Send + Sync + 'static {
         status: DatabaseStatus,
         message: &str,
     ) -> Result<()>;
+    /// Sets a SUSPENDED datacenter ACTIVE, unless the key it is registered under for its
+    /// database's type is REVOKED: the rule that a revoked key's data stays suspended lives
+    /// in the statement that resumes, so a check that raced a revoke cannot undo it. True
+    /// when it resumed.
+    async fn resume_datacenter(&self, id: &str) -> Result<bool>;
+    /// Every SUSPENDED datacenter with its reason: what each process's data plane refuses.
+    async fn suspended_datacenters(&self) -> Result<Vec<(String, String)>>;
     /// Stores the wrapped data key once; false when one is already stored (the caller
     /// must then use that one, so a re-run job never orphans data).
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool>;

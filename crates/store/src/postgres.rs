@@ -9,7 +9,7 @@ use crate::{
     RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord,
     live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome, parse_db_status,
     parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
-    parse_provider, parse_role, serverless_identity, sql_limit, truncate_ms,
+    parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -1068,9 +1068,10 @@ impl Store for PostgresStore {
         let stmt = client
             .prepare_cached(
                 "UPDATE customer_keys SET
-                     status_since = CASE WHEN status = $5 THEN status_since ELSE $7 END,
-                     status = $5,
-                     status_reason = $6,
+                     status_since = CASE WHEN status = $5 OR status = 'REVOKED'
+                                    THEN status_since ELSE $7 END,
+                     status = CASE WHEN status = 'REVOKED' THEN status ELSE $5 END,
+                     status_reason = CASE WHEN status = 'REVOKED' THEN status_reason ELSE $6 END,
                      last_check_at = $7,
                      last_check_ok = $8,
                      last_check_message = $9
@@ -1094,6 +1095,164 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    async fn revoke_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let at = truncate_ms(at);
+        let key = tx
+            .prepare_cached(
+                "UPDATE customer_keys SET
+                     status_since = CASE WHEN status = 'REVOKED' THEN status_since ELSE $6 END,
+                     status = 'REVOKED',
+                     status_reason = $5
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4
+                 RETURNING key_id",
+            )
+            .await?;
+        let Some(row) = tx
+            .query_opt(
+                &key,
+                &[
+                    &org_id,
+                    &db_type.as_str(),
+                    &provider.as_str(),
+                    &region,
+                    &reason,
+                    &at,
+                ],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let key_id: String = row.try_get(0)?;
+        // One statement that locks and relabels every row, so a resume racing it either ran
+        // before (and is suspended here) or sees this reason when it rechecks the row.
+        let dcs = tx
+            .prepare_cached(
+                "UPDATE datacenters SET status = 'SUSPENDED', message = $6, updated_at = $7
+                 WHERE org_id = $1 AND key_id = $2 AND region = $3 AND provider = $4
+                   AND key_kind = 'customer'
+                   AND status IN ('ACTIVE', 'MAINTENANCE', 'SUSPENDED')
+                   AND database_id IN (SELECT id FROM databases WHERE db_type = $5)
+                 RETURNING id",
+            )
+            .await?;
+        let rows = tx
+            .query(
+                &dcs,
+                &[
+                    &org_id,
+                    &key_id,
+                    &region,
+                    &provider.as_str(),
+                    &db_type.as_str(),
+                    &reason,
+                    &at,
+                ],
+            )
+            .await?;
+        let mut ids = rows
+            .iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        ids.sort();
+        Ok(Some(ids))
+    }
+
+    async fn unrevoke_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        update: &KeyStatusUpdate,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let key = tx
+            .prepare_cached(
+                "UPDATE customer_keys SET
+                     status_since = $7,
+                     status = $5,
+                     status_reason = $6,
+                     last_check_at = $7,
+                     last_check_ok = $8,
+                     last_check_message = $9
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4
+                   AND status = 'REVOKED'
+                 RETURNING key_id",
+            )
+            .await?;
+        let Some(row) = tx
+            .query_opt(
+                &key,
+                &[
+                    &org_id,
+                    &db_type.as_str(),
+                    &provider.as_str(),
+                    &region,
+                    &update.status.as_str(),
+                    &update.status_reason,
+                    &truncate_ms(update.checked_at),
+                    &update.check_ok,
+                    &update.check_message,
+                ],
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let key_id: String = row.try_get(0)?;
+        // Still suspended, no longer for the revoke: the check that follows resumes them.
+        let relabel = tx
+            .prepare_cached(
+                "UPDATE datacenters SET message = $6, updated_at = $7
+                 WHERE org_id = $1 AND key_id = $2 AND region = $3 AND provider = $4
+                   AND key_kind = 'customer' AND status = 'SUSPENDED' AND message LIKE $8
+                   AND database_id IN (SELECT id FROM databases WHERE db_type = $5)",
+            )
+            .await?;
+        tx.execute(
+            &relabel,
+            &[
+                &org_id,
+                &key_id,
+                &region,
+                &provider.as_str(),
+                &db_type.as_str(),
+                &keyplane_core::keys::UNREVOKED_REASON,
+                &now_ms(),
+                &revoked_like(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoked_customer_keys(&self) -> Result<Vec<CustomerKey>> {
+        self.collect(
+            concat!(
+                "SELECT ",
+                customer_key_columns!(),
+                " FROM customer_keys WHERE status = 'REVOKED' ORDER BY org_id, db_type, provider, region"
+            ),
+            &[],
+            customer_key_from_row,
+        )
+        .await
     }
 
     async fn unbound_customer_keys(&self) -> Result<Vec<CustomerKey>> {
@@ -1572,6 +1731,33 @@ impl Store for PostgresStore {
             )
             .await?;
         one_row(n, "datacenter")
+    }
+
+    async fn resume_datacenter(&self, id: &str) -> Result<bool> {
+        // The key's row says the key is revoked once the revoke committed; while the revoke
+        // is being written, the row recheck after its lock sees the datacenter's new reason.
+        let n = self
+            .execute(
+                "UPDATE datacenters SET status = 'ACTIVE', message = '', updated_at = $2
+                 WHERE id = $1 AND status = 'SUSPENDED' AND message NOT LIKE $3
+                   AND NOT EXISTS (
+                     SELECT 1 FROM customer_keys k JOIN databases d ON d.id = datacenters.database_id
+                     WHERE k.org_id = datacenters.org_id AND k.db_type = d.db_type
+                       AND k.provider = datacenters.provider AND k.region = datacenters.region
+                       AND k.key_id = datacenters.key_id AND k.status = 'REVOKED')",
+                &[&id, &now_ms(), &revoked_like()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn suspended_datacenters(&self) -> Result<Vec<(String, String)>> {
+        self.collect(
+            "SELECT id, message FROM datacenters WHERE status = 'SUSPENDED' ORDER BY id",
+            &[],
+            |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+        )
+        .await
     }
 
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {

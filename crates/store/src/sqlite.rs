@@ -12,7 +12,7 @@ use crate::{
     RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord,
     live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome, parse_db_status,
     parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
-    parse_provider, parse_role, serverless_identity, sql_limit, truncate_ms,
+    parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -159,6 +159,17 @@ impl SqliteStore {
         .map_err(join_error)?
     }
 }
+
+/// Resumes a suspended datacenter unless its key is revoked: the key's row says so once the
+/// revoke committed, the datacenter's own reason says so while it is being written.
+const RESUME_DATACENTER_SQLITE: &str =
+    "UPDATE datacenters SET status = 'ACTIVE', message = '', updated_at = ?2
+     WHERE id = ?1 AND status = 'SUSPENDED' AND message NOT LIKE ?3
+       AND NOT EXISTS (
+         SELECT 1 FROM customer_keys k JOIN databases d ON d.id = datacenters.database_id
+         WHERE k.org_id = datacenters.org_id AND k.db_type = d.db_type
+           AND k.provider = datacenters.provider AND k.region = datacenters.region
+           AND k.key_id = datacenters.key_id AND k.status = 'REVOKED')";
 
 impl Inner {
     fn open(path: PathBuf) -> Result<Inner> {
@@ -1221,9 +1232,10 @@ impl Store for SqliteStore {
             let n = tx
                 .prepare_cached(
                     "UPDATE customer_keys SET
-                         status_since = CASE WHEN status = ?5 THEN status_since ELSE ?7 END,
-                         status = ?5,
-                         status_reason = ?6,
+                         status_since = CASE WHEN status = ?5 OR status = 'REVOKED'
+                                        THEN status_since ELSE ?7 END,
+                         status = CASE WHEN status = 'REVOKED' THEN status ELSE ?5 END,
+                         status_reason = CASE WHEN status = 'REVOKED' THEN status_reason ELSE ?6 END,
                          last_check_at = ?7,
                          last_check_ok = ?8,
                          last_check_message = ?9
@@ -1241,6 +1253,154 @@ impl Store for SqliteStore {
                     update.check_message,
                 ])?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn revoke_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>> {
+        let (region, reason) = (region.to_owned(), reason.to_owned());
+        self.write(move |tx| {
+            let at = format_ts(truncate_ms(at));
+            let org = org_id.to_string();
+            let n = tx
+                .prepare_cached(
+                    "UPDATE customer_keys SET
+                         status_since = CASE WHEN status = 'REVOKED' THEN status_since ELSE ?6 END,
+                         status = 'REVOKED',
+                         status_reason = ?5
+                     WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
+                )?
+                .execute(params![
+                    org,
+                    db_type.as_str(),
+                    provider.as_str(),
+                    region,
+                    reason,
+                    at
+                ])?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let key_id: String = tx
+                .prepare_cached(
+                    "SELECT key_id FROM customer_keys
+                     WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
+                )?
+                .query_row(
+                    params![org, db_type.as_str(), provider.as_str(), region],
+                    |r| r.get(0),
+                )?;
+            let mut stmt = tx.prepare_cached(
+                "UPDATE datacenters SET status = 'SUSPENDED', message = ?6, updated_at = ?7
+                 WHERE org_id = ?1 AND key_id = ?2 AND region = ?3 AND provider = ?4
+                   AND key_kind = 'customer'
+                   AND status IN ('ACTIVE', 'MAINTENANCE', 'SUSPENDED')
+                   AND database_id IN (SELECT id FROM databases WHERE db_type = ?5)
+                 RETURNING id",
+            )?;
+            let mut rows = stmt.query(params![
+                org,
+                key_id,
+                region,
+                provider.as_str(),
+                db_type.as_str(),
+                reason,
+                at
+            ])?;
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next()? {
+                ids.push(row.get::<_, String>(0)?);
+            }
+            ids.sort();
+            Ok(Some(ids))
+        })
+        .await
+    }
+
+    async fn unrevoke_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+        update: &KeyStatusUpdate,
+    ) -> Result<bool> {
+        let region = region.to_owned();
+        let update = update.clone();
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE customer_keys SET
+                         status_since = ?7,
+                         status = ?5,
+                         status_reason = ?6,
+                         last_check_at = ?7,
+                         last_check_ok = ?8,
+                         last_check_message = ?9
+                     WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4
+                       AND status = 'REVOKED'
+                     RETURNING key_id",
+                )?
+                .query_row(
+                    params![
+                        org_id.to_string(),
+                        db_type.as_str(),
+                        provider.as_str(),
+                        region,
+                        update.status.as_str(),
+                        update.status_reason,
+                        format_ts(truncate_ms(update.checked_at)),
+                        update.check_ok,
+                        update.check_message,
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            let Some(key_id) = n else {
+                return Ok(false);
+            };
+            // Still suspended, no longer for the revoke: the check that follows resumes them.
+            tx.prepare_cached(
+                "UPDATE datacenters SET message = ?6, updated_at = ?7
+                 WHERE org_id = ?1 AND key_id = ?2 AND region = ?3 AND provider = ?4
+                   AND key_kind = 'customer' AND status = 'SUSPENDED' AND message LIKE ?8
+                   AND database_id IN (SELECT id FROM databases WHERE db_type = ?5)",
+            )?
+            .execute(params![
+                org_id.to_string(),
+                key_id,
+                region,
+                provider.as_str(),
+                db_type.as_str(),
+                keyplane_core::keys::UNREVOKED_REASON,
+                format_ts(now_ms()),
+                revoked_like(),
+            ])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn revoked_customer_keys(&self) -> Result<Vec<CustomerKey>> {
+        self.read(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    customer_key_columns!(),
+                    " FROM customer_keys WHERE status = 'REVOKED' ORDER BY org_id, db_type, provider, region"
+                ),
+                [],
+                customer_key_from_row,
+            )
         })
         .await
     }
@@ -1753,6 +1913,29 @@ impl Store for SqliteStore {
             })
             .await?;
         one_row(n, "datacenter")
+    }
+
+    async fn resume_datacenter(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(RESUME_DATACENTER_SQLITE)?
+                .execute(params![id, format_ts(now_ms()), revoked_like()])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn suspended_datacenters(&self) -> Result<Vec<(String, String)>> {
+        self.read(move |conn| {
+            collect(
+                conn,
+                "SELECT id, message FROM datacenters WHERE status = 'SUSPENDED' ORDER BY id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await
     }
 
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {

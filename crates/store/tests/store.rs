@@ -199,6 +199,8 @@ on_both_backends!(store:
     suite_database_use,
     suite_serverless_provider_ids,
     suite_concurrent_serverless_provider_ids,
+    suite_key_revocation,
+    suite_concurrent_revoke_and_resume,
 );
 
 on_both_backends!(harness:
@@ -4331,4 +4333,271 @@ async fn suite_concurrent_serverless_provider_ids(store: DynStore) {
             .len(),
         1
     );
+}
+
+/// A classic database in `region` of `org`, ACTIVE, under the key `customer_key` gives for it.
+async fn keyed_active_db(
+    store: &DynStore,
+    org: Uuid,
+    name: &str,
+    region: &str,
+) -> (Database, Datacenter) {
+    let (db, dc, job) = new_database(org, name, Provider::Aws, region, 0);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    store
+        .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
+        .await
+        .unwrap();
+    activate(store, db.id).await;
+    (db, dc)
+}
+
+async fn dc_state(store: &DynStore, id: &str) -> (DatabaseStatus, String) {
+    let dc = store.get_datacenter(id).await.unwrap().unwrap();
+    (dc.status, dc.message)
+}
+
+async fn suite_key_revocation(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let other = store.create_org("other", None).await.unwrap();
+    let (_, a) = keyed_active_db(&store, org.id, "a", "us-east-2").await;
+    let (_, b) = keyed_active_db(&store, org.id, "b", "us-east-2").await;
+    let (_, elsewhere) = keyed_active_db(&store, org.id, "c", "eu-west-1").await;
+    let (_, theirs) = keyed_active_db(&store, other.id, "d", "us-east-2").await;
+    // a and b share a key ID (new_datacenter's, by region and ordinal).
+    assert_eq!(a.key_id, b.key_id);
+    for (o, region, key) in [
+        (org.id, "us-east-2", &a.key_id),
+        (org.id, "eu-west-1", &elsewhere.key_id),
+        (other.id, "us-east-2", &theirs.key_id),
+    ] {
+        assert_eq!(
+            store
+                .insert_customer_key(&customer_key(o, DbType::Classic, region, key))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    // b was suspended by the monitor before: the revoke relabels it too.
+    store
+        .set_datacenter_status(&b.id, DatabaseStatus::Suspended, "the key is disabled")
+        .await
+        .unwrap();
+    let at = Utc::now().trunc_subsecs(3);
+    let reason = "revoked by the customer (client-admin)";
+    let mut want = vec![a.id.clone(), b.id.clone()];
+    want.sort();
+    assert_eq!(
+        store
+            .revoke_customer_key(
+                org.id,
+                DbType::Classic,
+                Provider::Aws,
+                "us-east-2",
+                reason,
+                at
+            )
+            .await
+            .unwrap(),
+        Some(want.clone())
+    );
+    for id in [&a.id, &b.id] {
+        assert_eq!(
+            dc_state(&store, id).await,
+            (DatabaseStatus::Suspended, reason.to_owned())
+        );
+    }
+    // Only that key's: not another region's, not another organization's, not the serverless slot.
+    assert_eq!(
+        dc_state(&store, &elsewhere.id).await.0,
+        DatabaseStatus::Active
+    );
+    assert_eq!(dc_state(&store, &theirs.id).await.0, DatabaseStatus::Active);
+    assert_eq!(
+        store
+            .revoke_customer_key(
+                org.id,
+                DbType::Serverless,
+                Provider::Aws,
+                "us-east-2",
+                reason,
+                at
+            )
+            .await
+            .unwrap(),
+        None,
+        "no serverless key is registered"
+    );
+    let key = store
+        .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(key.status, KeyStatus::Revoked);
+    assert_eq!(key.status_reason.as_deref(), Some(reason));
+    assert_eq!(key.status_since, at);
+    let revoked = store.revoked_customer_keys().await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].key_id, a.key_id);
+
+    // A check result never overwrites the revocation, though it is recorded.
+    let check = KeyStatusUpdate {
+        status: KeyStatus::InUse,
+        status_reason: None,
+        checked_at: at + Duration::seconds(5),
+        check_ok: true,
+        check_message: "the key is usable".into(),
+    };
+    assert!(
+        store
+            .update_customer_key_status(org.id, DbType::Classic, Provider::Aws, "us-east-2", &check)
+            .await
+            .unwrap()
+    );
+    let key = store
+        .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((key.status, key.status_since), (KeyStatus::Revoked, at));
+    assert_eq!(key.last_check_message.as_deref(), Some("the key is usable"));
+
+    // Nothing resumes a revoked key's datacenter; another suspended one resumes.
+    assert!(!store.resume_datacenter(&a.id).await.unwrap());
+    assert_eq!(dc_state(&store, &a.id).await.0, DatabaseStatus::Suspended);
+    store
+        .set_datacenter_status(
+            &elsewhere.id,
+            DatabaseStatus::Suspended,
+            "the key is disabled",
+        )
+        .await
+        .unwrap();
+    let mut suspended = store.suspended_datacenters().await.unwrap();
+    suspended.sort();
+    let mut expect = vec![
+        (a.id.clone(), reason.to_owned()),
+        (b.id.clone(), reason.to_owned()),
+        (elsewhere.id.clone(), "the key is disabled".to_owned()),
+    ];
+    expect.sort();
+    assert_eq!(suspended, expect);
+    assert!(store.resume_datacenter(&elsewhere.id).await.unwrap());
+    assert_eq!(
+        dc_state(&store, &elsewhere.id).await,
+        (DatabaseStatus::Active, String::new())
+    );
+    assert!(
+        !store.resume_datacenter(&elsewhere.id).await.unwrap(),
+        "not suspended"
+    );
+
+    // Unrevoke: once, from REVOKED only; the datacenters then resume.
+    let back = KeyStatusUpdate {
+        status: KeyStatus::InUse,
+        status_reason: None,
+        checked_at: at + Duration::seconds(10),
+        check_ok: true,
+        check_message: "unrevoked: live check passed".into(),
+    };
+    assert!(
+        store
+            .unrevoke_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2", &back)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .unrevoke_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2", &back)
+            .await
+            .unwrap(),
+        "not revoked any more"
+    );
+    let key = store
+        .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((key.status, key.status_reason), (KeyStatus::InUse, None));
+    assert_eq!(key.status_since, at + Duration::seconds(10));
+    assert!(store.revoked_customer_keys().await.unwrap().is_empty());
+    // Its datacenters stay suspended, no longer for the revoke, until a check resumes them.
+    assert_eq!(
+        dc_state(&store, &a.id).await,
+        (
+            DatabaseStatus::Suspended,
+            keyplane_core::keys::UNREVOKED_REASON.to_owned()
+        )
+    );
+    assert!(store.resume_datacenter(&a.id).await.unwrap());
+    assert!(store.resume_datacenter(&b.id).await.unwrap());
+    assert_eq!(dc_state(&store, &b.id).await.0, DatabaseStatus::Active);
+}
+
+/// A revoke racing 8 resumes of its datacenters: whatever the interleaving, every datacenter
+/// ends SUSPENDED with the revoke's reason.
+async fn suite_concurrent_revoke_and_resume(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let mut dcs = vec![];
+    for i in 0..8 {
+        let (_, dc) = keyed_active_db(&store, org.id, &format!("db{i}"), "us-east-2").await;
+        store
+            .set_datacenter_status(&dc.id, DatabaseStatus::Suspended, "the key is disabled")
+            .await
+            .unwrap();
+        dcs.push(dc);
+    }
+    store
+        .insert_customer_key(&customer_key(
+            org.id,
+            DbType::Classic,
+            "us-east-2",
+            &dcs[0].key_id,
+        ))
+        .await
+        .unwrap();
+    let reason = "revoked by the customer (client-admin)";
+    let mut tasks = vec![];
+    for dc in &dcs {
+        let (store, id) = (store.clone(), dc.id.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                store.resume_datacenter(&id).await.unwrap();
+            }
+        }));
+    }
+    let revoker = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .revoke_customer_key(
+                    org.id,
+                    DbType::Classic,
+                    Provider::Aws,
+                    "us-east-2",
+                    reason,
+                    Utc::now(),
+                )
+                .await
+                .unwrap()
+        })
+    };
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(revoker.await.unwrap().is_some());
+    // Resumes after the revoke committed change nothing either.
+    for dc in &dcs {
+        assert!(!store.resume_datacenter(&dc.id).await.unwrap());
+        assert_eq!(
+            dc_state(&store, &dc.id).await,
+            (DatabaseStatus::Suspended, reason.to_owned()),
+            "{}",
+            dc.id
+        );
+    }
 }

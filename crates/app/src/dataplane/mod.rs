@@ -146,6 +146,26 @@ impl DataPlane {
         self.suspended.resume(dc_id);
     }
 
+    /// Makes this process refuse what the store says is suspended, whichever process
+    /// suspended it (another replica's monitor, a revoke handled elsewhere), and serve again
+    /// what it resumed; a datacenter newly suspended here has its open file and key dropped
+    /// at once. Returns how many were newly suspended.
+    pub async fn sync_suspensions(&self) -> AppResult<usize> {
+        let read_at = Instant::now();
+        let suspended = self.store.suspended_datacenters().await?;
+        let added = self.suspended.sync(&suspended, read_at);
+        for id in &added {
+            self.forget(id).await;
+        }
+        if !added.is_empty() {
+            tracing::info!(
+                datacenters = added.len(),
+                "suspended here as the store says"
+            );
+        }
+        Ok(added.len())
+    }
+
     /// Drops the open file and the key it holds at once.
     pub async fn forget(&self, dc_id: &str) {
         let slot = self.opening.lock().await.remove(dc_id);
@@ -404,6 +424,26 @@ fn create_atomically(path: &std::path::Path, key: &DataKey) -> AppResult<()> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+/// Follows the store's suspensions every `suspension_sync_interval` until `shutdown`
+/// resolves, so a suspension made by any process is enforced by this one within that time.
+pub async fn run_suspension_sync(
+    data: Arc<DataPlane>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(data.config.suspension_sync_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = data.sync_suspensions().await {
+            tracing::warn!(error = %e, "reading the store's suspensions failed; retrying");
+        }
+    }
 }
 
 /// Closes expired files every [`DataPlane::reaper_period`] until `shutdown` resolves, so no

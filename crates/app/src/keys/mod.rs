@@ -8,6 +8,7 @@ mod azure;
 mod gcp;
 pub mod policy;
 pub mod registration;
+mod revocation;
 pub mod service;
 
 use chrono::{SubsecRound, Utc};
@@ -24,6 +25,7 @@ use crate::error::{AppError, AppResult, ConflictReason, Resource};
 use crate::regions::{check_region, parse_provider};
 pub use registration::LiveCheckOutcome;
 use registration::unsupported_type_message;
+pub(crate) use revocation::{KeyCheckLocks, deployable};
 use service::key_service;
 pub use service::{AccessGrant, KeyFacts, ParsedKeyId, PolicyFindings, problem_for};
 
@@ -304,9 +306,13 @@ impl Keys<'_> {
             .accounts()
             .platform_identity(org, provider, &region)
             .await?;
-        let checks = key_service(provider)?
-            .live_check(self.0, &identity, org, &parsed)
-            .await?;
+        let checks = {
+            let lock = self.0.key_checks.of(&key_id);
+            let _checking = lock.lock().await;
+            key_service(provider)?
+                .live_check(self.0, &identity, org, &parsed)
+                .await?
+        };
         let now = Utc::now().trunc_subsecs(3);
         let record = CustomerKey {
             org_id: org,

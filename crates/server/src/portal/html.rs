@@ -36,7 +36,7 @@ table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid #dde1e6;vertical-align:top}
 td.key{word-break:break-all;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}
 .status{font-weight:600;font-size:.85rem;padding:.1rem .4rem;border-radius:.3rem;white-space:nowrap}
-.AVAILABLE{background:#e3f4e8;color:#11612b}.IN_USE{background:#e2ecfb;color:#0b4a94}.INACCESSIBLE{background:#fde7e7;color:#9b1c1c}
+.AVAILABLE{background:#e3f4e8;color:#11612b}.IN_USE{background:#e2ecfb;color:#0b4a94}.INACCESSIBLE{background:#fde7e7;color:#9b1c1c}.REVOKED{background:#f1e4fb;color:#5b1a8c}
 .card{background:#fff;border:1px solid #dde1e6;border-radius:.4rem;padding:1rem 1.2rem;margin:0 0 1rem}
 .card>h2:first-child{margin-top:0}
 fieldset{border:1px solid #dde1e6;border-radius:.4rem;margin:0 0 1rem;padding:.6rem 1rem;background:#fff}

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use keyplane_core::{DbType, Permission, Provider};
+use keyplane_core::{DbType, KeyStatus, Permission, Provider};
 
 use super::html::{Nav, esc, page, respond};
 use super::{
@@ -54,13 +54,33 @@ pub async fn keys_page(
             );
         }
     };
-    let notice = match q.get("added") {
-        Some(k) => format!(
+    let notice = match (q.get("added"), q.get("revoked"), q.get("unrevoked")) {
+        (Some(k), _, _) => format!(
             r#"<p class="notice" role="status">Key added: <code>{}</code></p>"#,
             esc(k)
         ),
-        None => String::new(),
+        (_, Some(k), _) => format!(
+            r#"<p class="notice" role="status">Key revoked: <code>{}</code>. Every database under it is suspended until you unrevoke it.</p>"#,
+            esc(k)
+        ),
+        (_, _, Some(k)) => format!(
+            r#"<p class="notice" role="status">Key unrevoked: <code>{}</code>. Its databases resume.</p>"#,
+            esc(k)
+        ),
+        _ => String::new(),
     };
+    keys_list(&v, &hdr, &keys, &notice, StatusCode::OK)
+}
+
+/// The Key Encryption page: `notice` above the table, answered with `status`.
+fn keys_list(
+    v: &Visitor,
+    hdr: &str,
+    keys: &[keyplane_store::CustomerKey],
+    notice: &str,
+    status: StatusCode,
+) -> Response {
+    let can_write = v.who.require(Permission::OrgCmkWrite).is_ok();
     let rows: String = keys
         .iter()
         .map(|k| {
@@ -99,8 +119,25 @@ pub async fn keys_page(
                 ),
                 (None, _) => "never".to_string(),
             };
+            let (verb, label) = if k.status == KeyStatus::Revoked {
+                ("unrevoke", "Unrevoke")
+            } else {
+                ("revoke", "Revoke")
+            };
+            let action = if can_write {
+                format!(
+                    r#"<form method="post" action="/portal/keys/{verb}" class="key-action"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}"><button class="secondary" type="submit" aria-label="{label} the {ty} key for {region}">{label}</button></form>"#,
+                    csrf = esc(&v.csrf),
+                    t = k.db_type.as_str(),
+                    p = k.provider.as_str(),
+                    region = esc(&k.region),
+                    ty = esc(type_label(k.db_type)),
+                )
+            } else {
+                String::new()
+            };
             format!(
-                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}{warning}</td><td data-label="Last check">{check}</td></tr>"#,
+                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}{warning}</td><td data-label="Last check">{check}</td><td data-label="Actions">{action}</td></tr>"#,
                 ty = esc(type_label(k.db_type)),
                 prov = esc(provider_label(k.provider)),
                 region = esc(&k.region),
@@ -112,7 +149,7 @@ pub async fn keys_page(
         r#"<p class="card">No customer keys are registered yet. Databases use platform-managed keys until you add one.</p>"#.to_string()
     } else {
         format!(
-            r#"<table class="keys"><caption class="muted" style="text-align:left">Registered keys ({n})</caption><thead><tr><th scope="col">Database type</th><th scope="col">Provider</th><th scope="col">Region</th><th scope="col">Key ID</th><th scope="col">Status</th><th scope="col">Last check</th></tr></thead><tbody>{rows}</tbody></table>"#,
+            r#"<table class="keys"><caption class="muted" style="text-align:left">Registered keys ({n})</caption><thead><tr><th scope="col">Database type</th><th scope="col">Provider</th><th scope="col">Region</th><th scope="col">Key ID</th><th scope="col">Status</th><th scope="col">Last check</th><th scope="col">Actions</th></tr></thead><tbody>{rows}</tbody></table>"#,
             n = keys.len()
         )
     };
@@ -121,11 +158,73 @@ pub async fn keys_page(
 <p>Databases deployed in a region where a key is registered are encrypted with it; existing databases keep their key.</p>
 <p><a class="button" href="/portal/keys/new">Add Keys</a></p>{table}"#
     );
-    respond(
-        StatusCode::OK,
-        page("Key Encryption", &hdr, &body, None, ""),
-        None,
-    )
+    respond(status, page("Key Encryption", hdr, &body, None, ""), None)
+}
+
+/// Revokes a key (form: csrf, type, provider, region) through the application's service.
+#[utoipa::path(post, path = "/portal/keys/revoke", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region"),
+    responses(
+        (status = 303, description = "revoked: to the keys page"),
+        (status = 404, description = "no such key: the keys page with the reason", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
+    ))]
+pub async fn revoke_key(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    key_action(&state, &headers, &body, true).await
+}
+
+/// Unrevokes a key after its live check (form: csrf, type, provider, region).
+#[utoipa::path(post, path = "/portal/keys/unrevoke", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region"),
+    responses(
+        (status = 303, description = "unrevoked: to the keys page"),
+        (status = 422, description = "the live check failed: the keys page with the reason", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
+    ))]
+pub async fn unrevoke_key(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    key_action(&state, &headers, &body, false).await
+}
+
+async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], revoke: bool) -> Response {
+    let (v, form) = match form_post(state, headers, body, "Key Encryption", Nav::Security).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let db_type = match field("type").parse::<DbType>() {
+        Ok(t) => t,
+        Err(e) => {
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "Key Encryption",
+                &v.header(Nav::Security),
+                &e.to_string(),
+            );
+        }
+    };
+    let (provider, region) = (field("provider"), field("region"));
+    let keys = state.keys();
+    let done = if revoke {
+        keys.revoke(&v.who, db_type, provider, region).await
+    } else {
+        keys.unrevoke(&v.who, db_type, provider, region).await
+    };
+    match done {
+        Ok(d) => redirect(&format!(
+            "/portal/keys?{}={}",
+            if revoke { "revoked" } else { "unrevoked" },
+            url_encode(&d.key.key_id)
+        )),
+        Err(e) => {
+            let hdr = v.header(Nav::Security);
+            let notice = format!(
+                r#"<p class="alert" role="alert" id="key-action-error">{}</p>"#,
+                esc(&app_error_message(&e))
+            );
+            let listed = state.keys().list_all(&v.who).await.unwrap_or_default();
+            keys_list(&v, &hdr, &listed, &notice, refused(&e))
+        }
+    }
 }
 
 /// Copy buttons, and the Key ID's format and region checked as it is typed (the server

@@ -413,7 +413,7 @@ async fn list(
 }
 
 macro_rules! key_routes {
-    ($db:expr, $prefix:literal, $tag:literal, $register:ident, $list:ident, $get:ident, $status:ident, $check:ident) => {
+    ($db:expr, $prefix:literal, $tag:literal, $register:ident, $list:ident, $get:ident, $status:ident, $check:ident, $revoke:ident, $unrevoke:ident) => {
         /// Registers a customer key after checking, as the platform's role, every action it needs.
         /// `?dryRun=true` runs every check and stores nothing.
         #[utoipa::path(post, path = $prefix, tag = $tag, security(("token" = [])),
@@ -457,7 +457,7 @@ macro_rules! key_routes {
             Ok(Json(view(&app.keys().get(&who, $db, &path.provider, &path.region).await?)))
         }
 
-        /// The key's status (AVAILABLE, IN_USE, INACCESSIBLE) and its last check.
+        /// The key's status (AVAILABLE, IN_USE, INACCESSIBLE, REVOKED) and its last check.
         #[utoipa::path(get, path = concat!($prefix, "/provider/{provider}/region/{region}/status"), tag = $tag, security(("token" = [])),
             params(("provider" = Provider, Path), ("region" = String, Path)),
             responses(
@@ -481,6 +481,39 @@ macro_rules! key_routes {
         pub async fn $check(State(app): State<App>, Auth(who): Auth, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
             Ok(Json(status_view(&app.keys().check_now(&who, $db, &path.provider, &path.region).await?)))
         }
+
+        /// Revokes the platform's use of the key, whatever the KMS allows: the key becomes
+        /// REVOKED and every datacenter under it SUSPENDED ("revoked by the customer"), its data
+        /// key dropped, on every keyplane process within a second; no database is deployed under
+        /// it. Idempotent. Undo with `…/unrevoke`.
+        #[utoipa::path(post, path = concat!($prefix, "/provider/{provider}/region/{region}/revoke"), tag = $tag,
+            security(("token" = [])),
+            params(("provider" = Provider, Path), ("region" = String, Path)),
+            responses(
+                (status = 200, body = KeyStatusView),
+                (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+                (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+            ))]
+        pub async fn $revoke(State(app): State<App>, Auth(who): Auth, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
+            Ok(Json(status_view(&app.keys().revoke(&who, $db, &path.provider, &path.region).await?)))
+        }
+
+        /// Ends a revocation once the registration's live check of the key passes (422 with the
+        /// reason, the key still revoked, when it fails); its datacenters are then checked and
+        /// resume. A key that is not revoked is answered as it is.
+        #[utoipa::path(post, path = concat!($prefix, "/provider/{provider}/region/{region}/unrevoke"), tag = $tag,
+            security(("token" = [])),
+            params(("provider" = Provider, Path), ("region" = String, Path)),
+            responses(
+                (status = 200, body = KeyStatusView),
+                (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+                (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+                (status = 422, body = crate::error::ErrorBody), (status = 501, body = crate::error::ErrorBody),
+                (status = 503, body = crate::error::ErrorBody),
+            ))]
+        pub async fn $unrevoke(State(app): State<App>, Auth(who): Auth, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<Json<KeyStatusView>> {
+            Ok(Json(status_view(&app.keys().unrevoke(&who, $db, &path.provider, &path.region).await?)))
+        }
     };
 }
 
@@ -492,7 +525,9 @@ key_routes!(
     list_classic,
     get_classic,
     status_classic,
-    check_classic
+    check_classic,
+    revoke_classic,
+    unrevoke_classic
 );
 key_routes!(
     DbType::Serverless,
@@ -502,7 +537,9 @@ key_routes!(
     list_serverless,
     get_serverless,
     status_serverless,
-    check_serverless
+    check_serverless,
+    revoke_serverless,
+    unrevoke_serverless
 );
 
 /// Registers a serverless key (alias of `POST /v2/kms`).

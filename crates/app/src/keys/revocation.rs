@@ -1,0 +1,244 @@
+//! Revoke on demand: the customer cuts the platform off a key through keyplane, without
+//! touching their KMS, and restores it after a live check. Revoking suspends every datacenter
+//! under the key in the store's transaction that marks the key REVOKED; this process drops
+//! their data keys at once and every other one within its suspension sync interval. Nothing
+//! resumes them (the store refuses to) until the customer unrevokes; deployments under a
+//! revoked key are refused.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use keyplane_core::audit::{AuditAction, AuditOutcome};
+use keyplane_core::keys::REVOKED_REASON;
+use keyplane_core::{DbType, KeyStatus, Permission};
+use keyplane_store::{CustomerKey, KeyStatusUpdate};
+
+use super::service::key_service;
+use super::{KeyStatusDetail, Keys, slot_target};
+use crate::audit::{reason_of, record, record_for};
+use crate::auth::Requester;
+use crate::error::{AppError, AppResult, Resource};
+use crate::jobs::refresh_database_status;
+use crate::regions::{check_region, parse_provider};
+
+/// One live check at a time per customer key in this process: a check makes and revokes a
+/// grant of its own on the key (AWS), which a concurrent check of the same key would see and
+/// revoke too.
+#[derive(Default)]
+pub(crate) struct KeyCheckLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl KeyCheckLocks {
+    pub(crate) fn of(&self, key_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key_id.to_string()).or_default().clone()
+    }
+}
+
+/// Refuses a deployment under a revoked key, with what to do about it.
+pub(crate) fn deployable(key: &CustomerKey) -> AppResult<()> {
+    if key.status == KeyStatus::Revoked {
+        return Err(AppError::KeyCheckFailed(format!(
+            "the customer key {} for {} databases in {} {} is revoked; unrevoke it \
+             (POST …/provider/{}/region/{}/unrevoke) before deploying under it",
+            key.key_id, key.db_type, key.provider, key.region, key.provider, key.region
+        )));
+    }
+    Ok(())
+}
+
+impl Keys<'_> {
+    /// Revokes the platform's use of the key: the key becomes REVOKED and every datacenter
+    /// under it SUSPENDED with the reason, its data key dropped. Revoking a revoked key
+    /// suspends its datacenters again and answers the same.
+    pub async fn revoke(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<KeyStatusDetail> {
+        let action = AuditAction::CmkRevoke;
+        let target = slot_target(db_type, provider, region);
+        self.require(who, Permission::OrgCmkWrite, action, &target)
+            .await?;
+        let result = self.revoke_checked(who, db_type, provider, region).await;
+        self.finish(who, action, &target, result).await
+    }
+
+    /// Records how a revoke or unrevoke ended (`result` carries the audit reason) and answers
+    /// with the key's status.
+    async fn finish(
+        &self,
+        who: &Requester,
+        action: AuditAction,
+        target: &str,
+        result: AppResult<(CustomerKey, String)>,
+    ) -> AppResult<KeyStatusDetail> {
+        let (outcome, reason) = match &result {
+            Ok((_, reason)) => (AuditOutcome::Success, reason.clone()),
+            Err(e) => (AuditOutcome::Failure, reason_of(e)),
+        };
+        record_for(self.0, who, action, target, outcome, &reason).await;
+        let (key, _) = result?;
+        Ok(self.with_facts(key).await)
+    }
+
+    async fn revoke_checked(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<(CustomerKey, String)> {
+        let app = self.0;
+        let provider = parse_provider(provider)?;
+        check_region(&app.config, &who.org, provider, region)?;
+        let org = who.org_id();
+        let now = Utc::now();
+        let reason = format!(
+            "{REVOKED_REASON} ({} at {}); unrevoke the key to resume",
+            who.client_id,
+            now.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        let not_found = || {
+            AppError::NotFound(Resource::CustomerKey {
+                db_type,
+                provider,
+                region: region.to_string(),
+            })
+        };
+        let suspended = app
+            .store
+            .revoke_customer_key(org, db_type, provider, region, &reason, now)
+            .await?
+            .ok_or_else(not_found)?;
+        // The store has it; now this process refuses at once (the others follow it).
+        for id in &suspended {
+            app.data.suspend(id, &reason);
+            app.data.forget(id).await;
+        }
+        for id in &suspended {
+            let Some(dc) = app.store.get_datacenter(id).await? else {
+                continue;
+            };
+            refresh_database_status(app, dc.database_id).await?;
+            record(
+                app,
+                org,
+                who.client_id.clone(),
+                AuditAction::DatacenterSuspend,
+                &format!("{} {}", dc.id, dc.key_id),
+                AuditOutcome::Success,
+                &reason,
+            )
+            .await;
+        }
+        tracing::warn!(org = %org, db_type = %db_type, provider = %provider, region,
+            datacenters = suspended.len(), "customer key revoked by the customer");
+        let key = app
+            .store
+            .get_customer_key(org, db_type, provider, region)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((key, format!("{} datacenters suspended", suspended.len())))
+    }
+
+    /// Ends a revocation after the registration's live check of the key passes (the key stays
+    /// revoked when it fails, with the reason), then checks its datacenters as the monitor
+    /// does, which resumes them. Unrevoking a key that is not revoked changes nothing.
+    pub async fn unrevoke(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<KeyStatusDetail> {
+        let action = AuditAction::CmkUnrevoke;
+        let target = slot_target(db_type, provider, region);
+        self.require(who, Permission::OrgCmkWrite, action, &target)
+            .await?;
+        let result = self.unrevoke_checked(who, db_type, provider, region).await;
+        self.finish(who, action, &target, result).await
+    }
+
+    async fn unrevoke_checked(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<(CustomerKey, String)> {
+        let app = self.0;
+        let provider = parse_provider(provider)?;
+        check_region(&app.config, &who.org, provider, region)?;
+        let org = who.org_id();
+        let not_found = || {
+            AppError::NotFound(Resource::CustomerKey {
+                db_type,
+                provider,
+                region: region.to_string(),
+            })
+        };
+        let key = app
+            .store
+            .get_customer_key(org, db_type, provider, region)
+            .await?
+            .ok_or_else(not_found)?;
+        let lock = app.key_checks.of(&key.key_id);
+        let _checking = lock.lock().await;
+        // Read again under the lock: a concurrent unrevoke may have finished meanwhile.
+        let key = app
+            .store
+            .get_customer_key(org, db_type, provider, region)
+            .await?
+            .ok_or_else(not_found)?;
+        if key.status != KeyStatus::Revoked {
+            return Ok((key, "the key was not revoked".to_string()));
+        }
+        let service = key_service(provider)?;
+        let parsed = service.parse(&app.config, &key.key_id, &key.region)?;
+        let checks = service
+            .live_check(app, &self.key_identity(&key), org, &parsed)
+            .await?;
+        let dcs: Vec<_> = app
+            .store
+            .live_datacenters_of_key(org, &key.key_id, &key.region)
+            .await?;
+        let update = KeyStatusUpdate {
+            status: if dcs.is_empty() {
+                KeyStatus::Available
+            } else {
+                KeyStatus::InUse
+            },
+            status_reason: None,
+            checked_at: Utc::now(),
+            check_ok: true,
+            check_message: format!(
+                "unrevoked; live check passed: {} ({} KMS calls)",
+                checks.passed.join(", "),
+                checks.kms_calls
+            ),
+        };
+        app.store
+            .unrevoke_customer_key(org, db_type, provider, region, &update)
+            .await?;
+        // The datacenters are suspended "unrevoked, resuming after its check": this is it.
+        let relabelled = app
+            .store
+            .live_datacenters_of_key(org, &key.key_id, &key.region)
+            .await?;
+        app.monitor().check_datacenters(&relabelled).await?;
+        let key = app
+            .store
+            .get_customer_key(org, db_type, provider, region)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((
+            key,
+            format!(
+                "live check passed; {} datacenters checked",
+                relabelled.len()
+            ),
+        ))
+    }
+}

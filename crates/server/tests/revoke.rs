@@ -1,0 +1,341 @@
+//! Revoke on demand over real servers: keyplane on a port (and a second process on its store
+//! file), its built-in KMS as the customer's, the worker, the monitor and the Data API.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, assert_error, create_db, register_key, send, wait_status};
+use keyplane_app::Config;
+use keyplane_core::Role;
+use serde_json::{Value, json};
+
+const KEY: &str = "/v2/kms/classic/provider/aws/region/us-east-2";
+
+/// Monitor rounds every 200 ms, so a test sees at once whether a round would undo a revoke.
+fn config() -> Config {
+    Config {
+        key_check_interval: Duration::from_millis(200),
+        kms_grace_period: Duration::from_secs(3600),
+        suspension_sync_interval: Duration::from_millis(100),
+        worker_poll: Duration::from_millis(50),
+        ..Default::default()
+    }
+}
+
+async fn data(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    db: &str,
+    path: &str,
+    cmd: Value,
+) -> (u16, Value) {
+    let url = format!("{base}/db/{db}-us-east-2/api/json/v1/shop{path}");
+    send(client.post(url).header("Token", token).json(&cmd)).await
+}
+
+/// A database with `n` documents in collection `inv`.
+async fn filled_db(s: &TestServer, name: &str, n: usize) -> String {
+    let db = create_db(s, name, "us-east-2").await;
+    wait_status(s, &db, "ACTIVE").await;
+    let c = &s.client;
+    let (st, body) = data(
+        c,
+        &s.url,
+        &s.admin,
+        &db,
+        "",
+        json!({"createCollection": {"name": "inv"}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let docs: Vec<Value> = (0..n)
+        .map(|i| json!({"_id": format!("d{i}"), "v": i}))
+        .collect();
+    let (st, body) = data(
+        c,
+        &s.url,
+        &s.admin,
+        &db,
+        "/inv",
+        json!({"insertMany": {"documents": docs}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    db
+}
+
+async fn count(client: &reqwest::Client, base: &str, token: &str, db: &str) -> (u16, Value) {
+    data(
+        client,
+        base,
+        token,
+        db,
+        "/inv",
+        json!({"countDocuments": {}}),
+    )
+    .await
+}
+
+/// Polls a read until it is refused with 503; the refusal's body.
+async fn until_refused(client: &reqwest::Client, base: &str, token: &str, db: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, body) = count(client, base, token, db).await;
+        if st == 503 {
+            return body;
+        }
+        assert_eq!(st, 200, "{body}");
+        assert!(Instant::now() < deadline, "reads were never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn audit_actions(page: &Value) -> Vec<(String, String, String)> {
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoke_cuts_every_process_off_and_unrevoke_brings_everything_back() {
+    let s = TestServer::with_config(config()).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let dbs = [
+        filled_db(&s, "orders", 25).await,
+        filled_db(&s, "billing", 7).await,
+    ];
+    // A second process on the same store, whose own monitor would never act in this test:
+    // only the suspension sync can tell it.
+    let other = s
+        .replica(Config {
+            key_check_interval: Duration::from_secs(3600),
+            suspension_sync_interval: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .await;
+    let c = reqwest::Client::new();
+    for db in &dbs {
+        // Both processes serve, the second with the data key it unwrapped itself.
+        assert_eq!(count(&c, &s.url, &s.admin, db).await.0, 200);
+        assert_eq!(count(&c, &other.url, &s.admin, db).await.0, 200);
+    }
+
+    // A read-only token may not revoke.
+    let ro = s.token(s.org, Role::ReadOnly).await;
+    let (st, body) = s.post(&format!("{KEY}/revoke"), &ro, json!({})).await;
+    assert_error(st, &body, 403, 3000);
+    // Nor is there a key to revoke in another region.
+    let (st, body) = s
+        .post(
+            "/v2/kms/classic/provider/aws/region/eu-west-1/revoke",
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_error(st, &body, 404, 4000);
+
+    let (st, view) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
+    assert_eq!(st, 200, "{view}");
+    assert_eq!(view["status"], "REVOKED", "{view}");
+    assert!(
+        view["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("revoked by the customer"),
+        "{view}"
+    );
+    // This process refuses at once, with the reason.
+    for db in &dbs {
+        let (st, body) = count(&c, &s.url, &s.admin, db).await;
+        assert_eq!(st, 503, "{body}");
+        assert!(
+            body.to_string().contains("revoked by the customer"),
+            "{body}"
+        );
+        let (_, dbv) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+        assert_eq!(dbv["status"], "SUSPENDED", "{dbv}");
+    }
+    // The other process follows, its open files and data keys dropped.
+    for db in &dbs {
+        let body = until_refused(&c, &other.url, &s.admin, db).await;
+        assert!(
+            body.to_string().contains("revoked by the customer"),
+            "{body}"
+        );
+    }
+    assert_eq!(other.app.data.held_data_keys(), 0);
+    assert_eq!(s.app.data.held_data_keys(), 0);
+
+    // The key still works in the KMS, and monitor rounds run: nothing resumes.
+    let (st, checked) = s.post(&format!("{KEY}/check"), &s.admin, json!({})).await;
+    assert_eq!(
+        (st, &checked["status"]),
+        (200, &json!("REVOKED")),
+        "{checked}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for db in &dbs {
+        let (_, dbv) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+        assert_eq!(
+            dbv["status"], "SUSPENDED",
+            "a monitor round resumed it: {dbv}"
+        );
+        assert_eq!(count(&c, &s.url, &s.admin, db).await.0, 503);
+    }
+    // No database is deployed under it.
+    let (st, body) = s
+        .post(
+            "/v2/databases",
+            &s.admin,
+            json!({"name": "new", "keyspace": "shop", "cloudProvider": "AWS", "tier": "C10",
+                   "capacityUnits": 1, "region": "us-east-2"}),
+        )
+        .await;
+    let msg = assert_error(st, &body, 422, 4220);
+    assert!(msg.contains("revoked") && msg.contains("unrevoke"), "{msg}");
+    // Revoking again answers the same.
+    let (st, again) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
+    assert_eq!((st, &again["status"]), (200, &json!("REVOKED")));
+
+    // Unrevoke runs the live check first: with the key disabled in the KMS it is refused and
+    // the key stays revoked.
+    let kms = s.kms.customer("us-east-2");
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    let (st, body) = s
+        .post(&format!("{KEY}/unrevoke"), &s.admin, json!({}))
+        .await;
+    let msg = assert_error(st, &body, 422, 4220);
+    assert!(msg.to_lowercase().contains("disabled"), "{msg}");
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["status"], "REVOKED");
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+
+    let (st, view) = s
+        .post(&format!("{KEY}/unrevoke"), &s.admin, json!({}))
+        .await;
+    assert_eq!(st, 200, "{view}");
+    assert_eq!(view["status"], "IN_USE", "{view}");
+    for (db, n) in dbs.iter().zip([25, 7]) {
+        let (_, dbv) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+        assert_eq!(dbv["status"], "ACTIVE", "{dbv}");
+        let (st, body) = count(&c, &s.url, &s.admin, db).await;
+        assert_eq!((st, &body["status"]["count"]), (200, &json!(n)), "{body}");
+        // The other process serves again too, every document there.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (st, body) = count(&c, &other.url, &s.admin, db).await;
+            if st == 200 {
+                assert_eq!(body["status"]["count"], json!(n), "{body}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the other process never served again: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Unrevoking a key that is not revoked changes nothing.
+    let (st, same) = s
+        .post(&format!("{KEY}/unrevoke"), &s.admin, json!({}))
+        .await;
+    assert_eq!((st, &same["status"]), (200, &json!("IN_USE")));
+    // Deployments work again.
+    let db3 = create_db(&s, "after", "us-east-2").await;
+    wait_status(&s, &db3, "ACTIVE").await;
+
+    // The audit log has each step, by the customer's token.
+    let (st, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=100", s.org),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st, 200, "{page}");
+    let entries = audit_actions(&page);
+    let has = |action: &str, outcome: &str| {
+        entries
+            .iter()
+            .filter(|(a, o, _)| a == action && o == outcome)
+            .count()
+    };
+    assert_eq!(has("cmk.revoke", "success"), 2, "{entries:?}");
+    assert_eq!(has("cmk.revoke", "denied"), 1, "{entries:?}");
+    assert_eq!(has("cmk.unrevoke", "failure"), 1, "{entries:?}");
+    assert_eq!(has("cmk.unrevoke", "success"), 2, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .any(|(a, _, r)| a == "datacenter.suspend" && r.starts_with("revoked by the customer")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.iter().any(|(a, _, _)| a == "datacenter.resume"),
+        "{entries:?}"
+    );
+    other.stop().await;
+}
+
+/// 8 revokes and 8 key checks at once, then 8 unrevokes and 8 checks at once: whatever the
+/// interleaving, every datacenter ends suspended after the first burst and active with every
+/// document after the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_revokes_and_checks_agree() {
+    let s = TestServer::with_config(config()).await;
+    register_key(&s, "us-east-2").await;
+    let mut dbs = vec![];
+    for i in 0..3 {
+        dbs.push(filled_db(&s, &format!("db{i}"), 10 + i).await);
+    }
+    for verb in ["revoke", "unrevoke"] {
+        let mut tasks = vec![];
+        for i in 0..16 {
+            let (client, url, token) = (s.client.clone(), s.url.clone(), s.admin.clone());
+            let path = if i % 2 == 0 {
+                format!("{KEY}/{verb}")
+            } else {
+                format!("{KEY}/check")
+            };
+            tasks.push(tokio::spawn(async move {
+                send(client.post(format!("{url}{path}")).bearer_auth(token)).await
+            }));
+        }
+        for t in tasks {
+            let (st, body) = t.await.unwrap();
+            assert_eq!(st, 200, "{verb}: {body}");
+        }
+        let want = if verb == "revoke" {
+            ("REVOKED", "SUSPENDED")
+        } else {
+            ("IN_USE", "ACTIVE")
+        };
+        let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+        assert_eq!(status["status"], want.0, "{status}");
+        // A monitor round after the burst agrees.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (i, db) in dbs.iter().enumerate() {
+            let (_, dbv) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+            assert_eq!(dbv["status"], want.1, "{verb}: {dbv}");
+            let (st, body) = count(&s.client, &s.url, &s.admin, db).await;
+            if verb == "revoke" {
+                assert_eq!(st, 503, "{body}");
+            } else {
+                assert_eq!(
+                    (st, &body["status"]["count"]),
+                    (200, &json!(10 + i)),
+                    "{body}"
+                );
+            }
+        }
+    }
+}
