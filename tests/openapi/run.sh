@@ -16,8 +16,8 @@
 #   3. removing a region, then 4. terminating a database, on a second database made for
 #      them (schemathesis reuses IDs it saw in earlier answers of a run, so these run apart,
 #      and in that order: a terminating database refuses to lose a region);
-#   5. revoking and unrevoking keys, with real regions (a revoked key suspends the databases
-#      the earlier runs need serving);
+#   5. revoking, unrevoking and deregistering keys, with real regions (a revoked key
+#      suspends the databases the earlier runs need serving, a deregistered one is gone);
 #   6. token revocation alone, with a token made for it (it would end the others' token).
 # Checks: no 5xx, every status documented, content types, response schemas and headers as
 # documented. Any failure fails the run; the report lands in target/openapi-report/. Then
@@ -98,10 +98,12 @@ checks="not_a_server_error,status_code_conformance,content_type_conformance,resp
 common=(--checks "$checks" --workers 1 --seed 20261201 --max-examples "$examples" --no-shrink
   --suppress-health-check all --warnings off --request-timeout 30 --max-redirects 0)
 
-# Revoking a key suspends the databases under it, which the later runs need serving: the
-# routes that revoke and unrevoke keys get a run of their own, after those.
+# Revoking a key suspends the databases under it, and deregistering one removes a key the
+# later runs need (adding a region): the routes that revoke, unrevoke and deregister keys get
+# a run of their own, after those.
 keys_kept=(--exclude-operation-id revoke_classic --exclude-operation-id revoke_serverless
-  --exclude-operation-id unrevoke_classic --exclude-operation-id unrevoke_serverless)
+  --exclude-operation-id unrevoke_classic --exclude-operation-id unrevoke_serverless
+  --exclude-operation-id deregister_classic --exclude-operation-id deregister_serverless)
 
 run() {
   local name="$1"; shift
@@ -146,10 +148,11 @@ values = ["us-east-2"]
 include-path-regex = "^/v2/kms/"
 parameters = { "path.provider" = { dictionary = "providers", probability = 0.9 }, "path.region" = { dictionary = "regions", probability = 0.9 } }
 TOML
-run "revoking and unrevoking keys, with real regions" --config-file "$KP_WORK/keys.toml" \
+run "revoking, unrevoking and deregistering keys, with real regions" --config-file "$KP_WORK/keys.toml" \
   run "$KP_API/openapi.json" "${auth[@]}" "${common[@]}" --phases examples,coverage,fuzzing \
   --include-operation-id revoke_classic --include-operation-id revoke_serverless \
   --include-operation-id unrevoke_classic --include-operation-id unrevoke_serverless \
+  --include-operation-id deregister_classic --include-operation-id deregister_serverless \
   --report junit --report-junit-path "$report/5-key-revocation.xml"
 
 # Revocation, with a token of its own and the real client ID in the mix.

@@ -281,7 +281,15 @@ pub enum ConflictReason {
     /// own, and every other one is held by another organization: a state the request cannot
     /// change (409, like `NoAccountLeft`), not an outage; a first identity missing is 503.
     NoFreeIdentity(Provider),
-    /// One key per (organization, type, provider, region), and it cannot be replaced.
+    /// A key is deregistered only while no live datacenter is encrypted under it.
+    KeyInUse {
+        db_type: DbType,
+        provider: Provider,
+        region: String,
+        key_id: String,
+        datacenters: Vec<String>,
+    },
+    /// One key per (organization, type, provider, region).
     KeyAlreadyRegistered {
         db_type: DbType,
         provider: Provider,
@@ -374,9 +382,22 @@ impl fmt::Display for ConflictReason {
                 key_id,
             } => write!(
                 f,
-                "a {db_type} key is already registered for {provider} {region}: {key_id}. Keys cannot be replaced or \
-                 removed through the API, because databases may already be encrypted under it; contact support to \
-                 change it"
+                "a {db_type} key is already registered for {provider} {region}: {key_id}. It cannot be replaced \
+                 while databases are encrypted under it; once none is, deregister it (DELETE \
+                 …/provider/{provider}/region/{region}) and register the new one"
+            ),
+            ConflictReason::KeyInUse {
+                db_type,
+                provider,
+                region,
+                key_id,
+                datacenters,
+            } => write!(
+                f,
+                "the {db_type} key {key_id} for {provider} {region} cannot be deregistered: {} live datacenter(s) \
+                 are encrypted under it ({}); terminate them first (their data would be lost without the key)",
+                datacenters.len(),
+                datacenters.join(", ")
             ),
             ConflictReason::Region(refusal) => refusal.fmt(f),
             ConflictReason::KeyspaceChange(status) => write!(

@@ -149,6 +149,18 @@ pub enum KeyCommand {
         #[arg(long)]
         region: String,
     },
+    /// Deregister a key no live database is encrypted under (refused, naming them, otherwise).
+    Deregister {
+        /// The database type the key is for.
+        #[arg(long, value_enum, default_value = "classic")]
+        r#type: DbTypeArg,
+        /// The key service the key is in.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
+        /// The region the key serves.
+        #[arg(long)]
+        region: String,
+    },
     /// End a revocation: the key is checked as at registration, then its databases resume.
     Unrevoke {
         /// The database type the key is for.
@@ -359,6 +371,19 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                 provider.name()
             );
             api.call(Method::POST, &path, None).await?
+        }
+        KeyCommand::Deregister {
+            r#type,
+            provider,
+            region,
+        } => {
+            let path = format!(
+                "{}/provider/{}/region/{region}",
+                base(r#type),
+                provider.name()
+            );
+            api.call(Method::DELETE, &path, None).await?;
+            serde_json::json!({"deregistered": true, "region": region, "provider": provider.name()})
         }
         KeyCommand::Unrevoke {
             r#type,

@@ -462,7 +462,7 @@ fn data_api(url: &str, token: &str, command: &str) -> Value {
 }
 
 #[test]
-fn a_key_is_revoked_and_unrevoked_from_the_cli() {
+fn a_key_is_revoked_unrevoked_and_deregistered_from_the_cli() {
     let customer = Customer::new();
     let (_server, _creds) = serve_dev(&customer);
     let key = create_registered_key(&customer);
@@ -509,6 +509,19 @@ fn a_key_is_revoked_and_unrevoked_from_the_cli() {
     assert_eq!(back.ok().json()["status"], "IN_USE");
     let db = customer.run(&["db", "get", "ledger", "--output", "json"]);
     assert_eq!(db.ok().json()["status"], "ACTIVE");
+
+    // Deregistering waits until no database uses the key.
+    let refused = customer.run(&["key", "deregister", "--region", "us-east-2"]);
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(
+        refused.stderr.contains("cannot be deregistered"),
+        "{refused:?}"
+    );
+    customer.run(&["db", "terminate", "ledger", "--yes"]).ok();
+    let gone = customer.run(&["key", "deregister", "--region", "us-east-2"]);
+    assert_eq!(gone.ok().json()["deregistered"], true);
+    let list = customer.run(&["key", "list"]);
+    assert_eq!(list.ok().json(), serde_json::json!([]));
 }
 
 /// 8 writers on a database while its key is revoked, then `kill -9` of the server: after the

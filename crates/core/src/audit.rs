@@ -57,6 +57,8 @@ names! {
         CmkRevoke => "cmk.revoke",
         /// The customer restored it, after a live check.
         CmkUnrevoke => "cmk.unrevoke",
+        /// The customer removed a key no live database is encrypted under.
+        CmkDeregister => "cmk.deregister",
         DbCreate => "db.create",
         DbTerminate => "db.terminate",
         DbRegionAdd => "db.region.add",

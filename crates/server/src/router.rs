@@ -63,8 +63,8 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::register_classic, keys::list_classic))
         .routes(routes!(keys::register_serverless, keys::list_serverless))
         .routes(routes!(keys::register_serverless_alias))
-        .routes(routes!(keys::get_classic))
-        .routes(routes!(keys::get_serverless))
+        .routes(routes!(keys::get_classic, keys::deregister_classic))
+        .routes(routes!(keys::get_serverless, keys::deregister_serverless))
         .routes(routes!(keys::status_classic))
         .routes(routes!(keys::status_serverless))
         .routes(routes!(keys::policy_classic))
@@ -108,6 +108,7 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::keys::policy_check))
         .routes(routes!(portal::keys::revoke_key))
         .routes(routes!(portal::keys::unrevoke_key))
+        .routes(routes!(portal::keys::deregister_key))
         .routes(routes!(
             portal::databases::databases_page,
             portal::databases::create_database

@@ -543,7 +543,7 @@ async fn the_keys_page_lists_a_key_registered_through_the_api() {
 }
 
 #[tokio::test]
-async fn a_key_is_revoked_and_unrevoked_from_the_keys_page() {
+async fn a_key_is_revoked_unrevoked_and_deregistered_from_the_keys_page() {
     let s = TestServer::start().await;
     let (_, help) = s
         .get(
@@ -634,6 +634,16 @@ async fn a_key_is_revoked_and_unrevoked_from_the_keys_page() {
     let (_, html) = get(&s, "/portal/keys", Some(&ro_cookie)).await;
     assert!(
         html.contains(&arn) && !html.contains(">Revoke</button>"),
+        "{html}"
+    );
+    // No database uses it: Deregister removes it.
+    let res = post_form(&s, "/portal/keys/deregister", &cookie, &form).await;
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    let (_, html) = get(&s, &to, Some(&cookie)).await;
+    assert!(html.contains("Key deregistered"), "{html}");
+    assert!(
+        !html.contains(&format!(r#"<tr data-key-id="{arn}">"#)),
         "{html}"
     );
 }

@@ -405,6 +405,16 @@ pub enum AddRegionOutcome {
     OverQuota(QuotaExceeded),
 }
 
+/// What [`Store::delete_customer_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteKeyOutcome {
+    /// The key is no longer registered; this is what it was.
+    Deleted(Box<CustomerKey>),
+    NotRegistered,
+    /// Live datacenters of the key's type are encrypted under it (their IDs); nothing changed.
+    InUse(Vec<String>),
+}
+
 /// What [`Store::remove_datacenter`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoveRegionOutcome {
@@ -617,6 +627,15 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Vec<String>>>;
+    /// Deregisters a key in one transaction, unless a live (not TERMINATED) datacenter of
+    /// its type is encrypted under it: the rule that data never loses its registered key.
+    async fn delete_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<DeleteKeyOutcome>;
     /// Ends a revocation: a REVOKED key takes `update`'s status and check. False when the key
     /// is not registered or not revoked (a concurrent unrevoke won).
     async fn unrevoke_customer_key(

@@ -4,12 +4,13 @@
 
 use crate::{
     AccountAssignment, AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database,
-    DatabaseFilter, Datacenter, Enterprise, Job, KeyBinding, KeyStatusUpdate, Lease, NewAuditEntry,
-    NewJob, NewPortalSession, Organization, PortalLogin, PortalSession, REMOVING_A_REGION,
-    RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord,
-    live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome, parse_db_status,
-    parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
-    parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
+    DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, Job, KeyBinding, KeyStatusUpdate,
+    Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin, PortalSession,
+    REMOVING_A_REGION, RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT,
+    TokenRecord, live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome,
+    parse_db_status, parse_db_type, parse_job_kind, parse_job_state, parse_key_kind,
+    parse_key_status, parse_provider, parse_role, revoked_like, serverless_identity, sql_limit,
+    truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -1169,6 +1170,59 @@ impl Store for PostgresStore {
         tx.commit().await?;
         ids.sort();
         Ok(Some(ids))
+    }
+
+    async fn delete_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<DeleteKeyOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let (t, p) = (db_type.as_str(), provider.as_str());
+        // The key's row locked first; the datacenters are then read by a statement of their
+        // own, whose snapshot sees every creation that committed before the lock was taken.
+        let key = tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                customer_key_columns!(),
+                " FROM customer_keys WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4",
+                " FOR UPDATE"
+            ))
+            .await?;
+        let Some(row) = tx.query_opt(&key, &[&org_id, &t, &p, &region]).await? else {
+            return Ok(DeleteKeyOutcome::NotRegistered);
+        };
+        let key = customer_key_from_row(&row)?;
+        let users = tx
+            .prepare_cached(
+                "SELECT id FROM datacenters
+                 WHERE org_id = $1 AND key_id = $2 AND region = $3 AND provider = $4
+                   AND key_kind = 'customer' AND status <> 'TERMINATED'
+                   AND database_id IN (SELECT id FROM databases WHERE db_type = $5)
+                 ORDER BY id",
+            )
+            .await?;
+        let users = tx
+            .query(&users, &[&org_id, &key.key_id, &region, &p, &t])
+            .await?
+            .iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if !users.is_empty() {
+            return Ok(DeleteKeyOutcome::InUse(users));
+        }
+        let delete = tx
+            .prepare_cached(
+                "DELETE FROM customer_keys
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4",
+            )
+            .await?;
+        tx.execute(&delete, &[&org_id, &t, &p, &region]).await?;
+        tx.commit().await?;
+        Ok(DeleteKeyOutcome::Deleted(Box::new(key)))
     }
 
     async fn unrevoke_customer_key(

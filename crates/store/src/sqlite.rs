@@ -7,12 +7,13 @@
 
 use crate::{
     AccountAssignment, AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database,
-    DatabaseFilter, Datacenter, Enterprise, Job, KeyBinding, KeyStatusUpdate, Lease, NewAuditEntry,
-    NewJob, NewPortalSession, Organization, PortalLogin, PortalSession, REMOVING_A_REGION,
-    RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord,
-    live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome, parse_db_status,
-    parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
-    parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
+    DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, Job, KeyBinding, KeyStatusUpdate,
+    Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin, PortalSession,
+    REMOVING_A_REGION, RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT,
+    TokenRecord, live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome,
+    parse_db_status, parse_db_type, parse_job_kind, parse_job_state, parse_key_kind,
+    parse_key_status, parse_provider, parse_role, revoked_like, serverless_identity, sql_limit,
+    truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -1321,6 +1322,53 @@ impl Store for SqliteStore {
             }
             ids.sort();
             Ok(Some(ids))
+        })
+        .await
+    }
+
+    async fn delete_customer_key(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<DeleteKeyOutcome> {
+        let region = region.to_owned();
+        self.write(move |tx| {
+            let org = org_id.to_string();
+            let slot = params![org, db_type.as_str(), provider.as_str(), region];
+            let Some(key) = first(
+                tx,
+                concat!(
+                    "SELECT ",
+                    customer_key_columns!(),
+                    " FROM customer_keys WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4"
+                ),
+                slot,
+                customer_key_from_row,
+            )?
+            else {
+                return Ok(DeleteKeyOutcome::NotRegistered);
+            };
+            let users = collect(
+                tx,
+                "SELECT id FROM datacenters
+                 WHERE org_id = ?1 AND key_id = ?2 AND region = ?3 AND provider = ?4
+                   AND key_kind = 'customer' AND status <> 'TERMINATED'
+                   AND database_id IN (SELECT id FROM databases WHERE db_type = ?5)
+                 ORDER BY id",
+                params![org, key.key_id, region, provider.as_str(), db_type.as_str()],
+                |r| Ok(r.get::<_, String>(0)?),
+            )?;
+            if !users.is_empty() {
+                return Ok(DeleteKeyOutcome::InUse(users));
+            }
+            tx.prepare_cached(
+                "DELETE FROM customer_keys
+                 WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
+            )?
+            .execute(slot)?;
+            Ok(DeleteKeyOutcome::Deleted(Box::new(key)))
         })
         .await
     }

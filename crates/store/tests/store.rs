@@ -9,9 +9,9 @@ use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, Quotas, Role};
 use keyplane_core::{QuotaExceeded, QuotaKind};
 use keyplane_store::{
     AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database, DatabaseFilter, Datacenter,
-    DynStore, JobKind, JobState, KeyBinding, KeyKind, KeyStatusUpdate, Lease, NewAuditEntry,
-    NewJob, NewPortalSession, PortalSession, PostgresStore, RemoveRegionOutcome, SqliteStore,
-    StoreError, TokenRecord,
+    DeleteKeyOutcome, DynStore, JobKind, JobState, KeyBinding, KeyKind, KeyStatusUpdate, Lease,
+    NewAuditEntry, NewJob, NewPortalSession, PortalSession, PostgresStore, RemoveRegionOutcome,
+    SqliteStore, StoreError, TokenRecord,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -201,6 +201,8 @@ on_both_backends!(store:
     suite_concurrent_serverless_provider_ids,
     suite_key_revocation,
     suite_concurrent_revoke_and_resume,
+    suite_key_deregistration,
+    suite_concurrent_deregistration_and_creation,
 );
 
 on_both_backends!(harness:
@@ -4600,4 +4602,140 @@ async fn suite_concurrent_revoke_and_resume(store: DynStore) {
             dc.id
         );
     }
+}
+
+async fn suite_key_deregistration(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (_, dc) = keyed_active_db(&store, org.id, "a", "us-east-2").await;
+    store
+        .insert_customer_key(&customer_key(
+            org.id,
+            DbType::Classic,
+            "us-east-2",
+            &dc.key_id,
+        ))
+        .await
+        .unwrap();
+    // The same key ID registered for serverless: no serverless datacenter uses it.
+    store
+        .insert_customer_key(&customer_key(
+            org.id,
+            DbType::Serverless,
+            "us-east-2",
+            &dc.key_id,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .delete_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+            .await
+            .unwrap(),
+        DeleteKeyOutcome::InUse(vec![dc.id.clone()])
+    );
+    assert!(
+        store
+            .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+            .await
+            .unwrap()
+            .is_some(),
+        "refused: nothing changed"
+    );
+    match store
+        .delete_customer_key(org.id, DbType::Serverless, Provider::Aws, "us-east-2")
+        .await
+        .unwrap()
+    {
+        DeleteKeyOutcome::Deleted(k) => assert_eq!(k.key_id, dc.key_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .delete_customer_key(org.id, DbType::Serverless, Provider::Aws, "us-east-2")
+            .await
+            .unwrap(),
+        DeleteKeyOutcome::NotRegistered
+    );
+    // A terminated datacenter does not hold its key.
+    store.mark_datacenter_terminated(&dc.id).await.unwrap();
+    assert!(matches!(
+        store
+            .delete_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+            .await
+            .unwrap(),
+        DeleteKeyOutcome::Deleted(_)
+    ));
+    assert!(
+        store
+            .list_customer_keys(org.id, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The slot is free again: another key may be registered there.
+    assert_eq!(
+        store
+            .insert_customer_key(&customer_key(
+                org.id,
+                DbType::Classic,
+                "us-east-2",
+                "arn:other"
+            ))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// 8 deregistrations racing the creation of a database under the key: either the creation
+/// committed first and every deregistration is refused naming it, or one deregistration won
+/// before the creation (which the store does not refuse: the application refuses a creation
+/// under an unregistered key before it reaches the store).
+async fn suite_concurrent_deregistration_and_creation(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "racer", Provider::Aws, "us-east-2", 0);
+    store
+        .insert_customer_key(&customer_key(
+            org.id,
+            DbType::Classic,
+            "us-east-2",
+            &dc.key_id,
+        ))
+        .await
+        .unwrap();
+    let create = {
+        let (store, db, dc, job) = (store.clone(), db.clone(), dc.clone(), job.clone());
+        tokio::spawn(async move {
+            store
+                .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+                .await
+                .unwrap()
+        })
+    };
+    let deletes: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .delete_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    assert_eq!(create.await.unwrap(), CreateOutcome::Created);
+    let mut deleted = 0;
+    for d in deletes {
+        match d.await.unwrap() {
+            DeleteKeyOutcome::Deleted(_) => deleted += 1,
+            DeleteKeyOutcome::InUse(ids) => assert_eq!(ids, vec![dc.id.clone()]),
+            DeleteKeyOutcome::NotRegistered => {}
+        }
+    }
+    assert!(deleted <= 1, "deleted {deleted} times");
+    let registered = store
+        .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+        .await
+        .unwrap();
+    assert_eq!(registered.is_none(), deleted == 1);
 }

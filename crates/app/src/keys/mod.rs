@@ -86,6 +86,17 @@ pub struct KeyStatusDetail {
     pub facts: Option<KeyFacts>,
     /// Why the facts could not be read (the KMS down, the access removed).
     pub facts_error: Option<String>,
+    /// The live datacenters of the key's type encrypted under it: what a revoke suspends and
+    /// what keeps it from being deregistered.
+    pub datacenters: Vec<KeyUser>,
+}
+
+/// A live datacenter under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUser {
+    pub database_id: Uuid,
+    pub datacenter_id: String,
+    pub status: keyplane_core::DatabaseStatus,
 }
 
 /// What the Add Keys form shows once a region is chosen: the identity to trust and what to
@@ -472,32 +483,63 @@ impl Keys<'_> {
             let kms = app.kms.connect(&identity)?;
             Ok::<_, AppError>(service.facts(kms.as_ref(), &key.key_id).await?)
         };
-        match read.await {
-            Ok(f) if f == KeyFacts::default() => KeyStatusDetail {
-                key,
-                facts: None,
-                facts_error: None,
-            },
-            Ok(f) => KeyStatusDetail {
-                key,
-                facts: Some(f),
-                facts_error: None,
-            },
+        let (facts, facts_error) = match read.await {
+            Ok(f) if f == KeyFacts::default() => (None, None),
+            Ok(f) => (Some(f), None),
             Err(e) => {
                 let why = match &e {
                     AppError::Kms(k) => problem_for(key.provider, &k.kind, &key.key_id, &k.message),
                     other => other.to_string(),
                 };
-                KeyStatusDetail {
-                    key,
-                    facts: None,
-                    facts_error: Some(why),
-                }
+                (None, Some(why))
             }
+        };
+        let datacenters = match self.users(&key).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, key = %key.key_id, "listing a key's datacenters failed");
+                vec![]
+            }
+        };
+        KeyStatusDetail {
+            key,
+            facts,
+            facts_error,
+            datacenters,
         }
     }
 
-    /// The identity that registered (and acts on) the key.
+    /// The live datacenters of the key's type under it.
+    async fn users(&self, key: &CustomerKey) -> AppResult<Vec<KeyUser>> {
+        let store = &self.0.store;
+        let dcs = store
+            .live_datacenters_of_key(key.org_id, &key.key_id, &key.region)
+            .await?;
+        let mut types = std::collections::HashMap::new();
+        let mut users = vec![];
+        for dc in dcs.into_iter().filter(|d| d.provider == key.provider) {
+            let t = match types.get(&dc.database_id) {
+                Some(t) => *t,
+                None => {
+                    let t = store
+                        .get_database(dc.org_id, dc.database_id)
+                        .await?
+                        .map(|d| d.db_type);
+                    types.insert(dc.database_id, t);
+                    t
+                }
+            };
+            if t == Some(key.db_type) {
+                users.push(KeyUser {
+                    database_id: dc.database_id,
+                    datacenter_id: dc.id,
+                    status: dc.status,
+                });
+            }
+        }
+        Ok(users)
+    }
+
     fn key_identity(&self, key: &CustomerKey) -> PlatformIdentity {
         self.0
             .config

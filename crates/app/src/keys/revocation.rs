@@ -1,9 +1,14 @@
-//! Revoke on demand: the customer cuts the platform off a key through keyplane, without
+//! Revoke on demand and deregistration.
+//!
+//! Revoke: the customer cuts the platform off a key through keyplane, without
 //! touching their KMS, and restores it after a live check. Revoking suspends every datacenter
 //! under the key in the store's transaction that marks the key REVOKED; this process drops
 //! their data keys at once and every other one within its suspension sync interval. Nothing
 //! resumes them (the store refuses to) until the customer unrevokes; deployments under a
 //! revoked key are refused.
+//!
+//! Deregister: a key no live datacenter is encrypted under can be removed (a wrong one, or
+//! one every database has left), which frees its slot for another key.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -11,13 +16,13 @@ use chrono::{SecondsFormat, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::keys::REVOKED_REASON;
 use keyplane_core::{DbType, KeyStatus, Permission};
-use keyplane_store::{CustomerKey, KeyStatusUpdate};
+use keyplane_store::{CustomerKey, DeleteKeyOutcome, KeyStatusUpdate};
 
 use super::service::key_service;
 use super::{KeyStatusDetail, Keys, slot_target};
 use crate::audit::{reason_of, record, record_for};
 use crate::auth::Requester;
-use crate::error::{AppError, AppResult, Resource};
+use crate::error::{AppError, AppResult, ConflictReason, Resource};
 use crate::jobs::refresh_database_status;
 use crate::regions::{check_region, parse_provider};
 
@@ -63,6 +68,61 @@ impl Keys<'_> {
             .await?;
         let result = self.revoke_checked(who, db_type, provider, region).await;
         self.finish(who, action, &target, result).await
+    }
+
+    /// Deregisters the key, unless a live datacenter of its type is encrypted under it (409,
+    /// naming them). Answers with the key as it was.
+    pub async fn deregister(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<CustomerKey> {
+        let action = AuditAction::CmkDeregister;
+        let target = slot_target(db_type, provider, region);
+        self.require(who, Permission::OrgCmkWrite, action, &target)
+            .await?;
+        let result = async {
+            let p = parse_provider(provider)?;
+            check_region(&self.0.config, &who.org, p, region)?;
+            match self
+                .0
+                .store
+                .delete_customer_key(who.org_id(), db_type, p, region)
+                .await?
+            {
+                DeleteKeyOutcome::Deleted(key) => Ok(*key),
+                DeleteKeyOutcome::NotRegistered => Err(AppError::NotFound(Resource::CustomerKey {
+                    db_type,
+                    provider: p,
+                    region: region.to_string(),
+                })),
+                DeleteKeyOutcome::InUse(datacenters) => {
+                    let key = self
+                        .0
+                        .store
+                        .get_customer_key(who.org_id(), db_type, p, region)
+                        .await?
+                        .map(|k| k.key_id)
+                        .unwrap_or_default();
+                    Err(AppError::Conflict(ConflictReason::KeyInUse {
+                        db_type,
+                        provider: p,
+                        region: region.to_string(),
+                        key_id: key,
+                        datacenters,
+                    }))
+                }
+            }
+        }
+        .await;
+        let (outcome, reason) = match &result {
+            Ok(k) => (AuditOutcome::Success, format!("deregistered {}", k.key_id)),
+            Err(e) => (AuditOutcome::Failure, reason_of(e)),
+        };
+        record_for(self.0, who, action, &target, outcome, &reason).await;
+        result
     }
 
     /// Records how a revoke or unrevoke ended (`result` carries the audit reason) and answers

@@ -67,7 +67,13 @@ pub async fn keys_page(
             r#"<p class="notice" role="status">Key unrevoked: <code>{}</code>. Its databases resume.</p>"#,
             esc(k)
         ),
-        _ => String::new(),
+        _ => match q.get("deregistered") {
+            Some(k) => format!(
+                r#"<p class="notice" role="status">Key deregistered: <code>{}</code>. The region takes another key.</p>"#,
+                esc(k)
+            ),
+            None => String::new(),
+        },
     };
     keys_list(&v, &hdr, &keys, &notice, StatusCode::OK)
 }
@@ -124,7 +130,7 @@ fn keys_list(
             } else {
                 ("revoke", "Revoke")
             };
-            let action = if can_write {
+            let button = |verb: &str, label: &str| {
                 format!(
                     r#"<form method="post" action="/portal/keys/{verb}" class="key-action"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}"><button class="secondary" type="submit" aria-label="{label} the {ty} key for {region}">{label}</button></form>"#,
                     csrf = esc(&v.csrf),
@@ -133,6 +139,9 @@ fn keys_list(
                     region = esc(&k.region),
                     ty = esc(type_label(k.db_type)),
                 )
+            };
+            let action = if can_write {
+                button(verb, label) + &button("deregister", "Deregister")
             } else {
                 String::new()
             };
@@ -170,7 +179,7 @@ fn keys_list(
         (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
     ))]
 pub async fn revoke_key(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    key_action(&state, &headers, &body, true).await
+    key_action(&state, &headers, &body, KeyAction::Revoke).await
 }
 
 /// Unrevokes a key after its live check (form: csrf, type, provider, region).
@@ -182,10 +191,29 @@ pub async fn revoke_key(State(state): State<App>, headers: HeaderMap, body: Byte
         (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
     ))]
 pub async fn unrevoke_key(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    key_action(&state, &headers, &body, false).await
+    key_action(&state, &headers, &body, KeyAction::Unrevoke).await
 }
 
-async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], revoke: bool) -> Response {
+/// Deregisters a key no live database uses (form: csrf, type, provider, region).
+#[utoipa::path(post, path = "/portal/keys/deregister", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region"),
+    responses(
+        (status = 303, description = "deregistered: to the keys page"),
+        (status = 409, description = "databases use it: the keys page naming them", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
+    ))]
+pub async fn deregister_key(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    key_action(&state, &headers, &body, KeyAction::Deregister).await
+}
+
+#[derive(Clone, Copy)]
+enum KeyAction {
+    Revoke,
+    Unrevoke,
+    Deregister,
+}
+
+async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], action: KeyAction) -> Response {
     let (v, form) = match form_post(state, headers, body, "Key Encryption", Nav::Security).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -204,17 +232,22 @@ async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], revoke: bool)
     };
     let (provider, region) = (field("provider"), field("region"));
     let keys = state.keys();
-    let done = if revoke {
-        keys.revoke(&v.who, db_type, provider, region).await
-    } else {
-        keys.unrevoke(&v.who, db_type, provider, region).await
+    let done = match action {
+        KeyAction::Revoke => keys
+            .revoke(&v.who, db_type, provider, region)
+            .await
+            .map(|d| ("revoked", d.key.key_id)),
+        KeyAction::Unrevoke => keys
+            .unrevoke(&v.who, db_type, provider, region)
+            .await
+            .map(|d| ("unrevoked", d.key.key_id)),
+        KeyAction::Deregister => keys
+            .deregister(&v.who, db_type, provider, region)
+            .await
+            .map(|k| ("deregistered", k.key_id)),
     };
     match done {
-        Ok(d) => redirect(&format!(
-            "/portal/keys?{}={}",
-            if revoke { "revoked" } else { "unrevoked" },
-            url_encode(&d.key.key_id)
-        )),
+        Ok((what, key_id)) => redirect(&format!("/portal/keys?{what}={}", url_encode(&key_id))),
         Err(e) => {
             let hdr = v.header(Nav::Security);
             let notice = format!(

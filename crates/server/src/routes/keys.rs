@@ -115,6 +115,16 @@ pub struct LastCheck {
     pub message: String,
 }
 
+/// A live datacenter encrypted under the key.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUserView {
+    pub database_id: Uuid,
+    pub datacenter_id: String,
+    /// The datacenter's status (ACTIVE, SUSPENDED, …), as `GET /v2/databases/{id}` spells it.
+    pub status: String,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyStatusView {
@@ -134,6 +144,9 @@ pub struct KeyStatusView {
     /// registered before registration proved the binding): what to add to the policy. The
     /// key keeps working; it is not a status.
     pub warning: Option<String>,
+    /// The live datacenters of the key's type encrypted under it (what a revoke suspends;
+    /// a key is deregistered only once there are none).
+    pub datacenters: Vec<KeyUserView>,
     /// GCP: the version that encrypts new data keys now. Data wrapped under earlier versions
     /// stays readable while they are enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -323,6 +336,15 @@ fn status_view(d: &KeyStatusDetail) -> KeyStatusView {
         registered_at: ts(k.created_at),
         bound_to_organization: k.bound_at.is_some(),
         warning: k.binding_warning.clone(),
+        datacenters: d
+            .datacenters
+            .iter()
+            .map(|u| KeyUserView {
+                database_id: u.database_id,
+                datacenter_id: u.datacenter_id.clone(),
+                status: u.status.as_str().to_string(),
+            })
+            .collect(),
     }
 }
 
@@ -413,7 +435,7 @@ async fn list(
 }
 
 macro_rules! key_routes {
-    ($db:expr, $prefix:literal, $tag:literal, $register:ident, $list:ident, $get:ident, $status:ident, $check:ident, $revoke:ident, $unrevoke:ident) => {
+    ($db:expr, $prefix:literal, $tag:literal, $register:ident, $list:ident, $get:ident, $status:ident, $check:ident, $revoke:ident, $unrevoke:ident, $deregister:ident) => {
         /// Registers a customer key after checking, as the platform's role, every action it needs.
         /// `?dryRun=true` runs every check and stores nothing.
         #[utoipa::path(post, path = $prefix, tag = $tag, security(("token" = [])),
@@ -498,6 +520,22 @@ macro_rules! key_routes {
             Ok(Json(status_view(&app.keys().revoke(&who, $db, &path.provider, &path.region).await?)))
         }
 
+        /// Deregisters the key: allowed once no live datacenter of its type is encrypted under
+        /// it (409 naming them otherwise), which frees the slot for another key.
+        #[utoipa::path(delete, path = concat!($prefix, "/provider/{provider}/region/{region}"), tag = $tag,
+            security(("token" = [])),
+            params(("provider" = Provider, Path), ("region" = String, Path)),
+            responses(
+                (status = 204, description = "deregistered"),
+                (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+                (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+                (status = 409, body = crate::error::ErrorBody),
+            ))]
+        pub async fn $deregister(State(app): State<App>, Auth(who): Auth, ApiPath(path): ApiPath<RegionPath>) -> ApiResult<StatusCode> {
+            app.keys().deregister(&who, $db, &path.provider, &path.region).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+
         /// Ends a revocation once the registration's live check of the key passes (422 with the
         /// reason, the key still revoked, when it fails); its datacenters are then checked and
         /// resume. A key that is not revoked is answered as it is.
@@ -527,7 +565,8 @@ key_routes!(
     status_classic,
     check_classic,
     revoke_classic,
-    unrevoke_classic
+    unrevoke_classic,
+    deregister_classic
 );
 key_routes!(
     DbType::Serverless,
@@ -539,7 +578,8 @@ key_routes!(
     status_serverless,
     check_serverless,
     revoke_serverless,
-    unrevoke_serverless
+    unrevoke_serverless,
+    deregister_serverless
 );
 
 /// Registers a serverless key (alias of `POST /v2/kms`).

@@ -1,5 +1,6 @@
-//! Revoke on demand over real servers: keyplane on a port (and a second process on its store
-//! file), its built-in KMS as the customer's, the worker, the monitor and the Data API.
+//! Revoking, unrevoking and deregistering customer keys over real servers: keyplane on a
+//! port (and a second process on its store file), its built-in KMS as the customer's, the
+//! worker, the monitor and the Data API.
 mod common;
 
 use std::time::{Duration, Instant};
@@ -147,6 +148,25 @@ async fn revoke_cuts_every_process_off_and_unrevoke_brings_everything_back() {
     let (st, view) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
     assert_eq!(st, 200, "{view}");
     assert_eq!(view["status"], "REVOKED", "{view}");
+    // The status names every datacenter the revoke suspended.
+    let mut under: Vec<(String, String)> = view["datacenters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["databaseId"].as_str().unwrap().to_string(),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    under.sort();
+    let mut want: Vec<(String, String)> = dbs
+        .iter()
+        .map(|d| (d.clone(), "SUSPENDED".to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(under, want, "{view}");
     assert!(
         view["reason"]
             .as_str()
@@ -338,4 +358,82 @@ async fn concurrent_revokes_and_checks_agree() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_key_is_deregistered_only_once_no_database_uses_it() {
+    let s = TestServer::with_config(config()).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let db = filled_db(&s, "orders", 3).await;
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(
+        status["datacenters"][0]["datacenterId"],
+        format!("{db}-1"),
+        "{status}"
+    );
+    assert_eq!(status["datacenters"][0]["status"], "ACTIVE", "{status}");
+    let (st, body) = send(s.req("DELETE", KEY, Some(&s.admin))).await;
+    let msg = assert_error(st, &body, 409, 4090);
+    assert!(
+        msg.contains(&format!("{db}-1")) && msg.contains(&arn),
+        "{msg}"
+    );
+    let ro = s.token(s.org, Role::ReadOnly).await;
+    let (st, body) = send(s.req("DELETE", KEY, Some(&ro))).await;
+    assert_error(st, &body, 403, 3000);
+    let (st, _) = s.get(KEY, &s.admin).await;
+    assert_eq!(st, 200, "still registered");
+
+    let (st, body) = s
+        .post(
+            &format!("/v2/databases/{db}/terminate"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert!(st == 202 || st == 200, "{st} {body}");
+    wait_status(&s, &db, "TERMINATED").await;
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(
+        status["datacenters"],
+        json!([]),
+        "a terminated datacenter holds no key: {status}"
+    );
+    let (st, body) = send(s.req("DELETE", KEY, Some(&s.admin))).await;
+    assert_eq!(st, 204, "{body}");
+    let (st, body) = s.get(KEY, &s.admin).await;
+    assert_error(st, &body, 404, 4000);
+    let (st, body) = send(s.req("DELETE", KEY, Some(&s.admin))).await;
+    assert_error(st, &body, 404, 4000);
+    let (_, list) = s.get("/v2/kms/classic", &s.admin).await;
+    assert_eq!(list, json!([]));
+    // The slot takes another key; databases deployed now use it.
+    let other = register_key(&s, "us-east-2").await;
+    assert_ne!(other, arn);
+    let db2 = create_db(&s, "after", "us-east-2").await;
+    let view = wait_status(&s, &db2, "ACTIVE").await;
+    assert_eq!(
+        view["info"]["datacenters"][0]["encryption"]["keyID"],
+        other.as_str(),
+        "{view}"
+    );
+
+    let (_, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=100", s.org),
+            &s.admin,
+        )
+        .await;
+    let entries = audit_actions(&page);
+    let n = |o: &str| {
+        entries
+            .iter()
+            .filter(|(a, out, _)| a == "cmk.deregister" && out == o)
+            .count()
+    };
+    assert_eq!(
+        (n("success"), n("failure"), n("denied")),
+        (1, 2, 1),
+        "{entries:?}"
+    );
 }
