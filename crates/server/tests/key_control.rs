@@ -193,8 +193,16 @@ async fn revoke_cuts_every_process_off_and_unrevoke_brings_everything_back() {
             "{body}"
         );
     }
-    assert_eq!(other.app.data.held_data_keys(), 0);
-    assert_eq!(s.app.data.held_data_keys(), 0);
+    // Their files close right after the registry refuses them (a read in flight may hold one
+    // a moment longer).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while other.app.data.held_data_keys() + s.app.data.held_data_keys() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "data keys still held after the revoke"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // The key still works in the KMS, and monitor rounds run: nothing resumes.
     let (st, checked) = s.post(&format!("{KEY}/check"), &s.admin, json!({})).await;
@@ -436,4 +444,71 @@ async fn a_key_is_deregistered_only_once_no_database_uses_it() {
         (1, 2, 1),
         "{entries:?}"
     );
+}
+
+/// A database whose key is revoked while it is being deployed never serves: it ends
+/// SUSPENDED (no monitor round is needed: this server's monitor never runs), and ACTIVE once
+/// the key is unrevoked.
+#[tokio::test]
+async fn a_database_deployed_while_its_key_is_revoked_never_serves() {
+    let s = TestServer::with_config(Config {
+        key_check_interval: Duration::from_secs(3600),
+        worker_poll: Duration::from_millis(500),
+        ..config()
+    })
+    .await;
+    register_key(&s, "us-east-2").await;
+    let db = create_db(&s, "late", "us-east-2").await;
+    let (st, view) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
+    assert_eq!(st, 200, "{view}");
+    // Watch it from PENDING until it settles: it is never ACTIVE.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = vec![];
+    loop {
+        let (_, v) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+        let status = v["status"].as_str().unwrap().to_string();
+        assert_ne!(status, "ACTIVE", "it served under a revoked key: {seen:?}");
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        let dc = s
+            .store
+            .get_datacenter(&format!("{db}-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        if status == "SUSPENDED" && dc.wrapped_data_key.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never settled: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Settled means the job is done: it stays suspended.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, v) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+    assert_eq!(v["status"], "SUSPENDED", "{v}");
+    let dc = s
+        .store
+        .get_datacenter(&format!("{db}-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(dc.message.starts_with("revoked by the customer"), "{dc:?}");
+    let (st, _) = count(&s.client, &s.url, &s.admin, &db).await;
+    assert_eq!(st, 503);
+    let (st, view) = s
+        .post(&format!("{KEY}/unrevoke"), &s.admin, json!({}))
+        .await;
+    assert_eq!((st, &view["status"]), (200, &json!("IN_USE")), "{view}");
+    wait_status(&s, &db, "ACTIVE").await;
+    let (st, body) = data(
+        &s.client,
+        &s.url,
+        &s.admin,
+        &db,
+        "",
+        json!({"createCollection": {"name": "inv"}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
 }

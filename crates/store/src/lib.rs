@@ -614,8 +614,9 @@ pub trait Store: Send + Sync + 'static {
         update: &KeyStatusUpdate,
     ) -> Result<bool>;
     /// Revokes a key in one transaction: its status becomes REVOKED (reason `reason`, since
-    /// `at`) and every live datacenter of its type under it that serves or is suspended
-    /// (ACTIVE, MAINTENANCE, SUSPENDED) becomes SUSPENDED with `reason`. Returns the IDs of
+    /// `at`) and every live datacenter of its type under it that serves, is suspended or is
+    /// being provisioned (ACTIVE, MAINTENANCE, SUSPENDED, PENDING, INITIALIZING) becomes
+    /// SUSPENDED with `reason` (one being provisioned then stays so when it is activated). Returns the IDs of
     /// the datacenters it suspended or re-labelled; None when no such key is registered. A key
     /// already revoked is left as it is (its datacenters are suspended again all the same).
     async fn revoke_customer_key(
@@ -751,6 +752,11 @@ pub trait Store: Send + Sync + 'static {
     /// in the statement that resumes, so a check that raced a revoke cannot undo it. True
     /// when it resumed.
     async fn resume_datacenter(&self, id: &str) -> Result<bool>;
+    /// Ends a datacenter's provisioning: ACTIVE, or SUSPENDED with its key's revocation reason
+    /// when the key it is registered under is revoked (a revoke that came while it was being
+    /// provisioned): a datacenter never starts serving under a revoked key. Returns the
+    /// status it took.
+    async fn activate_datacenter(&self, id: &str) -> Result<DatabaseStatus>;
     /// Every SUSPENDED datacenter with its reason: what each process's data plane refuses.
     async fn suspended_datacenters(&self) -> Result<Vec<(String, String)>>;
     /// Stores the wrapped data key once; false when one is already stored (the caller

@@ -1144,7 +1144,7 @@ impl Store for PostgresStore {
                 "UPDATE datacenters SET status = 'SUSPENDED', message = $6, updated_at = $7
                  WHERE org_id = $1 AND key_id = $2 AND region = $3 AND provider = $4
                    AND key_kind = 'customer'
-                   AND status IN ('ACTIVE', 'MAINTENANCE', 'SUSPENDED')
+                   AND status IN ('ACTIVE', 'MAINTENANCE', 'SUSPENDED', 'PENDING', 'INITIALIZING')
                    AND database_id IN (SELECT id FROM databases WHERE db_type = $5)
                  RETURNING id",
             )
@@ -1803,6 +1803,33 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    async fn activate_datacenter(&self, id: &str) -> Result<DatabaseStatus> {
+        // A revoke that relabelled this row first is seen by the row recheck after its lock
+        // (the reason); one that committed before this statement, by the key's row.
+        let row = self
+            .first(
+                "UPDATE datacenters SET
+                     status = CASE WHEN message LIKE $3 OR EXISTS (
+                         SELECT 1 FROM customer_keys k JOIN databases d ON d.id = datacenters.database_id
+                         WHERE k.org_id = datacenters.org_id AND k.db_type = d.db_type
+                           AND k.provider = datacenters.provider AND k.region = datacenters.region
+                           AND k.key_id = datacenters.key_id AND k.status = 'REVOKED')
+                       THEN 'SUSPENDED' ELSE 'ACTIVE' END,
+                     message = CASE WHEN message LIKE $3 THEN message ELSE COALESCE((
+                         SELECT k.status_reason FROM customer_keys k JOIN databases d ON d.id = datacenters.database_id
+                         WHERE k.org_id = datacenters.org_id AND k.db_type = d.db_type
+                           AND k.provider = datacenters.provider AND k.region = datacenters.region
+                           AND k.key_id = datacenters.key_id AND k.status = 'REVOKED'), '') END,
+                     updated_at = $2
+                 WHERE id = $1
+                 RETURNING status",
+                &[&id, &now_ms(), &revoked_like()],
+                |r| parse_db_status(r.try_get(0)?),
+            )
+            .await?;
+        row.ok_or(StoreError::NotFound("datacenter"))
     }
 
     async fn suspended_datacenters(&self) -> Result<Vec<(String, String)>> {

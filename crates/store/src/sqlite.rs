@@ -161,6 +161,24 @@ impl SqliteStore {
     }
 }
 
+/// Activates a provisioned datacenter, or suspends it with its key's revocation reason (the
+/// right-hand sides see the row before the update).
+const ACTIVATE_DATACENTER_SQLITE: &str = "UPDATE datacenters SET
+         status = CASE WHEN message LIKE ?3 OR EXISTS (
+             SELECT 1 FROM customer_keys k JOIN databases d ON d.id = datacenters.database_id
+             WHERE k.org_id = datacenters.org_id AND k.db_type = d.db_type
+               AND k.provider = datacenters.provider AND k.region = datacenters.region
+               AND k.key_id = datacenters.key_id AND k.status = 'REVOKED')
+           THEN 'SUSPENDED' ELSE 'ACTIVE' END,
+         message = CASE WHEN message LIKE ?3 THEN message ELSE COALESCE((
+             SELECT k.status_reason FROM customer_keys k JOIN databases d ON d.id = datacenters.database_id
+             WHERE k.org_id = datacenters.org_id AND k.db_type = d.db_type
+               AND k.provider = datacenters.provider AND k.region = datacenters.region
+               AND k.key_id = datacenters.key_id AND k.status = 'REVOKED'), '') END,
+         updated_at = ?2
+     WHERE id = ?1
+     RETURNING status";
+
 /// Resumes a suspended datacenter unless its key is revoked: the key's row says so once the
 /// revoke committed, the datacenter's own reason says so while it is being written.
 const RESUME_DATACENTER_SQLITE: &str =
@@ -1303,7 +1321,7 @@ impl Store for SqliteStore {
                 "UPDATE datacenters SET status = 'SUSPENDED', message = ?6, updated_at = ?7
                  WHERE org_id = ?1 AND key_id = ?2 AND region = ?3 AND provider = ?4
                    AND key_kind = 'customer'
-                   AND status IN ('ACTIVE', 'MAINTENANCE', 'SUSPENDED')
+                   AND status IN ('ACTIVE', 'MAINTENANCE', 'SUSPENDED', 'PENDING', 'INITIALIZING')
                    AND database_id IN (SELECT id FROM databases WHERE db_type = ?5)
                  RETURNING id",
             )?;
@@ -1970,6 +1988,23 @@ impl Store for SqliteStore {
                 .prepare_cached(RESUME_DATACENTER_SQLITE)?
                 .execute(params![id, format_ts(now_ms()), revoked_like()])?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn activate_datacenter(&self, id: &str) -> Result<DatabaseStatus> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let status: Option<String> = tx
+                .prepare_cached(ACTIVATE_DATACENTER_SQLITE)?
+                .query_row(params![id, format_ts(now_ms()), revoked_like()], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match status {
+                Some(s) => parse_db_status(&s),
+                None => Err(StoreError::NotFound("datacenter")),
+            }
         })
         .await
     }

@@ -203,6 +203,7 @@ on_both_backends!(store:
     suite_concurrent_revoke_and_resume,
     suite_key_deregistration,
     suite_concurrent_deregistration_and_creation,
+    suite_activation_under_a_revoked_key,
 );
 
 on_both_backends!(harness:
@@ -4738,4 +4739,95 @@ async fn suite_concurrent_deregistration_and_creation(store: DynStore) {
         .await
         .unwrap();
     assert_eq!(registered.is_none(), deleted == 1);
+}
+
+/// A datacenter being provisioned when its key is revoked never starts serving: the revoke
+/// suspends it, and its activation keeps it suspended until the key is unrevoked.
+async fn suite_activation_under_a_revoked_key(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "new", Provider::Aws, "us-east-2", 0);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    store
+        .insert_customer_key(&customer_key(
+            org.id,
+            DbType::Classic,
+            "us-east-2",
+            &dc.key_id,
+        ))
+        .await
+        .unwrap();
+    let reason = "revoked by the customer (client-admin)";
+    assert_eq!(
+        store
+            .revoke_customer_key(
+                org.id,
+                DbType::Classic,
+                Provider::Aws,
+                "us-east-2",
+                reason,
+                Utc::now()
+            )
+            .await
+            .unwrap(),
+        Some(vec![dc.id.clone()]),
+        "a PENDING datacenter is suspended too"
+    );
+    // The job runs again from the start (it resets the status), then activates.
+    store
+        .set_datacenter_status(&dc.id, DatabaseStatus::Initializing, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.activate_datacenter(&dc.id).await.unwrap(),
+        DatabaseStatus::Suspended
+    );
+    assert_eq!(
+        dc_state(&store, &dc.id).await,
+        (DatabaseStatus::Suspended, reason.to_owned()),
+        "the key's reason"
+    );
+    // Relabelled by the revoke while running, it stays suspended with that reason too.
+    assert_eq!(
+        store.activate_datacenter(&dc.id).await.unwrap(),
+        DatabaseStatus::Suspended
+    );
+    let back = KeyStatusUpdate {
+        status: KeyStatus::Available,
+        status_reason: None,
+        checked_at: Utc::now(),
+        check_ok: true,
+        check_message: "unrevoked".into(),
+    };
+    assert!(
+        store
+            .unrevoke_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2", &back)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.activate_datacenter(&dc.id).await.unwrap(),
+        DatabaseStatus::Active
+    );
+    assert_eq!(
+        dc_state(&store, &dc.id).await,
+        (DatabaseStatus::Active, String::new())
+    );
+    // A platform-keyed datacenter, and one under a key that is not revoked: ACTIVE.
+    let (db2, mut dc2, job2) = new_database(org.id, "platform", Provider::Aws, "eu-west-1", 0);
+    dc2.key_kind = KeyKind::Platform;
+    store
+        .create_database(&db2, &dc2, &job2, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.activate_datacenter(&dc2.id).await.unwrap(),
+        DatabaseStatus::Active
+    );
+    assert!(matches!(
+        store.activate_datacenter("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -67,11 +67,17 @@ pub(super) async fn provision(app: &App, job: &Job) -> AppResult<()> {
     activate(app, &dc).await
 }
 
-/// The last step: the datacenter ACTIVE, its customer key IN_USE, the database's status.
+/// The last step: the datacenter ACTIVE (SUSPENDED if its key was revoked meanwhile), its
+/// customer key IN_USE, the database's status.
 async fn activate(app: &App, dc: &Datacenter) -> AppResult<()> {
-    app.store
-        .set_datacenter_status(&dc.id, DatabaseStatus::Active, "")
-        .await?;
+    if app.store.activate_datacenter(&dc.id).await? == DatabaseStatus::Suspended {
+        // Revoked while it was provisioned: refused here at once, as everywhere else.
+        if let Some(now) = app.store.get_datacenter(&dc.id).await? {
+            app.data.suspend(&dc.id, &now.message);
+            app.data.forget(&dc.id).await;
+        }
+        tracing::warn!(datacenter = %dc.id, "provisioned under a key revoked meanwhile: SUSPENDED");
+    }
     if dc.key_kind == KeyKind::Customer {
         mark_key_in_use(app, dc).await?;
     }
