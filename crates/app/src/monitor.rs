@@ -125,8 +125,11 @@ impl Monitor<'_> {
 
     /// Checks the binding of every key whose binding is not proven yet.
     pub async fn check_bindings(&self) -> AppResult<()> {
+        // A revoked key is not called at all, for its binding either.
         for key in self.0.store.unbound_customer_keys().await? {
-            self.check_binding(&key).await?;
+            if key.status != KeyStatus::Revoked {
+                self.check_binding(&key).await?;
+            }
         }
         Ok(())
     }

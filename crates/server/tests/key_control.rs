@@ -512,3 +512,45 @@ async fn a_database_deployed_while_its_key_is_revoked_never_serves() {
     .await;
     assert_eq!(st, 200, "{body}");
 }
+
+/// While a key is revoked keyplane makes no call to it: not the monitor's rounds, not its
+/// binding check, not a status read or a check on request.
+#[tokio::test]
+async fn a_revoked_key_is_never_called() {
+    let connects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connects.clone();
+    let s = TestServer::with_wrapped_kms(config(), move |inner| {
+        std::sync::Arc::new(common::CountingConnector {
+            inner,
+            connects: counter,
+        })
+    })
+    .await;
+    register_key(&s, "us-east-2").await;
+    let db = filled_db(&s, "orders", 2).await;
+    let (st, _) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
+    assert_eq!(st, 200);
+    let calls = || connects.load(std::sync::atomic::Ordering::SeqCst);
+    let before = calls();
+    // Several monitor rounds (every 200 ms), a status read, a check, reads refused.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["status"], "REVOKED");
+    assert!(
+        status["factsError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revoked"),
+        "{status}"
+    );
+    let (st, _) = s.post(&format!("{KEY}/check"), &s.admin, json!({})).await;
+    assert_eq!(st, 200);
+    assert_eq!(count(&s.client, &s.url, &s.admin, &db).await.0, 503);
+    assert_eq!(calls(), before, "keyplane called a revoked key");
+    // Unrevoking is the first call again: the live check.
+    let (st, _) = s
+        .post(&format!("{KEY}/unrevoke"), &s.admin, json!({}))
+        .await;
+    assert_eq!(st, 200);
+    assert!(calls() > before);
+}

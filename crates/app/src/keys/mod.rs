@@ -79,6 +79,10 @@ impl Registered {
     }
 }
 
+/// What a revoked key's status says in place of its service's facts.
+pub const REVOKED_FACTS: &str =
+    "not read while the key is revoked: keyplane makes no call to a revoked key";
+
 /// A key's status, with what its service says of it now (primary version, rotation).
 #[derive(Debug, Clone)]
 pub struct KeyStatusDetail {
@@ -477,6 +481,16 @@ impl Keys<'_> {
     /// the status rather than failing the read.
     async fn with_facts(&self, key: CustomerKey) -> KeyStatusDetail {
         let app = self.0;
+        if key.status == KeyStatus::Revoked {
+            // Revoked: keyplane makes no call to the key, not even to read its facts.
+            let datacenters = self.users(&key).await.unwrap_or_default();
+            return KeyStatusDetail {
+                key,
+                facts: None,
+                facts_error: Some(REVOKED_FACTS.to_string()),
+                datacenters,
+            };
+        }
         let read = async {
             let service = key_service(key.provider)?;
             let identity = self.key_identity(&key);
@@ -562,6 +576,10 @@ impl Keys<'_> {
             .find(who, db_type, provider, region, AuditAction::CmkCheck)
             .await?;
         let app = self.0;
+        if key.status == KeyStatus::Revoked {
+            // Nothing to check: a revoked key is not called until it is unrevoked.
+            return Ok(self.with_facts(key).await);
+        }
         let mine = app
             .store
             .live_datacenters_of_key(key.org_id, &key.key_id, &key.region)

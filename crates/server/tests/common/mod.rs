@@ -309,8 +309,32 @@ impl TestServer {
         db_path: std::path::PathBuf,
         connector: Option<Arc<dyn keyplane_kms::KmsConnector>>,
     ) -> TestServer {
+        Self::with_store_wrapped(store, config, dir, db_path, connector, |c| c).await
+    }
+
+    /// With the built-in KMS's connector seen through `wrap` (e.g. [`CountingConnector`]).
+    pub async fn with_wrapped_kms(
+        config: Config,
+        wrap: impl FnOnce(Arc<dyn keyplane_kms::KmsConnector>) -> Arc<dyn keyplane_kms::KmsConnector>,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("keyplane.db");
+        let store = keyplane_store::open(db_path.to_str().unwrap())
+            .await
+            .unwrap();
+        Self::with_store_wrapped(store, config, dir, db_path, None, wrap).await
+    }
+
+    async fn with_store_wrapped(
+        store: DynStore,
+        config: Config,
+        dir: tempfile::TempDir,
+        db_path: std::path::PathBuf,
+        connector: Option<Arc<dyn keyplane_kms::KmsConnector>>,
+        wrap: impl FnOnce(Arc<dyn keyplane_kms::KmsConnector>) -> Arc<dyn keyplane_kms::KmsConnector>,
+    ) -> TestServer {
         let kms = TestKms::start_for(&config).await;
-        let connector = connector.unwrap_or_else(|| kms.connector_for(&config));
+        let connector = wrap(connector.unwrap_or_else(|| kms.connector_for(&config)));
         let mut config = config;
         config.data_dir = dir.path().to_path_buf();
         if config.platform_keys.is_empty() {
@@ -398,6 +422,29 @@ impl TestServer {
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         send(self.req("POST", path, Some(token)).json(&body)).await
+    }
+}
+
+/// A real connector that counts the key providers handed out: every use of a key by the
+/// application (a data key unwrapped, a check, a status read) asks for one first, so a count
+/// that does not move means keyplane made no call to any key.
+pub struct CountingConnector {
+    pub inner: Arc<dyn keyplane_kms::KmsConnector>,
+    pub connects: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl keyplane_kms::KmsConnector for CountingConnector {
+    fn connect(
+        &self,
+        identity: &keyplane_kms::PlatformIdentity,
+    ) -> keyplane_kms::Result<Arc<dyn keyplane_kms::KeyProvider>> {
+        self.connects
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.connect(identity)
+    }
+
+    fn volume_grantee(&self, identity: &keyplane_kms::PlatformIdentity) -> String {
+        self.inner.volume_grantee(identity)
     }
 }
 
