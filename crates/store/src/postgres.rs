@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/postgres/0008_serverless_provider_ids.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_suspended_datacenters.sql"),
+    ),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database

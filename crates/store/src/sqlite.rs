@@ -56,6 +56,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/sqlite/0008_serverless_provider_ids.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_suspended_datacenters.sql"),
+    ),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines

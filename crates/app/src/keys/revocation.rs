@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{SecondsFormat, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::keys::REVOKED_REASON;
-use keyplane_core::{DbType, KeyStatus, Permission};
+use keyplane_core::{DbType, KeyStatus, Permission, Provider};
 use keyplane_store::{CustomerKey, DeleteKeyOutcome, KeyStatusUpdate};
 
 use super::service::key_service;
@@ -84,8 +84,7 @@ impl Keys<'_> {
         self.require(who, Permission::OrgCmkWrite, action, &target)
             .await?;
         let result = async {
-            let p = parse_provider(provider)?;
-            check_region(&self.0.config, &who.org, p, region)?;
+            let p = self.slot_provider(who, provider, region)?;
             match self
                 .0
                 .store
@@ -99,18 +98,12 @@ impl Keys<'_> {
                     region: region.to_string(),
                 })),
                 DeleteKeyOutcome::InUse(datacenters) => {
-                    let key = self
-                        .0
-                        .store
-                        .get_customer_key(who.org_id(), db_type, p, region)
-                        .await?
-                        .map(|k| k.key_id)
-                        .unwrap_or_default();
+                    let key = self.slot_key(who.org_id(), db_type, p, region).await?;
                     Err(AppError::Conflict(ConflictReason::KeyInUse {
                         db_type,
                         provider: p,
                         region: region.to_string(),
-                        key_id: key,
+                        key_id: key.key_id,
                         datacenters,
                     }))
                 }
@@ -123,6 +116,34 @@ impl Keys<'_> {
         };
         record_for(self.0, who, action, &target, outcome, &reason).await;
         result
+    }
+
+    /// The key registered in the slot, or the 404 that says none is.
+    async fn slot_key(
+        &self,
+        org: uuid::Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> AppResult<CustomerKey> {
+        self.0
+            .store
+            .get_customer_key(org, db_type, provider, region)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(Resource::CustomerKey {
+                    db_type,
+                    provider,
+                    region: region.to_string(),
+                })
+            })
+    }
+
+    /// The slot's provider, parsed, in a region the organization may use.
+    fn slot_provider(&self, who: &Requester, provider: &str, region: &str) -> AppResult<Provider> {
+        let provider = parse_provider(provider)?;
+        check_region(&self.0.config, &who.org, provider, region)?;
+        Ok(provider)
     }
 
     /// Records how a revoke or unrevoke ended (`result` carries the audit reason) and answers
@@ -151,8 +172,7 @@ impl Keys<'_> {
         region: &str,
     ) -> AppResult<(CustomerKey, String)> {
         let app = self.0;
-        let provider = parse_provider(provider)?;
-        check_region(&app.config, &who.org, provider, region)?;
+        let provider = self.slot_provider(who, provider, region)?;
         let org = who.org_id();
         let now = Utc::now();
         let reason = format!(
@@ -160,27 +180,29 @@ impl Keys<'_> {
             who.client_id,
             now.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
-        let not_found = || {
-            AppError::NotFound(Resource::CustomerKey {
-                db_type,
-                provider,
-                region: region.to_string(),
-            })
-        };
         let suspended = app
             .store
             .revoke_customer_key(org, db_type, provider, region, &reason, now)
             .await?
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| {
+                AppError::NotFound(Resource::CustomerKey {
+                    db_type,
+                    provider,
+                    region: region.to_string(),
+                })
+            })?;
         // The store has it; now this process refuses at once (the others follow it).
         for id in &suspended {
             app.data.suspend(id, &reason);
             app.data.forget(id).await;
         }
-        for id in &suspended {
-            let Some(dc) = app.store.get_datacenter(id).await? else {
-                continue;
-            };
+        let key = self.slot_key(org, db_type, provider, region).await?;
+        // One read of the key's datacenters for their databases, rather than one per datacenter.
+        let dcs = app
+            .store
+            .live_datacenters_of_key(org, &key.key_id, region)
+            .await?;
+        for dc in dcs.iter().filter(|d| suspended.contains(&d.id)) {
             refresh_database_status(app, dc.database_id).await?;
             record(
                 app,
@@ -195,11 +217,6 @@ impl Keys<'_> {
         }
         tracing::warn!(org = %org, db_type = %db_type, provider = %provider, region,
             datacenters = suspended.len(), "customer key revoked by the customer");
-        let key = app
-            .store
-            .get_customer_key(org, db_type, provider, region)
-            .await?
-            .ok_or_else(not_found)?;
         Ok((key, format!("{} datacenters suspended", suspended.len())))
     }
 
@@ -229,29 +246,13 @@ impl Keys<'_> {
         region: &str,
     ) -> AppResult<(CustomerKey, String)> {
         let app = self.0;
-        let provider = parse_provider(provider)?;
-        check_region(&app.config, &who.org, provider, region)?;
+        let provider = self.slot_provider(who, provider, region)?;
         let org = who.org_id();
-        let not_found = || {
-            AppError::NotFound(Resource::CustomerKey {
-                db_type,
-                provider,
-                region: region.to_string(),
-            })
-        };
-        let key = app
-            .store
-            .get_customer_key(org, db_type, provider, region)
-            .await?
-            .ok_or_else(not_found)?;
+        let key = self.slot_key(org, db_type, provider, region).await?;
         let lock = app.key_checks.of(&key.key_id);
         let _checking = lock.lock().await;
         // Read again under the lock: a concurrent unrevoke may have finished meanwhile.
-        let key = app
-            .store
-            .get_customer_key(org, db_type, provider, region)
-            .await?
-            .ok_or_else(not_found)?;
+        let key = self.slot_key(org, db_type, provider, region).await?;
         if key.status != KeyStatus::Revoked {
             return Ok((key, "the key was not revoked".to_string()));
         }
@@ -282,23 +283,13 @@ impl Keys<'_> {
         app.store
             .unrevoke_customer_key(org, db_type, provider, region, &update)
             .await?;
-        // The datacenters are suspended "unrevoked, resuming after its check": this is it.
-        let relabelled = app
-            .store
-            .live_datacenters_of_key(org, &key.key_id, &key.region)
-            .await?;
-        app.monitor().check_datacenters(&relabelled).await?;
-        let key = app
-            .store
-            .get_customer_key(org, db_type, provider, region)
-            .await?
-            .ok_or_else(not_found)?;
+        // The datacenters are suspended "unrevoked, resuming after its check": this is it (the
+        // list read above; the store resumes by the rows as they are now).
+        app.monitor().check_datacenters(&dcs).await?;
+        let key = self.slot_key(org, db_type, provider, region).await?;
         Ok((
             key,
-            format!(
-                "live check passed; {} datacenters checked",
-                relabelled.len()
-            ),
+            format!("live check passed; {} datacenters checked", dcs.len()),
         ))
     }
 }
