@@ -58,6 +58,9 @@ type KeyRef = (String, String, String);
 type Described = Result<(), (ErrorKind, String)>;
 /// The customer key a datacenter's status is recorded on.
 type KeySlot = (Uuid, DbType, Provider, String);
+/// A slot and the key a verdict is about: after a replacement, a datacenter still under the
+/// slot's previous key is checked with it, and its verdict is not the new key's.
+type CheckedKey = (KeySlot, String);
 
 /// What one round did.
 #[derive(Debug, Default)]
@@ -238,7 +241,7 @@ impl Monitor<'_> {
         for _ in 0..workers {
             let (app, dcs, round, next) = (app.clone(), dcs.clone(), round.clone(), next.clone());
             set.spawn(async move {
-                let mut verdicts: Vec<(KeySlot, Verdict)> = vec![];
+                let mut verdicts: Vec<(CheckedKey, Verdict)> = vec![];
                 let mut errors: Vec<AppError> = vec![];
                 let mut checked = 0usize;
                 loop {
@@ -262,7 +265,7 @@ impl Monitor<'_> {
             });
         }
         let mut report = RoundReport::default();
-        let mut per_key: HashMap<KeySlot, Verdict> = HashMap::new();
+        let mut per_key: HashMap<CheckedKey, Verdict> = HashMap::new();
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok((verdicts, errors, checked)) => {
@@ -288,12 +291,12 @@ impl Monitor<'_> {
             }
         }
         // One status write per key.
-        for ((org, db_type, provider, region), verdict) in per_key {
+        for (((org, db_type, provider, region), key_id), verdict) in per_key {
             let r = match &verdict {
                 Verdict::Usable => {
                     record_key(
                         &app,
-                        (org, db_type, provider, &region),
+                        (org, db_type, provider, &region, &key_id),
                         KeyStatus::InUse,
                         None,
                         true,
@@ -302,12 +305,18 @@ impl Monitor<'_> {
                     .await
                 }
                 Verdict::Failing(reason) => {
-                    record_check_only(&app, (org, db_type, provider, &region), false, reason).await
+                    record_check_only(
+                        &app,
+                        (org, db_type, provider, &region, &key_id),
+                        false,
+                        reason,
+                    )
+                    .await
                 }
                 Verdict::Inaccessible(reason) => {
                     record_key(
                         &app,
-                        (org, db_type, provider, &region),
+                        (org, db_type, provider, &region, &key_id),
                         KeyStatus::Inaccessible,
                         Some(reason),
                         false,
@@ -403,7 +412,7 @@ async fn check_one(
     state: &App,
     dc: &Datacenter,
     round: &Round,
-) -> AppResult<Option<(KeySlot, Verdict)>> {
+) -> AppResult<Option<(CheckedKey, Verdict)>> {
     if !matches!(
         dc.status,
         DatabaseStatus::Active | DatabaseStatus::Suspended | DatabaseStatus::Maintenance
@@ -475,7 +484,7 @@ async fn check_one(
             Verdict::Inaccessible(reason)
         }
     };
-    Ok(Some((slot, verdict)))
+    Ok(Some(((slot, dc.key_id.clone()), verdict)))
 }
 
 /// Suspends the datacenter: the store first, then this process's registry (which then drops
@@ -517,7 +526,7 @@ async fn audit(state: &App, dc: &Datacenter, action: AuditAction, reason: &str) 
 
 async fn record_key(
     state: &App,
-    (org, t, provider, region): (Uuid, DbType, Provider, &str),
+    (org, t, provider, region, key_id): (Uuid, DbType, Provider, &str, &str),
     status: KeyStatus,
     reason: Option<&str>,
     ok: bool,
@@ -531,6 +540,7 @@ async fn record_key(
             provider,
             region,
             &KeyStatusUpdate {
+                key_id: key_id.to_string(),
                 status,
                 status_reason: reason.map(str::to_string),
                 checked_at: Utc::now(),
@@ -545,7 +555,7 @@ async fn record_key(
 /// Records a failed check without changing the key's status (grace period).
 async fn record_check_only(
     state: &App,
-    (org, t, provider, region): (Uuid, DbType, Provider, &str),
+    (org, t, provider, region, key_id): (Uuid, DbType, Provider, &str, &str),
     ok: bool,
     message: &str,
 ) -> AppResult<()> {
@@ -564,6 +574,7 @@ async fn record_check_only(
             provider,
             region,
             &KeyStatusUpdate {
+                key_id: key_id.to_string(),
                 status: key.status,
                 status_reason: key.status_reason.clone(),
                 checked_at: Utc::now(),

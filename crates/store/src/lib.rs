@@ -204,6 +204,9 @@ pub(crate) fn revoked_like() -> String {
 /// A new status and check result for a registered key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyStatusUpdate {
+    /// The key the check was about: a result for a key the slot no longer holds (replaced
+    /// while it was checked) is not recorded on the slot's new key.
+    pub key_id: String,
     pub status: KeyStatus,
     pub status_reason: Option<String>,
     pub checked_at: DateTime<Utc>,
@@ -413,6 +416,44 @@ pub enum DeleteKeyOutcome {
     NotRegistered,
     /// Live datacenters of the key's type are encrypted under it (their IDs); nothing changed.
     InUse(Vec<String>),
+}
+
+/// What [`Store::replace_customer_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaceKeyOutcome {
+    /// The slot holds the new key; this is the key it held.
+    Replaced(Box<CustomerKey>),
+    NotRegistered,
+    /// The slot's key is revoked: a revocation is ended by unrevoking, never by replacing.
+    Revoked(Box<CustomerKey>),
+    /// The slot no longer holds the key the replacement was checked against (a concurrent
+    /// change); this is what it holds.
+    Changed(Box<CustomerKey>),
+}
+
+/// A datacenter's data key moved from one customer key to another: what
+/// [`Store::rewrap_datacenter`] swaps, if the datacenter still holds `from_wrapped`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrap {
+    pub datacenter_id: String,
+    pub db_type: DbType,
+    pub from_key_id: String,
+    pub from_wrapped: Vec<u8>,
+    pub to_key_id: String,
+    pub to_account: String,
+    pub to_wrapped: Vec<u8>,
+}
+
+/// What [`Store::rewrap_datacenter`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewrapOutcome {
+    /// The datacenter's key of record is the new one; the old wrapped key is gone.
+    Rewrapped,
+    /// The datacenter is terminated, or no longer holds the wrapped key the rewrap started
+    /// from (another rewrap won); nothing changed.
+    Stale,
+    /// The region's key is no longer the destination, or it is revoked; nothing changed.
+    DestinationChanged,
 }
 
 /// What [`Store::remove_datacenter`] did.
@@ -637,6 +678,20 @@ pub trait Store: Send + Sync + 'static {
         provider: Provider,
         region: &str,
     ) -> Result<DeleteKeyOutcome>;
+    /// Replaces the slot's key by `new` (its check results, AVAILABLE) in one transaction,
+    /// if the slot still holds `expected_key_id` and it is not revoked. Datacenters keep the
+    /// key they are encrypted under.
+    async fn replace_customer_key(
+        &self,
+        expected_key_id: &str,
+        new: &CustomerKey,
+    ) -> Result<ReplaceKeyOutcome>;
+    /// Moves a datacenter's key of record to `rewrap.to_*` in one transaction, if it still
+    /// holds `from_wrapped` under `from_key_id` and the region's key (of its type) is
+    /// `to_key_id` and not revoked; that key becomes IN_USE if it was AVAILABLE. The old
+    /// wrapped key is overwritten in the same statement: the datacenter is always under
+    /// exactly one key.
+    async fn rewrap_datacenter(&self, rewrap: &Rewrap) -> Result<RewrapOutcome>;
     /// Ends a revocation: a REVOKED key takes `update`'s status and check. False when the key
     /// is not registered or not revoked (a concurrent unrevoke won).
     async fn unrevoke_customer_key(
@@ -773,6 +828,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         org_id: Uuid,
         key_id: &str,
+        region: &str,
+    ) -> Result<Vec<Datacenter>>;
+
+    /// The live customer-keyed datacenters of one organization's databases of `db_type` in a
+    /// region, whatever key they are under (the slot's, or one it held before a replacement).
+    async fn live_datacenters_in_slot(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
         region: &str,
     ) -> Result<Vec<Datacenter>>;
 

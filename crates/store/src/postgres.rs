@@ -6,11 +6,11 @@ use crate::{
     AccountAssignment, AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database,
     DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, Job, KeyBinding, KeyStatusUpdate,
     Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin, PortalSession,
-    REMOVING_A_REGION, RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT,
-    TokenRecord, live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome,
-    parse_db_status, parse_db_type, parse_job_kind, parse_job_state, parse_key_kind,
-    parse_key_status, parse_provider, parse_role, revoked_like, serverless_identity, sql_limit,
-    truncate_ms,
+    REMOVING_A_REGION, RemoveRegionOutcome, ReplaceKeyOutcome, Result, Rewrap, RewrapOutcome,
+    Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord, live_and_serving, now_ms, one_row,
+    parse_audit_action, parse_audit_outcome, parse_db_status, parse_db_type, parse_job_kind,
+    parse_job_state, parse_key_kind, parse_key_status, parse_provider, parse_role, revoked_like,
+    serverless_identity, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,7 +19,9 @@ use deadpool_postgres::{
 };
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
 use keyplane_core::databases::{check_add_region, check_remove_region};
-use keyplane_core::{DatabaseStatus, DbType, Provider, QuotaExceeded, QuotaKind, Quotas};
+use keyplane_core::{
+    DatabaseStatus, DbType, KeyStatus, Provider, QuotaExceeded, QuotaKind, Quotas,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -1080,7 +1082,8 @@ impl Store for PostgresStore {
                      last_check_at = $7,
                      last_check_ok = $8,
                      last_check_message = $9
-                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4",
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4
+                   AND key_id = $10",
             )
             .await?;
         let n = client
@@ -1096,6 +1099,7 @@ impl Store for PostgresStore {
                     &truncate_ms(update.checked_at),
                     &update.check_ok,
                     &update.check_message,
+                    &update.key_id,
                 ],
             )
             .await?;
@@ -1227,6 +1231,142 @@ impl Store for PostgresStore {
         tx.execute(&delete, &[&org_id, &t, &p, &region]).await?;
         tx.commit().await?;
         Ok(DeleteKeyOutcome::Deleted(Box::new(key)))
+    }
+
+    async fn replace_customer_key(
+        &self,
+        expected_key_id: &str,
+        new: &CustomerKey,
+    ) -> Result<ReplaceKeyOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let (t, p) = (new.db_type.as_str(), new.provider.as_str());
+        // The slot's row locked: a concurrent revoke, replace or deregistration waits.
+        let select = tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                customer_key_columns!(),
+                " FROM customer_keys WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4",
+                " FOR UPDATE"
+            ))
+            .await?;
+        let Some(row) = tx
+            .query_opt(&select, &[&new.org_id, &t, &p, &new.region])
+            .await?
+        else {
+            return Ok(ReplaceKeyOutcome::NotRegistered);
+        };
+        let current = customer_key_from_row(&row)?;
+        if current.key_id != expected_key_id {
+            return Ok(ReplaceKeyOutcome::Changed(Box::new(current)));
+        }
+        if current.status == KeyStatus::Revoked {
+            return Ok(ReplaceKeyOutcome::Revoked(Box::new(current)));
+        }
+        let update = tx
+            .prepare_cached(
+                "UPDATE customer_keys SET key_id = $5, provider_account = $6, created_at = $7,
+                     created_by = $8, status = $9, status_reason = $10, status_since = $11,
+                     last_check_at = $12, last_check_ok = $13, last_check_message = $14,
+                     bound_at = $15, binding_warning = $16
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4",
+            )
+            .await?;
+        tx.execute(
+            &update,
+            &[
+                &new.org_id,
+                &t,
+                &p,
+                &new.region,
+                &new.key_id,
+                &new.provider_account,
+                &truncate_ms(new.created_at),
+                &new.created_by,
+                &new.status.as_str(),
+                &new.status_reason,
+                &truncate_ms(new.status_since),
+                &new.last_check_at.map(truncate_ms),
+                &new.last_check_ok,
+                &new.last_check_message,
+                &new.bound_at.map(truncate_ms),
+                &new.binding_warning,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ReplaceKeyOutcome::Replaced(Box::new(current)))
+    }
+
+    async fn rewrap_datacenter(&self, rewrap: &Rewrap) -> Result<RewrapOutcome> {
+        let r = rewrap;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let select = tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters WHERE id = $1 AND terminated_at IS NULL AND key_kind = 'customer'",
+                " FOR UPDATE"
+            ))
+            .await?;
+        let Some(row) = tx.query_opt(&select, &[&r.datacenter_id]).await? else {
+            return Ok(RewrapOutcome::Stale);
+        };
+        let dc = datacenter_from_row(&row)?;
+        if dc.key_id != r.from_key_id
+            || dc.wrapped_data_key.as_deref() != Some(r.from_wrapped.as_slice())
+        {
+            return Ok(RewrapOutcome::Stale);
+        }
+        let (t, p) = (r.db_type.as_str(), dc.provider.as_str());
+        // The region's key row locked: a revoke that commits first is seen here, and one that
+        // comes after sees this datacenter under the key it revokes.
+        let key = tx
+            .prepare_cached(
+                "SELECT key_id, status FROM customer_keys
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4 FOR UPDATE",
+            )
+            .await?;
+        let destination = tx
+            .query_opt(&key, &[&dc.org_id, &t, &p, &dc.region])
+            .await?;
+        match destination {
+            Some(row)
+                if row.try_get::<_, String>(0)? == r.to_key_id
+                    && row.try_get::<_, String>(1)? != KeyStatus::Revoked.as_str() => {}
+            _ => return Ok(RewrapOutcome::DestinationChanged),
+        }
+        let now = now_ms();
+        let swap = tx
+            .prepare_cached(
+                "UPDATE datacenters SET key_id = $2, provider_account = $3, wrapped_data_key = $4,
+                     updated_at = $5
+                 WHERE id = $1",
+            )
+            .await?;
+        tx.execute(
+            &swap,
+            &[
+                &r.datacenter_id,
+                &r.to_key_id,
+                &r.to_account,
+                &r.to_wrapped,
+                &now,
+            ],
+        )
+        .await?;
+        let in_use = tx
+            .prepare_cached(
+                "UPDATE customer_keys SET status = 'IN_USE', status_since = $5
+                 WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4
+                   AND status = 'AVAILABLE'",
+            )
+            .await?;
+        tx.execute(&in_use, &[&dc.org_id, &t, &p, &dc.region, &now])
+            .await?;
+        tx.commit().await?;
+        Ok(RewrapOutcome::Rewrapped)
     }
 
     async fn unrevoke_customer_key(
@@ -1919,6 +2059,27 @@ impl Store for PostgresStore {
                 " AND key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
             ),
             &[&org_id, &key_id, &region],
+            datacenter_from_row,
+        )
+        .await
+    }
+
+    async fn live_datacenters_in_slot(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<Vec<Datacenter>> {
+        self.collect(
+            concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters WHERE org_id = $1 AND region = $2 AND provider = $3",
+                " AND key_kind = 'customer' AND status <> 'TERMINATED'",
+                " AND database_id IN (SELECT id FROM databases WHERE db_type = $4) ORDER BY id"
+            ),
+            &[&org_id, &region, &provider.as_str(), &db_type.as_str()],
             datacenter_from_row,
         )
         .await

@@ -9,17 +9,17 @@ use crate::{
     AccountAssignment, AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database,
     DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, Job, KeyBinding, KeyStatusUpdate,
     Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin, PortalSession,
-    REMOVING_A_REGION, RemoveRegionOutcome, Result, Store, StoreError, TOKEN_COLUMN_COUNT,
-    TokenRecord, live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome,
-    parse_db_status, parse_db_type, parse_job_kind, parse_job_state, parse_key_kind,
-    parse_key_status, parse_provider, parse_role, revoked_like, serverless_identity, sql_limit,
-    truncate_ms,
+    REMOVING_A_REGION, RemoveRegionOutcome, ReplaceKeyOutcome, Result, Rewrap, RewrapOutcome,
+    Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord, live_and_serving, now_ms, one_row,
+    parse_audit_action, parse_audit_outcome, parse_db_status, parse_db_type, parse_job_kind,
+    parse_job_state, parse_key_kind, parse_key_status, parse_provider, parse_role, revoked_like,
+    serverless_identity, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
 use keyplane_core::databases::{check_add_region, check_remove_region};
-use keyplane_core::{DatabaseStatus, DbType, Provider, QuotaKind, Quotas};
+use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, QuotaKind, Quotas};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1262,7 +1262,8 @@ impl Store for SqliteStore {
                          last_check_at = ?7,
                          last_check_ok = ?8,
                          last_check_message = ?9
-                     WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
+                     WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4
+                       AND key_id = ?10",
                 )?
                 .execute(params![
                     org_id.to_string(),
@@ -1274,6 +1275,7 @@ impl Store for SqliteStore {
                     format_ts(truncate_ms(update.checked_at)),
                     update.check_ok,
                     update.check_message,
+                    update.key_id,
                 ])?;
             Ok(n == 1)
         })
@@ -1391,6 +1393,117 @@ impl Store for SqliteStore {
             )?
             .execute(slot)?;
             Ok(DeleteKeyOutcome::Deleted(Box::new(key)))
+        })
+        .await
+    }
+
+    async fn replace_customer_key(
+        &self,
+        expected_key_id: &str,
+        new: &CustomerKey,
+    ) -> Result<ReplaceKeyOutcome> {
+        let (expected, new) = (expected_key_id.to_owned(), new.clone());
+        self.write(move |tx| {
+            let org = new.org_id.to_string();
+            let Some(current) = first(
+                tx,
+                concat!(
+                    "SELECT ",
+                    customer_key_columns!(),
+                    " FROM customer_keys WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4"
+                ),
+                params![org, new.db_type.as_str(), new.provider.as_str(), new.region],
+                customer_key_from_row,
+            )?
+            else {
+                return Ok(ReplaceKeyOutcome::NotRegistered);
+            };
+            if current.key_id != expected {
+                return Ok(ReplaceKeyOutcome::Changed(Box::new(current)));
+            }
+            if current.status == KeyStatus::Revoked {
+                return Ok(ReplaceKeyOutcome::Revoked(Box::new(current)));
+            }
+            tx.prepare_cached(
+                "UPDATE customer_keys SET key_id = ?5, provider_account = ?6, created_at = ?7,
+                     created_by = ?8, status = ?9, status_reason = ?10, status_since = ?11,
+                     last_check_at = ?12, last_check_ok = ?13, last_check_message = ?14,
+                     bound_at = ?15, binding_warning = ?16
+                 WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
+            )?
+            .execute(params![
+                org,
+                new.db_type.as_str(),
+                new.provider.as_str(),
+                new.region,
+                new.key_id,
+                new.provider_account,
+                format_ts(truncate_ms(new.created_at)),
+                new.created_by,
+                new.status.as_str(),
+                new.status_reason,
+                format_ts(truncate_ms(new.status_since)),
+                new.last_check_at.map(|t| format_ts(truncate_ms(t))),
+                new.last_check_ok,
+                new.last_check_message,
+                new.bound_at.map(|t| format_ts(truncate_ms(t))),
+                new.binding_warning,
+            ])?;
+            Ok(ReplaceKeyOutcome::Replaced(Box::new(current)))
+        })
+        .await
+    }
+
+    async fn rewrap_datacenter(&self, rewrap: &Rewrap) -> Result<RewrapOutcome> {
+        let r = rewrap.clone();
+        self.write(move |tx| {
+            let Some(dc) = first(
+                tx,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters WHERE id = ?1 AND terminated_at IS NULL AND key_kind = 'customer'"
+                ),
+                params![r.datacenter_id],
+                datacenter_from_row,
+            )?
+            else {
+                return Ok(RewrapOutcome::Stale);
+            };
+            if dc.key_id != r.from_key_id
+                || dc.wrapped_data_key.as_deref() != Some(r.from_wrapped.as_slice())
+            {
+                return Ok(RewrapOutcome::Stale);
+            }
+            let org = dc.org_id.to_string();
+            let destination: Option<(String, String)> = tx
+                .prepare_cached(
+                    "SELECT key_id, status FROM customer_keys
+                     WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
+                )?
+                .query_row(
+                    params![org, r.db_type.as_str(), dc.provider.as_str(), dc.region],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            match destination {
+                Some((key, status)) if key == r.to_key_id && status != KeyStatus::Revoked.as_str() => {}
+                _ => return Ok(RewrapOutcome::DestinationChanged),
+            }
+            let now = format_ts(now_ms());
+            tx.prepare_cached(
+                "UPDATE datacenters SET key_id = ?2, provider_account = ?3, wrapped_data_key = ?4,
+                     updated_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![r.datacenter_id, r.to_key_id, r.to_account, r.to_wrapped, now])?;
+            tx.prepare_cached(
+                "UPDATE customer_keys SET status = 'IN_USE', status_since = ?5
+                 WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4
+                   AND status = 'AVAILABLE'",
+            )?
+            .execute(params![org, r.db_type.as_str(), dc.provider.as_str(), dc.region, now])?;
+            Ok(RewrapOutcome::Rewrapped)
         })
         .await
     }
@@ -2120,6 +2233,36 @@ impl Store for SqliteStore {
                     " AND key_kind = 'customer' AND status <> 'TERMINATED' ORDER BY id"
                 ),
                 params![org_id.to_string(), key_id, region],
+                datacenter_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn live_datacenters_in_slot(
+        &self,
+        org_id: Uuid,
+        db_type: DbType,
+        provider: Provider,
+        region: &str,
+    ) -> Result<Vec<Datacenter>> {
+        let region = region.to_string();
+        self.read(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters WHERE org_id = ?1 AND region = ?2 AND provider = ?3",
+                    " AND key_kind = 'customer' AND status <> 'TERMINATED'",
+                    " AND database_id IN (SELECT id FROM databases WHERE db_type = ?4) ORDER BY id"
+                ),
+                params![
+                    org_id.to_string(),
+                    region,
+                    provider.as_str(),
+                    db_type.as_str()
+                ],
                 datacenter_from_row,
             )
         })

@@ -11,7 +11,7 @@ use keyplane_store::{
     AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database, DatabaseFilter, Datacenter,
     DeleteKeyOutcome, DynStore, JobKind, JobState, KeyBinding, KeyKind, KeyStatusUpdate, Lease,
     NewAuditEntry, NewJob, NewPortalSession, PortalSession, PostgresStore, RemoveRegionOutcome,
-    SqliteStore, StoreError, TokenRecord,
+    ReplaceKeyOutcome, Rewrap, RewrapOutcome, SqliteStore, StoreError, TokenRecord,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -204,6 +204,9 @@ on_both_backends!(store:
     suite_key_deregistration,
     suite_concurrent_deregistration_and_creation,
     suite_activation_under_a_revoked_key,
+    suite_key_replacement,
+    suite_rewrap,
+    suite_concurrent_rewraps,
 );
 
 on_both_backends!(harness:
@@ -1112,6 +1115,7 @@ async fn suite_customer_key_status(store: DynStore) {
     // Same status: the check is recorded, status_since stays.
     let checked = Utc::now() - Duration::minutes(30) + Duration::microseconds(7);
     let same = KeyStatusUpdate {
+        key_id: key.key_id.clone(),
         status: KeyStatus::Available,
         status_reason: None,
         checked_at: checked,
@@ -1134,6 +1138,7 @@ async fn suite_customer_key_status(store: DynStore) {
     // A new status moves status_since to the check.
     let lost = Utc::now().trunc_subsecs(3) - Duration::minutes(10);
     let inaccessible = KeyStatusUpdate {
+        key_id: key.key_id.clone(),
         status: KeyStatus::Inaccessible,
         status_reason: Some("key disabled".to_owned()),
         checked_at: lost,
@@ -4449,6 +4454,7 @@ async fn suite_key_revocation(store: DynStore) {
 
     // A check result never overwrites the revocation, though it is recorded.
     let check = KeyStatusUpdate {
+        key_id: key.key_id.clone(),
         status: KeyStatus::InUse,
         status_reason: None,
         checked_at: at + Duration::seconds(5),
@@ -4501,6 +4507,7 @@ async fn suite_key_revocation(store: DynStore) {
 
     // Unrevoke: once, from REVOKED only; the datacenters then resume.
     let back = KeyStatusUpdate {
+        key_id: key.key_id.clone(),
         status: KeyStatus::InUse,
         status_reason: None,
         checked_at: at + Duration::seconds(10),
@@ -4795,6 +4802,7 @@ async fn suite_activation_under_a_revoked_key(store: DynStore) {
         DatabaseStatus::Suspended
     );
     let back = KeyStatusUpdate {
+        key_id: dc.key_id.clone(),
         status: KeyStatus::Available,
         status_reason: None,
         checked_at: Utc::now(),
@@ -4830,4 +4838,318 @@ async fn suite_activation_under_a_revoked_key(store: DynStore) {
         store.activate_datacenter("nope").await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// A classic key in us-east-2 replaced by another: one transaction, only from the key the
+/// replacement was checked against, never from a revoked key; datacenters keep their key.
+async fn suite_key_replacement(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (_, dc) = keyed_active_db(&store, org.id, "a", "us-east-2").await;
+    let old = customer_key(org.id, DbType::Classic, "us-east-2", &dc.key_id);
+    let new = CustomerKey {
+        key_id: "arn:aws:kms:us-east-2:1:key/new".to_owned(),
+        provider_account: "222222222222".to_owned(),
+        last_check_message: Some("replacement check passed".to_owned()),
+        ..old.clone()
+    };
+    assert_eq!(
+        store.replace_customer_key(&old.key_id, &new).await.unwrap(),
+        ReplaceKeyOutcome::NotRegistered
+    );
+    store.insert_customer_key(&old).await.unwrap();
+    let get = || async {
+        store
+            .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+
+    // Checked against another key: refused, and the slot says what it holds.
+    assert_eq!(
+        store
+            .replace_customer_key("arn:aws:kms:us-east-2:1:key/stale", &new)
+            .await
+            .unwrap(),
+        ReplaceKeyOutcome::Changed(Box::new(old.clone()))
+    );
+    assert_eq!(get().await, old);
+
+    // Revoked: refused.
+    store
+        .revoke_customer_key(
+            org.id,
+            DbType::Classic,
+            Provider::Aws,
+            "us-east-2",
+            "revoked",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let revoked = get().await;
+    assert_eq!(
+        store.replace_customer_key(&old.key_id, &new).await.unwrap(),
+        ReplaceKeyOutcome::Revoked(Box::new(revoked.clone()))
+    );
+    assert_eq!(get().await, revoked);
+    let back = KeyStatusUpdate {
+        key_id: old.key_id.clone(),
+        status: KeyStatus::InUse,
+        status_reason: None,
+        checked_at: Utc::now(),
+        check_ok: true,
+        check_message: "unrevoked".into(),
+    };
+    assert!(
+        store
+            .unrevoke_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2", &back)
+            .await
+            .unwrap()
+    );
+
+    // Replaced: the slot holds the new key whole; the datacenter stays under the old one.
+    match store.replace_customer_key(&old.key_id, &new).await.unwrap() {
+        ReplaceKeyOutcome::Replaced(was) => assert_eq!(was.key_id, old.key_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(get().await, new);
+    assert_eq!(
+        store.get_datacenter(&dc.id).await.unwrap().unwrap().key_id,
+        dc.key_id
+    );
+    let in_slot = store
+        .live_datacenters_in_slot(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        in_slot.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![dc.id.clone()]
+    );
+    assert!(
+        store
+            .live_datacenters_in_slot(org.id, DbType::Serverless, Provider::Aws, "us-east-2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A check of the old key (a datacenter still under it) is not recorded on the new key.
+    let stale = KeyStatusUpdate {
+        key_id: old.key_id.clone(),
+        status: KeyStatus::Inaccessible,
+        status_reason: Some("the old key is disabled".into()),
+        checked_at: Utc::now(),
+        check_ok: false,
+        check_message: "DisabledException".into(),
+    };
+    assert!(
+        !store
+            .update_customer_key_status(org.id, DbType::Classic, Provider::Aws, "us-east-2", &stale)
+            .await
+            .unwrap()
+    );
+    assert_eq!(get().await, new);
+    let fresh = KeyStatusUpdate {
+        key_id: new.key_id.clone(),
+        ..stale
+    };
+    assert!(
+        store
+            .update_customer_key_status(org.id, DbType::Classic, Provider::Aws, "us-east-2", &fresh)
+            .await
+            .unwrap()
+    );
+    assert_eq!(get().await.status, KeyStatus::Inaccessible);
+}
+
+/// A datacenter's data key moved to the slot's new key: only from the wrapped key it holds,
+/// only to the slot's current unrevoked key, and the old wrapped key is gone at once.
+async fn suite_rewrap(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (_, dc) = keyed_active_db(&store, org.id, "a", "us-east-2").await;
+    assert!(
+        store
+            .set_wrapped_data_key(&dc.id, b"under-old")
+            .await
+            .unwrap()
+    );
+    let old = customer_key(org.id, DbType::Classic, "us-east-2", &dc.key_id);
+    store.insert_customer_key(&old).await.unwrap();
+    let new_id = "arn:aws:kms:us-east-2:1:key/new";
+    let rewrap = Rewrap {
+        datacenter_id: dc.id.clone(),
+        db_type: DbType::Classic,
+        from_key_id: dc.key_id.clone(),
+        from_wrapped: b"under-old".to_vec(),
+        to_key_id: new_id.to_owned(),
+        to_account: "222222222222".to_owned(),
+        to_wrapped: b"under-new".to_vec(),
+    };
+    // The slot still holds the old key.
+    assert_eq!(
+        store.rewrap_datacenter(&rewrap).await.unwrap(),
+        RewrapOutcome::DestinationChanged
+    );
+    let new = CustomerKey {
+        key_id: new_id.to_owned(),
+        provider_account: "222222222222".to_owned(),
+        status: KeyStatus::Available,
+        ..old.clone()
+    };
+    assert!(matches!(
+        store.replace_customer_key(&old.key_id, &new).await.unwrap(),
+        ReplaceKeyOutcome::Replaced(_)
+    ));
+    // Started from a wrapped key the datacenter no longer holds.
+    let stale = Rewrap {
+        from_wrapped: b"something else".to_vec(),
+        ..rewrap.clone()
+    };
+    assert_eq!(
+        store.rewrap_datacenter(&stale).await.unwrap(),
+        RewrapOutcome::Stale
+    );
+    // The new key revoked meanwhile.
+    store
+        .revoke_customer_key(
+            org.id,
+            DbType::Classic,
+            Provider::Aws,
+            "us-east-2",
+            "revoked",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.rewrap_datacenter(&rewrap).await.unwrap(),
+        RewrapOutcome::DestinationChanged
+    );
+    let unchanged = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            unchanged.key_id.as_str(),
+            unchanged.wrapped_data_key.as_deref()
+        ),
+        (dc.key_id.as_str(), Some(&b"under-old"[..]))
+    );
+    let back = KeyStatusUpdate {
+        key_id: new_id.to_owned(),
+        status: KeyStatus::Available,
+        status_reason: None,
+        checked_at: Utc::now(),
+        check_ok: true,
+        check_message: "unrevoked".into(),
+    };
+    assert!(
+        store
+            .unrevoke_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2", &back)
+            .await
+            .unwrap()
+    );
+
+    // Done: the datacenter is under the new key only, and that key is in use.
+    assert_eq!(
+        store.rewrap_datacenter(&rewrap).await.unwrap(),
+        RewrapOutcome::Rewrapped
+    );
+    let moved = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            moved.key_id.as_str(),
+            moved.provider_account.as_str(),
+            moved.wrapped_data_key.as_deref()
+        ),
+        (new_id, "222222222222", Some(&b"under-new"[..]))
+    );
+    let key = store
+        .get_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(key.status, KeyStatus::InUse);
+    assert!(
+        store
+            .live_datacenters_of_key(org.id, &dc.key_id, "us-east-2")
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is left under the old key"
+    );
+    // Again: the datacenter no longer holds the old wrapped key.
+    assert_eq!(
+        store.rewrap_datacenter(&rewrap).await.unwrap(),
+        RewrapOutcome::Stale
+    );
+
+    // A terminated datacenter is not rewrapped.
+    let (_, gone) = keyed_active_db(&store, org.id, "b", "us-east-2").await;
+    assert!(
+        store
+            .set_wrapped_data_key(&gone.id, b"under-old")
+            .await
+            .unwrap()
+    );
+    store.mark_datacenter_terminated(&gone.id).await.unwrap();
+    let of_gone = Rewrap {
+        datacenter_id: gone.id.clone(),
+        ..rewrap
+    };
+    assert_eq!(
+        store.rewrap_datacenter(&of_gone).await.unwrap(),
+        RewrapOutcome::Stale
+    );
+}
+
+/// Eight rewraps of one datacenter at once, each with its own new wrapped key: exactly one
+/// wins, and the datacenter holds that one's.
+async fn suite_concurrent_rewraps(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (_, dc) = keyed_active_db(&store, org.id, "a", "us-east-2").await;
+    assert!(
+        store
+            .set_wrapped_data_key(&dc.id, b"under-old")
+            .await
+            .unwrap()
+    );
+    let old = customer_key(org.id, DbType::Classic, "us-east-2", &dc.key_id);
+    store.insert_customer_key(&old).await.unwrap();
+    let new_id = "arn:aws:kms:us-east-2:1:key/new";
+    let new = CustomerKey {
+        key_id: new_id.to_owned(),
+        ..old.clone()
+    };
+    assert!(matches!(
+        store.replace_customer_key(&old.key_id, &new).await.unwrap(),
+        ReplaceKeyOutcome::Replaced(_)
+    ));
+    let tasks: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let rewrap = Rewrap {
+                datacenter_id: dc.id.clone(),
+                db_type: DbType::Classic,
+                from_key_id: dc.key_id.clone(),
+                from_wrapped: b"under-old".to_vec(),
+                to_key_id: new_id.to_owned(),
+                to_account: old.provider_account.clone(),
+                to_wrapped: vec![i; 4],
+            };
+            tokio::spawn(async move { (i, store.rewrap_datacenter(&rewrap).await.unwrap()) })
+        })
+        .collect();
+    let mut winners = vec![];
+    for t in tasks {
+        let (i, outcome) = t.await.unwrap();
+        match outcome {
+            RewrapOutcome::Rewrapped => winners.push(i),
+            RewrapOutcome::Stale => {}
+            RewrapOutcome::DestinationChanged => panic!("the destination did not change"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let moved = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(moved.key_id, new_id);
+    assert_eq!(moved.wrapped_data_key, Some(vec![winners[0]; 4]));
 }

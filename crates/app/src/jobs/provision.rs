@@ -96,7 +96,8 @@ async fn mark_key_in_use(app: &App, dc: &Datacenter) -> AppResult<()> {
     else {
         return Ok(());
     };
-    if key.status == KeyStatus::Available {
+    // The slot's key, unless it was replaced since this datacenter was bound to its key.
+    if key.status == KeyStatus::Available && key.key_id == dc.key_id {
         app.store
             .update_customer_key_status(
                 dc.org_id,
@@ -104,6 +105,7 @@ async fn mark_key_in_use(app: &App, dc: &Datacenter) -> AppResult<()> {
                 dc.provider,
                 &dc.region,
                 &KeyStatusUpdate {
+                    key_id: dc.key_id.clone(),
                     status: KeyStatus::InUse,
                     status_reason: None,
                     checked_at: Utc::now(),

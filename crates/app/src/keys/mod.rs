@@ -612,6 +612,7 @@ impl Keys<'_> {
                     key.provider,
                     &key.region,
                     &KeyStatusUpdate {
+                        key_id: key.key_id.clone(),
                         status,
                         status_reason: reason,
                         checked_at: Utc::now(),

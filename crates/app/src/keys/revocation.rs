@@ -266,6 +266,7 @@ impl Keys<'_> {
             .live_datacenters_of_key(org, &key.key_id, &key.region)
             .await?;
         let update = KeyStatusUpdate {
+            key_id: key.key_id.clone(),
             status: if dcs.is_empty() {
                 KeyStatus::Available
             } else {
