@@ -296,6 +296,23 @@ pub enum ConflictReason {
         region: String,
         key_id: String,
     },
+    /// A revoked key is restored by unrevoking it, never replaced (the replacement would
+    /// silently end the revocation).
+    ReplaceRevoked {
+        db_type: DbType,
+        provider: Provider,
+        region: String,
+        key_id: String,
+    },
+    /// The slot's key changed while the request checked against it (a concurrent replace,
+    /// deregistration or registration); nothing was changed.
+    KeyChangedMeanwhile {
+        db_type: DbType,
+        provider: Provider,
+        region: String,
+    },
+    /// A datacenter's data key cannot be moved to its region's key now.
+    Rewrap(RewrapRefusal),
     /// A region rule (core's `check_add_region` / `check_remove_region`) refused it.
     Region(RegionChangeRefusal),
     /// Keyspaces are created and dropped only while the database is ACTIVE.
@@ -303,6 +320,36 @@ pub enum ConflictReason {
     /// A serverless database needs a provider ID of the organization that no other live
     /// serverless database holds in the region and that the key lets in; there is none.
     NoFreeProviderId(ProviderIdShortage),
+}
+
+/// Why a datacenter's data key is not moved to its region's current key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewrapRefusal {
+    /// The datacenter is under the platform's key, which a customer key never replaces.
+    PlatformKeyed,
+    /// Only a datacenter that has a data key and is ACTIVE or SUSPENDED is rewrapped.
+    NotReady(DatabaseStatus),
+    /// The region's key is revoked: unrevoke it first.
+    DestinationRevoked { key_id: String },
+}
+
+impl fmt::Display for RewrapRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RewrapRefusal::PlatformKeyed => f.write_str(
+                "this datacenter is encrypted under the platform's key; a customer key applies to datacenters \
+                 deployed after it is registered",
+            ),
+            RewrapRefusal::NotReady(status) => write!(
+                f,
+                "the datacenter is {status}; a data key is moved once the datacenter is ACTIVE or SUSPENDED, retry then"
+            ),
+            RewrapRefusal::DestinationRevoked { key_id } => write!(
+                f,
+                "the region's key {key_id} is revoked; unrevoke it before moving data under it"
+            ),
+        }
+    }
 }
 
 /// Why a serverless deployment found no provider ID, and what the customer does about it.
@@ -382,9 +429,9 @@ impl fmt::Display for ConflictReason {
                 key_id,
             } => write!(
                 f,
-                "a {db_type} key is already registered for {provider} {region}: {key_id}. It cannot be replaced \
-                 while databases are encrypted under it; once none is, deregister it (DELETE \
-                 …/provider/{provider}/region/{region}) and register the new one"
+                "a {db_type} key is already registered for {provider} {region}: {key_id}. To use another key, \
+                 replace it (PUT …/provider/{provider}/region/{region} with the new key): databases keep \
+                 the key they are encrypted under until each is rewrapped"
             ),
             ConflictReason::KeyInUse {
                 db_type,
@@ -399,6 +446,27 @@ impl fmt::Display for ConflictReason {
                 datacenters.len(),
                 datacenters.join(", ")
             ),
+            ConflictReason::ReplaceRevoked {
+                db_type,
+                provider,
+                region,
+                key_id,
+            } => write!(
+                f,
+                "the {db_type} key {key_id} for {provider} {region} is revoked; unrevoke it (POST \
+                 …/provider/{provider}/region/{region}/unrevoke) before replacing it, so that no revocation ends \
+                 unnoticed"
+            ),
+            ConflictReason::KeyChangedMeanwhile {
+                db_type,
+                provider,
+                region,
+            } => write!(
+                f,
+                "the {db_type} key for {provider} {region} changed while this request was checked; nothing was \
+                 changed, read the key's status and retry"
+            ),
+            ConflictReason::Rewrap(refusal) => refusal.fmt(f),
             ConflictReason::Region(refusal) => refusal.fmt(f),
             ConflictReason::KeyspaceChange(status) => write!(
                 f,

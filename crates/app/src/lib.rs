@@ -38,4 +38,6 @@ pub mod usage;
 pub use app::App;
 pub use auth::Requester;
 pub use config::{Config, DevSignin, PlatformKey, ProcessRole, ProviderAccount};
-pub use error::{AppError, AppResult, ConflictReason, ProviderIdShortage, RegionProblem, Resource};
+pub use error::{
+    AppError, AppResult, ConflictReason, ProviderIdShortage, RegionProblem, Resource, RewrapRefusal,
+};

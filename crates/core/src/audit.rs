@@ -59,6 +59,8 @@ names! {
         CmkUnrevoke => "cmk.unrevoke",
         /// The customer removed a key no live database is encrypted under.
         CmkDeregister => "cmk.deregister",
+        /// The customer replaced a slot's key by another, after a live check of the new one.
+        CmkReplace => "cmk.replace",
         DbCreate => "db.create",
         DbTerminate => "db.terminate",
         DbRegionAdd => "db.region.add",
@@ -68,6 +70,8 @@ names! {
         /// The key monitor (or a refused data access) suspended a datacenter.
         DatacenterSuspend => "datacenter.suspend",
         DatacenterResume => "datacenter.resume",
+        /// A datacenter's data key was moved to its region's current customer key.
+        DatacenterRewrap => "datacenter.rewrap",
         PortalSignin => "portal.signin",
         PortalSigninDev => "portal.signin.dev",
     }

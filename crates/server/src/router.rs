@@ -63,8 +63,16 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::register_classic, keys::list_classic))
         .routes(routes!(keys::register_serverless, keys::list_serverless))
         .routes(routes!(keys::register_serverless_alias))
-        .routes(routes!(keys::get_classic, keys::deregister_classic))
-        .routes(routes!(keys::get_serverless, keys::deregister_serverless))
+        .routes(routes!(
+            keys::get_classic,
+            keys::deregister_classic,
+            keys::replace_classic
+        ))
+        .routes(routes!(
+            keys::get_serverless,
+            keys::deregister_serverless,
+            keys::replace_serverless
+        ))
         .routes(routes!(keys::status_classic))
         .routes(routes!(keys::status_serverless))
         .routes(routes!(keys::policy_classic))
@@ -88,6 +96,7 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
             databases::add_datacenter
         ))
         .routes(routes!(databases::terminate_datacenter))
+        .routes(routes!(databases::rewrap_datacenter))
         .routes(routes!(databases::add_keyspace, databases::remove_keyspace))
         .routes(routes!(regions::serverless_regions))
         .routes(routes!(regions::available_regions))

@@ -554,3 +554,259 @@ async fn a_revoked_key_is_never_called() {
     assert_eq!(st, 200);
     assert!(calls() > before);
 }
+
+/// A key in the built-in KMS that the platform may use for the organization, not registered.
+async fn unregistered_key(s: &TestServer) -> String {
+    let key = s
+        .kms
+        .customer("us-east-2")
+        .create_key()
+        .policy(common::full_policy(s.org).to_string())
+        .send()
+        .await
+        .unwrap();
+    key.key_metadata().unwrap().arn().unwrap().to_string()
+}
+
+async fn replace(s: &TestServer, token: &str, arn: &str, region: &str) -> (u16, Value) {
+    let body = json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}});
+    send(s.req("PUT", KEY, Some(token)).json(&body)).await
+}
+
+async fn rewrap(s: &TestServer, db: &str) -> (u16, Value) {
+    s.post(
+        &format!("/v2/databases/{db}/datacenters/{db}-1/rewrap"),
+        &s.admin,
+        json!({}),
+    )
+    .await
+}
+
+async fn key_of(s: &TestServer, db: &str) -> String {
+    let (_, view) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+    view["info"]["datacenters"][0]["encryption"]["keyID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Polls until reads of `db` on this server succeed; the count they give.
+async fn until_served(s: &TestServer, db: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, body) = count(&s.client, &s.url, &s.admin, db).await;
+        if st == 200 {
+            return body["status"]["count"].clone();
+        }
+        assert!(Instant::now() < deadline, "never served again: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Replace: the new key is checked for real before the slot takes it; new databases use it,
+/// existing ones stay under the old key (listed as previous) and follow the old key's state
+/// until rewrapped; after the rewrap only the new key matters to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replaced_key_moves_new_databases_at_once_and_old_ones_when_rewrapped() {
+    let s = TestServer::with_config(config()).await;
+    let a = register_key(&s, "us-east-2").await;
+    let old_db = filled_db(&s, "orders", 25).await;
+    let kms = s.kms.customer("us-east-2");
+
+    // A key the live check refuses (disabled) is not taken; the slot is unchanged.
+    let broken = unregistered_key(&s).await;
+    kms.disable_key().key_id(&broken).send().await.unwrap();
+    let (st, body) = replace(&s, &s.admin, &broken, "us-east-2").await;
+    let msg = assert_error(st, &body, 422, 4220);
+    assert!(msg.to_lowercase().contains("disabled"), "{msg}");
+    let b = unregistered_key(&s).await;
+    // Another region in the body than in the path, a read-only token, an empty slot: refused.
+    let (st, body) = replace(&s, &s.admin, &b, "eu-west-1").await;
+    assert_error(st, &body, 400, 1000);
+    let ro = s.token(s.org, Role::ReadOnly).await;
+    let (st, body) = replace(&s, &ro, &b, "us-east-2").await;
+    assert_error(st, &body, 403, 3000);
+    let body = json!({"orgId": s.org, "aws": {"keyID": b, "region": "us-west-2"}});
+    let (st, resp) = send(
+        s.req(
+            "PUT",
+            "/v2/kms/classic/provider/aws/region/us-west-2",
+            Some(&s.admin),
+        )
+        .json(&body),
+    )
+    .await;
+    assert_error(st, &resp, 404, 4000);
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["key"]["aws"]["keyID"], a.as_str(), "{status}");
+
+    // Replaced: the slot holds B, the old database is still under A and listed as such.
+    let (st, view) = replace(&s, &s.admin, &b, "us-east-2").await;
+    assert_eq!(st, 200, "{view}");
+    assert_eq!(view["key"]["aws"]["keyID"], b.as_str(), "{view}");
+    assert_eq!(view["status"], "AVAILABLE", "{view}");
+    assert_eq!(view["datacenters"], json!([]), "{view}");
+    assert_eq!(
+        view["previousKeys"],
+        json!([{"keyID": a, "datacenters": [
+            {"databaseId": old_db, "datacenterId": format!("{old_db}-1"), "status": "ACTIVE"}]}]),
+        "{view}"
+    );
+    // The same replacement again changes nothing.
+    let (st, again) = replace(&s, &s.admin, &b, "us-east-2").await;
+    assert_eq!((st, &again["key"]), (200, &view["key"]), "{again}");
+    assert_eq!(key_of(&s, &old_db).await, a);
+    let new_db = filled_db(&s, "billing", 7).await;
+    assert_eq!(key_of(&s, &new_db).await, b);
+
+    // A disabled in the KMS: the old database is cut off, the new one is not, and the slot's
+    // key (B) is not marked INACCESSIBLE by a check of A.
+    kms.disable_key().key_id(&a).send().await.unwrap();
+    until_refused(&s.client, &s.url, &s.admin, &old_db).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(count(&s.client, &s.url, &s.admin, &new_db).await.0, 200);
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["status"], "IN_USE", "{status}");
+    kms.enable_key().key_id(&a).send().await.unwrap();
+    assert_eq!(until_served(&s, &old_db).await, json!(25));
+
+    // Rewrapped: under B, every document readable; A no longer matters to it.
+    let (st, dc) = rewrap(&s, &old_db).await;
+    assert_eq!(st, 200, "{dc}");
+    assert_eq!(dc["encryption"]["keyID"], b.as_str(), "{dc}");
+    assert_eq!(key_of(&s, &old_db).await, b);
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["previousKeys"], json!([]), "{status}");
+    assert_eq!(
+        status["datacenters"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+    // Closed and reopened, the file opens with the data key as B unwraps it.
+    s.app.data.forget(&format!("{old_db}-1")).await;
+    assert_eq!(until_served(&s, &old_db).await, json!(25));
+    kms.disable_key().key_id(&a).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (st, body) = count(&s.client, &s.url, &s.admin, &old_db).await;
+    assert_eq!((st, &body["status"]["count"]), (200, &json!(25)), "{body}");
+    let (_, dbv) = s.get(&format!("/v2/databases/{old_db}"), &s.admin).await;
+    assert_eq!(dbv["status"], "ACTIVE", "{dbv}");
+    // Again: nothing to move.
+    let (st, same) = rewrap(&s, &old_db).await;
+    assert_eq!(
+        (st, &same["encryption"]["keyID"]),
+        (200, &json!(b)),
+        "{same}"
+    );
+    // Nor is a datacenter of another database, or of none, rewrapped.
+    let (st, body) = s
+        .post(
+            &format!("/v2/databases/{old_db}/datacenters/{new_db}-1/rewrap"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_error(st, &body, 404, 4000);
+
+    // A revoked key is unrevoked, never replaced.
+    let (st, _) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
+    assert_eq!(st, 200);
+    let c = unregistered_key(&s).await;
+    let (st, body) = replace(&s, &s.admin, &c, "us-east-2").await;
+    let msg = assert_error(st, &body, 409, 4090);
+    assert!(msg.contains("unrevoke"), "{msg}");
+
+    let (_, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=200", s.org),
+            &s.admin,
+        )
+        .await;
+    let entries = audit_actions(&page);
+    let n = |action: &str, o: &str| {
+        entries
+            .iter()
+            .filter(|(a, out, _)| a == action && out == o)
+            .count()
+    };
+    assert_eq!(
+        (
+            n("cmk.replace", "success"),
+            n("cmk.replace", "failure"),
+            n("cmk.replace", "denied")
+        ),
+        (2, 4, 1),
+        "{entries:?}"
+    );
+    assert_eq!(
+        (
+            n("datacenter.rewrap", "success"),
+            n("datacenter.rewrap", "failure")
+        ),
+        (2, 1),
+        "{entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|(act, _, r)| act == "cmk.replace" && r == &format!("replaced {a} by {b}")),
+        "{entries:?}"
+    );
+}
+
+/// Eight rewraps at once over four databases (two per datacenter): every one answers 200,
+/// each datacenter ends under the new key once, and every document reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rewraps_move_each_datacenter_once() {
+    let s = TestServer::with_config(config()).await;
+    register_key(&s, "us-east-2").await;
+    let mut dbs = vec![];
+    for i in 0..4 {
+        dbs.push(filled_db(&s, &format!("db{i}"), 5 + i).await);
+    }
+    let b = unregistered_key(&s).await;
+    let (st, view) = replace(&s, &s.admin, &b, "us-east-2").await;
+    assert_eq!(st, 200, "{view}");
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (url, token, db) = (s.url.clone(), s.admin.clone(), dbs[i % 4].clone());
+            tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                send(
+                    c.post(format!("{url}/v2/databases/{db}/datacenters/{db}-1/rewrap"))
+                        .bearer_auth(token),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (st, dc) = t.await.unwrap();
+        assert_eq!((st, &dc["encryption"]["keyID"]), (200, &json!(b)), "{dc}");
+    }
+    for (i, db) in dbs.iter().enumerate() {
+        s.app.data.forget(&format!("{db}-1")).await;
+        assert_eq!(key_of(&s, db).await, b);
+        assert_eq!(until_served(&s, db).await, json!(5 + i));
+    }
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(
+        (
+            status["previousKeys"].clone(),
+            status["datacenters"].as_array().unwrap().len()
+        ),
+        (json!([]), 4),
+        "{status}"
+    );
+    let (_, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=200", s.org),
+            &s.admin,
+        )
+        .await;
+    let moved = audit_actions(&page)
+        .into_iter()
+        .filter(|(a, o, r)| a == "datacenter.rewrap" && o == "success" && r.starts_with("moved"))
+        .count();
+    assert_eq!(moved, 4, "each datacenter moved once");
+}

@@ -167,7 +167,7 @@ async fn the_seed_flow_end_to_end() {
         .await;
     let msg = assert_error(st, &body, 409, 4090);
     assert!(
-        msg.contains("cannot be replaced") && msg.contains("deregister"),
+        msg.contains("already registered") && msg.contains("replace it (PUT"),
         "{msg}"
     );
     assert_eq!(keys_stored(&s).await, 1);

@@ -1,13 +1,14 @@
 //! Customer keys: register (every check before anything is stored), list, get one, its
 //! status, a check on request, and the policy helper and checker (`policy`). One key per
-//! (organization, database type, provider, region); it is never replaced through the API,
-//! because databases may already be encrypted under it. What differs per key service (AWS
+//! (organization, database type, provider, region); replacing it (`replacement`) changes
+//! the key new datacenters get, and each existing one moves only when it is rewrapped. What differs per key service (AWS
 //! KMS, Google Cloud KMS) is behind [`service::KeyService`], chosen in one place.
 mod aws;
 mod azure;
 mod gcp;
 pub mod policy;
 pub mod registration;
+mod replacement;
 mod revocation;
 pub mod service;
 
@@ -93,6 +94,16 @@ pub struct KeyStatusDetail {
     /// The live datacenters of the key's type encrypted under it: what a revoke suspends and
     /// what keeps it from being deregistered.
     pub datacenters: Vec<KeyUser>,
+    /// Keys the slot held before a replacement that live datacenters are still under, until
+    /// each is rewrapped.
+    pub previous_keys: Vec<PreviousKey>,
+}
+
+/// A key the slot no longer holds, and the live datacenters still under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousKey {
+    pub key_id: String,
+    pub datacenters: Vec<KeyUser>,
 }
 
 /// A live datacenter under a key.
@@ -172,6 +183,55 @@ fn platform_side_failure(e: &keyplane_kms::KmsError, kms: &str, key: &str, step:
 
 /// The audit target of a request about a (type, provider, region) slot, as the request
 /// named it.
+/// The record of a key that just passed its live check: AVAILABLE, the check's summary as its
+/// last check, bound to the organization.
+fn checked_record(
+    who: &Requester,
+    db_type: DbType,
+    provider: Provider,
+    region: String,
+    key_id: String,
+    identity: &PlatformIdentity,
+    checks: &LiveCheckOutcome,
+) -> CustomerKey {
+    let now = Utc::now().trunc_subsecs(3);
+    CustomerKey {
+        org_id: who.org_id(),
+        db_type,
+        provider,
+        region,
+        key_id,
+        provider_account: identity.account_id.clone(),
+        created_at: now,
+        created_by: who.client_id.clone(),
+        status: KeyStatus::Available,
+        status_reason: None,
+        status_since: now,
+        last_check_at: Some(now),
+        last_check_ok: Some(true),
+        last_check_message: Some(format!(
+            "registration check passed: {}{} ({} KMS calls){}",
+            checks.passed.join(", "),
+            if checks.refused_for_other_organizations.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; refused for another organization: {}",
+                    checks.refused_for_other_organizations.join(", ")
+                )
+            },
+            checks.kms_calls,
+            checks
+                .primary_version
+                .as_deref()
+                .map(|v| format!("; primary version {v}"))
+                .unwrap_or_default()
+        )),
+        bound_at: Some(now),
+        binding_warning: None,
+    }
+}
+
 fn slot_target(db_type: DbType, provider: &str, region: &str) -> String {
     format!("{db_type}/{provider}/{region}")
 }
@@ -328,42 +388,7 @@ impl Keys<'_> {
                 .live_check(self.0, &identity, org, &parsed)
                 .await?
         };
-        let now = Utc::now().trunc_subsecs(3);
-        let record = CustomerKey {
-            org_id: org,
-            db_type,
-            provider,
-            region,
-            key_id,
-            provider_account: identity.account_id.clone(),
-            created_at: now,
-            created_by: who.client_id.clone(),
-            status: KeyStatus::Available,
-            status_reason: None,
-            status_since: now,
-            last_check_at: Some(now),
-            last_check_ok: Some(true),
-            last_check_message: Some(format!(
-                "registration check passed: {}{} ({} KMS calls){}",
-                checks.passed.join(", "),
-                if checks.refused_for_other_organizations.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; refused for another organization: {}",
-                        checks.refused_for_other_organizations.join(", ")
-                    )
-                },
-                checks.kms_calls,
-                checks
-                    .primary_version
-                    .as_deref()
-                    .map(|v| format!("; primary version {v}"))
-                    .unwrap_or_default()
-            )),
-            bound_at: Some(now),
-            binding_warning: None,
-        };
+        let record = checked_record(who, db_type, provider, region, key_id, &identity, &checks);
         if req.dry_run {
             return Ok(Registered::DryRun {
                 key: record,
@@ -483,12 +508,13 @@ impl Keys<'_> {
         let app = self.0;
         if key.status == KeyStatus::Revoked {
             // Revoked: keyplane makes no call to the key, not even to read its facts.
-            let datacenters = self.users(&key).await.unwrap_or_default();
+            let (datacenters, previous_keys) = self.users(&key).await.unwrap_or_default();
             return KeyStatusDetail {
                 key,
                 facts: None,
                 facts_error: Some(REVOKED_FACTS.to_string()),
                 datacenters,
+                previous_keys,
             };
         }
         let read = async {
@@ -508,11 +534,11 @@ impl Keys<'_> {
                 (None, Some(why))
             }
         };
-        let datacenters = match self.users(&key).await {
+        let (datacenters, previous_keys) = match self.users(&key).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, key = %key.key_id, "listing a key's datacenters failed");
-                vec![]
+                Default::default()
             }
         };
         KeyStatusDetail {
@@ -520,38 +546,39 @@ impl Keys<'_> {
             facts,
             facts_error,
             datacenters,
+            previous_keys,
         }
     }
 
-    /// The live datacenters of the key's type under it.
-    async fn users(&self, key: &CustomerKey) -> AppResult<Vec<KeyUser>> {
-        let store = &self.0.store;
-        let dcs = store
-            .live_datacenters_of_key(key.org_id, &key.key_id, &key.region)
+    /// The live datacenters of the key's slot: those under the key, and those still under a
+    /// key the slot held before, by key.
+    async fn users(&self, key: &CustomerKey) -> AppResult<(Vec<KeyUser>, Vec<PreviousKey>)> {
+        let dcs = self
+            .0
+            .store
+            .live_datacenters_in_slot(key.org_id, key.db_type, key.provider, &key.region)
             .await?;
-        let mut types = std::collections::HashMap::new();
-        let mut users = vec![];
-        for dc in dcs.into_iter().filter(|d| d.provider == key.provider) {
-            let t = match types.get(&dc.database_id) {
-                Some(t) => *t,
-                None => {
-                    let t = store
-                        .get_database(dc.org_id, dc.database_id)
-                        .await?
-                        .map(|d| d.db_type);
-                    types.insert(dc.database_id, t);
-                    t
-                }
+        let mut current = vec![];
+        let mut previous: Vec<PreviousKey> = vec![];
+        for dc in dcs {
+            let user = KeyUser {
+                database_id: dc.database_id,
+                datacenter_id: dc.id,
+                status: dc.status,
             };
-            if t == Some(key.db_type) {
-                users.push(KeyUser {
-                    database_id: dc.database_id,
-                    datacenter_id: dc.id,
-                    status: dc.status,
+            if dc.key_id == key.key_id {
+                current.push(user);
+            } else if let Some(p) = previous.iter_mut().find(|p| p.key_id == dc.key_id) {
+                p.datacenters.push(user);
+            } else {
+                previous.push(PreviousKey {
+                    key_id: dc.key_id,
+                    datacenters: vec![user],
                 });
             }
         }
-        Ok(users)
+        previous.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        Ok((current, previous))
     }
 
     fn key_identity(&self, key: &CustomerKey) -> PlatformIdentity {

@@ -119,7 +119,7 @@ impl Keys<'_> {
     }
 
     /// The key registered in the slot, or the 404 that says none is.
-    async fn slot_key(
+    pub(super) async fn slot_key(
         &self,
         org: uuid::Uuid,
         db_type: DbType,
@@ -140,7 +140,12 @@ impl Keys<'_> {
     }
 
     /// The slot's provider, parsed, in a region the organization may use.
-    fn slot_provider(&self, who: &Requester, provider: &str, region: &str) -> AppResult<Provider> {
+    pub(super) fn slot_provider(
+        &self,
+        who: &Requester,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<Provider> {
         let provider = parse_provider(provider)?;
         check_region(&self.0.config, &who.org, provider, region)?;
         Ok(provider)

@@ -465,6 +465,29 @@ pub async fn terminate_datacenter(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// Moves the datacenter's data key to the key now registered for its region (after a
+/// replacement): the data key is re-encrypted under the new key, proven to unwrap to the same
+/// key, and only then recorded, so the datacenter is readable at every moment. A datacenter
+/// already under the region's key is answered as it is.
+#[utoipa::path(post, path = "/v2/databases/{id}/datacenters/{datacenterId}/rewrap", tag = "databases",
+    security(("token" = [])),
+    params(("id" = Uuid, Path), ("datacenterId" = String, Path)),
+    responses(
+        (status = 200, body = DatacenterView),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody),
+    ))]
+pub async fn rewrap_datacenter(
+    State(app): State<App>,
+    Auth(who): Auth,
+    ApiPath((id, dc_id)): ApiPath<(Uuid, String)>,
+) -> ApiResult<Json<DatacenterView>> {
+    let dc = app.keys().rewrap(&who, id, &dc_id).await?;
+    Ok(Json(dc_view(&app.config, &dc)))
+}
+
 #[derive(Deserialize)]
 pub struct KeyspacePath {
     id: Uuid,

@@ -125,6 +125,14 @@ pub struct KeyUserView {
     pub status: String,
 }
 
+/// A key the slot held before, and the live datacenters still under it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PreviousKeyView {
+    #[serde(rename = "keyID")]
+    pub key_id: String,
+    pub datacenters: Vec<KeyUserView>,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyStatusView {
@@ -147,6 +155,10 @@ pub struct KeyStatusView {
     /// The live datacenters of the key's type encrypted under it (what a revoke suspends;
     /// a key is deregistered only once there are none).
     pub datacenters: Vec<KeyUserView>,
+    /// Keys this slot held before a replacement that live datacenters are still encrypted
+    /// under; each leaves when its datacenters are rewrapped
+    /// (`POST /v2/databases/{id}/datacenters/{datacenterId}/rewrap`).
+    pub previous_keys: Vec<PreviousKeyView>,
     /// GCP: the version that encrypts new data keys now. Data wrapped under earlier versions
     /// stays readable while they are enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -336,15 +348,23 @@ fn status_view(d: &KeyStatusDetail) -> KeyStatusView {
         registered_at: ts(k.created_at),
         bound_to_organization: k.bound_at.is_some(),
         warning: k.binding_warning.clone(),
-        datacenters: d
-            .datacenters
+        datacenters: d.datacenters.iter().map(user_view).collect(),
+        previous_keys: d
+            .previous_keys
             .iter()
-            .map(|u| KeyUserView {
-                database_id: u.database_id,
-                datacenter_id: u.datacenter_id.clone(),
-                status: u.status.as_str().to_string(),
+            .map(|p| PreviousKeyView {
+                key_id: p.key_id.clone(),
+                datacenters: p.datacenters.iter().map(user_view).collect(),
             })
             .collect(),
+    }
+}
+
+fn user_view(u: &keyplane_app::keys::KeyUser) -> KeyUserView {
+    KeyUserView {
+        database_id: u.database_id,
+        datacenter_id: u.datacenter_id.clone(),
+        status: u.status.as_str().to_string(),
     }
 }
 
@@ -435,7 +455,7 @@ async fn list(
 }
 
 macro_rules! key_routes {
-    ($db:expr, $prefix:literal, $tag:literal, $register:ident, $list:ident, $get:ident, $status:ident, $check:ident, $revoke:ident, $unrevoke:ident, $deregister:ident) => {
+    ($db:expr, $prefix:literal, $tag:literal, $register:ident, $list:ident, $get:ident, $status:ident, $check:ident, $revoke:ident, $unrevoke:ident, $deregister:ident, $replace:ident) => {
         /// Registers a customer key after checking, as the platform's role, every action it needs.
         /// `?dryRun=true` runs every check and stores nothing.
         #[utoipa::path(post, path = $prefix, tag = $tag, security(("token" = [])),
@@ -536,6 +556,34 @@ macro_rules! key_routes {
             Ok(StatusCode::NO_CONTENT)
         }
 
+        /// Replaces the slot's key by the one in the body (the registration's body, for this
+        /// provider and region), after the same live check as a registration. New datacenters
+        /// get the new key; existing ones stay under the key they are encrypted under, listed in
+        /// `previousKeys`, until each is rewrapped. The same key again changes nothing; a
+        /// revoked key is unrevoked, not replaced (409). `?dryRun=true` checks, stores nothing.
+        #[utoipa::path(put, path = concat!($prefix, "/provider/{provider}/region/{region}"), tag = $tag,
+            security(("token" = [])),
+            params(("provider" = Provider, Path), ("region" = String, Path),
+                ("dryRun" = Option<bool>, Query, description = "run every check, store nothing")),
+            request_body = RegisterKey,
+            responses(
+                (status = 200, body = KeyStatusView),
+                (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+                (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+                (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+                (status = 501, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
+            ))]
+        pub async fn $replace(
+            State(app): State<App>,
+            Auth(who): Auth,
+            ApiPath(path): ApiPath<RegionPath>,
+            ApiQuery(q): ApiQuery<RegisterQuery>,
+            ApiJson(body): ApiJson<RegisterKey>,
+        ) -> ApiResult<Json<KeyStatusView>> {
+            let req = registration(body, who.org_id(), q.dry_run);
+            Ok(Json(status_view(&app.keys().replace(&who, $db, &path.provider, &path.region, &req).await?)))
+        }
+
         /// Ends a revocation once the registration's live check of the key passes (422 with the
         /// reason, the key still revoked, when it fails); its datacenters are then checked and
         /// resume. A key that is not revoked is answered as it is.
@@ -566,7 +614,8 @@ key_routes!(
     check_classic,
     revoke_classic,
     unrevoke_classic,
-    deregister_classic
+    deregister_classic,
+    replace_classic
 );
 key_routes!(
     DbType::Serverless,
@@ -579,7 +628,8 @@ key_routes!(
     check_serverless,
     revoke_serverless,
     unrevoke_serverless,
-    deregister_serverless
+    deregister_serverless,
+    replace_serverless
 );
 
 /// Registers a serverless key (alias of `POST /v2/kms`).
