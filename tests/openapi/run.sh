@@ -98,12 +98,13 @@ checks="not_a_server_error,status_code_conformance,content_type_conformance,resp
 common=(--checks "$checks" --workers 1 --seed 20261201 --max-examples "$examples" --no-shrink
   --suppress-health-check all --warnings off --request-timeout 30 --max-redirects 0)
 
-# Revoking a key suspends the databases under it, and deregistering one removes a key the
-# later runs need (adding a region): the routes that revoke, unrevoke and deregister keys get
-# a run of their own, after those.
+# Revoking a key suspends the databases under it, and deregistering or replacing one changes
+# the key the later runs need (adding a region): the routes that revoke, unrevoke, deregister
+# and replace keys get a run of their own, after those.
 keys_kept=(--exclude-operation-id revoke_classic --exclude-operation-id revoke_serverless
   --exclude-operation-id unrevoke_classic --exclude-operation-id unrevoke_serverless
-  --exclude-operation-id deregister_classic --exclude-operation-id deregister_serverless)
+  --exclude-operation-id deregister_classic --exclude-operation-id deregister_serverless
+  --exclude-operation-id replace_classic --exclude-operation-id replace_serverless)
 
 run() {
   local name="$1"; shift
@@ -153,6 +154,7 @@ run "revoking, unrevoking and deregistering keys, with real regions" --config-fi
   --include-operation-id revoke_classic --include-operation-id revoke_serverless \
   --include-operation-id unrevoke_classic --include-operation-id unrevoke_serverless \
   --include-operation-id deregister_classic --include-operation-id deregister_serverless \
+  --include-operation-id replace_classic --include-operation-id replace_serverless \
   --report junit --report-junit-path "$report/5-key-revocation.xml"
 
 # Revocation, with a token of its own and the real client ID in the mix.

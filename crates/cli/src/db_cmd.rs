@@ -128,6 +128,17 @@ pub enum DbCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Move a database's data keys to the customer key now registered in each region (after
+    /// `keyplane key replace`); a region already under its key is left as it is.
+    Rewrap {
+        /// The database's ID or name.
+        database: String,
+        /// Only this region [default: every region].
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Add or remove a keyspace of a database.
     Keyspace {
         #[command(subcommand)]
@@ -618,6 +629,41 @@ pub async fn run(api: &ApiClient, cmd: DbCommand) -> anyhow::Result<()> {
             }
             let waited = wait_terminated(api, id, &name, wait).await;
             finish(api, id, out.output, waited).await
+        }
+        DbCommand::Rewrap {
+            database,
+            region,
+            out,
+        } => {
+            let id = resolve(api, &database).await?;
+            let db = get(api, id).await?;
+            let dcs = db["info"]["datacenters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let chosen: Vec<&Value> = dcs
+                .iter()
+                .filter(|dc| dc["status"] != "TERMINATED")
+                .filter(|dc| region.as_deref().is_none_or(|r| dc["region"] == r))
+                .collect();
+            if chosen.is_empty() {
+                bail!(
+                    "database {} has no live datacenter{}",
+                    s(&db["info"]["name"]),
+                    region.map(|r| format!(" in {r}")).unwrap_or_default()
+                );
+            }
+            for dc in chosen {
+                let dc_id = s(&dc["id"]);
+                api.call(
+                    Method::POST,
+                    &format!("/v2/databases/{id}/datacenters/{dc_id}/rewrap"),
+                    None,
+                )
+                .await
+                .with_context(|| format!("rewrapping datacenter {dc_id} ({})", s(&dc["region"])))?;
+            }
+            print_one(&get(api, id).await?, out.output)
         }
         DbCommand::Keyspace { command } => {
             let (method, database, ks) = match command {

@@ -161,6 +161,25 @@ pub enum KeyCommand {
         #[arg(long)]
         region: String,
     },
+    /// Replace the region's key by another (checked as at registration): new databases use
+    /// it; existing ones stay under the old key until `keyplane db rewrap` moves each.
+    Replace {
+        /// The database type the key is for.
+        #[arg(long, value_enum, default_value = "classic")]
+        r#type: DbTypeArg,
+        /// The key service the key is in.
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
+        /// The region the key serves.
+        #[arg(long)]
+        region: String,
+        /// The new key, as `register` takes it.
+        #[arg(long)]
+        key_id: String,
+        /// Run every check but change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// End a revocation: the key is checked as at registration, then its databases resume.
     Unrevoke {
         /// The database type the key is for.
@@ -336,6 +355,23 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             let q = if dry_run { "?dryRun=true" } else { "" };
             api.call(Method::POST, &format!("{}{q}", base(r#type)), Some(body))
                 .await?
+        }
+        KeyCommand::Replace {
+            r#type,
+            provider,
+            region,
+            key_id,
+            dry_run,
+        } => {
+            let mut body = json!({"orgId": api.org_id().await?});
+            body[provider.name()] = json!({"keyID": key_id, "region": region});
+            let q = if dry_run { "?dryRun=true" } else { "" };
+            let path = format!(
+                "{}/provider/{}/region/{region}{q}",
+                base(r#type),
+                provider.name()
+            );
+            api.call(Method::PUT, &path, Some(body)).await?
         }
         KeyCommand::List { r#type } => api.call(Method::GET, base(r#type), None).await?,
         KeyCommand::Status {

@@ -644,3 +644,142 @@ fn a_revoke_survives_kill_9_and_unrevoke_loses_no_acknowledged_write() {
         assert!(stored.contains(id), "acknowledged write {id} was lost");
     }
 }
+
+/// `key replace` then `db rewrap`, with the server killed by SIGKILL while rewraps of three
+/// databases are in flight: after the restart every database is ACTIVE under one of the two
+/// keys and reads every document; the rewrap run again moves what was left, and the old key
+/// can then be disabled without any database noticing.
+#[test]
+fn rewraps_cut_by_kill_9_leave_every_database_readable() {
+    let customer = Customer::new();
+    let (server, creds) = serve_dev(&customer);
+    let token = creds["token"].as_str().unwrap().to_string();
+    let old = create_registered_key(&customer);
+    let names = ["r0", "r1", "r2"];
+    let mut ids = vec![];
+    for (i, name) in names.iter().enumerate() {
+        customer
+            .run(&[
+                "db",
+                "create",
+                "--name",
+                name,
+                "--keyspace",
+                "shop",
+                "--region",
+                "us-east-2",
+            ])
+            .ok();
+        let db = customer
+            .run(&["db", "get", name, "--output", "json"])
+            .ok()
+            .json();
+        let id = db["id"].as_str().unwrap().to_string();
+        let ks = format!(
+            "{}/db/{id}-us-east-2/api/json/v1/shop",
+            creds["apiUrl"].as_str().unwrap()
+        );
+        let (st, body) = common::data_api_call(&ks, &token, r#"{"createCollection":{"name":"c"}}"#);
+        assert_eq!(st, 200, "{body}");
+        let docs: Vec<Value> = (0..10 + i).map(|n| serde_json::json!({"_id": n})).collect();
+        let cmd = serde_json::json!({"insertMany": {"documents": docs}}).to_string();
+        let (st, body) = common::data_api_call(&format!("{ks}/c"), &token, &cmd);
+        assert_eq!(st, 200, "{body}");
+        ids.push(id);
+    }
+    let new = customer
+        .run(&["kms", "create-key", "--output", "arn"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    customer
+        .run(&["kms", "put-key-policy", "--key-id", &new, "--merge"])
+        .ok();
+    let replaced = customer
+        .run(&["key", "replace", "--region", "us-east-2", "--key-id", &new])
+        .ok()
+        .json();
+    assert_eq!(
+        replaced["previousKeys"][0]["keyID"],
+        old.as_str(),
+        "{replaced}"
+    );
+    assert_eq!(
+        replaced["previousKeys"][0]["datacenters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let rewraps: Vec<_> = names
+        .iter()
+        .map(|n| {
+            customer
+                .command()
+                .args(["db", "rewrap", n])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    drop(server); // SIGKILL
+    for mut r in rewraps {
+        let _ = r.wait();
+    }
+
+    let (_server, creds) = serve_dev(&customer);
+    let api = creds["apiUrl"].as_str().unwrap().to_string();
+    let under = |name: &str| {
+        let db = customer
+            .run(&["db", "get", name, "--output", "json"])
+            .ok()
+            .json();
+        (
+            db["status"].as_str().unwrap().to_string(),
+            db["info"]["datacenters"][0]["encryption"]["keyID"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let readable = |id: &str, n: usize| {
+        let coll = format!("{api}/db/{id}-us-east-2/api/json/v1/shop/c");
+        let (st, body) = common::data_api_call(&coll, &token, r#"{"countDocuments":{}}"#);
+        assert_eq!(
+            (st, &body["status"]["count"]),
+            (200, &serde_json::json!(n)),
+            "{body}"
+        );
+    };
+    let mut moved = 0;
+    for (i, (name, id)) in names.iter().zip(&ids).enumerate() {
+        let (status, key) = under(name);
+        assert_eq!(status, "ACTIVE", "{name}");
+        assert!(key == old || key == new, "{name} is under {key}");
+        moved += usize::from(key == new);
+        readable(id, 10 + i);
+    }
+    eprintln!("rewrap crash test: {moved} of 3 datacenters moved before the kill");
+    for name in names {
+        customer.run(&["db", "rewrap", name]).ok();
+    }
+    let status = customer
+        .run(&["key", "status", "--region", "us-east-2"])
+        .ok()
+        .json();
+    assert_eq!(status["previousKeys"], serde_json::json!([]), "{status}");
+    customer.run(&["kms", "disable-key", "--key-id", &old]).ok();
+    let check = customer
+        .run(&["key", "status", "--region", "us-east-2"])
+        .ok()
+        .json();
+    assert_eq!(check["key"]["aws"]["keyID"], new.as_str(), "{check}");
+    for (i, (name, id)) in names.iter().zip(&ids).enumerate() {
+        assert_eq!(under(name), ("ACTIVE".to_string(), new.clone()));
+        readable(id, 10 + i);
+    }
+}

@@ -38,10 +38,16 @@ fn fill(template: &str, org: &str, client_id: &str) -> String {
 
 /// A valid body for each POST that takes one, so that only the token decides the answer.
 fn body_for(method: &str, path: &str) -> Option<Value> {
+    let arn = "arn:aws:kms:us-east-2:111111111111:key/0b0b0b0b-1111-2222-3333-444444444444";
+    if method == "PUT" && path.ends_with("/provider/{provider}/region/{region}") {
+        // A replacement takes a registration's body.
+        return Some(
+            json!({"orgId": "00000000-0000-0000-0000-000000000000", "aws": {"keyID": arn, "region": "us-east-2"}}),
+        );
+    }
     if method != "POST" {
         return None;
     }
-    let arn = "arn:aws:kms:us-east-2:111111111111:key/0b0b0b0b-1111-2222-3333-444444444444";
     match path {
         "/v2/clientIdSecrets" => Some(json!({"roles": ["Read Only User"]})),
         p if p.ends_with("/policy/check") => Some(json!({"Version": "2012-10-17", "Statement": [
