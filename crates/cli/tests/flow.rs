@@ -645,10 +645,39 @@ fn a_revoke_survives_kill_9_and_unrevoke_loses_no_acknowledged_write() {
     }
 }
 
+/// Polls the databases' views until one datacenter is under `key` (10 s at most).
+fn first_moved(api: &str, token: &str, ids: &[String], key: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            for id in ids {
+                let view: Value = client
+                    .get(format!("{api}/v2/databases/{id}"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if view["info"]["datacenters"][0]["encryption"]["keyID"] == key {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no rewrap finished");
+        }
+    });
+}
+
 /// `key replace` then `db rewrap`, with the server killed by SIGKILL while rewraps of three
 /// databases are in flight: after the restart every database is ACTIVE under one of the two
-/// keys and reads every document; the rewrap run again moves what was left, and the old key
-/// can then be disabled without any database noticing.
+/// keys and reads every document; the rewrap run again moves what was left, and with the old
+/// key disabled every database opens again after another restart.
 #[test]
 fn rewraps_cut_by_kill_9_leave_every_database_readable() {
     let customer = Customer::new();
@@ -725,13 +754,15 @@ fn rewraps_cut_by_kill_9_leave_every_database_readable() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(40));
-    drop(server); // SIGKILL
+    // SIGKILL as soon as one datacenter is recorded under the new key, the other rewraps
+    // started with it.
+    first_moved(creds["apiUrl"].as_str().unwrap(), &token, &ids, &new);
+    drop(server);
     for mut r in rewraps {
         let _ = r.wait();
     }
 
-    let (_server, creds) = serve_dev(&customer);
+    let (server, creds) = serve_dev(&customer);
     let api = creds["apiUrl"].as_str().unwrap().to_string();
     let under = |name: &str| {
         let db = customer
@@ -746,7 +777,7 @@ fn rewraps_cut_by_kill_9_leave_every_database_readable() {
                 .to_string(),
         )
     };
-    let readable = |id: &str, n: usize| {
+    let readable = |api: &str, id: &str, n: usize| {
         let coll = format!("{api}/db/{id}-us-east-2/api/json/v1/shop/c");
         let (st, body) = common::data_api_call(&coll, &token, r#"{"countDocuments":{}}"#);
         assert_eq!(
@@ -761,8 +792,9 @@ fn rewraps_cut_by_kill_9_leave_every_database_readable() {
         assert_eq!(status, "ACTIVE", "{name}");
         assert!(key == old || key == new, "{name} is under {key}");
         moved += usize::from(key == new);
-        readable(id, 10 + i);
+        readable(&api, id, 10 + i);
     }
+    assert!(moved >= 1, "the kill came after one rewrap");
     eprintln!("rewrap crash test: {moved} of 3 datacenters moved before the kill");
     for name in names {
         customer.run(&["db", "rewrap", name]).ok();
@@ -772,7 +804,12 @@ fn rewraps_cut_by_kill_9_leave_every_database_readable() {
         .ok()
         .json();
     assert_eq!(status["previousKeys"], serde_json::json!([]), "{status}");
+    // The old key disabled and the server restarted: every data key is unwrapped afresh, by
+    // the new key alone.
     customer.run(&["kms", "disable-key", "--key-id", &old]).ok();
+    drop(server);
+    let (_server, creds) = serve_dev(&customer);
+    let api = creds["apiUrl"].as_str().unwrap().to_string();
     let check = customer
         .run(&["key", "status", "--region", "us-east-2"])
         .ok()
@@ -780,6 +817,6 @@ fn rewraps_cut_by_kill_9_leave_every_database_readable() {
     assert_eq!(check["key"]["aws"]["keyID"], new.as_str(), "{check}");
     for (i, (name, id)) in names.iter().zip(&ids).enumerate() {
         assert_eq!(under(name), ("ACTIVE".to_string(), new.clone()));
-        readable(id, 10 + i);
+        readable(&api, id, 10 + i);
     }
 }

@@ -940,37 +940,7 @@ impl Store for PostgresStore {
         // Two statements, as in put_setting_if_absent: the SELECT's fresh snapshot sees a key
         // that a concurrent transaction committed while the INSERT waited on it.
         let tx = client.transaction().await?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO customer_keys (org_id, db_type, provider, region, key_id, provider_account,
-                     created_at, created_by, status, status_reason, status_since, last_check_at,
-                     last_check_ok, last_check_message, bound_at, binding_warning)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                 ON CONFLICT (org_id, db_type, provider, region) DO NOTHING",
-            )
-            .await?;
-        let inserted = tx
-            .execute(
-                &insert,
-                &[
-                    &key.org_id,
-                    &key.db_type.as_str(),
-                    &key.provider.as_str(),
-                    &key.region,
-                    &key.key_id,
-                    &key.provider_account,
-                    &truncate_ms(key.created_at),
-                    &key.created_by,
-                    &key.status.as_str(),
-                    &key.status_reason,
-                    &truncate_ms(key.status_since),
-                    &key.last_check_at.map(truncate_ms),
-                    &key.last_check_ok,
-                    &key.last_check_message,
-                    &key.bound_at.map(truncate_ms),
-                    &key.binding_warning,
-                ],
-            )
+        let inserted = insert_key_row(&tx, key)
             .await
             .map_err(missing_parent("organization"))?;
         if inserted == 1 {
@@ -1263,37 +1233,16 @@ impl Store for PostgresStore {
         if current.status == KeyStatus::Revoked {
             return Ok(ReplaceKeyOutcome::Revoked(Box::new(current)));
         }
-        let update = tx
+        // The slot's row is written whole, as a registration writes it.
+        let delete = tx
             .prepare_cached(
-                "UPDATE customer_keys SET key_id = $5, provider_account = $6, created_at = $7,
-                     created_by = $8, status = $9, status_reason = $10, status_since = $11,
-                     last_check_at = $12, last_check_ok = $13, last_check_message = $14,
-                     bound_at = $15, binding_warning = $16
+                "DELETE FROM customer_keys
                  WHERE org_id = $1 AND db_type = $2 AND provider = $3 AND region = $4",
             )
             .await?;
-        tx.execute(
-            &update,
-            &[
-                &new.org_id,
-                &t,
-                &p,
-                &new.region,
-                &new.key_id,
-                &new.provider_account,
-                &truncate_ms(new.created_at),
-                &new.created_by,
-                &new.status.as_str(),
-                &new.status_reason,
-                &truncate_ms(new.status_since),
-                &new.last_check_at.map(truncate_ms),
-                &new.last_check_ok,
-                &new.last_check_message,
-                &new.bound_at.map(truncate_ms),
-                &new.binding_warning,
-            ],
-        )
-        .await?;
+        tx.execute(&delete, &[&new.org_id, &t, &p, &new.region])
+            .await?;
+        insert_key_row(&tx, new).await?;
         tx.commit().await?;
         Ok(ReplaceKeyOutcome::Replaced(Box::new(current)))
     }
@@ -1302,26 +1251,21 @@ impl Store for PostgresStore {
         let r = rewrap;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let select = tx
-            .prepare_cached(concat!(
-                "SELECT ",
-                datacenter_columns!(),
-                " FROM datacenters WHERE id = $1 AND terminated_at IS NULL AND key_kind = 'customer'",
-                " FOR UPDATE"
-            ))
-            .await?;
-        let Some(row) = tx.query_opt(&select, &[&r.datacenter_id]).await? else {
+        let columns = concat!(
+            "SELECT ",
+            datacenter_columns!(),
+            " FROM datacenters WHERE id = $1 AND terminated_at IS NULL AND key_kind = 'customer'"
+        );
+        // Its slot first (a datacenter's organization, provider and region never change)...
+        let read = tx.prepare_cached(columns).await?;
+        let Some(row) = tx.query_opt(&read, &[&r.datacenter_id]).await? else {
             return Ok(RewrapOutcome::Stale);
         };
         let dc = datacenter_from_row(&row)?;
-        if dc.key_id != r.from_key_id
-            || dc.wrapped_data_key.as_deref() != Some(r.from_wrapped.as_slice())
-        {
-            return Ok(RewrapOutcome::Stale);
-        }
         let (t, p) = (r.db_type.as_str(), dc.provider.as_str());
-        // The region's key row locked: a revoke that commits first is seen here, and one that
-        // comes after sees this datacenter under the key it revokes.
+        // ...then the slot's key row locked before the datacenter's, in the order a revoke
+        // takes them, so the two never deadlock: a revoke that commits first is seen here, and
+        // one that comes after sees this datacenter under the key it revokes.
         let key = tx
             .prepare_cached(
                 "SELECT key_id, status FROM customer_keys
@@ -1336,6 +1280,16 @@ impl Store for PostgresStore {
                 if row.try_get::<_, String>(0)? == r.to_key_id
                     && row.try_get::<_, String>(1)? != KeyStatus::Revoked.as_str() => {}
             _ => return Ok(RewrapOutcome::DestinationChanged),
+        }
+        let lock = tx.prepare_cached(&format!("{columns} FOR UPDATE")).await?;
+        let Some(row) = tx.query_opt(&lock, &[&r.datacenter_id]).await? else {
+            return Ok(RewrapOutcome::Stale);
+        };
+        let dc = datacenter_from_row(&row)?;
+        if dc.key_id != r.from_key_id
+            || dc.wrapped_data_key.as_deref() != Some(r.from_wrapped.as_slice())
+        {
+            return Ok(RewrapOutcome::Stale);
         }
         let now = now_ms();
         let swap = tx
@@ -2355,4 +2309,42 @@ impl Store for PostgresStore {
         .await?;
         Ok(())
     }
+}
+
+/// Writes a customer key's row; 0 when the slot already holds one.
+async fn insert_key_row(
+    tx: &Transaction<'_>,
+    key: &CustomerKey,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO customer_keys (org_id, db_type, provider, region, key_id, provider_account,
+                 created_at, created_by, status, status_reason, status_since, last_check_at,
+                 last_check_ok, last_check_message, bound_at, binding_warning)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             ON CONFLICT (org_id, db_type, provider, region) DO NOTHING",
+        )
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &key.org_id,
+            &key.db_type.as_str(),
+            &key.provider.as_str(),
+            &key.region,
+            &key.key_id,
+            &key.provider_account,
+            &truncate_ms(key.created_at),
+            &key.created_by,
+            &key.status.as_str(),
+            &key.status_reason,
+            &truncate_ms(key.status_since),
+            &key.last_check_at.map(truncate_ms),
+            &key.last_check_ok,
+            &key.last_check_message,
+            &key.bound_at.map(truncate_ms),
+            &key.binding_warning,
+        ],
+    )
+    .await
 }

@@ -1128,33 +1128,7 @@ impl Store for SqliteStore {
     async fn insert_customer_key(&self, key: &CustomerKey) -> Result<Option<CustomerKey>> {
         let key = key.clone();
         self.write(move |tx| {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO customer_keys (org_id, db_type, provider, region, key_id, provider_account,
-                         created_at, created_by, status, status_reason, status_since, last_check_at,
-                         last_check_ok, last_check_message, bound_at, binding_warning)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-                     ON CONFLICT (org_id, db_type, provider, region) DO NOTHING",
-                )?
-                .execute(params![
-                    key.org_id.to_string(),
-                    key.db_type.as_str(),
-                    key.provider.as_str(),
-                    key.region,
-                    key.key_id,
-                    key.provider_account,
-                    format_ts(truncate_ms(key.created_at)),
-                    key.created_by,
-                    key.status.as_str(),
-                    key.status_reason,
-                    format_ts(truncate_ms(key.status_since)),
-                    key.last_check_at.map(|t| format_ts(truncate_ms(t))),
-                    key.last_check_ok,
-                    key.last_check_message,
-                    key.bound_at.map(|t| format_ts(truncate_ms(t))),
-                    key.binding_warning,
-                ])
-                .map_err(missing_parent("organization"))?;
+            let inserted = insert_key_row(tx, &key).map_err(missing_parent("organization"))?;
             if inserted == 1 {
                 return Ok(None);
             }
@@ -1424,31 +1398,13 @@ impl Store for SqliteStore {
             if current.status == KeyStatus::Revoked {
                 return Ok(ReplaceKeyOutcome::Revoked(Box::new(current)));
             }
+            // The slot's row is written whole, as a registration writes it.
             tx.prepare_cached(
-                "UPDATE customer_keys SET key_id = ?5, provider_account = ?6, created_at = ?7,
-                     created_by = ?8, status = ?9, status_reason = ?10, status_since = ?11,
-                     last_check_at = ?12, last_check_ok = ?13, last_check_message = ?14,
-                     bound_at = ?15, binding_warning = ?16
+                "DELETE FROM customer_keys
                  WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
             )?
-            .execute(params![
-                org,
-                new.db_type.as_str(),
-                new.provider.as_str(),
-                new.region,
-                new.key_id,
-                new.provider_account,
-                format_ts(truncate_ms(new.created_at)),
-                new.created_by,
-                new.status.as_str(),
-                new.status_reason,
-                format_ts(truncate_ms(new.status_since)),
-                new.last_check_at.map(|t| format_ts(truncate_ms(t))),
-                new.last_check_ok,
-                new.last_check_message,
-                new.bound_at.map(|t| format_ts(truncate_ms(t))),
-                new.binding_warning,
-            ])?;
+            .execute(params![org, new.db_type.as_str(), new.provider.as_str(), new.region])?;
+            insert_key_row(tx, &new)?;
             Ok(ReplaceKeyOutcome::Replaced(Box::new(current)))
         })
         .await
@@ -2554,6 +2510,35 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// Writes a customer key's row; 0 when the slot already holds one.
+fn insert_key_row(tx: &rusqlite::Transaction<'_>, key: &CustomerKey) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT INTO customer_keys (org_id, db_type, provider, region, key_id, provider_account,
+             created_at, created_by, status, status_reason, status_since, last_check_at,
+             last_check_ok, last_check_message, bound_at, binding_warning)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (org_id, db_type, provider, region) DO NOTHING",
+    )?
+    .execute(params![
+        key.org_id.to_string(),
+        key.db_type.as_str(),
+        key.provider.as_str(),
+        key.region,
+        key.key_id,
+        key.provider_account,
+        format_ts(truncate_ms(key.created_at)),
+        key.created_by,
+        key.status.as_str(),
+        key.status_reason,
+        format_ts(truncate_ms(key.status_since)),
+        key.last_check_at.map(|t| format_ts(truncate_ms(t))),
+        key.last_check_ok,
+        key.last_check_message,
+        key.bound_at.map(|t| format_ts(truncate_ms(t))),
+        key.binding_warning,
+    ])
 }
 
 #[cfg(test)]

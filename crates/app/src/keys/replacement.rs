@@ -7,7 +7,7 @@
 //! databases never switch keys unless the customer asks.
 //!
 //! Rewrap: the customer asks for one datacenter to move. Its data key (never its data) is
-//! re-encrypted from the old key to the new one, the result is proven by unwrapping it under
+//! unwrapped with the old key and wrapped with the new one, the result is proven by unwrapping it under
 //! the new key and comparing with the old unwrap, and only then does one transaction swap the
 //! datacenter's key of record. The datacenter is under exactly one key at every moment, so a
 //! crash at any point leaves it readable.
@@ -238,26 +238,27 @@ impl Keys<'_> {
                 ))
             }
         };
-        let moved = kms
-            .re_encrypt(&wrapped, &dc.key_id, &key.key_id, &context)
-            .await
-            .map_err(|e| kms_refusal(e, &key.key_id))?;
-        // Proof before the swap: the new wrapping opens under the new key to the same data key.
-        let before = kms
+        // Unwrapped, wrapped under the new key, and proven before the swap: the new wrapping
+        // opens under the new key to the same data key. (A ReEncrypt would keep the data key
+        // inside AWS KMS, but the proof needs it here anyway.)
+        let data_key = kms
             .decrypt(&dc.key_id, &wrapped, &context)
             .await
             .map_err(|e| kms_refusal(e, &dc.key_id))?;
-        let after = kms
+        let moved = kms
+            .encrypt(&key.key_id, &data_key, &context)
+            .await
+            .map_err(|e| kms_refusal(e, &key.key_id))?;
+        let proof = kms
             .decrypt(&key.key_id, &moved, &context)
             .await
             .map_err(|e| kms_refusal(e, &key.key_id))?;
-        if before != after {
+        if proof != data_key {
             return Err(AppError::KeyCheckFailed(format!(
                 "key {} did not give back the data key it was given to wrap; nothing was changed",
                 key.key_id
             )));
         }
-        drop((before, after));
         let rewrap = Rewrap {
             datacenter_id: dc.id.clone(),
             db_type: db.db_type,
