@@ -502,7 +502,12 @@ const steps = [
       const dbId = requireState('dbId', 'i');
       await page.goto(`${API}/portal/keys`);
       const row = () => page.locator(`tr[data-key-id="${arn}"]`);
-      await row().getByRole('button', { name: 'Revoke' }).click();
+      await row().getByRole('link', { name: /^Revoke/ }).click();
+      await page.waitForURL((u) => u.pathname === '/portal/keys/revoke');
+      const affected = await text(page.locator('#revoke-affected'));
+      assert.ok(affected.includes(`${dbId}-1`), `the confirmation does not name ${dbId}-1 among the datacenters it suspends: "${affected}"`);
+      await shot(page, 'revoke-confirm');
+      await page.getByRole('button', { name: 'Revoke key' }).click();
       await page.waitForURL((u) => u.pathname === '/portal/keys' && u.searchParams.has('revoked'));
       assert.match(await text(row().locator('.status')), /REVOKED/, 'the key row does not read REVOKED after Revoke');
       assert.match(await text(row()), /revoked by the customer/, 'the key row does not give the reason');
@@ -519,6 +524,45 @@ const steps = [
       await page.waitForURL(pathIs('/portal/databases'));
       await until('td.db-status to read ACTIVE again', async () => /ACTIVE/.test(await text(dbRow(page, dbId).locator('td.db-status'))), 10_000);
       return `revoked: the key REVOKED and ${DB_NAME} SUSPENDED; unrevoked: IN_USE and ACTIVE again`;
+    },
+  },
+  {
+    id: 'rw', name: 'replace-and-rewrap', start: '/portal/keys',
+    async run(page) {
+      const arn = requireState('arn', 'd');
+      const dbId = requireState('dbId', 'i');
+      const good = requireState('goodPolicy', 'd');
+      const next = createKey('portal-replacement');
+      putPolicy(next, good, 'policy-replacement');
+      await page.goto(`${API}/portal/keys`);
+      const form = page.locator(`tr[data-key-id="${arn}"] form.replace-key`);
+      assert.equal(await form.count(), 1, `no form.replace-key in the row of ${arn}`);
+      await form.getByLabel(/New key ID/).fill(next);
+      await form.getByRole('button', { name: 'Replace' }).click();
+      await page.waitForURL((u) => u.pathname === '/portal/keys' && u.searchParams.get('replaced') === next);
+      const row = page.locator(`tr[data-key-id="${next}"]`);
+      assert.equal(await row.count(), 1, `no row for the new key ${next} after Replace`);
+      assert.equal(await page.locator(`tr[data-key-id="${arn}"]`).count(), 0, 'the old key still has a row of its own');
+      const earlier = row.locator(`.previous-key[data-previous-key="${arn}"]`);
+      assert.match(await text(earlier), /1 datacenter/, `the new key's row does not say the old key still encrypts ${DB_NAME}`);
+      await shot(page, 'key-replaced');
+      await headerLink(page, 'Databases').click();
+      await page.waitForURL(pathIs('/portal/databases'));
+      const enc = dbRow(page, dbId).locator('td.db-encryption');
+      assert.ok((await text(enc)).includes(arn), `${DB_NAME} should still be under ${arn} before the rewrap`);
+      await shot(page, 'rewrap-due');
+      await enc.getByRole('button', { name: 'Rewrap' }).click();
+      await page.waitForURL((u) => u.pathname === '/portal/databases' && u.searchParams.get('rewrapped') === REGION);
+      const after = await text(dbRow(page, dbId).locator('td.db-encryption'));
+      assert.ok(after.includes(next) && !after.includes(arn), `after Rewrap the encryption column reads "${after}"`);
+      assert.equal(await dbRow(page, dbId).locator('form.rewrap').count(), 0, 'a Rewrap button is still offered');
+      assert.match(await text(dbRow(page, dbId).locator('td.db-status')), /ACTIVE/, `${DB_NAME} is not ACTIVE after the rewrap`);
+      await page.goto(`${API}/portal/keys`);
+      assert.equal(await page.locator(`tr[data-key-id="${next}"] .previous-key`).count(), 0, 'the old key is still listed as in use after the rewrap');
+      await shot(page, 'rewrapped');
+      await headerLink(page, 'Databases').click();
+      await page.waitForURL(pathIs('/portal/databases'));
+      return `replaced ${arn} by ${next}; ${DB_NAME} stayed under the old key until Rewrap moved it, ACTIVE throughout`;
     },
   },
   {

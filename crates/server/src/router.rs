@@ -115,9 +115,10 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::keys::keys_page, portal::keys::add_key))
         .routes(routes!(portal::keys::new_key_page))
         .routes(routes!(portal::keys::policy_check))
-        .routes(routes!(portal::keys::revoke_key))
+        .routes(routes!(portal::keys::revoke_page, portal::keys::revoke_key))
         .routes(routes!(portal::keys::unrevoke_key))
         .routes(routes!(portal::keys::deregister_key))
+        .routes(routes!(portal::keys::replace_key))
         .routes(routes!(
             portal::databases::databases_page,
             portal::databases::create_database
@@ -125,6 +126,7 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::databases::databases_status))
         .routes(routes!(portal::databases::new_database_page))
         .routes(routes!(portal::databases::add_region))
+        .routes(routes!(portal::databases::rewrap))
         .routes(routes!(
             portal::databases::terminate_page,
             portal::databases::terminate

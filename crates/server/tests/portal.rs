@@ -562,10 +562,33 @@ async fn a_key_is_revoked_unrevoked_and_deregistered_from_the_keys_page() {
     assert_eq!(st, 201, "{body}");
     let (cookie, csrf) = session(&s, &s.admin).await;
     let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    let confirm = "/portal/keys/revoke?type=classic&amp;provider=aws&amp;region=us-east-2";
     assert!(
-        html.contains(r#"action="/portal/keys/revoke""#) && html.contains(">Revoke</button>"),
+        html.contains(confirm) && html.contains(">Revoke</a>"),
         "{html}"
     );
+    // Revoke asks first, naming the key; nothing is revoked by reading the page.
+    let (st, page) = get(&s, &confirm.replace("&amp;", "&"), Some(&cookie)).await;
+    assert_eq!(st, 200, "{page}");
+    assert!(
+        page.contains(r#"action="/portal/keys/revoke""#)
+            && page.contains(">Revoke key</button>")
+            && page.contains(&arn),
+        "{page}"
+    );
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert!(
+        html.contains(r#"<span class="status AVAILABLE">"#)
+            && !html.contains(r#"<span class="status REVOKED">"#),
+        "{html}"
+    );
+    let (st, _) = get(
+        &s,
+        "/portal/keys/revoke?type=classic&provider=aws&region=eu-west-1",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, 404);
     let form = format!(
         "csrf={}&type=classic&provider=aws&region=us-east-2",
         enc(&csrf)

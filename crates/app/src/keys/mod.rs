@@ -106,6 +106,16 @@ pub struct PreviousKey {
     pub datacenters: Vec<KeyUser>,
 }
 
+/// A registered key and what uses its slot, as [`Keys::list_in_use`] lists it.
+#[derive(Debug, Clone)]
+pub struct KeyInUse {
+    pub key: CustomerKey,
+    /// The live datacenters under this key.
+    pub datacenters: Vec<KeyUser>,
+    /// Earlier keys of the slot that live datacenters still use.
+    pub earlier: Vec<PreviousKey>,
+}
+
 /// A live datacenter under a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUser {
@@ -431,6 +441,23 @@ impl Keys<'_> {
     pub async fn list_all(&self, who: &Requester) -> AppResult<Vec<CustomerKey>> {
         who.require(Permission::OrgCmkRead)?;
         Ok(self.0.store.list_customer_keys(who.org_id(), None).await?)
+    }
+
+    /// Every key of the organization with the live datacenters under it and the earlier
+    /// keys of its slot that live datacenters still use: the portal says what a revoke
+    /// suspends and what is left to rewrap. No call to any KMS.
+    pub async fn list_in_use(&self, who: &Requester) -> AppResult<Vec<KeyInUse>> {
+        let keys = self.list_all(who).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (datacenters, earlier) = self.users(&key).await?;
+            out.push(KeyInUse {
+                key,
+                datacenters,
+                earlier,
+            });
+        }
+        Ok(out)
     }
 
     async fn find(

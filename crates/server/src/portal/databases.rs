@@ -1,7 +1,8 @@
 //! Databases: the organization's databases with status and, per region, the key that
 //! encrypts them; create (saying which key will encrypt it before it is created), add a
 //! region (refused in place, with a link to Add Keys, where a customer-keyed database has
-//! no key), terminate after typing the name. Status follows the database without a reload.
+//! no key), rewrap a region onto its region's current key after a replacement, terminate
+//! after typing the name. Status follows the database without a reload.
 //! Every change goes through the application's services, the ones the API calls, so the portal
 //! enforces the same rules.
 use std::collections::HashMap;
@@ -67,6 +68,7 @@ fn notice_text(code: &str, t: DbType, p: Provider, region: &str) -> String {
     params(
         ("created" = Option<Uuid>, Query, description = "set after a database was created"),
         ("terminated" = Option<Uuid>, Query, description = "set after a database was terminated"),
+        ("rewrapped" = Option<String>, Query, description = "set after a region was rewrapped: the region"),
     ),
     responses((status = 200, description = "the databases page", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn databases_page(
@@ -85,6 +87,12 @@ pub async fn databases_page(
             esc(id)
         );
     }
+    if let Some(region) = q.get("rewrapped") {
+        notice = format!(
+            r#"<p class="notice" role="status">Rewrapped: the data key of {} is now encrypted under the region's current key. No data was rewritten.</p>"#,
+            esc(region)
+        );
+    }
     if let Some(id) = q.get("terminated") {
         notice = format!(
             r#"<p class="notice" role="status">Database <code>{}</code> is being terminated: its data and its data keys are deleted.</p>"#,
@@ -95,7 +103,7 @@ pub async fn databases_page(
     list_page(&state, &v, StatusCode::OK, &notice, None, extra).await
 }
 
-/// An add-region refusal shown in the database's row.
+/// A refusal shown in the database's row (adding a region, rewrapping one).
 struct RowError {
     db: Uuid,
     /// The region asked for, kept selected.
@@ -143,10 +151,15 @@ async fn list_page(
         dbs.push(d);
     }
     let keys = state.databases().key_bindings(&v.who).await;
+    let can_rewrap = v.who.require(Permission::OrgCmkWrite).is_ok();
     let mut rows = String::new();
     for detail in &dbs {
         let db = &detail.database;
         let live: Vec<_> = detail.live().collect();
+        let done = matches!(
+            db.status,
+            DatabaseStatus::Terminating | DatabaseStatus::Terminated
+        );
         let enc: String = live
             .iter()
             .map(|dc| {
@@ -154,14 +167,35 @@ async fn list_page(
                     KeyKind::Customer => format!("customer key <code>{}</code>", esc(&dc.key_id)),
                     KeyKind::Platform => "platform-managed key".to_string(),
                 };
-                format!(r#"<div data-region="{r}">{r} <span class="status {s}">{s}</span>: {key}</div>"#, r = esc(&dc.region), s = dc.status.as_str())
+                // A region whose key was replaced since this datacenter was made: say so, and
+                // offer to move it (the service checks again, in its transaction).
+                let moved = match keys.binding(&state.config, db.db_type, db.provider, &dc.region) {
+                    KeyBinding::Customer(current)
+                        if dc.key_kind == KeyKind::Customer && current != dc.key_id && !done =>
+                    {
+                        let button = if can_rewrap {
+                            format!(
+                                r#"<form method="post" action="/portal/databases/{id}/datacenters/{dc}/rewrap" class="rewrap"><input type="hidden" name="csrf" value="{csrf}"><button class="secondary" type="submit" aria-label="Rewrap {r} of {name} onto the region's current key">Rewrap</button></form>"#,
+                                id = db.id,
+                                dc = esc(&url_encode(&dc.id)),
+                                csrf = esc(&v.csrf),
+                                r = esc(&dc.region),
+                                name = esc(&db.name),
+                            )
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            r#"<div class="muted rewrap-due">The region's key is now <code>{}</code>.{button}</div>"#,
+                            esc(&current)
+                        )
+                    }
+                    _ => String::new(),
+                };
+                format!(r#"<div data-region="{r}" data-datacenter-id="{d}">{r} <span class="status {s}">{s}</span>: {key}{moved}</div>"#, r = esc(&dc.region), d = esc(&dc.id), s = dc.status.as_str())
             })
             .collect();
         let mut actions = String::new();
-        let done = matches!(
-            db.status,
-            DatabaseStatus::Terminating | DatabaseStatus::Terminated
-        );
         if !done {
             let unlocked = keyplane_app::regions::unlocked(&state.config, &v.who.org, db.provider);
             let mut options = String::new();
@@ -668,6 +702,55 @@ pub async fn add_region(
                 Some(RowError {
                     db: db.id,
                     region: region.clone(),
+                    html,
+                }),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// Rewraps one datacenter onto its region's current key through the application's service; a
+/// refusal is shown in the database's row.
+#[utoipa::path(post, path = "/portal/databases/{id}/datacenters/{dc_id}/rewrap", tag = TAG,
+    params(("id" = Uuid, Path), ("dc_id" = String, Path)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf"),
+    responses(
+        (status = 303, description = "rewrapped: to the databases page"),
+        (status = 404, description = "no such database or datacenter", content_type = "text/html"),
+        (status = 409, description = "refused (not ready, key revoked, platform-keyed): the databases page with the reason in the row", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
+    ))]
+pub async fn rewrap(
+    State(state): State<App>,
+    headers: HeaderMap,
+    Path((id, dc_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (v, _, detail) = match db_form(&state, &headers, &body, &id).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let db = &detail.database;
+    match state.keys().rewrap(&v.who, db.id, &dc_id).await {
+        Ok(dc) => redirect(&format!(
+            "/portal/databases?rewrapped={}",
+            url_encode(&dc.region)
+        )),
+        Err(e) => {
+            let html = format!(
+                r#"<p class="alert" role="alert" id="rewrap-error">{}</p>"#,
+                esc(&app_error_message(&e))
+            );
+            list_page(
+                &state,
+                &v,
+                refused(&e),
+                "",
+                Some(RowError {
+                    db: db.id,
+                    region: String::new(),
                     html,
                 }),
                 None,

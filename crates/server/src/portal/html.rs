@@ -62,10 +62,13 @@ textarea{min-height:10rem;font-family:ui-monospace,Menlo,Consolas,monospace;font
 .row-actions{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center}
 .row-actions form{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center;margin:0;max-width:100%}
 .row-actions select{min-width:0;max-width:100%}
+.replace-key{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center;margin:.4rem 0 0}
+.replace-key input[type=text]{width:11rem;max-width:100%}
 div.warning{margin-top:.3rem;padding:.3rem .5rem;border-left:3px solid #a15c00;background:#fff6e5;color:#5c3500;font-size:.9rem}
 button.link{font:inherit;color:#0b5cad;text-decoration:underline;background:none;border:0;padding:0;cursor:pointer}
 form.inline{display:inline;margin:0}
 button.secondary{font:inherit;padding:.35rem .8rem;border:1px solid #9aa3ad;border-radius:.3rem;background:#fff;cursor:pointer}
+a.button.secondary{padding:.35rem .8rem;border:1px solid #9aa3ad;background:#fff;color:inherit}
 button.danger{display:inline-block;background:#9b1c1c;color:#fff;border:0;border-radius:.3rem;padding:.5rem 1rem;font:inherit;cursor:pointer}
 .ACTIVE{background:#e3f4e8;color:#11612b}.SUSPENDED,.ERROR{background:#fde7e7;color:#9b1c1c}.PENDING,.INITIALIZING,.MAINTENANCE,.TERMINATING{background:#fff4d6;color:#7a5200}.TERMINATED{background:#eceef1;color:#4b5563}
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}

@@ -18,7 +18,9 @@ use super::{
 use crate::error::app_error_message;
 use keyplane_app::App;
 use keyplane_app::keys::policy::{PolicyReview, PolicyVerdict};
-use keyplane_app::keys::{AccessGrant, KeyRegistration, PolicyFindings, ProposedKey, Trust};
+use keyplane_app::keys::{
+    AccessGrant, KeyInUse, KeyRegistration, PolicyFindings, ProposedKey, Trust,
+};
 
 /// Security → Key Encryption: the organization's registered keys.
 #[utoipa::path(get, path = "/portal/keys", tag = TAG,
@@ -29,31 +31,11 @@ pub async fn keys_page(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let v = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let hdr = v.header(Nav::Security);
-    if let Err(e) = v.who.require(Permission::OrgCmkRead) {
-        return message_page(
-            StatusCode::FORBIDDEN,
-            "Key Encryption",
-            &hdr,
-            &app_error_message(&e),
-        );
-    }
-    let keys = match state.keys().list_all(&v.who).await {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::error!(error = %e, "portal: listing keys");
-            return message_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Key Encryption",
-                &hdr,
-                "The keys could not be read; please retry.",
-            );
-        }
-    };
+    let (v, hdr, keys) =
+        match keys_for(&state, &headers, "Key Encryption", Permission::OrgCmkRead).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     let notice = match (q.get("added"), q.get("revoked"), q.get("unrevoked")) {
         (Some(k), _, _) => format!(
             r#"<p class="notice" role="status">Key added: <code>{}</code></p>"#,
@@ -67,29 +49,65 @@ pub async fn keys_page(
             r#"<p class="notice" role="status">Key unrevoked: <code>{}</code>. Its databases resume.</p>"#,
             esc(k)
         ),
-        _ => match q.get("deregistered") {
-            Some(k) => format!(
+        _ => match (q.get("deregistered"), q.get("replaced")) {
+            (Some(k), _) => format!(
                 r#"<p class="notice" role="status">Key deregistered: <code>{}</code>. The region takes another key.</p>"#,
                 esc(k)
             ),
-            None => String::new(),
+            (_, Some(k)) => format!(
+                r#"<p class="notice" role="status">Key replaced: new databases in the region use <code>{}</code>. Existing ones keep their key until you rewrap them (Databases → Rewrap).</p>"#,
+                esc(k)
+            ),
+            _ => String::new(),
         },
     };
     keys_list(&v, &hdr, &keys, &notice, StatusCode::OK)
+}
+
+/// The signed-in visitor, the page header and the organization's keys, for a page titled
+/// `title` that needs `permission`; otherwise the page that says why not.
+async fn keys_for(
+    state: &App,
+    headers: &HeaderMap,
+    title: &str,
+    permission: Permission,
+) -> Result<(Visitor, String, Vec<KeyInUse>), Response> {
+    let v = signed_in(state, headers).await?;
+    let hdr = v.header(Nav::Security);
+    if let Err(e) = v.who.require(permission) {
+        return Err(message_page(
+            StatusCode::FORBIDDEN,
+            title,
+            &hdr,
+            &app_error_message(&e),
+        ));
+    }
+    match state.keys().list_in_use(&v.who).await {
+        Ok(keys) => Ok((v, hdr, keys)),
+        Err(e) => {
+            tracing::error!(error = %e, "portal: listing keys");
+            Err(message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                title,
+                &hdr,
+                "The keys could not be read; please retry.",
+            ))
+        }
+    }
 }
 
 /// The Key Encryption page: `notice` above the table, answered with `status`.
 fn keys_list(
     v: &Visitor,
     hdr: &str,
-    keys: &[keyplane_store::CustomerKey],
+    keys: &[KeyInUse],
     notice: &str,
     status: StatusCode,
 ) -> Response {
     let can_write = v.who.require(Permission::OrgCmkWrite).is_ok();
     let rows: String = keys
         .iter()
-        .map(|k| {
+        .map(|KeyInUse { key: k, earlier, .. }| {
             let status = k.status.as_str();
             let reason = k
                 .status_reason
@@ -125,11 +143,7 @@ fn keys_list(
                 ),
                 (None, _) => "never".to_string(),
             };
-            let (verb, label) = if k.status == KeyStatus::Revoked {
-                ("unrevoke", "Unrevoke")
-            } else {
-                ("revoke", "Revoke")
-            };
+            let (verb, label) = ("unrevoke", "Unrevoke");
             let button = |verb: &str, label: &str| {
                 format!(
                     r#"<form method="post" action="/portal/keys/{verb}" class="key-action"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}"><button class="secondary" type="submit" aria-label="{label} the {ty} key for {region}">{label}</button></form>"#,
@@ -140,13 +154,57 @@ fn keys_list(
                     ty = esc(type_label(k.db_type)),
                 )
             };
+            let replace = if k.status == KeyStatus::Revoked {
+                // A revoked key is not replaced (the service refuses): unrevoke it first.
+                String::new()
+            } else {
+                format!(
+                    r#"<form method="post" action="/portal/keys/replace" class="key-action replace-key"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}"><label class="visually-hidden" for="{id}">New key ID for the {ty} key in {region}</label><input type="text" id="{id}" name="key_id" placeholder="New key ID" autocomplete="off" spellcheck="false" required><button class="secondary" type="submit" aria-label="Replace the {ty} key for {region}">Replace</button></form>"#,
+                    csrf = esc(&v.csrf),
+                    t = k.db_type.as_str(),
+                    p = k.provider.as_str(),
+                    region = esc(&k.region),
+                    ty = esc(type_label(k.db_type)),
+                    id = esc(&format!(
+                        "replace-{}-{}-{}",
+                        k.db_type.as_str(),
+                        k.provider.as_str(),
+                        k.region
+                    )),
+                )
+            };
+            // Revoking suspends databases: it is confirmed on a page of its own first.
+            let first = if k.status == KeyStatus::Revoked {
+                button(verb, label)
+            } else {
+                format!(
+                    r#"<a class="button secondary key-action" href="/portal/keys/revoke?type={t}&amp;provider={p}&amp;region={r}" aria-label="Revoke the {ty} key for {region}">Revoke</a>"#,
+                    t = k.db_type.as_str(),
+                    p = k.provider.as_str(),
+                    r = esc(&url_encode(&k.region)),
+                    ty = esc(type_label(k.db_type)),
+                    region = esc(&k.region),
+                )
+            };
             let action = if can_write {
-                button(verb, label) + &button("deregister", "Deregister")
+                first + &button("deregister", "Deregister") + &replace
             } else {
                 String::new()
             };
+            let earlier: String = earlier
+                .iter()
+                .map(|e| {
+                    let n = e.datacenters.len();
+                    format!(
+                        r#"<div class="muted previous-key" data-previous-key="{key}">Earlier key <code class="key">{key}</code> still encrypts {n} datacenter{s}: rewrap {them} from Databases.</div>"#,
+                        key = esc(&e.key_id),
+                        s = if n == 1 { "" } else { "s" },
+                        them = if n == 1 { "it" } else { "them" },
+                    )
+                })
+                .collect();
             format!(
-                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}{warning}</td><td data-label="Last check">{check}</td><td data-label="Actions">{action}</td></tr>"#,
+                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}{warning}{earlier}</td><td data-label="Last check">{check}</td><td data-label="Actions">{action}</td></tr>"#,
                 ty = esc(type_label(k.db_type)),
                 prov = esc(provider_label(k.provider)),
                 region = esc(&k.region),
@@ -168,6 +226,77 @@ fn keys_list(
 <p><a class="button" href="/portal/keys/new">Add Keys</a></p>{table}"#
     );
     respond(status, page("Key Encryption", hdr, &body, None, ""), None)
+}
+
+/// Asks before revoking: which key, and which datacenters the revoke suspends.
+#[utoipa::path(get, path = "/portal/keys/revoke", tag = TAG,
+    params(
+        ("type" = String, Query, description = "classic or serverless"),
+        ("provider" = String, Query, description = "the key's provider"),
+        ("region" = String, Query, description = "the key's region"),
+    ),
+    responses(
+        (status = 200, description = "the confirmation page", content_type = "text/html"),
+        (status = 404, description = "no such key", content_type = "text/html"),
+        (status = 403, description = "the role may not revoke", content_type = "text/html"),
+        (status = 303, description = "not signed in"),
+    ))]
+pub async fn revoke_page(
+    State(state): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (v, hdr, keys) =
+        match keys_for(&state, &headers, "Revoke key", Permission::OrgCmkWrite).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    let field = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let Some(found) = keys.iter().find(|k| {
+        k.key.db_type.as_str() == field("type")
+            && k.key.provider.as_str() == field("provider")
+            && k.key.region == field("region")
+    }) else {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "Revoke key",
+            &hdr,
+            "No such key is registered in this organization.",
+        );
+    };
+    let k = &found.key;
+    let n = found.datacenters.len();
+    let affected = if n == 0 {
+        "No database is encrypted with it now; new ones in the region are refused while it is revoked.".to_string()
+    } else {
+        let list: String = found
+            .datacenters
+            .iter()
+            .map(|d| format!("<li><code>{}</code></li>", esc(&d.datacenter_id)))
+            .collect();
+        format!(
+            r#"Every datacenter encrypted with it is suspended at once, on every server, until you unrevoke it ({n} datacenter{s}):</p><ul id="revoke-affected">{list}</ul><p>"#,
+            s = if n == 1 { "" } else { "s" },
+        )
+    };
+    let body = format!(
+        r#"<p class="muted"><a href="/portal/keys">Key Encryption</a> › Revoke</p><h1>Revoke key</h1>
+<div class="card"><p>Revoke the {ty} key for {prov} {region}, <code class="key">{key}</code>? keyplane stops using it: your KMS is not changed. {affected}</p>
+<form method="post" action="/portal/keys/revoke"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}">
+<p><button class="danger" type="submit">Revoke key</button> <a href="/portal/keys">Cancel</a></p></form></div>"#,
+        ty = esc(type_label(k.db_type)),
+        prov = esc(provider_label(k.provider)),
+        region = esc(&k.region),
+        key = esc(&k.key_id),
+        csrf = esc(&v.csrf),
+        t = k.db_type.as_str(),
+        p = k.provider.as_str(),
+    );
+    respond(
+        StatusCode::OK,
+        page("Revoke key", &hdr, &body, None, ""),
+        None,
+    )
 }
 
 /// Revokes a key (form: csrf, type, provider, region) through the application's service.
@@ -206,11 +335,27 @@ pub async fn deregister_key(State(state): State<App>, headers: HeaderMap, body: 
     key_action(&state, &headers, &body, KeyAction::Deregister).await
 }
 
+/// Replaces a key by another after its live check (form: csrf, type, provider, region,
+/// key_id): new databases in the region use the new key; existing ones keep theirs.
+#[utoipa::path(post, path = "/portal/keys/replace", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, type, provider, region, key_id"),
+    responses(
+        (status = 303, description = "replaced: to the keys page"),
+        (status = 400, description = "the new key ID is missing or malformed: the keys page with the reason", content_type = "text/html"),
+        (status = 409, description = "the key is revoked or changed meanwhile: the keys page with the reason", content_type = "text/html"),
+        (status = 422, description = "the live check failed: the keys page with the reason", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
+    ))]
+pub async fn replace_key(State(state): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    key_action(&state, &headers, &body, KeyAction::Replace).await
+}
+
 #[derive(Clone, Copy)]
 enum KeyAction {
     Revoke,
     Unrevoke,
     Deregister,
+    Replace,
 }
 
 async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], action: KeyAction) -> Response {
@@ -245,6 +390,35 @@ async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], action: KeyAc
             .deregister(&v.who, db_type, provider, region)
             .await
             .map(|k| ("deregistered", k.key_id)),
+        KeyAction::Replace => {
+            let new_key = field("key_id").trim();
+            match provider.parse::<Provider>() {
+                Ok(p) if !new_key.is_empty() => {
+                    let req = KeyRegistration {
+                        org_id: v.who.org_id(),
+                        keys: vec![(
+                            p,
+                            ProposedKey {
+                                key_id: new_key.to_string(),
+                                region: region.to_string(),
+                            },
+                        )],
+                        dry_run: false,
+                    };
+                    keys.replace(&v.who, db_type, provider, region, &req)
+                        .await
+                        .map(|d| ("replaced", d.key.key_id))
+                }
+                Err(e) => Err(keyplane_app::AppError::Invalid {
+                    field: "provider",
+                    message: e.to_string(),
+                }),
+                Ok(_) => Err(keyplane_app::AppError::Invalid {
+                    field: "key_id",
+                    message: "enter the new key's ID".to_string(),
+                }),
+            }
+        }
     };
     match done {
         Ok((what, key_id)) => redirect(&format!("/portal/keys?{what}={}", url_encode(&key_id))),
@@ -254,7 +428,7 @@ async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], action: KeyAc
                 r#"<p class="alert" role="alert" id="key-action-error">{}</p>"#,
                 esc(&app_error_message(&e))
             );
-            let listed = state.keys().list_all(&v.who).await.unwrap_or_default();
+            let listed = state.keys().list_in_use(&v.who).await.unwrap_or_default();
             keys_list(&v, &hdr, &listed, &notice, refused(&e))
         }
     }
