@@ -72,6 +72,9 @@ names! {
         DatacenterResume => "datacenter.resume",
         /// A datacenter's data key was moved to its region's current customer key.
         DatacenterRewrap => "datacenter.rewrap",
+        /// A terminated datacenter's files and wrapped data key were erased
+        /// (crypto-shredding).
+        DatacenterShred => "datacenter.shred",
         PortalSignin => "portal.signin",
         PortalSigninDev => "portal.signin.dev",
     }

@@ -810,3 +810,143 @@ async fn concurrent_rewraps_move_each_datacenter_once() {
         .count();
     assert_eq!(moved, 4, "each datacenter moved once");
 }
+
+/// Every file under `dir` (the data directory: the store, its write-ahead log, the
+/// datacenters' files) that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = vec![];
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Crypto-shredding: terminating a rewrapped datacenter leaves nothing in the data directory
+/// that holds its wrapped data key (the current one, or the one the rewrap replaced), its
+/// data key, or a file that data key opens; another process that had it open drops it at its
+/// next suspension sync; the audit log records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn terminating_shreds_every_copy_of_the_data_key() {
+    let s = TestServer::with_config(config()).await;
+    register_key(&s, "us-east-2").await;
+    let db = filled_db(&s, "ledger", 30).await;
+    let keep = filled_db(&s, "kept", 3).await;
+    let dc_id = format!("{db}-1");
+    let old_wrapped = s
+        .store
+        .get_datacenter(&dc_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .wrapped_data_key
+        .unwrap();
+    let b = unregistered_key(&s).await;
+    let (st, view) = replace(&s, &s.admin, &b, "us-east-2").await;
+    assert_eq!(st, 200, "{view}");
+    let (st, dc) = rewrap(&s, &db).await;
+    assert_eq!(st, 200, "{dc}");
+    let dc = s.store.get_datacenter(&dc_id).await.unwrap().unwrap();
+    let wrapped = dc.wrapped_data_key.clone().unwrap();
+    assert_ne!(wrapped, old_wrapped);
+    let data_key = s.app.data.unwrap(&dc).await.unwrap();
+    let file = s.app.data.file(&dc_id);
+    // A second process has the datacenter open (its key in memory for the default 5 min TTL).
+    let other = s.replica(config()).await;
+    let (st, body) = count(&s.client, &other.url, &s.admin, &db).await;
+    assert_eq!((st, &body["status"]["count"]), (200, &json!(30)), "{body}");
+    assert_eq!(other.app.data.open_files(), 1);
+    assert!(file.exists());
+    // The scan finds what is there: the live wrapped key is in the store's files now.
+    assert!(
+        !files_holding(&s.data_dir, &wrapped).is_empty(),
+        "the scan does not see the stored wrapped key"
+    );
+    assert!(
+        files_holding(&s.data_dir, data_key.expose_secret()).is_empty(),
+        "a plaintext data key is on disk"
+    );
+
+    let (st, body) = s
+        .post(
+            &format!("/v2/databases/{db}/terminate"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert!(st == 202 || st == 200, "{st} {body}");
+    wait_status(&s, &db, "TERMINATED").await;
+
+    assert!(!file.exists(), "the datacenter's file is still there");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while other.app.data.open_files() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the other process still holds the terminated datacenter's file and key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let row = s.store.get_datacenter(&dc_id).await.unwrap().unwrap();
+    assert_eq!(row.wrapped_data_key, None);
+    for (what, needle) in [
+        ("the wrapped data key", &wrapped[..]),
+        ("the wrapped data key the rewrap replaced", &old_wrapped[..]),
+        ("the data key", &data_key.expose_secret()[..]),
+    ] {
+        let left = files_holding(&s.data_dir, needle);
+        assert!(left.is_empty(), "{what} is still in {left:?}");
+    }
+    // No file left under the data directory opens with the data key.
+    let mut todo = vec![s.data_dir.clone()];
+    let mut tried = 0;
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "db") {
+                tried += 1;
+                assert!(
+                    keyplane_docstore::DocStore::open(&path, &data_key).is_err(),
+                    "{} opens with the shredded key",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(
+        tried >= 2,
+        "the store and the kept database's file were tried"
+    );
+    // The database kept is untouched.
+    assert_eq!(until_served(&s, &keep).await, json!(3));
+
+    let (st, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=100", s.org),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st, 200, "{page}");
+    let shreds: Vec<_> = audit_actions(&page)
+        .into_iter()
+        .filter(|(a, o, _)| a == "datacenter.shred" && o == "success")
+        .collect();
+    assert_eq!(shreds.len(), 1, "{shreds:?}");
+    assert!(
+        shreds[0].2.contains(&format!("under {b}"))
+            && shreds[0]
+                .2
+                .contains("the store's copies of deleted values erased"),
+        "{shreds:?}"
+    );
+}

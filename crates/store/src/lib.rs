@@ -814,11 +814,23 @@ pub trait Store: Send + Sync + 'static {
     async fn activate_datacenter(&self, id: &str) -> Result<DatabaseStatus>;
     /// Every SUSPENDED datacenter with its reason: what each process's data plane refuses.
     async fn suspended_datacenters(&self) -> Result<Vec<(String, String)>>;
+    /// The datacenters terminated after `since`: every process drops what it still holds of
+    /// one (an open file, its data key) at its next suspension sync.
+    async fn terminated_since(&self, since: DateTime<Utc>) -> Result<Vec<String>>;
     /// Stores the wrapped data key once; false when one is already stored (the caller
     /// must then use that one, so a re-run job never orphans data).
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool>;
     async fn set_kms_failing_since(&self, id: &str, since: Option<DateTime<Utc>>) -> Result<()>;
     async fn mark_datacenter_terminated(&self, id: &str) -> Result<()>;
+    /// Erases the copies of deleted values the engine still keeps, so a terminated
+    /// datacenter's wrapped data key (and the old one a rewrap replaced) is gone from the
+    /// store's files, not just from its rows. SQLite zeroes freed space as it deletes
+    /// (`secure_delete`); this empties its write-ahead log, which still holds earlier page
+    /// images. True when nothing is left; false when readers kept the log in use (the next
+    /// call finishes it), or when the engine cannot: PostgreSQL keeps dead row versions
+    /// until VACUUM reuses their space and its WAL until recycled, which the operator's
+    /// storage encryption must cover.
+    async fn erase_deleted(&self) -> Result<bool>;
     /// Every live (not TERMINATED) customer-keyed datacenter of every organization: what the
     /// key health monitor checks.
     async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>>;

@@ -61,6 +61,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_suspended_datacenters.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_terminated_datacenters.sql"),
+    ),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -1939,6 +1943,16 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn terminated_since(&self, since: DateTime<Utc>) -> Result<Vec<String>> {
+        self.collect(
+            "SELECT id FROM datacenters
+             WHERE status = 'TERMINATED' AND terminated_at > $1 ORDER BY id",
+            &[&since],
+            |r| Ok(r.try_get(0)?),
+        )
+        .await
+    }
+
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {
         let client = self.client().await?;
         // Never on a terminated datacenter: its key was shredded and must stay so.
@@ -1969,6 +1983,12 @@ impl Store for PostgresStore {
             )
             .await?;
         one_row(n, "datacenter")
+    }
+
+    async fn erase_deleted(&self) -> Result<bool> {
+        // Dead row versions and WAL segments are PostgreSQL's to reclaim; nothing here can
+        // overwrite them.
+        Ok(false)
     }
 
     async fn mark_datacenter_terminated(&self, id: &str) -> Result<()> {

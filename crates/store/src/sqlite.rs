@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_suspended_datacenters.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_terminated_datacenters.sql"),
+    ),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -210,6 +214,10 @@ impl Inner {
         crate::files::prepare_database_file(&path)?;
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
+        // Deleted content is overwritten with zeros rather than left in free space: a
+        // terminated datacenter's wrapped data key must not survive in the file.
+        let _: i64 =
+            writer.pragma_update_and_check(None, "secure_delete", true, |row| row.get(0))?;
         let mode: String =
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -2094,6 +2102,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn terminated_since(&self, since: DateTime<Utc>) -> Result<Vec<String>> {
+        let since = format_ts(since);
+        self.read(move |conn| {
+            collect(
+                conn,
+                "SELECT id FROM datacenters
+                 WHERE status = 'TERMINATED' AND terminated_at > ?1 ORDER BY id",
+                params![since],
+                |r| Ok(r.get(0)?),
+            )
+        })
+        .await
+    }
+
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {
         let (id, wrapped) = (id.to_owned(), wrapped.to_vec());
         self.write(move |tx| {
@@ -2154,6 +2176,20 @@ impl Store for SqliteStore {
             })
             .await?;
         one_row(n, "datacenter")
+    }
+
+    async fn erase_deleted(&self) -> Result<bool> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // On the writer, so no write of this process lands between; readers still in
+            // the log are waited for (busy timeout), and if one outlasts it the log is kept.
+            let conn = lock(&inner.writer);
+            let busy: i64 =
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+            Ok(busy == 0)
+        })
+        .await
+        .map_err(join_error)?
     }
 
     async fn live_customer_datacenters(&self) -> Result<Vec<Datacenter>> {

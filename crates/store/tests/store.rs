@@ -2978,6 +2978,24 @@ async fn suite_datacenter_keys(store: DynStore) {
     assert_eq!(gone.kms_failing_since, None);
     let terminated_at = gone.terminated_at.expect("terminated_at is set");
     assert!(is_ms(terminated_at));
+    // Every process finds it among the lately terminated, until the window passes it.
+    let lately = store
+        .terminated_since(terminated_at - Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(lately.contains(&dc.id), "{lately:?}");
+    assert!(
+        !store
+            .terminated_since(terminated_at)
+            .await
+            .unwrap()
+            .contains(&dc.id)
+    );
+    // SQLite erases its copies of deleted values; PostgreSQL says it cannot.
+    assert_eq!(
+        store.erase_deleted().await.unwrap(),
+        store.backend() == "sqlite"
+    );
     assert!(!store.set_wrapped_data_key(&dc.id, &[7]).await.unwrap());
     store.mark_datacenter_terminated(&dc.id).await.unwrap();
     let gone = store.get_datacenter(&dc.id).await.unwrap().unwrap();
@@ -5152,4 +5170,46 @@ async fn suite_concurrent_rewraps(store: DynStore) {
     let moved = store.get_datacenter(&dc.id).await.unwrap().unwrap();
     assert_eq!(moved.key_id, new_id);
     assert_eq!(moved.wrapped_data_key, Some(vec![winners[0]; 4]));
+}
+
+/// Crypto-shredding on SQLite: once a datacenter is terminated and the store has erased what
+/// it keeps of deleted values, its wrapped data key is in none of the store's files, neither
+/// in the main file's free space nor in the write-ahead log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_no_copy_of_a_shredded_wrapped_key() {
+    let h = Harness::sqlite();
+    let Harness::Sqlite { path, .. } = &h else {
+        unreachable!()
+    };
+    let store = h.open().await;
+    let org = store.create_org("Acme", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "ledger", Provider::Aws, "us-east-2", 0);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    let wrapped: Vec<u8> = (0..184u32).map(|i| (i * 7 + 13) as u8).collect();
+    assert!(store.set_wrapped_data_key(&dc.id, &wrapped).await.unwrap());
+    let files = || {
+        ["", "-wal"]
+            .iter()
+            .map(|s| PathBuf::from(format!("{}{s}", path.display())))
+            .filter(|p| {
+                std::fs::read(p)
+                    .map(|b| b.windows(wrapped.len()).any(|w| w == wrapped.as_slice()))
+                    .unwrap_or(false)
+            })
+            .collect::<Vec<_>>()
+    };
+    // Checkpointed into the main file, where the scan finds it.
+    assert!(store.erase_deleted().await.unwrap());
+    assert_eq!(files(), vec![path.clone()]);
+    store.mark_datacenter_terminated(&dc.id).await.unwrap();
+    assert!(store.erase_deleted().await.unwrap());
+    assert_eq!(
+        files(),
+        Vec::<PathBuf>::new(),
+        "a copy of the wrapped key is left"
+    );
+    h.finish().await;
 }

@@ -149,13 +149,26 @@ impl DataPlane {
     /// Makes this process refuse what the store says is suspended, whichever process
     /// suspended it (another replica's monitor, a revoke handled elsewhere), and serve again
     /// what it resumed; a datacenter newly suspended here has its open file and key dropped
-    /// at once. Returns how many were newly suspended.
+    /// at once, and so has one another process terminated (shredded) lately. Returns how many
+    /// were newly suspended.
     pub async fn sync_suspensions(&self) -> AppResult<usize> {
         let read_at = Instant::now();
         let suspended = self.store.suspended_datacenters().await?;
         let added = self.suspended.sync(&suspended, read_at);
         for id in &added {
             self.forget(id).await;
+        }
+        // Lately: within a key's TTL (after which the reaper has closed it anyway) and a sync.
+        let window = self.config.data_key_ttl + self.config.suspension_sync_interval;
+        let since = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        for id in self.store.terminated_since(since).await? {
+            if self.open.contains(&id) {
+                self.forget(&id).await;
+                tracing::info!(datacenter = %id, "dropped a datacenter terminated elsewhere");
+            }
         }
         if !added.is_empty() {
             tracing::info!(
@@ -334,20 +347,25 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Deletes the datacenter's files: with the wrapped key forgotten too, nothing left can
-    /// recover the data.
-    pub async fn delete_files(&self, dc_id: &str) -> AppResult<()> {
+    /// Deletes the datacenter's files (a creation's leftovers too) and drops its key from
+    /// memory: with the wrapped key erased as well, nothing left can recover the data.
+    /// Returns how many bytes the files held.
+    pub async fn delete_files(&self, dc_id: &str) -> AppResult<u64> {
         self.forget(dc_id).await;
-        let base = self.file(dc_id);
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let p = PathBuf::from(format!("{}{suffix}", base.display()));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("removing", &p, e)),
+        let base = self.file(dc_id).display().to_string();
+        let mut erased = 0;
+        for name in [base.clone(), format!("{base}.creating")] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let p = PathBuf::from(format!("{name}{suffix}"));
+                let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => erased += size,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("removing", &p, e)),
+                }
             }
         }
-        Ok(())
+        Ok(erased)
     }
 
     /// Opens a datacenter that is still INITIALIZING (the status check of [`Self::docstore`]

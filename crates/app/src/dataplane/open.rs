@@ -123,6 +123,14 @@ impl OpenFiles {
             .collect()
     }
 
+    /// Whether the datacenter's store is in the map (fresh or not).
+    pub(super) fn contains(&self, dc_id: &str) -> bool {
+        self.map
+            .read()
+            .map(|m| m.contains_key(dc_id))
+            .unwrap_or(true)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.map.read().map(|m| m.len()).unwrap_or(0)
     }
