@@ -811,24 +811,32 @@ async fn concurrent_rewraps_move_each_datacenter_once() {
     assert_eq!(moved, 4, "each datacenter moved once");
 }
 
-/// Every file under `dir` (the data directory: the store, its write-ahead log, the
-/// datacenters' files) that holds `needle`.
-fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut found = vec![];
+/// Every file under `dir`, in every folder below it.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![];
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 todo.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
-                found.push(path);
+            } else {
+                files.push(path);
             }
         }
     }
-    found
+    files
+}
+
+/// Every file under `dir` (the data directory: the store, its write-ahead log, the
+/// datacenters' files) that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
 }
 
 /// Crypto-shredding: terminating a rewrapped datacenter leaves nothing in the data directory
@@ -906,21 +914,15 @@ async fn terminating_shreds_every_copy_of_the_data_key() {
         assert!(left.is_empty(), "{what} is still in {left:?}");
     }
     // No file left under the data directory opens with the data key.
-    let mut todo = vec![s.data_dir.clone()];
     let mut tried = 0;
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if path.extension().is_some_and(|e| e == "db") {
-                tried += 1;
-                assert!(
-                    keyplane_docstore::DocStore::open(&path, &data_key).is_err(),
-                    "{} opens with the shredded key",
-                    path.display()
-                );
-            }
+    for path in files_under(&s.data_dir) {
+        if path.extension().is_some_and(|e| e == "db") {
+            tried += 1;
+            assert!(
+                keyplane_docstore::DocStore::open(&path, &data_key).is_err(),
+                "{} opens with the shredded key",
+                path.display()
+            );
         }
     }
     assert!(

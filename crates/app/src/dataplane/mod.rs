@@ -331,7 +331,7 @@ impl DataPlane {
                 // leftover of an interrupted creation (e.g. by an older version), made again.
                 Err(keyplane_docstore::DocStoreError::Corrupt(reason)) => {
                     tracing::warn!(file = %path.display(), reason, "recreating an unfinished datacenter file");
-                    for suffix in ["", "-wal", "-shm", "-journal"] {
+                    for suffix in FILE_SUFFIXES {
                         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                     }
                     create_atomically(&path, &key)?;
@@ -352,11 +352,11 @@ impl DataPlane {
     /// Returns how many bytes the files held.
     pub async fn delete_files(&self, dc_id: &str) -> AppResult<u64> {
         self.forget(dc_id).await;
-        let base = self.file(dc_id).display().to_string();
+        let base = self.file(dc_id);
         let mut erased = 0;
-        for name in [base.clone(), format!("{base}.creating")] {
-            for suffix in ["", "-wal", "-shm", "-journal"] {
-                let p = PathBuf::from(format!("{name}{suffix}"));
+        for name in [creating(&base), base] {
+            for suffix in FILE_SUFFIXES {
+                let p = PathBuf::from(format!("{}{suffix}", name.display()));
                 let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
                 match std::fs::remove_file(&p) {
                     Ok(()) => erased += size,
@@ -386,6 +386,14 @@ impl DataPlane {
         false
     }
 }
+
+/// Where a datacenter file is made before it is renamed into place.
+fn creating(path: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}.creating", path.display()))
+}
+
+/// A datacenter file and the files SQLite keeps next to it.
+const FILE_SUFFIXES: [&str; 4] = ["", "-wal", "-shm", "-journal"];
 
 /// Without the `bench-plain` feature no datacenter is ever served from a plain file.
 #[cfg(not(feature = "bench-plain"))]
@@ -425,8 +433,8 @@ fn private_folder(dir: &std::path::Path) -> AppResult<()> {
 /// re-run finds either nothing (and creates it again) or a whole store.
 fn create_atomically(path: &std::path::Path, key: &DataKey) -> AppResult<()> {
     let io = |e: std::io::Error| io_error("creating", path, e);
-    let tmp = PathBuf::from(format!("{}.creating", path.display()));
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+    let tmp = creating(path);
+    for suffix in FILE_SUFFIXES {
         match std::fs::remove_file(format!("{}{suffix}", tmp.display())) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -15,33 +15,43 @@ use crate::error::{AppError, AppResult};
 /// was recorded under its requester.
 const SHREDDER_ACTOR: &str = "system:terminator";
 
-async fn terminate_one(app: &App, dc: &Datacenter) -> AppResult<()> {
-    let bytes = app.data.delete_files(&dc.id).await?;
-    app.data.resume(&dc.id);
-    app.store.mark_datacenter_terminated(&dc.id).await?;
+/// Shreds these datacenters: files and keys in memory dropped, rows marked; then, once for
+/// all of them, the store's own copies of deleted values; then one audit entry each.
+async fn shred(app: &App, dcs: &[Datacenter]) -> AppResult<()> {
+    let mut bytes = Vec::with_capacity(dcs.len());
+    for dc in dcs {
+        bytes.push(app.data.delete_files(&dc.id).await?);
+        app.data.resume(&dc.id);
+        app.store.mark_datacenter_terminated(&dc.id).await?;
+    }
     let erased = app.store.erase_deleted().await?;
     if !erased {
-        tracing::info!(datacenter = %dc.id, "the store keeps copies of deleted values for now (see erase_deleted)");
+        tracing::info!(
+            datacenters = dcs.len(),
+            "the store keeps copies of deleted values for now (see erase_deleted)"
+        );
     }
-    let reason = format!(
-        "erased the data file ({bytes} bytes) and the wrapped data key under {}{}",
-        dc.key_id,
-        if erased {
-            "; the store's copies of deleted values erased"
-        } else {
-            "; the store's engine still holds copies of deleted values"
-        }
-    );
-    crate::audit::record(
-        app,
-        dc.org_id,
-        SHREDDER_ACTOR.to_string(),
-        AuditAction::DatacenterShred,
-        &dc.id,
-        AuditOutcome::Success,
-        &reason,
-    )
-    .await;
+    let store_copies = if erased {
+        "the store's copies of deleted values erased"
+    } else {
+        "the store's engine still holds copies of deleted values"
+    };
+    for (dc, bytes) in dcs.iter().zip(bytes) {
+        let reason = format!(
+            "erased the data file ({bytes} bytes) and the wrapped data key under {}; {store_copies}",
+            dc.key_id
+        );
+        crate::audit::record(
+            app,
+            dc.org_id,
+            SHREDDER_ACTOR.to_string(),
+            AuditAction::DatacenterShred,
+            &dc.id,
+            AuditOutcome::Success,
+            &reason,
+        )
+        .await;
+    }
     Ok(())
 }
 
@@ -54,16 +64,19 @@ pub(super) async fn terminate_datacenter(app: &App, job: &Job) -> AppResult<()> 
         app.store.get_datacenter(dc_id).await?.ok_or_else(|| {
             AppError::bug(format!("terminate job for unknown datacenter {dc_id}"))
         })?;
-    terminate_one(app, &dc).await?;
+    shred(app, std::slice::from_ref(&dc)).await?;
     refresh_database_status(app, job.database_id).await
 }
 
 pub(super) async fn terminate_database(app: &App, db_id: Uuid) -> AppResult<()> {
-    for dc in app.store.list_datacenters(db_id).await? {
-        if dc.terminated_at.is_none() {
-            terminate_one(app, &dc).await?;
-        }
-    }
+    let live: Vec<Datacenter> = app
+        .store
+        .list_datacenters(db_id)
+        .await?
+        .into_iter()
+        .filter(|dc| dc.terminated_at.is_none())
+        .collect();
+    shred(app, &live).await?;
     app.store.mark_database_terminated(db_id).await?;
     Ok(())
 }

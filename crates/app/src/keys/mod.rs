@@ -47,6 +47,23 @@ pub struct KeyRegistration {
     pub dry_run: bool,
 }
 
+impl KeyRegistration {
+    /// A request naming one key, as a form gives it (the portal's Add Key and Replace).
+    pub fn one(org_id: Uuid, provider: Provider, key_id: &str, region: &str) -> KeyRegistration {
+        KeyRegistration {
+            org_id,
+            keys: vec![(
+                provider,
+                ProposedKey {
+                    key_id: key_id.to_string(),
+                    region: region.to_string(),
+                },
+            )],
+            dry_run: false,
+        }
+    }
+}
+
 /// What a registration did.
 #[derive(Debug, Clone)]
 pub enum Registered {
@@ -450,14 +467,45 @@ impl Keys<'_> {
         let keys = self.list_all(who).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let (datacenters, earlier) = self.users(&key).await?;
-            out.push(KeyInUse {
-                key,
-                datacenters,
-                earlier,
-            });
+            out.push(self.key_in_use(key).await?);
         }
         Ok(out)
+    }
+
+    /// One slot's key and what uses it, as [`Self::list_in_use`] gives it (no KMS call, no
+    /// audit entry: a page that asks before acting reads it).
+    pub async fn in_use(
+        &self,
+        who: &Requester,
+        db_type: DbType,
+        provider: &str,
+        region: &str,
+    ) -> AppResult<KeyInUse> {
+        who.require(Permission::OrgCmkRead)?;
+        let provider = parse_provider(provider)?;
+        check_region(&self.0.config, &who.org, provider, region)?;
+        let key = self
+            .0
+            .store
+            .get_customer_key(who.org_id(), db_type, provider, region)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(Resource::CustomerKey {
+                    db_type,
+                    provider,
+                    region: region.to_string(),
+                })
+            })?;
+        self.key_in_use(key).await
+    }
+
+    async fn key_in_use(&self, key: CustomerKey) -> AppResult<KeyInUse> {
+        let (datacenters, earlier) = self.users(&key).await?;
+        Ok(KeyInUse {
+            key,
+            datacenters,
+            earlier,
+        })
     }
 
     async fn find(

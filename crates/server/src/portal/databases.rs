@@ -694,19 +694,12 @@ pub async fn add_region(
                     esc(&app_error_message(&e))
                 )
             };
-            list_page(
-                &state,
-                &v,
-                refused(&e),
-                "",
-                Some(RowError {
-                    db: db.id,
-                    region: region.clone(),
-                    html,
-                }),
-                None,
-            )
-            .await
+            let row = RowError {
+                db: db.id,
+                region: region.clone(),
+                html,
+            };
+            list_page(&state, &v, refused(&e), "", Some(row), None).await
         }
     }
 }
@@ -743,19 +736,12 @@ pub async fn rewrap(
                 r#"<p class="alert" role="alert" id="rewrap-error">{}</p>"#,
                 esc(&app_error_message(&e))
             );
-            list_page(
-                &state,
-                &v,
-                refused(&e),
-                "",
-                Some(RowError {
-                    db: db.id,
-                    region: String::new(),
-                    html,
-                }),
-                None,
-            )
-            .await
+            let row = RowError {
+                db: db.id,
+                region: String::new(),
+                html,
+            };
+            list_page(&state, &v, refused(&e), "", Some(row), None).await
         }
     }
 }

@@ -18,9 +18,7 @@ use super::{
 use crate::error::app_error_message;
 use keyplane_app::App;
 use keyplane_app::keys::policy::{PolicyReview, PolicyVerdict};
-use keyplane_app::keys::{
-    AccessGrant, KeyInUse, KeyRegistration, PolicyFindings, ProposedKey, Trust,
-};
+use keyplane_app::keys::{AccessGrant, KeyInUse, KeyRegistration, PolicyFindings, Trust};
 
 /// Security → Key Encryption: the organization's registered keys.
 #[utoipa::path(get, path = "/portal/keys", tag = TAG,
@@ -31,11 +29,23 @@ pub async fn keys_page(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (v, hdr, keys) =
-        match keys_for(&state, &headers, "Key Encryption", Permission::OrgCmkRead).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let (v, hdr) = match permitted(&state, &headers, "Key Encryption", Permission::OrgCmkRead).await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let keys = match state.keys().list_in_use(&v.who).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "portal: listing keys");
+            return message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Key Encryption",
+                &hdr,
+                "The keys could not be read; please retry.",
+            );
+        }
+    };
     let notice = match (q.get("added"), q.get("revoked"), q.get("unrevoked")) {
         (Some(k), _, _) => format!(
             r#"<p class="notice" role="status">Key added: <code>{}</code></p>"#,
@@ -64,35 +74,24 @@ pub async fn keys_page(
     keys_list(&v, &hdr, &keys, &notice, StatusCode::OK)
 }
 
-/// The signed-in visitor, the page header and the organization's keys, for a page titled
-/// `title` that needs `permission`; otherwise the page that says why not.
-async fn keys_for(
+/// The signed-in visitor and the page header, for a page titled `title` that needs
+/// `permission`; otherwise the page that says why not.
+async fn permitted(
     state: &App,
     headers: &HeaderMap,
     title: &str,
     permission: Permission,
-) -> Result<(Visitor, String, Vec<KeyInUse>), Response> {
+) -> Result<(Visitor, String), Response> {
     let v = signed_in(state, headers).await?;
     let hdr = v.header(Nav::Security);
-    if let Err(e) = v.who.require(permission) {
-        return Err(message_page(
+    match v.who.require(permission) {
+        Ok(()) => Ok((v, hdr)),
+        Err(e) => Err(message_page(
             StatusCode::FORBIDDEN,
             title,
             &hdr,
             &app_error_message(&e),
-        ));
-    }
-    match state.keys().list_in_use(&v.who).await {
-        Ok(keys) => Ok((v, hdr, keys)),
-        Err(e) => {
-            tracing::error!(error = %e, "portal: listing keys");
-            Err(message_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                title,
-                &hdr,
-                "The keys could not be read; please retry.",
-            ))
-        }
+        )),
     }
 }
 
@@ -143,7 +142,6 @@ fn keys_list(
                 ),
                 (None, _) => "never".to_string(),
             };
-            let (verb, label) = ("unrevoke", "Unrevoke");
             let button = |verb: &str, label: &str| {
                 format!(
                     r#"<form method="post" action="/portal/keys/{verb}" class="key-action"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}"><button class="secondary" type="submit" aria-label="{label} the {ty} key for {region}">{label}</button></form>"#,
@@ -175,7 +173,7 @@ fn keys_list(
             };
             // Revoking suspends databases: it is confirmed on a page of its own first.
             let first = if k.status == KeyStatus::Revoked {
-                button(verb, label)
+                button("unrevoke", "Unrevoke")
             } else {
                 format!(
                     r#"<a class="button secondary key-action" href="/portal/keys/revoke?type={t}&amp;provider={p}&amp;region={r}" aria-label="Revoke the {ty} key for {region}">Revoke</a>"#,
@@ -237,7 +235,8 @@ fn keys_list(
     ),
     responses(
         (status = 200, description = "the confirmation page", content_type = "text/html"),
-        (status = 404, description = "no such key", content_type = "text/html"),
+        (status = 400, description = "no such database type, provider or region", content_type = "text/html"),
+        (status = 404, description = "no key registered there", content_type = "text/html"),
         (status = 403, description = "the role may not revoke", content_type = "text/html"),
         (status = 303, description = "not signed in"),
     ))]
@@ -246,23 +245,26 @@ pub async fn revoke_page(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (v, hdr, keys) =
-        match keys_for(&state, &headers, "Revoke key", Permission::OrgCmkWrite).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let (v, hdr) = match permitted(&state, &headers, "Revoke key", Permission::OrgCmkWrite).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
     let field = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    let Some(found) = keys.iter().find(|k| {
-        k.key.db_type.as_str() == field("type")
-            && k.key.provider.as_str() == field("provider")
-            && k.key.region == field("region")
-    }) else {
-        return message_page(
-            StatusCode::NOT_FOUND,
-            "Revoke key",
-            &hdr,
-            "No such key is registered in this organization.",
-        );
+    let found = match field("type").parse::<DbType>() {
+        Ok(t) => {
+            state
+                .keys()
+                .in_use(&v.who, t, field("provider"), field("region"))
+                .await
+        }
+        Err(e) => Err(keyplane_app::AppError::Invalid {
+            field: "type",
+            message: e.to_string(),
+        }),
+    };
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return message_page(refused(&e), "Revoke key", &hdr, &app_error_message(&e)),
     };
     let k = &found.key;
     let n = found.datacenters.len();
@@ -390,35 +392,19 @@ async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], action: KeyAc
             .deregister(&v.who, db_type, provider, region)
             .await
             .map(|k| ("deregistered", k.key_id)),
-        KeyAction::Replace => {
-            let new_key = field("key_id").trim();
-            match provider.parse::<Provider>() {
-                Ok(p) if !new_key.is_empty() => {
-                    let req = KeyRegistration {
-                        org_id: v.who.org_id(),
-                        keys: vec![(
-                            p,
-                            ProposedKey {
-                                key_id: new_key.to_string(),
-                                region: region.to_string(),
-                            },
-                        )],
-                        dry_run: false,
-                    };
-                    keys.replace(&v.who, db_type, provider, region, &req)
-                        .await
-                        .map(|d| ("replaced", d.key.key_id))
-                }
-                Err(e) => Err(keyplane_app::AppError::Invalid {
-                    field: "provider",
-                    message: e.to_string(),
-                }),
-                Ok(_) => Err(keyplane_app::AppError::Invalid {
-                    field: "key_id",
-                    message: "enter the new key's ID".to_string(),
-                }),
+        // The service refuses an empty or malformed key ID in its own words.
+        KeyAction::Replace => match provider.parse::<Provider>() {
+            Ok(p) => {
+                let req = KeyRegistration::one(v.who.org_id(), p, field("key_id").trim(), region);
+                keys.replace(&v.who, db_type, provider, region, &req)
+                    .await
+                    .map(|d| ("replaced", d.key.key_id))
             }
-        }
+            Err(e) => Err(keyplane_app::AppError::Invalid {
+                field: "provider",
+                message: e.to_string(),
+            }),
+        },
     };
     match done {
         Ok((what, key_id)) => redirect(&format!("/portal/keys?{what}={}", url_encode(&key_id))),
@@ -1007,17 +993,7 @@ pub async fn add_key(State(state): State<App>, headers: HeaderMap, body: Bytes) 
         typed.key_error = Some("Enter the key's ID.".into());
         return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
     }
-    let req = KeyRegistration {
-        org_id: v.who.org_id(),
-        keys: vec![(
-            p,
-            ProposedKey {
-                key_id: key_id.clone(),
-                region,
-            },
-        )],
-        dry_run: false,
-    };
+    let req = KeyRegistration::one(v.who.org_id(), p, &key_id, &region);
     match state.keys().register(&v.who, t, &req).await {
         Ok(_) => redirect(&format!("/portal/keys?added={}", url_encode(&key_id))),
         Err(e) => {
