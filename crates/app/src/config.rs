@@ -71,7 +71,7 @@ impl ProviderAccount {
         match provider {
             Provider::Aws => format!("arn:aws:iam::{}:role/{}", self.id, self.role),
             Provider::Gcp => keyplane_core::policy::gcp::service_account_member(&self.id),
-            Provider::Azure => self.id.clone(),
+            Provider::Azure | Provider::Openbao => self.id.clone(),
         }
     }
 
@@ -195,6 +195,9 @@ pub struct Config {
     /// `host:port` of development Key Vaults (the built-in one in dev mode) whose key IDs are
     /// accepted besides Azure's own hosts; empty in production.
     pub azure_dev_hosts: Vec<String>,
+    /// Seals the logins customers give with their keys (OpenBao roles' credentials) in the
+    /// store. Every process of a deployment holds the same one; None refuses such keys.
+    pub sealing_key: Option<keyplane_core::SealingKey>,
 }
 
 /// The `--dev` portal sign-in link's secret and the token it stands for. Never printed by
@@ -218,6 +221,9 @@ pub const DEFAULT_AWS_ROLE: &str = "creator";
 pub const DEFAULT_GCP_PROJECT: &str = "keyplane-dev";
 pub const DEFAULT_GCP_SERVICE_ACCOUNT: &str =
     "keyplane-platform@keyplane-dev.iam.gserviceaccount.com";
+/// The role customers are told to make in their OpenBao for the platform, unless the
+/// operator names another: its path is the OpenBao "provider ID".
+pub const DEFAULT_OPENBAO_ROLE: &str = "auth/approle/role/keyplane";
 /// Holds the pages of ~100,000 documents of 1 KB (a 135 MiB file), the size at which the Data
 /// API's encryption overhead is measured (`benches/datapath.rs`).
 pub const DEFAULT_DATA_CACHE_MIB: u32 = 256;
@@ -253,6 +259,10 @@ impl Default for Config {
                 Provider::Azure,
                 vec![ProviderAccount::new("7f3c2a10-0000-4000-8000-000000000222")],
             ),
+            (
+                Provider::Openbao,
+                vec![ProviderAccount::new(DEFAULT_OPENBAO_ROLE)],
+            ),
         ]);
         Config {
             catalog,
@@ -276,6 +286,7 @@ impl Default for Config {
             sole_job_runner: false,
             portal_session_lifetime: DEFAULT_PORTAL_SESSION_LIFETIME,
             azure_dev_hosts: Vec::new(),
+            sealing_key: None,
         }
     }
 }
@@ -308,17 +319,21 @@ impl Config {
     /// The identity keyplane acts as with `account` of `provider` in `region`: for a
     /// datacenter's key, the monitor's checks and a key's status alike. An account no longer
     /// configured is taken as AWS's default role in that account, the principal keys
-    /// registered with it were told to trust.
+    /// registered with it were told to trust (elsewhere the account is the principal).
     pub fn identity(
         &self,
         provider: Provider,
         account: &str,
         region: &str,
     ) -> keyplane_kms::PlatformIdentity {
-        let principal = self
-            .account(provider, account)
-            .map(|a| a.principal(provider))
-            .unwrap_or_else(|| format!("arn:aws:iam::{account}:role/{DEFAULT_AWS_ROLE}"));
+        let principal = match self.account(provider, account) {
+            Some(a) => a.principal(provider),
+            None if provider == Provider::Aws => {
+                format!("arn:aws:iam::{account}:role/{DEFAULT_AWS_ROLE}")
+            }
+            // An OpenBao key's account is the role its customer named with the login.
+            None => account.to_string(),
+        };
         keyplane_kms::PlatformIdentity {
             provider,
             region: region.to_string(),

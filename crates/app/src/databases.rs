@@ -250,7 +250,7 @@ impl Databases<'_> {
                 continue;
             }
             let identity = id.in_region(region);
-            let answer = match self.0.kms.connect(&identity) {
+            let answer = match self.0.data.provider_for(&identity, org, key_id).await {
                 Ok(kms) => service.admits(kms.as_ref(), key_id, org).await,
                 Err(e) => Err(e),
             };
@@ -311,7 +311,12 @@ impl Databases<'_> {
         binding: &Binding,
     ) -> AppResult<Binding> {
         let (kind, key_id, account) = binding;
-        if db.db_type == DbType::Serverless && *kind == KeyKind::Customer {
+        // A login the customer gave (OpenBao) is the key's identity for every database:
+        // there is no platform identity to give each one.
+        if db.db_type == DbType::Serverless
+            && *kind == KeyKind::Customer
+            && !crate::logins::needs_login(db.provider)
+        {
             let own = self
                 .free_provider_id(db.org_id, db.provider, region, key_id)
                 .await?;

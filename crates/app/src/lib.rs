@@ -27,6 +27,7 @@ pub mod error;
 pub mod jobs;
 pub mod keys;
 pub mod keyspaces;
+pub mod logins;
 pub mod metrics;
 pub mod monitor;
 pub mod orgs;

@@ -146,7 +146,11 @@ impl Monitor<'_> {
             return Ok(());
         }
         let app = self.0;
-        let kms = match app.kms.connect(&key_identity(app, key)) {
+        let kms = match app
+            .data
+            .provider_for(&key_identity(app, key), key.org_id, &key.key_id)
+            .await
+        {
             Ok(k) => k,
             Err(e) => {
                 tracing::warn!(key = %key.key_id, error = %e, "binding check: no KMS connection");
@@ -383,7 +387,7 @@ async fn describe(
 
 /// The result of asking the KMS whether the datacenter's key still works.
 async fn probe(state: &App, dc: &Datacenter, round: &Round) -> Result<(), KmsError> {
-    let kms = state.kms.connect(&state.data.identity(dc))?;
+    let kms = state.data.key_provider(dc).await?;
     describe(dc, kms.as_ref(), round).await?;
     if let Some(wrapped) = &dc.wrapped_data_key {
         kms.decrypt(&dc.key_id, wrapped, &datacenter_context(dc))

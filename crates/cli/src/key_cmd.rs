@@ -110,12 +110,15 @@ pub enum KeyCommand {
         /// The region the key serves; the key must be in it.
         #[arg(long)]
         region: String,
-        /// The key: an AWS ARN, or a Google Cloud key name (a version's name is accepted).
+        /// The key: an AWS ARN, a Google Cloud key name (a version's name is accepted), an
+        /// Azure key identifier, or an OpenBao Transit key URL.
         #[arg(long)]
         key_id: String,
         /// Run every check but store nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        login: OpenbaoLoginArgs,
     },
     /// List the organization's registered keys.
     List {
@@ -179,6 +182,8 @@ pub enum KeyCommand {
         /// Run every check but change nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        login: OpenbaoLoginArgs,
     },
     /// End a revocation: the key is checked as at registration, then its databases resume.
     Unrevoke {
@@ -192,6 +197,67 @@ pub enum KeyCommand {
         #[arg(long)]
         region: String,
     },
+}
+
+/// The AppRole login an OpenBao key is used with (`--provider openbao` only). Omitted on a
+/// replacement: the slot's current login is kept.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OpenbaoLoginArgs {
+    /// The role's path [default: the provider ID keyplane shows, auth/approle/role/keyplane].
+    #[arg(long)]
+    role: Option<String>,
+    /// The role's role ID (`bao read -field=role_id auth/approle/role/NAME/role-id`).
+    #[arg(long)]
+    role_id: Option<String>,
+    /// A file holding a secret ID of the role (`-`: standard input); kept out of the command
+    /// line so it stays out of shell history and process listings.
+    #[arg(long, value_name = "FILE")]
+    secret_id_file: Option<std::path::PathBuf>,
+    /// PEM certificates to trust for the server, alone (a private CA).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl OpenbaoLoginArgs {
+    /// The provider object's login fields, added to `key` (an OpenBao key only).
+    fn add_to(&self, provider: KeyServiceArg, key: &mut serde_json::Value) -> anyhow::Result<()> {
+        let given = self.role.is_some()
+            || self.role_id.is_some()
+            || self.secret_id_file.is_some()
+            || self.ca_file.is_some();
+        if provider != KeyServiceArg::Openbao {
+            if given {
+                anyhow::bail!(
+                    "--role, --role-id, --secret-id-file and --ca-file are for --provider openbao"
+                );
+            }
+            return Ok(());
+        }
+        if let Some(role) = &self.role {
+            key["role"] = json!(role);
+        }
+        if let Some(id) = &self.role_id {
+            key["roleID"] = json!(id);
+        }
+        if let Some(path) = &self.secret_id_file {
+            let secret = zeroize::Zeroizing::new(if path.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--secret-id-file {}: {e}", path.display()))?
+            });
+            key["secretID"] = json!(secret.trim());
+        }
+        if let Some(path) = &self.ca_file {
+            key["caCertificate"] = json!(
+                std::fs::read_to_string(path)
+                    .map_err(|e| { anyhow::anyhow!("--ca-file {}: {e}", path.display()) })?
+            );
+        }
+        Ok(())
+    }
 }
 
 fn base(t: DbTypeArg) -> &'static str {
@@ -349,9 +415,12 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             region,
             key_id,
             dry_run,
+            login,
         } => {
             let mut body = json!({"orgId": api.org_id().await?});
-            body[provider.name()] = json!({"keyID": key_id, "region": region});
+            let mut key = json!({"keyID": key_id, "region": region});
+            login.add_to(provider, &mut key)?;
+            body[provider.name()] = key;
             let q = if dry_run { "?dryRun=true" } else { "" };
             api.call(Method::POST, &format!("{}{q}", base(r#type)), Some(body))
                 .await?
@@ -362,9 +431,12 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             region,
             key_id,
             dry_run,
+            login,
         } => {
             let mut body = json!({"orgId": api.org_id().await?});
-            body[provider.name()] = json!({"keyID": key_id, "region": region});
+            let mut key = json!({"keyID": key_id, "region": region});
+            login.add_to(provider, &mut key)?;
+            body[provider.name()] = key;
             let q = if dry_run { "?dryRun=true" } else { "" };
             let path = format!(
                 "{}/provider/{}/region/{region}{q}",

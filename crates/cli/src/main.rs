@@ -17,6 +17,7 @@ mod login;
 mod output;
 mod policy_merge;
 mod progress;
+mod sealing_key;
 mod settings;
 mod user_config;
 mod wiring;
@@ -149,6 +150,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &resolved.config.replica_id,
     )?;
     let store = keyplane_store::open(&resolved.database_url).await?;
+    let (key_file, create) =
+        sealing_key::path(resolved.sealing_key_file.as_deref(), &resolved.data_dir);
+    let sealing = sealing_key::load(&key_file, create)?;
+    sealing_key::check_against_store(&sealing, store.as_ref()).await?;
     tracing::info!(
         backend = store.backend(),
         role = resolved.config.role.as_str(),
@@ -164,6 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(resolved.listen).await?;
     let local = listener.local_addr()?;
     let mut config = resolved.config.clone();
+    config.sealing_key = Some(sealing);
     // With SQLite the lock above makes this the only process running jobs on the store: a
     // restart resumes the jobs a crashed run left without waiting out their leases.
     config.sole_job_runner = sqlite_file.is_some();

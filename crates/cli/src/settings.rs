@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// [default: 100].
     #[arg(long, env = "KEYPLANE_MAX_TOKENS")]
     pub max_tokens: Option<u32>,
+    /// The key that seals the credentials customers give with OpenBao keys (64 hex digits);
+    /// every process of one store needs the same one [default: <data-dir>/sealing.key,
+    /// created owner-only on first start].
+    #[arg(long, env = "KEYPLANE_SEALING_KEY_FILE")]
+    pub sealing_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -139,6 +144,8 @@ pub struct FileConfig {
     pub gcp: Option<FileGcp>,
     /// How keyplane reaches Azure Key Vault as the platform's Entra ID applications.
     pub azure: Option<FileAzure>,
+    /// See `serve --sealing-key-file`.
+    pub sealing_key_file: Option<PathBuf>,
     /// The platform's own keys per provider and region, for databases deployed where the
     /// organization has no customer key: `[platform_keys.aws.us-east-2] key_id = "arn:…"`,
     /// `account = "222222222222"`.
@@ -318,6 +325,8 @@ pub struct Resolved {
     pub aws: FileAws,
     pub gcp: FileGcp,
     pub azure: FileAzure,
+    /// The operator's sealing key file; None: the data directory's.
+    pub sealing_key_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -356,6 +365,9 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
     let aws = file.aws.unwrap_or_default();
     let gcp = file.gcp.unwrap_or_default();
     let azure = file.azure.unwrap_or_default();
+    let sealing_key_file = serve
+        .and_then(|s| s.sealing_key_file.clone())
+        .or(file.sealing_key_file);
 
     let mut config = Config::default();
     if let Some(regions) = file.regions {
@@ -489,6 +501,7 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         aws,
         gcp,
         azure,
+        sealing_key_file,
     })
 }
 

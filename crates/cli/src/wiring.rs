@@ -1,5 +1,5 @@
 //! The one place vendors are wired in: one connector per key service (the AWS adapter, the
-//! Google Cloud KMS adapter, the Azure Key Vault adapter) behind the single connector the
+//! Google Cloud KMS adapter, the Azure Key Vault adapter, the OpenBao Transit adapter) behind the single connector the
 //! application uses, which routes each platform identity to its service's adapter.
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use keyplane_kms::{KmsConnector, ServiceConnectors};
 use keyplane_kms_aws::{AwsConnector, AwsSettings, StaticCredentials};
 use keyplane_kms_azure::{AzureConnector, AzureCredentialConfig, AzureSettings};
 use keyplane_kms_gcp::{GcpConnector, GcpCredentials, GcpSettings};
+use keyplane_kms_openbao::{OpenbaoConnector, OpenbaoSettings};
 use zeroize::Zeroizing;
 
 use crate::dev::PlatformKms;
@@ -27,7 +28,13 @@ pub fn kms_connector(
         ServiceConnectors::new()
             .with(Provider::Aws, aws_connector(aws, dev_kms))
             .with(Provider::Gcp, gcp_connector(gcp, dev_kms)?)
-            .with(Provider::Azure, azure_connector(azure, dev_kms)?),
+            .with(Provider::Azure, azure_connector(azure, dev_kms)?)
+            // Each OpenBao key comes with its customer's login and server address: nothing
+            // to configure but the shared retry settings.
+            .with(
+                Provider::Openbao,
+                Arc::new(OpenbaoConnector::new(OpenbaoSettings::default())),
+            ),
     ))
 }
 

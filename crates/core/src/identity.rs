@@ -12,6 +12,10 @@ pub enum IdentityModel {
     /// its own identity from the operator's pool, never handed to another (GCP service
     /// accounts, Azure applications).
     ExclusivePerOrganization,
+    /// The platform logs in with credentials each customer made in their own key service
+    /// and gave keyplane with the key (an OpenBao AppRole): nothing of one organization's
+    /// can open another's key, and the role's path customers are shown is only a name.
+    CustomerCredentials,
 }
 
 impl Provider {
@@ -19,6 +23,7 @@ impl Provider {
         match self {
             Provider::Aws => IdentityModel::SharedBoundByContext,
             Provider::Gcp | Provider::Azure => IdentityModel::ExclusivePerOrganization,
+            Provider::Openbao => IdentityModel::CustomerCredentials,
         }
     }
 }

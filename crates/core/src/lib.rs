@@ -20,6 +20,7 @@ pub mod portal_session;
 pub mod provider;
 pub mod quotas;
 pub mod regions;
+pub mod sealing;
 pub mod token;
 
 pub use azure::{AzureKeyId, AzureKeyIdError, AzureVaultKind};
@@ -32,4 +33,5 @@ pub use permissions::{Permission, Role};
 pub use portal_session::PortalSessionId;
 pub use provider::{DbType, Provider};
 pub use quotas::{QuotaExceeded, QuotaKind, Quotas};
+pub use sealing::{SealingError, SealingKey};
 pub use token::{Token, TokenError};

@@ -240,6 +240,17 @@ impl OpenbaoKeyRef {
     }
 
     /// `scheme://host[:port]`, scheme and host in lower case.
+    /// The key help texts name before the customer has said which:
+    /// `https://bao.example.com:8200/v1/transit/keys/KEY-NAME`.
+    pub fn placeholder() -> OpenbaoKeyRef {
+        OpenbaoKeyRef {
+            address: "https://bao.example.com:8200".to_string(),
+            namespace: None,
+            mount: "transit".to_string(),
+            name: "KEY-NAME".to_string(),
+        }
+    }
+
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -350,6 +361,20 @@ impl OpenbaoRole {
     /// policies name no principal, so the role is the identity the policy is given to.
     pub fn provider_id(&self) -> String {
         format!("auth/{}/role/{}", self.mount(), self.role_name())
+    }
+
+    /// The role a provider ID names (`auth/<mount>/role/<name>`, the mount possibly nested),
+    /// or a bare role name at the default mount.
+    pub fn from_provider_id(path: &str) -> Result<OpenbaoRole, OpenbaoRoleError> {
+        let path = path.trim().trim_matches('/');
+        match path
+            .strip_prefix("auth/")
+            .and_then(|rest| rest.rsplit_once("/role/"))
+        {
+            Some((mount, name)) => OpenbaoRole::approle(Some(mount), name),
+            None if !path.contains('/') => OpenbaoRole::approle(None, path),
+            None => Err(OpenbaoRoleError::RoleName(path.to_string())),
+        }
     }
 
     /// The namespace-relative path keyplane logs in at.
@@ -503,6 +528,26 @@ impl TransitEndpoint {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_placeholder_is_a_key_id_that_parses() {
+        let p = OpenbaoKeyRef::placeholder();
+        assert_eq!(OpenbaoKeyRef::parse(&p.to_string()), Ok(p));
+    }
+
+    #[test]
+    fn a_role_is_read_back_from_its_provider_id() {
+        let role = OpenbaoRole::approle(Some("team/approle"), "keyplane").unwrap();
+        assert_eq!(OpenbaoRole::from_provider_id(&role.provider_id()), Ok(role));
+        assert_eq!(
+            OpenbaoRole::from_provider_id("keyplane"),
+            OpenbaoRole::approle(None, "keyplane")
+        );
+        assert!(OpenbaoRole::from_provider_id("auth/approle/role/").is_err());
+        assert!(OpenbaoRole::from_provider_id("sys/policy/x").is_err());
+        assert!(OpenbaoRole::from_provider_id("auth/a b/role/x").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -22,21 +22,30 @@ pub enum Provider {
     Aws,
     Gcp,
     Azure,
+    /// OpenBao or HashiCorp Vault Transit, a keyplane extension for platforms on their own
+    /// hardware: its regions are the platform's own sites, which the operator names.
+    Openbao,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::Aws, Provider::Gcp, Provider::Azure];
+    pub const ALL: [Provider; 4] = [
+        Provider::Aws,
+        Provider::Gcp,
+        Provider::Azure,
+        Provider::Openbao,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Aws => "aws",
             Provider::Gcp => "gcp",
             Provider::Azure => "azure",
+            Provider::Openbao => "openbao",
         }
     }
 
     /// Which database types may use a customer key of this provider: Managed Clusters
-    /// (classic) take AWS and GCP keys only, Azure keys are serverless only.
+    /// (classic) take AWS, GCP and OpenBao keys, Azure keys are serverless only.
     pub fn supports(self, db_type: DbType) -> bool {
         !matches!((self, db_type), (Provider::Azure, DbType::Classic))
     }
@@ -65,6 +74,7 @@ impl FromStr for Provider {
             "aws" => Ok(Provider::Aws),
             "gcp" => Ok(Provider::Gcp),
             "azure" => Ok(Provider::Azure),
+            "openbao" => Ok(Provider::Openbao),
             _ => Err(UnknownName {
                 what: "provider",
                 given: s.to_string(),
@@ -135,7 +145,7 @@ mod tests {
         let err = "ibm".parse::<Provider>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"unknown provider "ibm"; expected one of: aws, gcp, azure"#
+            r#"unknown provider "ibm"; expected one of: aws, gcp, azure, openbao"#
         );
     }
 
@@ -144,5 +154,7 @@ mod tests {
         assert!(!Provider::Azure.supports(DbType::Classic));
         assert!(Provider::Azure.supports(DbType::Serverless));
         assert!(Provider::Gcp.supports(DbType::Classic));
+        assert!(Provider::Openbao.supports(DbType::Classic));
+        assert!(Provider::Openbao.supports(DbType::Serverless));
     }
 }

@@ -68,6 +68,9 @@ pub fn default_regions(provider: Provider) -> &'static [&'static str] {
             "japaneast",
             "australiaeast",
         ],
+        // The platform's own sites: only the operator knows their names (`serve --dev`
+        // names one, `local`).
+        Provider::Openbao => &[],
     }
 }
 

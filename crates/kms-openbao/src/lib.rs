@@ -38,7 +38,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use keyplane_core::{OpenbaoKeyRef, OpenbaoRole};
-use keyplane_kms::{ErrorKind, KeyProvider, KmsError, Result};
+use keyplane_kms::{
+    ErrorKind, KeyLogin, KeyProvider, KmsConnector, KmsError, PlatformIdentity, Result,
+};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -182,6 +184,36 @@ impl OpenbaoConnector {
     pub fn forget(&self, access: &OpenbaoAccess, region: &str) {
         let mut providers = self.providers.lock().unwrap_or_else(|p| p.into_inner());
         providers.remove(&access.fingerprint(region));
+    }
+}
+
+/// As the application's connector: an OpenBao key is always opened with the login its
+/// customer gave with it, never as a platform-wide identity.
+impl KmsConnector for OpenbaoConnector {
+    fn connect(&self, identity: &PlatformIdentity) -> Result<Arc<dyn KeyProvider>> {
+        Err(KmsError::new(
+            ErrorKind::Credentials,
+            "Connect",
+            format!(
+                "an OpenBao key is used with the role credentials registered with it; none were given for {} in {}",
+                identity.principal, identity.region
+            ),
+        ))
+    }
+
+    fn connect_with_login(
+        &self,
+        identity: &PlatformIdentity,
+        key_id: &str,
+        login: &KeyLogin,
+    ) -> Result<Arc<dyn KeyProvider>> {
+        let key = OpenbaoKeyRef::parse(key_id)
+            .map_err(|e| KmsError::new(ErrorKind::Invalid, "Connect", e.to_string()))?;
+        let role = OpenbaoRole::from_provider_id(&login.role)
+            .map_err(|e| KmsError::new(ErrorKind::Invalid, "Connect", e.to_string()))?;
+        let mut access = OpenbaoAccess::for_key(&key, role, login.id.clone(), login.secret.clone());
+        access.ca_bundle_pem = login.ca_bundle_pem.clone();
+        Ok(self.provider(&access, &identity.region)?)
     }
 }
 

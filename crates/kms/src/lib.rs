@@ -299,10 +299,57 @@ pub struct PlatformIdentity {
     pub principal: String,
 }
 
+/// A login a customer made in their own key service for the platform and gave keyplane with
+/// one key (an OpenBao AppRole role and its credentials). Services whose platform identity
+/// is the operator's (the clouds) take none. Secret: wiped on drop, redacted from Debug.
+#[derive(Clone)]
+pub struct KeyLogin {
+    /// The role's path in the key service (`auth/approle/role/keyplane`): what the
+    /// customer's policy is bound to, shown as the key's provider ID.
+    pub role: String,
+    /// The role's ID: with the secret it is a login, so it is kept as one.
+    pub id: Zeroizing<String>,
+    pub secret: Zeroizing<String>,
+    /// PEM certificates to trust, alone, for a server a private CA signed.
+    pub ca_bundle_pem: Option<String>,
+}
+
+impl fmt::Debug for KeyLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyLogin")
+            .field("role", &self.role)
+            .field("id", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .field(
+                "ca_bundle_pem",
+                &self.ca_bundle_pem.as_ref().map(|p| p.len()),
+            )
+            .finish()
+    }
+}
+
 /// Hands out a [`KeyProvider`] acting as a platform identity. Implemented by the binary's
 /// wiring over the vendor adapters.
 pub trait KmsConnector: Send + Sync {
     fn connect(&self, identity: &PlatformIdentity) -> Result<Arc<dyn KeyProvider>>;
+    /// A provider for `key_id` logged in with the customer's own `login` (services whose
+    /// customers give the platform credentials per key). Default: the service takes none.
+    fn connect_with_login(
+        &self,
+        identity: &PlatformIdentity,
+        key_id: &str,
+        login: &KeyLogin,
+    ) -> Result<Arc<dyn KeyProvider>> {
+        let _ = (key_id, login);
+        Err(KmsError::new(
+            ErrorKind::Unsupported,
+            "Connect",
+            format!(
+                "the {} key service takes no per-key credentials",
+                identity.provider
+            ),
+        ))
+    }
     /// The principal the platform's volume service uses, to which grants are made. Services
     /// without grants (Cloud KMS, Key Vault) use the platform's identity itself.
     fn volume_grantee(&self, identity: &PlatformIdentity) -> String {

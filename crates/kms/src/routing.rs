@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use keyplane_core::Provider;
 
-use crate::{ErrorKind, KeyProvider, KmsConnector, KmsError, PlatformIdentity, Result};
+use crate::{ErrorKind, KeyLogin, KeyProvider, KmsConnector, KmsError, PlatformIdentity, Result};
 
 /// The connectors of the key services this deployment can reach, by provider.
 #[derive(Clone, Default)]
@@ -58,6 +58,16 @@ impl ServiceConnectors {
 impl KmsConnector for ServiceConnectors {
     fn connect(&self, identity: &PlatformIdentity) -> Result<Arc<dyn KeyProvider>> {
         self.route(identity)?.connect(identity)
+    }
+
+    fn connect_with_login(
+        &self,
+        identity: &PlatformIdentity,
+        key_id: &str,
+        login: &KeyLogin,
+    ) -> Result<Arc<dyn KeyProvider>> {
+        self.route(identity)?
+            .connect_with_login(identity, key_id, login)
     }
 
     fn volume_grantee(&self, identity: &PlatformIdentity) -> String {

@@ -1717,3 +1717,56 @@ async fn add_keys_with_azure_shows_the_role_checks_the_assignments_and_registers
     assert_eq!(st, 200);
     assert!(html.contains("Key added") && html.contains(&key), "{html}");
 }
+
+/// Add Keys for an OpenBao key, against a real `bao server -dev`: the role to bind, the
+/// policy and the `bao` commands, fields for the role ID and secret ID (a password field); a
+/// wrong secret ID refused in place without echoing it, the right one added. A deployment
+/// with no OpenBao site does not offer the provider at all.
+#[tokio::test]
+async fn add_keys_registers_an_openbao_key_with_its_login() {
+    let plain = TestServer::start().await;
+    let (cookie, _) = session(&plain, &plain.admin).await;
+    let (_, html) = get(&plain, "/portal/keys/new?type=classic", Some(&cookie)).await;
+    assert!(!html.contains(r#"value="openbao""#), "{html}");
+    drop(plain);
+
+    let (bao, s) = common::openbao::start().await;
+    bao.bao(&["write", "-f", "transit/keys/orders", "type=aes256-gcm96"])
+        .await;
+    let key = format!("{}/v1/transit/keys/orders", bao.address);
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let page = "/portal/keys/new?type=classic&provider=openbao&region=local";
+    let (st, html) = get(&s, page, Some(&cookie)).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("auth/approle/role/keyplane"), "{html}");
+    assert!(
+        html.contains("OpenBao policy") && html.contains("bao-commands"),
+        "{html}"
+    );
+    assert!(html.contains(r#"type="password" id="secret_id""#), "{html}");
+    let (_, role_id, secret_id) = common::openbao::apply_policy_help(&bao, &s, &key).await;
+    let form = |secret: &str| {
+        format!(
+            "csrf={csrf}&type=classic&provider=openbao&region=local&key_id={}&role_id={}&secret_id={}",
+            enc(&key),
+            enc(&role_id),
+            enc(secret)
+        )
+    };
+    let res = post_form(&s, "/portal/keys", &cookie, &form("wrong-secret-id")).await;
+    let st = res.status().as_u16();
+    let html = res.text().await.unwrap();
+    assert!((400..500).contains(&st), "{st} {html}");
+    assert!(
+        html.contains("did not accept the role credentials"),
+        "{html}"
+    );
+    assert!(!html.contains("wrong-secret-id"), "the secret was echoed");
+    let res = post_form(&s, "/portal/keys", &cookie, &form(&secret_id)).await;
+    assert_eq!(res.status().as_u16(), 303, "{}", res.text().await.unwrap());
+    let (_, listed) = s.get("/v2/kms/classic", &s.admin).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let (_, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert!(html.contains(&key), "{html}");
+    assert!(!html.contains(&secret_id) && !html.contains(&role_id));
+}

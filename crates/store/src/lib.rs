@@ -702,6 +702,22 @@ pub trait Store: Send + Sync + 'static {
         region: &str,
         update: &KeyStatusUpdate,
     ) -> Result<bool>;
+    /// Stores (or replaces) the sealed login the organization gave with `key_id`.
+    async fn put_key_login(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        key_id: &str,
+        sealed: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The sealed login the organization gave with `key_id`, if any.
+    async fn get_key_login(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        key_id: &str,
+    ) -> Result<Option<Vec<u8>>>;
     /// Every organization's revoked keys, for the key monitor.
     async fn revoked_customer_keys(&self) -> Result<Vec<CustomerKey>>;
     /// Every organization's keys whose binding is not proven yet (`bound_at` is None), for the
@@ -934,8 +950,12 @@ pub type DynStore = Arc<dyn Store>;
 /// one provider ID per serverless database), so no two live ones of an organization share one
 /// in a region. Stored beside the datacenter and unique among the live ones, so that two
 /// concurrent deployments can never take the same.
+/// A key used with its customer's own login (OpenBao) has no platform identity to hand out:
+/// every database under it uses that login.
 pub fn serverless_identity(dc: &Datacenter) -> Option<&str> {
-    (dc.key_kind == KeyKind::Customer && dc.tier == "serverless")
+    (dc.key_kind == KeyKind::Customer
+        && dc.tier == "serverless"
+        && dc.provider.identity_model() != keyplane_core::IdentityModel::CustomerCredentials)
         .then_some(dc.provider_account.as_str())
 }
 

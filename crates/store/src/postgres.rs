@@ -65,6 +65,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/postgres/0010_terminated_datacenters.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/postgres/0011_key_logins.sql"),
+    ),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -939,6 +943,42 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
+    async fn put_key_login(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        key_id: &str,
+        sealed: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO key_logins (org_id, provider, key_id, sealed, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (org_id, provider, key_id) DO UPDATE SET sealed = excluded.sealed, \
+                 updated_at = excluded.updated_at",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&org_id, &provider.as_str(), &key_id, &sealed, &at])
+            .await?;
+        Ok(())
+    }
+
+    async fn get_key_login(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        key_id: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        self.first(
+            "SELECT sealed FROM key_logins WHERE org_id = $1 AND provider = $2 AND key_id = $3",
+            &[&org_id, &provider.as_str(), &key_id],
+            |row| Ok(row.try_get(0)?),
+        )
+        .await
+    }
+
     async fn insert_customer_key(&self, key: &CustomerKey) -> Result<Option<CustomerKey>> {
         let mut client = self.client().await?;
         // Two statements, as in put_setting_if_absent: the SELECT's fresh snapshot sees a key
@@ -1203,6 +1243,18 @@ impl Store for PostgresStore {
             )
             .await?;
         tx.execute(&delete, &[&org_id, &t, &p, &region]).await?;
+        // The key's login goes with its last use: no slot and no live datacenter left.
+        let forget = tx
+            .prepare_cached(
+                "DELETE FROM key_logins WHERE org_id = $1 AND provider = $2 AND key_id = $3
+                   AND NOT EXISTS (SELECT 1 FROM customer_keys
+                                   WHERE org_id = $1 AND provider = $2 AND key_id = $3)
+                   AND NOT EXISTS (SELECT 1 FROM datacenters
+                                   WHERE org_id = $1 AND provider = $2 AND key_id = $3
+                                     AND status <> 'TERMINATED')",
+            )
+            .await?;
+        tx.execute(&forget, &[&org_id, &p, &key.key_id]).await?;
         tx.commit().await?;
         Ok(DeleteKeyOutcome::Deleted(Box::new(key)))
     }

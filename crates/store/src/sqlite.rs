@@ -64,6 +64,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_terminated_datacenters.sql"),
     ),
+    (11, include_str!("../migrations/sqlite/0011_key_logins.sql")),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -1133,6 +1134,51 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_key_login(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        key_id: &str,
+        sealed: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let (key_id, sealed) = (key_id.to_owned(), sealed.to_vec());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO key_logins (org_id, provider, key_id, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (org_id, provider, key_id) DO UPDATE SET sealed = excluded.sealed, \
+                 updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                org_id.to_string(),
+                provider.as_str(),
+                key_id,
+                sealed,
+                format_ts(at)
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_key_login(
+        &self,
+        org_id: Uuid,
+        provider: Provider,
+        key_id: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let key_id = key_id.to_owned();
+        self.read_point(move |conn| {
+            first(
+                conn,
+                "SELECT sealed FROM key_logins WHERE org_id = ?1 AND provider = ?2 AND key_id = ?3",
+                params![org_id.to_string(), provider.as_str(), key_id],
+                |row| Ok(row.get(0)?),
+            )
+        })
+        .await
+    }
+
     async fn insert_customer_key(&self, key: &CustomerKey) -> Result<Option<CustomerKey>> {
         let key = key.clone();
         self.write(move |tx| {
@@ -1374,6 +1420,16 @@ impl Store for SqliteStore {
                  WHERE org_id = ?1 AND db_type = ?2 AND provider = ?3 AND region = ?4",
             )?
             .execute(slot)?;
+            // The key's login goes with its last use: no slot and no live datacenter left.
+            tx.prepare_cached(
+                "DELETE FROM key_logins WHERE org_id = ?1 AND provider = ?2 AND key_id = ?3
+                   AND NOT EXISTS (SELECT 1 FROM customer_keys
+                                   WHERE org_id = ?1 AND provider = ?2 AND key_id = ?3)
+                   AND NOT EXISTS (SELECT 1 FROM datacenters
+                                   WHERE org_id = ?1 AND provider = ?2 AND key_id = ?3
+                                     AND status <> 'TERMINATED')",
+            )?
+            .execute(params![org, provider.as_str(), key.key_id])?;
             Ok(DeleteKeyOutcome::Deleted(Box::new(key)))
         })
         .await

@@ -207,6 +207,7 @@ on_both_backends!(store:
     suite_key_replacement,
     suite_rewrap,
     suite_concurrent_rewraps,
+    suite_key_logins,
 );
 
 on_both_backends!(harness:
@@ -593,6 +594,62 @@ async fn suite_account_assignments(store: DynStore) {
     assert!(
         matches!(err, StoreError::NotFound("organization")),
         "{err:?}"
+    );
+}
+
+async fn suite_key_logins(store: DynStore) {
+    let a = store.create_org("a", None).await.unwrap().id;
+    let b = store.create_org("b", None).await.unwrap().id;
+    let key = "http://127.0.0.1:8200/v1/transit/keys/orders";
+    assert_eq!(
+        store
+            .get_key_login(a, Provider::Openbao, key)
+            .await
+            .unwrap(),
+        None
+    );
+    let now = Utc::now();
+    store
+        .put_key_login(a, Provider::Openbao, key, &[1, 2, 0, 255], now)
+        .await
+        .unwrap();
+    store
+        .put_key_login(b, Provider::Openbao, key, &[9], now)
+        .await
+        .unwrap();
+    // Given again: the newer login replaces the older, per organization.
+    store
+        .put_key_login(a, Provider::Openbao, key, &[3, 4], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_key_login(a, Provider::Openbao, key)
+            .await
+            .unwrap(),
+        Some(vec![3, 4])
+    );
+    assert_eq!(
+        store
+            .get_key_login(b, Provider::Openbao, key)
+            .await
+            .unwrap(),
+        Some(vec![9])
+    );
+    assert_eq!(
+        store.get_key_login(a, Provider::Aws, key).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_key_login(
+                a,
+                Provider::Openbao,
+                "http://127.0.0.1:8200/v1/transit/keys/other"
+            )
+            .await
+            .unwrap(),
+        None
     );
 }
 
@@ -4652,6 +4709,12 @@ async fn suite_key_deregistration(store: DynStore) {
         ))
         .await
         .unwrap();
+    // A login stored with the key stays while any slot or live datacenter uses the key.
+    store
+        .put_key_login(org.id, Provider::Aws, &dc.key_id, b"sealed", Utc::now())
+        .await
+        .unwrap();
+    let login = || store.get_key_login(org.id, Provider::Aws, &dc.key_id);
     assert_eq!(
         store
             .delete_customer_key(org.id, DbType::Classic, Provider::Aws, "us-east-2")
@@ -4682,6 +4745,10 @@ async fn suite_key_deregistration(store: DynStore) {
             .unwrap(),
         DeleteKeyOutcome::NotRegistered
     );
+    assert!(
+        login().await.unwrap().is_some(),
+        "the classic slot still uses it"
+    );
     // A terminated datacenter does not hold its key.
     store.mark_datacenter_terminated(&dc.id).await.unwrap();
     assert!(matches!(
@@ -4691,6 +4758,7 @@ async fn suite_key_deregistration(store: DynStore) {
             .unwrap(),
         DeleteKeyOutcome::Deleted(_)
     ));
+    assert_eq!(login().await.unwrap(), None, "the last use took the login");
     assert!(
         store
             .list_customer_keys(org.id, None)

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use keyplane_core::DatabaseStatus;
 use keyplane_docstore::{DataKey, DocStore};
-use keyplane_kms::{EncryptionContext, KmsConnector, PlatformIdentity};
+use keyplane_kms::{EncryptionContext, KeyProvider, KmsConnector, KmsError, PlatformIdentity};
 use keyplane_store::{Datacenter, DynStore};
 use tokio::sync::Mutex;
 
@@ -114,12 +114,37 @@ impl DataPlane {
             .identity(dc.provider, &dc.provider_account, &dc.region)
     }
 
+    /// A provider acting on the datacenter's key as its identity (with the key's login,
+    /// where its service takes one).
+    pub async fn key_provider(&self, dc: &Datacenter) -> Result<Arc<dyn KeyProvider>, KmsError> {
+        self.provider_for(&self.identity(dc), dc.org_id, &dc.key_id)
+            .await
+    }
+
+    /// A provider acting on the organization's `key_id` as `identity`.
+    pub async fn provider_for(
+        &self,
+        identity: &PlatformIdentity,
+        org: uuid::Uuid,
+        key_id: &str,
+    ) -> Result<Arc<dyn KeyProvider>, KmsError> {
+        crate::logins::connect(
+            &self.store,
+            self.kms.as_ref(),
+            &self.config,
+            identity,
+            org,
+            key_id,
+        )
+        .await
+    }
+
     /// Unwraps the datacenter's data key with one KMS Decrypt.
     pub async fn unwrap(&self, dc: &Datacenter) -> AppResult<DataKey> {
         let wrapped = dc.wrapped_data_key.as_ref().ok_or_else(|| {
             AppError::DatacenterUnavailable(format!("datacenter {} has no data key yet", dc.id))
         })?;
-        let kms = self.kms.connect(&self.identity(dc))?;
+        let kms = self.key_provider(dc).await?;
         self.counters.data_key_unwrap();
         let plain = kms
             .decrypt(&dc.key_id, wrapped, &datacenter_context(dc))

@@ -35,7 +35,7 @@ pub(super) async fn provision(app: &App, job: &Job) -> AppResult<()> {
             .await?;
     }
     if dc.wrapped_data_key.is_none() {
-        let kms = app.kms.connect(&app.data.identity(&dc))?;
+        let kms = app.data.key_provider(&dc).await?;
         let wrapped = kms
             .generate_data_key_without_plaintext(&dc.key_id, &datacenter_context(&dc))
             .await?;

@@ -65,6 +65,7 @@ impl KeyService for AwsKeys {
         identity: &PlatformIdentity,
         org: Uuid,
         key: &ParsedKeyId,
+        _login: Option<&keyplane_kms::KeyLogin>,
     ) -> AppResult<LiveCheckOutcome> {
         live_check_aws(app, identity, org, arn_of(key)?).await
     }

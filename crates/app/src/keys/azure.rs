@@ -257,6 +257,7 @@ impl KeyService for AzureKeys {
         identity: &PlatformIdentity,
         org: Uuid,
         key: &ParsedKeyId,
+        _login: Option<&keyplane_kms::KeyLogin>,
     ) -> AppResult<LiveCheckOutcome> {
         live_check_azure(app, identity, org, id_of(key)?).await
     }

@@ -231,6 +231,7 @@ impl KeyService for GcpKeys {
         identity: &PlatformIdentity,
         org: Uuid,
         key: &ParsedKeyId,
+        _login: Option<&keyplane_kms::KeyLogin>,
     ) -> AppResult<LiveCheckOutcome> {
         live_check_gcp(app, identity, org, name_of(key)?).await
     }

@@ -6,6 +6,7 @@
 mod aws;
 mod azure;
 mod gcp;
+mod openbao;
 pub mod policy;
 pub mod registration;
 mod replacement;
@@ -15,7 +16,7 @@ pub mod service;
 use chrono::{SubsecRound, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::{DbType, KeyStatus, Permission, Provider};
-use keyplane_kms::{ErrorKind, PlatformIdentity};
+use keyplane_kms::{ErrorKind, KeyLogin, PlatformIdentity};
 use keyplane_store::{CustomerKey, KeyStatusUpdate};
 use uuid::Uuid;
 
@@ -30,11 +31,15 @@ pub(crate) use revocation::{KeyCheckLocks, deployable};
 use service::key_service;
 pub use service::{AccessGrant, KeyFacts, ParsedKeyId, PolicyFindings, problem_for};
 
-/// A key a request proposes for one provider: its ID as given, and the region.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A key a request proposes for one provider: its ID as given, the region, and for a
+/// service without a platform identity (OpenBao) the login its customer made for keyplane.
+#[derive(Debug, Clone)]
 pub struct ProposedKey {
     pub key_id: String,
     pub region: String,
+    /// None: the login already stored with the key (or, for a replacement, with the slot's
+    /// current key) is used.
+    pub login: Option<KeyLogin>,
 }
 
 /// A registration request: the organization it is for and the provider objects it gave
@@ -57,6 +62,7 @@ impl KeyRegistration {
                 ProposedKey {
                     key_id: key_id.to_string(),
                     region: region.to_string(),
+                    login: None,
                 },
             )],
             dry_run: false,
@@ -348,7 +354,7 @@ impl Keys<'_> {
             return Err(AppError::invalid(
                 "aws",
                 format!(
-                    "give exactly one provider object (\"aws\", \"gcp\" or \"azure\"); this request has {}",
+                    "give exactly one provider object (\"aws\", \"gcp\", \"azure\" or \"openbao\"); this request has {}",
                     req.keys.len()
                 ),
             ));
@@ -362,6 +368,10 @@ impl Keys<'_> {
                     "its resource name, projects/P/locations/L/keyRings/R/cryptoKeys/K",
                 ),
                 Provider::Azure => ("azure.keyID", "its key identifier"),
+                Provider::Openbao => (
+                    "openbao.keyID",
+                    "its Transit key URL, <address>/v1/<mount>/keys/<name>",
+                ),
             };
             return Err(AppError::invalid(
                 field,
@@ -408,11 +418,15 @@ impl Keys<'_> {
             .accounts()
             .platform_identity(org, provider, &region)
             .await?;
+        let given = req.keys.first().and_then(|(_, k)| k.login.as_ref());
+        let (identity, login) = self
+            .login_for_check(org, identity, &key_id, given, None)
+            .await?;
         let checks = {
             let lock = self.0.key_checks.of(&key_id);
             let _checking = lock.lock().await;
             key_service(provider)?
-                .live_check(self.0, &identity, org, &parsed)
+                .live_check(self.0, &identity, org, &parsed, login.as_ref())
                 .await?
         };
         let record = checked_record(who, db_type, provider, region, key_id, &identity, &checks);
@@ -422,6 +436,8 @@ impl Keys<'_> {
                 checks,
             });
         }
+        self.keep_login(org, provider, &record.key_id, login.as_ref())
+            .await?;
         match store.insert_customer_key(&record).await? {
             None => Ok(Registered::Stored(record, checks)),
             // Another request registered a key for the same slot while this one checked.
@@ -595,7 +611,10 @@ impl Keys<'_> {
         let read = async {
             let service = key_service(key.provider)?;
             let identity = self.key_identity(&key);
-            let kms = app.kms.connect(&identity)?;
+            let kms = app
+                .data
+                .provider_for(&identity, key.org_id, &key.key_id)
+                .await?;
             Ok::<_, AppError>(service.facts(kms.as_ref(), &key.key_id).await?)
         };
         let (facts, facts_error) = match read.await {
@@ -662,6 +681,85 @@ impl Keys<'_> {
             .identity(key.provider, &key.provider_account, &key.region)
     }
 
+    /// The login a live check of `key_id` uses, where its service takes one, and the
+    /// identity it acts as: the login's role, which the customer's policy is bound to (the
+    /// platform's suggested role when the request names none). `given` is the request's;
+    /// without it the key's stored login, then `fallback_key_id`'s (a replacement's current
+    /// key, often on the same server), is used.
+    pub(crate) async fn login_for_check(
+        &self,
+        org: Uuid,
+        identity: PlatformIdentity,
+        key_id: &str,
+        given: Option<&KeyLogin>,
+        fallback_key_id: Option<&str>,
+    ) -> AppResult<(PlatformIdentity, Option<KeyLogin>)> {
+        let provider = identity.provider;
+        if !crate::logins::needs_login(provider) {
+            return Ok((identity, None));
+        }
+        let app = self.0;
+        let stored = |id: String| async move {
+            crate::logins::stored(&app.store, &app.config, org, provider, &id)
+                .await
+                .map_err(|e| AppError::KeyCheckFailed(e.message))
+        };
+        let mut login = match given {
+            Some(l) => l.clone(),
+            None => match stored(key_id.to_string()).await? {
+                Some(l) => l,
+                None => match fallback_key_id {
+                    Some(f) => stored(f.to_string()).await?,
+                    None => None,
+                }
+                .ok_or_else(|| {
+                    AppError::invalid(
+                        "openbao.secretID",
+                        "openbao: give the role ID and secret ID of the role keyplane logs in as (roleID, secretID)",
+                    )
+                })?,
+            },
+        };
+        if login.role.trim().is_empty() {
+            login.role = identity.principal.clone();
+        }
+        let role = keyplane_core::OpenbaoRole::from_provider_id(&login.role)
+            .map_err(|e| AppError::invalid("openbao.role", format!("openbao.role: {e}")))?;
+        login.role = role.provider_id();
+        if login.id.trim().is_empty() || login.secret.trim().is_empty() {
+            return Err(AppError::invalid(
+                "openbao.secretID",
+                "openbao: roleID and secretID must not be empty",
+            ));
+        }
+        let identity = PlatformIdentity {
+            account_id: login.role.clone(),
+            principal: login.role.clone(),
+            ..identity
+        };
+        Ok((identity, Some(login)))
+    }
+
+    /// Stores the login `key_id` passed its check with, sealed (the request's, or one
+    /// carried over from the slot's previous key).
+    pub(crate) async fn keep_login(
+        &self,
+        org: Uuid,
+        provider: Provider,
+        key_id: &str,
+        login: Option<&KeyLogin>,
+    ) -> AppResult<()> {
+        let Some(login) = login else {
+            return Ok(());
+        };
+        let sealed = crate::logins::seal(&self.0.config, org, provider, key_id, login)?;
+        self.0
+            .store
+            .put_key_login(org, provider, key_id, &sealed, Utc::now())
+            .await?;
+        Ok(())
+    }
+
     /// Checks the key now, as the key health monitor does (its datacenters, or the key
     /// itself while no database uses it), and returns it with the new status.
     pub async fn check_now(
@@ -694,7 +792,11 @@ impl Keys<'_> {
             // No database uses it yet: check the key itself as the platform.
             let service = key_service(key.provider)?;
             let identity = self.key_identity(&key);
-            let result = match app.kms.connect(&identity) {
+            let result = match app
+                .data
+                .provider_for(&identity, key.org_id, &key.key_id)
+                .await
+            {
                 Ok(kms) => service.health(kms.as_ref(), &key.key_id).await,
                 Err(e) => Err(e),
             };

@@ -36,7 +36,9 @@ impl PolicyAdvice {
     pub fn statements(&self) -> Option<&[serde_json::Value]> {
         match &self.grant {
             AccessGrant::AwsStatements(s) => Some(s),
-            AccessGrant::GcpBindings { .. } | AccessGrant::Azure(_) => None,
+            AccessGrant::GcpBindings { .. } | AccessGrant::Azure(_) | AccessGrant::Openbao(_) => {
+                None
+            }
         }
     }
 }

@@ -100,11 +100,15 @@ impl Keys<'_> {
             .accounts()
             .platform_identity(org, slot_provider, region)
             .await?;
+        let given = req.keys.first().and_then(|(_, k)| k.login.as_ref());
+        let (identity, login) = self
+            .login_for_check(org, identity, &key_id, given, Some(&current.key_id))
+            .await?;
         let checks = {
             let lock = self.0.key_checks.of(&key_id);
             let _checking = lock.lock().await;
             key_service(slot_provider)?
-                .live_check(self.0, &identity, org, &parsed)
+                .live_check(self.0, &identity, org, &parsed, login.as_ref())
                 .await?
         };
         let record = checked_record(
@@ -125,6 +129,8 @@ impl Keys<'_> {
             detail.key = record;
             return Ok((detail, reason));
         }
+        self.keep_login(org, slot_provider, &record.key_id, login.as_ref())
+            .await?;
         match self
             .0
             .store
@@ -222,7 +228,7 @@ impl Keys<'_> {
         };
         // The datacenter's own identity acts on both keys (a serverless datacenter's is its
         // provider ID), so the new key must let in the identity that will use it.
-        let kms = app.kms.connect(&app.data.identity(&dc))?;
+        let kms = app.data.key_provider(&dc).await?;
         let context = datacenter_context(&dc);
         let kms_refusal = |e: KmsError, key_id: &str| {
             if e.kind.is_transient() {

@@ -263,8 +263,11 @@ impl Keys<'_> {
         }
         let service = key_service(provider)?;
         let parsed = service.parse(&app.config, &key.key_id, &key.region)?;
+        let (identity, login) = self
+            .login_for_check(org, self.key_identity(&key), &key.key_id, None, None)
+            .await?;
         let checks = service
-            .live_check(app, &self.key_identity(&key), org, &parsed)
+            .live_check(app, &identity, org, &parsed, login.as_ref())
             .await?;
         let dcs: Vec<_> = app
             .store

@@ -11,8 +11,11 @@ use async_trait::async_trait;
 use keyplane_core::policy::CheckReport;
 use keyplane_core::policy::azure::{AzureAccessReport, AzureGrantHelp};
 use keyplane_core::policy::gcp::IamCheckReport;
-use keyplane_core::{AwsKeyArn, AzureKeyId, GcpKeyName, Provider};
-use keyplane_kms::{ErrorKind, KeyProvider, KeyState, KmsError, PlatformIdentity, RotationFacts};
+use keyplane_core::policy::openbao::{OpenbaoPolicyHelp, TransitCheckReport};
+use keyplane_core::{AwsKeyArn, AzureKeyId, GcpKeyName, OpenbaoKeyRef, Provider};
+use keyplane_kms::{
+    ErrorKind, KeyLogin, KeyProvider, KeyState, KmsError, PlatformIdentity, RotationFacts,
+};
 use uuid::Uuid;
 
 use super::policy::PolicyVerdict;
@@ -29,6 +32,8 @@ pub enum ParsedKeyId {
     Gcp(GcpKeyName),
     /// The versionless key URL is what is stored: encryption follows the key's current version.
     Azure(AzureKeyId),
+    /// A Transit key: encryption uses its latest version, decryption the one a ciphertext names.
+    Openbao(OpenbaoKeyRef),
 }
 
 impl ParsedKeyId {
@@ -39,6 +44,7 @@ impl ParsedKeyId {
             ParsedKeyId::Aws(arn) => arn.to_string(),
             ParsedKeyId::Gcp(name) => name.key_name(),
             ParsedKeyId::Azure(id) => id.versionless().to_string(),
+            ParsedKeyId::Openbao(key) => key.to_string(),
         }
     }
 }
@@ -56,6 +62,8 @@ pub enum AccessGrant {
     /// Azure: the role assignment on the key (and the access-policy equivalent), with the
     /// commands that make it.
     Azure(Vec<AzureGrantHelp>),
+    /// OpenBao: the policy to write and bind to the platform's role, with the commands.
+    Openbao(Box<OpenbaoPolicyHelp>),
 }
 
 /// A pasted access policy, checked for the platform's identities.
@@ -68,6 +76,8 @@ pub enum PolicyFindings {
     /// An `az role assignment list` output or a vault's access policies, read for the
     /// platform's application.
     Azure(AzureAccessReport),
+    /// An OpenBao / Vault policy (HCL or JSON) read for the key's paths.
+    Openbao(TransitCheckReport),
 }
 
 impl PolicyFindings {
@@ -77,6 +87,7 @@ impl PolicyFindings {
             PolicyFindings::Aws(r) => r.verdict_ok,
             PolicyFindings::Gcp(r) => r.verdict_ok,
             PolicyFindings::Azure(r) => r.verdict_ok,
+            PolicyFindings::Openbao(r) => r.ok,
         }
     }
 
@@ -89,9 +100,11 @@ impl PolicyFindings {
             PolicyFindings::Aws(r) if !r.bound_to_organization => PolicyVerdict::Unbound,
             PolicyFindings::Gcp(r) if !r.verdict_ok => PolicyVerdict::Insufficient,
             PolicyFindings::Azure(r) if !r.verdict_ok => PolicyVerdict::Insufficient,
-            PolicyFindings::Aws(_) | PolicyFindings::Gcp(_) | PolicyFindings::Azure(_) => {
-                PolicyVerdict::Ok
-            }
+            PolicyFindings::Openbao(r) if !r.ok => PolicyVerdict::Insufficient,
+            PolicyFindings::Aws(_)
+            | PolicyFindings::Gcp(_)
+            | PolicyFindings::Azure(_)
+            | PolicyFindings::Openbao(_) => PolicyVerdict::Ok,
         }
     }
 
@@ -125,6 +138,11 @@ impl PolicyFindings {
                 .map(|f| f.permission.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
+            PolicyFindings::Openbao(r) => r
+                .problems()
+                .map(|f| format!("{} {}", f.requirement.capability, f.requirement.path))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -150,12 +168,14 @@ pub(crate) trait KeyService: Send + Sync {
     fn parse(&self, config: &Config, raw: &str, region: &str) -> AppResult<ParsedKeyId>;
 
     /// Every check of a key before it is registered, acting as `identity`; nothing is stored.
+    /// `login` is the customer's login for services that take one (OpenBao), else None.
     async fn live_check(
         &self,
         app: &App,
         identity: &PlatformIdentity,
         org: Uuid,
         key: &ParsedKeyId,
+        login: Option<&KeyLogin>,
     ) -> AppResult<LiveCheckOutcome>;
 
     /// What the customer grants `principals` (the organization's identities in the region)
@@ -267,6 +287,7 @@ pub(crate) fn key_service(provider: Provider) -> AppResult<&'static dyn KeyServi
         Provider::Aws => Ok(&super::aws::AwsKeys),
         Provider::Gcp => Ok(&super::gcp::GcpKeys),
         Provider::Azure => Ok(&super::azure::AzureKeys),
+        Provider::Openbao => Ok(&super::openbao::OpenbaoKeys),
     }
 }
 
@@ -288,6 +309,7 @@ mod tests {
             (Provider::Aws, "aws.keyID"),
             (Provider::Gcp, "gcp.keyID"),
             (Provider::Azure, "azure.keyID"),
+            (Provider::Openbao, "openbao.keyID"),
         ] {
             assert_eq!(key_service(p).map(|s| s.key_field()).ok(), Some(field));
         }

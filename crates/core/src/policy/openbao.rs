@@ -65,6 +65,7 @@ pub struct OpenbaoPolicy {
 
 /// One capability the platform needs on one path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TransitRequirement {
     pub endpoint: TransitEndpoint,
     /// Relative to the key's namespace, as a policy in that namespace names it.
@@ -112,6 +113,7 @@ pub fn recommended_policy_hcl(key: &OpenbaoKeyRef) -> String {
 
 /// One `bao` command line: the arguments after `bao`, and what to feed it on stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct BaoCommand {
     pub args: Vec<String>,
     /// Given as a here-document when the command is shown as shell.
@@ -152,6 +154,7 @@ impl fmt::Display for BaoCommand {
 /// What `GET …/policy` gives a customer with an OpenBao key: who the platform logs in as,
 /// the policy, and the commands that bind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct OpenbaoPolicyHelp {
     /// The role's path (`auth/<mount>/role/<name>`): the identity the policy is bound to.
     pub provider_id: String,
@@ -1149,6 +1152,7 @@ pub enum TransitVerdict {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TransitFinding {
     pub requirement: TransitRequirement,
     #[serde(flatten)]
@@ -1164,6 +1168,7 @@ impl TransitFinding {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TransitCheckReport {
     /// Every requirement is granted.
     pub ok: bool,

@@ -467,6 +467,7 @@ async fn create_form(
         .collect();
     let providers: String = Provider::ALL
         .iter()
+        .filter(|p| !state.config.regions(**p).is_empty())
         .map(|p| {
             format!(
                 r#"<option value="{}"{}>{}</option>"#,

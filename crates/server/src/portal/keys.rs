@@ -19,6 +19,8 @@ use crate::error::app_error_message;
 use keyplane_app::App;
 use keyplane_app::keys::policy::{PolicyReview, PolicyVerdict};
 use keyplane_app::keys::{AccessGrant, KeyInUse, KeyRegistration, PolicyFindings, Trust};
+use keyplane_kms::KeyLogin;
+use zeroize::Zeroizing;
 
 /// Security → Key Encryption: the organization's registered keys.
 #[utoipa::path(get, path = "/portal/keys", tag = TAG,
@@ -535,7 +537,11 @@ async fn new_key_form(
     let mut region_ok = false;
     if let Some(t) = c.db_type {
         steps.push_str(r#"<fieldset><legend>2. Provider</legend>"#);
-        for p in Provider::ALL {
+        // A provider without regions (OpenBao where the operator named no site) is not offered.
+        for p in Provider::ALL
+            .into_iter()
+            .filter(|p| !state.config.regions(*p).is_empty())
+        {
             let ok = p.supports(t);
             let note = if ok {
                 String::new()
@@ -609,6 +615,21 @@ async fn new_key_form(
                         }
                         _ => "https://VAULT.vault.azure.net/keys/NAME".to_string(),
                     },
+                    Provider::Openbao => {
+                        "https://bao.example.com:8200/v1/transit/keys/NAME".to_string()
+                    }
+                };
+                // OpenBao: the login keyplane uses the key with, sealed once the check passes.
+                let login_fields = if p == Provider::Openbao {
+                    format!(
+                        r#"<label for="role">Role (path)</label><input type="text" id="role" name="role" value="{role}" spellcheck="false" autocomplete="off">
+<label for="role_id">Role ID</label><input type="text" id="role_id" name="role_id" required spellcheck="false" autocomplete="off">
+<label for="secret_id">Secret ID</label><input type="password" id="secret_id" name="secret_id" required autocomplete="off">
+<p class="muted">The AppRole login keyplane uses the key with (<code>bao read -field=role_id {role}/role-id</code>, <code>bao write -f -field=secret_id {role}/secret-id</code>). Sealed at rest and never shown again.</p>"#,
+                        role = esc(&trust.provider_id),
+                    )
+                } else {
+                    String::new()
                 };
                 let err = typed
                     .key_error
@@ -628,7 +649,7 @@ async fn new_key_form(
                 details.push_str(&format!(
                     r#"<form method="post" action="/portal/keys#key-id-h" class="card"><h2 id="key-id-h">6. Key ID</h2>{hidden}
 <label for="key_id">Key ID</label><input type="text" id="key_id" name="key_id" value="{key_id}" required spellcheck="false" autocomplete="off" data-provider="{p}" data-region="{region}" aria-describedby="{described}"{invalid}>
-<p class="muted" id="key-hint">{what}, for example <code>{hint}</code></p><p id="key-format" class="muted" role="status" aria-live="polite"></p>{err}
+<p class="muted" id="key-hint">{what}, for example <code>{hint}</code></p><p id="key-format" class="muted" role="status" aria-live="polite"></p>{err}{login_fields}
 <button class="primary" type="submit">Add Key</button></form>"#,
                     key_id = esc(&typed.key_id),
                     p = esc(p.as_str()),
@@ -638,6 +659,7 @@ async fn new_key_form(
                         Provider::Aws => "The key's ARN",
                         Provider::Gcp => "The key's resource name (a version's name is accepted too; the key is stored)",
                         Provider::Azure => "The key's identifier without a version (a version's is accepted too; the key is stored and follows its current version)",
+                        Provider::Openbao => "The Transit key's API URL, <address>/v1/<mount>/keys/<name>",
                     },
                     invalid = if typed.key_error.is_some() { r#" aria-invalid="true""# } else { "" },
                 ));
@@ -664,6 +686,7 @@ fn provider_id_card(p: Provider, region: &str, trust: &Trust) -> String {
             Provider::Gcp => "The platform's Google Cloud project keyplane acts from",
             Provider::Azure => "The platform's Entra ID application (client ID) keyplane acts as",
             Provider::Aws => "The account keyplane acts from",
+            Provider::Openbao => "The role in your OpenBao that keyplane logs in as",
         },
         region = esc(region),
         id = esc(&trust.provider_id),
@@ -746,8 +769,26 @@ fn grant_card(region: &str, trust: &Trust, hidden: &str, typed: &Typed) -> Strin
             ),
             "Paste the key's role assignments (az role assignment list --scope KEY-RESOURCE-ID, or keyplane kms azure list-roles --key NAME) or the vault's access policies (az keyvault show --query properties), with the key's ID below; keyplane names every permission the application would lack, and why. Nothing is stored.",
         ),
+        AccessGrant::Openbao(help) => (
+            "5. OpenBao policy",
+            format!(
+                "In your OpenBao or Vault, create a Transit key of type aes256-gcm96, write this policy and bind it to the role <code>{}</code>; then give keyplane the role's role ID and a secret ID below.",
+                esc(&help.provider_id)
+            ),
+            help.policy_hcl.clone(),
+            format!(
+                r#"<h3 id="bao-h">With bao</h3><pre id="bao-commands" aria-labelledby="bao-h">{}</pre><button type="button" class="copy" data-target="bao-commands" aria-label="Copy the bao commands">Copy</button>"#,
+                esc(&help
+                    .commands
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            ),
+            "Paste the role's policy (bao policy read NAME), HCL or JSON, with the key's ID below; keyplane names every capability and path the role would lack, deciding as OpenBao's ACL does. Nothing is stored.",
+        ),
     };
-    let key_field = if matches!(trust.grant, AccessGrant::Azure(_)) {
+    let key_field = if matches!(trust.grant, AccessGrant::Azure(_) | AccessGrant::Openbao(_)) {
         format!(
             r#"<label for="policy-key-id">Key ID the policy is for</label><input type="text" id="policy-key-id" name="key_id" value="{}" spellcheck="false" autocomplete="off">"#,
             esc(&typed.key_id)
@@ -806,6 +847,28 @@ fn findings_html(r: &PolicyReview) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        (PolicyFindings::Openbao(report), _) if report.ok => format!(
+            r#"<p class="ok">The policy grants the role <code>{principal}</code> all {} capabilities keyplane needs on the key.</p>"#,
+            report.findings.len()
+        ),
+        (PolicyFindings::Openbao(report), _) => {
+            let problems: Vec<_> = report.problems().collect();
+            let items: String = problems
+                .iter()
+                .map(|f| {
+                    format!(
+                        r#"<li><code>{} {}</code>: {}</li>"#,
+                        esc(f.requirement.capability.as_str()),
+                        esc(&f.requirement.path),
+                        esc(&f.message)
+                    )
+                })
+                .collect();
+            format!(
+                r#"<p class="error">The role <code>{principal}</code> would lack {} capability(ies):</p><ul>{items}</ul>"#,
+                problems.len()
+            )
+        }
         (PolicyFindings::Azure(report), _) if report.verdict_ok => format!(
             r#"<p class="ok">The platform's application <code>{principal}</code> holds get, wrapKey and unwrapKey on the key.</p>"#
         ),
@@ -866,6 +929,10 @@ pub async fn new_key_page(
 /// The pasted text as the provider's policy: a whole policy, or (leniently) a part of one,
 /// wrapped into one: AWS a statement list or one statement, GCP a binding list or one binding.
 fn as_policy(provider: Provider, text: &str) -> Result<serde_json::Value, String> {
+    // An OpenBao policy is pasted as HCL (or its JSON form, which the checker reads too).
+    if provider == Provider::Openbao {
+        return Ok(serde_json::Value::String(text.to_string()));
+    }
     let v: serde_json::Value = serde_json::from_str(text.trim())
         .map_err(|e| format!("The policy is not valid JSON: {e}."))?;
     Ok(match (provider, v) {
@@ -993,7 +1060,22 @@ pub async fn add_key(State(state): State<App>, headers: HeaderMap, body: Bytes) 
         typed.key_error = Some("Enter the key's ID.".into());
         return new_key_form(&state, &v, &c, &typed, StatusCode::BAD_REQUEST).await;
     }
-    let req = KeyRegistration::one(v.who.org_id(), p, &key_id, &region);
+    let mut req = KeyRegistration::one(v.who.org_id(), p, &key_id, &region);
+    if p == Provider::Openbao
+        && let Some((_, key)) = req.keys.first_mut()
+    {
+        let given = |f: &str| {
+            form.get(f)
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        key.login = Some(KeyLogin {
+            role: given("role"),
+            id: Zeroizing::new(given("role_id")),
+            secret: Zeroizing::new(given("secret_id")),
+            ca_bundle_pem: None,
+        });
+    }
     match state.keys().register(&v.who, t, &req).await {
         Ok(_) => redirect(&format!("/portal/keys?added={}", url_encode(&key_id))),
         Err(e) => {

@@ -186,6 +186,7 @@ fn provider_label(p: Provider) -> &'static str {
         Provider::Aws => "Amazon Web Services",
         Provider::Gcp => "Google Cloud",
         Provider::Azure => "Microsoft Azure",
+        Provider::Openbao => "OpenBao / Vault",
     }
 }
 

@@ -15,10 +15,13 @@ use keyplane_core::policy::azure::{
     AzureAccessPolicyHelp, AzureAccessReport, AzureRoleAssignmentHelp,
 };
 use keyplane_core::policy::gcp::IamCheckReport;
+use keyplane_core::policy::openbao::{OpenbaoPolicyHelp, TransitCheckReport};
 use keyplane_core::{DbType, KeyStatus, Provider};
+use keyplane_kms::KeyLogin;
 use keyplane_store::CustomerKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::{RegionPath, ts};
 use crate::error::ApiResult;
@@ -36,6 +39,58 @@ pub struct ProviderKey {
     pub region: String,
 }
 
+/// An OpenBao / Vault Transit key (a keyplane extension) and the AppRole login keyplane uses
+/// it with. The role ID and secret ID are sealed at rest and never returned by any answer.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenbaoKeyBody {
+    /// The key's API URL: `<address>/v1/[<namespace>/]<mount>/keys/<name>`.
+    #[serde(rename = "keyID")]
+    pub key_id: String,
+    /// The platform's region (site) the key is for: Transit keys have none of their own.
+    pub region: String,
+    /// The role's path, `auth/<mount>/role/<name>`; default: the provider ID the accounts
+    /// route shows (`auth/approle/role/keyplane`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The role's role ID. With `secretID`; both absent: the login stored with the key (a
+    /// replacement: with the slot's current key) is used.
+    #[serde(rename = "roleID", default)]
+    pub role_id: Option<String>,
+    #[serde(rename = "secretID", default)]
+    pub secret_id: Option<String>,
+    /// PEM certificates to trust, alone, for a server whose certificate a private CA signed.
+    #[serde(rename = "caCertificate", default)]
+    pub ca_certificate: Option<String>,
+}
+
+impl std::fmt::Debug for OpenbaoKeyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenbaoKeyBody")
+            .field("key_id", &self.key_id)
+            .field("region", &self.region)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenbaoKeyBody {
+    /// The proposed key, the login wiped on drop from here on.
+    fn proposed(self) -> ProposedKey {
+        let login = (self.role_id.is_some() || self.secret_id.is_some()).then(|| KeyLogin {
+            role: self.role.unwrap_or_default(),
+            id: Zeroizing::new(self.role_id.unwrap_or_default()),
+            secret: Zeroizing::new(self.secret_id.unwrap_or_default()),
+            ca_bundle_pem: self.ca_certificate,
+        });
+        ProposedKey {
+            key_id: self.key_id,
+            region: self.region,
+            login,
+        }
+    }
+}
+
 /// One provider object per request, as the original API takes it.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +101,7 @@ pub struct RegisterKey {
     pub aws: Option<ProviderKey>,
     pub gcp: Option<ProviderKey>,
     pub azure: Option<ProviderKey>,
+    pub openbao: Option<OpenbaoKeyBody>,
 }
 
 /// A registered key, in the original API's shape.
@@ -59,6 +115,9 @@ pub struct KeyView {
     pub gcp: Option<ProviderKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub azure: Option<ProviderKey>,
+    /// An OpenBao Transit key: its ID and region only (its login is never returned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openbao: Option<ProviderKey>,
     /// In a registration's answer (GCP): the key version new data keys are wrapped with. The
     /// key is stored without a version, so rotating it changes nothing for the platform.
     #[serde(
@@ -226,6 +285,10 @@ pub struct PolicyHelp {
     pub commands: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<Vec<String>>,
+    /// OpenBao: the policy to write, what each path is for, and the `bao` commands that write
+    /// it, bind it to the role and print the role ID and a secret ID (also in `commands`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openbao: Option<OpenbaoPolicyHelp>,
 }
 
 impl PolicyHelp {
@@ -244,6 +307,7 @@ impl PolicyHelp {
             access_policy: None,
             commands: None,
             notes: None,
+            openbao: None,
         };
         match h.grant {
             AccessGrant::AwsStatements(s) => help.statements = Some(s),
@@ -265,6 +329,10 @@ impl PolicyHelp {
                     help.notes = Some(first.notes);
                 }
             }
+            AccessGrant::Openbao(policy) => {
+                help.commands = Some(policy.commands.iter().map(|c| c.to_string()).collect());
+                help.openbao = Some(*policy);
+            }
         }
         help
     }
@@ -280,6 +348,8 @@ pub enum PolicyReport {
     Gcp(IamCheckReport),
     /// Azure role assignments or access policies, for the platform's application.
     Azure(AzureAccessReport),
+    /// An OpenBao / Vault policy, for the key's paths.
+    Openbao(TransitCheckReport),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -318,6 +388,7 @@ fn view(k: &CustomerKey) -> KeyView {
         aws: only(Provider::Aws),
         gcp: only(Provider::Gcp),
         azure: only(Provider::Azure),
+        openbao: only(Provider::Openbao),
         primary_version: None,
     }
 }
@@ -380,7 +451,7 @@ fn checks_view(c: LiveCheckOutcome) -> CheckOutcome {
 /// The request body as the application takes it: the provider objects given, in order, for
 /// the organization named (the token's when none is).
 fn registration(body: RegisterKey, token_org: Uuid, dry_run: bool) -> KeyRegistration {
-    let keys = [
+    let mut keys: Vec<(Provider, ProposedKey)> = [
         (Provider::Aws, body.aws),
         (Provider::Gcp, body.gcp),
         (Provider::Azure, body.azure),
@@ -393,11 +464,13 @@ fn registration(body: RegisterKey, token_org: Uuid, dry_run: bool) -> KeyRegistr
                 ProposedKey {
                     key_id: k.key_id,
                     region: k.region,
+                    login: None,
                 },
             )
         })
     })
     .collect();
+    keys.extend(body.openbao.map(|k| (Provider::Openbao, k.proposed())));
     KeyRegistration {
         org_id: body.org_id.unwrap_or(token_org),
         keys,
@@ -715,6 +788,7 @@ macro_rules! policy_routes {
                     PolicyFindings::Aws(report) => PolicyReport::Aws(report),
                     PolicyFindings::Gcp(report) => PolicyReport::Gcp(report),
                     PolicyFindings::Azure(report) => PolicyReport::Azure(report),
+                    PolicyFindings::Openbao(report) => PolicyReport::Openbao(report),
                 },
             }))
         }

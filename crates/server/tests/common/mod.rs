@@ -5,6 +5,7 @@
 pub mod azure;
 pub mod data;
 pub mod gcp;
+pub mod openbao;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
