@@ -22,6 +22,8 @@ pub enum CloudArg {
     Aws,
     Gcp,
     Azure,
+    /// The platform's own sites, where OpenBao / Vault keys serve.
+    Openbao,
 }
 
 impl CloudArg {
@@ -30,6 +32,7 @@ impl CloudArg {
             CloudArg::Aws => "AWS",
             CloudArg::Gcp => "GCP",
             CloudArg::Azure => "AZURE",
+            CloudArg::Openbao => "OPENBAO",
         }
     }
 }

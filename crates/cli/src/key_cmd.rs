@@ -77,7 +77,8 @@ pub enum KeyCommand {
         #[arg(long, value_name = "FILE", conflicts_with = "key_id")]
         merge_into: Option<PathBuf>,
         /// A key of the built-in AWS KMS whose current policy to merge keyplane's statements
-        /// into, read as its owner (the sample customer of the dev credentials file).
+        /// into, read as its owner (the sample customer of the dev credentials file); for
+        /// OpenBao, the Transit key the policy is for (its paths are named in it).
         #[arg(long, value_name = "ARN")]
         key_id: Option<String>,
     },
@@ -349,6 +350,11 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             merge_into,
             key_id,
         } => {
+            // An OpenBao key's ID names its paths in the help; there is no KMS to read it from.
+            let (key_id, named) = match provider {
+                KeyServiceArg::Openbao => (None, key_id),
+                _ => (key_id, None),
+            };
             let base = match (merge_into, key_id) {
                 (Some(file), _) => Some(MergeBase::File(file)),
                 (None, Some(key)) => Some(MergeBase::Key(key)),
@@ -357,10 +363,11 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             if let Some(base) = base {
                 return merged_policy(args, &api, r#type, provider, &region, base).await;
             }
+            let q = named.map(|k| format!("?keyID={k}")).unwrap_or_default();
             api.call(
                 Method::GET,
                 &format!(
-                    "{}/provider/{}/region/{region}/policy",
+                    "{}/provider/{}/region/{region}/policy{q}",
                     helper_base(r#type),
                     provider.name()
                 ),

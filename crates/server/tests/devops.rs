@@ -736,7 +736,7 @@ async fn the_openapi_document_tells_the_truth() {
     );
     assert_eq!(
         strings(&schemas["Provider"]["enum"]),
-        ["aws", "gcp", "azure"]
+        ["aws", "gcp", "azure", "openbao"]
     );
     for key in ["keyspaces", "additionalKeyspaces"] {
         assert!(

@@ -188,13 +188,23 @@ impl Fleet {
             let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
             platform_keys.push((region.to_string(), arn));
         }
+        // One sealing key for every replica of the store, as the README says to run them.
+        let sealing = root.path().join("sealing.key");
+        std::fs::write(&sealing, format!("{}\n", "5e".repeat(32))).unwrap();
+        std::fs::set_permissions(
+            &sealing,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         // Every replica's configuration: the KMS as the platform account, with bounded but
         // patient attempts (a stopped KMS is a slow one, not a failing one).
         let mut toml = format!(
-            "[aws]\nendpoint_url = \"{kms_endpoint}\"\nmax_attempts = 2\nattempt_timeout_ms = 30000\n\
+            "sealing_key_file = \"{}\"\n[aws]\nendpoint_url = \"{kms_endpoint}\"\nmax_attempts = 2\nattempt_timeout_ms = 30000\n\
              operation_timeout_ms = 60000\n[aws.credentials.\"{PLATFORM_ACCOUNT}\"]\n\
              access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-            platform.access_key_id, platform.secret_access_key
+            sealing.display(),
+            platform.access_key_id,
+            platform.secret_access_key
         );
         for (region, arn) in &platform_keys {
             toml.push_str(&format!(
