@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use keyplane_core::{IdentityModel, Provider, SealingKey};
-use keyplane_kms::{ErrorKind, KeyLogin, KeyProvider, KmsConnector, KmsError, PlatformIdentity};
+use keyplane_kms::{
+    ErrorKind, KeyLogin, KeyProvider, KmsConnector, KmsError, LoginCredential, PlatformIdentity,
+};
 use keyplane_store::DynStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -24,8 +26,13 @@ pub fn needs_login(provider: Provider) -> bool {
 #[derive(Serialize, Deserialize)]
 struct Sealed {
     role: String,
+    #[serde(default)]
     id: String,
+    #[serde(default)]
     secret: String,
+    /// Set for a JWT role: the organization the platform's JWTs name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jwt_subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ca: Option<String>,
 }
@@ -55,11 +62,21 @@ pub(crate) fn seal(
         )
     })?;
     let plain = Zeroizing::new(
-        serde_json::to_vec(&Sealed {
-            role: login.role.clone(),
-            id: login.id.to_string(),
-            secret: login.secret.to_string(),
-            ca: login.ca_bundle_pem.clone(),
+        serde_json::to_vec(&match &login.credential {
+            LoginCredential::AppRole { role_id, secret_id } => Sealed {
+                role: login.role.clone(),
+                id: role_id.to_string(),
+                secret: secret_id.to_string(),
+                jwt_subject: None,
+                ca: login.ca_bundle_pem.clone(),
+            },
+            LoginCredential::PlatformJwt { subject } => Sealed {
+                role: login.role.clone(),
+                id: String::new(),
+                secret: String::new(),
+                jwt_subject: Some(subject.clone()),
+                ca: login.ca_bundle_pem.clone(),
+            },
         })
         .map_err(|e| AppError::bug(format!("sealing a login: {e}")))?,
     );
@@ -87,10 +104,16 @@ fn open(
     })?;
     let parsed: Sealed = serde_json::from_slice(&plain)
         .map_err(|e| refused(format!("the sealed credentials are not readable: {e}")))?;
+    let credential = match parsed.jwt_subject {
+        Some(subject) => LoginCredential::PlatformJwt { subject },
+        None => LoginCredential::AppRole {
+            role_id: Zeroizing::new(parsed.id),
+            secret_id: Zeroizing::new(parsed.secret),
+        },
+    };
     Ok(KeyLogin {
         role: parsed.role,
-        id: Zeroizing::new(parsed.id),
-        secret: Zeroizing::new(parsed.secret),
+        credential,
         ca_bundle_pem: parsed.ca,
     })
 }
@@ -150,8 +173,10 @@ mod tests {
     fn login() -> KeyLogin {
         KeyLogin {
             role: "auth/approle/role/keyplane".into(),
-            id: Zeroizing::new("role-id-1".into()),
-            secret: Zeroizing::new("secret-id-1".into()),
+            credential: LoginCredential::AppRole {
+                role_id: Zeroizing::new("role-id-1".into()),
+                secret_id: Zeroizing::new("secret-id-1".into()),
+            },
             ca_bundle_pem: None,
         }
     }
@@ -168,7 +193,10 @@ mod tests {
         assert!(!String::from_utf8_lossy(&sealed).contains("secret-id-1"));
         let back = open(&config, org, Provider::Openbao, key, &sealed).unwrap();
         assert_eq!(back.role, "auth/approle/role/keyplane");
-        assert_eq!(back.secret.as_str(), "secret-id-1");
+        assert!(matches!(
+            &back.credential,
+            LoginCredential::AppRole { secret_id, .. } if secret_id.as_str() == "secret-id-1"
+        ));
         let other_org = open(&config, Uuid::new_v4(), Provider::Openbao, key, &sealed);
         assert_eq!(other_org.unwrap_err().kind, ErrorKind::Credentials);
         let other_key = Config {

@@ -81,6 +81,9 @@ pub enum KeyCommand {
         /// OpenBao, the Transit key the policy is for (its paths are named in it).
         #[arg(long, value_name = "ARN")]
         key_id: Option<String>,
+        /// OpenBao: the help for an AppRole role (default) or a JWT role.
+        #[arg(long, value_enum)]
+        auth: Option<OpenbaoAuthArg>,
     },
     /// Check a whole key policy document: what the platform's role would be denied, and why.
     CheckPolicy {
@@ -200,10 +203,33 @@ pub enum KeyCommand {
     },
 }
 
-/// The AppRole login an OpenBao key is used with (`--provider openbao` only). Omitted on a
+/// How keyplane logs in to the customer's OpenBao.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OpenbaoAuthArg {
+    /// An AppRole role: --role-id and --secret-id-file.
+    #[default]
+    Approle,
+    /// A JWT role bound to the organization, trusting keyplane's signing key (`key policy
+    /// --auth jwt` prints what to configure); nothing secret is given.
+    Jwt,
+}
+
+impl OpenbaoAuthArg {
+    fn name(self) -> &'static str {
+        match self {
+            OpenbaoAuthArg::Approle => "approle",
+            OpenbaoAuthArg::Jwt => "jwt",
+        }
+    }
+}
+
+/// The login an OpenBao key is used with (`--provider openbao` only). Omitted on a
 /// replacement: the slot's current login is kept.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OpenbaoLoginArgs {
+    /// The login method.
+    #[arg(long, value_enum)]
+    auth: Option<OpenbaoAuthArg>,
     /// The role's path [default: the provider ID keyplane shows, auth/approle/role/keyplane].
     #[arg(long)]
     role: Option<String>,
@@ -223,19 +249,23 @@ impl OpenbaoLoginArgs {
     /// The provider object's login fields, added to `key` (an OpenBao key only).
     fn add_to(&self, provider: KeyServiceArg, key: &mut serde_json::Value) -> anyhow::Result<()> {
         let given = self.role.is_some()
+            || self.auth.is_some()
             || self.role_id.is_some()
             || self.secret_id_file.is_some()
             || self.ca_file.is_some();
         if provider != KeyServiceArg::Openbao {
             if given {
                 anyhow::bail!(
-                    "--role, --role-id, --secret-id-file and --ca-file are for --provider openbao"
+                    "--auth, --role, --role-id, --secret-id-file and --ca-file are for --provider openbao"
                 );
             }
             return Ok(());
         }
         if let Some(role) = &self.role {
             key["role"] = json!(role);
+        }
+        if let Some(auth) = self.auth {
+            key["auth"] = json!(auth.name());
         }
         if let Some(id) = &self.role_id {
             key["roleID"] = json!(id);
@@ -349,7 +379,11 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             region,
             merge_into,
             key_id,
+            auth,
         } => {
+            if auth.is_some() && provider != KeyServiceArg::Openbao {
+                anyhow::bail!("--auth is for --provider openbao");
+            }
             // An OpenBao key's ID names its paths in the help; there is no KMS to read it from.
             let (key_id, named) = match provider {
                 KeyServiceArg::Openbao => (None, key_id),
@@ -363,7 +397,15 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             if let Some(base) = base {
                 return merged_policy(args, &api, r#type, provider, &region, base).await;
             }
-            let q = named.map(|k| format!("?keyID={k}")).unwrap_or_default();
+            let mut query: Vec<String> = named.map(|k| format!("keyID={k}")).into_iter().collect();
+            if let Some(a) = auth {
+                query.push(format!("auth={}", a.name()));
+            }
+            let q = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", query.join("&"))
+            };
             api.call(
                 Method::GET,
                 &format!(

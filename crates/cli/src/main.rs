@@ -215,11 +215,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(kms) = &dev_kms {
         kms.azure.configure(&mut config);
     }
+    // OpenBao JWT roles trust a key derived from the sealing key.
+    let openbao_jwt = config
+        .sealing_key
+        .as_ref()
+        .map(keyplane_core::platform_jwt::PlatformJwtKey::derive)
+        .transpose()?
+        .map(|key| std::sync::Arc::new(keyplane_kms_openbao::JwtSigner { key }));
     let connector = wiring::kms_connector(
         &resolved.aws,
         &resolved.gcp,
         &resolved.azure,
         dev_kms.as_ref(),
+        openbao_jwt,
     )?;
     let app = keyplane_app::App::new(store, config, connector);
     for handle in app.spawn_background(stop_rx.clone()) {

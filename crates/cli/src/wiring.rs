@@ -10,7 +10,7 @@ use keyplane_kms::{KmsConnector, ServiceConnectors};
 use keyplane_kms_aws::{AwsConnector, AwsSettings, StaticCredentials};
 use keyplane_kms_azure::{AzureConnector, AzureCredentialConfig, AzureSettings};
 use keyplane_kms_gcp::{GcpConnector, GcpCredentials, GcpSettings};
-use keyplane_kms_openbao::{OpenbaoConnector, OpenbaoSettings};
+use keyplane_kms_openbao::{JwtSigner, OpenbaoConnector, OpenbaoSettings};
 use zeroize::Zeroizing;
 
 use crate::dev::PlatformKms;
@@ -23,17 +23,21 @@ pub fn kms_connector(
     gcp: &FileGcp,
     azure: &FileAzure,
     dev_kms: Option<&PlatformKms>,
+    openbao_jwt: Option<Arc<JwtSigner>>,
 ) -> anyhow::Result<Arc<dyn KmsConnector>> {
     Ok(Arc::new(
         ServiceConnectors::new()
             .with(Provider::Aws, aws_connector(aws, dev_kms))
             .with(Provider::Gcp, gcp_connector(gcp, dev_kms)?)
             .with(Provider::Azure, azure_connector(azure, dev_kms)?)
-            // Each OpenBao key comes with its customer's login and server address: nothing
-            // to configure but the shared retry settings.
+            // Each OpenBao key comes with its customer's login and server address; JWT roles
+            // trust the platform's signing key.
             .with(
                 Provider::Openbao,
-                Arc::new(OpenbaoConnector::new(OpenbaoSettings::default())),
+                Arc::new(OpenbaoConnector::new(OpenbaoSettings {
+                    jwt: openbao_jwt,
+                    ..OpenbaoSettings::default()
+                })),
             ),
     ))
 }

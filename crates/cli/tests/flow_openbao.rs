@@ -134,6 +134,59 @@ fn an_openbao_key_is_registered_from_the_cli_and_its_login_survives_a_restart() 
     let registered = out.ok().json();
     assert_eq!(registered["openbao"]["keyID"], key.as_str(), "{registered}");
     assert!(!out.stdout.contains(&secret_id) && !out.stdout.contains(&role_id));
+    // A JWT role for the serverless slot: the help's commands run, and the key is registered
+    // with nothing secret.
+    rt.block_on(bao.bao(&["auth", "enable", "jwt"]));
+    let jwt_help = customer
+        .run(&[
+            "key",
+            "policy",
+            "--provider",
+            "openbao",
+            "--type",
+            "serverless",
+            "--region",
+            "local",
+            "--key-id",
+            &key,
+            "--auth",
+            "jwt",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        jwt_help["providerId"], "auth/jwt/role/keyplane",
+        "{jwt_help}"
+    );
+    for cmd in jwt_help["openbao"]["commands"].as_array().unwrap() {
+        let args: Vec<&str> = cmd["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let out = rt.block_on(bao.try_bao_with(&args, cmd["stdin"].as_str(), None));
+        assert!(out.ok, "bao {args:?}: {}", out.stderr);
+    }
+    let jwt = customer
+        .run(&[
+            "key",
+            "register",
+            "--provider",
+            "openbao",
+            "--type",
+            "serverless",
+            "--region",
+            "local",
+            "--key-id",
+            &key,
+            "--auth",
+            "jwt",
+        ])
+        .ok()
+        .json();
+    assert_eq!(jwt["openbao"]["keyID"], key.as_str(), "{jwt}");
+
     // The login flags are refused for a cloud key.
     let refused = customer.run(&[
         "key",

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keys;
 pub mod openbao;
 pub mod permissions;
+pub mod platform_jwt;
 pub mod policy;
 pub mod portal_session;
 pub mod provider;

@@ -309,6 +309,11 @@ pub enum OpenbaoRole {
     /// An AppRole role: keyplane holds its role ID and a secret ID.
     #[serde(rename = "approle")]
     AppRole { mount: String, role_name: String },
+    /// A JWT auth role bound to the organization: keyplane logs in with a short-lived JWT it
+    /// signs with the platform's key, whose public key the customer's auth mount trusts.
+    /// Nothing secret is handed to keyplane.
+    #[serde(rename = "jwt")]
+    Jwt { mount: String, role_name: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -325,6 +330,29 @@ pub enum OpenbaoRoleError {
 impl OpenbaoRole {
     /// The mount `bao auth enable approle` creates.
     pub const DEFAULT_APPROLE_MOUNT: &'static str = "approle";
+    /// The mount `bao auth enable jwt` creates.
+    pub const DEFAULT_JWT_MOUNT: &'static str = "jwt";
+
+    /// A JWT auth role at `mount` (`jwt` when None).
+    pub fn jwt(mount: Option<&str>, role_name: &str) -> Result<OpenbaoRole, OpenbaoRoleError> {
+        let mount = mount
+            .map(|m| m.trim().trim_matches('/'))
+            .filter(|m| !m.is_empty())
+            .unwrap_or(Self::DEFAULT_JWT_MOUNT);
+        match OpenbaoRole::approle(Some(mount), role_name)? {
+            OpenbaoRole::AppRole { mount, role_name } | OpenbaoRole::Jwt { mount, role_name } => {
+                Ok(OpenbaoRole::Jwt { mount, role_name })
+            }
+        }
+    }
+
+    /// The same role path as a JWT auth role.
+    pub fn as_jwt(&self) -> OpenbaoRole {
+        OpenbaoRole::Jwt {
+            mount: self.mount().to_string(),
+            role_name: self.role_name().to_string(),
+        }
+    }
 
     /// An AppRole role at `mount` (`approle` when None).
     pub fn approle(mount: Option<&str>, role_name: &str) -> Result<OpenbaoRole, OpenbaoRoleError> {
@@ -346,13 +374,15 @@ impl OpenbaoRole {
 
     pub fn mount(&self) -> &str {
         match self {
-            OpenbaoRole::AppRole { mount, .. } => mount,
+            OpenbaoRole::AppRole { mount, .. } | OpenbaoRole::Jwt { mount, .. } => mount,
         }
     }
 
     pub fn role_name(&self) -> &str {
         match self {
-            OpenbaoRole::AppRole { role_name, .. } => role_name,
+            OpenbaoRole::AppRole { role_name, .. } | OpenbaoRole::Jwt { role_name, .. } => {
+                role_name
+            }
         }
     }
 

@@ -37,7 +37,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use keyplane_core::platform_jwt::PlatformJwtKey;
 use keyplane_core::{OpenbaoKeyRef, OpenbaoRole};
+pub use keyplane_kms::LoginCredential;
 use keyplane_kms::{
     ErrorKind, KeyLogin, KeyProvider, KmsConnector, KmsError, PlatformIdentity, Result,
 };
@@ -62,9 +64,8 @@ pub struct OpenbaoAccess {
     pub address: String,
     pub namespace: Option<String>,
     pub role: OpenbaoRole,
-    /// Treated as a secret too: with the secret ID it is a login.
-    pub role_id: Zeroizing<String>,
-    pub secret_id: Zeroizing<String>,
+    /// The AppRole's role ID and secret ID, or the organization a platform JWT names.
+    pub credential: LoginCredential,
     /// PEM certificates to trust, alone, for an https address; None trusts the system's.
     pub ca_bundle_pem: Option<String>,
 }
@@ -81,8 +82,21 @@ impl OpenbaoAccess {
             address: key.address().to_string(),
             namespace: key.namespace().map(str::to_string),
             role,
-            role_id,
-            secret_id,
+            credential: LoginCredential::AppRole { role_id, secret_id },
+            ca_bundle_pem: None,
+        }
+    }
+
+    /// Access to the server and namespace of `key` as JWT role `role`, with JWTs naming
+    /// `subject`.
+    pub fn for_key_jwt(key: &OpenbaoKeyRef, role: OpenbaoRole, subject: &str) -> OpenbaoAccess {
+        OpenbaoAccess {
+            address: key.address().to_string(),
+            namespace: key.namespace().map(str::to_string),
+            role: role.as_jwt(),
+            credential: LoginCredential::PlatformJwt {
+                subject: subject.to_string(),
+            },
             ca_bundle_pem: None,
         }
     }
@@ -101,8 +115,14 @@ impl OpenbaoAccess {
             self.namespace.as_deref().unwrap_or(""),
             self.role.mount(),
             self.role.role_name(),
-            self.role_id.as_str(),
-            self.secret_id.as_str(),
+            match &self.credential {
+                LoginCredential::AppRole { role_id, .. } => role_id.as_str(),
+                LoginCredential::PlatformJwt { .. } => "jwt",
+            },
+            match &self.credential {
+                LoginCredential::AppRole { secret_id, .. } => secret_id.as_str(),
+                LoginCredential::PlatformJwt { subject } => subject.as_str(),
+            },
             self.ca_bundle_pem.as_deref().unwrap_or(""),
             region,
         ] {
@@ -119,8 +139,13 @@ impl fmt::Debug for OpenbaoAccess {
             .field("address", &self.address)
             .field("namespace", &self.namespace)
             .field("role", &self.role.provider_id())
-            .field("role_id", &"<redacted>")
-            .field("secret_id", &"<redacted>")
+            .field(
+                "credential",
+                &match &self.credential {
+                    LoginCredential::AppRole { .. } => "approle (redacted)".to_string(),
+                    LoginCredential::PlatformJwt { subject } => format!("jwt, subject {subject}"),
+                },
+            )
             .field(
                 "ca_bundle_pem",
                 &self.ca_bundle_pem.as_ref().map(|p| p.len()),
@@ -133,6 +158,14 @@ impl fmt::Debug for OpenbaoAccess {
 #[derive(Debug, Clone, Default)]
 pub struct OpenbaoSettings {
     pub retry: RetrySettings,
+    /// Signs the JWTs of JWT auth roles; None refuses such roles.
+    pub jwt: Option<Arc<JwtSigner>>,
+}
+
+/// The platform's JWT signing key (its JWTs name the key's own issuer).
+#[derive(Debug)]
+pub struct JwtSigner {
+    pub key: PlatformJwtKey,
 }
 
 /// Hands out one [`OpenbaoKeyProvider`] per customer server, namespace, credentials and
@@ -211,7 +244,14 @@ impl KmsConnector for OpenbaoConnector {
             .map_err(|e| KmsError::new(ErrorKind::Invalid, "Connect", e.to_string()))?;
         let role = OpenbaoRole::from_provider_id(&login.role)
             .map_err(|e| KmsError::new(ErrorKind::Invalid, "Connect", e.to_string()))?;
-        let mut access = OpenbaoAccess::for_key(&key, role, login.id.clone(), login.secret.clone());
+        let mut access = match &login.credential {
+            LoginCredential::AppRole { role_id, secret_id } => {
+                OpenbaoAccess::for_key(&key, role, role_id.clone(), secret_id.clone())
+            }
+            LoginCredential::PlatformJwt { subject } => {
+                OpenbaoAccess::for_key_jwt(&key, role, subject)
+            }
+        };
         access.ca_bundle_pem = login.ca_bundle_pem.clone();
         Ok(self.provider(&access, &identity.region)?)
     }
@@ -255,8 +295,8 @@ pub fn build_provider(
     )?;
     let sessions = session::Sessions::new(
         access.role.clone(),
-        access.role_id.clone(),
-        access.secret_id.clone(),
+        access.credential.clone(),
+        settings.jwt.clone(),
     );
     Ok(OpenbaoKeyProvider::new(
         server,
@@ -301,7 +341,10 @@ mod tests {
         let p2 = connector.provider(&a, "us-east-2").unwrap();
         assert!(Arc::ptr_eq(&p1, &p2));
         let mut b = a.clone();
-        b.secret_id = Zeroizing::new("another".into());
+        b.credential = LoginCredential::AppRole {
+            role_id: Zeroizing::new("role-id-value".into()),
+            secret_id: Zeroizing::new("another".into()),
+        };
         assert!(!Arc::ptr_eq(
             &p1,
             &connector.provider(&b, "us-east-2").unwrap()

@@ -5,7 +5,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use keyplane_core::OpenbaoRole;
+use keyplane_core::platform_jwt::LoginClaims;
+use keyplane_kms::LoginCredential;
 use keyplane_kms::{ErrorKind, KmsError, Result};
 use reqwest::Method;
 use serde::Deserialize;
@@ -13,6 +17,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use crate::JwtSigner;
 use crate::errors::{kind_for_login_status, kind_for_status, status_error};
 use crate::transport::Server;
 
@@ -44,8 +49,8 @@ pub struct SessionStats {
 
 pub(crate) struct Sessions {
     role: OpenbaoRole,
-    role_id: Zeroizing<String>,
-    secret_id: Zeroizing<String>,
+    credential: LoginCredential,
+    jwt: Option<Arc<JwtSigner>>,
     state: Mutex<Option<Session>>,
     generations: AtomicU64,
     logins: AtomicU64,
@@ -76,13 +81,13 @@ fn margin(lease: Duration) -> Duration {
 impl Sessions {
     pub fn new(
         role: OpenbaoRole,
-        role_id: Zeroizing<String>,
-        secret_id: Zeroizing<String>,
+        credential: LoginCredential,
+        jwt: Option<Arc<JwtSigner>>,
     ) -> Sessions {
         Sessions {
             role,
-            role_id,
-            secret_id,
+            credential,
+            jwt,
             state: Mutex::new(None),
             generations: AtomicU64::new(0),
             logins: AtomicU64::new(0),
@@ -225,12 +230,42 @@ impl Sessions {
     }
 
     async fn login(&self, server: &Server, operation: &'static str) -> Result<Session> {
+        let (body, what) = match &self.credential {
+            LoginCredential::AppRole { role_id, secret_id } => (
+                serde_json::json!({
+                    "role_id": role_id.as_str(),
+                    "secret_id": secret_id.as_str(),
+                }),
+                "the role ID or secret ID is wrong, revoked or expired, or the role no longer exists",
+            ),
+            LoginCredential::PlatformJwt { subject } => {
+                let signer = self.jwt.as_ref().ok_or_else(|| {
+                    KmsError::new(
+                        ErrorKind::Credentials,
+                        operation,
+                        "this deployment has no JWT signing key for OpenBao JWT roles",
+                    )
+                })?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or_default();
+                let jwt = signer.key.mint(&LoginClaims {
+                    subject,
+                    audience: &server.address,
+                    now,
+                });
+                (
+                    serde_json::json!({"role": self.role.role_name(), "jwt": jwt.as_str()}),
+                    "the JWT role does not trust keyplane's JWT: check the mount's jwt_validation_pubkeys and \
+                     bound_issuer, and the role's bound_subject and bound_audiences (GET …/policy?auth=jwt \
+                     prints them), or the role no longer exists",
+                )
+            }
+        };
         let body = Zeroizing::new(
-            serde_json::to_vec(&serde_json::json!({
-                "role_id": self.role_id.as_str(),
-                "secret_id": self.secret_id.as_str(),
-            }))
-            .map_err(|e| KmsError::new(ErrorKind::Other, operation, e.to_string()))?,
+            serde_json::to_vec(&body)
+                .map_err(|e| KmsError::new(ErrorKind::Other, operation, e.to_string()))?,
         );
         let path = self.role.login_path();
         let reply = server
@@ -240,8 +275,7 @@ impl Sessions {
             let errors = reply.errors();
             let kind = kind_for_login_status(reply.status, &errors);
             let message = format!(
-                "OpenBao at {}{} refused the platform's login as {} (HTTP {}: {}); the role ID or secret ID \
-                 is wrong, revoked or expired, or the role no longer exists",
+                "OpenBao at {}{} refused the platform's login as {} (HTTP {}: {}); {what}",
                 server.address,
                 server
                     .namespace

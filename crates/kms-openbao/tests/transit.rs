@@ -496,12 +496,16 @@ async fn a_revoked_token_logs_in_again_and_a_revoked_secret_id_is_credentials() 
 
     // Wrong credentials from the start are Credentials too, for every operation.
     let mut wrong = c.access();
-    wrong.secret_id = zeroize::Zeroizing::new("00000000-0000-0000-0000-000000000000".into());
+    wrong.credential = LoginCredential::AppRole {
+        role_id: zeroize::Zeroizing::new(c.role_id.clone()),
+        secret_id: zeroize::Zeroizing::new("00000000-0000-0000-0000-000000000000".into()),
+    };
     let p = build_provider(
         &wrong,
         REGION,
         &OpenbaoSettings {
             retry: quick_retries(),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -627,6 +631,7 @@ async fn tls_with_the_customers_ca_and_only_with_it() {
         REGION,
         &OpenbaoSettings {
             retry: quick_retries(),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -300,26 +300,43 @@ pub struct PlatformIdentity {
 }
 
 /// A login a customer made in their own key service for the platform and gave keyplane with
-/// one key (an OpenBao AppRole role and its credentials). Services whose platform identity
-/// is the operator's (the clouds) take none. Secret: wiped on drop, redacted from Debug.
+/// one key (an OpenBao role). Services whose platform identity is the operator's (the clouds)
+/// take none. Secrets are wiped on drop and redacted from Debug.
 #[derive(Clone)]
 pub struct KeyLogin {
     /// The role's path in the key service (`auth/approle/role/keyplane`): what the
     /// customer's policy is bound to, shown as the key's provider ID.
     pub role: String,
-    /// The role's ID: with the secret it is a login, so it is kept as one.
-    pub id: Zeroizing<String>,
-    pub secret: Zeroizing<String>,
+    pub credential: LoginCredential,
     /// PEM certificates to trust, alone, for a server a private CA signed.
     pub ca_bundle_pem: Option<String>,
 }
 
+/// How the platform proves it may log in as the role.
+#[derive(Clone)]
+pub enum LoginCredential {
+    /// An AppRole role ID and secret ID the customer gave: with the secret it is a login, so
+    /// both are kept as secrets.
+    AppRole {
+        role_id: Zeroizing<String>,
+        secret_id: Zeroizing<String>,
+    },
+    /// A JWT the platform signs for each login, naming `subject` (the organization), which
+    /// the customer's role is bound to. Nothing secret comes from the customer.
+    PlatformJwt { subject: String },
+}
+
 impl fmt::Debug for KeyLogin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let method = match &self.credential {
+            LoginCredential::AppRole { .. } => {
+                "approle (role ID and secret ID redacted)".to_string()
+            }
+            LoginCredential::PlatformJwt { subject } => format!("jwt, subject {subject}"),
+        };
         f.debug_struct("KeyLogin")
             .field("role", &self.role)
-            .field("id", &"<redacted>")
-            .field("secret", &"<redacted>")
+            .field("credential", &method)
             .field(
                 "ca_bundle_pem",
                 &self.ca_bundle_pem.as_ref().map(|p| p.len()),

@@ -399,3 +399,80 @@ async fn eight_registrations_at_once_store_one_key_and_one_login() {
     let (st, v) = count(&s, &db).await;
     assert_eq!((st, &v["status"]["count"]), (200, &json!(3)), "{v}");
 }
+
+/// A JWT auth role instead of an AppRole: the help names keyplane's public key, its issuer,
+/// the organization and the server; the customer runs it and registers the key giving nothing
+/// secret. Another organization naming the same key and role is refused (the role is bound to
+/// the first one's subject), a database under the key serves, and it follows the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_jwt_role_bound_to_the_organization_needs_no_secret() {
+    logs();
+    let (bao, s) = start().await;
+    bao.bao(&["auth", "enable", "jwt"]).await;
+    bao.bao(&["write", "-f", "transit/keys/jwtkey", "type=aes256-gcm96"])
+        .await;
+    let key = format!("{}/v1/transit/keys/jwtkey", bao.address);
+    let (st, help) = s
+        .get(
+            &format!(
+                "/v2/kms/classic/provider/openbao/region/{REGION}/policy?keyID={key}&auth=jwt"
+            ),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st, 200, "{help}");
+    assert_eq!(help["providerId"], "auth/jwt/role/keyplane", "{help}");
+    let commands = help["commands"].to_string();
+    assert!(commands.contains("BEGIN PUBLIC KEY"), "{help}");
+    assert!(
+        commands.contains(&format!("bound_subject={}", s.org)),
+        "{help}"
+    );
+    assert!(
+        commands.contains(&format!("bound_audiences={}", bao.address)),
+        "{help}"
+    );
+    for cmd in help["openbao"]["commands"].as_array().unwrap() {
+        let args: Vec<&str> = cmd["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let out = bao.try_bao_with(&args, cmd["stdin"].as_str(), None).await;
+        assert!(out.ok, "`bao {args:?}` failed: {}", out.stderr);
+    }
+    let policy = help["openbao"]["policyName"].as_str().unwrap().to_string();
+    let hcl = help["openbao"]["policyHcl"].as_str().unwrap().to_string();
+    let jwt_body = |org: uuid::Uuid| json!({"orgId": org, "openbao": {"keyID": key, "region": REGION, "auth": "jwt"}});
+
+    // Secrets with a JWT role are refused: they would be ignored.
+    let (st, v) = s
+        .post(
+            "/v2/kms/classic",
+            &s.admin,
+            json!({"orgId": s.org, "openbao": {"keyID": key, "region": REGION, "auth": "jwt", "secretID": "x"}}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    // Another organization cannot use the role: its JWT names another subject.
+    let other = s.store.create_org("Other", None).await.unwrap().id;
+    let other_admin = s.token(other, keyplane_core::Role::OrgAdmin).await;
+    let (st, v) = s
+        .post("/v2/kms/classic", &other_admin, jwt_body(other))
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(message(&v).contains("JWT role"), "{v}");
+
+    let (st, v) = s.post("/v2/kms/classic", &s.admin, jwt_body(s.org)).await;
+    assert_eq!(st, 201, "{v}");
+    let db = create_db(&s, "jwt-ledger", "C10").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    fill(&s, &db, 4).await;
+    bao.bao(&["policy", "delete", &policy]).await;
+    until(&s, &db, "SUSPENDED", 503).await;
+    bao.bao_stdin(&["policy", "write", &policy, "-"], &hcl)
+        .await;
+    let body = until(&s, &db, "ACTIVE", 200).await;
+    assert_eq!(body["status"]["count"], 4, "{body}");
+}

@@ -16,7 +16,7 @@ pub mod service;
 use chrono::{SubsecRound, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::{DbType, KeyStatus, Permission, Provider};
-use keyplane_kms::{ErrorKind, KeyLogin, PlatformIdentity};
+use keyplane_kms::{ErrorKind, KeyLogin, LoginCredential, PlatformIdentity};
 use keyplane_store::{CustomerKey, KeyStatusUpdate};
 use uuid::Uuid;
 
@@ -102,6 +102,9 @@ impl Registered {
         }
     }
 }
+
+/// The JWT role customers are told to make for keyplane when they pick JWT auth.
+pub const DEFAULT_OPENBAO_JWT_ROLE: &str = "auth/jwt/role/keyplane";
 
 /// What a revoked key's status says in place of its service's facts.
 pub const REVOKED_FACTS: &str =
@@ -720,18 +723,30 @@ impl Keys<'_> {
                 })?,
             },
         };
-        if login.role.trim().is_empty() {
-            login.role = identity.principal.clone();
+        match &mut login.credential {
+            LoginCredential::AppRole { role_id, secret_id } => {
+                if role_id.trim().is_empty() || secret_id.trim().is_empty() {
+                    return Err(AppError::invalid(
+                        "openbao.secretID",
+                        "openbao: roleID and secretID must not be empty",
+                    ));
+                }
+                if login.role.trim().is_empty() {
+                    login.role = identity.principal.clone();
+                }
+            }
+            // The JWT names the organization the request is for, whatever the request said:
+            // that is what the customer's role is bound to.
+            LoginCredential::PlatformJwt { subject } => {
+                *subject = org.to_string();
+                if login.role.trim().is_empty() {
+                    login.role = DEFAULT_OPENBAO_JWT_ROLE.to_string();
+                }
+            }
         }
         let role = keyplane_core::OpenbaoRole::from_provider_id(&login.role)
             .map_err(|e| AppError::invalid("openbao.role", format!("openbao.role: {e}")))?;
         login.role = role.provider_id();
-        if login.id.trim().is_empty() || login.secret.trim().is_empty() {
-            return Err(AppError::invalid(
-                "openbao.secretID",
-                "openbao: roleID and secretID must not be empty",
-            ));
-        }
         let identity = PlatformIdentity {
             account_id: login.role.clone(),
             principal: login.role.clone(),

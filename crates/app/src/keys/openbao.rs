@@ -12,8 +12,10 @@
 use async_trait::async_trait;
 use keyplane_core::OpenbaoRole;
 use keyplane_core::openbao::OpenbaoKeyRef;
+use keyplane_core::platform_jwt::PlatformJwtKey;
 use keyplane_core::policy::openbao::{
-    check_openbao_policy, openbao_policy_help, transit_requirements,
+    JwtTrust, check_openbao_policy, openbao_jwt_policy_help, openbao_policy_help,
+    transit_requirements,
 };
 use keyplane_kms::{ErrorKind, KeyLogin, KeyProvider, KeyState, KmsError, PlatformIdentity};
 use uuid::Uuid;
@@ -82,6 +84,10 @@ fn explain(e: &KmsError, step: &str, key: &OpenbaoKeyRef, role: &str) -> AppErro
             key.mount(),
             key.name(),
             policy_hint(role, key)
+        )),
+        ErrorKind::Credentials if e.message.contains("JWT") => AppError::KeyCheckFailed(format!(
+            "OpenBao did not accept keyplane's login as the JWT role {role} ({}), then register again",
+            e.message
         )),
         ErrorKind::Credentials => AppError::KeyCheckFailed(format!(
             "OpenBao did not accept the role credentials for {role} ({}): check the role ID and create a new secret \
@@ -189,6 +195,40 @@ async fn live_check_openbao(
     )
     .await?;
     Ok(s.outcome)
+}
+
+/// The platform's JWT signing key: derived from the sealing key, so every process of the
+/// deployment signs with the same one.
+pub(crate) fn jwt_key(config: &Config) -> AppResult<PlatformJwtKey> {
+    let sealing = config.sealing_key.as_ref().ok_or_else(|| {
+        AppError::NotSupported(
+            "this deployment has no sealing key, from which keyplane's JWT signing key is derived"
+                .into(),
+        )
+    })?;
+    PlatformJwtKey::derive(sealing).map_err(|e| AppError::bug(e.to_string()))
+}
+
+/// The policy help for a JWT role: the policy, the mount's trust of keyplane's public key and
+/// issuer, and the role bound to the organization and the key's server.
+pub(crate) fn jwt_grant(
+    config: &Config,
+    org: Uuid,
+    key: Option<&ParsedKeyId>,
+) -> AppResult<AccessGrant> {
+    let key = key
+        .and_then(|k| key_of(k).ok().cloned())
+        .unwrap_or_else(OpenbaoKeyRef::placeholder);
+    let signing = jwt_key(config)?;
+    let trust = JwtTrust {
+        issuer: signing.issuer(),
+        subject: org.to_string(),
+        public_key_pem: signing.public_key_pem(),
+    };
+    let role = role_of(super::DEFAULT_OPENBAO_JWT_ROLE).as_jwt();
+    Ok(AccessGrant::Openbao(Box::new(openbao_jwt_policy_help(
+        &key, &role, &trust,
+    ))))
 }
 
 #[async_trait]

@@ -43,6 +43,15 @@ impl PolicyAdvice {
     }
 }
 
+/// How the platform logs in to a key service that takes a login per key (OpenBao): an
+/// AppRole whose credentials the customer gives, or a JWT role trusting keyplane's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginKind {
+    #[default]
+    AppRole,
+    Jwt,
+}
+
 /// A pasted access policy checked for the platform's identities.
 #[derive(Debug, Clone)]
 pub struct PolicyReview {
@@ -160,7 +169,8 @@ impl Keys<'_> {
     }
 
     /// What to grant for keys of `db_type` in `region`; `key_id`, when given, is the key the
-    /// help names (Azure's role assignment is scoped to it).
+    /// help names (Azure's role assignment is scoped to it); `login` picks an OpenBao
+    /// key's auth method (the JWT role's trust is filled in for the organization).
     pub async fn policy_help(
         &self,
         who: &Requester,
@@ -168,6 +178,7 @@ impl Keys<'_> {
         provider: &str,
         region: &str,
         key_id: Option<&str>,
+        login: LoginKind,
     ) -> AppResult<PolicyAdvice> {
         let target = slot_target(db_type, provider, region);
         self.require(who, Permission::OrgCmkRead, AuditAction::CmkPolicy, &target)
@@ -176,7 +187,24 @@ impl Keys<'_> {
         check_region(&self.0.config, &who.org, provider, region)?;
         let service = key_service(provider)?;
         let key = self.key_parameter(service, key_id, region)?;
-        let (provider_id, principals) = self.principals(who, db_type, provider, region).await?;
+        let (mut provider_id, mut principals) =
+            self.principals(who, db_type, provider, region).await?;
+        let grant = match (login, provider) {
+            (LoginKind::AppRole, _) => {
+                service.grant(&self.0.config, &principals, who.org_id(), key.as_ref())
+            }
+            (LoginKind::Jwt, Provider::Openbao) => {
+                provider_id = super::DEFAULT_OPENBAO_JWT_ROLE.to_string();
+                principals = vec![provider_id.clone()];
+                super::openbao::jwt_grant(&self.0.config, who.org_id(), key.as_ref())?
+            }
+            (LoginKind::Jwt, other) => {
+                return Err(AppError::invalid_parameter(
+                    "auth",
+                    format!("auth=jwt is for OpenBao keys, not {other}"),
+                ));
+            }
+        };
         record_for(
             self.0,
             who,
@@ -190,7 +218,7 @@ impl Keys<'_> {
             provider,
             provider_id,
             principal: principals.first().cloned().unwrap_or_default(),
-            grant: service.grant(&self.0.config, &principals, who.org_id(), key.as_ref()),
+            grant,
             principals,
         })
     }

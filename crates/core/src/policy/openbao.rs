@@ -171,8 +171,36 @@ pub struct OpenbaoPolicyHelp {
 pub const ROLE_TOKEN_TTL: &str = "1h";
 pub const ROLE_TOKEN_MAX_TTL: &str = "24h";
 
+/// What a customer's JWT auth mount and role must trust for keyplane's logins: the
+/// platform's public key and issuer, and the organization the role is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtTrust {
+    pub issuer: String,
+    /// The organization: the JWT's `sub`, the role's `bound_subject`.
+    pub subject: String,
+    pub public_key_pem: String,
+}
+
 /// The policy help for `key`, bound to `role`.
 pub fn openbao_policy_help(key: &OpenbaoKeyRef, role: &OpenbaoRole) -> OpenbaoPolicyHelp {
+    policy_help(key, role, None)
+}
+
+/// The policy help for `key` with a JWT auth role trusting `trust` (an AppRole role gets
+/// [`openbao_policy_help`]'s).
+pub fn openbao_jwt_policy_help(
+    key: &OpenbaoKeyRef,
+    role: &OpenbaoRole,
+    trust: &JwtTrust,
+) -> OpenbaoPolicyHelp {
+    policy_help(key, role, Some(trust))
+}
+
+fn policy_help(
+    key: &OpenbaoKeyRef,
+    role: &OpenbaoRole,
+    trust: Option<&JwtTrust>,
+) -> OpenbaoPolicyHelp {
     let policy_name = suggested_policy_name(key);
     let policy_hcl = recommended_policy_hcl(key);
     let ns: Vec<String> = key
@@ -234,6 +262,58 @@ pub fn openbao_policy_help(key: &OpenbaoKeyRef, role: &OpenbaoRole) -> OpenbaoPo
                 purpose: "create a secret ID to give keyplane (it is shown once)",
             },
         ],
+        OpenbaoRole::Jwt { mount, .. } => {
+            let placeholder = JwtTrust {
+                issuer: "<keyplane's issuer>".into(),
+                subject: "<your organization ID>".into(),
+                public_key_pem: "<keyplane's public key>".into(),
+            };
+            let t = trust.unwrap_or(&placeholder);
+            vec![
+                BaoCommand {
+                    args: cmd(
+                        &["policy", "write"],
+                        &[],
+                        vec![policy_name.clone(), "-".into()],
+                    ),
+                    stdin: Some(policy_hcl.clone()),
+                    purpose: "store keyplane's policy",
+                },
+                BaoCommand {
+                    args: cmd(
+                        &["write"],
+                        &[],
+                        vec![
+                            format!("auth/{mount}/config"),
+                            format!("jwt_validation_pubkeys={}", t.public_key_pem.trim_end()),
+                            format!("bound_issuer={}", t.issuer),
+                        ],
+                    ),
+                    stdin: None,
+                    purpose: "let the JWT auth mount trust keyplane's signing key (once per mount)",
+                },
+                BaoCommand {
+                    args: cmd(
+                        &["write"],
+                        &[],
+                        vec![
+                            role_path.clone(),
+                            "role_type=jwt".into(),
+                            "user_claim=sub".into(),
+                            format!("bound_subject={}", t.subject),
+                            format!("bound_audiences={}", key.address()),
+                            format!("token_policies={policy_name}"),
+                            format!("token_ttl={ROLE_TOKEN_TTL}"),
+                            format!("token_max_ttl={ROLE_TOKEN_MAX_TTL}"),
+                            "token_type=service".into(),
+                        ],
+                    ),
+                    stdin: None,
+                    purpose: "create (or update) the platform's JWT role, bound to your organization and this \
+                              server, with that policy; nothing secret is given to keyplane",
+                },
+            ]
+        }
     };
     OpenbaoPolicyHelp {
         provider_id: role_path,

@@ -123,6 +123,7 @@ impl Customer {
                 REGION,
                 &OpenbaoSettings {
                     retry: quick_retries(),
+                    ..Default::default()
                 },
             )
             .unwrap(),

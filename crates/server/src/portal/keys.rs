@@ -19,7 +19,7 @@ use crate::error::app_error_message;
 use keyplane_app::App;
 use keyplane_app::keys::policy::{PolicyReview, PolicyVerdict};
 use keyplane_app::keys::{AccessGrant, KeyInUse, KeyRegistration, PolicyFindings, Trust};
-use keyplane_kms::KeyLogin;
+use keyplane_kms::{KeyLogin, LoginCredential};
 use zeroize::Zeroizing;
 
 /// Security → Key Encryption: the organization's registered keys.
@@ -1071,8 +1071,10 @@ pub async fn add_key(State(state): State<App>, headers: HeaderMap, body: Bytes) 
         };
         key.login = Some(KeyLogin {
             role: given("role"),
-            id: Zeroizing::new(given("role_id")),
-            secret: Zeroizing::new(given("secret_id")),
+            credential: LoginCredential::AppRole {
+                role_id: Zeroizing::new(given("role_id")),
+                secret_id: Zeroizing::new(given("secret_id")),
+            },
             ca_bundle_pem: None,
         });
     }

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keyplane_app::App;
+use keyplane_app::keys::policy::LoginKind;
 use keyplane_app::keys::{
     AccessGrant, KeyRegistration, KeyStatusDetail, LiveCheckOutcome, PolicyFindings, ProposedKey,
     Registered,
@@ -17,7 +18,7 @@ use keyplane_core::policy::azure::{
 use keyplane_core::policy::gcp::IamCheckReport;
 use keyplane_core::policy::openbao::{OpenbaoPolicyHelp, TransitCheckReport};
 use keyplane_core::{DbType, KeyStatus, Provider};
-use keyplane_kms::KeyLogin;
+use keyplane_kms::{KeyLogin, LoginCredential};
 use keyplane_store::CustomerKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,8 +40,20 @@ pub struct ProviderKey {
     pub region: String,
 }
 
-/// An OpenBao / Vault Transit key (a keyplane extension) and the AppRole login keyplane uses
-/// it with. The role ID and secret ID are sealed at rest and never returned by any answer.
+/// How keyplane logs in to the customer's OpenBao for a key.
+#[derive(Deserialize, utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenbaoAuth {
+    /// An AppRole role: `roleID` and `secretID` are given.
+    #[default]
+    Approle,
+    /// A JWT auth role bound to the organization, trusting keyplane's signing key
+    /// (`GET …/policy?auth=jwt` prints what to configure); nothing secret is given.
+    Jwt,
+}
+
+/// An OpenBao / Vault Transit key (a keyplane extension) and the login keyplane uses it
+/// with. A role ID and secret ID are sealed at rest and never returned by any answer.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenbaoKeyBody {
@@ -62,6 +75,9 @@ pub struct OpenbaoKeyBody {
     /// PEM certificates to trust, alone, for a server whose certificate a private CA signed.
     #[serde(rename = "caCertificate", default)]
     pub ca_certificate: Option<String>,
+    /// `approle` (the default) or `jwt`.
+    #[serde(default)]
+    pub auth: OpenbaoAuth,
 }
 
 impl std::fmt::Debug for OpenbaoKeyBody {
@@ -70,24 +86,46 @@ impl std::fmt::Debug for OpenbaoKeyBody {
             .field("key_id", &self.key_id)
             .field("region", &self.region)
             .field("role", &self.role)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
 
 impl OpenbaoKeyBody {
     /// The proposed key, the login wiped on drop from here on.
-    fn proposed(self) -> ProposedKey {
-        let login = (self.role_id.is_some() || self.secret_id.is_some()).then(|| KeyLogin {
-            role: self.role.unwrap_or_default(),
-            id: Zeroizing::new(self.role_id.unwrap_or_default()),
-            secret: Zeroizing::new(self.secret_id.unwrap_or_default()),
-            ca_bundle_pem: self.ca_certificate,
-        });
-        ProposedKey {
+    fn proposed(self) -> Result<ProposedKey, keyplane_app::AppError> {
+        let secrets_given = self.role_id.is_some() || self.secret_id.is_some();
+        let login = match self.auth {
+            OpenbaoAuth::Jwt if secrets_given => {
+                return Err(keyplane_app::AppError::Invalid {
+                    field: "openbao.auth",
+                    message: "openbao: a JWT role takes no roleID or secretID (keyplane signs its own JWTs); \
+                              give auth \"approle\" to log in with them"
+                        .into(),
+                });
+            }
+            OpenbaoAuth::Jwt => Some(KeyLogin {
+                role: self.role.unwrap_or_default(),
+                // The application names the request's organization here.
+                credential: LoginCredential::PlatformJwt {
+                    subject: String::new(),
+                },
+                ca_bundle_pem: self.ca_certificate,
+            }),
+            OpenbaoAuth::Approle => secrets_given.then(|| KeyLogin {
+                role: self.role.unwrap_or_default(),
+                credential: LoginCredential::AppRole {
+                    role_id: Zeroizing::new(self.role_id.unwrap_or_default()),
+                    secret_id: Zeroizing::new(self.secret_id.unwrap_or_default()),
+                },
+                ca_bundle_pem: self.ca_certificate,
+            }),
+        };
+        Ok(ProposedKey {
             key_id: self.key_id,
             region: self.region,
             login,
-        }
+        })
     }
 }
 
@@ -375,6 +413,9 @@ pub struct CheckQuery {
     /// The key the policy is (or will be) attached to; pins the key's account.
     #[serde(rename = "keyID")]
     key_id: Option<String>,
+    /// OpenBao: the help for an AppRole role (default) or a JWT role.
+    #[serde(default)]
+    auth: OpenbaoAuth,
 }
 
 fn view(k: &CustomerKey) -> KeyView {
@@ -450,7 +491,11 @@ fn checks_view(c: LiveCheckOutcome) -> CheckOutcome {
 
 /// The request body as the application takes it: the provider objects given, in order, for
 /// the organization named (the token's when none is).
-fn registration(body: RegisterKey, token_org: Uuid, dry_run: bool) -> KeyRegistration {
+fn registration(
+    body: RegisterKey,
+    token_org: Uuid,
+    dry_run: bool,
+) -> Result<KeyRegistration, keyplane_app::AppError> {
     let mut keys: Vec<(Provider, ProposedKey)> = [
         (Provider::Aws, body.aws),
         (Provider::Gcp, body.gcp),
@@ -470,12 +515,14 @@ fn registration(body: RegisterKey, token_org: Uuid, dry_run: bool) -> KeyRegistr
         })
     })
     .collect();
-    keys.extend(body.openbao.map(|k| (Provider::Openbao, k.proposed())));
-    KeyRegistration {
+    if let Some(k) = body.openbao {
+        keys.push((Provider::Openbao, k.proposed()?));
+    }
+    Ok(KeyRegistration {
         org_id: body.org_id.unwrap_or(token_org),
         keys,
         dry_run,
-    }
+    })
 }
 
 async fn register(
@@ -487,7 +534,7 @@ async fn register(
 ) -> ApiResult<Response> {
     let registered = app
         .keys()
-        .register(&who, db_type, &registration(body, who.org_id(), dry_run))
+        .register(&who, db_type, &registration(body, who.org_id(), dry_run)?)
         .await?;
     let primary_version = registered.primary_version().map(str::to_string);
     Ok(match registered {
@@ -653,7 +700,7 @@ macro_rules! key_routes {
             ApiQuery(q): ApiQuery<RegisterQuery>,
             ApiJson(body): ApiJson<RegisterKey>,
         ) -> ApiResult<Json<KeyStatusView>> {
-            let req = registration(body, who.org_id(), q.dry_run);
+            let req = registration(body, who.org_id(), q.dry_run)?;
             Ok(Json(status_view(&app.keys().replace(&who, $db, &path.provider, &path.region, &req).await?)))
         }
 
@@ -735,7 +782,8 @@ macro_rules! policy_routes {
         #[utoipa::path(get, path = concat!($prefix, "/provider/{provider}/region/{region}/policy"), tag = "customer keys",
             security(("token" = [])),
             params(("provider" = Provider, Path), ("region" = String, Path),
-                   ("keyID" = Option<String>, Query, description = "the key the help names (Azure: the role assignment's scope)")),
+                   ("keyID" = Option<String>, Query, description = "the key the help names (Azure: the role assignment's scope)"),
+                   ("auth" = Option<OpenbaoAuth>, Query, description = "OpenBao: approle (default) or jwt, the login the help sets up")),
             responses(
                 (status = 200, body = PolicyHelp),
                 (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
@@ -750,7 +798,10 @@ macro_rules! policy_routes {
         ) -> ApiResult<Json<PolicyHelp>> {
             let h = app
                 .keys()
-                .policy_help(&who, $db, &path.provider, &path.region, q.key_id.as_deref())
+                .policy_help(&who, $db, &path.provider, &path.region, q.key_id.as_deref(), match q.auth {
+                    OpenbaoAuth::Approle => LoginKind::AppRole,
+                    OpenbaoAuth::Jwt => LoginKind::Jwt,
+                })
                 .await?;
             Ok(Json(PolicyHelp::of(h)))
         }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyplane_app::Config;
+use keyplane_core::platform_jwt::PlatformJwtKey;
 use keyplane_core::{Provider, SealingKey};
-use keyplane_kms_openbao::{OpenbaoConnector, OpenbaoSettings, RetrySettings};
+use keyplane_kms_openbao::{JwtSigner, OpenbaoConnector, OpenbaoSettings, RetrySettings};
 use keyplane_testkit::BaoServer;
 use serde_json::{Value, json};
 
@@ -31,8 +32,16 @@ pub fn config() -> Config {
     c
 }
 
-pub fn connector() -> Arc<dyn keyplane_kms::KmsConnector> {
+/// The OpenBao adapter as the binary wires it for `config`: short retries, and the JWT signing
+/// key derived from its sealing key.
+pub fn connector(config: &Config) -> Arc<dyn keyplane_kms::KmsConnector> {
+    let jwt = config.sealing_key.as_ref().map(|k| {
+        Arc::new(JwtSigner {
+            key: PlatformJwtKey::derive(k).unwrap(),
+        })
+    });
     let settings = OpenbaoSettings {
+        jwt,
         retry: RetrySettings {
             max_attempts: 2,
             initial_backoff: Duration::from_millis(50),
@@ -56,7 +65,9 @@ pub async fn start() -> (BaoServer, TestServer) {
     let store = keyplane_store::open(db_path.to_str().unwrap())
         .await
         .unwrap();
-    let s = TestServer::with_store(store, config(), dir, db_path, Some(connector())).await;
+    let config = config();
+    let connector = connector(&config);
+    let s = TestServer::with_store(store, config, dir, db_path, Some(connector)).await;
     (bao, s)
 }
 
