@@ -85,18 +85,7 @@ fn an_openbao_key_is_registered_from_the_cli_and_its_login_survives_a_restart() 
         .ok()
         .json();
     assert_eq!(help["providerId"], "auth/approle/role/keyplane", "{help}");
-    let mut outputs = Vec::new();
-    for cmd in help["openbao"]["commands"].as_array().unwrap() {
-        let args: Vec<&str> = cmd["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        let out = rt.block_on(bao.try_bao_with(&args, cmd["stdin"].as_str(), None));
-        assert!(out.ok, "bao {args:?}: {}", out.stderr);
-        outputs.push(out.stdout.trim().to_string());
-    }
+    let outputs = rt.block_on(bao.run_help_commands(&help["openbao"]["commands"]));
     let (role_id, secret_id) = (
         outputs[outputs.len() - 2].clone(),
         outputs[outputs.len() - 1].clone(),
@@ -158,16 +147,7 @@ fn an_openbao_key_is_registered_from_the_cli_and_its_login_survives_a_restart() 
         jwt_help["providerId"], "auth/jwt/role/keyplane",
         "{jwt_help}"
     );
-    for cmd in jwt_help["openbao"]["commands"].as_array().unwrap() {
-        let args: Vec<&str> = cmd["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        let out = rt.block_on(bao.try_bao_with(&args, cmd["stdin"].as_str(), None));
-        assert!(out.ok, "bao {args:?}: {}", out.stderr);
-    }
+    rt.block_on(bao.run_help_commands(&jwt_help["openbao"]["commands"]));
     let jwt = customer
         .run(&[
             "key",

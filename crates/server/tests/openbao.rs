@@ -432,16 +432,7 @@ async fn a_jwt_role_bound_to_the_organization_needs_no_secret() {
         commands.contains(&format!("bound_audiences={}", bao.address)),
         "{help}"
     );
-    for cmd in help["openbao"]["commands"].as_array().unwrap() {
-        let args: Vec<&str> = cmd["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        let out = bao.try_bao_with(&args, cmd["stdin"].as_str(), None).await;
-        assert!(out.ok, "`bao {args:?}` failed: {}", out.stderr);
-    }
+    bao.run_help_commands(&help["openbao"]["commands"]).await;
     let policy = help["openbao"]["policyName"].as_str().unwrap().to_string();
     let hcl = help["openbao"]["policyHcl"].as_str().unwrap().to_string();
     let jwt_body = |org: uuid::Uuid| json!({"orgId": org, "openbao": {"keyID": key, "region": REGION, "auth": "jwt"}});

@@ -256,6 +256,24 @@ impl BaoServer {
 
     /// `bao <args>` parsed as JSON (the caller passes `-format=json` where the subcommand
     /// takes flags).
+    /// Runs keyplane's policy help commands (`openbao.commands` of `GET …/policy`: `args`
+    /// and `stdin`) exactly as given, each one's trimmed standard output in order.
+    pub async fn run_help_commands(&self, commands: &serde_json::Value) -> Vec<String> {
+        let mut outputs = Vec::new();
+        for cmd in commands.as_array().expect("a list of commands") {
+            let args: Vec<&str> = cmd["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("a string argument"))
+                .collect();
+            let out = self.try_bao_with(&args, cmd["stdin"].as_str(), None).await;
+            assert!(out.ok, "`bao {args:?}` failed: {}", out.stderr);
+            outputs.push(out.stdout.trim().to_string());
+        }
+        outputs
+    }
+
     pub async fn bao_json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.bao(args).await;
         serde_json::from_str(&out)

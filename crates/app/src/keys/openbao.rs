@@ -340,11 +340,7 @@ impl KeyService for OpenbaoKeys {
 
     async fn facts(&self, kms: &dyn KeyProvider, key_id: &str) -> Result<KeyFacts, KmsError> {
         let desc = kms.describe_key(key_id).await?;
-        let rotation = match kms.rotation_facts(key_id).await {
-            Ok(r) => Some(r),
-            Err(e) if e.kind == ErrorKind::Unsupported => None,
-            Err(e) => return Err(e),
-        };
+        let rotation = super::service::rotation_if_reported(kms, key_id).await?;
         Ok(KeyFacts {
             primary_version: desc.primary_version,
             primary_state: None,

@@ -249,6 +249,18 @@ pub(crate) async fn holds_all(
     }
 }
 
+/// The key's rotation as its service reports it; None where it reports none.
+pub(crate) async fn rotation_if_reported(
+    kms: &dyn KeyProvider,
+    key_id: &str,
+) -> Result<Option<RotationFacts>, KmsError> {
+    match kms.rotation_facts(key_id).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.kind == ErrorKind::Unsupported => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The kind of failure a key state that refuses use stands for (None: usable).
 pub(crate) fn refusing_kind(state: &KeyState) -> Option<ErrorKind> {
     match state {

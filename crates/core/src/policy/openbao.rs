@@ -216,17 +216,18 @@ fn policy_help(
             .collect()
     };
     let role_path = role.provider_id();
+    let write_policy = BaoCommand {
+        args: cmd(
+            &["policy", "write"],
+            &[],
+            vec![policy_name.clone(), "-".into()],
+        ),
+        stdin: Some(policy_hcl.clone()),
+        purpose: "store keyplane's policy",
+    };
     let commands = match role {
         OpenbaoRole::AppRole { .. } => vec![
-            BaoCommand {
-                args: cmd(
-                    &["policy", "write"],
-                    &[],
-                    vec![policy_name.clone(), "-".into()],
-                ),
-                stdin: Some(policy_hcl.clone()),
-                purpose: "store keyplane's policy",
-            },
+            write_policy.clone(),
             BaoCommand {
                 args: cmd(
                     &["write"],
@@ -270,15 +271,7 @@ fn policy_help(
             };
             let t = trust.unwrap_or(&placeholder);
             vec![
-                BaoCommand {
-                    args: cmd(
-                        &["policy", "write"],
-                        &[],
-                        vec![policy_name.clone(), "-".into()],
-                    ),
-                    stdin: Some(policy_hcl.clone()),
-                    purpose: "store keyplane's policy",
-                },
+                write_policy.clone(),
                 BaoCommand {
                     args: cmd(
                         &["write"],

@@ -85,18 +85,7 @@ pub async fn apply_policy_help(
         )
         .await;
     assert_eq!(st, 200, "{help}");
-    let mut outputs = Vec::new();
-    for cmd in help["openbao"]["commands"].as_array().unwrap() {
-        let args: Vec<&str> = cmd["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        let out = bao.try_bao_with(&args, cmd["stdin"].as_str(), None).await;
-        assert!(out.ok, "`bao {args:?}` failed: {}", out.stderr);
-        outputs.push(out.stdout.trim().to_string());
-    }
+    let outputs = bao.run_help_commands(&help["openbao"]["commands"]).await;
     let n = outputs.len();
     (help, outputs[n - 2].clone(), outputs[n - 1].clone())
 }
