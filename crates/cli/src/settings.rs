@@ -242,13 +242,17 @@ pub struct FileAzure {
     pub credentials: BTreeMap<String, FileAzureCredentials>,
 }
 
-/// One application's credentials: a client secret of its tenant (with the token endpoint's
-/// host for another cloud), or a bearer token from a token source outside keyplane.
+/// One application's credentials: a client secret or a certificate of its tenant (with the
+/// token endpoint's host for another cloud), or a bearer token from a token source outside
+/// keyplane.
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FileAzureCredentials {
     pub tenant_id: Option<String>,
     pub client_secret: Option<String>,
+    /// A PEM file with the certificate registered on the application and its unencrypted RSA
+    /// private key (what `az ad sp create-for-rbac --create-cert` writes).
+    pub certificate_file: Option<PathBuf>,
     pub authority_host: Option<String>,
     pub token: Option<String>,
 }
@@ -261,6 +265,7 @@ impl std::fmt::Debug for FileAzureCredentials {
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("certificate_file", &self.certificate_file)
             .field("authority_host", &self.authority_host)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()

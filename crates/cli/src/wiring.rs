@@ -42,9 +42,9 @@ pub fn kms_connector(
     ))
 }
 
-/// The Azure Key Vault connector: each platform application's client secret or token, the
-/// extra CA; in dev mode, the built-in vault (its dev CA trusted, its host accepted) and the
-/// platform application's client secret, exchanged at the vault's own token endpoint.
+/// The Azure Key Vault connector: each platform application's client secret, certificate or
+/// token, the extra CA; in dev mode, the built-in vault (its dev CA trusted, its host accepted)
+/// and the platform application's certificate, exchanged at the vault's own token endpoint.
 fn azure_connector(
     azure: &FileAzure,
     dev_kms: Option<&PlatformKms>,
@@ -61,20 +61,31 @@ fn azure_connector(
         );
     }
     for (client_id, c) in &azure.credentials {
-        let creds = match (&c.client_secret, &c.token) {
-            (Some(secret), None) => AzureCredentialConfig::ClientSecret {
-                tenant_id: c.tenant_id.clone().with_context(|| {
-                    format!("azure.credentials.{client_id:?}: a client secret needs its tenant_id")
-                })?,
+        let tenant = || {
+            c.tenant_id.clone().with_context(|| {
+                format!("azure.credentials.{client_id:?}: a client secret or certificate needs its tenant_id")
+            })
+        };
+        let creds = match (&c.client_secret, &c.certificate_file, &c.token) {
+            (Some(secret), None, None) => AzureCredentialConfig::ClientSecret {
+                tenant_id: tenant()?,
                 client_id: client_id.clone(),
                 client_secret: Zeroizing::new(secret.clone()),
                 authority_host: c.authority_host.clone(),
             },
-            (None, Some(token)) => AzureCredentialConfig::StaticToken {
+            (None, Some(path), None) => AzureCredentialConfig::ClientCertificate {
+                tenant_id: tenant()?,
+                client_id: client_id.clone(),
+                certificate_pem: read_certificate(path).with_context(|| {
+                    format!("azure.credentials.{client_id:?}: certificate_file")
+                })?,
+                authority_host: c.authority_host.clone(),
+            },
+            (None, None, Some(token)) => AzureCredentialConfig::StaticToken {
                 token: Zeroizing::new(token.clone()),
             },
             _ => anyhow::bail!(
-                "azure.credentials.{client_id:?}: give exactly one of client_secret or token"
+                "azure.credentials.{client_id:?}: give exactly one of client_secret, certificate_file or token"
             ),
         };
         settings.credentials.insert(client_id.clone(), creds);
@@ -84,21 +95,36 @@ fn azure_connector(
         cas.push(vault.ca_pem.clone());
         settings.dev_hosts.push(vault.authority.clone());
         let app = &vault.credentials.platform;
-        settings
-            .credentials
-            .entry(app.client_id.clone())
-            .or_insert_with(|| AzureCredentialConfig::ClientSecret {
-                tenant_id: vault.credentials.tenant_id.clone(),
-                client_id: app.client_id.clone(),
-                client_secret: Zeroizing::new(app.client_secret.clone()),
-                authority_host: Some(vault.credentials.vault_url.clone()),
-            });
+        if !settings.credentials.contains_key(&app.client_id) {
+            // The dev application's certificate when the vault wrote one, else its secret.
+            let creds = match &app.certificate_file {
+                Some(path) => AzureCredentialConfig::ClientCertificate {
+                    tenant_id: vault.credentials.tenant_id.clone(),
+                    client_id: app.client_id.clone(),
+                    certificate_pem: read_certificate(path)?,
+                    authority_host: Some(vault.credentials.vault_url.clone()),
+                },
+                None => AzureCredentialConfig::ClientSecret {
+                    tenant_id: vault.credentials.tenant_id.clone(),
+                    client_id: app.client_id.clone(),
+                    client_secret: Zeroizing::new(app.client_secret.clone()),
+                    authority_host: Some(vault.credentials.vault_url.clone()),
+                },
+            };
+            settings.credentials.insert(app.client_id.clone(), creds);
+        }
     }
     if !cas.is_empty() {
         settings.ca_bundle_pem = Some(cas.join("\n"));
     }
     let connector = AzureConnector::new(settings).map_err(|e| anyhow::anyhow!("azure: {e}"))?;
     Ok(Arc::new(connector))
+}
+
+fn read_certificate(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .with_context(|| format!("reading {}", path.display()))
 }
 
 /// The Google Cloud KMS connector: each service account's key file or token; in dev mode,
@@ -208,6 +234,7 @@ mod tests {
         FileAzureCredentials {
             tenant_id: tenant.map(String::from),
             client_secret: secret.map(String::from),
+            certificate_file: None,
             authority_host: None,
             token: token.map(String::from),
         }
@@ -229,6 +256,18 @@ mod tests {
             .err()
             .unwrap();
         assert!(no_tenant.to_string().contains("tenant_id"), "{no_tenant}");
+        let mut missing_cert = creds(Some("t"), None, None);
+        missing_cert.certificate_file = Some("/nonexistent/platform.pem".into());
+        let e = azure_connector(&with(missing_cert), None).err().unwrap();
+        assert!(
+            format!("{e:#}").contains("certificate_file")
+                && format!("{e:#}").contains("/nonexistent"),
+            "{e:#}"
+        );
+        let mut secret_and_cert = creds(Some("t"), Some("s"), None);
+        secret_and_cert.certificate_file = Some("/nonexistent/platform.pem".into());
+        let e = azure_connector(&with(secret_and_cert), None).err().unwrap();
+        assert!(e.to_string().contains("exactly one of"), "{e}");
         let missing_ca = FileAzure {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..FileAzure::default()

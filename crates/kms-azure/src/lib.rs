@@ -14,9 +14,10 @@
 //! Every failure is sorted into a [`keyplane_kms::ErrorKind`] from the HTTP status and Key
 //! Vault's error codes; every call has a per-attempt and a per-operation timeout and is
 //! retried only when the failure says nothing about the key ([`keyplane_kms::retry`]; the
-//! SDK's own retries are off). Credentials: an Entra ID application's client secret (the
-//! token endpoint configurable, for the built-in vault's), or a static bearer token. A CA
-//! bundle can be added to the system roots, so a local vault over TLS can be trusted.
+//! SDK's own retries are off). Credentials: an Entra ID application's client secret or
+//! certificate (the token endpoint configurable, for the built-in vault's), or a static bearer
+//! token. A CA bundle can be added to the system roots, so a local vault over TLS can be
+//! trusted.
 #![forbid(unsafe_code)]
 
 pub mod arm;
@@ -33,13 +34,16 @@ use std::time::Duration;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, RetryOptions, Transport};
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use azure_identity::{
+    ClientAssertionCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions,
+};
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use keyplane_core::Provider;
 use keyplane_kms::{ErrorKind, KeyProvider, KmsConnector, KmsError, PlatformIdentity, Result};
 use zeroize::Zeroizing;
 
-pub use credential::StaticTokenCredential;
+pub use credential::{CertificateAssertion, StaticTokenCredential};
 pub use keyplane_kms::retry::RetrySettings;
 pub use provider::AzureKeyProvider;
 
@@ -55,8 +59,34 @@ pub enum AzureCredentialConfig {
         /// or the built-in vault's own endpoint).
         authority_host: Option<String>,
     },
+    /// An Entra ID application's certificate credential: a PEM with the certificate registered
+    /// on the application and its RSA private key; each token request carries a fresh signed
+    /// client assertion.
+    ClientCertificate {
+        tenant_id: String,
+        client_id: String,
+        certificate_pem: Zeroizing<String>,
+        authority_host: Option<String>,
+    },
     /// A bearer token used as is (the built-in vault's long-lived dev tokens).
     StaticToken { token: Zeroizing<String> },
+}
+
+/// Entra ID's public-cloud token host.
+const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
+/// The token endpoint the SDK posts to for `tenant_id` (its URL's path replaced, as the SDK's
+/// URL join does): the audience a client assertion must name.
+fn token_endpoint(authority_host: Option<&str>, tenant_id: &str) -> String {
+    let host = authority_host.unwrap_or(DEFAULT_AUTHORITY_HOST);
+    let origin = match host.find("://") {
+        Some(i) => match host[i + 3..].find('/') {
+            Some(j) => &host[..i + 3 + j],
+            None => host,
+        },
+        None => host,
+    };
+    format!("{origin}/{tenant_id}/oauth2/v2.0/token")
 }
 
 impl fmt::Debug for AzureCredentialConfig {
@@ -72,6 +102,18 @@ impl fmt::Debug for AzureCredentialConfig {
                 .field("tenant_id", tenant_id)
                 .field("client_id", client_id)
                 .field("client_secret", &"<redacted>")
+                .field("authority_host", authority_host)
+                .finish(),
+            AzureCredentialConfig::ClientCertificate {
+                tenant_id,
+                client_id,
+                authority_host,
+                ..
+            } => f
+                .debug_struct("ClientCertificate")
+                .field("tenant_id", tenant_id)
+                .field("client_id", client_id)
+                .field("certificate_pem", &"<redacted>")
                 .field("authority_host", authority_host)
                 .finish(),
             AzureCredentialConfig::StaticToken { .. } => f
@@ -204,12 +246,7 @@ impl VaultClients {
                 client_secret,
                 authority_host,
             } => {
-                let mut client_options = self.client_options();
-                if let Some(host) = authority_host {
-                    let mut custom = CustomConfiguration::default();
-                    custom.authority_host = host.clone();
-                    client_options.cloud = Some(Arc::new(CloudConfiguration::from(custom)));
-                }
+                let client_options = self.identity_client_options(authority_host.as_deref());
                 let cred = ClientSecretCredential::new(
                     tenant_id,
                     client_id.clone(),
@@ -225,7 +262,48 @@ impl VaultClients {
                 })?;
                 Ok(cred)
             }
+            AzureCredentialConfig::ClientCertificate {
+                tenant_id,
+                client_id,
+                certificate_pem,
+                authority_host,
+            } => {
+                let refused = |m: String| {
+                    KmsError::new(
+                        ErrorKind::Credentials,
+                        "Connect",
+                        format!("the certificate credential of {client_id}: {m}"),
+                    )
+                };
+                let assertion = CertificateAssertion::from_pem(
+                    certificate_pem,
+                    client_id,
+                    &token_endpoint(authority_host.as_deref(), tenant_id),
+                )
+                .map_err(refused)?;
+                let client_options = self.identity_client_options(authority_host.as_deref());
+                let cred = ClientAssertionCredential::new(
+                    tenant_id.clone(),
+                    client_id.clone(),
+                    assertion,
+                    Some(ClientAssertionCredentialOptions { client_options }),
+                )
+                .map_err(|e| refused(e.to_string()))?;
+                Ok(cred)
+            }
         }
+    }
+
+    /// The token endpoint's client options: keyplane's transport, and another authority host
+    /// than Entra ID's public cloud when one is configured.
+    fn identity_client_options(&self, authority_host: Option<&str>) -> ClientOptions {
+        let mut client_options = self.client_options();
+        if let Some(host) = authority_host {
+            let mut custom = CustomConfiguration::default();
+            custom.authority_host = host.to_string();
+            client_options.cloud = Some(Arc::new(CloudConfiguration::from(custom)));
+        }
+        client_options
     }
 
     /// The HTTPS client itself (for the ARM role-assignment calls of [`arm`]).
@@ -290,7 +368,7 @@ impl AzureConnector {
                 OP,
                 format!(
                     "no credentials for the platform application {app}: in the config file, set [azure.credentials.\"{app}\"] \
-                     (tenant_id and client_secret, or a token)",
+                     (tenant_id with client_secret or certificate_file, or a token)",
                     app = identity.account_id
                 ),
             ));

@@ -1,7 +1,7 @@
 //! The adapter (Microsoft's official Rust SDK underneath) against keyplane's built-in Key Vault
 //! over TLS: the conformance cases (wrap/unwrap, disabled and expired keys refused, a missing
 //! role is a 403 naming the action, rotation keeps old wrapped keys readable, an unknown key is
-//! not found), the credentials (static token, client secret through the token endpoint), the
+//! not found), the credentials (static token, client secret and certificate through the token endpoint), the
 //! permission probes and rotation facts, restarts and concurrency.
 
 mod common;
@@ -18,6 +18,8 @@ use common::{CSEU, KEY_VAULT_READER, Vault, ctx};
 use keyplane_core::AzureKeyId;
 use keyplane_kms::{ErrorKind, KeyProvider, KeyState, KmsConnector};
 use keyplane_kms_azure::envelope::WrappedKey;
+use keyplane_kms_azure::{AzureConnector, CertificateAssertion};
+use zeroize::Zeroizing;
 
 fn version_of(ciphertext: &[u8]) -> String {
     let env = WrappedKey::decode(ciphertext).unwrap();
@@ -503,6 +505,134 @@ async fn the_client_secret_credential_gets_tokens_from_the_vaults_token_endpoint
     assert_eq!(e.kind, ErrorKind::Credentials, "{e:?}");
 }
 
+/// A new self-signed RSA certificate and its key, as an operator makes one for the app.
+fn new_rsa_certificate() -> Zeroizing<String> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["platform.example".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    Zeroizing::new(format!("{}{}", cert.pem(), key.serialize_pem()))
+}
+
+/// Posts a client assertion to the vault's token endpoint as the platform application.
+async fn token_with_assertion(v: &Vault, assertion: &str) -> (u16, serde_json::Value) {
+    let r = v
+        .clients()
+        .http()
+        .post(format!("{}/{}/oauth2/v2.0/token", v.url, v.creds.tenant_id))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "client_credentials")
+                .append_pair("client_id", &v.creds.platform.client_id)
+                .append_pair(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                )
+                .append_pair("client_assertion", assertion)
+                .append_pair("scope", "https://vault.azure.net/.default")
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_certificate_credential_signs_assertions_the_token_endpoint_checks() {
+    let v = Vault::start().await;
+    let key = v.create_key("db", KeyType::Rsa, 2048).await;
+    v.grant(Some("db"), CSEU).await;
+
+    // The platform's own certificate, registered by the vault at first start.
+    let p = v.platform_with(v.client_certificate());
+    let dk = p.generate_data_key(&key, &ctx("o")).await.unwrap();
+    assert_eq!(
+        &p.decrypt(&key, &dk.ciphertext, &ctx("o")).await.unwrap()[..],
+        &dk.plaintext[..]
+    );
+
+    // A certificate the application never registered: refused at the token endpoint.
+    let pem = new_rsa_certificate();
+    let e = v
+        .platform_with(v.certificate_credential(pem.clone()))
+        .describe_key(&key)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Credentials, "{e:?}");
+    assert!(e.message.contains("700027"), "{}", e.message);
+    // Uploaded to the application, the same PEM works.
+    let thumbprint = v
+        .kms
+        .azure_add_certificate(&v.creds.platform.object_id, &pem)
+        .unwrap();
+    assert_eq!(thumbprint.len(), 40);
+    v.platform_with(v.certificate_credential(pem.clone()))
+        .describe_key(&key)
+        .await
+        .unwrap();
+
+    // Assertions the endpoint refuses, each with Entra ID's reason.
+    let endpoint = format!("{}/{}/oauth2/v2.0/token", v.url, v.creds.tenant_id);
+    let client_id = &v.creds.platform.client_id;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let good = CertificateAssertion::from_pem(&pem, client_id, &endpoint).unwrap();
+    let (status, body) = token_with_assertion(&v, &good.sign_at(now).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].as_str().unwrap().starts_with("kpat."));
+    let expired = good.sign_at(now - 3600).unwrap();
+    let other_issuer = CertificateAssertion::from_pem(&pem, "someone-else", &endpoint)
+        .unwrap()
+        .sign_at(now)
+        .unwrap();
+    let other_audience = CertificateAssertion::from_pem(
+        &pem,
+        client_id,
+        &format!("{}/another-tenant/oauth2/v2.0/token", v.url),
+    )
+    .unwrap()
+    .sign_at(now)
+    .unwrap();
+    let mut tampered = good.sign_at(now).unwrap();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for (assertion, code) in [
+        (expired, 700024),
+        (other_issuer, 700021),
+        (other_audience, 700212),
+        (tampered, 700027),
+        ("not.a-jwt".to_string(), 50027),
+    ] {
+        let (status, body) = token_with_assertion(&v, &assertion).await;
+        assert!(status == 400 || status == 401, "{status} {body}");
+        assert_eq!(body["error_codes"][0], code, "{body}");
+    }
+
+    // Only RSA certificates are taken, as Entra ID's.
+    let ec = rcgen::generate_simple_self_signed(vec!["ec.example".into()]).unwrap();
+    let e = v
+        .kms
+        .azure_add_certificate(&v.creds.platform.object_id, &ec.cert.pem())
+        .unwrap_err();
+    assert!(e.to_string().contains("not RSA"), "{e}");
+    // A PEM without a usable key is refused before any request.
+    let cert_only = pem.split("-----BEGIN PRIVATE KEY-----").next().unwrap();
+    let e = AzureConnector::new(
+        v.settings(v.certificate_credential(Zeroizing::new(cert_only.to_string()))),
+    )
+    .unwrap()
+    .provider(&v.identity())
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Credentials, "{e:?}");
+    assert!(e.message.contains("private key"), "{}", e.message);
+}
+
 #[tokio::test]
 async fn the_first_request_gets_the_bearer_challenge() {
     let v = Vault::start().await;
@@ -598,6 +728,18 @@ async fn keys_tokens_and_wrapped_keys_survive_a_restart() {
         before.platform.client_secret
     );
     assert_eq!(
+        v.platform_certificate_pem().as_str(),
+        std::fs::read_to_string(before.platform.certificate_file.as_ref().unwrap()).unwrap(),
+        "the platform's certificate is kept across a restart"
+    );
+    assert!(
+        v.platform_with(v.client_certificate())
+            .describe_key(&key)
+            .await
+            .is_ok(),
+        "the kept certificate is still registered"
+    );
+    assert_eq!(
         v.ca_pem,
         std::fs::read_to_string(dir.join("azure-ca.pem")).unwrap()
     );
@@ -618,6 +760,22 @@ async fn keys_tokens_and_wrapped_keys_survive_a_restart() {
             "a secret is in state.json in the clear"
         );
     }
+    let pem = v.platform_certificate_pem();
+    let key_line = pem
+        .split("-----BEGIN PRIVATE KEY-----")
+        .nth(1)
+        .and_then(|b| b.lines().find(|l| l.len() > 40))
+        .unwrap();
+    assert!(
+        !state.contains(key_line),
+        "the certificate's private key is in state.json"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(before.platform.certificate_file.as_ref().unwrap())
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the certificate's PEM is owner-only");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(dir.join("azure-credentials.json"))
             .unwrap()

@@ -40,7 +40,7 @@ async fn no_client_secret_or_token_in_logs_or_debug_output() {
     v.grant(Some("db"), CSEU).await;
 
     let mut debug_strings = Vec::new();
-    for credential in [v.client_secret(), v.static_token()] {
+    for credential in [v.client_secret(), v.static_token(), v.client_certificate()] {
         debug_strings.push(format!("{credential:?}"));
         let settings = v.settings(credential.clone());
         debug_strings.push(format!("{settings:?}"));
@@ -73,6 +73,7 @@ async fn no_client_secret_or_token_in_logs_or_debug_output() {
     tracing::warn!(error = %e, debug = ?e, "credentials refused");
     debug_strings.push(format!("{:?}", v.creds));
     let creds = v.creds.clone();
+    let pem = v.platform_certificate_pem();
     v.stop().await;
 
     let log = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
@@ -86,12 +87,21 @@ async fn no_client_secret_or_token_in_logs_or_debug_output() {
         log.contains("issued an access token"),
         "the token endpoint was not used"
     );
+    // The certificate's private key, by its base64 body lines (any of them would be a leak).
+    let key_block = pem.split("-----BEGIN PRIVATE KEY-----").nth(1).unwrap();
+    let key_lines: Vec<&str> = key_block
+        .lines()
+        .filter(|l| l.len() > 40 && !l.starts_with("-----"))
+        .collect();
+    assert!(key_lines.len() > 10, "the PEM holds no PKCS#8 key");
     let secrets = [
         creds.platform.client_secret.as_str(),
         creds.platform.token.as_str(),
         creds.customer.token.as_str(),
         "kpsecret.the-wrong-one",
-    ];
+    ]
+    .into_iter()
+    .chain(key_lines);
     for s in secrets {
         assert!(!log.contains(s), "a secret is in the log");
         for d in &debug_strings {

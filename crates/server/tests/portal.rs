@@ -1770,3 +1770,71 @@ async fn add_keys_registers_an_openbao_key_with_its_login() {
     assert!(html.contains(&key), "{html}");
     assert!(!html.contains(&secret_id) && !html.contains(&role_id));
 }
+
+/// Add Keys for an OpenBao key under a JWT role: choosing "JWT role" shows the role bound to
+/// this organization and the mount's trust of keyplane's public key, asks for no secret, and
+/// registers the key once the customer ran the commands (before, the live check refuses it
+/// with OpenBao's reason).
+#[tokio::test]
+async fn add_keys_registers_an_openbao_key_under_a_jwt_role() {
+    let (bao, s) = common::openbao::start().await;
+    bao.bao(&["auth", "enable", "jwt"]).await;
+    bao.bao(&["write", "-f", "transit/keys/jwtkey", "type=aes256-gcm96"])
+        .await;
+    let key = format!("{}/v1/transit/keys/jwtkey", bao.address);
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let (_, html) = get(
+        &s,
+        "/portal/keys/new?type=classic&provider=openbao&region=local",
+        Some(&cookie),
+    )
+    .await;
+    assert!(
+        html.contains(r#"name="auth" value="jwt""#) && html.contains("JWT role"),
+        "the login choice is not offered: {html}"
+    );
+    let page = "/portal/keys/new?type=classic&provider=openbao&region=local&auth=jwt";
+    let (st, html) = get(&s, page, Some(&cookie)).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("auth/jwt/role/keyplane"), "{html}");
+    assert!(html.contains("BEGIN PUBLIC KEY"), "{html}");
+    assert!(
+        html.contains(&format!("bound_subject={}", s.org)),
+        "the role is not bound to the organization: {html}"
+    );
+    assert!(
+        !html.contains(r#"id="secret_id""#),
+        "a JWT role asks for no secret"
+    );
+    assert!(
+        html.contains(r#"type="hidden" name="auth" value="jwt""#),
+        "{html}"
+    );
+    let form = format!(
+        "csrf={csrf}&type=classic&provider=openbao&region=local&auth=jwt&role={}&key_id={}",
+        enc("auth/jwt/role/keyplane"),
+        enc(&key)
+    );
+    // The role does not exist yet: refused in place.
+    let res = post_form(&s, "/portal/keys", &cookie, &form).await;
+    let st = res.status().as_u16();
+    let html = res.text().await.unwrap();
+    assert!((400..500).contains(&st), "{st} {html}");
+    assert!(html.contains(r#"id="key-error""#), "{html}");
+    let (_, listed) = s.get("/v2/kms/classic", &s.admin).await;
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+
+    // The same commands the page shows, from the API's policy help.
+    let (st, help) = s
+        .get(
+            &format!("/v2/kms/classic/provider/openbao/region/local/policy?keyID={key}&auth=jwt"),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st, 200, "{help}");
+    bao.run_help_commands(&help["openbao"]["commands"]).await;
+    let res = post_form(&s, "/portal/keys", &cookie, &form).await;
+    assert_eq!(res.status().as_u16(), 303, "{}", res.text().await.unwrap());
+    let (_, listed) = s.get("/v2/kms/classic", &s.admin).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}

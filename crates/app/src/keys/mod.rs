@@ -857,6 +857,7 @@ impl Keys<'_> {
         db_type: DbType,
         provider: Provider,
         region: &str,
+        login: policy::LoginKind,
     ) -> AppResult<Trust> {
         who.require(Permission::OrgCmkWrite)?;
         let service = key_service(provider)?;
@@ -869,12 +870,26 @@ impl Keys<'_> {
             .first()
             .ok_or_else(|| AppError::bug("no provider account assigned"))?;
         let principals = policy::principals_for(db_type, &ids);
-        Ok(Trust {
-            identity: first.in_region(region),
-            provider_id: first.provider_id.clone(),
-            grant: service.grant(&self.0.config, &principals, who.org_id(), None),
-            principals,
-        })
+        let identity = first.in_region(region);
+        match (login, provider) {
+            (policy::LoginKind::AppRole, _) => Ok(Trust {
+                identity,
+                provider_id: first.provider_id.clone(),
+                grant: service.grant(&self.0.config, &principals, who.org_id(), None),
+                principals,
+            }),
+            // The JWT role is the identity the customer's policy names; keyplane signs in as it.
+            (policy::LoginKind::Jwt, Provider::Openbao) => Ok(Trust {
+                identity,
+                provider_id: DEFAULT_OPENBAO_JWT_ROLE.to_string(),
+                principals: vec![DEFAULT_OPENBAO_JWT_ROLE.to_string()],
+                grant: openbao::jwt_grant(&self.0.config, who.org_id(), None)?,
+            }),
+            (policy::LoginKind::Jwt, other) => Err(AppError::invalid_parameter(
+                "auth",
+                format!("auth=jwt is for OpenBao keys, not {other}"),
+            )),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Who is calling: the `Authorization: Bearer` token of a vault request, and the Entra ID
 //! client-credentials token endpoint (`POST /{tenant}/oauth2/v2.0/token`) that turns an
-//! application's client secret into an access token, so the official credential classes work
+//! application's client secret, or a client assertion signed with one of its certificates, into
+//! an access token, so the official credential classes work
 //! unmodified against the built-in vault.
 //!
 //! Two kinds of token are accepted: a principal's long-lived dev token (`kpdev.…`, stored as a
@@ -15,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use super::certificates;
 use super::error::{TokenError, VaultError};
 use super::state::sha256_hex;
 use super::{Caller, Ctx};
@@ -131,6 +133,8 @@ struct TokenRequest {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
     scope: Option<String>,
 }
 
@@ -143,6 +147,8 @@ pub(crate) fn token(ctx: &Ctx, tenant: &str, body: &[u8]) -> Result<serde_json::
             grant_type: pairs.get("grant_type").cloned(),
             client_id: pairs.get("client_id").cloned(),
             client_secret: pairs.get("client_secret").cloned(),
+            client_assertion_type: pairs.get("client_assertion_type").cloned(),
+            client_assertion: pairs.get("client_assertion").cloned(),
             scope: pairs.get("scope").cloned(),
         }
     };
@@ -188,17 +194,40 @@ pub(crate) fn token(ctx: &Ctx, tenant: &str, body: &[u8]) -> Result<serde_json::
             ),
         ));
     };
-    let secret_ok = match (&app.secret_sha256, &form.client_secret) {
-        (Some(h), Some(s)) => bool::from(h.as_bytes().ct_eq(sha256_hex(s).as_bytes())),
-        _ => false,
-    };
-    if !secret_ok {
-        return Err(TokenError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
-        ));
+    // A certificate's signed assertion, or the client secret.
+    if let Some(kind) = &form.client_assertion_type {
+        if kind != certificates::ASSERTION_TYPE {
+            return Err(TokenError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                50027,
+                format!(
+                    "client_assertion_type must be {}",
+                    certificates::ASSERTION_TYPE
+                ),
+            ));
+        }
+        let endpoint = format!("{}/oauth2/v2.0/token", authority(ctx, tenant));
+        certificates::verify_assertion(
+            app,
+            &client_id,
+            form.client_assertion.as_deref().unwrap_or(""),
+            &endpoint,
+            ctx.inner.now() as i64,
+        )?;
+    } else {
+        let secret_ok = match (&app.secret_sha256, &form.client_secret) {
+            (Some(h), Some(s)) => bool::from(h.as_bytes().ct_eq(sha256_hex(s).as_bytes())),
+            _ => false,
+        };
+        if !secret_ok {
+            return Err(TokenError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+            ));
+        }
     }
     let scope = form.scope.unwrap_or_default();
     let Some(aud) = scope

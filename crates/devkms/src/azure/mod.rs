@@ -10,11 +10,13 @@
 //! recover, purge), `versions` (versions, rotation, rotation policy), `crypto` (wrapKey,
 //! unwrapKey, encrypt, decrypt on RSA and oct-HSM keys), `rbac` (role definitions, the check on
 //! every request, the ARM role-assignment routes), `auth` (bearer tokens, the 401 challenge,
-//! the Entra ID token endpoint), `tls` (the dev CA and the HTTPS loop), `state` (what is
+//! the Entra ID token endpoint), `certificates` (applications' certificate credentials and the
+//! client assertions signed with them), `tls` (the dev CA and the HTTPS loop), `state` (what is
 //! stored). One directory (tenant, subscription, principals) holds every vault; each
 //! [`AzureVault`] serves one vault on one listener.
 
 mod auth;
+mod certificates;
 mod crypto;
 mod error;
 mod keys;
@@ -76,6 +78,9 @@ pub const API_VERSIONS: &[&str] = &[
 pub const CA_FILE: &str = "azure-ca.pem";
 /// Written to the data directory (0600): tenant, vaults, and the dev principals' tokens.
 pub const CREDENTIALS_FILE: &str = "azure-credentials.json";
+/// Written to the data directory (0600): the platform application's certificate and its
+/// private key (PEM), for the certificate credential.
+pub const PLATFORM_CERT_FILE: &str = "azure-platform-cert.pem";
 
 const MAX_BODY: usize = 256 * 1024;
 
@@ -129,6 +134,9 @@ pub struct AzureDevApplication {
     pub display_name: String,
     pub client_secret: String,
     pub token: String,
+    /// The PEM file with a certificate registered for the application and its private key.
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for AzureDevApplication {
@@ -346,6 +354,7 @@ fn new_principal(
         app_id: app_id.map(str::to_string),
         token_sha256: String::new(),
         secret_sha256: None,
+        certificates: Vec::new(),
     }
 }
 
@@ -496,12 +505,15 @@ impl DevKms {
                 let file = from_file.platform.as_ref();
                 let token = token_for(p, file.map(|a| a.token.as_str()));
                 let client_secret = secret_for(p, file.map(|a| a.client_secret.as_str()));
+                let cert_file = dir.join(PLATFORM_CERT_FILE);
+                certificates::dev_certificate_for(p, &cert_file, "keyplane-platform")?;
                 platform = Some(AzureDevApplication {
                     client_id: p.app_id.clone().unwrap_or_default(),
                     object_id: p.object_id.clone(),
                     display_name: p.display_name.clone(),
                     client_secret,
                     token,
+                    certificate_file: Some(cert_file),
                 });
             }
         }
@@ -635,6 +647,11 @@ fn dispatch(ctx: &Ctx, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[
     }
     if segs.as_slice() == ["_admin", "azure", "principals"] && method == Method::POST {
         return admin_add_principal(ctx, headers, body);
+    }
+    if let ["_admin", "azure", "principals", object_id, "certificates"] = segs.as_slice()
+        && method == Method::POST
+    {
+        return admin_add_certificate(ctx, headers, object_id, body);
     }
     let result = (|| -> Result<(StatusCode, Value), VaultError> {
         let api_version = query_param(uri, "api-version").ok_or_else(|| {
@@ -814,17 +831,8 @@ struct NewPrincipal {
 /// `POST /_admin/azure/principals` (admin token): a new user or service principal and its
 /// secrets, shown once. For tests that need another identity than the two defaults.
 fn admin_add_principal(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> Response {
-    let given = headers
-        .get("x-keyplane-admin-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(ctx.inner.admin_token.as_bytes())) {
-        return VaultError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "admin token required (x-keyplane-admin-token)",
-        )
-        .into_response();
+    if let Err(e) = admin_only(ctx, headers) {
+        return e.into_response();
     }
     let req: NewPrincipal = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -865,4 +873,86 @@ fn admin_add_principal(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> Response 
             "clientSecret": secret,
         }),
     )
+}
+
+fn admin_only(ctx: &Ctx, headers: &HeaderMap) -> Result<(), VaultError> {
+    let given = headers
+        .get("x-keyplane-admin-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(ctx.inner.admin_token.as_bytes())) {
+        return Err(VaultError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "admin token required (x-keyplane-admin-token)",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewCertificate {
+    certificate_pem: String,
+}
+
+/// `POST /_admin/azure/principals/{objectId}/certificates` (admin token): registers an RSA
+/// certificate as a credential of an application, as uploading one to its Entra ID app
+/// registration does. Answers its thumbprint.
+fn admin_add_certificate(ctx: &Ctx, headers: &HeaderMap, object_id: &str, body: &[u8]) -> Response {
+    if let Err(e) = admin_only(ctx, headers) {
+        return e.into_response();
+    }
+    let req: NewCertificate = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return VaultError::bad_parameter(format!("bad request: {e}")).into_response(),
+    };
+    match add_certificate(&ctx.inner, object_id, &req.certificate_pem) {
+        Ok(thumbprint) => json_response(
+            StatusCode::CREATED,
+            json!({"objectId": object_id, "thumbprint": thumbprint}),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn add_certificate(inner: &Inner, object_id: &str, pem: &str) -> Result<String, VaultError> {
+    let cert = certificates::parse(pem, false).map_err(VaultError::bad_parameter)?;
+    let mut st = inner.write();
+    let Some(dir) = st.azure.directory.as_mut() else {
+        return Err(VaultError::internal("no directory"));
+    };
+    let Some(p) = dir
+        .principals
+        .iter_mut()
+        .find(|p| p.object_id.eq_ignore_ascii_case(object_id))
+    else {
+        return Err(VaultError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("No principal {object_id} in the directory."),
+        ));
+    };
+    if p.app_id.is_none() {
+        return Err(VaultError::bad_parameter(format!(
+            "{object_id} is not an application; only applications take certificate credentials"
+        )));
+    }
+    let thumbprint = cert.thumbprint.clone();
+    if !p.certificates.iter().any(|c| c.thumbprint == thumbprint) {
+        p.certificates.push(cert);
+    }
+    inner
+        .commit(st)
+        .map_err(|e| VaultError::internal(e.message))?;
+    Ok(thumbprint)
+}
+
+impl DevKms {
+    /// Registers an RSA certificate (PEM) as a credential of the application whose service
+    /// principal is `object_id`; answers its SHA-1 thumbprint (hex). Same as the admin route.
+    pub fn azure_add_certificate(&self, object_id: &str, pem: &str) -> Result<String, DevKmsError> {
+        add_certificate(&self.inner, object_id, pem)
+            .map_err(|e| DevKmsError::InvalidAzureVault(e.message))
+    }
 }

@@ -43,6 +43,9 @@ pub(crate) struct Principal {
     pub token_sha256: String,
     /// SHA-256 (hex) of an application's client secret.
     pub secret_sha256: Option<String>,
+    /// An application's certificate credentials (public certificates only).
+    #[serde(default)]
+    pub certificates: Vec<super::certificates::AppCertificate>,
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {

@@ -170,6 +170,25 @@ impl Vault {
         }
     }
 
+    /// The platform application's certificate credential, from the PEM the vault wrote.
+    pub fn client_certificate(&self) -> AzureCredentialConfig {
+        self.certificate_credential(self.platform_certificate_pem())
+    }
+
+    pub fn platform_certificate_pem(&self) -> Zeroizing<String> {
+        let file = self.creds.platform.certificate_file.as_ref().unwrap();
+        Zeroizing::new(std::fs::read_to_string(file).unwrap())
+    }
+
+    pub fn certificate_credential(&self, pem: Zeroizing<String>) -> AzureCredentialConfig {
+        AzureCredentialConfig::ClientCertificate {
+            tenant_id: self.creds.tenant_id.clone(),
+            client_id: self.creds.platform.client_id.clone(),
+            certificate_pem: pem,
+            authority_host: Some(self.url.clone()),
+        }
+    }
+
     /// The adapter acting as the platform application (static dev token).
     pub fn platform(&self) -> Arc<AzureKeyProvider> {
         self.platform_with(self.static_token())

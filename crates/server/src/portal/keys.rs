@@ -17,7 +17,7 @@ use super::{
 };
 use crate::error::app_error_message;
 use keyplane_app::App;
-use keyplane_app::keys::policy::{PolicyReview, PolicyVerdict};
+use keyplane_app::keys::policy::{LoginKind, PolicyReview, PolicyVerdict};
 use keyplane_app::keys::{AccessGrant, KeyInUse, KeyRegistration, PolicyFindings, Trust};
 use keyplane_kms::{KeyLogin, LoginCredential};
 use zeroize::Zeroizing;
@@ -458,16 +458,30 @@ struct Choice {
     db_type: Option<DbType>,
     provider: Option<Provider>,
     region: Option<String>,
+    /// How keyplane logs in to an OpenBao key (`auth=jwt`; AppRole otherwise).
+    login: LoginKind,
 }
 
 fn choice(q: &HashMap<String, String>) -> Choice {
     let db_type = q.get("type").and_then(|t| t.parse::<DbType>().ok());
     let provider = q.get("provider").and_then(|p| p.parse::<Provider>().ok());
     let region = q.get("region").filter(|r| !r.is_empty()).cloned();
+    let login = match (provider, q.get("auth").map(String::as_str)) {
+        (Some(Provider::Openbao), Some("jwt")) => LoginKind::Jwt,
+        _ => LoginKind::AppRole,
+    };
     Choice {
         db_type,
         provider,
         region,
+        login,
+    }
+}
+
+fn auth_value(login: LoginKind) -> &'static str {
+    match login {
+        LoginKind::AppRole => "approle",
+        LoginKind::Jwt => "jwt",
     }
 }
 
@@ -578,6 +592,31 @@ async fn new_key_form(
                 steps.push_str(r#"<p class="muted">No region of this provider is in the catalog; contact support.</p>"#);
             }
             steps.push_str("</fieldset>");
+            if p == Provider::Openbao {
+                steps.push_str(r#"<fieldset><legend>How keyplane logs in</legend>"#);
+                for (login, label, note) in [
+                    (
+                        LoginKind::AppRole,
+                        "AppRole",
+                        "you give a role ID and a secret ID",
+                    ),
+                    (
+                        LoginKind::Jwt,
+                        "JWT role",
+                        "keyplane signs short-lived JWTs for this organization; no secret",
+                    ),
+                ] {
+                    steps.push_str(&radio(
+                        "auth",
+                        auth_value(login),
+                        label,
+                        c.login == login,
+                        false,
+                        note,
+                    ));
+                }
+                steps.push_str("</fieldset>");
+            }
         }
     }
     let chooser = format!(
@@ -588,7 +627,7 @@ async fn new_key_form(
     if let (Some(t), Some(p), Some(region), true) =
         (c.db_type, c.provider, c.region.as_deref(), region_ok)
     {
-        match state.keys().trust(caller, t, p, region).await {
+        match state.keys().trust(caller, t, p, region, c.login).await {
             Err(e) => details.push_str(&format!(
                 r#"<p class="alert" role="alert">{}</p>"#,
                 esc(&app_error_message(&e))
@@ -596,14 +635,15 @@ async fn new_key_form(
             Ok(trust) => {
                 nonce = Some(session::random_hex());
                 let hidden = format!(
-                    r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}">"#,
+                    r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="type" value="{t}"><input type="hidden" name="provider" value="{p}"><input type="hidden" name="region" value="{region}"><input type="hidden" name="auth" value="{auth}">"#,
+                    auth = auth_value(c.login),
                     csrf = esc(&v.csrf),
                     t = esc(t.as_str()),
                     p = esc(p.as_str()),
                     region = esc(region),
                 );
                 details.push_str(&provider_id_card(p, region, &trust));
-                details.push_str(&grant_card(region, &trust, &hidden, typed));
+                details.push_str(&grant_card(region, &trust, &hidden, typed, c.login));
                 let hint = match p {
                     Provider::Aws => format!("arn:aws:kms:{region}:ACCOUNT:key/KEY-ID"),
                     Provider::Gcp => {
@@ -620,7 +660,13 @@ async fn new_key_form(
                     }
                 };
                 // OpenBao: the login keyplane uses the key with, sealed once the check passes.
-                let login_fields = if p == Provider::Openbao {
+                let login_fields = if p == Provider::Openbao && c.login == LoginKind::Jwt {
+                    format!(
+                        r#"<label for="role">JWT role (path)</label><input type="text" id="role" name="role" value="{role}" spellcheck="false" autocomplete="off">
+<p class="muted">The role the commands above create, bound to this organization; keyplane logs in with a JWT it signs for each login.</p>"#,
+                        role = esc(&trust.provider_id),
+                    )
+                } else if p == Provider::Openbao {
                     format!(
                         r#"<label for="role">Role (path)</label><input type="text" id="role" name="role" value="{role}" spellcheck="false" autocomplete="off">
 <label for="role_id">Role ID</label><input type="text" id="role_id" name="role_id" required spellcheck="false" autocomplete="off">
@@ -709,7 +755,13 @@ fn provider_id_card(p: Provider, region: &str, trust: &Trust) -> String {
 
 /// Step 5: what to grant (AWS key-policy statements; GCP IAM bindings and gcloud commands),
 /// and the pasted-policy check.
-fn grant_card(region: &str, trust: &Trust, hidden: &str, typed: &Typed) -> String {
+fn grant_card(
+    region: &str,
+    trust: &Trust,
+    hidden: &str,
+    typed: &Typed,
+    login: LoginKind,
+) -> String {
     let (title, intro, text, extra, paste) = match &trust.grant {
         AccessGrant::AwsStatements(statements) => (
             "5. Key policy statements",
@@ -771,10 +823,17 @@ fn grant_card(region: &str, trust: &Trust, hidden: &str, typed: &Typed) -> Strin
         ),
         AccessGrant::Openbao(help) => (
             "5. OpenBao policy",
-            format!(
-                "In your OpenBao or Vault, create a Transit key of type aes256-gcm96, write this policy and bind it to the role <code>{}</code>; then give keyplane the role's role ID and a secret ID below.",
-                esc(&help.provider_id)
-            ),
+            if login == LoginKind::Jwt {
+                format!(
+                    "In your OpenBao or Vault, create a Transit key of type aes256-gcm96, write this policy, and run the commands below: they make the JWT mount trust keyplane's signing key and create the role <code>{}</code>, bound to this organization, with the policy. No secret is exchanged.",
+                    esc(&help.provider_id)
+                )
+            } else {
+                format!(
+                    "In your OpenBao or Vault, create a Transit key of type aes256-gcm96, write this policy and bind it to the role <code>{}</code>; then give keyplane the role's role ID and a secret ID below.",
+                    esc(&help.provider_id)
+                )
+            },
             help.policy_hcl.clone(),
             format!(
                 r#"<h3 id="bao-h">With bao</h3><pre id="bao-commands" aria-labelledby="bao-h">{}</pre><button type="button" class="copy" data-target="bao-commands" aria-label="Copy the bao commands">Copy</button>"#,
@@ -1069,12 +1128,19 @@ pub async fn add_key(State(state): State<App>, headers: HeaderMap, body: Bytes) 
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
-        key.login = Some(KeyLogin {
-            role: given("role"),
-            credential: LoginCredential::AppRole {
+        let credential = match c.login {
+            LoginKind::AppRole => LoginCredential::AppRole {
                 role_id: Zeroizing::new(given("role_id")),
                 secret_id: Zeroizing::new(given("secret_id")),
             },
+            // The application names the signed-in organization as the subject.
+            LoginKind::Jwt => LoginCredential::PlatformJwt {
+                subject: String::new(),
+            },
+        };
+        key.login = Some(KeyLogin {
+            role: given("role"),
+            credential,
             ca_bundle_pem: None,
         });
     }
