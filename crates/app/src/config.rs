@@ -156,6 +156,9 @@ pub struct Config {
     /// How long KMS errors that say nothing about the key (timeouts, throttling, 5xx) may
     /// last before datacenters are suspended: a KMS outage is not a revocation.
     pub kms_grace_period: std::time::Duration,
+    /// The longest time an organization may choose to keep serving datacenters under a key
+    /// that fails its check ("alert-only") before they are suspended.
+    pub alert_only_max: std::time::Duration,
     /// How often each process reads the store's suspended datacenters, so a suspension or a
     /// revoke made by any process (or replica) is enforced by every one within this time.
     pub suspension_sync_interval: std::time::Duration,
@@ -272,6 +275,7 @@ impl Default for Config {
             data_dir: std::path::PathBuf::from("./keyplane-data"),
             key_check_interval: std::time::Duration::from_secs(60),
             kms_grace_period: std::time::Duration::from_secs(15 * 60),
+            alert_only_max: std::time::Duration::from_secs(24 * 3600),
             suspension_sync_interval: std::time::Duration::from_secs(1),
             data_key_ttl: std::time::Duration::from_secs(5 * 60),
             data_cache_mib: DEFAULT_DATA_CACHE_MIB,

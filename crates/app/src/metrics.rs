@@ -14,6 +14,7 @@ pub struct Counters {
     monitor_rounds: AtomicU64,
     monitor_check_errors: AtomicU64,
     suspensions: AtomicU64,
+    key_alerts: AtomicU64,
 }
 
 /// Prometheus' two kinds used here.
@@ -81,6 +82,10 @@ impl Counters {
 
     pub(crate) fn suspension(&self) {
         self.suspensions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn key_alert(&self) {
+        self.key_alerts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// KMS Decrypt calls made to unwrap data keys.
@@ -152,6 +157,11 @@ impl Counters {
                 "keyplane_datacenter_suspensions_total",
                 "Datacenters suspended because their key could not be used.",
                 v(&self.suspensions),
+            ),
+            counter(
+                "keyplane_key_alerts_total",
+                "Alerts the key monitor raised: a key failing its check, or usable again after.",
+                v(&self.key_alerts),
             ),
         ]
     }

@@ -3,7 +3,10 @@
 //! datacenter's wrapped data key. A key the platform can no longer use
 //! suspends its datacenters at once; errors that say nothing about the key (timeouts,
 //! throttling, 5xx) suspend nothing until they have lasted the grace period. When the key
-//! is usable again, the datacenters return to ACTIVE by themselves.
+//! is usable again, the datacenters return to ACTIVE by themselves. An organization (or one
+//! of its keys) that chose alert-only keeps its datacenters serving, with the reason in their
+//! message, for the chosen time after the key first failed; then they are suspended. Each
+//! failure raises one `cmk.alert` in the audit log, and its end another.
 //!
 //! A round checks its datacenters `key_check_concurrency` at a time (the checks mostly wait
 //! on the KMS), asks DescribeKey once per key whatever the number of its datacenters, and
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use keyplane_core::audit::{AuditAction, AuditOutcome};
-use keyplane_core::keys::REVOKED_REASON;
+use keyplane_core::keys::{ALERT_ONLY_PREFIX, OnInaccessible, REVOKED_REASON};
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider};
 use keyplane_kms::{ErrorKind, KmsError, PlatformIdentity};
 use keyplane_store::{CustomerKey, Datacenter, KeyBinding, KeyStatusUpdate};
@@ -91,6 +94,20 @@ struct Round {
     db_types: tokio::sync::Mutex<HashMap<Uuid, Option<DbType>>>,
     /// The keys revoked when the round began: their datacenters are suspended, never probed.
     revoked: HashMap<KeySlot, CustomerKey>,
+    /// What each organization chose an inaccessible key to do, by (organization, key ID);
+    /// the empty key ID is the organization's own choice.
+    choices: HashMap<(Uuid, String), OnInaccessible>,
+}
+
+impl Round {
+    /// The key's own choice, else its organization's, else suspend.
+    fn choice(&self, org: Uuid, key_id: &str) -> OnInaccessible {
+        self.choices
+            .get(&(org, key_id.to_string()))
+            .or_else(|| self.choices.get(&(org, String::new())))
+            .copied()
+            .unwrap_or(OnInaccessible::Suspend)
+    }
 }
 
 pub struct Monitor<'a>(pub(crate) &'a App);
@@ -234,9 +251,25 @@ impl Monitor<'_> {
                 };
             }
         };
+        let choices = match app.store.on_inaccessible_choices(None).await {
+            Ok(all) => all
+                .into_iter()
+                .map(|c| ((c.org_id, c.key_id.unwrap_or_default()), c.choice))
+                .collect(),
+            Err(e) => {
+                // Without them an alert-only organization would be suspended at once.
+                return RoundReport {
+                    errors: 1,
+                    first_error: Some(e.into()),
+                    elapsed: started.elapsed(),
+                    ..RoundReport::default()
+                };
+            }
+        };
         let dcs = Arc::new(dcs);
         let round = Arc::new(Round {
             revoked,
+            choices,
             ..Round::default()
         });
         let next = Arc::new(AtomicUsize::new(0));
@@ -443,6 +476,13 @@ async fn check_one(
             if dc.kms_failing_since.is_some() {
                 state.store.set_kms_failing_since(&dc.id, None).await?;
             }
+            if dc.status != DatabaseStatus::Suspended && dc.message.starts_with(ALERT_ONLY_PREFIX) {
+                state
+                    .store
+                    .set_datacenter_status(&dc.id, dc.status, "")
+                    .await?;
+                alert(state, dc, "resolved: the key is usable again").await;
+            }
             // The store refuses to resume a datacenter whose key was revoked since the round
             // began; then it stays as it is.
             if dc.status == DatabaseStatus::Suspended
@@ -457,6 +497,7 @@ async fn check_one(
                     "the key is usable again",
                 )
                 .await;
+                alert(state, dc, "resolved: the key is usable again; resumed").await;
                 tracing::info!(datacenter = %dc.id, "key usable again; datacenter ACTIVE");
             }
             Verdict::Usable
@@ -475,7 +516,7 @@ async fn check_one(
                 state.config.kms_grace_period.as_secs()
             );
             if now - since >= grace {
-                suspend(state, dc, &reason).await?;
+                on_failure(state, dc, round, &reason, now).await?;
                 Verdict::Inaccessible(reason)
             } else {
                 tracing::warn!(datacenter = %dc.id, error = %e, "KMS error that says nothing about the key; within the grace period");
@@ -484,11 +525,62 @@ async fn check_one(
         }
         Err(e) => {
             let reason = problem_for(dc.provider, &e.kind, &dc.key_id, &e.message);
-            suspend(state, dc, &reason).await?;
+            on_failure(state, dc, round, &reason, now).await?;
             Verdict::Inaccessible(reason)
         }
     };
     Ok(Some(((slot, dc.key_id.clone()), verdict)))
+}
+
+/// A key found unusable for `dc`: suspended at once, or, where the customer chose alert-only,
+/// left serving with the reason in its message until the chosen time since the key first
+/// failed has passed. Either way the alert is raised once per failure.
+async fn on_failure(
+    state: &App,
+    dc: &Datacenter,
+    round: &Round,
+    reason: &str,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    let choice = round.choice(dc.org_id, &dc.key_id);
+    let serving = dc.status != DatabaseStatus::Suspended;
+    if let OnInaccessible::AlertOnly { for_secs } = choice
+        && serving
+    {
+        let since = dc.kms_failing_since.unwrap_or(now);
+        if dc.kms_failing_since.is_none() {
+            state.store.set_kms_failing_since(&dc.id, Some(now)).await?;
+        }
+        let until = since + chrono::Duration::seconds(i64::from(for_secs));
+        if now < until {
+            let message = format!(
+                "{ALERT_ONLY_PREFIX} {reason}; serving until {} as the organization chose, then suspended",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            if dc.message != message {
+                state
+                    .store
+                    .set_datacenter_status(&dc.id, dc.status, &message)
+                    .await?;
+            }
+            if !dc.message.starts_with(ALERT_ONLY_PREFIX) {
+                alert(state, dc, &message).await;
+            }
+            return Ok(());
+        }
+    }
+    if serving && !dc.message.starts_with(ALERT_ONLY_PREFIX) {
+        alert(state, dc, &format!("{reason}; suspended")).await;
+    }
+    suspend(state, dc, reason).await
+}
+
+/// The alert on a datacenter's key: in the audit log (the webhooks' source), the log, and the
+/// alerts counter.
+async fn alert(state: &App, dc: &Datacenter, message: &str) {
+    state.counters.key_alert();
+    tracing::warn!(datacenter = %dc.id, key = %dc.key_id, message, "key alert");
+    audit(state, dc, AuditAction::CmkAlert, message).await;
 }
 
 /// Suspends the datacenter: the store first, then this process's registry (which then drops

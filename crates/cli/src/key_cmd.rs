@@ -189,6 +189,31 @@ pub enum KeyCommand {
         #[command(flatten)]
         login: OpenbaoLoginArgs,
     },
+    /// Show or choose what a key that fails its check does to its databases: suspend them at
+    /// once (the default), or keep them serving with an alert for a time first. With --region,
+    /// the choice of that key, overriding the organization's; without, the organization's.
+    OnInaccessible {
+        /// The database type the key is for (with --region).
+        #[arg(long, value_enum, default_value = "classic")]
+        r#type: DbTypeArg,
+        /// The key service the key is in (with --region).
+        #[arg(long, value_enum, default_value = "aws")]
+        provider: KeyServiceArg,
+        /// The region whose key the choice is for.
+        #[arg(long)]
+        region: Option<String>,
+        /// Suspend at once.
+        #[arg(long, conflicts_with_all = ["alert_only", "clear"])]
+        suspend: bool,
+        /// Keep serving for this many seconds after the key first fails, with an alert; then
+        /// suspend.
+        #[arg(long, value_name = "SECONDS", conflicts_with = "clear")]
+        alert_only: Option<i64>,
+        /// Forget the choice: a key follows the organization's again, the organization
+        /// suspends.
+        #[arg(long)]
+        clear: bool,
+    },
     /// End a revocation: the key is checked as at registration, then its databases resume.
     Unrevoke {
         /// The database type the key is for.
@@ -541,6 +566,38 @@ pub async fn run(args: &ApiArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             );
             api.call(Method::DELETE, &path, None).await?;
             serde_json::json!({"deregistered": true, "region": region, "provider": provider.name()})
+        }
+        KeyCommand::OnInaccessible {
+            r#type,
+            provider,
+            region,
+            suspend,
+            alert_only,
+            clear,
+        } => {
+            let path = match &region {
+                Some(region) => format!(
+                    "{}/provider/{}/region/{region}/on-inaccessible",
+                    base(r#type),
+                    provider.name()
+                ),
+                None => "/v2/kms/on-inaccessible".to_string(),
+            };
+            let body = match (suspend, alert_only) {
+                (true, _) => Some(serde_json::json!({"action": "suspend"})),
+                (_, Some(secs)) => {
+                    Some(serde_json::json!({"action": "alert-only", "alertOnlySeconds": secs}))
+                }
+                _ => None,
+            };
+            match (body, clear) {
+                (Some(body), _) => api.call(Method::PUT, &path, Some(body)).await?,
+                (None, true) => api.call(Method::DELETE, &path, None).await?,
+                (None, false) => {
+                    api.call(Method::GET, "/v2/kms/on-inaccessible", None)
+                        .await?
+                }
+            }
         }
         KeyCommand::Unrevoke {
             r#type,

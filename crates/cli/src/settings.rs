@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// suspended [default: 900].
     #[arg(long, env = "KEYPLANE_KMS_GRACE_PERIOD")]
     pub kms_grace_period: Option<u64>,
+    /// The most seconds an organization may choose to keep serving databases under a failing
+    /// key ("alert-only") before they are suspended [default: 86400].
+    #[arg(long, env = "KEYPLANE_ALERT_ONLY_MAX")]
+    pub alert_only_max: Option<u64>,
     /// Milliseconds between two reads of the store's suspended datacenters: the longest a
     /// suspension or revoke made by another process takes to be enforced by this one
     /// [default: 1000].
@@ -154,6 +158,8 @@ pub struct FileConfig {
     pub key_check_interval_secs: Option<u64>,
     /// Seconds KMS errors that say nothing about the key may last before suspending (default 900).
     pub kms_grace_period_secs: Option<u64>,
+    /// The most seconds an organization may choose alert-only for (default 86400).
+    pub alert_only_max_secs: Option<u64>,
     /// Milliseconds between two reads of the store's suspended datacenters (default 1000).
     pub suspension_sync_ms: Option<u64>,
     /// Seconds a plaintext data key stays in memory (default 300).
@@ -436,6 +442,11 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         serve.and_then(|s| s.kms_grace_period),
         file.kms_grace_period_secs,
         900,
+    );
+    config.alert_only_max = secs(
+        serve.and_then(|s| s.alert_only_max),
+        file.alert_only_max_secs,
+        86400,
     );
     config.suspension_sync_interval = std::time::Duration::from_millis(
         serve

@@ -461,6 +461,7 @@ fn data_api(url: &str, token: &str, command: &str) -> Value {
     body
 }
 
+/// `keyplane key revoke`, `unrevoke`, `on-inaccessible` and `deregister` against a real server.
 #[test]
 fn a_key_is_revoked_unrevoked_and_deregistered_from_the_cli() {
     let customer = Customer::new();
@@ -509,6 +510,35 @@ fn a_key_is_revoked_unrevoked_and_deregistered_from_the_cli() {
     assert_eq!(back.ok().json()["status"], "IN_USE");
     let db = customer.run(&["db", "get", "ledger", "--output", "json"]);
     assert_eq!(db.ok().json()["status"], "ACTIVE");
+
+    // What a failing key does: the organization's choice, then the key's own, then cleared.
+    let shown = customer.run(&["key", "on-inaccessible"]).ok().json();
+    assert_eq!(shown["organization"]["action"], "suspend", "{shown}");
+    let org = customer
+        .run(&["key", "on-inaccessible", "--alert-only", "900"])
+        .ok()
+        .json();
+    assert_eq!(org["organization"]["alertOnlySeconds"], 900, "{org}");
+    let own = customer
+        .run(&[
+            "key",
+            "on-inaccessible",
+            "--region",
+            "us-east-2",
+            "--suspend",
+        ])
+        .ok()
+        .json();
+    assert_eq!(own["keys"][0]["keyID"], key.as_str(), "{own}");
+    assert_eq!(own["keys"][0]["action"], "suspend", "{own}");
+    let too_long = customer.run(&["key", "on-inaccessible", "--alert-only", "9999999"]);
+    assert_ne!(too_long.code, Some(0), "{too_long:?}");
+    assert!(too_long.stderr.contains("86400"), "{too_long:?}");
+    let cleared = customer
+        .run(&["key", "on-inaccessible", "--region", "us-east-2", "--clear"])
+        .ok()
+        .json();
+    assert_eq!(cleared["keys"], serde_json::json!([]), "{cleared}");
 
     // Deregistering waits until no database uses the key.
     let refused = customer.run(&["key", "deregister", "--region", "us-east-2"]);

@@ -61,6 +61,12 @@ names! {
         CmkDeregister => "cmk.deregister",
         /// The customer replaced a slot's key by another, after a live check of the new one.
         CmkReplace => "cmk.replace",
+        /// The customer chose what an inaccessible key does (suspend, or alert-only for a time),
+        /// for the organization or one key.
+        CmkOnInaccessible => "cmk.on_inaccessible",
+        /// The key monitor raised an alert: a key failed its check (its datacenters suspended,
+        /// or serving for the alert-only time).
+        CmkAlert => "cmk.alert",
         DbCreate => "db.create",
         DbTerminate => "db.terminate",
         DbRegionAdd => "db.region.add",

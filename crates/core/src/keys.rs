@@ -204,3 +204,88 @@ mod tests {
         ));
     }
 }
+
+/// What the key monitor does to the datacenters under a key it finds inaccessible, as the
+/// customer chose for the organization or for one key (Redis Cloud's choice; CockroachDB and
+/// the original suspend only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInaccessible {
+    /// Suspend them at once (the default).
+    Suspend,
+    /// Keep serving them, with an alert, for at most `for_secs` after the key first failed a
+    /// check; suspend them then if it still fails.
+    AlertOnly { for_secs: u32 },
+}
+
+/// What a datacenter's message starts with while its key fails and it still serves.
+pub const ALERT_ONLY_PREFIX: &str = "alert-only:";
+
+impl OnInaccessible {
+    pub fn action(self) -> &'static str {
+        match self {
+            OnInaccessible::Suspend => "suspend",
+            OnInaccessible::AlertOnly { .. } => "alert-only",
+        }
+    }
+
+    /// How long a failing key's datacenters keep serving (0 when they are suspended at once).
+    pub fn alert_for_secs(self) -> u32 {
+        match self {
+            OnInaccessible::Suspend => 0,
+            OnInaccessible::AlertOnly { for_secs } => for_secs,
+        }
+    }
+
+    /// From its stored or requested parts: `alert-only` needs a duration of 1 s to `max_secs`.
+    pub fn from_parts(action: &str, for_secs: Option<i64>, max_secs: u32) -> Result<Self, String> {
+        match (action, for_secs) {
+            ("suspend", None) => Ok(OnInaccessible::Suspend),
+            ("suspend", Some(_)) => {
+                Err("suspend takes no alert-only duration (suspension is immediate)".into())
+            }
+            ("alert-only", Some(s)) if s >= 1 && s <= i64::from(max_secs) => {
+                Ok(OnInaccessible::AlertOnly { for_secs: s as u32 })
+            }
+            ("alert-only", Some(s)) => Err(format!(
+                "the alert-only duration must be 1 to {max_secs} seconds, not {s}"
+            )),
+            ("alert-only", None) => Err(format!(
+                "alert-only needs alertOnlySeconds (1 to {max_secs}): how long datacenters keep serving before they are suspended"
+            )),
+            (other, _) => Err(format!(
+                "unknown action {other:?}; expected \"suspend\" or \"alert-only\""
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod on_inaccessible_tests {
+    use super::OnInaccessible;
+
+    #[test]
+    fn alert_only_is_bounded_and_suspend_takes_no_duration() {
+        assert_eq!(
+            OnInaccessible::from_parts("suspend", None, 60),
+            Ok(OnInaccessible::Suspend)
+        );
+        assert_eq!(
+            OnInaccessible::from_parts("alert-only", Some(60), 60),
+            Ok(OnInaccessible::AlertOnly { for_secs: 60 })
+        );
+        for (action, secs) in [
+            ("alert-only", Some(61)),
+            ("alert-only", Some(0)),
+            ("alert-only", None),
+            ("suspend", Some(5)),
+            ("ignore", None),
+        ] {
+            assert!(
+                OnInaccessible::from_parts(action, secs, 60).is_err(),
+                "{action} {secs:?}"
+            );
+        }
+        let a = OnInaccessible::AlertOnly { for_secs: 9 };
+        assert_eq!((a.action(), a.alert_for_secs()), ("alert-only", 9));
+    }
+}

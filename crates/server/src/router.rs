@@ -16,7 +16,9 @@ use utoipa_axum::routes;
 use crate::ServerState;
 use crate::error::DevOpsError;
 use crate::portal;
-use crate::routes::{accounts, data, databases, health, keys, orgs, regions, tokens};
+use crate::routes::{
+    accounts, data, databases, health, keys, on_inaccessible, orgs, regions, tokens,
+};
 
 /// Bodies above this are refused before they are read in full.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -86,6 +88,19 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::unrevoke_classic))
         .routes(routes!(keys::unrevoke_serverless))
         .routes(routes!(
+            on_inaccessible::get_choices,
+            on_inaccessible::set_org_choice,
+            on_inaccessible::clear_org_choice
+        ))
+        .routes(routes!(
+            on_inaccessible::set_classic_key_choice,
+            on_inaccessible::clear_classic_key_choice
+        ))
+        .routes(routes!(
+            on_inaccessible::set_serverless_key_choice,
+            on_inaccessible::clear_serverless_key_choice
+        ))
+        .routes(routes!(
             databases::create_database,
             databases::list_databases
         ))
@@ -117,6 +132,7 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::keys::policy_check))
         .routes(routes!(portal::keys::revoke_page, portal::keys::revoke_key))
         .routes(routes!(portal::keys::unrevoke_key))
+        .routes(routes!(portal::keys::set_on_inaccessible))
         .routes(routes!(portal::keys::deregister_key))
         .routes(routes!(portal::keys::replace_key))
         .routes(routes!(

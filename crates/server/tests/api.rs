@@ -45,6 +45,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             json!({"orgId": "00000000-0000-0000-0000-000000000000", "aws": {"keyID": arn, "region": "us-east-2"}}),
         );
     }
+    if method == "PUT" && path.ends_with("/on-inaccessible") {
+        return Some(json!({"action": "suspend"}));
+    }
     if method != "POST" {
         return None;
     }

@@ -952,3 +952,195 @@ async fn terminating_shreds_every_copy_of_the_data_key() {
         "{shreds:?}"
     );
 }
+
+async fn choose(
+    s: &TestServer,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let mut r = s.req(method, path, Some(token));
+    if method == "PUT" {
+        r = r.json(&body);
+    }
+    send(r).await
+}
+
+/// The datacenter's message, as the datacenters list shows it.
+async fn dc_message(s: &TestServer, db: &str) -> String {
+    let (st, dcs) = s
+        .get(&format!("/v2/databases/{db}/datacenters"), &s.admin)
+        .await;
+    assert_eq!(st, 200, "{dcs}");
+    dcs[0]["message"].as_str().unwrap().to_string()
+}
+
+/// The customer's choice of what an inaccessible key does: alert-only keeps the database
+/// serving, with the reason in its message and one alert, for the chosen time after the key
+/// first failed, then suspends it; the key comes back and so does the database. A key's own
+/// choice overrides the organization's, and clearing it falls back. Bad choices are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alert_only_serves_for_the_chosen_time_then_suspends() {
+    const CHOICES: &str = "/v2/kms/on-inaccessible";
+    let s = TestServer::with_config(config()).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let db = filled_db(&s, "orders", 10).await;
+    let kms = s.kms.customer("us-east-2");
+
+    let (st, v) = s.get(CHOICES, &s.admin).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["organization"]["action"], "suspend", "{v}");
+    assert_eq!(v["keys"], json!([]), "{v}");
+    assert_eq!(v["maxAlertOnlySeconds"], 86400, "{v}");
+    let ro = s.token(s.org, Role::ReadOnly).await;
+    for (token, body, status) in [
+        (&s.admin, json!({"action": "alert-only"}), 400),
+        (
+            &s.admin,
+            json!({"action": "alert-only", "alertOnlySeconds": 86401}),
+            400,
+        ),
+        (
+            &s.admin,
+            json!({"action": "alert-only", "alertOnlySeconds": 0}),
+            400,
+        ),
+        (
+            &s.admin,
+            json!({"action": "suspend", "alertOnlySeconds": 5}),
+            400,
+        ),
+        (&s.admin, json!({"action": "ignore"}), 400),
+        (&s.admin, json!({"action": "suspend", "extra": 1}), 400),
+        (&ro, json!({"action": "suspend"}), 403),
+    ] {
+        let (st, body) = choose(&s, token, "PUT", CHOICES, body).await;
+        assert_eq!(st, status, "{body}");
+        assert!(body["errors"][0]["message"].is_string(), "{body}");
+    }
+    let (st, body) = choose(
+        &s,
+        &s.admin,
+        "PUT",
+        "/v2/kms/classic/provider/aws/region/us-west-2/on-inaccessible",
+        json!({"action": "suspend"}),
+    )
+    .await;
+    assert_eq!(st, 404, "{body}");
+    let (_, v) = s.get(CHOICES, &s.admin).await;
+    assert_eq!(
+        v["organization"]["action"], "suspend",
+        "a refused choice changed it: {v}"
+    );
+
+    // Alert-only for 4 s: the key disabled, the database keeps serving with the reason.
+    let (st, v) = choose(
+        &s,
+        &s.admin,
+        "PUT",
+        CHOICES,
+        json!({"action": "alert-only", "alertOnlySeconds": 4}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["organization"]["alertOnlySeconds"], 4, "{v}");
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        let m = dc_message(&s, &db).await;
+        if m.starts_with("alert-only:") {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert on the datacenter: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(message.to_lowercase().contains("disabled"), "{message}");
+    let (st, body) = count(&s.client, &s.url, &s.admin, &db).await;
+    assert_eq!((st, &body["status"]["count"]), (200, &json!(10)), "{body}");
+    let (_, dbv) = s.get(&format!("/v2/databases/{db}"), &s.admin).await;
+    assert_eq!(dbv["status"], "ACTIVE", "{dbv}");
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["status"], "INACCESSIBLE", "{status}");
+    // Past the 4 s: suspended, as with the default.
+    let refused = until_refused(&s.client, &s.url, &s.admin, &db).await;
+    assert!(
+        refused.to_string().to_lowercase().contains("disabled"),
+        "{refused}"
+    );
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    assert_eq!(until_served(&s, &db).await, json!(10));
+    assert_eq!(dc_message(&s, &db).await, "");
+
+    // The key's own choice (suspend) overrides the organization's alert-only.
+    let key_choice = format!("{KEY}/on-inaccessible");
+    let (st, v) = choose(
+        &s,
+        &s.admin,
+        "PUT",
+        &key_choice,
+        json!({"action": "suspend"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["keys"][0]["keyID"], arn.as_str(), "{v}");
+    assert_eq!(v["keys"][0]["action"], "suspend", "{v}");
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    let started = Instant::now();
+    until_refused(&s.client, &s.url, &s.admin, &db).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the key's suspend did not override the organization's alert-only"
+    );
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    assert_eq!(until_served(&s, &db).await, json!(10));
+    let (st, v) = choose(&s, &s.admin, "DELETE", &key_choice, json!(null)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["keys"], json!([]), "{v}");
+    let (st, v) = choose(&s, &s.admin, "DELETE", CHOICES, json!(null)).await;
+    assert_eq!(
+        (st, &v["organization"]["action"]),
+        (200, &json!("suspend")),
+        "{v}"
+    );
+
+    // The audit log: each choice, one alert per failure, the suspensions and resumes.
+    let (_, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=200", s.org),
+            &s.admin,
+        )
+        .await;
+    let entries = audit_actions(&page);
+    let n = |action: &str, outcome: &str| {
+        entries
+            .iter()
+            .filter(|(a, o, _)| a == action && o == outcome)
+            .count()
+    };
+    assert_eq!(n("cmk.on_inaccessible", "success"), 4, "{entries:?}");
+    assert_eq!(n("cmk.on_inaccessible", "denied"), 1, "{entries:?}");
+    let alerts: Vec<&String> = entries
+        .iter()
+        .filter(|(a, _, _)| a == "cmk.alert")
+        .map(|(_, _, r)| r)
+        .collect();
+    assert_eq!(alerts.len(), 4, "start and end of each failure: {alerts:?}");
+    assert!(
+        alerts.iter().any(|r| r.starts_with("alert-only:")),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts.iter().any(|r| r.ends_with("; suspended")),
+        "{alerts:?}"
+    );
+    assert_eq!(
+        alerts.iter().filter(|r| r.starts_with("resolved")).count(),
+        2,
+        "{alerts:?}"
+    );
+    assert_eq!(n("datacenter.suspend", "success"), 2, "{entries:?}");
+}

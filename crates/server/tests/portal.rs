@@ -1838,3 +1838,74 @@ async fn add_keys_registers_an_openbao_key_under_a_jwt_role() {
     let (_, listed) = s.get("/v2/kms/classic", &s.admin).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }
+
+/// The keys page's "When a key fails its check": the organization's choice shown and changed
+/// through the same service as the API; a bad duration refused in place; a key's own choice
+/// (made over the API) listed.
+#[tokio::test]
+async fn the_keys_page_sets_what_a_failing_key_does() {
+    let s = TestServer::start().await;
+    let arn = common::register_key(&s, "us-east-2").await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let (st, html) = get(&s, "/portal/keys", Some(&cookie)).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("suspend its databases at once"), "{html}");
+    assert!(
+        html.contains(r#"action="/portal/keys/on-inaccessible""#),
+        "{html}"
+    );
+
+    let form = |action: &str, secs: &str| format!("csrf={csrf}&action={action}&seconds={secs}");
+    let res = post_form(
+        &s,
+        "/portal/keys/on-inaccessible",
+        &cookie,
+        &form("alert-only", "0"),
+    )
+    .await;
+    let st = res.status().as_u16();
+    let html = res.text().await.unwrap();
+    assert_eq!(st, 400, "{html}");
+    assert!(
+        html.contains(r#"id="choice-error""#) && html.contains("86400"),
+        "{html}"
+    );
+    let res = post_form(
+        &s,
+        "/portal/keys/on-inaccessible",
+        &cookie,
+        &form("alert-only", "600"),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 303, "{}", res.text().await.unwrap());
+    let (_, v) = s.get("/v2/kms/on-inaccessible", &s.admin).await;
+    assert_eq!(v["organization"]["action"], "alert-only", "{v}");
+    assert_eq!(v["organization"]["alertOnlySeconds"], 600, "{v}");
+
+    let r = s
+        .req(
+            "PUT",
+            "/v2/kms/classic/provider/aws/region/us-east-2/on-inaccessible",
+            Some(&s.admin),
+        )
+        .json(&serde_json::json!({"action": "suspend"}));
+    assert_eq!(common::send(r).await.0, 200);
+    let (_, html) = get(&s, "/portal/keys?choice=saved", Some(&cookie)).await;
+    assert!(html.contains("alert for 600 s"), "{html}");
+    assert!(
+        html.contains(r#"id="key-choices""#) && html.contains(&arn),
+        "{html}"
+    );
+
+    // Without the form's CSRF token, nothing changes.
+    let res = post_form(
+        &s,
+        "/portal/keys/on-inaccessible",
+        &cookie,
+        "csrf=wrong&action=suspend",
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 403);
+    let (_, v) = s.get("/v2/kms/on-inaccessible", &s.admin).await;
+    assert_eq!(v["organization"]["action"], "alert-only", "{v}");
+}

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
 use keyplane_core::databases::RegionChangeRefusal;
+use keyplane_core::keys::OnInaccessible;
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, QuotaExceeded, Quotas, Role};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,6 +79,31 @@ mod sqlite;
 pub use files::{DIR_MODE, FILE_MODE, create_private_dir};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// What an organization chose an inaccessible key to do, for all its keys (`key_id` None) or
+/// one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InaccessibleChoice {
+    pub org_id: Uuid,
+    pub key_id: Option<String>,
+    pub choice: OnInaccessible,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The stored duration column of a choice.
+pub(crate) fn alert_secs(c: OnInaccessible) -> Option<i64> {
+    match c {
+        OnInaccessible::Suspend => None,
+        OnInaccessible::AlertOnly { for_secs } => Some(i64::from(for_secs)),
+    }
+}
+
+/// A stored choice read back; any duration that fits is accepted (the bound is the
+/// application's, checked when the choice is made).
+pub(crate) fn choice_from(action: &str, secs: Option<i64>) -> Result<OnInaccessible> {
+    OnInaccessible::from_parts(action, secs, u32::MAX)
+        .map_err(|e| StoreError::Corrupt(format!("on_inaccessible: {e}")))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -711,6 +737,20 @@ pub trait Store: Send + Sync + 'static {
         sealed: &[u8],
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// Sets (`Some`) or clears (`None`) what an inaccessible key does, for the organization
+    /// (`key_id` None) or one of its keys.
+    async fn set_on_inaccessible(
+        &self,
+        org_id: Uuid,
+        key_id: Option<&str>,
+        choice: Option<OnInaccessible>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The choices of one organization, or of every organization (the key monitor's read).
+    async fn on_inaccessible_choices(
+        &self,
+        org_id: Option<Uuid>,
+    ) -> Result<Vec<InaccessibleChoice>>;
     /// The sealed login the organization gave with `key_id`, if any.
     async fn get_key_login(
         &self,

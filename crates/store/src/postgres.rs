@@ -4,13 +4,13 @@
 
 use crate::{
     AccountAssignment, AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database,
-    DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, Job, KeyBinding, KeyStatusUpdate,
-    Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin, PortalSession,
-    REMOVING_A_REGION, RemoveRegionOutcome, ReplaceKeyOutcome, Result, Rewrap, RewrapOutcome,
-    Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord, live_and_serving, now_ms, one_row,
-    parse_audit_action, parse_audit_outcome, parse_db_status, parse_db_type, parse_job_kind,
-    parse_job_state, parse_key_kind, parse_key_status, parse_provider, parse_role, revoked_like,
-    serverless_identity, sql_limit, truncate_ms,
+    DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, InaccessibleChoice, Job, KeyBinding,
+    KeyStatusUpdate, Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin,
+    PortalSession, REMOVING_A_REGION, RemoveRegionOutcome, ReplaceKeyOutcome, Result, Rewrap,
+    RewrapOutcome, Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord, alert_secs, choice_from,
+    live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome, parse_db_status,
+    parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
+    parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,6 +19,7 @@ use deadpool_postgres::{
 };
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
 use keyplane_core::databases::{check_add_region, check_remove_region};
+use keyplane_core::keys::OnInaccessible;
 use keyplane_core::{
     DatabaseStatus, DbType, KeyStatus, Provider, QuotaExceeded, QuotaKind, Quotas,
 };
@@ -68,6 +69,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../migrations/postgres/0011_key_logins.sql"),
+    ),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_on_inaccessible.sql"),
     ),
 ];
 
@@ -963,6 +968,83 @@ impl Store for PostgresStore {
             .execute(&stmt, &[&org_id, &provider.as_str(), &key_id, &sealed, &at])
             .await?;
         Ok(())
+    }
+
+    async fn set_on_inaccessible(
+        &self,
+        org_id: Uuid,
+        key_id: Option<&str>,
+        choice: Option<OnInaccessible>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let key_id = key_id.unwrap_or("");
+        let client = self.client().await?;
+        match choice {
+            Some(c) => {
+                let stmt = client
+                    .prepare_cached(
+                        "INSERT INTO on_inaccessible (org_id, key_id, action, alert_secs, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, key_id) DO UPDATE SET \
+                         action = excluded.action, alert_secs = excluded.alert_secs, updated_at = excluded.updated_at",
+                    )
+                    .await?;
+                client
+                    .execute(
+                        &stmt,
+                        &[
+                            &org_id,
+                            &key_id,
+                            &c.action(),
+                            &alert_secs(c),
+                            &truncate_ms(at),
+                        ],
+                    )
+                    .await
+                    .map_err(missing_parent("organization"))?;
+            }
+            None => {
+                let stmt = client
+                    .prepare_cached("DELETE FROM on_inaccessible WHERE org_id = $1 AND key_id = $2")
+                    .await?;
+                client.execute(&stmt, &[&org_id, &key_id]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_inaccessible_choices(
+        &self,
+        org_id: Option<Uuid>,
+    ) -> Result<Vec<InaccessibleChoice>> {
+        let map = |row: &Row| {
+            let key_id: String = row.try_get(1)?;
+            Ok(InaccessibleChoice {
+                org_id: row.try_get(0)?,
+                key_id: Some(key_id).filter(|k| !k.is_empty()),
+                choice: choice_from(row.try_get::<_, &str>(2)?, row.try_get(3)?)?,
+                updated_at: row.try_get(4)?,
+            })
+        };
+        match org_id {
+            Some(org) => {
+                self.collect(
+                    "SELECT org_id, key_id, action, alert_secs, updated_at FROM on_inaccessible \
+                     WHERE org_id = $1 ORDER BY key_id",
+                    &[&org],
+                    map,
+                )
+                .await
+            }
+            None => {
+                self.collect(
+                    "SELECT org_id, key_id, action, alert_secs, updated_at FROM on_inaccessible \
+                     ORDER BY org_id, key_id",
+                    &[],
+                    map,
+                )
+                .await
+            }
+        }
     }
 
     async fn get_key_login(

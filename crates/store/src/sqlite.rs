@@ -7,18 +7,19 @@
 
 use crate::{
     AccountAssignment, AddRegionOutcome, AuditEntry, CreateOutcome, CustomerKey, Database,
-    DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, Job, KeyBinding, KeyStatusUpdate,
-    Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin, PortalSession,
-    REMOVING_A_REGION, RemoveRegionOutcome, ReplaceKeyOutcome, Result, Rewrap, RewrapOutcome,
-    Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord, live_and_serving, now_ms, one_row,
-    parse_audit_action, parse_audit_outcome, parse_db_status, parse_db_type, parse_job_kind,
-    parse_job_state, parse_key_kind, parse_key_status, parse_provider, parse_role, revoked_like,
-    serverless_identity, sql_limit, truncate_ms,
+    DatabaseFilter, Datacenter, DeleteKeyOutcome, Enterprise, InaccessibleChoice, Job, KeyBinding,
+    KeyStatusUpdate, Lease, NewAuditEntry, NewJob, NewPortalSession, Organization, PortalLogin,
+    PortalSession, REMOVING_A_REGION, RemoveRegionOutcome, ReplaceKeyOutcome, Result, Rewrap,
+    RewrapOutcome, Store, StoreError, TOKEN_COLUMN_COUNT, TokenRecord, alert_secs, choice_from,
+    live_and_serving, now_ms, one_row, parse_audit_action, parse_audit_outcome, parse_db_status,
+    parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
+    parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
 use keyplane_core::databases::{check_add_region, check_remove_region};
+use keyplane_core::keys::OnInaccessible;
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, QuotaKind, Quotas};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -65,6 +66,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0010_terminated_datacenters.sql"),
     ),
     (11, include_str!("../migrations/sqlite/0011_key_logins.sql")),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_on_inaccessible.sql"),
+    ),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -1157,6 +1162,72 @@ impl Store for SqliteStore {
                 format_ts(at)
             ])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_on_inaccessible(
+        &self,
+        org_id: Uuid,
+        key_id: Option<&str>,
+        choice: Option<OnInaccessible>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let key_id = key_id.unwrap_or("").to_owned();
+        self.write(move |tx| {
+            match choice {
+                Some(c) => tx
+                    .prepare_cached(
+                        "INSERT INTO on_inaccessible (org_id, key_id, action, alert_secs, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (org_id, key_id) DO UPDATE SET \
+                         action = excluded.action, alert_secs = excluded.alert_secs, updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![
+                        org_id.to_string(),
+                        key_id,
+                        c.action(),
+                        alert_secs(c),
+                        format_ts(at)
+                    ])
+                    .map_err(missing_parent("organization"))?,
+                None => tx
+                    .prepare_cached("DELETE FROM on_inaccessible WHERE org_id = ?1 AND key_id = ?2")?
+                    .execute(params![org_id.to_string(), key_id])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn on_inaccessible_choices(
+        &self,
+        org_id: Option<Uuid>,
+    ) -> Result<Vec<InaccessibleChoice>> {
+        self.read(move |conn| {
+            let map = |row: &Row<'_>| {
+                Ok(InaccessibleChoice {
+                    org_id: parse_uuid(text(row, 0)?)?,
+                    key_id: Some(text(row, 1)?.to_string()).filter(|k| !k.is_empty()),
+                    choice: choice_from(text(row, 2)?, row.get(3)?)?,
+                    updated_at: parse_ts(text(row, 4)?)?,
+                })
+            };
+            match org_id {
+                Some(org) => collect(
+                    conn,
+                    "SELECT org_id, key_id, action, alert_secs, updated_at FROM on_inaccessible \
+                     WHERE org_id = ?1 ORDER BY key_id",
+                    [org.to_string()],
+                    map,
+                ),
+                None => collect(
+                    conn,
+                    "SELECT org_id, key_id, action, alert_secs, updated_at FROM on_inaccessible \
+                     ORDER BY org_id, key_id",
+                    [],
+                    map,
+                ),
+            }
         })
         .await
     }

@@ -5,6 +5,7 @@
 use chrono::{Duration, SubsecRound, Utc};
 use keyplane_core::audit::{AuditAction, AuditFields, AuditOutcome, GENESIS, entry_hash};
 use keyplane_core::databases::RegionChangeRefusal;
+use keyplane_core::keys::OnInaccessible;
 use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, Quotas, Role};
 use keyplane_core::{QuotaExceeded, QuotaKind};
 use keyplane_store::{
@@ -208,6 +209,7 @@ on_both_backends!(store:
     suite_rewrap,
     suite_concurrent_rewraps,
     suite_key_logins,
+    suite_on_inaccessible,
 );
 
 on_both_backends!(harness:
@@ -5280,4 +5282,89 @@ async fn sqlite_keeps_no_copy_of_a_shredded_wrapped_key() {
         "a copy of the wrapped key is left"
     );
     h.finish().await;
+}
+
+/// The choice of what an inaccessible key does: per organization and per key, replaced when
+/// made again, cleared, kept apart between organizations, and refused for an unknown one.
+async fn suite_on_inaccessible(store: DynStore) {
+    let a = store.create_org("a", None).await.unwrap().id;
+    let b = store.create_org("b", None).await.unwrap().id;
+    let now = Utc::now().trunc_subsecs(3);
+    let key = "arn:aws:kms:us-east-2:111122223333:key/k1";
+    assert_eq!(
+        store.on_inaccessible_choices(Some(a)).await.unwrap(),
+        vec![]
+    );
+    let alert = OnInaccessible::AlertOnly { for_secs: 600 };
+    store
+        .set_on_inaccessible(a, None, Some(alert), now)
+        .await
+        .unwrap();
+    store
+        .set_on_inaccessible(a, Some(key), Some(OnInaccessible::Suspend), now)
+        .await
+        .unwrap();
+    store
+        .set_on_inaccessible(
+            b,
+            Some(key),
+            Some(OnInaccessible::AlertOnly { for_secs: 5 }),
+            now,
+        )
+        .await
+        .unwrap();
+    // Made again: replaced, not added.
+    let longer = OnInaccessible::AlertOnly { for_secs: 900 };
+    store
+        .set_on_inaccessible(a, None, Some(longer), now)
+        .await
+        .unwrap();
+    let mine = store.on_inaccessible_choices(Some(a)).await.unwrap();
+    let got: Vec<(Option<&str>, OnInaccessible)> = mine
+        .iter()
+        .map(|c| (c.key_id.as_deref(), c.choice))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(None, longer), (Some(key), OnInaccessible::Suspend)]
+    );
+    assert_eq!(mine[0].updated_at, now);
+    assert_eq!(store.on_inaccessible_choices(None).await.unwrap().len(), 3);
+    // Cleared: the key falls back to the organization's choice.
+    store
+        .set_on_inaccessible(a, Some(key), None, now)
+        .await
+        .unwrap();
+    let mine = store.on_inaccessible_choices(Some(a)).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].key_id, None);
+    let theirs = store.on_inaccessible_choices(Some(b)).await.unwrap();
+    assert_eq!(theirs[0].choice, OnInaccessible::AlertOnly { for_secs: 5 });
+    // Eight writers at once on the same choice: one row, one of theirs.
+    let mut tasks = Vec::new();
+    for i in 1..=8u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = OnInaccessible::AlertOnly { for_secs: i };
+            store.set_on_inaccessible(b, None, Some(c), now).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let theirs = store.on_inaccessible_choices(Some(b)).await.unwrap();
+    let org_rows: Vec<_> = theirs.iter().filter(|c| c.key_id.is_none()).collect();
+    assert_eq!(org_rows.len(), 1, "{theirs:?}");
+    assert!((1..=8).contains(&org_rows[0].choice.alert_for_secs()));
+    // Clearing what was never set is not an error; an unknown organization is.
+    store
+        .set_on_inaccessible(a, Some("never-set"), None, now)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_on_inaccessible(Uuid::new_v4(), None, Some(alert), now)
+            .await
+            .is_err()
+    );
 }

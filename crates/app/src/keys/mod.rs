@@ -6,6 +6,7 @@
 mod aws;
 mod azure;
 mod gcp;
+pub mod on_inaccessible;
 mod openbao;
 pub mod policy;
 pub mod registration;

@@ -17,8 +17,10 @@ use super::{
 };
 use crate::error::app_error_message;
 use keyplane_app::App;
+use keyplane_app::keys::on_inaccessible::{ChoiceScope, InaccessibleChoices};
 use keyplane_app::keys::policy::{LoginKind, PolicyReview, PolicyVerdict};
 use keyplane_app::keys::{AccessGrant, KeyInUse, KeyRegistration, PolicyFindings, Trust};
+use keyplane_core::keys::OnInaccessible;
 use keyplane_kms::{KeyLogin, LoginCredential};
 use zeroize::Zeroizing;
 
@@ -73,7 +75,14 @@ pub async fn keys_page(
             _ => String::new(),
         },
     };
-    keys_list(&v, &hdr, &keys, &notice, StatusCode::OK)
+    let notice = if q.contains_key("choice") && notice.is_empty() {
+        r#"<p class="notice" role="status">Saved: what a failing key does to your databases.</p>"#
+            .to_string()
+    } else {
+        notice
+    };
+    let choices = state.keys().on_inaccessible(&v.who).await.ok();
+    keys_list(&v, &hdr, &keys, choices.as_ref(), &notice, StatusCode::OK)
 }
 
 /// The signed-in visitor and the page header, for a page titled `title` that needs
@@ -102,6 +111,7 @@ fn keys_list(
     v: &Visitor,
     hdr: &str,
     keys: &[KeyInUse],
+    choices: Option<&InaccessibleChoices>,
     notice: &str,
     status: StatusCode,
 ) -> Response {
@@ -223,9 +233,115 @@ fn keys_list(
     let body = format!(
         r#"<p class="muted"><a href="/portal/settings">Settings</a> › Security</p><h1>Key Encryption</h1>{notice}
 <p>Databases deployed in a region where a key is registered are encrypted with it; existing databases keep their key.</p>
-<p><a class="button" href="/portal/keys/new">Add Keys</a></p>{table}"#
+<p><a class="button" href="/portal/keys/new">Add Keys</a></p>{table}{failing}"#,
+        failing = choices
+            .map(|c| choices_card(v, c, can_write))
+            .unwrap_or_default(),
     );
     respond(status, page("Key Encryption", hdr, &body, None, ""), None)
+}
+
+/// What a key that fails its check does: the organization's choice (a form to change it)
+/// and the keys with their own.
+fn choices_card(v: &Visitor, c: &InaccessibleChoices, can_write: bool) -> String {
+    let describe = |choice: OnInaccessible| match choice {
+        OnInaccessible::Suspend => "suspend its databases at once".to_string(),
+        OnInaccessible::AlertOnly { for_secs } => {
+            format!("keep its databases serving with an alert for {for_secs} s, then suspend them")
+        }
+    };
+    let current = c
+        .organization
+        .as_ref()
+        .map(|o| o.choice)
+        .unwrap_or(OnInaccessible::Suspend);
+    let overrides: String = c
+        .keys
+        .iter()
+        .map(|k| {
+            format!(
+                "<li><code>{}</code>: {}</li>",
+                esc(k.key_id.as_deref().unwrap_or_default()),
+                esc(&describe(k.choice))
+            )
+        })
+        .collect();
+    let overrides = if overrides.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<p>Keys with their own choice:</p><ul id="key-choices">{overrides}</ul>"#)
+    };
+    let form = if can_write {
+        let alert_only = matches!(current, OnInaccessible::AlertOnly { .. });
+        format!(
+            r#"<form method="post" action="/portal/keys/on-inaccessible"><input type="hidden" name="csrf" value="{csrf}">
+<fieldset><legend>When a key fails</legend>
+<label><input type="radio" name="action" value="suspend"{s}> Suspend at once</label>
+<label><input type="radio" name="action" value="alert-only"{a}> Alert only, for</label>
+<label for="alert-seconds">Seconds before suspending</label><input type="number" id="alert-seconds" name="seconds" min="1" max="{max}" value="{secs}">
+</fieldset><button class="secondary" type="submit">Save</button></form>"#,
+            csrf = esc(&v.csrf),
+            s = if alert_only { "" } else { " checked" },
+            a = if alert_only { " checked" } else { "" },
+            max = c.max_alert_secs,
+            secs = match current {
+                OnInaccessible::AlertOnly { for_secs } => for_secs,
+                OnInaccessible::Suspend => 3600.min(c.max_alert_secs),
+            },
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"<div class="card" id="on-inaccessible"><h2>When a key fails its check</h2><p>Your organization's choice: <strong id="org-choice">{}</strong>. Either way an alert is recorded in the audit log; databases resume by themselves when the key is usable again. A database whose data key has left memory cannot be opened while its key fails.</p>{overrides}{form}</div>"#,
+        esc(&describe(current))
+    )
+}
+
+/// Sets the organization's choice of what a failing key does (form: csrf, action, seconds).
+#[utoipa::path(post, path = "/portal/keys/on-inaccessible", tag = TAG,
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, action (suspend or alert-only), seconds"),
+    responses(
+        (status = 303, description = "saved: to the keys page"),
+        (status = 400, description = "a bad choice: the keys page with the reason", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
+    ))]
+pub async fn set_on_inaccessible(
+    State(state): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (v, form) = match form_post(&state, &headers, &body, "Key Encryption", Nav::Security).await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let action = form.get("action").map(String::as_str).unwrap_or_default();
+    let seconds = match (action, form.get("seconds").map(|s| s.trim())) {
+        ("alert-only", Some(s)) => s.parse::<i64>().ok().or(Some(-1)),
+        _ => None,
+    };
+    let keys = state.keys();
+    let result = match keys.parse_choice(action, seconds) {
+        Ok(choice) => {
+            keys.set_on_inaccessible(&v.who, ChoiceScope::Organization, Some(choice))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => redirect("/portal/keys?choice=saved"),
+        Err(e) => {
+            let hdr = v.header(Nav::Security);
+            let notice = format!(
+                r#"<p class="alert" role="alert" id="choice-error">{}</p>"#,
+                esc(&app_error_message(&e))
+            );
+            let listed = keys.list_in_use(&v.who).await.unwrap_or_default();
+            let choices = keys.on_inaccessible(&v.who).await.ok();
+            keys_list(&v, &hdr, &listed, choices.as_ref(), &notice, refused(&e))
+        }
+    }
 }
 
 /// Asks before revoking: which key, and which datacenters the revoke suspends.
@@ -417,7 +533,8 @@ async fn key_action(state: &App, headers: &HeaderMap, body: &[u8], action: KeyAc
                 esc(&app_error_message(&e))
             );
             let listed = state.keys().list_in_use(&v.who).await.unwrap_or_default();
-            keys_list(&v, &hdr, &listed, &notice, refused(&e))
+            let choices = state.keys().on_inaccessible(&v.who).await.ok();
+            keys_list(&v, &hdr, &listed, choices.as_ref(), &notice, refused(&e))
         }
     }
 }

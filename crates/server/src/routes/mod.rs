@@ -5,6 +5,7 @@ pub mod data;
 pub mod databases;
 pub mod health;
 pub mod keys;
+pub mod on_inaccessible;
 pub mod orgs;
 pub mod regions;
 pub mod tokens;
