@@ -236,31 +236,15 @@ impl Monitor<'_> {
     async fn check_report(&self, dcs: Vec<Datacenter>) -> RoundReport {
         let started = Instant::now();
         let app = self.0.clone();
-        let revoked = match app.store.revoked_customer_keys().await {
-            Ok(keys) => keys
-                .into_iter()
-                .map(|k| ((k.org_id, k.db_type, k.provider, k.region.clone()), k))
-                .collect(),
+        // Without the revoked keys a check could resume what the customer revoked; without
+        // the choices an alert-only organization would be suspended at once. Either missing,
+        // the round does nothing.
+        let (revoked, choices) = match round_facts(&app).await {
+            Ok(facts) => facts,
             Err(e) => {
-                // Without the revoked keys a check could resume what the customer revoked.
                 return RoundReport {
                     errors: 1,
-                    first_error: Some(e.into()),
-                    elapsed: started.elapsed(),
-                    ..RoundReport::default()
-                };
-            }
-        };
-        let choices = match app.store.on_inaccessible_choices(None).await {
-            Ok(all) => all
-                .into_iter()
-                .map(|c| ((c.org_id, c.key_id.unwrap_or_default()), c.choice))
-                .collect(),
-            Err(e) => {
-                // Without them an alert-only organization would be suspended at once.
-                return RoundReport {
-                    errors: 1,
-                    first_error: Some(e.into()),
+                    first_error: Some(e),
                     elapsed: started.elapsed(),
                     ..RoundReport::default()
                 };
@@ -440,6 +424,31 @@ async fn db_type(state: &App, dc: &Datacenter, round: &Round) -> AppResult<Optio
         .map(|d| d.db_type);
     round.db_types.lock().await.insert(dc.database_id, t);
     Ok(t)
+}
+
+/// What a round reads once before its checks: the revoked keys by slot, and each
+/// organization's choice of what an inaccessible key does.
+async fn round_facts(
+    app: &App,
+) -> AppResult<(
+    HashMap<KeySlot, CustomerKey>,
+    HashMap<(Uuid, String), OnInaccessible>,
+)> {
+    let revoked = app
+        .store
+        .revoked_customer_keys()
+        .await?
+        .into_iter()
+        .map(|k| ((k.org_id, k.db_type, k.provider, k.region.clone()), k))
+        .collect();
+    let choices = app
+        .store
+        .on_inaccessible_choices(None)
+        .await?
+        .into_iter()
+        .map(|c| ((c.org_id, c.key_id.unwrap_or_default()), c.choice))
+        .collect();
+    Ok((revoked, choices))
 }
 
 /// Checks one datacenter and acts on it (suspend, resume, the grace period's start); returns

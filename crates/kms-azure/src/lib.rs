@@ -75,18 +75,18 @@ pub enum AzureCredentialConfig {
 /// Entra ID's public-cloud token host.
 const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
-/// The token endpoint the SDK posts to for `tenant_id` (its URL's path replaced, as the SDK's
-/// URL join does): the audience a client assertion must name.
-fn token_endpoint(authority_host: Option<&str>, tenant_id: &str) -> String {
+/// The token endpoint the SDK posts to for `tenant_id`, built as the SDK builds it (the
+/// authority host's URL joined with the tenant's path): the audience a client assertion must
+/// name.
+fn token_endpoint(
+    authority_host: Option<&str>,
+    tenant_id: &str,
+) -> std::result::Result<String, String> {
     let host = authority_host.unwrap_or(DEFAULT_AUTHORITY_HOST);
-    let origin = match host.find("://") {
-        Some(i) => match host[i + 3..].find('/') {
-            Some(j) => &host[..i + 3 + j],
-            None => host,
-        },
-        None => host,
-    };
-    format!("{origin}/{tenant_id}/oauth2/v2.0/token")
+    azure_core::http::Url::parse(host)
+        .and_then(|u| u.join(&format!("/{tenant_id}/oauth2/v2.0/token")))
+        .map(|u| u.to_string())
+        .map_err(|e| format!("the authority host {host:?} is not a URL: {e}"))
 }
 
 impl fmt::Debug for AzureCredentialConfig {
@@ -275,12 +275,11 @@ impl VaultClients {
                         format!("the certificate credential of {client_id}: {m}"),
                     )
                 };
-                let assertion = CertificateAssertion::from_pem(
-                    certificate_pem,
-                    client_id,
-                    &token_endpoint(authority_host.as_deref(), tenant_id),
-                )
-                .map_err(refused)?;
+                let endpoint =
+                    token_endpoint(authority_host.as_deref(), tenant_id).map_err(refused)?;
+                let assertion =
+                    CertificateAssertion::from_pem(certificate_pem, client_id, &endpoint)
+                        .map_err(refused)?;
                 let client_options = self.identity_client_options(authority_host.as_deref());
                 let cred = ClientAssertionCredential::new(
                     tenant_id.clone(),
@@ -448,6 +447,20 @@ mod tests {
             c.volume_grantee(&identity("a")),
             "7f3c2a10-0000-4000-8000-0000000002a0"
         );
+    }
+
+    #[test]
+    fn the_assertions_audience_is_the_endpoint_the_sdk_posts_to() {
+        assert_eq!(
+            token_endpoint(None, "t1").unwrap(),
+            "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
+        );
+        // A path on the host is replaced, as the SDK's join replaces it.
+        assert_eq!(
+            token_endpoint(Some("https://localhost:4600/some/path/"), "t1").unwrap(),
+            "https://localhost:4600/t1/oauth2/v2.0/token"
+        );
+        assert!(token_endpoint(Some("not a url"), "t1").is_err());
     }
 
     #[test]

@@ -92,6 +92,26 @@ async fn until_refused(client: &reqwest::Client, base: &str, token: &str, db: &s
     }
 }
 
+/// The organization's audit log as (action, outcome, reason), newest first.
+async fn audit_entries(s: &TestServer) -> Vec<(String, String, String)> {
+    let (st, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=200", s.org),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st, 200, "{page}");
+    audit_actions(&page)
+}
+
+/// How many of `entries` record `action` with `outcome`.
+fn count_of(entries: &[(String, String, String)], action: &str, outcome: &str) -> usize {
+    entries
+        .iter()
+        .filter(|(a, o, _)| a == action && o == outcome)
+        .count()
+}
+
 fn audit_actions(page: &Value) -> Vec<(String, String, String)> {
     page["entries"]
         .as_array()
@@ -283,20 +303,8 @@ async fn revoke_cuts_every_process_off_and_unrevoke_brings_everything_back() {
     wait_status(&s, &db3, "ACTIVE").await;
 
     // The audit log has each step, by the customer's token.
-    let (st, page) = s
-        .get(
-            &format!("/v2/organizations/{}/audit?limit=100", s.org),
-            &s.admin,
-        )
-        .await;
-    assert_eq!(st, 200, "{page}");
-    let entries = audit_actions(&page);
-    let has = |action: &str, outcome: &str| {
-        entries
-            .iter()
-            .filter(|(a, o, _)| a == action && o == outcome)
-            .count()
-    };
+    let entries = audit_entries(&s).await;
+    let has = |action: &str, outcome: &str| count_of(&entries, action, outcome);
     assert_eq!(has("cmk.revoke", "success"), 2, "{entries:?}");
     assert_eq!(has("cmk.revoke", "denied"), 1, "{entries:?}");
     assert_eq!(has("cmk.unrevoke", "failure"), 1, "{entries:?}");
@@ -716,19 +724,8 @@ async fn a_replaced_key_moves_new_databases_at_once_and_old_ones_when_rewrapped(
     let msg = assert_error(st, &body, 409, 4090);
     assert!(msg.contains("unrevoke"), "{msg}");
 
-    let (_, page) = s
-        .get(
-            &format!("/v2/organizations/{}/audit?limit=200", s.org),
-            &s.admin,
-        )
-        .await;
-    let entries = audit_actions(&page);
-    let n = |action: &str, o: &str| {
-        entries
-            .iter()
-            .filter(|(a, out, _)| a == action && out == o)
-            .count()
-    };
+    let entries = audit_entries(&s).await;
+    let n = |action: &str, o: &str| count_of(&entries, action, o);
     assert_eq!(
         (
             n("cmk.replace", "success"),
@@ -1108,19 +1105,8 @@ async fn alert_only_serves_for_the_chosen_time_then_suspends() {
     );
 
     // The audit log: each choice, one alert per failure, the suspensions and resumes.
-    let (_, page) = s
-        .get(
-            &format!("/v2/organizations/{}/audit?limit=200", s.org),
-            &s.admin,
-        )
-        .await;
-    let entries = audit_actions(&page);
-    let n = |action: &str, outcome: &str| {
-        entries
-            .iter()
-            .filter(|(a, o, _)| a == action && o == outcome)
-            .count()
-    };
+    let entries = audit_entries(&s).await;
+    let n = |action: &str, outcome: &str| count_of(&entries, action, outcome);
     assert_eq!(n("cmk.on_inaccessible", "success"), 4, "{entries:?}");
     assert_eq!(n("cmk.on_inaccessible", "denied"), 1, "{entries:?}");
     let alerts: Vec<&String> = entries

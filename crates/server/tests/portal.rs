@@ -1874,6 +1874,17 @@ async fn the_keys_page_sets_what_a_failing_key_does() {
         &s,
         "/portal/keys/on-inaccessible",
         &cookie,
+        &form("alert-only", "soon"),
+    )
+    .await;
+    let st = res.status().as_u16();
+    let html = res.text().await.unwrap();
+    assert_eq!(st, 400, "{html}");
+    assert!(html.contains("whole number of seconds"), "{html}");
+    let res = post_form(
+        &s,
+        "/portal/keys/on-inaccessible",
+        &cookie,
         &form("alert-only", "600"),
     )
     .await;

@@ -12,7 +12,7 @@ use keyplane_store::InaccessibleChoice;
 use super::{Keys, slot_target};
 use crate::audit::{reason_of, record_for};
 use crate::auth::Requester;
-use crate::error::{AppError, AppResult, Resource};
+use crate::error::{AppError, AppResult};
 
 /// An organization's choices: its own (None: suspend) and each key's override.
 #[derive(Debug, Clone)]
@@ -112,18 +112,7 @@ impl Keys<'_> {
                 region,
             } => {
                 let provider = self.slot_provider(who, provider, region)?;
-                let key = self
-                    .0
-                    .store
-                    .get_customer_key(org, db_type, provider, region)
-                    .await?
-                    .ok_or_else(|| {
-                        AppError::NotFound(Resource::CustomerKey {
-                            db_type,
-                            provider,
-                            region: region.to_string(),
-                        })
-                    })?;
+                let key = self.slot_key(org, db_type, provider, region).await?;
                 Some(key.key_id)
             }
         };

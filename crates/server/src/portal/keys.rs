@@ -318,11 +318,20 @@ pub async fn set_on_inaccessible(
     };
     let action = form.get("action").map(String::as_str).unwrap_or_default();
     let seconds = match (action, form.get("seconds").map(|s| s.trim())) {
-        ("alert-only", Some(s)) => s.parse::<i64>().ok().or(Some(-1)),
-        _ => None,
+        ("alert-only", Some(s)) => {
+            s.parse::<i64>()
+                .map(Some)
+                .map_err(|_| keyplane_app::AppError::Invalid {
+                    field: "seconds",
+                    message: format!(
+                        "the alert-only time must be a whole number of seconds, not {s:?}"
+                    ),
+                })
+        }
+        _ => Ok(None),
     };
     let keys = state.keys();
-    let result = match keys.parse_choice(action, seconds) {
+    let result = match seconds.and_then(|secs| keys.parse_choice(action, secs)) {
         Ok(choice) => {
             keys.set_on_inaccessible(&v.who, ChoiceScope::Organization, Some(choice))
                 .await
