@@ -19,6 +19,7 @@ use crate::regions::Regions;
 use crate::sessions::Sessions;
 use crate::tokens::Tokens;
 use crate::usage::UsageClock;
+use crate::webhooks::{WebhookSender, Webhooks};
 
 #[derive(Clone)]
 pub struct App {
@@ -35,6 +36,11 @@ pub struct App {
     pub(crate) usage: Arc<UsageClock>,
     /// One live check at a time per customer key.
     pub(crate) key_checks: Arc<crate::keys::KeyCheckLocks>,
+    /// Posts webhook deliveries; None (no dispatcher runs) until the binary wires one.
+    pub(crate) webhook_sender: Option<Arc<dyn WebhookSender>>,
+    /// Wakes the dispatcher when this process records an event, so a delivery does not wait
+    /// for the poll interval.
+    pub(crate) webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -56,7 +62,19 @@ impl App {
             keyspace_locks: Arc::default(),
             usage: Arc::default(),
             key_checks: Arc::default(),
+            webhook_sender: None,
+            webhook_wake: Arc::default(),
         }
+    }
+
+    /// Delivers webhooks through `sender`: the background work then runs the dispatcher.
+    pub fn with_webhook_sender(mut self, sender: Arc<dyn WebhookSender>) -> App {
+        self.webhook_sender = Some(sender);
+        self
+    }
+
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks(self)
     }
 
     pub fn orgs(&self) -> Orgs<'_> {
@@ -122,7 +140,7 @@ impl App {
     }
 
     /// Starts the background work (provisioning worker, key health monitor, the reaper of
-    /// expired data keys, the suspension sync); all stop when `stop` turns true.
+    /// expired data keys, the suspension sync, the webhook dispatcher); all stop when `stop` turns true.
     pub fn spawn_background(
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
@@ -142,8 +160,9 @@ impl App {
             )),
             tokio::spawn(crate::dataplane::run_suspension_sync(
                 self.data.clone(),
-                until(stop),
+                until(stop.clone()),
             )),
+            tokio::spawn(crate::webhooks::run_dispatcher(self.clone(), until(stop))),
         ]
     }
 }

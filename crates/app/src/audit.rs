@@ -28,8 +28,12 @@ pub(crate) async fn record(
         outcome,
         reason: reason.to_string(),
     };
-    if let Err(e) = app.store.append_audit(&entry).await {
-        tracing::error!(error = %e, %action, target, "could not append to the audit log");
+    match app.store.append_audit(&entry).await {
+        Err(e) => tracing::error!(error = %e, %action, target, "could not append to the audit log"),
+        Ok(_) if outcome == AuditOutcome::Success && keyplane_core::webhook::is_event(action) => {
+            app.webhook_wake.notify_one();
+        }
+        Ok(_) => {}
     }
 }
 

@@ -201,6 +201,8 @@ pub struct Config {
     /// Seals the logins customers give with their keys (OpenBao roles' credentials) in the
     /// store. Every process of a deployment holds the same one; None refuses such keys.
     pub sealing_key: Option<keyplane_core::SealingKey>,
+    /// Webhook limits, retries and which targets are accepted.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// The `--dev` portal sign-in link's secret and the token it stands for. Never printed by
@@ -291,6 +293,7 @@ impl Default for Config {
             portal_session_lifetime: DEFAULT_PORTAL_SESSION_LIFETIME,
             azure_dev_hosts: Vec::new(),
             sealing_key: None,
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }

@@ -180,6 +180,8 @@ pub enum Resource {
         database: Uuid,
         name: String,
     },
+    /// A webhook endpoint of the caller's organization.
+    Webhook(Uuid),
 }
 
 impl fmt::Display for Resource {
@@ -211,6 +213,7 @@ impl fmt::Display for Resource {
             Resource::Keyspace { database, name } => {
                 write!(f, "keyspace {name} not found in database {database}")
             }
+            Resource::Webhook(id) => write!(f, "webhook {id} not found in your organization"),
         }
     }
 }
@@ -320,6 +323,8 @@ pub enum ConflictReason {
     /// A serverless database needs a provider ID of the organization that no other live
     /// serverless database holds in the region and that the key lets in; there is none.
     NoFreeProviderId(ProviderIdShortage),
+    /// The organization has as many webhook endpoints as the platform allows.
+    TooManyWebhooks { limit: u32 },
 }
 
 /// Why a datacenter's data key is not moved to its region's current key.
@@ -473,6 +478,10 @@ impl fmt::Display for ConflictReason {
                 "the database is {status}; keyspaces can be created or dropped only when it is ACTIVE, retry then"
             ),
             ConflictReason::NoFreeProviderId(shortage) => shortage.fmt(f),
+            ConflictReason::TooManyWebhooks { limit } => write!(
+                f,
+                "your organization has {limit} webhooks, as many as this platform allows; delete one you no longer use"
+            ),
         }
     }
 }

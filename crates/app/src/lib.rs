@@ -6,11 +6,12 @@
 //! - services, reached from [`App`]: [`App::orgs`], [`App::tokens`], [`App::accounts`],
 //!   [`App::keys`] (registration with its live check, the policy helper and checker),
 //!   [`App::databases`], [`App::keyspaces`], [`App::regions`] (the region listings),
-//!   [`App::audit`], [`App::sessions`] (the portal's, in the store); they check permissions
-//!   and record the audit log;
+//!   [`App::audit`], [`App::sessions`] (the portal's, in the store), [`App::webhooks`]; they
+//!   check permissions and record the audit log;
 //! - [`jobs`]: the provisioning worker, with leased jobs shared by every replica on one
 //!   store; [`monitor`]: key health; [`dataplane`]: data keys in
 //!   memory, datacenter files, and the Data API's reads and writes across regions;
+//!   [`webhooks`]: the dispatcher that turns audited key events into signed deliveries;
 //! - [`config`] and [`regions`]: what the operator configures (the process's role in a fleet
 //!   among it) and which regions an organization may use; [`usage`]: when each database was
 //!   last used.
@@ -35,6 +36,7 @@ pub mod regions;
 pub mod sessions;
 pub mod tokens;
 pub mod usage;
+pub mod webhooks;
 
 pub use app::App;
 pub use auth::Requester;

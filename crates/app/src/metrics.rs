@@ -15,6 +15,9 @@ pub struct Counters {
     monitor_check_errors: AtomicU64,
     suspensions: AtomicU64,
     key_alerts: AtomicU64,
+    webhooks_delivered: AtomicU64,
+    webhook_retries: AtomicU64,
+    webhooks_given_up: AtomicU64,
 }
 
 /// Prometheus' two kinds used here.
@@ -86,6 +89,18 @@ impl Counters {
 
     pub(crate) fn key_alert(&self) {
         self.key_alerts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn webhook_delivered(&self) {
+        self.webhooks_delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn webhook_retry(&self) {
+        self.webhook_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn webhook_given_up(&self) {
+        self.webhooks_given_up.fetch_add(1, Ordering::Relaxed);
     }
 
     /// KMS Decrypt calls made to unwrap data keys.
@@ -162,6 +177,21 @@ impl Counters {
                 "keyplane_key_alerts_total",
                 "Alerts the key monitor raised: a key failing its check, or usable again after.",
                 v(&self.key_alerts),
+            ),
+            counter(
+                "keyplane_webhooks_delivered_total",
+                "Webhook deliveries this process made that the endpoint accepted (2xx).",
+                v(&self.webhooks_delivered),
+            ),
+            counter(
+                "keyplane_webhook_retries_total",
+                "Webhook attempts that failed and were scheduled again.",
+                v(&self.webhook_retries),
+            ),
+            counter(
+                "keyplane_webhooks_given_up_total",
+                "Webhook deliveries given up after their last attempt.",
+                v(&self.webhooks_given_up),
             ),
         ]
     }

@@ -20,6 +20,7 @@ mod progress;
 mod sealing_key;
 mod settings;
 mod user_config;
+mod webhook_cmd;
 mod wiring;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -67,6 +68,14 @@ enum Command {
         #[command(subcommand)]
         command: db_cmd::DbCommand,
     },
+    /// Webhooks for key events over the API: create (the secret is printed once), list,
+    /// delete, deliveries.
+    Webhook {
+        #[command(flatten)]
+        api: api_client::ApiArgs,
+        #[command(subcommand)]
+        command: webhook_cmd::WebhookCommand,
+    },
     /// Save an API URL and token for every command that calls the API (checked first).
     Login(login::LoginArgs),
     /// Forget the API URL and token `keyplane login` saved.
@@ -103,6 +112,10 @@ async fn main() -> std::process::ExitCode {
         Command::Key { api, command } => key_cmd::run(&api, command).await,
         Command::Db { api, command } => match api_client::ApiClient::from_args(&api) {
             Ok(client) => db_cmd::run(&client, command).await,
+            Err(e) => Err(e),
+        },
+        Command::Webhook { api, command } => match api_client::ApiClient::from_args(&api) {
+            Ok(client) => webhook_cmd::run(&client, command).await,
             Err(e) => Err(e),
         },
         Command::Login(args) => login::login(args).await,
@@ -229,7 +242,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dev_kms.as_ref(),
         openbao_jwt,
     )?;
-    let app = keyplane_app::App::new(store, config, connector);
+    let sender = keyplane_server::webhook_sender::HttpWebhookSender::new(&config.webhooks)?;
+    let app = keyplane_app::App::new(store, config, connector)
+        .with_webhook_sender(std::sync::Arc::new(sender));
     for handle in app.spawn_background(stop_rx.clone()) {
         tasks.spawn(async move { handle.await.map_err(std::io::Error::other) });
     }

@@ -80,6 +80,20 @@ pub struct ServeArgs {
     /// key ("alert-only") before they are suspended [default: 86400].
     #[arg(long, env = "KEYPLANE_ALERT_ONLY_MAX")]
     pub alert_only_max: Option<u64>,
+    /// Deliver webhooks over http and to loopback or private addresses: for tests and
+    /// development only (`--dev` turns it on) [default: off].
+    #[arg(long, env = "KEYPLANE_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
+    pub webhook_allow_private_targets: bool,
+    /// Milliseconds before a failed webhook delivery is retried; it doubles after each
+    /// further failure, up to an hour [default: 10000].
+    #[arg(long, env = "KEYPLANE_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Attempts before a webhook delivery is given up [default: 18].
+    #[arg(long, env = "KEYPLANE_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: Option<u32>,
+    /// Webhooks one organization may have [default: 10].
+    #[arg(long, env = "KEYPLANE_MAX_WEBHOOKS")]
+    pub max_webhooks: Option<u32>,
     /// Milliseconds between two reads of the store's suspended datacenters: the longest a
     /// suspension or revoke made by another process takes to be enforced by this one
     /// [default: 1000].
@@ -160,6 +174,14 @@ pub struct FileConfig {
     pub kms_grace_period_secs: Option<u64>,
     /// The most seconds an organization may choose alert-only for (default 86400).
     pub alert_only_max_secs: Option<u64>,
+    /// See `serve --webhook-allow-private-targets` (default false; true with `dev`).
+    pub webhook_allow_private_targets: Option<bool>,
+    /// See `serve --webhook-retry-base-ms` (default 10000).
+    pub webhook_retry_base_ms: Option<u64>,
+    /// See `serve --webhook-max-attempts` (default 18).
+    pub webhook_max_attempts: Option<u32>,
+    /// See `serve --max-webhooks` (default 10).
+    pub max_webhooks: Option<u32>,
     /// Milliseconds between two reads of the store's suspended datacenters (default 1000).
     pub suspension_sync_ms: Option<u64>,
     /// Seconds a plaintext data key stays in memory (default 300).
@@ -448,6 +470,25 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         file.alert_only_max_secs,
         86400,
     );
+    let hooks = &mut config.webhooks;
+    hooks.allow_private_targets = dev
+        || serve.is_some_and(|s| s.webhook_allow_private_targets)
+        || file.webhook_allow_private_targets.unwrap_or(false);
+    if let Some(ms) = serve
+        .and_then(|s| s.webhook_retry_base_ms)
+        .or(file.webhook_retry_base_ms)
+    {
+        hooks.retry_base = std::time::Duration::from_millis(ms.max(10));
+    }
+    if let Some(n) = serve
+        .and_then(|s| s.webhook_max_attempts)
+        .or(file.webhook_max_attempts)
+    {
+        hooks.max_attempts = n.max(1);
+    }
+    if let Some(n) = serve.and_then(|s| s.max_webhooks).or(file.max_webhooks) {
+        hooks.max_per_org = n;
+    }
     config.suspension_sync_interval = std::time::Duration::from_millis(
         serve
             .and_then(|s| s.suspension_sync_ms)

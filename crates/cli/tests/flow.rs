@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 
 use common::readme::{Step, command_of, readme_block, run_verbatim};
-use common::{Customer, serve_dev};
+use common::{Customer, serve_dev, webhook_receiver};
 use serde_json::Value;
 
 /// The commands of the README's flow: the first indented block under its heading.
@@ -849,4 +849,74 @@ fn rewraps_cut_by_kill_9_leave_every_database_readable() {
         assert_eq!(under(name), ("ACTIVE".to_string(), new.clone()));
         readable(&api, id, 10 + i);
     }
+}
+
+/// `keyplane webhook create`, `list`, `deliveries` and `delete` against `serve --dev`, which
+/// delivers to a loopback endpoint (dev mode allows test targets): the event arrives signed
+/// with the secret `create` printed.
+#[test]
+fn webhooks_from_the_cli() {
+    let customer = Customer::new();
+    let (_server, _creds) = serve_dev(&customer);
+    let (url, got) = webhook_receiver();
+    let refused = customer.run(&["webhook", "create", "--url", "ftp://example.com/"]);
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(refused.stderr.contains("https"), "{refused:?}");
+    let created = customer
+        .run(&[
+            "webhook",
+            "create",
+            "--url",
+            &url,
+            "--event",
+            "cmk.on_inaccessible",
+        ])
+        .ok()
+        .json();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created["events"],
+        serde_json::json!(["cmk.on_inaccessible"])
+    );
+    let listed = customer.run(&["webhook", "list"]).ok().json();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(!listed.to_string().contains(&secret));
+
+    customer
+        .run(&["key", "on-inaccessible", "--alert-only", "900"])
+        .ok();
+    let (headers, body) = got
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    keyplane_core::webhook::verify(&secret, &headers["keyplane-signature"], &body, now, 300)
+        .unwrap();
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "cmk.on_inaccessible", "{event}");
+    assert_eq!(headers["keyplane-event"], "cmk.on_inaccessible");
+    assert_eq!(headers["keyplane-delivery-attempt"], "1");
+
+    let start = std::time::Instant::now();
+    loop {
+        let log = customer.run(&["webhook", "deliveries", &id]).ok().json();
+        if log[0]["state"] == "delivered" {
+            assert_eq!(log[0]["attempts"][0]["status"], 204, "{log}");
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 20, "{log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let deleted = customer.run(&["webhook", "delete", &id]).ok().json();
+    assert_eq!(deleted["deleted"], id.as_str());
+    assert_eq!(
+        customer.run(&["webhook", "list"]).ok().json(),
+        serde_json::json!([])
+    );
+    let gone = customer.run(&["webhook", "deliveries", &id]);
+    assert_ne!(gone.code, Some(0), "{gone:?}");
+    assert!(gone.stderr.contains("not found"), "{gone:?}");
 }

@@ -81,6 +81,10 @@ names! {
         /// A terminated datacenter's files and wrapped data key were erased
         /// (crypto-shredding).
         DatacenterShred => "datacenter.shred",
+        /// An organization added a webhook endpoint.
+        WebhookCreate => "webhook.create",
+        /// An organization removed one.
+        WebhookDelete => "webhook.delete",
         PortalSignin => "portal.signin",
         PortalSigninDev => "portal.signin.dev",
     }

@@ -3,7 +3,8 @@
 //! policy is evaluated, how many resources an organization may hold, how platform identities
 //! are shared per cloud, what an Azure Key Vault key ID looks like and what to grant on it, what
 //! an OpenBao/Vault Transit key ID and policy look like, what a Google Cloud KMS key name and
-//! IAM policy must be, and a portal session's secret ID. Nothing here performs I/O or knows a
+//! IAM policy must be, a portal session's secret ID,
+//! and which events webhooks carry and how they are signed. Nothing here performs I/O or knows a
 //! vendor SDK.
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod quotas;
 pub mod regions;
 pub mod sealing;
 pub mod token;
+pub mod webhook;
 
 pub use azure::{AzureKeyId, AzureKeyIdError, AzureVaultKind};
 pub use databases::DatabaseStatus;

@@ -17,7 +17,7 @@ use crate::ServerState;
 use crate::error::DevOpsError;
 use crate::portal;
 use crate::routes::{
-    accounts, data, databases, health, keys, on_inaccessible, orgs, regions, tokens,
+    accounts, data, databases, health, keys, on_inaccessible, orgs, regions, tokens, webhooks,
 };
 
 /// Bodies above this are refused before they are read in full.
@@ -100,6 +100,9 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
             on_inaccessible::set_serverless_key_choice,
             on_inaccessible::clear_serverless_key_choice
         ))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::delete_webhook))
+        .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(
             databases::create_database,
             databases::list_databases
@@ -147,6 +150,11 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
             portal::databases::terminate_page,
             portal::databases::terminate
         ))
+        .routes(routes!(
+            portal::webhooks::webhooks_page,
+            portal::webhooks::add_webhook
+        ))
+        .routes(routes!(portal::webhooks::delete_webhook))
         .routes(routes!(portal::audit::audit_page))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();

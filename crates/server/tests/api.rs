@@ -34,6 +34,7 @@ fn fill(template: &str, org: &str, client_id: &str) -> String {
         .replace("{id}", org)
         .replace("{clientId}", client_id)
         .replace("{keyspaceName}", "ks")
+        .replace("{webhookId}", "6f1d2c3b-0000-4000-8000-00000000e1e1")
 }
 
 /// A valid body for each POST that takes one, so that only the token decides the answer.
@@ -53,6 +54,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
     }
     match path {
         "/v2/clientIdSecrets" => Some(json!({"roles": ["Read Only User"]})),
+        "/v2/webhooks" => Some(json!({"url": "https://hooks.example.com/keyplane"})),
         p if p.ends_with("/policy/check") => Some(json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"}]})),
         "/v2/databases" => Some(
@@ -155,7 +157,12 @@ async fn other_organizations_resources_are_not_found() {
 
 #[tokio::test]
 async fn every_documented_operation_is_served() {
-    let s = TestServer::start().await;
+    // A sealing key, so that creating a webhook is served rather than refused with 501.
+    let s = TestServer::with_config(keyplane_app::Config {
+        sealing_key: Some(keyplane_core::SealingKey::generate()),
+        ..Default::default()
+    })
+    .await;
     let org = s.org.to_string();
     let client = s.admin.split(':').nth(1).unwrap().to_string();
     for (method, template, _) in operations(&s).await {

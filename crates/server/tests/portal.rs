@@ -1920,3 +1920,109 @@ async fn the_keys_page_sets_what_a_failing_key_does() {
     let (_, v) = s.get("/v2/kms/on-inaccessible", &s.admin).await;
     assert_eq!(v["organization"]["action"], "alert-only", "{v}");
 }
+
+/// Webhooks from the portal: added with two events checked (the secret shown once, then
+/// never), refused with the reason for a bad URL, listed with its delivery log (here every
+/// attempt failing, since nothing listens at the endpoint), and removed.
+#[tokio::test]
+async fn webhooks_are_added_logged_and_removed_from_the_portal() {
+    let s = TestServer::with_config(Config {
+        sealing_key: Some(keyplane_core::SealingKey::generate()),
+        webhooks: keyplane_app::webhooks::WebhookSettings {
+            allow_private_targets: true,
+            retry_base: Duration::from_millis(100),
+            poll: Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (cookie, csrf) = session(&s, &s.admin).await;
+    let (st, html) = get(&s, "/portal/webhooks", Some(&cookie)).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains("No webhooks yet") && html.contains(r#"value="cmk.revoke""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"href="/portal/webhooks" aria-current="page""#),
+        "{html}"
+    );
+
+    let res = post_form(
+        &s,
+        "/portal/webhooks",
+        &cookie,
+        &format!("csrf={csrf}&url=ftp%3A%2F%2Fx"),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 400);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="webhook-error""#) && html.contains("https"),
+        "{html}"
+    );
+
+    // Port 9 on loopback: nothing answers there.
+    let url = "http://127.0.0.1:9/hook";
+    let res = post_form(
+        &s,
+        "/portal/webhooks",
+        &cookie,
+        &format!(
+            "csrf={csrf}&url={}&event=cmk.on_inaccessible&event=cmk.revoke",
+            enc(url)
+        ),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 201);
+    let html = res.text().await.unwrap();
+    let secret = html
+        .split(r#"<code class="secret">"#)
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    assert!(secret.starts_with("whsec_"), "{html}");
+    let (_, list) = s.get("/v2/webhooks", &s.admin).await;
+    assert_eq!(list[0]["url"], url);
+    assert_eq!(
+        list[0]["events"],
+        json!(["cmk.on_inaccessible", "cmk.revoke"])
+    );
+    let id = list[0]["id"].as_str().unwrap().to_string();
+
+    let r = s
+        .req("PUT", "/v2/kms/on-inaccessible", Some(&s.admin))
+        .json(&json!({"action": "suspend"}));
+    assert_eq!(common::send(r).await.0, 200);
+    let start = Instant::now();
+    let html = loop {
+        let (_, html) = get(&s, "/portal/webhooks", Some(&cookie)).await;
+        if html.contains(r#"data-event="cmk.on_inaccessible""#) && html.contains("#2 ") {
+            break html;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{html}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        html.contains("no answer") && html.contains(r#"data-state="pending""#),
+        "{html}"
+    );
+    assert!(!html.contains(&secret), "the secret is shown only once");
+
+    let delete = |csrf: &str| {
+        let body = format!("csrf={csrf}&id={id}");
+        let (s, cookie) = (&s, &cookie);
+        async move { post_form(s, "/portal/webhooks/delete", cookie, &body).await }
+    };
+    assert_eq!(delete("nope").await.status().as_u16(), 403);
+    assert_eq!(delete(&csrf).await.status().as_u16(), 303);
+    let (_, list) = s.get("/v2/webhooks", &s.admin).await;
+    assert_eq!(list, json!([]));
+    assert_eq!(
+        delete(&csrf).await.status().as_u16(),
+        404,
+        "already removed"
+    );
+}

@@ -1,7 +1,7 @@
 //! keyplane's persistent state: organizations, enterprises, tokens, provider-account
 //! assignments, customer keys, the hash-chained audit log, databases with their datacenters,
 //! the background job queue (leased, so that several processes on one PostgreSQL share it),
-//! and the portal's sessions, behind one [`Store`] trait with a SQLite and a PostgreSQL
+//! the portal's sessions, and webhooks with their outbox of deliveries, behind one [`Store`] trait with a SQLite and a PostgreSQL
 //! implementation.
 //!
 //! Every write is one transaction; schema migrations run when a store is opened. Rules that
@@ -19,6 +19,11 @@ use keyplane_core::{DatabaseStatus, DbType, KeyStatus, Provider, QuotaExceeded, 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
+
+pub use webhooks::{
+    AttemptResult, Delivery, DeliveryAttempt, DeliveryLog, DeliveryState, NewDelivery, Webhook,
+};
+pub(crate) use webhooks::{events_column, parse_events};
 
 // Column lists shared by both backends, as macros so that every query stays a `&'static str`
 // (`concat!`): both statement caches are keyed by the SQL text and nothing is formatted per
@@ -52,6 +57,17 @@ macro_rules! audit_columns {
         "seq, org_id, at, actor, action, target, outcome, reason, prev_hash, hash"
     };
 }
+macro_rules! webhook_columns {
+    () => {
+        "id, org_id, url, events, sealed_secret, after_seq, created_at"
+    };
+}
+macro_rules! delivery_columns {
+    () => {
+        "id, webhook_id, org_id, audit_seq, event, payload, state, attempts, next_attempt_at, \
+         last_status, last_error, created_at, updated_at"
+    };
+}
 macro_rules! database_columns {
     () => {
         "id, org_id, name, keyspace, db_type, provider, tier, capacity_units, status, message, \
@@ -75,6 +91,7 @@ macro_rules! job_columns {
 mod files;
 mod postgres;
 mod sqlite;
+mod webhooks;
 
 pub use files::{DIR_MODE, FILE_MODE, create_private_dir};
 pub use postgres::PostgresStore;
@@ -981,6 +998,48 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_portal_login(&self, id_hash: &[u8], org_id: Uuid) -> Result<bool>;
     /// Signs out: deletes the session and its logins.
     async fn delete_portal_session(&self, id_hash: &[u8]) -> Result<()>;
+
+    /// Stores a webhook whose `after_seq` is set here to the audit log's last sequence number
+    /// (so it is sent only what happens from now on), unless the organization already has
+    /// `max_per_org`: then None. Counted and inserted in one transaction.
+    async fn create_webhook(&self, webhook: &Webhook, max_per_org: u32) -> Result<Option<Webhook>>;
+    /// An organization's webhooks (every organization's when None), oldest first.
+    async fn list_webhooks(&self, org_id: Option<Uuid>) -> Result<Vec<Webhook>>;
+    /// Removes a webhook of the organization with its deliveries; false when there is none.
+    async fn delete_webhook(&self, org_id: Uuid, id: Uuid) -> Result<bool>;
+    /// The last audit sequence number turned into deliveries.
+    async fn webhook_cursor(&self) -> Result<i64>;
+    /// Moves the cursor from `from` to `to` and creates `deliveries` (those of audit entries
+    /// in `(from, to]`), in one transaction; false, creating nothing, when the cursor is no
+    /// longer at `from` (another process moved it). A delivery whose webhook was deleted in the
+    /// meantime is skipped.
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Claims up to `limit` pending deliveries due at `now`: each one's attempt count goes up
+    /// and its next attempt moves to `lease_until`, so no other process attempts it before
+    /// then (and does if this one dies).
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
+    /// Records an attempt and what follows; ignored (false) when the delivery is no longer
+    /// pending at that attempt (its claim expired and another process claimed it again, or
+    /// its webhook was deleted).
+    async fn record_attempt(&self, result: &AttemptResult) -> Result<bool>;
+    /// A webhook's latest `limit` deliveries, newest first, each with its attempts.
+    async fn list_deliveries(
+        &self,
+        org_id: Uuid,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<DeliveryLog>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -12,6 +12,10 @@ use crate::{
     parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
     parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
 };
+use crate::{
+    AttemptResult, Delivery, DeliveryAttempt, DeliveryLog, DeliveryState, NewDelivery, Webhook,
+    events_column, parse_events,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::{
@@ -74,6 +78,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/postgres/0012_on_inaccessible.sql"),
     ),
+    (13, include_str!("../migrations/postgres/0013_webhooks.sql")),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -380,6 +385,36 @@ fn audit_from_row(row: &Row) -> Result<AuditEntry> {
         reason: row.try_get(7)?,
         prev_hash: row.try_get(8)?,
         hash: row.try_get(9)?,
+    })
+}
+
+fn webhook_from_row(row: &Row) -> Result<Webhook> {
+    Ok(Webhook {
+        id: row.try_get(0)?,
+        org_id: row.try_get(1)?,
+        url: row.try_get(2)?,
+        events: parse_events(row.try_get(3)?)?,
+        sealed_secret: row.try_get(4)?,
+        after_seq: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+    })
+}
+
+fn delivery_from_row(row: &Row) -> Result<Delivery> {
+    Ok(Delivery {
+        id: row.try_get(0)?,
+        webhook_id: row.try_get(1)?,
+        org_id: row.try_get(2)?,
+        audit_seq: row.try_get(3)?,
+        event: parse_audit_action(row.try_get(4)?)?,
+        payload: row.try_get(5)?,
+        state: DeliveryState::parse(row.try_get(6)?)?,
+        attempts: row.try_get(7)?,
+        next_attempt_at: row.try_get(8)?,
+        last_status: row.try_get(9)?,
+        last_error: row.try_get(10)?,
+        created_at: row.try_get(11)?,
+        updated_at: row.try_get(12)?,
     })
 }
 
@@ -2462,6 +2497,288 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn create_webhook(&self, webhook: &Webhook, max_per_org: u32) -> Result<Option<Webhook>> {
+        let mut w = webhook.clone();
+        w.created_at = truncate_ms(w.created_at);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Concurrent creations for one organization serialize on its row, so none overshoots.
+        let lock = tx
+            .prepare_cached("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+            .await?;
+        if tx.query_opt(&lock, &[&w.org_id]).await?.is_none() {
+            return Err(StoreError::NotFound("organization"));
+        }
+        let count = tx
+            .prepare_cached("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
+            .await?;
+        let n: i64 = tx.query_one(&count, &[&w.org_id]).await?.try_get(0)?;
+        if n >= i64::from(max_per_org) {
+            return Ok(None);
+        }
+        let head = tx
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM audit_log")
+            .await?;
+        w.after_seq = tx.query_one(&head, &[]).await?.try_get(0)?;
+        let insert = tx
+            .prepare_cached(concat!(
+                "INSERT INTO webhooks (",
+                webhook_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ))
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &w.id,
+                &w.org_id,
+                &w.url,
+                &events_column(&w.events),
+                &w.sealed_secret,
+                &w.after_seq,
+                &w.created_at,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(w))
+    }
+
+    async fn list_webhooks(&self, org_id: Option<Uuid>) -> Result<Vec<Webhook>> {
+        match org_id {
+            Some(org) => {
+                self.collect(
+                    concat!(
+                        "SELECT ",
+                        webhook_columns!(),
+                        " FROM webhooks WHERE org_id = $1 ORDER BY created_at, id"
+                    ),
+                    &[&org],
+                    webhook_from_row,
+                )
+                .await
+            }
+            None => {
+                self.collect(
+                    concat!(
+                        "SELECT ",
+                        webhook_columns!(),
+                        " FROM webhooks ORDER BY created_at, id"
+                    ),
+                    &[],
+                    webhook_from_row,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn delete_webhook(&self, org_id: Uuid, id: Uuid) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let attempts = tx
+            .prepare_cached(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN
+                     (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                      WHERE w.id = $1 AND w.org_id = $2)",
+            )
+            .await?;
+        tx.execute(&attempts, &[&id, &org_id]).await?;
+        let deliveries = tx
+            .prepare_cached(
+                "DELETE FROM webhook_deliveries WHERE webhook_id =
+                     (SELECT id FROM webhooks WHERE id = $1 AND org_id = $2)",
+            )
+            .await?;
+        tx.execute(&deliveries, &[&id, &org_id]).await?;
+        let hook = tx
+            .prepare_cached("DELETE FROM webhooks WHERE id = $1 AND org_id = $2")
+            .await?;
+        let n = tx.execute(&hook, &[&id, &org_id]).await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn webhook_cursor(&self) -> Result<i64> {
+        let row = self
+            .first("SELECT seq FROM webhook_cursor WHERE id = 1", &[], |r| {
+                Ok(r.try_get::<_, i64>(0)?)
+            })
+            .await?;
+        row.ok_or(StoreError::NotFound("webhook cursor"))
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // A concurrent mover waits on the row, then finds the cursor no longer at `from`.
+        let cursor = tx
+            .prepare_cached("UPDATE webhook_cursor SET seq = $2 WHERE id = 1 AND seq = $1")
+            .await?;
+        if tx.execute(&cursor, &[&from, &to]).await? == 0 {
+            return Ok(false);
+        }
+        let at = truncate_ms(at);
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO webhook_deliveries (webhook_id, org_id, audit_seq, event, payload, state,
+                     attempts, next_attempt_at, created_at, updated_at)
+                 SELECT id, org_id, $2, $3, $4, 'pending', 0, $5, $5, $5 FROM webhooks WHERE id = $1
+                 ON CONFLICT (webhook_id, audit_seq) DO NOTHING",
+            )
+            .await?;
+        for d in deliveries {
+            tx.execute(
+                &insert,
+                &[
+                    &d.webhook_id,
+                    &d.audit_seq,
+                    &d.event.as_str(),
+                    &d.payload,
+                    &at,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        // SKIP LOCKED: a concurrent claimer passes over the rows another one is taking, and
+        // the locked rows are re-checked once locked.
+        self.collect(
+            concat!(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2
+                 WHERE id IN (SELECT id FROM webhook_deliveries
+                              WHERE state = 'pending' AND next_attempt_at <= $1
+                              ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING ",
+                delivery_columns!()
+            ),
+            &[
+                &truncate_ms(now),
+                &truncate_ms(lease_until),
+                &sql_limit(limit),
+            ],
+            delivery_from_row,
+        )
+        .await
+    }
+
+    async fn record_attempt(&self, result: &AttemptResult) -> Result<bool> {
+        let r = result;
+        let at = truncate_ms(r.attempt.at);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let update = tx
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET state = $3, next_attempt_at = $4, last_status = $5,
+                     last_error = $6, updated_at = $7
+                 WHERE id = $1 AND attempts = $2 AND state = 'pending'",
+            )
+            .await?;
+        let n = tx
+            .execute(
+                &update,
+                &[
+                    &r.delivery_id,
+                    &r.attempt.attempt,
+                    &r.next.as_str(),
+                    &truncate_ms(r.next_attempt_at),
+                    &r.attempt.status,
+                    &r.attempt.error,
+                    &at,
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, error, millis)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &r.delivery_id,
+                &r.attempt.attempt,
+                &at,
+                &r.attempt.status,
+                &r.attempt.error,
+                &r.attempt.millis,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_deliveries(
+        &self,
+        org_id: Uuid,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<DeliveryLog>> {
+        let deliveries = self
+            .collect(
+                concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM webhook_deliveries WHERE webhook_id = $1 AND org_id = $2
+                     ORDER BY audit_seq DESC, id DESC LIMIT $3"
+                ),
+                &[&webhook_id, &org_id, &sql_limit(limit)],
+                delivery_from_row,
+            )
+            .await?;
+        let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
+        let attempts = self
+            .collect(
+                "SELECT delivery_id, attempt, at, status, error, millis FROM webhook_attempts
+                 WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
+                &[&ids],
+                |row| {
+                    Ok((
+                        row.try_get::<_, i64>(0)?,
+                        DeliveryAttempt {
+                            attempt: row.try_get(1)?,
+                            at: row.try_get(2)?,
+                            status: row.try_get(3)?,
+                            error: row.try_get(4)?,
+                            millis: row.try_get(5)?,
+                        },
+                    ))
+                },
+            )
+            .await?;
+        Ok(deliveries
+            .into_iter()
+            .map(|delivery| {
+                let attempts = attempts
+                    .iter()
+                    .filter(|(id, _)| *id == delivery.id)
+                    .map(|(_, a)| a.clone())
+                    .collect();
+                DeliveryLog { delivery, attempts }
+            })
+            .collect())
     }
 }
 

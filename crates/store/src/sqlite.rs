@@ -15,6 +15,10 @@ use crate::{
     parse_db_type, parse_job_kind, parse_job_state, parse_key_kind, parse_key_status,
     parse_provider, parse_role, revoked_like, serverless_identity, sql_limit, truncate_ms,
 };
+use crate::{
+    AttemptResult, Delivery, DeliveryAttempt, DeliveryLog, DeliveryState, NewDelivery, Webhook,
+    events_column, parse_events,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyplane_core::audit::{AuditFields, GENESIS, entry_hash};
@@ -70,6 +74,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_on_inaccessible.sql"),
     ),
+    (13, include_str!("../migrations/sqlite/0013_webhooks.sql")),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -2673,6 +2678,273 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn create_webhook(&self, webhook: &Webhook, max_per_org: u32) -> Result<Option<Webhook>> {
+        let mut w = webhook.clone();
+        self.write(move |tx| {
+            let count: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM webhooks WHERE org_id = ?1")?
+                .query_row([w.org_id.to_string()], |r| r.get(0))?;
+            if count >= i64::from(max_per_org) {
+                return Ok(None);
+            }
+            w.after_seq = tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM audit_log")?
+                .query_row([], |r| r.get(0))?;
+            tx.prepare_cached(concat!(
+                "INSERT INTO webhooks (",
+                webhook_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?
+            .execute(params![
+                w.id.to_string(),
+                w.org_id.to_string(),
+                w.url,
+                events_column(&w.events),
+                w.sealed_secret,
+                w.after_seq,
+                format_ts(truncate_ms(w.created_at)),
+            ])
+            .map_err(missing_parent("organization"))?;
+            w.created_at = truncate_ms(w.created_at);
+            Ok(Some(w))
+        })
+        .await
+    }
+
+    async fn list_webhooks(&self, org_id: Option<Uuid>) -> Result<Vec<Webhook>> {
+        self.read(move |conn| match org_id {
+            Some(org) => collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    webhook_columns!(),
+                    " FROM webhooks WHERE org_id = ?1 ORDER BY created_at, id"
+                ),
+                [org.to_string()],
+                webhook_from_row,
+            ),
+            None => collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    webhook_columns!(),
+                    " FROM webhooks ORDER BY created_at, id"
+                ),
+                [],
+                webhook_from_row,
+            ),
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, org_id: Uuid, id: Uuid) -> Result<bool> {
+        self.write(move |tx| {
+            let (org, id) = (org_id.to_string(), id.to_string());
+            tx.prepare_cached(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN
+                     (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                      WHERE w.id = ?1 AND w.org_id = ?2)",
+            )?
+            .execute(params![id, org])?;
+            tx.prepare_cached(
+                "DELETE FROM webhook_deliveries WHERE webhook_id =
+                     (SELECT id FROM webhooks WHERE id = ?1 AND org_id = ?2)",
+            )?
+            .execute(params![id, org])?;
+            let n = tx
+                .prepare_cached("DELETE FROM webhooks WHERE id = ?1 AND org_id = ?2")?
+                .execute(params![id, org])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn webhook_cursor(&self) -> Result<i64> {
+        self.read_point(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT seq FROM webhook_cursor WHERE id = 1")?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let deliveries = deliveries.to_vec();
+        self.write(move |tx| {
+            let moved = tx
+                .prepare_cached("UPDATE webhook_cursor SET seq = ?2 WHERE id = 1 AND seq = ?1")?
+                .execute(params![from, to])?;
+            if moved == 0 {
+                return Ok(false);
+            }
+            let at = format_ts(truncate_ms(at));
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO webhook_deliveries (webhook_id, org_id, audit_seq, event, payload, state,
+                     attempts, next_attempt_at, created_at, updated_at)
+                 SELECT id, org_id, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5 FROM webhooks WHERE id = ?1
+                 ON CONFLICT (webhook_id, audit_seq) DO NOTHING",
+            )?;
+            for d in &deliveries {
+                insert.execute(params![
+                    d.webhook_id.to_string(),
+                    d.audit_seq,
+                    d.event.as_str(),
+                    d.payload,
+                    at
+                ])?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        // One UPDATE … RETURNING in the write transaction: two claimers serialize and never
+        // take the same delivery.
+        self.write(move |tx| {
+            collect(
+                tx,
+                concat!(
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ?2
+                     WHERE id IN (SELECT id FROM webhook_deliveries
+                                  WHERE state = 'pending' AND next_attempt_at <= ?1
+                                  ORDER BY next_attempt_at, id LIMIT ?3)
+                     RETURNING ",
+                    delivery_columns!()
+                ),
+                params![
+                    format_ts(truncate_ms(now)),
+                    format_ts(truncate_ms(lease_until)),
+                    sql_limit(limit)
+                ],
+                delivery_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, result: &AttemptResult) -> Result<bool> {
+        let r = result.clone();
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET state = ?3, next_attempt_at = ?4, last_status = ?5,
+                         last_error = ?6, updated_at = ?7
+                     WHERE id = ?1 AND attempts = ?2 AND state = 'pending'",
+                )?
+                .execute(params![
+                    r.delivery_id,
+                    r.attempt.attempt,
+                    r.next.as_str(),
+                    format_ts(truncate_ms(r.next_attempt_at)),
+                    r.attempt.status,
+                    r.attempt.error,
+                    format_ts(truncate_ms(r.attempt.at)),
+                ])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, error, millis)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            )?
+            .execute(params![
+                r.delivery_id,
+                r.attempt.attempt,
+                format_ts(truncate_ms(r.attempt.at)),
+                r.attempt.status,
+                r.attempt.error,
+                r.attempt.millis,
+            ])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        org_id: Uuid,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<DeliveryLog>> {
+        self.read(move |conn| {
+            let deliveries = collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM webhook_deliveries WHERE webhook_id = ?1 AND org_id = ?2
+                     ORDER BY audit_seq DESC, id DESC LIMIT ?3"
+                ),
+                params![webhook_id.to_string(), org_id.to_string(), sql_limit(limit)],
+                delivery_from_row,
+            )?;
+            deliveries
+                .into_iter()
+                .map(|delivery| {
+                    let attempts = collect(
+                        conn,
+                        "SELECT attempt, at, status, error, millis FROM webhook_attempts
+                         WHERE delivery_id = ?1 ORDER BY attempt",
+                        [delivery.id],
+                        |row| {
+                            Ok(DeliveryAttempt {
+                                attempt: row.get(0)?,
+                                at: parse_ts(text(row, 1)?)?,
+                                status: row.get(2)?,
+                                error: row.get(3)?,
+                                millis: row.get(4)?,
+                            })
+                        },
+                    )?;
+                    Ok(DeliveryLog { delivery, attempts })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+fn webhook_from_row(row: &Row<'_>) -> Result<Webhook> {
+    Ok(Webhook {
+        id: parse_uuid(text(row, 0)?)?,
+        org_id: parse_uuid(text(row, 1)?)?,
+        url: row.get(2)?,
+        events: parse_events(text(row, 3)?)?,
+        sealed_secret: row.get(4)?,
+        after_seq: row.get(5)?,
+        created_at: parse_ts(text(row, 6)?)?,
+    })
+}
+
+fn delivery_from_row(row: &Row<'_>) -> Result<Delivery> {
+    Ok(Delivery {
+        id: row.get(0)?,
+        webhook_id: parse_uuid(text(row, 1)?)?,
+        org_id: parse_uuid(text(row, 2)?)?,
+        audit_seq: row.get(3)?,
+        event: parse_audit_action(text(row, 4)?)?,
+        payload: row.get(5)?,
+        state: DeliveryState::parse(text(row, 6)?)?,
+        attempts: row.get(7)?,
+        next_attempt_at: parse_ts(text(row, 8)?)?,
+        last_status: row.get(9)?,
+        last_error: row.get(10)?,
+        created_at: parse_ts(text(row, 11)?)?,
+        updated_at: parse_ts(text(row, 12)?)?,
+    })
 }
 
 /// Writes a customer key's row; 0 when the slot already holds one.

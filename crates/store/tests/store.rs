@@ -210,6 +210,8 @@ on_both_backends!(store:
     suite_concurrent_rewraps,
     suite_key_logins,
     suite_on_inaccessible,
+    suite_webhooks,
+    suite_concurrent_delivery_claims,
 );
 
 on_both_backends!(harness:
@@ -5367,4 +5369,302 @@ async fn suite_on_inaccessible(store: DynStore) {
             .await
             .is_err()
     );
+}
+
+fn hook(org_id: Uuid, url: &str, events: Vec<AuditAction>) -> keyplane_store::Webhook {
+    keyplane_store::Webhook {
+        id: Uuid::new_v4(),
+        org_id,
+        url: url.to_string(),
+        events,
+        sealed_secret: vec![1, 2, 3, 0xff],
+        after_seq: -1,
+        created_at: Utc::now(),
+    }
+}
+
+async fn audit_once(store: &DynStore, org_id: Uuid, action: AuditAction) -> i64 {
+    store
+        .append_audit(&NewAuditEntry {
+            org_id,
+            actor: "system:test".into(),
+            action,
+            target: "dc-1".into(),
+            outcome: AuditOutcome::Success,
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .seq
+}
+
+fn delivery(
+    w: &keyplane_store::Webhook,
+    seq: i64,
+    event: AuditAction,
+) -> keyplane_store::NewDelivery {
+    keyplane_store::NewDelivery {
+        webhook_id: w.id,
+        org_id: w.org_id,
+        audit_seq: seq,
+        event,
+        payload: format!("{{\"id\":\"{seq}\"}}"),
+    }
+}
+
+/// Webhooks: created after the audit log's head, capped per organization, listed per
+/// organization, deleted with their deliveries; the outbox cursor moves once (a stale mover
+/// creates nothing); claims lease and count attempts; a stale attempt is ignored.
+async fn suite_webhooks(store: DynStore) {
+    use keyplane_store::{AttemptResult, DeliveryAttempt, DeliveryState};
+    let a = store.create_org("a", None).await.unwrap().id;
+    let b = store.create_org("b", None).await.unwrap().id;
+    let start = store.webhook_cursor().await.unwrap();
+    let before = audit_once(&store, a, AuditAction::CmkRevoke).await;
+    let w = store
+        .create_webhook(&hook(a, "https://a.example/hook", vec![]), 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.after_seq, before, "only what happens from now on is sent");
+    let w2 = store
+        .create_webhook(
+            &hook(
+                a,
+                "https://a.example/two",
+                vec![AuditAction::DatacenterSuspend],
+            ),
+            2,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(w2.wants(AuditAction::DatacenterSuspend) && !w2.wants(AuditAction::CmkRevoke));
+    assert!(w.wants(AuditAction::CmkRevoke));
+    assert_eq!(
+        store
+            .create_webhook(&hook(a, "https://a.example/three", vec![]), 2)
+            .await
+            .unwrap(),
+        None,
+        "the third is over the cap"
+    );
+    let wb = store
+        .create_webhook(&hook(b, "https://b.example/", vec![]), 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_webhook(&hook(Uuid::new_v4(), "https://x.example/", vec![]), 2)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let listed = store.list_webhooks(Some(a)).await.unwrap();
+    assert_eq!(listed, vec![w.clone(), w2.clone()]);
+    assert_eq!(listed[1].events, vec![AuditAction::DatacenterSuspend]);
+    assert_eq!(store.list_webhooks(None).await.unwrap().len(), 3);
+    assert!(
+        !format!("{w:?}").contains("255"),
+        "the sealed secret stays out of Debug"
+    );
+
+    // The cursor: a mover from the wrong place creates nothing.
+    let seq = audit_once(&store, a, AuditAction::DatacenterSuspend).await;
+    let now = Utc::now().trunc_subsecs(3);
+    let batch = vec![
+        delivery(&w, seq, AuditAction::DatacenterSuspend),
+        delivery(&w2, seq, AuditAction::DatacenterSuspend),
+    ];
+    assert!(
+        !store
+            .enqueue_deliveries(start + 100, seq, &batch, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .enqueue_deliveries(start, seq, &batch, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.webhook_cursor().await.unwrap(), seq);
+    assert!(
+        !store
+            .enqueue_deliveries(start, seq, &batch, now)
+            .await
+            .unwrap(),
+        "moved once"
+    );
+
+    // Claims: both due, leased, attempts counted; nothing more to claim inside the lease.
+    let lease = now + Duration::seconds(30);
+    let claimed = store.claim_deliveries(now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.attempts == 1 && d.next_attempt_at == lease)
+    );
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.state == DeliveryState::Pending && d.audit_seq == seq)
+    );
+    assert!(
+        store
+            .claim_deliveries(now, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = claimed
+        .iter()
+        .find(|d| d.webhook_id == w.id)
+        .unwrap()
+        .clone();
+    let failed = |n: i32, status: Option<i32>, next: DeliveryState, at| AttemptResult {
+        delivery_id: first.id,
+        attempt: DeliveryAttempt {
+            attempt: n,
+            at: now,
+            status,
+            error: if status == Some(200) {
+                String::new()
+            } else {
+                "HTTP 500".into()
+            },
+            millis: 12,
+        },
+        next,
+        next_attempt_at: at,
+    };
+    // A retry in 1 s.
+    assert!(
+        store
+            .record_attempt(&failed(
+                1,
+                Some(500),
+                DeliveryState::Pending,
+                now + Duration::seconds(1)
+            ))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_deliveries(now, lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let again = store
+        .claim_deliveries(now + Duration::seconds(1), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (first.id, 2));
+    assert_eq!(again[0].last_status, Some(500));
+    // Attempt 1 recorded late (its claim had expired): ignored.
+    assert!(
+        !store
+            .record_attempt(&failed(1, Some(200), DeliveryState::Delivered, now))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_attempt(&failed(2, Some(200), DeliveryState::Delivered, now))
+            .await
+            .unwrap()
+    );
+    let log = store.list_deliveries(a, w.id, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].delivery.state, DeliveryState::Delivered);
+    assert_eq!(log[0].delivery.payload, format!("{{\"id\":\"{seq}\"}}"));
+    assert_eq!(
+        log[0]
+            .attempts
+            .iter()
+            .map(|x| (x.attempt, x.status))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(500)), (2, Some(200))]
+    );
+    assert!(
+        store.list_deliveries(b, w.id, 10).await.unwrap().is_empty(),
+        "another org's"
+    );
+
+    // Deleting removes the webhook and its deliveries; another org cannot delete it.
+    assert!(!store.delete_webhook(b, w.id).await.unwrap());
+    assert!(store.delete_webhook(a, w.id).await.unwrap());
+    assert!(!store.delete_webhook(a, w.id).await.unwrap());
+    assert!(store.list_deliveries(a, w.id, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_webhooks(Some(a)).await.unwrap(),
+        vec![w2.clone()]
+    );
+    // A delivery for a deleted webhook is skipped; the rest are created.
+    let seq2 = audit_once(&store, a, AuditAction::CmkAlert).await;
+    let batch = vec![
+        delivery(&w, seq2, AuditAction::CmkAlert),
+        delivery(&wb, seq2, AuditAction::CmkAlert),
+    ];
+    assert!(
+        store
+            .enqueue_deliveries(seq, seq2, &batch, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_deliveries(b, wb.id, 10).await.unwrap().len(), 1);
+}
+
+/// Eight processes' worth of claimers on twenty due deliveries: each is claimed exactly once.
+async fn suite_concurrent_delivery_claims(store: DynStore) {
+    let a = store.create_org("a", None).await.unwrap().id;
+    let w = store
+        .create_webhook(&hook(a, "https://a.example/", vec![]), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let from = store.webhook_cursor().await.unwrap();
+    let mut batch = Vec::new();
+    let mut to = from;
+    for _ in 0..20 {
+        to = audit_once(&store, a, AuditAction::DatacenterResume).await;
+        batch.push(delivery(&w, to, AuditAction::DatacenterResume));
+    }
+    let now = Utc::now().trunc_subsecs(3);
+    assert!(
+        store
+            .enqueue_deliveries(from, to, &batch, now)
+            .await
+            .unwrap()
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_deliveries(now, now + Duration::seconds(30), 3)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|d| d.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let unique: std::collections::BTreeSet<_> = all.iter().copied().collect();
+    assert_eq!(all.len(), 20, "every delivery claimed");
+    assert_eq!(unique.len(), 20, "none claimed twice");
 }

@@ -228,3 +228,58 @@ pub fn data_api_call(url: &str, token: &str, command: &str) -> (u16, Value) {
         (status, res.json().await.unwrap())
     })
 }
+
+/// One request a receiver got: its headers (names lower-cased) and body.
+pub type Delivered = (std::collections::BTreeMap<String, String>, Vec<u8>);
+
+/// A loopback HTTP server that answers every POST with 204 and hands over each request.
+pub fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Delivered>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let tx = tx.clone();
+            // A thread per connection: the sender keeps several open at once.
+            std::thread::spawn(move || serve_webhook_connection(conn, tx));
+        }
+    });
+    (url, rx)
+}
+
+/// Answers one connection's requests until it closes (or breaks: a killed sender).
+fn serve_webhook_connection(
+    mut conn: std::net::TcpStream,
+    tx: std::sync::mpsc::Sender<Delivered>,
+) -> Option<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    loop {
+        let mut headers = std::collections::BTreeMap::new();
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return Some(());
+        }
+        loop {
+            line.clear();
+            reader.read_line(&mut line).ok()?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).ok()?;
+        conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            .ok()?;
+        tx.send((headers, body)).ok()?;
+    }
+}

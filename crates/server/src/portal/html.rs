@@ -90,10 +90,12 @@ pub enum Nav {
     Settings,
     Security,
     Databases,
+    Webhooks,
     Audit,
 }
 
-/// The signed-in header: organization name, Settings / Security / Databases / Audit, Sign out.
+/// The signed-in header: organization name, Settings / Security / Databases / Webhooks /
+/// Audit, Sign out.
 pub fn header(org_name: &str, csrf: &str, nav: Nav) -> String {
     let cur = |n: Nav| {
         if n == nav {
@@ -104,12 +106,13 @@ pub fn header(org_name: &str, csrf: &str, nav: Nav) -> String {
     };
     format!(
         r#"<header><span class="brand">keyplane · <span title="organization">{org}</span></span>
-<nav aria-label="Main"><a href="/portal/settings"{s}>Settings</a> <a href="/portal/keys"{k}>Security</a> <a href="/portal/databases"{d}>Databases</a> <a href="/portal/audit"{a}>Audit</a></nav>
+<nav aria-label="Main"><a href="/portal/settings"{s}>Settings</a> <a href="/portal/keys"{k}>Security</a> <a href="/portal/databases"{d}>Databases</a> <a href="/portal/webhooks"{w}>Webhooks</a> <a href="/portal/audit"{a}>Audit</a></nav>
 <form method="post" action="/portal/signout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button></form></header>"#,
         org = esc(org_name),
         s = cur(Nav::Settings),
         k = cur(Nav::Security),
         d = cur(Nav::Databases),
+        w = cur(Nav::Webhooks),
         a = cur(Nav::Audit),
         csrf = esc(csrf),
     )

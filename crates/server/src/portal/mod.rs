@@ -2,7 +2,7 @@
 //! server-side session in an HttpOnly, SameSite=Strict cookie), Settings with the
 //! enterprise/organization filter, Security → Key Encryption with Add Keys (policy checker
 //! and key ID checked as typed), Databases (create, add region, terminate, live status)
-//! and the audit log. No JavaScript framework and nothing fetched at run time: the few
+//! webhooks with their delivery logs, and the audit log. No JavaScript framework and nothing fetched at run time: the few
 //! scripts are inline, allowed by a per-response nonce, and every form works without them.
 //!
 //! Every route is registered through `utoipa_axum::routes!` like the API's, documented as
@@ -13,6 +13,7 @@ pub mod html;
 pub mod keys;
 pub mod session;
 pub mod settings;
+pub mod webhooks;
 
 use std::collections::HashMap;
 

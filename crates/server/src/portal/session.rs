@@ -60,13 +60,19 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 
 /// Parses an `application/x-www-form-urlencoded` body.
 pub fn parse_form(body: &[u8]) -> HashMap<String, String> {
+    parse_form_all(body).into_iter().collect()
+}
+
+/// Every field of a form in order, repeated ones (checkboxes) included.
+pub fn parse_form_all(body: &[u8]) -> Vec<(String, String)> {
     let text = String::from_utf8_lossy(body);
-    let mut out = HashMap::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(decode(k), decode(v));
-    }
-    out
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 fn decode(s: &str) -> String {

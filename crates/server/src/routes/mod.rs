@@ -9,6 +9,7 @@ pub mod on_inaccessible;
 pub mod orgs;
 pub mod regions;
 pub mod tokens;
+pub mod webhooks;
 
 use chrono::Utc;
 use serde::Deserialize;

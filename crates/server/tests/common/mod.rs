@@ -255,6 +255,13 @@ pub async fn platform_keys(
     out
 }
 
+/// The application with the binary's webhook sender, as `keyplane serve` wires it.
+fn with_webhooks(app: App) -> App {
+    let sender = keyplane_server::webhook_sender::HttpWebhookSender::new(&app.config.webhooks)
+        .expect("webhook sender");
+    app.with_webhook_sender(Arc::new(sender))
+}
+
 pub struct TestServer {
     pub app: App,
     pub data_dir: std::path::PathBuf,
@@ -350,7 +357,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = App::new(store.clone(), config, connector);
+        let app = with_webhooks(App::new(store.clone(), config, connector));
         let (bg_tx, bg_rx) = tokio::sync::watch::channel(false);
         app.spawn_background(bg_rx);
         tokio::spawn(keyplane_server::run(listener, app.clone(), async move {
@@ -385,7 +392,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = App::new(store, config, self.kms.connector());
+        let app = with_webhooks(App::new(store, config, self.kms.connector()));
         let (bg_tx, bg_rx) = tokio::sync::watch::channel(false);
         app.spawn_background(bg_rx);
         let server = tokio::spawn(keyplane_server::run(listener, app.clone(), async move {
