@@ -3,8 +3,8 @@
 //! policy is evaluated, how many resources an organization may hold, how platform identities
 //! are shared per cloud, what an Azure Key Vault key ID looks like and what to grant on it, what
 //! an OpenBao/Vault Transit key ID and policy look like, what a Google Cloud KMS key name and
-//! IAM policy must be, a portal session's secret ID,
-//! and which events webhooks carry and how they are signed. Nothing here performs I/O or knows a
+//! IAM policy must be, a region key's life state (`key_state.rs`), a portal session's secret
+//! ID, and which events webhooks carry and how they are signed. Nothing here performs I/O or knows a
 //! vendor SDK.
 #![forbid(unsafe_code)]
 
@@ -13,6 +13,7 @@ pub mod azure;
 pub mod databases;
 pub mod gcp;
 pub mod identity;
+pub mod key_state;
 pub mod keys;
 pub mod openbao;
 pub mod permissions;

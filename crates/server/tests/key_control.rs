@@ -654,6 +654,8 @@ async fn a_replaced_key_moves_new_databases_at_once_and_old_ones_when_rewrapped(
     assert_eq!(view["key"]["aws"]["keyID"], b.as_str(), "{view}");
     assert_eq!(view["status"], "AVAILABLE", "{view}");
     assert_eq!(view["datacenters"], json!([]), "{view}");
+    assert_eq!(view["lifecycle"]["state"], "REWRAPPING", "{view}");
+    assert_eq!(view["lifecycle"]["databases"], json!([old_db]), "{view}");
     assert_eq!(
         view["previousKeys"],
         json!([{"keyID": a, "datacenters": [
@@ -685,6 +687,10 @@ async fn a_replaced_key_moves_new_databases_at_once_and_old_ones_when_rewrapped(
     assert_eq!(key_of(&s, &old_db).await, b);
     let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
     assert_eq!(status["previousKeys"], json!([]), "{status}");
+    assert_eq!(status["lifecycle"]["state"], "ENABLED", "{status}");
+    let mut both = vec![old_db.clone(), new_db.clone()];
+    both.sort();
+    assert_eq!(status["lifecycle"]["databases"], json!(both), "{status}");
     assert_eq!(
         status["datacenters"].as_array().unwrap().len(),
         2,
@@ -1129,4 +1135,76 @@ async fn alert_only_serves_for_the_chosen_time_then_suspends() {
         "{alerts:?}"
     );
     assert_eq!(n("datacenter.suspend", "success"), 2, "{entries:?}");
+}
+
+/// The key's `lifecycle` from its status route.
+async fn lifecycle(s: &TestServer) -> Value {
+    let (st, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(st, 200, "{status}");
+    status["lifecycle"].clone()
+}
+
+/// The region key's life state over real servers: ENABLED once registered, ENABLING while a
+/// database is being deployed under it (this server's worker is idle, a second process
+/// provisions), ENABLED with the database once it is ACTIVE, REVOKED with it after a revoke,
+/// INACCESSIBLE while the KMS has the key disabled, ENABLED again after; each with the
+/// databases it is about and a time that moves with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_region_key_state_follows_deployment_revocation_and_the_kms() {
+    let idle = Config {
+        worker_poll: Duration::from_secs(3600),
+        ..config()
+    };
+    let s = TestServer::with_config(idle).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let first = lifecycle(&s).await;
+    assert_eq!(first["state"], "ENABLED", "{first}");
+    assert_eq!(first["databases"], json!([]), "{first}");
+
+    let db = create_db(&s, "orders", "us-east-2").await;
+    let deploying = lifecycle(&s).await;
+    assert_eq!(deploying["state"], "ENABLING", "{deploying}");
+    assert_eq!(deploying["databases"], json!([db]), "{deploying}");
+    assert!(deploying["since"].as_str() >= first["since"].as_str());
+
+    let worker = s.replica(config()).await;
+    wait_status(&s, &db, "ACTIVE").await;
+    let enabled = lifecycle(&s).await;
+    assert_eq!(enabled["state"], "ENABLED", "{enabled}");
+    assert_eq!(enabled["databases"], json!([db]), "{enabled}");
+    drop(worker);
+
+    let (st, body) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["lifecycle"]["state"], "REVOKED", "{body}");
+    assert_eq!(body["lifecycle"]["databases"], json!([db]), "{body}");
+    let (st, body) = s
+        .post(&format!("{KEY}/unrevoke"), &s.admin, json!({}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["lifecycle"]["state"], "ENABLED", "{body}");
+
+    let kms = s.kms.customer("us-east-2");
+    kms.disable_key().key_id(&arn).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let off = loop {
+        let l = lifecycle(&s).await;
+        if l["state"] == "INACCESSIBLE" {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(off["databases"], json!([db]), "{off}");
+    kms.enable_key().key_id(&arn).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = lifecycle(&s).await;
+        if l["state"] == "ENABLED" {
+            assert!(l["since"].as_str() >= off["since"].as_str(), "{l} {off}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

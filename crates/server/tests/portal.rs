@@ -540,6 +540,7 @@ async fn the_keys_page_lists_a_key_registered_through_the_api() {
         html.contains(&format!(r#"<tr data-key-id="{arn}">"#)),
         "{html}"
     );
+    assert!(html.contains(r#"data-lifecycle="ENABLED""#), "{html}");
 }
 
 #[tokio::test]

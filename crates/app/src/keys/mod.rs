@@ -16,6 +16,7 @@ pub mod service;
 
 use chrono::{SubsecRound, Utc};
 use keyplane_core::audit::{AuditAction, AuditOutcome};
+use keyplane_core::key_state::{KeyRegionState, key_region_state};
 use keyplane_core::{DbType, KeyStatus, Permission, Provider};
 use keyplane_kms::{ErrorKind, KeyLogin, LoginCredential, PlatformIdentity};
 use keyplane_store::{CustomerKey, KeyStatusUpdate};
@@ -124,6 +125,7 @@ pub struct KeyStatusDetail {
     /// Keys the slot held before a replacement that live datacenters are still under, until
     /// each is rewrapped.
     pub previous_keys: Vec<PreviousKey>,
+    pub state: RegionState,
 }
 
 /// A key the slot no longer holds, and the live datacenters still under it.
@@ -141,6 +143,7 @@ pub struct KeyInUse {
     pub datacenters: Vec<KeyUser>,
     /// Earlier keys of the slot that live datacenters still use.
     pub earlier: Vec<PreviousKey>,
+    pub state: RegionState,
 }
 
 /// A live datacenter under a key.
@@ -149,6 +152,54 @@ pub struct KeyUser {
     pub database_id: Uuid,
     pub datacenter_id: String,
     pub status: keyplane_core::DatabaseStatus,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+/// A region key's life state (`keyplane_core::key_state`), as of when, and the databases it
+/// is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionState {
+    pub state: KeyRegionState,
+    /// The latest change behind it: the key's status change, or the last change of a
+    /// datacenter it concerns.
+    pub since: chrono::DateTime<Utc>,
+    /// The databases of the datacenters it concerns (deploying ones for ENABLING, those still
+    /// under an earlier key for REWRAPPING, …), each once.
+    pub databases: Vec<Uuid>,
+}
+
+/// The state of `key` given the live datacenters of its slot.
+pub fn region_state(
+    key: &CustomerKey,
+    current: &[KeyUser],
+    earlier: &[PreviousKey],
+) -> RegionState {
+    let statuses: Vec<_> = current.iter().map(|u| u.status).collect();
+    let earlier_users: Vec<&KeyUser> = earlier.iter().flat_map(|p| &p.datacenters).collect();
+    let state = key_region_state(key.status, &statuses, earlier_users.len());
+    let concerned: Vec<&KeyUser> = current
+        .iter()
+        .filter(|u| state.concerns(u.status, true))
+        .chain(
+            earlier_users
+                .into_iter()
+                .filter(|u| state.concerns(u.status, false)),
+        )
+        .collect();
+    let since = concerned
+        .iter()
+        .map(|u| u.updated_at)
+        .chain([key.status_since])
+        .max()
+        .unwrap_or(key.status_since);
+    let mut databases: Vec<Uuid> = concerned.iter().map(|u| u.database_id).collect();
+    databases.sort();
+    databases.dedup();
+    RegionState {
+        state,
+        since,
+        databases,
+    }
 }
 
 /// What the Add Keys form shows once a region is chosen: the identity to trust and what to
@@ -522,6 +573,7 @@ impl Keys<'_> {
     async fn key_in_use(&self, key: CustomerKey) -> AppResult<KeyInUse> {
         let (datacenters, earlier) = self.users(&key).await?;
         Ok(KeyInUse {
+            state: region_state(&key, &datacenters, &earlier),
             key,
             datacenters,
             earlier,
@@ -605,6 +657,7 @@ impl Keys<'_> {
             // Revoked: keyplane makes no call to the key, not even to read its facts.
             let (datacenters, previous_keys) = self.users(&key).await.unwrap_or_default();
             return KeyStatusDetail {
+                state: region_state(&key, &datacenters, &previous_keys),
                 key,
                 facts: None,
                 facts_error: Some(REVOKED_FACTS.to_string()),
@@ -640,6 +693,7 @@ impl Keys<'_> {
             }
         };
         KeyStatusDetail {
+            state: region_state(&key, &datacenters, &previous_keys),
             key,
             facts,
             facts_error,
@@ -661,6 +715,7 @@ impl Keys<'_> {
         for dc in dcs {
             let user = KeyUser {
                 database_id: dc.database_id,
+                updated_at: dc.updated_at,
                 datacenter_id: dc.id,
                 status: dc.status,
             };

@@ -118,8 +118,20 @@ fn keys_list(
     let can_write = v.who.require(Permission::OrgCmkWrite).is_ok();
     let rows: String = keys
         .iter()
-        .map(|KeyInUse { key: k, earlier, .. }| {
+        .map(|KeyInUse { key: k, earlier, state, .. }| {
             let status = k.status.as_str();
+            let n = state.databases.len();
+            let lifecycle = format!(
+                r#"<div class="lifecycle" data-lifecycle="{s}">{s} since <time datetime="{iso}">{at}</time>{dbs}</div>"#,
+                s = state.state.as_str(),
+                iso = esc(&state.since.to_rfc3339()),
+                at = esc(&state.since.format("%Y-%m-%d %H:%M UTC").to_string()),
+                dbs = if n == 0 {
+                    String::new()
+                } else {
+                    format!(" · {n} database{}", if n == 1 { "" } else { "s" })
+                },
+            );
             let reason = k
                 .status_reason
                 .as_deref()
@@ -214,7 +226,7 @@ fn keys_list(
                 })
                 .collect();
             format!(
-                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{reason}{warning}{earlier}</td><td data-label="Last check">{check}</td><td data-label="Actions">{action}</td></tr>"#,
+                r#"<tr data-key-id="{key}"><td data-label="Database type">{ty}</td><td data-label="Provider">{prov}</td><td data-label="Region">{region}</td><td data-label="Key ID" class="key">{key}</td><td data-label="Status"><span class="status {status}">{status}</span>{lifecycle}{reason}{warning}{earlier}</td><td data-label="Last check">{check}</td><td data-label="Actions">{action}</td></tr>"#,
                 ty = esc(type_label(k.db_type)),
                 prov = esc(provider_label(k.provider)),
                 region = esc(&k.region),

@@ -269,6 +269,18 @@ pub struct KeyStatusView {
     /// Why the key service's facts could not be read just now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facts_error: Option<String>,
+    /// The region's key in its life: ENABLING, ENABLED, REWRAPPING, REVOKING, REVOKED,
+    /// INACCESSIBLE (the reason is `reason`) or ENABLE_FAILED, since when, and the databases
+    /// that state is about.
+    pub lifecycle: LifecycleView,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleView {
+    pub state: keyplane_core::key_state::KeyRegionState,
+    pub since: String,
+    pub databases: Vec<uuid::Uuid>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -447,6 +459,11 @@ fn status_view(d: &KeyStatusDetail) -> KeyStatusView {
             next_rotation_at: r.next_rotation_at,
         }),
         facts_error: d.facts_error.clone(),
+        lifecycle: LifecycleView {
+            state: d.state.state,
+            since: ts(d.state.since),
+            databases: d.state.databases.clone(),
+        },
         key: view(k),
         database_type: k.db_type,
         status: k.status,
