@@ -48,6 +48,8 @@ pub struct WebhookSettings {
     pub poll: Duration,
     /// How long one attempt may take, connection included.
     pub timeout: Duration,
+    /// How long a delivered or given-up delivery stays in the log.
+    pub log_retention: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -61,6 +63,7 @@ impl Default for WebhookSettings {
             max_attempts: 18,
             poll: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
+            log_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -305,6 +308,8 @@ fn payload(e: &AuditEntry) -> String {
 const OUTBOX_BATCH: u32 = 500;
 /// Deliveries claimed per round.
 const CLAIM_BATCH: u32 = 32;
+/// How often the dispatcher prunes the delivery log.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a claim outlasts its attempt's timeout: time to record the attempt.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
@@ -315,7 +320,19 @@ pub async fn run_dispatcher(app: App, shutdown: impl std::future::Future<Output 
         return;
     };
     tokio::pin!(shutdown);
+    let mut pruned_at: Option<Instant> = None;
     loop {
+        if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(Instant::now());
+            let before = Utc::now()
+                - chrono::Duration::from_std(app.config.webhooks.log_retention)
+                    .unwrap_or(chrono::Duration::days(30));
+            match app.store.prune_deliveries(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deliveries = n, "pruned the webhook delivery log"),
+                Err(e) => tracing::error!(error = %e, "could not prune the webhook delivery log"),
+            }
+        }
         if let Err(e) = queue_events(&app).await {
             tracing::error!(error = %e, "could not queue webhook events");
         }

@@ -103,6 +103,7 @@ fn config() -> Config {
             poll: Duration::from_millis(100),
             timeout: Duration::from_secs(5),
             max_per_org: 4,
+            ..Default::default()
         },
         ..Default::default()
     }

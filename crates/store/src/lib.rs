@@ -1033,6 +1033,9 @@ pub trait Store: Send + Sync + 'static {
     /// pending at that attempt (its claim expired and another process claimed it again, or
     /// its webhook was deleted).
     async fn record_attempt(&self, result: &AttemptResult) -> Result<bool>;
+    /// Removes delivered and given-up deliveries last changed before `before`, with their
+    /// attempts; how many.
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64>;
     /// A webhook's latest `limit` deliveries, newest first, each with its attempts.
     async fn list_deliveries(
         &self,

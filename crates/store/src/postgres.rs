@@ -2730,6 +2730,27 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
+        let before = truncate_ms(before);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let attempts = tx
+            .prepare_cached(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN
+                     (SELECT id FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < $1)",
+            )
+            .await?;
+        tx.execute(&attempts, &[&before]).await?;
+        let deliveries = tx
+            .prepare_cached(
+                "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < $1",
+            )
+            .await?;
+        let n = tx.execute(&deliveries, &[&before]).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn list_deliveries(
         &self,
         org_id: Uuid,

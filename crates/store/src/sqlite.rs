@@ -2873,6 +2873,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
+        let before = format_ts(truncate_ms(before));
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN
+                     (SELECT id FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < ?1)",
+            )?
+            .execute([&before])?;
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < ?1",
+                )?
+                .execute([&before])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn list_deliveries(
         &self,
         org_id: Uuid,

@@ -5460,9 +5460,15 @@ async fn suite_webhooks(store: DynStore) {
             .await,
         Err(StoreError::NotFound(_))
     ));
-    let listed = store.list_webhooks(Some(a)).await.unwrap();
-    assert_eq!(listed, vec![w.clone(), w2.clone()]);
-    assert_eq!(listed[1].events, vec![AuditAction::DatacenterSuspend]);
+    // Oldest first; two made in the same millisecond come in ID order.
+    let mut listed = store.list_webhooks(Some(a)).await.unwrap();
+    let mut want = vec![w.clone(), w2.clone()];
+    if w.created_at == w2.created_at {
+        want.sort_by_key(|x| x.id);
+    }
+    assert_eq!(listed, want);
+    listed.retain(|x| x.id == w2.id);
+    assert_eq!(listed[0].events, vec![AuditAction::DatacenterSuspend]);
     assert_eq!(store.list_webhooks(None).await.unwrap().len(), 3);
     assert!(
         !format!("{w:?}").contains("255"),
@@ -5594,6 +5600,27 @@ async fn suite_webhooks(store: DynStore) {
     assert!(
         store.list_deliveries(b, w.id, 10).await.unwrap().is_empty(),
         "another org's"
+    );
+    // Pruning removes finished deliveries last changed before the cut, never pending ones.
+    assert_eq!(
+        store
+            .prune_deliveries(now - Duration::seconds(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .prune_deliveries(now + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.list_deliveries(a, w.id, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_deliveries(a, w2.id, 10).await.unwrap().len(),
+        1,
+        "the pending one stays"
     );
 
     // Deleting removes the webhook and its deliveries; another org cannot delete it.
