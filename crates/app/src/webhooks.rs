@@ -139,6 +139,14 @@ fn parse_events(given: Option<&[String]>) -> AppResult<Vec<AuditAction>> {
     Ok(out)
 }
 
+/// The scheme and host of a URL, as the audit log names an endpoint.
+fn host_of(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(u) => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")),
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
 /// The record a sealed secret belongs to: moved to another webhook's row, it does not open.
 fn aad(org: Uuid, id: Uuid) -> Vec<u8> {
     format!("keyplane webhook secret v1\n{org}\n{id}").into_bytes()
@@ -159,9 +167,10 @@ impl Webhooks<'_> {
             Ok(()) => self.create_checked(who, url, events).await,
             Err(e) => Err(e),
         };
+        // The host only: a URL's path or query may carry the receiver's own secret.
         let target = match &res {
-            Ok(c) => format!("{} {}", c.webhook.id, c.webhook.url),
-            Err(_) => url.chars().take(200).collect(),
+            Ok(c) => format!("{} {}", c.webhook.id, host_of(&c.webhook.url)),
+            Err(_) => host_of(url),
         };
         crate::audit::record_result(app, who, AuditAction::WebhookCreate, &target, &res, "").await;
         res

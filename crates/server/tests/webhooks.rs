@@ -376,6 +376,15 @@ async fn key_events_are_delivered_signed_and_retried() {
         actions.iter().filter(|a| **a == "webhook.create").count(),
         3
     );
+    for e in audit["entries"].as_array().unwrap() {
+        if e["action"] == "webhook.create" {
+            let target = e["target"].as_str().unwrap();
+            assert!(
+                target.ends_with("http://127.0.0.1") && !target.contains("/all"),
+                "the endpoint by its host only (a path may hold the receiver's secret): {target}"
+            );
+        }
+    }
     assert_eq!(
         actions.iter().filter(|a| **a == "webhook.delete").count(),
         1
