@@ -11,7 +11,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, GrantConstraints, GrantOperation, KeyMetadata};
 use keyplane_kms::{
     DataKeyPair, EncryptionContext, ErrorKind, Grant, GrantConstraint, KeyDescription, KeyProvider,
-    KeyState, KmsError, Result,
+    KeyState, KmsError, Result, RotationFacts,
 };
 use zeroize::Zeroizing;
 
@@ -474,6 +474,29 @@ impl KeyProvider for AwsKeyProvider {
         })
         .await?;
         Ok(())
+    }
+
+    /// GetKeyRotationStatus (allowed across accounts). The date of the last rotation stays
+    /// unknown: ListKeyRotations, which has it, is not allowed across accounts, so the
+    /// platform cannot call it on a customer's key.
+    async fn rotation_facts(&self, key_id: &str) -> Result<RotationFacts> {
+        const OP: &str = "GetKeyRotationStatus";
+        let status = self
+            .call(OP, &[key_id], || {
+                self.client.get_key_rotation_status().key_id(key_id).send()
+            })
+            .await?;
+        Ok(RotationFacts {
+            enabled: status.key_rotation_enabled(),
+            period_days: status
+                .rotation_period_in_days()
+                .and_then(|d| u32::try_from(d).ok()),
+            last_rotated_at: None,
+            next_rotation_at: status.next_rotation_date().and_then(|t| {
+                t.fmt(aws_sdk_kms::primitives::DateTimeFormat::DateTime)
+                    .ok()
+            }),
+        })
     }
 }
 

@@ -268,3 +268,72 @@ async fn a_closed_port_is_unreachable_after_bounded_retries() {
     assert!(elapsed >= Duration::from_millis(125), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
+
+/// The key's own rotation as GetKeyRotationStatus reports it across accounts: denied under the
+/// seed policy (which does not grant it); granted, off, then on with its period and next date,
+/// which an on-demand rotation does not move.
+#[tokio::test]
+async fn rotation_facts_follow_the_customers_rotation() {
+    let s = DevKmsServer::start().await;
+    let customer = s.client(CUSTOMER);
+    let (_c, kms) = s.platform();
+    let seed = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
+    let e = kms.rotation_facts(&seed).await.unwrap_err();
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied {
+            action: "kms:GetKeyRotationStatus".into()
+        },
+        "{e:?}"
+    );
+
+    let key = customer_key(&customer, CUSTOMER_ACCOUNT, CREATOR, None).await;
+    let mut policy: serde_json::Value =
+        serde_json::from_str(&seed_policy(CUSTOMER_ACCOUNT, CREATOR, None)).unwrap();
+    policy["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "Sid": "Let the platform read the key's rotation",
+            "Effect": "Allow",
+            "Principal": {"AWS": CREATOR},
+            "Action": "kms:GetKeyRotationStatus",
+            "Resource": "*"
+        }));
+    customer
+        .put_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let off = kms.rotation_facts(&key).await.unwrap();
+    assert!(!off.enabled && off.last_rotated_at.is_none(), "{off:?}");
+
+    customer
+        .enable_key_rotation()
+        .key_id(&key)
+        .rotation_period_in_days(180)
+        .send()
+        .await
+        .unwrap();
+    let on = kms.rotation_facts(&key).await.unwrap();
+    assert!(on.enabled, "{on:?}");
+    assert_eq!(on.period_days, Some(180));
+    assert!(on.next_rotation_at.is_some(), "{on:?}");
+    assert_eq!(on.last_rotated_at, None);
+
+    customer
+        .rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let rotated = kms.rotation_facts(&key).await.unwrap();
+    assert_eq!(rotated.next_rotation_at, on.next_rotation_at, "{rotated:?}");
+    let next =
+        chrono::DateTime::parse_from_rfc3339(on.next_rotation_at.as_deref().unwrap()).unwrap();
+    let days = (next.to_utc() - chrono::Utc::now()).num_days();
+    assert!((179..=180).contains(&days), "next rotation in {days} days");
+}

@@ -1208,3 +1208,41 @@ async fn the_region_key_state_follows_deployment_revocation_and_the_kms() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An AWS key's own rotation in its status: absent while its policy does not let the platform
+/// read it (the status is not in error for that); once the customer grants
+/// kms:GetKeyRotationStatus and turns rotation on, automatic with its period and next date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_keys_rotation_shows_in_its_status_where_its_policy_allows() {
+    let s = TestServer::with_config(config()).await;
+    let arn = register_key(&s, "us-east-2").await;
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert!(status["rotation"].is_null(), "{status}");
+    assert!(status["factsError"].is_null(), "{status}");
+
+    let mut policy = common::full_policy(s.org);
+    policy["Statement"].as_array_mut().unwrap().push(json!({
+        "Sid": "Let the platform read the key's rotation", "Effect": "Allow",
+        "Principal": {"AWS": common::PLATFORM_ROLE}, "Action": "kms:GetKeyRotationStatus",
+        "Resource": "*"}));
+    let kms = s.kms.customer("us-east-2");
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["rotation"]["automatic"], false, "{status}");
+    kms.enable_key_rotation()
+        .key_id(&arn)
+        .rotation_period_in_days(90)
+        .send()
+        .await
+        .unwrap();
+    let (_, status) = s.get(&format!("{KEY}/status"), &s.admin).await;
+    assert_eq!(status["rotation"]["automatic"], true, "{status}");
+    assert_eq!(status["rotation"]["periodDays"], 90, "{status}");
+    assert!(status["rotation"]["nextRotationAt"].is_string(), "{status}");
+}

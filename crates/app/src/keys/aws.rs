@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::LiveCheckOutcome;
 use super::policy::key_account_of;
 use super::registration::{live_check_aws, org_context};
-use super::service::{AccessGrant, KeyService, ParsedKeyId, PolicyFindings};
+use super::service::{AccessGrant, KeyFacts, KeyService, ParsedKeyId, PolicyFindings};
 use crate::App;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
@@ -136,6 +136,20 @@ impl KeyService for AwsKeys {
             keyplane_core::policy::USE_STATEMENT_SID,
             keyplane_core::policy::GRANT_STATEMENT_SID
         )
+    }
+
+    /// The key's automatic rotation (GetKeyRotationStatus), where its policy lets the platform
+    /// read it: the seed's policy does not, and that is no fault of the key.
+    async fn facts(&self, kms: &dyn KeyProvider, key_id: &str) -> Result<KeyFacts, KmsError> {
+        let rotation = match super::service::rotation_if_reported(kms, key_id).await {
+            Ok(r) => r,
+            Err(e) if matches!(e.kind, ErrorKind::AccessDenied { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(KeyFacts {
+            rotation,
+            ..KeyFacts::default()
+        })
     }
 }
 
