@@ -46,6 +46,16 @@ fn sealing_key(config: &Config) -> Option<&SealingKey> {
     config.sealing_key.as_ref()
 }
 
+/// The sealing key, for keeping `what`; refused (501) where the deployment has none.
+pub(crate) fn require_sealing_key<'c>(config: &'c Config, what: &str) -> AppResult<&'c SealingKey> {
+    sealing_key(config).ok_or_else(|| {
+        AppError::NotSupported(format!(
+            "this deployment has no sealing key, so it cannot keep {what}; the operator starts keyplane with \
+             --sealing-key-file (serve creates one in the data directory)"
+        ))
+    })
+}
+
 /// Seals `login` for the organization's `key_id`.
 pub(crate) fn seal(
     config: &Config,
@@ -54,13 +64,7 @@ pub(crate) fn seal(
     key_id: &str,
     login: &KeyLogin,
 ) -> AppResult<Vec<u8>> {
-    let key = sealing_key(config).ok_or_else(|| {
-        AppError::NotSupported(
-            "this deployment has no sealing key, so it cannot keep the credentials an OpenBao key needs; the \
-             operator starts keyplane with --sealing-key-file (serve creates one in the data directory)"
-                .to_string(),
-        )
-    })?;
+    let key = require_sealing_key(config, "the credentials an OpenBao key needs")?;
     let plain = Zeroizing::new(
         serde_json::to_vec(&match &login.credential {
             LoginCredential::AppRole { role_id, secret_id } => Sealed {

@@ -192,13 +192,7 @@ impl Webhooks<'_> {
                 }
             })?;
         let events = parse_events(events)?;
-        let key = app.config.sealing_key.as_ref().ok_or_else(|| {
-            AppError::NotSupported(
-                "this deployment has no sealing key, so it cannot keep webhook secrets; the operator starts \
-                 keyplane with --sealing-key-file (serve creates one in the data directory)"
-                    .to_string(),
-            )
-        })?;
+        let key = crate::logins::require_sealing_key(&app.config, "webhook secrets")?;
         let org_id = who.org_id();
         let id = Uuid::new_v4();
         let secret = webhook::generate_secret();
@@ -262,6 +256,29 @@ impl Webhooks<'_> {
         limit: Option<u32>,
     ) -> AppResult<Vec<DeliveryLog>> {
         who.require(Permission::OrgCmkRead)?;
+        let hook = self
+            .0
+            .store
+            .list_webhooks(Some(who.org_id()))
+            .await?
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or(AppError::NotFound(Resource::Webhook(id)))?;
+        self.deliveries_of(who, &hook, limit).await
+    }
+
+    /// The same for a webhook [`Self::list`] gave (a page showing every endpoint's log reads
+    /// the list once).
+    pub async fn deliveries_of(
+        &self,
+        who: &Requester,
+        hook: &Webhook,
+        limit: Option<u32>,
+    ) -> AppResult<Vec<DeliveryLog>> {
+        who.require(Permission::OrgCmkRead)?;
+        if hook.org_id != who.org_id() {
+            return Err(AppError::NotFound(Resource::Webhook(hook.id)));
+        }
         let limit = limit.unwrap_or(50);
         if !(1..=200).contains(&limit) {
             return Err(AppError::invalid_parameter(
@@ -269,18 +286,11 @@ impl Webhooks<'_> {
                 "limit: must be between 1 and 200",
             ));
         }
-        let org = who.org_id();
-        if !self
+        Ok(self
             .0
             .store
-            .list_webhooks(Some(org))
-            .await?
-            .iter()
-            .any(|w| w.id == id)
-        {
-            return Err(AppError::NotFound(Resource::Webhook(id)));
-        }
-        Ok(self.0.store.list_deliveries(org, id, limit).await?)
+            .list_deliveries(hook.org_id, hook.id, limit)
+            .await?)
     }
 }
 

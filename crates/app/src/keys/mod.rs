@@ -653,31 +653,27 @@ impl Keys<'_> {
     /// the status rather than failing the read.
     async fn with_facts(&self, key: CustomerKey) -> KeyStatusDetail {
         let app = self.0;
-        if key.status == KeyStatus::Revoked {
-            // Revoked: keyplane makes no call to the key, not even to read its facts.
-            let (datacenters, previous_keys) = self.users(&key).await.unwrap_or_default();
-            return KeyStatusDetail {
-                state: region_state(&key, &datacenters, &previous_keys),
-                key,
-                facts: None,
-                facts_error: Some(REVOKED_FACTS.to_string()),
-                datacenters,
-                previous_keys,
-            };
-        }
-        let read = async {
-            let service = key_service(key.provider)?;
-            let identity = self.key_identity(&key);
-            let kms = app
-                .data
-                .provider_for(&identity, key.org_id, &key.key_id)
-                .await?;
-            Ok::<_, AppError>(service.facts(kms.as_ref(), &key.key_id).await?)
+        // Revoked: keyplane makes no call to the key, not even to read its facts.
+        let read = if key.status == KeyStatus::Revoked {
+            Err(None)
+        } else {
+            async {
+                let service = key_service(key.provider)?;
+                let identity = self.key_identity(&key);
+                let kms = app
+                    .data
+                    .provider_for(&identity, key.org_id, &key.key_id)
+                    .await?;
+                Ok::<_, AppError>(service.facts(kms.as_ref(), &key.key_id).await?)
+            }
+            .await
+            .map_err(Some)
         };
-        let (facts, facts_error) = match read.await {
+        let (facts, facts_error) = match read {
+            Err(None) => (None, Some(REVOKED_FACTS.to_string())),
             Ok(f) if f == KeyFacts::default() => (None, None),
             Ok(f) => (Some(f), None),
-            Err(e) => {
+            Err(Some(e)) => {
                 let why = match &e {
                     AppError::Kms(k) => problem_for(key.provider, &k.kind, &key.key_id, &k.message),
                     other => other.to_string(),

@@ -79,7 +79,7 @@ fn log_table(log: &[DeliveryLog]) -> String {
 }
 
 async fn hook_card(state: &App, v: &Visitor, w: &Webhook) -> String {
-    let log = match state.webhooks().deliveries(&v.who, w.id, Some(LOG)).await {
+    let log = match state.webhooks().deliveries_of(&v.who, w, Some(LOG)).await {
         Ok(log) => log_table(&log),
         Err(e) => format!(
             r#"<p class="alert" role="alert">{}</p>"#,
