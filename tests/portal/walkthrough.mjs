@@ -566,6 +566,23 @@ const steps = [
     },
   },
   {
+    id: 'rot', name: 'rotate-data-key', start: '/portal/databases',
+    async run(page) {
+      const dbId = requireState('dbId', 'i');
+      const enc = dbRow(page, dbId).locator('td.db-encryption');
+      assert.match(await text(enc.locator('.data-key-age')), /data key from deployment/, `the encryption column reads "${await text(enc)}" before a rotation`);
+      await enc.getByRole('button', { name: 'Rotate data key' }).click();
+      await page.waitForURL((u) => u.pathname === '/portal/databases' && u.searchParams.get('rotated') === REGION);
+      const notice = await text(page.locator('p.notice[role=status]'));
+      assert.match(notice, /Data key rotated/, `the notice reads "${notice}"`);
+      const age = await text(dbRow(page, dbId).locator('td.db-encryption .data-key-age'));
+      assert.match(age, /data key rotated \d{4}-\d{2}-\d{2}/, `after Rotate the data key's age reads "${age}"`);
+      assert.match(await text(dbRow(page, dbId).locator('td.db-status')), /ACTIVE/, `${DB_NAME} is not ACTIVE after the rotation`);
+      await shot(page, 'data-key-rotated');
+      return `rotated the data key of ${DB_NAME}: ACTIVE throughout, its age shown`;
+    },
+  },
+  {
     id: 'j', name: 'add-region-without-key', start: '/portal/databases',
     async run(page) {
       const dbId = requireState('dbId', 'i');

@@ -93,6 +93,10 @@ impl App {
         Keys(self)
     }
 
+    pub fn data_keys(&self) -> crate::data_keys::DataKeys<'_> {
+        crate::data_keys::DataKeys(self)
+    }
+
     pub fn databases(&self) -> Databases<'_> {
         Databases(self)
     }
@@ -140,7 +144,7 @@ impl App {
     }
 
     /// Starts the background work (provisioning worker, key health monitor, the reaper of
-    /// expired data keys, the suspension sync, the webhook dispatcher); all stop when `stop` turns true.
+    /// expired data keys, the suspension sync, the data-key rotation schedule, the webhook dispatcher); all stop when `stop` turns true.
     pub fn spawn_background(
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
@@ -160,6 +164,10 @@ impl App {
             )),
             tokio::spawn(crate::dataplane::run_suspension_sync(
                 self.data.clone(),
+                until(stop.clone()),
+            )),
+            tokio::spawn(crate::data_keys::run_schedule(
+                self.clone(),
                 until(stop.clone()),
             )),
             tokio::spawn(crate::webhooks::run_dispatcher(self.clone(), until(stop))),

@@ -165,6 +165,9 @@ pub struct Config {
     /// How long a plaintext data key stays in memory after it was unwrapped: the reaper closes
     /// its file within a tenth of this (at most 5 s) after, used or not.
     pub data_key_ttl: std::time::Duration,
+    /// How long a datacenter keeps one data key before the scheduler rotates it (its file
+    /// re-encrypted under a new data key); zero: only on request.
+    pub data_key_rotation: std::time::Duration,
     /// Page cache of each open datacenter file, in MiB. Pages are decrypted once, when read
     /// into it: a cache that holds a datacenter's working set makes its reads cost what a
     /// plain file's do, while a smaller one pays a decryption on every miss (a plain file
@@ -280,6 +283,7 @@ impl Default for Config {
             alert_only_max: std::time::Duration::from_secs(24 * 3600),
             suspension_sync_interval: std::time::Duration::from_secs(1),
             data_key_ttl: std::time::Duration::from_secs(5 * 60),
+            data_key_rotation: std::time::Duration::from_secs(30 * 24 * 3600),
             data_cache_mib: DEFAULT_DATA_CACHE_MIB,
             max_open_datacenters: DEFAULT_MAX_OPEN_DATACENTERS,
             key_check_concurrency: DEFAULT_KEY_CHECK_CONCURRENCY,

@@ -164,6 +164,8 @@ fn new_datacenter(db: &Database, ordinal: i32, region: &str, binding: Binding) -
         created_at: now,
         updated_at: now,
         terminated_at: None,
+        pending_wrapped_data_key: None,
+        data_key_rotated_at: None,
     }
 }
 

@@ -316,6 +316,8 @@ pub enum ConflictReason {
     },
     /// A datacenter's data key cannot be moved to its region's key now.
     Rewrap(RewrapRefusal),
+    /// A datacenter's data key cannot be rotated now.
+    Rotation(RotationRefusal),
     /// A region rule (core's `check_add_region` / `check_remove_region`) refused it.
     Region(RegionChangeRefusal),
     /// Keyspaces are created and dropped only while the database is ACTIVE.
@@ -336,6 +338,37 @@ pub enum RewrapRefusal {
     NotReady(DatabaseStatus),
     /// The region's key is revoked: unrevoke it first.
     DestinationRevoked { key_id: String },
+    /// The datacenter's data key is being rotated (its next key is wrapped under the old
+    /// customer key): moved once the rotation is done.
+    Rotating,
+}
+
+/// Why a datacenter's data key is not rotated now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationRefusal {
+    /// Only an ACTIVE datacenter with a data key is rotated.
+    NotReady(DatabaseStatus),
+    /// A rotation of it is already running (on request or on schedule).
+    InProgress,
+    /// Its data key changed while this rotation started (a rewrap or another rotation).
+    KeyChanged,
+}
+
+impl fmt::Display for RotationRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RotationRefusal::NotReady(status) => write!(
+                f,
+                "the datacenter is {status}; a data key is rotated while the datacenter is ACTIVE, retry then"
+            ),
+            RotationRefusal::InProgress => f.write_str(
+                "the datacenter's data key is being rotated already; its status shows the progress",
+            ),
+            RotationRefusal::KeyChanged => f.write_str(
+                "the datacenter's data key changed meanwhile (a rewrap or another rotation); nothing was changed, retry",
+            ),
+        }
+    }
 }
 
 impl fmt::Display for RewrapRefusal {
@@ -352,6 +385,9 @@ impl fmt::Display for RewrapRefusal {
             RewrapRefusal::DestinationRevoked { key_id } => write!(
                 f,
                 "the region's key {key_id} is revoked; unrevoke it before moving data under it"
+            ),
+            RewrapRefusal::Rotating => f.write_str(
+                "the datacenter's data key is being rotated; retry the rewrap when the rotation is done",
             ),
         }
     }
@@ -472,6 +508,7 @@ impl fmt::Display for ConflictReason {
                  changed, read the key's status and retry"
             ),
             ConflictReason::Rewrap(refusal) => refusal.fmt(f),
+            ConflictReason::Rotation(refusal) => refusal.fmt(f),
             ConflictReason::Region(refusal) => refusal.fmt(f),
             ConflictReason::KeyspaceChange(status) => write!(
                 f,

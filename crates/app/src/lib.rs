@@ -6,7 +6,8 @@
 //! - services, reached from [`App`]: [`App::orgs`], [`App::tokens`], [`App::accounts`],
 //!   [`App::keys`] (registration with its live check, the policy helper and checker),
 //!   [`App::databases`], [`App::keyspaces`], [`App::regions`] (the region listings),
-//!   [`App::audit`], [`App::sessions`] (the portal's, in the store), [`App::webhooks`]; they
+//!   [`App::audit`], [`App::sessions`] (the portal's, in the store), [`App::webhooks`],
+//!   [`App::data_keys`] (data-key rotation, on request and on schedule); they
 //!   check permissions and record the audit log;
 //! - [`jobs`]: the provisioning worker, with leased jobs shared by every replica on one
 //!   store; [`monitor`]: key health; [`dataplane`]: data keys in
@@ -22,6 +23,7 @@ mod app;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod data_keys;
 pub mod databases;
 pub mod dataplane;
 pub mod error;
@@ -42,5 +44,6 @@ pub use app::App;
 pub use auth::Requester;
 pub use config::{Config, DevSignin, PlatformKey, ProcessRole, ProviderAccount};
 pub use error::{
-    AppError, AppResult, ConflictReason, ProviderIdShortage, RegionProblem, Resource, RewrapRefusal,
+    AppError, AppResult, ConflictReason, ProviderIdShortage, RegionProblem, Resource,
+    RewrapRefusal, RotationRefusal,
 };

@@ -142,6 +142,17 @@ pub enum DbCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Rotate a database's data keys now: each region's file is re-encrypted under a new data
+    /// key, online (the schedule does it every 30 days by default).
+    RotateDataKey {
+        /// The database's ID or name.
+        database: String,
+        /// Only this region [default: every region].
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Add or remove a keyspace of a database.
     Keyspace {
         #[command(subcommand)]
@@ -639,24 +650,7 @@ pub async fn run(api: &ApiClient, cmd: DbCommand) -> anyhow::Result<()> {
             out,
         } => {
             let id = resolve(api, &database).await?;
-            let db = get(api, id).await?;
-            let dcs = db["info"]["datacenters"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let chosen: Vec<&Value> = dcs
-                .iter()
-                .filter(|dc| dc["status"] != "TERMINATED")
-                .filter(|dc| region.as_deref().is_none_or(|r| dc["region"] == r))
-                .collect();
-            if chosen.is_empty() {
-                bail!(
-                    "database {} has no live datacenter{}",
-                    s(&db["info"]["name"]),
-                    region.map(|r| format!(" in {r}")).unwrap_or_default()
-                );
-            }
-            for dc in chosen {
+            for dc in chosen_datacenters(api, id, region.as_deref()).await? {
                 let dc_id = s(&dc["id"]);
                 api.call(
                     Method::POST,
@@ -665,6 +659,38 @@ pub async fn run(api: &ApiClient, cmd: DbCommand) -> anyhow::Result<()> {
                 )
                 .await
                 .with_context(|| format!("rewrapping datacenter {dc_id} ({})", s(&dc["region"])))?;
+            }
+            print_one(&get(api, id).await?, out.output)
+        }
+        DbCommand::RotateDataKey {
+            database,
+            region,
+            out,
+        } => {
+            let id = resolve(api, &database).await?;
+            for dc in chosen_datacenters(api, id, region.as_deref()).await? {
+                let dc_id = s(&dc["id"]);
+                let r = api
+                    .call(
+                        Method::POST,
+                        &format!("/v2/databases/{id}/datacenters/{dc_id}/rotate-data-key"),
+                        None,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "rotating the data key of datacenter {dc_id} ({})",
+                            s(&dc["region"])
+                        )
+                    })?;
+                eprintln!(
+                    "{}: data key rotated, {} bytes re-encrypted in {} ms (writes waited {} ms, reads {} ms)",
+                    s(&dc["region"]),
+                    r["bytes"],
+                    r["tookMs"],
+                    r["writesPausedMs"],
+                    r["readsPausedMs"]
+                );
             }
             print_one(&get(api, id).await?, out.output)
         }
@@ -695,4 +721,29 @@ pub async fn run(api: &ApiClient, cmd: DbCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The database's live datacenters, or only the one in `region`; an error when none is.
+async fn chosen_datacenters(
+    api: &ApiClient,
+    id: Uuid,
+    region: Option<&str>,
+) -> anyhow::Result<Vec<Value>> {
+    let db = get(api, id).await?;
+    let chosen: Vec<Value> = db["info"]["datacenters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|dc| dc["status"] != "TERMINATED")
+        .filter(|dc| region.is_none_or(|r| dc["region"] == r))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "database {} has no live datacenter{}",
+            s(&db["info"]["name"]),
+            region.map(|r| format!(" in {r}")).unwrap_or_default()
+        );
+    }
+    Ok(chosen)
 }

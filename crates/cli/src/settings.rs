@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// then, used or not [default: 300].
     #[arg(long, env = "KEYPLANE_DATA_KEY_TTL")]
     pub data_key_ttl: Option<u64>,
+    /// Seconds between two rotations of each datacenter's data key (its file re-encrypted
+    /// under a new one, online); 0 turns the schedule off [default: 2592000, 30 days].
+    #[arg(long, env = "KEYPLANE_DATA_KEY_ROTATION")]
+    pub data_key_rotation: Option<u64>,
     /// MiB of decrypted pages cached per open datacenter file [default: 256].
     #[arg(long, env = "KEYPLANE_DATA_CACHE_MIB")]
     pub data_cache_mib: Option<u32>,
@@ -186,6 +190,8 @@ pub struct FileConfig {
     pub suspension_sync_ms: Option<u64>,
     /// Seconds a plaintext data key stays in memory (default 300).
     pub data_key_ttl_secs: Option<u64>,
+    /// Seconds between two rotations of each datacenter's data key; 0: never (default 30 days).
+    pub data_key_rotation_secs: Option<u64>,
     /// MiB of decrypted pages cached per open datacenter file (default 256).
     pub data_cache_mib: Option<u32>,
     /// `all`, `api` or `data` (default all).
@@ -500,6 +506,12 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         serve.and_then(|s| s.data_key_ttl),
         file.data_key_ttl_secs,
         300,
+    );
+    config.data_key_rotation = std::time::Duration::from_secs(
+        serve
+            .and_then(|s| s.data_key_rotation)
+            .or(file.data_key_rotation_secs)
+            .unwrap_or(30 * 24 * 3600),
     );
     config.data_cache_mib = serve
         .and_then(|s| s.data_cache_mib)

@@ -920,3 +920,72 @@ fn webhooks_from_the_cli() {
     assert_ne!(gone.code, Some(0), "{gone:?}");
     assert!(gone.stderr.contains("not found"), "{gone:?}");
 }
+
+/// `db rotate-data-key`: every region of the database gets a new data key, the command says
+/// what each rotation cost, the database answers as before, and a region it does not have is
+/// refused naming it.
+#[test]
+fn data_keys_are_rotated_from_the_cli() {
+    let customer = Customer::new();
+    let (_server, creds) = serve_dev(&customer);
+    let token = creds["token"].as_str().unwrap().to_string();
+    create_registered_key(&customer);
+    customer
+        .run(&[
+            "db",
+            "create",
+            "--name",
+            "ledger",
+            "--keyspace",
+            "shop",
+            "--region",
+            "us-east-2",
+        ])
+        .ok();
+    let db = customer
+        .run(&["db", "get", "ledger", "--output", "json"])
+        .ok()
+        .json();
+    assert!(
+        db["info"]["datacenters"][0]["encryption"]["dataKeyRotatedAt"].is_null(),
+        "{db}"
+    );
+    let id = db["id"].as_str().unwrap();
+    let ks = format!(
+        "{}/db/{id}-us-east-2/api/json/v1/shop",
+        creds["apiUrl"].as_str().unwrap()
+    );
+    let (st, body) = common::data_api_call(&ks, &token, r#"{"createCollection":{"name":"c"}}"#);
+    assert_eq!(st, 200, "{body}");
+    let docs: Vec<Value> = (0..50).map(|n| serde_json::json!({"_id": n})).collect();
+    let cmd = serde_json::json!({"insertMany": {"documents": docs}}).to_string();
+    let (st, body) = common::data_api_call(&format!("{ks}/c"), &token, &cmd);
+    assert_eq!(st, 200, "{body}");
+
+    let run = customer.run(&["db", "rotate-data-key", "ledger", "--output", "json"]);
+    let rotated = run.ok().json();
+    let enc = &rotated["info"]["datacenters"][0]["encryption"];
+    assert!(enc["dataKeyRotatedAt"].is_string(), "{rotated}");
+    assert!(
+        run.stderr.contains("us-east-2: data key rotated")
+            && run.stderr.contains("bytes re-encrypted"),
+        "{run:#?}"
+    );
+    let (st, body) = common::data_api_call(
+        &format!("{ks}/c"),
+        &token,
+        r#"{"estimatedDocumentCount":{}}"#,
+    );
+    assert_eq!(
+        (st, &body["status"]["count"]),
+        (200, &serde_json::json!(50)),
+        "{body}"
+    );
+
+    let refused = customer.run(&["db", "rotate-data-key", "ledger", "--region", "eu-west-1"]);
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("no live datacenter in eu-west-1"),
+        "{refused:#?}"
+    );
+}

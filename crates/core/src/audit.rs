@@ -78,6 +78,9 @@ names! {
         DatacenterResume => "datacenter.resume",
         /// A datacenter's data key was moved to its region's current customer key.
         DatacenterRewrap => "datacenter.rewrap",
+        /// A datacenter's data key was rotated: its file re-encrypted under a new data key
+        /// (on request, or by the schedule).
+        DatacenterRotateDataKey => "datacenter.data_key.rotate",
         /// A terminated datacenter's files and wrapped data key were erased
         /// (crypto-shredding).
         DatacenterShred => "datacenter.shred",

@@ -47,6 +47,7 @@ pub const EVENTS: &[AuditAction] = &[
     AuditAction::DatacenterSuspend,
     AuditAction::DatacenterResume,
     AuditAction::DatacenterRewrap,
+    AuditAction::DatacenterRotateDataKey,
     AuditAction::DatacenterShred,
 ];
 

@@ -33,6 +33,7 @@ mod key;
 mod number;
 mod path;
 mod projection;
+mod rekey;
 mod replica;
 mod store;
 mod update;
@@ -46,6 +47,7 @@ pub use json::{MAX_JSON_DEPTH, MAX_NUMBER_LEN, check_json_text, parse_json};
 pub use key::DataKey;
 pub use path::{MAX_PROPERTY_PATH_LEN, encode_segment};
 pub use projection::Projection;
+pub use rekey::RekeyedCopy;
 pub use replica::Recorded;
 pub use store::{
     DEFAULT_PAGE_SIZE, DELETE_MANY_PAGE_SIZE, DeleteManyPage, DocStore, FILE_MODE,

@@ -541,7 +541,7 @@ impl DocStore {
         }
     }
 
-    fn connect(path: &Path, key: Option<&DataKey>) -> Result<Connection> {
+    pub(crate) fn connect(path: &Path, key: Option<&DataKey>) -> Result<Connection> {
         sqlcipher_ready()?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX

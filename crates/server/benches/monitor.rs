@@ -226,6 +226,8 @@ async fn run() {
                         created_at: now,
                         updated_at: now,
                         terminated_at: None,
+                        pending_wrapped_data_key: None,
+                        data_key_rotated_at: None,
                     };
                     let provider = app.kms.connect(&app.data.identity(&dc)).expect("connect");
                     let wrapped = provider

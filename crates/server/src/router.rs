@@ -115,6 +115,7 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(databases::terminate_datacenter))
         .routes(routes!(databases::rewrap_datacenter))
+        .routes(routes!(databases::rotate_data_key))
         .routes(routes!(databases::add_keyspace, databases::remove_keyspace))
         .routes(routes!(regions::serverless_regions))
         .routes(routes!(regions::available_regions))
@@ -146,6 +147,7 @@ pub fn api(state: ServerState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::databases::new_database_page))
         .routes(routes!(portal::databases::add_region))
         .routes(routes!(portal::databases::rewrap))
+        .routes(routes!(portal::databases::rotate_data_key))
         .routes(routes!(
             portal::databases::terminate_page,
             portal::databases::terminate

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, assert_error, create_db, register_key, send, wait_status};
+use common::{
+    TestServer, assert_error, create_db, register_key, replace, send, unregistered_key, wait_status,
+};
 use keyplane_app::Config;
 use keyplane_core::Role;
 use serde_json::{Value, json};
@@ -564,23 +566,6 @@ async fn a_revoked_key_is_never_called() {
 }
 
 /// A key in the built-in KMS that the platform may use for the organization, not registered.
-async fn unregistered_key(s: &TestServer) -> String {
-    let key = s
-        .kms
-        .customer("us-east-2")
-        .create_key()
-        .policy(common::full_policy(s.org).to_string())
-        .send()
-        .await
-        .unwrap();
-    key.key_metadata().unwrap().arn().unwrap().to_string()
-}
-
-async fn replace(s: &TestServer, token: &str, arn: &str, region: &str) -> (u16, Value) {
-    let body = json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}});
-    send(s.req("PUT", KEY, Some(token)).json(&body)).await
-}
-
 async fn rewrap(s: &TestServer, db: &str) -> (u16, Value) {
     s.post(
         &format!("/v2/databases/{db}/datacenters/{db}-1/rewrap"),

@@ -78,7 +78,7 @@ macro_rules! datacenter_columns {
     () => {
         "id, database_id, org_id, ordinal, provider, region, tier, status, message, key_kind, \
          key_id, provider_account, wrapped_data_key, kms_failing_since, created_at, updated_at, \
-         terminated_at"
+         terminated_at, pending_wrapped_data_key, data_key_rotated_at"
     };
 }
 macro_rules! job_columns {
@@ -364,6 +364,11 @@ pub struct Datacenter {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
+    /// The next data key while a rotation re-encrypts the file (wrapped under `key_id`);
+    /// after a crash the file opens under this one or the key of record, never neither.
+    pub pending_wrapped_data_key: Option<Vec<u8>>,
+    /// When the data key of record was last rotated (None: never, it dates from creation).
+    pub data_key_rotated_at: Option<DateTime<Utc>>,
 }
 
 /// Work the background worker does. Its progress lives in the rows it changes, so a job
@@ -893,6 +898,19 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the wrapped data key once; false when one is already stored (the caller
     /// must then use that one, so a re-run job never orphans data).
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool>;
+    /// Records `next`, a rotation's new data key (wrapped under the datacenter's key), if the
+    /// datacenter is not terminated, still holds `current` as its key of record, and has no
+    /// rotation pending. False otherwise: nothing changed.
+    async fn begin_data_key_rotation(&self, id: &str, current: &[u8], next: &[u8]) -> Result<bool>;
+    /// Makes the pending `next` the key of record, rotated now, if it is still the pending
+    /// one; the old wrapped key is overwritten in the same statement.
+    async fn finish_data_key_rotation(&self, id: &str, next: &[u8]) -> Result<bool>;
+    /// Forgets the pending `next` (the file stayed under the key of record), if it is still
+    /// the pending one.
+    async fn abandon_data_key_rotation(&self, id: &str, next: &[u8]) -> Result<bool>;
+    /// ACTIVE datacenters with a data key last rotated (or made) before `before`, or with a
+    /// rotation left pending by a crash: the oldest first, at most `limit`.
+    async fn data_keys_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Datacenter>>;
     async fn set_kms_failing_since(&self, id: &str, since: Option<DateTime<Utc>>) -> Result<()>;
     async fn mark_datacenter_terminated(&self, id: &str) -> Result<()>;
     /// Erases the copies of deleted values the engine still keeps, so a terminated

@@ -79,6 +79,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0012_on_inaccessible.sql"),
     ),
     (13, include_str!("../migrations/postgres/0013_webhooks.sql")),
+    (
+        14,
+        include_str!("../migrations/postgres/0014_data_key_rotation.sql"),
+    ),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -458,6 +462,8 @@ fn datacenter_from_row(row: &Row) -> Result<Datacenter> {
         created_at: row.try_get(14)?,
         updated_at: row.try_get(15)?,
         terminated_at: row.try_get(16)?,
+        pending_wrapped_data_key: row.try_get(17)?,
+        data_key_rotated_at: row.try_get(18)?,
     })
 }
 
@@ -506,7 +512,7 @@ async fn insert_datacenter(tx: &Transaction<'_>, dc: &Datacenter) -> Result<()> 
         .prepare_cached(concat!(
             "INSERT INTO datacenters (",
             datacenter_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .await?;
     tx.execute(
@@ -529,6 +535,8 @@ async fn insert_datacenter(tx: &Transaction<'_>, dc: &Datacenter) -> Result<()> 
             &truncate_ms(dc.created_at),
             &truncate_ms(dc.updated_at),
             &dc.terminated_at.map(truncate_ms),
+            &dc.pending_wrapped_data_key,
+            &dc.data_key_rotated_at.map(truncate_ms),
         ],
     )
     .await
@@ -1459,8 +1467,10 @@ impl Store for PostgresStore {
             return Ok(RewrapOutcome::Stale);
         };
         let dc = datacenter_from_row(&row)?;
+        // A data key mid-rotation is not moved: the pending one is wrapped under the old key.
         if dc.key_id != r.from_key_id
             || dc.wrapped_data_key.as_deref() != Some(r.from_wrapped.as_slice())
+            || dc.pending_wrapped_data_key.is_some()
         {
             return Ok(RewrapOutcome::Stale);
         }
@@ -2122,6 +2132,59 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn begin_data_key_rotation(&self, id: &str, current: &[u8], next: &[u8]) -> Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE datacenters SET pending_wrapped_data_key = $3, updated_at = $4
+                 WHERE id = $1 AND wrapped_data_key = $2 AND pending_wrapped_data_key IS NULL
+                   AND terminated_at IS NULL",
+                &[&id, &current, &next, &now_ms()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn finish_data_key_rotation(&self, id: &str, next: &[u8]) -> Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE datacenters SET wrapped_data_key = pending_wrapped_data_key,
+                     pending_wrapped_data_key = NULL, data_key_rotated_at = $3, updated_at = $3
+                 WHERE id = $1 AND pending_wrapped_data_key = $2 AND terminated_at IS NULL",
+                &[&id, &next, &now_ms()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn abandon_data_key_rotation(&self, id: &str, next: &[u8]) -> Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE datacenters SET pending_wrapped_data_key = NULL, updated_at = $3
+                 WHERE id = $1 AND pending_wrapped_data_key = $2",
+                &[&id, &next, &now_ms()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn data_keys_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Datacenter>> {
+        self.collect(
+            concat!(
+                "SELECT ",
+                datacenter_columns!(),
+                " FROM datacenters
+                 WHERE status = 'ACTIVE' AND terminated_at IS NULL
+                   AND wrapped_data_key IS NOT NULL
+                   AND (pending_wrapped_data_key IS NOT NULL
+                        OR COALESCE(data_key_rotated_at, created_at) < $1)
+                 ORDER BY COALESCE(data_key_rotated_at, created_at), id LIMIT $2"
+            ),
+            &[&before, &i64::from(limit)],
+            datacenter_from_row,
+        )
+        .await
+    }
+
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {
         let client = self.client().await?;
         // Never on a terminated datacenter: its key was shredded and must stay so.
@@ -2166,7 +2229,7 @@ impl Store for PostgresStore {
         let n = self
             .execute(
                 "UPDATE datacenters SET status = 'TERMINATED', wrapped_data_key = NULL,
-                     kms_failing_since = NULL, updated_at = $2,
+                     pending_wrapped_data_key = NULL, kms_failing_since = NULL, updated_at = $2,
                      terminated_at = COALESCE(terminated_at, $2)
                  WHERE id = $1",
                 &[&id, &now_ms()],

@@ -75,6 +75,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0012_on_inaccessible.sql"),
     ),
     (13, include_str!("../migrations/sqlite/0013_webhooks.sql")),
+    (
+        14,
+        include_str!("../migrations/sqlite/0014_data_key_rotation.sql"),
+    ),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -600,6 +604,8 @@ fn datacenter_from_row(row: &Row<'_>) -> Result<Datacenter> {
         created_at: parse_ts(text(row, 14)?)?,
         updated_at: parse_ts(text(row, 15)?)?,
         terminated_at: opt_text(row, 16)?.map(parse_ts).transpose()?,
+        pending_wrapped_data_key: row.get(17)?,
+        data_key_rotated_at: opt_text(row, 18)?.map(parse_ts).transpose()?,
     })
 }
 
@@ -692,7 +698,7 @@ fn insert_datacenter(tx: &rusqlite::Transaction<'_>, dc: &Datacenter) -> Result<
     tx.prepare_cached(concat!(
         "INSERT INTO datacenters (",
         datacenter_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))?
     .execute(params![
         dc.id,
@@ -712,6 +718,8 @@ fn insert_datacenter(tx: &rusqlite::Transaction<'_>, dc: &Datacenter) -> Result<
         format_ts(truncate_ms(dc.created_at)),
         format_ts(truncate_ms(dc.updated_at)),
         dc.terminated_at.map(|t| format_ts(truncate_ms(t))),
+        dc.pending_wrapped_data_key,
+        dc.data_key_rotated_at.map(|t| format_ts(truncate_ms(t))),
     ])
     .map_err(missing_parent("database or organization"))?;
     if let Some(id) = serverless_identity(dc) {
@@ -1566,8 +1574,10 @@ impl Store for SqliteStore {
             else {
                 return Ok(RewrapOutcome::Stale);
             };
+            // A data key mid-rotation is not moved: the pending one is wrapped under the old key.
             if dc.key_id != r.from_key_id
                 || dc.wrapped_data_key.as_deref() != Some(r.from_wrapped.as_slice())
+                || dc.pending_wrapped_data_key.is_some()
             {
                 return Ok(RewrapOutcome::Stale);
             }
@@ -2248,6 +2258,73 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn begin_data_key_rotation(&self, id: &str, current: &[u8], next: &[u8]) -> Result<bool> {
+        let (id, current, next) = (id.to_owned(), current.to_vec(), next.to_vec());
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE datacenters SET pending_wrapped_data_key = ?3, updated_at = ?4
+                     WHERE id = ?1 AND wrapped_data_key = ?2 AND pending_wrapped_data_key IS NULL
+                       AND terminated_at IS NULL",
+                )?
+                .execute(params![id, current, next, format_ts(now_ms())])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn finish_data_key_rotation(&self, id: &str, next: &[u8]) -> Result<bool> {
+        let (id, next) = (id.to_owned(), next.to_vec());
+        self.write(move |tx| {
+            let now = format_ts(now_ms());
+            let n = tx
+                .prepare_cached(
+                    "UPDATE datacenters SET wrapped_data_key = pending_wrapped_data_key,
+                         pending_wrapped_data_key = NULL, data_key_rotated_at = ?3, updated_at = ?3
+                     WHERE id = ?1 AND pending_wrapped_data_key = ?2 AND terminated_at IS NULL",
+                )?
+                .execute(params![id, next, now])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn abandon_data_key_rotation(&self, id: &str, next: &[u8]) -> Result<bool> {
+        let (id, next) = (id.to_owned(), next.to_vec());
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE datacenters SET pending_wrapped_data_key = NULL, updated_at = ?3
+                     WHERE id = ?1 AND pending_wrapped_data_key = ?2",
+                )?
+                .execute(params![id, next, format_ts(now_ms())])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn data_keys_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Datacenter>> {
+        let before = format_ts(before);
+        self.read(move |conn| {
+            collect(
+                conn,
+                concat!(
+                    "SELECT ",
+                    datacenter_columns!(),
+                    " FROM datacenters
+                     WHERE status = 'ACTIVE' AND terminated_at IS NULL
+                       AND wrapped_data_key IS NOT NULL
+                       AND (pending_wrapped_data_key IS NOT NULL
+                            OR COALESCE(data_key_rotated_at, created_at) < ?1)
+                     ORDER BY COALESCE(data_key_rotated_at, created_at), id LIMIT ?2"
+                ),
+                params![before, limit],
+                datacenter_from_row,
+            )
+        })
+        .await
+    }
+
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {
         let (id, wrapped) = (id.to_owned(), wrapped.to_vec());
         self.write(move |tx| {
@@ -2300,7 +2377,7 @@ impl Store for SqliteStore {
                 Ok(tx
                     .prepare_cached(
                         "UPDATE datacenters SET status = 'TERMINATED', wrapped_data_key = NULL,
-                             kms_failing_since = NULL, updated_at = ?2,
+                             pending_wrapped_data_key = NULL, kms_failing_since = NULL, updated_at = ?2,
                              terminated_at = COALESCE(terminated_at, ?2)
                          WHERE id = ?1",
                     )?

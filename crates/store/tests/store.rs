@@ -188,6 +188,7 @@ on_both_backends!(store:
     suite_quotas,
     suite_concurrent_quotas,
     suite_datacenter_keys,
+    suite_data_key_rotation,
     suite_job_lifecycle,
     suite_concurrent_claim,
     suite_renewal_races_takeover,
@@ -1903,6 +1904,8 @@ fn new_datacenter(db: &Database, ordinal: i32, region: &str, key_kind: KeyKind) 
         created_at: db.created_at,
         updated_at: db.created_at,
         terminated_at: None,
+        pending_wrapped_data_key: None,
+        data_key_rotated_at: None,
     }
 }
 
@@ -2876,6 +2879,136 @@ async fn suite_concurrent_quotas(store: DynStore) {
     }
     assert_eq!(admitted, 2);
     assert_eq!(store.list_tokens(org).await.unwrap().len(), 2);
+}
+
+/// A rotation's pending data key: recorded once over the key of record, then promoted or
+/// forgotten, never left beside a shredded datacenter; and which datacenters are due.
+async fn suite_data_key_rotation(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let (db, dc, job) = new_database(org.id, "db", Provider::Aws, "us-east-2", 0);
+    store
+        .create_database(&db, &dc, &job, &Quotas::UNLIMITED)
+        .await
+        .unwrap();
+    assert!(store.set_wrapped_data_key(&dc.id, &[1]).await.unwrap());
+    let due = |before| {
+        let store = store.clone();
+        async move {
+            let found = store.data_keys_due(before, 10).await.unwrap();
+            found.into_iter().map(|d| d.id).collect::<Vec<_>>()
+        }
+    };
+    // Only an ACTIVE datacenter is due.
+    assert!(due(Utc::now() + Duration::days(1)).await.is_empty());
+    store.activate_datacenter(&dc.id).await.unwrap();
+    assert_eq!(
+        due(Utc::now() + Duration::days(1)).await,
+        vec![dc.id.clone()]
+    );
+    assert!(due(dc.created_at - Duration::seconds(1)).await.is_empty());
+
+    // Begun only over the key of record, and once.
+    assert!(
+        !store
+            .begin_data_key_rotation(&dc.id, &[9], &[2])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .begin_data_key_rotation(&dc.id, &[1], &[2])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .begin_data_key_rotation(&dc.id, &[1], &[3])
+            .await
+            .unwrap()
+    );
+    let now = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(now.wrapped_data_key, Some(vec![1]));
+    assert_eq!(now.pending_wrapped_data_key, Some(vec![2]));
+    // A pending rotation is due whenever its rotation was last made.
+    assert_eq!(
+        due(dc.created_at - Duration::seconds(1)).await,
+        vec![dc.id.clone()]
+    );
+
+    // Forgotten only by the one that is pending.
+    assert!(!store.abandon_data_key_rotation(&dc.id, &[3]).await.unwrap());
+    assert!(store.abandon_data_key_rotation(&dc.id, &[2]).await.unwrap());
+    let now = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.wrapped_data_key, now.pending_wrapped_data_key),
+        (Some(vec![1]), None)
+    );
+
+    // Eight at once: exactly one begins.
+    let mut tasks = vec![];
+    for i in 0..8u8 {
+        let (store, id) = (store.clone(), dc.id.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .begin_data_key_rotation(&id, &[1], &[10 + i])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let pending = store
+        .get_datacenter(&dc.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .pending_wrapped_data_key
+        .unwrap();
+
+    // Promoted only by the one that is pending; the old wrapped key is gone.
+    assert!(!store.finish_data_key_rotation(&dc.id, &[99]).await.unwrap());
+    let before = Utc::now() - Duration::seconds(1);
+    assert!(
+        store
+            .finish_data_key_rotation(&dc.id, &pending)
+            .await
+            .unwrap()
+    );
+    let now = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(now.wrapped_data_key, Some(pending.clone()));
+    assert_eq!(now.pending_wrapped_data_key, None);
+    let rotated = now.data_key_rotated_at.expect("rotated_at set");
+    assert!(rotated > before, "{rotated}");
+    assert!(due(rotated).await.is_empty());
+    assert_eq!(
+        due(rotated + Duration::seconds(1)).await,
+        vec![dc.id.clone()]
+    );
+
+    // Terminated mid-rotation: both wrapped keys are shredded and nothing promotes after.
+    assert!(
+        store
+            .begin_data_key_rotation(&dc.id, &pending, &[42])
+            .await
+            .unwrap()
+    );
+    store.mark_datacenter_terminated(&dc.id).await.unwrap();
+    let gone = store.get_datacenter(&dc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (gone.wrapped_data_key, gone.pending_wrapped_data_key),
+        (None, None)
+    );
+    assert!(!store.finish_data_key_rotation(&dc.id, &[42]).await.unwrap());
+    assert!(
+        !store
+            .begin_data_key_rotation(&dc.id, &pending, &[43])
+            .await
+            .unwrap()
+    );
+    assert!(due(Utc::now() + Duration::days(1)).await.is_empty());
 }
 
 async fn suite_datacenter_keys(store: DynStore) {

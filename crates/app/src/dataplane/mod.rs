@@ -13,6 +13,7 @@ mod open;
 pub(crate) mod order;
 #[cfg(feature = "bench-plain")]
 mod plain;
+mod rotation;
 mod suspensions;
 
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ use crate::error::{AppError, AppResult};
 use crate::metrics::{Counter, Counters, MetricKind};
 use open::{OpenFiles, close_all};
 use order::DatabaseOrder;
+use rotation::Rotations;
+pub use rotation::{RotatedDataKey, RotationProgress};
 use suspensions::Suspensions;
 
 pub struct DataPlane {
@@ -47,6 +50,8 @@ pub struct DataPlane {
     suspended: Suspensions,
     /// Per database: the region lock and the order of its writes (`order`).
     databases: std::sync::Mutex<HashMap<uuid::Uuid, Arc<DatabaseOrder>>>,
+    /// The data-key rotations running in this process (`rotation`).
+    rotations: Rotations,
     /// Datacenters served from a plain SQLite file, for the benchmark's baseline only.
     #[cfg(feature = "bench-plain")]
     plain_for_benchmark: std::sync::RwLock<std::collections::HashSet<String>>,
@@ -91,6 +96,7 @@ impl DataPlane {
             open: OpenFiles::new(),
             suspended: Suspensions::default(),
             databases: std::sync::Mutex::new(HashMap::new()),
+            rotations: Rotations::default(),
             #[cfg(feature = "bench-plain")]
             plain_for_benchmark: std::sync::RwLock::new(std::collections::HashSet::new()),
         }
@@ -306,6 +312,12 @@ impl DataPlane {
                 )));
             }
         }
+        // A rotation a crash interrupted is settled before the file is opened.
+        let dc = if dc.pending_wrapped_data_key.is_some() && !self.rotations.is_running(dc_id) {
+            self.settle_pending_rotation(dc).await?
+        } else {
+            dc
+        };
         let path = self.file(dc_id);
         let cache_mib = self.config.data_cache_mib;
         let key = if self.is_plain_for_benchmark(dc_id) {
@@ -379,7 +391,7 @@ impl DataPlane {
         self.forget(dc_id).await;
         let base = self.file(dc_id);
         let mut erased = 0;
-        for name in [creating(&base), base] {
+        for name in [creating(&base), rotation::rotation_copy(&base), base] {
             for suffix in FILE_SUFFIXES {
                 let p = PathBuf::from(format!("{}{suffix}", name.display()));
                 let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);

@@ -153,6 +153,8 @@ pub struct KeyUser {
     pub datacenter_id: String,
     pub status: keyplane_core::DatabaseStatus,
     pub updated_at: chrono::DateTime<Utc>,
+    /// Its data key is being rotated (a new one recorded, the file not yet swapped).
+    pub rotating: bool,
 }
 
 /// A region key's life state (`keyplane_core::key_state`), as of when, and the databases it
@@ -176,14 +178,15 @@ pub fn region_state(
 ) -> RegionState {
     let statuses: Vec<_> = current.iter().map(|u| u.status).collect();
     let earlier_users: Vec<&KeyUser> = earlier.iter().flat_map(|p| &p.datacenters).collect();
-    let state = key_region_state(key.status, &statuses, earlier_users.len());
+    let rotating = current.iter().filter(|u| u.rotating).count();
+    let state = key_region_state(key.status, &statuses, earlier_users.len(), rotating);
     let concerned: Vec<&KeyUser> = current
         .iter()
-        .filter(|u| state.concerns(u.status, true))
+        .filter(|u| state.concerns(u.status, true, u.rotating))
         .chain(
             earlier_users
                 .into_iter()
-                .filter(|u| state.concerns(u.status, false)),
+                .filter(|u| state.concerns(u.status, false, u.rotating)),
         )
         .collect();
     let since = concerned
@@ -712,6 +715,7 @@ impl Keys<'_> {
             let user = KeyUser {
                 database_id: dc.database_id,
                 updated_at: dc.updated_at,
+                rotating: dc.pending_wrapped_data_key.is_some(),
                 datacenter_id: dc.id,
                 status: dc.status,
             };

@@ -222,6 +222,9 @@ impl Keys<'_> {
                 key_id: key.key_id,
             }));
         }
+        if dc.pending_wrapped_data_key.is_some() {
+            return Err(refused(RewrapRefusal::Rotating));
+        }
         let wrapped = match (&dc.wrapped_data_key, dc.status) {
             (Some(w), DatabaseStatus::Active | DatabaseStatus::Suspended) => w.clone(),
             _ => return Err(refused(RewrapRefusal::NotReady(dc.status))),

@@ -69,6 +69,7 @@ fn notice_text(code: &str, t: DbType, p: Provider, region: &str) -> String {
         ("created" = Option<Uuid>, Query, description = "set after a database was created"),
         ("terminated" = Option<Uuid>, Query, description = "set after a database was terminated"),
         ("rewrapped" = Option<String>, Query, description = "set after a region was rewrapped: the region"),
+        ("rotated" = Option<String>, Query, description = "set after a region's data key was rotated: the region"),
     ),
     responses((status = 200, description = "the databases page", content_type = "text/html"), (status = 303, description = "not signed in")))]
 pub async fn databases_page(
@@ -90,6 +91,12 @@ pub async fn databases_page(
     if let Some(region) = q.get("rewrapped") {
         notice = format!(
             r#"<p class="notice" role="status">Rewrapped: the data key of {} is now encrypted under the region's current key. No data was rewritten.</p>"#,
+            esc(region)
+        );
+    }
+    if let Some(region) = q.get("rotated") {
+        notice = format!(
+            r#"<p class="notice" role="status">Data key rotated: the data of {} is now encrypted under a new data key.</p>"#,
             esc(region)
         );
     }
@@ -192,7 +199,28 @@ async fn list_page(
                     }
                     _ => String::new(),
                 };
-                format!(r#"<div data-region="{r}" data-datacenter-id="{d}">{r} <span class="status {s}">{s}</span>: {key}{moved}</div>"#, r = esc(&dc.region), d = esc(&dc.id), s = dc.status.as_str())
+                // The data key's age, and a rotation on request for an ACTIVE region.
+                let rotated = match dc.data_key_rotated_at {
+                    Some(t) => format!("data key rotated {}", t.format("%Y-%m-%d %H:%M UTC")),
+                    None => "data key from deployment".to_string(),
+                };
+                let rotating = dc.pending_wrapped_data_key.is_some()
+                    || state.data.rotation_progress(&dc.id).is_some();
+                let rotate = if rotating {
+                    r#" <span class="status ROTATING" data-rotating="true">ROTATING</span>"#.to_string()
+                } else if can_rewrap && dc.status == DatabaseStatus::Active && !done {
+                    format!(
+                        r#"<form method="post" action="/portal/databases/{id}/datacenters/{dc}/rotate-data-key" class="rotate"><input type="hidden" name="csrf" value="{csrf}"><button class="secondary" type="submit" aria-label="Rotate data key of {r} of {name}">Rotate data key</button></form>"#,
+                        id = db.id,
+                        dc = esc(&url_encode(&dc.id)),
+                        csrf = esc(&v.csrf),
+                        r = esc(&dc.region),
+                        name = esc(&db.name),
+                    )
+                } else {
+                    String::new()
+                };
+                format!(r#"<div data-region="{r}" data-datacenter-id="{d}">{r} <span class="status {s}">{s}</span>: {key}{moved} <span class="muted data-key-age">({rotated})</span>{rotate}</div>"#, r = esc(&dc.region), d = esc(&dc.id), s = dc.status.as_str())
             })
             .collect();
         let mut actions = String::new();
@@ -732,18 +760,52 @@ pub async fn rewrap(
             "/portal/databases?rewrapped={}",
             url_encode(&dc.region)
         )),
-        Err(e) => {
-            let html = format!(
-                r#"<p class="alert" role="alert" id="rewrap-error">{}</p>"#,
-                esc(&app_error_message(&e))
-            );
-            let row = RowError {
-                db: db.id,
-                region: String::new(),
-                html,
-            };
-            list_page(&state, &v, refused(&e), "", Some(row), None).await
-        }
+        Err(e) => refused_in_row(&state, &v, db.id, "rewrap-error", &e).await,
+    }
+}
+
+/// The databases page with a datacenter action's refusal in the database's row.
+async fn refused_in_row(state: &App, v: &Visitor, db: Uuid, id: &str, e: &AppError) -> Response {
+    let html = format!(
+        r#"<p class="alert" role="alert" id="{id}">{}</p>"#,
+        esc(&app_error_message(e))
+    );
+    let row = RowError {
+        db,
+        region: String::new(),
+        html,
+    };
+    list_page(state, v, refused(e), "", Some(row), None).await
+}
+
+/// Rotates one datacenter's data key through the application's service; a refusal is shown
+/// in the database's row.
+#[utoipa::path(post, path = "/portal/databases/{id}/datacenters/{dc_id}/rotate-data-key", tag = TAG,
+    params(("id" = Uuid, Path), ("dc_id" = String, Path)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf"),
+    responses(
+        (status = 303, description = "rotated (to the databases page), or not signed in"),
+        (status = 404, description = "no such database or datacenter", content_type = "text/html"),
+        (status = 409, description = "refused (not ACTIVE, a rotation already running): the databases page with the reason in the row", content_type = "text/html"),
+        (status = 403, description = "the form's CSRF token is missing or wrong, or the role may not", content_type = "text/html"),
+    ))]
+pub async fn rotate_data_key(
+    State(state): State<App>,
+    headers: HeaderMap,
+    Path((id, dc_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (v, _, detail) = match db_form(&state, &headers, &body, &id).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let db = &detail.database;
+    match state.data_keys().rotate(&v.who, db.id, &dc_id).await {
+        Ok((dc, _)) => redirect(&format!(
+            "/portal/databases?rotated={}",
+            url_encode(&dc.region)
+        )),
+        Err(e) => refused_in_row(&state, &v, db.id, "rotate-error", &e).await,
     }
 }
 

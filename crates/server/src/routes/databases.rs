@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use keyplane_app::App;
-use keyplane_app::config::Config;
 use keyplane_app::databases::{DatabaseDetail, DatabaseQuery, NewDatabase, NewRegion};
 use keyplane_core::databases::DEFAULT_KEYSPACE;
 use keyplane_core::regions::region_info;
@@ -129,6 +128,21 @@ pub struct Encryption {
     pub key_id: String,
     /// ACTIVE, SUSPENDED, … as the datacenter.
     pub state: DatabaseStatus,
+    /// When the datacenter's data key was last rotated; null while it is the one it was
+    /// deployed with.
+    pub data_key_rotated_at: Option<String>,
+    /// Present while its data key is being rotated.
+    pub data_key_rotation: Option<DataKeyRotationView>,
+}
+
+/// A data-key rotation under way.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataKeyRotationView {
+    /// When it started; null when another process runs it.
+    pub started_at: Option<String>,
+    /// Share of the file re-encrypted so far (0 to 100); null when another process runs it.
+    pub percent: Option<u8>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -213,7 +227,15 @@ fn upper(p: Provider) -> String {
     p.as_str().to_ascii_uppercase()
 }
 
-pub fn dc_view(config: &Config, dc: &Datacenter) -> DatacenterView {
+pub fn dc_view(app: &App, dc: &Datacenter) -> DatacenterView {
+    let config = &app.config;
+    let progress = app.data.rotation_progress(&dc.id);
+    let rotation = (dc.pending_wrapped_data_key.is_some() || progress.is_some()).then(|| {
+        DataKeyRotationView {
+            started_at: progress.as_ref().map(|p| ts(p.started_at)),
+            percent: progress.as_ref().map(|p| p.percent),
+        }
+    });
     DatacenterView {
         id: dc.id.clone(),
         name: format!("dc-{}", dc.ordinal),
@@ -233,6 +255,8 @@ pub fn dc_view(config: &Config, dc: &Datacenter) -> DatacenterView {
                 KeyKind::Platform => "platform-managed".to_string(),
             },
             state: dc.status,
+            data_key_rotated_at: dc.data_key_rotated_at.map(ts),
+            data_key_rotation: rotation,
         },
         data_endpoint_url: config.data_endpoint(dc.database_id, &dc.region),
         date_created: ts(dc.created_at),
@@ -255,7 +279,7 @@ fn actions(status: DatabaseStatus) -> Vec<&'static str> {
     }
 }
 
-pub fn view(config: &Config, d: &DatabaseDetail) -> DatabaseView {
+pub fn view(app: &App, d: &DatabaseDetail) -> DatabaseView {
     let db = &d.database;
     let first_region = d
         .datacenters
@@ -276,7 +300,7 @@ pub fn view(config: &Config, d: &DatabaseDetail) -> DatabaseView {
             capacity_units: db.capacity_units,
             region: first_region.clone(),
             db_type: (db.db_type == DbType::Serverless).then(|| "vector".to_string()),
-            datacenters: d.datacenters.iter().map(|dc| dc_view(config, dc)).collect(),
+            datacenters: d.datacenters.iter().map(|dc| dc_view(app, dc)).collect(),
         },
         creation_time: ts(db.created_at),
         termination_time: db.terminated_at.map(ts),
@@ -289,7 +313,7 @@ pub fn view(config: &Config, d: &DatabaseDetail) -> DatabaseView {
         },
         available_actions: actions(db.status),
         message: db.message.clone(),
-        data_endpoint_url: config.data_endpoint(db.id, &first_region),
+        data_endpoint_url: app.config.data_endpoint(db.id, &first_region),
         customer_keyed: db.customer_keyed,
     }
 }
@@ -328,11 +352,7 @@ pub async fn create_database(
     if let Ok(v) = HeaderValue::from_str(&created.database.id.to_string()) {
         headers.insert(header::LOCATION, v);
     }
-    Ok((
-        StatusCode::CREATED,
-        headers,
-        Json(view(&app.config, &created)),
-    ))
+    Ok((StatusCode::CREATED, headers, Json(view(&app, &created))))
 }
 
 /// Lists the organization's databases (TERMINATED ones with `include=all` or `include=terminated`).
@@ -360,7 +380,7 @@ pub async fn list_databases(
         starting_after: q.starting_after,
     };
     let dbs = app.databases().list(&who, &q).await?;
-    Ok(Json(dbs.iter().map(|d| view(&app.config, d)).collect()))
+    Ok(Json(dbs.iter().map(|d| view(&app, d)).collect()))
 }
 
 /// One database, with each datacenter's key (customer key ARN or platform-managed) and state.
@@ -377,7 +397,7 @@ pub async fn get_database(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<DatabaseView>> {
     let d = app.databases().get(&who, id).await?;
-    Ok(Json(view(&app.config, &d)))
+    Ok(Json(view(&app, &d)))
 }
 
 /// Terminates a database: TERMINATING, then TERMINATED; its files and keys are forgotten.
@@ -412,7 +432,7 @@ pub async fn list_datacenters(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Vec<DatacenterView>>> {
     let dcs = app.databases().datacenters(&who, id).await?;
-    Ok(Json(dcs.iter().map(|d| dc_view(&app.config, d)).collect()))
+    Ok(Json(dcs.iter().map(|d| dc_view(&app, d)).collect()))
 }
 
 /// Adds one region. A customer-keyed database needs a customer key registered there first.
@@ -485,7 +505,53 @@ pub async fn rewrap_datacenter(
     ApiPath((id, dc_id)): ApiPath<(Uuid, String)>,
 ) -> ApiResult<Json<DatacenterView>> {
     let dc = app.keys().rewrap(&who, id, &dc_id).await?;
-    Ok(Json(dc_view(&app.config, &dc)))
+    Ok(Json(dc_view(&app, &dc)))
+}
+
+/// A data-key rotation, as answered.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedDataKeyView {
+    pub datacenter: DatacenterView,
+    /// Bytes of the file re-encrypted under the new data key.
+    pub bytes: u64,
+    /// From the request until the new key was in use, in milliseconds.
+    pub took_ms: u64,
+    /// How long the database's writes waited (the copy and the swap), in milliseconds.
+    pub writes_paused_ms: u64,
+    /// How long new reads of the datacenter waited (the swap), in milliseconds.
+    pub reads_paused_ms: u64,
+}
+
+/// Rotates the datacenter's data key now (the schedule does it every 30 days by default):
+/// a new data key is made under the datacenter's key and its file re-encrypted under it,
+/// online. Reads go on meanwhile; writes to the database wait for the copy (the answer says
+/// how long). A crash at any point leaves the file readable under exactly one of the two
+/// data keys.
+#[utoipa::path(post, path = "/v2/databases/{id}/datacenters/{datacenterId}/rotate-data-key", tag = "databases",
+    security(("token" = [])),
+    params(("id" = Uuid, Path), ("datacenterId" = String, Path)),
+    responses(
+        (status = 200, body = RotatedDataKeyView),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody),
+    ))]
+pub async fn rotate_data_key(
+    State(app): State<App>,
+    Auth(who): Auth,
+    ApiPath((id, dc_id)): ApiPath<(Uuid, String)>,
+) -> ApiResult<Json<RotatedDataKeyView>> {
+    let (dc, r) = app.data_keys().rotate(&who, id, &dc_id).await?;
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Ok(Json(RotatedDataKeyView {
+        datacenter: dc_view(&app, &dc),
+        bytes: r.bytes,
+        took_ms: ms(r.took),
+        writes_paused_ms: ms(r.writes_paused),
+        reads_paused_ms: ms(r.reads_paused),
+    }))
 }
 
 #[derive(Deserialize)]

@@ -517,6 +517,28 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_id: u64) -
 }
 
 /// Creates a classic database (keyspace "shop", AWS, tier C10) in `region` as the admin; its ID.
+/// A key in the customer's KMS (us-east-2) whose policy lets the organization in, not
+/// registered.
+pub async fn unregistered_key(s: &TestServer) -> String {
+    let key = s
+        .kms
+        .customer("us-east-2")
+        .create_key()
+        .policy(full_policy(s.org).to_string())
+        .send()
+        .await
+        .unwrap();
+    key.key_metadata().unwrap().arn().unwrap().to_string()
+}
+
+/// Asks, with `token`, to replace the classic AWS key of us-east-2 by `arn` in `region` (a
+/// region other than the route's is refused).
+pub async fn replace(s: &TestServer, token: &str, arn: &str, region: &str) -> (u16, Value) {
+    let body = json!({"orgId": s.org, "aws": {"keyID": arn, "region": region}});
+    let path = "/v2/kms/classic/provider/aws/region/us-east-2";
+    send(s.req("PUT", path, Some(token)).json(&body)).await
+}
+
 pub async fn create_db(s: &TestServer, name: &str, region: &str) -> String {
     let res = s
         .req("POST", "/v2/databases", Some(&s.admin))
