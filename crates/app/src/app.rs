@@ -144,7 +144,7 @@ impl App {
     }
 
     /// Starts the background work (provisioning worker, key health monitor, the reaper of
-    /// expired data keys, the suspension sync, the data-key rotation schedule, the webhook dispatcher); all stop when `stop` turns true.
+    /// expired data keys, the suspension sync, the data-key rotation schedule, the keys' rotation watch, the webhook dispatcher); all stop when `stop` turns true.
     pub fn spawn_background(
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
@@ -164,6 +164,10 @@ impl App {
             )),
             tokio::spawn(crate::dataplane::run_suspension_sync(
                 self.data.clone(),
+                until(stop.clone()),
+            )),
+            tokio::spawn(crate::rotation_watch::run_rotation_watch(
+                self.clone(),
                 until(stop.clone()),
             )),
             tokio::spawn(crate::data_keys::run_schedule(

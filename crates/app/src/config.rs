@@ -153,6 +153,9 @@ pub struct Config {
     pub data_dir: std::path::PathBuf,
     /// How often the key health monitor checks every in-use customer key.
     pub key_check_interval: std::time::Duration,
+    /// How often the keys' own rotation facts are read to alert on an overdue rotation
+    /// (`rotation_watch`); zero: never.
+    pub key_rotation_check_interval: std::time::Duration,
     /// How long KMS errors that say nothing about the key (timeouts, throttling, 5xx) may
     /// last before datacenters are suspended: a KMS outage is not a revocation.
     pub kms_grace_period: std::time::Duration,
@@ -279,6 +282,7 @@ impl Default for Config {
             platform_keys: BTreeMap::new(),
             data_dir: std::path::PathBuf::from("./keyplane-data"),
             key_check_interval: std::time::Duration::from_secs(60),
+            key_rotation_check_interval: std::time::Duration::from_secs(6 * 3600),
             kms_grace_period: std::time::Duration::from_secs(15 * 60),
             alert_only_max: std::time::Duration::from_secs(24 * 3600),
             suspension_sync_interval: std::time::Duration::from_secs(1),

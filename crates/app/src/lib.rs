@@ -10,7 +10,7 @@
 //!   [`App::data_keys`] (data-key rotation, on request and on schedule); they
 //!   check permissions and record the audit log;
 //! - [`jobs`]: the provisioning worker, with leased jobs shared by every replica on one
-//!   store; [`monitor`]: key health; [`dataplane`]: data keys in
+//!   store; [`monitor`]: key health; [`rotation_watch`]: the keys' own rotation, alerted when late; [`dataplane`]: data keys in
 //!   memory, datacenter files, and the Data API's reads and writes across regions;
 //!   [`webhooks`]: the dispatcher that turns audited key events into signed deliveries;
 //! - [`config`] and [`regions`]: what the operator configures (the process's role in a fleet
@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod orgs;
 pub mod regions;
+pub mod rotation_watch;
 pub mod sessions;
 pub mod tokens;
 pub mod usage;

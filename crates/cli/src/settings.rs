@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// Seconds between two key health checks [default: 60].
     #[arg(long, env = "KEYPLANE_KEY_CHECK_INTERVAL")]
     pub key_check_interval: Option<u64>,
+    /// Seconds between two reads of the keys' own rotation facts, which alert on a rotation
+    /// past due; 0 turns it off [default: 21600].
+    #[arg(long, env = "KEYPLANE_KEY_ROTATION_CHECK_INTERVAL")]
+    pub key_rotation_check_interval: Option<u64>,
     /// Seconds KMS errors that say nothing about the key may last before databases are
     /// suspended [default: 900].
     #[arg(long, env = "KEYPLANE_KMS_GRACE_PERIOD")]
@@ -174,6 +178,8 @@ pub struct FileConfig {
     pub platform_keys: Option<BTreeMap<Provider, BTreeMap<String, FilePlatformKey>>>,
     /// Seconds between two key health checks (default 60).
     pub key_check_interval_secs: Option<u64>,
+    /// Seconds between two reads of the keys' rotation facts; 0: never (default 21600).
+    pub key_rotation_check_interval_secs: Option<u64>,
     /// Seconds KMS errors that say nothing about the key may last before suspending (default 900).
     pub kms_grace_period_secs: Option<u64>,
     /// The most seconds an organization may choose alert-only for (default 86400).
@@ -506,6 +512,12 @@ pub fn resolve(store: &StoreArgs, serve: Option<&ServeArgs>) -> anyhow::Result<R
         serve.and_then(|s| s.data_key_ttl),
         file.data_key_ttl_secs,
         300,
+    );
+    config.key_rotation_check_interval = std::time::Duration::from_secs(
+        serve
+            .and_then(|s| s.key_rotation_check_interval)
+            .or(file.key_rotation_check_interval_secs)
+            .unwrap_or(6 * 3600),
     );
     config.data_key_rotation = std::time::Duration::from_secs(
         serve

@@ -67,6 +67,9 @@ names! {
         /// The key monitor raised an alert: a key failed its check (its datacenters suspended,
         /// or serving for the alert-only time).
         CmkAlert => "cmk.alert",
+        /// The key's service reports an automatic rotation of the key's own material that is
+        /// past due (the key monitor's periodic read of its rotation facts).
+        CmkRotationOverdue => "cmk.rotation.overdue",
         DbCreate => "db.create",
         DbTerminate => "db.terminate",
         DbRegionAdd => "db.region.add",

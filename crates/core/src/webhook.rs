@@ -42,6 +42,7 @@ pub const EVENTS: &[AuditAction] = &[
     AuditAction::CmkUnrevoke,
     AuditAction::CmkOnInaccessible,
     AuditAction::CmkAlert,
+    AuditAction::CmkRotationOverdue,
     AuditAction::CmkUnbound,
     AuditAction::CmkBound,
     AuditAction::DatacenterSuspend,

@@ -556,3 +556,189 @@ async fn two_processes_deliver_each_event_once() {
     );
     drop(replica);
 }
+
+/// A hand-written fake, for a fault no real key service produces on demand: a key whose
+/// automatic rotation is late (AWS and Cloud KMS, the built-in KMS included, rotate on the
+/// date). Every operation goes to the built-in KMS but the rotation facts, which say
+/// automatic, next rotation in 30 days, or three days ago while `late` is set.
+struct LateRotation {
+    inner: Arc<dyn keyplane_kms::KmsConnector>,
+    late: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct LateProvider {
+    inner: Arc<dyn keyplane_kms::KeyProvider>,
+    late: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl keyplane_kms::KmsConnector for LateRotation {
+    fn connect(
+        &self,
+        identity: &keyplane_kms::PlatformIdentity,
+    ) -> keyplane_kms::Result<Arc<dyn keyplane_kms::KeyProvider>> {
+        Ok(Arc::new(LateProvider {
+            inner: self.inner.connect(identity)?,
+            late: self.late.clone(),
+        }))
+    }
+
+    fn volume_grantee(&self, identity: &keyplane_kms::PlatformIdentity) -> String {
+        self.inner.volume_grantee(identity)
+    }
+}
+
+#[async_trait::async_trait]
+impl keyplane_kms::KeyProvider for LateProvider {
+    async fn describe_key(
+        &self,
+        key_id: &str,
+    ) -> keyplane_kms::Result<keyplane_kms::KeyDescription> {
+        self.inner.describe_key(key_id).await
+    }
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &keyplane_kms::EncryptionContext,
+    ) -> keyplane_kms::Result<Vec<u8>> {
+        self.inner.encrypt(key_id, plaintext, context).await
+    }
+    async fn decrypt(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        context: &keyplane_kms::EncryptionContext,
+    ) -> keyplane_kms::Result<zeroize::Zeroizing<Vec<u8>>> {
+        self.inner.decrypt(key_id, ciphertext, context).await
+    }
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &keyplane_kms::EncryptionContext,
+    ) -> keyplane_kms::Result<keyplane_kms::DataKeyPair> {
+        self.inner.generate_data_key(key_id, context).await
+    }
+    async fn generate_data_key_without_plaintext(
+        &self,
+        key_id: &str,
+        context: &keyplane_kms::EncryptionContext,
+    ) -> keyplane_kms::Result<Vec<u8>> {
+        self.inner
+            .generate_data_key_without_plaintext(key_id, context)
+            .await
+    }
+    async fn create_grant(
+        &self,
+        key_id: &str,
+        grantee: &str,
+        operations: &[&str],
+        name: &str,
+        constraint: &keyplane_kms::GrantConstraint,
+    ) -> keyplane_kms::Result<String> {
+        self.inner
+            .create_grant(key_id, grantee, operations, name, constraint)
+            .await
+    }
+    async fn list_grants(&self, key_id: &str) -> keyplane_kms::Result<Vec<keyplane_kms::Grant>> {
+        self.inner.list_grants(key_id).await
+    }
+    async fn revoke_grant(&self, key_id: &str, grant_id: &str) -> keyplane_kms::Result<()> {
+        self.inner.revoke_grant(key_id, grant_id).await
+    }
+    async fn rotation_facts(
+        &self,
+        _key_id: &str,
+    ) -> keyplane_kms::Result<keyplane_kms::RotationFacts> {
+        let days = if self.late.load(std::sync::atomic::Ordering::SeqCst) {
+            -3
+        } else {
+            30
+        };
+        let next = chrono::Utc::now() + chrono::Duration::days(days);
+        Ok(keyplane_kms::RotationFacts {
+            enabled: true,
+            period_days: Some(90),
+            last_rotated_at: None,
+            next_rotation_at: Some(next.to_rfc3339()),
+        })
+    }
+}
+
+/// A key whose own rotation is late raises `cmk.rotation.overdue` once however many looks see
+/// it, delivered signed to the organization's endpoint; once the key is rotated the alert is
+/// cleared, and a later lapse raises it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overdue_key_rotation_is_told_once() {
+    let (r, base) = receiver().await;
+    let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = late.clone();
+    let s = TestServer::with_wrapped_kms(
+        Config {
+            key_rotation_check_interval: Duration::from_millis(150),
+            ..config()
+        },
+        move |inner| Arc::new(LateRotation { inner, late: flag }),
+    )
+    .await;
+    let (st, hook) = s
+        .post(
+            "/v2/webhooks",
+            &s.admin,
+            json!({"url": format!("{base}/rot"), "events": ["cmk.rotation.overdue"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let arn = register_key(&s, "us-east-2").await;
+    let db = create_db(&s, "shop", "us-east-2").await;
+    wait_status(&s, &db, "ACTIVE").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        r.got.lock().unwrap().is_empty(),
+        "an alert with the rotation on time"
+    );
+
+    late.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = until(&r, "the overdue alert", |g| !g.is_empty()).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(got[0].event, "cmk.rotation.overdue");
+    assert!(
+        webhook::verify(
+            &secret,
+            &got[0].signature,
+            &got[0].body,
+            chrono::Utc::now().timestamp(),
+            300
+        )
+        .is_ok(),
+        "the signature does not verify"
+    );
+    assert!(body["target"].as_str().unwrap().contains(&arn), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("was due on"),
+        "{body}"
+    );
+    // More looks, no second alert.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(r.got.lock().unwrap().len(), 1);
+
+    // Rotated (the next date ahead again): cleared; late again: told again.
+    late.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    late.store(true, std::sync::atomic::Ordering::SeqCst);
+    until(&r, "the second alert", |g| g.len() >= 2).await;
+    let (st, page) = s
+        .get(
+            &format!("/v2/organizations/{}/audit?limit=100", s.org),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let overdue = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "cmk.rotation.overdue")
+        .count();
+    assert_eq!(overdue, 2, "{page}");
+}

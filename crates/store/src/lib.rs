@@ -911,6 +911,15 @@ pub trait Store: Send + Sync + 'static {
     /// ACTIVE datacenters with a data key last rotated (or made) before `before`, or with a
     /// rotation left pending by a crash: the oldest first, at most `limit`.
     async fn data_keys_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Datacenter>>;
+    /// Records whether the organization's key has an automatic rotation past due: `Some`
+    /// with the reason adds the record unless one is there, `None` removes it. True when
+    /// this call changed it (so its alert is raised once, by whichever process saw it first).
+    async fn set_rotation_overdue(
+        &self,
+        org_id: Uuid,
+        key_id: &str,
+        reason: Option<&str>,
+    ) -> Result<bool>;
     async fn set_kms_failing_since(&self, id: &str, since: Option<DateTime<Utc>>) -> Result<()>;
     async fn mark_datacenter_terminated(&self, id: &str) -> Result<()>;
     /// Erases the copies of deleted values the engine still keeps, so a terminated

@@ -83,6 +83,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/postgres/0014_data_key_rotation.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/postgres/0015_rotation_overdue.sql"),
+    ),
 ];
 
 /// Key of the transaction-scoped advisory lock that serializes migrations of one database
@@ -2183,6 +2187,32 @@ impl Store for PostgresStore {
             datacenter_from_row,
         )
         .await
+    }
+
+    async fn set_rotation_overdue(
+        &self,
+        org_id: Uuid,
+        key_id: &str,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let n = match reason {
+            Some(r) => {
+                self.execute(
+                    "INSERT INTO key_rotation_overdue (org_id, key_id, reason, since)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, key_id) DO NOTHING",
+                    &[&org_id, &key_id, &r, &now_ms()],
+                )
+                .await?
+            }
+            None => {
+                self.execute(
+                    "DELETE FROM key_rotation_overdue WHERE org_id = $1 AND key_id = $2",
+                    &[&org_id, &key_id],
+                )
+                .await?
+            }
+        };
+        Ok(n == 1)
     }
 
     async fn set_wrapped_data_key(&self, id: &str, wrapped: &[u8]) -> Result<bool> {

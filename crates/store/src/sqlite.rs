@@ -79,6 +79,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/sqlite/0014_data_key_rotation.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_rotation_overdue.sql"),
+    ),
 ];
 
 /// Readers run in parallel under WAL; more than a few buys nothing on the small machines
@@ -2321,6 +2325,36 @@ impl Store for SqliteStore {
                 params![before, limit],
                 datacenter_from_row,
             )
+        })
+        .await
+    }
+
+    async fn set_rotation_overdue(
+        &self,
+        org_id: Uuid,
+        key_id: &str,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let (org, key, reason) = (
+            org_id.to_string(),
+            key_id.to_owned(),
+            reason.map(str::to_owned),
+        );
+        self.write(move |tx| {
+            let n = match &reason {
+                Some(r) => tx
+                    .prepare_cached(
+                        "INSERT INTO key_rotation_overdue (org_id, key_id, reason, since)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (org_id, key_id) DO NOTHING",
+                    )?
+                    .execute(params![org, key, r, format_ts(now_ms())])?,
+                None => tx
+                    .prepare_cached(
+                        "DELETE FROM key_rotation_overdue WHERE org_id = ?1 AND key_id = ?2",
+                    )?
+                    .execute(params![org, key])?,
+            };
+            Ok(n == 1)
         })
         .await
     }

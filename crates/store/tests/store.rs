@@ -189,6 +189,7 @@ on_both_backends!(store:
     suite_concurrent_quotas,
     suite_datacenter_keys,
     suite_data_key_rotation,
+    suite_rotation_overdue,
     suite_job_lifecycle,
     suite_concurrent_claim,
     suite_renewal_races_takeover,
@@ -3009,6 +3010,57 @@ async fn suite_data_key_rotation(store: DynStore) {
             .unwrap()
     );
     assert!(due(Utc::now() + Duration::days(1)).await.is_empty());
+}
+
+/// A key's overdue-rotation record changes once each way, from 8 processes at once too.
+async fn suite_rotation_overdue(store: DynStore) {
+    let org = store.create_org("org", None).await.unwrap();
+    let other = store.create_org("other", None).await.unwrap();
+    let key = "arn:aws:kms:us-east-2:1:key/k";
+    assert!(!store.set_rotation_overdue(org.id, key, None).await.unwrap());
+    let mut tasks = vec![];
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let reason = format!("due since day {i}");
+            store
+                .set_rotation_overdue(org.id, key, Some(&reason))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut changed = 0;
+    for t in tasks {
+        changed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(changed, 1, "raised once");
+    assert!(
+        !store
+            .set_rotation_overdue(org.id, key, Some("again"))
+            .await
+            .unwrap()
+    );
+    // Another organization's record of the same key ID is its own.
+    assert!(
+        store
+            .set_rotation_overdue(other.id, key, Some("x"))
+            .await
+            .unwrap()
+    );
+    assert!(store.set_rotation_overdue(org.id, key, None).await.unwrap());
+    assert!(!store.set_rotation_overdue(org.id, key, None).await.unwrap());
+    assert!(
+        store
+            .set_rotation_overdue(org.id, key, Some("later"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_rotation_overdue(other.id, key, Some("y"))
+            .await
+            .unwrap()
+    );
 }
 
 async fn suite_datacenter_keys(store: DynStore) {
