@@ -85,8 +85,8 @@ impl DataKeys<'_> {
         Ok((dc, rotated))
     }
 
-    /// One look of the schedule: rotates every datacenter whose data key is due (and
-    /// finishes any rotation a crash left pending); returns how many were rotated.
+    /// One look of the schedule: rotates every datacenter whose data key is due, and settles
+    /// any rotation a crash left pending on one that is not; returns how many were rotated.
     pub async fn rotate_due(&self) -> AppResult<usize> {
         let app = self.0;
         let interval = app.config.data_key_rotation;
@@ -96,6 +96,14 @@ impl DataKeys<'_> {
         let before = Utc::now() - age;
         let mut rotated = 0;
         for dc in app.store.data_keys_due(before, DUE_PER_LOOK).await? {
+            // Only left pending by a crash, not due: settled (the file's one key of record
+            // confirmed), not rotated again.
+            if dc.data_key_rotated_at.unwrap_or(dc.created_at) >= before {
+                if let Err(e) = app.data.settle_rotation(&dc.id).await {
+                    tracing::warn!(datacenter = %dc.id, error = %e, "settling an interrupted data-key rotation failed; retried at the next look");
+                }
+                continue;
+            }
             let outcome = app.data.rotate_data_key(&dc.id).await;
             let (result, reason) = match &outcome {
                 Ok(r) => (AuditOutcome::Success, summary(r)),

@@ -200,6 +200,18 @@ impl DataPlane {
         }
     }
 
+    /// Settles a rotation of `dc_id` a crash left pending (see
+    /// [`Self::settle_pending_rotation`]), unless one is running in this process.
+    pub async fn settle_rotation(&self, dc_id: &str) -> AppResult<()> {
+        let slot = self.slot(dc_id).await;
+        let _opening = slot.lock().await;
+        if self.rotations.is_running(dc_id) {
+            return Ok(());
+        }
+        let dc = self.live_datacenter(dc_id).await?;
+        self.settle_pending_rotation(dc).await.map(drop)
+    }
+
     async fn live_datacenter(&self, dc_id: &str) -> AppResult<Datacenter> {
         self.store
             .get_datacenter(dc_id)
