@@ -104,16 +104,16 @@ impl DataKeys<'_> {
                 }
                 continue;
             }
-            let outcome = app.data.rotate_data_key(&dc.id).await;
-            let (result, reason) = match &outcome {
-                Ok(r) => (AuditOutcome::Success, summary(r)),
-                Err(e) => (AuditOutcome::Failure, reason_of(e)),
+            let (result, reason) = match app.data.rotate_data_key(&dc.id).await {
+                Ok(r) => {
+                    rotated += 1;
+                    (AuditOutcome::Success, summary(&r))
+                }
+                Err(e) => {
+                    tracing::warn!(datacenter = %dc.id, error = %e, "scheduled data-key rotation failed; retried at the next look");
+                    (AuditOutcome::Failure, reason_of(&e))
+                }
             };
-            if let Err(e) = &outcome {
-                tracing::warn!(datacenter = %dc.id, error = %e, "scheduled data-key rotation failed; retried at the next look");
-            } else {
-                rotated += 1;
-            }
             record(
                 app,
                 dc.org_id,

@@ -517,6 +517,64 @@ async fn writer(
     }
 }
 
+/// [`WRITERS`] writers inserting into a database of one run of the server, until it is killed.
+struct Writers {
+    log: Arc<WriteLog>,
+    killed: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(s: &Server, db: &str, next: &Arc<AtomicU64>) -> Writers {
+        let log = Arc::new(WriteLog::default());
+        let killed = Arc::new(AtomicBool::new(false));
+        let tasks = (0..WRITERS)
+            .map(|_| {
+                let (api, db) = (s.api.clone(), db.to_string());
+                tokio::spawn(writer(api, db, next.clone(), log.clone(), killed.clone()))
+            })
+            .collect();
+        Writers { log, killed, tasks }
+    }
+
+    /// Waits until `n` writes are acknowledged, none answered unexpectedly meanwhile.
+    async fn until_acked(&self, n: usize, s: &Server, cycle: u32) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.log.acked_count.load(Ordering::SeqCst) < n {
+            let unexpected = self.log.unexpected.lock().unwrap().clone();
+            assert!(
+                unexpected.is_empty(),
+                "cycle {cycle}: {unexpected:?}\n{}",
+                s.logs()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: writes too slow\n{}",
+                s.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// SIGKILLs the server with the writers running, then checks that every writer stopped and
+    /// none saw an answer the kill does not explain; the acknowledged ids, sorted.
+    async fn kill_server(self, s: Server, cycle: u32) -> Vec<u64> {
+        self.killed.store(true, Ordering::SeqCst);
+        s.kill9();
+        for w in self.tasks {
+            tokio::time::timeout(Duration::from_secs(15), w)
+                .await
+                .expect("a writer hung after the kill")
+                .unwrap();
+        }
+        let unexpected = self.log.unexpected.lock().unwrap().clone();
+        assert!(unexpected.is_empty(), "cycle {cycle}: {unexpected:?}");
+        let mut acked = self.log.acked.lock().unwrap().clone();
+        acked.sort_unstable();
+        acked
+    }
+}
+
 /// Every acknowledged id is there, with its content, and the collection counts at least as
 /// many documents.
 async fn assert_all_present(s: &Server, db: &str, acked: &[u64]) {
@@ -576,30 +634,11 @@ fn kill_9_during_writes_loses_no_acknowledged_write() {
         let mut all_acked: Vec<u64> = vec![];
         for cycle in 1..=2 {
             let first_id = next.load(Ordering::SeqCst);
-            let log = Arc::new(WriteLog::default());
-            let killed = Arc::new(AtomicBool::new(false));
-            let writers: Vec<_> = (0..WRITERS)
-                .map(|_| tokio::spawn(writer(s.api.clone(), db.clone(), next.clone(), log.clone(), killed.clone())))
-                .collect();
+            let writers = Writers::start(&s, &db, &next);
             // SIGKILL once at least 200 writes are acknowledged, with one write in flight per
             // writer.
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while log.acked_count.load(Ordering::SeqCst) < 200 {
-                let unexpected = log.unexpected.lock().unwrap().clone();
-                assert!(unexpected.is_empty(), "cycle {cycle}: {unexpected:?}\n{}", s.logs());
-                assert!(Instant::now() < deadline, "cycle {cycle}: writes too slow\n{}", s.logs());
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            killed.store(true, Ordering::SeqCst);
-            s.kill9();
-            for w in writers {
-                tokio::time::timeout(Duration::from_secs(15), w).await.expect("a writer hung after the kill").unwrap();
-            }
-            let unexpected = log.unexpected.lock().unwrap().clone();
-            assert!(unexpected.is_empty(), "cycle {cycle}: {unexpected:?}");
-
-            let mut acked = log.acked.lock().unwrap().clone();
-            acked.sort_unstable();
+            writers.until_acked(200, &s, cycle).await;
+            let acked = writers.kill_server(s, cycle).await;
             let issued = next.load(Ordering::SeqCst) - first_id;
             eprintln!(
                 "cycle {cycle}: {} writes acknowledged before the kill, {} not acknowledged (in flight or refused after it)",
@@ -1036,17 +1075,9 @@ fn kill_9_during_data_key_rotation_loses_nothing() {
         let mut all_acked: Vec<u64> = vec![];
         let mut pending_at_kill = vec![];
         for cycle in 1..=2 {
-            let log = Arc::new(WriteLog::default());
-            let killed = Arc::new(AtomicBool::new(false));
-            let writers: Vec<_> = (0..WRITERS)
-                .map(|_| tokio::spawn(writer(s.api.clone(), db.clone(), next.clone(), log.clone(), killed.clone())))
-                .collect();
+            let writers = Writers::start(&s, &db, &next);
             // Writes acknowledged before the rotation, and in flight during it.
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while log.acked_count.load(Ordering::SeqCst) < 100 {
-                assert!(Instant::now() < deadline, "writes too slow\n{}", s.logs());
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            writers.until_acked(100, &s, cycle).await;
             let path = format!("/v2/databases/{db}/datacenters/{dc}/rotate-data-key");
             let api = s.api.clone();
             let rotation = tokio::spawn(async move { api.send("POST", &path, None).await });
@@ -1063,18 +1094,12 @@ fn kill_9_during_data_key_rotation_loses_nothing() {
                     tokio::task::yield_now().await;
                 }
             }
-            killed.store(true, Ordering::SeqCst);
-            s.kill9();
+            let acked = writers.kill_server(s, cycle).await;
             let _ = rotation.await.unwrap();
-            for w in writers {
-                tokio::time::timeout(Duration::from_secs(15), w).await.expect("a writer hung after the kill").unwrap();
-            }
-            let unexpected = log.unexpected.lock().unwrap().clone();
-            assert!(unexpected.is_empty(), "cycle {cycle}: {unexpected:?}");
             let (pending, wrapped) = rotation_at_kill(&data, &dc);
             assert!(wrapped, "the key of record is never erased by a rotation");
             pending_at_kill.push(pending);
-            all_acked.extend(log.acked.lock().unwrap().iter().copied());
+            all_acked.extend(acked);
 
             s = Server::start(&data, log_path.clone()).await;
             s.wait_active(&db, Instant::now() + Duration::from_secs(20)).await;

@@ -249,7 +249,29 @@ async fn rotations_are_refused_where_they_cannot_run_and_once_at_a_time() {
     let dc = s.store.get_datacenter(&dc_id).await.unwrap().unwrap();
     assert_eq!(dc.pending_wrapped_data_key, None);
 
-    // A datacenter that is not ACTIVE is not rotated.
+    // A datacenter that is not serving is not rotated: suspended by a revoke (refused with
+    // the suspension's reason, the data key untouched), then terminated (gone).
+    let (st, body) = s.post(&format!("{KEY}/revoke"), &s.admin, json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    wait_status(&s, &db, "SUSPENDED").await;
+    let (st, body) = rotate(&s, &db, &dc_id).await;
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked by the customer"),
+        "{body}"
+    );
+    let now = s.store.get_datacenter(&dc_id).await.unwrap().unwrap();
+    assert_eq!(now.wrapped_data_key, dc.wrapped_data_key);
+    assert_eq!(now.pending_wrapped_data_key, None);
+    let (st, body) = s
+        .post(&format!("{KEY}/unrevoke"), &s.admin, json!({}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    wait_status(&s, &db, "ACTIVE").await;
+    assert_eq!(count(&s, &db).await, 3000);
     let (st, body) = s
         .post(
             &format!("/v2/databases/{db}/terminate"),

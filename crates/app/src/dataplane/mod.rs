@@ -151,6 +151,17 @@ impl DataPlane {
             AppError::DatacenterUnavailable(format!("datacenter {} has no data key yet", dc.id))
         })?;
         let kms = self.key_provider(dc).await?;
+        self.unwrap_with(kms.as_ref(), dc, wrapped).await
+    }
+
+    /// Unwraps `wrapped`, a data key of the datacenter (of record or a rotation's), through a
+    /// provider the caller already holds: one KMS Decrypt, counted.
+    pub(crate) async fn unwrap_with(
+        &self,
+        kms: &dyn KeyProvider,
+        dc: &Datacenter,
+        wrapped: &[u8],
+    ) -> AppResult<DataKey> {
         self.counters.data_key_unwrap();
         let plain = kms
             .decrypt(&dc.key_id, wrapped, &datacenter_context(dc))

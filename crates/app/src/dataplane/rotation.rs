@@ -110,6 +110,12 @@ fn remove_copy(copy: &Path) -> AppResult<()> {
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(30);
 
 impl DataPlane {
+    /// Whether the datacenter's data key is being rotated: pending in the store (whichever
+    /// process runs it, or a crash left it) or running here.
+    pub fn rotating(&self, dc: &Datacenter) -> bool {
+        dc.pending_wrapped_data_key.is_some() || self.rotations.is_running(&dc.id)
+    }
+
     /// The rotation of `dc_id` running in this process, if one is.
     pub fn rotation_progress(&self, dc_id: &str) -> Option<RotationProgress> {
         let map = self.rotations.lock();
@@ -162,14 +168,15 @@ impl DataPlane {
         if dc.status != DatabaseStatus::Active {
             return Err(refused(RotationRefusal::NotReady(dc.status)));
         }
+        // One connection to the key for the three calls (an OpenBao key logs in per connection).
         let kms = self.key_provider(&dc).await?;
-        let context = datacenter_context(&dc);
-        let current = self.unwrap(&dc).await?;
-        let next_wrapped = kms
-            .generate_data_key_without_plaintext(&dc.key_id, &context)
+        let current = self
+            .unwrap_with(kms.as_ref(), &dc, &current_wrapped)
             .await?;
-        self.counters.data_key_unwrap();
-        let next = DataKey::from_slice(&kms.decrypt(&dc.key_id, &next_wrapped, &context).await?)?;
+        let next_wrapped = kms
+            .generate_data_key_without_plaintext(&dc.key_id, &datacenter_context(&dc))
+            .await?;
+        let next = self.unwrap_with(kms.as_ref(), &dc, &next_wrapped).await?;
         if !self
             .store
             .begin_data_key_rotation(dc_id, &current_wrapped, &next_wrapped)
@@ -325,9 +332,13 @@ impl DataPlane {
         let Some(pending) = dc.pending_wrapped_data_key.clone() else {
             return Ok(dc);
         };
+        let Some(record) = dc.wrapped_data_key.clone() else {
+            return Ok(dc);
+        };
         let path = self.file(&dc.id);
         let copy = rotation_copy(&path);
-        let current = self.unwrap(&dc).await?;
+        let kms = self.key_provider(&dc).await?;
+        let current = self.unwrap_with(kms.as_ref(), &dc, &record).await?;
         let p = path.clone();
         let under_record = tokio::task::spawn_blocking(move || -> AppResult<bool> {
             // A copy still there was never renamed: the file is the one of record.
@@ -346,12 +357,7 @@ impl DataPlane {
                 .await?;
             tracing::info!(datacenter = %dc.id, "forgot the data key of a rotation that did not finish");
         } else {
-            let kms = self.key_provider(&dc).await?;
-            self.counters.data_key_unwrap();
-            let next = DataKey::from_slice(
-                &kms.decrypt(&dc.key_id, &pending, &datacenter_context(&dc))
-                    .await?,
-            )?;
+            let next = self.unwrap_with(kms.as_ref(), &dc, &pending).await?;
             let p = path.clone();
             tokio::task::spawn_blocking(move || DocStore::open(&p, &next).map(drop))
                 .await

@@ -204,9 +204,7 @@ async fn list_page(
                     Some(t) => format!("data key rotated {}", t.format("%Y-%m-%d %H:%M UTC")),
                     None => "data key from deployment".to_string(),
                 };
-                let rotating = dc.pending_wrapped_data_key.is_some()
-                    || state.data.rotation_progress(&dc.id).is_some();
-                let rotate = if rotating {
+                let rotate = if state.data.rotating(dc) {
                     r#" <span class="status ROTATING" data-rotating="true">ROTATING</span>"#.to_string()
                 } else if can_rewrap && dc.status == DatabaseStatus::Active && !done {
                     format!(

@@ -229,8 +229,8 @@ fn upper(p: Provider) -> String {
 
 pub fn dc_view(app: &App, dc: &Datacenter) -> DatacenterView {
     let config = &app.config;
-    let progress = app.data.rotation_progress(&dc.id);
-    let rotation = (dc.pending_wrapped_data_key.is_some() || progress.is_some()).then(|| {
+    let rotation = app.data.rotating(dc).then(|| {
+        let progress = app.data.rotation_progress(&dc.id);
         DataKeyRotationView {
             started_at: progress.as_ref().map(|p| ts(p.started_at)),
             percent: progress.as_ref().map(|p| p.percent),
